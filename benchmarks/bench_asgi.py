@@ -1,0 +1,416 @@
+"""In-process ASGI overhead of TraceMiddleware next to its peers.
+
+Every variant is the same minimal Starlette app (one route returning a
+``PlainTextResponse``) with or without one middleware. The app is called
+directly with a prebuilt ``http`` scope carrying an incoming ``traceparent``
+and no-op ``receive``/``send``, in a tight loop inside one event loop, so what
+is left after subtracting the bare app is the middleware's own cost.
+
+    python benchmarks/bench_asgi.py                 # print the table
+    python benchmarks/bench_asgi.py --write-docs    # and refresh docs/performance.md
+
+The factories here are also used by ``bench_uvicorn.py`` to serve each variant.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import gc
+import logging
+import sys
+import time
+from collections.abc import Awaitable, Callable, MutableMapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import _common
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+ASGIApp = Callable[
+    [Scope, Callable[[], Awaitable[Message]], Callable[[Message], Awaitable[None]]], Awaitable[None]
+]
+
+TARGET_US = 1.5
+"""logtrace's budget: at most this many microseconds per request over the bare app."""
+
+
+class Unavailable(Exception):
+    """A variant whose package is not importable here."""
+
+
+# --- the app and its variants ----------------------------------------------------
+
+
+def starlette_app(middleware: list[Any] | None = None) -> Any:
+    from starlette.applications import Starlette
+    from starlette.responses import PlainTextResponse
+    from starlette.routing import Route
+
+    async def hello(request: Any) -> PlainTextResponse:
+        return PlainTextResponse("ok")
+
+    return Starlette(routes=[Route("/", hello)], middleware=middleware)
+
+
+class HeaderOnly:
+    """The least a response-header-adding pure ASGI middleware can do.
+
+    It wraps ``send`` and appends one constant header: a floor for any
+    middleware written in the recommended style, logtrace included.
+    """
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+
+        async def send_with_header(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                message["headers"] = [*message.get("headers", ()), (b"x-served", b"1")]
+            await send(message)
+
+        await self.app(scope, receive, send_with_header)
+
+
+def _bare() -> Any:
+    return starlette_app()
+
+
+def _header_only() -> Any:
+    return HeaderOnly(starlette_app())
+
+
+def _trace_middleware() -> Any:
+    try:
+        from logtrace.asgi import TraceMiddleware
+    except ImportError as exc:
+        raise Unavailable(f"logtrace.asgi: {exc}") from exc
+    return TraceMiddleware
+
+
+def _logtrace_wrap() -> Any:
+    return _trace_middleware()(starlette_app())
+
+
+def _logtrace_add() -> Any:
+    from starlette.middleware import Middleware
+
+    return starlette_app([Middleware(_trace_middleware())])
+
+
+def _correlation_id() -> Any:
+    try:
+        from asgi_correlation_id import CorrelationIdMiddleware
+    except ImportError as exc:
+        raise Unavailable(f"asgi-correlation-id: {exc}") from exc
+    from starlette.middleware import Middleware
+
+    return starlette_app([Middleware(CorrelationIdMiddleware)])
+
+
+def _otel() -> Any:
+    try:
+        from opentelemetry.instrumentation.asgi import OpenTelemetryMiddleware
+        from opentelemetry.sdk.trace import TracerProvider
+        from opentelemetry.sdk.trace.export import (
+            SimpleSpanProcessor,
+            SpanExporter,
+            SpanExportResult,
+        )
+    except ImportError as exc:
+        raise Unavailable(f"opentelemetry: {exc}") from exc
+
+    class DiscardingExporter(SpanExporter):
+        """Receives every finished span, as a real exporter would, and drops it."""
+
+        def export(self, spans: Any) -> SpanExportResult:
+            return SpanExportResult.SUCCESS
+
+        def shutdown(self) -> None:
+            pass
+
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(DiscardingExporter()))
+    return OpenTelemetryMiddleware(starlette_app(), tracer_provider=provider)
+
+
+def _base_http() -> Any:
+    from starlette.middleware import Middleware
+    from starlette.middleware.base import BaseHTTPMiddleware
+
+    async def dispatch(request: Any, call_next: Any) -> Any:
+        return await call_next(request)
+
+    return starlette_app([Middleware(BaseHTTPMiddleware, dispatch=dispatch)])
+
+
+@dataclass
+class Variant:
+    key: str
+    label: str
+    factory: Callable[[], Any]
+    in_process_only: bool = False
+    setup: Callable[[], None] | None = None
+    teardown: Callable[[], None] | None = None
+    app: Any = field(default=None, repr=False)
+    n: int = 0
+    """Requests per batch, calibrated at warm-up."""
+
+
+_span_logger = logging.getLogger("logtrace.span")
+_span_handler = logging.NullHandler()
+
+
+def _records_on() -> None:
+    _span_logger.setLevel(logging.INFO)
+    _span_logger.addHandler(_span_handler)
+    _span_logger.propagate = False
+
+
+def _records_off() -> None:
+    _span_logger.removeHandler(_span_handler)
+    _span_logger.setLevel(logging.NOTSET)
+    _span_logger.propagate = True
+
+
+def variants() -> list[Variant]:
+    """Every variant, baseline first. ``key`` is what ``--only`` and uvicorn use."""
+    return [
+        Variant("bare", "bare Starlette app", _bare),
+        Variant("bare-again", "bare app again (noise check)", _bare),
+        Variant("header-only", "pure ASGI middleware adding one header", _header_only),
+        Variant("logtrace", "logtrace TraceMiddleware(app)", _logtrace_wrap),
+        Variant("logtrace-add", "logtrace via add_middleware", _logtrace_add),
+        Variant(
+            "logtrace-records",
+            "logtrace, span records on (NullHandler)",
+            _logtrace_wrap,
+            in_process_only=True,
+            setup=_records_on,
+            teardown=_records_off,
+        ),
+        Variant("correlation-id", "asgi-correlation-id", _correlation_id),
+        Variant("otel", "OpenTelemetryMiddleware (SDK, discarding exporter)", _otel),
+        Variant("basehttp", "BaseHTTPMiddleware (pass-through)", _base_http),
+    ]
+
+
+def build(key: str) -> Any:
+    """The app of one variant, by key (``bench_uvicorn.py`` serves these)."""
+    for v in variants():
+        if v.key == key:
+            return v.factory()
+    raise KeyError(key)
+
+
+# --- driving an app in-process ----------------------------------------------------
+
+HEADERS = [
+    (b"host", b"127.0.0.1:8000"),
+    (b"user-agent", b"bench/1.0"),
+    (b"accept", b"*/*"),
+    (b"accept-encoding", b"gzip, deflate"),
+    (b"traceparent", _common.TRACEPARENT.encode()),
+]
+
+SCOPE: dict[str, Any] = {
+    "type": "http",
+    "asgi": {"version": "3.0", "spec_version": "2.3"},
+    "http_version": "1.1",
+    "server": ("127.0.0.1", 8000),
+    "client": ("127.0.0.1", 51000),
+    "scheme": "http",
+    "method": "GET",
+    "root_path": "",
+    "path": "/",
+    "raw_path": b"/",
+    "query_string": b"",
+    "headers": HEADERS,
+}
+
+_REQUEST: Message = {"type": "http.request", "body": b"", "more_body": False}
+
+
+async def receive() -> Message:
+    return _REQUEST
+
+
+async def send(message: Message) -> None:
+    pass
+
+
+async def run_batch(app: Any, n: int) -> float:
+    """Seconds per request over ``n`` requests.
+
+    Each request gets a fresh scope and header list, as from a server: some
+    middleware writes into them. That copy costs every variant the same.
+    """
+    scope, headers = SCOPE, HEADERS
+    t0 = time.perf_counter_ns()
+    for _ in range(n):
+        await app({**scope, "headers": headers[:]}, receive, send)
+    return (time.perf_counter_ns() - t0) / n / 1e9
+
+
+async def check(v: Variant) -> str:
+    """Call the variant once and check it answers 200 ``ok``; the headers it added."""
+    sent: list[Message] = []
+
+    async def capture(message: Message) -> None:
+        sent.append(message)
+
+    if v.setup:
+        v.setup()
+    try:
+        await v.app({**SCOPE, "headers": HEADERS[:]}, receive, capture)
+    finally:
+        if v.teardown:
+            v.teardown()
+    start = next(m for m in sent if m["type"] == "http.response.start")
+    body = b"".join(m.get("body", b"") for m in sent if m["type"] == "http.response.body")
+    if start["status"] != 200 or body != b"ok":
+        raise RuntimeError(f"{v.key}: status {start['status']}, body {body!r}")
+    base = {b"content-length", b"content-type"}
+    return ", ".join(k.decode() for k, _ in start["headers"] if k not in base) or "-"
+
+
+async def measure(
+    vs: list[Variant], rounds: int, batch_s: float, seed: int
+) -> dict[str, list[float]]:
+    for v in vs:  # warm up and calibrate: about batch_s per batch
+        if v.setup:
+            v.setup()
+        n = 50
+        try:
+            while True:
+                if await run_batch(v.app, n) * n >= batch_s / 4 or n >= 1_000_000:
+                    break
+                n *= 2
+            per = await run_batch(v.app, n)
+        finally:
+            if v.teardown:
+                v.teardown()
+        v.n = max(20, int(batch_s / per))
+
+    samples: dict[str, list[float]] = {v.key: [float("nan")] * rounds for v in vs}
+    by_key = {v.key: v for v in vs}
+    for r, key in _common.interleaved(list(by_key), rounds, seed):
+        v = by_key[key]
+        gc.collect()
+        if v.setup:
+            v.setup()
+        try:
+            samples[key][r] = await run_batch(v.app, v.n)
+        finally:
+            if v.teardown:
+                v.teardown()
+    return samples
+
+
+def report(vs: list[Variant], samples: dict[str, list[float]], notes: dict[str, str]) -> str:
+    rows = _common.summarize(samples, "bare", [v.key for v in vs])
+    labels = {v.key: v.label for v in vs}
+    body = []
+    for row in rows:
+        is_base = row.name == "bare"
+        body.append(
+            [
+                labels[row.name],
+                f"{row.median * 1e6:.2f}",
+                "-" if is_base else f"{row.delta * 1e6:+.2f}",
+                "-" if is_base else f"{row.delta_q1 * 1e6:+.2f} .. {row.delta_q3 * 1e6:+.2f}",
+                "1.00x" if is_base else f"{row.ratio:.2f}x",
+            ]
+        )
+    table = _common.markdown_table(
+        ["variant", "µs/request", "overhead µs", "overhead IQR", "time vs bare"], body
+    )
+    lt = next((r for r in rows if r.name == "logtrace"), None)
+    verdict = (
+        f"logtrace overhead: {lt.delta * 1e6:.2f} µs/request "
+        f"(budget {TARGET_US} µs: {'within' if lt.delta * 1e6 <= TARGET_US else 'OVER'})"
+        if lt
+        else "logtrace.asgi not measured"
+    )
+    skipped = "".join(f"\nNot measured: {k} ({why})." for k, why in notes.items())
+    return f"{table}\n\n{verdict}{skipped}"
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--rounds", type=int, default=150, help="interleaved rounds (default 150)")
+    p.add_argument(
+        "--batch-ms",
+        type=float,
+        default=10.0,
+        help="length of one variant's batch in a round (default 10 ms)",
+    )
+    p.add_argument("--only", nargs="*", help="variant keys to run (bare is always included)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument(
+        "--write-docs",
+        action="store_true",
+        help="refresh this benchmark's block in docs/performance.md",
+    )
+    args = p.parse_args(argv)
+
+    vs, notes = [], {}
+    for v in variants():
+        if args.only and v.key != "bare" and v.key not in args.only:
+            continue
+        try:
+            v.app = v.factory()
+        except Unavailable as exc:
+            notes[v.key] = str(exc)
+            continue
+        vs.append(v)
+
+    async def run() -> dict[str, list[float]]:
+        for v in vs:
+            added = await check(v)
+            print(f"  {v.key:<17} ok; response headers added: {added}", file=sys.stderr)
+        return await measure(vs, args.rounds, args.batch_ms / 1000, args.seed)
+
+    t0 = time.monotonic()
+    samples = asyncio.run(run())
+    elapsed = time.monotonic() - t0
+    text = report(vs, samples, notes)
+    machine = _common.machine_line()
+    print(
+        f"\nASGI in-process, {args.rounds} rounds x ~{args.batch_ms:g} ms per variant, "
+        f"{elapsed:.0f} s\n{machine}\n"
+    )
+    print(text)
+
+    if args.write_docs:
+        deps = _common.versions(
+            "starlette",
+            "asgi-correlation-id",
+            "opentelemetry-sdk",
+            "opentelemetry-instrumentation-asgi",
+        )
+        _common.write_docs_block(
+            "asgi",
+            f"""\
+### In-process ASGI overhead
+
+`python benchmarks/bench_asgi.py --rounds {args.rounds} --batch-ms {args.batch_ms:g}`
+(logtrace {_common.git_revision()}; {deps}).
+{machine}. Medians over {args.rounds} interleaved rounds; "overhead" is the
+median of the per-round difference to the bare app, with its interquartile
+range; the bare app measured twice shows the noise floor.
+
+{text}
+""",
+        )
+        print(f"\nwrote {_common.DOCS_FILE}", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
