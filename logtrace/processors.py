@@ -1,0 +1,61 @@
+"""structlog processors that stamp log events with the current trace.
+
+Plain functions and classes: this module does not import structlog, so it
+costs nothing to import and works with any structlog version.
+"""
+
+from __future__ import annotations
+
+from collections.abc import MutableMapping
+from typing import Any
+
+from ._context import _CURRENT
+from ._fields import OTEL_FIELDS, FieldNames, TraceFields, resolve_fields
+
+__all__ = ["TraceContextAdder", "add_trace_context"]
+
+EventDict = MutableMapping[str, Any]
+
+
+def add_trace_context(logger: object, method_name: str, event_dict: EventDict) -> EventDict:
+    """Add ``trace_id``, ``span_id``, ``parent_span_id`` (and ``request_id``).
+
+    Outside any request or span the event is left alone. Keys bound
+    explicitly (``log.bind(trace_id=...)``) win over the current context.
+    Put it after ``merge_contextvars`` so that context-bound keys win too.
+    """
+    ctx = _CURRENT.get()
+    if ctx is not None:
+        setdefault = event_dict.setdefault
+        setdefault("trace_id", ctx.trace_id)
+        setdefault("span_id", ctx.span_id)
+        setdefault("parent_span_id", ctx.parent_span_id)
+        if ctx.request_id is not None:
+            setdefault("request_id", ctx.request_id)
+    return event_dict
+
+
+class TraceContextAdder:
+    """:func:`add_trace_context` under other key names.
+
+    ``TraceContextAdder("ecs")`` writes ``trace.id``, ``span.id``,
+    ``parent.id`` and ``http.request.id``; pass a
+    :class:`~logtrace.TraceFields` for names of your own.
+    """
+
+    __slots__ = ("_names",)
+
+    def __init__(self, field_names: FieldNames = OTEL_FIELDS) -> None:
+        self._names: TraceFields = resolve_fields(field_names)
+
+    def __call__(self, logger: object, method_name: str, event_dict: EventDict) -> EventDict:
+        ctx = _CURRENT.get()
+        if ctx is not None:
+            trace_key, span_key, parent_key, request_key = self._names
+            setdefault = event_dict.setdefault
+            setdefault(trace_key, ctx.trace_id)
+            setdefault(span_key, ctx.span_id)
+            setdefault(parent_key, ctx.parent_span_id)
+            if ctx.request_id is not None:
+                setdefault(request_key, ctx.request_id)
+        return event_dict
