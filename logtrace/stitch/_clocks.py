@@ -281,7 +281,10 @@ def _solve(
     return _anchor(offsets, pairs, reference)
 
 
-def _project(offsets: dict[str, float], links: list[tuple[str, str, float, float, float, float]]) -> None:
+_Link = tuple[str, str, float, float, float, float]
+
+
+def _project(offsets: dict[str, float], links: list[_Link]) -> None:
     """Move offsets into every consistent interval they miss (a few sweeps)."""
     feasible = [(a, b, lo, hi) for a, b, _, _, lo, hi in links if lo <= hi]
     for _ in range(20):

@@ -1,0 +1,441 @@
+"""Realistic multi-service logs with a known true order, for tests and benchmarks.
+
+A gateway fans requests out over a call graph of services down to database-like
+leaves, with network delays, parallel calls, retries and errors. Each service
+writes its own JSON-lines file in logtrace's record format, stamped by its own
+clock (a fixed offset plus optional drift), so the files disagree the way real
+hosts do. Some lines come in other formats (ECS, OpenTelemetry's logging
+fields, logfmt, plain text), some carry no trace at all, a few are corrupt, and
+older parts of some files are rotated and gzipped.
+
+Because the generator knows every record's true time, it also writes
+``truth.jsonl``: per trace, the ``(file, line)`` of each record in true order,
+which is what an ordering evaluation scores against. Same seed, same bytes.
+"""
+
+from __future__ import annotations
+
+import gzip
+import json
+import os
+import random
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+__all__ = ["SynthConfig", "SynthResult", "generate"]
+
+_NAMES = (
+    "gateway", "users", "orders", "inventory", "payments", "postgres",
+    "redis", "search", "catalog", "auth", "billing", "notify",
+)
+_LEAF_NAMES = ("postgres", "redis")
+_ROUTES = ("/{r}", "/{r}/{{id}}", "/{r}/{{id}}/items", "/{r}/search")
+_METHODS = ("GET", "GET", "GET", "POST", "PUT")
+
+
+@dataclass(slots=True)
+class SynthConfig:
+    """What to generate. Sizes are approximate; everything else is exact."""
+
+    services: int = 6
+    traces: int | None = None
+    """Number of traces; when ``None``, generate until ``target_bytes``."""
+    target_bytes: int = 5_000_000
+    seed: int = 1
+    skew_ms: float = 25.0
+    """Each service's clock is off by a uniform amount in ``[-skew, +skew]``."""
+    drift_ppm: float = 0.0
+    """Each service's clock drifts by a uniform rate in ``[-drift, +drift]``."""
+    client_spans: bool = True
+    """Write client span records (logtrace-instrumented callers do)."""
+    foreign_rate: float = 0.02
+    """Share of ordinary lines written in another format (same trace IDs)."""
+    noise_rate: float = 0.01
+    """Lines without any trace (health checks, access logs), per record."""
+    corrupt_rate: float = 0.0005
+    """Truncated or binary lines, per record. They never carry a trace ID."""
+    rotate: bool = True
+    """Split some services' files into ``x.log.2.gz``, ``x.log.1``, ``x.log``."""
+    rate_per_s: float = 40.0
+    """Mean trace arrivals per second at the gateway."""
+    start: float = 1_772_359_200.0
+    """True time of the first trace (2026-03-01T10:00:00Z)."""
+
+
+@dataclass(slots=True)
+class SynthResult:
+    """What was written, and the clocks that stamped it."""
+
+    files: list[str]
+    truth: str
+    records: int
+    traces: int
+    bytes: int
+    offsets_s: dict[str, float]
+    drifts: dict[str, float]
+    services: list[str] = field(default_factory=list)
+
+
+@dataclass(slots=True)
+class _Service:
+    name: str
+    index: int
+    calls: list[int]
+    leaf: bool
+    offset: float
+    drift: float
+    routes: list[tuple[str, str, list[list[int]]]] = field(default_factory=list)
+    """(method, route, plan): the plan is a list of steps, each a list of
+    callee indexes called in parallel (one element: a plain call)."""
+    out: list[tuple[float, int, str]] = field(default_factory=list)
+    """(true time, trace number or -1, line)."""
+
+
+_iso_cache: dict[int, str] = {}
+
+
+def _iso(t: float) -> str:
+    """ISO 8601 UTC with microseconds; the per-second prefix is cached."""
+    us = round(t * 1e6)
+    sec, frac = divmod(us, 1_000_000)
+    prefix = _iso_cache.get(sec)
+    if prefix is None:
+        if len(_iso_cache) > 100_000:
+            _iso_cache.clear()
+        prefix = _iso_cache[sec] = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(sec))
+    return f"{prefix}.{frac:06d}"
+
+
+def _build_graph(cfg: SynthConfig, rng: random.Random) -> list[_Service]:
+    n = max(2, cfg.services)
+    names = [_NAMES[i] if i < len(_NAMES) else f"svc{i}" for i in range(n)]
+    n_leaves = max(1, n // 5)
+    # Database-like services last: they are the leaves of the call graph.
+    if n <= len(_NAMES):
+        leaves = [x for x in _NAMES if x in _LEAF_NAMES][:n_leaves]
+        middle = [x for x in _NAMES if x not in _LEAF_NAMES][: n - len(leaves)]
+        names = middle + leaves
+    skew = cfg.skew_ms / 1000
+    drift = cfg.drift_ppm * 1e-6
+    services = [
+        _Service(
+            name,
+            i,
+            [],
+            i >= n - n_leaves,
+            rng.uniform(-skew, skew),
+            rng.uniform(-drift, drift),
+        )
+        for i, name in enumerate(names)
+    ]
+    first_leaf = n - n_leaves
+    for s in services[:first_leaf]:
+        later = list(range(s.index + 1, first_leaf))
+        if s.index == 0:
+            picks = later[:2] if len(later) >= 2 else later
+        else:
+            picks = rng.sample(later, min(len(later), rng.choice((0, 1, 1, 2))))
+        s.calls = [*picks, rng.randrange(first_leaf, n)]
+    # Every non-gateway service needs a caller.
+    called = {c for s in services for c in s.calls}
+    for s in services[1:first_leaf]:
+        if s.index not in called:
+            services[rng.randrange(0, s.index)].calls.insert(0, s.index)
+    for s in services:
+        resource = s.name if s.index else "api"
+        for k in range(3):
+            method = rng.choice(_METHODS)
+            route = rng.choice(_ROUTES).format(r=resource)
+            plan: list[list[int]] = []
+            if s.calls:
+                callees = [c for c in s.calls if rng.random() < 0.85] or s.calls[:1]
+                if s.index == 0 and len(callees) > 1 and k != 2:
+                    plan.append(callees)  # gateway fans out in parallel
+                else:
+                    plan.extend([c] for c in callees)
+                if rng.random() < 0.3:
+                    plan.append([callees[-1]])
+            s.routes.append((method, route, plan))
+    return services
+
+
+@dataclass(slots=True)
+class _Gen:
+    cfg: SynthConfig
+    rng: random.Random
+    services: list[_Service]
+    trace_ids: list[str] = field(default_factory=list)
+    span_counter: int = 0
+    delay_base: dict[tuple[int, int], float] = field(default_factory=dict)
+    size: int = 0
+
+    def span_id(self) -> str:
+        return "%016x" % (self.rng.getrandbits(64) or 1)
+
+    def local(self, s: _Service, t: float) -> str:
+        return _iso(t + s.offset + s.drift * (t - self.cfg.start))
+
+    def delay(self, a: int, b: int) -> float:
+        """One-way network delay: a per-link floor plus a long-ish tail."""
+        base = self.delay_base.get((a, b))
+        if base is None:
+            base = self.delay_base[(a, b)] = self.rng.uniform(0.00015, 0.0004)
+        return base + self.rng.expovariate(3000.0)
+
+    def line(
+        self, s: _Service, t: float, trace: int, level: str, event: str,
+        span: str, parent: str | None, extra: str = "",
+    ) -> None:
+        """An ordinary log record, mostly logtrace JSON, sometimes foreign."""
+        ts = self.local(s, t)
+        tid = self.trace_ids[trace]
+        rng = self.rng
+        if rng.random() < self.cfg.foreign_rate:
+            text = _foreign(rng.randrange(4), s.name, ts, level, event, tid, span)
+        else:
+            p = "null" if parent is None else f'"{parent}"'
+            text = (
+                f'{{"timestamp": "{ts}Z", "level": "{level.upper()}", "service": "{s.name}", '
+                f'"logger": "{s.name}.app", "message": "{event}", "trace_id": "{tid}", '
+                f'"span_id": "{span}", "parent_span_id": {p}{extra}}}'
+            )
+        self.size += len(text) + 1
+        s.out.append((t, trace, text))
+
+    def span_record(
+        self, s: _Service, kind: str, t0: float, t1: float, trace: int, span: str,
+        parent: str | None, name: str, status: int, attrs: str,
+    ) -> None:
+        error = status >= 500
+        level = "ERROR" if error else "INFO"
+        p = "null" if parent is None else f'"{parent}"'
+        err = ', "error.type": "' + str(status) + '"' if error else ""
+        dur = round((t1 - t0) * (1 + s.drift) * 1000, 3)
+        text = (
+            f'{{"timestamp": "{self.local(s, t1)}Z", "level": "{level}", '
+            f'"service": "{s.name}", "logger": "logtrace.span", "message": "{kind} {name}", '
+            f'"trace_id": "{self.trace_ids[trace]}", "span_id": "{span}", '
+            f'"parent_span_id": {p}, "span.kind": "{kind}", "span.name": "{name}", '
+            f'"span.start": "{self.local(s, t0)}Z", "duration_ms": {dur}, '
+            f'"http.response.status_code": {status}{attrs}{err}}}'
+        )
+        self.size += len(text) + 1
+        s.out.append((t1, trace, text))
+
+    def handle(
+        self, s: _Service, t: float, trace: int, parent: str | None, depth: int, fail: bool
+    ) -> tuple[float, int]:
+        """Serve one request arriving at true time ``t``; returns (end, status)."""
+        rng = self.rng
+        t_start = t
+        method, route, plan = s.routes[rng.randrange(len(s.routes))]
+        span = self.span_id()
+        path = route.replace("{id}", str(rng.randrange(1, 100_000)))
+        t += rng.uniform(0.00002, 0.0001)
+        self.line(s, t, trace, "info", f"request received {method} {path}", span, parent)
+        status = 200
+        if s.leaf:
+            t += rng.uniform(0.00005, 0.0002)
+            self.line(s, t, trace, "debug", "query start", span, parent,
+                      f', "db.system": "{s.name}"')
+            t += rng.lognormvariate(-7.0, 0.8)
+            if fail:
+                status = 503
+                self.line(s, t, trace, "error", "query failed: connection reset", span, parent)
+            else:
+                self.line(s, t, trace, "debug", "query done", span, parent,
+                          f', "rows": {rng.randrange(0, 50)}')
+        else:
+            for step in plan:
+                t += rng.uniform(0.00003, 0.0008)
+                t, ok = self.call_group(s, t, trace, span, parent, step, depth)
+                if not ok:
+                    status = 502
+                    t += rng.uniform(0.00002, 0.0001)
+                    self.line(s, t, trace, "error", "upstream failed, giving up", span, parent)
+                    break
+            t += rng.uniform(0.00002, 0.0003)
+        if status == 200:
+            self.line(s, t, trace, "info", "request completed", span, parent)
+        t += rng.uniform(0.00001, 0.00005)
+        attrs = (
+            f', "http.request.method": "{method}", "url.path": "{path}", '
+            f'"http.route": "{route}", "server.address": "{s.name}", "server.port": 8080'
+        )
+        self.span_record(s, "server", t_start, t, trace, span, parent,
+                         f"{method} {route}", status, attrs)
+        return t, status
+
+    def call_group(
+        self, s: _Service, t: float, trace: int, span: str, parent: str | None,
+        callees: list[int], depth: int,
+    ) -> tuple[float, bool]:
+        """Call ``callees`` in parallel (one: a plain call), retrying once on 5xx."""
+        rng = self.rng
+        ends: list[float] = []
+        ok = True
+        for i, c in enumerate(callees):
+            start = t + i * rng.uniform(0.00001, 0.00006)
+            end, good = self.call(s, start, trace, span, parent, self.services[c], depth)
+            if not good:
+                t_retry = end + rng.uniform(0.00003, 0.0002)
+                self.line(s, t_retry, trace, "warning",
+                          f"retrying {self.services[c].name}", span, parent)
+                end, good = self.call(s, t_retry + 0.00002, trace, span, parent,
+                                      self.services[c], depth, no_fail=True)
+            ok = ok and good
+            ends.append(end)
+        return max(ends), ok
+
+    def call(
+        self, s: _Service, t: float, trace: int, span: str, parent: str | None,
+        callee: _Service, depth: int, no_fail: bool = False,
+    ) -> tuple[float, bool]:
+        rng = self.rng
+        self.line(s, t, trace, "debug", f"calling {callee.name}", span, parent)
+        t0 = t + rng.uniform(0.000005, 0.00003)
+        client = self.span_id()
+        fail = not no_fail and rng.random() < (0.04 if callee.leaf else 0.01)
+        arrive = t0 + self.delay(s.index, callee.index)
+        done, status = self.handle(callee, arrive, trace, client, depth + 1, fail)
+        t1 = done + self.delay(callee.index, s.index)
+        if self.cfg.client_spans:
+            method = "GET"
+            attrs = (
+                f', "http.request.method": "{method}", '
+                f'"url.full": "http://{callee.name}:8080/", '
+                f'"server.address": "{callee.name}", "server.port": 8080'
+            )
+            self.span_record(s, "client", t0, t1, trace, client, span,
+                             f"{method} {callee.name}", status, attrs)
+        t1 += rng.uniform(0.00001, 0.00006)
+        level = "info" if status < 500 else "warning"
+        self.line(s, t1, trace, level, f"{callee.name} responded {status}", span, parent)
+        return t1, status < 500
+
+
+def _foreign(kind: int, service: str, ts: str, level: str, event: str, tid: str, span: str) -> str:
+    """The same record as another logging setup would write it."""
+    if kind == 0:  # Elastic Common Schema
+        return json.dumps({
+            "@timestamp": ts + "Z", "log.level": level, "message": event,
+            "service.name": service, "trace.id": tid, "span.id": span, "ecs.version": "8.11.0",
+        })
+    if kind == 1:  # python-json-logger with OpenTelemetry's logging instrumentation
+        return json.dumps({
+            "timestamp": ts + "+00:00", "levelname": level.upper(), "message": event,
+            "otelTraceID": tid, "otelSpanID": span, "otelServiceName": service,
+        })
+    if kind == 2:  # logfmt
+        return (f'ts={ts}Z level={level} service={service} trace_id={tid} '
+                f'span_id={span} msg="{event}"')
+    return f"{ts}Z {level.upper()} [{service}] {event} trace_id={tid} span_id={span}"
+
+
+_NOISE: tuple[Callable[[str, str], str], ...] = (
+    lambda ts, svc: f'{{"timestamp": "{ts}Z", "level": "debug", "service": "{svc}", '
+                    f'"event": "health check ok"}}',
+    lambda ts, svc: f'{ts}Z INFO 127.0.0.1:51234 - "GET /healthz HTTP/1.1" 200',
+    lambda ts, svc: f'ts={ts}Z level=info service={svc} msg="pool stats" size=10 idle=7',
+)
+
+
+def _corrupt(rng: random.Random, ts: str) -> str:
+    if rng.random() < 0.5:
+        return f'{{"timestamp": "{ts}Z", "level": "info", "ev'  # cut mid-write
+    return "".join(chr(rng.choice((0x00, 0x07, 0x1B, 0xFF, 0xFFFD))) for _ in range(24))
+
+
+def generate(out_dir: str, cfg: SynthConfig | None = None) -> SynthResult:
+    """Write one log per service (some rotated) and ``truth.jsonl`` into ``out_dir``."""
+    cfg = cfg or SynthConfig()
+    rng = random.Random(cfg.seed)
+    services = _build_graph(cfg, rng)
+    gen = _Gen(cfg, rng, services)
+    gateway = services[0]
+    t = cfg.start
+    n = 0
+    while (cfg.traces is None and gen.size < cfg.target_bytes) or (
+        cfg.traces is not None and n < cfg.traces
+    ):
+        gen.trace_ids.append("%032x" % (rng.getrandbits(128) or 1))
+        gen.handle(gateway, t, n, None, 0, False)
+        n += 1
+        t += rng.expovariate(cfg.rate_per_s)
+    t_end = t + 1.0
+
+    os.makedirs(out_dir, exist_ok=True)
+    files: list[str] = []
+    truth: list[list[tuple[float, int, int]]] = [[] for _ in range(n)]
+    records = 0
+    written = 0
+    for s in services:
+        extra = int(len(s.out) * cfg.noise_rate)
+        for _ in range(extra):
+            tt = rng.uniform(cfg.start, t_end)
+            make = _NOISE[rng.randrange(len(_NOISE))]
+            s.out.append((tt, -1, make(gen.local(s, tt), s.name)))
+        for _ in range(int(len(s.out) * cfg.corrupt_rate)):
+            tt = rng.uniform(cfg.start, t_end)
+            s.out.append((tt, -1, _corrupt(rng, gen.local(s, tt))))
+        s.out.sort(key=_first)
+        lines = s.out
+        s.out = []
+        header = [
+            f"INFO:     Started server process [{rng.randrange(100, 60000)}]",
+            "INFO:     Waiting for application startup.",
+        ]
+        if cfg.rotate and s.index % 2 == 0 and len(lines) >= 3:
+            third = len(lines) // 3
+            parts = [
+                (f"{s.name}.log.2.gz", lines[:third]),
+                (f"{s.name}.log.1", lines[third: 2 * third]),
+                (f"{s.name}.log", lines[2 * third:]),
+            ]
+        else:
+            parts = [(f"{s.name}.log", lines)]
+        for k, (name, part) in enumerate(parts):
+            file_index = len(files)
+            files.append(name)
+            lead = header if k == 0 else []
+            body = [*lead, *(text for _, _, text in part)]
+            number = len(lead)
+            for tt, trace, _ in part:
+                number += 1
+                if trace >= 0:
+                    truth[trace].append((tt, file_index, number))
+            records += len(part)
+            data = ("\n".join(body) + "\n").encode("utf-8", "surrogateescape")
+            written += len(data)
+            path = os.path.join(out_dir, name)
+            if name.endswith(".gz"):
+                with gzip.open(path, "wb", compresslevel=1) as fh:
+                    fh.write(data)
+            else:
+                with open(path, "wb") as fh:
+                    fh.write(data)
+    truth_path = os.path.join(out_dir, "truth.jsonl")
+    offsets = {s.name: s.offset for s in services}
+    drifts = {s.name: s.drift for s in services}
+    with open(truth_path, "w", encoding="utf-8") as fh:
+        head = {
+            "files": files, "offsets_s": offsets, "drifts": drifts, "seed": cfg.seed,
+            "skew_ms": cfg.skew_ms, "drift_ppm": cfg.drift_ppm,
+            "client_spans": cfg.client_spans, "start": cfg.start,
+        }
+        fh.write(json.dumps(head) + "\n")
+        for i, recs in enumerate(truth):
+            recs.sort()
+            order = [[f, ln] for _, f, ln in recs]
+            fh.write(json.dumps({"trace_id": gen.trace_ids[i], "records": order},
+                                separators=(",", ":")) + "\n")
+    return SynthResult(
+        files=[os.path.join(out_dir, f) for f in files], truth=truth_path, records=records,
+        traces=n, bytes=written, offsets_s=offsets, drifts=drifts,
+        services=[s.name for s in services],
+    )
+
+
+def _first(item: tuple[float, int, str]) -> float:
+    return item[0]
