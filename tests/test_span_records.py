@@ -1,0 +1,228 @@
+"""Span records: the record written when a span ends, and its settings."""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+import random
+import re
+from collections.abc import Callable, Iterator
+from datetime import datetime, timezone
+from typing import Any
+
+import pytest
+from _logutil import preserved_logging
+
+from logtrace import current, span
+from logtrace._context import TraceContext
+from logtrace._records import configure_span_records, emit_span
+from logtrace._setup import json_formatter
+from logtrace.stdlib import TraceContextFilter
+
+ISO_UTC_US = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z")
+CTX = TraceContext(
+    "4bf92f3577b34da6a3ce929d0e0e4736", "00f067aa0ba902b7", "b7ad6b7169203331", request_id="r-1"
+)
+START_NS = 1_700_000_000_123_456_789
+
+
+@pytest.fixture
+def lines() -> Iterator[Callable[[], list[dict[str, Any]]]]:
+    """Reads the JSON span records written so far, as ``configure_logging`` writes them."""
+    stream = io.StringIO()
+    handler = logging.StreamHandler(stream)
+    handler.addFilter(TraceContextFilter())
+    handler.setFormatter(json_formatter("svc"))
+    logger = logging.getLogger("logtrace.span")
+    old_level = logger.level
+    logger.addHandler(handler)
+    logger.setLevel(logging.DEBUG)
+    try:
+        with preserved_logging():
+            yield lambda: [json.loads(line) for line in stream.getvalue().splitlines()]
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(old_level)
+
+
+Lines = Callable[[], list[dict[str, Any]]]
+
+
+class TestFormat:
+    def test_server_span_record_has_every_fixed_field(self, lines: Lines) -> None:
+        attributes = {
+            "http.request.method": "GET",
+            "url.path": "/users/42",
+            "http.route": "/users/{id}",
+            "http.response.status_code": 200,
+            "server.address": "127.0.0.1",
+            "server.port": 8000,
+        }
+        emit_span("server", "GET /users/{id}", CTX, START_NS, 12_345_678, attributes)
+        (rec,) = lines()
+        assert list(rec)[:5] == ["timestamp", "level", "service", "logger", "message"]
+        assert rec["level"] == "INFO"
+        assert rec["service"] == "svc"
+        assert rec["logger"] == "logtrace.span"
+        assert rec["message"] == "server GET /users/{id}"
+        assert ISO_UTC_US.fullmatch(rec["timestamp"])
+        assert rec["trace_id"] == CTX.trace_id
+        assert rec["span_id"] == CTX.span_id
+        assert rec["parent_span_id"] == CTX.parent_span_id
+        assert rec["request_id"] == "r-1"
+        assert rec["span.kind"] == "server"
+        assert rec["span.name"] == "GET /users/{id}"
+        assert rec["span.start"] == "2023-11-14T22:13:20.123456Z"
+        assert rec["duration_ms"] == 12.346
+        for key, value in attributes.items():
+            assert rec[key] == value
+        assert "error.type" not in rec
+        assert "exception.type" not in rec
+        assert "exc_info" not in rec
+
+    def test_span_start_is_the_start_time_in_utc(self, lines: Lines) -> None:
+        emit_span("internal", "x", CTX, 0, 0)
+        emit_span("internal", "x", CTX, 86_399_999_999_999, 0)
+        assert [r["span.start"] for r in lines()] == [
+            "1970-01-01T00:00:00.000000Z",
+            "1970-01-01T23:59:59.999999Z",
+        ]
+
+    def test_the_record_names_the_span_not_the_current_context(self, lines: Lines) -> None:
+        with span("caller") as caller:
+            emit_span("client", "GET", CTX, START_NS, 1)
+            assert current() is caller
+        rec, caller_rec = lines()
+        assert caller_rec["span_id"] == caller.span_id
+        assert (rec["trace_id"], rec["span_id"]) == (CTX.trace_id, CTX.span_id)
+
+    def test_root_span_has_null_parent_and_no_request_id(self, lines: Lines) -> None:
+        emit_span("server", "GET /", CTX._replace(parent_span_id=None, request_id=None), 0, 0)
+        (rec,) = lines()
+        assert rec["parent_span_id"] is None
+        assert "request_id" not in rec
+
+    def test_attribute_named_like_a_record_field_is_kept_under_a_prefix(self, lines: Lines) -> None:
+        emit_span("internal", "load", CTX, 0, 0, {"args": 1, "module": "m", "user": 2})
+        (rec,) = lines()
+        assert rec["span.attributes.args"] == 1
+        assert rec["span.attributes.module"] == "m"
+        assert rec["user"] == 2
+
+    def test_span_context_manager_writes_one_internal_record(self, lines: Lines) -> None:
+        with span("load-user", user=42) as ctx:
+            pass
+        (rec,) = lines()
+        assert rec["span.kind"] == "internal"
+        assert rec["span_id"] == ctx.span_id
+        assert rec["user"] == 42
+        start = datetime.fromisoformat(rec["span.start"].replace("Z", "+00:00"))
+        end = datetime.fromisoformat(rec["timestamp"].replace("Z", "+00:00"))
+        assert start.tzinfo == timezone.utc
+        assert 0 <= (end - start).total_seconds() < 5
+
+
+class TestOutcome:
+    def test_exception_gives_error_and_exception_type_without_a_traceback(
+        self, lines: Lines
+    ) -> None:
+        with pytest.raises(KeyError), span("lookup"):
+            raise KeyError("k")
+        (rec,) = lines()
+        assert rec["level"] == "INFO"
+        assert rec["error.type"] == "KeyError"
+        assert rec["exception.type"] == "KeyError"
+        assert "exc_info" not in rec
+
+    def test_exception_type_is_fully_qualified_outside_builtins(self, lines: Lines) -> None:
+        emit_span("internal", "decode", CTX, 0, 0, error=json.JSONDecodeError("m", "d", 0))
+        (rec,) = lines()
+        assert rec["error.type"] == "JSONDecodeError"
+        assert rec["exception.type"] == "json.decoder.JSONDecodeError"
+
+    @pytest.mark.parametrize(
+        ("kind", "status", "error_type"),
+        [
+            ("server", 200, None),
+            ("server", 404, None),
+            ("server", 500, "500"),
+            ("server", 503, "503"),
+            ("client", 404, "404"),
+            ("client", 302, None),
+        ],
+    )
+    def test_status_codes_that_fail_a_span(
+        self, lines: Lines, kind: Any, status: int, error_type: str | None
+    ) -> None:
+        emit_span(kind, "GET", CTX, 0, 0, {"http.response.status_code": status})
+        (rec,) = lines()
+        assert rec.get("error.type") == error_type
+
+    def test_given_error_type_is_kept(self, lines: Lines) -> None:
+        emit_span("client", "GET", CTX, 0, 0, {"error.type": "timeout"})
+        (rec,) = lines()
+        assert rec["error.type"] == "timeout"
+
+
+class TestSettings:
+    def test_off(self, lines: Lines) -> None:
+        configure_span_records(enabled=False)
+        emit_span("server", "GET /", CTX, 0, 0)
+        with pytest.raises(ValueError), span("x"):
+            raise ValueError
+        assert len(lines()) == 0
+        configure_span_records(enabled=True)
+        emit_span("server", "GET /", CTX, 0, 0)
+        assert len(lines()) == 1
+
+    def test_level_applies_to_failed_spans_too(self, lines: Lines) -> None:
+        configure_span_records(level="debug")
+        emit_span("server", "GET /", CTX, 0, 0, {"http.response.status_code": 500})
+        emit_span("server", "GET /", CTX, 0, 0, error=RuntimeError())
+        assert [r["level"] for r in lines()] == ["DEBUG", "DEBUG"]
+
+    def test_level_below_the_loggers_level_is_not_written(self, lines: Lines) -> None:
+        logging.getLogger("logtrace.span").setLevel(logging.INFO)
+        configure_span_records(level=logging.DEBUG)
+        emit_span("server", "GET /", CTX, 0, 0)
+        assert len(lines()) == 0
+
+    def test_unknown_level_is_refused(self) -> None:
+        with pytest.raises(ValueError, match="level"):
+            configure_span_records(level="LOUD")
+
+    @pytest.mark.parametrize("rate", [-0.1, 1.5])
+    def test_sample_rate_out_of_range_is_refused(self, rate: float) -> None:
+        with pytest.raises(ValueError, match="success_sample_rate"):
+            configure_span_records(success_sample_rate=rate)
+
+    def test_zero_sample_rate_drops_successes_and_keeps_failures(self, lines: Lines) -> None:
+        configure_span_records(success_sample_rate=0.0)
+        emit_span("server", "GET /ok", CTX, 0, 0, {"http.response.status_code": 200})
+        emit_span("server", "GET /bad", CTX, 0, 0, {"http.response.status_code": 500})
+        emit_span("internal", "boom", CTX, 0, 0, error=OSError())
+        assert [r["span.name"] for r in lines()] == ["GET /bad", "boom"]
+
+    def test_sampling_keeps_about_the_rate_and_decides_by_trace(self, lines: Lines) -> None:
+        configure_span_records(success_sample_rate=0.25)
+        rng = random.Random(7)
+        contexts = [TraceContext(f"{rng.getrandbits(128):032x}", "1" * 16) for _ in range(4000)]
+        for ctx in contexts:
+            emit_span("server", "GET /", ctx, 0, 0)
+        kept = {r["trace_id"] for r in lines()}
+        assert 800 < len(kept) < 1200
+        # Every span of a kept trace is kept, in any service with the same rate.
+        for ctx in contexts[:200]:
+            emit_span("client", "GET", ctx, 0, 0)
+        kept_clients = {r["trace_id"] for r in lines() if r["span.kind"] == "client"}
+        assert kept_clients == {c.trace_id for c in contexts[:200]} & kept
+
+    def test_field_names(self, lines: Lines) -> None:
+        configure_span_records(field_names="ecs")
+        emit_span("server", "GET /", CTX, 0, 0)
+        (rec,) = lines()
+        assert rec["trace.id"] == CTX.trace_id
+        assert rec["span.id"] == CTX.span_id
+        assert rec["parent.id"] == CTX.parent_span_id
+        assert rec["http.request.id"] == "r-1"
