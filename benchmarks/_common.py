@@ -54,6 +54,8 @@ class Row:
     delta_q3: float
     ratio: float
     """Median over rounds of variant / baseline in the same round."""
+    ratio_q1: float
+    ratio_q3: float
     rounds: int
 
 
@@ -80,7 +82,9 @@ def summarize(
             continue
         pairs = [(v, b) for v, b in zip(values, base, strict=True) if v == v and b == b]
         deltas = [v - b for v, b in pairs]
+        ratios = [v / b for v, b in pairs]
         q1, q3 = _quartiles(deltas)
+        r1, r3 = _quartiles(ratios)
         rows.append(
             Row(
                 name=name,
@@ -88,7 +92,9 @@ def summarize(
                 delta=statistics.median(deltas),
                 delta_q1=q1,
                 delta_q3=q3,
-                ratio=statistics.median([v / b for v, b in pairs]),
+                ratio=statistics.median(ratios),
+                ratio_q1=r1,
+                ratio_q3=r3,
                 rounds=len(pairs),
             )
         )

@@ -1,0 +1,338 @@
+"""Requests per second under uvicorn and wrk, with and without the middleware.
+
+Each variant of ``bench_asgi.py`` is served by its own uvicorn process (one
+worker, access log off) on a listening socket this script opens on
+127.0.0.1 and hands over by file descriptor, so no port can be taken in
+between. ``wrk`` then loads each server in turn with an incoming
+``traceparent`` header; the variants are interleaved over several rounds and
+the median requests/s and the median per-round ratio to the bare app are
+reported. With two or more CPUs the servers are pinned to one CPU and wrk to
+the others, so that the load generator does not steal the server's CPU.
+
+    python benchmarks/bench_uvicorn.py                 # print the table
+    python benchmarks/bench_uvicorn.py --write-docs    # and refresh docs/performance.md
+
+Every process this script starts is stopped by its PID before it exits, and
+every wrk run is bounded in time.
+"""
+
+from __future__ import annotations
+
+import argparse
+import http.client
+import os
+import re
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+
+import _common
+import bench_asgi
+
+TARGET_RATIO = 0.95
+"""logtrace's budget: at least this fraction of the bare app's requests per second."""
+
+
+# --- the server side (run in a child process) --------------------------------------
+
+
+def serve(key: str, fd: int, http_impl: str, loop: str) -> None:
+    import uvicorn
+
+    # Not uvicorn's own fd= option: it takes every inherited socket for a Unix
+    # socket, so asyncio leaves Nagle's algorithm on and delayed ACKs cap the
+    # server at about 25 requests/s per connection.
+    sock = socket.socket(fileno=fd)
+    config = uvicorn.Config(
+        bench_asgi.build(key),
+        workers=1,
+        access_log=False,
+        log_level="warning",
+        http=http_impl,
+        loop=loop,
+    )
+    uvicorn.Server(config).run(sockets=[sock])
+
+
+# --- the driver ---------------------------------------------------------------------
+
+
+@dataclass
+class Server:
+    key: str
+    label: str
+    port: int
+    proc: subprocess.Popen[bytes]
+    sock: socket.socket = field(repr=False)
+
+
+def start(v: bench_asgi.Variant, args: argparse.Namespace, cpus: set[int] | None) -> Server:
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind(("127.0.0.1", 0))
+    sock.listen(2048)
+    fd = sock.fileno()
+    cmd = [
+        sys.executable, __file__, "--serve", v.key, "--fd", str(fd),
+        "--http", args.http, "--loop", args.loop,
+    ]  # fmt: skip
+    proc = subprocess.Popen(
+        cmd,
+        pass_fds=(fd,),
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        preexec_fn=(lambda: os.sched_setaffinity(0, cpus)) if cpus else None,
+    )
+    return Server(v.key, v.label, sock.getsockname()[1], proc, sock)
+
+
+def get(port: int, timeout: float = 2.0) -> tuple[int, bytes, list[tuple[str, str]]]:
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
+    try:
+        conn.request("GET", "/", headers={"traceparent": _common.TRACEPARENT})
+        resp = conn.getresponse()
+        return resp.status, resp.read(), resp.getheaders()
+    finally:
+        conn.close()
+
+
+def wait_ready(s: Server, deadline_s: float = 20.0) -> str:
+    """Wait until the server answers 200 ``ok``; the response headers it added."""
+    end = time.monotonic() + deadline_s
+    while True:
+        if s.proc.poll() is not None:
+            raise RuntimeError(f"{s.key}: server exited with {s.proc.returncode}")
+        try:
+            status, body, headers = get(s.port)
+        except OSError:
+            if time.monotonic() > end:
+                raise RuntimeError(f"{s.key}: no answer within {deadline_s:g} s") from None
+            time.sleep(0.1)
+            continue
+        if status != 200 or body != b"ok":
+            raise RuntimeError(f"{s.key}: status {status}, body {body!r}")
+        base = {"content-length", "content-type", "date", "server"}
+        return ", ".join(k for k, _ in headers if k.lower() not in base) or "-"
+
+
+def stop(servers: list[Server]) -> None:
+    for s in servers:
+        if s.proc.poll() is None:
+            s.proc.terminate()
+    for s in servers:
+        try:
+            s.proc.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            s.proc.kill()
+            s.proc.wait(timeout=5)
+        s.sock.close()
+
+
+def cpu_ns(pid: int) -> int:
+    """CPU time a process has used so far, in ns, summed over its threads."""
+    total = 0
+    for tid in os.listdir(f"/proc/{pid}/task"):
+        try:
+            with open(f"/proc/{pid}/task/{tid}/schedstat", encoding="ascii") as f:
+                total += int(f.read().split()[0])
+        except (OSError, ValueError, IndexError):
+            pass
+    return total
+
+
+_RPS = re.compile(r"Requests/sec:\s+([\d.]+)")
+_COUNT = re.compile(r"(\d+) requests in ")
+_NON2XX = re.compile(r"Non-2xx or 3xx responses:\s+(\d+)")
+_SOCKERR = re.compile(r"Socket errors:.*")
+
+
+def wrk(
+    s: Server, seconds: float, args: argparse.Namespace, cpus: set[int] | None
+) -> tuple[float, float]:
+    """One bounded wrk run against ``s``: requests/s, and server CPU seconds per request.
+
+    On a shared machine the requests/s of a CPU-bound server move with
+    whatever else runs; the CPU time it spends per request moves much less,
+    so both are reported.
+    """
+    port = s.port
+    cmd = [
+        args.wrk, f"-t{args.threads}", f"-c{args.connections}", f"-d{seconds:g}s",
+        "--timeout", "5s", "-H", f"traceparent: {_common.TRACEPARENT}",
+        f"http://127.0.0.1:{port}/",
+    ]  # fmt: skip
+    if cpus:
+        cmd = ["taskset", "-c", ",".join(map(str, sorted(cpus))), *cmd]
+    cpu0 = cpu_ns(s.proc.pid)
+    out = subprocess.run(
+        cmd, capture_output=True, text=True, timeout=seconds + 20, check=True
+    ).stdout
+    cpu = cpu_ns(s.proc.pid) - cpu0
+    m, count = _RPS.search(out), _COUNT.search(out)
+    if m is None or count is None:
+        raise RuntimeError(f"unexpected wrk output:\n{out}")
+    bad = _NON2XX.search(out)
+    err = _SOCKERR.search(out)
+    if bad or err:
+        print(f"  port {port}: {(bad or err).group(0)}", file=sys.stderr)  # type: ignore[union-attr]
+    return float(m.group(1)), cpu / 1e9 / max(1, int(count.group(1)))
+
+
+def report(
+    servers: list[Server],
+    rps: dict[str, list[float]],
+    capacity: dict[str, list[float]],
+    notes: dict[str, str],
+) -> str:
+    order = [s.key for s in servers]
+    by_rps = {r.name: r for r in _common.summarize(rps, "bare", order)}
+    by_cpu = {r.name: r for r in _common.summarize(capacity, "bare", order)}
+    labels = {s.key: s.label for s in servers}
+    body = []
+    for key in order:
+        a, c = by_rps[key], by_cpu[key]
+        base = key == "bare"
+        body.append([
+            labels[key],
+            f"{a.median:,.0f}",
+            "1.00x" if base else f"{a.ratio:.3f}x",
+            "-" if base else f"{a.ratio_q1:.3f} .. {a.ratio_q3:.3f}",
+            f"{1e6 / c.median:.1f}",
+            "1.00x" if base else f"{c.ratio:.3f}x",
+            "-" if base else f"{c.ratio_q1:.3f} .. {c.ratio_q3:.3f}",
+        ])  # fmt: skip
+    table = _common.markdown_table(
+        ["variant", "requests/s", "vs bare", "IQR",
+         "server CPU µs/req", "req/CPU-s vs bare", "IQR"],
+        body,
+    )  # fmt: skip
+    if "logtrace" in by_rps:
+        a, c = by_rps["logtrace"], by_cpu["logtrace"]
+        verdict = (
+            f"logtrace: {a.ratio:.3f}x the bare app's requests/s, {c.ratio:.3f}x its "
+            f"requests per CPU-second (budget >= {TARGET_RATIO}x: "
+            f"{'within' if min(a.ratio, c.ratio) >= TARGET_RATIO else 'check'})"
+        )
+    else:
+        verdict = "logtrace.asgi not measured"
+    skipped = "".join(f"\nNot measured: {k} ({why})." for k, why in notes.items())
+    return f"{table}\n\n{verdict}{skipped}"
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--rounds", type=int, default=5, help="interleaved rounds (default 5)")
+    p.add_argument("--duration", type=float, default=3.0, help="seconds per wrk run (default 3)")
+    p.add_argument("--warmup", type=float, default=1.0, help="seconds of wrk warm-up per server")
+    p.add_argument("--threads", type=int, default=2, help="wrk threads (default 2)")
+    p.add_argument("--connections", type=int, default=50, help="wrk connections (default 50)")
+    p.add_argument("--http", default="auto", help="uvicorn --http (auto, h11, httptools)")
+    p.add_argument("--loop", default="auto", help="uvicorn --loop (auto, asyncio, uvloop)")
+    p.add_argument("--no-pin", action="store_true", help="do not pin servers and wrk to CPUs")
+    p.add_argument("--only", nargs="*", help="variant keys to run (bare is always included)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument(
+        "--write-docs",
+        action="store_true",
+        help="refresh this benchmark's block in docs/performance.md",
+    )
+    p.add_argument("--serve", help=argparse.SUPPRESS)
+    p.add_argument("--fd", type=int, help=argparse.SUPPRESS)
+    args = p.parse_args(argv)
+
+    if args.serve:
+        serve(args.serve, args.fd, args.http, args.loop)
+        return 0
+
+    args.wrk = shutil.which("wrk")
+    if args.wrk is None:
+        print("wrk not found (Debian/Ubuntu: apt-get install wrk)", file=sys.stderr)
+        return 2
+    cpus = sorted(os.sched_getaffinity(0))
+    server_cpus = load_cpus = None
+    if not args.no_pin and len(cpus) >= 2:
+        server_cpus, load_cpus = {cpus[0]}, set(cpus[1:])
+
+    notes: dict[str, str] = {}
+    chosen = []
+    for v in bench_asgi.variants():
+        if v.in_process_only or (args.only and v.key != "bare" and v.key not in args.only):
+            continue
+        try:  # probe in this process so that a missing package is a note, not a crash
+            v.factory()
+        except bench_asgi.Unavailable as exc:
+            notes[v.key] = str(exc)
+            continue
+        chosen.append(v)
+
+    servers: list[Server] = []
+    t0 = time.monotonic()
+    try:
+        for v in chosen:
+            servers.append(start(v, args, server_cpus))
+        for s in servers:
+            added = wait_ready(s)
+            print(
+                f"  {s.key:<15} pid {s.proc.pid} port {s.port}; headers added: {added}",
+                file=sys.stderr,
+            )
+        for s in servers:
+            wrk(s, args.warmup, args, load_cpus)
+        rps = {s.key: [float("nan")] * args.rounds for s in servers}
+        capacity = {s.key: [float("nan")] * args.rounds for s in servers}
+        by_key = {s.key: s for s in servers}
+        for r, key in _common.interleaved(list(by_key), args.rounds, args.seed):
+            rate, cpu = wrk(by_key[key], args.duration, args, load_cpus)
+            rps[key][r], capacity[key][r] = rate, 1 / cpu
+            print(
+                f"  round {r + 1}/{args.rounds} {key:<15} {rate:>9,.0f} req/s "
+                f"{cpu * 1e6:7.1f} µs CPU/req",
+                file=sys.stderr,
+            )
+    finally:
+        stop(servers)
+    elapsed = time.monotonic() - t0
+
+    text = report(servers, rps, capacity, notes)
+    machine = _common.machine_line()
+    pin = (
+        f"servers on CPU {min(server_cpus)}, wrk on CPU {','.join(map(str, sorted(load_cpus)))}"
+        if server_cpus and load_cpus
+        else "no CPU pinning"
+    )
+    setup = (
+        f"wrk -t{args.threads} -c{args.connections} -d{args.duration:g}s, {args.rounds} rounds, "
+        f"uvicorn --http {args.http} --loop {args.loop}, 1 worker, access log off; {pin}"
+    )
+    print(f"\nuvicorn + wrk: {setup}; {elapsed:.0f} s\n{machine}\n")
+    print(text)
+
+    if args.write_docs:
+        deps = _common.versions(
+            "uvicorn", "h11", "httptools", "uvloop", "starlette", "asgi-correlation-id",
+            "opentelemetry-sdk", "opentelemetry-instrumentation-asgi",
+        )  # fmt: skip
+        extra = "" if args.http == "auto" else f" --http {args.http}"
+        extra += "" if args.loop == "auto" else f" --loop {args.loop}"
+        _common.write_docs_block(
+            "uvicorn",
+            f"""\
+### Requests per second under uvicorn
+
+`python benchmarks/bench_uvicorn.py --rounds {args.rounds} --duration {args.duration:g}{extra}`
+(logtrace {_common.git_revision()}; {deps}).
+{machine}. {setup}. Each wrk run sends an incoming `traceparent`; "vs bare" is
+the median over rounds of the ratio to the bare app in the same round.
+
+{text}
+""",
+        )
+        print(f"\nwrote {_common.DOCS_FILE}", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
