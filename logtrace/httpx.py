@@ -152,16 +152,20 @@ class AsyncTraceTransport(httpx.AsyncBaseTransport):
 class Client(httpx.Client):
     """``httpx.Client`` whose transports, mounted ones included, are traced.
 
-    Takes every ``httpx.Client`` argument, plus ``propagator``.
+    Takes every ``httpx.Client`` argument, plus ``propagator``. A transport
+    that is already a :class:`TraceTransport` is used as it is.
     """
 
     def __init__(self, *, propagator: Propagator | None = None, **kwargs: Any) -> None:
         super().__init__(**kwargs)
-        self._transport = TraceTransport(self._transport, propagator=propagator)
-        self._mounts = {
-            pattern: None if t is None else TraceTransport(t, propagator=propagator)
-            for pattern, t in self._mounts.items()
-        }
+
+        def trace(transport: httpx.BaseTransport) -> httpx.BaseTransport:
+            if isinstance(transport, TraceTransport):
+                return transport
+            return TraceTransport(transport, propagator=propagator)
+
+        self._transport = trace(self._transport)
+        self._mounts = {p: None if t is None else trace(t) for p, t in self._mounts.items()}
 
 
 class AsyncClient(httpx.AsyncClient):
@@ -172,8 +176,11 @@ class AsyncClient(httpx.AsyncClient):
 
     def __init__(self, *, propagator: Propagator | None = None, **kwargs: Any) -> None:
         super().__init__(**kwargs)
-        self._transport = AsyncTraceTransport(self._transport, propagator=propagator)
-        self._mounts = {
-            pattern: None if t is None else AsyncTraceTransport(t, propagator=propagator)
-            for pattern, t in self._mounts.items()
-        }
+
+        def trace(transport: httpx.AsyncBaseTransport) -> httpx.AsyncBaseTransport:
+            if isinstance(transport, AsyncTraceTransport):
+                return transport
+            return AsyncTraceTransport(transport, propagator=propagator)
+
+        self._transport = trace(self._transport)
+        self._mounts = {p: None if t is None else trace(t) for p, t in self._mounts.items()}

@@ -100,6 +100,13 @@ class SpanRecords(logging.Handler):
         with self._lock2:
             self.records.append(record)
 
+    def wait(self, count: int, timeout: float = 10.0) -> None:
+        """Wait until ``count`` records arrived: a server writes its span record
+        after sending the response, so possibly after the client has it."""
+        deadline = time.monotonic() + timeout
+        while len(self.records) < count and time.monotonic() < deadline:
+            time.sleep(0.005)
+
     def fields(self, kind: str | None = None) -> list[dict[str, Any]]:
         out = []
         for record in list(self.records):

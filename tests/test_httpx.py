@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import Iterator
 from typing import Any
 
@@ -175,6 +176,12 @@ class TestSyncClient:
         [record] = spans.fields("client")
         assert (record["trace_id"], record["span_id"]) == (trace_id, parent)
 
+    def test_a_trace_transport_given_to_the_client_is_not_wrapped_twice(self, base: str) -> None:
+        transport = logtrace.httpx.TraceTransport()
+        with capture_spans() as spans, logtrace.httpx.Client(transport=transport) as client:
+            client.get(f"{base}/echo")
+        assert len(spans.fields("client")) == 1
+
     def test_explicit_propagator_decides_the_headers(self, base: str) -> None:
         class Tagged(Propagator):
             def outgoing(self, context: TraceContext) -> dict[str, str]:
@@ -267,3 +274,75 @@ class TestAsyncClient:
         assert [r["http.response.status_code"] for r in records] == [302, 200]
         assert sent_parent(response)[1] == records[-1]["span_id"]
         assert len({r["trace_id"] for r in records}) == 2  # no caller: each hop roots a trace
+
+
+class TestTwoServices:
+    """Service A (TraceMiddleware) calls service B (TraceMiddleware) through httpx."""
+
+    @pytest.fixture(scope="class")
+    def services(self) -> Iterator[tuple[str, str]]:
+        asgi = pytest.importorskip("logtrace.asgi")
+        with serve(asgi.TraceMiddleware(echo_app)) as b_url:
+
+            async def service_a(scope: dict[str, Any], receive: Any, send: Any) -> None:
+                if scope["type"] != "http":
+                    return
+                server = logtrace.current()
+                assert server is not None
+                async with logtrace.httpx.AsyncClient() as client:
+                    b = (await client.get(f"{b_url}/echo")).json()
+
+                # A sync client from a worker thread (what run_in_threadpool does).
+                def call_b_sync() -> Any:
+                    with logtrace.httpx.Client() as sync_client:
+                        return sync_client.get(f"{b_url}/echo").json()
+
+                b_sync = await asyncio.to_thread(call_b_sync)
+                assert logtrace.current() == server
+                body = json.dumps(
+                    {"server": server._asdict(), "b": b["headers"], "b_sync": b_sync["headers"]}
+                ).encode()
+                await send({"type": "http.response.start", "status": 200, "headers": []})
+                await send({"type": "http.response.body", "body": body})
+
+            with serve(asgi.TraceMiddleware(service_a)) as a_url:
+                yield a_url, b_url
+
+    def test_callee_parent_is_the_callers_client_span(self, services: tuple[str, str]) -> None:
+        a_url, _ = services
+        with (
+            capture_spans() as spans,
+            logtrace.httpx.Client() as client,
+            logtrace.span("test") as root,
+        ):
+            response = client.get(f"{a_url}/a")
+            spans.wait(6)  # the test span's own record comes when its block ends
+        body = response.json()
+        a_server = body["server"]
+        records = spans.fields()
+        by_id = {r["span_id"]: r for r in records}
+
+        # test -> A: the test's client span is A's server span's parent.
+        [test_client] = [
+            r for r in records if r["parent_span_id"] == root.span_id and r["span.kind"] == "client"
+        ]
+        assert a_server["parent_span_id"] == test_client["span_id"]
+        assert by_id[a_server["span_id"]]["span.kind"] == "server"
+        assert by_id[a_server["span_id"]]["url.path"] == "/a"
+
+        # A -> B, once async and once sync: B's server parent == A's client span.
+        for headers in (body["b"], body["b_sync"]):
+            trace_id, parent, _ = parse_traceparent(headers["traceparent"])
+            a_client = by_id[parent]
+            assert a_client["span.kind"] == "client"
+            assert a_client["parent_span_id"] == a_server["span_id"]
+            [b_server] = [r for r in records if r["parent_span_id"] == parent]
+            assert b_server["span.kind"] == "server"
+            assert b_server["url.path"] == "/echo"
+            assert trace_id == root.trace_id
+
+        assert {r["trace_id"] for r in records} == {root.trace_id}
+        assert sorted(r["span.kind"] for r in records) == sorted(
+            ["internal", "client", "server", "client", "server", "client", "server"]
+        )
+        assert response.headers["traceresponse"].split("-")[2] == a_server["span_id"]

@@ -208,3 +208,22 @@ class TestSession:
         for caller, (trace_id, parent) in results:
             assert trace_id == caller.trace_id
             assert records[parent]["parent_span_id"] == caller.span_id
+
+
+class TestTracedService:
+    def test_callee_server_span_parent_is_the_client_span(self) -> None:
+        asgi = pytest.importorskip("logtrace.asgi")
+        with (
+            serve(asgi.TraceMiddleware(echo_app)) as url,
+            capture_spans() as spans,
+            logtrace.requests.Session() as session,
+        ):
+            with logtrace.span("caller") as caller:
+                response = session.get(f"{url}/echo")
+            spans.wait(3)
+        [client] = spans.fields("client")
+        [server] = spans.fields("server")
+        assert server["parent_span_id"] == client["span_id"] == sent_parent(response)[1]
+        assert server["trace_id"] == client["trace_id"] == caller.trace_id
+        assert client["parent_span_id"] == caller.span_id
+        assert response.headers["traceresponse"].split("-")[2] == server["span_id"]
