@@ -1,0 +1,191 @@
+"""``TraceMiddleware``: a server span around every ASGI request.
+
+A pure ASGI middleware (no ``BaseHTTPMiddleware``): it reads the caller's
+trace context from the request headers, runs the rest of the application
+with the server span's context current, adds trace headers to the response
+by wrapping ``send``, and writes one span record when the request ends.
+
+The context is not cleared when the application raises: the server logs the
+exception after the middleware has returned, and that line should carry the
+request's trace. Servers run each request in a task of its own (uvicorn
+starts every task with an empty context), so nothing leaks into the next one.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Awaitable, Callable, MutableMapping
+from contextlib import suppress
+from time import perf_counter_ns, time_ns
+from typing import Any
+
+from ._context import _CURRENT, TraceContext
+from ._records import _logger as _span_logger
+from ._records import _settings, emit_span
+from .propagation import Propagator, get_default
+
+__all__ = ["ASGIApp", "Message", "Receive", "Scope", "Send", "TraceMiddleware"]
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+
+_enabled_for = _span_logger.isEnabledFor
+
+_ERROR_BODY = b"Internal Server Error"
+_ERROR_HEADERS = (
+    (b"content-type", b"text/plain; charset=utf-8"),
+    (b"content-length", str(len(_ERROR_BODY)).encode("ascii")),
+)
+
+
+class TraceMiddleware:
+    """Run every ``http`` and ``websocket`` request in a server span.
+
+    ``TraceMiddleware(app)`` or ``app.add_middleware(TraceMiddleware)``.
+    Options are those of :class:`~logtrace.propagation.Propagator`
+    (``extract=``, ``inject=``, ``trust_incoming=`` ...), or a ready
+    ``propagator=``; with neither, the default propagator is used. Other
+    scope types (``lifespan``) pass through untouched.
+
+    When the application raises before the response has started, the
+    middleware sends a plain ``500`` carrying the trace headers and re-raises,
+    so the server still logs the exception (once). Wrapping the whole
+    Starlette application instead (``app = TraceMiddleware(app)``) lets
+    Starlette's own error handler, custom ``500`` handlers included, write
+    that response: it goes out through this middleware and gets the headers.
+    """
+
+    def __init__(
+        self, app: ASGIApp, *, propagator: Propagator | None = None, **options: Any
+    ) -> None:
+        if propagator is None:
+            propagator = Propagator(**options) if options else get_default()
+        elif options:
+            raise TypeError(
+                f"pass either propagator= or propagator options, not both: {sorted(options)}"
+            )
+        self.app = app
+        self.propagator = propagator
+        self._incoming = propagator.incoming_asgi
+        self._respond = propagator.response_headers_asgi
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        scope_type = scope["type"]
+        if scope_type != "http" and scope_type != "websocket":
+            await self.app(scope, receive, send)
+            return
+
+        ctx = self._incoming(scope["headers"])
+        respond = self._respond
+        status = 0
+
+        async def send_traced(message: Message) -> None:
+            nonlocal status
+            if status == 0:
+                message_type = message["type"]
+                if message_type == "http.response.start":
+                    status = message["status"]
+                    message["headers"] = [*message.get("headers", ()), *respond(ctx)]
+                elif message_type == "websocket.accept":
+                    status = 101
+                    message["headers"] = [*message.get("headers", ()), *respond(ctx)]
+                elif message_type == "websocket.http.response.start":
+                    status = message["status"]
+                    message["headers"] = [*message.get("headers", ()), *respond(ctx)]
+            await send(message)
+
+        token = _CURRENT.set(ctx)
+        # Span records share one level: if they are off now, skip the clock too.
+        start = perf_counter_ns() if _settings.enabled and _enabled_for(_settings.level) else 0
+        try:
+            await self.app(scope, receive, send_traced)
+        except BaseException as exc:
+            if status == 0 and scope_type == "http" and isinstance(exc, Exception):
+                status = 500
+                headers = [*_ERROR_HEADERS, *respond(ctx)]
+                # A failure here means the client is gone; the app's error is what matters.
+                with suppress(Exception):
+                    await send({"type": "http.response.start", "status": 500, "headers": headers})
+                    await send({"type": "http.response.body", "body": _ERROR_BODY})
+            if start:
+                _finish(scope, ctx, start, status, exc)
+            raise
+        if start:
+            _finish(scope, ctx, start, status, None)
+        _CURRENT.reset(token)
+
+
+def _finish(
+    scope: Scope, ctx: TraceContext, start: int, status: int, error: BaseException | None
+) -> None:
+    """Write the server span's record with OpenTelemetry HTTP attributes."""
+    duration = perf_counter_ns() - start
+    websocket = scope["type"] == "websocket"
+    method: str = "GET" if websocket else scope.get("method", "GET")
+    path: str = scope.get("path", "")
+    if not path.isprintable():
+        path = _escape(path)
+    scheme: str = scope.get("scheme") or ("ws" if websocket else "http")
+    attributes: dict[str, object] = {
+        "http.request.method": method,
+        "url.path": path,
+        "url.scheme": scheme,
+    }
+    route = _route(scope)
+    if route is not None:
+        attributes["http.route"] = route
+    if status:
+        attributes["http.response.status_code"] = status
+    address, port = _server(scope, scheme)
+    if address is not None:
+        attributes["server.address"] = address
+        if port is not None:
+            attributes["server.port"] = port
+    if websocket:
+        attributes["network.protocol.name"] = "websocket"
+    elif "http_version" in scope:
+        attributes["network.protocol.version"] = scope["http_version"]
+    name = method if route is None else f"{method} {route}"
+    emit_span("server", name, ctx, time_ns() - duration, duration, attributes, error)
+
+
+def _escape(text: str) -> str:
+    """``text`` with control and other unprintable characters escaped."""
+    return text.encode("unicode_escape").decode("ascii")
+
+
+def _route(scope: Scope) -> str | None:
+    """The route template the framework matched (Starlette, FastAPI), if any."""
+    route = scope.get("route")
+    if route is None:
+        return None
+    path_format = getattr(route, "path_format", None)
+    if not isinstance(path_format, str):
+        return None
+    root_path: str = scope.get("root_path", "")
+    if hasattr(route, "routes"):
+        # A mounted application that is not a router: the mount point is the route.
+        return root_path or "/"
+    return root_path.rstrip("/") + path_format or "/"
+
+
+_HOST = re.compile(rb"(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9._-]+)(?::([0-9]{1,5}))?")
+_DEFAULT_PORTS = {"http": 80, "ws": 80, "https": 443, "wss": 443}
+
+
+def _server(scope: Scope, scheme: str) -> tuple[str | None, int | None]:
+    """``server.address`` and ``server.port``: the ``Host`` header, else the socket."""
+    for name, value in scope["headers"]:
+        if name == b"host":
+            match = _HOST.fullmatch(value)
+            if match is None:
+                break
+            host, port = match.groups()
+            return host.decode("ascii"), int(port) if port else _DEFAULT_PORTS.get(scheme)
+    server = scope.get("server")
+    if server:
+        return str(server[0]), server[1]
+    return None, None
