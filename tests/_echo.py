@@ -59,6 +59,9 @@ def serve(app: Any) -> Iterator[str]:
     """Serve ``app`` on 127.0.0.1 and yield its base URL."""
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    # Accepted connections inherit it: the status line and the body go out in
+    # separate writes, which Nagle's algorithm would hold for a delayed ACK.
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     sock.bind(("127.0.0.1", 0))
     port = sock.getsockname()[1]
     config = uvicorn.Config(
