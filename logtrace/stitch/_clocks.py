@@ -208,7 +208,8 @@ def estimate_clocks(edges: Iterable[Edge], services: Iterable[str]) -> dict[str,
     ref_t = sum(c.t_sum for c in whole.values()) / sum(c.n_up for c in whole.values())
 
     if t_last - t_first >= MIN_DRIFT_WINDOW_S and len(buckets) >= 3:
-        offsets, drifts = _solve_with_drift(buckets, order, reference, slack, ref_t)
+        group = _in_sync(pairs, order)
+        offsets, drifts = _solve_with_drift(buckets, group, reference, slack, ref_t)
     else:
         offsets = _solve(pairs, order, reference, slack)
         drifts = dict.fromkeys(order, 0.0)
@@ -263,11 +264,16 @@ def _solve(
     pairs: dict[tuple[str, str], _Pair], order: list[str], reference: str, slack: float
 ) -> dict[str, float]:
     """Offsets that best agree with every pair, then fit into their intervals."""
+    group = _in_sync(pairs, order)
+    reps = sorted(set(group.values()))
     links = []
     for (a, b), p in pairs.items():
         mid, w = p.estimate(slack)
-        if w > 0:
-            links.append((a, b, mid, w, p.lo, p.hi))
+        ra, rb = group[a], group[b]
+        if w > 0 and ra != rb:
+            links.append((ra, rb, mid, w, p.lo, p.hi))
+    reference = group.get(reference, reference)
+    order = reps
     offsets = _least_squares(order, [(a, b, m, w) for a, b, m, w, _, _ in links], reference)
     # Down-weight pairs the others contradict (a bad pair in a cycle).
     for _ in range(3):
@@ -278,7 +284,29 @@ def _solve(
             reweighted.append((a, b, mid, w if miss <= half else w * (half / miss) ** 2))
         offsets = _least_squares(order, reweighted, reference)
     _project(offsets, links)
-    return _anchor(offsets, pairs, reference)
+    offsets = _anchor(offsets, [(a, b) for a, b, *_ in links], reference)
+    return {s: offsets[g] for s, g in group.items()}
+
+
+def _in_sync(pairs: dict[tuple[str, str], _Pair], order: list[str]) -> dict[str, str]:
+    """Services whose calls are all consistent with sharing one clock, grouped.
+
+    When the logs allow no correction between two services (zero lies inside
+    every bound on their difference), none is made: well-synchronised hosts
+    keep their raw order instead of a noisy estimate of a tiny offset.
+    """
+    fits = {key: p.lo <= 0.0 <= p.hi for key, p in pairs.items()}
+    linked = [key for key, p in pairs.items() if fits[key] and p.lo > -_INF and p.hi < _INF]
+    groups = _components(order, linked)
+    members: dict[str, list[str]] = {}
+    for s in order:
+        members.setdefault(groups[s], []).append(s)
+    for (a, b), ok in fits.items():
+        g = groups[a]
+        if not ok and g == groups[b]:
+            for s in members[g]:  # contradicted: every member on its own
+                groups[s] = s
+    return groups
 
 
 _Link = tuple[str, str, float, float, float, float]
@@ -404,7 +432,7 @@ def _gauss(matrix: list[list[float]], rhs: list[float]) -> list[float]:
 
 def _solve_with_drift(
     buckets: dict[int, dict[tuple[str, str], _Bounds]],
-    order: list[str],
+    group: dict[str, str],
     reference: str,
     slack: float,
     ref_t: float,
@@ -412,14 +440,17 @@ def _solve_with_drift(
     """Offsets at ``ref_t`` and drifts from per-bucket pair estimates.
 
     Each pair's bucket midpoints are fitted with a weighted line; the
-    intercepts and slopes are then solved over the graph like offsets.
+    intercepts and slopes are then solved over the graph like offsets;
+    services in one ``group`` share a clock.
     """
     series: dict[tuple[str, str], list[tuple[float, float, float]]] = {}
     for cells in buckets.values():
-        for key, p in _pairs(cells).items():
+        for (a, b), p in _pairs(cells).items():
             mid, w = p.estimate(slack)
-            if w > 0:
-                series.setdefault(key, []).append((p.t - ref_t, mid, w))
+            if w > 0 and group[a] != group[b]:
+                series.setdefault((group[a], group[b]), []).append((p.t - ref_t, mid, w))
+    order = sorted(set(group.values()))
+    reference = group.get(reference, reference)
     intercepts: list[tuple[str, str, float, float]] = []
     slopes: list[tuple[str, str, float, float]] = []
     for (a, b), points in series.items():
@@ -442,4 +473,7 @@ def _solve_with_drift(
     keys = list(series)
     offsets = _anchor(offsets, keys, reference)
     drifts = _anchor(drifts, keys, reference)
-    return offsets, {s: max(-MAX_DRIFT, min(MAX_DRIFT, v)) for s, v in drifts.items()}
+    return (
+        {s: offsets[g] for s, g in group.items()},
+        {s: max(-MAX_DRIFT, min(MAX_DRIFT, drifts[g])) for s, g in group.items()},
+    )

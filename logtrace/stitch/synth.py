@@ -57,6 +57,10 @@ class SynthConfig:
     """Truncated or binary lines, per record. They never carry a trace ID."""
     rotate: bool = True
     """Split some services' files into ``x.log.2.gz``, ``x.log.1``, ``x.log``."""
+    parallel_rate: float = 0.5
+    """Share of fan-out requests whose calls run in parallel (else one by one)."""
+    asymmetry_us: float = 5.0
+    """Largest difference between a link's minimum delays there and back."""
     rate_per_s: float = 40.0
     """Mean trace arrivals per second at the gateway."""
     start: float = 1_772_359_200.0
@@ -88,16 +92,19 @@ class _Service:
     routes: list[tuple[str, str, list[list[int]]]] = field(default_factory=list)
     """(method, route, plan): the plan is a list of steps, each a list of
     callee indexes called in parallel (one element: a plain call)."""
-    out: list[tuple[float, int, str]] = field(default_factory=list)
-    """(true time, trace number or -1, line)."""
+    out: list[tuple[int, int, str]] = field(default_factory=list)
+    """(true time in µs, trace number or -1, line)."""
+
+    @property
+    def offset_us(self) -> int:
+        return round(self.offset * 1e6)
 
 
 _iso_cache: dict[int, str] = {}
 
 
-def _iso(t: float) -> str:
-    """ISO 8601 UTC with microseconds; the per-second prefix is cached."""
-    us = round(t * 1e6)
+def _iso(us: int) -> str:
+    """ISO 8601 UTC with microseconds (no zone); the per-second prefix is cached."""
     sec, frac = divmod(us, 1_000_000)
     prefix = _iso_cache.get(sec)
     if prefix is None:
@@ -124,7 +131,7 @@ def _build_graph(cfg: SynthConfig, rng: random.Random) -> list[_Service]:
             i,
             [],
             i >= n - n_leaves,
-            rng.uniform(-skew, skew),
+            round(rng.uniform(-skew, skew), 6),
             rng.uniform(-drift, drift),
         )
         for i, name in enumerate(names)
@@ -169,18 +176,42 @@ class _Gen:
     span_counter: int = 0
     delay_base: dict[tuple[int, int], float] = field(default_factory=dict)
     size: int = 0
+    used: set[int] = field(default_factory=set)
+    """True times (µs) taken in the current trace: no two records share one."""
 
     def span_id(self) -> str:
         return "%016x" % (self.rng.getrandbits(64) or 1)
 
-    def local(self, s: _Service, t: float) -> str:
-        return _iso(t + s.offset + s.drift * (t - self.cfg.start))
+    def local(self, s: _Service, t_us: int) -> str:
+        """``t_us`` (true µs) as ``s``'s clock shows it."""
+        local = t_us + s.offset_us
+        if s.drift:
+            local += round(s.drift * (t_us - self.cfg.start * 1e6))
+        return _iso(local)
+
+    def slot(self, t: float) -> int:
+        """A free true microsecond at or just after ``t`` in this trace.
+
+        Records of one trace never share a microsecond, so the true order is
+        always knowable from microsecond timestamps and exact clocks.
+        """
+        t_us = round(t * 1e6)
+        used = self.used
+        while t_us in used:
+            t_us += 1
+        used.add(t_us)
+        return t_us
 
     def delay(self, a: int, b: int) -> float:
         """One-way network delay: a per-link floor plus a long-ish tail."""
         base = self.delay_base.get((a, b))
         if base is None:
-            base = self.delay_base[(a, b)] = self.rng.uniform(0.00015, 0.0004)
+            # Same path both ways, give or take a few microseconds.
+            link = self.delay_base.get((b, a))
+            if link is None:
+                link = self.rng.uniform(0.00015, 0.0004)
+            skew = self.cfg.asymmetry_us / 2e6
+            base = self.delay_base[(a, b)] = link + self.rng.uniform(-skew, skew)
         return base + self.rng.expovariate(3000.0)
 
     def line(
@@ -188,7 +219,8 @@ class _Gen:
         span: str, parent: str | None, extra: str = "",
     ) -> None:
         """An ordinary log record, mostly logtrace JSON, sometimes foreign."""
-        ts = self.local(s, t)
+        t_us = self.slot(t)
+        ts = self.local(s, t_us)
         tid = self.trace_ids[trace]
         rng = self.rng
         if rng.random() < self.cfg.foreign_rate:
@@ -201,7 +233,7 @@ class _Gen:
                 f'"span_id": "{span}", "parent_span_id": {p}{extra}}}'
             )
         self.size += len(text) + 1
-        s.out.append((t, trace, text))
+        s.out.append((t_us, trace, text))
 
     def span_record(
         self, s: _Service, kind: str, t0: float, t1: float, trace: int, span: str,
@@ -212,16 +244,17 @@ class _Gen:
         p = "null" if parent is None else f'"{parent}"'
         err = ', "error.type": "' + str(status) + '"' if error else ""
         dur = round((t1 - t0) * (1 + s.drift) * 1000, 3)
+        t_us = self.slot(t1)
         text = (
-            f'{{"timestamp": "{self.local(s, t1)}Z", "level": "{level}", '
+            f'{{"timestamp": "{self.local(s, t_us)}Z", "level": "{level}", '
             f'"service": "{s.name}", "logger": "logtrace.span", "message": "{kind} {name}", '
             f'"trace_id": "{self.trace_ids[trace]}", "span_id": "{span}", '
             f'"parent_span_id": {p}, "span.kind": "{kind}", "span.name": "{name}", '
-            f'"span.start": "{self.local(s, t0)}Z", "duration_ms": {dur}, '
+            f'"span.start": "{self.local(s, round(t0 * 1e6))}Z", "duration_ms": {dur}, '
             f'"http.response.status_code": {status}{attrs}{err}}}'
         )
         self.size += len(text) + 1
-        s.out.append((t1, trace, text))
+        s.out.append((t_us, trace, text))
 
     def handle(
         self, s: _Service, t: float, trace: int, parent: str | None, depth: int, fail: bool
@@ -247,7 +280,10 @@ class _Gen:
                 self.line(s, t, trace, "debug", "query done", span, parent,
                           f', "rows": {rng.randrange(0, 50)}')
         else:
-            for step in plan:
+            steps = plan
+            if any(len(step) > 1 for step in plan) and rng.random() >= self.cfg.parallel_rate:
+                steps = [[c] for step in plan for c in step]
+            for step in steps:
                 t += rng.uniform(0.00003, 0.0008)
                 t, ok = self.call_group(s, t, trace, span, parent, step, depth)
                 if not ok:
@@ -295,7 +331,8 @@ class _Gen:
         rng = self.rng
         self.line(s, t, trace, "debug", f"calling {callee.name}", span, parent)
         t0 = t + rng.uniform(0.000005, 0.00003)
-        client = self.span_id()
+        # Without client spans the callee's parent is the caller's own span.
+        client = self.span_id() if self.cfg.client_spans else span
         fail = not no_fail and rng.random() < (0.04 if callee.leaf else 0.01)
         arrive = t0 + self.delay(s.index, callee.index)
         done, status = self.handle(callee, arrive, trace, client, depth + 1, fail)
@@ -360,6 +397,7 @@ def generate(out_dir: str, cfg: SynthConfig | None = None) -> SynthResult:
         cfg.traces is not None and n < cfg.traces
     ):
         gen.trace_ids.append("%032x" % (rng.getrandbits(128) or 1))
+        gen.used.clear()
         gen.handle(gateway, t, n, None, 0, False)
         n += 1
         t += rng.expovariate(cfg.rate_per_s)
@@ -367,17 +405,17 @@ def generate(out_dir: str, cfg: SynthConfig | None = None) -> SynthResult:
 
     os.makedirs(out_dir, exist_ok=True)
     files: list[str] = []
-    truth: list[list[tuple[float, int, int]]] = [[] for _ in range(n)]
+    truth: list[list[tuple[int, int, int]]] = [[] for _ in range(n)]
     records = 0
     written = 0
     for s in services:
         extra = int(len(s.out) * cfg.noise_rate)
         for _ in range(extra):
-            tt = rng.uniform(cfg.start, t_end)
+            tt = round(rng.uniform(cfg.start, t_end) * 1e6)
             make = _NOISE[rng.randrange(len(_NOISE))]
             s.out.append((tt, -1, make(gen.local(s, tt), s.name)))
         for _ in range(int(len(s.out) * cfg.corrupt_rate)):
-            tt = rng.uniform(cfg.start, t_end)
+            tt = round(rng.uniform(cfg.start, t_end) * 1e6)
             s.out.append((tt, -1, _corrupt(rng, gen.local(s, tt))))
         s.out.sort(key=_first)
         lines = s.out
@@ -437,5 +475,5 @@ def generate(out_dir: str, cfg: SynthConfig | None = None) -> SynthResult:
     )
 
 
-def _first(item: tuple[float, int, str]) -> float:
+def _first(item: tuple[int, int, str]) -> int:
     return item[0]
