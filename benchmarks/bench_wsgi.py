@@ -140,10 +140,10 @@ def start_response(status: str, headers: list[tuple[str, str]], exc_info: Any = 
     return _write
 
 
-def run_batch(app: Any, n: int) -> float:
+def run_batch(app: Any, n: int, clock: Callable[[], int] = time.thread_time_ns) -> float:
     """Seconds per request over ``n`` requests, each with a fresh environ copy."""
     environ, start = ENVIRON, start_response
-    t0 = time.perf_counter_ns()
+    t0 = clock()
     for _ in range(n):
         body = app(environ.copy(), start)
         for _chunk in body:
@@ -151,7 +151,7 @@ def run_batch(app: Any, n: int) -> float:
         close = getattr(body, "close", None)
         if close is not None:
             close()
-    return (time.perf_counter_ns() - t0) / n / 1e9
+    return (clock() - t0) / n / 1e9
 
 
 def check(v: Variant) -> str:
@@ -173,17 +173,19 @@ def check(v: Variant) -> str:
     return ", ".join(k for k, _ in headers if k.lower() not in base) or "-"
 
 
-def measure(vs: list[Variant], rounds: int, batch_s: float, seed: int) -> dict[str, list[float]]:
+def measure(
+    vs: list[Variant], rounds: int, batch_s: float, seed: int, clock: Callable[[], int]
+) -> dict[str, list[float]]:
     for v in vs:  # warm up and calibrate
         n = 100
-        while run_batch(v.app, n) * n < batch_s / 4 and n < 10_000_000:
+        while run_batch(v.app, n, clock) * n < batch_s / 4 and n < 10_000_000:
             n *= 2
-        v.n = max(50, int(batch_s / run_batch(v.app, n)))
+        v.n = max(50, int(batch_s / run_batch(v.app, n, clock)))
     samples = {v.key: [float("nan")] * rounds for v in vs}
     by_key = {v.key: v for v in vs}
     for r, key in _common.interleaved(list(by_key), rounds, seed):
         gc.collect()
-        samples[key][r] = run_batch(by_key[key].app, by_key[key].n)
+        samples[key][r] = run_batch(by_key[key].app, by_key[key].n, clock)
     return samples
 
 
@@ -228,6 +230,12 @@ def main(argv: list[str] | None = None) -> int:
         default=10.0,
         help="length of one variant's batch in a round (default 10 ms)",
     )
+    p.add_argument(
+        "--clock",
+        choices=sorted(_common.CLOCKS),
+        default="cpu",
+        help="cpu: this thread's CPU time (default, robust on shared machines); wall: elapsed",
+    )
     p.add_argument("--seed", type=int, default=0)
     p.add_argument(
         "--write-docs",
@@ -248,12 +256,13 @@ def main(argv: list[str] | None = None) -> int:
         print(f"  {v.key:<15} ok; response headers added: {check(v)}", file=sys.stderr)
 
     t0 = time.monotonic()
-    samples = measure(vs, args.rounds, args.batch_ms / 1000, args.seed)
+    samples = measure(vs, args.rounds, args.batch_ms / 1000, args.seed, _common.CLOCKS[args.clock])
     elapsed = time.monotonic() - t0
     text = report(vs, samples, notes)
     machine = _common.machine_line()
     print(
         f"\nWSGI in-process, {args.rounds} rounds x ~{args.batch_ms:g} ms per variant, "
+        f"{args.clock} clock, "
         f"{elapsed:.0f} s\n{machine}\n"
     )
     print(text)
@@ -265,7 +274,8 @@ def main(argv: list[str] | None = None) -> int:
             f"""\
 ### In-process WSGI overhead
 
-`python benchmarks/bench_wsgi.py --rounds {args.rounds} --batch-ms {args.batch_ms:g}`
+`python benchmarks/bench_wsgi.py --rounds {args.rounds} --batch-ms {args.batch_ms:g}
+--clock {args.clock}`
 (logtrace {_common.git_revision()}; {deps}).
 {machine}. Medians over {args.rounds} interleaved rounds; overhead is the median
 per-round difference to the base app of the same group, with its interquartile range.
