@@ -16,12 +16,12 @@ import sys
 from collections.abc import Iterable, MutableMapping
 from typing import IO, Any
 
-from ._fields import OTEL_FIELDS, FieldNames, TraceFields, iso_utc, resolve_fields
+from ._fields import OTEL_FIELDS, FieldNames, TraceFields, resolve_fields
 from ._records import configure_span_records
 from .processors import TraceContextAdder, add_trace_context
-from .stdlib import TraceContextFilter
+from .stdlib import _RECORD_ATTRS, TraceContextFilter, console_formatter, json_formatter
 
-__all__ = ["SERVER_LOGGERS", "configure_logging", "console_formatter", "json_formatter"]
+__all__ = ["SERVER_LOGGERS", "configure_logging"]
 
 SERVER_LOGGERS = (
     "uvicorn",
@@ -33,13 +33,6 @@ SERVER_LOGGERS = (
 )
 """Loggers that servers give handlers of their own; routed to the root handler instead."""
 
-# Attributes every LogRecord has; anything else on a record is an extra field.
-_RECORD_ATTRS = frozenset(logging.LogRecord("", 0, "", 0, "", None, None).__dict__) | {
-    "message",
-    "asctime",
-    "taskName",
-    "color_message",  # uvicorn's colored copy of its message
-}
 # Keys of a structlog event that stdlib logging takes as arguments, not as extra.
 _LOG_KWARGS = ("exc_info", "stack_info", "stacklevel")
 
@@ -51,91 +44,6 @@ def _level_number(level: int | str) -> int:
     if not isinstance(number, int):
         raise ValueError(f"unknown log level {level!r}")
     return number
-
-
-def json_formatter(service: str, *, field_names: FieldNames = OTEL_FIELDS) -> logging.Formatter:
-    """A python-json-logger formatter writing the logtrace JSON line.
-
-    Fields come in a fixed order: ``timestamp`` (ISO 8601 UTC, microseconds),
-    ``level``, ``service``, ``logger``, ``message``, then the trace IDs and
-    every extra field, and ``exc_info`` (the traceback) when there is one.
-    Usable from ``dictConfig`` as ``{"()": "logtrace.json_formatter",
-    "service": "api"}``.
-    """
-    try:
-        from pythonjsonlogger.json import JsonFormatter
-    except ImportError:
-        raise ImportError(
-            "JSON logs need python-json-logger 3.1 or later: pip install 'pylogtrace[json]'"
-        ) from None
-
-    names = resolve_fields(field_names)
-    trace_key = names.trace_id
-    id_keys = tuple(names)
-    skip = _RECORD_ATTRS.union(names)
-
-    class _Formatter(JsonFormatter):
-        def add_fields(
-            self,
-            log_data: dict[str, Any],
-            record: logging.LogRecord,
-            message_dict: dict[str, Any],
-        ) -> None:
-            log_data["timestamp"] = iso_utc(round(record.created * 1e9))
-            log_data["level"] = record.levelname
-            log_data["service"] = service
-            log_data["logger"] = record.name
-            log_data["message"] = record.message
-            fields = record.__dict__
-            if fields.get(trace_key) is not None:
-                # The IDs next, where a reader looks for them; outside any
-                # request there are none rather than a row of nulls.
-                for key in id_keys:
-                    if key in fields:
-                        log_data[key] = fields[key]
-            super().add_fields(log_data, record, message_dict)
-
-    return _Formatter(reserved_attrs=sorted(skip), json_ensure_ascii=False)
-
-
-class _ConsoleFormatter(logging.Formatter):
-    """One readable line: time, level, logger, message, IDs, extra fields."""
-
-    def __init__(self, service: str, names: TraceFields) -> None:
-        super().__init__()
-        self._service = service
-        self._names = names
-
-    def format(self, record: logging.LogRecord) -> str:
-        names = self._names
-        fields = record.__dict__
-        parts = [
-            iso_utc(round(record.created * 1e9)),
-            f"{record.levelname:<8}",
-            f"{self._service} {record.name}:",
-            record.getMessage(),
-        ]
-        trace_id = fields.get(names.trace_id)
-        if trace_id is not None:
-            parts.append(f"trace={trace_id} span={fields.get(names.span_id)}")
-        parts.extend(
-            f"{key}={value!r}"
-            for key, value in fields.items()
-            if key not in _RECORD_ATTRS and key not in names and value is not None
-        )
-        line = " ".join(parts)
-        if record.exc_info and not record.exc_text:
-            record.exc_text = self.formatException(record.exc_info)
-        if record.exc_text:
-            line = f"{line}\n{record.exc_text}"
-        if record.stack_info:
-            line = f"{line}\n{self.formatStack(record.stack_info)}"
-        return line
-
-
-def console_formatter(service: str, *, field_names: FieldNames = OTEL_FIELDS) -> logging.Formatter:
-    """A formatter for people at a terminal, with the same fields as the JSON line."""
-    return _ConsoleFormatter(service, resolve_fields(field_names))
 
 
 def _to_stdlib(_: Any, __: str, event_dict: MutableMapping[str, Any]) -> dict[str, Any]:

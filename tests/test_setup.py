@@ -199,7 +199,7 @@ class TestPipeline:
                 "version": 1,
                 "disable_existing_loggers": False,
                 "filters": {"trace": {"()": "logtrace.stdlib.TraceContextFilter"}},
-                "formatters": {"json": {"()": "logtrace._setup.json_formatter", "service": "inv"}},
+                "formatters": {"json": {"()": "logtrace.stdlib.json_formatter", "service": "inv"}},
                 "handlers": {
                     "out": {
                         "class": "logging.StreamHandler",

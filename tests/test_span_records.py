@@ -17,8 +17,7 @@ from _logutil import preserved_logging
 from logtrace import current, span
 from logtrace._context import TraceContext
 from logtrace._records import configure_span_records, emit_span
-from logtrace._setup import json_formatter
-from logtrace.stdlib import TraceContextFilter
+from logtrace.stdlib import TraceContextFilter, json_formatter
 
 ISO_UTC_US = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z")
 CTX = TraceContext(
