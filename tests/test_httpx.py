@@ -346,3 +346,35 @@ class TestTwoServices:
             ["internal", "client", "server", "client", "server", "client", "server"]
         )
         assert response.headers["traceresponse"].split("-")[2] == a_server["span_id"]
+
+
+class TestConfiguredFormats:
+    def test_b3_and_a_renamed_request_id_header(self, base: str) -> None:
+        propagator = Propagator(
+            inject=("tracecontext", "b3", "request-id"), request_id_header="x-correlation-id"
+        )
+        ctx = TraceContext("a" * 32, "b" * 16, None, True, False, None, "req-9")
+        token = _CURRENT.set(ctx)
+        try:
+            with capture_spans() as spans, logtrace.httpx.Client(propagator=propagator) as c:
+                headers = c.get(f"{base}/echo", headers={"b3": "stale"}).json()["headers"]
+        finally:
+            _CURRENT.reset(token)
+        [record] = spans.fields("client")
+        assert headers["b3"].split("-")[:2] == ["a" * 32, record["span_id"]]
+        assert parse_traceparent(headers["traceparent"])[1] == record["span_id"]
+        assert headers["x-correlation-id"] == "req-9"
+        assert "x-request-id" not in headers
+
+    def test_set_default_applies_to_existing_clients(self, base: str) -> None:
+        from logtrace import propagation
+
+        before = propagation.get_default()
+        with logtrace.httpx.Client() as client:
+            propagation.set_default(Propagator(inject=("b3multi",)))
+            try:
+                headers = client.get(f"{base}/echo").json()["headers"]
+            finally:
+                propagation.set_default(before)
+        assert "traceparent" not in headers
+        assert "x-b3-spanid" in headers
