@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import json
 import threading
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import pytest
@@ -227,3 +229,42 @@ class TestTracedService:
         assert server["trace_id"] == client["trace_id"] == caller.trace_id
         assert client["parent_span_id"] == caller.span_id
         assert response.headers["traceresponse"].split("-")[2] == server["span_id"]
+
+    def test_threaded_wsgi_service_calling_out_keeps_each_request_apart(self) -> None:
+        asgi = pytest.importorskip("logtrace.asgi")
+        wsgi = pytest.importorskip("logtrace.wsgi")
+        servers = pytest.importorskip("servers")
+
+        with serve(asgi.TraceMiddleware(echo_app)) as b_url, logtrace.requests.Session() as out:
+
+            def service_a(environ: dict[str, Any], start_response: Any) -> list[bytes]:
+                server = logtrace.current()
+                assert server is not None
+                b = out.get(f"{b_url}/echo").json()["headers"]
+                body = json.dumps({"server": server._asdict(), "b": b}).encode()
+                start_response("200 OK", [("content-type", "application/json")])
+                return [body]
+
+            with (
+                servers.run_wsgi_threaded(wsgi.WSGITraceMiddleware(service_a)) as a,
+                capture_spans() as spans,
+            ):
+
+                def call(i: int) -> tuple[str, Any]:
+                    with logtrace.span(f"caller-{i}") as caller, requests.Session() as plain:
+                        headers = {"traceparent": caller.traceparent}
+                        return caller.trace_id, plain.get(a.url + "/a", headers=headers).json()
+
+                with ThreadPoolExecutor(16) as pool:
+                    results = list(pool.map(call, range(32)))
+                spans.wait(32 * 3 + 32)
+        records = {r["span_id"]: r for r in spans.fields()}
+        for trace_id, body in results:
+            a_server = body["server"]
+            assert a_server["trace_id"] == trace_id
+            b_trace, parent, _ = parse_traceparent(body["b"]["traceparent"])
+            assert b_trace == trace_id
+            assert records[parent]["span.kind"] == "client"
+            assert records[parent]["parent_span_id"] == a_server["span_id"]
+            [b_server] = [r for r in records.values() if r["parent_span_id"] == parent]
+            assert b_server["span.kind"] == "server"
