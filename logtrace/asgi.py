@@ -24,7 +24,10 @@ from ._records import _logger as _span_logger
 from ._records import _settings, emit_span
 from .propagation import Propagator, get_default
 
-__all__ = ["ASGIApp", "Message", "Receive", "Scope", "Send", "TraceMiddleware"]
+__all__ = ["ROUTE_KEY", "ASGIApp", "Message", "Receive", "Scope", "Send", "TraceMiddleware"]
+
+ROUTE_KEY = "logtrace.route"
+"""The scope key under which an application may store its route template."""
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -158,10 +161,14 @@ def _escape(text: str) -> str:
 
 
 def _route(scope: Scope) -> str | None:
-    """The route template the framework matched (Starlette, FastAPI), if any."""
+    """The route template the framework matched (Starlette, FastAPI), if any.
+
+    Other frameworks can store theirs in the scope under ``"logtrace.route"``.
+    """
     route = scope.get("route")
     if route is None:
-        return None
+        given = scope.get(ROUTE_KEY)
+        return given if isinstance(given, str) and given.isprintable() else None
     path_format = getattr(route, "path_format", None)
     if not isinstance(path_format, str):
         return None

@@ -24,9 +24,12 @@ from ._records import _logger as _span_logger
 from ._records import _settings, emit_span
 from .propagation import Propagator, get_default
 
-__all__ = ["StartResponse", "WSGIApp", "WSGIEnvironment", "WSGITraceMiddleware"]
+__all__ = ["ROUTE_KEY", "StartResponse", "WSGIApp", "WSGIEnvironment", "WSGITraceMiddleware"]
 
 WSGIEnvironment = dict[str, Any]
+
+ROUTE_KEY = "logtrace.route"
+"""The environ key under which an application may store its route template."""
 _ExcInfo = tuple[type[BaseException], BaseException, TracebackType | None]
 
 
@@ -197,6 +200,10 @@ def _escape(text: str) -> str:
 
 
 def _route(environ: WSGIEnvironment) -> str | None:
-    """The URL rule Flask (Werkzeug) matched, if any."""
-    rule = getattr(getattr(environ.get("werkzeug.request"), "url_rule", None), "rule", None)
-    return rule if isinstance(rule, str) else None
+    """The route template the application stored under ``"logtrace.route"``, if any.
+
+    WSGI has no standard place for it; see the Flask and Django recipes in
+    ``docs/frameworks.md``.
+    """
+    route = environ.get(ROUTE_KEY)
+    return route if isinstance(route, str) and route.isprintable() else None

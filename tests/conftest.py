@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import logging
+import sys
 from collections.abc import Iterator
+from types import ModuleType
+from typing import Any
 
 import pytest
 
@@ -44,3 +47,44 @@ def no_span_records() -> Iterator[None]:
         yield
     finally:
         logger.setLevel(level)
+
+
+def django_route_middleware(get_response: Any) -> Any:
+    """The route recipe of docs/frameworks.md: Django's matched route into the span."""
+
+    def middleware(request: Any) -> Any:
+        response = get_response(request)
+        match = request.resolver_match
+        if match is not None and match.route:
+            carrier = request.scope if hasattr(request, "scope") else request.environ
+            carrier["logtrace.route"] = "/" + match.route
+        return response
+
+    return middleware
+
+
+@pytest.fixture(scope="session")
+def django_urls() -> ModuleType:
+    """A configured Django (settings in code, no project) and its URL module.
+
+    Tests put their views into ``urlpatterns`` of the returned module before
+    the first request; Django is configured once per test process.
+    """
+    import django
+    from django.conf import settings
+
+    urls = ModuleType("logtrace_test_django_urls")
+    urls.urlpatterns = []  # type: ignore[attr-defined]
+    sys.modules[urls.__name__] = urls
+    settings.configure(
+        DEBUG=False,
+        SECRET_KEY="logtrace-tests",
+        ALLOWED_HOSTS=["*"],
+        ROOT_URLCONF=urls.__name__,
+        INSTALLED_APPS=[],
+        MIDDLEWARE=[f"{__name__}.django_route_middleware"],
+        LOGGING_CONFIG=None,
+        USE_TZ=True,
+    )
+    django.setup()
+    return urls

@@ -9,6 +9,7 @@ from typing import Any
 
 import httpx
 import pytest
+from fastapi import BackgroundTasks, Depends, FastAPI
 from starlette.applications import Starlette
 from starlette.background import BackgroundTask
 from starlette.exceptions import HTTPException
@@ -593,3 +594,47 @@ class TestBadHeaders:
         (tp,) = header(start, b"traceresponse")
         assert len(tp) == 55 and tp.decode("ascii").count("-") == 3
         assert b'"parent_span_id":null' in body
+
+
+class TestFastAPI:
+    @pytest.fixture
+    def fastapi_app(self) -> Any:
+        app = FastAPI()
+        app.state.noted = []
+
+        async def request_trace() -> str:
+            ctx = current()
+            return ctx.trace_id if ctx else "none"
+
+        @app.get("/items/{item_id}")
+        async def item(
+            item_id: int, tasks: BackgroundTasks, trace: str = Depends(request_trace)
+        ) -> dict[str, Any]:
+            tasks.add_task(lambda: app.state.noted.append(current()))
+            ctx = current()
+            assert ctx is not None
+            return {"item": item_id, "dependency_trace": trace, **ctx._asdict()}
+
+        @app.get("/boom")
+        def boom() -> None:
+            raise Boom
+
+        app.add_middleware(TraceMiddleware)
+        return app
+
+    def test_endpoint_dependency_and_background_task_share_the_span(
+        self, fastapi_app: Any, span_records: list[logging.LogRecord]
+    ) -> None:
+        response = get(fastapi_app, "/items/3", traceparent=TRACEPARENT)
+        body = response.json()
+        assert body["trace_id"] == body["dependency_trace"] == TRACE_ID
+        assert traceresponse(response)[1] == body["span_id"]
+        (noted,) = fastapi_app.state.noted
+        assert noted.span_id == body["span_id"]
+        (record,) = span_records
+        assert fields(record)["span.name"] == "GET /items/{item_id}"
+
+    def test_unhandled_exception_500_carries_the_headers(self, fastapi_app: Any) -> None:
+        response = get(fastapi_app, "/boom", traceparent=TRACEPARENT)
+        assert response.status_code == 500
+        assert traceresponse(response)[0] == TRACE_ID
