@@ -1,0 +1,224 @@
+"""Clock offsets recovered from cross-service calls with known true clocks."""
+
+from __future__ import annotations
+
+import random
+import time
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from logtrace.stitch._clocks import ClockModel, Edge, estimate_clocks
+
+T0 = 1_772_359_200.0
+
+
+def calls(
+    graph: list[tuple[str, str]],
+    offsets: dict[str, float],
+    n: int,
+    rng: random.Random,
+    *,
+    floor: float = 0.0002,
+    exact: bool = True,
+    drifts: dict[str, float] | None = None,
+    spacing: float = 0.001,
+) -> list[Edge]:
+    """``n`` calls round-robin over ``graph``, stamped by each service's clock."""
+    drifts = drifts or {}
+
+    def clock(s: str, t: float) -> float:
+        return t + offsets[s] + drifts.get(s, 0.0) * (t - T0)
+
+    out = []
+    for i in range(n):
+        a, b = graph[i % len(graph)]
+        t = T0 + i * spacing
+        there = floor + rng.expovariate(2000.0)
+        back = floor + rng.expovariate(2000.0)
+        work = rng.uniform(0.0005, 0.02)
+        send, start = t, t + there
+        end, receive = start + work, start + work + back
+        if not exact:  # caller records around the call, a little earlier/later
+            send -= rng.uniform(0.0, 0.0005)
+            receive += rng.uniform(0.0, 0.0005)
+        out.append(Edge(a, b, clock(a, send), clock(a, receive), clock(b, start),
+                        clock(b, end), exact))
+    return out
+
+
+def relative(models: dict[str, ClockModel], ref: str, t: float = T0) -> dict[str, float]:
+    return {s: m.offset_at(t) - models[ref].offset_at(t) for s, m in models.items()}
+
+
+GRAPH = [("gw", "users"), ("gw", "orders"), ("orders", "stock"), ("orders", "pay"),
+         ("users", "db"), ("stock", "db"), ("pay", "db")]
+SERVICES = ["gw", "users", "orders", "stock", "pay", "db"]
+
+
+class TestClockModel:
+    def test_correct_subtracts_offset_and_drift(self) -> None:
+        m = ClockModel(0.010, 1e-5, ref=100.0)
+        assert m.correct(100.0) == pytest.approx(99.990)
+        assert m.correct(200.0) == pytest.approx(200.0 - 0.010 - 1e-3)
+        assert m.offset_at(0.0) == pytest.approx(0.010 - 1e-3)
+
+    def test_default_is_identity(self) -> None:
+        assert ClockModel().correct(123.456) == 123.456
+
+
+class TestEstimate:
+    def test_recovers_offsets_along_chains_within_microseconds(self) -> None:
+        rng = random.Random(3)
+        offsets = {s: rng.uniform(-0.025, 0.025) for s in SERVICES}
+        models = estimate_clocks(calls(GRAPH, offsets, 20_000, rng), SERVICES)
+        got = relative(models, "gw")
+        for s in SERVICES:
+            assert got[s] == pytest.approx(offsets[s] - offsets["gw"], abs=5e-6), s
+
+    def test_entry_service_is_the_reference(self) -> None:
+        rng = random.Random(4)
+        offsets = {s: rng.uniform(-0.025, 0.025) for s in SERVICES}
+        models = estimate_clocks(calls(GRAPH, offsets, 2_000, rng), SERVICES)
+        assert models["gw"].offset_s == 0.0
+        assert models["db"].offset_s != 0.0
+
+    def test_in_sync_clocks_get_no_correction(self) -> None:
+        rng = random.Random(5)
+        offsets = dict.fromkeys(SERVICES, 0.0)
+        models = estimate_clocks(calls(GRAPH, offsets, 5_000, rng), SERVICES)
+        assert all(m.offset_s == 0.0 and m.drift == 0.0 for m in models.values())
+
+    def test_every_exact_call_fits_after_correction(self) -> None:
+        rng = random.Random(6)
+        offsets = {s: rng.uniform(-0.05, 0.05) for s in SERVICES}
+        edges = calls(GRAPH, offsets, 5_000, rng)
+        models = estimate_clocks(edges, SERVICES)
+        for e in edges:
+            a, b = models[e.caller], models[e.callee]
+            assert b.correct(e.start) >= a.correct(e.send)
+            assert e.end is not None and e.receive is not None
+            assert b.correct(e.end) <= a.correct(e.receive)
+
+    def test_bracketing_records_without_receive_still_bound_offsets(self) -> None:
+        rng = random.Random(7)
+        offsets = {s: rng.uniform(-0.025, 0.025) for s in SERVICES}
+        edges = calls(GRAPH, offsets, 20_000, rng, exact=False)
+        # A third of the calls have no caller record after them.
+        edges = [
+            Edge(e.caller, e.callee, e.send, None, e.start, e.end, False) if i % 3 == 0 else e
+            for i, e in enumerate(edges)
+        ]
+        got = relative(estimate_clocks(edges, SERVICES), "gw")
+        for s in SERVICES:
+            assert got[s] == pytest.approx(offsets[s] - offsets["gw"], abs=6e-5), s
+
+    def test_only_send_bounds_use_a_typical_delay(self) -> None:
+        rng = random.Random(8)
+        offsets = {"a": 0.0, "b": 0.02}
+        edges = [Edge(e.caller, e.callee, e.send, None, e.start, None, False)
+                 for e in calls([("a", "b")], offsets, 500, rng)]
+        got = relative(estimate_clocks(edges, ["a", "b"]), "a")
+        # One-sided: the estimate sits just below the tightest bound.
+        assert 0.0195 < got["b"] < 0.0202
+
+    def test_outliers_do_not_move_the_estimate(self) -> None:
+        rng = random.Random(9)
+        offsets = {s: rng.uniform(-0.025, 0.025) for s in SERVICES}
+        edges = calls(GRAPH, offsets, 20_000, rng)
+        for i in range(0, len(edges), 1000):  # a callee clock stepped by a second
+            e = edges[i]
+            assert e.end is not None
+            edges[i] = Edge(e.caller, e.callee, e.send, e.receive, e.start - 1.0, e.end - 1.0,
+                            True)
+        got = relative(estimate_clocks(edges, SERVICES), "gw")
+        for s in SERVICES:
+            assert got[s] == pytest.approx(offsets[s] - offsets["gw"], abs=1e-5), s
+
+    def test_calls_in_both_directions_combine(self) -> None:
+        rng = random.Random(10)
+        offsets = {"a": 0.0, "b": -0.013}
+        edges = calls([("a", "b"), ("b", "a")], offsets, 4_000, rng)
+        got = relative(estimate_clocks(edges, ["a", "b"]), "a")
+        assert got["b"] == pytest.approx(-0.013, abs=5e-6)
+
+    def test_services_without_calls_and_separate_groups(self) -> None:
+        rng = random.Random(11)
+        offsets = {"a": 0.0, "b": 0.01, "x": 0.0, "y": -0.02}
+        edges = calls([("a", "b"), ("x", "y")], offsets, 2_000, rng)
+        models = estimate_clocks(edges, ["a", "b", "x", "y", "lonely"])
+        assert models["lonely"] == ClockModel(0.0, 0.0, models["lonely"].ref)
+        assert models["a"].offset_s == 0.0 and models["x"].offset_s == 0.0
+        assert models["b"].offset_s == pytest.approx(0.01, abs=5e-6)
+        assert models["y"].offset_s == pytest.approx(-0.02, abs=5e-6)
+
+    def test_no_edges_gives_identity_models(self) -> None:
+        models = estimate_clocks([], ["a", "b"])
+        assert models == {"a": ClockModel(), "b": ClockModel()}
+
+    def test_self_calls_are_ignored(self) -> None:
+        e = Edge("a", "a", T0, T0 + 1, T0 + 5, T0 + 6, True)
+        assert estimate_clocks([e], ["a"]) == {"a": ClockModel()}
+
+    def test_drift_over_a_long_window_is_followed(self) -> None:
+        rng = random.Random(12)
+        offsets = {s: rng.uniform(-0.025, 0.025) for s in SERVICES}
+        drifts = {s: rng.uniform(-3e-5, 3e-5) for s in SERVICES}
+        drifts["gw"] = 0.0
+        edges = calls(GRAPH, offsets, 60_000, rng, drifts=drifts, spacing=0.03)  # 30 min
+        models = estimate_clocks(edges, SERVICES)
+        for s in SERVICES:
+            assert models[s].drift == pytest.approx(drifts[s], abs=1e-7), s
+            for t in (T0, T0 + 900, T0 + 1800):
+                want = offsets[s] - offsets["gw"] + drifts[s] * (t - T0)
+                assert relative(models, "gw", t)[s] == pytest.approx(want, abs=2e-5), (s, t)
+
+    def test_short_windows_estimate_no_drift(self) -> None:
+        rng = random.Random(13)
+        offsets = {s: rng.uniform(-0.025, 0.025) for s in SERVICES}
+        models = estimate_clocks(calls(GRAPH, offsets, 5_000, rng), SERVICES)
+        assert all(m.drift == 0.0 for m in models.values())
+
+    def test_a_million_calls_in_seconds(self) -> None:
+        rng = random.Random(14)
+        offsets = {s: rng.uniform(-0.025, 0.025) for s in SERVICES}
+        edges = calls(GRAPH, offsets, 50_000, rng) * 20
+        t0 = time.perf_counter()
+        estimate_clocks(edges, SERVICES)
+        assert time.perf_counter() - t0 < 10.0
+
+
+@st.composite
+def topologies(draw: st.DrawFn) -> tuple[list[str], list[tuple[str, str]], dict[str, float]]:
+    n = draw(st.integers(2, 8))
+    names = [f"s{i}" for i in range(n)]
+    graph = [(names[draw(st.integers(0, i - 1))], names[i]) for i in range(1, n)]
+    extra = draw(st.lists(st.tuples(st.integers(0, n - 1), st.integers(0, n - 1)), max_size=4))
+    graph += [(names[a], names[b]) for a, b in extra if a != b]
+    offsets = {s: draw(st.floats(-0.05, 0.05)) for s in names}
+    return names, graph, offsets
+
+
+class TestProperties:
+    @settings(max_examples=40, deadline=None)
+    @given(topologies(), st.integers(0, 2**32 - 1), st.floats(0.00005, 0.002))
+    def test_offsets_within_network_delay_slack(
+        self,
+        topo: tuple[list[str], list[tuple[str, str]], dict[str, float]],
+        seed: int,
+        floor: float,
+    ) -> None:
+        names, graph, offsets = topo
+        rng = random.Random(seed)
+        edges = calls(graph, offsets, 300 * len(graph), rng, floor=floor)
+        models = estimate_clocks(edges, names)
+        got = relative(models, names[0])
+        # Every service hangs off s0 by a chain of calls at most len(names) long;
+        # each hop can be off by at most the one-way delay floor.
+        for s in names:
+            want = offsets[s] - offsets[names[0]]
+            assert abs(got[s] - want) <= floor * (len(names) - 1) + 1e-6, s
+        for e in edges:  # and no call ends up inverted
+            a, b = models[e.caller], models[e.callee]
+            assert b.correct(e.start) >= a.correct(e.send) - 1e-9
