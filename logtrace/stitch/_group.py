@@ -1,0 +1,111 @@
+"""Group by trace: join the per-chunk scans into one table with run-wide IDs.
+
+Each chunk interned its IDs locally; here they are mapped to run-wide small
+ints with one dict lookup per distinct ID (not per line), and the rows become
+numpy columns, which the later stages sort and reduce without Python loops.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import numpy.typing as npt
+
+from ._model import ROW_DTYPES, ROW_FIELDS, FileScan
+from ._read import Source
+
+__all__ = ["ROW_DTYPE", "Table", "group"]
+
+ROW_DTYPE = np.dtype(list(zip(ROW_FIELDS, ROW_DTYPES)))
+
+I32 = npt.NDArray[np.int32]
+F64 = npt.NDArray[np.float64]
+
+
+@dataclass(slots=True)
+class Table:
+    """Every non-blank line of the run, one row each, in file then line order."""
+
+    sources: list[Source]
+    data_paths: list[str]
+    """Per file: where its (decompressed) bytes can be read back by offset."""
+    rows: npt.NDArray[np.void]
+    """:data:`ROW_DTYPE` rows; trace, span, parent and svc hold run-wide indexes."""
+    file: I32
+    """Per row: index into ``sources``."""
+    span_start: F64
+    """Per row: start time of a span record (raw clock), NaN otherwise."""
+    traces: list[str]
+    spans: list[str]
+    """Run-wide span index -> span ID (the same ID in two traces is two spans)."""
+    span_trace: I32
+    """Run-wide span index -> trace index."""
+    services: list[str]
+    warnings: list[str]
+
+
+def group(sources: Sequence[Source], scans: Sequence[FileScan]) -> Table:
+    """One table from the scans (in file order, ranges of a file in offset order)."""
+    data_paths = [s.path for s in sources]
+    trace_ids: dict[str, int] = {}
+    span_ids: dict[tuple[int, str], int] = {}
+    service_ids: dict[str, int] = {}
+    parts: list[npt.NDArray[np.void]] = []
+    files: list[I32] = []
+    starts: list[F64] = []
+    warnings: list[str] = []
+    lines_before: dict[int, int] = {}
+    for scan in scans:
+        rows = np.frombuffer(scan.rows, dtype=ROW_DTYPE).copy()
+        data_paths[scan.file] = scan.data_path
+        warnings.extend(scan.warnings)
+        tmap = np.array(
+            [trace_ids.setdefault(t, len(trace_ids)) for t in scan.traces] or [0], dtype=np.int32
+        )
+        smap = np.array(
+            [
+                span_ids.setdefault((int(tmap[t]), s), len(span_ids))
+                for t, s in scan.spans
+            ]
+            or [0],
+            dtype=np.int32,
+        )
+        vmap = np.array(
+            [service_ids.setdefault(v, len(service_ids)) for v in scan.services], dtype=np.uint16
+        )
+        for name, table in (("trace", tmap), ("span", smap), ("parent", smap)):
+            column = rows[name]
+            has = column >= 0
+            column[has] = table[column[has]]
+        rows["svc"] = vmap[rows["svc"]]
+        base = lines_before.get(scan.file, 0)
+        if base:
+            rows["line"] += base
+        lines_before[scan.file] = base + scan.lines
+        start = np.full(len(rows), math.nan)
+        if scan.span_starts:
+            keys = np.fromiter(scan.span_starts.keys(), dtype=np.int64)
+            start[keys] = np.fromiter(scan.span_starts.values(), dtype=np.float64)
+        parts.append(rows)
+        files.append(np.full(len(rows), scan.file, dtype=np.int32))
+        starts.append(start)
+    span_trace = np.empty(len(span_ids), dtype=np.int32)
+    spans = [""] * len(span_ids)
+    for (t, s), i in span_ids.items():
+        span_trace[i] = t
+        spans[i] = s
+    return Table(
+        sources=list(sources),
+        data_paths=data_paths,
+        rows=np.concatenate(parts) if parts else np.empty(0, dtype=ROW_DTYPE),
+        file=np.concatenate(files) if files else np.empty(0, dtype=np.int32),
+        span_start=np.concatenate(starts) if starts else np.empty(0),
+        traces=list(trace_ids),
+        spans=spans,
+        span_trace=span_trace,
+        services=list(service_ids),
+        warnings=warnings,
+    )

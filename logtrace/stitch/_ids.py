@@ -1,0 +1,101 @@
+"""Trace and span IDs as other tools spell them, in one canonical form.
+
+Hex IDs become lowercase and are left-padded (trace 32, span 16 digits) so
+that a 64-bit trace ID from one tool meets the same ID from another; UUID
+dashes are dropped. Datadog writes decimal IDs; they are converted to hex.
+Other short printable IDs are kept verbatim: a trace ID need not be W3C.
+"""
+
+from __future__ import annotations
+
+import re
+
+__all__ = ["decimal_id", "norm_span_id", "norm_trace_id", "traceparent_ids"]
+
+_HEX = re.compile(r"[0-9a-fA-F]{1,32}")
+_UUID = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
+_PRINTABLE = re.compile(r"[\w.:/@+=-]{1,128}")
+_TRACEPARENT = re.compile(r"\b[0-9a-f]{2}-([0-9a-f]{32})-([0-9a-f]{16})-[0-9a-f]{2}\b")
+
+_TRACE_CACHE: dict[object, str | None] = {}
+_SPAN_CACHE: dict[object, str | None] = {}
+
+
+def _trace_cache() -> dict[object, str | None]:
+    """The cache :func:`norm_trace_id` fills, for callers that inline the lookup."""
+    return _TRACE_CACHE
+
+
+def _span_cache() -> dict[object, str | None]:
+    return _SPAN_CACHE
+
+
+def _norm(value: object, width: int) -> str | None:
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return decimal_id(value, width)
+    if not isinstance(value, str):
+        return None
+    if _HEX.fullmatch(value):
+        if len(value) > width:
+            return value.lower()
+        text = value.lower().rjust(width, "0")
+        return None if text.count("0") == width else text
+    if len(value) == 36 and _UUID.fullmatch(value):
+        return value.replace("-", "").lower()
+    stripped = value.strip()
+    if stripped and _PRINTABLE.fullmatch(stripped):
+        return stripped
+    return None
+
+
+def norm_trace_id(value: object) -> str | None:
+    """Canonical trace ID or ``None`` for a missing or unusable value."""
+    if type(value) is not str:  # bool == int and 1.0 == 1 would share cache slots
+        return _norm(value, 32)
+    try:
+        return _TRACE_CACHE[value]
+    except KeyError:
+        pass
+    result = _norm(value, 32)
+    if len(_TRACE_CACHE) > 1_000_000:
+        _TRACE_CACHE.clear()
+    _TRACE_CACHE[value] = result
+    return result
+
+
+def norm_span_id(value: object) -> str | None:
+    """Canonical span ID or ``None``."""
+    if type(value) is not str:
+        return _norm(value, 16)
+    try:
+        return _SPAN_CACHE[value]
+    except KeyError:
+        pass
+    result = _norm(value, 16)
+    if len(_SPAN_CACHE) > 1_000_000:
+        _SPAN_CACHE.clear()
+    _SPAN_CACHE[value] = result
+    return result
+
+
+def decimal_id(value: object, width: int = 32) -> str | None:
+    """A decimal ID (Datadog ``dd.trace_id``) as zero-padded lowercase hex."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, str):
+        if not value.isdigit() or len(value) > 39:
+            return None
+        value = int(value)
+    if not isinstance(value, int) or value <= 0 or value >= 1 << (4 * width):
+        return None
+    return format(value, f"0{width}x")
+
+
+def traceparent_ids(text: str) -> tuple[str, str] | None:
+    """Trace and span ID of the first W3C ``traceparent`` value in ``text``."""
+    m = _TRACEPARENT.search(text)
+    if m is None or m.group(1) == "0" * 32:
+        return None
+    return m.group(1), m.group(2)

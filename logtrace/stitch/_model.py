@@ -1,0 +1,63 @@
+"""The plain data passed between the stitcher's stages.
+
+The stitcher never holds parsed records: a run over millions of lines keeps
+one fixed-size row per line (:data:`ROW`, 40 bytes) and reads a line's text
+back by offset only when it writes it out. IDs are interned to small ints
+per file chunk (:class:`FileScan`), then across the run.
+"""
+
+from __future__ import annotations
+
+import struct
+from dataclasses import dataclass, field
+from typing import Any
+
+__all__ = ["ROW_FORMAT", "ROW_SIZE", "FileScan", "Record"]
+
+ROW_FORMAT = "<qiidiiiHBB"
+"""Per line: byte offset, length (line ending excluded), 1-based line number,
+raw timestamp (NaN if none), trace, span and parent span index (-1 if none),
+service index, flags, reason. See :mod:`._parse` for flags and reasons."""
+ROW_SIZE = struct.calcsize(ROW_FORMAT)
+
+ROW_FIELDS = ("off", "len", "line", "ts", "trace", "span", "parent", "svc", "flags", "reason")
+ROW_DTYPES = ("<i8", "<i4", "<i4", "<f8", "<i4", "<i4", "<i4", "<u2", "u1", "u1")
+
+
+@dataclass(slots=True)
+class FileScan:
+    """What reading and parsing one file (or one byte range of it) produced."""
+
+    file: int
+    """Index of the file in the run's list of sources."""
+    data_path: str
+    """Where the line bytes live: the file itself or its decompressed spool."""
+    rows: bytes
+    """Packed :data:`ROW_FORMAT` rows, one per non-blank line, in file order."""
+    traces: list[str]
+    """Local trace index -> trace ID."""
+    spans: list[tuple[int, str]]
+    """Local span index -> (local trace index, span ID); parents share this table."""
+    services: list[str]
+    """Local service index -> name; index 0 is the name taken from the file name."""
+    span_starts: dict[int, float]
+    """Row -> start time (raw clock) of span records."""
+    lines: int
+    """Lines in this range, blank ones included (to number the next range)."""
+    warnings: list[str] = field(default_factory=list)
+
+
+@dataclass(slots=True)
+class Record:
+    """One line as the text renderer shows it."""
+
+    file: str
+    line: int
+    service: str
+    timestamp: float | None
+    """Corrected epoch seconds (UTC), or ``None`` if the line has no time."""
+    level: str | None
+    message: str
+    fields: dict[str, Any]
+    """Key fields worth showing next to the message (route, status, error...)."""
+    error: bool

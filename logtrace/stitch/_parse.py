@@ -1,0 +1,394 @@
+"""Parse one log line into the few fields the stitcher needs.
+
+JSON lines are decoded by msgspec into a struct that names only the fields
+the stitcher reads: unknown keys are skipped without building a dict, while
+the whole line is still validated, so a valid line can later be copied into
+the output verbatim. Logfmt and plain text lines go through regular
+expressions. The result is a plain tuple (:data:`Parsed`): this runs once per
+input line.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import Any
+
+import msgspec
+
+from ._ids import (
+    _span_cache,
+    _trace_cache,
+    decimal_id,
+    norm_span_id,
+    norm_trace_id,
+    traceparent_ids,
+)
+from ._timestamps import parse_timestamp, seconds_cache, timestamp_in_text
+
+__all__ = [
+    "ERROR",
+    "JSON",
+    "KIND_CLIENT",
+    "KIND_SERVER",
+    "LOGFMT",
+    "REASONS",
+    "SPAN_RECORD",
+    "Parsed",
+    "parse_line",
+    "parse_logfmt",
+]
+
+# Flags (bit set).
+JSON = 1
+"""The line is a valid JSON object, copied verbatim into the output."""
+LOGFMT = 2
+"""The line is logfmt; the output carries its key/value pairs."""
+ERROR = 4
+SPAN_RECORD = 8
+KIND_CLIENT = 16
+KIND_SERVER = 32
+
+# Reasons a line joins no trace (0: it does).
+NO_TRACE_ID, UNPARSEABLE_JSON, BINARY, TOO_DEEP, TRUNCATED = 1, 2, 3, 4, 5
+REASONS = ("", "no trace id", "unparseable json", "binary", "too deeply nested", "truncated line")
+
+Parsed = tuple[
+    "str | None",  # trace ID
+    "str | None",  # span ID
+    "str | None",  # parent span ID
+    "float | None",  # timestamp (epoch seconds, raw clock)
+    "str | None",  # service
+    int,  # flags
+    int,  # reason
+    "float | None",  # span start (span records)
+]
+
+_ERROR_LEVELS = frozenset(
+    {"error", "err", "critical", "crit", "fatal", "alert", "emerg", "emergency", "severe", "panic"}
+)
+
+
+def _f(name: str) -> Any:
+    return msgspec.field(default=None, name=name)
+
+
+class _Fields(msgspec.Struct):
+    """The keys the stitcher reads; every other key is skipped unread."""
+
+    timestamp: object = None
+    at_timestamp: object = _f("@timestamp")
+    time: object = None
+    ts: object = None
+    asctime: object = None
+    timeUnixNano: object = None  # noqa: N815 (the key as written)
+    level: object = None
+    levelname: object = None
+    severity: object = None
+    severityText: object = None  # noqa: N815
+    log_level: object = _f("log.level")
+    log: object = None
+    service: object = None
+    service_name_dot: object = _f("service.name")
+    service_name: object = None
+    serviceName: object = None  # noqa: N815
+    app: object = None
+    application: object = None
+    dd_service: object = _f("dd.service")
+    trace_id: object = None
+    traceId: object = None  # noqa: N815
+    traceID: object = None  # noqa: N815
+    otelTraceID: object = None  # noqa: N815
+    trace_id_dot: object = _f("trace.id")
+    trace: object = None
+    dd_trace_id: object = _f("dd.trace_id")
+    dd: object = None
+    traceparent: object = None
+    span_id: object = None
+    spanId: object = None  # noqa: N815
+    spanID: object = None  # noqa: N815
+    otelSpanID: object = None  # noqa: N815
+    span_id_dot: object = _f("span.id")
+    span: object = None
+    dd_span_id: object = _f("dd.span_id")
+    parent_span_id: object = None
+    parentSpanId: object = None  # noqa: N815
+    parent_id: object = None
+    parent_id_dot: object = _f("parent.id")
+    span_kind: object = _f("span.kind")
+    span_start: object = _f("span.start")
+    span_start_ns: object = _f("span.start_ns")
+    duration_ms: object = None
+    error_type: object = _f("error.type")
+    exception_type: object = _f("exception.type")
+    exc_info: object = None
+    status: object = _f("http.response.status_code")
+
+
+_decode = msgspec.json.Decoder(_Fields).decode
+
+
+def _nested(value: object, key: str) -> object:
+    return value.get(key) if isinstance(value, dict) else None
+
+
+def _trace(r: _Fields) -> str | None:
+    for value in (r.trace_id, r.traceId, r.otelTraceID, r.trace_id_dot, r.traceID):
+        if value is not None:
+            return norm_trace_id(value)
+    if r.trace is not None:
+        return norm_trace_id(_nested(r.trace, "id"))
+    if r.dd_trace_id is not None:
+        return decimal_id(r.dd_trace_id)
+    if r.dd is not None:
+        return decimal_id(_nested(r.dd, "trace_id"))
+    if isinstance(r.traceparent, str):
+        ids = traceparent_ids(r.traceparent)
+        return ids[0] if ids else None
+    return None
+
+
+def _span(r: _Fields) -> str | None:
+    for value in (r.spanId, r.otelSpanID, r.span_id_dot, r.spanID):
+        if value is not None:
+            return norm_span_id(value)
+    if r.span is not None:
+        return norm_span_id(_nested(r.span, "id"))
+    if r.dd_span_id is not None:
+        return decimal_id(r.dd_span_id, 16)
+    if r.dd is not None:
+        return decimal_id(_nested(r.dd, "span_id"), 16)
+    return None
+
+
+def _service(r: _Fields) -> str | None:
+    for value in (
+        r.service,
+        r.service_name_dot,
+        r.service_name,
+        r.serviceName,
+        r.app,
+        r.application,
+        r.dd_service,
+    ):
+        if value is not None:
+            if isinstance(value, dict):
+                value = value.get("name")
+            if isinstance(value, str) and 0 < len(value) <= 200:
+                return value
+            return None
+    return None
+
+
+def _timestamp(r: _Fields) -> float | None:
+    for value in (r.timestamp, r.at_timestamp, r.time, r.ts, r.asctime, r.timeUnixNano):
+        if value is not None:
+            return parse_timestamp(value)
+    return None
+
+
+def _is_error(r: _Fields) -> bool:
+    for value in (r.level, r.levelname, r.severity, r.severityText, r.log_level):
+        if value is not None:
+            if isinstance(value, str):
+                if value.lower() in _ERROR_LEVELS:
+                    return True
+            elif isinstance(value, int) and not isinstance(value, bool) and value >= 50:
+                return True
+            break
+    else:
+        level = _nested(r.log, "level")
+        if isinstance(level, str) and level.lower() in _ERROR_LEVELS:
+            return True
+    if r.error_type is not None or r.exception_type is not None or r.exc_info:
+        return True
+    status = r.status
+    return isinstance(status, int) and not isinstance(status, bool) and status >= 500
+
+
+_MISS = object()
+_tcache = _trace_cache()
+_scache = _span_cache()
+_seconds = seconds_cache()
+_NOT_ERROR = frozenset(
+    {"info", "INFO", "Info", "debug", "DEBUG", "Debug", "warning", "WARNING", "Warning",
+     "warn", "WARN", "trace", "TRACE", "notice", "NOTICE"}
+)
+
+
+def _fields(r: _Fields, flags: int) -> Parsed:
+    """The hot path: the common spellings first, cached, each alternative only on a miss."""
+    value = r.trace_id
+    if value is None:
+        trace = _trace(r)
+    else:
+        trace = _tcache.get(value, _MISS) if type(value) is str else _MISS
+        if trace is _MISS:
+            trace = norm_trace_id(value)
+    value = r.span_id
+    if value is None:
+        span = _span(r)
+    else:
+        span = _scache.get(value, _MISS) if type(value) is str else _MISS
+        if span is _MISS:
+            span = norm_span_id(value)
+    value = r.parent_span_id
+    if value is None:
+        value = r.parentSpanId
+        if value is None:
+            value = r.parent_id if r.parent_id is not None else r.parent_id_dot
+    if value is None:
+        parent = None
+    else:
+        parent = _scache.get(value, _MISS) if type(value) is str else _MISS
+        if parent is _MISS:
+            parent = norm_span_id(value)
+    value = r.timestamp
+    ts = None
+    if type(value) is str and len(value) in (26, 27) and value[19] == ".":
+        base = _seconds.get(value[:19])
+        if base is not None and value[20:26].isdigit() and value[26:] in ("", "Z"):
+            ts = base + int(value[20:26]) * 1e-6
+    if ts is None:
+        ts = parse_timestamp(value) if value is not None else _timestamp(r)
+    value = r.service
+    service = value if type(value) is str and 0 < len(value) <= 200 else _service(r)
+    level = r.level
+    if type(level) is str and level in _NOT_ERROR and r.error_type is None and r.exception_type is None:
+        status = r.status
+        if r.exc_info or (type(status) is int and status >= 500):
+            flags |= ERROR
+    elif _is_error(r):
+        flags |= ERROR
+    start = None
+    kind = r.span_kind
+    if kind is not None and isinstance(r.duration_ms, (int, float)):
+        flags |= SPAN_RECORD
+        if kind == "client":
+            flags |= KIND_CLIENT
+        elif kind == "server":
+            flags |= KIND_SERVER
+        if r.span_start is not None:
+            start = parse_timestamp(r.span_start)
+        elif r.span_start_ns is not None:
+            start = parse_timestamp(r.span_start_ns)
+        if start is None and ts is not None:
+            start = ts - float(r.duration_ms) / 1e3
+    return (trace, span, parent, ts, service, flags, 0 if trace else NO_TRACE_ID, start)
+
+
+_LOGFMT_START = re.compile(rb"\s*[\w.@/-]+=")
+_LOGFMT_PAIR = re.compile(r'([\w.@/-]+)=("(?:[^"\\]|\\.)*"|\S*)')
+
+
+def parse_logfmt(text: str) -> dict[str, str]:
+    """The ``key=value`` pairs of a logfmt line (quoted values unescaped)."""
+    pairs: dict[str, str] = {}
+    for key, value in _LOGFMT_PAIR.findall(text):
+        if value[:1] == '"' and value[-1:] == '"' and len(value) >= 2:
+            value = value[1:-1].replace('\\"', '"').replace("\\\\", "\\")
+        pairs[key] = value
+    return pairs
+
+
+_TEXT_KEYS = re.compile(
+    r"(?i)(?<![\w.])(trace[_.-]?id|oteltraceid|dd\.trace_id|span[_.-]?id|otelspanid|dd\.span_id|"
+    r"parent[_.-]?(?:span[_.-]?)?id|service(?:[_.]name)?)[\"']?\s*[=:]\s*[\"']?([\w.:/-]+)"
+)
+_TEXT_ERROR = re.compile(r"\b(?:ERROR|FATAL|CRITICAL|PANIC|SEVERE|level=error)\b")
+
+
+def _text_fields(text: str, flags: int) -> Parsed:
+    trace = span = parent = service = None
+    for key, value in _TEXT_KEYS.findall(text):
+        key = key.lower()
+        if key.startswith(("trace", "oteltrace")):
+            trace = trace or norm_trace_id(value)
+        elif key == "dd.trace_id":
+            trace = trace or decimal_id(value)
+        elif key.startswith(("span", "otelspan")):
+            span = span or norm_span_id(value)
+        elif key == "dd.span_id":
+            span = span or decimal_id(value, 16)
+        elif key.startswith("parent"):
+            parent = parent or norm_span_id(value)
+        elif service is None:
+            service = value
+    if trace is None and "-" in text:
+        ids = traceparent_ids(text)
+        if ids is not None:
+            trace = ids[0]
+    if _TEXT_ERROR.search(text):
+        flags |= ERROR
+    ts = timestamp_in_text(text)
+    return (trace, span, parent, ts, service, flags, 0 if trace else NO_TRACE_ID, None)
+
+
+def _strict_constant(name: str) -> Any:
+    raise ValueError(name)
+
+
+def _is_binary(raw: bytes) -> bool:
+    if b"\x00" in raw:
+        return True
+    bad = sum(1 for b in raw[:4096] if b < 9 or 13 < b < 32 or b == 127)
+    return bad * 8 > min(len(raw), 4096)
+
+
+def parse_line(raw: bytes) -> Parsed:
+    """Fields of one non-blank line (without its line ending).
+
+    Never raises: a line that cannot be read comes back with a reason.
+    """
+    ascii_ok = raw.isascii()
+    if not ascii_ok:
+        try:
+            raw.decode()
+        except UnicodeDecodeError:
+            return _unreadable(raw, BINARY)
+    head = raw.lstrip()[:1]
+    if head == b"{":
+        try:
+            return _fields(_decode(raw), JSON)
+        except (msgspec.DecodeError, msgspec.ValidationError):
+            return _fallback_json(raw)
+        except RecursionError:
+            return (None, None, None, None, None, 0, TOO_DEEP, None)
+    if _is_binary(raw):
+        return _unreadable(raw, BINARY)
+    text = raw.decode()
+    if _LOGFMT_START.match(raw):
+        try:
+            return _fields(msgspec.convert(parse_logfmt(text), _Fields), LOGFMT)
+        except msgspec.ValidationError:
+            pass
+    return _text_fields(text, 0)
+
+
+def _fallback_json(raw: bytes) -> Parsed:
+    """A line msgspec rejects: maybe JSON it will not take (lone surrogates), maybe not JSON."""
+    try:
+        value = json.loads(raw, parse_constant=_strict_constant)
+    except RecursionError:
+        return (None, None, None, None, None, 0, TOO_DEEP, None)
+    except ValueError:
+        parsed = _text_fields(raw.decode(errors="replace"), 0)
+        if parsed[0] is None:
+            return (*parsed[:6], UNPARSEABLE_JSON, None)
+        return parsed
+    if not isinstance(value, dict):
+        return _text_fields(raw.decode(errors="replace"), 0)
+    try:
+        fields = msgspec.convert(value, _Fields)
+    except (msgspec.ValidationError, RecursionError):
+        return (None, None, None, None, None, 0, UNPARSEABLE_JSON, None)
+    # Not flagged JSON: the output carries it as text, which every reader accepts.
+    return _fields(fields, 0)
+
+
+def _unreadable(raw: bytes, reason: int) -> Parsed:
+    text = raw.decode(errors="replace")
+    parsed = _text_fields(text, 0) if not _is_binary(raw) else None
+    if parsed is not None and parsed[0] is not None:
+        return parsed
+    return (None, None, None, None, None, 0, reason, None)

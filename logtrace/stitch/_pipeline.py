@@ -1,0 +1,202 @@
+"""The stitcher's stages wired together: what ``logtrace stitch`` runs."""
+
+from __future__ import annotations
+
+import gc
+import os
+import shutil
+import tempfile
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import IO
+
+import numpy as np
+import numpy.typing as npt
+
+from ._correct import apply_clocks, estimate
+from ._group import Table, group
+from ._ids import norm_trace_id
+from ._order import order
+from ._parse import ERROR, NO_TRACE_ID
+from ._read import expand_paths
+from ._render import Rendering, write_jsonl
+from ._scan import plan_tasks, scan
+from ._text import write_text
+from ._tree import build_tree
+
+__all__ = ["Options", "Summary", "stitch"]
+
+
+@dataclass(slots=True)
+class Options:
+    traces: Sequence[str] = ()
+    errors_only: bool = False
+    services: Sequence[str] = ()
+    since: float | None = None
+    until: float | None = None
+    format: str = "jsonl"
+    skew_correction: bool = True
+    jobs: int = 1
+    memory: int = 512 << 20
+    """Memory budget in bytes; the row table spills to disk beyond it."""
+    color: bool = False
+    tmp_dir: str | None = None
+
+
+@dataclass(slots=True)
+class Summary:
+    """What a run read and did, for the summary line and the exit code."""
+
+    files: int = 0
+    records: int = 0
+    traces: int = 0
+    written_traces: int = 0
+    unattributed: int = 0
+    unparseable: int = 0
+    offsets_ms: dict[str, float] = field(default_factory=dict)
+    drift_ppm: dict[str, float] = field(default_factory=dict)
+    warnings: list[str] = field(default_factory=list)
+
+
+def stitch(
+    paths: Sequence[str],
+    out: IO[bytes],
+    options: Options,
+    progress: Callable[[str, float], None] | None = None,
+) -> Summary:
+    """Read ``paths``, write the stitched traces to ``out``, return the summary."""
+    spool = tempfile.mkdtemp(prefix="logtrace-", dir=options.tmp_dir)
+    gc_was_enabled = gc.isenabled()
+    gc.disable()  # millions of small objects, no cycles among them
+    try:
+        return _run(paths, out, options, spool, progress)
+    finally:
+        if gc_was_enabled:
+            gc.enable()
+        shutil.rmtree(spool, ignore_errors=True)
+
+
+def _run(
+    paths: Sequence[str],
+    out: IO[bytes],
+    options: Options,
+    spool: str,
+    progress: Callable[[str, float], None] | None,
+) -> Summary:
+    sources = expand_paths(paths, spool)
+    tasks = plan_tasks(sources, options.jobs)
+    done = [0]
+
+    def scanned(scan_result: object) -> None:
+        if progress is not None:
+            done[0] += 1
+            progress("reading", done[0] / max(len(tasks), 1))
+
+    scans = scan(tasks, spool, options.jobs, scanned)
+    table = group(sources, scans)
+    del scans
+    tree = build_tree(table)
+    clocks = estimate(table, tree) if options.skew_correction else {}
+    corrected = apply_clocks(table, clocks)
+    ordered = order(table, corrected)
+    if progress is not None:
+        progress("writing", 1.0)
+
+    rows = table.rows
+    reason = rows["reason"]
+    summary = Summary(
+        files=len(sources),
+        records=len(rows),
+        traces=len(table.traces),
+        unattributed=int(np.count_nonzero(reason)),
+        unparseable=int(np.count_nonzero(reason > NO_TRACE_ID)),
+        warnings=list(table.warnings),
+    )
+    used = np.zeros(len(table.services), dtype=bool)
+    used[rows["svc"]] = True
+    for i, name in enumerate(table.services):
+        if used[i]:
+            model = clocks.get(name)
+            summary.offsets_ms[name] = round(model.offset_s * 1e3, 3) if model else 0.0
+            summary.drift_ppm[name] = round(model.drift * 1e6, 3) if model else 0.0
+
+    selected = _select(table, corrected, ordered.trace_start, options)
+    if selected is not None:
+        keep_rows = _keep_rows(table, corrected, ordered.rows, selected, options)
+        ordered.rows = ordered.rows[keep_rows]
+        ordered.n_traced = int(np.count_nonzero(rows["trace"][ordered.rows] >= 0))
+        summary.written_traces = int(np.count_nonzero(selected))
+    else:
+        summary.written_traces = len(table.traces)
+    rendering = Rendering(table, tree, corrected, ordered)
+    if options.format == "jsonl":
+        write_jsonl(rendering, out, options.jobs, spool)
+    else:
+        write_text(rendering, out, color=options.color)
+    out.flush()
+    return summary
+
+
+def _size(path: str) -> int:
+    try:
+        return os.path.getsize(path)
+    except OSError:
+        return 0
+
+
+def _select(
+    table: Table, corrected: npt.NDArray[np.float64], start: npt.NDArray[np.float64], options: Options
+) -> npt.NDArray[np.bool_] | None:
+    """Which traces to write, or ``None`` for all of them (and every other line)."""
+    if not (options.traces or options.errors_only or options.services):
+        if options.since is None and options.until is None:
+            return None
+    n = len(table.traces)
+    selected = np.ones(n, dtype=bool)
+    rows = table.rows
+    trace = rows["trace"]
+    if options.traces:
+        wanted = {norm_trace_id(t) or t for t in options.traces}
+        mask = np.zeros(n, dtype=bool)
+        for i, tid in enumerate(table.traces):
+            if tid in wanted:
+                mask[i] = True
+        selected &= mask
+    if options.errors_only:
+        mask = np.zeros(n, dtype=bool)
+        mask[trace[((rows["flags"] & ERROR) != 0) & (trace >= 0)]] = True
+        selected &= mask
+    if options.services:
+        names = set(options.services)
+        svc_mask = np.array([s in names for s in table.services] or [False], dtype=bool)
+        mask = np.zeros(n, dtype=bool)
+        mask[trace[svc_mask[rows["svc"]] & (trace >= 0)]] = True
+        selected &= mask
+    if options.since is not None:
+        selected &= ~(start < options.since)
+    if options.until is not None:
+        selected &= ~(start > options.until)
+    return selected
+
+
+def _keep_rows(
+    table: Table,
+    corrected: npt.NDArray[np.float64],
+    ordered: npt.NDArray[np.int64],
+    selected: npt.NDArray[np.bool_],
+    options: Options,
+) -> npt.NDArray[np.bool_]:
+    trace = table.rows["trace"][ordered]
+    keep = np.zeros(len(ordered), dtype=bool)
+    traced = trace >= 0
+    keep[traced] = selected[trace[traced]]
+    if not (options.traces or options.errors_only or options.services):
+        # Only a time window: lines without a trace are kept when inside it.
+        ts = corrected[ordered]
+        inside = ~traced
+        if options.since is not None:
+            inside &= ~(ts < options.since)
+        if options.until is not None:
+            inside &= ~(ts > options.until)
+        keep |= inside
+    return keep

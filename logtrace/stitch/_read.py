@@ -1,0 +1,169 @@
+"""Find the input files and read their bytes, decompressed, in large blocks.
+
+Compression is recognised by magic bytes, not by name: rotated logs are often
+renamed. A compressed file is decompressed once into a spool file next to the
+run's other temporary files; later stages read lines back by byte offset from
+that spool (or from the original file) through ``mmap``.
+"""
+
+from __future__ import annotations
+
+import bz2
+import glob
+import gzip
+import lzma
+import mmap
+import os
+import re
+import shutil
+import sys
+import tempfile
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from typing import IO
+
+__all__ = [
+    "BLOCK",
+    "InputError",
+    "LineReader",
+    "Source",
+    "expand_paths",
+    "open_decompressed",
+    "read_blocks",
+    "service_from_path",
+]
+
+BLOCK = 8 << 20
+_GLOB_CHARS = frozenset("*?[")
+
+
+class InputError(Exception):
+    """An input that cannot be read at all; the message names the file."""
+
+
+@dataclass(frozen=True, slots=True)
+class Source:
+    """One input file: the name shown to the user and the path to open."""
+
+    name: str
+    path: str
+
+
+def expand_paths(paths: Sequence[str], spool_dir: str) -> list[Source]:
+    """Files, directories (recursively), glob patterns and ``-`` (stdin)."""
+    sources: list[Source] = []
+    for given in paths:
+        if given == "-":
+            fd, spool = tempfile.mkstemp(prefix="stdin-", dir=spool_dir)
+            with os.fdopen(fd, "wb") as out:
+                shutil.copyfileobj(sys.stdin.buffer, out, 1 << 20)
+            sources.append(Source("-", spool))
+        elif os.path.isdir(given):
+            found = []
+            for root, dirs, files in os.walk(given):
+                dirs[:] = sorted(d for d in dirs if not d.startswith("."))
+                found.extend(os.path.join(root, f) for f in files if not f.startswith("."))
+            sources.extend(Source(p, p) for p in sorted(found))
+        elif os.path.exists(given):
+            sources.append(Source(given, given))
+        elif _GLOB_CHARS & set(given):
+            matches = sorted(p for p in glob.glob(given, recursive=True) if os.path.isfile(p))
+            if not matches:
+                raise InputError(f"{given}: no file matches")
+            sources.extend(Source(p, p) for p in matches)
+        else:
+            raise InputError(f"{given}: no such file or directory")
+    return sources
+
+
+def _opener(head: bytes) -> Callable[[IO[bytes]], IO[bytes]] | None:
+    if head.startswith(b"\x1f\x8b"):
+        return lambda raw: gzip.GzipFile(fileobj=raw, mode="rb")
+    if head.startswith(b"BZh") and head[3:4].isdigit():
+        return lambda raw: bz2.BZ2File(raw, "rb")
+    if head.startswith(b"\xfd7zXZ\x00"):
+        return lambda raw: lzma.LZMAFile(raw, "rb")
+    return None
+
+
+def open_decompressed(path: str) -> tuple[IO[bytes], bool]:
+    """A binary stream of the file's content and whether it was compressed."""
+    try:
+        raw = open(path, "rb")  # noqa: SIM115 (returned to the caller)
+    except OSError as exc:
+        raise InputError(f"{path}: {exc.strerror or exc}") from exc
+    try:
+        head = raw.read(6)
+        raw.seek(0)
+    except OSError as exc:
+        raw.close()
+        raise InputError(f"{path}: {exc.strerror or exc}") from exc
+    opener = _opener(head)
+    if opener is None:
+        return raw, False
+    return opener(raw), True
+
+
+def read_blocks(stream: IO[bytes], warnings: list[str], name: str) -> Iterator[bytes]:
+    """Blocks of whole lines (the last one may lack its newline).
+
+    A line longer than a block is carried into the next read, so a
+    multi-megabyte line arrives whole. A compressed stream that ends early
+    (a file still being written) yields what could be read and a warning.
+    """
+    carry = b""
+    while True:
+        try:
+            block = stream.read(BLOCK)
+        except (EOFError, OSError, lzma.LZMAError) as exc:
+            warnings.append(f"{name}: stopped reading: {exc}")
+            block = b""
+        if not block:
+            if carry:
+                yield carry
+            return
+        if carry:
+            block = carry + block
+        cut = block.rfind(b"\n") + 1
+        if cut == 0:
+            carry = block
+            continue
+        carry = block[cut:]
+        yield block[:cut] if carry else block
+
+
+class LineReader:
+    """Lines back by byte offset, from the file or its decompressed spool."""
+
+    __slots__ = ("_file", "_map")
+
+    def __init__(self, path: str) -> None:
+        self._file = open(path, "rb")  # noqa: SIM115 (closed in close())
+        size = os.fstat(self._file.fileno()).st_size
+        self._map: mmap.mmap | None = (
+            mmap.mmap(self._file.fileno(), 0, access=mmap.ACCESS_READ) if size else None
+        )
+
+    def get(self, offset: int, length: int) -> bytes:
+        if self._map is None:
+            return b""
+        return self._map[offset : offset + length]
+
+    def close(self) -> None:
+        if self._map is not None:
+            self._map.close()
+        self._file.close()
+
+
+_SUFFIXES = re.compile(
+    r"(?:\.(?:gz|bz2|xz|zst|log|jsonl|json|ndjson|txt|out|err|\d+)"
+    r"|[-_.]\d{4}-?\d{2}-?\d{2}(?:[-_T]?\d{2,6})?)+$",
+    re.IGNORECASE,
+)
+
+
+def service_from_path(name: str) -> str:
+    """``logs/orders.log.1.gz`` -> ``orders``: the file name without log suffixes."""
+    base = os.path.basename(name.rstrip("/")) or name
+    stripped = _SUFFIXES.sub("", base)
+    return stripped or base

@@ -1,0 +1,147 @@
+"""Render for people: one block per trace, the span tree by indentation.
+
+Log text is untrusted: control characters (escape sequences above all) are
+shown escaped, never written to the terminal raw. Colour only when asked
+(the command line asks when stdout is a terminal and ``NO_COLOR`` is unset).
+"""
+
+from __future__ import annotations
+
+from typing import IO, Any
+
+import msgspec
+import numpy as np
+
+from ._parse import ERROR, JSON, LOGFMT, REASONS, parse_logfmt
+from ._read import LineReader
+from ._render import Rendering
+
+__all__ = ["escape", "record_fields", "write_text"]
+
+_ESCAPES = {c: f"\\x{c:02x}" for c in [*range(32), 127, *range(0x80, 0xA0)]}
+_ESCAPES.update({9: "\\t", 10: "\\n", 13: "\\r", 0x1B: "\\e"})
+_MESSAGE_KEYS = ("message", "msg", "event", "body")
+_LEVEL_KEYS = ("level", "levelname", "severity", "severityText", "log.level")
+_KEY_FIELDS = (
+    "http.request.method",
+    "http.route",
+    "url.path",
+    "url.full",
+    "http.response.status_code",
+    "duration_ms",
+    "error.type",
+    "exception.type",
+    "request_id",
+)
+_decode = msgspec.json.decode
+
+_RESET, _RED, _DIM, _CYAN, _BOLD, _YELLOW = (
+    "\x1b[0m",
+    "\x1b[31m",
+    "\x1b[2m",
+    "\x1b[36m",
+    "\x1b[1m",
+    "\x1b[33m",
+)
+
+
+def escape(text: str) -> str:
+    """``text`` with every control character written as an escape."""
+    return text.translate(_ESCAPES)
+
+
+def record_fields(raw: bytes, flags: int) -> tuple[str, str, dict[str, Any]]:
+    """Level, message and key fields of one line, for display."""
+    obj: Any = None
+    if flags & JSON:
+        try:
+            obj = _decode(raw)
+        except (msgspec.DecodeError, RecursionError):
+            obj = None
+    elif flags & LOGFMT:
+        obj = parse_logfmt(raw.decode(errors="replace"))
+    if not isinstance(obj, dict):
+        return "", raw.decode(errors="replace"), {}
+    message = next((obj[k] for k in _MESSAGE_KEYS if k in obj), "")
+    level = next((obj[k] for k in _LEVEL_KEYS if k in obj), "")
+    if isinstance(level, dict):
+        level = ""
+    fields = {k: obj[k] for k in _KEY_FIELDS if k in obj}
+    return str(level), message if isinstance(message, str) else str(message), fields
+
+
+def write_text(r: Rendering, out: IO[bytes], color: bool = False) -> None:
+    """Every selected trace as an indented block, then the unattributed lines."""
+    table = r.table
+    rows = table.rows
+    ordered = r.order.rows
+    readers: dict[int, LineReader] = {}
+
+    def paint(code: str, text: str) -> str:
+        return f"{code}{text}{_RESET}" if color else text
+
+    def line_of(row: int) -> bytes:
+        f = int(table.file[row])
+        reader = readers.get(f)
+        if reader is None:
+            reader = readers[f] = LineReader(table.data_paths[f])
+        return reader.get(int(rows["off"][row]), int(rows["len"][row]))
+
+    width = max((len(s) for s in table.services), default=8)
+    current = -2
+    seen_orphans: set[int] = set()
+    lines: list[str] = []
+    try:
+        for row in ordered.tolist():
+            trace = int(rows["trace"][row])
+            flags = int(rows["flags"][row])
+            if trace != current:
+                current = trace
+                lines.append(_header(r, trace, paint))
+                if len(lines) > 2000:
+                    out.write("".join(lines).encode())
+                    lines.clear()
+            level, message, fields = record_fields(line_of(row), flags)
+            svc = table.services[int(rows["svc"][row])]
+            if trace < 0:
+                where = f"{table.sources[int(table.file[row])].name}:{int(rows['line'][row])}"
+                reason = REASONS[int(rows["reason"][row])]
+                lines.append(
+                    f"  {paint(_DIM, escape(where))} {paint(_YELLOW, reason)}  "
+                    f"{escape(message)}\n"
+                )
+                continue
+            span = int(rows["span"][row])
+            depth = int(r.tree.row_depth[row])
+            start = r.order.trace_start[trace]
+            ts = r.corrected[row]
+            rel = "" if np.isnan(ts) or np.isnan(start) else f"+{(ts - start) * 1e3:.3f}ms"
+            error = bool(flags & ERROR)
+            tag = ""
+            if span >= 0 and r.tree.orphan[span] and span not in seen_orphans:
+                seen_orphans.add(span)
+                tag = paint(_YELLOW, " [orphan: parent span not in the logs]")
+            extra = " ".join(f"{k}={escape(str(v))}" for k, v in fields.items())
+            text = escape(message) + (f"  {paint(_DIM, extra)}" if extra else "")
+            lvl = escape(level.upper()[:5]).ljust(5)
+            if error:
+                lvl, text = paint(_RED + _BOLD, lvl), paint(_RED, text)
+            lines.append(
+                f"  {paint(_DIM, rel.rjust(11))} {'  ' * depth}"
+                f"{paint(_CYAN, escape(svc).ljust(width))} {lvl} {text}{tag}\n"
+            )
+        out.write("".join(lines).encode())
+    finally:
+        for reader in readers.values():
+            reader.close()
+
+
+def _header(r: Rendering, trace: int, paint: Any) -> str:
+    if trace < 0:
+        return "\n" + paint(_BOLD, "lines without a trace") + "\n"
+    start, end = r.order.trace_start[trace], r.order.trace_end[trace]
+    span = "" if np.isnan(start) or np.isnan(end) else f"  {(end - start) * 1e3:.3f} ms"
+    when = ""
+    if not np.isnan(start):
+        when = "  " + str(np.datetime64(int(round(start * 1e6)), "us")) + "Z"
+    return "\n" + paint(_BOLD, f"trace {escape(r.table.traces[trace])}") + f"{when}{span}\n"
