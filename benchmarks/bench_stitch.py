@@ -80,7 +80,7 @@ def ensure_data(size_mb: float, seed: int) -> tuple[list[str], dict[str, object]
         print(f"generated in {time.perf_counter() - t0:.1f} s", flush=True)
         stamp.write_text(json.dumps(want))
     head = json.loads((DATA / "truth.jsonl").open(encoding="utf-8").readline())
-    files = [str(DATA / f) for f in head["files"]]
+    files = [str(DATA / "logs" / f) for f in head["files"]]
     return files, head
 
 
@@ -162,7 +162,7 @@ def main(argv: list[str] | None = None) -> int:
     quoted = " ".join(shlex.quote(f) for f in files)
     trace_id = pick_trace_id(files, args.seed)
     py = shlex.quote(sys.executable)
-    data = shlex.quote(str(DATA))
+    data = shlex.quote(str(DATA / "logs"))
     variants = {
         "sort": f"zcat -f {quoted} | LC_ALL=C sort -t '\"' -k24,24 -k4,4 > /dev/null",
         "grep -F": f"zcat -f {quoted} | LC_ALL=C grep -F {trace_id} > /dev/null",

@@ -300,7 +300,10 @@ def run_stitch(root: Path, files: list[str]) -> dict[str, list[dict[str, Any]]] 
     return out
 
 
-def _iso_to_s(text: str) -> float:
+def _iso_to_s(text: str | None) -> float:
+    """A stitched record's corrected time; records without one sort last."""
+    if not text or len(text) < 26:
+        return float("inf")
     return _ts(text)
 
 
@@ -392,7 +395,7 @@ def evaluate(name: str, cfg: SynthConfig, keep: bool) -> Result:
             obj = json.loads(line)
             truth[obj["trace_id"]] = [tuple(x) for x in obj["records"]]
     files: list[str] = head["files"]
-    recs = read_logs(root, files)
+    recs = read_logs(root / "logs", files)
     traces = by_trace(recs)
     scores: dict[str, float] = {}
     seconds: dict[str, float] = {}
@@ -419,7 +422,7 @@ def evaluate(name: str, cfg: SynthConfig, keep: bool) -> Result:
         violations["clocks"] = containment_violations(traces, corrected)
         violations["raw"] = containment_violations(traces, {id(r): r.ts for r in recs})
     t0 = time.perf_counter()
-    stitched = run_stitch(root, files)
+    stitched = run_stitch(root / "logs", files)
     seconds["stitch"] = time.perf_counter() - t0
     if stitched is not None:
         emitted = {t: [(o["_file"], o["line"]) for o in rs] for t, rs in stitched.items()}

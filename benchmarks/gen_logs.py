@@ -2,9 +2,10 @@
 
     python benchmarks/gen_logs.py OUT_DIR [--size-mb 500] [--skew-ms 25] [--seed 1] ...
 
-Writes one log per service (older parts of some rotated and gzipped) and
-``truth.jsonl``: a header line with the files and the true clock offsets, then
-one line per trace with its records' ``[file index, line]`` in true order.
+Writes one log per service (older parts of some rotated and gzipped) into
+``OUT_DIR/logs`` and ``OUT_DIR/truth.jsonl``: a header line with the files and
+the true clock offsets, then one line per trace with its records'
+``[file index, line]`` in true order.
 """
 
 from __future__ import annotations

@@ -9,8 +9,9 @@ fields, logfmt, plain text), some carry no trace at all, a few are corrupt, and
 older parts of some files are rotated and gzipped.
 
 Because the generator knows every record's true time, it also writes
-``truth.jsonl``: per trace, the ``(file, line)`` of each record in true order,
-which is what an ordering evaluation scores against. Same seed, same bytes.
+``truth.jsonl`` (beside the ``logs`` directory): per trace, the ``(file, line)``
+of each record in true order, which is what an ordering evaluation scores
+against. Same seed, same bytes.
 """
 
 from __future__ import annotations
@@ -385,7 +386,9 @@ def _corrupt(rng: random.Random, ts: str) -> str:
 
 
 def generate(out_dir: str, cfg: SynthConfig | None = None) -> SynthResult:
-    """Write one log per service (some rotated) and ``truth.jsonl`` into ``out_dir``."""
+    """Write one log per service (some rotated) into ``out_dir/logs``, and
+    ``out_dir/truth.jsonl`` beside it (outside, so that stitching the log
+    directory does not read the answers)."""
     cfg = cfg or SynthConfig()
     rng = random.Random(cfg.seed)
     services = _build_graph(cfg, rng)
@@ -403,7 +406,8 @@ def generate(out_dir: str, cfg: SynthConfig | None = None) -> SynthResult:
         t += rng.expovariate(cfg.rate_per_s)
     t_end = t + 1.0
 
-    os.makedirs(out_dir, exist_ok=True)
+    log_dir = os.path.join(out_dir, "logs")
+    os.makedirs(log_dir, exist_ok=True)
     files: list[str] = []
     truth: list[list[tuple[int, int, int]]] = [[] for _ in range(n)]
     records = 0
@@ -446,7 +450,7 @@ def generate(out_dir: str, cfg: SynthConfig | None = None) -> SynthResult:
             records += len(part)
             data = ("\n".join(body) + "\n").encode("utf-8", "surrogateescape")
             written += len(data)
-            path = os.path.join(out_dir, name)
+            path = os.path.join(log_dir, name)
             if name.endswith(".gz"):
                 with gzip.open(path, "wb", compresslevel=1) as fh:
                     fh.write(data)
@@ -469,7 +473,7 @@ def generate(out_dir: str, cfg: SynthConfig | None = None) -> SynthResult:
             fh.write(json.dumps({"trace_id": gen.trace_ids[i], "records": order},
                                 separators=(",", ":")) + "\n")
     return SynthResult(
-        files=[os.path.join(out_dir, f) for f in files], truth=truth_path, records=records,
+        files=[os.path.join(log_dir, f) for f in files], truth=truth_path, records=records,
         traces=n, bytes=written, offsets_s=offsets, drifts=drifts,
         services=[s.name for s in services],
     )
