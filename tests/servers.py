@@ -72,6 +72,21 @@ class Server:
             return ""
         return self.log_path.read_text(encoding="utf-8", errors="replace")
 
+    def wait_for_log(self, text: str, *, count: int = 1, timeout: float = 10.0) -> str:
+        """The logs once ``text`` occurs ``count`` times in them.
+
+        Servers log some lines after the response has gone out (uvicorn's
+        exception line, for one): poll rather than read once.
+        """
+        deadline = time.monotonic() + timeout
+        while True:
+            logs = self.logs()
+            if logs.count(text) >= count:
+                return logs
+            if time.monotonic() > deadline:
+                raise AssertionError(f"{text!r} not logged {count} time(s):\n{logs}")
+            time.sleep(0.05)
+
 
 def free_port() -> int:
     """A TCP port on 127.0.0.1 that nothing listens on right now."""
@@ -184,18 +199,22 @@ def run_gunicorn(
     args: Sequence[str] = (),
     log_path: Path | None = None,
     env: dict[str, str] | None = None,
+    access_log: bool = True,
 ) -> Iterator[Server]:
     """Serve ``app`` (``"module:attribute"`` in ``app_dir``) with ``gunicorn``.
 
     One sync worker by default; ``args`` go to the gunicorn command line,
     for example ``("--worker-class", "gthread", "--threads", "8")`` or
-    ``("--config", "python:settings")``. The access log and the error log
-    go to ``log_path`` (default: ``app_dir / "gunicorn.log"``).
+    ``("--config", "python:settings")``. The error log and, with
+    ``access_log``, gunicorn's own access log go to ``log_path`` (default:
+    ``app_dir / "gunicorn.log"``); pass ``access_log=False`` when a logging
+    configuration of your own handles ``gunicorn.access``.
     """
     command = [
         sys.executable, "-m", "gunicorn",
         "--bind", f"{HOST}:{{port}}", "--chdir", str(app_dir), "--workers", "1",
-        "--access-logfile", "-", "--error-logfile", "-",
+        "--error-logfile", "-",
+        *(["--access-logfile", "-"] if access_log else []),
         *args, app,
     ]  # fmt: skip
     with _run_subprocess(command, 4, log_path or app_dir / "gunicorn.log", env) as server:
