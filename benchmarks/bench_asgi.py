@@ -341,6 +341,85 @@ def report(vs: list[Variant], samples: dict[str, list[float]], notes: dict[str, 
     return f"{table}\n\n{verdict}{skipped}"
 
 
+# --- where logtrace's time goes ---------------------------------------------------
+
+
+async def raw_app(scope: Scope, receive: Any, send: Any) -> None:
+    """The cheapest possible ASGI app, so that a middleware's own cost stands out."""
+    await send({"type": "http.response.start", "status": 200, "headers": [(b"x", b"1")]})
+    await send({"type": "http.response.body", "body": b"ok"})
+
+
+def _timeit(stmt: str, env: dict[str, Any], number: int = 100_000, repeat: int = 9) -> float:
+    """Best-of-``repeat`` nanoseconds per ``stmt`` on this thread's CPU clock."""
+    import timeit
+
+    times = timeit.repeat(stmt, globals=env, number=number, repeat=repeat, timer=time.thread_time)
+    return min(times) / number * 1e9
+
+
+def pieces(rounds: int) -> str:
+    """Time each step TraceMiddleware takes per request, alone, and the whole around ``raw_app``.
+
+    The steps go through logtrace's own functions, so the figures follow the
+    code; a step whose function has moved is left out.
+    """
+    import logtrace._context as lc
+    import logtrace._ids as li
+    import logtrace.propagation as lp
+
+    TraceMiddleware = _trace_middleware()
+    prop = lp.get_default() if hasattr(lp, "get_default") else lp.default_propagator
+    ctx = prop.incoming_asgi(HEADERS)
+    env: dict[str, Any] = {
+        "prop": prop,
+        "H": HEADERS,
+        "ctx": ctx,
+        "fields": tuple(ctx),
+        "TC": lc.TraceContext,
+        "CV": lc._CURRENT,
+        "new_span_id": li.new_span_id,
+        "log": logging.getLogger("logtrace.span"),
+        "INFO": logging.INFO,
+    }
+    steps = [
+        ("header scan, parse, new span ID, context: incoming_asgi()", "prop.incoming_asgi(H)"),
+        ("  new span ID: new_span_id()", "new_span_id()"),
+        ("  TraceContext from a tuple (tuple.__new__)", "tuple.__new__(TC, fields)"),
+        ("response headers: response_headers_asgi()", "prop.response_headers_asgi(ctx)"),
+        ("  TraceContext.traceparent", "ctx.traceparent"),
+        ("ContextVar set + reset", "CV.reset(CV.set(ctx))"),
+        ("span-record level check: isEnabledFor()", "log.isEnabledFor(INFO)"),
+        ("send wrapper closure creation", "def send_traced(message):\n    return message"),
+        ("response header list rebuild ([*headers, *extra])", "[*H[:2], *H[2:3]]"),
+    ]
+    out = []
+    for label, stmt in steps:
+        try:
+            out.append([label, f"{_timeit(stmt, env):.0f}"])
+        except Exception as exc:  # the code moved on; say so rather than fail
+            out.append([label, f"n/a ({type(exc).__name__})"])
+
+    apps = {
+        "raw ASGI app": raw_app,
+        "raw app + one-header pure ASGI middleware": HeaderOnly(raw_app),
+        "raw app + TraceMiddleware": TraceMiddleware(raw_app),
+    }
+    samples: dict[str, list[float]] = {k: [float("nan")] * rounds for k in apps}
+
+    async def run() -> None:
+        for app in apps.values():
+            await run_batch(app, 2000)
+        for r, key in _common.interleaved(list(apps), rounds):
+            samples[key][r] = await run_batch(apps[key], 2000)
+
+    asyncio.run(run())
+    rows = {r.name: r for r in _common.summarize(samples, "raw ASGI app", list(apps))}
+    for key in list(apps)[1:]:
+        out.append([f"{key}, over raw app (median)", f"{rows[key].delta * 1e9:.0f}"])
+    return _common.markdown_table(["step (one request)", "ns"], out)
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--rounds", type=int, default=150, help="interleaved rounds (default 150)")
@@ -363,7 +442,33 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="refresh this benchmark's block in docs/performance.md",
     )
+    p.add_argument(
+        "--pieces",
+        action="store_true",
+        help="time the steps logtrace's middleware takes per request, then exit",
+    )
     args = p.parse_args(argv)
+
+    if args.pieces:
+        text = pieces(args.rounds)
+        machine = _common.machine_line()
+        print(f"\nTraceMiddleware step by step (best of 9 x 100,000; cpu clock)\n{machine}\n")
+        print(text)
+        if args.write_docs:
+            _common.write_docs_block(
+                "asgi-pieces",
+                f"""\
+### Where the ASGI middleware's time goes
+
+`python benchmarks/bench_asgi.py --pieces` (logtrace {_common.git_revision()}).
+{machine}. Each step timed alone through logtrace's own functions (best of 9
+runs of 100,000, CPU clock); the last rows are the whole middleware around an
+app that does nothing but send its response, median of interleaved rounds.
+
+{text}
+""",
+            )
+        return 0
 
     vs, notes = [], {}
     for v in variants():
@@ -377,8 +482,13 @@ def main(argv: list[str] | None = None) -> int:
         vs.append(v)
 
     async def run() -> dict[str, list[float]]:
-        for v in vs:
-            added = await check(v)
+        for v in list(vs):
+            try:
+                added = await check(v)
+            except Exception as exc:  # a broken variant is reported, not fatal
+                notes[v.key] = f"failed its check: {type(exc).__name__}: {exc}"
+                vs.remove(v)
+                continue
             print(f"  {v.key:<17} ok; response headers added: {added}", file=sys.stderr)
         return await measure(
             vs, args.rounds, args.batch_ms / 1000, args.seed, _common.CLOCKS[args.clock]
