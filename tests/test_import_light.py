@@ -7,7 +7,6 @@ import subprocess
 import sys
 
 import pytest
-
 from servers import REPO
 
 HEAVY = ("structlog", "httpx", "requests", "pythonjsonlogger", "logtrace.stitch", "logtrace.cli")
