@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import heapq
 import math
+from array import array
 from collections.abc import Iterable
 from dataclasses import dataclass
 
@@ -40,7 +41,11 @@ _KEEP = 8
 """How many of the tightest bounds are kept per pair and bucket."""
 _COMPACT_AT = 4096
 _OUTLIER_RATE = 1 / 500
-"""The tightest bound skips this fraction of the samples (up to ``_KEEP - 1``)."""
+"""The tightest exact bound skips this fraction of the samples (up to ``_KEEP - 1``)."""
+_LOOSE_RATE = 1 / 100
+"""Bracketing (inexact) bounds take this quantile rather than the extreme: the
+caller's records that bracket a call best are sometimes ones written for a
+parallel call, which bound one side much tighter than the other."""
 _INF = math.inf
 
 
@@ -95,36 +100,45 @@ class _Bounds:
     ``end - receive`` values, so that both keep their smallest entries.
     """
 
-    __slots__ = ("lows", "n_low", "n_up", "t_sum", "ups")
+    __slots__ = ("exact", "lows", "n_low", "n_up", "t_sum", "ups")
 
-    def __init__(self) -> None:
-        self.ups: list[float] = []
-        self.lows: list[float] = []
+    def __init__(self, exact: bool) -> None:
+        # Exact bounds keep only their few smallest values (compacted as they
+        # come); inexact ones keep all, compactly, for their quantile.
+        self.exact = exact
+        self.ups: list[float] | array[float] = [] if exact else array("d")
+        self.lows: list[float] | array[float] = [] if exact else array("d")
         self.n_up = 0
         self.n_low = 0
         self.t_sum = 0.0
 
     def tight_up(self) -> float:
-        return _tightest(self.ups, self.n_up)
+        return _tightest(self.ups, self.n_up, self.exact)
 
     def tight_low(self) -> float:
-        return -_tightest(self.lows, self.n_low)
+        return -_tightest(self.lows, self.n_low, self.exact)
 
     def merge(self, other: _Bounds) -> None:
-        self.ups = heapq.nsmallest(_KEEP, self.ups + other.ups)
-        self.lows = heapq.nsmallest(_KEEP, self.lows + other.lows)
+        if self.exact:
+            self.ups = heapq.nsmallest(_KEEP, [*self.ups, *other.ups])
+            self.lows = heapq.nsmallest(_KEEP, [*self.lows, *other.lows])
+        else:
+            self.ups.extend(other.ups)
+            self.lows.extend(other.lows)
         self.n_up += other.n_up
         self.n_low += other.n_low
         self.t_sum += other.t_sum
 
 
-def _tightest(values: list[float], count: int) -> float:
+def _tightest(values: list[float] | array[float], count: int, exact: bool) -> float:
     """The smallest value after skipping a few suspiciously small ones."""
     if not values:
         return _INF
-    best = heapq.nsmallest(_KEEP, values)
-    skip = min(len(best) - 1, int(count * _OUTLIER_RATE))
-    return best[skip]
+    if exact:
+        best = heapq.nsmallest(_KEEP, values)
+        return best[min(len(best) - 1, int(count * _OUTLIER_RATE))]
+    skip = int(len(values) * _LOOSE_RATE)
+    return heapq.nsmallest(skip + 1, values)[-1]
 
 
 @dataclass(slots=True)
@@ -159,7 +173,7 @@ def estimate_clocks(edges: Iterable[Edge], services: Iterable[str]) -> dict[str,
     Services with no calls, or in a group with no link to the others, get a
     zero offset relative to their own group's reference.
     """
-    cells: dict[tuple[str, str, int], _Bounds] = {}
+    cells: dict[tuple[str, str, int, bool], _Bounds] = {}
     names = set(services)
     bucket_s = BUCKET_S
     get = cells.get
@@ -167,23 +181,24 @@ def estimate_clocks(edges: Iterable[Edge], services: Iterable[str]) -> dict[str,
         caller, callee = e.caller, e.callee
         if caller == callee:
             continue
-        key = (caller, callee, int(e.start // bucket_s))
+        exact = e.exact
+        key = (caller, callee, int(e.start // bucket_s), exact)
         cell = get(key)
         if cell is None:
-            cell = cells[key] = _Bounds()
+            cell = cells[key] = _Bounds(exact)
             names.add(caller)
             names.add(callee)
         cell.t_sum += e.start
         ups = cell.ups
         ups.append(e.start - e.send)
         cell.n_up += 1
-        if len(ups) >= _COMPACT_AT:
+        if exact and len(ups) >= _COMPACT_AT:
             cell.ups = heapq.nsmallest(_KEEP, ups)
         if e.receive is not None and e.end is not None:
             lows = cell.lows
             lows.append(e.receive - e.end)
             cell.n_low += 1
-            if len(lows) >= _COMPACT_AT:
+            if exact and len(lows) >= _COMPACT_AT:
                 cell.lows = heapq.nsmallest(_KEEP, lows)
 
     order = sorted(names)
@@ -191,14 +206,14 @@ def estimate_clocks(edges: Iterable[Edge], services: Iterable[str]) -> dict[str,
         return {name: ClockModel() for name in order}
 
     # Whole-window bounds per ordered pair, and per bucket for drift.
-    whole: dict[tuple[str, str], _Bounds] = {}
-    buckets: dict[int, dict[tuple[str, str], _Bounds]] = {}
-    for (a, b, k), cell in cells.items():
-        total = whole.get((a, b))
+    whole: dict[_Key, _Bounds] = {}
+    buckets: dict[int, dict[_Key, _Bounds]] = {}
+    for (a, b, k, exact), cell in cells.items():
+        total = whole.get((a, b, exact))
         if total is None:
-            total = whole[(a, b)] = _Bounds()
+            total = whole[(a, b, exact)] = _Bounds(exact)
         total.merge(cell)
-        buckets.setdefault(k, {})[(a, b)] = cell
+        buckets.setdefault(k, {})[(a, b, exact)] = cell
 
     pairs = _pairs(whole)
     slack = _typical_slack(pairs)
@@ -218,10 +233,14 @@ def estimate_clocks(edges: Iterable[Edge], services: Iterable[str]) -> dict[str,
     }
 
 
-def _pairs(bounds: dict[tuple[str, str], _Bounds]) -> dict[tuple[str, str], _Pair]:
+_Key = tuple[str, str, bool]
+"""Caller, callee, and whether the bounds come from client spans."""
+
+
+def _pairs(bounds: dict[_Key, _Bounds]) -> dict[tuple[str, str], _Pair]:
     """Both call directions of each service pair folded into one interval."""
     pairs: dict[tuple[str, str], _Pair] = {}
-    for (a, b), cell in bounds.items():
+    for (a, b, _), cell in bounds.items():
         up, low = cell.tight_up(), cell.tight_low()
         n = cell.n_up
         t = cell.t_sum / n if n else 0.0
@@ -248,11 +267,11 @@ def _typical_slack(pairs: dict[tuple[str, str], _Pair]) -> float:
     return max(widths[len(widths) // 2] / 2, 1e-5)
 
 
-def _reference(bounds: dict[tuple[str, str], _Bounds]) -> str:
+def _reference(bounds: dict[_Key, _Bounds]) -> str:
     """The entry service with most calls (never called itself), else the busiest."""
     calls: dict[str, int] = {}
     called: set[str] = set()
-    for (a, b), cell in bounds.items():
+    for (a, b, _), cell in bounds.items():
         calls[a] = calls.get(a, 0) + cell.n_up
         calls[b] = calls.get(b, 0) + cell.n_up
         called.add(b)
@@ -431,7 +450,7 @@ def _gauss(matrix: list[list[float]], rhs: list[float]) -> list[float]:
 
 
 def _solve_with_drift(
-    buckets: dict[int, dict[tuple[str, str], _Bounds]],
+    buckets: dict[int, dict[_Key, _Bounds]],
     group: dict[str, str],
     reference: str,
     slack: float,
