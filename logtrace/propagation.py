@@ -83,6 +83,9 @@ for _c in "0123456789abcdef":
     _FLAG_BITS[_c] = _FLAG_BITS[ord(_c)] = (bool(int(_c, 16) & 1), bool(int(_c, 16) & 2))
 del _c
 
+# trace-flags text by [sampled][random]; other bits are always written as zero.
+_FLAGS_TEXT = (("00", "02"), ("01", "03"))
+
 _new = tuple.__new__  # builds the NamedTuple without its Python-level __new__
 
 
@@ -289,6 +292,21 @@ class Propagator:
                         None,
                     ),
                 )
+        if tp is None and extra is None and (rid is None or self._rid_bytes_match(rid)):
+            # No trace context at all (an edge request): a new trace, no questions.
+            return _new(
+                TraceContext,
+                (
+                    new_trace_id(),
+                    new_span_id(),
+                    None,
+                    True,
+                    True,
+                    None,
+                    None if rid is None else rid.decode("ascii"),
+                    None,
+                ),
+            )
         found: dict[int, list[str]] = {}
         if tp is not None:
             found[_TP] = [tp.decode("latin-1")]
@@ -500,7 +518,9 @@ class Propagator:
         """Headers that make ``context.span_id`` the callee's parent span."""
         headers: dict[str, str] = {}
         if self._out_w3c:
-            headers["traceparent"] = context.traceparent
+            headers["traceparent"] = (
+                f"00-{context[0]}-{context[1]}-{_FLAGS_TEXT[context[3]][context[4]]}"
+            )
             if context.tracestate is not None:
                 headers["tracestate"] = context.tracestate
         if self._out_b3:
@@ -521,7 +541,8 @@ class Propagator:
         """Headers that tell the caller which trace its request joined."""
         out: list[tuple[bytes, bytes]] = []
         if self._resp_tp_bytes is not None:
-            out.append((self._resp_tp_bytes, context.traceparent.encode("ascii")))
+            value = f"00-{context[0]}-{context[1]}-{_FLAGS_TEXT[context[3]][context[4]]}"
+            out.append((self._resp_tp_bytes, value.encode("ascii")))
         if self._resp_rid_bytes is not None and context.request_id is not None:
             out.append((self._resp_rid_bytes, context.request_id.encode("ascii")))
         return out
@@ -530,7 +551,8 @@ class Propagator:
         """The same as :meth:`response_headers_asgi`, as WSGI ``str`` pairs."""
         out: list[tuple[str, str]] = []
         if self._resp_tp is not None:
-            out.append((self._resp_tp, context.traceparent))
+            value = f"00-{context[0]}-{context[1]}-{_FLAGS_TEXT[context[3]][context[4]]}"
+            out.append((self._resp_tp, value))
         if self._resp_rid is not None and context.request_id is not None:
             out.append((self._resp_rid, context.request_id))
         return out
