@@ -8,14 +8,17 @@ import logging
 import random
 import re
 from collections.abc import Callable, Iterator
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from typing import Any
 
 import pytest
 from _logutil import preserved_logging
+from hypothesis import given
+from hypothesis import strategies as st
 
 from logtrace import current, span
 from logtrace._context import TraceContext
+from logtrace._fields import iso_utc
 from logtrace._records import configure_span_records, emit_span
 from logtrace.stdlib import TraceContextFilter, json_formatter
 
@@ -225,3 +228,20 @@ class TestSettings:
         assert rec["span.id"] == CTX.span_id
         assert rec["parent.id"] == CTX.parent_span_id
         assert rec["http.request.id"] == "r-1"
+
+
+class TestIsoUtc:
+    @given(st.integers(min_value=0, max_value=253_402_300_799_999_999_999))
+    def test_round_trips_to_the_microsecond(self, ns: int) -> None:
+        text = iso_utc(ns)
+        assert ISO_UTC_US.fullmatch(text)
+        parsed = datetime.strptime(text, "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=timezone.utc)
+        expected = datetime(1970, 1, 1, tzinfo=timezone.utc) + timedelta(microseconds=ns // 1000)
+        assert parsed == expected
+
+    def test_same_second_uses_the_cached_prefix_correctly(self) -> None:
+        base = 1_700_000_000 * 10**9
+        assert iso_utc(base + 1_000) == "2023-11-14T22:13:20.000001Z"
+        assert iso_utc(base + 999_999_999) == "2023-11-14T22:13:20.999999Z"
+        assert iso_utc(base + 10**9) == "2023-11-14T22:13:21.000000Z"
+        assert iso_utc(base) == "2023-11-14T22:13:20.000000Z"
