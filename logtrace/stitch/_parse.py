@@ -27,6 +27,7 @@ from ._ids import (
 from ._timestamps import parse_timestamp, seconds_cache, timestamp_in_text
 
 __all__ = [
+    "BROKEN",
     "ERROR",
     "JSON",
     "KIND_CLIENT",
@@ -48,6 +49,9 @@ ERROR = 4
 SPAN_RECORD = 8
 KIND_CLIENT = 16
 KIND_SERVER = 32
+BROKEN = 64
+"""The line could not be read as what it looks like (cut JSON, bad bytes), yet
+carries a trace ID in its text: it joins its trace and counts as unparseable."""
 
 # Reasons a line joins no trace (0: it does).
 NO_TRACE_ID, UNPARSEABLE_JSON, BINARY, TOO_DEEP, TRUNCATED = 1, 2, 3, 4, 5
@@ -372,7 +376,7 @@ def _fallback_json(raw: bytes) -> Parsed:
     except RecursionError:
         return (None, None, None, None, None, 0, TOO_DEEP, None)
     except ValueError:
-        parsed = _text_fields(raw.decode(errors="replace"), 0)
+        parsed = _text_fields(raw.decode(errors="replace"), BROKEN)
         if parsed[0] is None:
             return (*parsed[:6], UNPARSEABLE_JSON, None)
         return parsed
@@ -388,7 +392,7 @@ def _fallback_json(raw: bytes) -> Parsed:
 
 def _unreadable(raw: bytes, reason: int) -> Parsed:
     text = raw.decode(errors="replace")
-    parsed = _text_fields(text, 0) if not _is_binary(raw) else None
+    parsed = _text_fields(text, BROKEN) if not _is_binary(raw) else None
     if parsed is not None and parsed[0] is not None:
         return parsed
     return (None, None, None, None, None, 0, reason, None)

@@ -17,7 +17,7 @@ from ._correct import apply_clocks, estimate
 from ._group import Table, group
 from ._ids import norm_trace_id
 from ._order import order
-from ._parse import ERROR, NO_TRACE_ID
+from ._parse import BROKEN, ERROR, NO_TRACE_ID
 from ._read import expand_paths
 from ._render import Rendering, write_jsonl
 from ._scan import plan_tasks, scan
@@ -109,7 +109,7 @@ def _run(
         records=len(rows),
         traces=len(table.traces),
         unattributed=int(np.count_nonzero(reason)),
-        unparseable=int(np.count_nonzero(reason > NO_TRACE_ID)),
+        unparseable=int(np.count_nonzero((reason > NO_TRACE_ID) | ((rows["flags"] & BROKEN) != 0))),
         warnings=list(table.warnings),
     )
     used = np.zeros(len(table.services), dtype=bool)

@@ -63,64 +63,96 @@ def iso_strings(ts: npt.NDArray[np.float64]) -> list[str]:
     return out
 
 
+_BATCH = 1 << 16
+
+
 def _render_range(r: Rendering, lo: int, hi: int, out: IO[bytes]) -> None:
+    """Rows ``lo:hi`` of the output order, in batches to bound memory."""
+    table = r.table
+    ctx = _Context(
+        [_encode(s).decode() for s in table.services],
+        [_encode(s.name).decode() for s in table.sources],
+    )
+    try:
+        for start in range(lo, hi, _BATCH):
+            _render_batch(r, start, min(hi, start + _BATCH), out, ctx)
+    finally:
+        for reader in ctx.readers.values():
+            reader.close()
+
+
+class _Context:
+    """Caches shared by the batches of one range."""
+
+    __slots__ = ("files", "heads", "offsets", "readers", "services")
+
+    def __init__(self, services: list[str], files: list[str]) -> None:
+        self.services = services
+        self.files = files
+        self.readers: dict[int, LineReader] = {}
+        self.heads: dict[tuple[int, int, int, int, int], str] = {}
+        self.offsets: dict[float, str] = {}
+
+
+def _render_batch(r: Rendering, lo: int, hi: int, out: IO[bytes], ctx: _Context) -> None:
     table = r.table
     idx = r.order.rows[lo:hi]
     sub = table.rows[idx]
-    traces, spans = table.traces, table.spans
-    services = [_encode(s).decode() for s in table.services]
-    files = [_encode(s.name).decode() for s in table.sources]
-    readers: dict[int, LineReader] = {}
+    traces, spans, services, files = table.traces, table.spans, ctx.services, ctx.files
+    readers, heads, offsets = ctx.readers, ctx.heads, ctx.offsets
     corrected = r.corrected[idx]
-    raw_ts = sub["ts"]
-    offset = np.round((raw_ts - corrected) * 1000.0, 3)
-    offsets = ["null" if v != v else repr(v + 0.0) for v in offset.tolist()]
+    offset_ms = np.round((sub["ts"] - corrected) * 1000.0, 3).tolist()
     stamps = iso_strings(corrected)
-    write = out.write
     chunk: list[bytes] = []
     append = chunk.append
-    try:
-        for trace, span, parent, svc, depth, stamp, off_ms, file, line, off, length, flags, reason in zip(
-            sub["trace"].tolist(),
-            sub["span"].tolist(),
-            sub["parent"].tolist(),
-            sub["svc"].tolist(),
-            r.tree.row_depth[idx].tolist(),
-            stamps,
-            offsets,
-            table.file[idx].tolist(),
-            sub["line"].tolist(),
-            sub["off"].tolist(),
-            sub["len"].tolist(),
-            sub["flags"].tolist(),
-            sub["reason"].tolist(),
-        ):
-            reader = readers.get(file)
-            if reader is None:
-                reader = readers[file] = LineReader(table.data_paths[file])
-            raw = reader.get(off, length)
-            if not flags & JSON:
-                raw = record_json(raw, flags)
-            tail = b"}\n" if not reason else b',"reason":"%s"}\n' % REASONS[reason].encode()
-            append(
-                (
-                    f'{{"trace_id":{"null" if trace < 0 else chr(34) + traces[trace] + chr(34)},'
-                    f'"span_id":{"null" if span < 0 else chr(34) + spans[span] + chr(34)},'
-                    f'"parent_span_id":{"null" if parent < 0 else chr(34) + spans[parent] + chr(34)},'
-                    f'"service":{services[svc]},"depth":{depth},'
-                    f'"timestamp":{chr(34) + stamp + "Z" + chr(34) if stamp else "null"},'
-                    f'"offset_ms":{off_ms},"file":{files[file]},"line":{line},"record":'
-                ).encode()
+    for trace, span, parent, svc, depth, stamp, off_ms, file, line, off, length, flags, reason in zip(
+        sub["trace"].tolist(),
+        sub["span"].tolist(),
+        sub["parent"].tolist(),
+        sub["svc"].tolist(),
+        r.tree.row_depth[idx].tolist(),
+        stamps,
+        offset_ms,
+        table.file[idx].tolist(),
+        sub["line"].tolist(),
+        sub["off"].tolist(),
+        sub["len"].tolist(),
+        sub["flags"].tolist(),
+        sub["reason"].tolist(),
+    ):
+        key = (trace, span, parent, svc, depth)
+        head = heads.get(key)
+        if head is None:
+            if len(heads) > 200_000:
+                heads.clear()
+            head = heads[key] = (
+                '{"trace_id":%s,"span_id":%s,"parent_span_id":%s,"service":%s,"depth":%d,'
+                % (
+                    "null" if trace < 0 else '"' + traces[trace] + '"',
+                    "null" if span < 0 else '"' + spans[span] + '"',
+                    "null" if parent < 0 else '"' + spans[parent] + '"',
+                    services[svc],
+                    depth,
+                )
             )
-            append(raw)
-            append(tail)
-            if len(chunk) > 30000:
-                write(b"".join(chunk))
-                chunk.clear()
-        write(b"".join(chunk))
-    finally:
-        for reader in readers.values():
-            reader.close()
+        off_text = offsets.get(off_ms)
+        if off_text is None:
+            off_text = offsets[off_ms] = "null" if off_ms != off_ms else repr(off_ms + 0.0)
+        reader = readers.get(file)
+        if reader is None:
+            reader = readers[file] = LineReader(table.data_paths[file])
+        raw = reader.get(off, length)
+        if not flags & JSON:
+            raw = record_json(raw, flags)
+        append(
+            (
+                '%s"timestamp":%s,"offset_ms":%s,"file":%s,"line":%d,"record":'
+                % (head, '"' + stamp + 'Z"' if stamp else "null", off_text, files[file], line)
+            ).encode()
+        )
+        append(raw)
+        append(b"}\n" if not reason else b',"reason":"%s"}\n' % REASONS[reason].encode())
+    out.write(b"".join(chunk))
 
 
 _CURRENT: Rendering | None = None

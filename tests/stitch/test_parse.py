@@ -1,0 +1,219 @@
+"""One line in, the stitcher's fields out: every format, and hostile input."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from logtrace.stitch._parse import (
+    BROKEN,
+    ERROR,
+    JSON,
+    KIND_CLIENT,
+    LOGFMT,
+    REASONS,
+    SPAN_RECORD,
+    parse_line,
+    parse_logfmt,
+)
+
+TRACE = "4bf92f3577b34da6a3ce929d0e0e4736"
+SPAN = "00f067aa0ba902b7"
+PARENT = "a3ce929d0e0e4736"
+TS = "2026-11-24T10:00:00.123456Z"
+EPOCH = 1795514400.123456
+
+
+def line(obj: object) -> bytes:
+    return json.dumps(obj).encode()
+
+
+class TestJsonFormats:
+    @pytest.mark.parametrize(
+        "record",
+        [
+            {"trace_id": TRACE, "span_id": SPAN, "parent_span_id": PARENT},
+            {"traceId": TRACE, "spanId": SPAN, "parentSpanId": PARENT},
+            {"otelTraceID": TRACE, "otelSpanID": SPAN, "parent_id": PARENT},
+            {"trace.id": TRACE, "span.id": SPAN, "parent.id": PARENT},
+            {"trace": {"id": TRACE}, "span": {"id": SPAN}, "parent_span_id": PARENT},
+            {"trace_id": TRACE.upper(), "span_id": SPAN.upper(), "parent_span_id": PARENT},
+        ],
+        ids=["otel", "otlp", "otel-logging", "ecs-flat", "ecs-nested", "uppercase"],
+    )
+    def test_ids_from_each_spelling(self, record: dict[str, object]) -> None:
+        trace, span, parent, *_ = parse_line(line({"timestamp": TS, **record}))
+        assert (trace, span, parent) == (TRACE, SPAN, PARENT)
+
+    def test_datadog_decimal_ids_become_padded_hex(self) -> None:
+        parsed = parse_line(line({"dd.trace_id": "1234567890123456789", "dd.span_id": 255}))
+        assert parsed[0] == "0" * 16 + format(1234567890123456789, "016x")
+        assert parsed[1] == "00000000000000ff"
+        nested = parse_line(line({"dd": {"trace_id": "1234567890123456789", "span_id": "255"}}))
+        assert nested[:2] == parsed[:2]
+
+    def test_short_hex_ids_are_left_padded(self) -> None:
+        assert parse_line(line({"trace_id": "abc"}))[0] == "abc".rjust(32, "0")
+
+    def test_logged_traceparent(self) -> None:
+        tp = f"00-{TRACE}-{SPAN}-01"
+        assert parse_line(line({"traceparent": tp, "msg": "in"}))[0] == TRACE
+
+    @pytest.mark.parametrize(
+        "record",
+        [
+            {"service": "orders"},
+            {"service.name": "orders"},
+            {"service": {"name": "orders"}},
+            {"service_name": "orders"},
+            {"app": "orders"},
+        ],
+    )
+    def test_service_spellings(self, record: dict[str, object]) -> None:
+        assert parse_line(line({"trace_id": TRACE, **record}))[4] == "orders"
+
+    @pytest.mark.parametrize("key", ["timestamp", "@timestamp", "time", "ts"])
+    def test_timestamp_keys(self, key: str) -> None:
+        assert parse_line(line({key: TS, "trace_id": TRACE}))[3] == pytest.approx(EPOCH)
+
+    def test_epoch_ms_timestamp(self) -> None:
+        assert parse_line(line({"ts": 1795514400123}))[3] == pytest.approx(1795514400.123)
+
+    def test_valid_json_is_flagged_for_verbatim_output(self) -> None:
+        assert parse_line(line({"trace_id": TRACE}))[5] & JSON
+
+    @pytest.mark.parametrize(
+        "record",
+        [
+            {"level": "error"},
+            {"level": "ERROR"},
+            {"levelname": "CRITICAL"},
+            {"severity": "fatal"},
+            {"log.level": "error"},
+            {"log": {"level": "error"}},
+            {"level": "info", "error.type": "TimeoutError"},
+            {"level": "info", "http.response.status_code": 503},
+            {"level": 50},
+        ],
+    )
+    def test_errors_are_flagged(self, record: dict[str, object]) -> None:
+        assert parse_line(line({"trace_id": TRACE, **record}))[5] & ERROR
+
+    @pytest.mark.parametrize("level", ["info", "INFO", "debug", "warning", 30])
+    def test_non_errors_are_not(self, level: object) -> None:
+        assert not parse_line(line({"trace_id": TRACE, "level": level}))[5] & ERROR
+
+    def test_span_record(self) -> None:
+        record = {
+            "timestamp": TS,
+            "trace_id": TRACE,
+            "span_id": SPAN,
+            "parent_span_id": PARENT,
+            "span.kind": "client",
+            "span.start": "2026-11-24T10:00:00.100000Z",
+            "duration_ms": 23.456,
+        }
+        *_, flags, reason, start = parse_line(line(record))
+        assert flags & SPAN_RECORD and flags & KIND_CLIENT
+        assert reason == 0
+        assert start == pytest.approx(1795514400.1)
+
+    def test_span_start_falls_back_to_end_minus_duration(self) -> None:
+        record = {"timestamp": TS, "trace_id": TRACE, "span.kind": "server", "duration_ms": 123.0}
+        assert parse_line(line(record))[7] == pytest.approx(EPOCH - 0.123)
+
+
+class TestLogfmtAndText:
+    def test_logfmt(self) -> None:
+        raw = f'ts={TS} level=error service=users trace_id={TRACE} span_id={SPAN} msg="a b"'
+        trace, span, _, ts, service, flags, _, _ = parse_line(raw.encode())
+        assert (trace, span, service) == (TRACE, SPAN, "users")
+        assert ts == pytest.approx(EPOCH)
+        assert flags & LOGFMT and flags & ERROR
+
+    def test_logfmt_unescapes_quoted_values(self) -> None:
+        assert parse_logfmt('msg="say \\"hi\\"" k=v') == {"msg": 'say "hi"', "k": "v"}
+
+    def test_text_with_key_value_ids(self) -> None:
+        raw = f"2026-11-24 10:00:00,123 ERROR [orders] boom trace_id={TRACE} span_id={SPAN}"
+        trace, span, _, ts, _, flags, _, _ = parse_line(raw.encode())
+        assert (trace, span) == (TRACE, SPAN)
+        assert ts == pytest.approx(1795514400.123)
+        assert flags & ERROR
+
+    def test_text_with_traceparent(self) -> None:
+        raw = f"Nov 24 10:00:00 host app: outgoing traceparent: 00-{TRACE}-{SPAN}-01"
+        assert parse_line(raw.encode())[0] == TRACE
+
+    def test_text_without_ids(self) -> None:
+        parsed = parse_line(b"server started on port 8080")
+        assert parsed[0] is None and REASONS[parsed[6]] == "no trace id"
+
+
+class TestHostile:
+    @pytest.mark.parametrize(
+        ("raw", "reason"),
+        [
+            (b'{"level": "info", "msg": "cut', "unparseable json"),
+            (b"\x00\x01\x02binary\xff\xfe", "binary"),
+            (b'{"a":' * 5000 + b"1" + b"}" * 5000, "too deeply nested"),
+            (b'{"msg": NaN}', "unparseable json"),
+        ],
+    )
+    def test_reasons(self, raw: bytes, reason: str) -> None:
+        parsed = parse_line(raw)
+        assert parsed[0] is None
+        assert REASONS[parsed[6]] == reason
+        assert not parsed[5] & JSON
+
+    def test_cut_json_with_a_trace_id_joins_its_trace_flagged_broken(self) -> None:
+        parsed = parse_line(b'{"trace_id": "' + TRACE.encode() + b'", "msg": "cut')
+        assert parsed[0] == TRACE
+        assert parsed[5] & BROKEN and not parsed[5] & JSON
+
+    def test_invalid_utf8_inside_json_is_never_copied_verbatim(self) -> None:
+        parsed = parse_line(b'{"trace_id": "' + TRACE.encode() + b'", "x": "\xff"}')
+        assert not parsed[5] & JSON
+        assert parsed[0] == TRACE  # still attributed, through the text fallback
+
+    def test_lone_surrogate_json_is_attributed_but_not_verbatim(self) -> None:
+        parsed = parse_line(b'{"trace_id": "' + TRACE.encode() + b'", "x": "\\ud800"}')
+        assert parsed[0] == TRACE and not parsed[5] & JSON
+
+    def test_json_array_is_text(self) -> None:
+        assert not parse_line(b"[1, 2, 3]")[5] & JSON
+
+    @given(st.binary(min_size=1, max_size=300))
+    def test_arbitrary_bytes_never_raise(self, raw: bytes) -> None:
+        parsed = parse_line(raw)
+        assert len(parsed) == 8
+        if parsed[5] & JSON:
+            assert isinstance(json.loads(raw), dict)
+
+    @given(
+        st.recursive(
+            st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(),
+            lambda children: st.lists(children, max_size=4)
+            | st.dictionaries(st.text(max_size=10), children, max_size=4),
+            max_leaves=20,
+        )
+    )
+    def test_any_json_object_is_flagged_valid(self, value: object) -> None:
+        raw = json.dumps({"trace_id": TRACE, "v": value}).encode()
+        parsed = parse_line(raw)
+        assert parsed[0] == TRACE
+        assert parsed[5] & JSON
+
+    @given(st.dictionaries(st.sampled_from(["trace_id", "span_id", "timestamp", "level",
+                                            "service", "span.kind", "duration_ms", "trace",
+                                            "dd", "log", "parent_span_id", "traceparent"]),
+                           st.one_of(st.none(), st.integers(), st.text(max_size=40),
+                                     st.lists(st.integers(), max_size=2),
+                                     st.dictionaries(st.text(max_size=5), st.text(max_size=5),
+                                                     max_size=2))))
+    def test_wrong_types_in_known_keys_never_raise(self, record: dict[str, object]) -> None:
+        parsed = parse_line(json.dumps(record).encode())
+        assert parsed[5] & JSON
