@@ -117,7 +117,6 @@ class Propagator:
 
     __slots__ = (
         "_asgi_slots",
-        "_fast",
         "_names",
         "_out_b3",
         "_out_b3multi",
@@ -129,6 +128,7 @@ class Propagator:
         "_resp_tp_bytes",
         "_rid_bytes_match",
         "_rid_pattern",
+        "_w3c_first",
         "_wsgi_keys",
         "extract",
         "inject",
@@ -195,9 +195,9 @@ class Propagator:
         self._wsgi_keys = tuple(
             (slot, "HTTP_" + name.upper().replace("-", "_")) for slot, name in self._names
         )
-        # The fast path continues a valid version-00 traceparent; it is only
-        # correct when W3C has precedence and incoming context is trusted.
-        self._fast = trust_incoming and self.extract[:1] == ("tracecontext",)
+        # The fast path reads a valid version-00 traceparent; it is only
+        # correct when W3C has precedence.
+        self._w3c_first = self.extract[:1] == ("tracecontext",)
 
         self._out_w3c = "tracecontext" in self.inject
         self._out_b3 = "b3" in self.inject
@@ -247,7 +247,7 @@ class Propagator:
         if (
             tp is not None
             and not dup
-            and self._fast
+            and self._w3c_first
             # A 55-byte "00-{32 hex}-{16 hex}-{2 hex}": fixed dashes, every other byte
             # lowercase hex. Cheaper than a regular expression on this hot path.
             and len(tp) == 55
@@ -261,14 +261,6 @@ class Propagator:
             if trace_id != ZERO_TRACE_ID and parent_id != ZERO_SPAN_ID:
                 sampled, random = _FLAG_BITS[tp[54]]
                 reasons: list[str] | None = None
-                tracestate = None
-                if ts is not None:
-                    try:
-                        tracestate = normalize_tracestate(
-                            ts.decode("latin-1"), self.tracestate_max_length
-                        )
-                    except ValueError as e:
-                        reasons = [f"tracestate {e}: {_escape(ts.decode('latin-1'))}"]
                 request_id = None
                 if rid is not None:
                     if extra is None and self._rid_bytes_match(rid) is not None:
@@ -277,6 +269,20 @@ class Propagator:
                         request_id, reasons = self._request_id(
                             [rid.decode("latin-1"), *_values(extra, _RID)], reasons
                         )
+                if not self.trust_incoming:
+                    return self._untrusted(
+                        trace_id, parent_id, sampled, random, request_id, reasons
+                    )
+                tracestate = None
+                if ts is not None:
+                    try:
+                        tracestate = normalize_tracestate(
+                            ts.decode("latin-1"), self.tracestate_max_length
+                        )
+                    except ValueError as e:
+                        if reasons is None:
+                            reasons = []
+                        reasons.append(f"tracestate {e}: {_escape(ts.decode('latin-1'))}")
                 if reasons is not None:
                     _report(reasons)
                 return _new(
@@ -336,7 +342,7 @@ class Propagator:
     def _incoming_get(
         self, get: Callable[[str], Any], keys: tuple[tuple[int, str], ...]
     ) -> TraceContext:
-        if self._fast:
+        if self._w3c_first:
             tp = get(keys[0][1])  # tracecontext is first: slot _TP comes first
             if type(tp) is str and _TP00_STR(tp) is not None:
                 trace_id = tp[3:35]
@@ -344,13 +350,6 @@ class Propagator:
                 if trace_id != ZERO_TRACE_ID and parent_id != ZERO_SPAN_ID:
                     sampled, random = _FLAG_BITS[tp[54]]
                     reasons: list[str] | None = None
-                    tracestate = None
-                    ts = get(keys[1][1])
-                    if type(ts) is str:
-                        try:
-                            tracestate = normalize_tracestate(ts, self.tracestate_max_length)
-                        except ValueError as e:
-                            reasons = [f"tracestate {e}: {_escape(ts)}"]
                     request_id = None
                     if self.request_id_header is not None:
                         rid = get(keys[-1][1])
@@ -359,6 +358,19 @@ class Propagator:
                                 request_id = rid
                             else:
                                 request_id, reasons = self._request_id([rid], reasons)
+                    if not self.trust_incoming:
+                        return self._untrusted(
+                            trace_id, parent_id, sampled, random, request_id, reasons
+                        )
+                    tracestate = None
+                    ts = get(keys[1][1])
+                    if type(ts) is str:
+                        try:
+                            tracestate = normalize_tracestate(ts, self.tracestate_max_length)
+                        except ValueError as e:
+                            if reasons is None:
+                                reasons = []
+                            reasons.append(f"tracestate {e}: {_escape(ts)}")
                     if reasons is not None:
                         _report(reasons)
                     return _new(
@@ -381,6 +393,24 @@ class Propagator:
                 found[slot] = [value]
         return self._resolve(found)
 
+    def _untrusted(
+        self,
+        trace_id: str,
+        parent_id: str,
+        sampled: bool,
+        random: bool,
+        request_id: str | None,
+        reasons: list[str] | None,
+    ) -> TraceContext:
+        """A new trace linked to the caller's valid context, on an untrusted edge."""
+        if reasons is not None:
+            _report(reasons)
+        link = f"00-{trace_id}-{parent_id}-{_FLAGS_TEXT[sampled][random]}"
+        return _new(
+            TraceContext,
+            (new_trace_id(), new_span_id(), None, True, True, None, request_id, link),
+        )
+
     def _request_id(
         self, values: list[str], reasons: list[str] | None
     ) -> tuple[str | None, list[str] | None]:
@@ -397,6 +427,11 @@ class Propagator:
 
     def _resolve(self, found: dict[int, list[str]]) -> TraceContext:
         """The general path: every format in precedence order, with reasons for what was dropped."""
+        if not found:
+            return _new(
+                TraceContext,
+                (new_trace_id(), new_span_id(), None, True, True, None, None, None),
+            )
         reasons: list[str] = []
         caller: tuple[str, str | None, bool, bool, str | None] | None = None
         sampled_hint: bool | None = None

@@ -540,19 +540,24 @@ class TestNeverRaises:
         assert_valid(via_wsgi(Propagator(), decoded))
         assert_valid(via_mapping(Propagator(), decoded))
 
-    @given(st.lists(st.tuples(st.sampled_from(HEADER_NAMES), values), max_size=8))
-    def test_asgi_and_wsgi_agree(self, headers: list[tuple[str, bytes]]) -> None:
+    @given(st.lists(st.tuples(st.sampled_from(HEADER_NAMES), values), max_size=8), st.booleans())
+    def test_asgi_and_wsgi_agree(self, headers: list[tuple[str, bytes]], trust: bool) -> None:
         """Same headers, same decision, whichever path (fast or general) reads them."""
         names = [n for n, _ in headers]
         if len(names) != len(set(names)):
             return  # duplicates are joined for WSGI and stay separate for ASGI
         decoded = [(n, v.decode("latin-1")) for n, v in headers]
-        a = via_asgi(Propagator(), decoded)
-        w = via_wsgi(Propagator(), decoded)
-        assert (a.parent_span_id is None) == (w.parent_span_id is None)
+        p = Propagator(trust_incoming=trust)
+        a = via_asgi(p, decoded)
+        w = via_wsgi(p, decoded)
+        m = via_mapping(p, decoded)
+        assert (
+            (a.parent_span_id is None) == (w.parent_span_id is None) == (m.parent_span_id is None)
+        )
         if a.parent_span_id is not None:
-            assert a._replace(span_id="") == w._replace(span_id="")
-        assert (a.tracestate, a.request_id) == (w.tracestate, w.request_id)
+            assert a._replace(span_id="") == w._replace(span_id="") == m._replace(span_id="")
+        assert (a.tracestate, a.request_id, a.link) == (w.tracestate, w.request_id, w.link)
+        assert (a.tracestate, a.request_id, a.link) == (m.tracestate, m.request_id, m.link)
 
 
 class TestRealServers:
