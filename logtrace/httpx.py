@@ -11,6 +11,10 @@ span of its own: the trace headers are set on the request, replacing any the
 request already carries, while a request-ID header set explicitly is kept.
 The span ends, and its record is written, when the response body is closed,
 which httpx does after reading it unless the request was streamed.
+
+A transport rather than event hooks: hooks see neither a request that fails
+to connect nor the end of the body, and they would have to keep the client
+span between two callbacks.
 """
 
 from __future__ import annotations
