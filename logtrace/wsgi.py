@@ -13,7 +13,6 @@ from __future__ import annotations
 import re
 import sys
 from collections.abc import Callable, Iterable, Iterator
-from contextlib import suppress
 from contextvars import Token
 from time import perf_counter_ns, time_ns
 from types import TracebackType
@@ -74,7 +73,6 @@ class WSGITraceMiddleware:
     def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
         ctx = self._incoming(environ)
         response = _TracedResponse(environ, ctx, start_response, self._respond)
-        response.token = _CURRENT.set(ctx)
         try:
             response.body = self.app(environ, response.start_response)
         except BaseException as exc:
@@ -108,6 +106,7 @@ class _TracedResponse:
         self.upstream = upstream
         self.respond = respond
         self.status = ""
+        self.token = _CURRENT.set(ctx)
         # Span records share one level: if they are off now, skip the clock too.
         self.start = perf_counter_ns() if _settings.enabled and _enabled_for(_settings.level) else 0
 
@@ -128,17 +127,18 @@ class _TracedResponse:
         # Servers call close() from a ``finally`` or ``except`` block when the
         # body raised: then the exception is still being handled here.
         error = sys.exc_info()[1]
+        close = getattr(self.body, "close", None)
         try:
-            close = getattr(self.body, "close", None)
             if close is not None:
                 close()
         finally:
             if self.start:
                 _finish(self.environ, self.ctx, self.start, self.status, error)
             if error is None:
-                # Closed from another thread or context: not ours to reset.
-                with suppress(ValueError):
+                try:  # noqa: SIM105 - contextlib.suppress costs more than the rest of close()
                     _CURRENT.reset(self.token)
+                except ValueError:
+                    pass  # Closed from another thread or context: not ours to reset.
 
 
 _enabled_for = _span_logger.isEnabledFor
