@@ -22,12 +22,15 @@ import argparse
 import http.client
 import os
 import re
+import select
 import shutil
+import signal
 import socket
 import subprocess
 import sys
 import time
 from dataclasses import dataclass, field
+from typing import Any
 
 import _common
 import bench_asgi
@@ -39,8 +42,20 @@ TARGET_RATIO = 0.95
 # --- the server side (run in a child process) --------------------------------------
 
 
-def serve(key: str, fd: int, http_impl: str, loop: str) -> None:
+def serve(key: str, fd: int, http_impl: str, loop: str, usage_fd: int | None) -> None:
+    import resource
+    import signal
+
     import uvicorn
+
+    if usage_fd is not None:
+        # On SIGUSR1, report this process's user and system CPU seconds so far
+        # (getrusage: microsecond resolution, unlike the clock ticks in /proc).
+        def report_usage(signum: int, frame: object) -> None:
+            ru = resource.getrusage(resource.RUSAGE_SELF)
+            os.write(usage_fd, f"{ru.ru_utime!r} {ru.ru_stime!r}\n".encode())
+
+        signal.signal(signal.SIGUSR1, report_usage)
 
     # Not uvicorn's own fd= option: it takes every inherited socket for a Unix
     # socket, so asyncio leaves Nagle's algorithm on and delayed ACKs cap the
@@ -67,6 +82,17 @@ class Server:
     port: int
     proc: subprocess.Popen[bytes]
     sock: socket.socket = field(repr=False)
+    usage: Any = field(repr=False)
+    """Read end of the pipe the server reports its CPU usage on."""
+
+    def cpu(self, timeout: float = 5.0) -> tuple[float, float]:
+        """The server's user and system CPU seconds so far."""
+        self.proc.send_signal(signal.SIGUSR1)
+        ready, _, _ = select.select([self.usage], [], [], timeout)
+        if not ready:
+            raise RuntimeError(f"{self.key}: no CPU usage report within {timeout:g} s")
+        user, system = self.usage.readline().split()
+        return float(user), float(system)
 
 
 def start(v: bench_asgi.Variant, args: argparse.Namespace, cpus: set[int] | None) -> Server:
@@ -75,18 +101,23 @@ def start(v: bench_asgi.Variant, args: argparse.Namespace, cpus: set[int] | None
     sock.bind(("127.0.0.1", 0))
     sock.listen(2048)
     fd = sock.fileno()
+    usage_r, usage_w = os.pipe()
     cmd = [
         sys.executable, __file__, "--serve", v.key, "--fd", str(fd),
-        "--http", args.http, "--loop", args.loop,
+        "--usage-fd", str(usage_w), "--http", args.http, "--loop", args.loop,
     ]  # fmt: skip
-    proc = subprocess.Popen(
-        cmd,
-        pass_fds=(fd,),
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.DEVNULL,
-        preexec_fn=(lambda: os.sched_setaffinity(0, cpus)) if cpus else None,
-    )
-    return Server(v.key, v.label, sock.getsockname()[1], proc, sock)
+    try:
+        proc = subprocess.Popen(
+            cmd,
+            pass_fds=(fd, usage_w),
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            preexec_fn=(lambda: os.sched_setaffinity(0, cpus)) if cpus else None,
+        )
+    finally:
+        os.close(usage_w)
+    usage = os.fdopen(usage_r, "r", buffering=1)
+    return Server(v.key, v.label, sock.getsockname()[1], proc, sock, usage)
 
 
 def get(port: int, timeout: float = 2.0) -> tuple[int, bytes, list[tuple[str, str]]]:
@@ -129,18 +160,7 @@ def stop(servers: list[Server]) -> None:
             s.proc.kill()
             s.proc.wait(timeout=5)
         s.sock.close()
-
-
-def cpu_ns(pid: int) -> int:
-    """CPU time a process has used so far, in ns, summed over its threads."""
-    total = 0
-    for tid in os.listdir(f"/proc/{pid}/task"):
-        try:
-            with open(f"/proc/{pid}/task/{tid}/schedstat", encoding="ascii") as f:
-                total += int(f.read().split()[0])
-        except (OSError, ValueError, IndexError):
-            pass
-    return total
+        s.usage.close()
 
 
 _RPS = re.compile(r"Requests/sec:\s+([\d.]+)")
@@ -151,12 +171,14 @@ _SOCKERR = re.compile(r"Socket errors:.*")
 
 def wrk(
     s: Server, seconds: float, args: argparse.Namespace, cpus: set[int] | None
-) -> tuple[float, float]:
-    """One bounded wrk run against ``s``: requests/s, and server CPU seconds per request.
+) -> tuple[float, float, float]:
+    """One bounded wrk run against ``s``: requests/s, and the server's user
+    and system CPU seconds per request.
 
     On a shared machine the requests/s of a CPU-bound server move with
-    whatever else runs; the CPU time it spends per request moves much less,
-    so both are reported.
+    whatever else runs; the CPU time it spends per request moves much less.
+    Middleware runs in user time; system time is mostly the loopback network
+    stack, which swings with how requests happen to batch.
     """
     port = s.port
     cmd = [
@@ -166,11 +188,11 @@ def wrk(
     ]  # fmt: skip
     if cpus:
         cmd = ["taskset", "-c", ",".join(map(str, sorted(cpus))), *cmd]
-    cpu0 = cpu_ns(s.proc.pid)
+    user0, sys0 = s.cpu()
     out = subprocess.run(
         cmd, capture_output=True, text=True, timeout=seconds + 20, check=True
     ).stdout
-    cpu = cpu_ns(s.proc.pid) - cpu0
+    user1, sys1 = s.cpu()
     m, count = _RPS.search(out), _COUNT.search(out)
     if m is None or count is None:
         raise RuntimeError(f"unexpected wrk output:\n{out}")
@@ -178,22 +200,25 @@ def wrk(
     err = _SOCKERR.search(out)
     if bad or err:
         print(f"  port {port}: {(bad or err).group(0)}", file=sys.stderr)  # type: ignore[union-attr]
-    return float(m.group(1)), cpu / 1e9 / max(1, int(count.group(1)))
+    n = max(1, int(count.group(1)))
+    return float(m.group(1)), (user1 - user0) / n, (sys1 - sys0) / n
 
 
 def report(
     servers: list[Server],
     rps: dict[str, list[float]],
     capacity: dict[str, list[float]],
+    user: dict[str, list[float]],
     notes: dict[str, str],
 ) -> str:
     order = [s.key for s in servers]
     by_rps = {r.name: r for r in _common.summarize(rps, "bare", order)}
     by_cpu = {r.name: r for r in _common.summarize(capacity, "bare", order)}
+    by_user = {r.name: r for r in _common.summarize(user, "bare", order)}
     labels = {s.key: s.label for s in servers}
     body = []
     for key in order:
-        a, c = by_rps[key], by_cpu[key]
+        a, c, u = by_rps[key], by_cpu[key], by_user[key]
         base = key == "bare"
         body.append([
             labels[key],
@@ -203,10 +228,12 @@ def report(
             f"{1e6 / c.median:.1f}",
             "1.00x" if base else f"{c.ratio:.3f}x",
             "-" if base else f"{c.ratio_q1:.3f} .. {c.ratio_q3:.3f}",
+            f"{u.median * 1e6:.1f}",
+            "-" if base else f"{u.delta * 1e6:+.1f}",
         ])  # fmt: skip
     table = _common.markdown_table(
-        ["variant", "requests/s", "vs bare", "IQR",
-         "server CPU µs/req", "req/CPU-s vs bare", "IQR"],
+        ["variant", "requests/s", "vs bare", "IQR", "server CPU µs/req",
+         "req/CPU-s vs bare", "IQR", "user CPU µs/req", "user Δ µs"],
         body,
     )  # fmt: skip
     if "logtrace" in by_rps:
@@ -241,10 +268,11 @@ def main(argv: list[str] | None = None) -> int:
     )
     p.add_argument("--serve", help=argparse.SUPPRESS)
     p.add_argument("--fd", type=int, help=argparse.SUPPRESS)
+    p.add_argument("--usage-fd", type=int, help=argparse.SUPPRESS)
     args = p.parse_args(argv)
 
     if args.serve:
-        serve(args.serve, args.fd, args.http, args.loop)
+        serve(args.serve, args.fd, args.http, args.loop, args.usage_fd)
         return 0
 
     args.wrk = shutil.which("wrk")
@@ -283,20 +311,21 @@ def main(argv: list[str] | None = None) -> int:
             wrk(s, args.warmup, args, load_cpus)
         rps = {s.key: [float("nan")] * args.rounds for s in servers}
         capacity = {s.key: [float("nan")] * args.rounds for s in servers}
+        user = {s.key: [float("nan")] * args.rounds for s in servers}
         by_key = {s.key: s for s in servers}
         for r, key in _common.interleaved(list(by_key), args.rounds, args.seed):
-            rate, cpu = wrk(by_key[key], args.duration, args, load_cpus)
-            rps[key][r], capacity[key][r] = rate, 1 / cpu
+            rate, utime, stime = wrk(by_key[key], args.duration, args, load_cpus)
+            rps[key][r], capacity[key][r], user[key][r] = rate, 1 / (utime + stime), utime
             print(
                 f"  round {r + 1}/{args.rounds} {key:<15} {rate:>9,.0f} req/s "
-                f"{cpu * 1e6:7.1f} µs CPU/req",
+                f"CPU/req user {utime * 1e6:6.1f} µs, system {stime * 1e6:6.1f} µs",
                 file=sys.stderr,
             )
     finally:
         stop(servers)
     elapsed = time.monotonic() - t0
 
-    text = report(servers, rps, capacity, notes)
+    text = report(servers, rps, capacity, user, notes)
     machine = _common.machine_line()
     pin = (
         f"servers on CPU {min(server_cpus)}, wrk on CPU {','.join(map(str, sorted(load_cpus)))}"
@@ -325,7 +354,10 @@ def main(argv: list[str] | None = None) -> int:
 `python benchmarks/bench_uvicorn.py --rounds {args.rounds} --duration {args.duration:g}{extra}`
 (logtrace {_common.git_revision()}; {deps}).
 {machine}. {setup}. Each wrk run sends an incoming `traceparent`; "vs bare" is
-the median over rounds of the ratio to the bare app in the same round.
+the median over rounds of the ratio to the bare app in the same round. The
+server's CPU time per request (user + system, from `getrusage` in the server)
+varies much less than requests/s on a shared machine; "user Δ" is the paired
+median difference in user CPU time, where middleware runs.
 
 {text}
 """,
