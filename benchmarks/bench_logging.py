@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import gc
+import io
 import json
 import logging
 import re
@@ -163,7 +164,14 @@ def _otel_setup() -> None:
     provider = TracerProvider()
     trace.set_tracer_provider(provider)
     plain = logging.getLogRecordFactory()
-    LoggingInstrumentor().instrument(set_logging_format=False, tracer_provider=provider)
+    # Only the trace correlation: IDs onto records (recent versions need
+    # inject_trace_context; they would also install an export handler).
+    LoggingInstrumentor().instrument(
+        set_logging_format=False,
+        inject_trace_context=True,
+        enable_log_auto_instrumentation=False,
+        tracer_provider=provider,
+    )
     _otel["factory"] = logging.getLogRecordFactory()
     _otel["tracer"] = provider.get_tracer("bench")
     LoggingInstrumentor().uninstrument()
@@ -272,13 +280,18 @@ def _merge_contextvars() -> Any:
 
 
 def run_batch(v: Variant, n: int) -> float:
-    """Seconds per record over ``n`` records, inside the variant's context."""
+    """CPU seconds per record over ``n`` records, inside the variant's context.
+
+    CPU time of this thread, not wall time: on a shared machine the time
+    other processes take the CPU away does not count.
+    """
     call = v.call
+    clock = time.thread_time_ns
     with v.around():
-        t0 = time.perf_counter_ns()
+        t0 = clock()
         for _ in range(n):
             call()
-        t1 = time.perf_counter_ns()
+        t1 = clock()
     return (t1 - t0) / n / 1e9
 
 
@@ -326,6 +339,20 @@ def check(vs: list[Variant]) -> None:
         keys = json.loads(lines[0])
         if not ({"trace_id", "span_id"} <= set(keys) or {"trace.id", "span.id"} <= set(keys)):
             raise RuntimeError(f"{v.key} did not add the IDs: {lines[0]}")
+    for v in vs:
+        if v.baseline != "stdlib" or v.key == "stdlib":
+            continue
+        stream = io.StringIO()
+        logger = logging.getLogger(f"bench.{v.key}")
+        handler = logger.handlers[0]
+        assert isinstance(handler, logging.StreamHandler)
+        old = handler.setStream(stream)
+        with v.around():
+            v.call()
+        handler.setStream(old)
+        keys = json.loads(stream.getvalue())
+        if not ({"trace_id", "span_id"} <= set(keys) or {"otelTraceID", "otelSpanID"} <= set(keys)):
+            raise RuntimeError(f"{v.key} did not add the IDs: {stream.getvalue()}")
 
 
 def report(vs: list[Variant], samples: dict[str, list[float]], notes: dict[str, str]) -> str:
@@ -436,7 +463,9 @@ structlog: `add_log_level`, `TimeStamper(fmt="iso", utc=True)`, `JSONRenderer()`
 to a null sink. stdlib: a `StreamHandler` to a null stream with python-json-logger's
 `JsonFormatter`. Medians over {args.rounds} interleaved rounds; overhead is the
 median per-round difference to the bare pipeline of the same group, with its
-interquartile range. The overheads include rendering the extra fields.
+interquartile range. Times are CPU time of the measuring thread, so that other
+processes on a shared machine do not count. The overheads include rendering
+the extra fields.
 
 {text}
 """

@@ -26,12 +26,16 @@ def add_trace_context(logger: object, method_name: str, event_dict: EventDict) -
     """
     ctx = _CURRENT.get()
     if ctx is not None:
-        setdefault = event_dict.setdefault
-        setdefault("trace_id", ctx.trace_id)
-        setdefault("span_id", ctx.span_id)
-        setdefault("parent_span_id", ctx.parent_span_id)
-        if ctx.request_id is not None:
-            setdefault("request_id", ctx.request_id)
+        # setdefault semantics; ``in`` plus a store skips a method call per key.
+        if "trace_id" not in event_dict:
+            event_dict["trace_id"] = ctx.trace_id
+        if "span_id" not in event_dict:
+            event_dict["span_id"] = ctx.span_id
+        if "parent_span_id" not in event_dict:
+            event_dict["parent_span_id"] = ctx.parent_span_id
+        request_id = ctx.request_id
+        if request_id is not None and "request_id" not in event_dict:
+            event_dict["request_id"] = request_id
     return event_dict
 
 
@@ -52,10 +56,13 @@ class TraceContextAdder:
         ctx = _CURRENT.get()
         if ctx is not None:
             trace_key, span_key, parent_key, request_key = self._names
-            setdefault = event_dict.setdefault
-            setdefault(trace_key, ctx.trace_id)
-            setdefault(span_key, ctx.span_id)
-            setdefault(parent_key, ctx.parent_span_id)
-            if ctx.request_id is not None:
-                setdefault(request_key, ctx.request_id)
+            if trace_key not in event_dict:
+                event_dict[trace_key] = ctx.trace_id
+            if span_key not in event_dict:
+                event_dict[span_key] = ctx.span_id
+            if parent_key not in event_dict:
+                event_dict[parent_key] = ctx.parent_span_id
+            request_id = ctx.request_id
+            if request_id is not None and request_key not in event_dict:
+                event_dict[request_key] = request_id
         return event_dict

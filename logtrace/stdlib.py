@@ -41,17 +41,25 @@ class TraceContextFilter(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
         ctx = _CURRENT.get()
         trace_key, span_key, parent_key, request_key = self._names
-        setdefault = record.__dict__.setdefault
+        fields = record.__dict__
+        # setdefault semantics; ``in`` plus a store skips a method call per key.
         if ctx is None:
-            setdefault(trace_key, None)
-            setdefault(span_key, None)
-            setdefault(parent_key, None)
+            if trace_key not in fields:
+                fields[trace_key] = None
+            if span_key not in fields:
+                fields[span_key] = None
+            if parent_key not in fields:
+                fields[parent_key] = None
         else:
-            setdefault(trace_key, ctx.trace_id)
-            setdefault(span_key, ctx.span_id)
-            setdefault(parent_key, ctx.parent_span_id)
-            if ctx.request_id is not None:
-                setdefault(request_key, ctx.request_id)
+            if trace_key not in fields:
+                fields[trace_key] = ctx.trace_id
+            if span_key not in fields:
+                fields[span_key] = ctx.span_id
+            if parent_key not in fields:
+                fields[parent_key] = ctx.parent_span_id
+            request_id = ctx.request_id
+            if request_id is not None and request_key not in fields:
+                fields[request_key] = request_id
         return True
 
 
