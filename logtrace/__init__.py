@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from ._context import TraceContext, current
+from ._outgoing import outgoing_headers
 from ._span import span
 
 __version__ = "0.1.0"
@@ -18,6 +19,7 @@ __all__ = [
     "TraceContext",
     "__version__",
     "current",
+    "outgoing_headers",
     "span",
 ]
 
