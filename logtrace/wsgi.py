@@ -74,11 +74,21 @@ class WSGITraceMiddleware:
         ctx = self._incoming(environ)
         response = _TracedResponse(environ, ctx, start_response, self._respond)
         try:
-            response.body = self.app(environ, response.start_response)
+            body = self.app(environ, response.start_response)
         except BaseException as exc:
             if response.start:
                 _finish(environ, ctx, response.start, response.status, exc)
             raise
+        response.body = body
+        response.body_close = getattr(body, "close", None)
+        if type(body) is environ.get("wsgi.file_wrapper"):
+            # Hand the server its own file wrapper back, so that it can still
+            # use sendfile(), and end the span from the wrapper's close().
+            try:
+                body.close = response.close  # type: ignore[attr-defined]
+            except AttributeError:
+                return response
+            return body
         return response
 
 
@@ -89,9 +99,20 @@ class _TracedResponse:
     costs nothing per chunk.
     """
 
-    __slots__ = ("body", "ctx", "environ", "respond", "start", "status", "token", "upstream")
+    __slots__ = (
+        "body",
+        "body_close",
+        "ctx",
+        "environ",
+        "respond",
+        "start",
+        "status",
+        "token",
+        "upstream",
+    )
 
     body: Iterable[bytes]
+    body_close: Callable[[], object] | None
     token: Token[TraceContext | None]
 
     def __init__(
@@ -127,7 +148,7 @@ class _TracedResponse:
         # Servers call close() from a ``finally`` or ``except`` block when the
         # body raised: then the exception is still being handled here.
         error = sys.exc_info()[1]
-        close = getattr(self.body, "close", None)
+        close = self.body_close
         try:
             if close is not None:
                 close()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import sys
 from collections.abc import Iterator
@@ -10,7 +11,22 @@ from typing import Any
 
 import pytest
 
+from logtrace._context import _CURRENT
 from logtrace._records import SPAN_LOGGER_NAME
+
+
+@pytest.fixture(autouse=True)
+def _no_trace_context() -> Iterator[None]:
+    """Start every test outside any trace, whatever the previous test left current.
+
+    Middleware leaves a failed request's context in place for the server's
+    exception log line; in a test that calls it directly, that is the test's
+    own context.
+    """
+    token = _CURRENT.set(None)
+    yield
+    with contextlib.suppress(ValueError):
+        _CURRENT.reset(token)
 
 
 class _ListHandler(logging.Handler):

@@ -86,6 +86,8 @@ def app(environ, start_response):
     if path == "/boom":
         raise RuntimeError("boom in app")
     start_response("200 OK", [("Content-Type", "text/plain")])
+    if path == "/file":
+        return environ["wsgi.file_wrapper"](open(__file__, "rb"))
     if path == "/boom-body":
         def body():
             yield b"part"
@@ -213,6 +215,19 @@ class TestGunicorn:
         assert response.headers["traceresponse"].startswith(f"00-{trace_id}-")
         logs = gunicorn_server.wait_for_log(f"INFO gunicorn.access trace={trace_id}")
         assert re.search(f"gunicorn.access trace={trace_id} .*GET /ok", logs)
+
+    def test_file_response_keeps_the_trace_on_the_access_line(
+        self, gunicorn_server: Server
+    ) -> None:
+        trace_id = trace_id_for(16)
+        response = httpx.get(
+            gunicorn_server.url + "/file", headers={"traceparent": traceparent(trace_id)}
+        )
+        assert b"WSGITraceMiddleware(app)" in response.content
+        assert response.headers["traceresponse"].startswith(f"00-{trace_id}-")
+        logs = gunicorn_server.wait_for_log(f"INFO gunicorn.access trace={trace_id}")
+        assert re.search(f"gunicorn.access trace={trace_id} .*GET /file", logs)
+        assert re.search(f"logtrace.span trace={trace_id} server GET", logs)
 
     def test_exception_line_carries_the_trace(self, gunicorn_server: Server) -> None:
         trace_id = trace_id_for(12)

@@ -6,9 +6,10 @@ import asyncio
 import logging
 import sys
 from collections.abc import Callable, Iterable, Iterator
+from pathlib import Path
 from types import ModuleType
 from typing import Any
-from wsgiref.util import setup_testing_defaults
+from wsgiref.util import FileWrapper, setup_testing_defaults
 
 import pytest
 
@@ -165,6 +166,32 @@ class TestMiddleware:
         list(body)
         body.close()  # type: ignore[attr-defined]
         assert got[0][0].startswith("500") and got[0][1][0] is Boom
+
+    def test_servers_file_wrapper_is_handed_back_and_closing_it_ends_the_span(
+        self, tmp_path: Path, span_records: list[logging.LogRecord]
+    ) -> None:
+        path = tmp_path / "data.bin"
+        path.write_bytes(b"0123456789" * 1000)
+        files: list[Any] = []
+
+        def app(env: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
+            start_response("200 OK", [("Content-Type", "application/octet-stream")])
+            files.append(path.open("rb"))
+            wrapped: Iterable[bytes] = env["wsgi.file_wrapper"](files[0], 4096)
+            return wrapped
+
+        env = environ("/file", traceparent=TRACEPARENT)
+        env["wsgi.file_wrapper"] = FileWrapper
+        body = WSGITraceMiddleware(app)(env, lambda s, h, e=None: None)
+        assert type(body) is FileWrapper  # the server may still use sendfile()
+        assert b"".join(body) == path.read_bytes()
+        ctx = current()
+        assert ctx is not None and ctx.trace_id == TRACE_ID
+        assert span_records == []
+        body.close()  # type: ignore[attr-defined]
+        assert current() is None
+        assert files[0].closed
+        assert fields(span_records[0])["http.response.status_code"] == 200
 
     def test_untrusted_incoming_context_starts_a_new_trace(self) -> None:
         result = serve(
