@@ -14,6 +14,8 @@ from ._fields import OTEL_FIELDS, FieldNames, TraceFields, resolve_fields
 
 __all__ = ["TraceContextAdder", "add_trace_context"]
 
+_current = _CURRENT.get  # bound once: one call per record, no attribute lookup
+
 EventDict = MutableMapping[str, Any]
 
 
@@ -24,7 +26,7 @@ def add_trace_context(logger: object, method_name: str, event_dict: EventDict) -
     explicitly (``log.bind(trace_id=...)``) win over the current context.
     Put it after ``merge_contextvars`` so that context-bound keys win too.
     """
-    ctx = _CURRENT.get()
+    ctx = _current()
     if ctx is not None:
         # setdefault semantics; ``in`` plus a store skips a method call per key.
         if "trace_id" not in event_dict:
@@ -53,7 +55,7 @@ class TraceContextAdder:
         self._names: TraceFields = resolve_fields(field_names)
 
     def __call__(self, logger: object, method_name: str, event_dict: EventDict) -> EventDict:
-        ctx = _CURRENT.get()
+        ctx = _current()
         if ctx is not None:
             trace_key, span_key, parent_key, request_key = self._names
             if trace_key not in event_dict:

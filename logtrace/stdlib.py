@@ -14,6 +14,8 @@ from ._fields import OTEL_FIELDS, FieldNames, TraceFields, iso_utc, resolve_fiel
 
 __all__ = ["TraceContextFilter", "console_formatter", "json_formatter"]
 
+_current = _CURRENT.get  # bound once: one call per record, no attribute lookup
+
 # Attributes every LogRecord has; anything else on a record is an extra field.
 _RECORD_ATTRS = frozenset(logging.LogRecord("", 0, "", 0, "", None, None).__dict__) | {
     "message",
@@ -39,7 +41,7 @@ class TraceContextFilter(logging.Filter):
         self._names = resolve_fields(field_names)
 
     def filter(self, record: logging.LogRecord) -> bool:
-        ctx = _CURRENT.get()
+        ctx = _current()
         trace_key, span_key, parent_key, request_key = self._names
         fields = record.__dict__
         # setdefault semantics; ``in`` plus a store skips a method call per key.
