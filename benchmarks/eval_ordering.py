@@ -451,7 +451,8 @@ CONFIGS: dict[str, dict[str, Any]] = {
     "skew 0, client spans": {"skew_ms": 0.0},
     "skew 25 ms, no client spans": {"skew_ms": 25.0, "client_spans": False},
     "skew 0, no client spans": {"skew_ms": 0.0, "client_spans": False},
-    "skew 25 ms + drift 20 ppm over 15 min": {
+    "skew 25 ms, no drift, long window": {"skew_ms": 25.0, "rate_per_s": 3.0},
+    "skew 25 ms + drift 20 ppm, long window": {
         "skew_ms": 25.0,
         "drift_ppm": 20.0,
         "rate_per_s": 3.0,

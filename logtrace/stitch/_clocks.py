@@ -26,20 +26,22 @@ from __future__ import annotations
 import heapq
 import math
 from array import array
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 __all__ = ["ClockModel", "Edge", "estimate_clocks"]
 
 BUCKET_S = 60.0
 """Width of the time buckets used to follow drift."""
-MIN_DRIFT_WINDOW_S = 300.0
-"""Drift is estimated only when the calls span at least this long."""
+MIN_DRIFT_WINDOW_S = 180.0
+"""Drift is looked for only when the calls span at least this long."""
+DRIFT_T_MIN = 6.0
+"""A pair's fitted drift must be this many standard errors from zero to count;
+without one significant pair, offsets are fitted over the whole window."""
 MAX_DRIFT = 5e-4
 """Clamp for fitted drift (500 ppm; real oscillators stay well under 100 ppm)."""
 _KEEP = 8
 """How many of the tightest bounds are kept per pair and bucket."""
-_COMPACT_AT = 4096
 _OUTLIER_RATE = 1 / 500
 """The tightest exact bound skips this fraction of the samples (up to ``_KEEP - 1``)."""
 _LOOSE_RATE = 1 / 100
@@ -94,23 +96,25 @@ class ClockModel:
 
 
 class _Bounds:
-    """The tightest upper and lower bounds of one ordered pair in one bucket.
+    """The calls of one ordered pair (in one bucket) as bounds on its offset.
 
-    ``ups`` holds ``start - send`` values, ``lows`` holds the negated
-    ``end - receive`` values, so that both keep their smallest entries.
+    ``ups`` holds ``start - send`` values, ``lows`` holds ``receive - end``
+    (the negated lower bounds), so that the tightest of both are the smallest.
+    Exact bounds keep only their few smallest values.
     """
 
     __slots__ = ("exact", "lows", "n_low", "n_up", "t_sum", "ups")
 
-    def __init__(self, exact: bool) -> None:
-        # Exact bounds keep only their few smallest values (compacted as they
-        # come); inexact ones keep all, compactly, for their quantile.
+    def __init__(
+        self, exact: bool, ts: Sequence[float], ups: Sequence[float], lows: Sequence[float]
+    ) -> None:
         self.exact = exact
-        self.ups: list[float] | array[float] = [] if exact else array("d")
-        self.lows: list[float] | array[float] = [] if exact else array("d")
-        self.n_up = 0
-        self.n_low = 0
-        self.t_sum = 0.0
+        low = [x for x in lows if x == x]  # NaN: no receive or no end
+        self.ups: Sequence[float] = heapq.nsmallest(_KEEP, ups) if exact else ups
+        self.lows: Sequence[float] = heapq.nsmallest(_KEEP, low) if exact else low
+        self.n_up = len(ups)
+        self.n_low = len(low)
+        self.t_sum = math.fsum(ts)
 
     def tight_up(self) -> float:
         return _tightest(self.ups, self.n_up, self.exact)
@@ -118,19 +122,8 @@ class _Bounds:
     def tight_low(self) -> float:
         return -_tightest(self.lows, self.n_low, self.exact)
 
-    def merge(self, other: _Bounds) -> None:
-        if self.exact:
-            self.ups = heapq.nsmallest(_KEEP, [*self.ups, *other.ups])
-            self.lows = heapq.nsmallest(_KEEP, [*self.lows, *other.lows])
-        else:
-            self.ups.extend(other.ups)
-            self.lows.extend(other.lows)
-        self.n_up += other.n_up
-        self.n_low += other.n_low
-        self.t_sum += other.t_sum
 
-
-def _tightest(values: list[float] | array[float], count: int, exact: bool) -> float:
+def _tightest(values: Sequence[float], count: int, exact: bool) -> float:
     """The smallest value after skipping a few suspiciously small ones."""
     if not values:
         return _INF
@@ -173,59 +166,46 @@ def estimate_clocks(edges: Iterable[Edge], services: Iterable[str]) -> dict[str,
     Services with no calls, or in a group with no link to the others, get a
     zero offset relative to their own group's reference.
     """
-    cells: dict[tuple[str, str, int, bool], _Bounds] = {}
-    names = set(services)
-    bucket_s = BUCKET_S
-    get = cells.get
+    # Every call's time and bounds per ordered pair, compactly (24 bytes a
+    # call): one pass over the edges, everything else works on these.
+    raw: dict[_Key, _Columns] = {}
+    get = raw.get
+    nan = math.nan
     for e in edges:
         caller, callee = e.caller, e.callee
         if caller == callee:
             continue
-        exact = e.exact
-        key = (caller, callee, int(e.start // bucket_s), exact)
-        cell = get(key)
-        if cell is None:
-            cell = cells[key] = _Bounds(exact)
-            names.add(caller)
-            names.add(callee)
-        cell.t_sum += e.start
-        ups = cell.ups
-        ups.append(e.start - e.send)
-        cell.n_up += 1
-        if exact and len(ups) >= _COMPACT_AT:
-            cell.ups = heapq.nsmallest(_KEEP, ups)
-        if e.receive is not None and e.end is not None:
-            lows = cell.lows
-            lows.append(e.receive - e.end)
-            cell.n_low += 1
-            if exact and len(lows) >= _COMPACT_AT:
-                cell.lows = heapq.nsmallest(_KEEP, lows)
+        key = (caller, callee, e.exact)
+        cols = get(key)
+        if cols is None:
+            cols = raw[key] = (array("d"), array("d"), array("d"))
+        start = e.start
+        cols[0].append(start)
+        cols[1].append(start - e.send)
+        receive, end = e.receive, e.end
+        cols[2].append(nan if receive is None or end is None else receive - end)
 
-    order = sorted(names)
-    if not cells:
+    order = sorted(set(services).union(*((a, b) for a, b, _ in raw)))
+    if not raw:
         return {name: ClockModel() for name in order}
 
-    # Whole-window bounds per ordered pair, and per bucket for drift.
-    whole: dict[_Key, _Bounds] = {}
-    buckets: dict[int, dict[_Key, _Bounds]] = {}
-    for (a, b, k, exact), cell in cells.items():
-        total = whole.get((a, b, exact))
-        if total is None:
-            total = whole[(a, b, exact)] = _Bounds(exact)
-        total.merge(cell)
-        buckets.setdefault(k, {})[(a, b, exact)] = cell
-
+    whole = {key: _Bounds(key[2], *cols) for key, cols in raw.items()}
     pairs = _pairs(whole)
     slack = _typical_slack(pairs)
     reference = _reference(whole)
-    t_first = min(k for k in buckets) * bucket_s
-    t_last = (max(k for k in buckets) + 1) * bucket_s
     ref_t = sum(c.t_sum for c in whole.values()) / sum(c.n_up for c in whole.values())
+    t_first = min(min(cols[0]) for cols in raw.values())
+    t_last = max(max(cols[0]) for cols in raw.values())
 
-    if t_last - t_first >= MIN_DRIFT_WINDOW_S and len(buckets) >= 3:
+    fitted = None
+    if t_last - t_first >= MIN_DRIFT_WINDOW_S:
+        slots = _slots(raw)
         group = _in_sync(pairs, order)
-        offsets, drifts = _solve_with_drift(buckets, group, reference, slack, ref_t)
-    else:
+        fitted = _solve_with_drift(_bucketed(raw, slots, {}, ref_t), group, reference, slack,
+                                   ref_t)
+        if fitted is not None:
+            offsets, drifts = _refine(raw, slots, fitted[1], order, reference, slack, ref_t)
+    if fitted is None:
         offsets = _solve(pairs, order, reference, slack)
         drifts = dict.fromkeys(order, 0.0)
     return {
@@ -235,6 +215,90 @@ def estimate_clocks(edges: Iterable[Edge], services: Iterable[str]) -> dict[str,
 
 _Key = tuple[str, str, bool]
 """Caller, callee, and whether the bounds come from client spans."""
+_Columns = tuple["array[float]", "array[float]", "array[float]"]
+"""Callee start times, ``start - send`` and ``receive - end`` (NaN if unknown)."""
+
+
+def _slots(raw: dict[_Key, _Columns]) -> dict[_Key, dict[int, list[int]]]:
+    """Each pair's calls by time bucket (positions into its columns)."""
+    slots: dict[_Key, dict[int, list[int]]] = {}
+    width = BUCKET_S
+    for key, (ts, _, _) in raw.items():
+        by_bucket: dict[int, list[int]] = {}
+        for i, t in enumerate(ts):
+            k = int(t // width)
+            idx = by_bucket.get(k)
+            if idx is None:
+                by_bucket[k] = [i]
+            else:
+                idx.append(i)
+        slots[key] = by_bucket
+    return slots
+
+
+def _detrended(
+    raw: dict[_Key, _Columns], drifts: dict[str, float], ref_t: float
+) -> dict[_Key, tuple[Sequence[float], Sequence[float], Sequence[float]]]:
+    """The columns with the relative drift of each pair taken out."""
+    out: dict[_Key, tuple[Sequence[float], Sequence[float], Sequence[float]]] = {}
+    for key, (ts, ups, lows) in raw.items():
+        a, b, _ = key
+        rate = drifts.get(b, 0.0) - drifts.get(a, 0.0)
+        if rate == 0.0:
+            out[key] = (ts, ups, lows)
+            continue
+        shifts = [rate * (t - ref_t) for t in ts]
+        out[key] = (
+            ts,
+            [u - d for u, d in zip(ups, shifts, strict=True)],
+            [x + d for x, d in zip(lows, shifts, strict=True)],
+        )
+    return out
+
+
+def _bucketed(
+    raw: dict[_Key, _Columns],
+    slots: dict[_Key, dict[int, list[int]]],
+    drifts: dict[str, float],
+    ref_t: float,
+) -> dict[int, dict[_Key, _Bounds]]:
+    """Per-bucket bounds of every pair, with ``drifts`` taken out."""
+    buckets: dict[int, dict[_Key, _Bounds]] = {}
+    for key, (ts, ups, lows) in _detrended(raw, drifts, ref_t).items():
+        for k, idx in slots[key].items():
+            buckets.setdefault(k, {})[key] = _Bounds(
+                key[2], [ts[i] for i in idx], [ups[i] for i in idx], [lows[i] for i in idx]
+            )
+    return buckets
+
+
+def _refine(
+    raw: dict[_Key, _Columns],
+    slots: dict[_Key, dict[int, list[int]]],
+    drifts: dict[str, float],
+    order: list[str],
+    reference: str,
+    slack: float,
+    ref_t: float,
+) -> tuple[dict[str, float], dict[str, float]]:
+    """Offsets at ``ref_t`` from every call with the fitted drift taken out.
+
+    Within a bucket the clocks still move; with the drift removed the whole
+    window's tightest bounds pin the offsets as well as without drift. The
+    leftover drift, fitted again on detrended buckets, corrects the slope.
+    """
+    offsets: dict[str, float] = {}
+    same = {s: s for s in order}
+    for _ in range(2):
+        flat = _detrended(raw, drifts, ref_t)
+        pairs = _pairs({key: _Bounds(key[2], *cols) for key, cols in flat.items()})
+        offsets = _solve(pairs, order, reference, slack)
+        leftover = _solve_with_drift(_bucketed(raw, slots, drifts, ref_t), same, reference,
+                                     slack, ref_t)
+        if leftover is None:
+            break
+        drifts = {s: drifts.get(s, 0.0) + leftover[1].get(s, 0.0) for s in order}
+    return offsets, {s: max(-MAX_DRIFT, min(MAX_DRIFT, v)) for s, v in drifts.items()}
 
 
 def _pairs(bounds: dict[_Key, _Bounds]) -> dict[tuple[str, str], _Pair]:
@@ -455,12 +519,13 @@ def _solve_with_drift(
     reference: str,
     slack: float,
     ref_t: float,
-) -> tuple[dict[str, float], dict[str, float]]:
+) -> tuple[dict[str, float], dict[str, float]] | None:
     """Offsets at ``ref_t`` and drifts from per-bucket pair estimates.
 
     Each pair's bucket midpoints are fitted with a weighted line; the
     intercepts and slopes are then solved over the graph like offsets;
-    services in one ``group`` share a clock.
+    services in one ``group`` share a clock. ``None`` when no pair drifts
+    measurably: a noise slope would only blur well-behaved clocks.
     """
     series: dict[tuple[str, str], list[tuple[float, float, float]]] = {}
     for cells in buckets.values():
@@ -472,6 +537,7 @@ def _solve_with_drift(
     reference = group.get(reference, reference)
     intercepts: list[tuple[str, str, float, float]] = []
     slopes: list[tuple[str, str, float, float]] = []
+    significant = False
     for (a, b), points in series.items():
         sw = sum(w for _, _, w in points)
         mt = sum(t * w for t, _, w in points) / sw
@@ -481,12 +547,19 @@ def _solve_with_drift(
             slope = sum(w * (t - mt) * (d - md) for t, d, w in points) / stt
             slope = max(-2 * MAX_DRIFT, min(2 * MAX_DRIFT, slope))
             slopes.append((a, b, slope, stt))
+            if len(points) > 3:
+                resid = sum(w * (d - md - slope * (t - mt)) ** 2 for t, d, w in points)
+                sigma2 = resid / sw * len(points) / (len(points) - 2)
+                stderr = math.sqrt(sigma2 / (stt / sw * len(points)))
+                significant = significant or abs(slope) > DRIFT_T_MIN * max(stderr, 1e-12)
         else:
             slope = 0.0
         # Residual spread sets the pair's weight in the graph solve.
         resid = sum(w * (d - md - slope * (t - mt)) ** 2 for t, d, w in points) / sw
         weight = len(points) / max(resid, 1e-10)
         intercepts.append((a, b, md - slope * mt, weight))
+    if not significant:
+        return None
     offsets = _least_squares(order, intercepts, reference)
     drifts = _least_squares(order, slopes, reference)
     keys = list(series)
