@@ -205,17 +205,16 @@ def wrk(
 
 
 def report(
-    servers: list[Server],
+    order: list[str],
+    labels: dict[str, str],
     rps: dict[str, list[float]],
     capacity: dict[str, list[float]],
     user: dict[str, list[float]],
     notes: dict[str, str],
 ) -> str:
-    order = [s.key for s in servers]
     by_rps = {r.name: r for r in _common.summarize(rps, "bare", order)}
     by_cpu = {r.name: r for r in _common.summarize(capacity, "bare", order)}
     by_user = {r.name: r for r in _common.summarize(user, "bare", order)}
-    labels = {s.key: s.label for s in servers}
     body = []
     for key in order:
         a, c, u = by_rps[key], by_cpu[key], by_user[key]
@@ -251,9 +250,11 @@ def report(
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--rounds", type=int, default=5, help="interleaved rounds (default 5)")
-    p.add_argument("--duration", type=float, default=3.0, help="seconds per wrk run (default 3)")
-    p.add_argument("--warmup", type=float, default=1.0, help="seconds of wrk warm-up per server")
+    p.add_argument("--rounds", type=int, default=8, help="interleaved rounds (default 8)")
+    p.add_argument("--duration", type=int, default=3, help="seconds per wrk run (default 3)")
+    p.add_argument(
+        "--warmup", type=int, default=1, help="seconds of wrk warm-up before each run (default 1)"
+    )
     p.add_argument("--threads", type=int, default=2, help="wrk threads (default 2)")
     p.add_argument("--connections", type=int, default=50, help="wrk connections (default 50)")
     p.add_argument("--http", default="auto", help="uvicorn --http (auto, h11, httptools)")
@@ -296,36 +297,41 @@ def main(argv: list[str] | None = None) -> int:
             continue
         chosen.append(v)
 
-    servers: list[Server] = []
+    keys = [v.key for v in chosen]
+    labels = {v.key: v.label for v in chosen}
+    rps = {k: [float("nan")] * args.rounds for k in keys}
+    capacity = {k: [float("nan")] * args.rounds for k in keys}
+    user = {k: [float("nan")] * args.rounds for k in keys}
+    order = iter(_common.interleaved(keys, args.rounds, args.seed))
     t0 = time.monotonic()
-    try:
-        for v in chosen:
-            servers.append(start(v, args, server_cpus))
-        for s in servers:
-            added = wait_ready(s)
-            print(
-                f"  {s.key:<15} pid {s.proc.pid} port {s.port}; headers added: {added}",
-                file=sys.stderr,
-            )
-        for s in servers:
-            wrk(s, args.warmup, args, load_cpus)
-        rps = {s.key: [float("nan")] * args.rounds for s in servers}
-        capacity = {s.key: [float("nan")] * args.rounds for s in servers}
-        user = {s.key: [float("nan")] * args.rounds for s in servers}
-        by_key = {s.key: s for s in servers}
-        for r, key in _common.interleaved(list(by_key), args.rounds, args.seed):
-            rate, utime, stime = wrk(by_key[key], args.duration, args, load_cpus)
-            rps[key][r], capacity[key][r], user[key][r] = rate, 1 / (utime + stime), utime
-            print(
-                f"  round {r + 1}/{args.rounds} {key:<15} {rate:>9,.0f} req/s "
-                f"CPU/req user {utime * 1e6:6.1f} µs, system {stime * 1e6:6.1f} µs",
-                file=sys.stderr,
-            )
-    finally:
-        stop(servers)
+    for r in range(args.rounds):
+        # Fresh server processes every round: a process's memory layout and
+        # hash seed shift its speed by a few percent, and that must not stick
+        # to one variant for the whole run.
+        servers: list[Server] = []
+        try:
+            for v in chosen:
+                servers.append(start(v, args, server_cpus))
+            for s in servers:
+                added = wait_ready(s)
+                if r == 0:
+                    print(f"  {s.key:<15} ok; headers added: {added}", file=sys.stderr)
+            by_key = {s.key: s for s in servers}
+            for _ in keys:
+                _, key = next(order)
+                wrk(by_key[key], args.warmup, args, load_cpus)
+                rate, utime, stime = wrk(by_key[key], args.duration, args, load_cpus)
+                rps[key][r], capacity[key][r], user[key][r] = rate, 1 / (utime + stime), utime
+                print(
+                    f"  round {r + 1}/{args.rounds} {key:<15} {rate:>9,.0f} req/s "
+                    f"CPU/req user {utime * 1e6:6.1f} µs, system {stime * 1e6:6.1f} µs",
+                    file=sys.stderr,
+                )
+        finally:
+            stop(servers)
     elapsed = time.monotonic() - t0
 
-    text = report(servers, rps, capacity, user, notes)
+    text = report(keys, labels, rps, capacity, user, notes)
     machine = _common.machine_line()
     pin = (
         f"servers on CPU {min(server_cpus)}, wrk on CPU {','.join(map(str, sorted(load_cpus)))}"
@@ -333,7 +339,8 @@ def main(argv: list[str] | None = None) -> int:
         else "no CPU pinning"
     )
     setup = (
-        f"wrk -t{args.threads} -c{args.connections} -d{args.duration:g}s, {args.rounds} rounds, "
+        f"wrk -t{args.threads} -c{args.connections} -d{args.duration:g}s after {args.warmup:g}s "
+        f"warm-up, {args.rounds} rounds with fresh servers each, "
         f"uvicorn --http {args.http} --loop {args.loop}, 1 worker, access log off; {pin}"
     )
     print(f"\nuvicorn + wrk: {setup}; {elapsed:.0f} s\n{machine}\n")
