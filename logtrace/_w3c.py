@@ -18,6 +18,7 @@ __all__ = [
     "Traceparent",
     "format_traceparent",
     "format_tracestate",
+    "normalize_tracestate",
     "parse_traceparent",
     "parse_tracestate",
     "truncate_tracestate",
@@ -50,7 +51,10 @@ _TRACEPARENT = re.compile(
 )
 _PRINTABLE = re.compile(r"[\x20-\x7e]*")
 
-_KEY = re.compile(
+# Level 2 key: a lowercase letter or digit, then up to 255 of a-z 0-9 _ - * / @.
+_KEY = re.compile(r"[a-z0-9][a-z0-9_\-*/@]{0,255}")
+# Level 1 key: simple-key, or multi-tenant-key (tenant-id "@" system-id).
+_KEY_LEVEL1 = re.compile(
     r"[a-z][a-z0-9_\-*/]{0,255}"  # simple-key
     r"|[a-z0-9][a-z0-9_\-*/]{0,240}@[a-z][a-z0-9_\-*/]{0,13}"  # multi-tenant-key
 )
@@ -112,16 +116,23 @@ def format_traceparent(trace_id: str, span_id: str, sampled: bool, random: bool)
     return f"00-{trace_id}-{span_id}-0{(1 if sampled else 0) | (2 if random else 0)}"
 
 
-def parse_tracestate(value: str) -> list[tuple[str, str]]:
+def parse_tracestate(value: str, level: int = 2) -> list[tuple[str, str]]:
     """Read a combined ``tracestate`` value into ``(key, value)`` members, left to right.
 
     Several ``tracestate`` header fields are combined first by joining them
     with commas, in order. Empty and whitespace-only members are skipped and
     not counted. Any invalid member, a duplicated key or more than 32
     members makes the whole value invalid: :class:`ValueError`.
+
+    Keys follow the Level 2 grammar (``level=2``, the default): a lowercase
+    letter or digit, then up to 255 of ``a-z 0-9 _ - * / @``. ``level=1``
+    applies the Level 1 grammar instead, where a key is either a simple key
+    (starting with a letter) or exactly one ``tenant@system`` with length
+    limits on each side. Every Level 1 key is a valid Level 2 key.
     """
     if len(value) > TRACESTATE_RAW_MAX_LENGTH:
         raise ValueError("oversized")
+    key_match = _KEY.fullmatch if level == 2 else _KEY_LEVEL1.fullmatch
     members: list[tuple[str, str]] = []
     seen: set[str] = set()
     for raw in value.split(","):
@@ -131,7 +142,7 @@ def parse_tracestate(value: str) -> list[tuple[str, str]]:
         key, eq, val = member.partition("=")
         if not eq:
             raise ValueError("member without '='")
-        if _KEY.fullmatch(key) is None:
+        if key_match(key) is None:
             raise ValueError("invalid key")
         if _VALUE.fullmatch(val) is None:
             raise ValueError("invalid value")
@@ -179,9 +190,11 @@ def format_tracestate(members: list[tuple[str, str]]) -> str | None:
     return ",".join(f"{k}={v}" for k, v in members)
 
 
-def normalize_tracestate(value: str, max_length: int = TRACESTATE_MAX_LENGTH) -> str | None:
+def normalize_tracestate(
+    value: str, max_length: int = TRACESTATE_MAX_LENGTH, level: int = 2
+) -> str | None:
     """An incoming combined ``tracestate`` as we propagate it, or ``None`` when empty.
 
     Raises :class:`ValueError` when the value is invalid (it is then dropped whole).
     """
-    return format_tracestate(truncate_tracestate(parse_tracestate(value), max_length))
+    return format_tracestate(truncate_tracestate(parse_tracestate(value, level), max_length))
