@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 from collections.abc import AsyncIterator, Iterable
 from typing import Any
 
 import httpx
 import pytest
 from fastapi import BackgroundTasks, Depends, FastAPI
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from starlette.applications import Starlette
 from starlette.background import BackgroundTask
 from starlette.exceptions import HTTPException
@@ -638,3 +641,68 @@ class TestFastAPI:
         response = get(fastapi_app, "/boom", traceparent=TRACEPARENT)
         assert response.status_code == 500
         assert traceresponse(response)[0] == TRACE_ID
+
+
+_HEADER_NAMES = st.sampled_from(
+    [
+        b"traceparent",
+        b"tracestate",
+        b"x-request-id",
+        b"b3",
+        b"x-b3-traceid",
+        b"x-b3-spanid",
+        b"x-b3-sampled",
+        b"x-amzn-trace-id",
+        b"host",
+        b"user-agent",
+    ]
+)
+_HEADER_VALUES = st.one_of(
+    st.binary(max_size=200),
+    st.from_regex(rb"\A00-[0-9a-f]{32}-[0-9a-f]{16}-[0-9a-f]{2}\Z"),
+    st.builds(
+        lambda a, b: a + b,
+        st.from_regex(rb"\A[0-9a-fA-F-]{0,60}\Z"),
+        st.sampled_from([b"", b"\r\n", b"\x00", b"\xff", b" ", b",", b"\xc3\xa9"]),
+    ),
+)
+_VALID_TRACEPARENT = re.compile(rb"00-[0-9a-f]{32}-[0-9a-f]{16}-[0-9a-f]{2}")
+_SAFE_VALUE = re.compile(rb"[\x20-\x7e]*")
+
+
+class TestAnyHeaders:
+    @settings(max_examples=200, deadline=None)
+    @given(st.lists(st.tuples(_HEADER_NAMES, _HEADER_VALUES), max_size=8))
+    def test_any_headers_give_one_valid_context_and_a_clean_response(
+        self, headers: list[tuple[bytes, bytes]]
+    ) -> None:
+        async def app(scope: Scope, receive: Receive, send: Send) -> None:
+            ctx = current()
+            assert ctx is not None
+            await send({"type": "http.response.start", "status": 200, "headers": []})
+            await send({"type": "http.response.body", "body": ctx.trace_id.encode()})
+
+        scope = http_scope()
+        scope["headers"] = headers
+        logger = logging.getLogger("logtrace.span")
+        keep: list[logging.LogRecord] = []
+        handler = logging.Handler()
+        handler.emit = keep.append  # type: ignore[method-assign]
+        level = logger.level
+        logger.setLevel(logging.INFO)
+        logger.addHandler(handler)
+        try:
+            sent, error = run(call(TraceMiddleware(app), scope))
+        finally:
+            logger.removeHandler(handler)
+            logger.setLevel(level)
+        assert error is None
+        (start,) = starts(sent)
+        assert start["status"] == 200
+        (tp,) = header(start, b"traceresponse")
+        assert _VALID_TRACEPARENT.fullmatch(tp)
+        assert tp[3:35] == sent[1]["body"]
+        for _, value in start["headers"]:
+            assert _SAFE_VALUE.fullmatch(value)
+        (record,) = keep
+        assert str(fields(record)["server.address"]).isprintable()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 import sys
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
@@ -12,9 +13,11 @@ from typing import Any
 from wsgiref.util import FileWrapper, setup_testing_defaults
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from logtrace import current
-from logtrace._context import TraceContext
+from logtrace._context import _CURRENT, TraceContext
 from logtrace.asgi import TraceMiddleware
 from logtrace.propagation import Propagator
 from logtrace.wsgi import WSGITraceMiddleware
@@ -404,3 +407,55 @@ class TestDjango:
         assert tp == f"00-{TRACE_ID}-{body['span_id']}-01".encode()
         server = [fields(r) for r in span_records if fields(r).get("span.kind") == "server"]
         assert server[-1]["span.name"] == "GET /users/<int:user_id>/"
+
+
+_KEYS = st.sampled_from(
+    [
+        "HTTP_TRACEPARENT",
+        "HTTP_TRACESTATE",
+        "HTTP_X_REQUEST_ID",
+        "HTTP_B3",
+        "HTTP_X_B3_TRACEID",
+        "HTTP_X_AMZN_TRACE_ID",
+        "HTTP_HOST",
+        "PATH_INFO",
+        "REQUEST_METHOD",
+        "SERVER_PORT",
+    ]
+)
+# WSGI servers hand header bytes over decoded as latin-1.
+_VALUES = st.binary(max_size=200).map(lambda raw: raw.decode("latin-1")) | st.from_regex(
+    r"\A00-[0-9a-f]{32}-[0-9a-f]{16}-[0-9a-f]{2}[\r\n,]?\Z"
+)
+_VALID_TRACEPARENT = re.compile(r"00-[0-9a-f]{32}-[0-9a-f]{16}-[0-9a-f]{2}")
+
+
+class TestAnyEnviron:
+    @settings(max_examples=100, deadline=None)
+    @given(st.dictionaries(_KEYS, _VALUES, max_size=8))
+    def test_any_headers_give_one_valid_context_and_a_clean_response(
+        self, given_environ: dict[str, str]
+    ) -> None:
+        env = environ()
+        env.update(given_environ)
+        logger = logging.getLogger("logtrace.span")
+        keep: list[logging.LogRecord] = []
+        handler = logging.Handler()
+        handler.emit = keep.append  # type: ignore[method-assign]
+        level = logger.level
+        logger.setLevel(logging.INFO)
+        logger.addHandler(handler)
+        try:
+            result = serve(WSGITraceMiddleware(hello), env)
+        finally:
+            logger.removeHandler(handler)
+            logger.setLevel(level)
+            _CURRENT.set(None)
+        assert result.error is None and result.status == "200 OK"
+        (tp,) = result.header("traceresponse")
+        assert _VALID_TRACEPARENT.fullmatch(tp) and tp[36:52] == result.body.decode()
+        for _, value in result.headers:
+            assert value.isascii() and value.isprintable()
+        (record,) = keep
+        for key in ("url.path", "http.request.method", "server.address"):
+            assert str(fields(record)[key]).isprintable()
