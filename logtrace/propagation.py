@@ -135,6 +135,7 @@ class Propagator:
         "request_id_header",
         "response",
         "traceresponse_header",
+        "tracestate_level",
         "tracestate_max_length",
         "trust_incoming",
     )
@@ -149,6 +150,7 @@ class Propagator:
         traceresponse_header: str = "traceresponse",
         trust_incoming: bool = True,
         tracestate_max_length: int = TRACESTATE_MAX_LENGTH,
+        tracestate_level: int = 2,
         request_id_max_length: int = REQUEST_ID_MAX_LENGTH,
     ) -> None:
         if isinstance(extract, str) or isinstance(inject, str) or isinstance(response, str):
@@ -173,6 +175,8 @@ class Propagator:
             raise ValueError("request_id_header clashes with a trace context header")
         if tracestate_max_length < 0:
             raise ValueError("tracestate_max_length must not be negative")
+        if tracestate_level not in (1, 2):
+            raise ValueError("tracestate_level is 1 or 2 (the W3C Trace Context level)")
 
         self.extract = tuple(extract)
         self.inject = tuple(inject)
@@ -181,6 +185,7 @@ class Propagator:
         self.traceresponse_header = traceresponse_header.lower()
         self.trust_incoming = trust_incoming
         self.tracestate_max_length = tracestate_max_length
+        self.tracestate_level = tracestate_level
         self._rid_pattern = request_id_pattern(request_id_max_length)
         self._rid_bytes_match = re.compile(self._rid_pattern.pattern.encode("ascii")).fullmatch
 
@@ -277,7 +282,7 @@ class Propagator:
                 if ts is not None:
                     try:
                         tracestate = normalize_tracestate(
-                            ts.decode("latin-1"), self.tracestate_max_length
+                            ts.decode("latin-1"), self.tracestate_max_length, self.tracestate_level
                         )
                     except ValueError as e:
                         if reasons is None:
@@ -366,7 +371,9 @@ class Propagator:
                     ts = get(keys[1][1])
                     if type(ts) is str:
                         try:
-                            tracestate = normalize_tracestate(ts, self.tracestate_max_length)
+                            tracestate = normalize_tracestate(
+                                ts, self.tracestate_max_length, self.tracestate_level
+                            )
                         except ValueError as e:
                             if reasons is None:
                                 reasons = []
@@ -497,7 +504,9 @@ class Propagator:
         if tss and self.trust_incoming:
             combined = ",".join(tss)
             try:
-                tracestate = normalize_tracestate(combined, self.tracestate_max_length)
+                tracestate = normalize_tracestate(
+                    combined, self.tracestate_max_length, self.tracestate_level
+                )
             except ValueError as e:
                 reasons.append(f"tracestate {e}: {_escape(combined)}")
         return parsed.trace_id, parsed.parent_id, parsed.sampled, parsed.random, tracestate

@@ -207,6 +207,11 @@ class TestBadTracestate:
         lines = propagation_lines(debug_log)
         assert len(lines) == 1 and "tracestate" in lines[0]
 
+    def test_key_grammar_level_is_configurable(self, read: Any) -> None:
+        headers = [("traceparent", TP), ("tracestate", "1vendor=a,congo=b")]
+        assert read(Propagator(), headers).tracestate == "1vendor=a,congo=b"
+        assert read(Propagator(tracestate_level=1), headers).tracestate is None
+
     def test_long_tracestate_is_truncated_to_the_configured_length(self, read: Any) -> None:
         members = ",".join(f"k{i:02d}={'v' * 60}" for i in range(20))
         ctx = read(
@@ -427,6 +432,7 @@ class TestConfiguration:
             {"request_id_header": "traceparent"},
             {"traceresponse_header": ""},
             {"tracestate_max_length": -1},
+            {"tracestate_level": 3},
             {"request_id_max_length": 0},
         ],
     )
