@@ -27,7 +27,7 @@ import re
 import sys
 import time
 from collections.abc import Callable, Iterator
-from contextlib import AbstractContextManager, ExitStack, contextmanager, nullcontext
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -48,6 +48,16 @@ class NullSink:
 
     def info(self, message: str) -> None:
         pass
+
+
+class Keep:
+    """A structlog logger that keeps the rendered lines, to check them."""
+
+    def __init__(self) -> None:
+        self.lines: list[str] = []
+
+    def info(self, message: str) -> None:
+        self.lines.append(message)
 
 
 class NullStream:
@@ -86,35 +96,51 @@ def _logtrace_processor(ecs: bool = False) -> Any:
     return TraceContextAdder("ecs") if ecs else add_trace_context
 
 
+def _request_context() -> Any:
+    """The context of a server span that continues the benchmark's incoming trace."""
+    from logtrace._context import TraceContext
+
+    _, trace_id, parent, _ = _common.TRACEPARENT.split("-")
+    return TraceContext(trace_id, "b7ad6b7169203331", parent)
+
+
 @contextmanager
 def in_logtrace_span() -> Iterator[None]:
-    from logtrace import span
+    """As inside a request that came with a ``traceparent``."""
+    from logtrace._context import _CURRENT
 
-    with span("bench"):
+    token = _CURRENT.set(_request_context())
+    try:
         yield
+    finally:
+        _CURRENT.reset(token)
 
 
 @contextmanager
 def in_bound_contextvars() -> Iterator[None]:
+    """The same three IDs, bound with structlog's own contextvars."""
     import structlog
 
-    from logtrace import current
-
-    with span_ctx() as ctx:
-        structlog.contextvars.bind_contextvars(
-            trace_id=ctx.trace_id, span_id=ctx.span_id, parent_span_id=ctx.parent_span_id
-        )
-        try:
-            yield
-        finally:
-            structlog.contextvars.clear_contextvars()
-    assert current() is None
+    ctx = _request_context()
+    tokens = structlog.contextvars.bind_contextvars(
+        trace_id=ctx.trace_id, span_id=ctx.span_id, parent_span_id=ctx.parent_span_id
+    )
+    try:
+        yield
+    finally:
+        structlog.contextvars.reset_contextvars(**tokens)
 
 
-def span_ctx() -> Any:
-    from logtrace import span
+def _constant_ids() -> Any:
+    """A floor: the same three IDs as constants, so only rendering them costs."""
+    ctx = _request_context()
+    ids = {"trace_id": ctx.trace_id, "span_id": ctx.span_id, "parent_span_id": ctx.parent_span_id}
 
-    return span("bench")
+    def add_constant_ids(logger: Any, method_name: str, event_dict: Any) -> Any:
+        event_dict.update(ids)
+        return event_dict
+
+    return add_constant_ids
 
 
 def structlog_call(log: Any) -> Callable[[], None]:
@@ -129,7 +155,24 @@ def structlog_call(log: Any) -> Callable[[], None]:
 # --- stdlib + python-json-logger ------------------------------------------------
 
 
-def _stdlib(name: str, with_filter: bool) -> Any:
+class ConstantIds(logging.Filter):
+    """A floor: the same three IDs as constants, so only rendering them costs."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        ctx = _request_context()
+        self.ids = {
+            "trace_id": ctx.trace_id,
+            "span_id": ctx.span_id,
+            "parent_span_id": ctx.parent_span_id,
+        }
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        record.__dict__.update(self.ids)
+        return True
+
+
+def _stdlib(name: str, with_filter: bool, floor: bool = False) -> Any:
     try:
         from pythonjsonlogger.json import JsonFormatter
     except ImportError as exc:
@@ -142,6 +185,8 @@ def _stdlib(name: str, with_filter: bool) -> Any:
     handler.setFormatter(JsonFormatter("%(asctime)s %(levelname)s %(name)s %(message)s"))
     if with_filter:
         handler.addFilter(TraceContextFilter())
+    if floor:
+        handler.addFilter(ConstantIds())
     logger.addHandler(handler)
     logger.setLevel(logging.INFO)
     logger.propagate = False
@@ -230,6 +275,12 @@ def variants() -> list[Variant]:
             lambda: structlog_call(_structlog()),
         ),
         Variant(
+            "floor",
+            "+ the 3 IDs as constants (floor: rendering them)",
+            "structlog",
+            lambda: structlog_call(_structlog(_constant_ids())),
+        ),
+        Variant(
             "add_trace_context",
             "+ logtrace add_trace_context",
             "structlog",
@@ -255,6 +306,12 @@ def variants() -> list[Variant]:
             "stdlib + python-json-logger, bare",
             "stdlib",
             lambda: stdlib_call(_stdlib("bare", with_filter=False)),
+        ),
+        Variant(
+            "stdlib-floor",
+            "+ the 3 IDs as constants (floor: rendering them)",
+            "stdlib",
+            lambda: stdlib_call(_stdlib("stdlib-floor", with_filter=False, floor=True)),
         ),
         Variant(
             "filter",
@@ -318,13 +375,9 @@ def check(vs: list[Variant]) -> None:
     import structlog
 
     for v in vs:
-        if v.baseline != "structlog" or v.key.startswith("structlog"):
+        if v.baseline != "structlog" or v.key.startswith("structlog") or v.key == "floor":
             continue
-        lines: list[str] = []
-
-        class Keep:
-            def info(self, message: str) -> None:
-                lines.append(message)
+        keep = Keep()
 
         processors = {
             "add_trace_context": [_logtrace_processor()],
@@ -332,15 +385,15 @@ def check(vs: list[Variant]) -> None:
             "merge_contextvars": [_merge_contextvars()],
         }[v.key]
         log = structlog.wrap_logger(
-            Keep(), processors=[*processors, structlog.processors.JSONRenderer()]
+            keep, processors=[*processors, structlog.processors.JSONRenderer()]
         )
         with v.around():
             log.info("x")
-        keys = json.loads(lines[0])
+        keys = json.loads(keep.lines[0])
         if not ({"trace_id", "span_id"} <= set(keys) or {"trace.id", "span.id"} <= set(keys)):
-            raise RuntimeError(f"{v.key} did not add the IDs: {lines[0]}")
+            raise RuntimeError(f"{v.key} did not add the IDs: {keep.lines[0]}")
     for v in vs:
-        if v.baseline != "stdlib" or v.key == "stdlib":
+        if v.baseline != "stdlib" or v.key == "stdlib" or v.key == "stdlib-floor":
             continue
         stream = io.StringIO()
         logger = logging.getLogger(f"bench.{v.key}")
@@ -381,6 +434,12 @@ def report(vs: list[Variant], samples: dict[str, list[float]], notes: dict[str, 
         d = rows["add_trace_context"].delta * 1e6
         state = "within" if d <= TARGET_US else "OVER"
         lines.append(f"add_trace_context: {d:+.2f} µs/record (budget {TARGET_US} µs: {state}).")
+        if "floor" in rows:
+            own = rows["add_trace_context"].delta - rows["floor"].delta
+            lines.append(
+                f"Of which rendering the three IDs (floor): {rows['floor'].delta * 1e6:+.2f} µs; "
+                f"add_trace_context's own work: {own * 1e6:+.2f} µs."
+            )
         for other in ("merge_contextvars",):
             if other in rows and rows[other].delta > 0:
                 lines.append(
@@ -393,6 +452,13 @@ def report(vs: list[Variant], samples: dict[str, list[float]], notes: dict[str, 
         lines.append(
             f"TraceContextFilter: {f:+.2f} µs/record; OpenTelemetry's instrumentation: "
             f"{o:+.2f} µs/record ({o / f:.1f}x)."
+        )
+    if "filter" in rows and "stdlib-floor" in rows:
+        own = rows["filter"].delta - rows["stdlib-floor"].delta
+        floor = rows["stdlib-floor"].delta
+        lines.append(
+            f"Of which rendering the three IDs (floor): {floor * 1e6:+.2f} µs; "
+            f"TraceContextFilter's own work: {own * 1e6:+.2f} µs."
         )
     lines += [f"Not measured: {k} ({why})." for k, why in notes.items()]
     return table + "\n\n" + "\n".join(lines)
@@ -457,8 +523,10 @@ def main(argv: list[str] | None = None) -> int:
 
 `python benchmarks/bench_logging.py --rounds {args.rounds} --batch-ms {args.batch_ms:g}`
 (logtrace {_common.git_revision()}; {deps}).
-{machine}. Every record is logged inside an open trace (a logtrace span, or an
-OpenTelemetry span for its instrumentation) with one extra key-value pair.
+{machine}. Every record is logged inside a request that continued a caller's
+trace (a logtrace context with a parent span; the same three IDs bound with
+`bind_contextvars` for `merge_contextvars`; an OpenTelemetry span for its
+instrumentation), with one extra key-value pair.
 structlog: `add_log_level`, `TimeStamper(fmt="iso", utc=True)`, `JSONRenderer()`
 to a null sink. stdlib: a `StreamHandler` to a null stream with python-json-logger's
 `JsonFormatter`. Medians over {args.rounds} interleaved rounds; overhead is the
