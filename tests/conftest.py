@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 
+from logtrace import current
 from logtrace._context import _CURRENT
 from logtrace._records import SPAN_LOGGER_NAME
 
@@ -83,14 +84,27 @@ def django_route_middleware(get_response: Any) -> Any:
 def django_urls() -> ModuleType:
     """A configured Django (settings in code, no project) and its URL module.
 
-    Tests put their views into ``urlpatterns`` of the returned module before
-    the first request; Django is configured once per test process.
+    Two views: ``/users/<int:user_id>/`` answers the current context as JSON,
+    ``/boom/`` raises. Django is configured once per test process.
     """
     import django
     from django.conf import settings
+    from django.http import HttpRequest, HttpResponse, JsonResponse
+    from django.urls import path
+
+    def user(request: HttpRequest, user_id: int) -> HttpResponse:
+        ctx = current()
+        assert ctx is not None
+        return JsonResponse({"user": user_id, **ctx._asdict()})
+
+    def boom(request: HttpRequest) -> HttpResponse:
+        raise RuntimeError("boom in a Django view")
 
     urls = ModuleType("logtrace_test_django_urls")
-    urls.urlpatterns = []  # type: ignore[attr-defined]
+    urls.urlpatterns = [  # type: ignore[attr-defined]
+        path("users/<int:user_id>/", user),
+        path("boom/", boom),
+    ]
     sys.modules[urls.__name__] = urls
     settings.configure(
         DEBUG=False,

@@ -16,7 +16,14 @@ from typing import Any
 
 import httpx
 import pytest
-from servers import Server, raw_request, run_gunicorn, run_uvicorn, run_uvicorn_thread
+from servers import (
+    Server,
+    raw_request,
+    run_gunicorn,
+    run_uvicorn,
+    run_uvicorn_thread,
+    run_wsgi_threaded,
+)
 
 TRACE_ID = "0af7651916cd43dd8448eb211c80319c"
 PARENT_ID = "b7ad6b7169203331"
@@ -334,3 +341,116 @@ class TestBadHeadersThroughUvicorn:
         answer = raw_request(plain_uvicorn.port, request_bytes(b"x-request-id: a\rb\x00c"))
         assert answer.startswith(b"HTTP/1.1 400")
         assert b"traceresponse" not in answer
+
+
+class TestFrameworksOverHTTP:
+    """Flask, Django (WSGI and ASGI) and FastAPI behind real servers on 127.0.0.1."""
+
+    def test_flask_in_a_threaded_wsgi_server(self) -> None:
+        from flask import Flask
+
+        from logtrace import current
+        from logtrace.wsgi import WSGITraceMiddleware
+
+        app = Flask("logtrace-http-test")
+
+        @app.route("/users/<int:user_id>")
+        def user(user_id: int) -> dict[str, Any]:
+            ctx = current()
+            assert ctx is not None
+            return ctx._asdict()
+
+        @app.route("/boom")
+        def boom() -> str:
+            raise RuntimeError("boom in a Flask view")
+
+        app.logger.disabled = True
+        app.wsgi_app = WSGITraceMiddleware(app.wsgi_app)  # type: ignore[method-assign]
+        with run_wsgi_threaded(app) as server:
+            ok = httpx.get(server.url + "/users/1", headers={"traceparent": traceparent(TRACE_ID)})
+            failed = httpx.get(server.url + "/boom", headers={"traceparent": traceparent(TRACE_ID)})
+        body = ok.json()
+        assert (body["trace_id"], body["parent_span_id"]) == (TRACE_ID, PARENT_ID)
+        assert ok.headers["traceresponse"] == f"00-{TRACE_ID}-{body['span_id']}-01"
+        assert failed.status_code == 500
+        assert failed.headers["traceresponse"].startswith(f"00-{TRACE_ID}-")
+
+    def test_django_wsgi_in_a_threaded_wsgi_server(self, django_urls: Any) -> None:
+        import logging
+
+        from django.core.wsgi import get_wsgi_application
+
+        from logtrace.wsgi import WSGITraceMiddleware
+
+        logging.getLogger("django.request").disabled = True
+        try:
+            with run_wsgi_threaded(WSGITraceMiddleware(get_wsgi_application())) as server:
+                headers = {"traceparent": traceparent(TRACE_ID)}
+                ok = httpx.get(server.url + "/users/2/", headers=headers)
+                failed = httpx.get(server.url + "/boom/", headers=headers)
+        finally:
+            logging.getLogger("django.request").disabled = False
+        body = ok.json()
+        assert (body["trace_id"], body["parent_span_id"]) == (TRACE_ID, PARENT_ID)
+        assert ok.headers["traceresponse"] == f"00-{TRACE_ID}-{body['span_id']}-01"
+        assert failed.status_code == 500
+        assert failed.headers["traceresponse"].startswith(f"00-{TRACE_ID}-")
+
+    def test_django_asgi_under_uvicorn(self, django_urls: Any) -> None:
+        import logging
+
+        from django.core.asgi import get_asgi_application
+
+        from logtrace.asgi import TraceMiddleware
+
+        logging.getLogger("django.request").disabled = True
+        try:
+            app = TraceMiddleware(get_asgi_application())
+            with run_uvicorn_thread(app, access_log=False) as server:
+                headers = {"traceparent": traceparent(TRACE_ID)}
+                ok = httpx.get(server.url + "/users/3/", headers=headers)
+                failed = httpx.get(server.url + "/boom/", headers=headers)
+        finally:
+            logging.getLogger("django.request").disabled = False
+        body = ok.json()
+        assert (body["trace_id"], body["parent_span_id"]) == (TRACE_ID, PARENT_ID)
+        assert ok.headers["traceresponse"] == f"00-{TRACE_ID}-{body['span_id']}-01"
+        assert failed.status_code == 500
+        assert failed.headers["traceresponse"].startswith(f"00-{TRACE_ID}-")
+
+    def test_fastapi_under_uvicorn(self) -> None:
+        from fastapi import FastAPI
+
+        from logtrace import current
+        from logtrace.asgi import TraceMiddleware
+
+        app = FastAPI()
+        noted: list[Any] = []
+
+        def note() -> None:
+            noted.append(current())
+
+        @app.get("/items/{item_id}")
+        async def item(item_id: int) -> Any:
+            from starlette.background import BackgroundTask
+            from starlette.responses import JSONResponse
+
+            ctx = current()
+            assert ctx is not None
+            return JSONResponse(ctx._asdict(), background=BackgroundTask(note))
+
+        @app.get("/boom")
+        async def boom() -> None:
+            raise RuntimeError("boom in a FastAPI endpoint")
+
+        app.add_middleware(TraceMiddleware)
+        with run_uvicorn_thread(app, access_log=False) as server:
+            headers = {"traceparent": traceparent(TRACE_ID)}
+            ok = httpx.get(server.url + "/items/4", headers=headers)
+            failed = httpx.get(server.url + "/boom", headers=headers)
+        body = ok.json()
+        assert (body["trace_id"], body["parent_span_id"]) == (TRACE_ID, PARENT_ID)
+        assert ok.headers["traceresponse"] == f"00-{TRACE_ID}-{body['span_id']}-01"
+        assert [c.span_id for c in noted] == [body["span_id"]]
+        assert failed.status_code == 500
+        assert failed.headers["traceresponse"].startswith(f"00-{TRACE_ID}-")

@@ -317,26 +317,9 @@ class TestFlask:
         assert fields(span_records[-1])["span.name"] == "GET /users/<int:user_id>"
 
 
-@pytest.fixture(scope="module")
-def django_views(django_urls: ModuleType) -> ModuleType:
-    from django.http import HttpRequest, HttpResponse, JsonResponse
-    from django.urls import path
-
-    def user(request: HttpRequest, user_id: int) -> HttpResponse:
-        ctx = current()
-        assert ctx is not None
-        return JsonResponse({"user": user_id, **ctx._asdict()})
-
-    def boom(request: HttpRequest) -> HttpResponse:
-        raise Boom
-
-    django_urls.urlpatterns[:] = [path("users/<int:user_id>/", user), path("boom/", boom)]
-    return django_urls
-
-
 class TestDjango:
     def test_wsgi_application(
-        self, django_views: ModuleType, span_records: list[logging.LogRecord]
+        self, django_urls: ModuleType, span_records: list[logging.LogRecord]
     ) -> None:
         from django.core.wsgi import get_wsgi_application
 
@@ -351,7 +334,7 @@ class TestDjango:
         server = [fields(r) for r in span_records if fields(r).get("span.kind") == "server"]
         assert server[-1]["span.name"] == "GET /users/<int:user_id>/"
 
-    def test_wsgi_500_carries_the_headers(self, django_views: ModuleType) -> None:
+    def test_wsgi_500_carries_the_headers(self, django_urls: ModuleType) -> None:
         from django.core.wsgi import get_wsgi_application
 
         application = WSGITraceMiddleware(get_wsgi_application())
@@ -364,7 +347,7 @@ class TestDjango:
         assert result.header("traceresponse")[0].startswith(f"00-{TRACE_ID}-")
 
     def test_asgi_application(
-        self, django_views: ModuleType, span_records: list[logging.LogRecord]
+        self, django_urls: ModuleType, span_records: list[logging.LogRecord]
     ) -> None:
         from django.core.asgi import get_asgi_application
 
