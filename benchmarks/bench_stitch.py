@@ -173,8 +173,9 @@ def main(argv: list[str] | None = None) -> int:
         variants["logtrace grep"] = f"{py} -m logtrace grep {trace_id} {data} > /dev/null"
     else:
         print("logtrace stitch is not available: measuring the baselines only", flush=True)
-    lines = sum(1 for _ in subprocess.run(
-        f"zcat -f {quoted}", shell=True, capture_output=True, check=True).stdout.splitlines())
+    count = subprocess.run(f"zcat -f {quoted} | wc -l", shell=True, capture_output=True,
+                           check=True)
+    lines = int(count.stdout.split()[0])
 
     walls: dict[str, list[float]] = {k: [] for k in variants}
     rsss: dict[str, list[int]] = {k: [] for k in variants}
