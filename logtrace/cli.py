@@ -55,9 +55,7 @@ def _jobs(text: str) -> int:
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="logtrace", description="Correlate logs across services."
-    )
+    parser = argparse.ArgumentParser(prog="logtrace", description="Correlate logs across services.")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
 
@@ -71,7 +69,10 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--trace", action="append", default=[], metavar="ID", help="only this trace")
     s.add_argument("--errors", action="store_true", help="only traces with an error")
     s.add_argument(
-        "--service", action="append", default=[], metavar="NAME",
+        "--service",
+        action="append",
+        default=[],
+        metavar="NAME",
         help="only traces that touch this service",
     )
     s.add_argument("--since", type=_time, metavar="TIME", help="only traces starting at or after")
@@ -82,17 +83,21 @@ def _parser() -> argparse.ArgumentParser:
         "--no-skew-correction", action="store_true", help="keep every service's raw clock"
     )
     s.add_argument(
-        "--jobs", type=_jobs, default=os.cpu_count() or 1, metavar="N",
+        "--jobs",
+        type=_jobs,
+        default=os.cpu_count() or 1,
+        metavar="N",
         help="worker processes (default: all cores; 0 means all)",
     )
     s.add_argument(
-        "--memory", type=_size, default=_size("512M"), metavar="SIZE",
+        "--memory",
+        type=_size,
+        default=_size("512M"),
+        metavar="SIZE",
         help="memory budget, e.g. 512M or 2G (default 512M); beyond it, work spills to disk",
     )
     s.add_argument("--tmp-dir", metavar="DIR", help="where spill and spool files go")
-    s.add_argument(
-        "--strict", action="store_true", help="exit 1 if any line could not be read"
-    )
+    s.add_argument("--strict", action="store_true", help="exit 1 if any line could not be read")
     s.add_argument("-q", "--quiet", action="store_true", help="no summary on stderr")
 
     g = sub.add_parser(
@@ -237,7 +242,7 @@ def _grep(args: argparse.Namespace) -> int:
     warnings: list[str] = []
     try:
         sources = expand_paths(args.paths, spool)
-        matches = grep([args.id], sources, warnings)
+        matches = grep([args.id], sources, warnings, numbers=args.line_number)
     except InputError as exc:
         raise _Fail(str(exc)) from None
     finally:

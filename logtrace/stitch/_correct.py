@@ -71,9 +71,11 @@ def _edges(table: Table, tree: Tree, calls: Calls) -> Iterator[Edge]:
         calls.receive.tolist(),
         calls.start.tolist(),
         calls.end.tolist(),
-        calls.exact.tolist(),
+        calls.exact.tolist(), strict=False,
     ):
-        yield Edge(names[a], names[b], s, None if r != r else r, st, None if en != en else en, exact)
+        yield Edge(
+            names[a], names[b], s, None if r != r else r, st, None if en != en else en, exact
+        )
 
 
 def call_edges(table: Table, tree: Tree) -> Iterator[Edge]:
@@ -133,7 +135,8 @@ def _bracket(
     ref = np.array([m.ref for m in models])
 
     def correct(values: F64, svc: I64) -> F64:
-        return values - offset[svc] - drift[svc] * (values - ref[svc])
+        out: F64 = values - offset[svc] - drift[svc] * (values - ref[svc])
+        return out
 
     caller, callee = calls.caller[loose], calls.callee[loose]
     svc_callee = tree.service[callee].astype(np.int64)
@@ -162,7 +165,8 @@ def apply_clocks(table: Table, clocks: dict[str, ClockModel] | None) -> F64:
     """Corrected timestamps per row (NaN stays NaN); raw ones without clocks."""
     ts = table.rows["ts"]
     if not clocks:
-        return ts.copy()
+        raw: F64 = ts.copy()
+        return raw
     n = len(table.services)
     offset = np.zeros(n)
     drift = np.zeros(n)
@@ -173,5 +177,7 @@ def apply_clocks(table: Table, clocks: dict[str, ClockModel] | None) -> F64:
             offset[i], drift[i], ref[i] = model.offset_s, model.drift, model.ref
     svc = table.rows["svc"]
     if not drift.any():
-        return ts - offset[svc]
-    return ts - offset[svc] - drift[svc] * (ts - ref[svc])
+        shifted: F64 = ts - offset[svc]
+        return shifted
+    out: F64 = ts - offset[svc] - drift[svc] * (ts - ref[svc])
+    return out

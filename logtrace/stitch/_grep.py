@@ -28,6 +28,7 @@ class Match:
 
     file: int
     line: int
+    """1-based line number (0 when not asked for)."""
     offset: int
     raw: bytes
     """The line without its line ending."""
@@ -38,7 +39,18 @@ def _line_end(data: bytes | mmap.mmap, pos: int, size: int) -> int:
     return size if end < 0 else end
 
 
-def _search(data: bytes | mmap.mmap, needle: bytes, file: int, base: int) -> Iterator[Match]:
+def _count_lines(data: bytes | mmap.mmap, lo: int, hi: int) -> int:
+    if isinstance(data, bytes):
+        return data.count(b"\n", lo, hi)
+    count = 0
+    for at in range(lo, hi, 16 << 20):
+        count += data[at : min(hi, at + (16 << 20))].count(b"\n")
+    return count
+
+
+def _search(
+    data: bytes | mmap.mmap, needle: bytes, file: int, base: int, numbers: bool
+) -> Iterator[Match]:
     size = len(data)
     pos = data.find(needle)
     line = 1
@@ -46,8 +58,9 @@ def _search(data: bytes | mmap.mmap, needle: bytes, file: int, base: int) -> Ite
     while pos >= 0:
         start = data.rfind(b"\n", 0, pos) + 1
         end = _line_end(data, pos, size)
-        line += data.count(b"\n", counted, start)
-        counted = start
+        if numbers:
+            line += _count_lines(data, counted, start)
+            counted = start
         raw = data[start:end]
         if raw[-1:] == b"\r":
             raw = raw[:-1]
@@ -57,7 +70,13 @@ def _search(data: bytes | mmap.mmap, needle: bytes, file: int, base: int) -> Ite
         pos = data.find(needle, end + 1)
 
 
-def search_file(index: int, source: Source, needles: Sequence[bytes], warnings: list[str]) -> list[Match]:
+def search_file(
+    index: int,
+    source: Source,
+    needles: Sequence[bytes],
+    warnings: list[str],
+    numbers: bool = True,
+) -> list[Match]:
     """Matching lines of one file, decompressed if need be, in file order."""
     stream, compressed = open_decompressed(source.path)
     try:
@@ -66,69 +85,78 @@ def search_file(index: int, source: Source, needles: Sequence[bytes], warnings: 
             if size == 0:
                 return []
             with mmap.mmap(stream.fileno(), 0, access=mmap.ACCESS_READ) as data:
-                return _merged(data, needles, index, 0)
+                return _merged(data, needles, index, numbers)
         content = b"".join(read_blocks(stream, warnings, source.name))
-        return _merged(content, needles, index, 0)
+        return _merged(content, needles, index, numbers)
     finally:
         stream.close()
 
 
-def _merged(data: bytes | mmap.mmap, needles: Sequence[bytes], index: int, base: int) -> list[Match]:
+def _merged(
+    data: bytes | mmap.mmap, needles: Sequence[bytes], index: int, numbers: bool
+) -> list[Match]:
     if len(needles) == 1:
-        return list(_search(data, needles[0], index, base))
+        return list(_search(data, needles[0], index, 0, numbers))
     found: dict[int, Match] = {}
     for needle in needles:
-        for m in _search(data, needle, index, base):
+        for m in _search(data, needle, index, 0, numbers):
             found.setdefault(m.offset, m)
     return [found[k] for k in sorted(found)]
+
+
+@dataclass(slots=True)
+class _SpanSeen:
+    service: str
+    start: float
+    end: float
+    parent: str | None = None
+    client: bool = False
 
 
 def order_matches(matches: list[Match], names: Sequence[str]) -> list[Match]:
     """Matches in stitched order: traces by start, records merged across files
     by corrected time, each file's own order kept."""
     parsed = [parse_line(m.raw) for m in matches]
-    services = [p[4] or service_from_path(names[m.file]) for m, p in zip(matches, parsed)]
-    # Spans among the matches: service, raw start and end, client record.
-    span_info: dict[tuple[str, str], list[object]] = {}
-    for p, svc in zip(parsed, services):
+    services = [
+        p[4] or service_from_path(names[m.file]) for m, p in zip(matches, parsed, strict=True)
+    ]
+    # Spans among the matches: service, raw start and end, parent, client record.
+    spans: dict[tuple[str, str], _SpanSeen] = {}
+    for p, svc in zip(parsed, services, strict=True):
         trace, span, parent, ts, _, flags, _, start = p
         if trace is None or span is None or ts is None:
             continue
-        info = span_info.get((trace, span))
-        if info is None:
-            info = span_info[(trace, span)] = [svc, ts, ts, parent, False]
-        info[1] = min(info[1], ts, start if start is not None else ts)  # type: ignore[call-overload]
-        info[2] = max(info[2], ts)  # type: ignore[call-overload]
+        seen = spans.get((trace, span))
+        if seen is None:
+            seen = spans[(trace, span)] = _SpanSeen(svc, ts, ts)
+        seen.start = min(seen.start, ts, start if start is not None else ts)
+        seen.end = max(seen.end, ts)
         if parent is not None:
-            info[3] = parent
+            seen.parent = parent
         if flags & SPAN_RECORD and flags & KIND_CLIENT:
-            info[4] = True
+            seen.client = True
     edges = []
-    for (trace, _), (svc, start, end, parent, _) in span_info.items():
-        if parent is None:
+    for (trace, _), s in spans.items():
+        up = spans.get((trace, s.parent)) if s.parent is not None else None
+        if up is None or up.service == s.service:
             continue
-        up = span_info.get((trace, parent))  # type: ignore[arg-type]
-        if up is None or up[0] == svc:
-            continue
-        edges.append(
-            Edge(up[0], svc, up[1], up[2], start, end, bool(up[4]))  # type: ignore[arg-type]
-        )
+        edges.append(Edge(up.service, s.service, up.start, up.end, s.start, s.end, up.client))
     clocks = estimate_clocks(edges, set(services))
     corrected = []
-    for p, svc in zip(parsed, services):
+    for p, svc in zip(parsed, services, strict=False):
         ts = p[3]
         corrected.append(None if ts is None else clocks[svc].correct(ts))
     # Hold each file's order: a record never sorts before an earlier line of its file.
     held: list[float] = []
     last: dict[tuple[str | None, int], float] = {}
-    for m, p, ts in zip(matches, parsed, corrected):
-        key = (p[0], m.file)
+    for m, p, ts in zip(matches, parsed, corrected, strict=False):
+        key = (p[0], m.file)  # file order: offsets only grow
         prev = last.get(key, float("-inf"))
         value = prev if ts is None or ts < prev else ts
         last[key] = value
         held.append(value)
     first: dict[str | None, float] = {}
-    for p, value in zip(parsed, held):
+    for p, value in zip(parsed, held, strict=False):
         if p[0] is not None and value > float("-inf"):
             first[p[0]] = min(first.get(p[0], value), value)
     keyed = sorted(
@@ -139,14 +167,20 @@ def order_matches(matches: list[Match], names: Sequence[str]) -> list[Match]:
             parsed[i][0] or "",
             held[i] if parsed[i][0] is not None else 0.0,
             matches[i].file,
-            matches[i].line,
+            matches[i].offset,
         ),
     )
     return [matches[i] for i in keyed]
 
 
-def grep(ids: Sequence[str], sources: Sequence[Source], warnings: list[str]) -> list[Match]:
-    """Every line of ``sources`` containing one of ``ids``, in stitched order."""
+def grep(
+    ids: Sequence[str], sources: Sequence[Source], warnings: list[str], numbers: bool = True
+) -> list[Match]:
+    """Every line of ``sources`` containing one of ``ids``, in stitched order.
+
+    Line numbers cost a count of every newline before each match; without
+    ``numbers`` they are left at 0.
+    """
     needles: list[bytes] = []
     for ident in ids:
         for form in (ident, ident.lower()):
@@ -155,5 +189,5 @@ def grep(ids: Sequence[str], sources: Sequence[Source], warnings: list[str]) -> 
                 needles.append(encoded)
     matches: list[Match] = []
     for index, source in enumerate(sources):
-        matches.extend(search_file(index, source, needles, warnings))
+        matches.extend(search_file(index, source, needles, warnings, numbers))
     return order_matches(matches, [s.name for s in sources])

@@ -19,7 +19,7 @@ from ._read import Source
 
 __all__ = ["ROW_DTYPE", "Table", "group"]
 
-ROW_DTYPE = np.dtype(list(zip(ROW_FIELDS, ROW_DTYPES)))
+ROW_DTYPE = np.dtype(list(zip(ROW_FIELDS, ROW_DTYPES, strict=False)))
 
 I32 = npt.NDArray[np.int32]
 F64 = npt.NDArray[np.float64]
@@ -66,11 +66,7 @@ def group(sources: Sequence[Source], scans: Sequence[FileScan]) -> Table:
             [trace_ids.setdefault(t, len(trace_ids)) for t in scan.traces] or [0], dtype=np.int32
         )
         smap = np.array(
-            [
-                span_ids.setdefault((int(tmap[t]), s), len(span_ids))
-                for t, s in scan.spans
-            ]
-            or [0],
+            [span_ids.setdefault((int(tmap[t]), s), len(span_ids)) for t, s in scan.spans] or [0],
             dtype=np.int32,
         )
         vmap = np.array(

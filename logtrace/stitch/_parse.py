@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import json
 import re
-from typing import Any
+from typing import Any, cast
 
 import msgspec
 
@@ -85,38 +85,38 @@ class _Fields(msgspec.Struct):
     time: object = None
     ts: object = None
     asctime: object = None
-    timeUnixNano: object = None  # noqa: N815 (the key as written)
+    timeUnixNano: object = None
     level: object = None
     levelname: object = None
     severity: object = None
-    severityText: object = None  # noqa: N815
+    severityText: object = None
     log_level: object = _f("log.level")
     log: object = None
     service: object = None
     service_name_dot: object = _f("service.name")
     service_name: object = None
-    serviceName: object = None  # noqa: N815
+    serviceName: object = None
     app: object = None
     application: object = None
     dd_service: object = _f("dd.service")
     trace_id: object = None
-    traceId: object = None  # noqa: N815
-    traceID: object = None  # noqa: N815
-    otelTraceID: object = None  # noqa: N815
+    traceId: object = None
+    traceID: object = None
+    otelTraceID: object = None
     trace_id_dot: object = _f("trace.id")
     trace: object = None
     dd_trace_id: object = _f("dd.trace_id")
     dd: object = None
     traceparent: object = None
     span_id: object = None
-    spanId: object = None  # noqa: N815
-    spanID: object = None  # noqa: N815
-    otelSpanID: object = None  # noqa: N815
+    spanId: object = None
+    spanID: object = None
+    otelSpanID: object = None
     span_id_dot: object = _f("span.id")
     span: object = None
     dd_span_id: object = _f("dd.span_id")
     parent_span_id: object = None
-    parentSpanId: object = None  # noqa: N815
+    parentSpanId: object = None
     parent_id: object = None
     parent_id_dot: object = _f("parent.id")
     span_kind: object = _f("span.kind")
@@ -215,8 +215,23 @@ _tcache = _trace_cache()
 _scache = _span_cache()
 _seconds = seconds_cache()
 _NOT_ERROR = frozenset(
-    {"info", "INFO", "Info", "debug", "DEBUG", "Debug", "warning", "WARNING", "Warning",
-     "warn", "WARN", "trace", "TRACE", "notice", "NOTICE"}
+    {
+        "info",
+        "INFO",
+        "Info",
+        "debug",
+        "DEBUG",
+        "Debug",
+        "warning",
+        "WARNING",
+        "Warning",
+        "warn",
+        "WARN",
+        "trace",
+        "TRACE",
+        "notice",
+        "NOTICE",
+    }
 )
 
 
@@ -226,16 +241,14 @@ def _fields(r: _Fields, flags: int) -> Parsed:
     if value is None:
         trace = _trace(r)
     else:
-        trace = _tcache.get(value, _MISS) if type(value) is str else _MISS
-        if trace is _MISS:
-            trace = norm_trace_id(value)
+        hit = _tcache.get(value, _MISS) if type(value) is str else _MISS
+        trace = norm_trace_id(value) if hit is _MISS else cast("str | None", hit)
     value = r.span_id
     if value is None:
         span = _span(r)
     else:
-        span = _scache.get(value, _MISS) if type(value) is str else _MISS
-        if span is _MISS:
-            span = norm_span_id(value)
+        hit = _scache.get(value, _MISS) if type(value) is str else _MISS
+        span = norm_span_id(value) if hit is _MISS else cast("str | None", hit)
     value = r.parent_span_id
     if value is None:
         value = r.parentSpanId
@@ -244,9 +257,8 @@ def _fields(r: _Fields, flags: int) -> Parsed:
     if value is None:
         parent = None
     else:
-        parent = _scache.get(value, _MISS) if type(value) is str else _MISS
-        if parent is _MISS:
-            parent = norm_span_id(value)
+        hit = _scache.get(value, _MISS) if type(value) is str else _MISS
+        parent = norm_span_id(value) if hit is _MISS else cast("str | None", hit)
     value = r.timestamp
     ts = None
     if type(value) is str and len(value) in (26, 27) and value[19] == ".":
@@ -258,7 +270,12 @@ def _fields(r: _Fields, flags: int) -> Parsed:
     value = r.service
     service = value if type(value) is str and 0 < len(value) <= 200 else _service(r)
     level = r.level
-    if type(level) is str and level in _NOT_ERROR and r.error_type is None and r.exception_type is None:
+    if (
+        type(level) is str
+        and level in _NOT_ERROR
+        and r.error_type is None
+        and r.exception_type is None
+    ):
         status = r.status
         if r.exc_info or (type(status) is int and status >= 500):
             flags |= ERROR

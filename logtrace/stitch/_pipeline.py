@@ -145,12 +145,15 @@ def _size(path: str) -> int:
 
 
 def _select(
-    table: Table, corrected: npt.NDArray[np.float64], start: npt.NDArray[np.float64], options: Options
+    table: Table,
+    corrected: npt.NDArray[np.float64],
+    start: npt.NDArray[np.float64],
+    options: Options,
 ) -> npt.NDArray[np.bool_] | None:
     """Which traces to write, or ``None`` for all of them (and every other line)."""
-    if not (options.traces or options.errors_only or options.services):
-        if options.since is None and options.until is None:
-            return None
+    filtered = options.traces or options.errors_only or options.services
+    if not filtered and options.since is None and options.until is None:
+        return None
     n = len(table.traces)
     selected = np.ones(n, dtype=bool)
     rows = table.rows

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import bz2
 import glob
-import gzip
 import lzma
 import mmap
 import os
@@ -18,9 +17,10 @@ import re
 import shutil
 import sys
 import tempfile
+import zlib
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import IO
+from typing import IO, Any
 
 __all__ = [
     "BLOCK",
@@ -59,7 +59,7 @@ def expand_paths(paths: Sequence[str], spool_dir: str) -> list[Source]:
                 shutil.copyfileobj(sys.stdin.buffer, out, 1 << 20)
             sources.append(Source("-", spool))
         elif os.path.isdir(given):
-            found = []
+            found: list[str] = []
             for root, dirs, files in os.walk(given):
                 dirs[:] = sorted(d for d in dirs if not d.startswith("."))
                 found.extend(os.path.join(root, f) for f in files if not f.startswith("."))
@@ -76,13 +76,68 @@ def expand_paths(paths: Sequence[str], spool_dir: str) -> list[Source]:
     return sources
 
 
-def _opener(head: bytes) -> Callable[[IO[bytes]], IO[bytes]] | None:
+class _Decompressing:
+    """A read-only stream over a compressed file, multi-member aware.
+
+    Unlike :mod:`gzip` and friends, a file cut short (still being written)
+    gives back everything decompressed before the cut, then ``EOFError``.
+    """
+
+    def __init__(self, raw: IO[bytes], make: Callable[[], Any]) -> None:
+        self._raw = raw
+        self._make = make
+        self._d = make()
+        self._pending = b""
+        self._done = False
+
+    def read(self, size: int = -1) -> bytes:
+        parts: list[bytes] = []
+        have = 0
+        while (size < 0 or have < size) and not self._done:
+            data = self._pending or self._raw.read(1 << 20)
+            self._pending = b""
+            if not data:
+                self._done = True
+                if not self._d.eof and self._started:
+                    if parts:
+                        self._truncated = True
+                        break
+                    raise EOFError("compressed data ends before its end marker")
+                break
+            out = self._d.decompress(data)
+            self._started = True
+            if out:
+                parts.append(out)
+                have += len(out)
+            if self._d.eof:
+                rest = self._d.unused_data
+                self._d = self._make()
+                self._started = False
+                self._pending = rest.lstrip(b"\x00")  # gzip writers may pad with zeros
+        if not parts and getattr(self, "_truncated", False):
+            self._truncated = False
+            raise EOFError("compressed data ends before its end marker")
+        return b"".join(parts)
+
+    _started = False
+
+    def close(self) -> None:
+        self._raw.close()
+
+    def __enter__(self) -> _Decompressing:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def _opener(head: bytes) -> Callable[[], Any] | None:
     if head.startswith(b"\x1f\x8b"):
-        return lambda raw: gzip.GzipFile(fileobj=raw, mode="rb")
+        return lambda: zlib.decompressobj(31)
     if head.startswith(b"BZh") and head[3:4].isdigit():
-        return lambda raw: bz2.BZ2File(raw, "rb")
+        return bz2.BZ2Decompressor
     if head.startswith(b"\xfd7zXZ\x00"):
-        return lambda raw: lzma.LZMAFile(raw, "rb")
+        return lzma.LZMADecompressor
     return None
 
 
@@ -98,10 +153,10 @@ def open_decompressed(path: str) -> tuple[IO[bytes], bool]:
     except OSError as exc:
         raw.close()
         raise InputError(f"{path}: {exc.strerror or exc}") from exc
-    opener = _opener(head)
-    if opener is None:
+    make = _opener(head)
+    if make is None:
         return raw, False
-    return opener(raw), True
+    return _Decompressing(raw, make), True  # type: ignore[return-value]
 
 
 def read_blocks(stream: IO[bytes], warnings: list[str], name: str) -> Iterator[bytes]:
@@ -115,7 +170,7 @@ def read_blocks(stream: IO[bytes], warnings: list[str], name: str) -> Iterator[b
     while True:
         try:
             block = stream.read(BLOCK)
-        except (EOFError, OSError, lzma.LZMAError) as exc:
+        except (EOFError, OSError, lzma.LZMAError, zlib.error, ValueError) as exc:
             warnings.append(f"{name}: stopped reading: {exc}")
             block = b""
         if not block:

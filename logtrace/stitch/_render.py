@@ -105,7 +105,21 @@ def _render_batch(r: Rendering, lo: int, hi: int, out: IO[bytes], ctx: _Context)
     stamps = iso_strings(corrected)
     chunk: list[bytes] = []
     append = chunk.append
-    for trace, span, parent, svc, depth, stamp, off_ms, file, line, off, length, flags, reason in zip(
+    for (
+        trace,
+        span,
+        parent,
+        svc,
+        depth,
+        stamp,
+        off_ms,
+        file,
+        line,
+        off,
+        length,
+        flags,
+        reason,
+    ) in zip(
         sub["trace"].tolist(),
         sub["span"].tolist(),
         sub["parent"].tolist(),
@@ -118,22 +132,19 @@ def _render_batch(r: Rendering, lo: int, hi: int, out: IO[bytes], ctx: _Context)
         sub["off"].tolist(),
         sub["len"].tolist(),
         sub["flags"].tolist(),
-        sub["reason"].tolist(),
+        sub["reason"].tolist(), strict=False,
     ):
         key = (trace, span, parent, svc, depth)
         head = heads.get(key)
         if head is None:
             if len(heads) > 200_000:
                 heads.clear()
+            t_text = "null" if trace < 0 else f'"{traces[trace]}"'
+            s_text = "null" if span < 0 else f'"{spans[span]}"'
+            p_text = "null" if parent < 0 else f'"{spans[parent]}"'
             head = heads[key] = (
-                '{"trace_id":%s,"span_id":%s,"parent_span_id":%s,"service":%s,"depth":%d,'
-                % (
-                    "null" if trace < 0 else '"' + traces[trace] + '"',
-                    "null" if span < 0 else '"' + spans[span] + '"',
-                    "null" if parent < 0 else '"' + spans[parent] + '"',
-                    services[svc],
-                    depth,
-                )
+                f'{{"trace_id":{t_text},"span_id":{s_text},"parent_span_id":{p_text},'
+                f'"service":{services[svc]},"depth":{depth},'
             )
         off_text = offsets.get(off_ms)
         if off_text is None:
@@ -144,11 +155,10 @@ def _render_batch(r: Rendering, lo: int, hi: int, out: IO[bytes], ctx: _Context)
         raw = reader.get(off, length)
         if not flags & JSON:
             raw = record_json(raw, flags)
+        stamp_text = f'"{stamp}Z"' if stamp else "null"
         append(
-            (
-                '%s"timestamp":%s,"offset_ms":%s,"file":%s,"line":%d,"record":'
-                % (head, '"' + stamp + 'Z"' if stamp else "null", off_text, files[file], line)
-            ).encode()
+            f'{head}"timestamp":{stamp_text},"offset_ms":{off_text},'
+            f'"file":{files[file]},"line":{line},"record":'.encode()
         )
         append(raw)
         append(b"}\n" if not reason else b',"reason":"%s"}\n' % REASONS[reason].encode())
@@ -167,7 +177,11 @@ def _worker(job: tuple[int, int, str]) -> str:
 
 
 def write_jsonl(
-    r: Rendering, out: IO[bytes], jobs: int, spool_dir: str, progress: Callable[[], None] | None = None
+    r: Rendering,
+    out: IO[bytes],
+    jobs: int,
+    spool_dir: str,
+    progress: Callable[[], None] | None = None,
 ) -> None:
     """Write every ordered row as one JSON line, in ``jobs`` parallel ranges."""
     global _CURRENT

@@ -14,6 +14,7 @@ import os
 import struct
 import tempfile
 from collections.abc import Callable, Iterator, Sequence
+from itertools import pairwise
 from multiprocessing import get_context
 from typing import IO
 
@@ -55,7 +56,7 @@ def plan_tasks(sources: Sequence[Source], jobs: int) -> list[ScanTask]:
                 if pos < size and pos > bounds[-1]:
                     bounds.append(pos)
         bounds.append(size)
-        for start, end in zip(bounds, bounds[1:]):
+        for start, end in pairwise(bounds):
             tasks.append((index, src.name, src.path, start, end))
     return tasks
 
@@ -222,7 +223,7 @@ def scan(
     order = sorted(range(len(tasks)), key=lambda i: -_task_size(tasks[i]))
     by_index: dict[int, FileScan] = {}
     with get_context("fork").Pool(min(jobs, len(tasks))) as pool:
-        for i, result in zip(order, pool.imap(_worker, [tasks[i] for i in order])):
+        for i, result in zip(order, pool.imap(_worker, [tasks[i] for i in order]), strict=False):
             by_index[i] = result
             if progress is not None:
                 progress(result)

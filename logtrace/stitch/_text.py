@@ -7,6 +7,7 @@ shown escaped, never written to the terminal raw. Colour only when asked
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import IO, Any
 
 import msgspec
@@ -107,8 +108,7 @@ def write_text(r: Rendering, out: IO[bytes], color: bool = False) -> None:
                 where = f"{table.sources[int(table.file[row])].name}:{int(rows['line'][row])}"
                 reason = REASONS[int(rows["reason"][row])]
                 lines.append(
-                    f"  {paint(_DIM, escape(where))} {paint(_YELLOW, reason)}  "
-                    f"{escape(message)}\n"
+                    f"  {paint(_DIM, escape(where))} {paint(_YELLOW, reason)}  {escape(message)}\n"
                 )
                 continue
             span = int(rows["span"][row])
@@ -136,12 +136,12 @@ def write_text(r: Rendering, out: IO[bytes], color: bool = False) -> None:
             reader.close()
 
 
-def _header(r: Rendering, trace: int, paint: Any) -> str:
+def _header(r: Rendering, trace: int, paint: Callable[[str, str], str]) -> str:
     if trace < 0:
         return "\n" + paint(_BOLD, "lines without a trace") + "\n"
     start, end = r.order.trace_start[trace], r.order.trace_end[trace]
     span = "" if np.isnan(start) or np.isnan(end) else f"  {(end - start) * 1e3:.3f} ms"
     when = ""
     if not np.isnan(start):
-        when = "  " + str(np.datetime64(int(round(start * 1e6)), "us")) + "Z"
+        when = "  " + str(np.datetime64(round(start * 1e6), "us")) + "Z"
     return "\n" + paint(_BOLD, f"trace {escape(r.table.traces[trace])}") + f"{when}{span}\n"

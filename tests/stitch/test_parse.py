@@ -195,9 +195,15 @@ class TestHostile:
 
     @given(
         st.recursive(
-            st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(),
-            lambda children: st.lists(children, max_size=4)
-            | st.dictionaries(st.text(max_size=10), children, max_size=4),
+            st.none()
+            | st.booleans()
+            | st.integers()
+            | st.floats(allow_nan=False, allow_infinity=False)
+            | st.text(),
+            lambda children: (
+                st.lists(children, max_size=4)
+                | st.dictionaries(st.text(max_size=10), children, max_size=4)
+            ),
             max_leaves=20,
         )
     )
@@ -207,13 +213,33 @@ class TestHostile:
         assert parsed[0] == TRACE
         assert parsed[5] & JSON
 
-    @given(st.dictionaries(st.sampled_from(["trace_id", "span_id", "timestamp", "level",
-                                            "service", "span.kind", "duration_ms", "trace",
-                                            "dd", "log", "parent_span_id", "traceparent"]),
-                           st.one_of(st.none(), st.integers(), st.text(max_size=40),
-                                     st.lists(st.integers(), max_size=2),
-                                     st.dictionaries(st.text(max_size=5), st.text(max_size=5),
-                                                     max_size=2))))
+    @given(
+        st.dictionaries(
+            st.sampled_from(
+                [
+                    "trace_id",
+                    "span_id",
+                    "timestamp",
+                    "level",
+                    "service",
+                    "span.kind",
+                    "duration_ms",
+                    "trace",
+                    "dd",
+                    "log",
+                    "parent_span_id",
+                    "traceparent",
+                ]
+            ),
+            st.one_of(
+                st.none(),
+                st.integers(),
+                st.text(max_size=40),
+                st.lists(st.integers(), max_size=2),
+                st.dictionaries(st.text(max_size=5), st.text(max_size=5), max_size=2),
+            ),
+        )
+    )
     def test_wrong_types_in_known_keys_never_raise(self, record: dict[str, object]) -> None:
         parsed = parse_line(json.dumps(record).encode())
         assert parsed[5] & JSON

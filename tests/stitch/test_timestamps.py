@@ -30,7 +30,7 @@ class TestIso:
 
     @given(MOMENTS)
     def test_space_and_comma_milliseconds(self, moment: datetime) -> None:
-        text = moment.strftime("%Y-%m-%d %H:%M:%S") + ",%03d" % (moment.microsecond // 1000)
+        text = moment.strftime("%Y-%m-%d %H:%M:%S") + f",{moment.microsecond // 1000:03d}"
         expected = moment.replace(microsecond=moment.microsecond // 1000 * 1000).timestamp()
         assert parse_timestamp(text) == pytest.approx(expected, abs=1e-6)
 

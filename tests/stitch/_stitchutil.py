@@ -1,0 +1,73 @@
+"""Helpers for the stitcher tests: run the command, read its JSON lines."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import subprocess
+import sys
+from contextlib import redirect_stderr
+from pathlib import Path
+from typing import Any
+
+from logtrace.cli import main
+
+REPO = Path(__file__).resolve().parents[2]
+KEYS = {
+    "trace_id",
+    "span_id",
+    "parent_span_id",
+    "service",
+    "depth",
+    "timestamp",
+    "offset_ms",
+    "file",
+    "line",
+    "record",
+}
+
+
+def run(*argv: str) -> tuple[int, str]:
+    """``logtrace ARGV`` in-process: exit code and stderr."""
+    err = io.StringIO()
+    with redirect_stderr(err):
+        code = main(list(argv))
+    return code, err.getvalue()
+
+
+def cli(*argv: str, stdin: bytes | None = None) -> subprocess.CompletedProcess[bytes]:
+    """``python -m logtrace ARGV`` as a real process."""
+    env = dict(os.environ, PYTHONPATH=str(REPO))
+    return subprocess.run(
+        [sys.executable, "-m", "logtrace", *argv],
+        input=stdin,
+        capture_output=True,
+        env=env,
+        check=False,
+        timeout=120,
+    )
+
+
+def stitch_jsonl(out: Path, *argv: str) -> list[dict[str, Any]]:
+    code, err = run("stitch", "--format", "jsonl", "-o", str(out), *argv)
+    assert code == 0, err
+    # Split on "\n" only: str.splitlines() would also cut at U+0085 or U+2028 inside strings.
+    lines = out.read_bytes().split(b"\n")
+    assert lines[-1] == b"", "the output must end with a newline"
+    return [json.loads(line, parse_constant=_reject) for line in lines[:-1]]
+
+
+def _reject(name: str) -> Any:
+    raise AssertionError(f"non-standard JSON constant {name} in the output")
+
+
+def nonblank_lines(data: bytes) -> list[tuple[int, bytes]]:
+    """(1-based line number, line without ending) of every non-blank line."""
+    out = []
+    for number, raw in enumerate(data.split(b"\n"), 1):
+        if raw.endswith(b"\r"):
+            raw = raw[:-1]
+        if raw.strip():
+            out.append((number, raw))
+    return out

@@ -1,0 +1,99 @@
+"""``logtrace grep``: every line holding an ID, raw, in stitched order."""
+
+from __future__ import annotations
+
+import gzip
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from _stitchutil import REPO, cli, stitch_jsonl
+
+from logtrace.stitch.synth import SynthConfig, SynthResult, generate
+
+
+@pytest.fixture(scope="module")
+def synth(tmp_path_factory: pytest.TempPathFactory) -> SynthResult:
+    return generate(str(tmp_path_factory.mktemp("g")), SynthConfig(traces=60, seed=3))
+
+
+def _trace_lines(synth: SynthResult, trace: str) -> list[bytes]:
+    out = []
+    for path in synth.files:
+        opener = gzip.open if path.endswith(".gz") else open
+        with opener(path, "rb") as fh:
+            out.extend(line.rstrip(b"\r\n") for line in fh if trace.encode() in line)
+    return out
+
+
+class TestGrep:
+    def test_same_lines_as_grep_in_stitched_order(self, synth: SynthResult, tmp_path: Path) -> None:
+        records = stitch_jsonl(tmp_path / "o.jsonl", "-q", *synth.files)
+        trace = records[len(records) // 3]["trace_id"]
+        proc = cli("grep", "-h", trace, *synth.files)
+        assert proc.returncode == 0
+        lines = proc.stdout.splitlines()
+        assert sorted(lines) == sorted(_trace_lines(synth, trace))
+        # The order stitch gives the same trace.
+        stitched = [(r["file"], r["line"]) for r in records if r["trace_id"] == trace]
+        proc = cli("grep", "-H", "-n", trace, *synth.files)
+        got = []
+        for raw in proc.stdout.splitlines():
+            name, number, _ = raw.split(b":", 2)
+            got.append((name.decode(), int(number)))
+        assert got == stitched
+
+    def test_prefixes(self, tmp_path: Path) -> None:
+        a = tmp_path / "a.log"
+        a.write_text("x\nhello id=abc123\n")
+        assert cli("grep", "abc123", str(a)).stdout == b"hello id=abc123\n"
+        assert cli("grep", "-n", "abc123", str(a)).stdout == b"2:hello id=abc123\n"
+        assert cli("grep", "-H", "abc123", str(a)).stdout == f"{a}:hello id=abc123\n".encode()
+        b = tmp_path / "b.log"
+        b.write_text("abc123 too\n")
+        both = cli("grep", "abc123", str(a), str(b)).stdout
+        assert f"{b}:abc123 too\n".encode() in both
+        assert cli("grep", "-h", "abc123", str(a), str(b)).stdout.count(b":") == 0
+
+    def test_finds_request_ids_and_span_ids_in_compressed_files(self, tmp_path: Path) -> None:
+        path = tmp_path / "app.log.1.gz"
+        with gzip.open(path, "wt") as fh:
+            fh.write(json.dumps({"request_id": "req-42", "span_id": "00f067aa0ba902b7"}) + "\r\n")
+            fh.write("other\n")
+        proc = cli("grep", "req-42", str(path))
+        assert (
+            proc.stdout
+            == json.dumps({"request_id": "req-42", "span_id": "00f067aa0ba902b7"}).encode() + b"\n"
+        )
+        assert cli("grep", "00f067aa0ba902b7", str(path)).returncode == 0
+
+    def test_nothing_matched_exits_1(self, tmp_path: Path) -> None:
+        (tmp_path / "a.log").write_text("nothing here\n")
+        proc = cli("grep", "deadbeef", str(tmp_path / "a.log"))
+        assert proc.returncode == 1 and proc.stdout == b""
+
+    def test_missing_file_exits_2_naming_it(self, tmp_path: Path) -> None:
+        proc = cli("grep", "x", str(tmp_path / "gone.log"))
+        assert proc.returncode == 2
+        assert b"gone.log" in proc.stderr and proc.stderr.count(b"\n") == 1
+
+
+def test_importing_the_cli_stays_light() -> None:
+    code = (
+        "import sys, logtrace.cli; "
+        "heavy = [m for m in ('numpy', 'msgspec', 'logtrace.stitch._pipeline') "
+        "if m in sys.modules]; "
+        "print(heavy)"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, cwd=REPO, check=True, timeout=60
+    )
+    assert proc.stdout.strip() == b"[]"
+
+
+def test_python_dash_m_help() -> None:
+    proc = cli("--help")
+    assert proc.returncode == 0 and b"stitch" in proc.stdout and b"grep" in proc.stdout
+    assert cli("grep", "--help").returncode == 0

@@ -1,0 +1,100 @@
+"""Finding input files and reading them, compressed or not."""
+
+from __future__ import annotations
+
+import bz2
+import gzip
+import lzma
+from pathlib import Path
+
+import pytest
+
+from logtrace.stitch._read import (
+    InputError,
+    LineReader,
+    expand_paths,
+    open_decompressed,
+    read_blocks,
+    service_from_path,
+)
+
+
+@pytest.mark.parametrize(
+    ("name", "service"),
+    [
+        ("orders.log", "orders"),
+        ("logs/orders.log.1", "orders"),
+        ("orders.log.2.gz", "orders"),
+        ("orders-2026-11-24.log", "orders"),
+        ("orders.jsonl.xz", "orders"),
+        ("api-gateway.log", "api-gateway"),
+        ("noext", "noext"),
+    ],
+)
+def test_service_from_file_name(name: str, service: str) -> None:
+    assert service_from_path(name) == service
+
+
+@pytest.mark.parametrize("compress", [gzip.compress, bz2.compress, lzma.compress, lambda b: b])
+def test_compression_is_recognised_by_content_not_name(tmp_path: Path, compress: object) -> None:
+    path = tmp_path / "renamed.log"
+    data = b"one\r\ntwo\n" * 1000
+    path.write_bytes(compress(data))  # type: ignore[operator]
+    stream, _ = open_decompressed(str(path))
+    with stream:
+        assert b"".join(read_blocks(stream, [], str(path))) == data
+
+
+def test_truncated_gzip_yields_what_it_can_and_warns(tmp_path: Path) -> None:
+    path = tmp_path / "cut.log.gz"
+    whole = gzip.compress(b"line\n" * 100_000)
+    path.write_bytes(whole[: len(whole) // 2])
+    warnings: list[str] = []
+    stream, compressed = open_decompressed(str(path))
+    with stream:
+        data = b"".join(read_blocks(stream, warnings, "cut.log.gz"))
+    assert compressed and data.startswith(b"line\n") and len(data) < 500_000
+    assert warnings and "cut.log.gz" in warnings[0]
+
+
+def test_blocks_keep_huge_lines_whole(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from logtrace.stitch import _read
+
+    monkeypatch.setattr(_read, "BLOCK", 1000)
+    path = tmp_path / "a.log"
+    path.write_bytes(b"short\n" + b"x" * 5000 + b"\nend")
+    stream, _ = open_decompressed(str(path))
+    with stream:
+        blocks = list(read_blocks(stream, [], "a"))
+    assert all(b.endswith(b"\n") for b in blocks[:-1])
+    assert b"".join(blocks).split(b"\n") == [b"short", b"x" * 5000, b"end"]
+
+
+def test_expand_paths(tmp_path: Path) -> None:
+    (tmp_path / "d" / ".hidden").mkdir(parents=True)
+    (tmp_path / "d" / "b.log").write_text("b")
+    (tmp_path / "d" / "a.log").write_text("a")
+    (tmp_path / "d" / ".hidden" / "x.log").write_text("x")
+    names = [s.name for s in expand_paths([str(tmp_path / "d")], str(tmp_path))]
+    assert names == [str(tmp_path / "d" / "a.log"), str(tmp_path / "d" / "b.log")]
+    globbed = [s.name for s in expand_paths([str(tmp_path / "d" / "*.log")], str(tmp_path))]
+    assert globbed == names
+    with pytest.raises(InputError, match=r"nothing\.log"):
+        expand_paths([str(tmp_path / "nothing.log")], str(tmp_path))
+    with pytest.raises(InputError, match="no file matches"):
+        expand_paths([str(tmp_path / "*.nope")], str(tmp_path))
+
+
+def test_line_reader_reads_by_offset(tmp_path: Path) -> None:
+    path = tmp_path / "a"
+    path.write_bytes(b"hello\nworld\n")
+    reader = LineReader(str(path))
+    try:
+        assert reader.get(6, 5) == b"world"
+    finally:
+        reader.close()
+    empty = tmp_path / "empty"
+    empty.write_bytes(b"")
+    reader = LineReader(str(empty))
+    assert reader.get(0, 0) == b""
+    reader.close()
