@@ -174,6 +174,37 @@ class TestEstimate:
                 want = offsets[s] - offsets["gw"] + drifts[s] * (t - T0)
                 assert relative(models, "gw", t)[s] == pytest.approx(want, abs=2e-5), (s, t)
 
+    def test_long_windows_without_drift_fit_no_drift(self) -> None:
+        rng = random.Random(15)
+        offsets = {s: rng.uniform(-0.025, 0.025) for s in SERVICES}
+        edges = calls(GRAPH, offsets, 30_000, rng, spacing=0.06)  # 30 min
+        models = estimate_clocks(edges, SERVICES)
+        got = relative(models, "gw")
+        for s in SERVICES:
+            assert models[s].drift == 0.0
+            assert got[s] == pytest.approx(offsets[s] - offsets["gw"], abs=5e-6), s
+
+    def test_parallel_records_tightening_one_side_do_not_bias(self) -> None:
+        # Bracketing records from a parallel call sometimes sit right after the
+        # callee ends: a valid but one-sided tight bound on a few calls.
+        rng = random.Random(16)
+        offsets = {"a": 0.0, "b": 0.012}
+        edges = calls([("a", "b")], offsets, 5_000, rng, exact=False)
+        for i in range(0, len(edges), 250):
+            e = edges[i]
+            assert e.end is not None
+            edges[i] = Edge("a", "b", e.send, e.end - 0.012 + 0.00001, e.start, e.end, False)
+        got = relative(estimate_clocks(edges, ["a", "b"]), "a")
+        assert got["b"] == pytest.approx(0.012, abs=3e-5)
+
+    def test_clocks_in_sync_except_one(self) -> None:
+        rng = random.Random(17)
+        offsets = dict.fromkeys(SERVICES, 0.0)
+        offsets["pay"] = 0.004
+        models = estimate_clocks(calls(GRAPH, offsets, 10_000, rng), SERVICES)
+        assert models["users"].offset_s == models["db"].offset_s == 0.0
+        assert models["pay"].offset_s == pytest.approx(0.004, abs=5e-6)
+
     def test_short_windows_estimate_no_drift(self) -> None:
         rng = random.Random(13)
         offsets = {s: rng.uniform(-0.025, 0.025) for s in SERVICES}
