@@ -9,13 +9,14 @@ which the caller's and the callee's clocks run ahead of true time::
 
 One call bounds the difference loosely (by the network delays); the tightest
 bounds over many calls (the near-minimum delays, as NTP filters them) pin it
-down to a fraction of a millisecond. Bounds are kept per ordered pair of
-services, so a million calls cost a few list appends each, then combined per
-service pair, then solved over the whole service graph at once (weighted least
-squares, anchored at one service per connected group, outlier pairs
-down-weighted, then nudged into every feasible interval). Long windows are cut
-into buckets; when the buckets span long enough, the same solve on per-bucket
-estimates gives each service a linear drift.
+down to microseconds. One pass stores each call as three floats per ordered
+pair of services; bounds are then combined per service pair and solved over
+the whole service graph at once (weighted least squares, anchored at the entry
+service of each connected group, contradicted pairs down-weighted, then nudged
+into every feasible interval). Services whose calls all fit one shared clock
+get no relative correction. Over windows of minutes, per-minute estimates show
+whether clocks drift; a significant drift is solved over the graph the same
+way, and the offsets re-estimated from all calls with the drift taken out.
 
 Per-trace adjusters (Jaeger's) see only one call and centre the callee inside
 the caller; the global estimate is what makes exact ordering possible.
