@@ -475,7 +475,7 @@ def write_section(body: str, path: Any = None) -> None:
         text = pattern.sub(lambda _: block, text, count=1)
     elif SECTION in text:
         head, _, tail = text.partition(SECTION)
-        text = f"{head}{SECTION}\n\n{block}\n{tail}"
+        text = f"{head}{SECTION}\n\n{block}\n\n{tail.lstrip()}"
     else:
         text = f"{text.rstrip()}\n\n{SECTION}\n\n{block}\n"
     path.write_text(text, encoding="utf-8")
