@@ -1,45 +1,36 @@
 """Correlate logs across services.
 
-``import logtrace`` loads only the trace context, the header formats and the
-middleware (standard library only). Logging integrations, HTTP client
-integrations, the stitcher and the command line load on first use.
+``import logtrace`` loads the standard library only: the trace context, the
+header formats, the middleware and the logging integrations (which import
+structlog and python-json-logger only when :func:`configure_logging` runs).
+The HTTP client integrations (``logtrace.httpx``, ``logtrace.requests``), the
+stitcher (``logtrace.stitch``) and the command line are separate imports.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
-
 from ._context import TraceContext, current
 from ._outgoing import outgoing_headers
+from ._records import configure_span_records
+from ._setup import configure_logging
 from ._span import span
+from .asgi import TraceMiddleware
+from .processors import add_trace_context
+from .stdlib import TraceContextFilter
+from .wsgi import WSGITraceMiddleware
 
 __version__ = "0.1.0"
 
 __all__ = [
     "TraceContext",
+    "TraceContextFilter",
+    "TraceMiddleware",
+    "WSGITraceMiddleware",
     "__version__",
+    "add_trace_context",
+    "configure_logging",
+    "configure_span_records",
     "current",
     "outgoing_headers",
     "span",
 ]
-
-# Names that live in modules with heavier imports, loaded on first access.
-_LAZY: dict[str, str] = {}
-
-if TYPE_CHECKING:
-    pass
-
-
-def __getattr__(name: str) -> Any:
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module 'logtrace' has no attribute {name!r}")
-    from importlib import import_module
-
-    value = getattr(import_module(module, __name__), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(_LAZY))
