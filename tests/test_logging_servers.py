@@ -44,7 +44,7 @@ def fail():
 """
 
 STARLETTE_APP = """
-from logtrace._setup import configure_logging
+from logtrace import configure_logging
 from logtrace.asgi import TraceMiddleware
 from starlette.applications import Starlette
 from starlette.responses import PlainTextResponse
@@ -69,7 +69,7 @@ app = TraceMiddleware(Starlette(routes=[Route("/ok", ok), Route("/fail", fail)])
 
 FASTAPI_APP = """
 from fastapi import FastAPI
-from logtrace._setup import configure_logging
+from logtrace import configure_logging
 from logtrace.asgi import TraceMiddleware
 
 import handlers
@@ -92,7 +92,7 @@ async def fail():
 
 FLASK_APP = """
 from flask import Flask
-from logtrace._setup import configure_logging
+from logtrace import configure_logging
 from logtrace.wsgi import WSGITraceMiddleware
 
 import handlers
@@ -114,7 +114,7 @@ def fail():
 """
 
 WSGI_APP = """
-from logtrace._setup import configure_logging
+from logtrace import configure_logging
 from logtrace.wsgi import WSGITraceMiddleware
 
 import handlers
@@ -137,7 +137,7 @@ UVICORN_RUN_SCRIPT = """
 import sys
 
 import uvicorn
-from logtrace._setup import configure_logging
+from logtrace import configure_logging
 
 configure_logging("shop")
 
