@@ -97,7 +97,9 @@ def json_formatter(service: str, *, field_names: FieldNames = OTEL_FIELDS) -> lo
             log_data["level"] = record.levelname
             log_data["service"] = service
             log_data["logger"] = record.name
-            log_data["message"] = record.message
+            # Servers end some messages with a newline meant for a traceback
+            # that follows in text logs; here the traceback has its own field.
+            log_data["message"] = record.message.rstrip()
             fields = record.__dict__
             if fields.get(trace_key) is not None:
                 # The IDs next, where a reader looks for them; outside any
@@ -125,7 +127,7 @@ class _ConsoleFormatter(logging.Formatter):
             iso_utc(round(record.created * 1e9)),
             f"{record.levelname:<8}",
             f"{self._service} {record.name}:",
-            record.getMessage(),
+            record.getMessage().rstrip(),
         ]
         trace_id = fields.get(names.trace_id)
         if trace_id is not None:

@@ -146,6 +146,12 @@ class TestJson:
         logging.getLogger().handlers[0].flush()
         assert parse(path.read_text())[0]["message"] == "to a file"
 
+    def test_trailing_newline_of_a_message_is_dropped(self) -> None:
+        stream = io.StringIO()
+        configure_logging("orders", stream=stream)
+        logging.getLogger("uvicorn.error").error("Exception in ASGI application\n")
+        assert parse(stream.getvalue())[0]["message"] == "Exception in ASGI application"
+
     def test_non_ascii_stays_readable(self) -> None:
         stream = io.StringIO()
         configure_logging("orders", stream=stream)
