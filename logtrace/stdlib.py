@@ -99,7 +99,8 @@ def json_formatter(service: str, *, field_names: FieldNames = OTEL_FIELDS) -> lo
             log_data["logger"] = record.name
             # Servers end some messages with a newline meant for a traceback
             # that follows in text logs; here the traceback has its own field.
-            log_data["message"] = record.message.rstrip()
+            message = record.message.rstrip()
+            log_data["message"] = message
             fields = record.__dict__
             if fields.get(trace_key) is not None:
                 # The IDs next, where a reader looks for them; outside any
@@ -108,6 +109,8 @@ def json_formatter(service: str, *, field_names: FieldNames = OTEL_FIELDS) -> lo
                     if key in fields:
                         log_data[key] = fields[key]
             super().add_fields(log_data, record, message_dict)
+            # The base class writes the format's fields (``message``) again.
+            log_data["message"] = message
 
     return _Formatter(reserved_attrs=sorted(skip), json_ensure_ascii=False)
 
