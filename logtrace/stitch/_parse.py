@@ -24,7 +24,7 @@ from ._ids import (
     norm_trace_id,
     traceparent_ids,
 )
-from ._timestamps import parse_timestamp, seconds_cache, timestamp_in_text
+from ._timestamps import iso_fast, parse_timestamp, timestamp_in_text
 
 __all__ = [
     "BROKEN",
@@ -36,6 +36,7 @@ __all__ = [
     "REASONS",
     "SPAN_RECORD",
     "Parsed",
+    "parse_json",
     "parse_line",
     "parse_logfmt",
 ]
@@ -213,7 +214,6 @@ def _is_error(r: _Fields) -> bool:
 _MISS = object()
 _tcache = _trace_cache()
 _scache = _span_cache()
-_seconds = seconds_cache()
 _NOT_ERROR = frozenset(
     {
         "info",
@@ -235,55 +235,121 @@ _NOT_ERROR = frozenset(
 )
 
 
-def _fields(r: _Fields, flags: int) -> Parsed:
-    """The hot path: the common spellings first, cached, each alternative only on a miss."""
-    value = r.trace_id
-    if value is None:
-        trace = _trace(r)
-    else:
-        hit = _tcache.get(value, _MISS) if type(value) is str else _MISS
-        trace = norm_trace_id(value) if hit is _MISS else cast("str | None", hit)
+class _Common(msgspec.Struct, gc=False):
+    """The keys of logtrace's own records (and most OpenTelemetry-style ones).
+
+    Decoding into this smaller struct is cheaper; a line that lacks one of the
+    keys the fast path relies on is decoded again into :class:`_Fields`.
+    """
+
+    timestamp: object = None
+    level: object = None
+    service: object = None
+    trace_id: object = None
+    span_id: object = None
+    parent_span_id: object = None
+    span_kind: object = _f("span.kind")
+    span_start: object = _f("span.start")
+    duration_ms: object = None
+    error_type: object = _f("error.type")
+    exception_type: object = _f("exception.type")
+    exc_info: object = None
+    status: object = _f("http.response.status_code")
+
+
+_decode_common = msgspec.json.Decoder(_Common).decode
+
+
+def _common_fields(r: _Common) -> Parsed | None:
+    """The hot path, or ``None`` when the line needs the full struct."""
+    trace = r.trace_id
+    ts = r.timestamp
+    service = r.service
+    level = r.level
+    if type(trace) is not str or type(ts) is not str or type(service) is not str:
+        return None
+    if type(level) is not str:
+        return None
+    hit = _tcache.get(trace, _MISS)
+    trace = norm_trace_id(trace) if hit is _MISS else cast("str | None", hit)
     value = r.span_id
     if value is None:
-        span = _span(r)
+        span = None
     else:
         hit = _scache.get(value, _MISS) if type(value) is str else _MISS
         span = norm_span_id(value) if hit is _MISS else cast("str | None", hit)
     value = r.parent_span_id
     if value is None:
-        value = r.parentSpanId
-        if value is None:
-            value = r.parent_id if r.parent_id is not None else r.parent_id_dot
-    if value is None:
         parent = None
     else:
         hit = _scache.get(value, _MISS) if type(value) is str else _MISS
         parent = norm_span_id(value) if hit is _MISS else cast("str | None", hit)
-    value = r.timestamp
-    ts = None
-    if type(value) is str and len(value) in (26, 27) and value[19] == ".":
-        base = _seconds.get(value[:19])
-        if base is not None and value[20:26].isdigit() and value[26:] in ("", "Z"):
-            ts = base + int(value[20:26]) * 1e-6
-    if ts is None:
-        ts = parse_timestamp(value) if value is not None else _timestamp(r)
-    value = r.service
-    service = value if type(value) is str and 0 < len(value) <= 200 else _service(r)
-    level = r.level
+    stamp = iso_fast(ts)
+    if stamp is None:
+        stamp = parse_timestamp(ts)
+    if not 0 < len(service) <= 200:
+        return None
+    flags = JSON
+    status = r.status
     if (
-        type(level) is str
-        and level in _NOT_ERROR
-        and r.error_type is None
-        and r.exception_type is None
+        (level not in _NOT_ERROR and level.lower() in _ERROR_LEVELS)
+        or r.error_type is not None
+        or r.exception_type is not None
+        or r.exc_info
+        or (type(status) is int and status >= 500)
     ):
-        status = r.status
-        if r.exc_info or (type(status) is int and status >= 500):
-            flags |= ERROR
-    elif _is_error(r):
         flags |= ERROR
     start = None
     kind = r.span_kind
-    if kind is not None and isinstance(r.duration_ms, (int, float)):
+    if kind is not None:
+        duration = r.duration_ms
+        if type(duration) is float or type(duration) is int:
+            flags |= SPAN_RECORD
+            if kind == "client":
+                flags |= KIND_CLIENT
+            elif kind == "server":
+                flags |= KIND_SERVER
+            value = r.span_start
+            if type(value) is str:
+                start = iso_fast(value)
+                if start is None:
+                    start = parse_timestamp(value)
+            if start is None and stamp is not None:
+                start = stamp - duration / 1e3
+    return (trace, span, parent, stamp, service, flags, 0 if trace else NO_TRACE_ID, start)
+
+
+def parse_json(raw: bytes) -> Parsed | None:
+    """A line that starts with ``{`` and is ASCII: the common case, or ``None``
+    if it is not a valid JSON object (the caller then tries :func:`parse_line`)."""
+    try:
+        fields = _common_fields(_decode_common(raw))
+        if fields is not None:
+            return fields
+        return _fields(_decode(raw), JSON)
+    except (msgspec.DecodeError, msgspec.ValidationError, RecursionError):
+        return None
+
+
+def _fields(r: _Fields, flags: int) -> Parsed:
+    """Every spelling of every field: other tools' records, logfmt."""
+    trace = _trace(r) if r.trace_id is None else norm_trace_id(r.trace_id)
+    span = _span(r) if r.span_id is None else norm_span_id(r.span_id)
+    value = r.parent_span_id
+    if value is None:
+        value = r.parentSpanId
+        if value is None:
+            value = r.parent_id if r.parent_id is not None else r.parent_id_dot
+    parent = None if value is None else norm_span_id(value)
+    ts = _timestamp(r)
+    value = r.service
+    service = value if type(value) is str and 0 < len(value) <= 200 else _service(r)
+    if _is_error(r):
+        flags |= ERROR
+    start = None
+    kind = r.span_kind
+    duration = r.duration_ms
+    if kind is not None and type(duration) in (int, float):
         flags |= SPAN_RECORD
         if kind == "client":
             flags |= KIND_CLIENT
@@ -294,7 +360,7 @@ def _fields(r: _Fields, flags: int) -> Parsed:
         elif r.span_start_ns is not None:
             start = parse_timestamp(r.span_start_ns)
         if start is None and ts is not None:
-            start = ts - float(r.duration_ms) / 1e3
+            start = ts - float(duration) / 1e3  # type: ignore[arg-type]
     return (trace, span, parent, ts, service, flags, 0 if trace else NO_TRACE_ID, start)
 
 

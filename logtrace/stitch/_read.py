@@ -204,6 +204,11 @@ class LineReader:
             return b""
         return self._map[offset : offset + length]
 
+    @property
+    def data(self) -> bytes | mmap.mmap:
+        """The whole content, to slice lines from directly (a hot loop skips the call)."""
+        return b"" if self._map is None else self._map
+
     def close(self) -> None:
         if self._map is not None:
             self._map.close()

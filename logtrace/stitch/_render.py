@@ -8,6 +8,7 @@ ranges rendered by forked workers into spool files, appended in order.
 
 from __future__ import annotations
 
+import mmap
 import os
 import shutil
 import tempfile
@@ -72,26 +73,32 @@ def _render_range(r: Rendering, lo: int, hi: int, out: IO[bytes]) -> None:
     ctx = _Context(
         [_encode(s).decode() for s in table.services],
         [_encode(s.name).decode() for s in table.sources],
+        len(table.sources),
     )
     try:
         for start in range(lo, hi, _BATCH):
             _render_batch(r, start, min(hi, start + _BATCH), out, ctx)
     finally:
-        for reader in ctx.readers.values():
-            reader.close()
+        for reader in ctx.readers:
+            if reader is not None:
+                reader.close()
 
 
 class _Context:
-    """Caches shared by the batches of one range."""
+    """What the batches of one range share: names and open files."""
 
-    __slots__ = ("files", "heads", "offsets", "readers", "services")
+    __slots__ = ("files", "maps", "readers", "services")
 
-    def __init__(self, services: list[str], files: list[str]) -> None:
+    def __init__(self, services: list[str], files: list[str], n_files: int) -> None:
         self.services = services
         self.files = files
-        self.readers: dict[int, LineReader] = {}
-        self.heads: dict[tuple[int, int, int, int, int], str] = {}
-        self.offsets: dict[float, str] = {}
+        self.readers: list[LineReader | None] = [None] * n_files
+        self.maps: list[bytes | mmap.mmap | None] = [None] * n_files
+
+    def open(self, file: int, path: str) -> bytes | mmap.mmap:
+        reader = self.readers[file] = LineReader(path)
+        data = self.maps[file] = reader.data
+        return data
 
 
 def _render_batch(r: Rendering, lo: int, hi: int, out: IO[bytes], ctx: _Context) -> None:
@@ -99,69 +106,73 @@ def _render_batch(r: Rendering, lo: int, hi: int, out: IO[bytes], ctx: _Context)
     idx = r.order.rows[lo:hi]
     sub = table.rows[idx]
     traces, spans, services, files = table.traces, table.spans, ctx.services, ctx.files
-    readers, heads, offsets = ctx.readers, ctx.heads, ctx.offsets
+    # One head string per distinct (trace, span, parent, service, depth) in the batch.
+    # A span fixes its trace and depth, so (span, parent) or, without a span,
+    # (trace, parent) make an int key that sorts fast; the rare row whose
+    # service differs from its group's first gets a head of its own.
+    trace_col, span_col, parent_col = sub["trace"], sub["span"], sub["parent"]
+    svc_col, depth_col = sub["svc"], r.tree.row_depth[idx]
+    key = np.where(
+        span_col >= 0,
+        ((span_col.astype(np.int64) + 1) << 32) | (parent_col.astype(np.int64) + 1),
+        -((trace_col.astype(np.int64) + 2) << 32) - (parent_col.astype(np.int64) + 1),
+    )
+    _, first, head_of = np.unique(key, return_index=True, return_inverse=True)
+    odd = np.flatnonzero(svc_col != svc_col[first[head_of]])
+    if len(odd):
+        head_of = head_of.copy()
+        head_of[odd] = len(first) + np.arange(len(odd))
+        first = np.concatenate([first, odd])
+    heads = []
+    for trace, span, parent, svc, depth in zip(
+        trace_col[first].tolist(),
+        span_col[first].tolist(),
+        parent_col[first].tolist(),
+        svc_col[first].tolist(),
+        depth_col[first].tolist(),
+        strict=True,
+    ):
+        t_text = "null" if trace < 0 else f'"{traces[trace]}"'
+        s_text = "null" if span < 0 else f'"{spans[span]}"'
+        p_text = "null" if parent < 0 else f'"{spans[parent]}"'
+        heads.append(
+            f'{{"trace_id":{t_text},"span_id":{s_text},"parent_span_id":{p_text},'
+            f'"service":{services[svc]},"depth":{depth},"timestamp":'
+        )
     corrected = r.corrected[idx]
-    offset_ms = np.round((sub["ts"] - corrected) * 1000.0, 3).tolist()
+    offset = np.round((sub["ts"] - corrected) * 1000.0, 3)
+    distinct_off, off_of = np.unique(offset, return_inverse=True)
+    offsets = [
+        ',"offset_ms":null,"file":' if v != v else f',"offset_ms":{v + 0.0!r},"file":'
+        for v in distinct_off.tolist()
+    ]
     stamps = iso_strings(corrected)
+    maps = ctx.maps
+    paths = table.data_paths
+    tails = [b"}\n", *(b',"reason":"%s"}\n' % reason.encode() for reason in REASONS[1:])]
+    starts = sub["off"]
     chunk: list[bytes] = []
     append = chunk.append
-    for (
-        trace,
-        span,
-        parent,
-        svc,
-        depth,
-        stamp,
-        off_ms,
-        file,
-        line,
-        off,
-        length,
-        flags,
-        reason,
-    ) in zip(
-        sub["trace"].tolist(),
-        sub["span"].tolist(),
-        sub["parent"].tolist(),
-        sub["svc"].tolist(),
-        r.tree.row_depth[idx].tolist(),
+    for h, o, stamp, file, line, start, end, flags, reason in zip(
+        head_of.tolist(),
+        off_of.tolist(),
         stamps,
-        offset_ms,
         table.file[idx].tolist(),
         sub["line"].tolist(),
-        sub["off"].tolist(),
-        sub["len"].tolist(),
+        starts.tolist(),
+        (starts + sub["len"]).tolist(),
         sub["flags"].tolist(),
-        sub["reason"].tolist(), strict=False,
+        sub["reason"].tolist(),
+        strict=True,
     ):
-        key = (trace, span, parent, svc, depth)
-        head = heads.get(key)
-        if head is None:
-            if len(heads) > 200_000:
-                heads.clear()
-            t_text = "null" if trace < 0 else f'"{traces[trace]}"'
-            s_text = "null" if span < 0 else f'"{spans[span]}"'
-            p_text = "null" if parent < 0 else f'"{spans[parent]}"'
-            head = heads[key] = (
-                f'{{"trace_id":{t_text},"span_id":{s_text},"parent_span_id":{p_text},'
-                f'"service":{services[svc]},"depth":{depth},'
-            )
-        off_text = offsets.get(off_ms)
-        if off_text is None:
-            off_text = offsets[off_ms] = "null" if off_ms != off_ms else repr(off_ms + 0.0)
-        reader = readers.get(file)
-        if reader is None:
-            reader = readers[file] = LineReader(table.data_paths[file])
-        raw = reader.get(off, length)
-        if not flags & JSON:
-            raw = record_json(raw, flags)
+        data = maps[file]
+        if data is None:
+            data = ctx.open(file, paths[file])
+        raw = data[start:end]
         stamp_text = f'"{stamp}Z"' if stamp else "null"
-        append(
-            f'{head}"timestamp":{stamp_text},"offset_ms":{off_text},'
-            f'"file":{files[file]},"line":{line},"record":'.encode()
-        )
-        append(raw)
-        append(b"}\n" if not reason else b',"reason":"%s"}\n' % REASONS[reason].encode())
+        append(f'{heads[h]}{stamp_text}{offsets[o]}{files[file]},"line":{line},"record":'.encode())
+        append(raw if flags & JSON else record_json(raw, flags))
+        append(tails[reason])
     out.write(b"".join(chunk))
 
 

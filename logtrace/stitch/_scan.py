@@ -19,7 +19,7 @@ from multiprocessing import get_context
 from typing import IO
 
 from ._model import ROW_FORMAT, FileScan
-from ._parse import TRUNCATED, UNPARSEABLE_JSON, parse_line
+from ._parse import TRUNCATED, UNPARSEABLE_JSON, parse_json, parse_line
 from ._read import Source, open_decompressed, read_blocks, service_from_path
 
 __all__ = ["ScanTask", "plan_tasks", "scan", "scan_task"]
@@ -120,7 +120,12 @@ def scan_task(task: ScanTask, spool_dir: str) -> FileScan:
                     n -= 1
                 if not raw or raw.isspace():
                     continue
-                trace, span, parent, ts, service, flags, reason, sstart = parse_line(raw)
+                parsed = None
+                if raw[:1] == b"{" and raw.isascii():
+                    parsed = parse_json(raw)
+                if parsed is None:
+                    parsed = parse_line(raw)
+                trace, span, parent, ts, service, flags, reason, sstart = parsed
                 if trace is None:
                     tix = six = pix = -1
                 else:

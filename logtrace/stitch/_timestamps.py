@@ -12,9 +12,10 @@ import re
 import time
 from calendar import timegm
 
-__all__ = ["epoch_from_number", "parse_timestamp", "timestamp_in_text"]
+__all__ = ["epoch_from_number", "iso_fast", "parse_timestamp", "timestamp_in_text"]
 
 _SECONDS: dict[str, int] = {}
+_MINUTES: dict[str, int] = {}
 _MONTHS = {
     m: i + 1
     for i, m in enumerate(
@@ -31,6 +32,25 @@ _NGINX = re.compile(
 )
 _SYSLOG = re.compile(r"([A-Z][a-z]{2}) +(\d{1,2}) (\d{2}):(\d{2}):(\d{2})(?:[.,](\d{1,9}))?")
 _NUMBER = re.compile(r"\d{9,19}(?:\.\d+)?")
+
+
+def iso_fast(value: str) -> float | None:
+    """``YYYY-MM-DDTHH:MM:SS.ffffff[Z]`` in a minute already seen, else ``None``.
+
+    The shape nearly every line has; about a quarter of the general path's cost.
+    """
+    if len(value) not in (26, 27) or value[19] != "." or value[16] != ":":
+        return None
+    base = _MINUTES.get(value[:16])
+    if base is None or (len(value) == 27 and value[26] != "Z"):
+        return None
+    try:
+        seconds = float(value[17:26])
+    except ValueError:
+        return None
+    if not 0.0 <= seconds < 61.0:
+        return None
+    return base + seconds
 
 
 def seconds_cache() -> dict[str, int]:
@@ -83,7 +103,9 @@ def _from_iso_match(m: re.Match[str]) -> float | None:
         base = timegm((int(year), int(month), int(day), int(hour), int(minute), int(second)))
         if len(_SECONDS) > 1_000_000:
             _SECONDS.clear()
+            _MINUTES.clear()
         _SECONDS[key] = base
+        _MINUTES[key[:16]] = base - int(second)
     return base + _fraction(frac) - _offset_seconds(tz)
 
 

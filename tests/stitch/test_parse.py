@@ -16,6 +16,7 @@ from logtrace.stitch._parse import (
     LOGFMT,
     REASONS,
     SPAN_RECORD,
+    parse_json,
     parse_line,
     parse_logfmt,
 )
@@ -243,3 +244,48 @@ class TestHostile:
     def test_wrong_types_in_known_keys_never_raise(self, record: dict[str, object]) -> None:
         parsed = parse_line(json.dumps(record).encode())
         assert parsed[5] & JSON
+
+
+class TestFastPath:
+    """The scanner's fast path must agree with the general parser on every JSON line."""
+
+    @staticmethod
+    def _same(raw: bytes) -> None:
+        fast = parse_json(raw)
+        slow = parse_line(raw)
+        if fast is None:
+            assert not slow[5] & JSON
+            return
+        assert fast[:3] == slow[:3] and fast[4:7] == slow[4:7]
+        for a, b in ((fast[3], slow[3]), (fast[7], slow[7])):
+            assert (a is None) == (b is None)
+            if a is not None:
+                assert a == pytest.approx(b, abs=1e-6)
+
+    @given(
+        st.fixed_dictionaries(
+            {},
+            optional={
+                "timestamp": st.sampled_from([TS, "2026-11-24T10:00:59.999999", "garbage", 17]),
+                "level": st.sampled_from(["info", "ERROR", "Fatal", "notice", 50, None]),
+                "service": st.sampled_from(["orders", "", "x" * 300, 3]),
+                "service.name": st.just("otel"),
+                "trace_id": st.sampled_from([TRACE, "ABC", "", "not hex!", 12]),
+                "span_id": st.sampled_from([SPAN, None, 7]),
+                "parent_span_id": st.sampled_from([PARENT, None]),
+                "span.kind": st.sampled_from(["server", "client", "internal"]),
+                "span.start": st.sampled_from([TS, "2026-11-24T09:59:59.5+01:00", "bad"]),
+                "duration_ms": st.sampled_from([1.5, 3, True, "2"]),
+                "error.type": st.just("Timeout"),
+                "exc_info": st.sampled_from(["", "Traceback"]),
+                "http.response.status_code": st.sampled_from([200, 503, True]),
+                "traceId": st.just(TRACE),
+            },
+        )
+    )
+    def test_agrees_with_the_general_parser(self, record: dict[str, object]) -> None:
+        self._same(json.dumps(record).encode())
+
+    def test_invalid_json(self) -> None:
+        assert parse_json(b'{"trace_id": "x"') is None
+        assert parse_json(b'{"a": NaN}') is None
