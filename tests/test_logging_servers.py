@@ -251,3 +251,9 @@ class TestGunicorn:
         with run_gunicorn("app:app", app_dir=app_dir, args=args) as server:
             exercise(server)
         check(server.logs(), access_logger="uvicorn.access", exception_logger="uvicorn.error")
+
+    def test_preload_configures_in_the_master_before_forking(self, tmp_path: Path) -> None:
+        app_dir = write_app(tmp_path, FLASK_APP)
+        with run_gunicorn("app:app", app_dir=app_dir, args=("--preload",)) as server:
+            exercise(server)
+        check(server.logs(), access_logger="gunicorn.access", exception_logger="shop")
