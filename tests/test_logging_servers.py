@@ -9,6 +9,7 @@ request's IDs, and the exception is logged exactly once, with its traceback.
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import sys
 import textwrap
@@ -16,7 +17,6 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-import pytest
 from servers import Server, _run_subprocess, run_gunicorn, run_uvicorn
 
 TRACE_ID = "4bf92f3577b34da6a3ce929d0e0e4736"
@@ -245,9 +245,15 @@ class TestGunicorn:
         check(server.logs(), access_logger="gunicorn.access", exception_logger="gunicorn.error")
 
     def test_uvicorn_worker_with_starlette(self, tmp_path: Path) -> None:
-        pytest.importorskip("uvicorn_worker")
+        # The worker moved to the uvicorn-worker package; uvicorn still ships
+        # the deprecated original.
+        worker = (
+            "uvicorn_worker.UvicornWorker"
+            if importlib.util.find_spec("uvicorn_worker")
+            else "uvicorn.workers.UvicornWorker"
+        )
         app_dir = write_app(tmp_path, STARLETTE_APP)
-        args = ("--worker-class", "uvicorn_worker.UvicornWorker")
+        args = ("--worker-class", worker)
         with run_gunicorn("app:app", app_dir=app_dir, args=args) as server:
             exercise(server)
         check(server.logs(), access_logger="uvicorn.access", exception_logger="uvicorn.error")
