@@ -173,9 +173,9 @@ def main(argv: list[str] | None = None) -> int:
         variants["logtrace grep"] = f"{py} -m logtrace grep {trace_id} {data} > /dev/null"
     else:
         print("logtrace stitch is not available: measuring the baselines only", flush=True)
-    count = subprocess.run(f"zcat -f {quoted} | wc -l", shell=True, capture_output=True,
+    count = subprocess.run(f"zcat -f {quoted} | wc -lc", shell=True, capture_output=True,
                            check=True)
-    lines = int(count.stdout.split()[0])
+    lines, plain = (int(x) for x in count.stdout.split()[:2])
 
     walls: dict[str, list[float]] = {k: [] for k in variants}
     rsss: dict[str, list[int]] = {k: [] for k in variants}
@@ -204,13 +204,16 @@ def main(argv: list[str] | None = None) -> int:
     table = "\n".join(rows)
     print(table)
     body = (
-        f"{table}\n\n{size / 1e6:.0f} MB in {len(files)} files (6 services, some rotated and "
-        f"gzipped), {lines} lines; {args.rounds} interleaved rounds, medians. "
+        f"{table}\n\n{plain / 1e6:.0f} MB of logs ({size / 1e6:.0f} MB on disk) in "
+        f"{len(files)} files (6 services, some rotated and gzipped), {lines} lines; "
+        f"{args.rounds} interleaved rounds, medians; peak RSS is the largest sum over the "
+        f"process tree. "
         f"Baselines:\n\n"
         f"    zcat -f FILES | LC_ALL=C sort -t '\"' -k24,24 -k4,4 > /dev/null\n"
         f"    zcat -f FILES | LC_ALL=C grep -F TRACE_ID > /dev/null\n\n"
         f"Measured {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, "
-        f"{os.cpu_count()} CPUs, Python {sys.version.split()[0]}."
+        f"{os.cpu_count()} CPUs shared with other jobs (load average "
+        f"{os.getloadavg()[0]:.1f} at the end), Python {sys.version.split()[0]}."
     )
     if args.write_docs:
         write_block("speed", body)
