@@ -261,9 +261,23 @@ def fresh_scopes(n: int) -> list[Scope]:
     ]
 
 
-async def run_batch(app: Any, n: int, clock: Callable[[], int] = time.thread_time_ns) -> float:
-    """Seconds per request over ``n`` requests, each with a fresh scope (built untimed)."""
+async def run_batch(
+    app: Any, n: int, clock: Callable[[], int] = time.thread_time_ns, cold: bool = False
+) -> float:
+    """Seconds per request over ``n`` requests, each with a fresh scope (built untimed).
+
+    ``cold``: flush the CPU caches before every request and time each request
+    alone, as the first thing the process does after other work.
+    """
     scopes = fresh_scopes(n)
+    if cold:
+        flush, total = _common.flush_caches, 0
+        for scope in scopes:
+            flush()
+            t0 = clock()
+            await app(scope, receive, send)
+            total += clock() - t0
+        return total / n / 1e9
     t0 = clock()
     for scope in scopes:
         await app(scope, receive, send)
@@ -293,8 +307,15 @@ async def check(v: Variant) -> str:
 
 
 async def measure(
-    vs: list[Variant], rounds: int, batch_s: float, seed: int, clock: Callable[[], int]
+    vs: list[Variant],
+    rounds: int,
+    batch_s: float,
+    seed: int,
+    clock: Callable[[], int],
+    cold_n: int = 0,
 ) -> dict[str, list[float]]:
+    """Per-round seconds per request of every variant. ``cold_n``: that many
+    requests per batch, caches flushed before each; else batches of ``batch_s``."""
     for v in vs:  # warm up and calibrate: about batch_s per batch
         if v.setup:
             v.setup()
@@ -308,7 +329,7 @@ async def measure(
         finally:
             if v.teardown:
                 v.teardown()
-        v.n = max(20, int(batch_s / per))
+        v.n = cold_n or max(20, int(batch_s / per))
 
     samples: dict[str, list[float]] = {v.key: [float("nan")] * rounds for v in vs}
     by_key = {v.key: v for v in vs}
@@ -318,7 +339,7 @@ async def measure(
         if v.setup:
             v.setup()
         try:
-            samples[key][r] = await run_batch(v.app, v.n, clock)
+            samples[key][r] = await run_batch(v.app, v.n, clock, cold=cold_n > 0)
         finally:
             if v.teardown:
                 v.teardown()
@@ -453,6 +474,13 @@ def main(argv: list[str] | None = None) -> int:
     )
     p.add_argument("--only", nargs="*", help="variant keys to run (bare is always included)")
     p.add_argument(
+        "--cold",
+        type=int,
+        default=0,
+        metavar="N",
+        help="batches of N requests with the CPU caches flushed before each request",
+    )
+    p.add_argument(
         "--clock",
         choices=sorted(_common.CLOCKS),
         default="cpu",
@@ -513,7 +541,12 @@ app that does nothing but send its response, median of interleaved rounds.
                 continue
             print(f"  {v.key:<17} ok; response headers added: {added}", file=sys.stderr)
         return await measure(
-            vs, args.rounds, args.batch_ms / 1000, args.seed, _common.CLOCKS[args.clock]
+            vs,
+            args.rounds,
+            args.batch_ms / 1000,
+            args.seed,
+            _common.CLOCKS[args.clock],
+            cold_n=args.cold,
         )
 
     t0 = time.monotonic()
@@ -521,11 +554,15 @@ app that does nothing but send its response, median of interleaved rounds.
     elapsed = time.monotonic() - t0
     text = report(vs, samples, notes)
     machine = _common.machine_line()
-    print(
-        f"\nASGI in-process, {args.rounds} rounds x ~{args.batch_ms:g} ms per variant, "
-        f"{args.clock} clock, "
-        f"{elapsed:.0f} s\n{machine}\n"
-    )
+    if args.cold:
+        how = f"{args.cold} requests per batch, CPU caches flushed before each request"
+        command = f"--cold {args.cold} --rounds {args.rounds}"
+    else:
+        how = f"~{args.batch_ms:g} ms per batch"
+        command = f"--rounds {args.rounds} --batch-ms {args.batch_ms:g}"
+    command += "" if args.clock == "cpu" else f" --clock {args.clock}"
+    how += f", {args.rounds} interleaved rounds, {args.clock} clock"
+    print(f"\nASGI in-process, {how}; {elapsed:.0f} s\n{machine}\n")
     print(text)
 
     if args.write_docs:
@@ -535,17 +572,29 @@ app that does nothing but send its response, median of interleaved rounds.
             "opentelemetry-sdk",
             "opentelemetry-instrumentation-asgi",
         )
+        if args.cold:
+            title = "### In-process ASGI overhead, cold caches"
+            intro = (
+                "Each request runs after the CPU caches have been flushed, as in a server,\n"
+                "where the HTTP parser and event loop run between two passes through the\n"
+                "middleware. These figures track the uvicorn measurements below."
+            )
+        else:
+            title = "### In-process ASGI overhead"
+            intro = (
+                "A tight loop: the middleware's code and data stay in the CPU caches, so\n"
+                "this is the least each variant costs."
+            )
         _common.write_docs_block(
-            "asgi",
+            "asgi-cold" if args.cold else "asgi",
             f"""\
-### In-process ASGI overhead
+{title}
 
-`python benchmarks/bench_asgi.py --rounds {args.rounds} --batch-ms {args.batch_ms:g}
---clock {args.clock}`
+`python benchmarks/bench_asgi.py {command}`
 (logtrace {_common.git_revision()}; {deps}).
-{machine}. Medians over {args.rounds} interleaved rounds; "overhead" is the
-median of the per-round difference to the bare app, with its interquartile
-range; the bare app measured twice shows the noise floor.
+{machine}. {how[0].upper()}{how[1:]}. {intro} "Overhead" is the median of the
+per-round difference to the bare app, with its interquartile range; the bare
+app measured twice shows the noise floor.
 
 {text}
 """,
