@@ -249,6 +249,73 @@ class TestConsole:
         assert "RuntimeError: boom" in text
 
 
+class TestWithoutOptionalPackages:
+    def run(self, code: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-c", code], capture_output=True, text=True, timeout=60
+        )
+
+    def test_without_structlog_stdlib_logging_still_works(self) -> None:
+        out = self.run(
+            "import sys; sys.modules['structlog'] = None\n"
+            "import logging, logtrace\n"
+            "logtrace.configure_logging('svc')\n"
+            "with logtrace.span('work'):\n"
+            "    logging.getLogger('x').info('hello')\n"
+        )
+        assert out.returncode == 0, out.stderr
+        line = json.loads(out.stderr.splitlines()[0])
+        assert line["message"] == "hello"
+        assert len(line["trace_id"]) == 32
+
+    def test_json_without_python_json_logger_says_what_to_install(self) -> None:
+        out = self.run(
+            "import sys; sys.modules['pythonjsonlogger'] = None\n"
+            "import logtrace\n"
+            "logtrace.configure_logging('svc')\n"
+        )
+        assert out.returncode != 0
+        assert "pip install 'pylogtrace[json]'" in out.stderr
+
+    def test_console_output_needs_neither(self) -> None:
+        out = self.run(
+            "import sys; sys.modules['pythonjsonlogger'] = None; sys.modules['structlog'] = None\n"
+            "import logging, logtrace\n"
+            "logtrace.configure_logging('svc', json=False)\n"
+            "logging.getLogger('x').warning('plain')\n"
+        )
+        assert out.returncode == 0, out.stderr
+        assert "WARNING  svc x: plain" in out.stderr
+
+
+class TestStructlogProcessorFormatter:
+    def test_add_trace_context_in_the_foreign_pre_chain_stamps_stdlib_records(self) -> None:
+        from logtrace import add_trace_context
+
+        stream = io.StringIO()
+        handler = logging.StreamHandler(stream)
+        handler.setFormatter(
+            structlog.stdlib.ProcessorFormatter(
+                foreign_pre_chain=[add_trace_context],
+                processors=[
+                    structlog.stdlib.ProcessorFormatter.remove_processors_meta,
+                    structlog.processors.JSONRenderer(),
+                ],
+            )
+        )
+        logger = logging.getLogger("test.processor_formatter")
+        logger.addHandler(handler)
+        logger.propagate = False
+        try:
+            with span("work") as ctx:
+                logger.warning("from stdlib")
+        finally:
+            logger.removeHandler(handler)
+        line = json.loads(stream.getvalue())
+        assert line["trace_id"] == ctx.trace_id
+        assert line["span_id"] == ctx.span_id
+
+
 def test_importing_the_setup_module_loads_neither_structlog_nor_json_logger() -> None:
     code = (
         "import sys, logtrace._setup; "
