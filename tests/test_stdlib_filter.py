@@ -151,3 +151,27 @@ class TestOnAHandler:
         for line in lines:
             trace_id, _, _, message = line.split(" ")
             assert seen[message] == trace_id
+
+
+def test_on_a_queue_handler_the_ids_travel_to_the_listener_thread() -> None:
+    import queue
+    from logging.handlers import QueueHandler, QueueListener
+
+    records: queue.SimpleQueue[logging.LogRecord] = queue.SimpleQueue()
+    stream = io.StringIO()
+    target = logging.StreamHandler(stream)
+    target.setFormatter(logging.Formatter("%(trace_id)s %(span_id)s %(message)s"))
+    listener = QueueListener(records, target)
+    handler = QueueHandler(records)
+    handler.addFilter(TraceContextFilter())
+    log = logging.getLogger("test.stdlib_filter.queue")
+    log.addHandler(handler)
+    log.propagate = False
+    listener.start()
+    try:
+        with span("work") as ctx:
+            log.warning("queued")
+    finally:
+        listener.stop()
+        log.removeHandler(handler)
+    assert stream.getvalue() == f"{ctx.trace_id} {ctx.span_id} queued\n"
