@@ -62,4 +62,4 @@ def iso_utc(ns: int) -> str:
     if second != cached_second:
         prefix = strftime("%Y-%m-%dT%H:%M:%S", gmtime(second))
         _cached = (second, prefix)
-    return f"{prefix}.{rest // 1000:06d}Z"
+    return "%s.%06dZ" % (prefix, rest // 1000)  # noqa: UP031 - faster than an f-string here

@@ -136,10 +136,13 @@ def emit_span(
     extra["span.kind"] = kind
     extra["span.name"] = name
     extra["span.start"] = iso_utc(start_ns)
-    extra["duration_ms"] = round(duration_ns / 1e6, 3)
+    extra["duration_ms"] = (duration_ns + 500) // 1000 / 1000  # to the microsecond
     if attributes:
-        for key, value in attributes.items():
-            extra[f"span.attributes.{key}" if key in _RESERVED else key] = value
+        if _RESERVED.isdisjoint(attributes):
+            extra.update(attributes)
+        else:
+            for key, value in attributes.items():
+                extra[f"span.attributes.{key}" if key in _RESERVED else key] = value
     if error_type is not None:
         extra["error.type"] = error_type
         if error is not None:
