@@ -190,6 +190,15 @@ def format_tracestate(members: list[tuple[str, str]]) -> str | None:
     return ",".join(f"{k}={v}" for k, v in members)
 
 
+_VALUE_PATTERN = _VALUE.pattern
+# A list already in the form we send: members joined by bare commas, no optional
+# whitespace, no empty members. Most headers arrive like this; for them one
+# match and a duplicate check replace the member-by-member parse.
+_CLEAN = re.compile(
+    f"(?:{_KEY.pattern})=(?:{_VALUE_PATTERN})(?:,(?:{_KEY.pattern})=(?:{_VALUE_PATTERN}))*"
+)
+
+
 def normalize_tracestate(
     value: str, max_length: int = TRACESTATE_MAX_LENGTH, level: int = 2
 ) -> str | None:
@@ -197,4 +206,12 @@ def normalize_tracestate(
 
     Raises :class:`ValueError` when the value is invalid (it is then dropped whole).
     """
+    if level == 2 and len(value) <= max_length and _CLEAN.fullmatch(value) is not None:
+        members = value.split(",")
+        if len(members) == 1:
+            return value
+        if len(members) <= TRACESTATE_MAX_MEMBERS and len(
+            {m[: m.index("=")] for m in members}
+        ) == len(members):
+            return value
     return format_tracestate(truncate_tracestate(parse_tracestate(value, level), max_length))

@@ -316,3 +316,34 @@ class TestProperties:
         broken = [(key, value[:1] + bad + value[1:] + "x"), *members[1:]]
         with pytest.raises(ValueError):
             parse_tracestate(",".join(f"{k}={v}" for k, v in broken))
+
+
+def _slow(value: str, max_length: int = 512) -> str | None:
+    return format_tracestate(truncate_tracestate(parse_tracestate(value), max_length))
+
+
+class TestFastPathAgreesWithTheRules:
+    """A clean list is passed through after one match; it must decide exactly like the parser."""
+
+    @given(member_lists, st.sampled_from([",", " , ", ",\t", ",,"]), st.integers(0, 600))
+    def test_generated_lists(self, members: list[tuple[str, str]], sep: str, limit: int) -> None:
+        value = sep.join(f"{k}={v}" for k, v in members)
+        assert normalize_tracestate(value, limit) == _slow(value, limit)
+
+    @given(st.text(alphabet="ab=,@ 1\t", max_size=40))
+    def test_near_valid_text(self, value: str) -> None:
+        try:
+            expected = _slow(value)
+        except ValueError:
+            with pytest.raises(ValueError):
+                normalize_tracestate(value)
+            return
+        assert normalize_tracestate(value) == expected
+
+    def test_duplicate_keys_in_a_clean_list_are_still_caught(self) -> None:
+        with pytest.raises(ValueError, match="duplicated"):
+            normalize_tracestate("a=1,b=2,a=3")
+
+    def test_too_many_members_in_a_clean_list_are_still_caught(self) -> None:
+        with pytest.raises(ValueError, match="32"):
+            normalize_tracestate(",".join(f"k{i}=1" for i in range(33)), 10_000)
