@@ -217,8 +217,10 @@ def _stitch(args: argparse.Namespace) -> int:
             f"{summary.unparseable} unparseable",
             file=sys.stderr,
         )
-        if summary.offsets_ms:
-            label = "clock offsets" if options.skew_correction else "clock offsets (not applied)"
+        if not options.skew_correction:
+            print("logtrace: clock skew correction off (raw timestamps)", file=sys.stderr)
+        elif summary.offsets_ms:
+            label = "clock offsets"
             offsets = ", ".join(
                 f"{name} {ms:+.3f} ms"
                 + (f" ({summary.drift_ppm[name]:+.1f} ppm)" if summary.drift_ppm.get(name) else "")

@@ -48,11 +48,37 @@ def _count_lines(data: bytes | mmap.mmap, lo: int, hi: int) -> int:
     return count
 
 
+_WINDOW = 64 << 20
+
+
+def _find(data: bytes | mmap.mmap, needle: bytes, start: int) -> int:
+    """``data.find(needle, start)``, a window at a time, giving back mapped
+    pages already searched so that resident memory stays small."""
+    if not isinstance(data, mmap.mmap):
+        return data.find(needle, start)
+    size = len(data)
+    while start < size:
+        stop = min(size, start + _WINDOW + len(needle))
+        pos = data.find(needle, start, stop)
+        if pos >= 0:
+            return pos
+        if stop >= size:
+            return -1
+        start = stop - len(needle) + 1
+        done = start - start % mmap.PAGESIZE
+        if done > 0:
+            try:
+                data.madvise(mmap.MADV_DONTNEED, 0, done)
+            except (OSError, ValueError, AttributeError):
+                pass
+    return -1
+
+
 def _search(
     data: bytes | mmap.mmap, needle: bytes, file: int, base: int, numbers: bool
 ) -> Iterator[Match]:
     size = len(data)
-    pos = data.find(needle)
+    pos = _find(data, needle, 0)
     line = 1
     counted = 0
     while pos >= 0:
@@ -67,7 +93,7 @@ def _search(
         yield Match(file, line, base + start, raw)
         if end >= size:
             return
-        pos = data.find(needle, end + 1)
+        pos = _find(data, needle, end + 1)
 
 
 def search_file(

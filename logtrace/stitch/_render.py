@@ -75,13 +75,54 @@ def _render_range(r: Rendering, lo: int, hi: int, out: IO[bytes]) -> None:
         [_encode(s.name).decode() for s in table.sources],
         len(table.sources),
     )
+    release = _ReleasePlan(r, lo, hi)
     try:
         for start in range(lo, hi, _BATCH):
-            _render_batch(r, start, min(hi, start + _BATCH), out, ctx)
+            end = min(hi, start + _BATCH)
+            _render_batch(r, start, end, out, ctx)
+            release.after(end, ctx)
     finally:
         for reader in ctx.readers:
             if reader is not None:
                 reader.close()
+
+
+class _ReleasePlan:
+    """Give back the pages of input files that no later row will read.
+
+    Traces come out in start order and files are written in time order, so
+    the reading position in each file only creeps forward. Dropping the
+    mapped pages behind it keeps resident memory to a window instead of
+    the whole input (the page cache keeps them; nothing is read twice).
+    """
+
+    __slots__ = ("_low", "_positions")
+
+    def __init__(self, r: Rendering, lo: int, hi: int) -> None:
+        idx = r.order.rows[lo:hi]
+        files = r.table.file[idx]
+        offsets = r.table.rows["off"][idx]
+        self._positions: dict[int, npt.NDArray[np.int64]] = {}
+        self._low: dict[int, npt.NDArray[np.int64]] = {}
+        for f in np.unique(files).tolist():
+            where = np.flatnonzero(files == f)
+            self._positions[f] = where + lo
+            # Smallest offset still needed from each position on (suffix minimum).
+            self._low[f] = np.minimum.accumulate(offsets[where][::-1])[::-1]
+
+    def after(self, end: int, ctx: _Context) -> None:
+        for f, positions in self._positions.items():
+            data = ctx.maps[f]
+            if not isinstance(data, mmap.mmap):
+                continue
+            k = int(np.searchsorted(positions, end))
+            low = int(self._low[f][k]) if k < len(positions) else len(data)
+            low -= low % mmap.PAGESIZE
+            if low > 0:
+                try:
+                    data.madvise(mmap.MADV_DONTNEED, 0, low)
+                except (OSError, ValueError, AttributeError):
+                    pass
 
 
 class _Context:

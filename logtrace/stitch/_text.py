@@ -35,6 +35,7 @@ _KEY_FIELDS = (
     "request_id",
 )
 _decode = msgspec.json.decode
+_SHORT_LEVELS = {"WARNING": "WARN", "CRITICAL": "CRIT"}
 
 _RESET, _RED, _DIM, _CYAN, _BOLD, _YELLOW = (
     "\x1b[0m",
@@ -123,7 +124,8 @@ def write_text(r: Rendering, out: IO[bytes], color: bool = False) -> None:
                 tag = paint(_YELLOW, " [orphan: parent span not in the logs]")
             extra = " ".join(f"{k}={escape(str(v))}" for k, v in fields.items())
             text = escape(message) + (f"  {paint(_DIM, extra)}" if extra else "")
-            lvl = escape(level.upper()[:5]).ljust(5)
+            upper = level.upper()
+            lvl = escape(_SHORT_LEVELS.get(upper, upper)[:5]).ljust(5)
             if error:
                 lvl, text = paint(_RED + _BOLD, lvl), paint(_RED, text)
             lines.append(

@@ -97,3 +97,18 @@ def test_python_dash_m_help() -> None:
     proc = cli("--help")
     assert proc.returncode == 0 and b"stitch" in proc.stdout and b"grep" in proc.stdout
     assert cli("grep", "--help").returncode == 0
+
+
+def test_search_by_windows_finds_every_line(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from logtrace.stitch import _grep
+    from logtrace.stitch._read import Source
+
+    monkeypatch.setattr(_grep, "_WINDOW", 4096)
+    lines = [f"line {i} {'id=abc123' if i % 37 == 0 else 'x' * (i % 200)}" for i in range(5000)]
+    path = tmp_path / "a.log"
+    path.write_text("\n".join(lines) + "\n")
+    found = _grep.search_file(0, Source(str(path), str(path)), [b"abc123"], [], numbers=True)
+    assert [m.line for m in found] == [i + 1 for i in range(0, 5000, 37)]
+    assert all(m.raw == lines[m.line - 1].encode() for m in found)
