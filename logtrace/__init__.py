@@ -10,6 +10,7 @@ stitcher (``logtrace.stitch``) and the command line are separate imports.
 from __future__ import annotations
 
 from ._context import TraceContext, current
+from ._fields import TraceFields
 from ._outgoing import outgoing_headers
 from ._records import configure_span_records
 from ._setup import configure_logging
@@ -24,6 +25,7 @@ __version__ = "0.1.0"
 __all__ = [
     "TraceContext",
     "TraceContextFilter",
+    "TraceFields",
     "TraceMiddleware",
     "WSGITraceMiddleware",
     "__version__",

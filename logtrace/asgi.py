@@ -62,7 +62,7 @@ class TraceMiddleware:
     """
 
     def __init__(
-        self, app: ASGIApp, *, propagator: Propagator | None = None, **options: Any
+        self, app: ASGIApp, /, *, propagator: Propagator | None = None, **options: Any
     ) -> None:
         if propagator is None:
             propagator = Propagator(**options) if options else get_default()

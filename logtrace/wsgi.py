@@ -57,7 +57,7 @@ class WSGITraceMiddleware:
     """
 
     def __init__(
-        self, app: WSGIApp, *, propagator: Propagator | None = None, **options: Any
+        self, app: WSGIApp, /, *, propagator: Propagator | None = None, **options: Any
     ) -> None:
         if propagator is None:
             propagator = Propagator(**options) if options else get_default()
