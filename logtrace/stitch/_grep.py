@@ -10,6 +10,7 @@ that start-up costs little next to the search.
 
 from __future__ import annotations
 
+import contextlib
 import mmap
 import os
 from collections.abc import Iterator, Sequence
@@ -67,10 +68,8 @@ def _find(data: bytes | mmap.mmap, needle: bytes, start: int) -> int:
         start = stop - len(needle) + 1
         done = start - start % mmap.PAGESIZE
         if done > 0:
-            try:
+            with contextlib.suppress(OSError, ValueError, AttributeError):
                 data.madvise(mmap.MADV_DONTNEED, 0, done)
-            except (OSError, ValueError, AttributeError):
-                pass
     return -1
 
 

@@ -8,8 +8,10 @@ numpy columns, which the later stages sort and reduce without Python loops.
 from __future__ import annotations
 
 import math
+import os
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -47,26 +49,42 @@ class Table:
     warnings: list[str]
 
 
-def group(sources: Sequence[Source], scans: Sequence[FileScan]) -> Table:
-    """One table from the scans (in file order, ranges of a file in offset order)."""
+def _column(n: int, dtype: npt.DTypeLike, spill_dir: str | None, name: str) -> npt.NDArray[Any]:
+    if spill_dir is None or n == 0:
+        return np.empty(n, dtype=dtype)
+    path = os.path.join(spill_dir, f"{name}.column")
+    return np.memmap(path, dtype=dtype, mode="w+", shape=(n,))
+
+
+def group(
+    sources: Sequence[Source], scans: Sequence[FileScan], spill_dir: str | None = None
+) -> Table:
+    """One table from the scans (in file order, ranges of a file in offset order).
+
+    With ``spill_dir``, the per-line columns live in memory-mapped files
+    there: the kernel can write them out under memory pressure instead of
+    the run failing. Each scan's packed rows are released once copied.
+    """
+    total = sum(len(s.rows) for s in scans) // ROW_DTYPE.itemsize
+    all_rows = _column(total, ROW_DTYPE, spill_dir, "rows")
+    all_files = _column(total, np.int32, spill_dir, "file")
+    all_starts = _column(total, np.float64, spill_dir, "span_start")
+    at = 0
     data_paths = [s.path for s in sources]
     trace_ids: dict[str, int] = {}
     span_ids: dict[tuple[int, str], int] = {}
     service_ids: dict[str, int] = {}
-    parts: list[npt.NDArray[np.void]] = []
-    files: list[I32] = []
-    starts: list[F64] = []
     warnings: list[str] = []
     lines_before: dict[int, int] = {}
     for scan in scans:
         rows = np.frombuffer(scan.rows, dtype=ROW_DTYPE).copy()
+        scan.rows = b""
         data_paths[scan.file] = scan.data_path
         warnings.extend(scan.warnings)
-        tmap = np.array(
-            [trace_ids.setdefault(t, len(trace_ids)) for t in scan.traces] or [0], dtype=np.int32
-        )
+        tlist = [trace_ids.setdefault(t, len(trace_ids)) for t in scan.traces]
+        tmap = np.array(tlist or [0], dtype=np.int32)
         smap = np.array(
-            [span_ids.setdefault((int(tmap[t]), s), len(span_ids)) for t, s in scan.spans] or [0],
+            [span_ids.setdefault((tlist[t], s), len(span_ids)) for t, s in scan.spans] or [0],
             dtype=np.int32,
         )
         vmap = np.array(
@@ -81,13 +99,16 @@ def group(sources: Sequence[Source], scans: Sequence[FileScan]) -> Table:
         if base:
             rows["line"] += base
         lines_before[scan.file] = base + scan.lines
-        start = np.full(len(rows), math.nan)
+        n = len(rows)
+        start = all_starts[at : at + n]
+        start[:] = math.nan
         if scan.span_starts:
             keys = np.fromiter(scan.span_starts.keys(), dtype=np.int64)
             start[keys] = np.fromiter(scan.span_starts.values(), dtype=np.float64)
-        parts.append(rows)
-        files.append(np.full(len(rows), scan.file, dtype=np.int32))
-        starts.append(start)
+        all_rows[at : at + n] = rows
+        all_files[at : at + n] = scan.file
+        at += n
+        del rows
     span_trace = np.empty(len(span_ids), dtype=np.int32)
     spans = [""] * len(span_ids)
     for (t, s), i in span_ids.items():
@@ -96,9 +117,9 @@ def group(sources: Sequence[Source], scans: Sequence[FileScan]) -> Table:
     return Table(
         sources=list(sources),
         data_paths=data_paths,
-        rows=np.concatenate(parts) if parts else np.empty(0, dtype=ROW_DTYPE),
-        file=np.concatenate(files) if files else np.empty(0, dtype=np.int32),
-        span_start=np.concatenate(starts) if starts else np.empty(0),
+        rows=all_rows,
+        file=all_files,
+        span_start=all_starts,
         traces=list(trace_ids),
         spans=spans,
         span_trace=span_trace,

@@ -16,6 +16,7 @@ import numpy.typing as npt
 from ._correct import apply_clocks, estimate
 from ._group import Table, group
 from ._ids import norm_trace_id
+from ._model import ROW_SIZE
 from ._order import order
 from ._parse import BROKEN, ERROR, NO_TRACE_ID
 from ._read import expand_paths
@@ -25,6 +26,10 @@ from ._text import write_text
 from ._tree import build_tree
 
 __all__ = ["Options", "Summary", "stitch"]
+
+_BYTES_PER_ROW = 160
+"""Peak memory per input line while grouping and ordering (the table and
+the sort's temporaries), to decide when the table goes to spill files."""
 
 
 @dataclass(slots=True)
@@ -93,7 +98,9 @@ def _run(
             progress("reading", done[0] / max(len(tasks), 1))
 
     scans = scan(tasks, spool, options.jobs, scanned)
-    table = group(sources, scans)
+    rows_total = sum(len(s.rows) for s in scans) // ROW_SIZE
+    spill = spool if rows_total * _BYTES_PER_ROW > options.memory else None
+    table = group(sources, scans, spill)
     del scans
     tree = build_tree(table)
     clocks = estimate(table, tree) if options.skew_correction else {}

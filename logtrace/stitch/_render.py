@@ -8,6 +8,7 @@ ranges rendered by forked workers into spool files, appended in order.
 
 from __future__ import annotations
 
+import contextlib
 import mmap
 import os
 import shutil
@@ -119,10 +120,8 @@ class _ReleasePlan:
             low = int(self._low[f][k]) if k < len(positions) else len(data)
             low -= low % mmap.PAGESIZE
             if low > 0:
-                try:
+                with contextlib.suppress(OSError, ValueError, AttributeError):
                     data.madvise(mmap.MADV_DONTNEED, 0, low)
-                except (OSError, ValueError, AttributeError):
-                    pass
 
 
 class _Context:

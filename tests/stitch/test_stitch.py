@@ -294,3 +294,25 @@ class TestExitCodes:
         )
         rec = json.loads(proc.stdout)
         assert rec["file"] == "-" and rec["trace_id"] == TRACE
+
+
+def test_memory_budget_spills_the_table_with_the_same_output(
+    synth: SynthResult, stitched: list[dict[str, Any]], tmp_path: Path
+) -> None:
+    spill = tmp_path / "spill"
+    spill.mkdir()
+    records = stitch_jsonl(
+        tmp_path / "o.jsonl", "-q", "--memory", "64K", "--tmp-dir", str(spill), *synth.files
+    )
+    assert records == stitched
+    assert list(spill.iterdir()) == []  # spill files are removed after the run
+
+
+def test_memory_sizes() -> None:
+    from logtrace.cli import _size
+
+    assert _size("512M") == 512 << 20
+    assert _size("2g") == 2 << 30
+    assert _size("1.5GiB") == int(1.5 * (1 << 30))
+    assert _size("4096") == 4096
+    assert run("stitch", "--memory", "lots", "x")[0] == 2
