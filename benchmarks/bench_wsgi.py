@@ -275,13 +275,13 @@ def main(argv: list[str] | None = None) -> int:
 
     if args.write_docs:
         deps = _common.versions("flask", "werkzeug")
+        clock = "" if args.clock == "cpu" else f" --clock {args.clock}"
         _common.write_docs_block(
             "wsgi",
             f"""\
 ### In-process WSGI overhead
 
-`python benchmarks/bench_wsgi.py --rounds {args.rounds} --batch-ms {args.batch_ms:g}
---clock {args.clock}`
+`python benchmarks/bench_wsgi.py --rounds {args.rounds} --batch-ms {args.batch_ms:g}{clock}`
 (logtrace {_common.git_revision()}; {deps}).
 {machine}. Medians over {args.rounds} interleaved rounds; overhead is the median
 per-round difference to the base app of the same group, with its interquartile range.
