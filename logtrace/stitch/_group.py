@@ -56,6 +56,28 @@ def _column(n: int, dtype: npt.DTypeLike, spill_dir: str | None, name: str) -> n
     return np.memmap(path, dtype=dtype, mode="w+", shape=(n,))
 
 
+def _split_by_trace(rows: npt.NDArray[np.void], names: list[str]) -> tuple[list[str], I32]:
+    """Make span indexes mean (trace, span ID): the same ID in two traces
+    (hostile or colliding input) becomes two spans. Rewrites the span and
+    parent columns in place; returns span ID and trace per new index."""
+    trace = rows["trace"].astype(np.int64)
+    keys = []
+    for name in ("span", "parent"):
+        column = rows[name]
+        has = column >= 0
+        keys.append(np.where(has, (trace << 32) | column.astype(np.int64), -1))
+    distinct, inverse = np.unique(np.concatenate(keys), return_inverse=True)
+    offset = 1 if len(distinct) and distinct[0] == -1 else 0
+    n = len(trace)
+    for k, name in enumerate(("span", "parent")):
+        part = inverse[k * n : (k + 1) * n].astype(np.int64) - offset
+        rows[name] = np.where(keys[k] >= 0, part, -1)
+    real = distinct[offset:]
+    span_trace = (real >> 32).astype(np.int32)
+    spans = [names[i] for i in (real & 0xFFFFFFFF).tolist()]
+    return spans, span_trace
+
+
 def group(
     sources: Sequence[Source], scans: Sequence[FileScan], spill_dir: str | None = None
 ) -> Table:
@@ -72,7 +94,7 @@ def group(
     at = 0
     data_paths = [s.path for s in sources]
     trace_ids: dict[str, int] = {}
-    span_ids: dict[tuple[int, str], int] = {}
+    span_ids: dict[str, int] = {}
     service_ids: dict[str, int] = {}
     warnings: list[str] = []
     lines_before: dict[int, int] = {}
@@ -84,8 +106,7 @@ def group(
         tlist = [trace_ids.setdefault(t, len(trace_ids)) for t in scan.traces]
         tmap = np.array(tlist or [0], dtype=np.int32)
         smap = np.array(
-            [span_ids.setdefault((tlist[t], s), len(span_ids)) for t, s in scan.spans] or [0],
-            dtype=np.int32,
+            [span_ids.setdefault(s, len(span_ids)) for s in scan.spans] or [0], dtype=np.int32
         )
         vmap = np.array(
             [service_ids.setdefault(v, len(service_ids)) for v in scan.services], dtype=np.uint16
@@ -109,11 +130,7 @@ def group(
         all_files[at : at + n] = scan.file
         at += n
         del rows
-    span_trace = np.empty(len(span_ids), dtype=np.int32)
-    spans = [""] * len(span_ids)
-    for (t, s), i in span_ids.items():
-        span_trace[i] = t
-        spans[i] = s
+    spans, span_trace = _split_by_trace(all_rows, list(span_ids))
     return Table(
         sources=list(sources),
         data_paths=data_paths,

@@ -36,8 +36,9 @@ class FileScan:
     """Packed :data:`ROW_FORMAT` rows, one per non-blank line, in file order."""
     traces: list[str]
     """Local trace index -> trace ID."""
-    spans: list[tuple[int, str]]
-    """Local span index -> (local trace index, span ID); parents share this table."""
+    spans: list[str]
+    """Local span index -> span ID; parents share this table. The same ID in
+    two traces is one entry here; grouping tells them apart."""
     services: list[str]
     """Local service index -> name; index 0 is the name taken from the file name."""
     span_starts: dict[int, float]

@@ -91,7 +91,7 @@ def scan_task(task: ScanTask, spool_dir: str) -> FileScan:
     pack = struct.Struct(ROW_FORMAT).pack
     rows = bytearray()
     traces: dict[str, int] = {}
-    spans: dict[tuple[int, str], int] = {}
+    spans: dict[str, int] = {}
     services: dict[str, int] = {service_from_path(name): 0}
     starts: dict[int, float] = {}
     nan = math.nan
@@ -136,16 +136,16 @@ def scan_task(task: ScanTask, spool_dir: str) -> FileScan:
                     if span is None:
                         six = -1
                     else:
-                        six_ = spans.get((tix, span))
+                        six_ = spans.get(span)
                         if six_ is None:
-                            six_ = spans[(tix, span)] = len(spans)
+                            six_ = spans[span] = len(spans)
                         six = six_
                     if parent is None:
                         pix = -1
                     else:
-                        pix_ = spans.get((tix, parent))
+                        pix_ = spans.get(parent)
                         if pix_ is None:
-                            pix_ = spans[(tix, parent)] = len(spans)
+                            pix_ = spans[parent] = len(spans)
                         pix = pix_
                 if service is None:
                     sx = 0

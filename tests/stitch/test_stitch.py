@@ -175,6 +175,21 @@ class TestTree:
         assert "orphan: parent span not in the logs" in text
         assert text.count("[orphan") == 1
 
+    def test_same_span_id_in_two_traces_is_two_spans(self, tmp_path: Path) -> None:
+        other = "5" * 32
+        base = {"timestamp": "2026-11-24T10:00:00Z", "span_id": "a" * 16}
+        self._write(
+            tmp_path / "x.log",
+            [
+                {**base, "trace_id": TRACE, "message": "root one"},
+                {**base, "trace_id": other, "parent_span_id": "b" * 16, "message": "child two"},
+                {**base, "trace_id": other, "span_id": "b" * 16, "message": "root two"},
+            ],
+        )
+        records = stitch_jsonl(tmp_path / "o.jsonl", "-q", str(tmp_path / "x.log"))
+        depth = {r["record"]["message"]: r["depth"] for r in records}
+        assert depth == {"root one": 0, "child two": 1, "root two": 0}
+
     def test_cycle_of_parents_does_not_hang(self, tmp_path: Path) -> None:
         base = {"trace_id": TRACE, "timestamp": "2026-11-24T10:00:00Z"}
         self._write(
