@@ -27,6 +27,7 @@ import random
 import re
 import shlex
 import shutil
+import signal
 import statistics
 import subprocess
 import sys
@@ -120,7 +121,7 @@ def _tree_rss_kb(root: int) -> int:
     return total
 
 
-def timed(cmd: str) -> tuple[float, int, int]:
+def timed(cmd: str, timeout: float) -> tuple[float, int, int]:
     """(wall seconds, peak RSS in MB of the whole process tree, exit status).
 
     The tree is sampled every 20 ms, so a pipeline counts all its stages.
@@ -128,10 +129,16 @@ def timed(cmd: str) -> tuple[float, int, int]:
     env = dict(os.environ, PYTHONPATH=str(REPO_ROOT))
     t0 = time.perf_counter()
     proc = subprocess.Popen(["bash", "-c", cmd], env=env, cwd=REPO_ROOT,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                            start_new_session=True)
     peak = 0
     while proc.poll() is None:
         peak = max(peak, _tree_rss_kb(proc.pid))
+        if time.perf_counter() - t0 > timeout:
+            os.killpg(proc.pid, signal.SIGKILL)  # the group this call started
+            proc.wait()
+            sys.stderr.write(f"{cmd[:80]}... timed out after {timeout:.0f} s\n")
+            break
         time.sleep(0.02)
     wall = time.perf_counter() - t0
     err = proc.stderr.read() if proc.stderr else b""
@@ -155,6 +162,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--seed", type=int, default=11)
     ap.add_argument("--rounds", type=int, default=5)
     ap.add_argument("--write-docs", action="store_true")
+    ap.add_argument("--timeout", type=float, default=300.0, help="seconds per command")
     args = ap.parse_args(argv)
 
     files, _ = ensure_data(args.size_mb, args.seed)
@@ -184,7 +192,7 @@ def main(argv: list[str] | None = None) -> int:
     for r in range(args.rounds):
         rng.shuffle(names)
         for name in names:
-            wall, rss, _ = timed(variants[name])
+            wall, rss, _ = timed(variants[name], args.timeout)
             walls[name].append(wall)
             rsss[name].append(rss)
             print(f"round {r + 1}: {name:<14} {wall:7.2f} s {rss:6d} MB", flush=True)
