@@ -224,6 +224,8 @@ _SUFFIXES = re.compile(
 
 def service_from_path(name: str) -> str:
     """``logs/orders.log.1.gz`` -> ``orders``: the file name without log suffixes."""
+    if name == "-":
+        return "stdin"
     base = os.path.basename(name.rstrip("/")) or name
     stripped = _SUFFIXES.sub("", base)
     return stripped or base

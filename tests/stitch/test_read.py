@@ -29,6 +29,7 @@ from logtrace.stitch._read import (
         ("orders.jsonl.xz", "orders"),
         ("api-gateway.log", "api-gateway"),
         ("noext", "noext"),
+        ("-", "stdin"),
     ],
 )
 def test_service_from_file_name(name: str, service: str) -> None:
