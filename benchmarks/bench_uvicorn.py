@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import http.client
+import importlib.util
 import os
 import re
 import select
@@ -257,8 +258,12 @@ def main(argv: list[str] | None = None) -> int:
     )
     p.add_argument("--threads", type=int, default=2, help="wrk threads (default 2)")
     p.add_argument("--connections", type=int, default=50, help="wrk connections (default 50)")
-    p.add_argument("--http", default="auto", help="uvicorn --http (auto, h11, httptools)")
-    p.add_argument("--loop", default="auto", help="uvicorn --loop (auto, asyncio, uvloop)")
+    p.add_argument(
+        "--http", default="auto", help="uvicorn --http (auto: httptools if installed, else h11)"
+    )
+    p.add_argument(
+        "--loop", default="auto", help="uvicorn --loop (auto: uvloop if installed, else asyncio)"
+    )
     p.add_argument("--no-pin", action="store_true", help="do not pin servers and wrk to CPUs")
     p.add_argument("--only", nargs="*", help="variant keys to run (bare is always included)")
     p.add_argument("--seed", type=int, default=0)
@@ -280,6 +285,12 @@ def main(argv: list[str] | None = None) -> int:
     if args.wrk is None:
         print("wrk not found (Debian/Ubuntu: apt-get install wrk)", file=sys.stderr)
         return 2
+    # Resolve "auto" as uvicorn does, so that the report names what ran.
+    asked = (args.http, args.loop)
+    if args.http == "auto":
+        args.http = "httptools" if importlib.util.find_spec("httptools") else "h11"
+    if args.loop == "auto":
+        args.loop = "uvloop" if importlib.util.find_spec("uvloop") else "asyncio"
     cpus = sorted(os.sched_getaffinity(0))
     server_cpus = load_cpus = None
     if not args.no_pin and len(cpus) >= 2:
@@ -351,12 +362,13 @@ def main(argv: list[str] | None = None) -> int:
             "uvicorn", "h11", "httptools", "uvloop", "starlette", "asgi-correlation-id",
             "opentelemetry-sdk", "opentelemetry-instrumentation-asgi",
         )  # fmt: skip
-        extra = "" if args.http == "auto" else f" --http {args.http}"
-        extra += "" if args.loop == "auto" else f" --loop {args.loop}"
+        extra = "" if asked[0] == "auto" else f" --http {args.http}"
+        extra += "" if asked[1] == "auto" else f" --loop {args.loop}"
+        plain = (args.http, args.loop) == ("h11", "asyncio")
         _common.write_docs_block(
-            "uvicorn",
+            "uvicorn" if plain else f"uvicorn-{args.http}-{args.loop}",
             f"""\
-### Requests per second under uvicorn
+### Requests per second under uvicorn ({args.http}, {args.loop})
 
 `python benchmarks/bench_uvicorn.py --rounds {args.rounds} --duration {args.duration:g}{extra}`
 (logtrace {_common.git_revision()}; {deps}).
