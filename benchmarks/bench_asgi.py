@@ -302,6 +302,10 @@ async def check(v: Variant) -> str:
     body = b"".join(m.get("body", b"") for m in sent if m["type"] == "http.response.body")
     if start["status"] != 200 or body != b"ok":
         raise RuntimeError(f"{v.key}: status {start['status']}, body {body!r}")
+    if v.key.startswith("logtrace") and not any(
+        _common.TRACEPARENT[3:35].encode() in value for _, value in start["headers"]
+    ):
+        raise RuntimeError(f"{v.key}: the response does not continue the incoming trace")
     base = {b"content-length", b"content-type"}
     return ", ".join(k.decode() for k, _ in start["headers"] if k not in base) or "-"
 

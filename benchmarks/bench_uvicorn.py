@@ -146,6 +146,10 @@ def wait_ready(s: Server, deadline_s: float = 20.0) -> str:
             continue
         if status != 200 or body != b"ok":
             raise RuntimeError(f"{s.key}: status {status}, body {body!r}")
+        if s.key.startswith("logtrace") and not any(
+            _common.TRACEPARENT[3:35] in value for _, value in headers
+        ):
+            raise RuntimeError(f"{s.key}: the response does not continue the incoming trace")
         base = {"content-length", "content-type", "date", "server"}
         return ", ".join(k for k, _ in headers if k.lower() not in base) or "-"
 

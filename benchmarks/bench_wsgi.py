@@ -169,6 +169,8 @@ def check(v: Variant) -> str:
     status, headers = got[0]
     if not status.startswith("200") or data != b"ok":
         raise RuntimeError(f"{v.key}: {status}, body {data!r}")
+    if "logtrace" in v.key and not any(_common.TRACEPARENT[3:35] in val for _, val in headers):
+        raise RuntimeError(f"{v.key}: the response does not continue the incoming trace")
     base = {"content-type", "content-length"}
     return ", ".join(k for k, _ in headers if k.lower() not in base) or "-"
 
