@@ -12,13 +12,11 @@ from __future__ import annotations
 
 import json
 import re
-from typing import Any, cast
+from typing import Any
 
 import msgspec
 
 from ._ids import (
-    _span_cache,
-    _trace_cache,
     decimal_id,
     norm_span_id,
     norm_trace_id,
@@ -39,6 +37,7 @@ __all__ = [
     "parse_json",
     "parse_line",
     "parse_logfmt",
+    "scan_json",
 ]
 
 # Flags (bit set).
@@ -211,9 +210,6 @@ def _is_error(r: _Fields) -> bool:
     return isinstance(status, int) and not isinstance(status, bool) and status >= 500
 
 
-_MISS = object()
-_tcache = _trace_cache()
-_scache = _span_cache()
 _NOT_ERROR = frozenset(
     {
         "info",
@@ -261,29 +257,25 @@ _decode_common = msgspec.json.Decoder(_Common).decode
 
 
 def _common_fields(r: _Common) -> Parsed | None:
-    """The hot path, or ``None`` when the line needs the full struct."""
+    """The hot path, or ``None`` when the line needs the full struct.
+
+    IDs come back as written (not yet canonical): the scanner interns them
+    and canonicalises each distinct spelling once.
+    """
     trace = r.trace_id
     ts = r.timestamp
     service = r.service
     level = r.level
+    span = r.span_id
+    parent = r.parent_span_id
     if type(trace) is not str or type(ts) is not str or type(service) is not str:
         return None
     if type(level) is not str:
         return None
-    hit = _tcache.get(trace, _MISS)
-    trace = norm_trace_id(trace) if hit is _MISS else cast("str | None", hit)
-    value = r.span_id
-    if value is None:
-        span = None
-    else:
-        hit = _scache.get(value, _MISS) if type(value) is str else _MISS
-        span = norm_span_id(value) if hit is _MISS else cast("str | None", hit)
-    value = r.parent_span_id
-    if value is None:
-        parent = None
-    else:
-        hit = _scache.get(value, _MISS) if type(value) is str else _MISS
-        parent = norm_span_id(value) if hit is _MISS else cast("str | None", hit)
+    if (span is not None and type(span) is not str) or (
+        parent is not None and type(parent) is not str
+    ):
+        return None
     stamp = iso_fast(ts)
     if stamp is None:
         stamp = parse_timestamp(ts)
@@ -319,9 +311,13 @@ def _common_fields(r: _Common) -> Parsed | None:
     return (trace, span, parent, stamp, service, flags, 0 if trace else NO_TRACE_ID, start)
 
 
-def parse_json(raw: bytes) -> Parsed | None:
+def scan_json(raw: bytes) -> Parsed | None:
     """A line that starts with ``{`` and is ASCII: the common case, or ``None``
-    if it is not a valid JSON object (the caller then tries :func:`parse_line`)."""
+    if it is not a valid JSON object (the caller then tries :func:`parse_line`).
+
+    IDs may be as written rather than canonical (see :func:`parse_json`);
+    canonicalising a canonical ID changes nothing.
+    """
     try:
         fields = _common_fields(_decode_common(raw))
         if fields is not None:
@@ -329,6 +325,18 @@ def parse_json(raw: bytes) -> Parsed | None:
         return _fields(_decode(raw), JSON)
     except (msgspec.DecodeError, msgspec.ValidationError, RecursionError):
         return None
+
+
+def parse_json(raw: bytes) -> Parsed | None:
+    """:func:`scan_json` with canonical IDs."""
+    fields = scan_json(raw)
+    if fields is None:
+        return None
+    trace, span, parent, ts, service, flags, _, start = fields
+    trace = norm_trace_id(trace)
+    span = None if span is None else norm_span_id(span)
+    parent = None if parent is None else norm_span_id(parent)
+    return (trace, span, parent, ts, service, flags, 0 if trace else NO_TRACE_ID, start)
 
 
 def _fields(r: _Fields, flags: int) -> Parsed:

@@ -18,8 +18,9 @@ from itertools import pairwise
 from multiprocessing import get_context
 from typing import IO
 
+from ._ids import norm_span_id, norm_trace_id
 from ._model import ROW_FORMAT, FileScan
-from ._parse import TRUNCATED, UNPARSEABLE_JSON, parse_json, parse_line
+from ._parse import NO_TRACE_ID, TRUNCATED, UNPARSEABLE_JSON, parse_line, scan_json
 from ._read import Source, open_decompressed, read_blocks, service_from_path
 
 __all__ = ["ScanTask", "plan_tasks", "scan", "scan_task"]
@@ -90,8 +91,11 @@ def scan_task(task: ScanTask, spool_dir: str) -> FileScan:
             spool = os.fdopen(fd, "wb")
     pack = struct.Struct(ROW_FORMAT).pack
     rows = bytearray()
-    traces: dict[str, int] = {}
-    spans: dict[str, int] = {}
+    traces: dict[object, int] = {}
+    """ID as written -> local index of its canonical form (-1: not an ID)."""
+    trace_ids: dict[str, int] = {}
+    spans: dict[object, int] = {}
+    span_ids: dict[str, int] = {}
     services: dict[str, int] = {service_from_path(name): 0}
     starts: dict[int, float] = {}
     nan = math.nan
@@ -100,6 +104,9 @@ def scan_task(task: ScanTask, spool_dir: str) -> FileScan:
     count = 0
     unterminated = False
     appended = 0
+    tix: int | None
+    six: int | None
+    pix: int | None
     gc_was_enabled = gc.isenabled()
     gc.disable()
     try:
@@ -122,31 +129,34 @@ def scan_task(task: ScanTask, spool_dir: str) -> FileScan:
                     continue
                 parsed = None
                 if raw[:1] == b"{" and raw.isascii():
-                    parsed = parse_json(raw)
+                    parsed = scan_json(raw)
                 if parsed is None:
                     parsed = parse_line(raw)
                 trace, span, parent, ts, service, flags, reason, sstart = parsed
-                if trace is None:
-                    tix = six = pix = -1
+                # IDs as written: each distinct spelling is made canonical once.
+                tix = -1 if trace is None else traces.get(trace)
+                if tix is None:
+                    canon = norm_trace_id(trace)
+                    tix = traces[trace] = (
+                        -1 if canon is None else trace_ids.setdefault(canon, len(trace_ids))
+                    )
+                if tix < 0:
+                    six = pix = -1
+                    if not reason:
+                        reason = NO_TRACE_ID
                 else:
-                    tix_ = traces.get(trace)
-                    if tix_ is None:
-                        tix_ = traces[trace] = len(traces)
-                    tix = tix_
-                    if span is None:
-                        six = -1
-                    else:
-                        six_ = spans.get(span)
-                        if six_ is None:
-                            six_ = spans[span] = len(spans)
-                        six = six_
-                    if parent is None:
-                        pix = -1
-                    else:
-                        pix_ = spans.get(parent)
-                        if pix_ is None:
-                            pix_ = spans[parent] = len(spans)
-                        pix = pix_
+                    six = -1 if span is None else spans.get(span)
+                    if six is None:
+                        canon = norm_span_id(span)
+                        six = spans[span] = (
+                            -1 if canon is None else span_ids.setdefault(canon, len(span_ids))
+                        )
+                    pix = -1 if parent is None else spans.get(parent)
+                    if pix is None:
+                        canon = norm_span_id(parent)
+                        pix = spans[parent] = (
+                            -1 if canon is None else span_ids.setdefault(canon, len(span_ids))
+                        )
                 if service is None:
                     sx = 0
                 else:
@@ -176,8 +186,8 @@ def scan_task(task: ScanTask, spool_dir: str) -> FileScan:
         file=index,
         data_path=data_path,
         rows=bytes(rows),
-        traces=list(traces),
-        spans=list(spans),
+        traces=list(trace_ids),
+        spans=list(span_ids),
         services=list(services),
         span_starts=starts,
         lines=lineno,

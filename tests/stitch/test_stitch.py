@@ -190,6 +190,24 @@ class TestTree:
         depth = {r["record"]["message"]: r["depth"] for r in records}
         assert depth == {"root one": 0, "child two": 1, "root two": 0}
 
+    def test_spellings_of_one_id_are_one_trace(self, tmp_path: Path) -> None:
+        base = {"timestamp": "2026-11-24T10:00:00Z", "service": "a", "level": "info"}
+        self._write(
+            tmp_path / "x.log",
+            [
+                {**base, "trace_id": TRACE, "span_id": "A" * 16, "message": "lower"},
+                {**base, "trace_id": TRACE.upper(), "span_id": "a" * 16, "message": "upper"},
+                {**base, "trace_id": "not an id!", "message": "bad"},
+                {**base, "trace_id": TRACE[-8:], "message": "short"},
+            ],
+        )
+        records = stitch_jsonl(tmp_path / "o.jsonl", "-q", str(tmp_path / "x.log"))
+        by_msg = {r["record"]["message"]: r for r in records}
+        assert by_msg["lower"]["trace_id"] == by_msg["upper"]["trace_id"] == TRACE
+        assert by_msg["lower"]["span_id"] == by_msg["upper"]["span_id"] == "a" * 16
+        assert by_msg["bad"]["trace_id"] is None and by_msg["bad"]["reason"] == "no trace id"
+        assert by_msg["short"]["trace_id"] == TRACE[-8:].rjust(32, "0")
+
     def test_cycle_of_parents_does_not_hang(self, tmp_path: Path) -> None:
         base = {"trace_id": TRACE, "timestamp": "2026-11-24T10:00:00Z"}
         self._write(
