@@ -7,7 +7,7 @@ from typing import NamedTuple
 
 from ._ids import new_span_id, new_trace_id
 
-__all__ = ["TraceContext", "current", "child_of", "new_root"]
+__all__ = ["TraceContext", "child_of", "current", "new_root"]
 
 
 class TraceContext(NamedTuple):

@@ -19,7 +19,7 @@ P = ParamSpec("P")
 R = TypeVar("R")
 
 
-class span:  # noqa: N801 - reads as a function at call sites
+class span:
     """A child span of the current context, or the root of a new trace.
 
     ``with span("load-user", user=42) as ctx: ...`` runs the block in a new

@@ -84,9 +84,8 @@ class TestSpanRecord:
     def test_writes_one_record_with_the_span_ids_when_it_ends(
         self, caplog: pytest.LogCaptureFixture
     ) -> None:
-        with caplog.at_level(logging.INFO, logger="logtrace.span"):
-            with span("work", items=3) as ctx:
-                assert not [r for r in caplog.records if r.name == "logtrace.span"]
+        with caplog.at_level(logging.INFO, logger="logtrace.span"), span("work", items=3) as ctx:
+            assert not [r for r in caplog.records if r.name == "logtrace.span"]
         records = [r for r in caplog.records if r.name == "logtrace.span"]
         assert len(records) == 1
         text = repr(records[0].__dict__)
