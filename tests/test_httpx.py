@@ -280,7 +280,8 @@ class TestTwoServices:
     """Service A (TraceMiddleware) calls service B (TraceMiddleware) through httpx."""
 
     @pytest.fixture(scope="class")
-    def services(self) -> Iterator[tuple[str, str]]:
+    @staticmethod
+    def services() -> Iterator[tuple[str, str]]:
         asgi = pytest.importorskip("logtrace.asgi")
         with serve(asgi.TraceMiddleware(echo_app)) as b_url:
 
