@@ -100,6 +100,10 @@ class _ReleasePlan:
     __slots__ = ("_low", "_positions")
 
     def __init__(self, r: Rendering, lo: int, hi: int) -> None:
+        # Lines without a trace come last, in file order: they would pin every
+        # file's first pages. They are left out; reading one of them again later
+        # only maps its page back from the page cache.
+        hi = max(lo, min(hi, r.order.n_traced))
         idx = r.order.rows[lo:hi]
         files = r.table.file[idx]
         offsets = r.table.rows["off"][idx]
