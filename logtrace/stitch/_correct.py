@@ -94,13 +94,31 @@ def estimate(table: Table, tree: Tree) -> dict[str, ClockModel]:
     """
     calls = find_calls(table, tree)
     clocks = estimate_clocks(_edges(table, tree, calls), table.services)
-    loose = np.flatnonzero(~calls.exact)
+    loose = _needs_bracketing(tree, calls)
     if not len(loose):
         return clocks
     for margin in (100e-6, 30e-6):
         refined = _bracket(table, tree, calls, loose, apply_clocks(table, clocks), margin, clocks)
         clocks = estimate_clocks(_edges(table, tree, refined), table.services)
     return clocks
+
+
+_EXACT_ENOUGH = 20
+"""Service pairs with this many exact calls gain nothing from bracketing."""
+
+
+def _needs_bracketing(tree: Tree, calls: Calls) -> I64:
+    """Calls without a client span record, between services that lack exact ones."""
+    loose = np.flatnonzero(~calls.exact)
+    if not len(loose):
+        return loose
+    n = int(tree.service.max()) + 2
+    pair = (tree.service[calls.caller].astype(np.int64) + 1) * n + (
+        tree.service[calls.callee].astype(np.int64) + 1
+    )
+    exact_count = np.bincount(pair[calls.exact], minlength=n * n)
+    needed: I64 = loose[exact_count[pair[loose]] < _EXACT_ENOUGH]
+    return needed
 
 
 def _bracket(
