@@ -71,7 +71,8 @@ def _edges(table: Table, tree: Tree, calls: Calls) -> Iterator[Edge]:
         calls.receive.tolist(),
         calls.start.tolist(),
         calls.end.tolist(),
-        calls.exact.tolist(), strict=False,
+        calls.exact.tolist(),
+        strict=False,
     ):
         yield Edge(
             names[a], names[b], s, None if r != r else r, st, None if en != en else en, exact
