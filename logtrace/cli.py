@@ -77,7 +77,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     s.add_argument("--since", type=_time, metavar="TIME", help="only traces starting at or after")
     s.add_argument("--until", type=_time, metavar="TIME", help="only traces starting at or before")
-    s.add_argument("--format", choices=("text", "jsonl"), default="text")
+    s.add_argument("--format", choices=("text", "jsonl", "html", "chrome"), default="text")
     s.add_argument("-o", "--output", metavar="FILE", help="write here instead of stdout")
     s.add_argument(
         "--no-skew-correction", action="store_true", help="keep every service's raw clock"

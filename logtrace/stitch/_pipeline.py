@@ -138,6 +138,11 @@ def _run(
     rendering = Rendering(table, tree, corrected, ordered)
     if options.format == "jsonl":
         write_jsonl(rendering, out, options.jobs, spool)
+    elif options.format in ("html", "chrome"):
+        from ._render_chrome import write_chrome
+        from ._render_html import write_html
+
+        (write_html if options.format == "html" else write_chrome)(rendering, out)
     else:
         write_text(rendering, out, color=options.color)
     out.flush()
