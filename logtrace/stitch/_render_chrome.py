@@ -129,8 +129,10 @@ def _trace(
         (s for s in set(rows["span"][block].tolist()) if s >= 0 and _known(tl, s)),
         key=lambda s: (_us(float(tl.span_start[s])), -_us(float(tl.span_end[s]))),
     )
-    # Pack each service's spans into lanes: a lane is a stack of open span ends.
-    stacks: dict[int, list[list[int]]] = {}
+    # Pack each service's spans into lanes. A lane is a stack of open spans
+    # (end, span); a span goes on top of its own parent or on an empty lane,
+    # so what a viewer draws nested is nested in the span tree too.
+    stacks: dict[int, list[list[tuple[int, int]]]] = {}
     lane_ids: dict[tuple[int, int], int] = {}
     span_lane: dict[int, tuple[int, int]] = {}
 
@@ -166,13 +168,14 @@ def _trace(
         svc = int(r.tree.service[span])
         begin, end = _us(tl.span_start[span]), _us(tl.span_end[span])
         own = stacks.setdefault(svc, [])
+        parent = int(r.tree.parent[span])
         for lane, stack in enumerate([*own, []]):
-            while stack and stack[-1] <= begin:
+            while stack and stack[-1][0] <= begin:
                 stack.pop()
-            if not stack or end <= stack[-1]:
+            if not stack or (stack[-1][1] == parent and end <= stack[-1][0]):
                 if lane == len(own):
                     own.append(stack)
-                stack.append(end)
+                stack.append((end, span))
                 span_lane[span] = (svc, lane)
                 break
         svc, lane = span_lane[span]
@@ -181,7 +184,6 @@ def _trace(
             yield from thread_meta(svc, lane, tid)
         record = int(tl.span_record[span])
         args: dict[str, Any] = {"trace_id": trace_id, "span_id": table.spans[span]}
-        parent = int(r.tree.parent[span])
         if parent >= 0:
             args["parent_span_id"] = table.spans[parent]
         if r.tree.orphan[span]:
