@@ -128,7 +128,7 @@ min-width:2px}
 .tree{flex:1 1 auto;min-width:0;display:flex;gap:8px;align-items:baseline}
 .l{flex:0 0 3.6em;font-weight:600}
 .r.e .l,.r.e .m{color:var(--err)}
-.m{white-space:pre-wrap;overflow-wrap:anywhere;min-width:0}
+.m{white-space:pre-wrap;overflow-wrap:anywhere;min-width:0;max-height:9.5em;overflow:auto}
 .f{color:var(--dim);margin-left:6px}
 .tag{color:#b26a00;margin-left:6px}
 .where{color:var(--dim)}
