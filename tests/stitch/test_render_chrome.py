@@ -193,3 +193,13 @@ class TestHostileInput:
         root = spans_by_id(doc)[ROOT]
         assert root["name"] == "internal root" and root["cat"] == "internal"
         assert root["dur"] == 100_000
+
+
+def test_generated_logs_with_skew_and_parallel_calls(tmp_path: Path) -> None:
+    from logtrace.stitch.synth import SynthConfig, generate
+
+    synth = generate(str(tmp_path / "logs"), SynthConfig(traces=150, seed=11, skew_ms=25.0))
+    doc = chrome(tmp_path / "c.json", *synth.files)
+    assert_well_formed(doc)
+    assert TestCorrectedClocks.outside(doc) == []
+    assert len({e["args"]["trace_id"] for e in events(doc, "X")}) == 150
