@@ -203,3 +203,9 @@ def test_generated_logs_with_skew_and_parallel_calls(tmp_path: Path) -> None:
     assert_well_formed(doc)
     assert TestCorrectedClocks.outside(doc) == []
     assert len({e["args"]["trace_id"] for e in events(doc, "X")}) == 150
+
+
+def test_input_without_traces_gives_an_empty_valid_trace(tmp_path: Path) -> None:
+    (tmp_path / "app.log").write_text("started\nno trace here\n", encoding="utf-8")
+    doc = chrome(tmp_path / "c.json", str(tmp_path / "app.log"))
+    assert doc["traceEvents"] == []

@@ -212,6 +212,13 @@ class TestPage:
         assert "\x00" not in page
         assert "more characters)" in page and len(page) < 200_000
 
+    def test_input_without_traces(self, tmp_path: Path) -> None:
+        (tmp_path / "app.log").write_text("started <b>\n", encoding="utf-8")
+        doc = parse(render(tmp_path / "p.html", str(tmp_path / "app.log")))
+        blocks = doc.find("details", "trace")
+        assert [b.attrs["data-trace"] for b in blocks] == [""]
+        assert "".join(blocks[0].find("span", "m")[0].text) == "started <b>"
+
 
 @needs_browser
 class TestInBrowser:
