@@ -215,6 +215,33 @@ def _trace(
             event["cname"] = "terrible"
         yield event
 
+    # A call from one service to another: a flow arrow from the caller's
+    # span to the callee's (v1 flow events bind to the slice around them).
+    for span in spans:
+        parent = int(r.tree.parent[span])
+        if parent not in span_lane or span_lane[parent][0] == span_lane[span][0]:
+            continue
+        begin = _us(float(tl.span_start[span]))
+        p_begin, p_end = _us(float(tl.span_start[parent])), _us(float(tl.span_end[parent]))
+        p_svc, p_lane = span_lane[parent]
+        c_svc, c_lane = span_lane[span]
+        common = {"name": "call", "cat": "call", "id": span, "args": {"trace_id": trace_id}}
+        yield {
+            **common,
+            "ph": "s",
+            "ts": min(max(begin, p_begin), p_end),
+            "pid": p_svc + 1,
+            "tid": lane_ids[p_svc, p_lane],
+        }
+        yield {
+            **common,
+            "ph": "f",
+            "bp": "e",
+            "ts": begin,
+            "pid": c_svc + 1,
+            "tid": lane_ids[c_svc, c_lane],
+        }
+
     for row in block:
         flags = int(rows["flags"][row])
         ts = float(r.corrected[row])

@@ -124,6 +124,23 @@ class TestExampleLogs:
             span = spans[e["args"]["span_id"]]
             assert inside(e, span) and (e["pid"], e["tid"]) == (span["pid"], span["tid"])
 
+    def test_calls_between_services_are_flow_arrows(self, example: dict[str, Any]) -> None:
+        spans = spans_by_id(example)
+        starts = {e["id"]: e for e in events(example, "s")}
+        finishes = {e["id"]: e for e in events(example, "f")}
+        assert starts.keys() == finishes.keys() and len(starts) == 3  # one call per order
+        for fid, start in starts.items():
+            finish = finishes[fid]
+            callee = next(
+                e
+                for e in spans.values()
+                if (e["pid"], e["tid"], e["ts"]) == (finish["pid"], finish["tid"], finish["ts"])
+            )
+            caller = spans[callee["args"]["parent_span_id"]]
+            assert caller["cat"] == "client" and callee["cat"] == "server"
+            assert (start["pid"], start["tid"]) == (caller["pid"], caller["tid"])
+            assert inside(start, caller) and finish["bp"] == "e"
+
     def test_errors_are_marked(self, example: dict[str, Any]) -> None:
         marked = {
             e["args"]["trace_id"] for e in example["traceEvents"] if e.get("args", {}).get("error")
