@@ -56,6 +56,7 @@ _SCRIPT = """\
       if (show && d.getAttribute("data-trace")) { n++; }
     });
     count.textContent = n + " of " + total + " traces shown";
+    if (s && n <= 20) { blocks.forEach(function (d) { if (!d.hidden) { d.open = true; } }); }
     if (write) {
       var h = [];
       if (s) { h.push("q=" + encodeURIComponent(q.value.trim())); }
@@ -77,6 +78,9 @@ _SCRIPT = """\
   document.getElementById("open").addEventListener("click", function () { openAll(true); });
   document.getElementById("close").addEventListener("click", function () { openAll(false); });
   window.addEventListener("hashchange", fromHash);
+  document.addEventListener("keydown", function (ev) {
+    if (ev.key === "/" && document.activeElement !== q) { ev.preventDefault(); q.focus(); }
+  });
   fromHash();
   document.documentElement.setAttribute("data-ready", "1");
 })();
@@ -195,7 +199,7 @@ def _page(r: Rendering) -> Iterator[str]:
         f'<span class="sum">{n_traces} traces, {len(traced)} records, {len(used)} services'
         f"{f', {unattributed} lines without a trace' if unattributed else ''}</span>\n"
         '<div class="controls"><input id="q" type="search" '
-        'placeholder="filter: trace id, service or text" aria-label="filter">'
+        'placeholder="filter: trace id, service or text (press /)" aria-label="filter">'
         '<label><input id="err" type="checkbox"> errors only</label>'
         '<button id="open" type="button">expand all</button>'
         '<button id="close" type="button">collapse all</button><span id="count"></span></div>\n'

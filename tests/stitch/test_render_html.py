@@ -261,6 +261,20 @@ class TestInBrowser:
         count = next(n for n in doc.walk() if n.attrs.get("id") == "count")
         assert count.content() == f"{len(expected)} of 3 traces shown"
 
+    def test_many_traces_start_closed_and_a_match_opens(self, tmp_path: Path) -> None:
+        from logtrace.stitch.synth import SynthConfig, generate
+
+        synth = generate(str(tmp_path / "logs"), SynthConfig(traces=30, seed=2, services=3))
+        page = tmp_path / "many.html"
+        render(page, *synth.files)
+        doc = dom(page, tmp_path / "p1")
+        blocks = [b for b in doc.find("details", "trace") if b.attrs["data-trace"]]
+        assert len(blocks) == 30 and not any("open" in b.attrs for b in blocks)
+        wanted = blocks[7].attrs["data-trace"]
+        doc = dom(page, tmp_path / "p2", f"#q={wanted}")
+        shown = [b for b in doc.find("details", "trace") if "hidden" not in b.attrs]
+        assert [b.attrs["data-trace"] for b in shown] == [wanted] and "open" in shown[0].attrs
+
     def test_screenshot_renders(self, example: Path, tmp_path: Path) -> None:
         shot = tmp_path / "page.png"
         browser(example, tmp_path / "profile", "", "--window-size=1400,900", f"--screenshot={shot}")
