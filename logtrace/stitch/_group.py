@@ -7,7 +7,6 @@ numpy columns, which the later stages sort and reduce without Python loops.
 
 from __future__ import annotations
 
-import math
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -87,7 +86,7 @@ def group(
     there: the kernel can write them out under memory pressure instead of
     the run failing. Each scan's packed rows are released once copied.
     """
-    total = sum(len(s.rows) for s in scans) // ROW_DTYPE.itemsize
+    total = sum(len(s.rows) for s in scans)
     all_rows = _column(total, ROW_DTYPE, spill_dir, "rows")
     all_files = _column(total, np.int32, spill_dir, "file")
     all_starts = _column(total, np.float64, spill_dir, "span_start")
@@ -99,8 +98,11 @@ def group(
     warnings: list[str] = []
     lines_before: dict[int, int] = {}
     for scan in scans:
-        rows = np.frombuffer(scan.rows, dtype=ROW_DTYPE).copy()
-        scan.rows = b""
+        scanned = scan.rows
+        scan.rows = scanned[:0]
+        rows = np.empty(len(scanned), dtype=ROW_DTYPE)
+        for name in ROW_FIELDS:
+            rows[name] = scanned[name]
         data_paths[scan.file] = scan.data_path
         warnings.extend(scan.warnings)
         tlist = [trace_ids.setdefault(t, len(trace_ids)) for t in scan.traces]
@@ -121,11 +123,8 @@ def group(
             rows["line"] += base
         lines_before[scan.file] = base + scan.lines
         n = len(rows)
-        start = all_starts[at : at + n]
-        start[:] = math.nan
-        if scan.span_starts:
-            keys = np.fromiter(scan.span_starts.keys(), dtype=np.int64)
-            start[keys] = np.fromiter(scan.span_starts.values(), dtype=np.float64)
+        all_starts[at : at + n] = scanned["start"]
+        del scanned
         all_rows[at : at + n] = rows
         all_files[at : at + n] = scan.file
         at += n

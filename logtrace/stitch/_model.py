@@ -1,27 +1,30 @@
 """The plain data passed between the stitcher's stages.
 
 The stitcher never holds parsed records: a run over millions of lines keeps
-one fixed-size row per line (:data:`ROW`, 40 bytes) and reads a line's text
+one fixed-size row per line (40 bytes) and reads a line's text
 back by offset only when it writes it out. IDs are interned to small ints
 per file chunk (:class:`FileScan`), then across the run.
 """
 
 from __future__ import annotations
 
-import struct
 from dataclasses import dataclass, field
 from typing import Any
 
-__all__ = ["ROW_FORMAT", "ROW_SIZE", "FileScan", "Record"]
+import numpy as np
+import numpy.typing as npt
 
-ROW_FORMAT = "<qiidiiiHBB"
+__all__ = ["ROW_FIELDS", "SCAN_DTYPE", "FileScan", "Record"]
+
+ROW_FIELDS = ("off", "len", "line", "ts", "trace", "span", "parent", "svc", "flags", "reason")
 """Per line: byte offset, length (line ending excluded), 1-based line number,
 raw timestamp (NaN if none), trace, span and parent span index (-1 if none),
 service index, flags, reason. See :mod:`._parse` for flags and reasons."""
-ROW_SIZE = struct.calcsize(ROW_FORMAT)
-
-ROW_FIELDS = ("off", "len", "line", "ts", "trace", "span", "parent", "svc", "flags", "reason")
 ROW_DTYPES = ("<i8", "<i4", "<i4", "<f8", "<i4", "<i4", "<i4", "<u2", "u1", "u1")
+
+SCAN_DTYPE = np.dtype([*zip(ROW_FIELDS, ROW_DTYPES, strict=True), ("start", "<f8")])
+"""A scanned row: the table's row plus the start time (raw clock) of a span
+record, NaN for other lines."""
 
 
 @dataclass(slots=True)
@@ -32,8 +35,8 @@ class FileScan:
     """Index of the file in the run's list of sources."""
     data_path: str
     """Where the line bytes live: the file itself or its decompressed spool."""
-    rows: bytes
-    """Packed :data:`ROW_FORMAT` rows, one per non-blank line, in file order."""
+    rows: npt.NDArray[np.void]
+    """:data:`SCAN_DTYPE` rows, one per non-blank line, in file order."""
     traces: list[str]
     """Local trace index -> trace ID."""
     spans: list[str]
@@ -41,8 +44,6 @@ class FileScan:
     two traces is one entry here; grouping tells them apart."""
     services: list[str]
     """Local service index -> name; index 0 is the name taken from the file name."""
-    span_starts: dict[int, float]
-    """Row -> start time (raw clock) of span records."""
     lines: int
     """Lines in this range, blank ones included (to number the next range)."""
     warnings: list[str] = field(default_factory=list)

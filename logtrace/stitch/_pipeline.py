@@ -16,7 +16,6 @@ import numpy.typing as npt
 from ._correct import apply_clocks, estimate
 from ._group import Table, group
 from ._ids import norm_trace_id
-from ._model import ROW_SIZE
 from ._order import order
 from ._parse import BROKEN, ERROR, NO_TRACE_ID
 from ._read import expand_paths
@@ -98,7 +97,7 @@ def _run(
             progress("reading", done[0] / max(len(tasks), 1))
 
     scans = scan(tasks, spool, options.jobs, scanned)
-    rows_total = sum(len(s.rows) for s in scans) // ROW_SIZE
+    rows_total = sum(len(s.rows) for s in scans)
     spill = spool if rows_total * _BYTES_PER_ROW > options.memory else None
     table = group(sources, scans, spill)
     del scans
