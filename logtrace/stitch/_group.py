@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
+from itertools import count, filterfalse
 from typing import Any
 
 import numpy as np
@@ -77,6 +78,15 @@ def _split_by_trace(rows: npt.NDArray[np.void], names: list[str]) -> tuple[list[
     return spans, span_trace
 
 
+def _index_map(ids: dict[str, int], names: list[str]) -> I32:
+    """Run-wide index of each of a scan's (distinct) names, new ones appended
+    in order; C-level iteration, as a run has hundreds of thousands of spans."""
+    ids.update(zip(filterfalse(ids.__contains__, names), count(len(ids))))
+    if not names:
+        return np.zeros(1, dtype=np.int32)
+    return np.fromiter(map(ids.__getitem__, names), dtype=np.int32, count=len(names))
+
+
 def group(
     sources: Sequence[Source], scans: Sequence[FileScan], spill_dir: str | None = None
 ) -> Table:
@@ -105,11 +115,8 @@ def group(
             rows[name] = scanned[name]
         data_paths[scan.file] = scan.data_path
         warnings.extend(scan.warnings)
-        tlist = [trace_ids.setdefault(t, len(trace_ids)) for t in scan.traces]
-        tmap = np.array(tlist or [0], dtype=np.int32)
-        smap = np.array(
-            [span_ids.setdefault(s, len(span_ids)) for s in scan.spans] or [0], dtype=np.int32
-        )
+        tmap = _index_map(trace_ids, scan.traces)
+        smap = _index_map(span_ids, scan.spans)
         vmap = np.array(
             [service_ids.setdefault(v, len(service_ids)) for v in scan.services], dtype=np.uint16
         )

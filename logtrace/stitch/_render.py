@@ -185,39 +185,47 @@ def _render_batch(r: Rendering, lo: int, hi: int, out: IO[bytes], ctx: _Context)
         )
     corrected = r.corrected[idx]
     offset = np.round((sub["ts"] - corrected) * 1000.0, 3)
+    # The offset and the file name sit side by side: one text per distinct pair.
+    file_col = table.file[idx]
     distinct_off, off_of = np.unique(offset, return_inverse=True)
-    offsets = [
-        ',"offset_ms":null,"file":' if v != v else f',"offset_ms":{v + 0.0!r},"file":'
-        for v in distinct_off.tolist()
-    ]
+    pair = off_of.astype(np.int64) * len(files) + file_col
+    distinct_pair, pair_of = np.unique(pair, return_inverse=True)
+    off_values = distinct_off.tolist()
+    middles = []
+    for key in distinct_pair.tolist():
+        v = off_values[key // len(files)]
+        off_text = "null" if v != v else repr(v + 0.0)
+        middles.append(f',"offset_ms":{off_text},"file":{files[key % len(files)]},"line":')
     stamps = iso_strings(corrected)
     maps = ctx.maps
     paths = table.data_paths
-    tails = [b"}\n", *(b',"reason":"%s"}\n' % reason.encode() for reason in REASONS[1:])]
+    file_list = file_col.tolist()
+    for file in np.unique(file_col).tolist():
+        if maps[file] is None:
+            ctx.open(file, paths[file])
+    prefixes = [
+        f'{heads[h]}"{stamp}Z"{middles[m]}{line},"record":'.encode()
+        for h, stamp, m, line in zip(
+            head_of.tolist(), stamps, pair_of.tolist(), sub["line"].tolist(), strict=True
+        )
+    ]
+    for i in np.flatnonzero(np.isnan(corrected)).tolist():
+        h, m, line = int(head_of[i]), int(pair_of[i]), int(sub["line"][i])
+        prefixes[i] = f'{heads[h]}null{middles[m]}{line},"record":'.encode()
     starts = sub["off"]
-    chunk: list[bytes] = []
-    append = chunk.append
-    for h, o, stamp, file, line, start, end, flags, reason in zip(
-        head_of.tolist(),
-        off_of.tolist(),
-        stamps,
-        table.file[idx].tolist(),
-        sub["line"].tolist(),
-        starts.tolist(),
-        (starts + sub["len"]).tolist(),
-        sub["flags"].tolist(),
-        sub["reason"].tolist(),
-        strict=True,
-    ):
-        data = maps[file]
-        if data is None:
-            data = ctx.open(file, paths[file])
-        raw = data[start:end]
-        stamp_text = f'"{stamp}Z"' if stamp else "null"
-        append(f'{heads[h]}{stamp_text}{offsets[o]}{files[file]},"line":{line},"record":'.encode())
-        append(raw if flags & JSON else record_json(raw, flags))
-        append(tails[reason])
-    out.write(b"".join(chunk))
+    raws = [
+        maps[f][s:e]
+        for f, s, e in zip(file_list, starts.tolist(), (starts + sub["len"]).tolist(), strict=True)
+    ]
+    flags = sub["flags"]
+    for i in np.flatnonzero((flags & JSON) == 0).tolist():
+        raws[i] = record_json(raws[i], int(flags[i]))
+    tails = [b"}\n", *(b',"reason":"%s"}\n' % reason.encode() for reason in REASONS[1:])]
+    parts: list[bytes] = [b""] * (3 * len(raws))
+    parts[0::3] = prefixes
+    parts[1::3] = raws
+    parts[2::3] = map(tails.__getitem__, sub["reason"].tolist())
+    out.write(b"".join(parts))
 
 
 _CURRENT: Rendering | None = None
