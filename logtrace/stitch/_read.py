@@ -209,6 +209,10 @@ class LineReader:
         """The whole content, to slice lines from directly (a hot loop skips the call)."""
         return b"" if self._map is None else self._map
 
+    def fileno(self) -> int:
+        """The open file, to read lines with ``os.pread`` instead of the map."""
+        return self._file.fileno()
+
     def close(self) -> None:
         if self._map is not None:
             self._map.close()
