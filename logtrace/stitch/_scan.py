@@ -518,17 +518,17 @@ def _fast_rows(
     }
     if errors:
         flags[[i for i, v in enumerate(level) if v in errors]] |= ERROR
-    for column in ([r.error_type for r in lines], [r.exception_type for r in lines]):
-        if column.count(None) != n:
-            flags[[i for i, v in enumerate(column) if v is not None]] |= ERROR
-    exc = [r.exc_info for r in lines]
-    if any(exc):
-        flags[[i for i, v in enumerate(exc) if v]] |= ERROR
-    status = [r.status for r in lines]
-    if status.count(None) != n:
-        hit = [i for i, v in enumerate(status) if type(v) is int and v >= 500]
-        if hit:
-            flags[hit] |= ERROR
+    # Error keys are rare: one pass finds the lines that have any, then those are checked.
+    marked = [
+        i
+        for i, r in enumerate(lines)
+        if r.error_type is not None
+        or r.exception_type is not None
+        or r.exc_info
+        or (type(r.status) is int and r.status >= 500)
+    ]
+    if marked:
+        flags[marked] |= ERROR
     stamps = _timestamps(stamp_text)
     kinds = [r.span_kind for r in lines]
     if kinds.count(None) != n:
