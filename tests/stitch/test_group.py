@@ -1,0 +1,87 @@
+"""Grouping: span indexes mean (trace, span ID), whichever path computes them."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from _stitchutil import stitch_jsonl
+
+from logtrace.stitch import _group
+from logtrace.stitch._group import ROW_DTYPE
+
+
+def _rows(rng: np.random.Generator, n: int, spans: int, traces: int) -> np.ndarray:
+    rows = np.zeros(n, dtype=ROW_DTYPE)
+    span = rng.integers(-1, spans, n)
+    rows["span"] = span
+    rows["parent"] = np.where(rng.random(n) < 0.3, -1, rng.integers(0, spans, n))
+    # Each span ID belongs to one trace unless ``traces`` lets them collide.
+    owner = rng.integers(0, traces, spans)
+    rows["trace"] = np.where(span >= 0, owner[np.maximum(span, 0)], rng.integers(0, traces, n))
+    parent = rows["parent"]
+    has = parent >= 0
+    parent[has & (owner[np.maximum(parent, 0)] != rows["trace"])] = -1
+    return rows
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_quick_split_matches_the_general_one(seed: int) -> None:
+    rng = np.random.default_rng(seed)
+    rows = _rows(rng, 5000, 800, 40)
+    used = np.union1d(rows["span"][rows["span"] >= 0], rows["parent"][rows["parent"] >= 0])
+    remap = np.full(800, -1)
+    remap[used] = np.arange(len(used))
+    for name in ("span", "parent"):
+        column = rows[name]
+        column[column >= 0] = remap[column[column >= 0]]
+    names = [f"{i:016x}" for i in range(len(used))]
+    quick_rows, slow_rows = rows.copy(), rows.copy()
+    quick = _group._split_without_collisions(quick_rows, names)
+    assert quick is not None
+    general = _group._split_general(slow_rows, names)
+    assert quick[0] == general[0]
+    assert np.array_equal(quick[1], general[1])
+    assert np.array_equal(quick_rows, slow_rows)
+
+
+def test_a_span_id_in_two_traces_is_two_spans(tmp_path: Path) -> None:
+    span = "00f067aa0ba902b7"
+    lines = [
+        {
+            "timestamp": "2026-03-01T10:00:00.000001Z",
+            "level": "INFO",
+            "service": "a",
+            "trace_id": "4bf92f3577b34da6a3ce929d0e0e4736",
+            "span_id": span,
+            "message": "one",
+        },
+        {
+            "timestamp": "2026-03-01T10:00:00.000002Z",
+            "level": "INFO",
+            "service": "a",
+            "trace_id": "5bf92f3577b34da6a3ce929d0e0e4736",
+            "span_id": span,
+            "message": "two",
+        },
+        {
+            "timestamp": "2026-03-01T10:00:00.000003Z",
+            "level": "INFO",
+            "service": "b",
+            "trace_id": "5bf92f3577b34da6a3ce929d0e0e4736",
+            "span_id": "10f067aa0ba902b7",
+            "parent_span_id": span,
+            "message": "child",
+        },
+    ]
+    path = tmp_path / "a.log"
+    path.write_text("".join(json.dumps(x) + "\n" for x in lines), encoding="utf-8")
+    out = stitch_jsonl(tmp_path / "out.jsonl", "-q", str(path))
+    by_message = {r["record"]["message"]: r for r in out}
+    assert by_message["one"]["depth"] == 0
+    assert by_message["two"]["depth"] == 0
+    assert by_message["child"]["depth"] == 1
+    assert by_message["child"]["trace_id"] == by_message["two"]["trace_id"]
+    assert [r["record"]["message"] for r in out] == ["one", "two", "child"]
