@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
-from itertools import count, filterfalse
+from itertools import chain, count, filterfalse
 from typing import Any
 
 import numpy as np
@@ -83,7 +83,7 @@ def _split_without_collisions(
         column = rows[name]
         has = column >= 0
         column[has] = rank[column[has]]
-    return [names[i] for i in order.tolist()], lo[order]
+    return list(map(names.__getitem__, order.tolist())), lo[order]
 
 
 def _split_by_trace(rows: npt.NDArray[np.void], names: list[str]) -> tuple[list[str], I32]:
@@ -122,6 +122,38 @@ def _index_map(ids: dict[str, int], names: list[str]) -> I32:
     return np.fromiter(map(ids.__getitem__, names), dtype=np.int32, count=len(names))
 
 
+def _hex_span_maps(names: list[list[str]]) -> tuple[list[str], list[I32]] | None:
+    """What :func:`_index_map` gives for every scan's spans (the run's span
+    list in first-seen order, and each scan's local -> run-wide index), with
+    numpy, when every span ID is 16 lowercase hex digits; else ``None``."""
+    every = list(chain.from_iterable(names))
+    if not every:
+        return None
+    joined = "".join(every)
+    # Hex IDs are canonical at 16 digits or more, anything else has a non-hex
+    # character: all hex and 16 per ID on average means 16 each.
+    if len(joined) != 16 * len(every) or not joined.isascii() or joined != joined.lower():
+        return None
+    try:
+        raw = bytes.fromhex(joined)
+    except ValueError:
+        return None
+    if len(raw) != 8 * len(every):  # fromhex skips whitespace
+        return None
+    key = np.frombuffer(raw, dtype=">u8")
+    _, first, inverse = np.unique(key, return_index=True, return_inverse=True)
+    seen = np.argsort(first, kind="stable")
+    rank = np.empty(len(first), dtype=np.int32)
+    rank[seen] = np.arange(len(first), dtype=np.int32)
+    index = rank[inverse.ravel()]
+    maps: list[I32] = []
+    at = 0
+    for part in names:
+        maps.append(index[at : at + len(part)] if part else np.zeros(1, dtype=np.int32))
+        at += len(part)
+    return list(map(every.__getitem__, first[seen].tolist())), maps
+
+
 def group(
     sources: Sequence[Source], scans: Sequence[FileScan], spill_dir: str | None = None
 ) -> Table:
@@ -142,6 +174,11 @@ def group(
     service_ids: dict[str, int] = {}
     warnings: list[str] = []
     lines_before: dict[int, int] = {}
+    hex_maps = _hex_span_maps([scan.spans for scan in scans])
+    span_names: list[str] = []
+    if hex_maps is not None:
+        span_names, maps = hex_maps
+        hex_map = iter(maps)
     for scan in scans:
         scanned = scan.rows
         scan.rows = scanned[:0]
@@ -151,7 +188,7 @@ def group(
         data_paths[scan.file] = scan.data_path
         warnings.extend(scan.warnings)
         tmap = _index_map(trace_ids, scan.traces)
-        smap = _index_map(span_ids, scan.spans)
+        smap = _index_map(span_ids, scan.spans) if hex_maps is None else next(hex_map)
         vmap = np.array(
             [service_ids.setdefault(v, len(service_ids)) for v in scan.services], dtype=np.uint16
         )
@@ -171,7 +208,9 @@ def group(
         all_files[at : at + n] = scan.file
         at += n
         del rows
-    spans, span_trace = _split_by_trace(all_rows, list(span_ids))
+    if hex_maps is None:
+        span_names = list(span_ids)
+    spans, span_trace = _split_by_trace(all_rows, span_names)
     return Table(
         sources=list(sources),
         data_paths=data_paths,

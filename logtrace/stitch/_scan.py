@@ -213,7 +213,7 @@ def _canonical_hex1(value: str, width: int) -> bool:
     return c is not None and bool(_canonical_hex([value], width)[0])
 
 
-def _fixed_width(values: list[object], width: int) -> npt.NDArray[np.uint8] | None:
+def _fixed_width(values: Sequence[object], width: int) -> npt.NDArray[np.uint8] | None:
     """ASCII strings all ``width`` long as an ``(n, width)`` byte array, else ``None``.
 
     One join and one encode instead of a conversion per value: the NUL
@@ -423,7 +423,7 @@ def _iso_column(values: list[str]) -> npt.NDArray[np.float64]:
     out = np.full(n, np.nan)
     if not n:
         return out
-    c = _fixed_width(values, 27)  # type: ignore[arg-type]
+    c = _fixed_width(values, 27)
     if c is None:
         return out
     ok = (c[:, 19] == 46) & (c[:, 16] == 58) & (c[:, 26] == 90)

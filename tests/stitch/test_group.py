@@ -85,3 +85,25 @@ def test_a_span_id_in_two_traces_is_two_spans(tmp_path: Path) -> None:
     assert by_message["child"]["depth"] == 1
     assert by_message["child"]["trace_id"] == by_message["two"]["trace_id"]
     assert [r["record"]["message"] for r in out] == ["one", "two", "child"]
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_hex_span_maps_match_the_dict_maps(seed: int) -> None:
+    rng = np.random.default_rng(seed)
+    pool = [f"{int(x):016x}" for x in rng.integers(1, 1 << 62, 300)]
+    scans = [[pool[i] for i in dict.fromkeys(rng.integers(0, 300, 120).tolist())] for _ in range(4)]
+    scans.append([])
+    got = _group._hex_span_maps(scans)
+    assert got is not None
+    ids: dict[str, int] = {}
+    expected = [_group._index_map(ids, names) for names in scans]
+    assert got[0] == list(ids)
+    for mine, theirs in zip(got[1], expected, strict=True):
+        assert np.array_equal(mine, theirs)
+
+
+@pytest.mark.parametrize(
+    "odd", ["span-a", "00F067AA0BA902B7", "00f067aa0ba902b7ff", "00f067 a0ba902b7", "0" * 15]
+)
+def test_hex_span_maps_leave_other_ids_to_the_dict(odd: str) -> None:
+    assert _group._hex_span_maps([["00f067aa0ba902b7", odd]]) is None
