@@ -579,9 +579,9 @@ app that does nothing but send its response, median of interleaved rounds.
         if args.cold:
             title = "### In-process ASGI overhead, cold caches"
             intro = (
-                "Each request runs after the CPU caches have been flushed, as in a server,\n"
-                "where the HTTP parser and event loop run between two passes through the\n"
-                "middleware. These figures track the uvicorn measurements below."
+                "Each request runs after the CPU caches have been flushed: an upper bound\n"
+                "for a server, where the HTTP parser, the event loop and the app evict\n"
+                "some, not all, of a middleware's code and data between two requests."
             )
         else:
             title = "### In-process ASGI overhead"
