@@ -161,7 +161,7 @@ def group(
 
     With ``spill_dir``, the per-line columns live in memory-mapped files
     there: the kernel can write them out under memory pressure instead of
-    the run failing. Each scan's packed rows are released once copied.
+    the run failing. Each scan's rows are released once copied.
     """
     total = sum(len(s.rows) for s in scans)
     all_rows = _column(total, ROW_DTYPE, spill_dir, "rows")
