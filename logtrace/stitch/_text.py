@@ -21,6 +21,23 @@ __all__ = ["escape", "record_fields", "write_text"]
 
 _ESCAPES = {c: f"\\x{c:02x}" for c in [*range(32), 127, *range(0x80, 0xA0)]}
 _ESCAPES.update({9: "\\t", 10: "\\n", 13: "\\r", 0x1B: "\\e"})
+# Characters that reorder or hide the text around them on a terminal: bidirectional
+# overrides and isolates, zero-width marks, line and paragraph separators, BOM.
+_ESCAPES.update(
+    {
+        c: f"\\u{c:04x}"
+        for c in (
+            0x200B,
+            0x200E,
+            0x200F,
+            *range(0x202A, 0x202F),
+            *range(0x2066, 0x206A),
+            0x2028,
+            0x2029,
+            0xFEFF,
+        )
+    }
+)
 _MESSAGE_KEYS = ("message", "msg", "event", "body")
 _LEVEL_KEYS = ("level", "levelname", "severity", "severityText", "log.level")
 _KEY_FIELDS = (
@@ -48,7 +65,7 @@ _RESET, _RED, _DIM, _CYAN, _BOLD, _YELLOW = (
 
 
 def escape(text: str) -> str:
-    """``text`` with every control character written as an escape."""
+    """``text`` with every control and text-reordering character written as an escape."""
     return text.translate(_ESCAPES)
 
 

@@ -283,6 +283,17 @@ class TestText:
         assert b"\x1b" not in proc.stdout and b"\x07" not in proc.stdout
         assert b"\\e[2J" in proc.stdout
 
+    def test_text_reordering_characters_are_escaped(self, tmp_path: Path) -> None:
+        log = tmp_path / "bidi.log"
+        message = "refund \u202eredro\u202c ok\u2028next\u2066x\u2069"
+        record = {"trace_id": TRACE, "timestamp": "2026-11-24T10:00:00Z", "message": message}
+        log.write_text(json.dumps(record) + "\n", encoding="utf-8")
+        proc = cli("stitch", str(log))
+        assert proc.returncode == 0
+        out = proc.stdout.decode("utf-8")
+        assert not any(c in out for c in "\u202e\u202c\u2028\u2066\u2069")
+        assert "\\u202e" in out and "\\u2028" in out
+
     def test_no_colour_when_not_a_terminal(self, synth: SynthResult) -> None:
         proc = cli("stitch", *synth.files)
         assert proc.returncode == 0
