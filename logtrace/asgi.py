@@ -22,7 +22,7 @@ from typing import Any
 from ._context import _CURRENT, TraceContext
 from ._records import _logger as _span_logger
 from ._records import _settings, emit_span
-from .propagation import Propagator, get_default
+from .propagation import Propagator, _chosen
 
 __all__ = ["ROUTE_KEY", "ASGIApp", "Message", "Receive", "Scope", "Send", "TraceMiddleware"]
 
@@ -64,12 +64,7 @@ class TraceMiddleware:
     def __init__(
         self, app: ASGIApp, /, *, propagator: Propagator | None = None, **options: Any
     ) -> None:
-        if propagator is None:
-            propagator = Propagator(**options) if options else get_default()
-        elif options:
-            raise TypeError(
-                f"pass either propagator= or propagator options, not both: {sorted(options)}"
-            )
+        propagator = _chosen(propagator, options)
         self.app = app
         self.propagator = propagator
         self._incoming = propagator.incoming_asgi

@@ -636,6 +636,18 @@ def get_default() -> Propagator:
     return default_propagator
 
 
+def _chosen(propagator: Propagator | None, options: dict[str, Any]) -> Propagator:
+    """The middleware's propagator: ``propagator``, a new one built from
+    ``options``, or the default; never both ``propagator`` and options."""
+    if propagator is None:
+        return Propagator(**options) if options else get_default()
+    if options:
+        raise TypeError(
+            f"pass either propagator= or propagator options, not both: {sorted(options)}"
+        )
+    return propagator
+
+
 def set_default(propagator: Propagator) -> None:
     """Make ``propagator`` the default for middleware and HTTP clients created afterwards
     and for every outgoing call made from now on."""

@@ -21,7 +21,7 @@ from typing import Any, Protocol
 from ._context import _CURRENT, TraceContext
 from ._records import _logger as _span_logger
 from ._records import _settings, emit_span
-from .propagation import Propagator, get_default
+from .propagation import Propagator, _chosen
 
 __all__ = ["ROUTE_KEY", "StartResponse", "WSGIApp", "WSGIEnvironment", "WSGITraceMiddleware"]
 
@@ -59,12 +59,7 @@ class WSGITraceMiddleware:
     def __init__(
         self, app: WSGIApp, /, *, propagator: Propagator | None = None, **options: Any
     ) -> None:
-        if propagator is None:
-            propagator = Propagator(**options) if options else get_default()
-        elif options:
-            raise TypeError(
-                f"pass either propagator= or propagator options, not both: {sorted(options)}"
-            )
+        propagator = _chosen(propagator, options)
         self.app = app
         self.propagator = propagator
         self._incoming = propagator.incoming_wsgi
