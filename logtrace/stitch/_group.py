@@ -17,9 +17,9 @@ import numpy as np
 import numpy.typing as npt
 
 from ._model import ROW_DTYPES, ROW_FIELDS, FileScan
-from ._read import Source
+from ._read import LineReader, Source
 
-__all__ = ["ROW_DTYPE", "Table", "group"]
+__all__ = ["ROW_DTYPE", "RowLines", "Table", "group"]
 
 ROW_DTYPE = np.dtype(list(zip(ROW_FIELDS, ROW_DTYPES, strict=False)))
 
@@ -47,6 +47,30 @@ class Table:
     """Run-wide span index -> trace index."""
     services: list[str]
     warnings: list[str]
+
+
+class RowLines:
+    """The original text of table rows, each file opened on first use."""
+
+    __slots__ = ("_readers", "_table")
+
+    def __init__(self, table: Table) -> None:
+        self._table = table
+        self._readers: dict[int, LineReader] = {}
+
+    def __call__(self, row: int) -> bytes:
+        table = self._table
+        f = int(table.file[row])
+        reader = self._readers.get(f)
+        if reader is None:
+            reader = self._readers[f] = LineReader(table.data_paths[f])
+        rows = table.rows
+        return reader.get(int(rows["off"][row]), int(rows["len"][row]))
+
+    def close(self) -> None:
+        for reader in self._readers.values():
+            reader.close()
+        self._readers.clear()
 
 
 def _column(n: int, dtype: npt.DTypeLike, spill_dir: str | None, name: str) -> npt.NDArray[Any]:

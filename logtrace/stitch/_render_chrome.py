@@ -19,8 +19,8 @@ from typing import IO, Any
 import msgspec
 import numpy as np
 
+from ._group import RowLines
 from ._parse import ERROR, KIND_CLIENT, KIND_SERVER, SPAN_RECORD
-from ._read import LineReader
 from ._render import Rendering
 from ._text import record_fields
 from ._timeline import Timeline, timeline
@@ -95,34 +95,26 @@ def _events(r: Rendering) -> Iterator[dict[str, Any]]:
         }
     trace_col = rows["trace"][traced]
     bounds = (np.flatnonzero(trace_col[1:] != trace_col[:-1]) + 1).tolist()
-    readers: dict[int, LineReader] = {}
+    line_of = RowLines(r.table)
     lanes = [0]  # the last thread id handed out
     try:
         for lo, hi in zip([0, *bounds], [*bounds, len(traced)], strict=True):
-            yield from _trace(r, tl, traced[lo:hi].tolist(), readers, lanes)
+            yield from _trace(r, tl, traced[lo:hi].tolist(), line_of, lanes)
     finally:
-        for reader in readers.values():
-            reader.close()
+        line_of.close()
 
 
 def _trace(
     r: Rendering,
     tl: Timeline,
     block: list[int],
-    readers: dict[int, LineReader],
+    line_of: RowLines,
     lanes: list[int],
 ) -> Iterator[dict[str, Any]]:
     table = r.table
     rows = table.rows
     trace = int(rows["trace"][block[0]])
     trace_id = table.traces[trace]
-
-    def line_of(row: int) -> bytes:
-        f = int(table.file[row])
-        reader = readers.get(f)
-        if reader is None:
-            reader = readers[f] = LineReader(table.data_paths[f])
-        return reader.get(int(rows["off"][row]), int(rows["len"][row]))
 
     # The trace's spans with a known extent, in start order (longest first on ties).
     spans = sorted(

@@ -14,12 +14,12 @@ import base64
 import hashlib
 import html
 from collections.abc import Iterator
-from typing import IO, Any
+from typing import IO
 
 import numpy as np
 
+from ._group import RowLines
 from ._parse import ERROR, REASONS
-from ._read import LineReader
 from ._render import Rendering
 from ._text import escape, record_fields
 from ._timeline import Timeline, timeline
@@ -211,18 +211,15 @@ def _page(r: Rendering) -> Iterator[str]:
         yield f'<li class="svc s{i}">{html_text(services[i])}{clock}</li>'
     yield "</ul></header>\n<main>\n"
 
-    readers: dict[int, LineReader] = {}
+    line_of = RowLines(r.table)
     try:
-        yield from _blocks(r, tl, readers, open_blocks=n_traces <= 20)
+        yield from _blocks(r, tl, line_of, open_blocks=n_traces <= 20)
     finally:
-        for reader in readers.values():
-            reader.close()
+        line_of.close()
     yield f"</main>\n<script>{_SCRIPT}</script>\n</body></html>\n"
 
 
-def _blocks(
-    r: Rendering, tl: Timeline, readers: dict[int, LineReader], open_blocks: bool
-) -> Iterator[str]:
+def _blocks(r: Rendering, tl: Timeline, line_of: RowLines, open_blocks: bool) -> Iterator[str]:
     table = r.table
     rows = table.rows
     ordered = r.order.rows.tolist()
@@ -230,13 +227,6 @@ def _blocks(
     bounds = (np.flatnonzero(trace_col[1:] != trace_col[:-1]) + 1).tolist()
     starts = [0, *bounds]
     ends = [*bounds, len(ordered)]
-
-    def line_of(row: int) -> bytes:
-        f = int(table.file[row])
-        reader = readers.get(f)
-        if reader is None:
-            reader = readers[f] = LineReader(table.data_paths[f])
-        return reader.get(int(rows["off"][row]), int(rows["len"][row]))
 
     for lo, hi in zip(starts, ends, strict=True):
         if lo >= len(ordered):
@@ -262,7 +252,7 @@ def _trace_block(
     tl: Timeline,
     trace: int,
     block: list[int],
-    line_of: Any,
+    line_of: RowLines,
     open_block: bool,
 ) -> str:
     table = r.table
@@ -348,7 +338,7 @@ def _trace_block(
     )
 
 
-def _unattributed(r: Rendering, block: list[int], line_of: Any) -> str:
+def _unattributed(r: Rendering, block: list[int], line_of: RowLines) -> str:
     table = r.table
     rows = table.rows
     out = []

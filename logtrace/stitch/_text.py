@@ -13,8 +13,8 @@ from typing import IO, Any
 import msgspec
 import numpy as np
 
+from ._group import RowLines
 from ._parse import ERROR, JSON, LOGFMT, REASONS, parse_logfmt
-from ._read import LineReader
 from ._render import Rendering
 
 __all__ = ["escape", "record_fields", "write_text"]
@@ -94,17 +94,10 @@ def write_text(r: Rendering, out: IO[bytes], color: bool = False) -> None:
     table = r.table
     rows = table.rows
     ordered = r.order.rows
-    readers: dict[int, LineReader] = {}
+    line_of = RowLines(r.table)
 
     def paint(code: str, text: str) -> str:
         return f"{code}{text}{_RESET}" if color else text
-
-    def line_of(row: int) -> bytes:
-        f = int(table.file[row])
-        reader = readers.get(f)
-        if reader is None:
-            reader = readers[f] = LineReader(table.data_paths[f])
-        return reader.get(int(rows["off"][row]), int(rows["len"][row]))
 
     width = max((len(s) for s in table.services), default=8)
     current = -2
@@ -151,8 +144,7 @@ def write_text(r: Rendering, out: IO[bytes], color: bool = False) -> None:
             )
         out.write("".join(lines).encode())
     finally:
-        for reader in readers.values():
-            reader.close()
+        line_of.close()
 
 
 def _header(r: Rendering, trace: int, paint: Callable[[str, str], str]) -> str:
