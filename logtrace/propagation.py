@@ -286,30 +286,14 @@ class Propagator:
                     return self._untrusted(
                         trace_id, parent_id, sampled, random, request_id, reasons
                     )
-                tracestate = None
-                if ts is not None:
-                    try:
-                        tracestate = normalize_tracestate(
-                            ts.decode("latin-1"), self.tracestate_max_length, self.tracestate_level
-                        )
-                    except ValueError as e:
-                        if reasons is None:
-                            reasons = []
-                        reasons.append(f"tracestate {e}: {_escape(ts.decode('latin-1'))}")
-                if reasons is not None:
-                    _report(reasons)
-                return _new(
-                    TraceContext,
-                    (
-                        trace_id,
-                        new_span_id(),
-                        parent_id,
-                        sampled,
-                        random,
-                        tracestate,
-                        request_id,
-                        None,
-                    ),
+                return self._trusted(
+                    trace_id,
+                    parent_id,
+                    sampled,
+                    random,
+                    None if ts is None else ts.decode("latin-1"),
+                    request_id,
+                    reasons,
                 )
         if tp is None and extra is None and (rid is None or self._rid_bytes_match(rid)):
             # No trace context at all (an edge request): a new trace, no questions.
@@ -381,31 +365,30 @@ class Propagator:
                         return self._untrusted(
                             trace_id, parent_id, sampled, random, request_id, reasons
                         )
-                    tracestate = None
                     ts = get(keys[1][1])
-                    if type(ts) is str:
-                        try:
-                            tracestate = normalize_tracestate(
-                                ts, self.tracestate_max_length, self.tracestate_level
-                            )
-                        except ValueError as e:
-                            if reasons is None:
-                                reasons = []
-                            reasons.append(f"tracestate {e}: {_escape(ts)}")
-                    if reasons is not None:
-                        _report(reasons)
-                    return _new(
-                        TraceContext,
-                        (
-                            trace_id,
-                            new_span_id(),
-                            parent_id,
-                            sampled,
-                            random,
-                            tracestate,
-                            request_id,
-                            None,
-                        ),
+                    if type(ts) is not str and reasons is None:
+                        # The common case: nothing else to read.
+                        return _new(
+                            TraceContext,
+                            (
+                                trace_id,
+                                new_span_id(),
+                                parent_id,
+                                sampled,
+                                random,
+                                None,
+                                request_id,
+                                None,
+                            ),
+                        )
+                    return self._trusted(
+                        trace_id,
+                        parent_id,
+                        sampled,
+                        random,
+                        ts if type(ts) is str else None,
+                        request_id,
+                        reasons,
                     )
         found: dict[int, list[str]] = {}
         for slot, key in keys:
@@ -413,6 +396,35 @@ class Propagator:
             if type(value) is str:
                 found[slot] = [value]
         return self._resolve(found)
+
+    def _trusted(
+        self,
+        trace_id: str,
+        parent_id: str,
+        sampled: bool,
+        random: bool,
+        sent_tracestate: str | None,
+        request_id: str | None,
+        reasons: list[str] | None,
+    ) -> TraceContext:
+        """A server span under the caller's, keeping its ``tracestate`` when valid
+        and logging why anything else sent was ignored."""
+        tracestate = None
+        if sent_tracestate is not None:
+            try:
+                tracestate = normalize_tracestate(
+                    sent_tracestate, self.tracestate_max_length, self.tracestate_level
+                )
+            except ValueError as e:
+                if reasons is None:
+                    reasons = []
+                reasons.append(f"tracestate {e}: {_escape(sent_tracestate)}")
+        if reasons is not None:
+            _report(reasons)
+        return _new(
+            TraceContext,
+            (trace_id, new_span_id(), parent_id, sampled, random, tracestate, request_id, None),
+        )
 
     def _untrusted(
         self,
