@@ -18,7 +18,7 @@ import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Any
+from typing import Any, Protocol
 
 import uvicorn
 
@@ -97,11 +97,10 @@ class SpanRecords(logging.Handler):
     def __init__(self) -> None:
         super().__init__(logging.DEBUG)
         self.records: list[logging.LogRecord] = []
-        self._lock2 = threading.Lock()
 
     def emit(self, record: logging.LogRecord) -> None:
-        with self._lock2:
-            self.records.append(record)
+        # Handler.handle() calls this under the handler's own lock.
+        self.records.append(record)
 
     def wait(self, count: int, timeout: float = 10.0) -> None:
         """Wait until ``count`` records arrived: a server writes its span record
@@ -139,3 +138,13 @@ def parse_traceparent(value: str) -> tuple[str, str, str]:
     version, trace_id, span_id, flags = value.split("-")
     assert version == "00"
     return trace_id, span_id, flags
+
+
+class _JSONResponse(Protocol):
+    def json(self) -> Any: ...
+
+
+def sent_parent(response: _JSONResponse) -> tuple[str, str]:
+    """(trace_id, parent span id) of the ``traceparent`` that ``echo_app`` received."""
+    trace_id, parent, _ = parse_traceparent(response.json()["headers"]["traceparent"])
+    return trace_id, parent

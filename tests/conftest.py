@@ -10,6 +10,7 @@ from types import ModuleType
 from typing import Any
 
 import pytest
+from _echo import capture_spans, echo_app, serve
 
 from logtrace import current
 from logtrace._context import _CURRENT
@@ -30,28 +31,18 @@ def _no_trace_context() -> Iterator[None]:
         _CURRENT.reset(token)
 
 
-class _ListHandler(logging.Handler):
-    def __init__(self) -> None:
-        super().__init__(logging.DEBUG)
-        self.records: list[logging.LogRecord] = []
-
-    def emit(self, record: logging.LogRecord) -> None:
-        self.records.append(record)
-
-
 @pytest.fixture
 def span_records() -> Iterator[list[logging.LogRecord]]:
     """The span records written during the test (``logtrace.span`` at DEBUG and up)."""
-    logger = logging.getLogger(SPAN_LOGGER_NAME)
-    handler = _ListHandler()
-    level = logger.level
-    logger.setLevel(logging.DEBUG)
-    logger.addHandler(handler)
-    try:
-        yield handler.records
-    finally:
-        logger.removeHandler(handler)
-        logger.setLevel(level)
+    with capture_spans() as spans:
+        yield spans.records
+
+
+@pytest.fixture(scope="module")
+def echo_url() -> Iterator[str]:
+    """Base URL of an ``echo_app`` server, one per test module."""
+    with serve(echo_app) as url:
+        yield url
 
 
 @pytest.fixture

@@ -9,7 +9,7 @@ from typing import Any
 
 import httpx
 import pytest
-from _echo import capture_spans, echo_app, free_port, parse_traceparent, serve
+from _echo import capture_spans, echo_app, free_port, parse_traceparent, sent_parent, serve
 
 import logtrace
 import logtrace.httpx
@@ -17,45 +17,33 @@ from logtrace._context import _CURRENT, TraceContext
 from logtrace.propagation import Propagator
 
 
-@pytest.fixture(scope="module")
-def base() -> Iterator[str]:
-    with serve(echo_app) as url:
-        yield url
-
-
-def sent_parent(response: httpx.Response) -> tuple[str, str]:
-    """(trace_id, parent span id) that the server received."""
-    trace_id, parent, _ = parse_traceparent(response.json()["headers"]["traceparent"])
-    return trace_id, parent
-
-
 class TestSyncClient:
-    def test_request_names_a_client_span_that_is_a_child_of_the_caller(self, base: str) -> None:
+    def test_request_names_a_client_span_that_is_a_child_of_the_caller(self, echo_url: str) -> None:
         with capture_spans() as spans, logtrace.httpx.Client() as client:
             with logtrace.span("caller") as caller:
-                response = client.get(f"{base}/echo")
+                response = client.get(f"{echo_url}/echo")
             trace_id, parent = sent_parent(response)
         [record] = spans.fields("client")
         assert trace_id == caller.trace_id == record["trace_id"]
         assert parent == record["span_id"] != caller.span_id
         assert record["parent_span_id"] == caller.span_id
 
-    def test_outside_any_context_the_call_starts_a_new_trace(self, base: str) -> None:
+    def test_outside_any_context_the_call_starts_a_new_trace(self, echo_url: str) -> None:
         assert logtrace.current() is None
         with capture_spans() as spans, logtrace.httpx.Client() as client:
-            trace_id, parent = sent_parent(client.get(f"{base}/echo"))
+            trace_id, parent = sent_parent(client.get(f"{echo_url}/echo"))
         [record] = spans.fields("client")
         assert (record["trace_id"], record["span_id"]) == (trace_id, parent)
         assert record["parent_span_id"] is None
         assert logtrace.current() is None
 
-    def test_every_request_gets_a_new_client_span(self, base: str) -> None:
+    def test_every_request_gets_a_new_client_span(self, echo_url: str) -> None:
         with logtrace.httpx.Client() as client, logtrace.span("caller") as caller:
-            sent = [sent_parent(client.get(f"{base}/echo")) for _ in range(20)]
+            sent = [sent_parent(client.get(f"{echo_url}/echo")) for _ in range(20)]
         assert {t for t, _ in sent} == {caller.trace_id}
         assert len({p for _, p in sent}) == 20
 
-    def test_caller_context_stays_current_while_the_request_runs(self, base: str) -> None:
+    def test_caller_context_stays_current_while_the_request_runs(self, echo_url: str) -> None:
         seen: list[TraceContext | None] = []
 
         class Watching(httpx.HTTPTransport):
@@ -65,37 +53,37 @@ class TestSyncClient:
 
         transport = logtrace.httpx.TraceTransport(Watching())
         with httpx.Client(transport=transport) as client, logtrace.span("caller") as caller:
-            client.get(f"{base}/echo")
+            client.get(f"{echo_url}/echo")
             assert logtrace.current() == caller
         assert seen == [caller]
 
-    def test_record_has_semantic_convention_attributes(self, base: str) -> None:
-        port = int(base.rpartition(":")[2])
+    def test_record_has_semantic_convention_attributes(self, echo_url: str) -> None:
+        port = int(echo_url.rpartition(":")[2])
         with capture_spans() as spans, logtrace.httpx.Client() as client:
-            client.post(f"{base}/echo?page=2", content=b"x")
+            client.post(f"{echo_url}/echo?page=2", content=b"x")
         [record] = spans.fields("client")
         assert record["span.name"] == "POST"
         assert spans.records[0].getMessage() == "client POST"
         assert record["http.request.method"] == "POST"
-        assert record["url.full"] == f"{base}/echo?page=2"
+        assert record["url.full"] == f"{echo_url}/echo?page=2"
         assert record["server.address"] == "127.0.0.1"
         assert record["server.port"] == port
         assert record["http.response.status_code"] == 200
         assert "error.type" not in record
         assert record["duration_ms"] > 0
 
-    def test_credentials_and_signatures_stay_out_of_the_record(self, base: str) -> None:
-        url = base.replace("http://", "http://alice:s3cret@") + "/echo?sig=abc&x=1"
+    def test_credentials_and_signatures_stay_out_of_the_record(self, echo_url: str) -> None:
+        url = echo_url.replace("http://", "http://alice:s3cret@") + "/echo?sig=abc&x=1"
         with capture_spans() as spans, logtrace.httpx.Client() as client:
             assert client.get(url).status_code == 200
         [record] = spans.fields("client")
-        assert record["url.full"] == f"{base}/echo?sig=REDACTED&x=1"
+        assert record["url.full"] == f"{echo_url}/echo?sig=REDACTED&x=1"
         assert "s3cret" not in str(spans.records[0].__dict__)
 
     @pytest.mark.parametrize("status", [404, 503])
-    def test_error_status_sets_error_type(self, base: str, status: int) -> None:
+    def test_error_status_sets_error_type(self, echo_url: str, status: int) -> None:
         with capture_spans() as spans, logtrace.httpx.Client() as client:
-            assert client.get(f"{base}/status/{status}").status_code == status
+            assert client.get(f"{echo_url}/status/{status}").status_code == status
         [record] = spans.fields("client")
         assert record["http.response.status_code"] == status
         assert record["error.type"] == str(status)
@@ -115,13 +103,13 @@ class TestSyncClient:
         assert "http.response.status_code" not in record
         assert record["exception.type"] == "httpx.ConnectError"
 
-    def test_each_redirect_hop_is_a_client_span_of_its_own(self, base: str) -> None:
+    def test_each_redirect_hop_is_a_client_span_of_its_own(self, echo_url: str) -> None:
         with (
             capture_spans() as spans,
             logtrace.httpx.Client(follow_redirects=True) as client,
             logtrace.span("caller") as caller,
         ):
-            response = client.get(f"{base}/redirect/1")
+            response = client.get(f"{echo_url}/redirect/1")
         records = spans.fields("client")
         assert [r["http.response.status_code"] for r in records] == [302, 302, 200]
         assert {r["parent_span_id"] for r in records} == {caller.span_id}
@@ -131,74 +119,76 @@ class TestSyncClient:
         assert len(set(sent)) == 3
         assert sent_parent(response)[1] == records[-1]["span_id"]
 
-    def test_traceparent_set_by_the_caller_is_replaced(self, base: str) -> None:
+    def test_traceparent_set_by_the_caller_is_replaced(self, echo_url: str) -> None:
         theirs = "00-" + "1" * 32 + "-" + "2" * 16 + "-01"
         with capture_spans() as spans, logtrace.httpx.Client() as client:
-            response = client.get(f"{base}/echo", headers={"traceparent": theirs})
+            response = client.get(f"{echo_url}/echo", headers={"traceparent": theirs})
         [record] = spans.fields("client")
         assert sent_parent(response) == (record["trace_id"], record["span_id"])
 
-    def test_request_id_of_the_request_is_forwarded(self, base: str) -> None:
+    def test_request_id_of_the_request_is_forwarded(self, echo_url: str) -> None:
         ctx = TraceContext("a" * 32, "b" * 16, None, True, False, None, "req-42")
         token = _CURRENT.set(ctx)
         try:
             with logtrace.httpx.Client() as client:
-                headers = client.get(f"{base}/echo").json()["headers"]
+                headers = client.get(f"{echo_url}/echo").json()["headers"]
         finally:
             _CURRENT.reset(token)
         assert headers["x-request-id"] == "req-42"
 
-    def test_request_id_set_by_the_caller_wins(self, base: str) -> None:
+    def test_request_id_set_by_the_caller_wins(self, echo_url: str) -> None:
         ctx = TraceContext("a" * 32, "b" * 16, None, True, False, None, "req-42")
         token = _CURRENT.set(ctx)
         try:
             with logtrace.httpx.Client() as client:
-                response = client.get(f"{base}/echo", headers={"X-Request-ID": "mine"})
+                response = client.get(f"{echo_url}/echo", headers={"X-Request-ID": "mine"})
         finally:
             _CURRENT.reset(token)
         headers = response.json()["headers"]
         assert headers["x-request-id"] == "mine"
         assert parse_traceparent(headers["traceparent"])[0] == "a" * 32
 
-    def test_streamed_response_span_ends_when_the_body_is_closed(self, base: str) -> None:
+    def test_streamed_response_span_ends_when_the_body_is_closed(self, echo_url: str) -> None:
         with capture_spans() as spans, logtrace.httpx.Client() as client:
-            with client.stream("GET", f"{base}/stream") as response:
+            with client.stream("GET", f"{echo_url}/stream") as response:
                 assert spans.fields("client") == []
                 body = response.read()
             [record] = spans.fields("client")
         assert b"traceparent" in body
         assert record["http.response.status_code"] == 200
 
-    def test_mounted_transports_are_traced(self, base: str) -> None:
+    def test_mounted_transports_are_traced(self, echo_url: str) -> None:
         mounts = {"http://127.0.0.1": httpx.HTTPTransport()}
         with capture_spans() as spans, logtrace.httpx.Client(mounts=mounts) as client:
-            trace_id, parent = sent_parent(client.get(f"{base}/echo"))
+            trace_id, parent = sent_parent(client.get(f"{echo_url}/echo"))
         [record] = spans.fields("client")
         assert (record["trace_id"], record["span_id"]) == (trace_id, parent)
 
-    def test_a_trace_transport_given_to_the_client_is_not_wrapped_twice(self, base: str) -> None:
+    def test_a_trace_transport_given_to_the_client_is_not_wrapped_twice(
+        self, echo_url: str
+    ) -> None:
         transport = logtrace.httpx.TraceTransport()
         with capture_spans() as spans, logtrace.httpx.Client(transport=transport) as client:
-            client.get(f"{base}/echo")
+            client.get(f"{echo_url}/echo")
         assert len(spans.fields("client")) == 1
 
-    def test_explicit_propagator_decides_the_headers(self, base: str) -> None:
+    def test_explicit_propagator_decides_the_headers(self, echo_url: str) -> None:
         class Tagged(Propagator):
             def outgoing(self, context: TraceContext) -> dict[str, str]:
                 return {**super().outgoing(context), "x-span": context.span_id}
 
         with capture_spans() as spans, logtrace.httpx.Client(propagator=Tagged()) as client:
-            headers = client.get(f"{base}/echo").json()["headers"]
+            headers = client.get(f"{echo_url}/echo").json()["headers"]
         [record] = spans.fields("client")
         assert headers["x-span"] == record["span_id"]
 
 
 class TestAsyncClient:
-    def test_request_names_a_client_span_that_is_a_child_of_the_caller(self, base: str) -> None:
+    def test_request_names_a_client_span_that_is_a_child_of_the_caller(self, echo_url: str) -> None:
         async def main() -> tuple[TraceContext, httpx.Response]:
             async with logtrace.httpx.AsyncClient() as client:
                 with logtrace.span("caller") as caller:
-                    return caller, await client.get(f"{base}/echo")
+                    return caller, await client.get(f"{echo_url}/echo")
 
         with capture_spans() as spans:
             caller, response = asyncio.run(main())
@@ -207,11 +197,11 @@ class TestAsyncClient:
         assert record["parent_span_id"] == caller.span_id
         assert record["http.response.status_code"] == 200
 
-    def test_concurrent_calls_each_get_their_own_span_and_parent(self, base: str) -> None:
+    def test_concurrent_calls_each_get_their_own_span_and_parent(self, echo_url: str) -> None:
         async def call(client: httpx.AsyncClient, i: int) -> tuple[TraceContext, Any]:
             async with logtrace.span(f"caller-{i}") as caller:
                 await asyncio.sleep(0)
-                response = await client.get(f"{base}/echo")
+                response = await client.get(f"{echo_url}/echo")
                 assert logtrace.current() == caller
                 return caller, sent_parent(response)
 
@@ -228,7 +218,7 @@ class TestAsyncClient:
             assert records[parent]["parent_span_id"] == caller.span_id
             assert records[parent]["trace_id"] == caller.trace_id
 
-    def test_caller_context_stays_current_while_the_request_runs(self, base: str) -> None:
+    def test_caller_context_stays_current_while_the_request_runs(self, echo_url: str) -> None:
         seen: list[TraceContext | None] = []
 
         class Watching(httpx.AsyncHTTPTransport):
@@ -240,7 +230,7 @@ class TestAsyncClient:
             transport = logtrace.httpx.AsyncTraceTransport(Watching())
             async with httpx.AsyncClient(transport=transport) as client:
                 with logtrace.span("caller") as caller:
-                    await client.get(f"{base}/echo")
+                    await client.get(f"{echo_url}/echo")
                     assert logtrace.current() == caller
                     return caller
 
@@ -259,11 +249,11 @@ class TestAsyncClient:
         [record] = spans.fields("client")
         assert record["error.type"] == "ConnectError"
 
-    def test_redirect_hops_and_streamed_bodies(self, base: str) -> None:
+    def test_redirect_hops_and_streamed_bodies(self, echo_url: str) -> None:
         async def main() -> httpx.Response:
             async with (
                 logtrace.httpx.AsyncClient(follow_redirects=True) as client,
-                client.stream("GET", f"{base}/redirect/0") as response,
+                client.stream("GET", f"{echo_url}/redirect/0") as response,
             ):
                 await response.aread()
                 return response
@@ -350,7 +340,7 @@ class TestTwoServices:
 
 
 class TestConfiguredFormats:
-    def test_b3_and_a_renamed_request_id_header(self, base: str) -> None:
+    def test_b3_and_a_renamed_request_id_header(self, echo_url: str) -> None:
         propagator = Propagator(
             inject=("tracecontext", "b3", "request-id"), request_id_header="x-correlation-id"
         )
@@ -358,7 +348,7 @@ class TestConfiguredFormats:
         token = _CURRENT.set(ctx)
         try:
             with capture_spans() as spans, logtrace.httpx.Client(propagator=propagator) as c:
-                headers = c.get(f"{base}/echo", headers={"b3": "stale"}).json()["headers"]
+                headers = c.get(f"{echo_url}/echo", headers={"b3": "stale"}).json()["headers"]
         finally:
             _CURRENT.reset(token)
         [record] = spans.fields("client")
@@ -367,14 +357,14 @@ class TestConfiguredFormats:
         assert headers["x-correlation-id"] == "req-9"
         assert "x-request-id" not in headers
 
-    def test_set_default_applies_to_existing_clients(self, base: str) -> None:
+    def test_set_default_applies_to_existing_clients(self, echo_url: str) -> None:
         from logtrace import propagation
 
         before = propagation.get_default()
         with logtrace.httpx.Client() as client:
             propagation.set_default(Propagator(inject=("b3multi",)))
             try:
-                headers = client.get(f"{base}/echo").json()["headers"]
+                headers = client.get(f"{echo_url}/echo").json()["headers"]
             finally:
                 propagation.set_default(before)
         assert "traceparent" not in headers

@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import json
 import threading
-from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import pytest
 import requests
-from _echo import capture_spans, echo_app, free_port, parse_traceparent, serve
+from _echo import capture_spans, echo_app, free_port, parse_traceparent, sent_parent, serve
 from requests.adapters import HTTPAdapter
 
 import logtrace
@@ -19,44 +18,33 @@ from logtrace._context import _CURRENT, TraceContext
 from logtrace.propagation import Propagator
 
 
-@pytest.fixture(scope="module")
-def base() -> Iterator[str]:
-    with serve(echo_app) as url:
-        yield url
-
-
-def sent_parent(response: requests.Response) -> tuple[str, str]:
-    trace_id, parent, _ = parse_traceparent(response.json()["headers"]["traceparent"])
-    return trace_id, parent
-
-
 class TestSession:
-    def test_request_names_a_client_span_that_is_a_child_of_the_caller(self, base: str) -> None:
+    def test_request_names_a_client_span_that_is_a_child_of_the_caller(self, echo_url: str) -> None:
         with (
             capture_spans() as spans,
             logtrace.requests.Session() as session,
             logtrace.span("caller") as caller,
         ):
-            response = session.get(f"{base}/echo")
+            response = session.get(f"{echo_url}/echo")
         [record] = spans.fields("client")
         assert sent_parent(response) == (caller.trace_id, record["span_id"])
         assert record["parent_span_id"] == caller.span_id
         assert record["span_id"] != caller.span_id
 
-    def test_outside_any_context_the_call_starts_a_new_trace(self, base: str) -> None:
+    def test_outside_any_context_the_call_starts_a_new_trace(self, echo_url: str) -> None:
         with capture_spans() as spans, logtrace.requests.Session() as session:
-            trace_id, parent = sent_parent(session.get(f"{base}/echo"))
+            trace_id, parent = sent_parent(session.get(f"{echo_url}/echo"))
         [record] = spans.fields("client")
         assert (record["trace_id"], record["span_id"]) == (trace_id, parent)
         assert record["parent_span_id"] is None
 
-    def test_every_request_gets_a_new_client_span(self, base: str) -> None:
+    def test_every_request_gets_a_new_client_span(self, echo_url: str) -> None:
         with logtrace.requests.Session() as session, logtrace.span("caller") as caller:
-            sent = [sent_parent(session.get(f"{base}/echo")) for _ in range(20)]
+            sent = [sent_parent(session.get(f"{echo_url}/echo")) for _ in range(20)]
         assert {t for t, _ in sent} == {caller.trace_id}
         assert len({p for _, p in sent}) == 20
 
-    def test_caller_context_stays_current_while_the_request_runs(self, base: str) -> None:
+    def test_caller_context_stays_current_while_the_request_runs(self, echo_url: str) -> None:
         seen: list[TraceContext | None] = []
 
         class Watching(HTTPAdapter):
@@ -66,28 +54,28 @@ class TestSession:
 
         with logtrace.requests.Session() as session, logtrace.span("caller") as caller:
             session.mount("http://", Watching())
-            session.get(f"{base}/echo")
+            session.get(f"{echo_url}/echo")
             assert logtrace.current() == caller
         assert seen == [caller]
 
-    def test_record_has_semantic_convention_attributes(self, base: str) -> None:
-        port = int(base.rpartition(":")[2])
-        url = base.replace("http://", "http://bob:pw@") + "/echo?X-Goog-Signature=zz&q=1"
+    def test_record_has_semantic_convention_attributes(self, echo_url: str) -> None:
+        port = int(echo_url.rpartition(":")[2])
+        url = echo_url.replace("http://", "http://bob:pw@") + "/echo?X-Goog-Signature=zz&q=1"
         with capture_spans() as spans, logtrace.requests.Session() as session:
             session.put(url, data=b"x")
         [record] = spans.fields("client")
         assert record["span.name"] == "PUT"
         assert record["http.request.method"] == "PUT"
-        assert record["url.full"] == f"{base}/echo?X-Goog-Signature=REDACTED&q=1"
+        assert record["url.full"] == f"{echo_url}/echo?X-Goog-Signature=REDACTED&q=1"
         assert record["server.address"] == "127.0.0.1"
         assert record["server.port"] == port
         assert record["http.response.status_code"] == 200
         assert record["duration_ms"] > 0
         assert "error.type" not in record
 
-    def test_error_status_sets_error_type(self, base: str) -> None:
+    def test_error_status_sets_error_type(self, echo_url: str) -> None:
         with capture_spans() as spans, logtrace.requests.Session() as session:
-            assert session.get(f"{base}/status/500").status_code == 500
+            assert session.get(f"{echo_url}/status/500").status_code == 500
         [record] = spans.fields("client")
         assert record["error.type"] == "500"
 
@@ -105,13 +93,13 @@ class TestSession:
         assert record["exception.type"] == "requests.exceptions.ConnectionError"
         assert record["parent_span_id"] == caller.span_id
 
-    def test_each_redirect_hop_is_a_client_span_of_its_own(self, base: str) -> None:
+    def test_each_redirect_hop_is_a_client_span_of_its_own(self, echo_url: str) -> None:
         with (
             capture_spans() as spans,
             logtrace.requests.Session() as session,
             logtrace.span("caller") as caller,
         ):
-            response = session.get(f"{base}/redirect/1")
+            response = session.get(f"{echo_url}/redirect/1")
         records = spans.fields("client")
         assert [r["http.response.status_code"] for r in records] == [302, 302, 200]
         assert {r["parent_span_id"] for r in records} == {caller.span_id}
@@ -121,81 +109,81 @@ class TestSession:
         assert len(set(sent)) == 3
         assert sent_parent(response)[1] == records[-1]["span_id"]
 
-    def test_the_prepared_request_passed_in_is_left_unchanged(self, base: str) -> None:
+    def test_the_prepared_request_passed_in_is_left_unchanged(self, echo_url: str) -> None:
         with logtrace.requests.Session() as session:
-            prepared = session.prepare_request(requests.Request("GET", f"{base}/echo"))
+            prepared = session.prepare_request(requests.Request("GET", f"{echo_url}/echo"))
             response = session.send(prepared)
         assert "traceparent" not in prepared.headers
         assert response.request.headers["traceparent"] == response.json()["headers"]["traceparent"]
 
-    def test_traceparent_set_by_the_caller_is_replaced(self, base: str) -> None:
+    def test_traceparent_set_by_the_caller_is_replaced(self, echo_url: str) -> None:
         theirs = "00-" + "1" * 32 + "-" + "2" * 16 + "-01"
         with capture_spans() as spans, logtrace.requests.Session() as session:
-            response = session.get(f"{base}/echo", headers={"traceparent": theirs})
+            response = session.get(f"{echo_url}/echo", headers={"traceparent": theirs})
         [record] = spans.fields("client")
         assert sent_parent(response) == (record["trace_id"], record["span_id"])
 
-    def test_request_id_forwarded_unless_the_caller_set_one(self, base: str) -> None:
+    def test_request_id_forwarded_unless_the_caller_set_one(self, echo_url: str) -> None:
         ctx = TraceContext("a" * 32, "b" * 16, None, True, False, None, "req-7")
         token = _CURRENT.set(ctx)
         try:
             with logtrace.requests.Session() as session:
-                forwarded = session.get(f"{base}/echo").json()["headers"]
-                mine = session.get(f"{base}/echo", headers={"X-Request-ID": "mine"}).json()
+                forwarded = session.get(f"{echo_url}/echo").json()["headers"]
+                mine = session.get(f"{echo_url}/echo", headers={"X-Request-ID": "mine"}).json()
         finally:
             _CURRENT.reset(token)
         assert forwarded["x-request-id"] == "req-7"
         assert mine["headers"]["x-request-id"] == "mine"
 
-    def test_streamed_response_span_ends_with_the_headers(self, base: str) -> None:
+    def test_streamed_response_span_ends_with_the_headers(self, echo_url: str) -> None:
         with (
             capture_spans() as spans,
             logtrace.requests.Session() as session,
-            session.get(f"{base}/stream", stream=True) as response,
+            session.get(f"{echo_url}/stream", stream=True) as response,
         ):
             [record] = spans.fields("client")
             assert b"traceparent" in response.content
         assert record["http.response.status_code"] == 200
 
-    def test_adapters_mounted_later_are_traced_once(self, base: str) -> None:
+    def test_adapters_mounted_later_are_traced_once(self, echo_url: str) -> None:
         with capture_spans() as spans, logtrace.requests.Session() as session:
             session.mount("http://127.0.0.1", HTTPAdapter(max_retries=1))
             session.mount("http://localhost", logtrace.requests.TraceAdapter())
-            adapter = session.get_adapter(f"{base}/echo")
+            adapter = session.get_adapter(f"{echo_url}/echo")
             assert isinstance(adapter, logtrace.requests.TraceAdapter)
             assert isinstance(adapter.adapter, HTTPAdapter)
             assert not isinstance(
                 session.get_adapter("http://localhost/").adapter,  # type: ignore[attr-defined]
                 logtrace.requests.TraceAdapter,
             )
-            trace_id, parent = sent_parent(session.get(f"{base}/echo"))
+            trace_id, parent = sent_parent(session.get(f"{echo_url}/echo"))
         [record] = spans.fields("client")
         assert (record["trace_id"], record["span_id"]) == (trace_id, parent)
 
-    def test_trace_adapter_on_a_plain_session(self, base: str) -> None:
+    def test_trace_adapter_on_a_plain_session(self, echo_url: str) -> None:
         with capture_spans() as spans, requests.Session() as session:
             session.mount("http://", logtrace.requests.TraceAdapter())
-            trace_id, parent = sent_parent(session.get(f"{base}/echo"))
+            trace_id, parent = sent_parent(session.get(f"{echo_url}/echo"))
         [record] = spans.fields("client")
         assert (record["trace_id"], record["span_id"]) == (trace_id, parent)
 
-    def test_explicit_propagator_decides_the_headers(self, base: str) -> None:
+    def test_explicit_propagator_decides_the_headers(self, echo_url: str) -> None:
         class Tagged(Propagator):
             def outgoing(self, context: TraceContext) -> dict[str, str]:
                 return {**super().outgoing(context), "x-span": context.span_id}
 
         with capture_spans() as spans, logtrace.requests.Session(propagator=Tagged()) as s:
-            headers = s.get(f"{base}/echo").json()["headers"]
+            headers = s.get(f"{echo_url}/echo").json()["headers"]
         [record] = spans.fields("client")
         assert headers["x-span"] == record["span_id"]
 
-    def test_threads_sharing_a_session_keep_their_own_parents(self, base: str) -> None:
+    def test_threads_sharing_a_session_keep_their_own_parents(self, echo_url: str) -> None:
         results: list[tuple[TraceContext, tuple[str, str]]] = []
         lock = threading.Lock()
 
         def work(session: requests.Session, i: int) -> None:
             with logtrace.span(f"caller-{i}") as caller:
-                sent = sent_parent(session.get(f"{base}/echo"))
+                sent = sent_parent(session.get(f"{echo_url}/echo"))
             with lock:
                 results.append((caller, sent))
 
