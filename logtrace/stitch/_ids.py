@@ -50,34 +50,28 @@ def _norm(value: object, width: int) -> str | None:
     return None
 
 
-def norm_trace_id(value: object) -> str | None:
-    """Canonical trace ID or ``None`` for a missing or unusable value."""
+def _cached(value: object, cache: dict[object, str | None], width: int) -> str | None:
     if type(value) is not str:  # bool == int and 1.0 == 1 would share cache slots
-        return _norm(value, 32)
+        return _norm(value, width)
     try:
-        return _TRACE_CACHE[value]
+        return cache[value]
     except KeyError:
         pass
-    result = _norm(value, 32)
-    if len(_TRACE_CACHE) > 1_000_000:
-        _TRACE_CACHE.clear()
-    _TRACE_CACHE[value] = result
+    result = _norm(value, width)
+    if len(cache) > 1_000_000:
+        cache.clear()
+    cache[value] = result
     return result
+
+
+def norm_trace_id(value: object) -> str | None:
+    """Canonical trace ID or ``None`` for a missing or unusable value."""
+    return _cached(value, _TRACE_CACHE, 32)
 
 
 def norm_span_id(value: object) -> str | None:
     """Canonical span ID or ``None``."""
-    if type(value) is not str:
-        return _norm(value, 16)
-    try:
-        return _SPAN_CACHE[value]
-    except KeyError:
-        pass
-    result = _norm(value, 16)
-    if len(_SPAN_CACHE) > 1_000_000:
-        _SPAN_CACHE.clear()
-    _SPAN_CACHE[value] = result
-    return result
+    return _cached(value, _SPAN_CACHE, 16)
 
 
 def decimal_id(value: object, width: int = 32) -> str | None:

@@ -18,7 +18,7 @@ import shutil
 import sys
 import tempfile
 import zlib
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import IO, Any
 
@@ -31,6 +31,7 @@ __all__ = [
     "open_decompressed",
     "read_blocks",
     "service_from_path",
+    "whole_lines",
 ]
 
 BLOCK = 8 << 20
@@ -166,17 +167,25 @@ def read_blocks(stream: IO[bytes], warnings: list[str], name: str) -> Iterator[b
     multi-megabyte line arrives whole. A compressed stream that ends early
     (a file still being written) yields what could be read and a warning.
     """
-    carry = b""
+    return whole_lines(_raw_blocks(stream, warnings, name))
+
+
+def _raw_blocks(stream: IO[bytes], warnings: list[str], name: str) -> Iterator[bytes]:
     while True:
         try:
             block = stream.read(BLOCK)
         except (EOFError, OSError, lzma.LZMAError, zlib.error, ValueError) as exc:
             warnings.append(f"{name}: stopped reading: {exc}")
-            block = b""
-        if not block:
-            if carry:
-                yield carry
             return
+        if not block:
+            return
+        yield block
+
+
+def whole_lines(blocks: Iterable[bytes]) -> Iterator[bytes]:
+    """Re-cut blocks so that each ends on a line boundary (the last may lack its newline)."""
+    carry = b""
+    for block in blocks:
         if carry:
             block = carry + block
         cut = block.rfind(b"\n") + 1
@@ -185,6 +194,8 @@ def read_blocks(stream: IO[bytes], warnings: list[str], name: str) -> Iterator[b
             continue
         carry = block[cut:]
         yield block[:cut] if carry else block
+    if carry:
+        yield carry
 
 
 class LineReader:

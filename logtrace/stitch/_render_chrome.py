@@ -77,22 +77,8 @@ def _events(r: Rendering) -> Iterator[dict[str, Any]]:
     svc_col = rows["svc"][traced]
     for i in np.unique(svc_col).tolist():
         name = table.services[i]
-        yield {
-            "name": "process_name",
-            "ph": "M",
-            "ts": 0,
-            "pid": i + 1,
-            "tid": 0,
-            "args": {"name": name},
-        }
-        yield {
-            "name": "process_sort_index",
-            "ph": "M",
-            "ts": 0,
-            "pid": i + 1,
-            "tid": 0,
-            "args": {"sort_index": i},
-        }
+        yield _meta("process_name", i + 1, 0, {"name": name})
+        yield _meta("process_sort_index", i + 1, 0, {"sort_index": i})
     trace_col = rows["trace"][traced]
     bounds = (np.flatnonzero(trace_col[1:] != trace_col[:-1]) + 1).tolist()
     line_of = RowLines(r.table)
@@ -102,6 +88,11 @@ def _events(r: Rendering) -> Iterator[dict[str, Any]]:
             yield from _trace(r, tl, traced[lo:hi].tolist(), line_of, lanes)
     finally:
         line_of.close()
+
+
+def _meta(name: str, pid: int, tid: int, args: dict[str, Any]) -> dict[str, Any]:
+    """A metadata event: names and sorts a process (service) or thread (trace lane)."""
+    return {"name": name, "ph": "M", "ts": 0, "pid": pid, "tid": tid, "args": args}
 
 
 def _trace(
@@ -139,22 +130,8 @@ def _trace(
 
     def thread_meta(svc: int, lane: int, tid: int) -> Iterator[dict[str, Any]]:
         label = f"trace {trace_id[:16]}" + (f" ({lane + 1})" if lane else "")
-        yield {
-            "name": "thread_name",
-            "ph": "M",
-            "ts": 0,
-            "pid": svc + 1,
-            "tid": tid,
-            "args": {"name": label},
-        }
-        yield {
-            "name": "thread_sort_index",
-            "ph": "M",
-            "ts": 0,
-            "pid": svc + 1,
-            "tid": tid,
-            "args": {"sort_index": tid},
-        }
+        yield _meta("thread_name", svc + 1, tid, {"name": label})
+        yield _meta("thread_sort_index", svc + 1, tid, {"sort_index": tid})
 
     for span in spans:
         svc = int(r.tree.service[span])

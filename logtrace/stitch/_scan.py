@@ -42,7 +42,7 @@ from ._parse import (
     parse_line,
     scan_json,
 )
-from ._read import Source, open_decompressed, read_blocks, service_from_path
+from ._read import Source, open_decompressed, read_blocks, service_from_path, whole_lines
 from ._timestamps import iso_fast, minute_cache, parse_timestamp
 
 __all__ = ["ScanTask", "plan_tasks", "scan", "scan_task"]
@@ -103,7 +103,7 @@ def scan_task(task: ScanTask, spool_dir: str) -> FileScan:
     spool: IO[bytes] | None = None
     data_path = path
     if end >= 0:
-        blocks: Iterator[bytes] = _merge_lines(_range_blocks(path, start, end))
+        blocks: Iterator[bytes] = whole_lines(_range_blocks(path, start, end))
         stream: IO[bytes] | None = None
     else:
         stream, compressed = open_decompressed(path)
@@ -578,22 +578,6 @@ _KIND_FLAGS: dict[object, int] = {
     "client": SPAN_RECORD | KIND_CLIENT,
     "server": SPAN_RECORD | KIND_SERVER,
 }
-
-
-def _merge_lines(blocks: Iterator[bytes]) -> Iterator[bytes]:
-    """Re-cut fixed-size reads so that every block ends on a line boundary."""
-    carry = b""
-    for block in blocks:
-        if carry:
-            block = carry + block
-        cut = block.rfind(b"\n") + 1
-        if cut == 0:
-            carry = block
-            continue
-        carry = block[cut:]
-        yield block[:cut] if carry else block
-    if carry:
-        yield carry
 
 
 _SPOOL_DIR = ""

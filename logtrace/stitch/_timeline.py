@@ -16,6 +16,7 @@ import numpy.typing as npt
 
 from ._parse import SPAN_RECORD
 from ._render import Rendering
+from ._tree import span_extents
 
 __all__ = ["Timeline", "timeline"]
 
@@ -44,20 +45,12 @@ def timeline(r: Rendering) -> Timeline:
     span = sub["span"]
     corrected = r.corrected[idx]
     n = len(table.spans)
-    start = np.full(n, np.inf)
-    end = np.full(n, -np.inf)
-    timed = (span >= 0) & ~np.isnan(corrected)
-    np.minimum.at(start, span[timed], corrected[timed])
-    np.maximum.at(end, span[timed], corrected[timed])
     # span.start (raw clock) moved by the correction of its own record.
     declared = table.span_start[idx] - (sub["ts"] - corrected)
-    has_start = timed & ~np.isnan(declared)
-    np.minimum.at(start, span[has_start], declared[has_start])
+    start, end = span_extents(n, span, corrected, declared)
     record = np.full(n, -1, dtype=np.int64)
     is_record = (span >= 0) & ((sub["flags"] & SPAN_RECORD) != 0)
     record[span[is_record]] = idx[is_record]
-    start[np.isinf(start)] = np.nan
-    end[np.isinf(end)] = np.nan
 
     trace = sub["trace"]
     lo = np.array(r.order.trace_start, dtype=np.float64, copy=True)

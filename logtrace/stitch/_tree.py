@@ -17,7 +17,7 @@ import numpy.typing as npt
 from ._group import Table
 from ._parse import KIND_CLIENT, SPAN_RECORD
 
-__all__ = ["Tree", "build_tree"]
+__all__ = ["Tree", "build_tree", "span_extents"]
 
 I32 = npt.NDArray[np.int32]
 F64 = npt.NDArray[np.float64]
@@ -48,6 +48,25 @@ class Tree:
     """Per row: its span's depth (0 for rows without a span or trace)."""
 
 
+def span_extents(n: int, span: I32, at: F64, declared: F64) -> tuple[F64, F64]:
+    """Per span of ``n``: earliest record time or declared start, latest record time.
+
+    ``span`` is each row's span (-1 for none), ``at`` its time and ``declared``
+    its ``span.start`` (NaN for none); spans without a time get NaN.
+    """
+    has_span = span >= 0
+    timed = has_span & ~np.isnan(at)
+    start = np.full(n, np.inf)
+    end = np.full(n, -np.inf)
+    np.minimum.at(start, span[timed], at[timed])
+    np.maximum.at(end, span[timed], at[timed])
+    with_start = has_span & ~np.isnan(declared)
+    np.minimum.at(start, span[with_start], declared[with_start])
+    start[np.isinf(start)] = np.nan
+    end[np.isinf(end)] = np.nan
+    return start, end
+
+
 def build_tree(table: Table) -> Tree:
     rows = table.rows
     n = len(table.spans)
@@ -63,21 +82,11 @@ def build_tree(table: Table) -> Tree:
     # Reverse assignment: the first record of a span wins.
     service[span[has_span][::-1]] = rows["svc"][has_span][::-1]
 
-    ts = rows["ts"]
-    timed = has_span & ~np.isnan(ts)
-    start = np.full(n, np.inf)
-    end = np.full(n, -np.inf)
-    np.minimum.at(start, span[timed], ts[timed])
-    np.maximum.at(end, span[timed], ts[timed])
     flags = rows["flags"]
     record = has_span & ((flags & SPAN_RECORD) != 0)
-    span_start = table.span_start
-    with_start = record & ~np.isnan(span_start)
-    np.minimum.at(start, span[with_start], span_start[with_start])
+    start, end = span_extents(n, span, rows["ts"], np.where(record, table.span_start, np.nan))
     client = np.zeros(n, dtype=bool)
     client[span[record & ((flags & KIND_CLIENT) != 0)]] = True
-    start[np.isinf(start)] = np.nan
-    end[np.isinf(end)] = np.nan
 
     has_parent = parent >= 0
     orphan = np.zeros(n, dtype=bool)
