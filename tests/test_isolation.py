@@ -16,6 +16,7 @@ from concurrent.futures import ThreadPoolExecutor
 from http.client import HTTPConnection
 from typing import Any
 
+from _asgi import http_scope
 from servers import run_uvicorn_thread, run_wsgi_threaded
 from starlette.applications import Starlette
 from starlette.background import BackgroundTask
@@ -101,20 +102,7 @@ class TestAsyncio:
 
         async def one(n: int) -> tuple[str, str]:
             sent: list[Message] = []
-            scope = {
-                "type": "http",
-                "asgi": {"version": "3.0"},
-                "http_version": "1.1",
-                "method": "GET",
-                "scheme": "http",
-                "path": "/",
-                "raw_path": b"/",
-                "query_string": b"",
-                "root_path": "",
-                "headers": [(b"host", b"test"), (b"traceparent", traceparent(n).encode())],
-                "client": ("127.0.0.1", 1000 + n),
-                "server": ("127.0.0.1", 80),
-            }
+            scope = http_scope("/", [(b"traceparent", traceparent(n).encode())])
             inbox = [{"type": "http.request", "body": b"", "more_body": False}]
 
             async def receive() -> Message:
