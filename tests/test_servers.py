@@ -343,6 +343,27 @@ class TestBadHeadersThroughUvicorn:
         assert b"traceresponse" not in answer
 
 
+def get_both(
+    base_url: str, ok_path: str, failing_path: str
+) -> tuple[httpx.Response, httpx.Response]:
+    """Responses to one request that succeeds and one that fails, both in trace TRACE_ID."""
+    headers = {"traceparent": traceparent(TRACE_ID)}
+    return (
+        httpx.get(base_url + ok_path, headers=headers),
+        httpx.get(base_url + failing_path, headers=headers),
+    )
+
+
+def check_both(ok: httpx.Response, failed: httpx.Response) -> dict[str, Any]:
+    """Both responses continue trace TRACE_ID, the failed one as a 500; the good body."""
+    body: dict[str, Any] = ok.json()
+    assert (body["trace_id"], body["parent_span_id"]) == (TRACE_ID, PARENT_ID)
+    assert ok.headers["traceresponse"] == f"00-{TRACE_ID}-{body['span_id']}-01"
+    assert failed.status_code == 500
+    assert failed.headers["traceresponse"].startswith(f"00-{TRACE_ID}-")
+    return body
+
+
 class TestFrameworksOverHTTP:
     """Flask, Django (WSGI and ASGI) and FastAPI behind real servers on 127.0.0.1."""
 
@@ -367,13 +388,8 @@ class TestFrameworksOverHTTP:
         app.logger.disabled = True
         app.wsgi_app = WSGITraceMiddleware(app.wsgi_app)  # type: ignore[method-assign]
         with run_wsgi_threaded(app) as server:
-            ok = httpx.get(server.url + "/users/1", headers={"traceparent": traceparent(TRACE_ID)})
-            failed = httpx.get(server.url + "/boom", headers={"traceparent": traceparent(TRACE_ID)})
-        body = ok.json()
-        assert (body["trace_id"], body["parent_span_id"]) == (TRACE_ID, PARENT_ID)
-        assert ok.headers["traceresponse"] == f"00-{TRACE_ID}-{body['span_id']}-01"
-        assert failed.status_code == 500
-        assert failed.headers["traceresponse"].startswith(f"00-{TRACE_ID}-")
+            ok, failed = get_both(server.url, "/users/1", "/boom")
+        check_both(ok, failed)
 
     def test_django_wsgi_in_a_threaded_wsgi_server(self, django_urls: Any) -> None:
         import logging
@@ -385,16 +401,10 @@ class TestFrameworksOverHTTP:
         logging.getLogger("django.request").disabled = True
         try:
             with run_wsgi_threaded(WSGITraceMiddleware(get_wsgi_application())) as server:
-                headers = {"traceparent": traceparent(TRACE_ID)}
-                ok = httpx.get(server.url + "/users/2/", headers=headers)
-                failed = httpx.get(server.url + "/boom/", headers=headers)
+                ok, failed = get_both(server.url, "/users/2/", "/boom/")
         finally:
             logging.getLogger("django.request").disabled = False
-        body = ok.json()
-        assert (body["trace_id"], body["parent_span_id"]) == (TRACE_ID, PARENT_ID)
-        assert ok.headers["traceresponse"] == f"00-{TRACE_ID}-{body['span_id']}-01"
-        assert failed.status_code == 500
-        assert failed.headers["traceresponse"].startswith(f"00-{TRACE_ID}-")
+        check_both(ok, failed)
 
     def test_django_asgi_under_uvicorn(self, django_urls: Any) -> None:
         import logging
@@ -407,16 +417,10 @@ class TestFrameworksOverHTTP:
         try:
             app = TraceMiddleware(get_asgi_application())
             with run_uvicorn_thread(app, access_log=False) as server:
-                headers = {"traceparent": traceparent(TRACE_ID)}
-                ok = httpx.get(server.url + "/users/3/", headers=headers)
-                failed = httpx.get(server.url + "/boom/", headers=headers)
+                ok, failed = get_both(server.url, "/users/3/", "/boom/")
         finally:
             logging.getLogger("django.request").disabled = False
-        body = ok.json()
-        assert (body["trace_id"], body["parent_span_id"]) == (TRACE_ID, PARENT_ID)
-        assert ok.headers["traceresponse"] == f"00-{TRACE_ID}-{body['span_id']}-01"
-        assert failed.status_code == 500
-        assert failed.headers["traceresponse"].startswith(f"00-{TRACE_ID}-")
+        check_both(ok, failed)
 
     def test_fastapi_under_uvicorn(self) -> None:
         from fastapi import FastAPI
@@ -445,12 +449,6 @@ class TestFrameworksOverHTTP:
 
         app.add_middleware(TraceMiddleware)
         with run_uvicorn_thread(app, access_log=False) as server:
-            headers = {"traceparent": traceparent(TRACE_ID)}
-            ok = httpx.get(server.url + "/items/4", headers=headers)
-            failed = httpx.get(server.url + "/boom", headers=headers)
-        body = ok.json()
-        assert (body["trace_id"], body["parent_span_id"]) == (TRACE_ID, PARENT_ID)
-        assert ok.headers["traceresponse"] == f"00-{TRACE_ID}-{body['span_id']}-01"
+            ok, failed = get_both(server.url, "/items/4", "/boom")
+        body = check_both(ok, failed)
         assert [c.span_id for c in noted] == [body["span_id"]]
-        assert failed.status_code == 500
-        assert failed.headers["traceresponse"].startswith(f"00-{TRACE_ID}-")
