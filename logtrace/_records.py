@@ -22,6 +22,7 @@ SpanKind = Literal["server", "client", "internal"]
 
 SPAN_LOGGER_NAME = "logtrace.span"
 _logger = logging.getLogger(SPAN_LOGGER_NAME)
+_enabled_for = _logger.isEnabledFor
 
 # Attribute names a LogRecord already has: ``extra=`` may not set them.
 _RESERVED = frozenset(logging.LogRecord("", 0, "", 0, "", None, None).__dict__) | {
@@ -78,6 +79,11 @@ def configure_span_records(
         _settings.names = resolve_fields(field_names)
     if enabled is not None:
         _settings.enabled = enabled
+
+
+def _escape(text: str) -> str:
+    """``text`` with control and other unprintable characters escaped."""
+    return text.encode("unicode_escape").decode("ascii")
 
 
 def _error_type(

@@ -20,8 +20,7 @@ from time import perf_counter_ns, time_ns
 from typing import Any
 
 from ._context import _CURRENT, TraceContext
-from ._records import _logger as _span_logger
-from ._records import _settings, emit_span
+from ._records import _enabled_for, _escape, _settings, emit_span
 from .propagation import Propagator, _chosen
 
 __all__ = ["ROUTE_KEY", "ASGIApp", "Message", "Receive", "Scope", "Send", "TraceMiddleware"]
@@ -35,7 +34,6 @@ Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
-_enabled_for = _span_logger.isEnabledFor
 
 _ERROR_BODY = b"Internal Server Error"
 _ERROR_HEADERS = (
@@ -148,11 +146,6 @@ def _finish(
         attributes["network.protocol.version"] = scope["http_version"]
     name = method if route is None else f"{method} {route}"
     emit_span("server", name, ctx, time_ns() - duration, duration, attributes, error)
-
-
-def _escape(text: str) -> str:
-    """``text`` with control and other unprintable characters escaped."""
-    return text.encode("unicode_escape").decode("ascii")
 
 
 def _route(scope: Scope) -> str | None:

@@ -19,8 +19,7 @@ from types import TracebackType
 from typing import Any, Protocol
 
 from ._context import _CURRENT, TraceContext
-from ._records import _logger as _span_logger
-from ._records import _settings, emit_span
+from ._records import _enabled_for, _escape, _settings, emit_span
 from .propagation import Propagator, _chosen
 
 __all__ = ["ROUTE_KEY", "StartResponse", "WSGIApp", "WSGIEnvironment", "WSGITraceMiddleware"]
@@ -157,8 +156,6 @@ class _TracedResponse:
                     pass  # Closed from another thread or context: not ours to reset.
 
 
-_enabled_for = _span_logger.isEnabledFor
-
 _HOST = re.compile(r"(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9._-]+)(?::([0-9]{1,5}))?")
 _DEFAULT_PORTS = {"http": 80, "https": 443}
 
@@ -208,11 +205,6 @@ def _finish(
         attributes["network.protocol.version"] = protocol[5:]
     name = method if route is None else f"{method} {route}"
     emit_span("server", name, ctx, time_ns() - duration, duration, attributes, error)
-
-
-def _escape(text: str) -> str:
-    """``text`` with control and other unprintable characters escaped."""
-    return text.encode("unicode_escape").decode("ascii")
 
 
 def _route(environ: WSGIEnvironment) -> str | None:
