@@ -84,12 +84,11 @@ class TraceMiddleware:
                 message_type = message["type"]
                 if message_type == "http.response.start":
                     status = message["status"]
-                    message["headers"] = [*message.get("headers", ()), *respond(ctx)]
                 elif message_type == "websocket.accept":
                     status = 101
-                    message["headers"] = [*message.get("headers", ()), *respond(ctx)]
                 elif message_type == "websocket.http.response.start":
                     status = message["status"]
+                if status:
                     message["headers"] = [*message.get("headers", ()), *respond(ctx)]
             await send(message)
 
