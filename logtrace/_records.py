@@ -48,6 +48,16 @@ class _Settings:
 _settings = _Settings()
 
 
+def _level_number(level: int | str) -> int:
+    """The number of a level given by number or by name (any case)."""
+    if isinstance(level, int):
+        return level
+    number = logging.getLevelName(level.upper())
+    if not isinstance(number, int):
+        raise ValueError(f"unknown log level {level!r}")
+    return number
+
+
 def configure_span_records(
     *,
     enabled: bool | None = None,
@@ -65,12 +75,7 @@ def configure_span_records(
     ``field_names`` renames the ID fields (``"otel"``, ``"ecs"``).
     """
     if level is not None:
-        if isinstance(level, str):
-            number = logging.getLevelName(level.upper())
-            if not isinstance(number, int):
-                raise ValueError(f"unknown log level {level!r}")
-            level = number
-        _settings.level = level
+        _settings.level = _level_number(level)
     if success_sample_rate is not None:
         if not 0.0 <= success_sample_rate <= 1.0:
             raise ValueError(f"success_sample_rate must be in [0, 1], not {success_sample_rate}")

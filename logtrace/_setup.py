@@ -17,7 +17,7 @@ from collections.abc import Iterable, MutableMapping
 from typing import IO, Any
 
 from ._fields import OTEL_FIELDS, FieldNames, TraceFields, resolve_fields
-from ._records import configure_span_records
+from ._records import _level_number, configure_span_records
 from .processors import TraceContextAdder, add_trace_context
 from .stdlib import _RECORD_ATTRS, TraceContextFilter, console_formatter, json_formatter
 
@@ -35,15 +35,6 @@ SERVER_LOGGERS = (
 
 # Keys of a structlog event that stdlib logging takes as arguments, not as extra.
 _LOG_KWARGS = ("exc_info", "stack_info", "stacklevel")
-
-
-def _level_number(level: int | str) -> int:
-    if isinstance(level, int):
-        return level
-    number = logging.getLevelName(level.upper())
-    if not isinstance(number, int):
-        raise ValueError(f"unknown log level {level!r}")
-    return number
 
 
 def _to_stdlib(_: Any, __: str, event_dict: MutableMapping[str, Any]) -> dict[str, Any]:
