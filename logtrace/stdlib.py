@@ -11,15 +11,15 @@ from typing import Any
 
 from ._context import _CURRENT
 from ._fields import OTEL_FIELDS, FieldNames, TraceFields, iso_utc, resolve_fields
+from ._records import _RESERVED
 
 __all__ = ["TraceContextFilter", "console_formatter", "json_formatter"]
 
 _current = _CURRENT.get  # bound once: one call per record, no attribute lookup
 
-# Attributes every LogRecord has; anything else on a record is an extra field.
-_RECORD_ATTRS = frozenset(logging.LogRecord("", 0, "", 0, "", None, None).__dict__) | {
-    "message",
-    "asctime",
+# Attributes every LogRecord has (``taskName`` from Python 3.12 on); anything
+# else on a record is an extra field.
+_RECORD_ATTRS = _RESERVED | {
     "taskName",
     "color_message",  # uvicorn's colored copy of its message
 }
