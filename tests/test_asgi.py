@@ -11,6 +11,7 @@ from typing import Any
 import httpx
 import pytest
 from _asgi import http_scope
+from _echo import capture_spans
 from fastapi import BackgroundTasks, Depends, FastAPI
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -660,18 +661,9 @@ class TestAnyHeaders:
 
         scope = http_scope()
         scope["headers"] = headers
-        logger = logging.getLogger("logtrace.span")
-        keep: list[logging.LogRecord] = []
-        handler = logging.Handler()
-        handler.emit = keep.append  # type: ignore[method-assign]
-        level = logger.level
-        logger.setLevel(logging.INFO)
-        logger.addHandler(handler)
-        try:
+        with capture_spans() as spans:
             sent, error = run(call(TraceMiddleware(app), scope))
-        finally:
-            logger.removeHandler(handler)
-            logger.setLevel(level)
+        keep = spans.records
         assert error is None
         (start,) = starts(sent)
         assert start["status"] == 200

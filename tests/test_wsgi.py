@@ -14,6 +14,7 @@ from wsgiref.util import FileWrapper, setup_testing_defaults
 
 import pytest
 from _asgi import http_scope
+from _echo import capture_spans
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -405,19 +406,12 @@ class TestAnyEnviron:
     ) -> None:
         env = environ()
         env.update(given_environ)
-        logger = logging.getLogger("logtrace.span")
-        keep: list[logging.LogRecord] = []
-        handler = logging.Handler()
-        handler.emit = keep.append  # type: ignore[method-assign]
-        level = logger.level
-        logger.setLevel(logging.INFO)
-        logger.addHandler(handler)
         try:
-            result = serve(WSGITraceMiddleware(hello), env)
+            with capture_spans() as spans:
+                result = serve(WSGITraceMiddleware(hello), env)
         finally:
-            logger.removeHandler(handler)
-            logger.setLevel(level)
             _CURRENT.set(None)
+        keep = spans.records
         assert result.error is None and result.status == "200 OK"
         (tp,) = result.header("traceresponse")
         assert _VALID_TRACEPARENT.fullmatch(tp) and tp[36:52] == result.body.decode()
