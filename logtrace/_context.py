@@ -7,7 +7,7 @@ from typing import NamedTuple
 
 from ._ids import new_span_id, new_trace_id
 
-__all__ = ["TraceContext", "child_of", "current", "new_root"]
+__all__ = ["TraceContext", "child_of", "child_or_root", "current", "new_root"]
 
 
 class TraceContext(NamedTuple):
@@ -67,3 +67,9 @@ def child_of(parent: TraceContext) -> TraceContext:
         parent.request_id,
         None,
     )
+
+
+def child_or_root() -> TraceContext:
+    """A new span: a child of the current context, or the root of a new trace outside any."""
+    parent = _CURRENT.get()
+    return new_root() if parent is None else child_of(parent)

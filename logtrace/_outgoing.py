@@ -13,7 +13,7 @@ from time import perf_counter_ns, time_ns
 from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
-from ._context import _CURRENT, TraceContext, child_of, new_root
+from ._context import TraceContext, child_or_root
 from ._records import emit_span
 from .propagation import get_default
 
@@ -34,8 +34,7 @@ def outgoing_headers(*, propagator: Propagator | None = None) -> dict[str, str]:
     :func:`logtrace.propagation.set_default`) unless ``propagator`` is given.
     No span record is written; the httpx and requests integrations do that.
     """
-    parent = _CURRENT.get()
-    ctx = new_root() if parent is None else child_of(parent)
+    ctx = child_or_root()
     if propagator is None:
         propagator = get_default()
     return propagator.outgoing(ctx)
@@ -105,8 +104,7 @@ class ClientSpan:
         *,
         propagator: Propagator | None = None,
     ) -> None:
-        parent = _CURRENT.get()
-        ctx = new_root() if parent is None else child_of(parent)
+        ctx = child_or_root()
         self.context = ctx
         if propagator is None:
             propagator = get_default()

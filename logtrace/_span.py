@@ -10,7 +10,7 @@ from time import perf_counter_ns, time_ns
 from types import TracebackType
 from typing import Any, ParamSpec, TypeVar, cast, overload
 
-from ._context import _CURRENT, TraceContext, child_of, new_root
+from ._context import _CURRENT, TraceContext, child_or_root
 from ._records import emit_span
 
 __all__ = ["span"]
@@ -45,8 +45,7 @@ class span:
     def __enter__(self) -> TraceContext:
         if self._token is not None:
             raise RuntimeError(f"span {self._name!r} is already open; create one per block")
-        parent = _CURRENT.get()
-        ctx = new_root() if parent is None else child_of(parent)
+        ctx = child_or_root()
         self.context = ctx
         self._token = _CURRENT.set(ctx)
         self._start_ns = time_ns()
@@ -65,9 +64,7 @@ class span:
         if token is not None:
             _CURRENT.reset(token)
         if ctx is not None:
-            emit_span(
-                "internal", self._name, ctx, self._start_ns, duration, self._attributes, exc
-            )
+            emit_span("internal", self._name, ctx, self._start_ns, duration, self._attributes, exc)
 
     async def __aenter__(self) -> TraceContext:
         return self.__enter__()
