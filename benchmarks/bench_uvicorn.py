@@ -285,6 +285,8 @@ def main(argv: list[str] | None = None) -> int:
         serve(args.serve, args.fd, args.http, args.loop, args.usage_fd)
         return 0
 
+    # Stopped from outside (timeout, CI): still stop every server it started.
+    signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
     args.wrk = shutil.which("wrk")
     if args.wrk is None:
         print("wrk not found (Debian/Ubuntu: apt-get install wrk)", file=sys.stderr)
