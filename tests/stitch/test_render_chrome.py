@@ -175,7 +175,8 @@ class TestCorrectedClocks:
 
 class TestHostileInput:
     @pytest.fixture(scope="class")
-    def doc(self, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    @staticmethod
+    def doc(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
         root = tmp_path_factory.mktemp("hostile")
         return chrome(root / "c.json", str(hostile_logs(root / "logs")))
 
