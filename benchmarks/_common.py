@@ -8,6 +8,7 @@ the baseline measured in the same round, so slow drift of the machine cancels.
 
 from __future__ import annotations
 
+import argparse
 import datetime as _dt
 import os
 import platform
@@ -125,6 +126,42 @@ def summarize(
             )
         )
     return rows
+
+
+def overhead_cells(row: Row, label: str, baseline: str) -> list[str]:
+    """One table row in µs: median, median overhead over ``baseline``, its IQR, ratio."""
+    if row.name == baseline:
+        return [label, f"{row.median * 1e6:.2f}", "-", "-", "1.00x"]
+    return [
+        label,
+        f"{row.median * 1e6:.2f}",
+        f"{row.delta * 1e6:+.2f}",
+        f"{row.delta_q1 * 1e6:+.2f} .. {row.delta_q3 * 1e6:+.2f}",
+        f"{row.ratio:.2f}x",
+    ]
+
+
+def add_run_options(parser: argparse.ArgumentParser) -> None:
+    """The options every in-process benchmark takes: rounds, batch length, clock, seed, docs."""
+    parser.add_argument("--rounds", type=int, default=150, help="interleaved rounds (default 150)")
+    parser.add_argument(
+        "--batch-ms",
+        type=float,
+        default=10.0,
+        help="length of one variant's batch in a round (default 10 ms)",
+    )
+    parser.add_argument(
+        "--clock",
+        choices=sorted(CLOCKS),
+        default="cpu",
+        help="cpu: this thread's CPU time (default, robust on shared machines); wall: elapsed",
+    )
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--write-docs",
+        action="store_true",
+        help="refresh this benchmark's block in docs/performance.md",
+    )
 
 
 def markdown_table(header: Sequence[str], rows: Iterable[Sequence[str]]) -> str:

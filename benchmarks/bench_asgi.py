@@ -353,18 +353,7 @@ async def measure(
 def report(vs: list[Variant], samples: dict[str, list[float]], notes: dict[str, str]) -> str:
     rows = _common.summarize(samples, "bare", [v.key for v in vs])
     labels = {v.key: v.label for v in vs}
-    body = []
-    for row in rows:
-        is_base = row.name == "bare"
-        body.append(
-            [
-                labels[row.name],
-                f"{row.median * 1e6:.2f}",
-                "-" if is_base else f"{row.delta * 1e6:+.2f}",
-                "-" if is_base else f"{row.delta_q1 * 1e6:+.2f} .. {row.delta_q3 * 1e6:+.2f}",
-                "1.00x" if is_base else f"{row.ratio:.2f}x",
-            ]
-        )
+    body = [_common.overhead_cells(row, labels[row.name], "bare") for row in rows]
     table = _common.markdown_table(
         ["variant", "µs/request", "overhead µs", "overhead IQR", "time vs bare"], body
     )
@@ -469,13 +458,7 @@ def pieces(rounds: int) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--rounds", type=int, default=150, help="interleaved rounds (default 150)")
-    p.add_argument(
-        "--batch-ms",
-        type=float,
-        default=10.0,
-        help="length of one variant's batch in a round (default 10 ms)",
-    )
+    _common.add_run_options(p)
     p.add_argument("--only", nargs="*", help="variant keys to run (bare is always included)")
     p.add_argument(
         "--cold",
@@ -483,18 +466,6 @@ def main(argv: list[str] | None = None) -> int:
         default=0,
         metavar="N",
         help="batches of N requests with the CPU caches flushed before each request",
-    )
-    p.add_argument(
-        "--clock",
-        choices=sorted(_common.CLOCKS),
-        default="cpu",
-        help="cpu: this thread's CPU time (default, robust on shared machines); wall: elapsed",
-    )
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument(
-        "--write-docs",
-        action="store_true",
-        help="refresh this benchmark's block in docs/performance.md",
     )
     p.add_argument(
         "--pieces",

@@ -416,16 +416,7 @@ def report(vs: list[Variant], samples: dict[str, list[float]], notes: dict[str, 
         group = [v.key for v in vs if v.baseline == base]
         for row in _common.summarize(samples, base, group):
             rows[row.name] = row
-            is_base = row.name == base
-            body.append(
-                [
-                    labels[row.name],
-                    f"{row.median * 1e6:.2f}",
-                    "-" if is_base else f"{row.delta * 1e6:+.2f}",
-                    "-" if is_base else f"{row.delta_q1 * 1e6:+.2f} .. {row.delta_q3 * 1e6:+.2f}",
-                    "1.00x" if is_base else f"{row.ratio:.2f}x",
-                ]
-            )
+            body.append(_common.overhead_cells(row, labels[row.name], base))
     table = _common.markdown_table(
         ["variant", "µs/record", "overhead µs", "overhead IQR", "time vs bare"], body
     )

@@ -199,17 +199,7 @@ def report(vs: list[Variant], samples: dict[str, list[float]], notes: dict[str, 
         group = [v.key for v in vs if v.baseline == base]
         for row in _common.summarize(samples, base, group):
             rows[row.name] = row
-            is_base = row.name == base
-            body.append(
-                [
-                    labels[row.name],
-                    f"{row.median * 1e6:.2f}",
-                    "-" if is_base else f"{row.delta * 1e6:+.2f}",
-                    "-" if is_base else f"{row.delta_q1 * 1e6:+.2f} .. {row.delta_q3 * 1e6:+.2f}",
-                    "1.00x" if is_base else f"{row.ratio:.2f}x",
-                    labels[base],
-                ]
-            )
+            body.append([*_common.overhead_cells(row, labels[row.name], base), labels[base]])
     table = _common.markdown_table(
         ["variant", "µs/request", "overhead µs", "overhead IQR", "time vs base", "base"], body
     )
@@ -225,25 +215,7 @@ def report(vs: list[Variant], samples: dict[str, list[float]], notes: dict[str, 
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--rounds", type=int, default=150, help="interleaved rounds (default 150)")
-    p.add_argument(
-        "--batch-ms",
-        type=float,
-        default=10.0,
-        help="length of one variant's batch in a round (default 10 ms)",
-    )
-    p.add_argument(
-        "--clock",
-        choices=sorted(_common.CLOCKS),
-        default="cpu",
-        help="cpu: this thread's CPU time (default, robust on shared machines); wall: elapsed",
-    )
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument(
-        "--write-docs",
-        action="store_true",
-        help="refresh this benchmark's block in docs/performance.md",
-    )
+    _common.add_run_options(p)
     args = p.parse_args(argv)
 
     vs, notes = [], {}
