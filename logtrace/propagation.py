@@ -609,12 +609,22 @@ class Propagator:
 
     def response_headers_asgi(self, context: TraceContext) -> list[tuple[bytes, bytes]]:
         """Headers that tell the caller which trace its request joined."""
-        out: list[tuple[bytes, bytes]] = []
-        if self._resp_tp_bytes is not None:
-            value = f"00-{context[0]}-{context[1]}-{_FLAGS_TEXT[context[3]][context[4]]}"
-            out.append((self._resp_tp_bytes, value.encode("ascii")))
-        if self._resp_rid_bytes is not None and context.request_id is not None:
-            out.append((self._resp_rid_bytes, context.request_id.encode("ascii")))
+        # Once per request: index the tuple, and let str.encode() take its UTF-8 fast
+        # path (every value here is validated ASCII, so the bytes are the same).
+        name = self._resp_tp_bytes
+        out: list[tuple[bytes, bytes]] = (
+            []
+            if name is None
+            else [
+                (
+                    name,
+                    f"00-{context[0]}-{context[1]}-{_FLAGS_TEXT[context[3]][context[4]]}".encode(),
+                )
+            ]
+        )
+        rid_name = self._resp_rid_bytes
+        if rid_name is not None and (request_id := context[6]) is not None:
+            out.append((rid_name, request_id.encode()))
         return out
 
     def response_headers_wsgi(self, context: TraceContext) -> list[tuple[str, str]]:
