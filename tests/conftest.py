@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
 import sys
 from collections.abc import Iterator
 from types import ModuleType
@@ -11,10 +12,19 @@ from typing import Any
 
 import pytest
 from _echo import capture_spans, echo_app, serve
+from hypothesis import HealthCheck, settings
 
 from logtrace import current
 from logtrace._context import _CURRENT
 from logtrace._records import SPAN_LOGGER_NAME
+
+# CI runs on a small shared machine: no per-example deadline (a slow example is
+# not a failure), and a fixed seed so that a red run can be replayed exactly.
+settings.register_profile(
+    "ci", deadline=None, derandomize=True, suppress_health_check=[HealthCheck.too_slow]
+)
+settings.register_profile("dev", deadline=None)
+settings.load_profile("ci" if os.environ.get("CI") else "dev")
 
 
 @pytest.fixture(autouse=True)
