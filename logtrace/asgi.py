@@ -75,10 +75,14 @@ class TraceMiddleware:
             return
 
         ctx = self._incoming(scope["headers"])
-        respond = self._respond
+        # Built once, before the application runs: the closure then holds one list
+        # instead of the context and the method, and the error path reuses it.
+        extra = self._respond(ctx)
         status = 0
 
-        async def send_traced(message: Message) -> None:
+        # A plain function handing back send's awaitable: no coroutine of its own
+        # per message, and the server's send is still awaited by the caller.
+        def send_traced(message: Message) -> Awaitable[None]:
             nonlocal status
             if status == 0:
                 message_type = message["type"]
@@ -89,8 +93,8 @@ class TraceMiddleware:
                 elif message_type == "websocket.http.response.start":
                     status = message["status"]
                 if status:
-                    message["headers"] = [*message.get("headers", ()), *respond(ctx)]
-            await send(message)
+                    message["headers"] = [*message.get("headers", ()), *extra]
+            return send(message)
 
         token = _CURRENT.set(ctx)
         # Span records share one level: if they are off now, skip the clock too.
@@ -100,7 +104,7 @@ class TraceMiddleware:
         except BaseException as exc:
             if status == 0 and scope_type == "http" and isinstance(exc, Exception):
                 status = 500
-                headers = [*_ERROR_HEADERS, *respond(ctx)]
+                headers = [*_ERROR_HEADERS, *extra]
                 # A failure here means the client is gone; the app's error is what matters.
                 with suppress(Exception):
                     await send({"type": "http.response.start", "status": 500, "headers": headers})

@@ -91,6 +91,7 @@ del _c
 
 # trace-flags text by [sampled][random]; other bits are always written as zero.
 _FLAGS_TEXT = (("00", "02"), ("01", "03"))
+_FLAGS_TAIL = (("-00", "-02"), ("-01", "-03"))
 
 _new = tuple.__new__  # builds the NamedTuple without its Python-level __new__
 
@@ -262,7 +263,7 @@ class Propagator:
             and tp.translate(_SHAPE) == _TEMPLATE
             and tp[0] == tp[1] == 48  # version 00
         ):
-            text = tp.decode("ascii")
+            text = tp.decode()  # the shape check above proved it ASCII
             trace_id = text[3:35]
             parent_id = text[36:52]
             if trace_id != ZERO_TRACE_ID and parent_id != ZERO_SPAN_ID:
@@ -609,23 +610,26 @@ class Propagator:
 
     def response_headers_asgi(self, context: TraceContext) -> list[tuple[bytes, bytes]]:
         """Headers that tell the caller which trace its request joined."""
-        # Once per request: index the tuple, and let str.encode() take its UTF-8 fast
-        # path (every value here is validated ASCII, so the bytes are the same).
+        # Once per request: index the tuple, build the list in one go, and let
+        # str.encode() take its UTF-8 fast path (every value here is validated
+        # ASCII, so the bytes are the same).
         name = self._resp_tp_bytes
-        out: list[tuple[bytes, bytes]] = (
-            []
-            if name is None
-            else [
+        rid_name = self._resp_rid_bytes
+        if rid_name is None or (request_id := context[6]) is None:
+            if name is None:
+                return []
+            return [
                 (
                     name,
-                    f"00-{context[0]}-{context[1]}-{_FLAGS_TEXT[context[3]][context[4]]}".encode(),
+                    f"00-{context[0]}-{context[1]}{_FLAGS_TAIL[context[3]][context[4]]}".encode(),
                 )
             ]
-        )
-        rid_name = self._resp_rid_bytes
-        if rid_name is not None and (request_id := context[6]) is not None:
-            out.append((rid_name, request_id.encode()))
-        return out
+        if name is None:
+            return [(rid_name, request_id.encode())]
+        return [
+            (name, f"00-{context[0]}-{context[1]}{_FLAGS_TAIL[context[3]][context[4]]}".encode()),
+            (rid_name, request_id.encode()),
+        ]
 
     def response_headers_wsgi(self, context: TraceContext) -> list[tuple[str, str]]:
         """The same as :meth:`response_headers_asgi`, as WSGI ``str`` pairs."""
