@@ -35,6 +35,10 @@ Send = Callable[[Message], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 
+# Bound once: two attribute loads fewer per request.
+_set_current = _CURRENT.set
+_reset_current = _CURRENT.reset
+
 _ERROR_BODY = b"Internal Server Error"
 _ERROR_HEADERS = (
     (b"content-type", b"text/plain; charset=utf-8"),
@@ -96,7 +100,7 @@ class TraceMiddleware:
                     message["headers"] = [*message.get("headers", ()), *extra]
             return send(message)
 
-        token = _CURRENT.set(ctx)
+        token = _set_current(ctx)
         # Span records share one level: if they are off now, skip the clock too.
         start = perf_counter_ns() if _settings.enabled and _enabled_for(_settings.level) else 0
         try:
@@ -114,7 +118,7 @@ class TraceMiddleware:
             raise
         if start:
             _finish(scope, ctx, start, status, None)
-        _CURRENT.reset(token)
+        _reset_current(token)
 
 
 def _finish(
