@@ -112,8 +112,7 @@ class SpanRecords(logging.Handler):
     def fields(self, kind: str | None = None) -> list[dict[str, Any]]:
         out = []
         for record in list(self.records):
-            data = getattr(record, "logtrace", None)
-            fields = dict(data) if isinstance(data, dict) else dict(record.__dict__)
+            fields = dict(record.__dict__)
             if kind is None or fields.get("span.kind") == kind:
                 out.append(fields)
         return out
@@ -148,3 +147,27 @@ def sent_parent(response: _JSONResponse) -> tuple[str, str]:
     """(trace_id, parent span id) of the ``traceparent`` that ``echo_app`` received."""
     trace_id, parent, _ = parse_traceparent(response.json()["headers"]["traceparent"])
     return trace_id, parent
+
+
+class _Hop(Protocol):
+    @property
+    def request(self) -> Any: ...
+
+
+class _RedirectedResponse(_JSONResponse, _Hop, Protocol):
+    @property
+    def history(self) -> list[Any]: ...
+
+
+def check_one_client_span_per_hop(
+    response: _RedirectedResponse, records: list[dict[str, Any]], caller_span_id: str
+) -> None:
+    """Two redirects then a 200: three client spans under the caller, one per hop,
+    each the parent named in the ``traceparent`` that hop sent."""
+    assert [r["http.response.status_code"] for r in records] == [302, 302, 200]
+    assert {r["parent_span_id"] for r in records} == {caller_span_id}
+    hops = [*response.history, response]
+    sent = [parse_traceparent(h.request.headers["traceparent"])[1] for h in hops]
+    assert sent == [r["span_id"] for r in records]
+    assert len(set(sent)) == 3
+    assert sent_parent(response)[1] == records[-1]["span_id"]
