@@ -29,8 +29,12 @@ import math
 from array import array
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
-__all__ = ["ClockModel", "Edge", "estimate_clocks"]
+import numpy as np
+import numpy.typing as npt
+
+__all__ = ["ClockModel", "Edge", "estimate_clocks", "estimate_clocks_from_columns"]
 
 BUCKET_S = 60.0
 """Width of the time buckets used to follow drift."""
@@ -50,6 +54,7 @@ _LOOSE_RATE = 1 / 100
 caller's records that bracket a call best are sometimes ones written for a
 parallel call, which bound one side much tighter than the other."""
 _INF = math.inf
+F64 = npt.NDArray[np.float64]
 
 
 @dataclass(frozen=True, slots=True)
@@ -185,7 +190,56 @@ def estimate_clocks(edges: Iterable[Edge], services: Iterable[str]) -> dict[str,
         cols[1].append(start - e.send)
         receive, end = e.receive, e.end
         cols[2].append(nan if receive is None or end is None else receive - end)
+    return _estimate(raw, services)
 
+
+def estimate_clocks_from_columns(
+    caller: npt.NDArray[np.integer[Any]],
+    callee: npt.NDArray[np.integer[Any]],
+    send: F64,
+    receive: F64,
+    start: F64,
+    end: F64,
+    exact: npt.NDArray[np.bool_],
+    names: Sequence[str],
+    services: Iterable[str],
+) -> dict[str, ClockModel]:
+    """:func:`estimate_clocks` for calls given as columns (service indexes
+    into ``names``; NaN for an unknown receive or end): the same result
+    without an object per call, as a run has hundreds of thousands."""
+    caller = caller.astype(np.int64)
+    callee = callee.astype(np.int64)
+    keep = caller != callee
+    width = len(names) + 1
+    key = (caller * width + callee) * 2 + exact.astype(np.int64)
+    key, start, send, receive, end = key[keep], start[keep], send[keep], receive[keep], end[keep]
+    ups = start - send
+    lows = receive - end
+    raw: dict[_Key, _Columns] = {}
+    if len(key):
+        distinct, first = np.unique(key, return_index=True)
+        by_key = np.argsort(key, kind="stable")
+        bounds = np.searchsorted(key[by_key], distinct)
+        spans = dict(zip(distinct.tolist(), zip(bounds.tolist(),
+                                                [*bounds[1:].tolist(), len(key)],
+                                                strict=True), strict=True))
+        for k in distinct[np.argsort(first, kind="stable")].tolist():
+            lo, hi = spans[k]
+            at = by_key[lo:hi]
+            pair = k // 2
+            raw[(names[pair // width], names[pair % width], bool(k % 2))] = (
+                _doubles(start[at]), _doubles(ups[at]), _doubles(lows[at])
+            )
+    return _estimate(raw, services)
+
+
+def _doubles(values: F64) -> array[float]:
+    out = array("d")
+    out.frombytes(np.ascontiguousarray(values, dtype=np.float64).tobytes())
+    return out
+
+
+def _estimate(raw: dict[_Key, _Columns], services: Iterable[str]) -> dict[str, ClockModel]:
     order = sorted(set(services).union(*((a, b) for a, b, _ in raw)))
     if not raw:
         return {name: ClockModel() for name in order}
@@ -221,38 +275,39 @@ _Columns = tuple["array[float]", "array[float]", "array[float]"]
 
 
 def _slots(raw: dict[_Key, _Columns]) -> dict[_Key, dict[int, list[int]]]:
-    """Each pair's calls by time bucket (positions into its columns)."""
+    """Each pair's calls by time bucket (positions into its columns), buckets
+    in the order their first call comes."""
     slots: dict[_Key, dict[int, list[int]]] = {}
-    width = BUCKET_S
     for key, (ts, _, _) in raw.items():
-        by_bucket: dict[int, list[int]] = {}
-        for i, t in enumerate(ts):
-            k = int(t // width)
-            idx = by_bucket.get(k)
-            if idx is None:
-                by_bucket[k] = [i]
-            else:
-                idx.append(i)
-        slots[key] = by_bucket
+        bucket = np.floor_divide(np.frombuffer(ts, dtype=np.float64), BUCKET_S).astype(np.int64)
+        distinct, first = np.unique(bucket, return_index=True)
+        by_bucket = np.argsort(bucket, kind="stable")
+        bounds = np.searchsorted(bucket[by_bucket], distinct).tolist()
+        ends = [*bounds[1:], len(bucket)]
+        where = {b: (lo, hi) for b, lo, hi in zip(distinct.tolist(), bounds, ends, strict=True)}
+        slots[key] = {
+            b: by_bucket[where[b][0] : where[b][1]].tolist()
+            for b in distinct[np.argsort(first, kind="stable")].tolist()
+        }
     return slots
 
 
 def _detrended(
     raw: dict[_Key, _Columns], drifts: dict[str, float], ref_t: float
-) -> dict[_Key, tuple[Sequence[float], Sequence[float], Sequence[float]]]:
+) -> dict[_Key, _Columns]:
     """The columns with the relative drift of each pair taken out."""
-    out: dict[_Key, tuple[Sequence[float], Sequence[float], Sequence[float]]] = {}
+    out: dict[_Key, _Columns] = {}
     for key, (ts, ups, lows) in raw.items():
         a, b, _ = key
         rate = drifts.get(b, 0.0) - drifts.get(a, 0.0)
         if rate == 0.0:
             out[key] = (ts, ups, lows)
             continue
-        shifts = [rate * (t - ref_t) for t in ts]
+        shifts = rate * (np.frombuffer(ts, dtype=np.float64) - ref_t)
         out[key] = (
             ts,
-            [u - d for u, d in zip(ups, shifts, strict=True)],
-            [x + d for x, d in zip(lows, shifts, strict=True)],
+            _doubles(np.frombuffer(ups, dtype=np.float64) - shifts),
+            _doubles(np.frombuffer(lows, dtype=np.float64) + shifts),
         )
     return out
 

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
-from ._clocks import ClockModel, Edge, estimate_clocks
+from ._clocks import ClockModel, Edge, estimate_clocks_from_columns
 from ._group import Table
 from ._parse import SPAN_RECORD
 from ._tree import Tree
@@ -94,14 +94,28 @@ def estimate(table: Table, tree: Tree) -> dict[str, ClockModel]:
     bound them much tighter, and the estimate is repeated.
     """
     calls = find_calls(table, tree)
-    clocks = estimate_clocks(_edges(table, tree, calls), table.services)
+    clocks = _estimate(table, tree, calls)
     loose = _needs_bracketing(tree, calls)
     if not len(loose):
         return clocks
     for margin in (100e-6, 30e-6):
         refined = _bracket(table, tree, calls, loose, apply_clocks(table, clocks), margin, clocks)
-        clocks = estimate_clocks(_edges(table, tree, refined), table.services)
+        clocks = _estimate(table, tree, refined)
     return clocks
+
+
+def _estimate(table: Table, tree: Tree, calls: Calls) -> dict[str, ClockModel]:
+    return estimate_clocks_from_columns(
+        tree.service[calls.caller],
+        tree.service[calls.callee],
+        calls.send,
+        calls.receive,
+        calls.start,
+        calls.end,
+        calls.exact,
+        table.services,
+        table.services,
+    )
 
 
 _EXACT_ENOUGH = 20
