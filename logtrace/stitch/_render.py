@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import itertools
 import mmap
 import os
 import shutil
@@ -29,7 +30,12 @@ from ._parse import JSON, LOGFMT, REASONS, parse_logfmt
 from ._read import LineReader
 from ._tree import Tree
 
-__all__ = ["Rendering", "write_jsonl"]
+try:
+    from . import _native_write
+except ImportError:  # built without a C compiler: the pure-Python path below
+    _native_write = None  # type: ignore[assignment]
+
+__all__ = ["Rendering", "native_enabled", "write_jsonl"]
 
 _encode = msgspec.json.encode
 
@@ -66,7 +72,28 @@ def iso_strings(ts: npt.NDArray[np.float64]) -> list[str]:
     return out
 
 
+def take_rows(rows: npt.NDArray[np.void], idx: npt.NDArray[np.int64]) -> npt.NDArray[np.void]:
+    """``rows[idx]``, copied as opaque records: numpy copies a structured
+    array field by field, ten times slower for these small rows."""
+    if not rows.flags.c_contiguous:
+        return rows[idx]
+    opaque = rows.view(np.dtype((np.void, rows.dtype.itemsize)))
+    return np.take(opaque, idx).view(rows.dtype)
+
+
 _BATCH = 1 << 14
+_NATIVE_BATCH = 1 << 16
+"""Rows per batch. The C path's fixed cost per batch is a few numpy passes,
+so it takes larger batches; either bounds memory to a few tens of MB."""
+
+
+def native_enabled() -> bool:
+    """Whether JSON lines are rendered in C: built, and not turned off.
+
+    ``LOGTRACE_PURE_PYTHON`` (any non-empty value) selects the pure-Python
+    path; it is read at each write, so one process can compare both.
+    """
+    return _native_write is not None and not os.environ.get("LOGTRACE_PURE_PYTHON")
 
 
 def _render_range(r: Rendering, lo: int, hi: int, out: IO[bytes]) -> None:
@@ -77,17 +104,20 @@ def _render_range(r: Rendering, lo: int, hi: int, out: IO[bytes]) -> None:
         [_encode(s.name).decode() for s in table.sources],
         len(table.sources),
     )
+    render, size = (
+        (_render_batch_native, _NATIVE_BATCH) if native_enabled() else (_render_batch, _BATCH)
+    )
     release = _ReleasePlan(r, lo, hi)
     traced = max(lo, min(hi, r.order.n_traced))
     try:
-        for start in range(lo, traced, _BATCH):
-            end = min(traced, start + _BATCH)
-            _render_batch(r, start, end, out, ctx, False)
+        for start in range(lo, traced, size):
+            end = min(traced, start + size)
+            render(r, start, end, out, ctx, False)
             release.after(end, ctx)
         # Lines without a trace come last in file order, one here and there:
         # read with pread, as mapping them would fault in whole runs of pages.
-        for start in range(traced, hi, _BATCH):
-            _render_batch(r, start, min(hi, start + _BATCH), out, ctx, True)
+        for start in range(traced, hi, size):
+            render(r, start, min(hi, start + size), out, ctx, True)
     finally:
         for reader in ctx.readers:
             if reader is not None:
@@ -115,11 +145,19 @@ class _ReleasePlan:
         offsets = r.table.rows["off"][idx]
         self._positions: dict[int, npt.NDArray[np.int64]] = {}
         self._low: dict[int, npt.NDArray[np.int64]] = {}
-        for f in np.unique(files).tolist():
-            where = np.flatnonzero(files == f)
-            self._positions[f] = where + lo
+        # Positions grouped by file, in order within each (a stable sort: a
+        # linear-time radix sort when file numbers fit 16 bits).
+        key = files.astype(np.uint16) if len(r.table.sources) <= 1 << 16 else files
+        by_file = np.argsort(key, kind="stable")
+        sorted_files = files[by_file]
+        cuts = [0, *(np.flatnonzero(np.diff(sorted_files)) + 1).tolist(), len(by_file)]
+        for a, b in itertools.pairwise(cuts):
+            if a == b:
+                continue
+            where = by_file[a:b]
+            self._positions[int(sorted_files[a])] = where + lo
             # Smallest offset still needed from each position on (suffix minimum).
-            self._low[f] = np.minimum.accumulate(offsets[where][::-1])[::-1]
+            self._low[int(sorted_files[a])] = np.minimum.accumulate(offsets[where][::-1])[::-1]
 
     def after(self, end: int, ctx: _Context) -> None:
         for f, positions in self._positions.items():
@@ -137,13 +175,25 @@ class _ReleasePlan:
 class _Context:
     """What the batches of one range share: names and open files."""
 
-    __slots__ = ("files", "maps", "readers", "services")
+    __slots__ = ("_encoded", "buffer", "files", "maps", "readers", "services")
 
     def __init__(self, services: list[str], files: list[str], n_files: int) -> None:
         self.services = services
         self.files = files
         self.readers: list[LineReader | None] = [None] * n_files
         self.maps: list[bytes | mmap.mmap | None] = [None] * n_files
+        self._encoded: tuple[list[bytes], list[bytes]] | None = None
+        self.buffer = bytearray()
+        """The C path's output, reused: its pages stay mapped between batches."""
+
+    def encoded(self) -> tuple[list[bytes], list[bytes]]:
+        """Service and file names as JSON bytes, for the C path."""
+        if self._encoded is None:
+            self._encoded = (
+                [s.encode() for s in self.services],
+                [f.encode() for f in self.files],
+            )
+        return self._encoded
 
     def open(self, file: int, path: str) -> bytes | mmap.mmap:
         reader = self.readers[file] = LineReader(path)
@@ -156,7 +206,7 @@ def _render_batch(
 ) -> None:
     table = r.table
     idx = r.order.rows[lo:hi]
-    sub = table.rows[idx]
+    sub = take_rows(table.rows, idx)
     traces, spans, services, files = table.traces, table.spans, ctx.services, ctx.files
     # One head string per distinct (trace, span, parent, service, depth) in the batch.
     # A span fixes its trace and depth, so (span, parent) or, without a span,
@@ -245,6 +295,87 @@ def _render_batch(
     out.write(b"".join(parts))
 
 
+# The C path: timestamps outside years 1..9999 (or NaN) and records that are
+# not JSON are few; Python writes those texts, C everything else.
+_US_LO = -62135596800000000.0  # 0001-01-01, exact as a float
+_US_HI = 253402300800000000.0  # 10000-01-01, exact as a float
+_TAILS = [b"}\n", *(b',"reason":"%s"}\n' % reason.encode() for reason in REASONS[1:])]
+
+
+def _render_batch_native(
+    r: Rendering, lo: int, hi: int, out: IO[bytes], ctx: _Context, direct: bool
+) -> None:
+    assert _native_write is not None
+    table = r.table
+    idx = r.order.rows[lo:hi]
+    sub = take_rows(table.rows, idx)
+    file_col = table.file[idx]
+    corrected = r.corrected[idx]
+    scaled = np.round(corrected * 1e6)
+    plain = (scaled >= _US_LO) & (scaled < _US_HI)  # False for NaN
+    stamp_us = np.where(plain, scaled, 0.0).astype(np.int64)
+    stamp_rows = np.flatnonzero(~plain)
+    stamp_texts = []
+    if len(stamp_rows):
+        odd = corrected[stamp_rows]
+        for v, text in zip(odd.tolist(), iso_strings(odd), strict=True):
+            stamp_texts.append(b"null" if v != v else f'"{text}Z"'.encode())
+    offset = np.round((sub["ts"] - corrected) * 1000.0, 3)
+    maps = ctx.maps
+    paths = table.data_paths
+    for file in np.unique(file_col).tolist():
+        if maps[file] is None:
+            ctx.open(file, paths[file])
+    sources: list[object]
+    if direct:
+        sources = [-1 if reader is None else reader.fileno() for reader in ctx.readers]
+    else:
+        sources = list(maps)
+    flags = sub["flags"]
+    record_rows = np.flatnonzero((flags & JSON) == 0)
+    record_texts = []
+    if len(record_rows):
+        starts, lengths = sub["off"], sub["len"]
+        for i in record_rows.tolist():
+            f, s, n = int(file_col[i]), int(starts[i]), int(lengths[i])
+            reader = ctx.readers[f]
+            assert reader is not None
+            raw = os.pread(reader.fileno(), n, s) if direct else reader.data[s : s + n]
+            record_texts.append(record_json(raw, int(flags[i])))
+    services, files = ctx.encoded()
+    columns = (
+        sub["trace"],
+        sub["span"],
+        sub["parent"],
+        sub["svc"],
+        r.tree.row_depth[idx],
+        stamp_us,
+        offset,
+        file_col,
+        sub["line"],
+        sub["off"],
+        sub["len"],
+        sub["reason"],
+    )
+    buffer = ctx.buffer
+    size = _native_write.render_batch(
+        buffer,
+        columns,
+        table.traces,
+        table.spans,
+        services,
+        files,
+        _TAILS,
+        sources,
+        stamp_rows,
+        stamp_texts,
+        record_rows,
+        record_texts,
+    )
+    with memoryview(buffer) as view:
+        out.write(view[:size])
+
+
 _CURRENT: Rendering | None = None
 
 
@@ -266,7 +397,9 @@ def write_jsonl(
     """Write every ordered row as one JSON line, in ``jobs`` parallel ranges."""
     global _CURRENT
     n = len(r.order.rows)
-    if jobs <= 1 or n < 200_000:
+    # The C path renders faster than a forked worker's part can be spooled
+    # and copied back: it runs in one process.
+    if jobs <= 1 or n < 200_000 or native_enabled():
         _render_range(r, 0, n, out)
         return
     _give_back_free_heap()  # the worker's copy of the parent counts in full

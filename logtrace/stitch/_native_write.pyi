@@ -1,0 +1,23 @@
+"""Type stub for the C module that renders the JSON-lines writer's rows."""
+
+from typing import Any, TypeAlias
+
+import numpy.typing as npt
+from typing_extensions import Buffer
+
+_Array: TypeAlias = Buffer | npt.NDArray[Any]
+
+def render_batch(
+    out: bytearray,
+    columns: tuple[_Array, ...],
+    traces: list[str],
+    spans: list[str],
+    services: list[bytes],
+    files: list[bytes],
+    tails: list[bytes],
+    sources: list[object],
+    stamp_rows: _Array,
+    stamp_texts: list[bytes],
+    record_rows: _Array,
+    record_texts: list[bytes],
+) -> int: ...
