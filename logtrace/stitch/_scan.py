@@ -7,7 +7,9 @@ locally and send back numpy rows, never parsed records.
 
 Per-line Python is what costs: lines shaped like logtrace's own records are
 decoded thousands at a time by msgspec and their fields worked out column by
-column with numpy; only the other lines are parsed one at a time.
+column with numpy; only the other lines are parsed one at a time. When the C
+extension is built, it reads those common lines itself and hands every other
+line to the same one-at-a-time parser, giving the same rows.
 """
 
 from __future__ import annotations
@@ -44,6 +46,11 @@ from ._parse import (
 )
 from ._read import Source, open_decompressed, read_blocks, service_from_path, whole_lines
 from ._timestamps import iso_fast, minute_cache, parse_timestamp
+
+try:
+    from . import _native_scan
+except ImportError:  # not built: the pure-Python path gives the same rows
+    _native_scan = None  # type: ignore[assignment]
 
 __all__ = ["ScanTask", "plan_tasks", "scan", "scan_task"]
 
@@ -96,6 +103,11 @@ def _range_blocks(path: str, start: int, end: int) -> Iterator[bytes]:
             yield block
 
 
+def native_enabled() -> bool:
+    """Whether the C scanner is used: built, and ``LOGTRACE_PURE_PYTHON`` unset or empty."""
+    return _NATIVE_LAYOUT and not os.environ.get("LOGTRACE_PURE_PYTHON")
+
+
 def scan_task(task: ScanTask, spool_dir: str) -> FileScan:
     """Read one task's lines and turn each non-blank one into a row."""
     index, name, path, start, end = task
@@ -112,6 +124,9 @@ def scan_task(task: ScanTask, spool_dir: str) -> FileScan:
             fd, data_path = tempfile.mkstemp(prefix=f"{index}-", suffix=".spool", dir=spool_dir)
             spool = os.fdopen(fd, "wb")
     state = _Interner(service_from_path(name))
+    scanner = None
+    if native_enabled():
+        scanner = _native_scan.Scanner(state.trace_ids, state.span_ids, state.services)
     parts: list[npt.NDArray[np.void]] = []
     pos = start
     lineno = 0
@@ -122,7 +137,10 @@ def scan_task(task: ScanTask, spool_dir: str) -> FileScan:
         for block in blocks:
             if spool is not None:
                 spool.write(block)
-            part = _scan_block(block, pos, lineno, state)
+            if scanner is None:
+                part = _scan_block(block, pos, lineno, state)
+            else:
+                part = _scan_block_native(block, pos, lineno, state, scanner)
             if len(part):
                 parts.append(part)
             pos += len(block)
@@ -330,6 +348,85 @@ def _scan_block(block: bytes, pos: int, lineno: int, state: _Interner) -> npt.ND
         others.sort()
         _slow_rows(others, block, starts, lengths, cols, keep)
     return _intern(cols, keep, starts + pos, lengths, lineno, state)
+
+
+_ROW_OFFSETS = [0, 8, 12, 16, 24, 28, 32, 36, 38, 39, 40]
+_NATIVE_LAYOUT = (
+    _native_scan is not None
+    and SCAN_DTYPE.itemsize == _native_scan.ROW_SIZE
+    and [SCAN_DTYPE.fields[name][1] for name in SCAN_DTYPE.names or ()]  # type: ignore[index]
+    == _ROW_OFFSETS
+)
+"""The C scanner writes rows with this layout; any other disables it."""
+
+_NAN = math.nan
+
+
+def _scan_block_native(
+    block: bytes, pos: int, lineno: int, state: _Interner, scanner: _native_scan.Scanner
+) -> npt.NDArray[np.void]:
+    """:func:`_scan_block` with the C scanner: it writes the rows of the lines
+    it reads and asks :func:`_parse_raw` (through ``fallback``) for the others,
+    in line order, so IDs are interned in the same order as the Python path."""
+    out = np.empty(block.count(b"\n") + 1, dtype=SCAN_DTYPE)
+
+    def fallback(start: int, length: int) -> _RowValues | None:
+        raw = block[start : start + length]
+        if raw.isspace():
+            return None
+        return _intern_line(_parse_raw(raw), state)
+
+    n = scanner.scan(block, out, pos, lineno, fallback)
+    return out[:n]
+
+
+_RowValues = tuple[float, int, int, int, int, int, int, float]
+"""ts, trace, span, parent, service, flags, reason, start: one row's values."""
+
+
+def _intern_line(parsed: Parsed, state: _Interner) -> _RowValues:
+    """One line's row values, interning as :func:`_intern` does for a block."""
+    trace, span, parent, ts, service, flags, reason, start = parsed
+    tix = state.traces.get(trace)
+    if tix is None:
+        tix = _intern_one(state.traces, state.trace_ids, trace, norm_trace_id)
+    if tix >= 0:
+        six = state.spans.get(span)
+        if six is None:
+            six = _intern_one(state.spans, state.span_ids, span, norm_span_id)
+        pix = state.spans.get(parent)
+        if pix is None:
+            pix = _intern_one(state.spans, state.span_ids, parent, norm_span_id)
+    else:
+        six = pix = -1
+        if reason == 0:
+            reason = NO_TRACE_ID
+    services = state.services
+    svc = services.get(service)
+    if svc is None:
+        svc = services[service] = min(len(services) - 1, 65535)
+    return (
+        _NAN if ts is None else ts,
+        tix,
+        six,
+        pix,
+        svc,
+        flags,
+        reason,
+        _NAN if start is None else start,
+    )
+
+
+def _intern_one(
+    known: dict[object, int],
+    ids: dict[str, int],
+    value: object,
+    norm: Callable[[object], str | None],
+) -> int:
+    canon = norm(value)
+    index = -1 if canon is None else ids.setdefault(canon, len(ids))
+    known[value] = index
+    return index
 
 
 def _intern(

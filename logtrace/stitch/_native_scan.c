@@ -1,0 +1,1338 @@
+/*
+ * The scan stage's per-line work in C, for lines shaped like logtrace's own
+ * JSON records.
+ *
+ * A Scanner walks a block of whole lines, splits it at newlines and, for each
+ * line that is one strictly valid ASCII JSON object with the expected keys and
+ * value shapes, writes a finished row (IDs interned, timestamps converted).
+ * Any other line is declined: a Python callable handles it, exactly as the
+ * pure-Python scanner would, and returns its row values. Lines are handled in
+ * order, so IDs are interned first seen first either way.
+ *
+ * Rows are written into a caller-provided buffer laid out as SCAN_DTYPE.
+ */
+
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+
+#include <math.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <string.h>
+
+/* ---------------------------------------------------------------- rows */
+
+typedef struct {
+    int64_t off;
+    int32_t len;
+    int32_t line;
+    double ts;
+    int32_t trace;
+    int32_t span;
+    int32_t parent;
+    uint16_t svc;
+    uint8_t flags;
+    uint8_t reason;
+    double start;
+} Row;
+
+#define ROW_SIZE 48
+_Static_assert(sizeof(Row) == ROW_SIZE, "Row must match SCAN_DTYPE");
+_Static_assert(offsetof(Row, start) == 40, "Row must match SCAN_DTYPE");
+
+/* Flags and reasons, as in _parse.py. */
+#define F_JSON 1
+#define F_ERROR 4
+#define F_SPAN_RECORD 8
+#define F_KIND_CLIENT 16
+#define F_KIND_SERVER 32
+#define R_NO_TRACE_ID 1
+
+#define MAX_DEPTH 64
+#define MAX_NUMBER 64  /* longer number tokens are declined */
+#define MAX_STRICT_NUMBER 18
+
+/* ---------------------------------------------------------------- keys */
+
+enum {
+    K_TIMESTAMP,
+    K_LEVEL,
+    K_SERVICE,
+    K_TRACE_ID,
+    K_SPAN_ID,
+    K_PARENT_SPAN_ID,
+    K_SPAN_KIND,
+    K_SPAN_START,
+    K_DURATION_MS,
+    K_ERROR_TYPE,
+    K_EXCEPTION_TYPE,
+    K_EXC_INFO,
+    K_STATUS,
+    N_KEYS,
+    K_OTHER_FIELD, /* a key the general parser reads: declined without trace_id */
+    K_NONE
+};
+
+typedef struct {
+    const char *name;
+    int id;
+} KeyName;
+
+static const KeyName KEY_NAMES[] = {
+    {"timestamp", K_TIMESTAMP},
+    {"level", K_LEVEL},
+    {"service", K_SERVICE},
+    {"trace_id", K_TRACE_ID},
+    {"span_id", K_SPAN_ID},
+    {"parent_span_id", K_PARENT_SPAN_ID},
+    {"span.kind", K_SPAN_KIND},
+    {"span.start", K_SPAN_START},
+    {"duration_ms", K_DURATION_MS},
+    {"error.type", K_ERROR_TYPE},
+    {"exception.type", K_EXCEPTION_TYPE},
+    {"exc_info", K_EXC_INFO},
+    {"http.response.status_code", K_STATUS},
+    /* The other keys of the general parser's struct. */
+    {"@timestamp", K_OTHER_FIELD},
+    {"time", K_OTHER_FIELD},
+    {"ts", K_OTHER_FIELD},
+    {"asctime", K_OTHER_FIELD},
+    {"timeUnixNano", K_OTHER_FIELD},
+    {"levelname", K_OTHER_FIELD},
+    {"severity", K_OTHER_FIELD},
+    {"severityText", K_OTHER_FIELD},
+    {"log.level", K_OTHER_FIELD},
+    {"log", K_OTHER_FIELD},
+    {"service.name", K_OTHER_FIELD},
+    {"service_name", K_OTHER_FIELD},
+    {"serviceName", K_OTHER_FIELD},
+    {"app", K_OTHER_FIELD},
+    {"application", K_OTHER_FIELD},
+    {"dd.service", K_OTHER_FIELD},
+    {"traceId", K_OTHER_FIELD},
+    {"traceID", K_OTHER_FIELD},
+    {"otelTraceID", K_OTHER_FIELD},
+    {"trace.id", K_OTHER_FIELD},
+    {"trace", K_OTHER_FIELD},
+    {"dd.trace_id", K_OTHER_FIELD},
+    {"dd", K_OTHER_FIELD},
+    {"traceparent", K_OTHER_FIELD},
+    {"spanId", K_OTHER_FIELD},
+    {"spanID", K_OTHER_FIELD},
+    {"otelSpanID", K_OTHER_FIELD},
+    {"span.id", K_OTHER_FIELD},
+    {"span", K_OTHER_FIELD},
+    {"dd.span_id", K_OTHER_FIELD},
+    {"parentSpanId", K_OTHER_FIELD},
+    {"parent_id", K_OTHER_FIELD},
+    {"parent.id", K_OTHER_FIELD},
+    {"span.start_ns", K_OTHER_FIELD},
+};
+
+#define N_KEY_NAMES (sizeof(KEY_NAMES) / sizeof(KEY_NAMES[0]))
+#define MAX_KEY_LEN 32
+
+/* Per key length, the indexes into KEY_NAMES (filled at import). */
+static unsigned char key_by_len[MAX_KEY_LEN + 1][N_KEY_NAMES];
+static unsigned char key_count[MAX_KEY_LEN + 1];
+
+static void
+init_keys(void)
+{
+    memset(key_count, 0, sizeof(key_count));
+    for (size_t i = 0; i < N_KEY_NAMES; i++) {
+        size_t n = strlen(KEY_NAMES[i].name);
+        key_by_len[n][key_count[n]++] = (unsigned char)i;
+    }
+}
+
+static int
+key_id(const unsigned char *s, size_t n)
+{
+    if (n > MAX_KEY_LEN) {
+        return K_NONE;
+    }
+    for (int i = 0; i < key_count[n]; i++) {
+        const KeyName *k = &KEY_NAMES[key_by_len[n][i]];
+        if (k->name[0] == (char)s[0] && memcmp(k->name, s, n) == 0) {
+            return k->id;
+        }
+    }
+    return K_NONE;
+}
+
+/* ---------------------------------------------------------------- JSON */
+
+/* 1 for bytes that end the plain run of a string: quote, backslash,
+ * control characters and anything outside ASCII. */
+static unsigned char string_stop[256];
+
+static void
+init_tables(void)
+{
+    for (int c = 0; c < 256; c++) {
+        string_stop[c] = (c == '"' || c == '\\' || c < 0x20 || c >= 0x80) ? 1 : 0;
+    }
+}
+
+static inline int
+is_digit(unsigned char c)
+{
+    return c >= '0' && c <= '9';
+}
+
+static inline int
+hex_value(unsigned char c)
+{
+    if (c >= '0' && c <= '9') {
+        return c - '0';
+    }
+    if (c >= 'a' && c <= 'f') {
+        return c - 'a' + 10;
+    }
+    if (c >= 'A' && c <= 'F') {
+        return c - 'A' + 10;
+    }
+    return -1;
+}
+
+#define SKIP_WS(p, end)                                      \
+    while ((p) < (end) && (*(p) == ' ' || *(p) == '\t')) { \
+        (p)++;                                               \
+    }
+
+/* A string starting at the quote under *pp; on success *pp is past the
+ * closing quote and *escaped tells whether it held escapes. Declines
+ * control characters, non-ASCII bytes and surrogate escapes. */
+static int
+skip_string(const unsigned char **pp, const unsigned char *end, int *escaped)
+{
+    const unsigned char *p = *pp + 1;
+    int esc = 0;
+    for (;;) {
+        while (p < end && !string_stop[*p]) {
+            p++;
+        }
+        if (p >= end) {
+            return 0;
+        }
+        if (*p == '"') {
+            *pp = p + 1;
+            *escaped = esc;
+            return 1;
+        }
+        if (*p != '\\') {
+            return 0;
+        }
+        esc = 1;
+        if (p + 1 >= end) {
+            return 0;
+        }
+        switch (p[1]) {
+        case '"':
+        case '\\':
+        case '/':
+        case 'b':
+        case 'f':
+        case 'n':
+        case 'r':
+        case 't':
+            p += 2;
+            break;
+        case 'u': {
+            if (end - p < 6) {
+                return 0;
+            }
+            int v = 0;
+            for (int k = 2; k < 6; k++) {
+                int h = hex_value(p[k]);
+                if (h < 0) {
+                    return 0;
+                }
+                v = v * 16 + h;
+            }
+            if (v >= 0xD800 && v <= 0xDFFF) {
+                return 0;
+            }
+            p += 6;
+            break;
+        }
+        default:
+            return 0;
+        }
+    }
+}
+
+/* A number token; strict ones (values the decoder materialises) must be
+ * short and without exponent, so that they convert without overflow. */
+static int
+skip_number(const unsigned char **pp, const unsigned char *end, int strict, int *is_float)
+{
+    const unsigned char *p = *pp;
+    const unsigned char *start = p;
+    int fl = 0;
+    if (p < end && *p == '-') {
+        p++;
+    }
+    if (p >= end) {
+        return 0;
+    }
+    if (*p == '0') {
+        p++;
+    }
+    else if (*p >= '1' && *p <= '9') {
+        while (p < end && is_digit(*p)) {
+            p++;
+        }
+    }
+    else {
+        return 0;
+    }
+    if (p < end && *p == '.') {
+        p++;
+        fl = 1;
+        if (p >= end || !is_digit(*p)) {
+            return 0;
+        }
+        while (p < end && is_digit(*p)) {
+            p++;
+        }
+    }
+    if (p < end && (*p == 'e' || *p == 'E')) {
+        if (strict) {
+            return 0;
+        }
+        p++;
+        fl = 1;
+        if (p < end && (*p == '+' || *p == '-')) {
+            p++;
+        }
+        if (p >= end || !is_digit(*p)) {
+            return 0;
+        }
+        while (p < end && is_digit(*p)) {
+            p++;
+        }
+    }
+    if (p - start > (strict ? MAX_STRICT_NUMBER : MAX_NUMBER)) {
+        return 0;
+    }
+    *pp = p;
+    *is_float = fl;
+    return 1;
+}
+
+/* One JSON value of any kind, validated, at nesting depth `depth` (the
+ * value's container); *pp moves past it. */
+static int
+skip_value(const unsigned char **pp, const unsigned char *end, int depth, int strict)
+{
+    const unsigned char *p = *pp;
+    unsigned char stack[MAX_DEPTH];
+    int sp = 0;
+    int escaped, is_float;
+
+value:
+    if (p >= end) {
+        return 0;
+    }
+    switch (*p) {
+    case '"':
+        if (!skip_string(&p, end, &escaped)) {
+            return 0;
+        }
+        goto after;
+    case '{':
+    case '[':
+        if (depth + sp + 1 > MAX_DEPTH) {
+            return 0;
+        }
+        stack[sp++] = *p;
+        p++;
+        SKIP_WS(p, end);
+        if (p < end && *p == (stack[sp - 1] == '{' ? '}' : ']')) {
+            p++;
+            sp--;
+            goto after;
+        }
+        if (stack[sp - 1] == '{') {
+            goto key;
+        }
+        goto value;
+    case 't':
+        if (end - p < 4 || memcmp(p, "true", 4) != 0) {
+            return 0;
+        }
+        p += 4;
+        goto after;
+    case 'f':
+        if (end - p < 5 || memcmp(p, "false", 5) != 0) {
+            return 0;
+        }
+        p += 5;
+        goto after;
+    case 'n':
+        if (end - p < 4 || memcmp(p, "null", 4) != 0) {
+            return 0;
+        }
+        p += 4;
+        goto after;
+    default:
+        if (!skip_number(&p, end, strict, &is_float)) {
+            return 0;
+        }
+        goto after;
+    }
+
+key:
+    if (p >= end || *p != '"') {
+        return 0;
+    }
+    if (!skip_string(&p, end, &escaped)) {
+        return 0;
+    }
+    SKIP_WS(p, end);
+    if (p >= end || *p != ':') {
+        return 0;
+    }
+    p++;
+    SKIP_WS(p, end);
+    goto value;
+
+after:
+    if (sp == 0) {
+        *pp = p;
+        return 1;
+    }
+    SKIP_WS(p, end);
+    if (p >= end) {
+        return 0;
+    }
+    if (*p == ',') {
+        p++;
+        SKIP_WS(p, end);
+        if (stack[sp - 1] == '{') {
+            goto key;
+        }
+        goto value;
+    }
+    if (*p == (stack[sp - 1] == '{' ? '}' : ']')) {
+        p++;
+        sp--;
+        goto after;
+    }
+    return 0;
+}
+
+/* ---------------------------------------------------------------- fields */
+
+typedef struct {
+    const unsigned char *v; /* value text (NULL: key absent) */
+    size_t n;
+} Value;
+
+static inline int
+is_null(const Value *v)
+{
+    return v->v == NULL || (v->n == 4 && memcmp(v->v, "null", 4) == 0);
+}
+
+/* The content of a string value without escapes, else 0. */
+static inline int
+plain_string(const Value *v, const unsigned char **s, size_t *n)
+{
+    if (v->v == NULL || v->n < 2 || v->v[0] != '"') {
+        return 0;
+    }
+    for (size_t i = 1; i + 1 < v->n; i++) {
+        if (v->v[i] == '\\') {
+            return 0;
+        }
+    }
+    *s = v->v + 1;
+    *n = v->n - 2;
+    return 1;
+}
+
+/* Canonical ID: `width` lowercase hex digits, not all zero. */
+static int
+canonical_id(const unsigned char *s, size_t n, size_t width)
+{
+    if (n != width) {
+        return 0;
+    }
+    int nonzero = 0;
+    for (size_t i = 0; i < n; i++) {
+        unsigned char c = s[i];
+        if (!((c >= '0' && c <= '9') || (c >= 'a' && c <= 'f'))) {
+            return 0;
+        }
+        nonzero |= c != '0';
+    }
+    return nonzero;
+}
+
+static int64_t
+days_from_civil(int64_t y, int m, int d)
+{
+    y -= m <= 2;
+    int64_t era = (y >= 0 ? y : y - 399) / 400;
+    int64_t yoe = y - era * 400;
+    int64_t doy = (153 * (m + (m > 2 ? -3 : 9)) + 2) / 5 + d - 1;
+    int64_t doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    return era * 146097 + doe - 719468;
+}
+
+static inline int
+digits(const unsigned char *s, int n, int *out)
+{
+    int v = 0;
+    for (int i = 0; i < n; i++) {
+        if (!is_digit(s[i])) {
+            return 0;
+        }
+        v = v * 10 + (s[i] - '0');
+    }
+    *out = v;
+    return 1;
+}
+
+/* `YYYY-MM-DDTHH:MM:SS.ffffff[Z]` as epoch seconds: the minute as an integer
+ * plus the correctly rounded seconds, which is what the Python scanner
+ * computes. Dates before 1971 are declined (the two ways the Python side
+ * rounds agree only for large enough values). */
+static int
+parse_iso(const unsigned char *s, size_t n, double *out)
+{
+    int year, month, day, hour, minute, second, frac;
+    if (!(n == 26 || (n == 27 && s[26] == 'Z'))) {
+        return 0;
+    }
+    if (s[4] != '-' || s[7] != '-' || s[10] != 'T' || s[13] != ':' || s[16] != ':' ||
+        s[19] != '.') {
+        return 0;
+    }
+    if (!digits(s, 4, &year) || !digits(s + 5, 2, &month) || !digits(s + 8, 2, &day) ||
+        !digits(s + 11, 2, &hour) || !digits(s + 14, 2, &minute) ||
+        !digits(s + 17, 2, &second) || !digits(s + 20, 6, &frac)) {
+        return 0;
+    }
+    if (year < 1971 || month < 1 || month > 12 || day < 1 || day > 31 || hour > 23 ||
+        minute > 59 || second > 60) {
+        return 0;
+    }
+    int64_t base = (days_from_civil(year, month, 1) + day - 1) * 86400 + hour * 3600 +
+                   minute * 60;
+    *out = (double)base + (double)((int64_t)second * 1000000 + frac) / 1e6;
+    return 1;
+}
+
+static const char *const ERROR_LEVELS[] = {
+    "error", "err", "critical", "crit", "fatal", "alert", "emerg", "emergency", "severe", "panic",
+};
+
+static int
+is_error_level(const unsigned char *s, size_t n)
+{
+    char low[10];
+    if (n == 0 || n > 9) {
+        return 0;
+    }
+    for (size_t i = 0; i < n; i++) {
+        unsigned char c = s[i];
+        low[i] = (char)((c >= 'A' && c <= 'Z') ? c + 32 : c);
+    }
+    for (size_t k = 0; k < sizeof(ERROR_LEVELS) / sizeof(ERROR_LEVELS[0]); k++) {
+        if (strlen(ERROR_LEVELS[k]) == n && memcmp(ERROR_LEVELS[k], low, n) == 0) {
+            return 1;
+        }
+    }
+    return 0;
+}
+
+/* Python truthiness of a validated value (strict numbers: no exponent). */
+static int
+truthy(const Value *v)
+{
+    const unsigned char *s = v->v;
+    size_t n = v->n;
+    if (s == NULL) {
+        return 0;
+    }
+    switch (s[0]) {
+    case '"':
+        return n > 2;
+    case 't':
+        return 1;
+    case 'f':
+    case 'n':
+        return 0;
+    case '[':
+    case '{':
+        for (size_t i = 1; i < n; i++) {
+            if (s[i] != ' ' && s[i] != '\t') {
+                return s[i] != ']' && s[i] != '}';
+            }
+        }
+        return 0;
+    default:
+        for (size_t i = 0; i < n; i++) {
+            if (s[i] >= '1' && s[i] <= '9') {
+                return 1;
+            }
+        }
+        return 0;
+    }
+}
+
+enum { NUM_NONE, NUM_INT, NUM_FLOAT };
+
+/* A strict number value: its kind and value as a double (exact for ints
+ * within 2**53, correctly rounded otherwise). -1 declines. */
+static int
+number_value(const Value *v, double *out, int64_t *iout)
+{
+    const unsigned char *s = v->v;
+    size_t n = v->n;
+    char buf[MAX_STRICT_NUMBER + 2];
+    if (s == NULL || !(s[0] == '-' || is_digit(s[0]))) {
+        return NUM_NONE;
+    }
+    if (n > MAX_STRICT_NUMBER) {
+        return -1;
+    }
+    int fl = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (s[i] == '.' || s[i] == 'e' || s[i] == 'E') {
+            fl = 1;
+        }
+    }
+    if (!fl) {
+        int64_t x = 0;
+        size_t i = s[0] == '-';
+        for (; i < n; i++) {
+            x = x * 10 + (s[i] - '0');
+        }
+        if (s[0] == '-') {
+            x = -x;
+        }
+        *iout = x;
+        *out = (double)x;
+        return NUM_INT;
+    }
+    memcpy(buf, s, n);
+    buf[n] = '\0';
+    char *endp = NULL;
+    double d = PyOS_string_to_double(buf, &endp, NULL);
+    if (d == -1.0 && PyErr_Occurred()) {
+        PyErr_Clear();
+        return -1;
+    }
+    if (endp != buf + n || !isfinite(d)) {
+        return -1;
+    }
+    *out = d;
+    return NUM_FLOAT;
+}
+
+typedef struct {
+    const unsigned char *trace; /* canonical 32 hex, or NULL: no trace */
+    const unsigned char *span;  /* canonical 16 hex or NULL */
+    const unsigned char *parent;
+    const unsigned char *service;
+    size_t service_len;
+    double ts;
+    double start;
+    uint8_t flags;
+} Fields;
+
+/* Parse and check one line; 1 when it is handled here, 0 to decline. */
+static int
+parse_line(const unsigned char *line, size_t len, Fields *f)
+{
+    const unsigned char *p = line + 1;
+    const unsigned char *end = line + len;
+    Value vals[N_KEYS];
+    int other = 0;
+    memset(vals, 0, sizeof(vals));
+
+    SKIP_WS(p, end);
+    if (p < end && *p == '}') {
+        p++;
+    }
+    else {
+        for (;;) {
+            if (p >= end || *p != '"') {
+                return 0;
+            }
+            const unsigned char *k = ++p;
+            while (p < end && !string_stop[*p]) {
+                p++;
+            }
+            if (p >= end || *p != '"') {
+                return 0; /* escapes or odd bytes in a key */
+            }
+            int id = key_id(k, (size_t)(p - k));
+            p++;
+            SKIP_WS(p, end);
+            if (p >= end || *p != ':') {
+                return 0;
+            }
+            p++;
+            SKIP_WS(p, end);
+            const unsigned char *v = p;
+            if (id < N_KEYS) {
+                if (vals[id].v != NULL) {
+                    return 0; /* duplicate key */
+                }
+                if (!skip_value(&p, end, 1, 1)) {
+                    return 0;
+                }
+                vals[id].v = v;
+                vals[id].n = (size_t)(p - v);
+            }
+            else {
+                if (id == K_OTHER_FIELD) {
+                    other = 1;
+                }
+                if (!skip_value(&p, end, 1, 0)) {
+                    return 0;
+                }
+            }
+            SKIP_WS(p, end);
+            if (p < end && *p == ',') {
+                p++;
+                SKIP_WS(p, end);
+                continue;
+            }
+            if (p < end && *p == '}') {
+                p++;
+                break;
+            }
+            return 0;
+        }
+    }
+    if (p != end) {
+        return 0;
+    }
+
+    const unsigned char *s;
+    size_t n;
+    /* Timestamp, level and service: plain strings in every handled line. */
+    if (!plain_string(&vals[K_TIMESTAMP], &s, &n) || !parse_iso(s, n, &f->ts)) {
+        return 0;
+    }
+    if (!plain_string(&vals[K_SERVICE], &f->service, &f->service_len) ||
+        f->service_len == 0 || f->service_len > 200) {
+        return 0;
+    }
+    if (!plain_string(&vals[K_LEVEL], &s, &n)) {
+        return 0;
+    }
+    uint8_t flags = F_JSON;
+    if (is_error_level(s, n)) {
+        flags |= F_ERROR;
+    }
+    if (!is_null(&vals[K_ERROR_TYPE]) || !is_null(&vals[K_EXCEPTION_TYPE]) ||
+        truthy(&vals[K_EXC_INFO])) {
+        flags |= F_ERROR;
+    }
+    double dv;
+    int64_t iv = 0;
+    int kind = number_value(&vals[K_STATUS], &dv, &iv);
+    if (kind < 0) {
+        return 0;
+    }
+    if (kind == NUM_INT && iv >= 500) {
+        flags |= F_ERROR;
+    }
+
+    f->trace = f->span = f->parent = NULL;
+    f->start = NAN;
+    if (is_null(&vals[K_TRACE_ID])) {
+        /* No trace ID: the general parser looks at other keys too. */
+        if (other) {
+            return 0;
+        }
+    }
+    else {
+        if (!plain_string(&vals[K_TRACE_ID], &s, &n) || !canonical_id(s, n, 32)) {
+            return 0;
+        }
+        f->trace = s;
+        if (!is_null(&vals[K_SPAN_ID])) {
+            if (!plain_string(&vals[K_SPAN_ID], &s, &n) || !canonical_id(s, n, 16)) {
+                return 0;
+            }
+            f->span = s;
+        }
+        if (!is_null(&vals[K_PARENT_SPAN_ID])) {
+            if (!plain_string(&vals[K_PARENT_SPAN_ID], &s, &n) || !canonical_id(s, n, 16)) {
+                return 0;
+            }
+            f->parent = s;
+        }
+    }
+
+    if (!is_null(&vals[K_SPAN_KIND])) {
+        double duration;
+        kind = number_value(&vals[K_DURATION_MS], &duration, &iv);
+        if (kind < 0) {
+            return 0;
+        }
+        if (kind != NUM_NONE) {
+            if (f->trace == NULL) {
+                return 0; /* span records without a trace ID: the general path */
+            }
+            if ((kind == NUM_INT && (iv > ((int64_t)1 << 53) || iv < -((int64_t)1 << 53)))) {
+                return 0;
+            }
+            flags |= F_SPAN_RECORD;
+            const Value *k = &vals[K_SPAN_KIND];
+            if (k->v[0] == '"') {
+                if (!plain_string(k, &s, &n)) {
+                    return 0;
+                }
+                if (n == 6 && memcmp(s, "client", 6) == 0) {
+                    flags |= F_KIND_CLIENT;
+                }
+                else if (n == 6 && memcmp(s, "server", 6) == 0) {
+                    flags |= F_KIND_SERVER;
+                }
+            }
+            const Value *st = &vals[K_SPAN_START];
+            if (st->v != NULL && st->v[0] == '"') {
+                if (!plain_string(st, &s, &n) || !parse_iso(s, n, &f->start)) {
+                    return 0;
+                }
+            }
+            else {
+                f->start = f->ts - duration / 1e3;
+            }
+        }
+    }
+    f->flags = flags;
+    return 1;
+}
+
+/* ---------------------------------------------------------------- interning */
+
+typedef struct {
+    uint64_t hash;
+    int32_t index; /* -1: empty slot */
+    char key[32];
+} Slot;
+
+typedef struct {
+    Slot *slots;
+    size_t mask;
+    size_t used;
+    size_t width;
+} IdTable;
+
+static uint64_t
+hash_id(const unsigned char *s, size_t n)
+{
+    uint64_t h = 0x9E3779B97F4A7C15ULL ^ n;
+    for (size_t i = 0; i + 8 <= n; i += 8) {
+        uint64_t w;
+        memcpy(&w, s + i, 8);
+        h = (h ^ w) * 0xBF58476D1CE4E5B9ULL;
+        h ^= h >> 31;
+    }
+    h *= 0x94D049BB133111EBULL;
+    h ^= h >> 29;
+    return h;
+}
+
+static int
+table_init(IdTable *t, size_t width)
+{
+    t->width = width;
+    t->mask = 1023;
+    t->used = 0;
+    t->slots = PyMem_Malloc(sizeof(Slot) * (t->mask + 1));
+    if (t->slots == NULL) {
+        return -1;
+    }
+    for (size_t i = 0; i <= t->mask; i++) {
+        t->slots[i].index = -1;
+    }
+    return 0;
+}
+
+static void
+table_free(IdTable *t)
+{
+    PyMem_Free(t->slots);
+    t->slots = NULL;
+}
+
+static int
+table_grow(IdTable *t)
+{
+    size_t cap = (t->mask + 1) * 2;
+    Slot *slots = PyMem_Malloc(sizeof(Slot) * cap);
+    if (slots == NULL) {
+        PyErr_NoMemory();
+        return -1;
+    }
+    for (size_t i = 0; i < cap; i++) {
+        slots[i].index = -1;
+    }
+    for (size_t i = 0; i <= t->mask; i++) {
+        Slot *s = &t->slots[i];
+        if (s->index >= 0) {
+            size_t j = s->hash & (cap - 1);
+            while (slots[j].index >= 0) {
+                j = (j + 1) & (cap - 1);
+            }
+            slots[j] = *s;
+        }
+    }
+    PyMem_Free(t->slots);
+    t->slots = slots;
+    t->mask = cap - 1;
+    return 0;
+}
+
+/* Local index of a canonical ID: from the table, else from the Python dict
+ * (which the general path also fills), else a new entry in both. */
+static int32_t
+intern_id(IdTable *t, PyObject *ids, const unsigned char *s)
+{
+    size_t n = t->width;
+    uint64_t h = hash_id(s, n);
+    size_t j = h & t->mask;
+    for (;;) {
+        Slot *slot = &t->slots[j];
+        if (slot->index < 0) {
+            break;
+        }
+        if (slot->hash == h && memcmp(slot->key, s, n) == 0) {
+            return slot->index;
+        }
+        j = (j + 1) & t->mask;
+    }
+    PyObject *key = PyUnicode_FromStringAndSize((const char *)s, (Py_ssize_t)n);
+    if (key == NULL) {
+        return -2;
+    }
+    long index;
+    PyObject *found = PyDict_GetItemWithError(ids, key);
+    if (found != NULL) {
+        index = PyLong_AsLong(found);
+        if (index == -1 && PyErr_Occurred()) {
+            Py_DECREF(key);
+            return -2;
+        }
+    }
+    else {
+        if (PyErr_Occurred()) {
+            Py_DECREF(key);
+            return -2;
+        }
+        index = (long)PyDict_GET_SIZE(ids);
+        PyObject *value = PyLong_FromLong(index);
+        if (value == NULL || PyDict_SetItem(ids, key, value) < 0) {
+            Py_XDECREF(value);
+            Py_DECREF(key);
+            return -2;
+        }
+        Py_DECREF(value);
+    }
+    Py_DECREF(key);
+    if (index < 0 || index > INT32_MAX) {
+        PyErr_SetString(PyExc_OverflowError, "too many IDs");
+        return -2;
+    }
+    Slot *slot = &t->slots[j];
+    slot->hash = h;
+    slot->index = (int32_t)index;
+    memcpy(slot->key, s, n);
+    t->used++;
+    if (t->used * 2 > t->mask && table_grow(t) < 0) {
+        return -2;
+    }
+    return (int32_t)index;
+}
+
+#define SERVICE_CACHE 8
+
+typedef struct {
+    char name[200];
+    size_t len;
+    uint16_t index;
+} ServiceSlot;
+
+/* ---------------------------------------------------------------- Scanner */
+
+typedef struct {
+    PyObject_HEAD
+    PyObject *trace_ids;
+    PyObject *span_ids;
+    PyObject *services;
+    IdTable traces;
+    IdTable spans;
+    ServiceSlot svc[SERVICE_CACHE];
+    int nsvc;
+    int next_svc;
+} Scanner;
+
+static int
+service_index(Scanner *self, const unsigned char *s, size_t n)
+{
+    for (int i = 0; i < self->nsvc; i++) {
+        ServiceSlot *slot = &self->svc[i];
+        if (slot->len == n && memcmp(slot->name, s, n) == 0) {
+            return slot->index;
+        }
+    }
+    PyObject *key = PyUnicode_FromStringAndSize((const char *)s, (Py_ssize_t)n);
+    if (key == NULL) {
+        return -1;
+    }
+    long index;
+    PyObject *found = PyDict_GetItemWithError(self->services, key);
+    if (found != NULL) {
+        index = PyLong_AsLong(found);
+    }
+    else if (PyErr_Occurred()) {
+        index = -1;
+    }
+    else {
+        index = (long)PyDict_GET_SIZE(self->services) - 1;
+        if (index > 65535) {
+            index = 65535;
+        }
+        PyObject *value = PyLong_FromLong(index);
+        if (value == NULL || PyDict_SetItem(self->services, key, value) < 0) {
+            index = -1;
+        }
+        Py_XDECREF(value);
+    }
+    Py_DECREF(key);
+    if (index < 0 || index > 65535) {
+        if (!PyErr_Occurred()) {
+            PyErr_SetString(PyExc_ValueError, "bad service index");
+        }
+        return -1;
+    }
+    ServiceSlot *slot = &self->svc[self->next_svc];
+    self->next_svc = (self->next_svc + 1) % SERVICE_CACHE;
+    if (self->nsvc < SERVICE_CACHE) {
+        self->nsvc++;
+    }
+    memcpy(slot->name, s, n);
+    slot->len = n;
+    slot->index = (uint16_t)index;
+    return (int)index;
+}
+
+static int
+Scanner_init(Scanner *self, PyObject *args, PyObject *kwds)
+{
+    static char *kwlist[] = {"trace_ids", "span_ids", "services", NULL};
+    PyObject *traces, *spans, *services;
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "O!O!O!", kwlist, &PyDict_Type, &traces,
+                                     &PyDict_Type, &spans, &PyDict_Type, &services)) {
+        return -1;
+    }
+    if (self->traces.slots != NULL) {
+        PyErr_SetString(PyExc_RuntimeError, "Scanner is already initialised");
+        return -1;
+    }
+    if (table_init(&self->traces, 32) < 0 || table_init(&self->spans, 16) < 0) {
+        table_free(&self->traces);
+        table_free(&self->spans);
+        PyErr_NoMemory();
+        return -1;
+    }
+    Py_INCREF(traces);
+    Py_INCREF(spans);
+    Py_INCREF(services);
+    self->trace_ids = traces;
+    self->span_ids = spans;
+    self->services = services;
+    self->nsvc = 0;
+    self->next_svc = 0;
+    return 0;
+}
+
+static int
+Scanner_traverse(Scanner *self, visitproc visit, void *arg)
+{
+    Py_VISIT(self->trace_ids);
+    Py_VISIT(self->span_ids);
+    Py_VISIT(self->services);
+    return 0;
+}
+
+static int
+Scanner_clear(Scanner *self)
+{
+    Py_CLEAR(self->trace_ids);
+    Py_CLEAR(self->span_ids);
+    Py_CLEAR(self->services);
+    return 0;
+}
+
+static void
+Scanner_dealloc(Scanner *self)
+{
+    PyObject_GC_UnTrack(self);
+    Scanner_clear(self);
+    table_free(&self->traces);
+    table_free(&self->spans);
+    Py_TYPE(self)->tp_free((PyObject *)self);
+}
+
+/* Row values from the fallback's tuple (ts, trace, span, parent, svc,
+ * flags, reason, start). */
+static int
+row_from_tuple(PyObject *t, Row *row)
+{
+    if (!PyTuple_Check(t) || PyTuple_GET_SIZE(t) != 8) {
+        PyErr_SetString(PyExc_TypeError, "fallback must return an 8-tuple or None");
+        return -1;
+    }
+    long v[6];
+    row->ts = PyFloat_AsDouble(PyTuple_GET_ITEM(t, 0));
+    if (row->ts == -1.0 && PyErr_Occurred()) {
+        return -1;
+    }
+    for (int i = 0; i < 6; i++) {
+        v[i] = PyLong_AsLong(PyTuple_GET_ITEM(t, i + 1));
+        if (v[i] == -1 && PyErr_Occurred()) {
+            return -1;
+        }
+    }
+    row->start = PyFloat_AsDouble(PyTuple_GET_ITEM(t, 7));
+    if (row->start == -1.0 && PyErr_Occurred()) {
+        return -1;
+    }
+    if (v[3] < 0 || v[3] > 65535 || v[4] < 0 || v[4] > 255 || v[5] < 0 || v[5] > 255 ||
+        v[0] < INT32_MIN || v[0] > INT32_MAX || v[1] < INT32_MIN || v[1] > INT32_MAX ||
+        v[2] < INT32_MIN || v[2] > INT32_MAX) {
+        PyErr_SetString(PyExc_ValueError, "fallback row value out of range");
+        return -1;
+    }
+    row->trace = (int32_t)v[0];
+    row->span = (int32_t)v[1];
+    row->parent = (int32_t)v[2];
+    row->svc = (uint16_t)v[3];
+    row->flags = (uint8_t)v[4];
+    row->reason = (uint8_t)v[5];
+    return 0;
+}
+
+PyDoc_STRVAR(Scanner_scan_doc,
+             "scan(block, out, offset, lineno, fallback) -> int\n\n"
+             "Rows for the non-blank lines of a block of whole lines, written into out;\n"
+             "fallback(start, length) gives the row values of a line handled in Python\n"
+             "(or None to skip it). Returns the number of rows written.");
+
+static PyObject *
+Scanner_scan(Scanner *self, PyObject *args)
+{
+    Py_buffer block, out;
+    long long offset;
+    long lineno;
+    PyObject *fallback;
+    if (self->traces.slots == NULL) {
+        PyErr_SetString(PyExc_RuntimeError, "Scanner is not initialised");
+        return NULL;
+    }
+    if (!PyArg_ParseTuple(args, "y*w*LlO", &block, &out, &offset, &lineno, &fallback)) {
+        return NULL;
+    }
+    PyObject *result = NULL;
+    const unsigned char *data = block.buf;
+    const unsigned char *end = data + block.len;
+    const unsigned char *p = data;
+    char *rows = out.buf;
+    Py_ssize_t capacity = out.len / ROW_SIZE;
+    Py_ssize_t count = 0;
+    long index = 0;
+    Fields f;
+    Row row;
+
+    if (!PyCallable_Check(fallback)) {
+        PyErr_SetString(PyExc_TypeError, "fallback must be callable");
+        goto done;
+    }
+    while (p < end) {
+        const unsigned char *nl = memchr(p, '\n', (size_t)(end - p));
+        const unsigned char *line_end = nl != NULL ? nl : end;
+        size_t len = (size_t)(line_end - p);
+        if (len > 0 && p[len - 1] == '\r') {
+            len--;
+        }
+        if (len > 0) {
+            if (count >= capacity) {
+                PyErr_SetString(PyExc_ValueError, "output buffer too small");
+                goto done;
+            }
+            if (len > 0x7fffffff || (long long)index + lineno + 1 > INT32_MAX) {
+                PyErr_SetString(PyExc_OverflowError, "line too long or too many lines");
+                goto done;
+            }
+            int handled = 0;
+            if (p[0] == '{' && p[len - 1] == '}' && parse_line(p, len, &f)) {
+                int32_t trace = -1, span = -1, parent = -1;
+                if (f.trace != NULL) {
+                    trace = intern_id(&self->traces, self->trace_ids, f.trace);
+                    if (trace < -1) {
+                        goto done;
+                    }
+                    if (f.span != NULL) {
+                        span = intern_id(&self->spans, self->span_ids, f.span);
+                        if (span < -1) {
+                            goto done;
+                        }
+                    }
+                    if (f.parent != NULL) {
+                        parent = intern_id(&self->spans, self->span_ids, f.parent);
+                        if (parent < -1) {
+                            goto done;
+                        }
+                    }
+                }
+                int svc = service_index(self, f.service, f.service_len);
+                if (svc < 0) {
+                    goto done;
+                }
+                row.ts = f.ts;
+                row.trace = trace;
+                row.span = span;
+                row.parent = parent;
+                row.svc = (uint16_t)svc;
+                row.flags = f.flags;
+                row.reason = trace < 0 ? R_NO_TRACE_ID : 0;
+                row.start = f.start;
+                handled = 1;
+            }
+            else {
+                PyObject *got = PyObject_CallFunction(fallback, "nn", (Py_ssize_t)(p - data),
+                                                      (Py_ssize_t)len);
+                if (got == NULL) {
+                    goto done;
+                }
+                if (got != Py_None) {
+                    int bad = row_from_tuple(got, &row);
+                    Py_DECREF(got);
+                    if (bad) {
+                        goto done;
+                    }
+                    handled = 1;
+                }
+                else {
+                    Py_DECREF(got);
+                }
+            }
+            if (handled) {
+                row.off = (int64_t)offset + (int64_t)(p - data);
+                row.len = (int32_t)len;
+                row.line = (int32_t)(index + lineno + 1);
+                memcpy(rows + count * ROW_SIZE, &row, ROW_SIZE);
+                count++;
+            }
+        }
+        index++;
+        if (nl == NULL) {
+            break;
+        }
+        p = nl + 1;
+    }
+    result = PyLong_FromSsize_t(count);
+done:
+    PyBuffer_Release(&block);
+    PyBuffer_Release(&out);
+    return result;
+}
+
+PyDoc_STRVAR(parse_doc,
+             "parse(line) -> tuple | None\n\n"
+             "The fields of one line as the scanner reads it (trace, span, parent, ts,\n"
+             "service, flags, start), or None when the line is left to Python.");
+
+static PyObject *
+py_parse(PyObject *module, PyObject *arg)
+{
+    Py_buffer buf;
+    Fields f;
+    (void)module;
+    if (PyObject_GetBuffer(arg, &buf, PyBUF_SIMPLE) < 0) {
+        return NULL;
+    }
+    const unsigned char *s = buf.buf;
+    size_t n = (size_t)buf.len;
+    if (n < 2 || s[0] != '{' || s[n - 1] != '}' || !parse_line(s, n, &f)) {
+        PyBuffer_Release(&buf);
+        Py_RETURN_NONE;
+    }
+    PyObject *r = Py_BuildValue(
+        "(s#s#s#ds#id)", (const char *)f.trace, (Py_ssize_t)(f.trace ? 32 : 0),
+        (const char *)f.span, (Py_ssize_t)(f.span ? 16 : 0), (const char *)f.parent,
+        (Py_ssize_t)(f.parent ? 16 : 0), f.ts, (const char *)f.service,
+        (Py_ssize_t)f.service_len, (int)f.flags, f.start);
+    PyBuffer_Release(&buf);
+    return r;
+}
+
+static PyMethodDef Scanner_methods[] = {
+    {"scan", (PyCFunction)Scanner_scan, METH_VARARGS, Scanner_scan_doc},
+    {NULL, NULL, 0, NULL},
+};
+
+static PyTypeObject ScannerType = {
+    PyVarObject_HEAD_INIT(NULL, 0).tp_name = "logtrace.stitch._native_scan.Scanner",
+    .tp_basicsize = sizeof(Scanner),
+    .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC,
+    .tp_doc = PyDoc_STR("Per-task scanning state: the interned IDs' fast lookup tables."),
+    .tp_new = PyType_GenericNew,
+    .tp_init = (initproc)Scanner_init,
+    .tp_dealloc = (destructor)Scanner_dealloc,
+    .tp_traverse = (traverseproc)Scanner_traverse,
+    .tp_clear = (inquiry)Scanner_clear,
+    .tp_methods = Scanner_methods,
+};
+
+static PyMethodDef module_methods[] = {
+    {"parse", (PyCFunction)py_parse, METH_O, parse_doc},
+    {NULL, NULL, 0, NULL},
+};
+
+static struct PyModuleDef module_def = {
+    PyModuleDef_HEAD_INIT,
+    "logtrace.stitch._native_scan",
+    "C fast path of the stitcher's scan stage.",
+    -1,
+    module_methods,
+    NULL,
+    NULL,
+    NULL,
+    NULL,
+};
+
+PyMODINIT_FUNC
+PyInit__native_scan(void)
+{
+    init_tables();
+    init_keys();
+    if (PyType_Ready(&ScannerType) < 0) {
+        return NULL;
+    }
+    PyObject *m = PyModule_Create(&module_def);
+    if (m == NULL) {
+        return NULL;
+    }
+    Py_INCREF(&ScannerType);
+    if (PyModule_AddObject(m, "Scanner", (PyObject *)&ScannerType) < 0 ||
+        PyModule_AddIntConstant(m, "ROW_SIZE", ROW_SIZE) < 0) {
+        Py_DECREF(&ScannerType);
+        Py_DECREF(m);
+        return NULL;
+    }
+    return m;
+}
