@@ -817,6 +817,12 @@ parse_line(const unsigned char *line, size_t len, Fields *f)
 
 /* ---------------------------------------------------------------- interning */
 
+/* IDs of one task, interned to local indexes in the order first seen. IDs of
+ * the table's width in lowercase hex (nearly all) live in an open-addressing
+ * table keyed by their bytes, without a Python object until the end; any
+ * other spelling the general parser produces goes to a dict. Both share one
+ * counter. */
+
 typedef struct {
     uint64_t hash;
     int32_t index; /* -1: empty slot */
@@ -828,16 +834,24 @@ typedef struct {
     size_t mask;
     size_t used;
     size_t width;
+    int32_t count;   /* indexes handed out */
+    PyObject *other; /* dict: other spellings -> index */
 } IdTable;
 
-static uint64_t
+static inline uint64_t
+load64(const unsigned char *s)
+{
+    uint64_t w;
+    memcpy(&w, s, 8);
+    return w;
+}
+
+static inline uint64_t
 hash_id(const unsigned char *s, size_t n)
 {
     uint64_t h = 0x9E3779B97F4A7C15ULL ^ n;
     for (size_t i = 0; i + 8 <= n; i += 8) {
-        uint64_t w;
-        memcpy(&w, s + i, 8);
-        h = (h ^ w) * 0xBF58476D1CE4E5B9ULL;
+        h = (h ^ load64(s + i)) * 0xBF58476D1CE4E5B9ULL;
         h ^= h >> 31;
     }
     h *= 0x94D049BB133111EBULL;
@@ -845,14 +859,26 @@ hash_id(const unsigned char *s, size_t n)
     return h;
 }
 
+static inline int
+same_key(const char *a, const unsigned char *b, size_t n)
+{
+    uint64_t diff = 0;
+    for (size_t i = 0; i < n; i += 8) {
+        diff |= load64((const unsigned char *)a + i) ^ load64(b + i);
+    }
+    return diff == 0;
+}
+
 static int
 table_init(IdTable *t, size_t width)
 {
     t->width = width;
-    t->mask = 1023;
+    t->mask = 4095;
     t->used = 0;
+    t->count = 0;
+    t->other = PyDict_New();
     t->slots = PyMem_Malloc(sizeof(Slot) * (t->mask + 1));
-    if (t->slots == NULL) {
+    if (t->slots == NULL || t->other == NULL) {
         return -1;
     }
     for (size_t i = 0; i <= t->mask; i++) {
@@ -866,6 +892,7 @@ table_free(IdTable *t)
 {
     PyMem_Free(t->slots);
     t->slots = NULL;
+    Py_CLEAR(t->other);
 }
 
 static int
@@ -896,10 +923,19 @@ table_grow(IdTable *t)
     return 0;
 }
 
-/* Local index of a canonical ID: from the table, else from the Python dict
- * (which the general path also fills), else a new entry in both. */
+static int
+next_index(IdTable *t)
+{
+    if (t->count == INT32_MAX) {
+        PyErr_SetString(PyExc_OverflowError, "too many IDs");
+        return -1;
+    }
+    return t->count++;
+}
+
+/* Index of an ID of the table's width in lowercase hex; -2 on error. */
 static int32_t
-intern_id(IdTable *t, PyObject *ids, const unsigned char *s)
+intern_id(IdTable *t, const unsigned char *s)
 {
     size_t n = t->width;
     uint64_t h = hash_id(s, n);
@@ -909,52 +945,115 @@ intern_id(IdTable *t, PyObject *ids, const unsigned char *s)
         if (slot->index < 0) {
             break;
         }
-        if (slot->hash == h && memcmp(slot->key, s, n) == 0) {
+        if (slot->hash == h && same_key(slot->key, s, n)) {
             return slot->index;
         }
         j = (j + 1) & t->mask;
     }
-    PyObject *key = PyUnicode_FromStringAndSize((const char *)s, (Py_ssize_t)n);
-    if (key == NULL) {
-        return -2;
-    }
-    long index;
-    PyObject *found = PyDict_GetItemWithError(ids, key);
-    if (found != NULL) {
-        index = PyLong_AsLong(found);
-        if (index == -1 && PyErr_Occurred()) {
-            Py_DECREF(key);
-            return -2;
-        }
-    }
-    else {
-        if (PyErr_Occurred()) {
-            Py_DECREF(key);
-            return -2;
-        }
-        index = (long)PyDict_GET_SIZE(ids);
-        PyObject *value = PyLong_FromLong(index);
-        if (value == NULL || PyDict_SetItem(ids, key, value) < 0) {
-            Py_XDECREF(value);
-            Py_DECREF(key);
-            return -2;
-        }
-        Py_DECREF(value);
-    }
-    Py_DECREF(key);
-    if (index < 0 || index > INT32_MAX) {
-        PyErr_SetString(PyExc_OverflowError, "too many IDs");
+    int index = next_index(t);
+    if (index < 0) {
         return -2;
     }
     Slot *slot = &t->slots[j];
     slot->hash = h;
-    slot->index = (int32_t)index;
+    slot->index = index;
     memcpy(slot->key, s, n);
     t->used++;
     if (t->used * 2 > t->mask && table_grow(t) < 0) {
         return -2;
     }
-    return (int32_t)index;
+    return index;
+}
+
+static int
+lower_hex(const unsigned char *s, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        if (!((s[i] >= '0' && s[i] <= '9') || (s[i] >= 'a' && s[i] <= 'f'))) {
+            return 0;
+        }
+    }
+    return 1;
+}
+
+/* Index of a canonical ID given as a str (from the general parser). */
+static PyObject *
+intern_str(IdTable *t, PyObject *arg)
+{
+    Py_ssize_t n;
+    if (!PyUnicode_Check(arg)) {
+        PyErr_SetString(PyExc_TypeError, "ID must be a str");
+        return NULL;
+    }
+    const char *s = PyUnicode_AsUTF8AndSize(arg, &n);
+    if (s == NULL) {
+        return NULL;
+    }
+    if ((size_t)n == t->width && lower_hex((const unsigned char *)s, (size_t)n)) {
+        int32_t index = intern_id(t, (const unsigned char *)s);
+        return index < 0 ? NULL : PyLong_FromLong(index);
+    }
+    PyObject *found = PyDict_GetItemWithError(t->other, arg);
+    if (found != NULL) {
+        Py_INCREF(found);
+        return found;
+    }
+    if (PyErr_Occurred()) {
+        return NULL;
+    }
+    int index = next_index(t);
+    if (index < 0) {
+        return NULL;
+    }
+    PyObject *value = PyLong_FromLong(index);
+    if (value == NULL || PyDict_SetItem(t->other, arg, value) < 0) {
+        Py_XDECREF(value);
+        return NULL;
+    }
+    return value;
+}
+
+/* All IDs as a list, index -> ID. */
+static PyObject *
+table_list(IdTable *t)
+{
+    PyObject *list = PyList_New(t->count);
+    if (list == NULL) {
+        return NULL;
+    }
+    for (size_t i = 0; i <= t->mask; i++) {
+        Slot *slot = &t->slots[i];
+        if (slot->index >= 0) {
+            PyObject *key = PyUnicode_FromStringAndSize(slot->key, (Py_ssize_t)t->width);
+            if (key == NULL) {
+                Py_DECREF(list);
+                return NULL;
+            }
+            PyList_SET_ITEM(list, slot->index, key);
+        }
+    }
+    Py_ssize_t pos = 0;
+    PyObject *key, *value;
+    while (PyDict_Next(t->other, &pos, &key, &value)) {
+        long index = PyLong_AsLong(value);
+        if (index < 0 || index >= t->count || PyList_GET_ITEM(list, index) != NULL) {
+            Py_DECREF(list);
+            if (!PyErr_Occurred()) {
+                PyErr_SetString(PyExc_RuntimeError, "inconsistent ID table");
+            }
+            return NULL;
+        }
+        Py_INCREF(key);
+        PyList_SET_ITEM(list, index, key);
+    }
+    for (Py_ssize_t i = 0; i < t->count; i++) {
+        if (PyList_GET_ITEM(list, i) == NULL) {
+            Py_DECREF(list);
+            PyErr_SetString(PyExc_RuntimeError, "inconsistent ID table");
+            return NULL;
+        }
+    }
+    return list;
 }
 
 #define SERVICE_CACHE 8
@@ -969,14 +1068,13 @@ typedef struct {
 
 typedef struct {
     PyObject_HEAD
-    PyObject *trace_ids;
-    PyObject *span_ids;
     PyObject *services;
     IdTable traces;
     IdTable spans;
     ServiceSlot svc[SERVICE_CACHE];
     int nsvc;
     int next_svc;
+    int ready;
 } Scanner;
 
 static int
@@ -1032,47 +1130,43 @@ service_index(Scanner *self, const unsigned char *s, size_t n)
 static int
 Scanner_init(Scanner *self, PyObject *args, PyObject *kwds)
 {
-    static char *kwlist[] = {"trace_ids", "span_ids", "services", NULL};
-    PyObject *traces, *spans, *services;
-    if (!PyArg_ParseTupleAndKeywords(args, kwds, "O!O!O!", kwlist, &PyDict_Type, &traces,
-                                     &PyDict_Type, &spans, &PyDict_Type, &services)) {
+    static char *kwlist[] = {"services", NULL};
+    PyObject *services;
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "O!", kwlist, &PyDict_Type, &services)) {
         return -1;
     }
-    if (self->traces.slots != NULL) {
+    if (self->ready) {
         PyErr_SetString(PyExc_RuntimeError, "Scanner is already initialised");
         return -1;
     }
     if (table_init(&self->traces, 32) < 0 || table_init(&self->spans, 16) < 0) {
         table_free(&self->traces);
         table_free(&self->spans);
-        PyErr_NoMemory();
+        if (!PyErr_Occurred()) {
+            PyErr_NoMemory();
+        }
         return -1;
     }
-    Py_INCREF(traces);
-    Py_INCREF(spans);
     Py_INCREF(services);
-    self->trace_ids = traces;
-    self->span_ids = spans;
     self->services = services;
     self->nsvc = 0;
     self->next_svc = 0;
+    self->ready = 1;
     return 0;
 }
 
 static int
 Scanner_traverse(Scanner *self, visitproc visit, void *arg)
 {
-    Py_VISIT(self->trace_ids);
-    Py_VISIT(self->span_ids);
     Py_VISIT(self->services);
+    Py_VISIT(self->traces.other);
+    Py_VISIT(self->spans.other);
     return 0;
 }
 
 static int
 Scanner_clear(Scanner *self)
 {
-    Py_CLEAR(self->trace_ids);
-    Py_CLEAR(self->span_ids);
     Py_CLEAR(self->services);
     return 0;
 }
@@ -1085,6 +1179,40 @@ Scanner_dealloc(Scanner *self)
     table_free(&self->traces);
     table_free(&self->spans);
     Py_TYPE(self)->tp_free((PyObject *)self);
+}
+
+static int
+check_ready(Scanner *self)
+{
+    if (!self->ready || self->services == NULL) {
+        PyErr_SetString(PyExc_RuntimeError, "Scanner is not initialised");
+        return 0;
+    }
+    return 1;
+}
+
+static PyObject *
+Scanner_intern_trace(Scanner *self, PyObject *arg)
+{
+    return check_ready(self) ? intern_str(&self->traces, arg) : NULL;
+}
+
+static PyObject *
+Scanner_intern_span(Scanner *self, PyObject *arg)
+{
+    return check_ready(self) ? intern_str(&self->spans, arg) : NULL;
+}
+
+static PyObject *
+Scanner_traces(Scanner *self, PyObject *Py_UNUSED(ignored))
+{
+    return check_ready(self) ? table_list(&self->traces) : NULL;
+}
+
+static PyObject *
+Scanner_spans(Scanner *self, PyObject *Py_UNUSED(ignored))
+{
+    return check_ready(self) ? table_list(&self->spans) : NULL;
 }
 
 /* Row values from the fallback's tuple (ts, trace, span, parent, svc,
@@ -1127,36 +1255,40 @@ row_from_tuple(PyObject *t, Row *row)
 }
 
 PyDoc_STRVAR(Scanner_scan_doc,
-             "scan(block, out, offset, lineno, fallback) -> int\n\n"
-             "Rows for the non-blank lines of a block of whole lines, written into out;\n"
-             "fallback(start, length) gives the row values of a line handled in Python\n"
-             "(or None to skip it). Returns the number of rows written.");
+             "scan(block, offset, lineno, fallback) -> (rows, newlines)\n\n"
+             "Rows (SCAN_DTYPE bytes) for the non-blank lines of a block of whole lines\n"
+             "and the number of newlines in it. fallback(start, length) gives the row\n"
+             "values of a line handled in Python, or None to skip it.");
 
 static PyObject *
 Scanner_scan(Scanner *self, PyObject *args)
 {
-    Py_buffer block, out;
+    Py_buffer block;
     long long offset;
     long lineno;
     PyObject *fallback;
-    if (self->traces.slots == NULL) {
-        PyErr_SetString(PyExc_RuntimeError, "Scanner is not initialised");
+    if (!check_ready(self)) {
         return NULL;
     }
-    if (!PyArg_ParseTuple(args, "y*w*LlO", &block, &out, &offset, &lineno, &fallback)) {
+    if (!PyArg_ParseTuple(args, "y*LlO", &block, &offset, &lineno, &fallback)) {
         return NULL;
     }
     PyObject *result = NULL;
     const unsigned char *data = block.buf;
     const unsigned char *end = data + block.len;
     const unsigned char *p = data;
-    char *rows = out.buf;
-    Py_ssize_t capacity = out.len / ROW_SIZE;
-    Py_ssize_t count = 0;
+    size_t capacity = 1024;
+    char *rows = PyMem_Malloc(capacity * ROW_SIZE);
+    size_t count = 0;
     long index = 0;
+    Py_ssize_t newlines = 0;
     Fields f;
     Row row;
 
+    if (rows == NULL) {
+        PyErr_NoMemory();
+        goto done;
+    }
     if (!PyCallable_Check(fallback)) {
         PyErr_SetString(PyExc_TypeError, "fallback must be callable");
         goto done;
@@ -1169,9 +1301,14 @@ Scanner_scan(Scanner *self, PyObject *args)
             len--;
         }
         if (len > 0) {
-            if (count >= capacity) {
-                PyErr_SetString(PyExc_ValueError, "output buffer too small");
-                goto done;
+            if (count == capacity) {
+                char *grown = PyMem_Realloc(rows, capacity * 2 * ROW_SIZE);
+                if (grown == NULL) {
+                    PyErr_NoMemory();
+                    goto done;
+                }
+                rows = grown;
+                capacity *= 2;
             }
             if (len > 0x7fffffff || (long long)index + lineno + 1 > INT32_MAX) {
                 PyErr_SetString(PyExc_OverflowError, "line too long or too many lines");
@@ -1181,18 +1318,18 @@ Scanner_scan(Scanner *self, PyObject *args)
             if (p[0] == '{' && p[len - 1] == '}' && parse_line(p, len, &f)) {
                 int32_t trace = -1, span = -1, parent = -1;
                 if (f.trace != NULL) {
-                    trace = intern_id(&self->traces, self->trace_ids, f.trace);
+                    trace = intern_id(&self->traces, f.trace);
                     if (trace < -1) {
                         goto done;
                     }
                     if (f.span != NULL) {
-                        span = intern_id(&self->spans, self->span_ids, f.span);
+                        span = intern_id(&self->spans, f.span);
                         if (span < -1) {
                             goto done;
                         }
                     }
                     if (f.parent != NULL) {
-                        parent = intern_id(&self->spans, self->span_ids, f.parent);
+                        parent = intern_id(&self->spans, f.parent);
                         if (parent < -1) {
                             goto done;
                         }
@@ -1242,12 +1379,16 @@ Scanner_scan(Scanner *self, PyObject *args)
         if (nl == NULL) {
             break;
         }
+        newlines++;
         p = nl + 1;
     }
-    result = PyLong_FromSsize_t(count);
+    PyObject *out = PyByteArray_FromStringAndSize(rows, (Py_ssize_t)(count * ROW_SIZE));
+    if (out != NULL) {
+        result = Py_BuildValue("(Nn)", out, newlines);
+    }
 done:
+    PyMem_Free(rows);
     PyBuffer_Release(&block);
-    PyBuffer_Release(&out);
     return result;
 }
 
@@ -1282,6 +1423,13 @@ py_parse(PyObject *module, PyObject *arg)
 
 static PyMethodDef Scanner_methods[] = {
     {"scan", (PyCFunction)Scanner_scan, METH_VARARGS, Scanner_scan_doc},
+    {"intern_trace", (PyCFunction)Scanner_intern_trace, METH_O,
+     PyDoc_STR("Local index of a canonical trace ID (from the general parser).")},
+    {"intern_span", (PyCFunction)Scanner_intern_span, METH_O,
+     PyDoc_STR("Local index of a canonical span ID (from the general parser).")},
+    {"traces", (PyCFunction)Scanner_traces, METH_NOARGS,
+     PyDoc_STR("Trace IDs by local index.")},
+    {"spans", (PyCFunction)Scanner_spans, METH_NOARGS, PyDoc_STR("Span IDs by local index.")},
     {NULL, NULL, 0, NULL},
 };
 

@@ -1,23 +1,21 @@
 from collections.abc import Callable
 
-import numpy as np
-import numpy.typing as npt
-
 ROW_SIZE: int
 
 class Scanner:
-    def __init__(
-        self, trace_ids: dict[str, int], span_ids: dict[str, int], services: dict[object, int]
-    ) -> None: ...
+    def __init__(self, services: dict[object, int]) -> None: ...
     def scan(
         self,
         block: bytes,
-        out: npt.NDArray[np.void],
         offset: int,
         lineno: int,
         fallback: Callable[[int, int], tuple[float, int, int, int, int, int, int, float] | None],
         /,
-    ) -> int: ...
+    ) -> tuple[bytearray, int]: ...
+    def intern_trace(self, trace_id: str, /) -> int: ...
+    def intern_span(self, span_id: str, /) -> int: ...
+    def traces(self) -> list[str]: ...
+    def spans(self) -> list[str]: ...
 
 def parse(
     line: bytes, /

@@ -126,7 +126,7 @@ def scan_task(task: ScanTask, spool_dir: str) -> FileScan:
     state = _Interner(service_from_path(name))
     scanner = None
     if native_enabled():
-        scanner = _native_scan.Scanner(state.trace_ids, state.span_ids, state.services)
+        scanner = _native_scan.Scanner(state.services)
     parts: list[npt.NDArray[np.void]] = []
     pos = start
     lineno = 0
@@ -139,12 +139,13 @@ def scan_task(task: ScanTask, spool_dir: str) -> FileScan:
                 spool.write(block)
             if scanner is None:
                 part = _scan_block(block, pos, lineno, state)
+                newlines = block.count(b"\n")
             else:
-                part = _scan_block_native(block, pos, lineno, state, scanner)
+                part, newlines = _scan_block_native(block, pos, lineno, state, scanner)
             if len(part):
                 parts.append(part)
             pos += len(block)
-            lineno += block.count(b"\n")
+            lineno += newlines
             unterminated = not block.endswith(b"\n")
             if unterminated:
                 lineno += 1
@@ -165,8 +166,8 @@ def scan_task(task: ScanTask, spool_dir: str) -> FileScan:
         file=index,
         data_path=data_path,
         rows=rows,
-        traces=list(state.trace_ids),
-        spans=list(state.span_ids),
+        traces=list(state.trace_ids) if scanner is None else scanner.traces(),
+        spans=list(state.span_ids) if scanner is None else scanner.spans(),
         services=[s for s in state.services if s is not None],  # type: ignore[misc]
         lines=lineno,
         warnings=warnings,
@@ -364,39 +365,43 @@ _NAN = math.nan
 
 def _scan_block_native(
     block: bytes, pos: int, lineno: int, state: _Interner, scanner: _native_scan.Scanner
-) -> npt.NDArray[np.void]:
-    """:func:`_scan_block` with the C scanner: it writes the rows of the lines
-    it reads and asks :func:`_parse_raw` (through ``fallback``) for the others,
-    in line order, so IDs are interned in the same order as the Python path."""
-    out = np.empty(block.count(b"\n") + 1, dtype=SCAN_DTYPE)
+) -> tuple[npt.NDArray[np.void], int]:
+    """:func:`_scan_block` with the C scanner, and the block's newline count.
+
+    The scanner writes the rows of the lines it reads and asks
+    :func:`_parse_raw` (through ``fallback``) for the others, in line order,
+    so IDs are interned in the same order as on the Python path. It owns the
+    ID tables; ``state`` only caches spellings seen by the fallback.
+    """
 
     def fallback(start: int, length: int) -> _RowValues | None:
         raw = block[start : start + length]
         if raw.isspace():
             return None
-        return _intern_line(_parse_raw(raw), state)
+        return _intern_line(_parse_raw(raw), state, scanner)
 
-    n = scanner.scan(block, out, pos, lineno, fallback)
-    return out[:n]
+    rows, newlines = scanner.scan(block, pos, lineno, fallback)
+    return np.frombuffer(rows, dtype=SCAN_DTYPE), newlines
 
 
 _RowValues = tuple[float, int, int, int, int, int, int, float]
 """ts, trace, span, parent, service, flags, reason, start: one row's values."""
 
 
-def _intern_line(parsed: Parsed, state: _Interner) -> _RowValues:
+def _intern_line(parsed: Parsed, state: _Interner, scanner: _native_scan.Scanner) -> _RowValues:
     """One line's row values, interning as :func:`_intern` does for a block."""
     trace, span, parent, ts, service, flags, reason, start = parsed
     tix = state.traces.get(trace)
     if tix is None:
-        tix = _intern_one(state.traces, state.trace_ids, trace, norm_trace_id)
+        tix = _intern_one(state.traces, trace, norm_trace_id, scanner.intern_trace)
     if tix >= 0:
-        six = state.spans.get(span)
+        spans = state.spans
+        six = spans.get(span)
         if six is None:
-            six = _intern_one(state.spans, state.span_ids, span, norm_span_id)
-        pix = state.spans.get(parent)
+            six = _intern_one(spans, span, norm_span_id, scanner.intern_span)
+        pix = spans.get(parent)
         if pix is None:
-            pix = _intern_one(state.spans, state.span_ids, parent, norm_span_id)
+            pix = _intern_one(spans, parent, norm_span_id, scanner.intern_span)
     else:
         six = pix = -1
         if reason == 0:
@@ -419,12 +424,12 @@ def _intern_line(parsed: Parsed, state: _Interner) -> _RowValues:
 
 def _intern_one(
     known: dict[object, int],
-    ids: dict[str, int],
     value: object,
     norm: Callable[[object], str | None],
+    intern: Callable[[str], int],
 ) -> int:
     canon = norm(value)
-    index = -1 if canon is None else ids.setdefault(canon, len(ids))
+    index = -1 if canon is None else intern(canon)
     known[value] = index
     return index
 

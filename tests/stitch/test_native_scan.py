@@ -482,7 +482,13 @@ def test_hostile_inputs() -> None:
 
 def test_no_leaks() -> None:
     rec = json.dumps(_record()).encode()
-    lines = [rec, b"plain text trace_id=" + b"a" * 32, json.dumps(_record(trace_id=None)).encode()]
+    lines = [
+        rec,
+        b"plain text trace_id=" + b"a" * 32,
+        json.dumps(_record(trace_id=None)).encode(),
+        json.dumps(_record(trace_id="ABC", span_id="x-y")).encode(),
+        b'{"a": [1, 2, {"b": "\\u00e9"}], "c": 1e400}',
+    ]
     rng = random.Random(3)
     block = b"\n".join(
         rng.choice(lines).replace(b"4cece3", f"{i:06x}".encode()) for i in range(3000)
@@ -492,35 +498,43 @@ def test_no_leaks() -> None:
     def rss() -> int:
         return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 
-    state = _scan._Interner("svc")
-    scanner = native.Scanner(state.trace_ids, state.span_ids, state.services)
-    for _ in range(20):
-        _scan._scan_block_native(block, 0, 0, state, scanner)
+    def once() -> None:
+        state = _scan._Interner("svc")
+        scanner = native.Scanner(state.services)
+        _, newlines = _scan._scan_block_native(block, 0, 0, state, scanner)
+        assert newlines == 3000
+        assert len(scanner.traces()) > 500
+        scanner.spans()
+        native.parse(rec)
+
+    for _ in range(30):
+        once()
     before = rss()
     for _ in range(300):
-        state = _scan._Interner("svc")
-        scanner = native.Scanner(state.trace_ids, state.span_ids, state.services)
-        _scan._scan_block_native(block, 0, 0, state, scanner)
+        once()
     assert rss() - before < 20_000  # KiB
 
 
-def test_fallback_errors_propagate() -> None:
-    scanner = native.Scanner({}, {}, {"svc": 0, None: 0})
-    import numpy as np
-
-    out = np.empty(4, dtype=_scan.SCAN_DTYPE)
+def test_scanner_misuse_raises() -> None:
+    scanner = native.Scanner({"svc": 0, None: 0})
 
     def boom(start: int, length: int) -> None:
         raise KeyError("boom")
 
     with pytest.raises(KeyError):
-        scanner.scan(b"plain\n", out, 0, 0, boom)
+        scanner.scan(b"plain\n", 0, 0, boom)
     with pytest.raises(TypeError):
-        scanner.scan(b"plain\n", out, 0, 0, lambda s, n: (1, 2))
+        scanner.scan(b"plain\n", 0, 0, lambda s, n: (1, 2))
     with pytest.raises(ValueError):
-        scanner.scan(b"a\nb\nc\nd\ne\n", out, 0, 0, lambda s, n: (0.0, 0, 0, 0, 0, 0, 0, 0.0))
+        scanner.scan(b"plain\n", 0, 0, lambda s, n: (0.0, 0, 0, 0, 70000, 0, 0, 0.0))
+    with pytest.raises(TypeError):
+        scanner.intern_trace(5)
     with pytest.raises(TypeError):
         native.Scanner({}, {})
+    assert scanner.intern_trace("a" * 32) == 0
+    assert scanner.intern_trace("not-hex") == 1
+    assert scanner.intern_trace("a" * 32) == 0
+    assert scanner.traces() == ["a" * 32, "not-hex"]
 
 
 # ---------------------------------------------------------------- whole runs
