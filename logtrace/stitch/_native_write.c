@@ -231,60 +231,203 @@ format_stamp(char *out, int64_t us, DayCache *cache)
     out[28] = '"';
 }
 
-/* repr() of a float, for the few distinct clock offsets of a batch. */
-#define OFFSET_SLOTS 16
+/* ---- the GIL --------------------------------------------------------------
+ *
+ * The row loop runs without the GIL: a batch takes milliseconds, and other
+ * threads of the process (a progress display, an application embedding the
+ * stitcher) keep running. Without it the loop reads only objects that cannot
+ * change under it: tuples of str and bytes, and buffers it holds exports of.
+ * Anything that needs the interpreter (an error, a non-ASCII ID, growing the
+ * output, opening a source) takes the GIL back first. */
+
+typedef struct {
+    PyThreadState *saved; /* NULL while this thread holds the GIL */
+} Gil;
+
+static inline void
+gil_hold(Gil *g)
+{
+    if (g->saved != NULL) {
+        PyEval_RestoreThread(g->saved);
+        g->saved = NULL;
+    }
+}
+
+static inline void
+gil_drop(Gil *g)
+{
+    if (g->saved == NULL) {
+        g->saved = PyEval_SaveThread();
+    }
+}
+
+/* repr() of each row's clock offset. Offsets take few distinct values (one
+ * per file, or a slow drift), so each distinct value is printed once, with
+ * the GIL, before the row loop; rows keep where their text is. */
 
 typedef struct {
     uint64_t bits;
-    int len; /* 0: empty slot */
-    char text[40];
-} OffsetSlot;
+    int32_t at; /* text's position in the arena, -1 for an empty slot */
+    int32_t len;
+} OffsetEntry;
+
+typedef struct {
+    OffsetEntry *slots;
+    size_t mask;
+    size_t used;
+    char *arena;
+    size_t arena_len, arena_cap;
+    int32_t *row_at;
+    uint8_t *row_len;
+} Offsets;
+
+static void
+offsets_free(Offsets *o)
+{
+    PyMem_Free(o->slots);
+    PyMem_Free(o->arena);
+    PyMem_Free(o->row_at);
+    PyMem_Free(o->row_len);
+    memset(o, 0, sizeof *o);
+}
+
+static OffsetEntry *
+offsets_slot(Offsets *o, uint64_t bits)
+{
+    size_t h = (size_t)((bits ^ (bits >> 31)) * 0x9E3779B97F4A7C15ULL);
+    for (size_t k = h & o->mask;; k = (k + 1) & o->mask) {
+        if (o->slots[k].at < 0 || o->slots[k].bits == bits) {
+            return &o->slots[k];
+        }
+    }
+}
 
 static int
-offset_text(double v, OffsetSlot *slots, const char **text, Py_ssize_t *len)
+offsets_grow(Offsets *o)
 {
-    if (v != v) {
-        *text = "null";
-        *len = 4;
-        return 0;
+    OffsetEntry *old = o->slots;
+    size_t old_size = old ? o->mask + 1 : 0;
+    size_t size = old_size ? old_size * 2 : 64;
+    o->slots = PyMem_Malloc(size * sizeof(OffsetEntry));
+    if (o->slots == NULL) {
+        o->slots = old;
+        PyErr_NoMemory();
+        return -1;
     }
-    v = v + 0.0; /* -0.0 prints as 0.0, as the pure-Python path does */
-    uint64_t bits;
-    memcpy(&bits, &v, sizeof bits);
-    OffsetSlot *slot = &slots[(bits ^ (bits >> 29) ^ (bits >> 47)) % OFFSET_SLOTS];
-    if (slot->len == 0 || slot->bits != bits) {
-        char *r = PyOS_double_to_string(v, 'r', 0, Py_DTSF_ADD_DOT_0, NULL);
-        if (r == NULL) {
-            return -1;
-        }
-        size_t n = strlen(r);
-        if (n >= sizeof slot->text) {
-            PyMem_Free(r);
-            PyErr_SetString(PyExc_ValueError, "offset_ms: float text too long");
-            return -1;
-        }
-        memcpy(slot->text, r, n);
-        PyMem_Free(r);
-        slot->len = (int)n;
-        slot->bits = bits;
+    for (size_t k = 0; k < size; k++) {
+        o->slots[k].at = -1;
     }
-    *text = slot->text;
-    *len = slot->len;
+    o->mask = size - 1;
+    for (size_t k = 0; k < old_size; k++) {
+        if (old[k].at >= 0) {
+            *offsets_slot(o, old[k].bits) = old[k];
+        }
+    }
+    PyMem_Free(old);
     return 0;
 }
 
-/* ---- list items ------------------------------------------------------- */
-
 static int
-bytes_item(PyObject *list, Py_ssize_t k, const char *what, const char **text, Py_ssize_t *len)
+offsets_add_text(Offsets *o, const char *text, size_t len, int32_t *at)
 {
-    if (k < 0 || k >= PyList_GET_SIZE(list)) {
-        PyErr_Format(PyExc_IndexError, "%s index %zd out of range (%zd entries)", what, k,
-                     PyList_GET_SIZE(list));
+    if (o->arena_len + len > o->arena_cap) {
+        size_t cap = o->arena_cap * 2 + len + 256;
+        if (cap > INT32_MAX) {
+            PyErr_NoMemory();
+            return -1;
+        }
+        char *arena = PyMem_Realloc(o->arena, cap);
+        if (arena == NULL) {
+            PyErr_NoMemory();
+            return -1;
+        }
+        o->arena = arena;
+        o->arena_cap = cap;
+    }
+    memcpy(o->arena + o->arena_len, text, len);
+    *at = (int32_t)o->arena_len;
+    o->arena_len += len;
+    return 0;
+}
+
+/* With the GIL: the text of every row's offset (NaN prints as null). */
+static int
+offsets_build(Offsets *o, const Column *col, Py_ssize_t n)
+{
+    o->row_at = PyMem_Malloc((size_t)(n ? n : 1) * sizeof(int32_t));
+    o->row_len = PyMem_Malloc((size_t)(n ? n : 1));
+    int32_t null_at;
+    if (o->row_at == NULL || o->row_len == NULL) {
+        PyErr_NoMemory();
         return -1;
     }
-    PyObject *item = PyList_GET_ITEM(list, k);
+    if (offsets_grow(o) < 0 || offsets_add_text(o, "null", 4, &null_at) < 0) {
+        return -1;
+    }
+    uint64_t last_bits = 0;
+    int32_t last_at = -1, last_len = 0;
+    for (Py_ssize_t i = 0; i < n; i++) {
+        double v = get_f64(col, i);
+        if (v != v) {
+            o->row_at[i] = null_at;
+            o->row_len[i] = 4;
+            continue;
+        }
+        v = v + 0.0; /* -0.0 prints as 0.0, as the pure-Python path does */
+        uint64_t bits;
+        memcpy(&bits, &v, sizeof bits);
+        if (last_at < 0 || bits != last_bits) {
+            OffsetEntry *e = offsets_slot(o, bits);
+            if (e->at < 0) {
+                char *r = PyOS_double_to_string(v, 'r', 0, Py_DTSF_ADD_DOT_0, NULL);
+                if (r == NULL) {
+                    return -1;
+                }
+                size_t len = strlen(r);
+                int32_t at;
+                int failed = len > 64 || offsets_add_text(o, r, len, &at) < 0;
+                PyMem_Free(r);
+                if (failed) {
+                    if (!PyErr_Occurred()) {
+                        PyErr_SetString(PyExc_ValueError, "offset_ms: float text too long");
+                    }
+                    return -1;
+                }
+                e->bits = bits;
+                e->at = at;
+                e->len = (int32_t)len;
+                if (++o->used * 2 > o->mask) {
+                    if (offsets_grow(o) < 0) {
+                        return -1;
+                    }
+                    e = offsets_slot(o, bits);
+                }
+            }
+            last_bits = bits;
+            last_at = e->at;
+            last_len = e->len;
+        }
+        o->row_at[i] = last_at;
+        o->row_len[i] = (uint8_t)last_len;
+    }
+    return 0;
+}
+
+/* ---- tuple items ------------------------------------------------------- */
+
+static int
+bytes_item(Gil *g, PyObject *tuple, Py_ssize_t k, const char *what, const char **text,
+           Py_ssize_t *len)
+{
+    if (k < 0 || k >= PyTuple_GET_SIZE(tuple)) {
+        gil_hold(g);
+        PyErr_Format(PyExc_IndexError, "%s index %zd out of range (%zd entries)", what, k,
+                     PyTuple_GET_SIZE(tuple));
+        return -1;
+    }
+    PyObject *item = PyTuple_GET_ITEM(tuple, k);
     if (!PyBytes_Check(item)) {
+        gil_hold(g);
         PyErr_Format(PyExc_TypeError, "%s[%zd] must be bytes, not %.100s", what, k,
                      Py_TYPE(item)->tp_name);
         return -1;
@@ -294,31 +437,45 @@ bytes_item(PyObject *list, Py_ssize_t k, const char *what, const char **text, Py
     return 0;
 }
 
-/* An ID: null for a negative index, else the list's string, quoted. */
+/* An ID: null for a negative index, else the tuple's string, quoted. */
 static int
-id_item(PyObject *list, int32_t k, const char *what, const char **text, Py_ssize_t *len)
+id_item(Gil *g, PyObject *tuple, int32_t k, const char *what, const char **text,
+        Py_ssize_t *len)
 {
     if (k < 0) {
         *text = NULL;
         *len = 4;
         return 0;
     }
-    if (k >= PyList_GET_SIZE(list)) {
+    if (k >= PyTuple_GET_SIZE(tuple)) {
+        gil_hold(g);
         PyErr_Format(PyExc_IndexError, "%s index %d out of range (%zd entries)", what, (int)k,
-                     PyList_GET_SIZE(list));
+                     PyTuple_GET_SIZE(tuple));
         return -1;
     }
-    PyObject *item = PyList_GET_ITEM(list, k);
+    PyObject *item = PyTuple_GET_ITEM(tuple, k);
     if (!PyUnicode_Check(item)) {
+        gil_hold(g);
         PyErr_Format(PyExc_TypeError, "%s[%d] must be str, not %.100s", what, (int)k,
                      Py_TYPE(item)->tp_name);
         return -1;
     }
-    *text = PyUnicode_AsUTF8AndSize(item, len);
+    if (PyUnicode_IS_COMPACT_ASCII(item)) {
+        /* Hex IDs, nearly always: the characters are the UTF-8 bytes. */
+        *text = (const char *)PyUnicode_DATA(item);
+        *len = PyUnicode_GET_LENGTH(item) + 2;
+        return 0;
+    }
+    int was_free = g->saved != NULL;
+    gil_hold(g);
+    *text = PyUnicode_AsUTF8AndSize(item, len); /* cached in the str object */
     if (*text == NULL) {
         return -1;
     }
     *len += 2;
+    if (was_free) {
+        gil_drop(g);
+    }
     return 0;
 }
 
@@ -352,65 +509,118 @@ typedef struct {
 } Source;
 
 static int
-source_get(PyObject *sources, Source *src, Py_ssize_t n_sources, int32_t f, Source **out)
+source_open(PyObject *sources, Source *s, int32_t f)
 {
-    if (f < 0 || f >= n_sources || f >= PyList_GET_SIZE(sources)) {
+    PyObject *item = PyList_GET_ITEM(sources, f);
+    if (item == Py_None) {
+        PyErr_Format(PyExc_ValueError, "file %d is not open", (int)f);
+        return -1;
+    }
+    if (PyLong_Check(item)) {
+        long fd = PyLong_AsLong(item);
+        if (fd == -1 && PyErr_Occurred()) {
+            return -1;
+        }
+        if (fd < 0 || fd > INT32_MAX) {
+            PyErr_Format(PyExc_ValueError, "file %d: bad file descriptor %ld", (int)f, fd);
+            return -1;
+        }
+        s->fd = (int)fd;
+        s->state = 2;
+        return 0;
+    }
+    if (PyObject_GetBuffer(item, &s->view, PyBUF_SIMPLE) < 0) {
+        return -1;
+    }
+    s->state = 1;
+    return 0;
+}
+
+static int
+source_get(Gil *g, PyObject *sources, Source *src, Py_ssize_t n_sources, int32_t f,
+           Source **out)
+{
+    if (f < 0 || f >= n_sources) {
+        gil_hold(g);
         PyErr_Format(PyExc_IndexError, "file index %d out of range (%zd sources)", (int)f,
                      n_sources);
         return -1;
     }
     Source *s = &src[f];
     if (s->state == 0) {
-        PyObject *item = PyList_GET_ITEM(sources, f);
-        if (item == Py_None) {
-            PyErr_Format(PyExc_ValueError, "file %d is not open", (int)f);
+        int was_free = g->saved != NULL;
+        gil_hold(g);
+        /* The list may have changed while the GIL was free: look again. */
+        if (f >= PyList_GET_SIZE(sources)) {
+            PyErr_Format(PyExc_IndexError, "file index %d out of range", (int)f);
             return -1;
         }
-        if (PyLong_Check(item)) {
-            long fd = PyLong_AsLong(item);
-            if (fd == -1 && PyErr_Occurred()) {
-                return -1;
-            }
-            if (fd < 0 || fd > INT32_MAX) {
-                PyErr_Format(PyExc_ValueError, "file %d: bad file descriptor %ld", (int)f, fd);
-                return -1;
-            }
-            s->fd = (int)fd;
-            s->state = 2;
+        if (source_open(sources, s, f) < 0) {
+            return -1;
         }
-        else {
-            if (PyObject_GetBuffer(item, &s->view, PyBUF_SIMPLE) < 0) {
-                return -1;
-            }
-            s->state = 1;
+        if (was_free) {
+            gil_drop(g);
         }
     }
     *out = s;
     return 0;
 }
 
-/* ---- the output buffer: a bytearray the caller keeps between batches --- */
+/* ---- the output: a bytearray the caller keeps between batches ------------
+ *
+ * An export of it is held while the GIL is free, so no other thread can
+ * resize or free its memory under the loop. */
 
 typedef struct {
     PyObject *array;
+    Py_buffer view;
+    int held;
     Py_ssize_t pos;
 } Out;
 
 static int
-out_reserve(Out *o, Py_ssize_t need)
+out_open(Out *o)
 {
-    Py_ssize_t cap = PyByteArray_GET_SIZE(o->array);
+    if (PyObject_GetBuffer(o->array, &o->view, PyBUF_WRITABLE) < 0) {
+        return -1;
+    }
+    o->held = 1;
+    return 0;
+}
+
+static void
+out_close(Out *o)
+{
+    if (o->held) {
+        PyBuffer_Release(&o->view);
+        o->held = 0;
+    }
+}
+
+static int
+out_reserve(Gil *g, Out *o, Py_ssize_t need)
+{
+    Py_ssize_t cap = o->view.len;
+    if (o->pos + need <= cap) {
+        return 0;
+    }
+    int was_free = g->saved != NULL;
+    gil_hold(g);
     if (need < 0 || o->pos > PY_SSIZE_T_MAX - need) {
         PyErr_NoMemory();
         return -1;
     }
-    if (o->pos + need <= cap) {
-        return 0;
-    }
     while (cap < o->pos + need) {
         cap = cap > PY_SSIZE_T_MAX / 2 ? PY_SSIZE_T_MAX : cap * 2 + 4096;
     }
-    return PyByteArray_Resize(o->array, cap);
+    out_close(o);
+    if (PyByteArray_Resize(o->array, cap) < 0 || out_open(o) < 0) {
+        return -1;
+    }
+    if (was_free) {
+        gil_drop(g);
+    }
+    return 0;
 }
 
 /* Sorted row positions with a replacement text each. */
@@ -427,13 +637,9 @@ overrides_open(Overrides *ov, PyObject *rows, PyObject *texts, const char *name,
     if (column_open(rows, &ov->rows, name, 'i', 8) < 0) {
         return -1;
     }
-    if (!PyList_Check(texts)) {
-        PyErr_Format(PyExc_TypeError, "%s: texts must be a list", name);
-        return -1;
-    }
-    if (PyList_GET_SIZE(texts) != ov->rows.n) {
+    if (PyTuple_GET_SIZE(texts) != ov->rows.n) {
         PyErr_Format(PyExc_ValueError, "%s: %zd rows but %zd texts", name, ov->rows.n,
-                     PyList_GET_SIZE(texts));
+                     PyTuple_GET_SIZE(texts));
         return -1;
     }
     int64_t last = -1;
@@ -452,16 +658,16 @@ overrides_open(Overrides *ov, PyObject *rows, PyObject *texts, const char *name,
     return 0;
 }
 
-/* The override text for row i, if any (texts is NULL otherwise). */
+/* The override text for row i, if any (text is NULL otherwise). */
 static int
-overrides_take(Overrides *ov, Py_ssize_t i, const char *what, const char **text,
+overrides_take(Gil *g, Overrides *ov, Py_ssize_t i, const char *what, const char **text,
                Py_ssize_t *len)
 {
     if (ov->at != i) {
         *text = NULL;
         return 0;
     }
-    if (bytes_item(ov->texts, ov->next, what, text, len) < 0) {
+    if (bytes_item(g, ov->texts, ov->next, what, text, len) < 0) {
         return -1;
     }
     ov->next++;
@@ -486,17 +692,17 @@ overrides_take(Overrides *ov, Py_ssize_t i, const char *what, const char **text,
                 LIT_FILE LIT_LINE LIT_RECORD) -                                            \
      1)
 
-static int
-read_at(int fd, char *dst, int64_t len, int64_t start, Py_ssize_t *got)
+/* pread until len bytes or the end of the file; -1 with errno set on error. */
+static Py_ssize_t
+read_at(int fd, char *dst, int64_t len, int64_t start)
 {
     int64_t done = 0;
     while (done < len) {
         ssize_t r = pread(fd, dst + done, (size_t)(len - done), (off_t)(start + done));
         if (r < 0) {
             if (errno == EINTR) {
-                continue; /* no signal handlers here: they could change the lists in use */
+                continue;
             }
-            PyErr_SetFromErrno(PyExc_OSError);
             return -1;
         }
         if (r == 0) {
@@ -504,24 +710,23 @@ read_at(int fd, char *dst, int64_t len, int64_t start, Py_ssize_t *got)
         }
         done += r;
     }
-    *got = (Py_ssize_t)done;
-    return 0;
+    return (Py_ssize_t)done;
 }
 
 static PyObject *
 render_batch(PyObject *Py_UNUSED(module), PyObject *args, PyObject *kwargs)
 {
-    static char *keywords[] = {"out", "columns", "traces", "spans", "services", "files", "tails",
-                               "sources", "stamp_rows", "stamp_texts", "record_rows",
-                               "record_texts", NULL};
+    static char *keywords[] = {"out", "columns", "traces", "spans", "services", "files",
+                               "tails", "sources", "stamp_rows", "stamp_texts",
+                               "record_rows", "record_texts", NULL};
     PyObject *array, *columns, *traces, *spans, *services, *files, *tails, *sources;
     PyObject *stamp_rows, *stamp_texts, *record_rows, *record_texts;
-    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "O!O!O!O!O!O!O!O!OOOO:render_batch",
-                                     keywords, &PyByteArray_Type, &array, &PyTuple_Type, &columns, &PyList_Type, &traces,
-                                     &PyList_Type, &spans, &PyList_Type, &services,
-                                     &PyList_Type, &files, &PyList_Type, &tails, &PyList_Type,
-                                     &sources, &stamp_rows, &stamp_texts, &record_rows,
-                                     &record_texts)) {
+    if (!PyArg_ParseTupleAndKeywords(
+            args, kwargs, "O!O!O!O!O!O!O!O!OO!OO!:render_batch", keywords, &PyByteArray_Type,
+            &array, &PyTuple_Type, &columns, &PyTuple_Type, &traces, &PyTuple_Type, &spans,
+            &PyTuple_Type, &services, &PyTuple_Type, &files, &PyTuple_Type, &tails,
+            &PyList_Type, &sources, &stamp_rows, &PyTuple_Type, &stamp_texts, &record_rows,
+            &PyTuple_Type, &record_texts)) {
         return NULL;
     }
     if (PyTuple_GET_SIZE(columns) != N_COLUMNS) {
@@ -531,6 +736,7 @@ render_batch(PyObject *Py_UNUSED(module), PyObject *args, PyObject *kwargs)
     }
 
     PyObject *result = NULL;
+    Gil gil = {NULL};
     Column col[N_COLUMNS];
     memset(col, 0, sizeof col);
     Overrides stamps, records;
@@ -538,8 +744,13 @@ render_batch(PyObject *Py_UNUSED(module), PyObject *args, PyObject *kwargs)
     memset(&records, 0, sizeof records);
     Py_ssize_t n_sources = PyList_GET_SIZE(sources);
     Source *src = NULL;
-    Out out = {array, 0};
+    Out out;
+    memset(&out, 0, sizeof out);
+    out.array = array;
     Py_ssize_t n = 0;
+    DayCache days = {INT64_MIN, {0}};
+    Offsets offs;
+    memset(&offs, 0, sizeof offs);
 
     for (int c = 0; c < N_COLUMNS; c++) {
         if (column_open(PyTuple_GET_ITEM(columns, c), &col[c], COLUMN_TYPES[c].name,
@@ -564,11 +775,32 @@ render_batch(PyObject *Py_UNUSED(module), PyObject *args, PyObject *kwargs)
         PyErr_NoMemory();
         goto done;
     }
+    if (out_open(&out) < 0 || offsets_build(&offs, &col[C_OFFSET], n) < 0) {
+        goto done;
+    }
+    /* Open the sources the rows read and make room for a typical batch, so
+     * that the loop seldom needs the GIL. */
+    Py_ssize_t guess = 4096;
+    Py_ssize_t next_record = 0;
+    for (Py_ssize_t i = 0; i < n; i++) {
+        if (next_record < records.rows.n && get_i64(&records.rows, next_record) == i) {
+            next_record++;
+            continue;
+        }
+        Source *s;
+        int32_t len = get_i32(&col[C_LENGTH], i);
+        if (source_get(&gil, sources, src, n_sources, get_i32(&col[C_FILE], i), &s) < 0) {
+            goto done;
+        }
+        if (len > 0 && guess < PY_SSIZE_T_MAX / 4) {
+            guess += len + 320;
+        }
+    }
+    if (out_reserve(&gil, &out, guess) < 0) {
+        goto done;
+    }
 
-    DayCache days = {INT64_MIN, {0}};
-    OffsetSlot offsets[OFFSET_SLOTS];
-    memset(offsets, 0, sizeof offsets);
-
+    gil_drop(&gil);
     for (Py_ssize_t i = 0; i < n; i++) {
         const char *t_text, *s_text, *p_text, *svc_text, *file_text, *tail_text;
         const char *stamp_text, *off_text, *rec_text;
@@ -577,28 +809,26 @@ render_batch(PyObject *Py_UNUSED(module), PyObject *args, PyObject *kwargs)
         int64_t us = 0, start = 0;
         Source *s = NULL;
 
-        if (id_item(traces, get_i32(&col[C_TRACE], i), "trace", &t_text, &t_len) < 0 ||
-            id_item(spans, get_i32(&col[C_SPAN], i), "span", &s_text, &s_len) < 0 ||
-            id_item(spans, get_i32(&col[C_PARENT], i), "parent span", &p_text, &p_len) < 0 ||
-            bytes_item(services, get_u16(&col[C_SERVICE], i), "service", &svc_text,
+        if (id_item(&gil, traces, get_i32(&col[C_TRACE], i), "trace", &t_text, &t_len) < 0 ||
+            id_item(&gil, spans, get_i32(&col[C_SPAN], i), "span", &s_text, &s_len) < 0 ||
+            id_item(&gil, spans, get_i32(&col[C_PARENT], i), "parent span", &p_text,
+                    &p_len) < 0 ||
+            bytes_item(&gil, services, get_u16(&col[C_SERVICE], i), "service", &svc_text,
                        &svc_len) < 0 ||
-            bytes_item(tails, get_u8(&col[C_REASON], i), "reason", &tail_text, &tail_len) <
-                0) {
+            bytes_item(&gil, tails, get_u8(&col[C_REASON], i), "reason", &tail_text,
+                       &tail_len) < 0 ||
+            bytes_item(&gil, files, get_i32(&col[C_FILE], i), "file", &file_text,
+                       &file_len) < 0) {
             goto done;
         }
         int32_t f = get_i32(&col[C_FILE], i);
-        if (f < 0 || bytes_item(files, f, "file", &file_text, &file_len) < 0) {
-            if (f < 0) {
-                PyErr_Format(PyExc_IndexError, "file index %d out of range", (int)f);
-            }
-            goto done;
-        }
-        if (overrides_take(&stamps, i, "stamp_texts", &stamp_text, &stamp_len) < 0) {
+        if (overrides_take(&gil, &stamps, i, "stamp_texts", &stamp_text, &stamp_len) < 0) {
             goto done;
         }
         if (stamp_text == NULL) {
             us = get_i64(&col[C_STAMP], i);
             if (us < US_LO || us >= US_HI) {
+                gil_hold(&gil);
                 PyErr_Format(PyExc_ValueError,
                              "row %zd: timestamp %lld us is outside years 1..9999 and has "
                              "no text of its own",
@@ -607,20 +837,20 @@ render_batch(PyObject *Py_UNUSED(module), PyObject *args, PyObject *kwargs)
             }
             stamp_len = STAMP_LEN;
         }
-        if (offset_text(get_f64(&col[C_OFFSET], i), offsets, &off_text, &off_len) < 0) {
-            goto done;
-        }
-        if (overrides_take(&records, i, "record_texts", &rec_text, &rec_len) < 0) {
+        off_text = offs.arena + offs.row_at[i];
+        off_len = offs.row_len[i];
+        if (overrides_take(&gil, &records, i, "record_texts", &rec_text, &rec_len) < 0) {
             goto done;
         }
         if (rec_text == NULL) {
             start = get_i64(&col[C_START], i);
             int32_t len = get_i32(&col[C_LENGTH], i);
-            if (source_get(sources, src, n_sources, f, &s) < 0) {
+            if (source_get(&gil, sources, src, n_sources, f, &s) < 0) {
                 goto done;
             }
             if (start < 0 || len < 0 ||
                 (s->state == 1 && (start > s->view.len || len > s->view.len - start))) {
+                gil_hold(&gil);
                 PyErr_Format(PyExc_ValueError,
                              "row %zd: line at offset %lld, %d bytes, is outside file %d", i,
                              (long long)start, (int)len, (int)f);
@@ -630,10 +860,10 @@ render_batch(PyObject *Py_UNUSED(module), PyObject *args, PyObject *kwargs)
         }
         Py_ssize_t need = (Py_ssize_t)LITS_LEN + t_len + s_len + p_len + svc_len + 20 +
                           stamp_len + off_len + file_len + 20 + rec_len + tail_len;
-        if (out_reserve(&out, need) < 0) {
+        if (out_reserve(&gil, &out, need) < 0) {
             goto done;
         }
-        char *base = PyByteArray_AS_STRING(out.array);
+        char *base = (char *)out.view.buf;
         char *p = base + out.pos;
         p = PUT_LIT(p, LIT_TRACE);
         p = put_id(p, t_text, t_len);
@@ -667,8 +897,12 @@ render_batch(PyObject *Py_UNUSED(module), PyObject *args, PyObject *kwargs)
             p = put(p, (const char *)s->view.buf + start, rec_len);
         }
         else {
-            Py_ssize_t got;
-            if (read_at(s->fd, p, rec_len, start, &got) < 0) {
+            Py_ssize_t got = read_at(s->fd, p, rec_len, start);
+            if (got < 0) {
+                int err = errno;
+                gil_hold(&gil);
+                errno = err;
+                PyErr_SetFromErrno(PyExc_OSError);
                 goto done;
             }
             p += got; /* a file cut short gives what is left, as os.pread does */
@@ -676,9 +910,13 @@ render_batch(PyObject *Py_UNUSED(module), PyObject *args, PyObject *kwargs)
         p = put(p, tail_text, tail_len);
         out.pos = p - base;
     }
+    gil_hold(&gil);
     result = PyLong_FromSsize_t(out.pos);
 
 done:
+    gil_hold(&gil);
+    out_close(&out);
+    offsets_free(&offs);
     if (src != NULL) {
         for (Py_ssize_t k = 0; k < n_sources; k++) {
             if (src[k].state == 1) {
@@ -705,10 +943,11 @@ PyDoc_STRVAR(render_batch_doc,
 "for none), service (uint16), depth (int32), timestamp in microseconds\n"
 "(int64), offset_ms (float64, NaN for null), file (int32), line (int32),\n"
 "byte offset (int64), length (int32), reason (uint8). traces and spans are\n"
-"the ID strings; services, files and tails (per reason) JSON-ready bytes;\n"
-"sources per file a buffer to slice lines from or a file descriptor to\n"
-"pread them. stamp_rows/stamp_texts and record_rows/record_texts give, for\n"
-"increasing rows, the timestamp and record texts to write instead.");
+"tuples of the ID strings; services, files and tails (per reason) tuples of\n"
+"JSON-ready bytes; sources a list with, per file, a buffer to slice lines\n"
+"from or a file descriptor to pread them. stamp_rows/stamp_texts and\n"
+"record_rows/record_texts give, for increasing rows, the timestamp and\n"
+"record texts to write instead. The rows are rendered without the GIL.");
 
 static PyMethodDef methods[] = {
     {"render_batch", (PyCFunction)(void (*)(void))render_batch, METH_VARARGS | METH_KEYWORDS,

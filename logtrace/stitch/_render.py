@@ -18,7 +18,7 @@ import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from multiprocessing import get_context
-from typing import IO
+from typing import IO, Any
 
 import msgspec
 import numpy as np
@@ -104,20 +104,22 @@ def _render_range(r: Rendering, lo: int, hi: int, out: IO[bytes]) -> None:
         [_encode(s.name).decode() for s in table.sources],
         len(table.sources),
     )
-    render, size = (
-        (_render_batch_native, _NATIVE_BATCH) if native_enabled() else (_render_batch, _BATCH)
-    )
+    native = native_enabled()
+    size = _NATIVE_BATCH if native else _BATCH
     release = _ReleasePlan(r, lo, hi)
     traced = max(lo, min(hi, r.order.n_traced))
+    # Lines without a trace come last in file order, one here and there:
+    # read with pread (direct), as mapping them would fault in whole runs of pages.
+    batches = [(start, min(traced, start + size), False) for start in range(lo, traced, size)]
+    batches += [(start, min(hi, start + size), True) for start in range(traced, hi, size)]
     try:
-        for start in range(lo, traced, size):
-            end = min(traced, start + size)
-            render(r, start, end, out, ctx, False)
-            release.after(end, ctx)
-        # Lines without a trace come last in file order, one here and there:
-        # read with pread, as mapping them would fault in whole runs of pages.
-        for start in range(traced, hi, size):
-            render(r, start, min(hi, start + size), out, ctx, True)
+        if native:
+            _render_native(r, batches, out, ctx, release)
+            return
+        for start, end, direct in batches:
+            _render_batch(r, start, end, out, ctx, direct)
+            if not direct:
+                release.after(end, ctx)
     finally:
         for reader in ctx.readers:
             if reader is not None:
@@ -175,25 +177,32 @@ class _ReleasePlan:
 class _Context:
     """What the batches of one range share: names and open files."""
 
-    __slots__ = ("_encoded", "buffer", "files", "maps", "readers", "services")
+    __slots__ = ("_names", "files", "maps", "readers", "services")
 
     def __init__(self, services: list[str], files: list[str], n_files: int) -> None:
         self.services = services
         self.files = files
         self.readers: list[LineReader | None] = [None] * n_files
         self.maps: list[bytes | mmap.mmap | None] = [None] * n_files
-        self._encoded: tuple[list[bytes], list[bytes]] | None = None
-        self.buffer = bytearray()
-        """The C path's output, reused: its pages stay mapped between batches."""
+        self._names: (
+            tuple[tuple[str, ...], tuple[str, ...], tuple[bytes, ...], tuple[bytes, ...]] | None
+        ) = None
 
-    def encoded(self) -> tuple[list[bytes], list[bytes]]:
-        """Service and file names as JSON bytes, for the C path."""
-        if self._encoded is None:
-            self._encoded = (
-                [s.encode() for s in self.services],
-                [f.encode() for f in self.files],
+    def names(
+        self, table: Table
+    ) -> tuple[tuple[str, ...], tuple[str, ...], tuple[bytes, ...], tuple[bytes, ...]]:
+        """Trace and span IDs, service and file names (JSON bytes), for the C path.
+
+        Tuples: the C loop reads them without the GIL, so they must not change.
+        """
+        if self._names is None:
+            self._names = (
+                tuple(table.traces),
+                tuple(table.spans),
+                tuple(s.encode() for s in self.services),
+                tuple(f.encode() for f in self.files),
             )
-        return self._encoded
+        return self._names
 
     def open(self, file: int, path: str) -> bytes | mmap.mmap:
         reader = self.readers[file] = LineReader(path)
@@ -299,13 +308,47 @@ def _render_batch(
 # not JSON are few; Python writes those texts, C everything else.
 _US_LO = -62135596800000000.0  # 0001-01-01, exact as a float
 _US_HI = 253402300800000000.0  # 10000-01-01, exact as a float
-_TAILS = [b"}\n", *(b',"reason":"%s"}\n' % reason.encode() for reason in REASONS[1:])]
+_TAILS = (b"}\n", *(b',"reason":"%s"}\n' % reason.encode() for reason in REASONS[1:]))
 
 
-def _render_batch_native(
-    r: Rendering, lo: int, hi: int, out: IO[bytes], ctx: _Context, direct: bool
+def _render_native(
+    r: Rendering,
+    batches: list[tuple[int, int, bool]],
+    out: IO[bytes],
+    ctx: _Context,
+    release: _ReleasePlan,
 ) -> None:
+    """Batches rendered in C into one reused buffer (its pages stay mapped)."""
     assert _native_write is not None
+    render = _native_write.render_batch
+    buffer = bytearray()
+    for start, end, direct in batches:
+        _emit(out, buffer, render(buffer, *_native_args(r, start, end, ctx, direct)))
+        if not direct:
+            release.after(end, ctx)
+
+
+def _emit(out: IO[bytes], buffer: bytearray, size: int) -> None:
+    with memoryview(buffer) as view:
+        out.write(view[:size])
+
+
+def _native_args(
+    r: Rendering, lo: int, hi: int, ctx: _Context, direct: bool
+) -> tuple[
+    tuple[npt.NDArray[Any], ...],
+    tuple[str, ...],
+    tuple[str, ...],
+    tuple[bytes, ...],
+    tuple[bytes, ...],
+    tuple[bytes, ...],
+    list[object],
+    npt.NDArray[np.intp],
+    tuple[bytes, ...],
+    npt.NDArray[np.intp],
+    tuple[bytes, ...],
+]:
+    """What ``render_batch`` needs for rows ``lo:hi``, all but the output buffer."""
     table = r.table
     idx = r.order.rows[lo:hi]
     sub = take_rows(table.rows, idx)
@@ -315,11 +358,13 @@ def _render_batch_native(
     plain = (scaled >= _US_LO) & (scaled < _US_HI)  # False for NaN
     stamp_us = np.where(plain, scaled, 0.0).astype(np.int64)
     stamp_rows = np.flatnonzero(~plain)
-    stamp_texts = []
+    stamp_texts: tuple[bytes, ...] = ()
     if len(stamp_rows):
         odd = corrected[stamp_rows]
-        for v, text in zip(odd.tolist(), iso_strings(odd), strict=True):
-            stamp_texts.append(b"null" if v != v else f'"{text}Z"'.encode())
+        stamp_texts = tuple(
+            b"null" if v != v else f'"{text}Z"'.encode()
+            for v, text in zip(odd.tolist(), iso_strings(odd), strict=True)
+        )
     offset = np.round((sub["ts"] - corrected) * 1000.0, 3)
     maps = ctx.maps
     paths = table.data_paths
@@ -333,16 +378,18 @@ def _render_batch_native(
         sources = list(maps)
     flags = sub["flags"]
     record_rows = np.flatnonzero((flags & JSON) == 0)
-    record_texts = []
+    record_texts: tuple[bytes, ...] = ()
     if len(record_rows):
+        texts = []
         starts, lengths = sub["off"], sub["len"]
         for i in record_rows.tolist():
             f, s, n = int(file_col[i]), int(starts[i]), int(lengths[i])
             reader = ctx.readers[f]
             assert reader is not None
             raw = os.pread(reader.fileno(), n, s) if direct else reader.data[s : s + n]
-            record_texts.append(record_json(raw, int(flags[i])))
-    services, files = ctx.encoded()
+            texts.append(record_json(raw, int(flags[i])))
+        record_texts = tuple(texts)
+    names = ctx.names(table)
     columns = (
         sub["trace"],
         sub["span"],
@@ -357,14 +404,9 @@ def _render_batch_native(
         sub["len"],
         sub["reason"],
     )
-    buffer = ctx.buffer
-    size = _native_write.render_batch(
-        buffer,
+    return (
         columns,
-        table.traces,
-        table.spans,
-        services,
-        files,
+        *names,
         _TAILS,
         sources,
         stamp_rows,
@@ -372,8 +414,6 @@ def _render_batch_native(
         record_rows,
         record_texts,
     )
-    with memoryview(buffer) as view:
-        out.write(view[:size])
 
 
 _CURRENT: Rendering | None = None
@@ -397,8 +437,8 @@ def write_jsonl(
     """Write every ordered row as one JSON line, in ``jobs`` parallel ranges."""
     global _CURRENT
     n = len(r.order.rows)
-    # The C path renders faster than a forked worker's part can be spooled
-    # and copied back: it runs in one process.
+    # The C path is bound by memory traffic: a forked worker's part, spooled
+    # and copied back, costs more than it saves (threads gained nothing either).
     if jobs <= 1 or n < 200_000 or native_enabled():
         _render_range(r, 0, n, out)
         return

@@ -9,6 +9,7 @@ import mmap
 import os
 import sys
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -290,16 +291,16 @@ def _args(
     rows, texts = stamps or ([], [])
     args: dict[str, Any] = {
         "columns": tuple(columns),
-        "traces": ["t0"],
-        "spans": ["s0"],
-        "services": [b'"svc"'],
-        "files": [b'"f.log"'],
-        "tails": [b"}\n", b',"reason":"x"}\n'],
+        "traces": ("t0",),
+        "spans": ("s0",),
+        "services": (b'"svc"',),
+        "files": (b'"f.log"',),
+        "tails": (b"}\n", b',"reason":"x"}\n'),
         "sources": [_DATA],
         "stamp_rows": np.array(rows, dtype=np.int64),
-        "stamp_texts": texts,
+        "stamp_texts": tuple(texts),
         "record_rows": np.zeros(0, dtype=np.int64),
-        "record_texts": [],
+        "record_texts": (),
     }
     for key, value in changes.items():
         if key.startswith("col_"):
@@ -343,10 +344,10 @@ _BAD: tuple[tuple[str, dict[str, Any], type[Exception]], ...] = (
     ("length past the end", {"col_10": _set(10, 15)}, ValueError),
     ("year 10000 without text", {"col_5": _set(5, 253402300800000000)}, ValueError),
     ("year 0 without text", {"col_5": _set(5, -62135596800000001)}, ValueError),
-    ("trace not str", {"traces": [b"t0"]}, TypeError),
-    ("service not bytes", {"services": ['"svc"']}, TypeError),
-    ("traces not a list", {"traces": ("t0",)}, TypeError),
-    ("surrogate in an id", {"spans": ["\ud800"]}, UnicodeEncodeError),
+    ("trace not str", {"traces": (b"t0",)}, TypeError),
+    ("service not bytes", {"services": ('"svc"',)}, TypeError),
+    ("traces not a tuple", {"traces": ["t0"]}, TypeError),
+    ("surrogate in an id", {"spans": ("\ud800",)}, UnicodeEncodeError),
     ("file not open", {"sources": [None]}, ValueError),
     ("no such source", {"sources": []}, IndexError),
     ("negative descriptor", {"sources": [-1]}, ValueError),
@@ -355,25 +356,27 @@ _BAD: tuple[tuple[str, dict[str, Any], type[Exception]], ...] = (
     ("source not a buffer", {"sources": [1.5]}, TypeError),
     (
         "stamp rows unsorted",
-        {"stamp_rows": np.array([1, 0]), "stamp_texts": [b"1", b"2"]},
+        {"stamp_rows": np.array([1, 0]), "stamp_texts": (b"1", b"2")},
         ValueError,
     ),
     (
         "stamp row repeated",
-        {"stamp_rows": np.array([0, 0]), "stamp_texts": [b"1", b"2"]},
+        {"stamp_rows": np.array([0, 0]), "stamp_texts": (b"1", b"2")},
         ValueError,
     ),
-    ("stamp row past the end", {"stamp_rows": np.array([2]), "stamp_texts": [b"1"]}, ValueError),
-    ("negative stamp row", {"stamp_rows": np.array([-1]), "stamp_texts": [b"1"]}, ValueError),
-    ("texts missing", {"record_rows": np.array([0]), "record_texts": []}, ValueError),
-    ("texts not bytes", {"record_rows": np.array([0]), "record_texts": ["x"]}, TypeError),
-    ("texts not a list", {"record_rows": np.array([0]), "record_texts": (b"x",)}, TypeError),
+    ("stamp row past the end", {"stamp_rows": np.array([2]), "stamp_texts": (b"1",)}, ValueError),
+    ("negative stamp row", {"stamp_rows": np.array([-1]), "stamp_texts": (b"1",)}, ValueError),
+    ("texts missing", {"record_rows": np.array([0]), "record_texts": ()}, ValueError),
+    ("texts not bytes", {"record_rows": np.array([0]), "record_texts": ("x",)}, TypeError),
+    ("texts not a tuple", {"record_rows": np.array([0]), "record_texts": [b"x"]}, TypeError),
     (
         "rows not int64",
-        {"record_rows": np.array([0], dtype=np.int32), "record_texts": [b"x"]},
+        {"record_rows": np.array([0], dtype=np.int32), "record_texts": (b"x",)},
         TypeError,
     ),
     ("out not a bytearray", {"out": b""}, TypeError),
+    ("sources not a list", {"sources": (_DATA,)}, TypeError),
+    ("non-ASCII id out of range", {"spans": ("é",), "col_2": _set(2, 1)}, IndexError),
 )
 
 
@@ -405,7 +408,7 @@ class TestRenderBatch:
                     col_11=np.array([0, 1, 0], dtype=np.uint8),
                     sources=[fd],
                     record_rows=np.array([2], dtype=np.int64),
-                    record_texts=[b'{"message":"x"}'],
+                    record_texts=(b'{"message":"x"}',),
                 ),
             )
         finally:
@@ -462,6 +465,19 @@ class TestRenderBatch:
         with memoryview(out), pytest.raises(BufferError):
             native.render_batch(out, *_args(3))
 
+    def test_threads_render_at_once(self) -> None:
+        args = _args(20_000, col_6=np.linspace(-50.0, 50.0, 20_000))
+        want = bytearray()
+        size = native.render_batch(want, *args)
+
+        def render(_: int) -> bytes:
+            out = bytearray()
+            return bytes(out[: native.render_batch(out, *args)])
+
+        with ThreadPoolExecutor(4) as pool:
+            results = list(pool.map(render, range(16)))
+        assert all(got == want[:size] for got in results)
+
     def test_keyword_arguments(self) -> None:
         names = ["columns", "traces", "spans", "services", "files", "tails", "sources"]
         names += ["stamp_rows", "stamp_texts", "record_rows", "record_texts"]
@@ -489,7 +505,7 @@ class TestNoLeaks:
             400,
             stamps=([3], [b"null"]),
             record_rows=np.array([5, 9], dtype=np.int64),
-            record_texts=[b'{"message":"m"}', b'{"message":"n"}'],
+            record_texts=(b'{"message":"m"}', b'{"message":"n"}'),
         )
         out = bytearray()
         counts = [sys.getrefcount(a) for a in args[1:]]
