@@ -367,10 +367,11 @@ def _native_args(
         )
     offset = np.round((sub["ts"] - corrected) * 1000.0, 3)
     maps = ctx.maps
-    paths = table.data_paths
-    for file in np.unique(file_col).tolist():
-        if maps[file] is None:
-            ctx.open(file, paths[file])
+    if None in maps:  # until every file is open
+        paths = table.data_paths
+        for file in np.flatnonzero(np.bincount(file_col, minlength=len(maps))).tolist():
+            if maps[file] is None:
+                ctx.open(file, paths[file])
     sources: list[object]
     if direct:
         sources = [-1 if reader is None else reader.fileno() for reader in ctx.readers]
@@ -381,13 +382,18 @@ def _native_args(
     record_texts: tuple[bytes, ...] = ()
     if len(record_rows):
         texts = []
-        starts, lengths = sub["off"], sub["len"]
-        for i in record_rows.tolist():
-            f, s, n = int(file_col[i]), int(starts[i]), int(lengths[i])
-            reader = ctx.readers[f]
+        readers = ctx.readers
+        for f, s, n, flag in zip(
+            file_col[record_rows].tolist(),
+            sub["off"][record_rows].tolist(),
+            sub["len"][record_rows].tolist(),
+            flags[record_rows].tolist(),
+            strict=True,
+        ):
+            reader = readers[f]
             assert reader is not None
             raw = os.pread(reader.fileno(), n, s) if direct else reader.data[s : s + n]
-            texts.append(record_json(raw, int(flags[i])))
+            texts.append(record_json(raw, flag))
         record_texts = tuple(texts)
     names = ctx.names(table)
     columns = (
