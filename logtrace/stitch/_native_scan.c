@@ -54,6 +54,8 @@ _Static_assert(offsetof(Row, start) == 40, "Row must match SCAN_DTYPE");
 
 /* ---------------------------------------------------------------- keys */
 
+/* Every key of the general parser's struct; the first N_COMMON are those of
+ * logtrace's own records. */
 enum {
     K_TIMESTAMP,
     K_LEVEL,
@@ -68,95 +70,143 @@ enum {
     K_EXCEPTION_TYPE,
     K_EXC_INFO,
     K_STATUS,
+    K_at_timestamp,
+    K_time,
+    K_ts,
+    K_asctime,
+    K_timeUnixNano,
+    K_levelname,
+    K_severity,
+    K_severityText,
+    K_log_dot_level,
+    K_log,
+    K_service_dot_name,
+    K_service_name,
+    K_serviceName,
+    K_app,
+    K_application,
+    K_dd_dot_service,
+    K_traceId,
+    K_traceID,
+    K_otelTraceID,
+    K_trace_dot_id,
+    K_trace,
+    K_dd_dot_trace_id,
+    K_dd,
+    K_traceparent,
+    K_spanId,
+    K_spanID,
+    K_otelSpanID,
+    K_span_dot_id,
+    K_span,
+    K_dd_dot_span_id,
+    K_parentSpanId,
+    K_parent_id,
+    K_parent_dot_id,
+    K_span_dot_start_ns,
     N_KEYS,
-    K_OTHER_FIELD, /* a key the general parser reads: declined without trace_id */
     K_NONE
 };
+
+#define N_COMMON 13
 
 typedef struct {
     const char *name;
     int id;
+    size_t len;
 } KeyName;
 
 static const KeyName KEY_NAMES[] = {
-    {"timestamp", K_TIMESTAMP},
-    {"level", K_LEVEL},
-    {"service", K_SERVICE},
-    {"trace_id", K_TRACE_ID},
-    {"span_id", K_SPAN_ID},
-    {"parent_span_id", K_PARENT_SPAN_ID},
-    {"span.kind", K_SPAN_KIND},
-    {"span.start", K_SPAN_START},
-    {"duration_ms", K_DURATION_MS},
-    {"error.type", K_ERROR_TYPE},
-    {"exception.type", K_EXCEPTION_TYPE},
-    {"exc_info", K_EXC_INFO},
-    {"http.response.status_code", K_STATUS},
-    /* The other keys of the general parser's struct. */
-    {"@timestamp", K_OTHER_FIELD},
-    {"time", K_OTHER_FIELD},
-    {"ts", K_OTHER_FIELD},
-    {"asctime", K_OTHER_FIELD},
-    {"timeUnixNano", K_OTHER_FIELD},
-    {"levelname", K_OTHER_FIELD},
-    {"severity", K_OTHER_FIELD},
-    {"severityText", K_OTHER_FIELD},
-    {"log.level", K_OTHER_FIELD},
-    {"log", K_OTHER_FIELD},
-    {"service.name", K_OTHER_FIELD},
-    {"service_name", K_OTHER_FIELD},
-    {"serviceName", K_OTHER_FIELD},
-    {"app", K_OTHER_FIELD},
-    {"application", K_OTHER_FIELD},
-    {"dd.service", K_OTHER_FIELD},
-    {"traceId", K_OTHER_FIELD},
-    {"traceID", K_OTHER_FIELD},
-    {"otelTraceID", K_OTHER_FIELD},
-    {"trace.id", K_OTHER_FIELD},
-    {"trace", K_OTHER_FIELD},
-    {"dd.trace_id", K_OTHER_FIELD},
-    {"dd", K_OTHER_FIELD},
-    {"traceparent", K_OTHER_FIELD},
-    {"spanId", K_OTHER_FIELD},
-    {"spanID", K_OTHER_FIELD},
-    {"otelSpanID", K_OTHER_FIELD},
-    {"span.id", K_OTHER_FIELD},
-    {"span", K_OTHER_FIELD},
-    {"dd.span_id", K_OTHER_FIELD},
-    {"parentSpanId", K_OTHER_FIELD},
-    {"parent_id", K_OTHER_FIELD},
-    {"parent.id", K_OTHER_FIELD},
-    {"span.start_ns", K_OTHER_FIELD},
+    {"timestamp", K_TIMESTAMP, 9},
+    {"level", K_LEVEL, 5},
+    {"service", K_SERVICE, 7},
+    {"trace_id", K_TRACE_ID, 8},
+    {"span_id", K_SPAN_ID, 7},
+    {"parent_span_id", K_PARENT_SPAN_ID, 14},
+    {"span.kind", K_SPAN_KIND, 9},
+    {"span.start", K_SPAN_START, 10},
+    {"duration_ms", K_DURATION_MS, 11},
+    {"error.type", K_ERROR_TYPE, 10},
+    {"exception.type", K_EXCEPTION_TYPE, 14},
+    {"exc_info", K_EXC_INFO, 8},
+    {"http.response.status_code", K_STATUS, 25},
+    {"@timestamp", K_at_timestamp, 10},
+    {"time", K_time, 4},
+    {"ts", K_ts, 2},
+    {"asctime", K_asctime, 7},
+    {"timeUnixNano", K_timeUnixNano, 12},
+    {"levelname", K_levelname, 9},
+    {"severity", K_severity, 8},
+    {"severityText", K_severityText, 12},
+    {"log.level", K_log_dot_level, 9},
+    {"log", K_log, 3},
+    {"service.name", K_service_dot_name, 12},
+    {"service_name", K_service_name, 12},
+    {"serviceName", K_serviceName, 11},
+    {"app", K_app, 3},
+    {"application", K_application, 11},
+    {"dd.service", K_dd_dot_service, 10},
+    {"traceId", K_traceId, 7},
+    {"traceID", K_traceID, 7},
+    {"otelTraceID", K_otelTraceID, 11},
+    {"trace.id", K_trace_dot_id, 8},
+    {"trace", K_trace, 5},
+    {"dd.trace_id", K_dd_dot_trace_id, 11},
+    {"dd", K_dd, 2},
+    {"traceparent", K_traceparent, 11},
+    {"spanId", K_spanId, 6},
+    {"spanID", K_spanID, 6},
+    {"otelSpanID", K_otelSpanID, 10},
+    {"span.id", K_span_dot_id, 7},
+    {"span", K_span, 4},
+    {"dd.span_id", K_dd_dot_span_id, 10},
+    {"parentSpanId", K_parentSpanId, 12},
+    {"parent_id", K_parent_id, 9},
+    {"parent.id", K_parent_dot_id, 9},
+    {"span.start_ns", K_span_dot_start_ns, 13},
 };
 
 #define N_KEY_NAMES (sizeof(KEY_NAMES) / sizeof(KEY_NAMES[0]))
 #define MAX_KEY_LEN 32
 
-/* Per key length, the indexes into KEY_NAMES (filled at import). */
-static unsigned char key_by_len[MAX_KEY_LEN + 1][N_KEY_NAMES];
-static unsigned char key_count[MAX_KEY_LEN + 1];
+/* Open-addressing table over KEY_NAMES (filled at import); any hash works,
+ * the probe compares whole keys. */
+#define KEY_SLOTS 1024
+static signed char key_slot[KEY_SLOTS];
+
+static inline unsigned
+key_hash(const unsigned char *s, size_t n)
+{
+    return ((unsigned)n * 31u + s[0] * 7u + s[n - 1] * 131u + s[n / 2] * 17u) & (KEY_SLOTS - 1);
+}
 
 static void
 init_keys(void)
 {
-    memset(key_count, 0, sizeof(key_count));
+    memset(key_slot, -1, sizeof(key_slot));
     for (size_t i = 0; i < N_KEY_NAMES; i++) {
-        size_t n = strlen(KEY_NAMES[i].name);
-        key_by_len[n][key_count[n]++] = (unsigned char)i;
+        const unsigned char *name = (const unsigned char *)KEY_NAMES[i].name;
+        unsigned h = key_hash(name, strlen(KEY_NAMES[i].name));
+        while (key_slot[h] >= 0) {
+            h = (h + 1) & (KEY_SLOTS - 1);
+        }
+        key_slot[h] = (signed char)i;
     }
 }
 
-static int
+static inline int
 key_id(const unsigned char *s, size_t n)
 {
-    if (n > MAX_KEY_LEN) {
+    if (n == 0 || n > MAX_KEY_LEN) {
         return K_NONE;
     }
-    for (int i = 0; i < key_count[n]; i++) {
-        const KeyName *k = &KEY_NAMES[key_by_len[n][i]];
-        if (k->name[0] == (char)s[0] && memcmp(k->name, s, n) == 0) {
+    unsigned h = key_hash(s, n);
+    while (key_slot[h] >= 0) {
+        const KeyName *k = &KEY_NAMES[key_slot[h]];
+        if (k->len == n && memcmp(k->name, s, n) == 0) {
             return k->id;
         }
+        h = (h + 1) & (KEY_SLOTS - 1);
     }
     return K_NONE;
 }
@@ -166,14 +216,52 @@ key_id(const unsigned char *s, size_t n)
 /* 1 for bytes that end the plain run of a string: quote, backslash,
  * control characters and anything outside ASCII. */
 static unsigned char string_stop[256];
+static unsigned char lower_hex_digit[256];
 
 static void
 init_tables(void)
 {
     for (int c = 0; c < 256; c++) {
         string_stop[c] = (c == '"' || c == '\\' || c < 0x20 || c >= 0x80) ? 1 : 0;
+        lower_hex_digit[c] = ((c >= '0' && c <= '9') || (c >= 'a' && c <= 'f')) ? 1 : 0;
     }
 }
+
+/* The first byte at or after p that ends a plain string run, or end. */
+#if defined(__SSE2__)
+#include <emmintrin.h>
+static inline const unsigned char *
+find_stop(const unsigned char *p, const unsigned char *end)
+{
+    const __m128i quote = _mm_set1_epi8('"');
+    const __m128i backslash = _mm_set1_epi8('\\');
+    const __m128i space = _mm_set1_epi8(0x20);
+    while (end - p >= 16) {
+        __m128i v = _mm_loadu_si128((const __m128i *)p);
+        /* Signed compare: control characters and bytes >= 0x80 are both below 0x20. */
+        __m128i m = _mm_or_si128(_mm_or_si128(_mm_cmpeq_epi8(v, quote), _mm_cmpeq_epi8(v, backslash)),
+                                 _mm_cmplt_epi8(v, space));
+        int mask = _mm_movemask_epi8(m);
+        if (mask != 0) {
+            return p + __builtin_ctz((unsigned)mask);
+        }
+        p += 16;
+    }
+    while (p < end && !string_stop[*p]) {
+        p++;
+    }
+    return p;
+}
+#else
+static inline const unsigned char *
+find_stop(const unsigned char *p, const unsigned char *end)
+{
+    while (p < end && !string_stop[*p]) {
+        p++;
+    }
+    return p;
+}
+#endif
 
 static inline int
 is_digit(unsigned char c)
@@ -210,9 +298,7 @@ skip_string(const unsigned char **pp, const unsigned char *end, int *escaped)
     const unsigned char *p = *pp + 1;
     int esc = 0;
     for (;;) {
-        while (p < end && !string_stop[*p]) {
-            p++;
-        }
+        p = find_stop(p, end);
         if (p >= end) {
             return 0;
         }
@@ -461,15 +547,12 @@ canonical_id(const unsigned char *s, size_t n, size_t width)
     if (n != width) {
         return 0;
     }
-    int nonzero = 0;
+    unsigned ok = 1, nonzero = 0;
     for (size_t i = 0; i < n; i++) {
-        unsigned char c = s[i];
-        if (!((c >= '0' && c <= '9') || (c >= 'a' && c <= 'f'))) {
-            return 0;
-        }
-        nonzero |= c != '0';
+        ok &= lower_hex_digit[s[i]];
+        nonzero |= s[i] ^ (unsigned)'0';
     }
-    return nonzero;
+    return ok && nonzero;
 }
 
 static int64_t
@@ -497,15 +580,16 @@ digits(const unsigned char *s, int n, int *out)
     return 1;
 }
 
-/* `YYYY-MM-DDTHH:MM:SS.ffffff[Z]` as epoch seconds: the minute as an integer
- * plus the correctly rounded seconds, which is what the Python scanner
- * computes. Dates before 1971 are declined (the two ways the Python side
- * rounds agree only for large enough values). */
+/* `YYYY-MM-DDTHH:MM:SS.ffffff` then `Z`, nothing or `+HH:MM`/`-HH:MM`, as
+ * epoch seconds computed the way the Python side does: without an offset,
+ * the minute as an integer plus the correctly rounded seconds (which equals
+ * its other way, second plus fraction, for dates after 1971); with one,
+ * second plus fraction, then minus the offset. */
 static int
 parse_iso(const unsigned char *s, size_t n, double *out)
 {
-    int year, month, day, hour, minute, second, frac;
-    if (!(n == 26 || (n == 27 && s[26] == 'Z'))) {
+    int year, month, day, hour, minute, second, frac, off_h = 0, off_m = 0;
+    if (n < 26) {
         return 0;
     }
     if (s[4] != '-' || s[7] != '-' || s[10] != 'T' || s[13] != ':' || s[16] != ':' ||
@@ -523,8 +607,18 @@ parse_iso(const unsigned char *s, size_t n, double *out)
     }
     int64_t base = (days_from_civil(year, month, 1) + day - 1) * 86400 + hour * 3600 +
                    minute * 60;
-    *out = (double)base + (double)((int64_t)second * 1000000 + frac) / 1e6;
-    return 1;
+    if (n == 26 || (n == 27 && s[26] == 'Z')) {
+        *out = (double)base + (double)((int64_t)second * 1000000 + frac) / 1e6;
+        return 1;
+    }
+    if (n == 32 && (s[26] == '+' || s[26] == '-') && s[29] == ':' &&
+        digits(s + 27, 2, &off_h) && digits(s + 30, 2, &off_m)) {
+        int offset = (s[26] == '-' ? -1 : 1) * (off_h * 3600 + off_m * 60);
+        double t = (double)(base + second) + (double)frac / 1e6;
+        *out = t - (double)offset;
+        return 1;
+    }
+    return 0;
 }
 
 static const char *const ERROR_LEVELS[] = {
@@ -587,6 +681,9 @@ truthy(const Value *v)
 
 enum { NUM_NONE, NUM_INT, NUM_FLOAT };
 
+static const double POW10[] = {1e0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9, 1e10, 1e11,
+                               1e12, 1e13, 1e14, 1e15, 1e16, 1e17, 1e18};
+
 /* A strict number value: its kind and value as a double (exact for ints
  * within 2**53, correctly rounded otherwise). -1 declines. */
 static int
@@ -620,6 +717,32 @@ number_value(const Value *v, double *out, int64_t *iout)
         *out = (double)x;
         return NUM_INT;
     }
+    {
+        /* Plain decimals with few digits: the mantissa and the power of ten
+         * are exact doubles, so one division rounds correctly, as strtod. */
+        uint64_t mant = 0;
+        int ndigits = 0, frac = -1;
+        size_t i = s[0] == '-';
+        for (; i < n; i++) {
+            if (s[i] == '.') {
+                frac = 0;
+                continue;
+            }
+            if (!is_digit(s[i])) {
+                break;
+            }
+            mant = mant * 10 + (uint64_t)(s[i] - '0');
+            ndigits++;
+            if (frac >= 0) {
+                frac++;
+            }
+        }
+        if (i == n && frac >= 0 && ndigits <= 15) {
+            double d = (double)mant / POW10[frac];
+            *out = s[0] == '-' ? -d : d;
+            return NUM_FLOAT;
+        }
+    }
     memcpy(buf, s, n);
     buf[n] = '\0';
     char *endp = NULL;
@@ -639,86 +762,82 @@ typedef struct {
     const unsigned char *trace; /* canonical 32 hex, or NULL: no trace */
     const unsigned char *span;  /* canonical 16 hex or NULL */
     const unsigned char *parent;
-    const unsigned char *service;
+    const unsigned char *service; /* NULL: none (the file's service) */
     size_t service_len;
     double ts;
     double start;
     uint8_t flags;
 } Fields;
 
-/* Parse and check one line; 1 when it is handled here, 0 to decline. */
-static int
-parse_line(const unsigned char *line, size_t len, Fields *f)
+/* The first present, non-null value among `ids` (-1 ends the list), or NULL. */
+static const Value *
+first_of(const Value *vals, const int *ids)
 {
-    const unsigned char *p = line + 1;
-    const unsigned char *end = line + len;
-    Value vals[N_KEYS];
-    int other = 0;
-    memset(vals, 0, sizeof(vals));
-
-    SKIP_WS(p, end);
-    if (p < end && *p == '}') {
-        p++;
-    }
-    else {
-        for (;;) {
-            if (p >= end || *p != '"') {
-                return 0;
-            }
-            const unsigned char *k = ++p;
-            while (p < end && !string_stop[*p]) {
-                p++;
-            }
-            if (p >= end || *p != '"') {
-                return 0; /* escapes or odd bytes in a key */
-            }
-            int id = key_id(k, (size_t)(p - k));
-            p++;
-            SKIP_WS(p, end);
-            if (p >= end || *p != ':') {
-                return 0;
-            }
-            p++;
-            SKIP_WS(p, end);
-            const unsigned char *v = p;
-            if (id < N_KEYS) {
-                if (vals[id].v != NULL) {
-                    return 0; /* duplicate key */
-                }
-                if (!skip_value(&p, end, 1, 1)) {
-                    return 0;
-                }
-                vals[id].v = v;
-                vals[id].n = (size_t)(p - v);
-            }
-            else {
-                if (id == K_OTHER_FIELD) {
-                    other = 1;
-                }
-                if (!skip_value(&p, end, 1, 0)) {
-                    return 0;
-                }
-            }
-            SKIP_WS(p, end);
-            if (p < end && *p == ',') {
-                p++;
-                SKIP_WS(p, end);
-                continue;
-            }
-            if (p < end && *p == '}') {
-                p++;
-                break;
-            }
-            return 0;
+    for (; *ids >= 0; ids++) {
+        if (!is_null(&vals[*ids])) {
+            return &vals[*ids];
         }
     }
-    if (p != end) {
-        return 0;
-    }
+    return NULL;
+}
 
+static const int TRACE_KEYS[] = {K_TRACE_ID, K_traceId, K_otelTraceID, K_trace_dot_id, K_traceID, -1};
+static const int TRACE_OTHER_KEYS[] = {K_trace, K_dd_dot_trace_id, K_dd, K_traceparent, -1};
+static const int SPAN_KEYS[] = {K_spanId, K_otelSpanID, K_span_dot_id, K_spanID, -1};
+static const int SPAN_OTHER_KEYS[] = {K_span, K_dd_dot_span_id, K_dd, -1};
+static const int PARENT_KEYS[] = {K_PARENT_SPAN_ID, K_parentSpanId, K_parent_id, K_parent_dot_id, -1};
+static const int TIME_KEYS[] = {K_TIMESTAMP, K_at_timestamp, K_time, K_ts, K_asctime, K_timeUnixNano, -1};
+static const int SERVICE_KEYS[] = {K_SERVICE,       K_service_dot_name, K_service_name, K_serviceName,
+                                   K_app,           K_application,      K_dd_dot_service, -1};
+static const int LEVEL_KEYS[] = {K_LEVEL, K_levelname, K_severity, K_severityText, K_log_dot_level, -1};
+
+/* A canonical ID of `width` digits from a value, NULL when none; -1 declines. */
+static int
+id_value(const Value *v, size_t width, const unsigned char **out)
+{
     const unsigned char *s;
     size_t n;
-    /* Timestamp, level and service: plain strings in every handled line. */
+    *out = NULL;
+    if (v == NULL || is_null(v)) {
+        return 0;
+    }
+    if (!plain_string(v, &s, &n) || !canonical_id(s, n, width)) {
+        return -1;
+    }
+    *out = s;
+    return 0;
+}
+
+/* The error flag from error keys other than the level. -1 declines. */
+static int
+error_keys(const Value *vals)
+{
+    double dv;
+    int64_t iv = 0;
+    int err = !is_null(&vals[K_ERROR_TYPE]) || !is_null(&vals[K_EXCEPTION_TYPE]) ||
+              truthy(&vals[K_EXC_INFO]);
+    int kind = number_value(&vals[K_STATUS], &dv, &iv);
+    if (kind < 0) {
+        return -1;
+    }
+    return err || (kind == NUM_INT && iv >= 500);
+}
+
+/* logtrace's own shape (a string trace_id): what the Python scanner's
+ * common-case path computes. */
+static int
+common_fields(const Value *vals, Fields *f)
+{
+    const unsigned char *s;
+    size_t n;
+    if (!plain_string(&vals[K_TRACE_ID], &s, &n) || !canonical_id(s, n, 32)) {
+        return 0;
+    }
+    f->trace = s;
+    if (id_value(&vals[K_SPAN_ID], 16, &f->span) < 0 ||
+        id_value(&vals[K_PARENT_SPAN_ID], 16, &f->parent) < 0) {
+        return 0;
+    }
     if (!plain_string(&vals[K_TIMESTAMP], &s, &n) || !parse_iso(s, n, &f->ts)) {
         return 0;
     }
@@ -733,58 +852,23 @@ parse_line(const unsigned char *line, size_t len, Fields *f)
     if (is_error_level(s, n)) {
         flags |= F_ERROR;
     }
-    if (!is_null(&vals[K_ERROR_TYPE]) || !is_null(&vals[K_EXCEPTION_TYPE]) ||
-        truthy(&vals[K_EXC_INFO])) {
-        flags |= F_ERROR;
-    }
-    double dv;
-    int64_t iv = 0;
-    int kind = number_value(&vals[K_STATUS], &dv, &iv);
-    if (kind < 0) {
+    int err = error_keys(vals);
+    if (err < 0) {
         return 0;
     }
-    if (kind == NUM_INT && iv >= 500) {
+    if (err) {
         flags |= F_ERROR;
     }
-
-    f->trace = f->span = f->parent = NULL;
     f->start = NAN;
-    if (is_null(&vals[K_TRACE_ID])) {
-        /* No trace ID: the general parser looks at other keys too. */
-        if (other) {
-            return 0;
-        }
-    }
-    else {
-        if (!plain_string(&vals[K_TRACE_ID], &s, &n) || !canonical_id(s, n, 32)) {
-            return 0;
-        }
-        f->trace = s;
-        if (!is_null(&vals[K_SPAN_ID])) {
-            if (!plain_string(&vals[K_SPAN_ID], &s, &n) || !canonical_id(s, n, 16)) {
-                return 0;
-            }
-            f->span = s;
-        }
-        if (!is_null(&vals[K_PARENT_SPAN_ID])) {
-            if (!plain_string(&vals[K_PARENT_SPAN_ID], &s, &n) || !canonical_id(s, n, 16)) {
-                return 0;
-            }
-            f->parent = s;
-        }
-    }
-
     if (!is_null(&vals[K_SPAN_KIND])) {
         double duration;
-        kind = number_value(&vals[K_DURATION_MS], &duration, &iv);
+        int64_t iv = 0;
+        int kind = number_value(&vals[K_DURATION_MS], &duration, &iv);
         if (kind < 0) {
             return 0;
         }
         if (kind != NUM_NONE) {
-            if (f->trace == NULL) {
-                return 0; /* span records without a trace ID: the general path */
-            }
-            if ((kind == NUM_INT && (iv > ((int64_t)1 << 53) || iv < -((int64_t)1 << 53)))) {
+            if (kind == NUM_INT && (iv > ((int64_t)1 << 53) || iv < -((int64_t)1 << 53))) {
                 return 0;
             }
             flags |= F_SPAN_RECORD;
@@ -815,6 +899,171 @@ parse_line(const unsigned char *line, size_t len, Fields *f)
     return 1;
 }
 
+/* Any other object (trace_id absent or null): what the Python scanner's
+ * general path computes, for the plain cases of its key lists. */
+static int
+general_fields(const Value *vals, Fields *f)
+{
+    const unsigned char *s;
+    size_t n;
+    const Value *v;
+    /* Trace: the first of its keys; the nested and encoded spellings are declined. */
+    if (id_value(first_of(vals, TRACE_KEYS), 32, &f->trace) < 0) {
+        return 0;
+    }
+    if (f->trace == NULL && first_of(vals, TRACE_OTHER_KEYS) != NULL) {
+        return 0;
+    }
+    v = is_null(&vals[K_SPAN_ID]) ? first_of(vals, SPAN_KEYS) : &vals[K_SPAN_ID];
+    if (id_value(v, 16, &f->span) < 0) {
+        return 0;
+    }
+    if (f->span == NULL && first_of(vals, SPAN_OTHER_KEYS) != NULL) {
+        return 0;
+    }
+    if (id_value(first_of(vals, PARENT_KEYS), 16, &f->parent) < 0) {
+        return 0;
+    }
+    f->ts = NAN;
+    v = first_of(vals, TIME_KEYS);
+    if (v != NULL && (!plain_string(v, &s, &n) || !parse_iso(s, n, &f->ts))) {
+        return 0;
+    }
+    f->service = NULL;
+    f->service_len = 0;
+    v = first_of(vals, SERVICE_KEYS);
+    if (v != NULL) {
+        if (!plain_string(v, &s, &n)) {
+            return 0;
+        }
+        if (n > 0 && n <= 200) {
+            f->service = s;
+            f->service_len = n;
+        }
+    }
+    uint8_t flags = F_JSON;
+    v = first_of(vals, LEVEL_KEYS);
+    if (v != NULL) {
+        double dv;
+        int64_t iv = 0;
+        if (v->v[0] == '"') {
+            if (!plain_string(v, &s, &n)) {
+                return 0;
+            }
+            if (is_error_level(s, n)) {
+                flags |= F_ERROR;
+            }
+        }
+        else {
+            int kind = number_value(v, &dv, &iv);
+            if (kind < 0) {
+                return 0;
+            }
+            if (kind == NUM_INT && iv >= 50) {
+                flags |= F_ERROR;
+            }
+        }
+    }
+    else if (!is_null(&vals[K_log])) {
+        return 0;
+    }
+    int err = error_keys(vals);
+    if (err < 0) {
+        return 0;
+    }
+    if (err) {
+        flags |= F_ERROR;
+    }
+    f->start = NAN;
+    if (!is_null(&vals[K_SPAN_KIND])) {
+        double dv;
+        int64_t iv = 0;
+        int kind = number_value(&vals[K_DURATION_MS], &dv, &iv);
+        if (kind != NUM_NONE) {
+            return 0; /* span records in other shapes: the Python path */
+        }
+    }
+    f->flags = flags;
+    return 1;
+}
+
+/* Parse and check one line; 1 when it is handled here, 0 to decline. */
+static int
+parse_line(const unsigned char *line, size_t len, Fields *f)
+{
+    const unsigned char *p = line + 1;
+    const unsigned char *end = line + len;
+    Value vals[N_KEYS];
+    uint64_t seen = 0;
+
+    SKIP_WS(p, end);
+    if (p < end && *p == '}') {
+        p++;
+    }
+    else {
+        for (;;) {
+            if (p >= end || *p != '"') {
+                return 0;
+            }
+            const unsigned char *k = ++p;
+            p = find_stop(p, end);
+            if (p >= end || *p != '"') {
+                return 0; /* escapes or odd bytes in a key */
+            }
+            int id = key_id(k, (size_t)(p - k));
+            p++;
+            SKIP_WS(p, end);
+            if (p >= end || *p != ':') {
+                return 0;
+            }
+            p++;
+            SKIP_WS(p, end);
+            const unsigned char *v = p;
+            if (id < N_KEYS) {
+                /* A key the Python side decodes: numbers must convert, and
+                 * duplicates (the last one wins there) are declined. */
+                if (seen & ((uint64_t)1 << id)) {
+                    return 0;
+                }
+                seen |= (uint64_t)1 << id;
+                if (!skip_value(&p, end, 1, 1)) {
+                    return 0;
+                }
+                vals[id].v = v;
+                vals[id].n = (size_t)(p - v);
+            }
+            else if (!skip_value(&p, end, 1, 0)) {
+                return 0;
+            }
+            SKIP_WS(p, end);
+            if (p < end && *p == ',') {
+                p++;
+                SKIP_WS(p, end);
+                continue;
+            }
+            if (p < end && *p == '}') {
+                p++;
+                break;
+            }
+            return 0;
+        }
+    }
+    if (p != end) {
+        return 0;
+    }
+    for (int id = 0; id < N_KEYS; id++) {
+        if (!(seen & ((uint64_t)1 << id))) {
+            vals[id].v = NULL;
+            vals[id].n = 0;
+        }
+    }
+    f->trace = f->span = f->parent = NULL;
+    if (!is_null(&vals[K_TRACE_ID])) {
+        return common_fields(vals, f);
+    }
+    return general_fields(vals, f);
+}
+
 /* ---------------------------------------------------------------- interning */
 
 /* IDs of one task, interned to local indexes in the order first seen. IDs of
@@ -824,9 +1073,8 @@ parse_line(const unsigned char *line, size_t len, Fields *f)
  * counter. */
 
 typedef struct {
-    uint64_t hash;
+    uint32_t tag;  /* high hash bits */
     int32_t index; /* -1: empty slot */
-    char key[32];
 } Slot;
 
 typedef struct {
@@ -834,6 +1082,8 @@ typedef struct {
     size_t mask;
     size_t used;
     size_t width;
+    char *keys;      /* by index, `width` bytes each (unused for `other` IDs) */
+    size_t keys_cap; /* in IDs */
     int32_t count;   /* indexes handed out */
     PyObject *other; /* dict: other spellings -> index */
 } IdTable;
@@ -876,9 +1126,11 @@ table_init(IdTable *t, size_t width)
     t->mask = 4095;
     t->used = 0;
     t->count = 0;
+    t->keys_cap = 1024;
+    t->keys = PyMem_Malloc(t->keys_cap * width);
     t->other = PyDict_New();
     t->slots = PyMem_Malloc(sizeof(Slot) * (t->mask + 1));
-    if (t->slots == NULL || t->other == NULL) {
+    if (t->slots == NULL || t->other == NULL || t->keys == NULL) {
         return -1;
     }
     for (size_t i = 0; i <= t->mask; i++) {
@@ -892,6 +1144,8 @@ table_free(IdTable *t)
 {
     PyMem_Free(t->slots);
     t->slots = NULL;
+    PyMem_Free(t->keys);
+    t->keys = NULL;
     Py_CLEAR(t->other);
 }
 
@@ -910,7 +1164,8 @@ table_grow(IdTable *t)
     for (size_t i = 0; i <= t->mask; i++) {
         Slot *s = &t->slots[i];
         if (s->index >= 0) {
-            size_t j = s->hash & (cap - 1);
+            const unsigned char *key = (const unsigned char *)t->keys + (size_t)s->index * t->width;
+            size_t j = hash_id(key, t->width) & (cap - 1);
             while (slots[j].index >= 0) {
                 j = (j + 1) & (cap - 1);
             }
@@ -930,6 +1185,15 @@ next_index(IdTable *t)
         PyErr_SetString(PyExc_OverflowError, "too many IDs");
         return -1;
     }
+    if ((size_t)t->count == t->keys_cap) {
+        char *keys = PyMem_Realloc(t->keys, t->keys_cap * 2 * t->width);
+        if (keys == NULL) {
+            PyErr_NoMemory();
+            return -1;
+        }
+        t->keys = keys;
+        t->keys_cap *= 2;
+    }
     return t->count++;
 }
 
@@ -939,13 +1203,14 @@ intern_id(IdTable *t, const unsigned char *s)
 {
     size_t n = t->width;
     uint64_t h = hash_id(s, n);
+    uint32_t tag = (uint32_t)(h >> 32);
     size_t j = h & t->mask;
     for (;;) {
         Slot *slot = &t->slots[j];
         if (slot->index < 0) {
             break;
         }
-        if (slot->hash == h && same_key(slot->key, s, n)) {
+        if (slot->tag == tag && same_key(t->keys + (size_t)slot->index * n, s, n)) {
             return slot->index;
         }
         j = (j + 1) & t->mask;
@@ -955,11 +1220,11 @@ intern_id(IdTable *t, const unsigned char *s)
         return -2;
     }
     Slot *slot = &t->slots[j];
-    slot->hash = h;
+    slot->tag = tag;
     slot->index = index;
-    memcpy(slot->key, s, n);
+    memcpy(t->keys + (size_t)index * n, s, n);
     t->used++;
-    if (t->used * 2 > t->mask && table_grow(t) < 0) {
+    if (t->used * 4 > t->mask * 3 && table_grow(t) < 0) {
         return -2;
     }
     return index;
@@ -1024,7 +1289,8 @@ table_list(IdTable *t)
     for (size_t i = 0; i <= t->mask; i++) {
         Slot *slot = &t->slots[i];
         if (slot->index >= 0) {
-            PyObject *key = PyUnicode_FromStringAndSize(slot->key, (Py_ssize_t)t->width);
+            PyObject *key = PyUnicode_FromStringAndSize(t->keys + (size_t)slot->index * t->width,
+                                                        (Py_ssize_t)t->width);
             if (key == NULL) {
                 Py_DECREF(list);
                 return NULL;
@@ -1335,7 +1601,7 @@ Scanner_scan(Scanner *self, PyObject *args)
                         }
                     }
                 }
-                int svc = service_index(self, f.service, f.service_len);
+                int svc = f.service == NULL ? 0 : service_index(self, f.service, f.service_len);
                 if (svc < 0) {
                     goto done;
                 }

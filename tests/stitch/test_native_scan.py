@@ -199,7 +199,8 @@ def _stamps(draw: st.DrawFn) -> Any:
 def _good_stamp(draw: st.DrawFn) -> str:
     us = draw(st.integers(31_536_000 * 10**6, 4_102_444_800 * 10**6))
     text = datetime.fromtimestamp(us // 10**6, timezone.utc).strftime("%Y-%m-%dT%H:%M:%S")
-    return f"{text}.{us % 10**6:06d}" + draw(st.sampled_from(["Z", "Z", ""]))
+    tail = draw(st.sampled_from(["Z", "Z", "", "+00:00", "+05:30", "-08:00", "-00:00"]))
+    return f"{text}.{us % 10**6:06d}{tail}"
 
 
 _good_stamps = _good_stamp()
@@ -297,6 +298,46 @@ def _records(draw: st.DrawFn) -> dict[str, Any]:
     return {k: rec[k] for k in keys}
 
 
+_ALT_KEYS = {
+    "time": ["timestamp", "@timestamp", "time", "ts", "asctime"],
+    "level": ["level", "levelname", "severity", "severityText", "log.level"],
+    "service": ["service", "service.name", "service_name", "serviceName", "app", "application"],
+    "trace": ["traceId", "otelTraceID", "trace.id", "traceID"],
+    "span": ["span_id", "spanId", "otelSpanID", "span.id", "spanID"],
+    "parent": ["parent_span_id", "parentSpanId", "parent_id", "parent.id"],
+}
+
+
+@st.composite
+def _other_shapes(draw: st.DrawFn) -> dict[str, Any]:
+    """Records in other tools' spellings (no ``trace_id``), mostly well-formed."""
+    rec: dict[str, Any] = {}
+    good = {
+        "time": _good_stamps,
+        "level": _GOOD["level"] | st.integers(0, 60),
+        "service": _GOOD["service"] | st.text(max_size=3),
+        "trace": _GOOD["trace_id"],
+        "span": st.text(_hex, min_size=16, max_size=16),
+        "parent": st.text(_hex, min_size=16, max_size=16),
+    }
+    for field, keys in _ALT_KEYS.items():
+        for key in draw(st.lists(st.sampled_from(keys), max_size=2, unique=True)):
+            roll = draw(st.integers(0, 9))
+            rec[key] = (
+                draw(_WILD.get(key, _json))
+                if roll == 0
+                else None
+                if roll == 1
+                else draw(good[field])
+            )
+    for key in draw(st.lists(st.sampled_from(sorted(_GOOD)), max_size=3, unique=True)):
+        rec[key] = draw(_GOOD[key])
+    if draw(st.integers(0, 4)) == 0:
+        rec["trace_id"] = None
+    keys = draw(st.permutations(list(rec)))
+    return {k: rec[k] for k in keys}
+
+
 def _dump(rec: dict[str, Any], style: int) -> bytes:
     if style == 0:
         return json.dumps(rec).encode()
@@ -308,7 +349,9 @@ def _dump(rec: dict[str, Any], style: int) -> bytes:
 
 
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(st.lists(st.tuples(_records(), st.integers(0, 3)), min_size=1, max_size=12))
+@given(
+    st.lists(st.tuples(_records() | _other_shapes(), st.integers(0, 3)), min_size=1, max_size=12)
+)
 def test_generated_records(recs: list[tuple[dict[str, Any], int]]) -> None:
     _same(b"\n".join(_dump(r, s) for r, s in recs) + b"\n")
 
