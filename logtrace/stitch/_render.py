@@ -308,6 +308,9 @@ def _render_batch(
 # not JSON are few; Python writes those texts, C everything else.
 _US_LO = -62135596800000000.0  # 0001-01-01, exact as a float
 _US_HI = 253402300800000000.0  # 10000-01-01, exact as a float
+_COLUMN_TYPES = ("<i4", "<i4", "<i4", "<u2", "<i4", "<i8", "<f8", "<i4", "<i4", "<i8", "<i4", "u1")
+"""What ``render_batch`` reads: trace, span, parent, service, depth, timestamp
+(µs), offset_ms, file, line, byte offset, length, reason."""
 _TAILS = (b"}\n", *(b',"reason":"%s"}\n' % reason.encode() for reason in REASONS[1:]))
 
 
@@ -343,9 +346,9 @@ def _native_args(
     tuple[bytes, ...],
     tuple[bytes, ...],
     list[object],
-    npt.NDArray[np.intp],
+    npt.NDArray[np.int64],
     tuple[bytes, ...],
-    npt.NDArray[np.intp],
+    npt.NDArray[np.int64],
     tuple[bytes, ...],
 ]:
     """What ``render_batch`` needs for rows ``lo:hi``, all but the output buffer."""
@@ -396,28 +399,35 @@ def _native_args(
             texts.append(record_json(raw, flag))
         record_texts = tuple(texts)
     names = ctx.names(table)
-    columns = (
-        sub["trace"],
-        sub["span"],
-        sub["parent"],
-        sub["svc"],
-        r.tree.row_depth[idx],
-        stamp_us,
-        offset,
-        file_col,
-        sub["line"],
-        sub["off"],
-        sub["len"],
-        sub["reason"],
+    columns = tuple(
+        np.asarray(column, dtype=dtype)  # no copy when the type already fits
+        for column, dtype in zip(
+            (
+                sub["trace"],
+                sub["span"],
+                sub["parent"],
+                sub["svc"],
+                r.tree.row_depth[idx],
+                stamp_us,
+                offset,
+                file_col,
+                sub["line"],
+                sub["off"],
+                sub["len"],
+                sub["reason"],
+            ),
+            _COLUMN_TYPES,
+            strict=True,
+        )
     )
     return (
         columns,
         *names,
         _TAILS,
         sources,
-        stamp_rows,
+        stamp_rows.astype(np.int64, copy=False),
         stamp_texts,
-        record_rows,
+        record_rows.astype(np.int64, copy=False),
         record_texts,
     )
 
