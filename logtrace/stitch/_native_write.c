@@ -5,13 +5,15 @@
  * does what runs once per output line: it joins a row's IDs, service, depth,
  * timestamp, clock offset, file, line number and original text into one JSON
  * line, the same bytes as logtrace.stitch._render's pure-Python path.
+ *
+ * Every index, offset and length is checked: bad input raises a Python
+ * exception, it never reads or writes out of bounds.
  */
 
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
 
 #include <errno.h>
-#include <math.h>
 #include <stdint.h>
 #include <string.h>
 #include <unistd.h>
@@ -849,7 +851,8 @@ render_batch(PyObject *Py_UNUSED(module), PyObject *args, PyObject *kwargs)
                 goto done;
             }
             if (start < 0 || len < 0 ||
-                (s->state == 1 && (start > s->view.len || len > s->view.len - start))) {
+                (s->state == 1 && (start > s->view.len || len > s->view.len - start)) ||
+                (s->state == 2 && start > INT64_MAX - len)) {
                 gil_hold(&gil);
                 PyErr_Format(PyExc_ValueError,
                              "row %zd: line at offset %lld, %d bytes, is outside file %d", i,

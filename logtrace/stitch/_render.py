@@ -4,6 +4,11 @@ JSON lines copy a valid JSON record's original text into ``record`` (it was
 validated when parsed), so the output costs a prefix per line, not a
 re-serialisation. Other lines are JSON-escaped. Output is cut into contiguous
 ranges rendered by forked workers into spool files, appended in order.
+
+With the C extension ``_native_write`` built, the per-line work (joining
+IDs, names, timestamp, offset and record) runs in C, in one process; Python
+keeps the rare texts (records that are not JSON, odd timestamps). Both paths
+write the same bytes; ``LOGTRACE_PURE_PYTHON=1`` selects the Python one.
 """
 
 from __future__ import annotations
@@ -451,7 +456,10 @@ def write_jsonl(
     spool_dir: str,
     progress: Callable[[], None] | None = None,
 ) -> None:
-    """Write every ordered row as one JSON line, in ``jobs`` parallel ranges."""
+    """Write every ordered row as one JSON line.
+
+    The pure-Python path renders ``jobs`` ranges in parallel processes.
+    """
     global _CURRENT
     n = len(r.order.rows)
     # The C path is bound by memory traffic: a forked worker's part, spooled

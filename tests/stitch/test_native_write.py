@@ -451,6 +451,21 @@ class TestRenderBatch:
         with pytest.raises(error):
             native.render_batch(out, *_args(2, **changes))
 
+    @pytest.mark.parametrize(("start", "length"), [(2**63 - 2, 7), (-1, 7), (0, -1)])
+    def test_bad_offsets_to_pread_raise(self, tmp_path: Path, start: int, length: int) -> None:
+        path = tmp_path / "data"
+        path.write_bytes(_DATA)
+        with open(path, "rb") as f, pytest.raises(ValueError):
+            native.render_batch(
+                bytearray(),
+                *_args(
+                    1,
+                    col_9=np.array([start], dtype=np.int64),
+                    col_10=np.array([length], dtype=np.int32),
+                    sources=[f.fileno()],
+                ),
+            )
+
     def test_closed_map_raises(self, tmp_path: Path) -> None:
         path = tmp_path / "data"
         path.write_bytes(_DATA)
