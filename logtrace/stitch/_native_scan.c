@@ -203,8 +203,14 @@ key_id(const unsigned char *s, size_t n)
     unsigned h = key_hash(s, n);
     while (key_slot[h] >= 0) {
         const KeyName *k = &KEY_NAMES[key_slot[h]];
-        if (k->len == n && memcmp(k->name, s, n) == 0) {
-            return k->id;
+        if (k->len == n) {
+            size_t i = 0;
+            while (i < n && (unsigned char)k->name[i] == s[i]) {
+                i++;
+            }
+            if (i == n) {
+                return k->id;
+            }
         }
         h = (h + 1) & (KEY_SLOTS - 1);
     }
@@ -547,6 +553,25 @@ canonical_id(const unsigned char *s, size_t n, size_t width)
     if (n != width) {
         return 0;
     }
+#if defined(__SSE2__)
+    if (n % 16 == 0) {
+        const __m128i zero = _mm_set1_epi8('0');
+        const __m128i lower_a = _mm_set1_epi8('a');
+        const __m128i nine = _mm_set1_epi8(9);
+        const __m128i five = _mm_set1_epi8(5);
+        int all_hex = 0xFFFF, all_zero = 0xFFFF;
+        for (size_t i = 0; i < n; i += 16) {
+            __m128i v = _mm_loadu_si128((const __m128i *)(s + i));
+            __m128i d = _mm_sub_epi8(v, zero);
+            __m128i a = _mm_sub_epi8(v, lower_a);
+            __m128i ok = _mm_or_si128(_mm_cmpeq_epi8(_mm_min_epu8(d, nine), d),
+                                      _mm_cmpeq_epi8(_mm_min_epu8(a, five), a));
+            all_hex &= _mm_movemask_epi8(ok);
+            all_zero &= _mm_movemask_epi8(_mm_cmpeq_epi8(v, zero));
+        }
+        return all_hex == 0xFFFF && all_zero != 0xFFFF;
+    }
+#endif
     unsigned ok = 1, nonzero = 0;
     for (size_t i = 0; i < n; i++) {
         ok &= lower_hex_digit[s[i]];
@@ -995,6 +1020,7 @@ parse_line(const unsigned char *line, size_t len, Fields *f)
     const unsigned char *end = line + len;
     Value vals[N_KEYS];
     uint64_t seen = 0;
+    memset(vals, 0, sizeof(vals));
 
     SKIP_WS(p, end);
     if (p < end && *p == '}') {
@@ -1050,12 +1076,6 @@ parse_line(const unsigned char *line, size_t len, Fields *f)
     }
     if (p != end) {
         return 0;
-    }
-    for (int id = 0; id < N_KEYS; id++) {
-        if (!(seen & ((uint64_t)1 << id))) {
-            vals[id].v = NULL;
-            vals[id].n = 0;
-        }
     }
     f->trace = f->span = f->parent = NULL;
     if (!is_null(&vals[K_TRACE_ID])) {
@@ -1341,6 +1361,9 @@ typedef struct {
     int nsvc;
     int next_svc;
     int ready;
+    int busy;        /* inside scan(): the fallback must not re-enter */
+    char *rows;      /* row buffer reused across blocks */
+    size_t rows_cap; /* in rows */
 } Scanner;
 
 static int
@@ -1444,6 +1467,8 @@ Scanner_dealloc(Scanner *self)
     Scanner_clear(self);
     table_free(&self->traces);
     table_free(&self->spans);
+    PyMem_Free(self->rows);
+    self->rows = NULL;
     Py_TYPE(self)->tp_free((PyObject *)self);
 }
 
@@ -1536,15 +1561,24 @@ Scanner_scan(Scanner *self, PyObject *args)
     if (!check_ready(self)) {
         return NULL;
     }
+    if (self->busy) {
+        PyErr_SetString(PyExc_RuntimeError, "Scanner.scan is not reentrant");
+        return NULL;
+    }
     if (!PyArg_ParseTuple(args, "y*LlO", &block, &offset, &lineno, &fallback)) {
         return NULL;
     }
+    self->busy = 1;
     PyObject *result = NULL;
     const unsigned char *data = block.buf;
     const unsigned char *end = data + block.len;
     const unsigned char *p = data;
-    size_t capacity = 1024;
-    char *rows = PyMem_Malloc(capacity * ROW_SIZE);
+    if (self->rows == NULL) {
+        self->rows_cap = 4096;
+        self->rows = PyMem_Malloc(self->rows_cap * ROW_SIZE);
+    }
+    size_t capacity = self->rows_cap;
+    char *rows = self->rows;
     size_t count = 0;
     long index = 0;
     Py_ssize_t newlines = 0;
@@ -1573,8 +1607,8 @@ Scanner_scan(Scanner *self, PyObject *args)
                     PyErr_NoMemory();
                     goto done;
                 }
-                rows = grown;
-                capacity *= 2;
+                rows = self->rows = grown;
+                capacity = self->rows_cap = capacity * 2;
             }
             if (len > 0x7fffffff || (long long)index + lineno + 1 > INT32_MAX) {
                 PyErr_SetString(PyExc_OverflowError, "line too long or too many lines");
@@ -1653,7 +1687,7 @@ Scanner_scan(Scanner *self, PyObject *args)
         result = Py_BuildValue("(Nn)", out, newlines);
     }
 done:
-    PyMem_Free(rows);
+    self->busy = 0;
     PyBuffer_Release(&block);
     return result;
 }

@@ -6,7 +6,7 @@ class Scanner:
     def __init__(self, services: dict[object, int]) -> None: ...
     def scan(
         self,
-        block: bytes,
+        block: bytes | memoryview,
         offset: int,
         lineno: int,
         fallback: Callable[[int, int], tuple[float, int, int, int, int, int, int, float] | None],

@@ -44,7 +44,7 @@ from ._parse import (
     parse_line,
     scan_json,
 )
-from ._read import Source, open_decompressed, read_blocks, service_from_path, whole_lines
+from ._read import BLOCK, Source, open_decompressed, read_blocks, service_from_path, whole_lines
 from ._timestamps import iso_fast, minute_cache, parse_timestamp
 
 try:
@@ -114,19 +114,26 @@ def scan_task(task: ScanTask, spool_dir: str) -> FileScan:
     warnings: list[str] = []
     spool: IO[bytes] | None = None
     data_path = path
+    state = _Interner(service_from_path(name))
+    scanner = _native_scan.Scanner(state.services) if native_enabled() else None
+    blocks: Iterator[bytes | memoryview]
     if end >= 0:
-        blocks: Iterator[bytes] = whole_lines(_range_blocks(path, start, end))
-        stream: IO[bytes] | None = None
+        if scanner is None:
+            blocks = whole_lines(_range_blocks(path, start, end))
+            stream: IO[bytes] | None = None
+        else:
+            stream = open(path, "rb")  # noqa: SIM115 (closed below)
+            stream.seek(start)
+            blocks = _line_views(stream, end - start, None, name)
     else:
         stream, compressed = open_decompressed(path)
-        blocks = read_blocks(stream, warnings, name)
+        if scanner is not None and not compressed:
+            blocks = _line_views(stream, -1, warnings, name)
+        else:
+            blocks = read_blocks(stream, warnings, name)
         if compressed:
             fd, data_path = tempfile.mkstemp(prefix=f"{index}-", suffix=".spool", dir=spool_dir)
             spool = os.fdopen(fd, "wb")
-    state = _Interner(service_from_path(name))
-    scanner = None
-    if native_enabled():
-        scanner = _native_scan.Scanner(state.services)
     parts: list[npt.NDArray[np.void]] = []
     pos = start
     lineno = 0
@@ -138,6 +145,7 @@ def scan_task(task: ScanTask, spool_dir: str) -> FileScan:
             if spool is not None:
                 spool.write(block)
             if scanner is None:
+                assert isinstance(block, bytes)
                 part = _scan_block(block, pos, lineno, state)
                 newlines = block.count(b"\n")
             else:
@@ -146,7 +154,7 @@ def scan_task(task: ScanTask, spool_dir: str) -> FileScan:
                 parts.append(part)
             pos += len(block)
             lineno += newlines
-            unterminated = not block.endswith(b"\n")
+            unterminated = block[-1:] != b"\n"
             if unterminated:
                 lineno += 1
         if unterminated and parts:
@@ -363,8 +371,53 @@ _NATIVE_LAYOUT = (
 _NAN = math.nan
 
 
+def _line_views(
+    stream: IO[bytes], limit: int, warnings: list[str] | None, name: str
+) -> Iterator[memoryview]:
+    """Blocks of whole lines (the last may lack its newline), read into one
+    reused buffer: no copy per block, unlike :func:`read_blocks`.
+
+    Each view is valid until the next one is requested. ``limit`` bytes at
+    most (-1: to the end). With ``warnings``, a read error ends the stream
+    with a warning, as :func:`read_blocks` does; without, it is raised.
+    """
+    buf = bytearray(BLOCK)
+    fill = 0
+    while True:
+        want = len(buf) - fill if limit < 0 else min(len(buf) - fill, limit)
+        got = 0
+        if want > 0:
+            try:
+                got = stream.readinto(memoryview(buf)[fill : fill + want])  # type: ignore[attr-defined]
+            except (OSError, ValueError, EOFError) as exc:
+                if warnings is None:
+                    raise
+                warnings.append(f"{name}: stopped reading: {exc}")
+        if not got:
+            if fill:
+                yield memoryview(buf)[:fill]
+            return
+        fill += got
+        if limit >= 0:
+            limit -= got
+        cut = buf.rfind(b"\n", 0, fill) + 1
+        if cut == 0:
+            if fill == len(buf):  # a line longer than the buffer
+                grown = bytearray(2 * len(buf))
+                grown[:fill] = buf
+                buf = grown
+            continue
+        yield memoryview(buf)[:cut]
+        buf[: fill - cut] = buf[cut:fill]
+        fill -= cut
+
+
 def _scan_block_native(
-    block: bytes, pos: int, lineno: int, state: _Interner, scanner: _native_scan.Scanner
+    block: bytes | memoryview,
+    pos: int,
+    lineno: int,
+    state: _Interner,
+    scanner: _native_scan.Scanner,
 ) -> tuple[npt.NDArray[np.void], int]:
     """:func:`_scan_block` with the C scanner, and the block's newline count.
 
@@ -375,7 +428,7 @@ def _scan_block_native(
     """
 
     def fallback(start: int, length: int) -> _RowValues | None:
-        raw = block[start : start + length]
+        raw = bytes(block[start : start + length])
         if raw.isspace():
             return None
         return _intern_line(_parse_raw(raw), state, scanner)

@@ -28,6 +28,7 @@ from hypothesis import strategies as st
 from logtrace.stitch import _scan
 from logtrace.stitch._model import FileScan
 from logtrace.stitch._parse import ERROR, JSON, KIND_CLIENT, SPAN_RECORD
+from logtrace.stitch._read import expand_paths
 from logtrace.stitch.synth import SynthConfig, generate
 
 native = pytest.importorskip("logtrace.stitch._native_scan")
@@ -616,6 +617,24 @@ def test_stitch_output_identical_on_generated_logs(tmp_path: Path) -> None:
     fast = _stitch([logs], pure=False)
     assert fast.count(b"\n") > 5000
     assert fast == _stitch([logs], pure=True)
+
+
+def test_ranges_and_compressed_files(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Byte ranges of split files and decompressed files read the same way."""
+    generate(str(tmp_path), SynthConfig(target_bytes=1_500_000, seed=3, corrupt_rate=0.01))
+    monkeypatch.setattr(_scan, "CHUNK", 100_000)
+    monkeypatch.setattr(_scan, "BLOCK", 50_000)
+    results = []
+    for pure in (False, True):
+        with _pure(pure), tempfile.TemporaryDirectory() as spool:
+            sources = expand_paths([str(tmp_path / "logs")], spool)
+            tasks = _scan.plan_tasks(sources, 2)
+            results.append(_scan.scan(tasks, spool, 1))
+    fast, slow = results
+    assert len(fast) == len(slow) > len({t.file for t in fast}) > 1
+    for a, b in zip(fast, slow, strict=True):
+        assert a.rows.tobytes() == b.rows.tobytes()
+        assert (a.traces, a.spans, a.services, a.lines) == (b.traces, b.spans, b.services, b.lines)
 
 
 def test_stitch_output_identical_on_example() -> None:
