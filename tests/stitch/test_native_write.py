@@ -88,6 +88,8 @@ class TestSameBytes:
         assert b'"reason":"no trace id"}' in out
         assert b'"reason":"binary"}' in out or b'"reason":"truncated line"}' in out
         assert b'"record":{"message":' in out  # plain text lines
+        assert b'"record":{"ts":' in out  # logfmt lines
+        assert b'"reason":"unparseable json"}' in out
         assert b'"timestamp":null' in out
 
     def test_generated_logs_in_small_batches(
