@@ -54,6 +54,8 @@ _Static_assert(offsetof(Row, start) == 40, "Row must match SCAN_DTYPE");
 
 /* ---------------------------------------------------------------- keys */
 
+#define MAX_KEY_LEN 32
+
 /* Every key of the general parser's struct; the first N_COMMON are those of
  * logtrace's own records. */
 enum {
@@ -111,7 +113,7 @@ enum {
 #define N_COMMON 13
 
 typedef struct {
-    const char *name;
+    char name[MAX_KEY_LEN + 1]; /* zero padded */
     int id;
     size_t len;
 } KeyName;
@@ -167,7 +169,6 @@ static const KeyName KEY_NAMES[] = {
 };
 
 #define N_KEY_NAMES (sizeof(KEY_NAMES) / sizeof(KEY_NAMES[0]))
-#define MAX_KEY_LEN 32
 
 /* Open-addressing table over KEY_NAMES (filled at import); any hash works,
  * the probe compares whole keys. */
@@ -194,6 +195,36 @@ init_keys(void)
     }
 }
 
+static inline uint64_t
+load64(const unsigned char *s)
+{
+    uint64_t w;
+    memcpy(&w, s, 8);
+    return w;
+}
+
+/* Whole-key comparison with word loads that stay within both strings. */
+static inline int
+key_equal(const char *name, const unsigned char *s, size_t n)
+{
+    const unsigned char *k = (const unsigned char *)name;
+    if (n < 8) {
+        for (size_t i = 0; i < n; i++) {
+            if (k[i] != s[i]) {
+                return 0;
+            }
+        }
+        return 1;
+    }
+    size_t i = 0;
+    for (; i + 8 <= n; i += 8) {
+        if (load64(k + i) != load64(s + i)) {
+            return 0;
+        }
+    }
+    return i == n || load64(k + n - 8) == load64(s + n - 8);
+}
+
 static inline int
 key_id(const unsigned char *s, size_t n)
 {
@@ -203,14 +234,8 @@ key_id(const unsigned char *s, size_t n)
     unsigned h = key_hash(s, n);
     while (key_slot[h] >= 0) {
         const KeyName *k = &KEY_NAMES[key_slot[h]];
-        if (k->len == n) {
-            size_t i = 0;
-            while (i < n && (unsigned char)k->name[i] == s[i]) {
-                i++;
-            }
-            if (i == n) {
-                return k->id;
-            }
+        if (k->len == n && key_equal(k->name, s, n)) {
+            return k->id;
         }
         h = (h + 1) & (KEY_SLOTS - 1);
     }
@@ -794,13 +819,24 @@ typedef struct {
     uint8_t flags;
 } Fields;
 
+/* The values of the keys of interest in one line; only those in `seen` are set. */
+typedef struct {
+    uint64_t seen;
+    Value vals[N_KEYS];
+} Keys;
+
+static const Value NO_VALUE = {NULL, 0};
+
+#define VP(keys, id) (((keys)->seen >> (id)) & 1 ? &(keys)->vals[id] : &NO_VALUE)
+#define V(id) VP(L, id)
+
 /* The first present, non-null value among `ids` (-1 ends the list), or NULL. */
 static const Value *
-first_of(const Value *vals, const int *ids)
+first_of(const Keys *L, const int *ids)
 {
     for (; *ids >= 0; ids++) {
-        if (!is_null(&vals[*ids])) {
-            return &vals[*ids];
+        if (!is_null(V(*ids))) {
+            return V(*ids);
         }
     }
     return NULL;
@@ -835,13 +871,13 @@ id_value(const Value *v, size_t width, const unsigned char **out)
 
 /* The error flag from error keys other than the level. -1 declines. */
 static int
-error_keys(const Value *vals)
+error_keys(const Keys *L)
 {
     double dv;
     int64_t iv = 0;
-    int err = !is_null(&vals[K_ERROR_TYPE]) || !is_null(&vals[K_EXCEPTION_TYPE]) ||
-              truthy(&vals[K_EXC_INFO]);
-    int kind = number_value(&vals[K_STATUS], &dv, &iv);
+    int err = !is_null(V(K_ERROR_TYPE)) || !is_null(V(K_EXCEPTION_TYPE)) ||
+              truthy(V(K_EXC_INFO));
+    int kind = number_value(V(K_STATUS), &dv, &iv);
     if (kind < 0) {
         return -1;
     }
@@ -851,33 +887,33 @@ error_keys(const Value *vals)
 /* logtrace's own shape (a string trace_id): what the Python scanner's
  * common-case path computes. */
 static int
-common_fields(const Value *vals, Fields *f)
+common_fields(const Keys *L, Fields *f)
 {
     const unsigned char *s;
     size_t n;
-    if (!plain_string(&vals[K_TRACE_ID], &s, &n) || !canonical_id(s, n, 32)) {
+    if (!plain_string(V(K_TRACE_ID), &s, &n) || !canonical_id(s, n, 32)) {
         return 0;
     }
     f->trace = s;
-    if (id_value(&vals[K_SPAN_ID], 16, &f->span) < 0 ||
-        id_value(&vals[K_PARENT_SPAN_ID], 16, &f->parent) < 0) {
+    if (id_value(V(K_SPAN_ID), 16, &f->span) < 0 ||
+        id_value(V(K_PARENT_SPAN_ID), 16, &f->parent) < 0) {
         return 0;
     }
-    if (!plain_string(&vals[K_TIMESTAMP], &s, &n) || !parse_iso(s, n, &f->ts)) {
+    if (!plain_string(V(K_TIMESTAMP), &s, &n) || !parse_iso(s, n, &f->ts)) {
         return 0;
     }
-    if (!plain_string(&vals[K_SERVICE], &f->service, &f->service_len) ||
+    if (!plain_string(V(K_SERVICE), &f->service, &f->service_len) ||
         f->service_len == 0 || f->service_len > 200) {
         return 0;
     }
-    if (!plain_string(&vals[K_LEVEL], &s, &n)) {
+    if (!plain_string(V(K_LEVEL), &s, &n)) {
         return 0;
     }
     uint8_t flags = F_JSON;
     if (is_error_level(s, n)) {
         flags |= F_ERROR;
     }
-    int err = error_keys(vals);
+    int err = error_keys(L);
     if (err < 0) {
         return 0;
     }
@@ -885,10 +921,10 @@ common_fields(const Value *vals, Fields *f)
         flags |= F_ERROR;
     }
     f->start = NAN;
-    if (!is_null(&vals[K_SPAN_KIND])) {
+    if (!is_null(V(K_SPAN_KIND))) {
         double duration;
         int64_t iv = 0;
-        int kind = number_value(&vals[K_DURATION_MS], &duration, &iv);
+        int kind = number_value(V(K_DURATION_MS), &duration, &iv);
         if (kind < 0) {
             return 0;
         }
@@ -897,7 +933,7 @@ common_fields(const Value *vals, Fields *f)
                 return 0;
             }
             flags |= F_SPAN_RECORD;
-            const Value *k = &vals[K_SPAN_KIND];
+            const Value *k = V(K_SPAN_KIND);
             if (k->v[0] == '"') {
                 if (!plain_string(k, &s, &n)) {
                     return 0;
@@ -909,7 +945,7 @@ common_fields(const Value *vals, Fields *f)
                     flags |= F_KIND_SERVER;
                 }
             }
-            const Value *st = &vals[K_SPAN_START];
+            const Value *st = V(K_SPAN_START);
             if (st->v != NULL && st->v[0] == '"') {
                 if (!plain_string(st, &s, &n) || !parse_iso(s, n, &f->start)) {
                     return 0;
@@ -927,36 +963,36 @@ common_fields(const Value *vals, Fields *f)
 /* Any other object (trace_id absent or null): what the Python scanner's
  * general path computes, for the plain cases of its key lists. */
 static int
-general_fields(const Value *vals, Fields *f)
+general_fields(const Keys *L, Fields *f)
 {
     const unsigned char *s;
     size_t n;
     const Value *v;
     /* Trace: the first of its keys; the nested and encoded spellings are declined. */
-    if (id_value(first_of(vals, TRACE_KEYS), 32, &f->trace) < 0) {
+    if (id_value(first_of(L, TRACE_KEYS), 32, &f->trace) < 0) {
         return 0;
     }
-    if (f->trace == NULL && first_of(vals, TRACE_OTHER_KEYS) != NULL) {
+    if (f->trace == NULL && first_of(L, TRACE_OTHER_KEYS) != NULL) {
         return 0;
     }
-    v = is_null(&vals[K_SPAN_ID]) ? first_of(vals, SPAN_KEYS) : &vals[K_SPAN_ID];
+    v = is_null(V(K_SPAN_ID)) ? first_of(L, SPAN_KEYS) : V(K_SPAN_ID);
     if (id_value(v, 16, &f->span) < 0) {
         return 0;
     }
-    if (f->span == NULL && first_of(vals, SPAN_OTHER_KEYS) != NULL) {
+    if (f->span == NULL && first_of(L, SPAN_OTHER_KEYS) != NULL) {
         return 0;
     }
-    if (id_value(first_of(vals, PARENT_KEYS), 16, &f->parent) < 0) {
+    if (id_value(first_of(L, PARENT_KEYS), 16, &f->parent) < 0) {
         return 0;
     }
     f->ts = NAN;
-    v = first_of(vals, TIME_KEYS);
+    v = first_of(L, TIME_KEYS);
     if (v != NULL && (!plain_string(v, &s, &n) || !parse_iso(s, n, &f->ts))) {
         return 0;
     }
     f->service = NULL;
     f->service_len = 0;
-    v = first_of(vals, SERVICE_KEYS);
+    v = first_of(L, SERVICE_KEYS);
     if (v != NULL) {
         if (!plain_string(v, &s, &n)) {
             return 0;
@@ -967,7 +1003,7 @@ general_fields(const Value *vals, Fields *f)
         }
     }
     uint8_t flags = F_JSON;
-    v = first_of(vals, LEVEL_KEYS);
+    v = first_of(L, LEVEL_KEYS);
     if (v != NULL) {
         double dv;
         int64_t iv = 0;
@@ -989,10 +1025,10 @@ general_fields(const Value *vals, Fields *f)
             }
         }
     }
-    else if (!is_null(&vals[K_log])) {
+    else if (!is_null(V(K_log))) {
         return 0;
     }
-    int err = error_keys(vals);
+    int err = error_keys(L);
     if (err < 0) {
         return 0;
     }
@@ -1000,10 +1036,10 @@ general_fields(const Value *vals, Fields *f)
         flags |= F_ERROR;
     }
     f->start = NAN;
-    if (!is_null(&vals[K_SPAN_KIND])) {
+    if (!is_null(V(K_SPAN_KIND))) {
         double dv;
         int64_t iv = 0;
-        int kind = number_value(&vals[K_DURATION_MS], &dv, &iv);
+        int kind = number_value(V(K_DURATION_MS), &dv, &iv);
         if (kind != NUM_NONE) {
             return 0; /* span records in other shapes: the Python path */
         }
@@ -1018,9 +1054,8 @@ parse_line(const unsigned char *line, size_t len, Fields *f)
 {
     const unsigned char *p = line + 1;
     const unsigned char *end = line + len;
-    Value vals[N_KEYS];
-    uint64_t seen = 0;
-    memset(vals, 0, sizeof(vals));
+    Keys L;
+    L.seen = 0;
 
     SKIP_WS(p, end);
     if (p < end && *p == '}') {
@@ -1048,15 +1083,15 @@ parse_line(const unsigned char *line, size_t len, Fields *f)
             if (id < N_KEYS) {
                 /* A key the Python side decodes: numbers must convert, and
                  * duplicates (the last one wins there) are declined. */
-                if (seen & ((uint64_t)1 << id)) {
+                if (L.seen & ((uint64_t)1 << id)) {
                     return 0;
                 }
-                seen |= (uint64_t)1 << id;
+                L.seen |= (uint64_t)1 << id;
                 if (!skip_value(&p, end, 1, 1)) {
                     return 0;
                 }
-                vals[id].v = v;
-                vals[id].n = (size_t)(p - v);
+                L.vals[id].v = v;
+                L.vals[id].n = (size_t)(p - v);
             }
             else if (!skip_value(&p, end, 1, 0)) {
                 return 0;
@@ -1078,10 +1113,11 @@ parse_line(const unsigned char *line, size_t len, Fields *f)
         return 0;
     }
     f->trace = f->span = f->parent = NULL;
-    if (!is_null(&vals[K_TRACE_ID])) {
-        return common_fields(vals, f);
+    const Keys *Lp = &L;
+    if (!is_null(VP(Lp, K_TRACE_ID))) {
+        return common_fields(&L, f);
     }
-    return general_fields(vals, f);
+    return general_fields(&L, f);
 }
 
 /* ---------------------------------------------------------------- interning */
@@ -1107,14 +1143,6 @@ typedef struct {
     int32_t count;   /* indexes handed out */
     PyObject *other; /* dict: other spellings -> index */
 } IdTable;
-
-static inline uint64_t
-load64(const unsigned char *s)
-{
-    uint64_t w;
-    memcpy(&w, s, 8);
-    return w;
-}
 
 static inline uint64_t
 hash_id(const unsigned char *s, size_t n)
