@@ -174,7 +174,15 @@ def _progress() -> Any:
     return show
 
 
+def _quiet_blas() -> None:
+    """The stitcher does no linear algebra; without this, numpy's BLAS starts
+    a thread per core at import, in the parent and again in every worker."""
+    for name in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+        os.environ.setdefault(name, "1")
+
+
 def _stitch(args: argparse.Namespace) -> int:
+    _quiet_blas()
     from logtrace.stitch._pipeline import Options, stitch
     from logtrace.stitch._read import InputError
 
@@ -235,6 +243,7 @@ def _stitch(args: argparse.Namespace) -> int:
 def _grep(args: argparse.Namespace) -> int:
     import tempfile
 
+    _quiet_blas()
     from logtrace.stitch._grep import grep
     from logtrace.stitch._read import InputError, expand_paths
 
