@@ -1272,7 +1272,7 @@ intern_id(IdTable *t, const unsigned char *s)
     slot->index = index;
     memcpy(t->keys + (size_t)index * n, s, n);
     t->used++;
-    if (t->used * 4 > t->mask * 3 && table_grow(t) < 0) {
+    if (t->used * 2 > t->mask && table_grow(t) < 0) {
         return -2;
     }
     return index;
