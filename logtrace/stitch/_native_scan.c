@@ -48,6 +48,12 @@ _Static_assert(offsetof(Row, start) == 40, "Row must match SCAN_DTYPE");
 #define F_KIND_SERVER 32
 #define R_NO_TRACE_ID 1
 
+/* Errors of the code that runs without the GIL, raised once it is back. */
+#define ERR_PYTHON -1 /* already set */
+#define ERR_IDS -2
+#define ERR_MEMORY -3
+#define ERR_LINE -4
+
 #define MAX_DEPTH 64
 #define MAX_NUMBER 64  /* longer number tokens are declined */
 #define MAX_STRICT_NUMBER 18
@@ -741,7 +747,6 @@ number_value(const Value *v, double *out, int64_t *iout)
 {
     const unsigned char *s = v->v;
     size_t n = v->n;
-    char buf[MAX_STRICT_NUMBER + 2];
     if (s == NULL || !(s[0] == '-' || is_digit(s[0]))) {
         return NUM_NONE;
     }
@@ -793,19 +798,7 @@ number_value(const Value *v, double *out, int64_t *iout)
             return NUM_FLOAT;
         }
     }
-    memcpy(buf, s, n);
-    buf[n] = '\0';
-    char *endp = NULL;
-    double d = PyOS_string_to_double(buf, &endp, NULL);
-    if (d == -1.0 && PyErr_Occurred()) {
-        PyErr_Clear();
-        return -1;
-    }
-    if (endp != buf + n || !isfinite(d)) {
-        return -1;
-    }
-    *out = d;
-    return NUM_FLOAT;
+    return -1; /* more digits than one exact division handles: the Python path */
 }
 
 typedef struct {
@@ -1175,9 +1168,9 @@ table_init(IdTable *t, size_t width)
     t->used = 0;
     t->count = 0;
     t->keys_cap = 1024;
-    t->keys = PyMem_Malloc(t->keys_cap * width);
+    t->keys = PyMem_RawMalloc(t->keys_cap * width);
     t->other = PyDict_New();
-    t->slots = PyMem_Malloc(sizeof(Slot) * (t->mask + 1));
+    t->slots = PyMem_RawMalloc(sizeof(Slot) * (t->mask + 1));
     if (t->slots == NULL || t->other == NULL || t->keys == NULL) {
         return -1;
     }
@@ -1190,9 +1183,9 @@ table_init(IdTable *t, size_t width)
 static void
 table_free(IdTable *t)
 {
-    PyMem_Free(t->slots);
+    PyMem_RawFree(t->slots);
     t->slots = NULL;
-    PyMem_Free(t->keys);
+    PyMem_RawFree(t->keys);
     t->keys = NULL;
     Py_CLEAR(t->other);
 }
@@ -1201,10 +1194,9 @@ static int
 table_grow(IdTable *t)
 {
     size_t cap = (t->mask + 1) * 2;
-    Slot *slots = PyMem_Malloc(sizeof(Slot) * cap);
+    Slot *slots = PyMem_RawMalloc(sizeof(Slot) * cap);
     if (slots == NULL) {
-        PyErr_NoMemory();
-        return -1;
+        return ERR_MEMORY;
     }
     for (size_t i = 0; i < cap; i++) {
         slots[i].index = -1;
@@ -1220,24 +1212,37 @@ table_grow(IdTable *t)
             slots[j] = *s;
         }
     }
-    PyMem_Free(t->slots);
+    PyMem_RawFree(t->slots);
     t->slots = slots;
     t->mask = cap - 1;
     return 0;
+}
+
+static PyObject *
+set_error(int err)
+{
+    if (err == ERR_IDS) {
+        PyErr_SetString(PyExc_OverflowError, "too many IDs");
+    }
+    else if (err == ERR_MEMORY) {
+        PyErr_NoMemory();
+    }
+    else if (err == ERR_LINE) {
+        PyErr_SetString(PyExc_OverflowError, "line too long or too many lines");
+    }
+    return NULL;
 }
 
 static int
 next_index(IdTable *t)
 {
     if (t->count == INT32_MAX) {
-        PyErr_SetString(PyExc_OverflowError, "too many IDs");
-        return -1;
+        return ERR_IDS;
     }
     if ((size_t)t->count == t->keys_cap) {
-        char *keys = PyMem_Realloc(t->keys, t->keys_cap * 2 * t->width);
+        char *keys = PyMem_RawRealloc(t->keys, t->keys_cap * 2 * t->width);
         if (keys == NULL) {
-            PyErr_NoMemory();
-            return -1;
+            return ERR_MEMORY;
         }
         t->keys = keys;
         t->keys_cap *= 2;
@@ -1245,7 +1250,8 @@ next_index(IdTable *t)
     return t->count++;
 }
 
-/* Index of an ID of the table's width in lowercase hex; -2 on error. */
+/* Index of an ID of the table's width in lowercase hex, or an ERR_ code.
+ * Needs no GIL (nor sets exceptions): the scan loop runs without it. */
 static int32_t
 intern_id(IdTable *t, const unsigned char *s)
 {
@@ -1265,15 +1271,18 @@ intern_id(IdTable *t, const unsigned char *s)
     }
     int index = next_index(t);
     if (index < 0) {
-        return -2;
+        return index;
     }
     Slot *slot = &t->slots[j];
     slot->tag = tag;
     slot->index = index;
     memcpy(t->keys + (size_t)index * n, s, n);
     t->used++;
-    if (t->used * 2 > t->mask && table_grow(t) < 0) {
-        return -2;
+    if (t->used * 2 > t->mask) {
+        int err = table_grow(t);
+        if (err < 0) {
+            return err;
+        }
     }
     return index;
 }
@@ -1304,7 +1313,7 @@ intern_str(IdTable *t, PyObject *arg)
     }
     if ((size_t)n == t->width && lower_hex((const unsigned char *)s, (size_t)n)) {
         int32_t index = intern_id(t, (const unsigned char *)s);
-        return index < 0 ? NULL : PyLong_FromLong(index);
+        return index < 0 ? set_error(index) : PyLong_FromLong(index);
     }
     PyObject *found = PyDict_GetItemWithError(t->other, arg);
     if (found != NULL) {
@@ -1316,7 +1325,7 @@ intern_str(IdTable *t, PyObject *arg)
     }
     int index = next_index(t);
     if (index < 0) {
-        return NULL;
+        return set_error(index);
     }
     PyObject *value = PyLong_FromLong(index);
     if (value == NULL || PyDict_SetItem(t->other, arg, value) < 0) {
@@ -1394,8 +1403,9 @@ typedef struct {
     size_t rows_cap; /* in rows */
 } Scanner;
 
+/* A recently seen service's index without the GIL, else -1. */
 static int
-service_index(Scanner *self, const unsigned char *s, size_t n)
+service_cached(Scanner *self, const unsigned char *s, size_t n)
 {
     for (int i = 0; i < self->nsvc; i++) {
         ServiceSlot *slot = &self->svc[i];
@@ -1403,6 +1413,13 @@ service_index(Scanner *self, const unsigned char *s, size_t n)
             return slot->index;
         }
     }
+    return -1;
+}
+
+/* A service's index from the shared dict (adding it), with the GIL. */
+static int
+service_index(Scanner *self, const unsigned char *s, size_t n)
+{
     PyObject *key = PyUnicode_FromStringAndSize((const char *)s, (Py_ssize_t)n);
     if (key == NULL) {
         return -1;
@@ -1495,7 +1512,7 @@ Scanner_dealloc(Scanner *self)
     Scanner_clear(self);
     table_free(&self->traces);
     table_free(&self->spans);
-    PyMem_Free(self->rows);
+    PyMem_RawFree(self->rows);
     self->rows = NULL;
     Py_TYPE(self)->tp_free((PyObject *)self);
 }
@@ -1505,6 +1522,10 @@ check_ready(Scanner *self)
 {
     if (!self->ready || self->services == NULL) {
         PyErr_SetString(PyExc_RuntimeError, "Scanner is not initialised");
+        return 0;
+    }
+    if (self->busy == 2) {
+        PyErr_SetString(PyExc_RuntimeError, "Scanner is in use by another thread");
         return 0;
     }
     return 1;
@@ -1579,6 +1600,21 @@ PyDoc_STRVAR(Scanner_scan_doc,
              "and the number of newlines in it. fallback(start, length) gives the row\n"
              "values of a line handled in Python, or None to skip it.");
 
+/* The scan loop runs without the GIL (other threads read the next block
+ * meanwhile) and takes it back for what needs Python: a declined line, a
+ * service not seen recently, raising an error. */
+#define RELEASE()                        \
+    do {                                 \
+        self->busy = 2;                  \
+        tstate = PyEval_SaveThread();    \
+    } while (0)
+#define ACQUIRE()                        \
+    do {                                 \
+        PyEval_RestoreThread(tstate);    \
+        tstate = NULL;                   \
+        self->busy = 1;                  \
+    } while (0)
+
 static PyObject *
 Scanner_scan(Scanner *self, PyObject *args)
 {
@@ -1596,31 +1632,32 @@ Scanner_scan(Scanner *self, PyObject *args)
     if (!PyArg_ParseTuple(args, "y*LlO", &block, &offset, &lineno, &fallback)) {
         return NULL;
     }
+    if (!PyCallable_Check(fallback)) {
+        PyBuffer_Release(&block);
+        PyErr_SetString(PyExc_TypeError, "fallback must be callable");
+        return NULL;
+    }
+    if (self->rows == NULL) {
+        self->rows = PyMem_RawMalloc(4096 * ROW_SIZE);
+        if (self->rows == NULL) {
+            PyBuffer_Release(&block);
+            return PyErr_NoMemory();
+        }
+        self->rows_cap = 4096;
+    }
     self->busy = 1;
-    PyObject *result = NULL;
+    PyThreadState *tstate = NULL;
     const unsigned char *data = block.buf;
     const unsigned char *end = data + block.len;
     const unsigned char *p = data;
-    if (self->rows == NULL) {
-        self->rows_cap = 4096;
-        self->rows = PyMem_Malloc(self->rows_cap * ROW_SIZE);
-    }
-    size_t capacity = self->rows_cap;
-    char *rows = self->rows;
     size_t count = 0;
     long index = 0;
     Py_ssize_t newlines = 0;
+    int err = 0;
     Fields f;
     Row row;
 
-    if (rows == NULL) {
-        PyErr_NoMemory();
-        goto done;
-    }
-    if (!PyCallable_Check(fallback)) {
-        PyErr_SetString(PyExc_TypeError, "fallback must be callable");
-        goto done;
-    }
+    RELEASE();
     while (p < end) {
         const unsigned char *nl = memchr(p, '\n', (size_t)(end - p));
         const unsigned char *line_end = nl != NULL ? nl : end;
@@ -1629,43 +1666,55 @@ Scanner_scan(Scanner *self, PyObject *args)
             len--;
         }
         if (len > 0) {
-            if (count == capacity) {
-                char *grown = PyMem_Realloc(rows, capacity * 2 * ROW_SIZE);
+            if (count == self->rows_cap) {
+                char *grown = PyMem_RawRealloc(self->rows, self->rows_cap * 2 * ROW_SIZE);
                 if (grown == NULL) {
-                    PyErr_NoMemory();
-                    goto done;
+                    err = ERR_MEMORY;
+                    break;
                 }
-                rows = self->rows = grown;
-                capacity = self->rows_cap = capacity * 2;
+                self->rows = grown;
+                self->rows_cap *= 2;
             }
             if (len > 0x7fffffff || (long long)index + lineno + 1 > INT32_MAX) {
-                PyErr_SetString(PyExc_OverflowError, "line too long or too many lines");
-                goto done;
+                err = ERR_LINE;
+                break;
             }
             int handled = 0;
             if (p[0] == '{' && p[len - 1] == '}' && parse_line(p, len, &f)) {
                 int32_t trace = -1, span = -1, parent = -1;
                 if (f.trace != NULL) {
                     trace = intern_id(&self->traces, f.trace);
-                    if (trace < -1) {
-                        goto done;
+                    if (trace < 0) {
+                        err = trace;
+                        break;
                     }
                     if (f.span != NULL) {
                         span = intern_id(&self->spans, f.span);
-                        if (span < -1) {
-                            goto done;
+                        if (span < 0) {
+                            err = span;
+                            break;
                         }
                     }
                     if (f.parent != NULL) {
                         parent = intern_id(&self->spans, f.parent);
-                        if (parent < -1) {
-                            goto done;
+                        if (parent < 0) {
+                            err = parent;
+                            break;
                         }
                     }
                 }
-                int svc = f.service == NULL ? 0 : service_index(self, f.service, f.service_len);
-                if (svc < 0) {
-                    goto done;
+                int svc = 0;
+                if (f.service != NULL) {
+                    svc = service_cached(self, f.service, f.service_len);
+                    if (svc < 0) {
+                        ACQUIRE();
+                        svc = service_index(self, f.service, f.service_len);
+                        if (svc < 0) {
+                            err = ERR_PYTHON;
+                            break;
+                        }
+                        RELEASE();
+                    }
                 }
                 row.ts = f.ts;
                 row.trace = trace;
@@ -1678,28 +1727,32 @@ Scanner_scan(Scanner *self, PyObject *args)
                 handled = 1;
             }
             else {
+                ACQUIRE();
                 PyObject *got = PyObject_CallFunction(fallback, "nn", (Py_ssize_t)(p - data),
                                                       (Py_ssize_t)len);
                 if (got == NULL) {
-                    goto done;
+                    err = ERR_PYTHON;
+                    break;
                 }
                 if (got != Py_None) {
                     int bad = row_from_tuple(got, &row);
                     Py_DECREF(got);
                     if (bad) {
-                        goto done;
+                        err = ERR_PYTHON;
+                        break;
                     }
                     handled = 1;
                 }
                 else {
                     Py_DECREF(got);
                 }
+                RELEASE();
             }
             if (handled) {
                 row.off = (int64_t)offset + (int64_t)(p - data);
                 row.len = (int32_t)len;
                 row.line = (int32_t)(index + lineno + 1);
-                memcpy(rows + count * ROW_SIZE, &row, ROW_SIZE);
+                memcpy(self->rows + count * ROW_SIZE, &row, ROW_SIZE);
                 count++;
             }
         }
@@ -1710,15 +1763,26 @@ Scanner_scan(Scanner *self, PyObject *args)
         newlines++;
         p = nl + 1;
     }
-    PyObject *out = PyByteArray_FromStringAndSize(rows, (Py_ssize_t)(count * ROW_SIZE));
-    if (out != NULL) {
-        result = Py_BuildValue("(Nn)", out, newlines);
+    if (tstate != NULL) {
+        ACQUIRE();
     }
-done:
     self->busy = 0;
+    PyObject *result = NULL;
+    if (err < 0) {
+        set_error(err);
+    }
+    else {
+        PyObject *out = PyByteArray_FromStringAndSize(self->rows, (Py_ssize_t)(count * ROW_SIZE));
+        if (out != NULL) {
+            result = Py_BuildValue("(Nn)", out, newlines);
+        }
+    }
     PyBuffer_Release(&block);
     return result;
 }
+
+#undef RELEASE
+#undef ACQUIRE
 
 PyDoc_STRVAR(parse_doc,
              "parse(line) -> tuple | None\n\n"

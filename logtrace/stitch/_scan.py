@@ -17,11 +17,13 @@ from __future__ import annotations
 import gc
 import math
 import os
+import queue
 import tempfile
+import threading
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from itertools import chain, compress, pairwise, repeat
 from multiprocessing import get_context
-from typing import IO
+from typing import IO, TypeVar
 
 import msgspec
 import numpy as np
@@ -124,16 +126,19 @@ def scan_task(task: ScanTask, spool_dir: str) -> FileScan:
         else:
             stream = open(path, "rb")  # noqa: SIM115 (closed below)
             stream.seek(start)
-            blocks = _line_views(stream, end - start, None, name)
+            blocks = _prefetched(_line_views(stream, end - start, None, name))
     else:
         stream, compressed = open_decompressed(path)
         if scanner is not None and not compressed:
-            blocks = _line_views(stream, -1, warnings, name)
+            blocks = _prefetched(_line_views(stream, -1, warnings, name))
         else:
             blocks = read_blocks(stream, warnings, name)
         if compressed:
             fd, data_path = tempfile.mkstemp(prefix=f"{index}-", suffix=".spool", dir=spool_dir)
             spool = os.fdopen(fd, "wb")
+            if scanner is not None:
+                blocks = _prefetched(_spooled(blocks, spool))
+                spool = None
     parts: list[npt.NDArray[np.void]] = []
     pos = start
     lineno = 0
@@ -165,6 +170,9 @@ def scan_task(task: ScanTask, spool_dir: str) -> FileScan:
     finally:
         if gc_was_enabled:
             gc.enable()
+        close = getattr(blocks, "close", None)
+        if close is not None:
+            close()  # stops a reading thread before its stream is closed
         if stream is not None:
             stream.close()
         if spool is not None:
@@ -374,14 +382,17 @@ _NAN = math.nan
 def _line_views(
     stream: IO[bytes], limit: int, warnings: list[str] | None, name: str
 ) -> Iterator[memoryview]:
-    """Blocks of whole lines (the last may lack its newline), read into one
-    reused buffer: no copy per block, unlike :func:`read_blocks`.
+    """Blocks of whole lines (the last may lack its newline), read straight
+    into reused buffers: no copy per block, unlike :func:`read_blocks`.
 
-    Each view is valid until the next one is requested. ``limit`` bytes at
-    most (-1: to the end). With ``warnings``, a read error ends the stream
-    with a warning, as :func:`read_blocks` does; without, it is raised.
+    Buffers rotate so that a view stays valid while the next two are read
+    (see :func:`_prefetched`). ``limit`` bytes at most (-1: to the end). With
+    ``warnings``, a read error ends the stream with a warning, as
+    :func:`read_blocks` does; without, it is raised.
     """
-    buf = bytearray(BLOCK)
+    bufs = [bytearray(BLOCK) for _ in range(3)]
+    turn = 0
+    buf = bufs[0]
     fill = 0
     while True:
         want = len(buf) - fill if limit < 0 else min(len(buf) - fill, limit)
@@ -405,11 +416,69 @@ def _line_views(
             if fill == len(buf):  # a line longer than the buffer
                 grown = bytearray(2 * len(buf))
                 grown[:fill] = buf
-                buf = grown
+                buf = bufs[turn] = grown
             continue
         yield memoryview(buf)[:cut]
-        buf[: fill - cut] = buf[cut:fill]
-        fill -= cut
+        turn = (turn + 1) % len(bufs)
+        tail = fill - cut
+        if len(bufs[turn]) < tail + 1:
+            bufs[turn] = bytearray(max(BLOCK, 2 * tail))
+        bufs[turn][:tail] = memoryview(buf)[cut:fill]
+        buf = bufs[turn]
+        fill = tail
+
+
+_Item = TypeVar("_Item")
+
+
+def _spooled(
+    blocks: Iterator[bytes | memoryview], spool: IO[bytes]
+) -> Iterator[bytes | memoryview]:
+    """Blocks, each also written to the spool (closed at the end)."""
+    with spool:
+        for block in blocks:
+            spool.write(block)
+            yield block
+
+
+def _prefetched(blocks: Iterator[_Item]) -> Iterator[_Item]:
+    """The same blocks, read one ahead by a thread: reading and decompressing
+    (which release the GIL) overlap with the C scanner (which does too)."""
+    box: queue.Queue[tuple[bool, _Item | None, BaseException | None]] = queue.Queue(maxsize=1)
+    stop = threading.Event()
+
+    def put(item: tuple[bool, _Item | None, BaseException | None]) -> bool:
+        while not stop.is_set():
+            try:
+                box.put(item, timeout=0.05)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def run() -> None:
+        try:
+            for block in blocks:
+                if not put((False, block, None)):
+                    return
+        except BaseException as exc:  # handed to the scanning thread
+            put((True, None, exc))
+            return
+        put((True, None, None))
+
+    thread = threading.Thread(target=run, name="logtrace-read", daemon=True)
+    thread.start()
+    try:
+        while True:
+            done, block, exc = box.get()
+            if done:
+                if exc is not None:
+                    raise exc
+                return
+            yield block  # type: ignore[misc]
+    finally:
+        stop.set()
+        thread.join()
 
 
 def _scan_block_native(

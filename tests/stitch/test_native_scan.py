@@ -637,6 +637,37 @@ def test_ranges_and_compressed_files(tmp_path: Path, monkeypatch: pytest.MonkeyP
         assert (a.traces, a.spans, a.services, a.lines) == (b.traces, b.spans, b.services, b.lines)
 
 
+@settings(max_examples=40, deadline=None)
+@given(
+    st.lists(st.integers(0, 2500), min_size=1, max_size=30),
+    st.booleans(),
+    st.sampled_from([64, 1000, 4096]),
+)
+def test_small_buffers_and_long_lines(sizes: list[int], newline_at_end: bool, block: int) -> None:
+    """Lines longer than the read buffer, split across reads, cut at its end."""
+    lines = [json.dumps(_record(message="m" * n)).encode() for n in sizes]
+    data = b"\n".join(lines) + (b"\n" if newline_at_end else b"")
+    old = _scan.BLOCK
+    _scan.BLOCK = block
+    try:
+        got = _same(data)
+    finally:
+        _scan.BLOCK = old
+    assert len(got.rows) == len(sizes)
+    assert got.rows["len"].tolist() == [len(line) for line in lines]
+
+
+def test_scan_is_not_reentrant() -> None:
+    scanner = native.Scanner({"svc": 0, None: 0})
+
+    def again(start: int, length: int) -> None:
+        scanner.scan(b"x\n", 0, 0, again)
+
+    with pytest.raises(RuntimeError):
+        scanner.scan(b"plain\n", 0, 0, again)
+    assert scanner.scan(b"\n", 0, 0, again) == (bytearray(), 1)
+
+
 def test_stitch_output_identical_on_example() -> None:
     logs = str(REPO / "examples" / "two_services" / "logs")
     fast = _stitch([logs], pure=False)
