@@ -1401,6 +1401,7 @@ typedef struct {
     int busy;        /* inside scan(): the fallback must not re-enter */
     char *rows;      /* row buffer reused across blocks */
     size_t rows_cap; /* in rows */
+    size_t nrows;    /* rows written since the last rows() */
 } Scanner;
 
 /* A recently seen service's index without the GIL, else -1. */
@@ -1596,9 +1597,9 @@ row_from_tuple(PyObject *t, Row *row)
 
 PyDoc_STRVAR(Scanner_scan_doc,
              "scan(block, offset, lineno, fallback) -> (rows, newlines)\n\n"
-             "Rows (SCAN_DTYPE bytes) for the non-blank lines of a block of whole lines\n"
-             "and the number of newlines in it. fallback(start, length) gives the row\n"
-             "values of a line handled in Python, or None to skip it.");
+             "Adds rows for the non-blank lines of a block of whole lines (see rows());\n"
+             "returns how many and the number of newlines in the block. fallback(start,\n"
+             "length) gives the row values of a line handled in Python, or None to skip it.");
 
 /* The scan loop runs without the GIL (other threads read the next block
  * meanwhile) and takes it back for what needs Python: a declined line, a
@@ -1650,7 +1651,7 @@ Scanner_scan(Scanner *self, PyObject *args)
     const unsigned char *data = block.buf;
     const unsigned char *end = data + block.len;
     const unsigned char *p = data;
-    size_t count = 0;
+    size_t count = self->nrows;
     long index = 0;
     Py_ssize_t newlines = 0;
     int err = 0;
@@ -1772,10 +1773,8 @@ Scanner_scan(Scanner *self, PyObject *args)
         set_error(err);
     }
     else {
-        PyObject *out = PyByteArray_FromStringAndSize(self->rows, (Py_ssize_t)(count * ROW_SIZE));
-        if (out != NULL) {
-            result = Py_BuildValue("(Nn)", out, newlines);
-        }
+        result = Py_BuildValue("(nn)", (Py_ssize_t)(count - self->nrows), newlines);
+        self->nrows = count;
     }
     PyBuffer_Release(&block);
     return result;
@@ -1783,6 +1782,24 @@ Scanner_scan(Scanner *self, PyObject *args)
 
 #undef RELEASE
 #undef ACQUIRE
+
+static PyObject *
+Scanner_rows(Scanner *self, PyObject *Py_UNUSED(ignored))
+{
+    if (!check_ready(self)) {
+        return NULL;
+    }
+    if (self->busy) {
+        PyErr_SetString(PyExc_RuntimeError, "Scanner is scanning");
+        return NULL;
+    }
+    PyObject *out = PyByteArray_FromStringAndSize(self->rows ? self->rows : "",
+                                                  (Py_ssize_t)(self->nrows * ROW_SIZE));
+    if (out != NULL) {
+        self->nrows = 0;
+    }
+    return out;
+}
 
 PyDoc_STRVAR(parse_doc,
              "parse(line) -> tuple | None\n\n"
@@ -1822,6 +1839,8 @@ static PyMethodDef Scanner_methods[] = {
     {"traces", (PyCFunction)Scanner_traces, METH_NOARGS,
      PyDoc_STR("Trace IDs by local index.")},
     {"spans", (PyCFunction)Scanner_spans, METH_NOARGS, PyDoc_STR("Span IDs by local index.")},
+    {"rows", (PyCFunction)Scanner_rows, METH_NOARGS,
+     PyDoc_STR("The rows written since the last call (SCAN_DTYPE bytes), then forgets them.")},
     {NULL, NULL, 0, NULL},
 };
 

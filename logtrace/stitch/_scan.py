@@ -153,20 +153,15 @@ def scan_task(task: ScanTask, spool_dir: str) -> FileScan:
                 assert isinstance(block, bytes)
                 part = _scan_block(block, pos, lineno, state)
                 newlines = block.count(b"\n")
+                if len(part):
+                    parts.append(part)
             else:
-                part, newlines = _scan_block_native(block, pos, lineno, state, scanner)
-            if len(part):
-                parts.append(part)
+                newlines = _scan_block_native(block, pos, lineno, state, scanner)
             pos += len(block)
             lineno += newlines
             unterminated = block[-1:] != b"\n"
             if unterminated:
                 lineno += 1
-        if unterminated and parts:
-            last = parts[-1][-1:]
-            if last["line"][0] == lineno and last["reason"][0] == UNPARSEABLE_JSON:
-                # A last line without its newline that does not parse: a file still being written.
-                last["reason"] = TRUNCATED
     finally:
         if gc_was_enabled:
             gc.enable()
@@ -177,7 +172,15 @@ def scan_task(task: ScanTask, spool_dir: str) -> FileScan:
             stream.close()
         if spool is not None:
             spool.close()
-    rows = np.concatenate(parts) if parts else np.empty(0, dtype=SCAN_DTYPE)
+    if scanner is not None:
+        rows = np.frombuffer(scanner.rows(), dtype=SCAN_DTYPE)
+    else:
+        rows = np.concatenate(parts) if parts else np.empty(0, dtype=SCAN_DTYPE)
+    if unterminated and len(rows):
+        last = rows[-1:]
+        if last["line"][0] == lineno and last["reason"][0] == UNPARSEABLE_JSON:
+            # A last line without its newline that does not parse: a file still being written.
+            last["reason"] = TRUNCATED
     return FileScan(
         file=index,
         data_path=data_path,
@@ -487,8 +490,9 @@ def _scan_block_native(
     lineno: int,
     state: _Interner,
     scanner: _native_scan.Scanner,
-) -> tuple[npt.NDArray[np.void], int]:
-    """:func:`_scan_block` with the C scanner, and the block's newline count.
+) -> int:
+    """:func:`_scan_block` with the C scanner: the rows stay in ``scanner``
+    (see ``Scanner.rows``); returns the block's newline count.
 
     The scanner writes the rows of the lines it reads and asks
     :func:`_parse_raw` (through ``fallback``) for the others, in line order,
@@ -502,8 +506,7 @@ def _scan_block_native(
             return None
         return _intern_line(_parse_raw(raw), state, scanner)
 
-    rows, newlines = scanner.scan(block, pos, lineno, fallback)
-    return np.frombuffer(rows, dtype=SCAN_DTYPE), newlines
+    return scanner.scan(block, pos, lineno, fallback)[1]
 
 
 _RowValues = tuple[float, int, int, int, int, int, int, float]
