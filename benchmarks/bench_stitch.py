@@ -156,6 +156,18 @@ def stitch_available() -> bool:
     return probe.returncode == 0
 
 
+def native_state() -> str:
+    """Which C extensions the measured interpreter loads."""
+    code = (
+        "import importlib.util as u; "
+        "print(' '.join(m for m in ('_native_scan', '_native_write') "
+        "if u.find_spec('logtrace.stitch.' + m)))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         cwd=REPO_ROOT, check=False)
+    return out.stdout.strip() or "none"
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--size-mb", type=float, default=500.0)
@@ -163,6 +175,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--rounds", type=int, default=5)
     ap.add_argument("--write-docs", action="store_true")
     ap.add_argument("--timeout", type=float, default=300.0, help="seconds per command")
+    ap.add_argument("--no-pure", dest="pure", action="store_false",
+                    help="skip the stitch run without the C extensions")
     args = ap.parse_args(argv)
 
     files, _ = ensure_data(args.size_mb, args.seed)
@@ -179,6 +193,10 @@ def main(argv: list[str] | None = None) -> int:
     if have_stitch:
         variants["stitch"] = f"{py} -m logtrace stitch --format jsonl -o /dev/null {data}"
         variants["logtrace grep"] = f"{py} -m logtrace grep {trace_id} {data} > /dev/null"
+        if args.pure:
+            variants["stitch, pure Python"] = (
+                f"LOGTRACE_PURE_PYTHON=1 {variants['stitch']}"
+            )
     else:
         print("logtrace stitch is not available: measuring the baselines only", flush=True)
     count = subprocess.run(f"zcat -f {quoted} | wc -lc", shell=True, capture_output=True,
@@ -195,7 +213,7 @@ def main(argv: list[str] | None = None) -> int:
             wall, rss, _ = timed(variants[name], args.timeout)
             walls[name].append(wall)
             rsss[name].append(rss)
-            print(f"round {r + 1}: {name:<14} {wall:7.2f} s {rss:6d} MB", flush=True)
+            print(f"round {r + 1}: {name:<20} {wall:7.2f} s {rss:6d} MB", flush=True)
 
     med = {k: statistics.median(v) for k, v in walls.items()}
     peak = {k: max(v) for k, v in rsss.items()}
@@ -203,7 +221,13 @@ def main(argv: list[str] | None = None) -> int:
         "| command | median wall | peak RSS | vs baseline |",
         "|---|---:|---:|---:|",
     ]
-    pairs = [("sort", None), ("stitch", "sort"), ("grep -F", None), ("logtrace grep", "grep -F")]
+    pairs = [
+        ("sort", None),
+        ("stitch", "sort"),
+        ("stitch, pure Python", "sort"),
+        ("grep -F", None),
+        ("logtrace grep", "grep -F"),
+    ]
     for name, base in pairs:
         if name not in med:
             continue
@@ -215,7 +239,8 @@ def main(argv: list[str] | None = None) -> int:
         f"{table}\n\n{plain / 1e6:.0f} MB of logs ({size / 1e6:.0f} MB on disk) in "
         f"{len(files)} files (6 services, some rotated and gzipped), {lines} lines; "
         f"{args.rounds} interleaved rounds, medians; peak RSS is the largest sum over the "
-        f"process tree. "
+        f"process tree. `stitch` uses the C extensions (`{native_state()}`); "
+        f"`stitch, pure Python` is the same command with `LOGTRACE_PURE_PYTHON=1`. "
         f"Baselines:\n\n"
         f"    zcat -f FILES | LC_ALL=C sort -t '\"' -k24,24 -k4,4 > /dev/null\n"
         f"    zcat -f FILES | LC_ALL=C grep -F TRACE_ID > /dev/null\n\n"
