@@ -13,8 +13,8 @@ from typing import IO, Any
 import msgspec
 import numpy as np
 
-from ._group import RowLines
 from ._parse import ERROR, JSON, LOGFMT, REASONS, parse_logfmt
+from ._read import LineReader
 from ._render import Rendering
 
 __all__ = ["escape", "record_fields", "write_text"]
@@ -66,6 +66,8 @@ _RESET, _RED, _DIM, _CYAN, _BOLD, _YELLOW = (
 
 def escape(text: str) -> str:
     """``text`` with every control and text-reordering character written as an escape."""
+    if text.isascii() and text.isprintable():
+        return text  # the common case, without building a copy
     return text.translate(_ESCAPES)
 
 
@@ -81,12 +83,23 @@ def record_fields(raw: bytes, flags: int) -> tuple[str, str, dict[str, Any]]:
         obj = parse_logfmt(raw.decode(errors="replace"))
     if not isinstance(obj, dict):
         return "", raw.decode(errors="replace"), {}
-    message = next((obj[k] for k in _MESSAGE_KEYS if k in obj), "")
-    level = next((obj[k] for k in _LEVEL_KEYS if k in obj), "")
+    message = _first(obj, _MESSAGE_KEYS)
+    level = _first(obj, _LEVEL_KEYS)
     if isinstance(level, dict):
         level = ""
     fields = {k: obj[k] for k in _KEY_FIELDS if k in obj}
     return str(level), message if isinstance(message, str) else str(message), fields
+
+
+def _first(obj: dict[str, Any], keys: tuple[str, ...]) -> Any:
+    for key in keys:
+        if key in obj:
+            return obj[key]
+    return ""
+
+
+_CHUNK = 1 << 15
+"""Rows whose columns are turned into Python values at a time."""
 
 
 def write_text(r: Rendering, out: IO[bytes], color: bool = False) -> None:
@@ -94,57 +107,74 @@ def write_text(r: Rendering, out: IO[bytes], color: bool = False) -> None:
     table = r.table
     rows = table.rows
     ordered = r.order.rows
-    line_of = RowLines(r.table)
+    readers: dict[int, LineReader] = {}
 
     def paint(code: str, text: str) -> str:
         return f"{code}{text}{_RESET}" if color else text
 
     width = max((len(s) for s in table.services), default=8)
+    services = [escape(s).ljust(width) for s in table.services]
+    names = [escape(s.name) for s in table.sources]
+    trace_start = r.order.trace_start.tolist()
+    orphan = r.tree.orphan
     current = -2
     seen_orphans: set[int] = set()
     lines: list[str] = []
     try:
-        for row in ordered.tolist():
-            trace = int(rows["trace"][row])
-            flags = int(rows["flags"][row])
-            if trace != current:
-                current = trace
-                lines.append(_header(r, trace, paint))
-                if len(lines) > 2000:
-                    out.write("".join(lines).encode())
-                    lines.clear()
-            level, message, fields = record_fields(line_of(row), flags)
-            svc = table.services[int(rows["svc"][row])]
-            if trace < 0:
-                where = f"{table.sources[int(table.file[row])].name}:{int(rows['line'][row])}"
-                reason = REASONS[int(rows["reason"][row])]
+        for lo in range(0, len(ordered), _CHUNK):
+            idx = ordered[lo : lo + _CHUNK]
+            sub = rows[idx]
+            for off, length, trace, flags, svc, span, depth, ts, file, line, reason in zip(
+                sub["off"].tolist(),
+                sub["len"].tolist(),
+                sub["trace"].tolist(),
+                sub["flags"].tolist(),
+                sub["svc"].tolist(),
+                sub["span"].tolist(),
+                r.tree.row_depth[idx].tolist(),
+                r.corrected[idx].tolist(),
+                table.file[idx].tolist(),
+                sub["line"].tolist(),
+                sub["reason"].tolist(),
+                strict=True,
+            ):
+                if trace != current:
+                    current = trace
+                    lines.append(_header(r, trace, paint))
+                    if len(lines) > 2000:
+                        out.write("".join(lines).encode())
+                        lines.clear()
+                reader = readers.get(file)
+                if reader is None:
+                    reader = readers[file] = LineReader(table.data_paths[file])
+                level, message, fields = record_fields(reader.get(off, length), flags)
+                if trace < 0:
+                    where = f"{names[file]}:{line}"
+                    lines.append(
+                        f"  {paint(_DIM, where)} {paint(_YELLOW, REASONS[reason])}"
+                        f"  {escape(message)}\n"
+                    )
+                    continue
+                start = trace_start[trace]
+                rel = "" if ts != ts or start != start else f"+{(ts - start) * 1e3:.3f}ms"
+                tag = ""
+                if span >= 0 and orphan[span] and span not in seen_orphans:
+                    seen_orphans.add(span)
+                    tag = paint(_YELLOW, " [orphan: parent span not in the logs]")
+                extra = " ".join(f"{k}={escape(str(v))}" for k, v in fields.items())
+                text = escape(message) + (f"  {paint(_DIM, extra)}" if extra else "")
+                upper = level.upper()
+                lvl = escape(_SHORT_LEVELS.get(upper, upper)[:5]).ljust(5)
+                if flags & ERROR:
+                    lvl, text = paint(_RED + _BOLD, lvl), paint(_RED, text)
                 lines.append(
-                    f"  {paint(_DIM, escape(where))} {paint(_YELLOW, reason)}  {escape(message)}\n"
+                    f"  {paint(_DIM, rel.rjust(11))} {'  ' * depth}"
+                    f"{paint(_CYAN, services[svc])} {lvl} {text}{tag}\n"
                 )
-                continue
-            span = int(rows["span"][row])
-            depth = int(r.tree.row_depth[row])
-            start = r.order.trace_start[trace]
-            ts = r.corrected[row]
-            rel = "" if np.isnan(ts) or np.isnan(start) else f"+{(ts - start) * 1e3:.3f}ms"
-            error = bool(flags & ERROR)
-            tag = ""
-            if span >= 0 and r.tree.orphan[span] and span not in seen_orphans:
-                seen_orphans.add(span)
-                tag = paint(_YELLOW, " [orphan: parent span not in the logs]")
-            extra = " ".join(f"{k}={escape(str(v))}" for k, v in fields.items())
-            text = escape(message) + (f"  {paint(_DIM, extra)}" if extra else "")
-            upper = level.upper()
-            lvl = escape(_SHORT_LEVELS.get(upper, upper)[:5]).ljust(5)
-            if error:
-                lvl, text = paint(_RED + _BOLD, lvl), paint(_RED, text)
-            lines.append(
-                f"  {paint(_DIM, rel.rjust(11))} {'  ' * depth}"
-                f"{paint(_CYAN, escape(svc).ljust(width))} {lvl} {text}{tag}\n"
-            )
         out.write("".join(lines).encode())
     finally:
-        line_of.close()
+        for reader in readers.values():
+            reader.close()
 
 
 def _header(r: Rendering, trace: int, paint: Callable[[str, str], str]) -> str:
