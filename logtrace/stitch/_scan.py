@@ -17,6 +17,7 @@ from __future__ import annotations
 import gc
 import math
 import os
+import pickle
 import queue
 import tempfile
 import threading
@@ -54,7 +55,15 @@ try:
 except ImportError:  # not built: the pure-Python path gives the same rows
     _native_scan = None  # type: ignore[assignment]
 
-__all__ = ["ScanTask", "plan_tasks", "scan", "scan_task"]
+__all__ = [
+    "ScanTask",
+    "input_size",
+    "load_spilled",
+    "plan_tasks",
+    "scan",
+    "scan_spilled",
+    "scan_task",
+]
 
 CHUNK = 48 << 20
 """Uncompressed files larger than this are scanned as several ranges."""
@@ -814,6 +823,34 @@ def _worker(task: ScanTask) -> FileScan:
     return scan_task(task, _SPOOL_DIR)
 
 
+def _spilling_worker(task: ScanTask) -> tuple[FileScan, str | None]:
+    return _spill(scan_task(task, _SPOOL_DIR), _SPOOL_DIR)
+
+
+def _spill(result: FileScan, spool_dir: str) -> tuple[FileScan, str | None]:
+    """The scan with its rows and span IDs moved to spool files (their path
+    returned; ``None`` when it has no rows): a worker hands back only the
+    small part, and the parent reads the rest when it needs it."""
+    if not len(result.rows):
+        return result, None
+    fd, path = tempfile.mkstemp(prefix=f"rows{result.file}-", suffix=".npy", dir=spool_dir)
+    with os.fdopen(fd, "wb") as f:
+        np.save(f, result.rows)
+    with open(path + ".spans", "wb") as f:
+        pickle.dump(result.spans, f, protocol=pickle.HIGHEST_PROTOCOL)
+    result.rows = np.empty(len(result.rows), dtype=SCAN_DTYPE)[:0]
+    result.spans = []
+    return result, path
+
+
+def load_spilled(path: str) -> tuple[npt.NDArray[np.void], list[str]]:
+    """A spilled scan's rows (mapped read-only: no memory until read) and span IDs."""
+    rows: npt.NDArray[np.void] = np.load(path, mmap_mode="r")
+    with open(path + ".spans", "rb") as f:
+        spans: list[str] = pickle.load(f)
+    return rows, spans
+
+
 def scan(
     tasks: Sequence[ScanTask],
     spool_dir: str,
@@ -821,24 +858,54 @@ def scan(
     progress: Callable[[FileScan], None] | None = None,
 ) -> list[FileScan]:
     """Scan all tasks (forked workers when ``jobs > 1``), results in task order."""
+    return [s for s, _ in _scan_all(tasks, spool_dir, jobs, progress, _worker_plain)]
+
+
+def scan_spilled(
+    tasks: Sequence[ScanTask],
+    spool_dir: str,
+    jobs: int,
+    progress: Callable[[FileScan], None] | None = None,
+) -> list[tuple[FileScan, str | None]]:
+    """:func:`scan` that leaves each task's rows and span IDs in spool files
+    (read back with :func:`load_spilled`): the parent never holds them all."""
+    return _scan_all(tasks, spool_dir, jobs, progress, _spilling_worker)
+
+
+def _worker_plain(task: ScanTask) -> tuple[FileScan, str | None]:
+    return _worker(task), None
+
+
+def _scan_all(
+    tasks: Sequence[ScanTask],
+    spool_dir: str,
+    jobs: int,
+    progress: Callable[[FileScan], None] | None,
+    work: Callable[[ScanTask], tuple[FileScan, str | None]],
+) -> list[tuple[FileScan, str | None]]:
     global _SPOOL_DIR
     _SPOOL_DIR = spool_dir
-    results: list[FileScan] = []
+    results: list[tuple[FileScan, str | None]] = []
     if jobs <= 1 or len(tasks) <= 1 or "fork" not in _start_methods():
         for task in tasks:
-            results.append(scan_task(task, spool_dir))
+            results.append(work(task))
             if progress is not None:
-                progress(results[-1])
+                progress(results[-1][0])
         return results
     # Biggest tasks first so that the last one to finish is a small one.
     order = sorted(range(len(tasks)), key=lambda i: -_task_size(tasks[i]))
-    by_index: dict[int, FileScan] = {}
+    by_index: dict[int, tuple[FileScan, str | None]] = {}
     with get_context("fork").Pool(min(jobs, len(tasks))) as pool:
-        for i, result in zip(order, pool.imap(_worker, [tasks[i] for i in order]), strict=False):
+        for i, result in zip(order, pool.imap(work, [tasks[i] for i in order]), strict=False):
             by_index[i] = result
             if progress is not None:
-                progress(result)
+                progress(result[0])
     return [by_index[i] for i in range(len(tasks))]
+
+
+def input_size(tasks: Sequence[ScanTask]) -> int:
+    """About how many bytes of lines the tasks hold (compressed files counted 8x)."""
+    return sum(_task_size(t) for t in tasks)
 
 
 def _task_size(task: ScanTask) -> int:
