@@ -93,6 +93,14 @@ def _run(
 ) -> Summary:
     sources = expand_paths(paths, spool)
     tasks = plan_tasks(sources, options.jobs)
+    forced = options.shards or int(os.environ.get(_SHARDS_ENV) or 0)
+    sharding = options.format == "jsonl" and (
+        forced > 1 or input_size(tasks) // _MIN_LINE_BYTES * BYTES_PER_ROW > options.memory
+    )
+    if sharding and options.jobs <= 1:
+        # One process, but files still cut into ranges: a range's rows are
+        # what a scan holds before they go to disk.
+        tasks = plan_tasks(sources, 2)
     done = [0]
 
     def scanned(scan_result: object) -> None:
@@ -100,13 +108,10 @@ def _run(
             done[0] += 1
             progress("reading", done[0] / max(len(tasks), 1))
 
-    if options.format == "jsonl" and (
-        options.shards > 1
-        or input_size(tasks) // _MIN_LINE_BYTES * BYTES_PER_ROW > options.memory
-    ):
+    if sharding:
         spilled = scan_spilled(tasks, spool, options.jobs, scanned)
         rows_total = sum(_spilled_rows(s, path) for s, path in spilled)
-        shards = options.shards or shard_count(rows_total, options.memory)
+        shards = forced or shard_count(rows_total, options.memory)
         if shards > 1:
             summary = Summary()
             stitch_sharded(sources, spilled, out, options, spool, shards, summary, progress)
@@ -165,6 +170,9 @@ def _run(
     out.flush()
     return summary
 
+
+_SHARDS_ENV = "LOGTRACE_STITCH_SHARDS"
+"""Private: a shard count for JSON lines whatever the budget (tests, measurements)."""
 
 _MIN_LINE_BYTES = 120
 """Fewer bytes per line than this are rare in service logs: the input's size
