@@ -838,7 +838,7 @@ def _spill(result: FileScan, spool_dir: str) -> tuple[FileScan, str | None]:
         np.save(f, result.rows)
     with open(path + ".spans", "wb") as f:
         pickle.dump(result.spans, f, protocol=pickle.HIGHEST_PROTOCOL)
-    result.rows = np.empty(len(result.rows), dtype=SCAN_DTYPE)[:0]
+    result.rows = np.empty(0, dtype=SCAN_DTYPE)
     result.spans = []
     return result, path
 

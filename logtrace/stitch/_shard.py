@@ -186,6 +186,7 @@ def _split(
                 part = perm[bounds[s] : bounds[s + 1]]
                 sub = take_rows(rows, part) if len(part) else _NO_ROWS
                 pickle.dump(_compact(scan, sub, spans), files[s], protocol=pickle.HIGHEST_PROTOCOL)
+            scan.traces = []  # the shard files have them now
             del rows, spans, trace, reason, broken, perm, row_shard
             if spilled is not None:
                 del mapped
@@ -269,12 +270,10 @@ class _Calls:
     """The run's calls, in the order an unsharded run finds them."""
 
     shard: npt.NDArray[np.int32]
-    caller_local: I64
-    callee_local: I64
     caller: I64
     """Run-wide span index of the caller (as an unsharded run numbers spans)."""
-    svc_caller: I64
-    svc_callee: I64
+    svc_caller: npt.NDArray[np.int16]
+    svc_callee: npt.NDArray[np.int16]
     send: F64
     receive: F64
     start: F64
@@ -294,17 +293,14 @@ def _estimate(run: _Run) -> dict[str, ClockModel]:
         table, tree = sh.table, sh.tree
         np.add.at(span_count, sh.gtrace[table.span_trace], 1)
         calls = find_calls(table, tree)
-        callee_trace = sh.gtrace[table.span_trace[calls.callee]]
         parts.append(
             (
                 np.full(len(calls.callee), s, dtype=np.int32),
-                calls.caller,
-                calls.callee,
-                callee_trace,
+                sh.gtrace[table.span_trace[calls.callee]],
                 sh.within[calls.callee],
                 sh.within[calls.caller],
-                tree.service[calls.caller].astype(np.int64),
-                tree.service[calls.callee].astype(np.int64),
+                tree.service[calls.caller].astype(np.int16),
+                tree.service[calls.callee].astype(np.int16),
                 calls.send,
                 calls.receive,
                 calls.start,
@@ -323,22 +319,16 @@ def _estimate(run: _Run) -> dict[str, ClockModel]:
     run.span_count = span_count
     base = np.concatenate([[0], np.cumsum(span_count)[:-1]]) if len(span_count) else span_count
     cols = [np.concatenate([p[k] for p in parts]) for k in range(len(parts[0]))]
-    callee_g = base[cols[3]] + cols[4]
-    caller_g = base[cols[3]] + cols[5]
+    callee_g = base[cols[1]] + cols[2]
     perm = np.argsort(callee_g, kind="stable")
+    del callee_g
+    caller_g = base[cols[1]] + cols[3]
     c = _Calls(
         cols[0][perm],
-        cols[1][perm],
-        cols[2][perm],
         caller_g[perm],
-        cols[6][perm],
-        cols[7][perm],
-        cols[8][perm],
-        cols[9][perm],
-        cols[10][perm],
-        cols[11][perm],
-        cols[12][perm],
+        *(column[perm] for column in cols[4:]),
     )
+    del cols, parts, caller_g, perm
     clocks = _estimate_calls(run, c, c.send, c.receive)
     loose = _needs_bracketing(run, c)
     if not len(loose):
@@ -365,7 +355,7 @@ def _needs_bracketing(run: _Run, c: _Calls) -> I64:
     if not len(loose):
         return loose
     n = len(run.services) + 2
-    pair = (c.svc_caller + 1) * n + (c.svc_callee + 1)
+    pair = (c.svc_caller.astype(np.int64) + 1) * n + (c.svc_callee.astype(np.int64) + 1)
     exact_count = np.bincount(pair[c.exact], minlength=n * n)
     needed: I64 = loose[exact_count[pair[loose]] < _EXACT_ENOUGH]
     return needed
@@ -427,7 +417,7 @@ def _bracket(
         perm = np.lexsort((cor, sp))
         key, raw, sp = key[perm], raw[perm], sp[perm]
         caller = c.caller[mine]
-        svc_callee = c.svc_callee[mine]
+        svc_callee = c.svc_callee[mine].astype(np.int64)
         lo = correct(c.start[mine], svc_callee) - margin - t0
         end = c.end[mine]
         hi = correct(np.where(np.isnan(end), c.start[mine], end), svc_callee) + margin - t0

@@ -246,9 +246,7 @@ def test_peak_memory_of_a_real_run_stays_within_the_budget(tmp_path: Path) -> No
                 break
 
 
-def test_cli_with_forced_shards_writes_the_same_file(
-    tmp_path: Path, synth_logs: list[str]
-) -> None:
+def test_cli_with_forced_shards_writes_the_same_file(tmp_path: Path, synth_logs: list[str]) -> None:
     outputs = []
     for shards in ("0", "3"):
         out = tmp_path / f"out{shards}.jsonl"
