@@ -68,6 +68,9 @@ __all__ = [
 CHUNK = 48 << 20
 """Uncompressed files larger than this are scanned as several ranges."""
 
+SINK_ROWS = 1 << 18
+"""Rows a scan writing to a sink holds before writing them (about 12 MB)."""
+
 ScanTask = tuple[int, str, str, int, int]
 """(file index, name as given, path, start offset, end offset or -1 for the end)."""
 
@@ -119,8 +122,13 @@ def native_enabled() -> bool:
     return _NATIVE_LAYOUT and not os.environ.get("LOGTRACE_PURE_PYTHON")
 
 
-def scan_task(task: ScanTask, spool_dir: str) -> FileScan:
-    """Read one task's lines and turn each non-blank one into a row."""
+def scan_task(task: ScanTask, spool_dir: str, sink: IO[bytes] | None = None) -> FileScan:
+    """Read one task's lines and turn each non-blank one into a row.
+
+    With ``sink``, rows are written there as raw :data:`SCAN_DTYPE` bytes
+    every :data:`SINK_ROWS` or so (the returned scan has only the last ones),
+    so that a long compressed file does not hold all its rows.
+    """
     index, name, path, start, end = task
     warnings: list[str] = []
     spool: IO[bytes] | None = None
@@ -149,6 +157,7 @@ def scan_task(task: ScanTask, spool_dir: str) -> FileScan:
                 blocks = _prefetched(_spooled(blocks, spool))
                 spool = None
     parts: list[npt.NDArray[np.void]] = []
+    pending = 0  # rows not yet written to the sink
     pos = start
     lineno = 0
     unterminated = False
@@ -156,6 +165,16 @@ def scan_task(task: ScanTask, spool_dir: str) -> FileScan:
     gc.disable()
     try:
         for block in blocks:
+            if sink is not None and pending >= SINK_ROWS:
+                # Before the next block: the task's last rows stay in memory
+                # (the last one may be marked truncated below).
+                if scanner is None:
+                    for part in parts:
+                        sink.write(part.tobytes())
+                    parts.clear()
+                else:
+                    sink.write(scanner.rows())
+                pending = 0
             if spool is not None:
                 spool.write(block)
             if scanner is None:
@@ -164,8 +183,10 @@ def scan_task(task: ScanTask, spool_dir: str) -> FileScan:
                 newlines = block.count(b"\n")
                 if len(part):
                     parts.append(part)
+                    pending += len(part)
             else:
                 newlines = _scan_block_native(block, pos, lineno, state, scanner)
+                pending += newlines  # at most one row a line
             pos += len(block)
             lineno += newlines
             unterminated = block[-1:] != b"\n"
@@ -824,18 +845,17 @@ def _worker(task: ScanTask) -> FileScan:
 
 
 def _spilling_worker(task: ScanTask) -> tuple[FileScan, str | None]:
-    return _spill(scan_task(task, _SPOOL_DIR), _SPOOL_DIR)
-
-
-def _spill(result: FileScan, spool_dir: str) -> tuple[FileScan, str | None]:
-    """The scan with its rows and span IDs moved to spool files (their path
-    returned; ``None`` when it has no rows): a worker hands back only the
+    """:func:`scan_task` with the rows and span IDs written to spool files
+    (their path returned, ``None`` for no rows): a worker hands back only the
     small part, and the parent reads the rest when it needs it."""
-    if not len(result.rows):
+    fd, path = tempfile.mkstemp(prefix=f"rows{task[0]}-", suffix=".rows", dir=_SPOOL_DIR)
+    with os.fdopen(fd, "wb") as sink:
+        result = scan_task(task, _SPOOL_DIR, sink)
+        sink.write(result.rows.tobytes())
+        written = sink.tell()
+    if not written:
+        os.unlink(path)
         return result, None
-    fd, path = tempfile.mkstemp(prefix=f"rows{result.file}-", suffix=".npy", dir=spool_dir)
-    with os.fdopen(fd, "wb") as f:
-        np.save(f, result.rows)
     with open(path + ".spans", "wb") as f:
         pickle.dump(result.spans, f, protocol=pickle.HIGHEST_PROTOCOL)
     result.rows = np.empty(0, dtype=SCAN_DTYPE)
@@ -845,7 +865,7 @@ def _spill(result: FileScan, spool_dir: str) -> tuple[FileScan, str | None]:
 
 def load_spilled(path: str) -> tuple[npt.NDArray[np.void], list[str]]:
     """A spilled scan's rows (mapped read-only: no memory until read) and span IDs."""
-    rows: npt.NDArray[np.void] = np.load(path, mmap_mode="r")
+    rows: npt.NDArray[np.void] = np.memmap(path, dtype=SCAN_DTYPE, mode="r")
     with open(path + ".spans", "rb") as f:
         spans: list[str] = pickle.load(f)
     return rows, spans

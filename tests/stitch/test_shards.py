@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 from _stitchutil import REPO
 
-from logtrace.stitch import _shard
+from logtrace.stitch import _read, _scan, _shard
 from logtrace.stitch._pipeline import Options, Summary, stitch
 from logtrace.stitch._shard import shard_count, shard_of_traces
 from logtrace.stitch.synth import SynthConfig, generate
@@ -162,6 +162,40 @@ class TestHostileInput:
         paths = [str(tmp_path / n) for n in ("a.log", "b.log.1.gz", "empty.log")]
         for shards in (2, 3, 9):
             _same(paths, shards)
+
+    @pytest.mark.parametrize("pure", ["", "1"])
+    def test_scans_write_rows_out_as_they_go(
+        self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, pure: str
+    ) -> None:
+        monkeypatch.setenv("LOGTRACE_PURE_PYTHON", pure)
+        monkeypatch.setattr(_scan, "SINK_ROWS", 7)
+        monkeypatch.setattr(_scan, "BLOCK", 4096)
+        monkeypatch.setattr(_read, "BLOCK", 4096)
+        held = []
+        scan_task = _scan.scan_task
+
+        def spy(*args: Any) -> Any:
+            result = scan_task(*args)
+            held.append(len(result.rows))
+            return result
+
+        monkeypatch.setattr(_scan, "scan_task", spy)
+        lines = [
+            _line(f"2026-03-01T10:00:{k % 60:02d}.000000Z", f"{k % 13 + 1:032x}", None, None, "m")
+            for k in range(3000)
+        ]
+        with gzip.open(tmp_path / "svc.log.1.gz", "wt") as f:
+            f.write("\n".join(lines) + "\n")
+        # A last line still being written: reported as truncated, also when spilled.
+        (tmp_path / "svc.log").write_text("\n".join(lines) + '\n{"timestamp": "2026-03-0')
+        paths = [str(tmp_path / "svc.log.1.gz"), str(tmp_path / "svc.log")]
+        out = _same(paths, 3)
+        # The plain file's rows went out during its scan (the gzipped one is
+        # read a megabyte of compressed input at a time: one block here).
+        assert held[1] == 3001
+        assert held[-1] < 1000
+        assert out.count(b"\n") == 6001
+        assert out.endswith(b'"reason":"truncated line"}\n')
 
     def test_only_untraced_lines(self, tmp_path: Path) -> None:
         path = tmp_path / "noise.log"
