@@ -69,7 +69,9 @@ def shard_count(rows: int, memory: int) -> int:
 def shard_of_traces(trace_ids: Sequence[str], shards: int) -> npt.NDArray[np.int32]:
     """Each trace's shard: a hash of its canonical ID (the same on every run)."""
     return np.fromiter(
-        (zlib.crc32(t.encode()) % shards for t in trace_ids), dtype=np.int32, count=len(trace_ids)
+        (zlib.crc32(t.encode("utf-8", "surrogatepass")) % shards for t in trace_ids),
+        dtype=np.int32,
+        count=len(trace_ids),
     )
 
 

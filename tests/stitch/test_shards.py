@@ -151,6 +151,8 @@ class TestHostileInput:
             _line("not a time", TRACE_B, "c" * 16, None, "no time"),
             _line("2026-03-01T10:00:00.000000Z", "x" * 300, None, None, "long id"),
             _line("2026-03-01T10:00:00.000000Z", "request-7", "span-1", "span-0", "plain ids"),
+            _line("2026-03-01T10:00:02.000000Z", "трасса-1", "追踪", None, "unicode ids"),
+            _line("2026-03-01T10:00:02.000000Z", "trace\udcff", "s", None, "surrogate"),
             '{"timestamp": "2026-03-01T10:00:00Z", "trace_id": ',
             "\x00\x01 binary junk",
             "key=value trace_id=" + TRACE_B + " msg=logfmt",
