@@ -16,11 +16,13 @@ import numpy.typing as npt
 from ._correct import apply_clocks, estimate
 from ._group import Table, group
 from ._ids import norm_trace_id
+from ._model import FileScan
 from ._order import order
 from ._parse import BROKEN, ERROR, NO_TRACE_ID
 from ._read import expand_paths
 from ._render import Rendering, write_jsonl
-from ._scan import plan_tasks, scan
+from ._scan import input_size, load_spilled, plan_tasks, scan, scan_spilled
+from ._shard import BYTES_PER_ROW, shard_count, stitch_sharded
 from ._text import write_text
 from ._tree import build_tree
 
@@ -45,6 +47,8 @@ class Options:
     """Memory budget in bytes; the row table spills to disk beyond it."""
     color: bool = False
     tmp_dir: str | None = None
+    shards: int = 0
+    """Trace shards for JSON lines; 0 lets the memory budget decide (see :mod:`._shard`)."""
 
 
 @dataclass(slots=True)
@@ -89,6 +93,14 @@ def _run(
 ) -> Summary:
     sources = expand_paths(paths, spool)
     tasks = plan_tasks(sources, options.jobs)
+    forced = options.shards or int(os.environ.get(_SHARDS_ENV) or 0)
+    sharding = options.format == "jsonl" and (
+        forced > 1 or input_size(tasks) // _MIN_LINE_BYTES * BYTES_PER_ROW > options.memory
+    )
+    if sharding and options.jobs <= 1:
+        # One process, but files still cut into ranges: a range's rows are
+        # what a scan holds before they go to disk.
+        tasks = plan_tasks(sources, 2)
     done = [0]
 
     def scanned(scan_result: object) -> None:
@@ -96,7 +108,18 @@ def _run(
             done[0] += 1
             progress("reading", done[0] / max(len(tasks), 1))
 
-    scans = scan(tasks, spool, options.jobs, scanned)
+    if sharding:
+        spilled = scan_spilled(tasks, spool, options.jobs, scanned)
+        rows_total = sum(_spilled_rows(s, path) for s, path in spilled)
+        shards = forced or shard_count(rows_total, options.memory)
+        if shards > 1:
+            summary = Summary()
+            stitch_sharded(sources, spilled, out, options, spool, shards, summary, progress)
+            return summary
+        scans = [_unspilled(s, path) for s, path in spilled]
+        del spilled
+    else:
+        scans = scan(tasks, spool, options.jobs, scanned)
     rows_total = sum(len(s.rows) for s in scans)
     spill = spool if rows_total * _BYTES_PER_ROW > options.memory else None
     table = group(sources, scans, spill)
@@ -146,6 +169,27 @@ def _run(
         write_text(rendering, out, color=options.color)
     out.flush()
     return summary
+
+
+_SHARDS_ENV = "LOGTRACE_STITCH_SHARDS"
+"""Private: a shard count for JSON lines whatever the budget (tests, measurements)."""
+
+_MIN_LINE_BYTES = 120
+"""Fewer bytes per line than this are rare in service logs: the input's size
+over it bounds the line count before reading."""
+
+
+def _spilled_rows(result: FileScan, path: str | None) -> int:
+    if path is None:
+        return len(result.rows)
+    rows, _ = load_spilled(path)
+    return len(rows)
+
+
+def _unspilled(result: FileScan, path: str | None) -> FileScan:
+    if path is not None:
+        result.rows, result.spans = load_spilled(path)
+    return result
 
 
 def _size(path: str) -> int:

@@ -17,6 +17,7 @@ from __future__ import annotations
 import gc
 import math
 import os
+import pickle
 import queue
 import tempfile
 import threading
@@ -54,10 +55,21 @@ try:
 except ImportError:  # not built: the pure-Python path gives the same rows
     _native_scan = None  # type: ignore[assignment]
 
-__all__ = ["ScanTask", "plan_tasks", "scan", "scan_task"]
+__all__ = [
+    "ScanTask",
+    "input_size",
+    "load_spilled",
+    "plan_tasks",
+    "scan",
+    "scan_spilled",
+    "scan_task",
+]
 
 CHUNK = 48 << 20
 """Uncompressed files larger than this are scanned as several ranges."""
+
+SINK_ROWS = 1 << 18
+"""Rows a scan writing to a sink holds before writing them (about 12 MB)."""
 
 ScanTask = tuple[int, str, str, int, int]
 """(file index, name as given, path, start offset, end offset or -1 for the end)."""
@@ -110,8 +122,13 @@ def native_enabled() -> bool:
     return _NATIVE_LAYOUT and not os.environ.get("LOGTRACE_PURE_PYTHON")
 
 
-def scan_task(task: ScanTask, spool_dir: str) -> FileScan:
-    """Read one task's lines and turn each non-blank one into a row."""
+def scan_task(task: ScanTask, spool_dir: str, sink: IO[bytes] | None = None) -> FileScan:
+    """Read one task's lines and turn each non-blank one into a row.
+
+    With ``sink``, rows are written there as raw :data:`SCAN_DTYPE` bytes
+    every :data:`SINK_ROWS` or so (the returned scan has only the last ones),
+    so that a long compressed file does not hold all its rows.
+    """
     index, name, path, start, end = task
     warnings: list[str] = []
     spool: IO[bytes] | None = None
@@ -140,6 +157,7 @@ def scan_task(task: ScanTask, spool_dir: str) -> FileScan:
                 blocks = _prefetched(_spooled(blocks, spool))
                 spool = None
     parts: list[npt.NDArray[np.void]] = []
+    pending = 0  # rows not yet written to the sink
     pos = start
     lineno = 0
     unterminated = False
@@ -147,6 +165,16 @@ def scan_task(task: ScanTask, spool_dir: str) -> FileScan:
     gc.disable()
     try:
         for block in blocks:
+            if sink is not None and pending >= SINK_ROWS:
+                # Before the next block: the task's last rows stay in memory
+                # (the last one may be marked truncated below).
+                if scanner is None:
+                    for part in parts:
+                        sink.write(part.tobytes())
+                    parts.clear()
+                else:
+                    sink.write(scanner.rows())
+                pending = 0
             if spool is not None:
                 spool.write(block)
             if scanner is None:
@@ -155,8 +183,10 @@ def scan_task(task: ScanTask, spool_dir: str) -> FileScan:
                 newlines = block.count(b"\n")
                 if len(part):
                     parts.append(part)
+                    pending += len(part)
             else:
                 newlines = _scan_block_native(block, pos, lineno, state, scanner)
+                pending += newlines  # at most one row a line
             pos += len(block)
             lineno += newlines
             unterminated = block[-1:] != b"\n"
@@ -814,6 +844,33 @@ def _worker(task: ScanTask) -> FileScan:
     return scan_task(task, _SPOOL_DIR)
 
 
+def _spilling_worker(task: ScanTask) -> tuple[FileScan, str | None]:
+    """:func:`scan_task` with the rows and span IDs written to spool files
+    (their path returned, ``None`` for no rows): a worker hands back only the
+    small part, and the parent reads the rest when it needs it."""
+    fd, path = tempfile.mkstemp(prefix=f"rows{task[0]}-", suffix=".rows", dir=_SPOOL_DIR)
+    with os.fdopen(fd, "wb") as sink:
+        result = scan_task(task, _SPOOL_DIR, sink)
+        sink.write(result.rows.tobytes())
+        written = sink.tell()
+    if not written:
+        os.unlink(path)
+        return result, None
+    with open(path + ".spans", "wb") as f:
+        pickle.dump(result.spans, f, protocol=pickle.HIGHEST_PROTOCOL)
+    result.rows = np.empty(0, dtype=SCAN_DTYPE)
+    result.spans = []
+    return result, path
+
+
+def load_spilled(path: str) -> tuple[npt.NDArray[np.void], list[str]]:
+    """A spilled scan's rows (mapped read-only: no memory until read) and span IDs."""
+    rows: npt.NDArray[np.void] = np.memmap(path, dtype=SCAN_DTYPE, mode="r")
+    with open(path + ".spans", "rb") as f:
+        spans: list[str] = pickle.load(f)
+    return rows, spans
+
+
 def scan(
     tasks: Sequence[ScanTask],
     spool_dir: str,
@@ -821,24 +878,54 @@ def scan(
     progress: Callable[[FileScan], None] | None = None,
 ) -> list[FileScan]:
     """Scan all tasks (forked workers when ``jobs > 1``), results in task order."""
+    return [s for s, _ in _scan_all(tasks, spool_dir, jobs, progress, _worker_plain)]
+
+
+def scan_spilled(
+    tasks: Sequence[ScanTask],
+    spool_dir: str,
+    jobs: int,
+    progress: Callable[[FileScan], None] | None = None,
+) -> list[tuple[FileScan, str | None]]:
+    """:func:`scan` that leaves each task's rows and span IDs in spool files
+    (read back with :func:`load_spilled`): the parent never holds them all."""
+    return _scan_all(tasks, spool_dir, jobs, progress, _spilling_worker)
+
+
+def _worker_plain(task: ScanTask) -> tuple[FileScan, str | None]:
+    return _worker(task), None
+
+
+def _scan_all(
+    tasks: Sequence[ScanTask],
+    spool_dir: str,
+    jobs: int,
+    progress: Callable[[FileScan], None] | None,
+    work: Callable[[ScanTask], tuple[FileScan, str | None]],
+) -> list[tuple[FileScan, str | None]]:
     global _SPOOL_DIR
     _SPOOL_DIR = spool_dir
-    results: list[FileScan] = []
+    results: list[tuple[FileScan, str | None]] = []
     if jobs <= 1 or len(tasks) <= 1 or "fork" not in _start_methods():
         for task in tasks:
-            results.append(scan_task(task, spool_dir))
+            results.append(work(task))
             if progress is not None:
-                progress(results[-1])
+                progress(results[-1][0])
         return results
     # Biggest tasks first so that the last one to finish is a small one.
     order = sorted(range(len(tasks)), key=lambda i: -_task_size(tasks[i]))
-    by_index: dict[int, FileScan] = {}
+    by_index: dict[int, tuple[FileScan, str | None]] = {}
     with get_context("fork").Pool(min(jobs, len(tasks))) as pool:
-        for i, result in zip(order, pool.imap(_worker, [tasks[i] for i in order]), strict=False):
+        for i, result in zip(order, pool.imap(work, [tasks[i] for i in order]), strict=False):
             by_index[i] = result
             if progress is not None:
-                progress(result)
+                progress(result[0])
     return [by_index[i] for i in range(len(tasks))]
+
+
+def input_size(tasks: Sequence[ScanTask]) -> int:
+    """About how many bytes of lines the tasks hold (compressed files counted 8x)."""
+    return sum(_task_size(t) for t in tasks)
 
 
 def _task_size(task: ScanTask) -> int:

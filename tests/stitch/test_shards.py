@@ -1,0 +1,299 @@
+"""Big inputs: a run cut into trace shards writes what one unsharded run writes."""
+
+from __future__ import annotations
+
+import gzip
+import io
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+from _stitchutil import REPO
+
+from logtrace.stitch import _read, _scan, _shard
+from logtrace.stitch._pipeline import Options, Summary, stitch
+from logtrace.stitch._shard import shard_count, shard_of_traces
+from logtrace.stitch.synth import SynthConfig, generate
+
+TRACE_A = "4bf92f3577b34da6a3ce929d0e0e4736"
+TRACE_B = "0af7651916cd43dd8448eb211c80319c"
+
+
+def _run(paths: list[str], **kwargs: object) -> tuple[bytes, Summary]:
+    out = io.BytesIO()
+    summary = stitch(paths, out, Options(**kwargs))  # type: ignore[arg-type]
+    return out.getvalue(), summary
+
+
+def _same(paths: list[str], shards: int, **kwargs: object) -> bytes:
+    whole, expected = _run(paths, **kwargs)
+    cut, got = _run(paths, shards=shards, **kwargs)
+    assert cut == whole
+    assert got == expected
+    return whole
+
+
+@pytest.fixture(scope="module")
+def synth_logs(tmp_path_factory: pytest.TempPathFactory) -> list[str]:
+    """Skewed clocks, rotated and gzipped files, foreign, untraced and corrupt lines."""
+    out = tmp_path_factory.mktemp("synth")
+    res = generate(str(out), SynthConfig(traces=400, seed=5, corrupt_rate=0.01, noise_rate=0.05))
+    assert any(f.endswith(".gz") for f in res.files)
+    return res.files
+
+
+@pytest.fixture(scope="module")
+def loose_logs(tmp_path_factory: pytest.TempPathFactory) -> list[str]:
+    """No client span records and drifting clocks: the estimate brackets calls."""
+    out = tmp_path_factory.mktemp("loose")
+    res = generate(
+        str(out),
+        SynthConfig(
+            traces=500,
+            seed=9,
+            client_spans=False,
+            drift_ppm=40.0,
+            corrupt_rate=0.005,
+            rate_per_s=2.0,
+        ),
+    )
+    return res.files
+
+
+class TestSameOutput:
+    @pytest.mark.parametrize("shards", [2, 7])
+    @pytest.mark.parametrize("jobs", [1, 2])
+    def test_synthetic_logs_give_the_same_bytes_and_summary(
+        self, synth_logs: list[str], shards: int, jobs: int
+    ) -> None:
+        out = _same(synth_logs, shards, jobs=jobs)
+        assert out.count(b"\n") > 20_000
+
+    @pytest.mark.parametrize("shards", [2, 5])
+    def test_bracketed_calls_and_drift_give_the_same_clocks(
+        self, loose_logs: list[str], shards: int, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        rounds = []
+        bracket = _shard._bracket
+
+        def counted(*args: Any, **kwargs: Any) -> Any:
+            rounds.append(1)
+            return bracket(*args, **kwargs)
+
+        monkeypatch.setattr(_shard, "_bracket", counted)
+        whole, expected = _run(loose_logs)
+        cut, got = _run(loose_logs, shards=shards)
+        assert len(rounds) == 2
+        assert any(v != 0.0 for v in expected.drift_ppm.values())
+        assert got.offsets_ms == expected.offsets_ms
+        assert got.drift_ppm == expected.drift_ppm
+        assert cut == whole
+
+    def test_without_skew_correction(self, synth_logs: list[str]) -> None:
+        _same(synth_logs, 3, skew_correction=False)
+
+    @pytest.mark.parametrize(
+        "filters",
+        [
+            {"errors_only": True},
+            {"services": ["orders", "payments"]},
+            {"traces": [TRACE_A]},
+            {"since": 1_772_359_205.0, "until": 1_772_359_209.0},
+            {"until": 1_772_359_203.0},
+        ],
+    )
+    def test_filters_select_the_same_lines(
+        self, synth_logs: list[str], filters: dict[str, object]
+    ) -> None:
+        _same(synth_logs, 4, **filters)
+
+    def test_more_shards_than_traces(self, tmp_path: Path) -> None:
+        path = tmp_path / "a.log"
+        path.write_text(
+            f'{{"timestamp":"2026-03-01T10:00:00.000001Z","trace_id":"{TRACE_A}","event":"x"}}\n'
+            "no trace here\n"
+        )
+        out = _same([str(path)], 16)
+        assert out.count(b"\n") == 2
+
+
+def _line(ts: str, trace: str | None, span: str | None, parent: str | None, msg: str) -> str:
+    record: dict[str, object] = {"timestamp": ts, "level": "info", "event": msg}
+    if trace is not None:
+        record["trace_id"] = trace
+    if span is not None:
+        record["span_id"] = span
+    if parent is not None:
+        record["parent_span_id"] = parent
+    return json.dumps(record)
+
+
+class TestHostileInput:
+    def test_one_span_id_in_many_traces_and_shards(self, tmp_path: Path) -> None:
+        lines = []
+        for k in range(60):
+            trace = f"{k + 1:032x}"
+            ts = f"2026-03-01T10:00:{k % 60:02d}.000000Z"
+            lines.append(_line(ts, trace, "00f067aa0ba902b7", None, "root"))
+            lines.append(_line(ts, trace, "53995c3f42cd8ad8", "00f067aa0ba902b7", "child"))
+        (tmp_path / "svc.log").write_text("\n".join(lines) + "\n")
+        _same([str(tmp_path / "svc.log")], 6)
+
+    def test_cycles_untimed_traces_and_odd_ids(self, tmp_path: Path) -> None:
+        lines = [
+            _line("2026-03-01T10:00:01.000000Z", TRACE_A, "a" * 16, "b" * 16, "cycle a"),
+            _line("2026-03-01T10:00:00.000000Z", TRACE_A, "b" * 16, "a" * 16, "cycle b"),
+            _line("not a time", TRACE_B, "c" * 16, None, "no time"),
+            _line("2026-03-01T10:00:00.000000Z", "x" * 300, None, None, "long id"),
+            _line("2026-03-01T10:00:00.000000Z", "request-7", "span-1", "span-0", "plain ids"),
+            _line("2026-03-01T10:00:02.000000Z", "трасса-1", "追踪", None, "unicode ids"),
+            _line("2026-03-01T10:00:02.000000Z", "trace\udcff", "s", None, "surrogate"),
+            '{"timestamp": "2026-03-01T10:00:00Z", "trace_id": ',
+            "\x00\x01 binary junk",
+            "key=value trace_id=" + TRACE_B + " msg=logfmt",
+        ]
+        (tmp_path / "a.log").write_text("\n".join(lines) + "\n")
+        with gzip.open(tmp_path / "b.log.1.gz", "wt") as f:
+            f.write("\n".join(reversed(lines)) + "\n")
+        (tmp_path / "empty.log").write_text("")
+        paths = [str(tmp_path / n) for n in ("a.log", "b.log.1.gz", "empty.log")]
+        for shards in (2, 3, 9):
+            _same(paths, shards)
+
+    @pytest.mark.parametrize("pure", ["", "1"])
+    def test_scans_write_rows_out_as_they_go(
+        self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, pure: str
+    ) -> None:
+        monkeypatch.setenv("LOGTRACE_PURE_PYTHON", pure)
+        monkeypatch.setattr(_scan, "SINK_ROWS", 7)
+        monkeypatch.setattr(_scan, "BLOCK", 4096)
+        monkeypatch.setattr(_read, "BLOCK", 4096)
+        held = []
+        scan_task = _scan.scan_task
+
+        def spy(*args: Any) -> Any:
+            result = scan_task(*args)
+            held.append(len(result.rows))
+            return result
+
+        monkeypatch.setattr(_scan, "scan_task", spy)
+        lines = [
+            _line(f"2026-03-01T10:00:{k % 60:02d}.000000Z", f"{k % 13 + 1:032x}", None, None, "m")
+            for k in range(3000)
+        ]
+        with gzip.open(tmp_path / "svc.log.1.gz", "wt") as f:
+            f.write("\n".join(lines) + "\n")
+        # A last line still being written: reported as truncated, also when spilled.
+        (tmp_path / "svc.log").write_text("\n".join(lines) + '\n{"timestamp": "2026-03-0')
+        paths = [str(tmp_path / "svc.log.1.gz"), str(tmp_path / "svc.log")]
+        out = _same(paths, 3)
+        # The plain file's rows went out during its scan (the gzipped one is
+        # read a megabyte of compressed input at a time: one block here).
+        assert held[1] == 3001
+        assert held[-1] < 1000
+        assert out.count(b"\n") == 6001
+        assert out.endswith(b'"reason":"truncated line"}\n')
+
+    def test_only_untraced_lines(self, tmp_path: Path) -> None:
+        path = tmp_path / "noise.log"
+        path.write_text("".join(f"line {i} without any id\n" for i in range(5000)))
+        out = _same([str(path)], 4)
+        assert out.count(b"\n") == 5000
+
+    def test_shards_are_stable_and_spread(self) -> None:
+        ids = [f"{k:032x}" for k in range(1000)]
+        first = shard_of_traces(ids, 8)
+        assert (first == shard_of_traces(ids, 8)).all()
+        counts = [int((first == s).sum()) for s in range(8)]
+        assert min(counts) > 80
+
+    def test_shard_count_follows_the_budget(self) -> None:
+        assert shard_count(1000, 512 << 20) == 1
+        assert shard_count(10_000_000, 128 << 20) > shard_count(10_000_000, 1 << 30) > 1
+
+
+def _tree_memory(root: int) -> int:
+    """Anonymous memory (proportional set size) of a process and its descendants."""
+    children: dict[int, list[int]] = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as f:
+                ppid = int(f.read().rsplit(")", 1)[1].split()[1])
+        except (OSError, ValueError, IndexError):
+            continue
+        children.setdefault(ppid, []).append(int(entry))
+    total = 0
+    todo = [root]
+    while todo:
+        pid = todo.pop()
+        todo.extend(children.get(pid, []))
+        try:
+            with open(f"/proc/{pid}/smaps_rollup") as f:
+                for line in f:
+                    if line.startswith("Pss_Anon:"):
+                        total += int(line.split()[1]) * 1024
+                        break
+        except OSError:
+            continue
+    return total
+
+
+def _peak_memory(argv: list[str], env: dict[str, str]) -> tuple[int, int]:
+    proc = subprocess.Popen(argv, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    peak = 0
+    while proc.poll() is None:
+        peak = max(peak, _tree_memory(proc.pid))
+        time.sleep(0.01)
+    assert proc.stderr is not None
+    proc.stderr.read()
+    proc.stderr.close()
+    return peak, proc.returncode
+
+
+@pytest.mark.skipif(not os.path.exists("/proc/self/smaps_rollup"), reason="needs Linux /proc")
+@pytest.mark.timeout(600)
+def test_peak_memory_of_a_real_run_stays_within_the_budget(tmp_path: Path) -> None:
+    res = generate(str(tmp_path / "big"), SynthConfig(target_bytes=250_000_000, seed=2))
+    env = dict(os.environ, PYTHONPATH=str(REPO))
+    base = [sys.executable, "-m", "logtrace", "stitch", "--format", "jsonl", "--jobs", "1"]
+    budget = 96 << 20
+    allowance = 48 << 20  # interpreter, numpy and a scanned range before it goes to disk
+    out_small = tmp_path / "small.jsonl"
+    out_big = tmp_path / "big.jsonl"
+    small, code = _peak_memory([*base, "--memory", "96M", "-o", str(out_small), *res.files], env)
+    assert code == 0
+    big, code = _peak_memory([*base, "--memory", "8G", "-o", str(out_big), *res.files], env)
+    assert code == 0
+    assert big > budget + allowance, "the input must be big enough to need shards"
+    assert small < budget + allowance, (small >> 20, big >> 20)
+    assert out_small.stat().st_size == out_big.stat().st_size
+    with open(out_small, "rb") as a, open(out_big, "rb") as b:
+        while True:
+            x, y = a.read(1 << 24), b.read(1 << 24)
+            assert x == y
+            if not x:
+                break
+
+
+def test_cli_with_forced_shards_writes_the_same_file(tmp_path: Path, synth_logs: list[str]) -> None:
+    outputs = []
+    for shards in ("0", "3"):
+        out = tmp_path / f"out{shards}.jsonl"
+        env = dict(os.environ, PYTHONPATH=str(REPO), LOGTRACE_STITCH_SHARDS=shards)
+        proc = subprocess.run(
+            [sys.executable, "-m", "logtrace", "stitch", "-o", str(out), *synth_logs],
+            env=env,
+            capture_output=True,
+            check=False,
+            timeout=120,
+        )
+        assert proc.returncode == 0, proc.stderr
+        outputs.append((out.read_bytes(), proc.stderr))
+    assert outputs[0] == outputs[1]
