@@ -256,27 +256,34 @@ on; the scripts live in `benchmarks/` (see `benchmarks/README.md`).
 _SECTION = "## Middleware"
 
 
-def write_docs_block(key: str, body: str, path: Path = DOCS_FILE) -> None:
-    """Replace (or add) the block ``key`` inside the Middleware section.
+def write_docs_block(
+    key: str,
+    body: str,
+    path: Path = DOCS_FILE,
+    *,
+    section: str = _SECTION,
+    tag: str = "bench",
+) -> None:
+    """Replace (or add) the block ``key`` inside ``section`` of the page.
 
-    A block sits between ``<!-- bench:key -->`` and ``<!-- /bench:key -->``
+    A block sits between ``<!-- tag:key -->`` and ``<!-- /tag:key -->``
     so that each script refreshes its own figures and leaves the prose and the
     other sections of the page alone.
     """
-    start, end = f"<!-- bench:{key} -->", f"<!-- /bench:{key} -->"
+    start, end = f"<!-- {tag}:{key} -->", f"<!-- /{tag}:{key} -->"
     block = f"{start}\n{body.strip()}\n{end}"
     text = path.read_text(encoding="utf-8") if path.exists() else _SKELETON
     pattern = re.compile(re.escape(start) + r".*?" + re.escape(end), re.S)
     if pattern.search(text):
         text = pattern.sub(lambda _: block, text, count=1)
     else:
-        if _SECTION not in text:
-            text = text.rstrip("\n") + f"\n\n{_SECTION}\n\n"
-        head, _, tail = text.partition(_SECTION)
+        if section not in text:
+            text = text.rstrip("\n") + f"\n\n{section}\n\n"
+        head, _, tail = text.partition(section)
         nxt = re.search(r"^## ", tail, re.M)
         cut = nxt.start() if nxt else len(tail)
-        section = tail[:cut].rstrip("\n") + "\n\n" + block + "\n"
+        part = tail[:cut].rstrip("\n") + "\n\n" + block + "\n"
         rest = tail[cut:]
-        text = head + _SECTION + section + ("\n" + rest if rest else "")
+        text = head + section + part + ("\n" + rest if rest else "")
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(text, encoding="utf-8")

@@ -38,6 +38,8 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 if str(REPO_ROOT) not in sys.path:
     sys.path.insert(0, str(REPO_ROOT))
 
+from _common import write_docs_block  # noqa: E402
+
 from logtrace.stitch.synth import SynthConfig, generate  # noqa: E402
 
 DATA = REPO_ROOT / "benchmarks" / "data" / "bench"
@@ -46,24 +48,8 @@ SECTION = "## Stitcher"
 
 
 def write_block(key: str, body: str, path: Path = DOCS) -> None:
-    """Replace (or add) ``<!-- stitch:key -->`` block in the Stitcher section only."""
-    start, end = f"<!-- stitch:{key} -->", f"<!-- /stitch:{key} -->"
-    block = f"{start}\n{body.strip()}\n{end}"
-    text = path.read_text(encoding="utf-8") if path.exists() else "# Performance\n"
-    pattern = re.compile(re.escape(start) + r".*?" + re.escape(end), re.S)
-    if pattern.search(text):
-        text = pattern.sub(lambda _: block, text, count=1)
-    else:
-        if SECTION not in text:
-            text = text.rstrip("\n") + f"\n\n{SECTION}\n\n"
-        head, _, tail = text.partition(SECTION)
-        nxt = re.search(r"^## ", tail, re.M)
-        cut = nxt.start() if nxt else len(tail)
-        section = tail[:cut].rstrip("\n") + "\n\n" + block + "\n"
-        rest = tail[cut:]
-        text = head + SECTION + section + ("\n" + rest if rest else "")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(text, encoding="utf-8")
+    """Replace (or add) the ``<!-- stitch:key -->`` block in the Stitcher section."""
+    write_docs_block(key, body, path, section=SECTION, tag="stitch")
 
 
 def ensure_data(size_mb: float, seed: int) -> tuple[list[str], dict[str, object]]:
