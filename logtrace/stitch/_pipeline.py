@@ -7,7 +7,7 @@ import os
 import shutil
 import tempfile
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import IO
 
 import numpy as np
@@ -22,7 +22,7 @@ from ._parse import BROKEN, ERROR, NO_TRACE_ID
 from ._read import expand_paths
 from ._render import Rendering, write_jsonl
 from ._scan import input_size, load_spilled, plan_tasks, scan, scan_spilled
-from ._shard import BYTES_PER_ROW, shard_count, stitch_sharded
+from ._shard import BYTES_PER_ROW, FIXED_MEMORY, shard_count, stitch_sharded
 from ._text import write_text
 from ._tree import build_tree
 
@@ -97,6 +97,8 @@ def _run(
     sharding = options.format == "jsonl" and (
         forced > 1 or input_size(tasks) // _MIN_LINE_BYTES * BYTES_PER_ROW > options.memory
     )
+    if sharding:
+        options = replace(options, jobs=_jobs_within(options.memory, options.jobs))
     if sharding and options.jobs <= 1:
         # One process, but files still cut into ranges: a range's rows are
         # what a scan holds before they go to disk.
@@ -169,6 +171,16 @@ def _run(
         write_text(rendering, out, color=options.color)
     out.flush()
     return summary
+
+
+_PER_JOB = 64 << 20
+"""Memory a scan worker holds whatever the budget (interpreter, libraries,
+read buffers, the rows it has not yet written out)."""
+
+
+def _jobs_within(memory: int, jobs: int) -> int:
+    """Scan workers that fit the budget beside the main process: at least one."""
+    return max(1, min(jobs, (memory - FIXED_MEMORY) // _PER_JOB))
 
 
 _SHARDS_ENV = "LOGTRACE_STITCH_SHARDS"

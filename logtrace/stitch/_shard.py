@@ -43,14 +43,14 @@ from ._tree import Tree, build_tree
 if TYPE_CHECKING:
     from ._pipeline import Options, Summary
 
-__all__ = ["BYTES_PER_ROW", "shard_count", "stitch_sharded"]
+__all__ = ["BYTES_PER_ROW", "FIXED_MEMORY", "shard_count", "stitch_sharded"]
 
 BYTES_PER_ROW = 300
 """Peak memory per line of a shard: scanned rows, the table, the tree,
 the sort's temporaries, the renderer's batch, and the heap's slack
 (measured ~250 on service logs)."""
 
-_FIXED = 64 << 20
+FIXED_MEMORY = 64 << 20
 """Memory the process holds whatever the input (interpreter, numpy, the
 renderer's buffer); a shard gets the rest of the budget."""
 
@@ -62,7 +62,7 @@ F64 = npt.NDArray[np.float64]
 
 def shard_count(rows: int, memory: int) -> int:
     """How many shards keep one shard's rows within ``memory``."""
-    usable = max(memory - _FIXED, memory // 2, 1)
+    usable = max(memory - FIXED_MEMORY, memory // 2, 1)
     return max(1, math.ceil(rows * BYTES_PER_ROW / usable))
 
 
@@ -206,7 +206,7 @@ def _split(
         if used[i]:
             summary.offsets_ms[name] = 0.0
             summary.drift_ppm[name] = 0.0
-    per_batch = max(1 << 14, (options.memory - _FIXED) // BYTES_PER_ROW)
+    per_batch = max(1 << 14, (options.memory - FIXED_MEMORY) // BYTES_PER_ROW)
     return _Run(list(sources), stubs, trace_ids, services, shards, paths, spool, per_batch)
 
 
