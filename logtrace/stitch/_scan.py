@@ -110,7 +110,7 @@ def _range_blocks(path: str, start: int, end: int) -> Iterator[bytes]:
         f.seek(start)
         remaining = end - start
         while remaining > 0:
-            block = f.read(min(remaining, 16 << 20))
+            block = f.read(min(remaining, BLOCK))
             if not block:
                 return
             remaining -= len(block)
