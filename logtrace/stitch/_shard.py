@@ -23,6 +23,7 @@ import pickle
 import zlib
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
+from hashlib import blake2b
 from itertools import count, filterfalse
 from typing import IO, TYPE_CHECKING
 
@@ -66,6 +67,30 @@ def shard_count(rows: int, memory: int) -> int:
     return max(1, math.ceil(rows * BYTES_PER_ROW / usable))
 
 
+MIN_CALLS = 500_000
+"""Calls the clock estimate keeps at least, whatever the budget: enough for
+the tightest delays of every service pair to show (about 80 MB at most)."""
+_BYTES_PER_CALL = 160
+"""Memory per kept call while estimating (columns, sort, the estimator's arrays)."""
+
+
+def call_cap(memory: int) -> int:
+    """How many calls the clock estimate keeps: a quarter of the budget's worth."""
+    return max(MIN_CALLS, (memory - FIXED_MEMORY) // 4 // _BYTES_PER_CALL)
+
+
+def _sample_keys(trace_ids: Sequence[str]) -> npt.NDArray[np.int64]:
+    """Per trace, the key that decides whether its calls are kept when a run
+    has more calls than the estimate keeps: a hash other than the shard's."""
+    digests = b"".join(
+        blake2b(t.encode("utf-8", "surrogatepass"), digest_size=8).digest() for t in trace_ids
+    )
+    keys: npt.NDArray[np.int64] = (np.frombuffer(digests, dtype=">u8") >> np.uint64(1)).astype(
+        np.int64
+    )
+    return keys
+
+
 def shard_of_traces(trace_ids: Sequence[str], shards: int) -> npt.NDArray[np.int32]:
     """Each trace's shard: a hash of its canonical ID (the same on every run)."""
     return np.fromiter(
@@ -105,7 +130,7 @@ def stitch_sharded(
 ) -> None:
     """Write the run's JSON lines shard by shard; fills ``summary``."""
     run = _split(sources, scanned, options, spool, shards, summary)
-    clocks = _estimate(run) if options.skew_correction else {}
+    clocks = _estimate(run, call_cap(options.memory)) if options.skew_correction else {}
     used = summary.offsets_ms
     for name in list(used):
         model = clocks.get(name)
@@ -283,10 +308,18 @@ class _Calls:
     exact: npt.NDArray[np.bool_]
 
 
-def _estimate(run: _Run) -> dict[str, ClockModel]:
+def _estimate(run: _Run, cap: int) -> dict[str, ClockModel]:
     """:func:`._correct.estimate` over the shards: calls gathered from each
-    (a small fraction of the rows), one estimate for the run."""
+    (a small fraction of the rows), one estimate for the run.
+
+    Beyond ``cap`` calls, the calls of a deterministic sample of traces are
+    kept (those with the smallest keys, see :func:`_sample_keys`), so that
+    memory stays bounded however long the run; below it, every call counts.
+    """
     parts: list[tuple[npt.NDArray[np.generic], ...]] = []
+    keys: npt.NDArray[np.int64] | None = None
+    below = np.iinfo(np.int64).max  # calls of traces with keys below this are kept
+    kept = 0
     span_count = np.zeros(len(run.trace_ids), dtype=np.int64)
     lo = np.full(len(run.services), np.inf)
     hi = np.full(len(run.services), -np.inf)
@@ -310,6 +343,11 @@ def _estimate(run: _Run) -> dict[str, ClockModel]:
                 calls.exact,
             )
         )
+        if below < np.iinfo(np.int64).max or kept + len(calls.callee) > 2 * cap:
+            if keys is None:
+                keys = _sample_keys(list(run.trace_ids))
+            parts, below = _thin(parts, keys, below, cap)
+        kept = sum(len(p[0]) for p in parts)
         rows = table.rows
         ts = rows["ts"]
         usable = (rows["span"] >= 0) & ((rows["flags"] & SPAN_RECORD) == 0) & ~np.isnan(ts)
@@ -339,6 +377,26 @@ def _estimate(run: _Run) -> dict[str, ClockModel]:
         send, receive = _bracket(run, c, loose, clocks, margin, lo, hi, base)
         clocks = _estimate_calls(run, c, send, receive)
     return clocks
+
+
+def _thin(
+    parts: list[tuple[npt.NDArray[np.generic], ...]],
+    keys: npt.NDArray[np.int64],
+    below: int,
+    cap: int,
+) -> tuple[list[tuple[npt.NDArray[np.generic], ...]], int]:
+    """Keep the calls of traces whose key is under the (lowered) limit: at
+    most ``cap`` calls once more than twice that many were seen."""
+    trace_keys = [keys[p[1].astype(np.int64)] for p in parts]
+    every = np.concatenate(trace_keys)
+    every = every[every < below]
+    if len(every) > cap:
+        below = int(np.partition(every, cap)[cap])
+    thinned = []
+    for part, k in zip(parts, trace_keys, strict=True):
+        keep = k < below
+        thinned.append(tuple(column[keep] for column in part))
+    return thinned, below
 
 
 def _estimate_calls(run: _Run, c: _Calls, send: F64, receive: F64) -> dict[str, ClockModel]:

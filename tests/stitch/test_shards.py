@@ -133,6 +133,40 @@ def _line(ts: str, trace: str | None, span: str | None, parent: str | None, msg:
     return json.dumps(record)
 
 
+class TestCallCap:
+    """Runs with more calls than the clock estimate keeps use a deterministic
+    sample of traces' calls: bounded memory, nearly the same clocks."""
+
+    def test_a_sample_of_calls_gives_nearly_the_same_clocks(
+        self, synth_logs: list[str], monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        whole, expected = _run(synth_logs)
+        seen: list[int] = []
+        estimate = _shard._estimate_calls
+
+        def counted(run: Any, c: Any, *args: Any) -> Any:
+            seen.append(len(c.start))
+            return estimate(run, c, *args)
+
+        monkeypatch.setattr(_shard, "_estimate_calls", counted)
+        _run(synth_logs, shards=3)
+        every = seen.pop()
+        assert every > 800  # more calls than the sample below keeps
+        monkeypatch.setattr(_shard, "MIN_CALLS", 400)
+        first, got = _run(synth_logs, shards=3, memory=1 << 20)
+        second, again = _run(synth_logs, shards=3, memory=1 << 20)
+        assert first == second and got == again  # the sample does not depend on chance
+        assert seen and max(seen) <= 800
+        assert got.records == expected.records
+        assert first.count(b"\n") == whole.count(b"\n")  # every line still written
+        for name, offset in expected.offsets_ms.items():
+            assert got.offsets_ms[name] == pytest.approx(offset, abs=0.2), name
+
+    def test_the_cap_follows_the_budget_above_a_floor(self) -> None:
+        assert _shard.call_cap(1 << 20) == _shard.MIN_CALLS
+        assert _shard.call_cap(64 << 30) > _shard.MIN_CALLS
+
+
 class TestHostileInput:
     def test_one_span_id_in_many_traces_and_shards(self, tmp_path: Path) -> None:
         lines = []
