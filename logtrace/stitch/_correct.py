@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -20,7 +21,7 @@ from ._group import Table
 from ._parse import SPAN_RECORD
 from ._tree import Tree
 
-__all__ = ["Calls", "apply_clocks", "call_edges", "estimate", "find_calls"]
+__all__ = ["Calls", "apply_clocks", "call_edges", "estimate", "find_calls", "loose_calls"]
 
 F64 = npt.NDArray[np.float64]
 I64 = npt.NDArray[np.int64]
@@ -95,7 +96,7 @@ def estimate(table: Table, tree: Tree) -> dict[str, ClockModel]:
     """
     calls = find_calls(table, tree)
     clocks = _estimate(table, tree, calls)
-    loose = _needs_bracketing(tree, calls)
+    loose = loose_calls(tree.service[calls.caller], tree.service[calls.callee], calls.exact)
     if not len(loose):
         return clocks
     for margin in (100e-6, 30e-6):
@@ -122,16 +123,19 @@ _EXACT_ENOUGH = 20
 """Service pairs with this many exact calls gain nothing from bracketing."""
 
 
-def _needs_bracketing(tree: Tree, calls: Calls) -> I64:
-    """Calls without a client span record, between services that lack exact ones."""
-    loose = np.flatnonzero(~calls.exact)
+def loose_calls(
+    svc_caller: npt.NDArray[np.integer[Any]],
+    svc_callee: npt.NDArray[np.integer[Any]],
+    exact: B,
+) -> I64:
+    """Positions of the calls to bracket: not exact, and their service pair
+    has too few exact calls to pin its clocks without them."""
+    loose = np.flatnonzero(~exact)
     if not len(loose):
         return loose
-    n = int(tree.service.max()) + 2
-    pair = (tree.service[calls.caller].astype(np.int64) + 1) * n + (
-        tree.service[calls.callee].astype(np.int64) + 1
-    )
-    exact_count = np.bincount(pair[calls.exact], minlength=n * n)
+    n = int(max(svc_caller.max(initial=0), svc_callee.max(initial=0))) + 2
+    pair = (svc_caller.astype(np.int64) + 1) * n + (svc_callee.astype(np.int64) + 1)
+    exact_count = np.bincount(pair[exact], minlength=n * n)
     needed: I64 = loose[exact_count[pair[loose]] < _EXACT_ENOUGH]
     return needed
 

@@ -31,7 +31,7 @@ import numpy as np
 import numpy.typing as npt
 
 from ._clocks import ClockModel, estimate_clocks_from_columns
-from ._correct import apply_clocks, find_calls
+from ._correct import apply_clocks, find_calls, loose_calls
 from ._group import Table, group
 from ._model import SCAN_DTYPE, FileScan
 from ._order import order
@@ -370,7 +370,7 @@ def _estimate(run: _Run, cap: int) -> dict[str, ClockModel]:
     )
     del cols, parts, caller_g, perm
     clocks = _estimate_calls(run, c, c.send, c.receive)
-    loose = _needs_bracketing(run, c)
+    loose = loose_calls(c.svc_caller, c.svc_callee, c.exact)
     if not len(loose):
         return clocks
     for margin in (100e-6, 30e-6):
@@ -404,21 +404,6 @@ def _estimate_calls(run: _Run, c: _Calls, send: F64, receive: F64) -> dict[str, 
         c.svc_caller, c.svc_callee, send, receive, c.start, c.end, c.exact,
         run.services, run.services,
     )  # fmt: skip
-
-
-_EXACT_ENOUGH = 20
-
-
-def _needs_bracketing(run: _Run, c: _Calls) -> I64:
-    """As :func:`._correct._needs_bracketing`, on the run's calls."""
-    loose = np.flatnonzero(~c.exact)
-    if not len(loose):
-        return loose
-    n = len(run.services) + 2
-    pair = (c.svc_caller.astype(np.int64) + 1) * n + (c.svc_callee.astype(np.int64) + 1)
-    exact_count = np.bincount(pair[c.exact], minlength=n * n)
-    needed: I64 = loose[exact_count[pair[loose]] < _EXACT_ENOUGH]
-    return needed
 
 
 def _models(run: _Run, clocks: dict[str, ClockModel]) -> tuple[F64, F64, F64]:
