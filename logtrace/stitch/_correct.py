@@ -21,7 +21,18 @@ from ._group import Table
 from ._parse import SPAN_RECORD
 from ._tree import Tree
 
-__all__ = ["Calls", "apply_clocks", "call_edges", "estimate", "find_calls", "loose_calls"]
+__all__ = [
+    "CallerRecords",
+    "Calls",
+    "apply_clocks",
+    "bracketing_rows",
+    "call_edges",
+    "correct_times",
+    "estimate",
+    "find_calls",
+    "loose_calls",
+    "model_arrays",
+]
 
 F64 = npt.NDArray[np.float64]
 I64 = npt.NDArray[np.int64]
@@ -150,52 +161,101 @@ def _bracket(
     clocks: dict[str, ClockModel],
 ) -> Calls:
     """Tighter send/receive for calls without client span records."""
-    rows = table.rows
-    span = rows["span"]
-    ts = rows["ts"]
-    usable = (span >= 0) & ((rows["flags"] & SPAN_RECORD) == 0) & ~np.isnan(ts)
-    sp = span[usable].astype(np.int64)
-    raw = ts[usable]
+    usable = bracketing_rows(table)
+    sp = table.rows["span"][usable].astype(np.int64)
     cor = corrected[usable]
     if not len(sp):
         return calls
     t0 = float(cor.min())
     width = float(cor.max()) - t0 + 1.0
-    key = sp * width + (cor - t0)
-    perm = np.lexsort((cor, sp))
-    key, raw, sp = key[perm], raw[perm], sp[perm]
-
-    names = table.services
-    models = [clocks.get(n, ClockModel()) for n in names]
-    offset = np.array([m.offset_s for m in models])
-    drift = np.array([m.drift for m in models])
-    ref = np.array([m.ref for m in models])
-
-    def correct(values: F64, svc: I64) -> F64:
-        out: F64 = values - offset[svc] - drift[svc] * (values - ref[svc])
-        return out
-
-    caller, callee = calls.caller[loose], calls.callee[loose]
-    svc_callee = tree.service[callee].astype(np.int64)
-    lo = correct(calls.start[loose], svc_callee) - margin - t0
-    end = calls.end[loose]
-    hi = correct(np.where(np.isnan(end), calls.start[loose], end), svc_callee) + margin - t0
-    base = caller * width
-    seg_lo = np.searchsorted(sp, caller, "left")
-    seg_hi = np.searchsorted(sp, caller, "right")
-    before = np.searchsorted(key, base + np.clip(lo, -0.25, width - 0.75), "right") - 1
-    after = np.searchsorted(key, base + np.clip(hi, -0.25, width - 0.75), "left")
+    records = CallerRecords(sp, table.rows["ts"][usable], cor, t0, width)
     send = calls.send.copy()
     receive = calls.receive.copy()
-    ok = before >= seg_lo
-    cand = raw[np.clip(before, 0, len(raw) - 1)]
-    take = ok & (cand > send[loose])
-    send[loose[take]] = cand[take]
-    ok = (after < seg_hi) & ~np.isnan(end)
-    cand = raw[np.clip(after, 0, len(raw) - 1)]
-    take = ok & ((cand < receive[loose]) | np.isnan(receive[loose]))
-    receive[loose[take]] = cand[take]
+    svc_callee = tree.service[calls.callee[loose]].astype(np.int64)
+    records.tighten(
+        loose, calls.caller[loose], calls.start[loose], calls.end[loose], svc_callee,
+        model_arrays(clocks, table.services), margin, send, receive,
+    )  # fmt: skip
     return Calls(calls.caller, calls.callee, send, receive, calls.start, calls.end, calls.exact)
+
+
+def bracketing_rows(table: Table) -> B:
+    """Rows that can bracket a call: a span's own records with a time (not span records)."""
+    rows = table.rows
+    usable: B = (rows["span"] >= 0) & ((rows["flags"] & SPAN_RECORD) == 0) & ~np.isnan(rows["ts"])
+    return usable
+
+
+Models = tuple[F64, F64, F64]
+"""Per service index: clock offset, drift and reference time."""
+
+
+def model_arrays(clocks: dict[str, ClockModel], names: list[str]) -> Models:
+    models = [clocks.get(n, ClockModel()) for n in names]
+    return (
+        np.array([m.offset_s for m in models]),
+        np.array([m.drift for m in models]),
+        np.array([m.ref for m in models]),
+    )
+
+
+def correct_times(values: F64, svc: I64, models: Models) -> F64:
+    """Raw times of services ``svc`` on the reference clock."""
+    offset, drift, ref = models
+    out: F64 = values - offset[svc] - drift[svc] * (values - ref[svc])
+    return out
+
+
+class CallerRecords:
+    """Callers' records sorted by (span, corrected time), searchable by both at once.
+
+    ``t0`` and ``width`` must bound every corrected time of the run (the key
+    packs span and time into one float), also when built a shard at a time.
+    """
+
+    __slots__ = ("key", "raw", "span", "t0", "width")
+
+    def __init__(self, span: I64, raw: F64, corrected: F64, t0: float, width: float) -> None:
+        perm = np.lexsort((corrected, span))
+        self.key: F64 = (span * width + (corrected - t0))[perm]
+        self.raw: F64 = raw[perm]
+        self.span: I64 = span[perm]
+        self.t0 = t0
+        self.width = width
+
+    def tighten(
+        self,
+        which: I64,
+        caller: I64,
+        start: F64,
+        end: F64,
+        svc_callee: I64,
+        models: Models,
+        margin: float,
+        send: F64,
+        receive: F64,
+    ) -> None:
+        """For calls ``which`` (their caller span, the callee's raw start and
+        end, its service): move ``send`` up to the caller's last record before
+        the callee started and ``receive`` down to its first record after the
+        callee ended, each at least ``margin`` away on corrected clocks."""
+        key, raw, width = self.key, self.raw, self.width
+        lo = correct_times(start, svc_callee, models) - margin - self.t0
+        until = np.where(np.isnan(end), start, end)
+        hi = correct_times(until, svc_callee, models) + margin - self.t0
+        at = caller * width
+        seg_lo = np.searchsorted(self.span, caller, "left")
+        seg_hi = np.searchsorted(self.span, caller, "right")
+        before = np.searchsorted(key, at + np.clip(lo, -0.25, width - 0.75), "right") - 1
+        after = np.searchsorted(key, at + np.clip(hi, -0.25, width - 0.75), "left")
+        ok = before >= seg_lo
+        cand = raw[np.clip(before, 0, len(raw) - 1)]
+        take = ok & (cand > send[which])
+        send[which[take]] = cand[take]
+        ok = (after < seg_hi) & ~np.isnan(end)
+        cand = raw[np.clip(after, 0, len(raw) - 1)]
+        take = ok & ((cand < receive[which]) | np.isnan(receive[which]))
+        receive[which[take]] = cand[take]
 
 
 def apply_clocks(table: Table, clocks: dict[str, ClockModel] | None) -> F64:

@@ -31,11 +31,19 @@ import numpy as np
 import numpy.typing as npt
 
 from ._clocks import ClockModel, estimate_clocks_from_columns
-from ._correct import apply_clocks, find_calls, loose_calls
+from ._correct import (
+    CallerRecords,
+    apply_clocks,
+    bracketing_rows,
+    correct_times,
+    find_calls,
+    loose_calls,
+    model_arrays,
+)
 from ._group import Table, group
 from ._model import SCAN_DTYPE, FileScan
 from ._order import order
-from ._parse import BROKEN, NO_TRACE_ID, SPAN_RECORD
+from ._parse import BROKEN, NO_TRACE_ID
 from ._read import Source
 from ._render import Rendering, _give_back_free_heap, take_rows, write_jsonl
 from ._scan import load_spilled
@@ -350,7 +358,7 @@ def _estimate(run: _Run, cap: int) -> dict[str, ClockModel]:
         kept = sum(len(p[0]) for p in parts)
         rows = table.rows
         ts = rows["ts"]
-        usable = (rows["span"] >= 0) & ((rows["flags"] & SPAN_RECORD) == 0) & ~np.isnan(ts)
+        usable = bracketing_rows(table)
         svc = rows["svc"][usable].astype(np.int64)
         np.minimum.at(lo, svc, ts[usable])
         np.maximum.at(hi, svc, ts[usable])
@@ -406,15 +414,6 @@ def _estimate_calls(run: _Run, c: _Calls, send: F64, receive: F64) -> dict[str, 
     )  # fmt: skip
 
 
-def _models(run: _Run, clocks: dict[str, ClockModel]) -> tuple[F64, F64, F64]:
-    models = [clocks.get(n, ClockModel()) for n in run.services]
-    return (
-        np.array([m.offset_s for m in models]),
-        np.array([m.drift for m in models]),
-        np.array([m.ref for m in models]),
-    )
-
-
 def _bracket(
     run: _Run,
     c: _Calls,
@@ -429,57 +428,36 @@ def _bracket(
     and its records are in one shard. The run-wide earliest and latest
     corrected times come from each service's earliest and latest raw ones
     (a correction never reorders one service's times)."""
-    offset, drift, ref = _models(run, clocks)
-
-    def correct(values: F64, svc: I64) -> F64:
-        out: F64 = values - offset[svc] - drift[svc] * (values - ref[svc])
-        return out
-
+    models = model_arrays(clocks, run.services)
     send = c.send.copy()
     receive = c.receive.copy()
     has = np.flatnonzero(np.isfinite(lo_raw))
     if not len(has):
         return send, receive
-    t0 = float(correct(lo_raw[has], has).min())
-    width = float(correct(hi_raw[has], has).max()) - t0 + 1.0
+    t0 = float(correct_times(lo_raw[has], has, models).min())
+    width = float(correct_times(hi_raw[has], has, models).max()) - t0 + 1.0
     for s in range(run.shards):
         mine = loose[c.shard[loose] == s]
         if not len(mine):
             continue
         sh = _open_shard(run, s)
         table = sh.table
-        rows = table.rows
-        span = rows["span"]
-        ts = rows["ts"]
-        usable = (span >= 0) & ((rows["flags"] & SPAN_RECORD) == 0) & ~np.isnan(ts)
-        gspan = base[sh.gtrace[table.span_trace]] + sh.within
-        sp = gspan[span[usable]]
-        raw = ts[usable]
-        cor = apply_clocks(table, clocks)[usable]
-        if not len(sp):
+        usable = bracketing_rows(table)
+        if not usable.any():
             continue
-        key = sp * width + (cor - t0)
-        perm = np.lexsort((cor, sp))
-        key, raw, sp = key[perm], raw[perm], sp[perm]
-        caller = c.caller[mine]
-        svc_callee = c.svc_callee[mine].astype(np.int64)
-        lo = correct(c.start[mine], svc_callee) - margin - t0
-        end = c.end[mine]
-        hi = correct(np.where(np.isnan(end), c.start[mine], end), svc_callee) + margin - t0
-        at = caller * width
-        seg_lo = np.searchsorted(sp, caller, "left")
-        seg_hi = np.searchsorted(sp, caller, "right")
-        before = np.searchsorted(key, at + np.clip(lo, -0.25, width - 0.75), "right") - 1
-        after = np.searchsorted(key, at + np.clip(hi, -0.25, width - 0.75), "left")
-        ok = before >= seg_lo
-        cand = raw[np.clip(before, 0, len(raw) - 1)]
-        take = ok & (cand > c.send[mine])
-        send[mine[take]] = cand[take]
-        ok = (after < seg_hi) & ~np.isnan(end)
-        cand = raw[np.clip(after, 0, len(raw) - 1)]
-        take = ok & ((cand < c.receive[mine]) | np.isnan(c.receive[mine]))
-        receive[mine[take]] = cand[take]
-        del sh, table, rows
+        gspan = base[sh.gtrace[table.span_trace]] + sh.within
+        records = CallerRecords(
+            gspan[table.rows["span"][usable]],
+            table.rows["ts"][usable],
+            apply_clocks(table, clocks)[usable],
+            t0,
+            width,
+        )
+        records.tighten(
+            mine, c.caller[mine], c.start[mine], c.end[mine],
+            c.svc_callee[mine].astype(np.int64), models, margin, send, receive,
+        )  # fmt: skip
+        del sh, table, records
     return send, receive
 
 
