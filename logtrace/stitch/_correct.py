@@ -166,9 +166,7 @@ def _bracket(
     cor = corrected[usable]
     if not len(sp):
         return calls
-    t0 = float(cor.min())
-    width = float(cor.max()) - t0 + 1.0
-    records = CallerRecords(sp, table.rows["ts"][usable], cor, t0, width)
+    records = CallerRecords(sp, table.rows["ts"][usable], cor)
     send = calls.send.copy()
     receive = calls.receive.copy()
     svc_callee = tree.service[calls.callee[loose]].astype(np.int64)
@@ -209,19 +207,19 @@ def correct_times(values: F64, svc: I64, models: Models) -> F64:
 class CallerRecords:
     """Callers' records sorted by (span, corrected time), searchable by both at once.
 
-    ``t0`` and ``width`` must bound every corrected time of the run (the key
-    packs span and time into one float), also when built a shard at a time.
+    A call's caller span picks a segment; a binary search inside it finds the
+    records around a corrected time. Comparisons are on the times themselves,
+    so the answer does not depend on how many spans the run has or how long
+    it lasts, nor on how the spans are numbered.
     """
 
-    __slots__ = ("key", "raw", "span", "t0", "width")
+    __slots__ = ("raw", "span", "time")
 
-    def __init__(self, span: I64, raw: F64, corrected: F64, t0: float, width: float) -> None:
+    def __init__(self, span: I64, raw: F64, corrected: F64) -> None:
         perm = np.lexsort((corrected, span))
-        self.key: F64 = (span * width + (corrected - t0))[perm]
-        self.raw: F64 = raw[perm]
         self.span: I64 = span[perm]
-        self.t0 = t0
-        self.width = width
+        self.time: F64 = corrected[perm]
+        self.raw: F64 = raw[perm]
 
     def tighten(
         self,
@@ -239,15 +237,16 @@ class CallerRecords:
         end, its service): move ``send`` up to the caller's last record before
         the callee started and ``receive`` down to its first record after the
         callee ended, each at least ``margin`` away on corrected clocks."""
-        key, raw, width = self.key, self.raw, self.width
-        lo = correct_times(start, svc_callee, models) - margin - self.t0
+        raw = self.raw
+        if not len(raw):
+            return
+        lo = correct_times(start, svc_callee, models) - margin
         until = np.where(np.isnan(end), start, end)
-        hi = correct_times(until, svc_callee, models) + margin - self.t0
-        at = caller * width
+        hi = correct_times(until, svc_callee, models) + margin
         seg_lo = np.searchsorted(self.span, caller, "left")
         seg_hi = np.searchsorted(self.span, caller, "right")
-        before = np.searchsorted(key, at + np.clip(lo, -0.25, width - 0.75), "right") - 1
-        after = np.searchsorted(key, at + np.clip(hi, -0.25, width - 0.75), "left")
+        before = self._insertion(seg_lo, seg_hi, lo, "right") - 1
+        after = self._insertion(seg_lo, seg_hi, hi, "left")
         ok = before >= seg_lo
         cand = raw[np.clip(before, 0, len(raw) - 1)]
         take = ok & (cand > send[which])
@@ -256,6 +255,26 @@ class CallerRecords:
         cand = raw[np.clip(after, 0, len(raw) - 1)]
         take = ok & ((cand < receive[which]) | np.isnan(receive[which]))
         receive[which[take]] = cand[take]
+
+    def _insertion(self, lo: I64, hi: I64, x: F64, side: str) -> I64:
+        """Per query, where ``x`` goes among the times ``lo:hi`` (one
+        segment): after equal times for ``"right"``, before them for
+        ``"left"``. All queries bisect together, one halving per round."""
+        time = self.time
+        lo = lo.astype(np.int64)
+        hi = hi.astype(np.int64)
+        active = np.flatnonzero(lo < hi)
+        while len(active):
+            a_lo, a_hi = lo[active], hi[active]
+            mid = (a_lo + a_hi) // 2
+            t, q = time[mid], x[active]
+            # NaN queries sort after every time, as in np.searchsorted.
+            go_right = (t <= q) | np.isnan(q) if side == "right" else (t < q) | np.isnan(q)
+            a_lo = np.where(go_right, mid + 1, a_lo)
+            a_hi = np.where(go_right, a_hi, mid)
+            lo[active], hi[active] = a_lo, a_hi
+            active = active[a_lo < a_hi]
+        return lo
 
 
 def apply_clocks(table: Table, clocks: dict[str, ClockModel] | None) -> F64:

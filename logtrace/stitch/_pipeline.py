@@ -16,13 +16,19 @@ import numpy.typing as npt
 from ._correct import apply_clocks, estimate
 from ._group import Table, group
 from ._ids import norm_trace_id
-from ._model import FileScan
+from ._model import SCAN_DTYPE, FileScan
 from ._order import order
 from ._parse import BROKEN, ERROR, NO_TRACE_ID
 from ._read import expand_paths
 from ._render import Rendering, write_jsonl
 from ._scan import input_size, load_spilled, plan_tasks, scan, scan_spilled
-from ._shard import BYTES_PER_ROW, FIXED_MEMORY, shard_count, stitch_sharded
+from ._shard import (
+    BYTES_PER_ROW,
+    FIXED_MEMORY,
+    SHARDED_FORMATS,
+    shard_count,
+    stitch_sharded,
+)
 from ._text import write_text
 from ._tree import build_tree
 
@@ -48,7 +54,7 @@ class Options:
     color: bool = False
     tmp_dir: str | None = None
     shards: int = 0
-    """Trace shards for JSON lines; 0 lets the memory budget decide (see :mod:`._shard`)."""
+    """Trace shards (JSON lines and text); 0 lets the memory budget decide (see :mod:`._shard`)."""
 
 
 @dataclass(slots=True)
@@ -94,7 +100,7 @@ def _run(
     sources = expand_paths(paths, spool)
     tasks = plan_tasks(sources, options.jobs)
     forced = options.shards or int(os.environ.get(_SHARDS_ENV) or 0)
-    sharding = options.format == "jsonl" and (
+    sharding = options.format in SHARDED_FORMATS and (
         forced > 1 or input_size(tasks) // _MIN_LINE_BYTES * BYTES_PER_ROW > options.memory
     )
     if sharding:
@@ -194,13 +200,12 @@ over it bounds the line count before reading."""
 def _spilled_rows(result: FileScan, path: str | None) -> int:
     if path is None:
         return len(result.rows)
-    rows, _ = load_spilled(path)
-    return len(rows)
+    return os.path.getsize(path) // SCAN_DTYPE.itemsize
 
 
 def _unspilled(result: FileScan, path: str | None) -> FileScan:
     if path is not None:
-        result.rows, result.spans = load_spilled(path)
+        result.rows, result.traces, result.spans = load_spilled(path)
     return result
 
 

@@ -57,6 +57,7 @@ except ImportError:  # not built: the pure-Python path gives the same rows
 
 __all__ = [
     "ScanTask",
+    "drop_spilled",
     "input_size",
     "load_spilled",
     "plan_tasks",
@@ -845,9 +846,10 @@ def _worker(task: ScanTask) -> FileScan:
 
 
 def _spilling_worker(task: ScanTask) -> tuple[FileScan, str | None]:
-    """:func:`scan_task` with the rows and span IDs written to spool files
-    (their path returned, ``None`` for no rows): a worker hands back only the
-    small part, and the parent reads the rest when it needs it."""
+    """:func:`scan_task` with the rows, trace IDs and span IDs written to
+    spool files (their path returned, ``None`` for no rows): a worker hands
+    back only what does not grow with the input, and the parent reads the
+    rest when it needs it."""
     fd, path = tempfile.mkstemp(prefix=f"rows{task[0]}-", suffix=".rows", dir=_SPOOL_DIR)
     with os.fdopen(fd, "wb") as sink:
         result = scan_task(task, _SPOOL_DIR, sink)
@@ -856,19 +858,26 @@ def _spilling_worker(task: ScanTask) -> tuple[FileScan, str | None]:
     if not written:
         os.unlink(path)
         return result, None
-    with open(path + ".spans", "wb") as f:
-        pickle.dump(result.spans, f, protocol=pickle.HIGHEST_PROTOCOL)
+    with open(path + ".ids", "wb") as f:
+        pickle.dump((result.traces, result.spans), f, protocol=pickle.HIGHEST_PROTOCOL)
     result.rows = np.empty(0, dtype=SCAN_DTYPE)
+    result.traces = []
     result.spans = []
     return result, path
 
 
-def load_spilled(path: str) -> tuple[npt.NDArray[np.void], list[str]]:
-    """A spilled scan's rows (mapped read-only: no memory until read) and span IDs."""
+def load_spilled(path: str) -> tuple[npt.NDArray[np.void], list[str], list[str]]:
+    """A spilled scan's rows (mapped read-only: no memory until read), trace IDs and span IDs."""
     rows: npt.NDArray[np.void] = np.memmap(path, dtype=SCAN_DTYPE, mode="r")
-    with open(path + ".spans", "rb") as f:
-        spans: list[str] = pickle.load(f)
-    return rows, spans
+    with open(path + ".ids", "rb") as f:
+        traces, spans = pickle.load(f)
+    return rows, traces, spans
+
+
+def drop_spilled(path: str) -> None:
+    """Remove a spilled scan's files."""
+    os.unlink(path)
+    os.unlink(path + ".ids")
 
 
 def scan(

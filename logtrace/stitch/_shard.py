@@ -3,16 +3,20 @@
 Every stage after reading works on whole traces, so a run can be cut by
 trace: a stable hash of the canonical trace ID picks a row's shard, and each
 shard is grouped, treed, corrected, ordered and written as a run of its own.
-What must see the whole run is small and kept whole: the distinct traces
-(ID -> first-seen index, start time, where the shard wrote it) and the calls
-the clock estimate reads (one model for the run, as without shards).
+Only the clock estimate must see the whole run: it keeps the calls (a
+bounded number of them, see :func:`call_cap`), never the lines or the traces.
 
 Rows go from the scan workers to spool files, are split once into one spool
 file per shard (plus one for lines without a trace), and each shard is read
-back alone: memory holds one shard, never the run. The output is the same
-bytes as an unsharded run: traces are merged from the shards' outputs in the
-unsharded order (start time, then first appearance), then the lines without
-a trace in file and line order.
+back alone: memory holds one shard, never the run. No table of the run's
+traces exists anywhere: a trace's place among first appearances is the scan
+it first appears in and its index there, which its shard alone can tell.
+
+The output is the same bytes as an unsharded run. Each shard writes its
+traces in the unsharded order restricted to its own (start time, then first
+appearance) with an index of where each went; a bounded merge of those
+indexes copies the traces out in the run's order. The lines without a trace
+follow, in file and line order.
 """
 
 from __future__ import annotations
@@ -20,11 +24,11 @@ from __future__ import annotations
 import math
 import os
 import pickle
+import resource
 import zlib
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from hashlib import blake2b
-from itertools import count, filterfalse
 from typing import IO, TYPE_CHECKING
 
 import numpy as np
@@ -35,24 +39,27 @@ from ._correct import (
     CallerRecords,
     apply_clocks,
     bracketing_rows,
-    correct_times,
     find_calls,
     loose_calls,
     model_arrays,
 )
 from ._group import Table, group
 from ._model import SCAN_DTYPE, FileScan
-from ._order import order
+from ._order import Order, order
 from ._parse import BROKEN, NO_TRACE_ID
 from ._read import Source
 from ._render import Rendering, _give_back_free_heap, take_rows, write_jsonl
-from ._scan import load_spilled
+from ._scan import drop_spilled, load_spilled
+from ._text import write_text
 from ._tree import Tree, build_tree
 
 if TYPE_CHECKING:
     from ._pipeline import Options, Summary
 
-__all__ = ["BYTES_PER_ROW", "FIXED_MEMORY", "shard_count", "stitch_sharded"]
+__all__ = ["BYTES_PER_ROW", "FIXED_MEMORY", "SHARDED_FORMATS", "shard_count", "stitch_sharded"]
+
+SHARDED_FORMATS = ("jsonl", "text")
+"""Output formats written a shard at a time (each trace's block stands alone)."""
 
 BYTES_PER_ROW = 300
 """Peak memory per line of a shard: scanned rows, the table, the tree,
@@ -67,6 +74,10 @@ _NO_ROWS = np.empty(0, dtype=SCAN_DTYPE)
 
 I64 = npt.NDArray[np.int64]
 F64 = npt.NDArray[np.float64]
+
+_INDEX = np.dtype([("start", "<f8"), ("key", "<i8"), ("at", "<i8"), ("size", "<i8")])
+"""Per written trace: start (NaN as +inf), first-appearance key, and its
+byte range in its shard's output; a shard's entries in output order."""
 
 
 def shard_count(rows: int, memory: int) -> int:
@@ -108,22 +119,26 @@ def shard_of_traces(trace_ids: Sequence[str], shards: int) -> npt.NDArray[np.int
     )
 
 
+def _first_keys(scan_index: int, local: I64) -> I64:
+    """Where traces first appear, as one sortable int: scan, then index in it."""
+    keys: I64 = local | (scan_index << 32)
+    return keys
+
+
 @dataclass(slots=True)
 class _Run:
-    """What the whole run keeps in memory: per trace and per call, never per line."""
+    """What the whole run keeps in memory: per scan and per call, never per
+    line or per trace."""
 
     sources: list[Source]
     scans: list[FileScan]
-    """Every scan without its rows and span IDs (those are in the shard files)."""
-    trace_ids: dict[str, int]
+    """Every scan without its rows and IDs (those are in the shard files)."""
     services: list[str]
     shards: int
     paths: list[str]
     """Spool file per shard; the last one holds the lines without a trace."""
     spool: str
     rows_per_batch: int
-    span_count: I64 = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
-    """Per trace (first-seen index): how many spans it has."""
 
 
 def stitch_sharded(
@@ -136,34 +151,44 @@ def stitch_sharded(
     summary: Summary,
     progress: Callable[[str, float], None] | None = None,
 ) -> None:
-    """Write the run's JSON lines shard by shard; fills ``summary``."""
+    """Write the run's traces shard by shard (JSON lines or text); fills ``summary``."""
+    _allow_open_files(shards + 16)
     run = _split(sources, scanned, options, spool, shards, summary)
     clocks = _estimate(run, call_cap(options.memory)) if options.skew_correction else {}
-    used = summary.offsets_ms
-    for name in list(used):
+    for name in list(summary.offsets_ms):
         model = clocks.get(name)
         summary.offsets_ms[name] = round(model.offset_s * 1e3, 3) if model else 0.0
         summary.drift_ppm[name] = round(model.drift * 1e6, 3) if model else 0.0
-    n = len(run.trace_ids)
-    start = np.full(n, np.nan)
-    where = np.full(n, -1, dtype=np.int64)
-    length = np.zeros(n, dtype=np.int64)
-    shard_at = np.zeros(n, dtype=np.int32)
     outputs: list[str] = []
-    written = 0
+    indexes: list[str] = []
+    summary.traces = summary.written_traces = 0
     for s in range(shards):
         if progress is not None:
             progress("writing", s / (shards + 1))
-        path = os.path.join(spool, f"shard{s}.jsonl")
+        path = os.path.join(spool, f"shard{s}.out")
         outputs.append(path)
-        written += _write_shard(run, s, clocks, options, path, start, where, length, shard_at)
+        indexes.append(path + ".index")
+        traces, written = _write_shard(run, s, clocks, options, path)
+        summary.traces += traces
+        summary.written_traces += written
         _give_back_free_heap()
-    summary.written_traces = written
-    _merge(outputs, start, where, length, shard_at, out)
-    for path in outputs:
+    _merge(outputs, indexes, out, _merge_chunk(options.memory, shards))
+    for path in outputs + indexes:
         os.unlink(path)
     _write_untraced(run, clocks, options, out)
     out.flush()
+
+
+def _allow_open_files(wanted: int) -> None:
+    """Raise the soft limit on open files to ``wanted`` if the hard one allows:
+    the split writes to every shard's file at once."""
+    try:
+        soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+        if soft != resource.RLIM_INFINITY and soft < wanted:
+            limit = wanted if hard == resource.RLIM_INFINITY else min(wanted, hard)
+            resource.setrlimit(resource.RLIMIT_NOFILE, (limit, hard))
+    except (OSError, ValueError):
+        pass  # the open below reports the limit if it is too low
 
 
 def _split(
@@ -174,16 +199,13 @@ def _split(
     shards: int,
     summary: Summary,
 ) -> _Run:
-    """One read of every scan: run-wide trace and service indexes, the
-    summary's counts, and each scan's rows cut into the shard files."""
-    trace_ids: dict[str, int] = {}
+    """One read of every scan: the run's services, the summary's counts, and
+    each scan's rows cut into the shard files (with the trace and span IDs
+    they use and where each trace appears first)."""
     service_ids: dict[str, int] = {}
     for scan, _ in scanned:
-        new = filterfalse(trace_ids.__contains__, scan.traces)
-        trace_ids.update(zip(new, count(len(trace_ids))))
         for v in scan.services:
             service_ids.setdefault(v, len(service_ids))
-    shard_of = shard_of_traces(list(trace_ids), shards)
     services = list(service_ids)
     used = np.zeros(len(services), dtype=bool)
     paths = [os.path.join(spool, f"shard{s}.rows") for s in range(shards + 1)]
@@ -191,15 +213,16 @@ def _split(
     stubs: list[FileScan] = []
     records = unattributed = unparseable = 0
     try:
-        for scan, spilled in scanned:
+        for i, (scan, spilled) in enumerate(scanned):
             if spilled is not None:
-                mapped, spans = load_spilled(spilled)
+                mapped, traces, spans = load_spilled(spilled)
                 rows = np.asarray(mapped)
             else:
-                rows, spans = scan.rows, scan.spans
+                rows, traces, spans = scan.rows, scan.traces, scan.spans
             summary.warnings.extend(scan.warnings)
-            stub = FileScan(scan.file, scan.data_path, _NO_ROWS, [], [], scan.services, scan.lines)
-            stubs.append(stub)
+            stubs.append(
+                FileScan(scan.file, scan.data_path, _NO_ROWS, [], [], scan.services, scan.lines)
+            )
             n = len(rows)
             records += n
             trace = np.asarray(rows["trace"])
@@ -210,45 +233,48 @@ def _split(
             vmap = np.array([service_ids[v] for v in scan.services], dtype=np.int64)
             if n:
                 used[vmap[np.asarray(rows["svc"])]] = True
-            tmap = np.fromiter(
-                map(trace_ids.__getitem__, scan.traces), dtype=np.int64, count=len(scan.traces)
-            )
-            local_shard = shard_of[tmap] if len(tmap) else np.zeros(1, dtype=np.int32)
+            local_shard = shard_of_traces(traces, shards) if traces else np.zeros(1, np.int32)
             row_shard = np.where(trace >= 0, local_shard[np.maximum(trace, 0)], shards)
             perm = np.argsort(row_shard, kind="stable")
             bounds = np.searchsorted(row_shard[perm], np.arange(shards + 2))
             for s in range(shards + 1):
                 part = perm[bounds[s] : bounds[s + 1]]
-                sub = take_rows(rows, part) if len(part) else _NO_ROWS
-                pickle.dump(_compact(scan, sub, spans), files[s], protocol=pickle.HIGHEST_PROTOCOL)
-            scan.traces = []  # the shard files have them now
-            del rows, spans, trace, reason, broken, perm, row_shard
+                if len(part):
+                    piece = _compact(i, scan, take_rows(rows, part), traces, spans)
+                    pickle.dump(piece, files[s], protocol=pickle.HIGHEST_PROTOCOL)
+            scan.traces = scan.spans = []  # the shard files have them now
+            del rows, traces, spans, trace, reason, broken, perm, row_shard
             if spilled is not None:
                 del mapped
-                os.unlink(spilled)
-                os.unlink(spilled + ".spans")
+                drop_spilled(spilled)
     finally:
         for f in files:
             f.close()
     summary.files = len(sources)
     summary.records = records
-    summary.traces = len(trace_ids)
     summary.unattributed = unattributed
     summary.unparseable = unparseable
-    for i, name in enumerate(services):
-        if used[i]:
+    for k, name in enumerate(services):
+        if used[k]:
             summary.offsets_ms[name] = 0.0
             summary.drift_ppm[name] = 0.0
     per_batch = max(1 << 14, (options.memory - FIXED_MEMORY) // BYTES_PER_ROW)
-    return _Run(list(sources), stubs, trace_ids, services, shards, paths, spool, per_batch)
+    return _Run(list(sources), stubs, services, shards, paths, spool, per_batch)
 
 
-def _compact(scan: FileScan, rows: npt.NDArray[np.void], spans: list[str]) -> FileScan:
+_Piece = tuple[int, FileScan, I64]
+"""A scan's rows of one shard: the scan's index, the rows with the IDs they
+use, and per trace there where it appears first in the run."""
+
+
+def _compact(
+    index: int, scan: FileScan, rows: npt.NDArray[np.void], traces: list[str], spans: list[str]
+) -> _Piece:
     """The scan restricted to ``rows``: only the trace and span IDs they use,
     in the scan's order (so that first appearances keep their order)."""
     trace_col = rows["trace"]
     used_t = np.unique(trace_col[trace_col >= 0])
-    tnew = np.full(len(scan.traces) + 1, -1, dtype=np.int32)
+    tnew = np.full(len(traces) + 1, -1, dtype=np.int32)
     tnew[used_t] = np.arange(len(used_t), dtype=np.int32)
     rows["trace"] = tnew[trace_col]
     span_col, parent_col = rows["span"], rows["parent"]
@@ -258,18 +284,19 @@ def _compact(scan: FileScan, rows: npt.NDArray[np.void], spans: list[str]) -> Fi
     snew[used_s] = np.arange(len(used_s), dtype=np.int32)
     rows["span"] = snew[span_col]
     rows["parent"] = snew[parent_col]
-    return FileScan(
+    piece = FileScan(
         scan.file,
         scan.data_path,
         rows,
-        list(map(scan.traces.__getitem__, used_t.tolist())),
+        list(map(traces.__getitem__, used_t.tolist())),
         list(map(spans.__getitem__, used_s.tolist())),
         scan.services,
         scan.lines,
     )
+    return index, piece, _first_keys(index, used_t.astype(np.int64))
 
 
-def _load(path: str) -> Iterator[FileScan]:
+def _load(path: str) -> Iterator[_Piece]:
     with open(path, "rb") as f:
         while True:
             try:
@@ -282,31 +309,43 @@ def _load(path: str) -> Iterator[FileScan]:
 class _Shard:
     table: Table
     tree: Tree
-    gtrace: I64
-    """Shard trace index -> run-wide (first-seen) trace index."""
+    first: I64
+    """Per trace of the shard: where it appears first in the run (see :func:`_first_keys`)."""
     within: I64
-    """Shard span index -> its rank among its trace's spans."""
+    """Per span of the shard: its rank among its trace's spans."""
 
 
 def _open_shard(run: _Run, s: int) -> _Shard:
-    table = group(run.sources, list(_load(run.paths[s])))
+    """Shard ``s`` as a table of its own. Every scan takes part (those without
+    rows here as stubs), so that services and line numbers are the run's."""
+    scans = list(run.scans)
+    firsts: list[tuple[list[str], I64]] = []
+    for index, piece, keys in _load(run.paths[s]):
+        scans[index] = piece
+        firsts.append((piece.traces, keys))
+    table = group(run.sources, scans)
+    # group() numbers traces by first appearance over the scans in order, so
+    # the earliest key seen for a trace is where it first appears in the run.
+    number = {t: k for k, t in enumerate(table.traces)}
+    first = np.full(len(table.traces), np.iinfo(np.int64).max, dtype=np.int64)
+    for traces, keys in firsts:
+        at = np.fromiter(map(number.__getitem__, traces), dtype=np.int64, count=len(traces))
+        np.minimum.at(first, at, keys)
+    del number, firsts
     tree = build_tree(table)
-    gtrace = np.fromiter(
-        map(run.trace_ids.__getitem__, table.traces), dtype=np.int64, count=len(table.traces)
-    )
     span_trace = table.span_trace.astype(np.int64)
-    first = np.searchsorted(span_trace, np.arange(len(table.traces)))
-    within = np.arange(len(span_trace), dtype=np.int64) - first[span_trace]
-    return _Shard(table, tree, gtrace, within)
+    start = np.searchsorted(span_trace, np.arange(len(table.traces)))
+    within = np.arange(len(span_trace), dtype=np.int64) - start[span_trace]
+    return _Shard(table, tree, first, within)
 
 
 @dataclass(slots=True)
 class _Calls:
-    """The run's calls, in the order an unsharded run finds them."""
+    """The run's kept calls, in the order an unsharded run finds them."""
 
     shard: npt.NDArray[np.int32]
     caller: I64
-    """Run-wide span index of the caller (as an unsharded run numbers spans)."""
+    """The caller's span index in its shard."""
     svc_caller: npt.NDArray[np.int16]
     svc_callee: npt.NDArray[np.int16]
     send: F64
@@ -314,6 +353,34 @@ class _Calls:
     start: F64
     end: F64
     exact: npt.NDArray[np.bool_]
+
+
+_Columns = tuple[npt.NDArray[np.generic], ...]
+"""One shard's calls: shard, callee's trace first key, callee's rank in its
+trace, caller span, services, send, receive, start, end, exact, sample key."""
+_SAMPLE = -1
+
+
+def _shard_calls(s: int, sh: _Shard) -> _Columns:
+    table, tree = sh.table, sh.tree
+    calls = find_calls(table, tree)
+    callee_trace = table.span_trace[calls.callee].astype(np.int64)
+    with_calls, at = np.unique(callee_trace, return_inverse=True)
+    sample = _sample_keys([table.traces[t] for t in with_calls.tolist()])[at.ravel()]
+    return (
+        np.full(len(calls.callee), s, dtype=np.int32),
+        sh.first[callee_trace],
+        sh.within[calls.callee],
+        calls.caller,
+        tree.service[calls.caller].astype(np.int16),
+        tree.service[calls.callee].astype(np.int16),
+        calls.send,
+        calls.receive,
+        calls.start,
+        calls.end,
+        calls.exact,
+        sample,
+    )
 
 
 def _estimate(run: _Run, cap: int) -> dict[str, ClockModel]:
@@ -324,85 +391,44 @@ def _estimate(run: _Run, cap: int) -> dict[str, ClockModel]:
     kept (those with the smallest keys, see :func:`_sample_keys`), so that
     memory stays bounded however long the run; below it, every call counts.
     """
-    parts: list[tuple[npt.NDArray[np.generic], ...]] = []
-    keys: npt.NDArray[np.int64] | None = None
+    parts: list[_Columns] = []
     below = np.iinfo(np.int64).max  # calls of traces with keys below this are kept
     kept = 0
-    span_count = np.zeros(len(run.trace_ids), dtype=np.int64)
-    lo = np.full(len(run.services), np.inf)
-    hi = np.full(len(run.services), -np.inf)
     for s in range(run.shards):
-        sh = _open_shard(run, s)
-        table, tree = sh.table, sh.tree
-        np.add.at(span_count, sh.gtrace[table.span_trace], 1)
-        calls = find_calls(table, tree)
-        parts.append(
-            (
-                np.full(len(calls.callee), s, dtype=np.int32),
-                sh.gtrace[table.span_trace[calls.callee]],
-                sh.within[calls.callee],
-                sh.within[calls.caller],
-                tree.service[calls.caller].astype(np.int16),
-                tree.service[calls.callee].astype(np.int16),
-                calls.send,
-                calls.receive,
-                calls.start,
-                calls.end,
-                calls.exact,
-            )
-        )
-        if below < np.iinfo(np.int64).max or kept + len(calls.callee) > 2 * cap:
-            if keys is None:
-                keys = _sample_keys(list(run.trace_ids))
-            parts, below = _thin(parts, keys, below, cap)
+        parts.append(_shard_calls(s, _open_shard(run, s)))
+        if below < np.iinfo(np.int64).max or kept + len(parts[-1][0]) > 2 * cap:
+            parts, below = _thin(parts, below, cap)
         kept = sum(len(p[0]) for p in parts)
-        rows = table.rows
-        ts = rows["ts"]
-        usable = bracketing_rows(table)
-        svc = rows["svc"][usable].astype(np.int64)
-        np.minimum.at(lo, svc, ts[usable])
-        np.maximum.at(hi, svc, ts[usable])
-        del sh, table, tree, calls, rows
         _give_back_free_heap()
-    run.span_count = span_count
-    base = np.concatenate([[0], np.cumsum(span_count)[:-1]]) if len(span_count) else span_count
+    if not parts:
+        return {}
     cols = [np.concatenate([p[k] for p in parts]) for k in range(len(parts[0]))]
-    callee_g = base[cols[1]] + cols[2]
-    perm = np.argsort(callee_g, kind="stable")
-    del callee_g
-    caller_g = base[cols[1]] + cols[3]
-    c = _Calls(
-        cols[0][perm],
-        caller_g[perm],
-        *(column[perm] for column in cols[4:]),
-    )
-    del cols, parts, caller_g, perm
+    del parts
+    # An unsharded run finds calls by callee span: traces by first appearance,
+    # spans by rank in their trace.
+    perm = np.lexsort((cols[2], cols[1]))
+    c = _Calls(*(column[perm] for column in (cols[0], *cols[3:-1])))
+    del cols, perm
     clocks = _estimate_calls(run, c, c.send, c.receive)
     loose = loose_calls(c.svc_caller, c.svc_callee, c.exact)
     if not len(loose):
         return clocks
     for margin in (100e-6, 30e-6):
-        send, receive = _bracket(run, c, loose, clocks, margin, lo, hi, base)
+        send, receive = _bracket(run, c, loose, clocks, margin)
         clocks = _estimate_calls(run, c, send, receive)
     return clocks
 
 
-def _thin(
-    parts: list[tuple[npt.NDArray[np.generic], ...]],
-    keys: npt.NDArray[np.int64],
-    below: int,
-    cap: int,
-) -> tuple[list[tuple[npt.NDArray[np.generic], ...]], int]:
+def _thin(parts: list[_Columns], below: int, cap: int) -> tuple[list[_Columns], int]:
     """Keep the calls of traces whose key is under the (lowered) limit: at
     most ``cap`` calls once more than twice that many were seen."""
-    trace_keys = [keys[p[1].astype(np.int64)] for p in parts]
-    every = np.concatenate(trace_keys)
+    every = np.concatenate([p[_SAMPLE] for p in parts])
     every = every[every < below]
     if len(every) > cap:
         below = int(np.partition(every, cap)[cap])
     thinned = []
-    for part, k in zip(parts, trace_keys, strict=True):
-        keep = k < below
+    for part in parts:
+        keep = np.less(part[_SAMPLE], below)
         thinned.append(tuple(column[keep] for column in part))
     return thinned, below
 
@@ -415,72 +441,44 @@ def _estimate_calls(run: _Run, c: _Calls, send: F64, receive: F64) -> dict[str, 
 
 
 def _bracket(
-    run: _Run,
-    c: _Calls,
-    loose: I64,
-    clocks: dict[str, ClockModel],
-    margin: float,
-    lo_raw: F64,
-    hi_raw: F64,
-    base: I64,
+    run: _Run, c: _Calls, loose: I64, clocks: dict[str, ClockModel], margin: float
 ) -> tuple[F64, F64]:
     """As :func:`._correct._bracket`, shard by shard: a call's caller span
-    and its records are in one shard. The run-wide earliest and latest
-    corrected times come from each service's earliest and latest raw ones
-    (a correction never reorders one service's times)."""
+    and its records are in one shard."""
     models = model_arrays(clocks, run.services)
     send = c.send.copy()
     receive = c.receive.copy()
-    has = np.flatnonzero(np.isfinite(lo_raw))
-    if not len(has):
-        return send, receive
-    t0 = float(correct_times(lo_raw[has], has, models).min())
-    width = float(correct_times(hi_raw[has], has, models).max()) - t0 + 1.0
     for s in range(run.shards):
         mine = loose[c.shard[loose] == s]
         if not len(mine):
             continue
-        sh = _open_shard(run, s)
-        table = sh.table
+        table = _open_shard(run, s).table
         usable = bracketing_rows(table)
-        if not usable.any():
-            continue
-        gspan = base[sh.gtrace[table.span_trace]] + sh.within
         records = CallerRecords(
-            gspan[table.rows["span"][usable]],
+            table.rows["span"][usable].astype(np.int64),
             table.rows["ts"][usable],
             apply_clocks(table, clocks)[usable],
-            t0,
-            width,
         )
         records.tighten(
             mine, c.caller[mine], c.start[mine], c.end[mine],
             c.svc_callee[mine].astype(np.int64), models, margin, send, receive,
         )  # fmt: skip
-        del sh, table, records
+        del table, records
     return send, receive
 
 
 def _write_shard(
-    run: _Run,
-    s: int,
-    clocks: dict[str, ClockModel],
-    options: Options,
-    path: str,
-    start: F64,
-    where: I64,
-    length: I64,
-    shard_at: npt.NDArray[np.int32],
-) -> int:
-    """Write shard ``s``'s traces to ``path``; note where each trace went.
-    Returns how many traces were selected."""
+    run: _Run, s: int, clocks: dict[str, ClockModel], options: Options, path: str
+) -> tuple[int, int]:
+    """Write shard ``s``'s traces to ``path`` and, to ``path.index``, where
+    each went (:data:`_INDEX`). Returns the shard's traces and how many of
+    them were selected."""
     from ._pipeline import _keep_rows, _select
 
     sh = _open_shard(run, s)
-    table, tree = sh.table, sh.tree
+    table = sh.table
     corrected = apply_clocks(table, clocks)
     ordered = order(table, corrected)
-    start[sh.gtrace] = ordered.trace_start
     selected = _select(table, corrected, ordered.trace_start, options)
     if selected is not None:
         keep = _keep_rows(table, corrected, ordered.rows, selected, options)
@@ -490,20 +488,42 @@ def _write_shard(
     else:
         written = len(table.traces)
     with open(path, "wb") as f:
-        write_jsonl(Rendering(table, tree, corrected, ordered), f, options.jobs, run.spool)
+        _write(Rendering(table, sh.tree, corrected, ordered), f, options, run.spool)
+    del corrected
+    index = _trace_index(path, table, ordered, sh.first, options.format)
+    index.tofile(path + ".index")
+    return len(table.traces), written
+
+
+def _write(r: Rendering, out: IO[bytes], options: Options, spool: str, first: bool = True) -> None:
+    if options.format == "text":
+        write_text(r, out, color=options.color, untraced_heading=first)
+    else:
+        write_jsonl(r, out, options.jobs, spool)
+
+
+def _trace_index(
+    path: str, table: Table, ordered: Order, first: I64, fmt: str
+) -> npt.NDArray[np.void]:
+    """Where each trace with lines went in ``path``, in the order written."""
     trace_seq = table.rows["trace"][ordered.rows]
-    del corrected, tree
     if not len(trace_seq):
-        return written
+        return np.empty(0, dtype=_INDEX)
     cut = np.flatnonzero(trace_seq[1:] != trace_seq[:-1]) + 1
-    first_line = np.concatenate([[0], cut]).astype(np.int64)
-    local = trace_seq[first_line].astype(np.int64)
-    offsets = _line_starts(path, np.concatenate([first_line, [len(trace_seq)]]))
-    g = sh.gtrace[local]
-    where[g] = offsets[:-1]
-    length[g] = np.diff(offsets)
-    shard_at[g] = s
-    return written
+    first_row = np.concatenate([[0], cut]).astype(np.int64)
+    local = trace_seq[first_row].astype(np.int64)
+    # One output line per row; a text block also has a blank line and a heading.
+    heading = 2 if fmt == "text" else 0
+    first_line = first_row + heading * np.arange(len(first_row), dtype=np.int64)
+    total = len(trace_seq) + heading * len(first_row)
+    offsets = _line_starts(path, np.concatenate([first_line, [total]]))
+    index = np.empty(len(local), dtype=_INDEX)
+    start = ordered.trace_start[local]
+    index["start"] = np.where(np.isnan(start), np.inf, start)
+    index["key"] = first[local]
+    index["at"] = offsets[:-1]
+    index["size"] = np.diff(offsets)
+    return index
 
 
 def _line_starts(path: str, lines: I64) -> I64:
@@ -531,41 +551,84 @@ def _line_starts(path: str, lines: I64) -> I64:
     return out
 
 
-def _merge(
-    outputs: list[str],
-    start: F64,
-    where: I64,
-    length: I64,
-    shard_at: npt.NDArray[np.int32],
-    out: IO[bytes],
-) -> None:
+def _merge_chunk(memory: int, shards: int) -> int:
+    """Index entries read per shard at a time: an eighth of the budget for all."""
+    return int(min(1 << 16, max(256, memory // 8 // max(shards, 1) // _INDEX.itemsize)))
+
+
+def _merge(outputs: list[str], indexes: list[str], out: IO[bytes], chunk: int) -> None:
     """The shards' traces in the unsharded order: by start, traces without a
-    time last, ties by first appearance; byte ranges copied through a bounded buffer."""
-    n = len(start)
-    sort_start = np.where(np.isnan(start), np.inf, start)
-    ranked = np.lexsort((np.arange(n), sort_start))
-    ranked = ranked[length[ranked] > 0]
+    time last, ties by first appearance.
+
+    Each shard's index is in that order already; a chunk of each is read at
+    a time and everything up to the smallest last entry among the chunks
+    that do not end their shard is taken, so memory holds ``chunk`` entries
+    per shard however many traces there are."""
+    maps = [
+        np.memmap(p, dtype=_INDEX, mode="r") if os.path.getsize(p) else np.empty(0, _INDEX)
+        for p in indexes
+    ]
+    pos = [0] * len(maps)
     fds = [os.open(p, os.O_RDONLY) for p in outputs]
-    buffer = bytearray()
-    limit = 4 << 20
+    copy = _Copier(fds, out)
     try:
-        for s, at, size in zip(
-            shard_at[ranked].tolist(), where[ranked].tolist(), length[ranked].tolist(), strict=True
-        ):
+        while True:
+            live = [k for k in range(len(maps)) if pos[k] < len(maps[k])]
+            if not live:
+                break
+            heads = {k: np.asarray(maps[k][pos[k] : pos[k] + chunk]) for k in live}
+            bound: tuple[float, int] | None = None
+            for k, head in heads.items():
+                if pos[k] + len(head) < len(maps[k]):
+                    last = (float(head["start"][-1]), int(head["key"][-1]))
+                    bound = last if bound is None or last < bound else bound
+            taken = []
+            for k, head in heads.items():
+                if bound is not None:
+                    start, key = head["start"], head["key"]
+                    upto = (start < bound[0]) | ((start == bound[0]) & (key <= bound[1]))
+                    head = head[: int(np.count_nonzero(upto))]
+                pos[k] += len(head)
+                taken.append((np.full(len(head), k, dtype=np.int32), head))
+            shard = np.concatenate([t[0] for t in taken])
+            entries = np.concatenate([t[1] for t in taken])
+            ranked = np.lexsort((entries["key"], entries["start"]))
+            copy(shard[ranked].tolist(), entries["at"][ranked].tolist(),
+                 entries["size"][ranked].tolist())  # fmt: skip
+        copy.flush()
+    finally:
+        for fd in fds:
+            os.close(fd)
+
+
+class _Copier:
+    """Byte ranges of the shards' outputs copied to ``out`` through a bounded buffer."""
+
+    __slots__ = ("buffer", "fds", "out")
+
+    LIMIT = 4 << 20
+
+    def __init__(self, fds: list[int], out: IO[bytes]) -> None:
+        self.fds = fds
+        self.out = out
+        self.buffer = bytearray()
+
+    def __call__(self, shards: list[int], starts: list[int], sizes: list[int]) -> None:
+        buffer, limit = self.buffer, self.LIMIT
+        for s, at, size in zip(shards, starts, sizes, strict=True):
             while size > 0:
-                piece = os.pread(fds[s], min(size, limit), at)
+                piece = os.pread(self.fds[s], min(size, limit), at)
                 if not piece:
                     break
                 buffer += piece
                 at += len(piece)
                 size -= len(piece)
                 if len(buffer) >= limit:
-                    out.write(buffer)
-                    buffer.clear()
-        out.write(buffer)
-    finally:
-        for fd in fds:
-            os.close(fd)
+                    self.flush()
+
+    def flush(self) -> None:
+        self.out.write(self.buffer)
+        self.buffer.clear()
 
 
 def _write_untraced(
@@ -576,8 +639,10 @@ def _write_untraced(
 
     batch: dict[int, FileScan] = {}
     held = 0
+    first = True
 
     def flush() -> None:
+        nonlocal first
         if not batch:
             return
         scans = [batch.get(i, stub) for i, stub in enumerate(run.scans)]
@@ -592,13 +657,12 @@ def _write_untraced(
             ]
         tree = build_tree(table)
         out.flush()
-        write_jsonl(Rendering(table, tree, corrected, ordered), out, options.jobs, run.spool)
+        _write(Rendering(table, tree, corrected, ordered), out, options, run.spool, first)
+        first = first and not len(ordered.rows)
 
-    for i, part in enumerate(_load(run.paths[-1])):
-        if not len(part.rows):
-            continue
-        batch[i] = part
-        held += len(part.rows)
+    for index, piece, _ in _load(run.paths[-1]):
+        batch[index] = piece
+        held += len(piece.rows)
         if held >= run.rows_per_batch:
             flush()
             held = 0

@@ -102,8 +102,12 @@ _CHUNK = 1 << 15
 """Rows whose columns are turned into Python values at a time."""
 
 
-def write_text(r: Rendering, out: IO[bytes], color: bool = False) -> None:
-    """Every selected trace as an indented block, then the unattributed lines."""
+def write_text(
+    r: Rendering, out: IO[bytes], color: bool = False, untraced_heading: bool = True
+) -> None:
+    """Every selected trace as an indented block, then the unattributed lines
+    (under a heading unless ``untraced_heading`` is false: a run written in
+    parts has it once)."""
     table = r.table
     rows = table.rows
     ordered = r.order.rows
@@ -117,7 +121,7 @@ def write_text(r: Rendering, out: IO[bytes], color: bool = False) -> None:
     names = [escape(s.name) for s in table.sources]
     trace_start = r.order.trace_start.tolist()
     orphan = r.tree.orphan
-    current = -2
+    current = -2 if untraced_heading else -1
     seen_orphans: set[int] = set()
     lines: list[str] = []
     try:

@@ -94,6 +94,23 @@ class TestSameOutput:
         assert got.drift_ppm == expected.drift_ppm
         assert cut == whole
 
+    @pytest.mark.parametrize("color", [False, True])
+    @pytest.mark.parametrize("shards", [2, 7])
+    def test_text_blocks_give_the_same_bytes(
+        self, synth_logs: list[str], shards: int, color: bool
+    ) -> None:
+        out = _same(synth_logs, shards, format="text", color=color)
+        assert out.count(b"\ntrace ") + out.count(b"\n\x1b[1mtrace ") == 400
+        assert out.count(b"lines without a trace") == 1
+
+    @pytest.mark.parametrize("fmt", ["jsonl", "text"])
+    @pytest.mark.parametrize("chunk", [1, 3])
+    def test_traces_merged_a_few_at_a_time(
+        self, synth_logs: list[str], monkeypatch: pytest.MonkeyPatch, chunk: int, fmt: str
+    ) -> None:
+        monkeypatch.setattr(_shard, "_merge_chunk", lambda memory, shards: chunk)
+        _same(synth_logs, 5, format=fmt)
+
     def test_without_skew_correction(self, synth_logs: list[str]) -> None:
         _same(synth_logs, 3, skew_correction=False)
 
@@ -107,10 +124,11 @@ class TestSameOutput:
             {"until": 1_772_359_203.0},
         ],
     )
+    @pytest.mark.parametrize("fmt", ["jsonl", "text"])
     def test_filters_select_the_same_lines(
-        self, synth_logs: list[str], filters: dict[str, object]
+        self, synth_logs: list[str], filters: dict[str, object], fmt: str
     ) -> None:
-        _same(synth_logs, 4, **filters)
+        _same(synth_logs, 4, format=fmt, **filters)
 
     def test_more_shards_than_traces(self, tmp_path: Path) -> None:
         path = tmp_path / "a.log"
@@ -198,6 +216,7 @@ class TestHostileInput:
         paths = [str(tmp_path / n) for n in ("a.log", "b.log.1.gz", "empty.log")]
         for shards in (2, 3, 9):
             _same(paths, shards)
+            _same(paths, shards, format="text")
 
     @pytest.mark.parametrize("pure", ["", "1"])
     def test_scans_write_rows_out_as_they_go(
@@ -233,11 +252,28 @@ class TestHostileInput:
         assert out.count(b"\n") == 6001
         assert out.endswith(b'"reason":"truncated line"}\n')
 
-    def test_only_untraced_lines(self, tmp_path: Path) -> None:
+    def test_only_untraced_lines(self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
         path = tmp_path / "noise.log"
         path.write_text("".join(f"line {i} without any id\n" for i in range(5000)))
         out = _same([str(path)], 4)
         assert out.count(b"\n") == 5000
+        # Untraced lines are written a batch of scans at a time: one heading.
+        paths = []
+        for k in range(3):
+            paths.append(str(tmp_path / f"noise{k}.log"))
+            Path(paths[-1]).write_text("".join(f"{k} {i} no id\n" for i in range(20_000)))
+        batches = []
+        write = _shard._write
+
+        def spy(r: Any, *args: Any) -> Any:
+            batches.append(len(r.order.rows))
+            return write(r, *args)
+
+        monkeypatch.setattr(_shard, "_write", spy)
+        text = _same(paths, 4, format="text", memory=1 << 20)
+        assert [b for b in batches if b] == [20_000] * 6  # three batches in each run
+        assert text.count(b"lines without a trace") == 1
+        assert text.count(b" no id\n") == 60_000
 
     def test_shards_are_stable_and_spread(self) -> None:
         ids = [f"{k:032x}" for k in range(1000)]
