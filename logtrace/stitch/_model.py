@@ -47,6 +47,9 @@ class FileScan:
     lines: int
     """Lines in this range, blank ones included (to number the next range)."""
     warnings: list[str] = field(default_factory=list)
+    spooled_ids: int = 0
+    """Trace and span IDs written to a spool file with the rows (``traces``
+    and ``spans`` are empty then): what grouping them will hold."""
 
 
 @dataclass(slots=True)

@@ -21,7 +21,7 @@ from ._order import order
 from ._parse import BROKEN, ERROR, NO_TRACE_ID
 from ._read import expand_paths
 from ._render import Rendering, write_jsonl
-from ._scan import input_size, load_spilled, plan_tasks, scan, scan_spilled
+from ._scan import SEGMENT_ROWS, input_size, load_spilled, plan_tasks, scan, scan_spilled
 from ._shard import (
     BYTES_PER_ROW,
     FIXED_MEMORY,
@@ -117,9 +117,11 @@ def _run(
             progress("reading", done[0] / max(len(tasks), 1))
 
     if sharding:
-        spilled = scan_spilled(tasks, spool, options.jobs, scanned)
+        segment = _segment_rows(options.memory, options.jobs)
+        spilled = scan_spilled(tasks, spool, options.jobs, scanned, segment)
         rows_total = sum(_spilled_rows(s, path) for s, path in spilled)
-        shards = forced or shard_count(rows_total, options.memory)
+        ids_total = sum(s.spooled_ids + len(s.traces) + len(s.spans) for s, _ in spilled)
+        shards = forced or shard_count(rows_total, ids_total, options.memory)
         if shards > 1:
             summary = Summary()
             stitch_sharded(sources, spilled, out, options, spool, shards, summary, progress)
@@ -187,6 +189,19 @@ read buffers, the rows it has not yet written out)."""
 def _jobs_within(memory: int, jobs: int) -> int:
     """Scan workers that fit the budget beside the main process: at least one."""
     return max(1, min(jobs, (memory - FIXED_MEMORY) // _PER_JOB))
+
+
+_SCAN_FIXED = 40 << 20
+"""What a scan worker holds besides its segment: interpreter, libraries, read buffers."""
+_BYTES_PER_SCANNED_ROW = 400
+"""A segment's memory per row: the rows, its IDs (in the scanner and as
+Python strings) and their pickle."""
+
+
+def _segment_rows(memory: int, jobs: int) -> int:
+    """Rows a scan worker holds before it hands them out: what its share of the budget holds."""
+    share = max(_PER_JOB, (memory - FIXED_MEMORY) // max(jobs, 1))
+    return max(1 << 14, min(SEGMENT_ROWS, (share - _SCAN_FIXED) // _BYTES_PER_SCANNED_ROW))
 
 
 _SHARDS_ENV = "LOGTRACE_STITCH_SHARDS"

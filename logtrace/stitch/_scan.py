@@ -69,8 +69,9 @@ __all__ = [
 CHUNK = 48 << 20
 """Uncompressed files larger than this are scanned as several ranges."""
 
-SINK_ROWS = 1 << 18
-"""Rows a scan writing to a sink holds before writing them (about 12 MB)."""
+SEGMENT_ROWS = 1 << 18
+"""Rows a scan handing out segments holds before it hands one out (about 15 MB,
+and up to two IDs a row)."""
 
 ScanTask = tuple[int, str, str, int, int]
 """(file index, name as given, path, start offset, end offset or -1 for the end)."""
@@ -123,12 +124,20 @@ def native_enabled() -> bool:
     return _NATIVE_LAYOUT and not os.environ.get("LOGTRACE_PURE_PYTHON")
 
 
-def scan_task(task: ScanTask, spool_dir: str, sink: IO[bytes] | None = None) -> FileScan:
+def scan_task(
+    task: ScanTask,
+    spool_dir: str,
+    segment: Callable[[FileScan], None] | None = None,
+    segment_rows: int = SEGMENT_ROWS,
+) -> FileScan:
     """Read one task's lines and turn each non-blank one into a row.
 
-    With ``sink``, rows are written there as raw :data:`SCAN_DTYPE` bytes
-    every :data:`SINK_ROWS` or so (the returned scan has only the last ones),
-    so that a long compressed file does not hold all its rows.
+    With ``segment``, every ``segment_rows`` rows or so go to it as a scan of
+    their own, with only the IDs they use, and interning starts afresh: a
+    long compressed file never holds all its rows or all its IDs. The
+    segments' line numbers count from the task's start and their ``lines``
+    is 0; the returned scan (the last rows) has the task's line count, so
+    that the next task's lines are numbered after it as without segments.
     """
     index, name, path, start, end = task
     warnings: list[str] = []
@@ -166,15 +175,19 @@ def scan_task(task: ScanTask, spool_dir: str, sink: IO[bytes] | None = None) -> 
     gc.disable()
     try:
         for block in blocks:
-            if sink is not None and pending >= SINK_ROWS:
+            if segment is not None and pending >= segment_rows:
                 # Before the next block: the task's last rows stay in memory
                 # (the last one may be marked truncated below).
                 if scanner is None:
-                    for part in parts:
-                        sink.write(part.tobytes())
+                    segment(_state_scan(index, data_path, _joined(parts), state, None, 0))
                     parts.clear()
                 else:
-                    sink.write(scanner.rows())
+                    rows = np.frombuffer(scanner.rows(), dtype=SCAN_DTYPE)
+                    segment(_state_scan(index, data_path, rows, state, scanner, 0))
+                    del rows
+                state.restart()
+                if scanner is not None:
+                    scanner = _native_scan.Scanner(state.services)
                 pending = 0
             if spool is not None:
                 spool.write(block)
@@ -206,12 +219,29 @@ def scan_task(task: ScanTask, spool_dir: str, sink: IO[bytes] | None = None) -> 
     if scanner is not None:
         rows = np.frombuffer(scanner.rows(), dtype=SCAN_DTYPE)
     else:
-        rows = np.concatenate(parts) if parts else np.empty(0, dtype=SCAN_DTYPE)
+        rows = _joined(parts)
     if unterminated and len(rows):
         last = rows[-1:]
         if last["line"][0] == lineno and last["reason"][0] == UNPARSEABLE_JSON:
             # A last line without its newline that does not parse: a file still being written.
             last["reason"] = TRUNCATED
+    result = _state_scan(index, data_path, rows, state, scanner, lineno)
+    result.warnings = warnings
+    return result
+
+
+def _joined(parts: list[npt.NDArray[np.void]]) -> npt.NDArray[np.void]:
+    return np.concatenate(parts) if parts else np.empty(0, dtype=SCAN_DTYPE)
+
+
+def _state_scan(
+    index: int,
+    data_path: str,
+    rows: npt.NDArray[np.void],
+    state: _Interner,
+    scanner: _native_scan.Scanner | None,
+    lines: int,
+) -> FileScan:
     return FileScan(
         file=index,
         data_path=data_path,
@@ -219,8 +249,7 @@ def scan_task(task: ScanTask, spool_dir: str, sink: IO[bytes] | None = None) -> 
         traces=list(state.trace_ids) if scanner is None else scanner.traces(),
         spans=list(state.span_ids) if scanner is None else scanner.spans(),
         services=[s for s in state.services if s is not None],  # type: ignore[misc]
-        lines=lineno,
-        warnings=warnings,
+        lines=lines,
     )
 
 
@@ -239,6 +268,13 @@ class _Interner:
         self.spans: dict[object, int] = {None: -1}
         self.span_ids: dict[str, int] = {}
         self.services: dict[object, int] = {file_service: 0, None: 0}
+
+    def restart(self) -> None:
+        """Forget the IDs (a new segment numbers its own); services stay."""
+        self.traces = {None: -1}
+        self.trace_ids = {}
+        self.spans = {None: -1}
+        self.span_ids = {}
 
     def add_traces(self, spellings: Iterable[object]) -> None:
         _add_ids(self.traces, self.trace_ids, spellings, 32, norm_trace_id)
@@ -845,25 +881,36 @@ def _worker(task: ScanTask) -> FileScan:
     return scan_task(task, _SPOOL_DIR)
 
 
-def _spilling_worker(task: ScanTask) -> tuple[FileScan, str | None]:
-    """:func:`scan_task` with the rows, trace IDs and span IDs written to
-    spool files (their path returned, ``None`` for no rows): a worker hands
-    back only what does not grow with the input, and the parent reads the
-    rest when it needs it."""
-    fd, path = tempfile.mkstemp(prefix=f"rows{task[0]}-", suffix=".rows", dir=_SPOOL_DIR)
-    with os.fdopen(fd, "wb") as sink:
-        result = scan_task(task, _SPOOL_DIR, sink)
-        sink.write(result.rows.tobytes())
-        written = sink.tell()
-    if not written:
-        os.unlink(path)
-        return result, None
+_SEGMENT_ROWS = SEGMENT_ROWS
+
+
+def _spilling_worker(task: ScanTask) -> list[tuple[FileScan, str | None]]:
+    """:func:`scan_task` in segments, each with its rows, trace IDs and span
+    IDs written to spool files (their path returned, ``None`` for no rows):
+    a worker hands back only what does not grow with the input, and the
+    parent reads the rest when it needs it."""
+    spilled: list[tuple[FileScan, str | None]] = []
+
+    def spill(part: FileScan) -> None:
+        spilled.append(_spill(task[0], part))
+
+    spill(scan_task(task, _SPOOL_DIR, spill, _SEGMENT_ROWS))
+    return spilled
+
+
+def _spill(file_index: int, part: FileScan) -> tuple[FileScan, str | None]:
+    if not len(part.rows):
+        return part, None
+    fd, path = tempfile.mkstemp(prefix=f"rows{file_index}-", suffix=".rows", dir=_SPOOL_DIR)
+    with os.fdopen(fd, "wb") as f:
+        f.write(part.rows.tobytes())
     with open(path + ".ids", "wb") as f:
-        pickle.dump((result.traces, result.spans), f, protocol=pickle.HIGHEST_PROTOCOL)
-    result.rows = np.empty(0, dtype=SCAN_DTYPE)
-    result.traces = []
-    result.spans = []
-    return result, path
+        pickle.dump((part.traces, part.spans), f, protocol=pickle.HIGHEST_PROTOCOL)
+    part.spooled_ids = len(part.traces) + len(part.spans)
+    part.rows = np.empty(0, dtype=SCAN_DTYPE)
+    part.traces = []
+    part.spans = []
+    return part, path
 
 
 def load_spilled(path: str) -> tuple[npt.NDArray[np.void], list[str], list[str]]:
@@ -895,14 +942,21 @@ def scan_spilled(
     spool_dir: str,
     jobs: int,
     progress: Callable[[FileScan], None] | None = None,
+    segment_rows: int | None = None,
 ) -> list[tuple[FileScan, str | None]]:
-    """:func:`scan` that leaves each task's rows and span IDs in spool files
-    (read back with :func:`load_spilled`): the parent never holds them all."""
-    return _scan_all(tasks, spool_dir, jobs, progress, _spilling_worker)
+    """:func:`scan` in segments of about ``segment_rows`` rows (default
+    :data:`SEGMENT_ROWS`), each
+    segment's rows and IDs left in spool files (read back with
+    :func:`load_spilled`): neither the parent nor a worker ever holds them all."""
+    global _SEGMENT_ROWS
+    _SEGMENT_ROWS = segment_rows or SEGMENT_ROWS
+    # Also one job scans in a worker: the memory a scan frees is not all given
+    # back to the system, and the parent has a whole run still to stitch.
+    return _scan_all(tasks, spool_dir, jobs, progress, _spilling_worker, isolate=True)
 
 
-def _worker_plain(task: ScanTask) -> tuple[FileScan, str | None]:
-    return _worker(task), None
+def _worker_plain(task: ScanTask) -> list[tuple[FileScan, str | None]]:
+    return [(_worker(task), None)]
 
 
 def _scan_all(
@@ -910,26 +964,28 @@ def _scan_all(
     spool_dir: str,
     jobs: int,
     progress: Callable[[FileScan], None] | None,
-    work: Callable[[ScanTask], tuple[FileScan, str | None]],
+    work: Callable[[ScanTask], list[tuple[FileScan, str | None]]],
+    isolate: bool = False,
 ) -> list[tuple[FileScan, str | None]]:
     global _SPOOL_DIR
     _SPOOL_DIR = spool_dir
     results: list[tuple[FileScan, str | None]] = []
-    if jobs <= 1 or len(tasks) <= 1 or "fork" not in _start_methods():
+    in_process = jobs <= 1 or len(tasks) <= 1
+    if (in_process and not isolate) or "fork" not in _start_methods():
         for task in tasks:
-            results.append(work(task))
+            results.extend(work(task))
             if progress is not None:
                 progress(results[-1][0])
         return results
     # Biggest tasks first so that the last one to finish is a small one.
     order = sorted(range(len(tasks)), key=lambda i: -_task_size(tasks[i]))
-    by_index: dict[int, tuple[FileScan, str | None]] = {}
-    with get_context("fork").Pool(min(jobs, len(tasks))) as pool:
+    by_index: dict[int, list[tuple[FileScan, str | None]]] = {}
+    with get_context("fork").Pool(max(1, min(jobs, len(tasks)))) as pool:
         for i, result in zip(order, pool.imap(work, [tasks[i] for i in order]), strict=False):
             by_index[i] = result
             if progress is not None:
-                progress(result[0])
-    return [by_index[i] for i in range(len(tasks))]
+                progress(result[-1][0])
+    return [segment for i in range(len(tasks)) for segment in by_index[i]]
 
 
 def input_size(tasks: Sequence[ScanTask]) -> int:

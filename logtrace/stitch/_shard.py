@@ -61,14 +61,22 @@ __all__ = ["BYTES_PER_ROW", "FIXED_MEMORY", "SHARDED_FORMATS", "shard_count", "s
 SHARDED_FORMATS = ("jsonl", "text")
 """Output formats written a shard at a time (each trace's block stands alone)."""
 
-BYTES_PER_ROW = 300
+BYTES_PER_ROW = 200
 """Peak memory per line of a shard: scanned rows, the table, the tree,
 the sort's temporaries, the renderer's batch, and the heap's slack
-(measured ~250 on service logs)."""
+(measured ~190 besides the IDs)."""
+
+BYTES_PER_ID = 150
+"""Peak memory per distinct trace or span ID of a shard: the strings, the
+dicts and lists that number them, and the per-span arrays (measured ~120)."""
 
 FIXED_MEMORY = 64 << 20
-"""Memory the process holds whatever the input (interpreter, numpy, the
-renderer's buffer); a shard gets the rest of the budget."""
+"""Memory the process holds whatever the input (interpreter, libraries, the
+renderer's and the reader's buffers); a shard gets the rest of the budget."""
+
+_MIN_SHARD_MEMORY = 16 << 20
+"""A shard's share when the budget leaves less: a budget that small makes
+shards so small that their fixed costs would dominate."""
 
 _NO_ROWS = np.empty(0, dtype=SCAN_DTYPE)
 
@@ -80,10 +88,12 @@ _INDEX = np.dtype([("start", "<f8"), ("key", "<i8"), ("at", "<i8"), ("size", "<i
 byte range in its shard's output; a shard's entries in output order."""
 
 
-def shard_count(rows: int, memory: int) -> int:
-    """How many shards keep one shard's rows within ``memory``."""
-    usable = max(memory - FIXED_MEMORY, memory // 2, 1)
-    return max(1, math.ceil(rows * BYTES_PER_ROW / usable))
+def shard_count(rows: int, ids: int, memory: int) -> int:
+    """How many shards keep one shard's ``rows`` lines and ``ids`` trace and
+    span IDs (counted once per scan segment: at most the distinct ones
+    times the segments they appear in) within ``memory``."""
+    usable = max(memory - FIXED_MEMORY, _MIN_SHARD_MEMORY)
+    return max(1, math.ceil((rows * BYTES_PER_ROW + ids * BYTES_PER_ID) / usable))
 
 
 MIN_CALLS = 500_000

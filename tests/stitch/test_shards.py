@@ -219,22 +219,13 @@ class TestHostileInput:
             _same(paths, shards, format="text")
 
     @pytest.mark.parametrize("pure", ["", "1"])
-    def test_scans_write_rows_out_as_they_go(
+    def test_scans_hand_out_segments_as_they_go(
         self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, pure: str
     ) -> None:
         monkeypatch.setenv("LOGTRACE_PURE_PYTHON", pure)
-        monkeypatch.setattr(_scan, "SINK_ROWS", 7)
+        monkeypatch.setattr(_scan, "SEGMENT_ROWS", 7)
         monkeypatch.setattr(_scan, "BLOCK", 4096)
         monkeypatch.setattr(_read, "BLOCK", 4096)
-        held = []
-        scan_task = _scan.scan_task
-
-        def spy(*args: Any) -> Any:
-            result = scan_task(*args)
-            held.append(len(result.rows))
-            return result
-
-        monkeypatch.setattr(_scan, "scan_task", spy)
         lines = [
             _line(f"2026-03-01T10:00:{k % 60:02d}.000000Z", f"{k % 13 + 1:032x}", None, None, "m")
             for k in range(3000)
@@ -244,11 +235,24 @@ class TestHostileInput:
         # A last line still being written: reported as truncated, also when spilled.
         (tmp_path / "svc.log").write_text("\n".join(lines) + '\n{"timestamp": "2026-03-0')
         paths = [str(tmp_path / "svc.log.1.gz"), str(tmp_path / "svc.log")]
+
+        spool = tmp_path / "spool"
+        spool.mkdir()
+        sources = _read.expand_paths(paths, str(spool))
+        segments = _scan.scan_spilled(_scan.plan_tasks(sources, 1), str(spool), 1)
+        rows = {
+            path: len(_scan.load_spilled(path)[0]) for _, path in segments if path is not None
+        }
+        # Each segment holds a few rows and only the IDs they use; the line
+        # count (to number the next file's lines) is on each task's last one.
+        # (The gzipped file is read a megabyte of compressed input at a time:
+        # one block, one segment here.)
+        assert len(segments) > 20
+        assert sum(rows.values()) == 6001
+        assert max(rows[p] for s, p in segments if p is not None and s.file == 1) < 100
+        assert all(s.spooled_ids <= 13 for s, _ in segments)  # 13 traces, no spans
+        assert [s.lines for s, _ in segments if s.lines] == [3000, 3001]
         out = _same(paths, 3)
-        # The plain file's rows went out during its scan (the gzipped one is
-        # read a megabyte of compressed input at a time: one block here).
-        assert held[1] == 3001
-        assert held[-1] < 1000
         assert out.count(b"\n") == 6001
         assert out.endswith(b'"reason":"truncated line"}\n')
 
@@ -271,7 +275,7 @@ class TestHostileInput:
 
         monkeypatch.setattr(_shard, "_write", spy)
         text = _same(paths, 4, format="text", memory=1 << 20)
-        assert [b for b in batches if b] == [20_000] * 6  # three batches in each run
+        assert [b for b in batches if b] == [20_000] * 3  # three batches
         assert text.count(b"lines without a trace") == 1
         assert text.count(b" no id\n") == 60_000
 
@@ -283,8 +287,11 @@ class TestHostileInput:
         assert min(counts) > 80
 
     def test_shard_count_follows_the_budget(self) -> None:
-        assert shard_count(1000, 512 << 20) == 1
-        assert shard_count(10_000_000, 128 << 20) > shard_count(10_000_000, 1 << 30) > 1
+        assert shard_count(1000, 1000, 512 << 20) == 1
+        many = shard_count(10_000_000, 0, 128 << 20)
+        assert many > shard_count(10_000_000, 0, 1 << 30) > 1
+        # Distinct IDs take memory of their own: one per line needs more shards.
+        assert shard_count(10_000_000, 20_000_000, 128 << 20) > 2 * many
 
 
 def _tree_memory(root: int) -> int:
@@ -351,6 +358,35 @@ def test_peak_memory_of_a_real_run_stays_within_the_budget(tmp_path: Path) -> No
     assert capped < budget + allowance, (capped >> 20, big >> 20)
     assert _same_file(out_small, out_big)
     assert _same_file(out_jobs, out_small)
+
+
+@pytest.mark.skipif(not os.path.exists("/proc/self/smaps_rollup"), reason="needs Linux /proc")
+@pytest.mark.timeout(600)
+def test_peak_memory_with_a_trace_per_line_stays_within_the_budget(tmp_path: Path) -> None:
+    """Distinct IDs cost memory of their own (strings, the tables that number
+    them): a run where each line is a trace of its own is held to the budget
+    too, in the scan, in each shard and in the merge."""
+    path = tmp_path / "edge.log"
+    with open(path, "w") as f:
+        for chunk in range(6):
+            f.writelines(
+                f'{{"timestamp":"2026-03-01T10:{k // 60_000 % 60:02d}:{k // 1000 % 60:02d}.'
+                f'{k % 1000:03d}001Z","level":"info","service":"edge","trace_id":"{k + 1:032x}",'
+                f'"span_id":"{k + 1:016x}","event":"request handled"}}\n'
+                for k in range(chunk * 100_000, (chunk + 1) * 100_000)
+            )
+    env = dict(os.environ, PYTHONPATH=str(REPO))
+    base = [sys.executable, "-m", "logtrace", "stitch", "--format", "jsonl", "--jobs", "1"]
+    budget, allowance = 96 << 20, 48 << 20
+    out_small = tmp_path / "small.jsonl"
+    small, code = _peak_memory([*base, "--memory", "96M", "-o", str(out_small), str(path)], env)
+    assert code == 0
+    assert small < budget + allowance, small >> 20
+    out_big = tmp_path / "big.jsonl"
+    big, code = _peak_memory([*base, "--memory", "8G", "-o", str(out_big), str(path)], env)
+    assert code == 0
+    assert big > small
+    assert _same_file(out_small, out_big)
 
 
 def _same_file(one: Path, other: Path) -> bool:
