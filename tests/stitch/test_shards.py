@@ -240,9 +240,7 @@ class TestHostileInput:
         spool.mkdir()
         sources = _read.expand_paths(paths, str(spool))
         segments = _scan.scan_spilled(_scan.plan_tasks(sources, 1), str(spool), 1)
-        rows = {
-            path: len(_scan.load_spilled(path)[0]) for _, path in segments if path is not None
-        }
+        rows = {path: len(_scan.load_spilled(path)[0]) for _, path in segments if path is not None}
         # Each segment holds a few rows and only the IDs they use; the line
         # count (to number the next file's lines) is on each task's last one.
         # (The gzipped file is read a megabyte of compressed input at a time:
