@@ -561,84 +561,90 @@ def _line_starts(path: str, lines: I64) -> I64:
     return out
 
 
-def _merge_chunk(memory: int, shards: int) -> int:
-    """Index entries read per shard at a time: an eighth of the budget for all."""
-    return int(min(1 << 16, max(256, memory // 8 // max(shards, 1) // _INDEX.itemsize)))
+def _merge_chunk(memory: int, shards: int) -> tuple[int, int]:
+    """Index entries and output bytes read per shard at a time: an eighth of
+    the budget for all shards (a bigger trace is read whole)."""
+    share = memory // 8 // max(shards, 1)
+    entries = int(min(1 << 16, max(256, share // _INDEX.itemsize)))
+    return entries, max(64 << 10, share)
 
 
-def _merge(outputs: list[str], indexes: list[str], out: IO[bytes], chunk: int) -> None:
+def _merge(outputs: list[str], indexes: list[str], out: IO[bytes], chunk: tuple[int, int]) -> None:
     """The shards' traces in the unsharded order: by start, traces without a
     time last, ties by first appearance.
 
-    Each shard's index is in that order already; a chunk of each is read at
-    a time and everything up to the smallest last entry among the chunks
-    that do not end their shard is taken, so memory holds ``chunk`` entries
-    per shard however many traces there are."""
+    Each shard's index is in that order already, and so is its output. A
+    chunk of each is read at a time and everything up to the smallest last
+    entry among the chunks that do not end their shard is taken: a run of
+    consecutive traces per shard, read with one call, then interleaved.
+    Memory holds a chunk per shard however many traces there are."""
+    entries_cap, bytes_cap = chunk
     maps = [
         np.memmap(p, dtype=_INDEX, mode="r") if os.path.getsize(p) else np.empty(0, _INDEX)
         for p in indexes
     ]
     pos = [0] * len(maps)
     fds = [os.open(p, os.O_RDONLY) for p in outputs]
-    copy = _Copier(fds, out)
     try:
         while True:
-            live = [k for k in range(len(maps)) if pos[k] < len(maps[k])]
-            if not live:
+            heads = {}
+            for k, index in enumerate(maps):
+                if pos[k] < len(index):
+                    head = np.asarray(index[pos[k] : pos[k] + entries_cap])
+                    fits = np.searchsorted(np.cumsum(head["size"]), bytes_cap, "right")
+                    heads[k] = head[: max(1, int(fits))]
+            if not heads:
                 break
-            heads = {k: np.asarray(maps[k][pos[k] : pos[k] + chunk]) for k in live}
             bound: tuple[float, int] | None = None
             for k, head in heads.items():
                 if pos[k] + len(head) < len(maps[k]):
                     last = (float(head["start"][-1]), int(head["key"][-1]))
                     bound = last if bound is None or last < bound else bound
-            taken = []
+            shard_parts, entry_parts, blocks = [], [], {}
             for k, head in heads.items():
                 if bound is not None:
                     start, key = head["start"], head["key"]
                     upto = (start < bound[0]) | ((start == bound[0]) & (key <= bound[1]))
                     head = head[: int(np.count_nonzero(upto))]
+                if not len(head):
+                    continue
                 pos[k] += len(head)
-                taken.append((np.full(len(head), k, dtype=np.int32), head))
-            shard = np.concatenate([t[0] for t in taken])
-            entries = np.concatenate([t[1] for t in taken])
-            ranked = np.lexsort((entries["key"], entries["start"]))
-            copy(shard[ranked].tolist(), entries["at"][ranked].tolist(),
-                 entries["size"][ranked].tolist())  # fmt: skip
-        copy.flush()
+                first, end = int(head["at"][0]), int(head["at"][-1] + head["size"][-1])
+                blocks[k] = memoryview(_pread(fds[k], first, end - first))
+                head = head.copy()
+                head["at"] -= first
+                shard_parts.append(np.full(len(head), k, dtype=np.int32))
+                entry_parts.append(head)
+            shard = np.concatenate(shard_parts)
+            taken = np.concatenate(entry_parts)
+            ranked = np.lexsort((taken["key"], taken["start"]))
+            out.write(
+                b"".join(
+                    blocks[k][at : at + size]
+                    for k, at, size in zip(
+                        shard[ranked].tolist(),
+                        taken["at"][ranked].tolist(),
+                        taken["size"][ranked].tolist(),
+                        strict=True,
+                    )
+                )
+            )
+            del blocks
     finally:
         for fd in fds:
             os.close(fd)
 
 
-class _Copier:
-    """Byte ranges of the shards' outputs copied to ``out`` through a bounded buffer."""
-
-    __slots__ = ("buffer", "fds", "out")
-
-    LIMIT = 4 << 20
-
-    def __init__(self, fds: list[int], out: IO[bytes]) -> None:
-        self.fds = fds
-        self.out = out
-        self.buffer = bytearray()
-
-    def __call__(self, shards: list[int], starts: list[int], sizes: list[int]) -> None:
-        buffer, limit = self.buffer, self.LIMIT
-        for s, at, size in zip(shards, starts, sizes, strict=True):
-            while size > 0:
-                piece = os.pread(self.fds[s], min(size, limit), at)
-                if not piece:
-                    break
-                buffer += piece
-                at += len(piece)
-                size -= len(piece)
-                if len(buffer) >= limit:
-                    self.flush()
-
-    def flush(self) -> None:
-        self.out.write(self.buffer)
-        self.buffer.clear()
+def _pread(fd: int, at: int, size: int) -> bytes:
+    parts = []
+    while size > 0:
+        piece = os.pread(fd, size, at)
+        if not piece:
+            break
+        parts.append(piece)
+        at += len(piece)
+        size -= len(piece)
+    return parts[0] if len(parts) == 1 else b"".join(parts)
 
 
 def _write_untraced(

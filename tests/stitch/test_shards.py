@@ -104,9 +104,13 @@ class TestSameOutput:
         assert out.count(b"lines without a trace") == 1
 
     @pytest.mark.parametrize("fmt", ["jsonl", "text"])
-    @pytest.mark.parametrize("chunk", [1, 3])
+    @pytest.mark.parametrize("chunk", [(1, 1 << 20), (3, 1 << 20), (1 << 16, 2000)])
     def test_traces_merged_a_few_at_a_time(
-        self, synth_logs: list[str], monkeypatch: pytest.MonkeyPatch, chunk: int, fmt: str
+        self,
+        synth_logs: list[str],
+        monkeypatch: pytest.MonkeyPatch,
+        chunk: tuple[int, int],
+        fmt: str,
     ) -> None:
         monkeypatch.setattr(_shard, "_merge_chunk", lambda memory, shards: chunk)
         _same(synth_logs, 5, format=fmt)
