@@ -77,6 +77,9 @@ def expand_paths(paths: Sequence[str], spool_dir: str) -> list[Source]:
     return sources
 
 
+_UNLIMITED_OUTPUT = 1 << 62
+
+
 class _Decompressing:
     """A read-only stream over a compressed file, multi-member aware.
 
@@ -92,20 +95,28 @@ class _Decompressing:
         self._done = False
 
     def read(self, size: int = -1) -> bytes:
+        """Up to ``size`` bytes (all with -1); never more, however well the
+        data compresses: a megabyte of input can hold gigabytes of output."""
         parts: list[bytes] = []
         have = 0
         while (size < 0 or have < size) and not self._done:
-            data = self._pending or self._raw.read(1 << 20)
-            self._pending = b""
-            if not data:
-                self._done = True
-                if not self._d.eof and self._started:
-                    if parts:
-                        self._truncated = True
-                        break
-                    raise EOFError("compressed data ends before its end marker")
-                break
-            out = self._d.decompress(data)
+            d = self._d
+            if getattr(d, "needs_input", True):
+                data = self._pending or self._raw.read(1 << 20)
+                self._pending = b""
+                if not data:
+                    self._done = True
+                    if not d.eof and self._started:
+                        if parts:
+                            self._truncated = True
+                            break
+                        raise EOFError("compressed data ends before its end marker")
+                    break
+            else:
+                data = b""  # bz2 and lzma hold back output past the limit
+            out = d.decompress(data, size - have if size >= 0 else _UNLIMITED_OUTPUT)
+            # zlib hands back the input it did not get to.
+            self._pending = getattr(d, "unconsumed_tail", b"") or self._pending
             self._started = True
             if out:
                 parts.append(out)
@@ -160,20 +171,24 @@ def open_decompressed(path: str) -> tuple[IO[bytes], bool]:
     return _Decompressing(raw, make), True  # type: ignore[return-value]
 
 
-def read_blocks(stream: IO[bytes], warnings: list[str], name: str) -> Iterator[bytes]:
-    """Blocks of whole lines (the last one may lack its newline).
+def read_blocks(
+    stream: IO[bytes], warnings: list[str], name: str, size: int = BLOCK
+) -> Iterator[bytes]:
+    """Blocks of whole lines, read ``size`` bytes at a time (the last may lack its newline).
 
     A line longer than a block is carried into the next read, so a
     multi-megabyte line arrives whole. A compressed stream that ends early
     (a file still being written) yields what could be read and a warning.
     """
-    return whole_lines(_raw_blocks(stream, warnings, name))
+    return whole_lines(_raw_blocks(stream, warnings, name, size))
 
 
-def _raw_blocks(stream: IO[bytes], warnings: list[str], name: str) -> Iterator[bytes]:
+def _raw_blocks(
+    stream: IO[bytes], warnings: list[str], name: str, size: int = BLOCK
+) -> Iterator[bytes]:
     while True:
         try:
-            block = stream.read(BLOCK)
+            block = stream.read(size)
         except (EOFError, OSError, lzma.LZMAError, zlib.error, ValueError) as exc:
             warnings.append(f"{name}: stopped reading: {exc}")
             return

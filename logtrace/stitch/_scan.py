@@ -69,6 +69,10 @@ __all__ = [
 CHUNK = 48 << 20
 """Uncompressed files larger than this are scanned as several ranges."""
 
+PURE_BLOCK = 2 << 20
+"""Bytes the pure-Python scan parses at a time: its per-line temporaries
+cost tens of times the bytes, so its blocks are smaller than the C scan's."""
+
 SEGMENT_ROWS = 1 << 18
 """Rows a scan handing out segments holds before it hands one out (about 15 MB,
 and up to two IDs a row)."""
@@ -107,12 +111,12 @@ def plan_tasks(sources: Sequence[Source], jobs: int) -> list[ScanTask]:
     return tasks
 
 
-def _range_blocks(path: str, start: int, end: int) -> Iterator[bytes]:
+def _range_blocks(path: str, start: int, end: int, size: int = BLOCK) -> Iterator[bytes]:
     with open(path, "rb") as f:
         f.seek(start)
         remaining = end - start
         while remaining > 0:
-            block = f.read(min(remaining, BLOCK))
+            block = f.read(min(remaining, size))
             if not block:
                 return
             remaining -= len(block)
@@ -148,7 +152,7 @@ def scan_task(
     blocks: Iterator[bytes | memoryview]
     if end >= 0:
         if scanner is None:
-            blocks = whole_lines(_range_blocks(path, start, end))
+            blocks = whole_lines(_range_blocks(path, start, end, PURE_BLOCK))
             stream: IO[bytes] | None = None
         else:
             stream = open(path, "rb")  # noqa: SIM115 (closed below)
@@ -159,7 +163,8 @@ def scan_task(
         if scanner is not None and not compressed:
             blocks = _prefetched(_line_views(stream, -1, warnings, name))
         else:
-            blocks = read_blocks(stream, warnings, name)
+            size = BLOCK if scanner is not None else PURE_BLOCK
+            blocks = read_blocks(stream, warnings, name, size)
         if compressed:
             fd, data_path = tempfile.mkstemp(prefix=f"{index}-", suffix=".spool", dir=spool_dir)
             spool = os.fdopen(fd, "wb")

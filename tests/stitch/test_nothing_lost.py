@@ -10,8 +10,10 @@ import tempfile
 from pathlib import Path
 
 from _stitchutil import KEYS, nonblank_lines, stitch_jsonl
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
+
+from logtrace.stitch._parse import parse_logfmt
 
 TRACES = ["%032x" % (i * 7919 + 1) for i in range(3)]
 SPANS = ["%016x" % (i * 104729 + 1) for i in range(5)]
@@ -67,6 +69,7 @@ def _compress(data: bytes, how: str) -> bytes:
 
 
 @settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@example([([b"0="], b"\n", True, "plain")])
 @given(st.lists(a_file, min_size=1, max_size=3))
 def test_every_nonblank_line_exactly_once(
     files: list[tuple[list[bytes], bytes, bool, str]],
@@ -99,8 +102,10 @@ def test_every_nonblank_line_exactly_once(
                 "message": raw.decode("utf-8", "replace")
             }:
                 assert r["record"] == original
-            elif not raw.lstrip().startswith(b"ts="):
-                assert r["record"] == {"message": raw.decode("utf-8", "replace")}
+            else:
+                # A text line, or one in logfmt (``key=value`` pairs, even "0=").
+                text = raw.decode("utf-8", "replace")
+                assert r["record"] in ({"message": text}, parse_logfmt(text))
 
 
 def test_huge_lines_and_a_file_still_being_written(tmp_path: Path) -> None:

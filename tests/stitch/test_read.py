@@ -46,6 +46,30 @@ def test_compression_is_recognised_by_content_not_name(tmp_path: Path, compress:
         assert b"".join(read_blocks(stream, [], str(path))) == data
 
 
+@pytest.mark.parametrize("compress", [gzip.compress, bz2.compress, lzma.compress])
+def test_output_of_a_well_compressed_file_comes_in_bounded_reads(
+    tmp_path: Path, compress: object
+) -> None:
+    """40 MB of one repeated line packs into kilobytes: one read of the
+    compressed input must not become one 40 MB block."""
+    line = b'{"timestamp":"2026-03-01T10:00:00Z","event":"health check ok"}\n'
+    data = line * (40_000_000 // len(line))
+    second = b"second member\n" * 1000
+    path = tmp_path / "repeated.log"
+    path.write_bytes(compress(data) + compress(second))  # type: ignore[operator]
+    assert path.stat().st_size < 1 << 20
+    stream, _ = open_decompressed(str(path))
+    sizes = []
+    got = bytearray()
+    with stream:
+        while block := stream.read(1 << 20):
+            sizes.append(len(block))
+            got += block
+    assert got == data + second
+    assert max(sizes) == 1 << 20
+    assert len(sizes) >= 38
+
+
 def test_truncated_gzip_yields_what_it_can_and_warns(tmp_path: Path) -> None:
     path = tmp_path / "cut.log.gz"
     whole = gzip.compress(b"line\n" * 100_000)
