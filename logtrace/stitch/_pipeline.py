@@ -100,7 +100,10 @@ def _run(
     sources = expand_paths(paths, spool)
     tasks = plan_tasks(sources, options.jobs)
     forced = options.shards or int(os.environ.get(_SHARDS_ENV) or 0)
-    sharding = options.format in SHARDED_FORMATS and (
+    # HTML and Chrome output are one page each: they hold what they show, so
+    # shards help them only when a filter leaves part of the run out.
+    sharded_format = options.format in SHARDED_FORMATS or _filtered(options)
+    sharding = sharded_format and (
         forced > 1 or input_size(tasks) // _MIN_LINE_BYTES * BYTES_PER_ROW > options.memory
     )
     if sharding:
@@ -159,26 +162,32 @@ def _run(
             summary.offsets_ms[name] = round(model.offset_s * 1e3, 3) if model else 0.0
             summary.drift_ppm[name] = round(model.drift * 1e6, 3) if model else 0.0
 
-    selected = _select(table, corrected, ordered.trace_start, options)
+    summary.written_traces = write_table(
+        Rendering(table, tree, corrected, ordered), out, options, spool
+    )
+    return summary
+
+
+def write_table(r: Rendering, out: IO[bytes], options: Options, spool: str) -> int:
+    """Write the traces ``options`` select (and the lines kept with them) in
+    its format; returns how many traces were selected."""
+    table, ordered = r.table, r.order
+    selected = _select(table, r.corrected, ordered.trace_start, options)
     if selected is not None:
-        keep_rows = _keep_rows(table, corrected, ordered.rows, selected, options)
+        keep_rows = _keep_rows(table, r.corrected, ordered.rows, selected, options)
         ordered.rows = ordered.rows[keep_rows]
-        ordered.n_traced = int(np.count_nonzero(rows["trace"][ordered.rows] >= 0))
-        summary.written_traces = int(np.count_nonzero(selected))
-    else:
-        summary.written_traces = len(table.traces)
-    rendering = Rendering(table, tree, corrected, ordered)
+        ordered.n_traced = int(np.count_nonzero(table.rows["trace"][ordered.rows] >= 0))
     if options.format == "jsonl":
-        write_jsonl(rendering, out, options.jobs, spool)
+        write_jsonl(r, out, options.jobs, spool)
     elif options.format in ("html", "chrome"):
         from ._render_chrome import write_chrome
         from ._render_html import write_html
 
-        (write_html if options.format == "html" else write_chrome)(rendering, out)
+        (write_html if options.format == "html" else write_chrome)(r, out)
     else:
-        write_text(rendering, out, color=options.color)
+        write_text(r, out, color=options.color)
     out.flush()
-    return summary
+    return len(table.traces) if selected is None else int(np.count_nonzero(selected))
 
 
 _PER_JOB = 64 << 20
@@ -229,6 +238,17 @@ def _size(path: str) -> int:
         return os.path.getsize(path)
     except OSError:
         return 0
+
+
+def _filtered(options: Options) -> bool:
+    """Whether ``options`` select some traces, not all of them."""
+    return bool(
+        options.traces
+        or options.errors_only
+        or options.services
+        or options.since is not None
+        or options.until is not None
+    )
 
 
 def _select(

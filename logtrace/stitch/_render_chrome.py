@@ -83,9 +83,10 @@ def _events(r: Rendering) -> Iterator[dict[str, Any]]:
     bounds = (np.flatnonzero(trace_col[1:] != trace_col[:-1]) + 1).tolist()
     line_of = RowLines(r.table)
     lanes = [0]  # the last thread id handed out
+    flows = [0]  # the last flow (call arrow) id handed out
     try:
         for lo, hi in zip([0, *bounds], [*bounds, len(traced)], strict=True):
-            yield from _trace(r, tl, traced[lo:hi].tolist(), line_of, lanes)
+            yield from _trace(r, tl, traced[lo:hi].tolist(), line_of, lanes, flows)
     finally:
         line_of.close()
 
@@ -101,6 +102,7 @@ def _trace(
     block: list[int],
     line_of: RowLines,
     lanes: list[int],
+    flows: list[int],
 ) -> Iterator[dict[str, Any]]:
     table = r.table
     rows = table.rows
@@ -110,7 +112,7 @@ def _trace(
     # The trace's spans with a known extent, in start order (longest first on ties).
     spans = sorted(
         (s for s in set(rows["span"][block].tolist()) if s >= 0 and _known(tl, s)),
-        key=lambda s: (_us(float(tl.span_start[s])), -_us(float(tl.span_end[s]))),
+        key=lambda s: (_us(float(tl.span_start[s])), -_us(float(tl.span_end[s])), table.spans[s]),
     )
     # Pack each service's spans into lanes. A lane is a stack of open spans
     # (end, span); a span goes on top of its own parent or on an empty lane,
@@ -194,7 +196,8 @@ def _trace(
         p_begin, p_end = _us(float(tl.span_start[parent])), _us(float(tl.span_end[parent]))
         p_svc, p_lane = span_lane[parent]
         c_svc, c_lane = span_lane[span]
-        common = {"name": "call", "cat": "call", "id": span, "args": {"trace_id": trace_id}}
+        flows[0] += 1  # numbered in output order: the same whatever else the input holds
+        common = {"name": "call", "cat": "call", "id": flows[0], "args": {"trace_id": trace_id}}
         yield {
             **common,
             "ph": "s",

@@ -29,6 +29,7 @@ import zlib
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from hashlib import blake2b
+from itertools import compress
 from typing import IO, TYPE_CHECKING
 
 import numpy as np
@@ -37,8 +38,10 @@ import numpy.typing as npt
 from ._clocks import ClockModel, estimate_clocks_from_columns
 from ._correct import (
     CallerRecords,
+    Models,
     apply_clocks,
     bracketing_rows,
+    correct_times,
     find_calls,
     loose_calls,
     model_arrays,
@@ -161,14 +164,23 @@ def stitch_sharded(
     summary: Summary,
     progress: Callable[[str, float], None] | None = None,
 ) -> None:
-    """Write the run's traces shard by shard (JSON lines or text); fills ``summary``."""
+    """Write the run's traces shard by shard; fills ``summary``.
+
+    JSON lines and text are written a shard at a time and merged. HTML and
+    Chrome output (one page each) are written from the traces the filters
+    select, chosen a shard at a time: memory holds those, not the run.
+    """
     _allow_open_files(shards + 16)
-    run = _split(sources, scanned, options, spool, shards, summary)
+    whole_page = options.format not in SHARDED_FORMATS
+    run = _split(sources, scanned, options, spool, shards, summary, keep_scans=whole_page)
     clocks = _estimate(run, call_cap(options.memory)) if options.skew_correction else {}
     for name in list(summary.offsets_ms):
         model = clocks.get(name)
         summary.offsets_ms[name] = round(model.offset_s * 1e3, 3) if model else 0.0
         summary.drift_ppm[name] = round(model.drift * 1e6, 3) if model else 0.0
+    if whole_page:
+        _write_selected(run, [path for _, path in scanned], clocks, options, out, summary)
+        return
     outputs: list[str] = []
     indexes: list[str] = []
     summary.traces = summary.written_traces = 0
@@ -208,10 +220,12 @@ def _split(
     spool: str,
     shards: int,
     summary: Summary,
+    keep_scans: bool = False,
 ) -> _Run:
     """One read of every scan: the run's services, the summary's counts, and
     each scan's rows cut into the shard files (with the trace and span IDs
-    they use and where each trace appears first)."""
+    they use and where each trace appears first). The scans' own spool
+    files are removed unless ``keep_scans``."""
     service_ids: dict[str, int] = {}
     for scan, _ in scanned:
         for v in scan.services:
@@ -256,7 +270,8 @@ def _split(
             del rows, traces, spans, trace, reason, broken, perm, row_shard
             if spilled is not None:
                 del mapped
-                drop_spilled(spilled)
+                if not keep_scans:
+                    drop_spilled(spilled)
     finally:
         for f in files:
             f.close()
@@ -645,6 +660,79 @@ def _pread(fd: int, at: int, size: int) -> bytes:
         at += len(piece)
         size -= len(piece)
     return parts[0] if len(parts) == 1 else b"".join(parts)
+
+
+def _write_selected(
+    run: _Run,
+    spilled: list[str | None],
+    clocks: dict[str, ClockModel],
+    options: Options,
+    out: IO[bytes],
+    summary: Summary,
+) -> None:
+    """HTML or Chrome output of the selected traces: which ones is decided a
+    shard at a time (a trace's start and errors need the whole trace), then
+    their rows are taken from the scans, in the scans' order, and written as
+    an unsharded run of just them would be."""
+    from ._pipeline import _select, write_table
+
+    chosen: set[str] = set()
+    summary.traces = 0
+    for s in range(run.shards):
+        table = _open_shard(run, s).table
+        corrected = apply_clocks(table, clocks)
+        selected = _select(table, corrected, order(table, corrected).trace_start, options)
+        assert selected is not None  # only filtered runs come here
+        chosen.update(compress(table.traces, selected.tolist()))
+        summary.traces += len(table.traces)
+        del table, corrected
+    window_only = not (options.traces or options.errors_only or options.services)
+    models = model_arrays(clocks, run.services)
+    service_index = {name: k for k, name in enumerate(run.services)}
+    scans = list(run.scans)
+    for i, path in enumerate(spilled):
+        if path is None:
+            continue
+        mapped, traces, spans = load_spilled(path)
+        rows = np.asarray(mapped)
+        trace = rows["trace"]
+        wanted = np.fromiter(map(chosen.__contains__, traces), dtype=bool, count=len(traces))
+        keep = np.zeros(len(rows), dtype=bool)
+        traced = trace >= 0
+        keep[traced] = wanted[trace[traced]]
+        if window_only:
+            # As without shards: lines without a trace are kept inside the window.
+            stub = scans[i]
+            svc = np.array([service_index[v] for v in stub.services], dtype=np.int64)
+            untraced = np.flatnonzero(~traced)
+            ts = _corrected(rows["ts"][untraced], svc[rows["svc"][untraced]], models, clocks)
+            inside = np.ones(len(untraced), dtype=bool)
+            if options.since is not None:
+                inside &= ~(ts < options.since)
+            if options.until is not None:
+                inside &= ~(ts > options.until)
+            keep[untraced[inside]] = True
+        if keep.any():
+            kept = take_rows(rows, np.flatnonzero(keep))
+            scans[i] = _compact(i, scans[i], kept, traces, spans)[1]
+        del mapped, rows
+        drop_spilled(path)
+    table = group(run.sources, scans)
+    corrected = apply_clocks(table, clocks)
+    r = Rendering(table, build_tree(table), corrected, order(table, corrected))
+    summary.written_traces = write_table(r, out, options, run.spool)
+
+
+def _corrected(ts: F64, svc: I64, models: Models, clocks: dict[str, ClockModel]) -> F64:
+    """What :func:`._correct.apply_clocks` gives these rows, bit for bit."""
+    if not clocks:
+        raw: F64 = ts.copy()
+        return raw
+    offset, drift, _ = models
+    if not drift.any():
+        shifted: F64 = ts - offset[svc]
+        return shifted
+    return correct_times(ts, svc, models)
 
 
 def _write_untraced(

@@ -115,6 +115,27 @@ class TestSameOutput:
         monkeypatch.setattr(_shard, "_merge_chunk", lambda memory, shards: chunk)
         _same(synth_logs, 5, format=fmt)
 
+    @pytest.mark.parametrize("fmt", ["html", "chrome"])
+    def test_pages_hold_only_the_selected_traces(
+        self, synth_logs: list[str], monkeypatch: pytest.MonkeyPatch, fmt: str
+    ) -> None:
+        held = []
+        group = _shard.group
+
+        def spy(sources: Any, scans: Any) -> Any:
+            table = group(sources, scans)
+            held.append(len(table.rows))
+            return table
+
+        monkeypatch.setattr(_shard, "group", spy)
+        page = _same(synth_logs, 4, format=fmt, errors_only=True)
+        whole, _ = _run(synth_logs, format="jsonl")
+        # One table per shard for the clocks and one to choose the traces,
+        # then one of just the chosen ones.
+        assert len(held) == 2 * 4 + 1
+        assert held[-1] < whole.count(b"\n") // 3
+        assert page.count(b"trace") > 10
+
     def test_without_skew_correction(self, synth_logs: list[str]) -> None:
         _same(synth_logs, 3, skew_correction=False)
 
@@ -128,7 +149,7 @@ class TestSameOutput:
             {"until": 1_772_359_203.0},
         ],
     )
-    @pytest.mark.parametrize("fmt", ["jsonl", "text"])
+    @pytest.mark.parametrize("fmt", ["jsonl", "text", "html", "chrome"])
     def test_filters_select_the_same_lines(
         self, synth_logs: list[str], filters: dict[str, object], fmt: str
     ) -> None:
