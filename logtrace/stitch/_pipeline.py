@@ -200,11 +200,13 @@ def _jobs_within(memory: int, jobs: int) -> int:
     return max(1, min(jobs, (memory - FIXED_MEMORY) // _PER_JOB))
 
 
-_SCAN_FIXED = 40 << 20
-"""What a scan worker holds besides its segment: interpreter, libraries, read buffers."""
-_BYTES_PER_SCANNED_ROW = 400
-"""A segment's memory per row: the rows, its IDs (in the scanner and as
-Python strings) and their pickle."""
+_SCAN_FIXED = 24 << 20
+"""What a scan worker holds besides its segment: its own part of the
+interpreter (the rest is shared with the parent), its read buffers."""
+_BYTES_PER_SCANNED_ROW = 700
+"""A segment's memory per row when every line has IDs never seen before: the
+row, its IDs in the scanner and as Python strings, their pickle (measured
+~680; service logs with 80 lines a trace take a third of that)."""
 
 
 def _segment_rows(memory: int, jobs: int) -> int:

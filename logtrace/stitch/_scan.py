@@ -133,8 +133,10 @@ def scan_task(
     spool_dir: str,
     segment: Callable[[FileScan], None] | None = None,
     segment_rows: int = SEGMENT_ROWS,
+    block_size: int = BLOCK,
 ) -> FileScan:
-    """Read one task's lines and turn each non-blank one into a row.
+    """Read one task's lines, ``block_size`` bytes at a time (at most
+    :data:`PURE_BLOCK` in pure Python), and turn each non-blank one into a row.
 
     With ``segment``, every ``segment_rows`` rows or so go to it as a scan of
     their own, with only the IDs they use, and interning starts afresh: a
@@ -150,21 +152,22 @@ def scan_task(
     state = _Interner(service_from_path(name))
     scanner = _native_scan.Scanner(state.services) if native_enabled() else None
     blocks: Iterator[bytes | memoryview]
+    if scanner is None:
+        block_size = min(block_size, PURE_BLOCK)
     if end >= 0:
         if scanner is None:
-            blocks = whole_lines(_range_blocks(path, start, end, PURE_BLOCK))
+            blocks = whole_lines(_range_blocks(path, start, end, block_size))
             stream: IO[bytes] | None = None
         else:
             stream = open(path, "rb")  # noqa: SIM115 (closed below)
             stream.seek(start)
-            blocks = _prefetched(_line_views(stream, end - start, None, name))
+            blocks = _prefetched(_line_views(stream, end - start, None, name, block_size))
     else:
         stream, compressed = open_decompressed(path)
         if scanner is not None and not compressed:
-            blocks = _prefetched(_line_views(stream, -1, warnings, name))
+            blocks = _prefetched(_line_views(stream, -1, warnings, name, block_size))
         else:
-            size = BLOCK if scanner is not None else PURE_BLOCK
-            blocks = read_blocks(stream, warnings, name, size)
+            blocks = read_blocks(stream, warnings, name, block_size)
         if compressed:
             fd, data_path = tempfile.mkstemp(prefix=f"{index}-", suffix=".spool", dir=spool_dir)
             spool = os.fdopen(fd, "wb")
@@ -455,7 +458,7 @@ _NAN = math.nan
 
 
 def _line_views(
-    stream: IO[bytes], limit: int, warnings: list[str] | None, name: str
+    stream: IO[bytes], limit: int, warnings: list[str] | None, name: str, block: int = BLOCK
 ) -> Iterator[memoryview]:
     """Blocks of whole lines (the last may lack its newline), read straight
     into reused buffers: no copy per block, unlike :func:`read_blocks`.
@@ -465,7 +468,7 @@ def _line_views(
     ``warnings``, a read error ends the stream with a warning, as
     :func:`read_blocks` does; without, it is raised.
     """
-    bufs = [bytearray(BLOCK) for _ in range(3)]
+    bufs = [bytearray(block) for _ in range(3)]
     turn = 0
     buf = bufs[0]
     fill = 0
@@ -497,7 +500,7 @@ def _line_views(
         turn = (turn + 1) % len(bufs)
         tail = fill - cut
         if len(bufs[turn]) < tail + 1:
-            bufs[turn] = bytearray(max(BLOCK, 2 * tail))
+            bufs[turn] = bytearray(max(block, 2 * tail))
         bufs[turn][:tail] = memoryview(buf)[cut:fill]
         buf = bufs[turn]
         fill = tail
@@ -899,8 +902,14 @@ def _spilling_worker(task: ScanTask) -> list[tuple[FileScan, str | None]]:
     def spill(part: FileScan) -> None:
         spilled.append(_spill(task[0], part))
 
-    spill(scan_task(task, _SPOOL_DIR, spill, _SEGMENT_ROWS))
+    spill(scan_task(task, _SPOOL_DIR, spill, _SEGMENT_ROWS, segment_block(_SEGMENT_ROWS)))
     return spilled
+
+
+def segment_block(segment_rows: int) -> int:
+    """Bytes read at a time by a scan handing out segments of ``segment_rows``:
+    a segment is handed out between blocks, so a block is a small part of it."""
+    return max(1 << 20, min(BLOCK, segment_rows * 32))
 
 
 def _spill(file_index: int, part: FileScan) -> tuple[FileScan, str | None]:

@@ -249,9 +249,7 @@ class TestHostileInput:
     ) -> None:
         monkeypatch.setenv("LOGTRACE_PURE_PYTHON", pure)
         monkeypatch.setattr(_scan, "SEGMENT_ROWS", 7)
-        monkeypatch.setattr(_scan, "BLOCK", 4096)
-        monkeypatch.setattr(_scan, "PURE_BLOCK", 4096)
-        monkeypatch.setattr(_read, "BLOCK", 4096)
+        monkeypatch.setattr(_scan, "segment_block", lambda rows: 4096)
         lines = [
             _line(f"2026-03-01T10:00:{k % 60:02d}.000000Z", f"{k % 13 + 1:032x}", None, None, "m")
             for k in range(3000)
