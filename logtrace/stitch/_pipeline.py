@@ -11,16 +11,15 @@ from dataclasses import dataclass, field, replace
 from typing import IO
 
 import numpy as np
-import numpy.typing as npt
 
 from ._correct import apply_clocks, estimate
-from ._group import Table, group
-from ._ids import norm_trace_id
+from ._group import group
 from ._model import SCAN_DTYPE, FileScan
 from ._order import order
-from ._parse import BROKEN, ERROR, NO_TRACE_ID
+from ._output import filtered, write_table
+from ._parse import BROKEN, NO_TRACE_ID
 from ._read import expand_paths
-from ._render import Rendering, write_jsonl
+from ._render import Rendering
 from ._scan import SEGMENT_ROWS, input_size, load_spilled, plan_tasks, scan, scan_spilled
 from ._shard import (
     BYTES_PER_ROW,
@@ -29,7 +28,6 @@ from ._shard import (
     shard_count,
     stitch_sharded,
 )
-from ._text import write_text
 from ._tree import build_tree
 
 __all__ = ["Options", "Summary", "stitch"]
@@ -102,7 +100,7 @@ def _run(
     forced = options.shards or int(os.environ.get(_SHARDS_ENV) or 0)
     # HTML and Chrome output are one page each: they hold what they show, so
     # shards help them only when a filter leaves part of the run out.
-    sharded_format = options.format in SHARDED_FORMATS or _filtered(options)
+    sharded_format = options.format in SHARDED_FORMATS or filtered(options)
     sharding = sharded_format and (
         forced > 1 or input_size(tasks) // _MIN_LINE_BYTES * BYTES_PER_ROW > options.memory
     )
@@ -168,28 +166,6 @@ def _run(
     return summary
 
 
-def write_table(r: Rendering, out: IO[bytes], options: Options, spool: str) -> int:
-    """Write the traces ``options`` select (and the lines kept with them) in
-    its format; returns how many traces were selected."""
-    table, ordered = r.table, r.order
-    selected = _select(table, r.corrected, ordered.trace_start, options)
-    if selected is not None:
-        keep_rows = _keep_rows(table, r.corrected, ordered.rows, selected, options)
-        ordered.rows = ordered.rows[keep_rows]
-        ordered.n_traced = int(np.count_nonzero(table.rows["trace"][ordered.rows] >= 0))
-    if options.format == "jsonl":
-        write_jsonl(r, out, options.jobs, spool)
-    elif options.format in ("html", "chrome"):
-        from ._render_chrome import write_chrome
-        from ._render_html import write_html
-
-        (write_html if options.format == "html" else write_chrome)(r, out)
-    else:
-        write_text(r, out, color=options.color)
-    out.flush()
-    return len(table.traces) if selected is None else int(np.count_nonzero(selected))
-
-
 _PER_JOB = 64 << 20
 """Memory a scan worker holds whatever the budget (interpreter, libraries,
 read buffers, the rows it has not yet written out)."""
@@ -240,75 +216,3 @@ def _size(path: str) -> int:
         return os.path.getsize(path)
     except OSError:
         return 0
-
-
-def _filtered(options: Options) -> bool:
-    """Whether ``options`` select some traces, not all of them."""
-    return bool(
-        options.traces
-        or options.errors_only
-        or options.services
-        or options.since is not None
-        or options.until is not None
-    )
-
-
-def _select(
-    table: Table,
-    corrected: npt.NDArray[np.float64],
-    start: npt.NDArray[np.float64],
-    options: Options,
-) -> npt.NDArray[np.bool_] | None:
-    """Which traces to write, or ``None`` for all of them (and every other line)."""
-    filtered = options.traces or options.errors_only or options.services
-    if not filtered and options.since is None and options.until is None:
-        return None
-    n = len(table.traces)
-    selected = np.ones(n, dtype=bool)
-    rows = table.rows
-    trace = rows["trace"]
-    if options.traces:
-        wanted = {norm_trace_id(t) or t for t in options.traces}
-        mask = np.zeros(n, dtype=bool)
-        for i, tid in enumerate(table.traces):
-            if tid in wanted:
-                mask[i] = True
-        selected &= mask
-    if options.errors_only:
-        mask = np.zeros(n, dtype=bool)
-        mask[trace[((rows["flags"] & ERROR) != 0) & (trace >= 0)]] = True
-        selected &= mask
-    if options.services:
-        names = set(options.services)
-        svc_mask = np.array([s in names for s in table.services] or [False], dtype=bool)
-        mask = np.zeros(n, dtype=bool)
-        mask[trace[svc_mask[rows["svc"]] & (trace >= 0)]] = True
-        selected &= mask
-    if options.since is not None:
-        selected &= ~(start < options.since)
-    if options.until is not None:
-        selected &= ~(start > options.until)
-    return selected
-
-
-def _keep_rows(
-    table: Table,
-    corrected: npt.NDArray[np.float64],
-    ordered: npt.NDArray[np.int64],
-    selected: npt.NDArray[np.bool_],
-    options: Options,
-) -> npt.NDArray[np.bool_]:
-    trace = table.rows["trace"][ordered]
-    keep = np.zeros(len(ordered), dtype=bool)
-    traced = trace >= 0
-    keep[traced] = selected[trace[traced]]
-    if not (options.traces or options.errors_only or options.services):
-        # Only a time window: lines without a trace are kept when inside it.
-        ts = corrected[ordered]
-        inside = ~traced
-        if options.since is not None:
-            inside &= ~(ts < options.since)
-        if options.until is not None:
-            inside &= ~(ts > options.until)
-        keep |= inside
-    return keep

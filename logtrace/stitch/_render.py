@@ -40,7 +40,7 @@ try:
 except ImportError:  # built without a C compiler: the pure-Python path below
     _native_write = None  # type: ignore[assignment]
 
-__all__ = ["Rendering", "native_enabled", "write_jsonl"]
+__all__ = ["Rendering", "give_back_free_heap", "native_enabled", "take_rows", "write_jsonl"]
 
 _encode = msgspec.json.encode
 
@@ -467,7 +467,7 @@ def write_jsonl(
     if jobs <= 1 or n < 200_000 or native_enabled():
         _render_range(r, 0, n, out)
         return
-    _give_back_free_heap()  # the worker's copy of the parent counts in full
+    give_back_free_heap()  # the worker's copy of the parent counts in full
     bounds = [n * k // jobs for k in range(jobs + 1)]
     jobs_list = [
         (bounds[k], bounds[k + 1], tempfile.mktemp(prefix=f"part{k}-", dir=spool_dir))
@@ -490,7 +490,7 @@ def write_jsonl(
         os.unlink(path)
 
 
-def _give_back_free_heap() -> None:
+def give_back_free_heap() -> None:
     """Return the C heap's free pages to the system (glibc only).
 
     Reading and grouping leave ~100 MB of freed small blocks that the

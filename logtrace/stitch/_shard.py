@@ -49,9 +49,10 @@ from ._correct import (
 from ._group import Table, group
 from ._model import SCAN_DTYPE, FileScan
 from ._order import Order, order
+from ._output import keep_rows, select_traces, write_table
 from ._parse import BROKEN, NO_TRACE_ID
 from ._read import Source
-from ._render import Rendering, _give_back_free_heap, take_rows, write_jsonl
+from ._render import Rendering, give_back_free_heap, take_rows, write_jsonl
 from ._scan import drop_spilled, load_spilled
 from ._text import write_text
 from ._tree import Tree, build_tree
@@ -193,7 +194,7 @@ def stitch_sharded(
         traces, written = _write_shard(run, s, clocks, options, path)
         summary.traces += traces
         summary.written_traces += written
-        _give_back_free_heap()
+        give_back_free_heap()
     _merge(outputs, indexes, out, _merge_chunk(options.memory, shards))
     for path in outputs + indexes:
         os.unlink(path)
@@ -424,7 +425,7 @@ def _estimate(run: _Run, cap: int) -> dict[str, ClockModel]:
         if below < np.iinfo(np.int64).max or kept + len(parts[-1][0]) > 2 * cap:
             parts, below = _thin(parts, below, cap)
         kept = sum(len(p[0]) for p in parts)
-        _give_back_free_heap()
+        give_back_free_heap()
     if not parts:
         return {}
     cols = [np.concatenate([p[k] for p in parts]) for k in range(len(parts[0]))]
@@ -498,15 +499,13 @@ def _write_shard(
     """Write shard ``s``'s traces to ``path`` and, to ``path.index``, where
     each went (:data:`_INDEX`). Returns the shard's traces and how many of
     them were selected."""
-    from ._pipeline import _keep_rows, _select
-
     sh = _open_shard(run, s)
     table = sh.table
     corrected = apply_clocks(table, clocks)
     ordered = order(table, corrected)
-    selected = _select(table, corrected, ordered.trace_start, options)
+    selected = select_traces(table, corrected, ordered.trace_start, options)
     if selected is not None:
-        keep = _keep_rows(table, corrected, ordered.rows, selected, options)
+        keep = keep_rows(table, corrected, ordered.rows, selected, options)
         ordered.rows = ordered.rows[keep]
         ordered.n_traced = len(ordered.rows)
         written = int(np.count_nonzero(selected))
@@ -674,14 +673,12 @@ def _write_selected(
     shard at a time (a trace's start and errors need the whole trace), then
     their rows are taken from the scans, in the scans' order, and written as
     an unsharded run of just them would be."""
-    from ._pipeline import _select, write_table
-
     chosen: set[str] = set()
     summary.traces = 0
     for s in range(run.shards):
         table = _open_shard(run, s).table
         corrected = apply_clocks(table, clocks)
-        selected = _select(table, corrected, order(table, corrected).trace_start, options)
+        selected = select_traces(table, corrected, order(table, corrected).trace_start, options)
         assert selected is not None  # only filtered runs come here
         chosen.update(compress(table.traces, selected.tolist()))
         summary.traces += len(table.traces)
@@ -739,8 +736,6 @@ def _write_untraced(
     run: _Run, clocks: dict[str, ClockModel], options: Options, out: IO[bytes]
 ) -> None:
     """Lines without a trace, in file and line order, a bounded batch of scans at a time."""
-    from ._pipeline import _keep_rows, _select
-
     batch: dict[int, FileScan] = {}
     held = 0
     first = True
@@ -754,10 +749,10 @@ def _write_untraced(
         batch.clear()
         corrected = apply_clocks(table, clocks)
         ordered = order(table, corrected)
-        selected = _select(table, corrected, ordered.trace_start, options)
+        selected = select_traces(table, corrected, ordered.trace_start, options)
         if selected is not None:
             ordered.rows = ordered.rows[
-                _keep_rows(table, corrected, ordered.rows, selected, options)
+                keep_rows(table, corrected, ordered.rows, selected, options)
             ]
         tree = build_tree(table)
         out.flush()
