@@ -23,7 +23,6 @@ from ._render import Rendering
 from ._scan import SEGMENT_ROWS, input_size, load_spilled, plan_tasks, scan, scan_spilled
 from ._shard import (
     BYTES_PER_ROW,
-    FIXED_MEMORY,
     SHARDED_FORMATS,
     shard_count,
     stitch_sharded,
@@ -166,14 +165,18 @@ def _run(
     return summary
 
 
-_PER_JOB = 64 << 20
-"""Memory a scan worker holds whatever the budget (interpreter, libraries,
-read buffers, the rows it has not yet written out)."""
+_PER_JOB = 48 << 20
+"""The least a scan worker is given: its own part of the interpreter, read
+buffers, and a segment of rows and IDs not yet written out."""
+
+_SCANNING_PARENT = 32 << 20
+"""What the main process holds while the workers scan (the interpreter and
+libraries; the scans' rows go to disk)."""
 
 
 def _jobs_within(memory: int, jobs: int) -> int:
     """Scan workers that fit the budget beside the main process: at least one."""
-    return max(1, min(jobs, (memory - FIXED_MEMORY) // _PER_JOB))
+    return max(1, min(jobs, (memory - _SCANNING_PARENT) // _PER_JOB))
 
 
 _SCAN_FIXED = 24 << 20
@@ -187,7 +190,7 @@ row, its IDs in the scanner and as Python strings, their pickle (measured
 
 def _segment_rows(memory: int, jobs: int) -> int:
     """Rows a scan worker holds before it hands them out: what its share of the budget holds."""
-    share = max(_PER_JOB, (memory - FIXED_MEMORY) // max(jobs, 1))
+    share = max(_PER_JOB, (memory - _SCANNING_PARENT) // max(jobs, 1))
     return max(1 << 14, min(SEGMENT_ROWS, (share - _SCAN_FIXED) // _BYTES_PER_SCANNED_ROW))
 
 
