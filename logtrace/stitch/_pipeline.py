@@ -100,9 +100,8 @@ def _run(
     # HTML and Chrome output are one page each: they hold what they show, so
     # shards help them only when a filter leaves part of the run out.
     sharded_format = options.format in SHARDED_FORMATS or filtered(options)
-    sharding = sharded_format and (
-        forced > 1 or input_size(tasks) // _MIN_LINE_BYTES * BYTES_PER_ROW > options.memory
-    )
+    too_big = input_size(tasks) // _MIN_LINE_BYTES * BYTES_PER_ROW > options.memory
+    sharding = sharded_format and (forced > 1 or too_big)
     if sharding:
         options = replace(options, jobs=_jobs_within(options.memory, options.jobs))
     if sharding and options.jobs <= 1:
@@ -151,6 +150,11 @@ def _run(
         unparseable=int(np.count_nonzero((reason > NO_TRACE_ID) | ((rows["flags"] & BROKEN) != 0))),
         warnings=list(table.warnings),
     )
+    if too_big and not sharded_format:
+        summary.warnings.append(
+            f"the {options.format} output holds every trace of a run that may not fit "
+            "--memory; --errors, --trace, --service, --since or --until keep it to those"
+        )
     used = np.zeros(len(table.services), dtype=bool)
     used[rows["svc"]] = True
     for i, name in enumerate(table.services):

@@ -352,6 +352,23 @@ def test_memory_budget_spills_the_table_with_the_same_output(
     assert list(spill.iterdir()) == []  # spill files are removed after the run
 
 
+@pytest.mark.parametrize("fmt", ["html", "chrome"])
+def test_a_whole_run_page_beyond_the_budget_says_how_to_narrow_it(
+    synth: SynthResult, tmp_path: Path, fmt: str
+) -> None:
+    out = str(tmp_path / "page")
+    code, err = run("stitch", "--format", fmt, "--memory", "64K", "-o", out, *synth.files)
+    assert code == 0
+    assert f"warning: the {fmt} output holds every trace" in err
+    assert "--errors" in err
+    code, err = run(
+        "stitch", "--format", fmt, "--memory", "64K", "--errors", "-o", out, *synth.files
+    )
+    assert code == 0 and "warning" not in err
+    code, err = run("stitch", "--format", fmt, "-o", out, *synth.files)
+    assert code == 0 and "warning" not in err
+
+
 def test_memory_sizes() -> None:
     from logtrace.cli import _size
 
