@@ -24,7 +24,6 @@ from __future__ import annotations
 import math
 import os
 import pickle
-import resource
 import zlib
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
@@ -171,7 +170,7 @@ def stitch_sharded(
     Chrome output (one page each) are written from the traces the filters
     select, chosen a shard at a time: memory holds those, not the run.
     """
-    _allow_open_files(shards + 16)
+    _allow_open_files(shards + 32)
     whole_page = options.format not in SHARDED_FORMATS
     run = _split(sources, scanned, options, spool, shards, summary, keep_scans=whole_page)
     clocks = _estimate(run, call_cap(options.memory)) if options.skew_correction else {}
@@ -205,6 +204,10 @@ def stitch_sharded(
 def _allow_open_files(wanted: int) -> None:
     """Raise the soft limit on open files to ``wanted`` if the hard one allows:
     the split writes to every shard's file at once."""
+    try:
+        import resource  # POSIX only
+    except ImportError:
+        return
     try:
         soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
         if soft != resource.RLIM_INFINITY and soft < wanted:
@@ -593,25 +596,25 @@ def _merge(outputs: list[str], indexes: list[str], out: IO[bytes], chunk: tuple[
     consecutive traces per shard, read with one call, then interleaved.
     Memory holds a chunk per shard however many traces there are."""
     entries_cap, bytes_cap = chunk
-    maps = [
-        np.memmap(p, dtype=_INDEX, mode="r") if os.path.getsize(p) else np.empty(0, _INDEX)
-        for p in indexes
-    ]
-    pos = [0] * len(maps)
+    # Indexes are read a chunk at a time, not mapped: a mapping holds a file
+    # descriptor, and the shards' outputs already hold one each.
+    counts = [os.path.getsize(p) // _INDEX.itemsize for p in indexes]
+    pos = [0] * len(counts)
     fds = [os.open(p, os.O_RDONLY) for p in outputs]
     try:
         while True:
             heads = {}
-            for k, index in enumerate(maps):
-                if pos[k] < len(index):
-                    head = np.asarray(index[pos[k] : pos[k] + entries_cap])
+            for k, path in enumerate(indexes):
+                if pos[k] < counts[k]:
+                    at = pos[k] * _INDEX.itemsize
+                    head = np.fromfile(path, dtype=_INDEX, count=entries_cap, offset=at)
                     fits = np.searchsorted(np.cumsum(head["size"]), bytes_cap, "right")
                     heads[k] = head[: max(1, int(fits))]
             if not heads:
                 break
             bound: tuple[float, int] | None = None
             for k, head in heads.items():
-                if pos[k] + len(head) < len(maps[k]):
+                if pos[k] + len(head) < counts[k]:
                     last = (float(head["start"][-1]), int(head["key"][-1]))
                     bound = last if bound is None or last < bound else bound
             shard_parts, entry_parts, blocks = [], [], {}

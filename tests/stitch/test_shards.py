@@ -438,3 +438,32 @@ def test_cli_with_forced_shards_writes_the_same_file(tmp_path: Path, synth_logs:
         assert proc.returncode == 0, proc.stderr
         outputs.append((out.read_bytes(), proc.stderr))
     assert outputs[0] == outputs[1]
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="POSIX limits")
+def test_more_shards_than_the_open_file_limit_allows_at_first(
+    tmp_path: Path, synth_logs: list[str]
+) -> None:
+    """The split has every shard's file open at once: the soft limit is raised."""
+    import resource
+
+    def low_limit() -> None:
+        _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+        resource.setrlimit(resource.RLIMIT_NOFILE, (64, hard))
+
+    outputs = []
+    for shards in ("0", "300"):
+        out = tmp_path / f"out{shards}.txt"
+        env = dict(os.environ, PYTHONPATH=str(REPO), LOGTRACE_STITCH_SHARDS=shards)
+        proc = subprocess.run(
+            [sys.executable, "-m", "logtrace", "stitch", "--format", "text", "-o", str(out),
+             *synth_logs],
+            env=env,
+            capture_output=True,
+            check=False,
+            timeout=300,
+            preexec_fn=low_limit,
+        )  # fmt: skip
+        assert proc.returncode == 0, proc.stderr
+        outputs.append(out.read_bytes())
+    assert outputs[0] == outputs[1]
