@@ -170,7 +170,23 @@ def stitch_sharded(
     Chrome output (one page each) are written from the traces the filters
     select, chosen a shard at a time: memory holds those, not the run.
     """
-    _allow_open_files(shards + 32)
+    restore = _allow_open_files(shards + 32)
+    try:
+        _stitch_shards(sources, scanned, out, options, spool, shards, summary, progress)
+    finally:
+        restore()
+
+
+def _stitch_shards(
+    sources: Sequence[Source],
+    scanned: Sequence[tuple[FileScan, str | None]],
+    out: IO[bytes],
+    options: Options,
+    spool: str,
+    shards: int,
+    summary: Summary,
+    progress: Callable[[str, float], None] | None,
+) -> None:
     whole_page = options.format not in SHARDED_FORMATS
     run = _split(sources, scanned, options, spool, shards, summary, keep_scans=whole_page)
     clocks = _estimate(run, call_cap(options.memory)) if options.skew_correction else {}
@@ -201,20 +217,23 @@ def stitch_sharded(
     out.flush()
 
 
-def _allow_open_files(wanted: int) -> None:
-    """Raise the soft limit on open files to ``wanted`` if the hard one allows:
-    the split writes to every shard's file at once."""
+def _allow_open_files(wanted: int) -> Callable[[], None]:
+    """Raise the soft limit on open files to ``wanted`` if the hard one allows
+    (the split writes to every shard's file at once); returns what puts the
+    limit back."""
     try:
         import resource  # POSIX only
     except ImportError:
-        return
+        return lambda: None
     try:
         soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
         if soft != resource.RLIM_INFINITY and soft < wanted:
             limit = wanted if hard == resource.RLIM_INFINITY else min(wanted, hard)
             resource.setrlimit(resource.RLIMIT_NOFILE, (limit, hard))
+            return lambda: resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
     except (OSError, ValueError):
-        pass  # the open below reports the limit if it is too low
+        pass  # opening the files reports the limit if it is too low
+    return lambda: None
 
 
 def _split(

@@ -467,3 +467,21 @@ def test_more_shards_than_the_open_file_limit_allows_at_first(
         assert proc.returncode == 0, proc.stderr
         outputs.append(out.read_bytes())
     assert outputs[0] == outputs[1]
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="POSIX limits")
+def test_the_open_file_limit_is_put_back(tmp_path: Path) -> None:
+    import resource
+
+    path = tmp_path / "a.log"
+    path.write_text(_line("2026-03-01T10:00:00.000001Z", TRACE_A, None, None, "x") + "\n")
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    low = len(os.listdir("/proc/self/fd")) + 64 if os.path.isdir("/proc/self/fd") else 256
+    if hard != resource.RLIM_INFINITY and hard < low + 400:
+        pytest.skip("hard limit too low to raise")
+    resource.setrlimit(resource.RLIMIT_NOFILE, (low, hard))
+    try:
+        _same([str(path)], 400)
+        assert resource.getrlimit(resource.RLIMIT_NOFILE) == (low, hard)
+    finally:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
