@@ -26,6 +26,7 @@ import os
 import pickle
 import zlib
 from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from hashlib import blake2b
 from itertools import compress
@@ -170,40 +171,38 @@ def stitch_sharded(
     Chrome output (one page each) are written from the traces the filters
     select, chosen a shard at a time: memory holds those, not the run.
     """
-    restore = _allow_open_files(shards + 32)
-    try:
-        _stitch_shards(sources, scanned, out, options, spool, shards, summary, progress)
-    finally:
-        restore()
+    with _open_files_allowed(shards + 32):
+        whole_page = options.format not in SHARDED_FORMATS
+        run = _split(sources, scanned, options, spool, shards, summary, keep_scans=whole_page)
+        clocks = _estimate(run, call_cap(options.memory)) if options.skew_correction else {}
+        for name in list(summary.offsets_ms):
+            model = clocks.get(name)
+            summary.offsets_ms[name] = round(model.offset_s * 1e3, 3) if model else 0.0
+            summary.drift_ppm[name] = round(model.drift * 1e6, 3) if model else 0.0
+        if whole_page:
+            _write_selected(run, [path for _, path in scanned], clocks, options, out, summary)
+            return
+        _write_shards(run, clocks, options, out, summary, progress)
 
 
-def _stitch_shards(
-    sources: Sequence[Source],
-    scanned: Sequence[tuple[FileScan, str | None]],
-    out: IO[bytes],
+def _write_shards(
+    run: _Run,
+    clocks: dict[str, ClockModel],
     options: Options,
-    spool: str,
-    shards: int,
+    out: IO[bytes],
     summary: Summary,
     progress: Callable[[str, float], None] | None,
 ) -> None:
-    whole_page = options.format not in SHARDED_FORMATS
-    run = _split(sources, scanned, options, spool, shards, summary, keep_scans=whole_page)
-    clocks = _estimate(run, call_cap(options.memory)) if options.skew_correction else {}
-    for name in list(summary.offsets_ms):
-        model = clocks.get(name)
-        summary.offsets_ms[name] = round(model.offset_s * 1e3, 3) if model else 0.0
-        summary.drift_ppm[name] = round(model.drift * 1e6, 3) if model else 0.0
-    if whole_page:
-        _write_selected(run, [path for _, path in scanned], clocks, options, out, summary)
-        return
+    """JSON lines or text: each shard written to the spool with its index,
+    the traces merged into ``out``, then the lines without a trace."""
+    shards = run.shards
     outputs: list[str] = []
     indexes: list[str] = []
     summary.traces = summary.written_traces = 0
     for s in range(shards):
         if progress is not None:
             progress("writing", s / (shards + 1))
-        path = os.path.join(spool, f"shard{s}.out")
+        path = os.path.join(run.spool, f"shard{s}.out")
         outputs.append(path)
         indexes.append(path + ".index")
         traces, written = _write_shard(run, s, clocks, options, path)
@@ -217,23 +216,29 @@ def _stitch_shards(
     out.flush()
 
 
-def _allow_open_files(wanted: int) -> Callable[[], None]:
-    """Raise the soft limit on open files to ``wanted`` if the hard one allows
-    (the split writes to every shard's file at once); returns what puts the
-    limit back."""
+@contextmanager
+def _open_files_allowed(wanted: int) -> Iterator[None]:
+    """The soft limit on open files raised to ``wanted`` if the hard one
+    allows (the split writes to every shard's file at once), then put back."""
     try:
         import resource  # POSIX only
     except ImportError:
-        return lambda: None
-    try:
-        soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-        if soft != resource.RLIM_INFINITY and soft < wanted:
-            limit = wanted if hard == resource.RLIM_INFINITY else min(wanted, hard)
+        yield
+        return
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    raised = False
+    if soft != resource.RLIM_INFINITY and soft < wanted:
+        limit = wanted if hard == resource.RLIM_INFINITY else min(wanted, hard)
+        try:
             resource.setrlimit(resource.RLIMIT_NOFILE, (limit, hard))
-            return lambda: resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
-    except (OSError, ValueError):
-        pass  # opening the files reports the limit if it is too low
-    return lambda: None
+            raised = True
+        except (OSError, ValueError):
+            pass  # opening the files reports the limit if it is too low
+    try:
+        yield
+    finally:
+        if raised:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
 
 
 def _split(
