@@ -27,6 +27,7 @@ __all__ = [
     "apply_clocks",
     "bracketing_rows",
     "call_edges",
+    "correct_rows",
     "correct_times",
     "estimate",
     "find_calls",
@@ -279,19 +280,29 @@ class CallerRecords:
 
 def apply_clocks(table: Table, clocks: dict[str, ClockModel] | None) -> F64:
     """Corrected timestamps per row (NaN stays NaN); raw ones without clocks."""
-    ts = table.rows["ts"]
+    return correct_rows(table.rows["ts"], table.rows["svc"], table.services, clocks)
+
+
+def correct_rows(
+    ts: F64,
+    svc: npt.NDArray[np.integer[Any]],
+    services: list[str],
+    clocks: dict[str, ClockModel] | None,
+) -> F64:
+    """Rows' corrected timestamps from their raw ones and service indexes into
+    ``services``: for the same ``services``, the same bits for a row whichever
+    rows come with it."""
     if not clocks:
         raw: F64 = ts.copy()
         return raw
-    n = len(table.services)
+    n = len(services)
     offset = np.zeros(n)
     drift = np.zeros(n)
     ref = np.zeros(n)
-    for i, name in enumerate(table.services):
+    for i, name in enumerate(services):
         model = clocks.get(name)
         if model is not None:
             offset[i], drift[i], ref[i] = model.offset_s, model.drift, model.ref
-    svc = table.rows["svc"]
     if not drift.any():
         shifted: F64 = ts - offset[svc]
         return shifted

@@ -10,6 +10,7 @@ import numpy.typing as npt
 
 from ._group import Table
 from ._ids import norm_trace_id
+from ._order import Order
 from ._parse import ERROR
 from ._render import Rendering, write_jsonl
 from ._text import write_text
@@ -17,18 +18,21 @@ from ._text import write_text
 if TYPE_CHECKING:
     from ._pipeline import Options
 
-__all__ = ["filtered", "keep_rows", "select_traces", "write_table"]
+__all__ = [
+    "filtered",
+    "in_window",
+    "keep_rows",
+    "keeps_untraced",
+    "narrow",
+    "select_traces",
+    "write_table",
+]
 
 
 def write_table(r: Rendering, out: IO[bytes], options: Options, spool: str) -> int:
     """Write the traces ``options`` select (and the lines kept with them) in
     its format; returns how many traces were selected."""
-    table, ordered = r.table, r.order
-    selected = select_traces(table, r.corrected, ordered.trace_start, options)
-    if selected is not None:
-        kept = keep_rows(table, r.corrected, ordered.rows, selected, options)
-        ordered.rows = ordered.rows[kept]
-        ordered.n_traced = int(np.count_nonzero(table.rows["trace"][ordered.rows] >= 0))
+    selected = narrow(r.table, r.corrected, r.order, options)
     if options.format == "jsonl":
         write_jsonl(r, out, options.jobs, spool)
     elif options.format in ("html", "chrome"):
@@ -39,7 +43,19 @@ def write_table(r: Rendering, out: IO[bytes], options: Options, spool: str) -> i
     else:
         write_text(r, out, color=options.color)
     out.flush()
-    return len(table.traces) if selected is None else int(np.count_nonzero(selected))
+    return len(r.table.traces) if selected is None else int(np.count_nonzero(selected))
+
+
+def narrow(
+    table: Table, corrected: npt.NDArray[np.float64], ordered: Order, options: Options
+) -> npt.NDArray[np.bool_] | None:
+    """Keep in ``ordered`` only the lines ``options`` select; returns the
+    selected traces, or ``None`` for all of them."""
+    selected = select_traces(table, corrected, ordered.trace_start, options)
+    if selected is not None:
+        ordered.rows = ordered.rows[keep_rows(table, corrected, ordered.rows, selected, options)]
+        ordered.n_traced = int(np.count_nonzero(table.rows["trace"][ordered.rows] >= 0))
+    return selected
 
 
 def filtered(options: Options) -> bool:
@@ -60,8 +76,7 @@ def select_traces(
     options: Options,
 ) -> npt.NDArray[np.bool_] | None:
     """Which traces to write, or ``None`` for all of them (and every other line)."""
-    filtered = options.traces or options.errors_only or options.services
-    if not filtered and options.since is None and options.until is None:
+    if not filtered(options):
         return None
     n = len(table.traces)
     selected = np.ones(n, dtype=bool)
@@ -84,11 +99,7 @@ def select_traces(
         mask = np.zeros(n, dtype=bool)
         mask[trace[svc_mask[rows["svc"]] & (trace >= 0)]] = True
         selected &= mask
-    if options.since is not None:
-        selected &= ~(start < options.since)
-    if options.until is not None:
-        selected &= ~(start > options.until)
-    return selected
+    return selected & in_window(start, options)
 
 
 def keep_rows(
@@ -102,13 +113,22 @@ def keep_rows(
     keep = np.zeros(len(ordered), dtype=bool)
     traced = trace >= 0
     keep[traced] = selected[trace[traced]]
-    if not (options.traces or options.errors_only or options.services):
-        # Only a time window: lines without a trace are kept when inside it.
-        ts = corrected[ordered]
-        inside = ~traced
-        if options.since is not None:
-            inside &= ~(ts < options.since)
-        if options.until is not None:
-            inside &= ~(ts > options.until)
-        keep |= inside
+    if keeps_untraced(options):
+        keep |= ~traced & in_window(corrected[ordered], options)
     return keep
+
+
+def keeps_untraced(options: Options) -> bool:
+    """Whether lines without a trace can be kept: only a time window selects,
+    and they are kept when inside it."""
+    return not (options.traces or options.errors_only or options.services)
+
+
+def in_window(times: npt.NDArray[np.float64], options: Options) -> npt.NDArray[np.bool_]:
+    """Which ``times`` are inside ``--since``/``--until``; a missing one (NaN) is."""
+    inside = np.ones(len(times), dtype=bool)
+    if options.since is not None:
+        inside &= ~(times < options.since)
+    if options.until is not None:
+        inside &= ~(times > options.until)
+    return inside

@@ -25,7 +25,7 @@ import math
 import os
 import pickle
 import zlib
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from hashlib import blake2b
@@ -38,10 +38,9 @@ import numpy.typing as npt
 from ._clocks import ClockModel, estimate_clocks_from_columns
 from ._correct import (
     CallerRecords,
-    Models,
     apply_clocks,
     bracketing_rows,
-    correct_times,
+    correct_rows,
     find_calls,
     loose_calls,
     model_arrays,
@@ -49,7 +48,7 @@ from ._correct import (
 from ._group import Table, group
 from ._model import SCAN_DTYPE, FileScan
 from ._order import Order, order
-from ._output import keep_rows, select_traces, write_table
+from ._output import in_window, keeps_untraced, narrow, select_traces, write_table
 from ._parse import BROKEN, NO_TRACE_ID
 from ._read import Source
 from ._render import Rendering, give_back_free_heap, take_rows, write_jsonl
@@ -358,38 +357,42 @@ def _load(path: str) -> Iterator[_Piece]:
                 return
 
 
+def _table(run: _Run, pieces: Iterable[tuple[int, FileScan]]) -> Table:
+    """One table of ``pieces`` (scan index, rows of that scan). Every other
+    scan takes part as its stub, so that services and line numbers are the run's."""
+    scans = list(run.scans)
+    for index, piece in pieces:
+        scans[index] = piece
+    return group(run.sources, scans)
+
+
+def _shard_table(run: _Run, s: int) -> Table:
+    """Shard ``s``'s rows as a table of their own."""
+    return _table(run, ((index, piece) for index, piece, _ in _load(run.paths[s])))
+
+
 @dataclass(slots=True)
 class _Shard:
     table: Table
     tree: Tree
     first: I64
     """Per trace of the shard: where it appears first in the run (see :func:`_first_keys`)."""
-    within: I64
-    """Per span of the shard: its rank among its trace's spans."""
 
 
 def _open_shard(run: _Run, s: int) -> _Shard:
-    """Shard ``s`` as a table of its own. Every scan takes part (those without
-    rows here as stubs), so that services and line numbers are the run's."""
-    scans = list(run.scans)
-    firsts: list[tuple[list[str], I64]] = []
-    for index, piece, keys in _load(run.paths[s]):
-        scans[index] = piece
-        firsts.append((piece.traces, keys))
-    table = group(run.sources, scans)
+    """Shard ``s`` as a table of its own, with its span tree and where each
+    of its traces first appears."""
+    pieces = list(_load(run.paths[s]))
+    table = _table(run, ((index, piece) for index, piece, _ in pieces))
     # group() numbers traces by first appearance over the scans in order, so
     # the earliest key seen for a trace is where it first appears in the run.
     number = {t: k for k, t in enumerate(table.traces)}
     first = np.full(len(table.traces), np.iinfo(np.int64).max, dtype=np.int64)
-    for traces, keys in firsts:
-        at = np.fromiter(map(number.__getitem__, traces), dtype=np.int64, count=len(traces))
+    for _, piece, keys in pieces:
+        at = np.fromiter(map(number.__getitem__, piece.traces), np.int64, len(piece.traces))
         np.minimum.at(first, at, keys)
-    del number, firsts
-    tree = build_tree(table)
-    span_trace = table.span_trace.astype(np.int64)
-    start = np.searchsorted(span_trace, np.arange(len(table.traces)))
-    within = np.arange(len(span_trace), dtype=np.int64) - start[span_trace]
-    return _Shard(table, tree, first, within)
+    del number, pieces
+    return _Shard(table, build_tree(table), first)
 
 
 @dataclass(slots=True)
@@ -417,13 +420,16 @@ _SAMPLE = -1
 def _shard_calls(s: int, sh: _Shard) -> _Columns:
     table, tree = sh.table, sh.tree
     calls = find_calls(table, tree)
-    callee_trace = table.span_trace[calls.callee].astype(np.int64)
+    span_trace = table.span_trace.astype(np.int64)
+    # A span's rank among its trace's spans (spans are numbered by trace).
+    within = np.arange(len(span_trace)) - np.searchsorted(span_trace, span_trace)
+    callee_trace = span_trace[calls.callee]
     with_calls, at = np.unique(callee_trace, return_inverse=True)
     sample = _sample_keys([table.traces[t] for t in with_calls.tolist()])[at.ravel()]
     return (
         np.full(len(calls.callee), s, dtype=np.int32),
         sh.first[callee_trace],
-        sh.within[calls.callee],
+        within[calls.callee],
         calls.caller,
         tree.service[calls.caller].astype(np.int16),
         tree.service[calls.callee].astype(np.int16),
@@ -505,7 +511,7 @@ def _bracket(
         mine = loose[c.shard[loose] == s]
         if not len(mine):
             continue
-        table = _open_shard(run, s).table
+        table = _shard_table(run, s)
         usable = bracketing_rows(table)
         records = CallerRecords(
             table.rows["span"][usable].astype(np.int64),
@@ -530,14 +536,8 @@ def _write_shard(
     table = sh.table
     corrected = apply_clocks(table, clocks)
     ordered = order(table, corrected)
-    selected = select_traces(table, corrected, ordered.trace_start, options)
-    if selected is not None:
-        keep = keep_rows(table, corrected, ordered.rows, selected, options)
-        ordered.rows = ordered.rows[keep]
-        ordered.n_traced = len(ordered.rows)
-        written = int(np.count_nonzero(selected))
-    else:
-        written = len(table.traces)
+    selected = narrow(table, corrected, ordered, options)
+    written = len(table.traces) if selected is None else int(np.count_nonzero(selected))
     with open(path, "wb") as f:
         _write(Rendering(table, sh.tree, corrected, ordered), f, options, run.spool)
     del corrected
@@ -703,17 +703,15 @@ def _write_selected(
     chosen: set[str] = set()
     summary.traces = 0
     for s in range(run.shards):
-        table = _open_shard(run, s).table
+        table = _shard_table(run, s)
         corrected = apply_clocks(table, clocks)
         selected = select_traces(table, corrected, order(table, corrected).trace_start, options)
         assert selected is not None  # only filtered runs come here
         chosen.update(compress(table.traces, selected.tolist()))
         summary.traces += len(table.traces)
         del table, corrected
-    window_only = not (options.traces or options.errors_only or options.services)
-    models = model_arrays(clocks, run.services)
     service_index = {name: k for k, name in enumerate(run.services)}
-    scans = list(run.scans)
+    pieces: list[tuple[int, FileScan]] = []
     for i, path in enumerate(spilled):
         if path is None:
             continue
@@ -724,39 +722,24 @@ def _write_selected(
         keep = np.zeros(len(rows), dtype=bool)
         traced = trace >= 0
         keep[traced] = wanted[trace[traced]]
-        if window_only:
+        if keeps_untraced(options):
             # As without shards: lines without a trace are kept inside the window.
-            stub = scans[i]
+            stub = run.scans[i]
             svc = np.array([service_index[v] for v in stub.services], dtype=np.int64)
             untraced = np.flatnonzero(~traced)
-            ts = _corrected(rows["ts"][untraced], svc[rows["svc"][untraced]], models, clocks)
-            inside = np.ones(len(untraced), dtype=bool)
-            if options.since is not None:
-                inside &= ~(ts < options.since)
-            if options.until is not None:
-                inside &= ~(ts > options.until)
-            keep[untraced[inside]] = True
+            ts = correct_rows(
+                rows["ts"][untraced], svc[rows["svc"][untraced]], run.services, clocks
+            )
+            keep[untraced[in_window(ts, options)]] = True
         if keep.any():
             kept = take_rows(rows, np.flatnonzero(keep))
-            scans[i] = _compact(i, scans[i], kept, traces, spans)[1]
+            pieces.append((i, _compact(i, run.scans[i], kept, traces, spans)[1]))
         del mapped, rows
         drop_spilled(path)
-    table = group(run.sources, scans)
+    table = _table(run, pieces)
     corrected = apply_clocks(table, clocks)
     r = Rendering(table, build_tree(table), corrected, order(table, corrected))
     summary.written_traces = write_table(r, out, options, run.spool)
-
-
-def _corrected(ts: F64, svc: I64, models: Models, clocks: dict[str, ClockModel]) -> F64:
-    """What :func:`._correct.apply_clocks` gives these rows, bit for bit."""
-    if not clocks:
-        raw: F64 = ts.copy()
-        return raw
-    offset, drift, _ = models
-    if not drift.any():
-        shifted: F64 = ts - offset[svc]
-        return shifted
-    return correct_times(ts, svc, models)
 
 
 def _write_untraced(
@@ -771,16 +754,11 @@ def _write_untraced(
         nonlocal first
         if not batch:
             return
-        scans = [batch.get(i, stub) for i, stub in enumerate(run.scans)]
-        table = group(run.sources, scans)
+        table = _table(run, batch.items())
         batch.clear()
         corrected = apply_clocks(table, clocks)
         ordered = order(table, corrected)
-        selected = select_traces(table, corrected, ordered.trace_start, options)
-        if selected is not None:
-            ordered.rows = ordered.rows[
-                keep_rows(table, corrected, ordered.rows, selected, options)
-            ]
+        narrow(table, corrected, ordered, options)
         tree = build_tree(table)
         out.flush()
         _write(Rendering(table, tree, corrected, ordered), out, options, run.spool, first)
