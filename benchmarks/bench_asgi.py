@@ -413,7 +413,7 @@ def pieces(rounds: int) -> str:
         "ctx": ctx,
         "fields": tuple(ctx),
         "TC": lc.TraceContext,
-        "CV": lc._CURRENT,
+        "CV": lc.CURRENT,
         "new_span_id": li.new_span_id,
         "log": logging.getLogger("logtrace.span"),
         "INFO": logging.INFO,

@@ -107,13 +107,13 @@ def _request_context() -> Any:
 @contextmanager
 def in_logtrace_span() -> Iterator[None]:
     """As inside a request that came with a ``traceparent``."""
-    from logtrace._context import _CURRENT
+    from logtrace._context import CURRENT
 
-    token = _CURRENT.set(_request_context())
+    token = CURRENT.set(_request_context())
     try:
         yield
     finally:
-        _CURRENT.reset(token)
+        CURRENT.reset(token)
 
 
 @contextmanager

@@ -7,7 +7,9 @@ from typing import NamedTuple
 
 from ._ids import new_span_id, new_trace_id
 
-__all__ = ["TraceContext", "child_of", "child_or_root", "current", "new_root"]
+__all__ = ["CURRENT", "TraceContext", "child_or_root", "current"]
+
+_new = tuple.__new__  # builds the named tuple without its Python-level __new__
 
 
 class TraceContext(NamedTuple):
@@ -15,7 +17,8 @@ class TraceContext(NamedTuple):
 
     A named tuple because a request creates one on the hot path and reads its
     fields from every log record: construction and attribute access are both
-    C-level operations.
+    C-level operations. The package builds contexts through the named
+    constructors :meth:`new_root`, :meth:`from_incoming` and :meth:`child_of`.
     """
 
     trace_id: str
@@ -41,35 +44,78 @@ class TraceContext(NamedTuple):
         flags = (1 if self.sampled else 0) | (2 if self.random else 0)
         return f"00-{self.trace_id}-{self.span_id}-{flags:02x}"
 
+    @classmethod
+    def new_root(
+        cls,
+        *,
+        sampled: bool = True,
+        request_id: str | None = None,
+        link: str | None = None,
+    ) -> TraceContext:
+        """The first span of a new trace: random IDs (the W3C random flag set), no parent.
 
-_CURRENT: ContextVar[TraceContext | None] = ContextVar("logtrace.current", default=None)
+        ``link`` is the caller's ``traceparent`` when its context was not trusted.
+        """
+        return _new(
+            cls, (new_trace_id(), new_span_id(), None, sampled, True, None, request_id, link)
+        )
+
+    @classmethod
+    def from_incoming(
+        cls,
+        trace_id: str,
+        parent_span_id: str | None,
+        sampled: bool,
+        random: bool,
+        tracestate: str | None = None,
+        request_id: str | None = None,
+    ) -> TraceContext:
+        """A server span continuing a caller's trace: a new span ID under the caller's span.
+
+        The arguments are what the caller's headers said, already validated.
+        """
+        return _new(
+            cls,
+            (
+                trace_id,
+                new_span_id(),
+                parent_span_id,
+                sampled,
+                random,
+                tracestate,
+                request_id,
+                None,
+            ),
+        )
+
+    @classmethod
+    def child_of(cls, parent: TraceContext) -> TraceContext:
+        """A new span in ``parent``'s trace, whose parent is ``parent``'s span."""
+        return _new(
+            cls,
+            (
+                parent.trace_id,
+                new_span_id(),
+                parent.span_id,
+                parent.sampled,
+                parent.random,
+                parent.tracestate,
+                parent.request_id,
+                None,
+            ),
+        )
+
+
+CURRENT: ContextVar[TraceContext | None] = ContextVar("logtrace.current", default=None)
+"""The context of the running request or span; read it with :func:`current`."""
 
 
 def current() -> TraceContext | None:
     """The context of the running request or span, or ``None`` outside any."""
-    return _CURRENT.get()
-
-
-def new_root(request_id: str | None = None) -> TraceContext:
-    """The context of a span that starts a new trace."""
-    return TraceContext(new_trace_id(), new_span_id(), None, True, True, None, request_id, None)
-
-
-def child_of(parent: TraceContext) -> TraceContext:
-    """A new span in ``parent``'s trace, whose parent is ``parent``'s span."""
-    return TraceContext(
-        parent.trace_id,
-        new_span_id(),
-        parent.span_id,
-        parent.sampled,
-        parent.random,
-        parent.tracestate,
-        parent.request_id,
-        None,
-    )
+    return CURRENT.get()
 
 
 def child_or_root() -> TraceContext:
     """A new span: a child of the current context, or the root of a new trace outside any."""
-    parent = _CURRENT.get()
-    return new_root() if parent is None else child_of(parent)
+    parent = CURRENT.get()
+    return TraceContext.new_root() if parent is None else TraceContext.child_of(parent)

@@ -1,4 +1,5 @@
-"""The names under which trace IDs appear in log records, and UTC timestamps.
+"""The names under which trace IDs appear in log records, the names a record
+already has, and UTC timestamps.
 
 Every integration (the structlog processor, the stdlib filter, span records)
 takes its key names from one :class:`TraceFields`, so a service renames its
@@ -7,10 +8,20 @@ fields in one place.
 
 from __future__ import annotations
 
+import logging
 from time import gmtime, strftime
 from typing import NamedTuple, TypeAlias
 
-__all__ = ["ECS_FIELDS", "OTEL_FIELDS", "FieldNames", "TraceFields", "iso_utc", "resolve_fields"]
+__all__ = [
+    "ECS_FIELDS",
+    "OTEL_FIELDS",
+    "RECORD_ATTRS",
+    "RESERVED_ATTRS",
+    "FieldNames",
+    "TraceFields",
+    "iso_utc",
+    "resolve_fields",
+]
 
 
 class TraceFields(NamedTuple):
@@ -44,6 +55,19 @@ def resolve_fields(field_names: FieldNames) -> TraceFields:
         raise ValueError(
             f"field_names must be a TraceFields or one of {sorted(_PRESETS)}, not {field_names!r}"
         ) from None
+
+
+RESERVED_ATTRS = frozenset(logging.LogRecord("", 0, "", 0, "", None, None).__dict__) | {
+    "message",
+    "asctime",
+}
+"""Attribute names a :class:`logging.LogRecord` already has: ``extra=`` may not set them."""
+
+RECORD_ATTRS = RESERVED_ATTRS | {
+    "taskName",  # from Python 3.12 on
+    "color_message",  # uvicorn's colored copy of its message
+}
+"""Attributes every record has; anything else on a record is an extra field."""
 
 
 _cached: tuple[int, str] = (-1, "")

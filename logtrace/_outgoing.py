@@ -15,6 +15,14 @@ from urllib.parse import urlsplit
 
 from ._context import TraceContext, child_or_root
 from ._records import emit_span
+from ._schema import (
+    HTTP_REQUEST_METHOD,
+    HTTP_RESPONSE_STATUS_CODE,
+    KIND_CLIENT,
+    SERVER_ADDRESS,
+    SERVER_PORT,
+    URL_FULL,
+)
 from .propagation import get_default
 
 if TYPE_CHECKING:
@@ -112,12 +120,12 @@ class ClientSpan:
         self._request_id_header = propagator.request_id_header
         self.name = method
         self.attributes = {
-            "http.request.method": method,
-            "url.full": redact_url(url),
-            "server.address": host,
+            HTTP_REQUEST_METHOD: method,
+            URL_FULL: redact_url(url),
+            SERVER_ADDRESS: host,
         }
         if port is not None:
-            self.attributes["server.port"] = port
+            self.attributes[SERVER_PORT] = port
         self.done = False
         self._start_ns = time_ns()
         self._start_perf = perf_counter_ns()
@@ -137,7 +145,7 @@ class ClientSpan:
 
     def status(self, code: int) -> None:
         """Record the response status; a 4xx or 5xx marks the call as failed."""
-        self.attributes["http.response.status_code"] = code
+        self.attributes[HTTP_RESPONSE_STATUS_CODE] = code
 
     def finish(self, error: BaseException | None = None) -> None:
         """Write the span record, once, however often this is called."""
@@ -146,5 +154,5 @@ class ClientSpan:
         self.done = True
         duration = perf_counter_ns() - self._start_perf
         emit_span(
-            "client", self.name, self.context, self._start_ns, duration, self.attributes, error
+            KIND_CLIENT, self.name, self.context, self._start_ns, duration, self.attributes, error
         )

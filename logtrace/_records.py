@@ -11,31 +11,47 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
-from typing import Literal
 
-from ._context import _CURRENT, TraceContext
-from ._fields import OTEL_FIELDS, FieldNames, TraceFields, iso_utc, resolve_fields
+from ._context import CURRENT, TraceContext
+from ._fields import OTEL_FIELDS, RESERVED_ATTRS, FieldNames, TraceFields, iso_utc, resolve_fields
+from ._schema import (
+    ATTRIBUTE_PREFIX,
+    DURATION_MS,
+    ERROR_TYPE,
+    EXCEPTION_TYPE,
+    HTTP_RESPONSE_STATUS_CODE,
+    KIND_CLIENT,
+    SPAN_KIND,
+    SPAN_LOGGER_NAME,
+    SPAN_NAME,
+    SPAN_START,
+    SpanKind,
+)
 
-__all__ = ["SPAN_LOGGER_NAME", "SpanKind", "configure_span_records", "emit_span"]
+__all__ = [
+    "SPAN_LOGGER_NAME",
+    "SpanKind",
+    "SpanSettings",
+    "configure_span_records",
+    "emit_span",
+    "enabled_for",
+    "level_number",
+    "settings",
+]
 
-SpanKind = Literal["server", "client", "internal"]
-
-SPAN_LOGGER_NAME = "logtrace.span"
 _logger = logging.getLogger(SPAN_LOGGER_NAME)
-_enabled_for = _logger.isEnabledFor
-
-# Attribute names a LogRecord already has: ``extra=`` may not set them.
-_RESERVED = frozenset(logging.LogRecord("", 0, "", 0, "", None, None).__dict__) | {
-    "message",
-    "asctime",
-}
+enabled_for = _logger.isEnabledFor
+"""Whether the span logger writes records of a level; with :data:`settings`, lets
+middleware skip timing a request whose record would not be written."""
 
 # Sampling compares the trace ID's last 56 bits (random in W3C Level 2 IDs)
 # with a threshold, so that every service keeps or drops the same traces.
 _SAMPLE_SPACE = 1 << 56
 
 
-class _Settings:
+class SpanSettings:
+    """How span records are written; changed by :func:`configure_span_records`."""
+
     __slots__ = ("enabled", "level", "names", "threshold")
 
     def __init__(self) -> None:
@@ -45,10 +61,11 @@ class _Settings:
         self.threshold = _SAMPLE_SPACE
 
 
-_settings = _Settings()
+settings = SpanSettings()
+"""The settings in force: one object, read attribute by attribute on the hot path."""
 
 
-def _level_number(level: int | str) -> int:
+def level_number(level: int | str) -> int:
     """The number of a level given by number or by name (any case)."""
     if isinstance(level, int):
         return level
@@ -75,20 +92,15 @@ def configure_span_records(
     ``field_names`` renames the ID fields (``"otel"``, ``"ecs"``).
     """
     if level is not None:
-        _settings.level = _level_number(level)
+        settings.level = level_number(level)
     if success_sample_rate is not None:
         if not 0.0 <= success_sample_rate <= 1.0:
             raise ValueError(f"success_sample_rate must be in [0, 1], not {success_sample_rate}")
-        _settings.threshold = round(success_sample_rate * _SAMPLE_SPACE)
+        settings.threshold = round(success_sample_rate * _SAMPLE_SPACE)
     if field_names is not None:
-        _settings.names = resolve_fields(field_names)
+        settings.names = resolve_fields(field_names)
     if enabled is not None:
-        _settings.enabled = enabled
-
-
-def _escape(text: str) -> str:
-    """``text`` with control and other unprintable characters escaped."""
-    return text.encode("unicode_escape").decode("ascii")
+        settings.enabled = enabled
 
 
 def _error_type(
@@ -98,12 +110,12 @@ def _error_type(
     if error is not None:
         return type(error).__qualname__
     if attributes:
-        given = attributes.get("error.type")
+        given = attributes.get(ERROR_TYPE)
         if given is not None:
             return str(given)
-        status = attributes.get("http.response.status_code")
+        status = attributes.get(HTTP_RESPONSE_STATUS_CODE)
         # A 4xx is the client's mistake, so it fails a client span only.
-        if isinstance(status, int) and status >= (400 if kind == "client" else 500):
+        if isinstance(status, int) and status >= (400 if kind == KIND_CLIENT else 500):
             return str(status)
     return None
 
@@ -125,18 +137,18 @@ def emit_span(
     itself rather than its parent. Costs two attribute reads and a level
     check when span records are off.
     """
-    settings = _settings
-    level = settings.level
-    if not settings.enabled or not _logger.isEnabledFor(level):
+    config = settings  # one global read
+    level = config.level
+    if not config.enabled or not _logger.isEnabledFor(level):
         return
     error_type = _error_type(kind, attributes, error)
     if (
         error_type is None
-        and settings.threshold < _SAMPLE_SPACE
-        and int(context.trace_id[-14:], 16) >= settings.threshold
+        and config.threshold < _SAMPLE_SPACE
+        and int(context.trace_id[-14:], 16) >= config.threshold
     ):
         return
-    names = settings.names
+    names = config.names
     extra: dict[str, object] = {
         names.trace_id: context.trace_id,
         names.span_id: context.span_id,
@@ -144,26 +156,26 @@ def emit_span(
     }
     if context.request_id is not None:
         extra[names.request_id] = context.request_id
-    extra["span.kind"] = kind
-    extra["span.name"] = name
-    extra["span.start"] = iso_utc(start_ns)
-    extra["duration_ms"] = (duration_ns + 500) // 1000 / 1000  # to the microsecond
+    extra[SPAN_KIND] = kind
+    extra[SPAN_NAME] = name
+    extra[SPAN_START] = iso_utc(start_ns)
+    extra[DURATION_MS] = (duration_ns + 500) // 1000 / 1000  # to the microsecond
     if attributes:
-        if _RESERVED.isdisjoint(attributes):
+        if RESERVED_ATTRS.isdisjoint(attributes):
             extra.update(attributes)
         else:
             for key, value in attributes.items():
-                extra[f"span.attributes.{key}" if key in _RESERVED else key] = value
+                extra[ATTRIBUTE_PREFIX + key if key in RESERVED_ATTRS else key] = value
     if error_type is not None:
-        extra["error.type"] = error_type
+        extra[ERROR_TYPE] = error_type
         if error is not None:
             cls = type(error)
             module = cls.__module__
-            extra["exception.type"] = (
+            extra[EXCEPTION_TYPE] = (
                 cls.__qualname__ if module == "builtins" else f"{module}.{cls.__qualname__}"
             )
-    token = _CURRENT.set(context)
+    token = CURRENT.set(context)
     try:
         _logger.log(level, "%s %s", kind, name, extra=extra)
     finally:
-        _CURRENT.reset(token)
+        CURRENT.reset(token)

@@ -16,10 +16,10 @@ import sys
 from collections.abc import Iterable, MutableMapping
 from typing import IO, Any
 
-from ._fields import OTEL_FIELDS, FieldNames, TraceFields, resolve_fields
-from ._records import _level_number, configure_span_records
+from ._fields import OTEL_FIELDS, RECORD_ATTRS, FieldNames, TraceFields, resolve_fields
+from ._records import configure_span_records, level_number
 from .processors import TraceContextAdder, add_trace_context
-from .stdlib import _RECORD_ATTRS, TraceContextFilter, console_formatter, json_formatter
+from .stdlib import TraceContextFilter, console_formatter, json_formatter
 
 __all__ = ["SERVER_LOGGERS", "configure_logging"]
 
@@ -47,9 +47,9 @@ def _to_stdlib(_: Any, __: str, event_dict: MutableMapping[str, Any]) -> dict[st
     for key in _LOG_KWARGS:
         if key in event_dict:
             kwargs[key] = event_dict.pop(key)
-    if not _RECORD_ATTRS.isdisjoint(event_dict):
+    if not RECORD_ATTRS.isdisjoint(event_dict):
         event_dict = {
-            (f"{key}_" if key in _RECORD_ATTRS else key): value for key, value in event_dict.items()
+            (f"{key}_" if key in RECORD_ATTRS else key): value for key, value in event_dict.items()
         }
     kwargs["extra"] = event_dict
     return kwargs
@@ -104,7 +104,7 @@ def configure_logging(
     set up through :func:`~logtrace.configure_span_records`. Returns the handler.
     """
     names = resolve_fields(field_names)
-    number = _level_number(level)
+    number = level_number(level)
     handler: logging.Handler
     if filename is not None:
         handler = logging.FileHandler(filename, encoding="utf-8")

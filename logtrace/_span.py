@@ -10,8 +10,9 @@ from time import perf_counter_ns, time_ns
 from types import TracebackType
 from typing import Any, ParamSpec, TypeVar, cast, overload
 
-from ._context import _CURRENT, TraceContext, child_or_root
+from ._context import CURRENT, TraceContext, child_or_root
 from ._records import emit_span
+from ._schema import KIND_INTERNAL
 
 __all__ = ["span"]
 
@@ -47,7 +48,7 @@ class span:
             raise RuntimeError(f"span {self._name!r} is already open; create one per block")
         ctx = child_or_root()
         self.context = ctx
-        self._token = _CURRENT.set(ctx)
+        self._token = CURRENT.set(ctx)
         self._start_ns = time_ns()
         self._start_perf = perf_counter_ns()
         return ctx
@@ -62,9 +63,11 @@ class span:
         token, self._token = self._token, None
         ctx = self.context
         if token is not None:
-            _CURRENT.reset(token)
+            CURRENT.reset(token)
         if ctx is not None:
-            emit_span("internal", self._name, ctx, self._start_ns, duration, self._attributes, exc)
+            emit_span(
+                KIND_INTERNAL, self._name, ctx, self._start_ns, duration, self._attributes, exc
+            )
 
     async def __aenter__(self) -> TraceContext:
         return self.__enter__()

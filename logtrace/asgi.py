@@ -13,20 +13,29 @@ starts every task with an empty context), so nothing leaks into the next one.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Awaitable, Callable, MutableMapping
 from contextlib import suppress
 from time import perf_counter_ns, time_ns
 from typing import Any
 
-from ._context import _CURRENT, TraceContext
-from ._records import _enabled_for, _escape, _settings, emit_span
-from .propagation import Propagator, _chosen
+from ._context import CURRENT, TraceContext
+from ._http import ROUTE_KEY, host_and_port, printable, server_span_name, stored_route
+from ._records import emit_span, enabled_for, settings
+from ._schema import (
+    HTTP_REQUEST_METHOD,
+    HTTP_RESPONSE_STATUS_CODE,
+    HTTP_ROUTE,
+    KIND_SERVER,
+    NETWORK_PROTOCOL_NAME,
+    NETWORK_PROTOCOL_VERSION,
+    SERVER_ADDRESS,
+    SERVER_PORT,
+    URL_PATH,
+    URL_SCHEME,
+)
+from .propagation import Propagator, chosen_propagator
 
 __all__ = ["ROUTE_KEY", "ASGIApp", "Message", "Receive", "Scope", "Send", "TraceMiddleware"]
-
-ROUTE_KEY = "logtrace.route"
-"""The scope key under which an application may store its route template."""
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -36,8 +45,8 @@ ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 
 # Bound once: two attribute loads fewer per request.
-_set_current = _CURRENT.set
-_reset_current = _CURRENT.reset
+_set_current = CURRENT.set
+_reset_current = CURRENT.reset
 
 _ERROR_BODY = b"Internal Server Error"
 _ERROR_HEADERS = (
@@ -66,7 +75,7 @@ class TraceMiddleware:
     def __init__(
         self, app: ASGIApp, /, *, propagator: Propagator | None = None, **options: Any
     ) -> None:
-        propagator = _chosen(propagator, options)
+        propagator = chosen_propagator(propagator, options)
         self.app = app
         self.propagator = propagator
         self._incoming = propagator.incoming_asgi
@@ -102,7 +111,7 @@ class TraceMiddleware:
 
         token = _set_current(ctx)
         # Span records share one level: if they are off now, skip the clock too.
-        start = perf_counter_ns() if _settings.enabled and _enabled_for(_settings.level) else 0
+        start = perf_counter_ns() if settings.enabled and enabled_for(settings.level) else 0
         try:
             await self.app(scope, receive, send_traced)
         except BaseException as exc:
@@ -128,31 +137,29 @@ def _finish(
     duration = perf_counter_ns() - start
     websocket = scope["type"] == "websocket"
     method: str = "GET" if websocket else scope.get("method", "GET")
-    path: str = scope.get("path", "")
-    if not path.isprintable():
-        path = _escape(path)
+    path = printable(scope.get("path", ""))
     scheme: str = scope.get("scheme") or ("ws" if websocket else "http")
     attributes: dict[str, object] = {
-        "http.request.method": method,
-        "url.path": path,
-        "url.scheme": scheme,
+        HTTP_REQUEST_METHOD: method,
+        URL_PATH: path,
+        URL_SCHEME: scheme,
     }
     route = _route(scope)
     if route is not None:
-        attributes["http.route"] = route
+        attributes[HTTP_ROUTE] = route
     if status:
-        attributes["http.response.status_code"] = status
+        attributes[HTTP_RESPONSE_STATUS_CODE] = status
     address, port = _server(scope, scheme)
     if address is not None:
-        attributes["server.address"] = address
+        attributes[SERVER_ADDRESS] = address
         if port is not None:
-            attributes["server.port"] = port
+            attributes[SERVER_PORT] = port
     if websocket:
-        attributes["network.protocol.name"] = "websocket"
+        attributes[NETWORK_PROTOCOL_NAME] = "websocket"
     elif "http_version" in scope:
-        attributes["network.protocol.version"] = scope["http_version"]
-    name = method if route is None else f"{method} {route}"
-    emit_span("server", name, ctx, time_ns() - duration, duration, attributes, error)
+        attributes[NETWORK_PROTOCOL_VERSION] = scope["http_version"]
+    name = server_span_name(method, route)
+    emit_span(KIND_SERVER, name, ctx, time_ns() - duration, duration, attributes, error)
 
 
 def _route(scope: Scope) -> str | None:
@@ -162,8 +169,7 @@ def _route(scope: Scope) -> str | None:
     """
     route = scope.get("route")
     if route is None:
-        given = scope.get(ROUTE_KEY)
-        return given if isinstance(given, str) and given.isprintable() else None
+        return stored_route(scope)
     path_format = getattr(route, "path_format", None)
     if not isinstance(path_format, str):
         return None
@@ -174,19 +180,14 @@ def _route(scope: Scope) -> str | None:
     return root_path.rstrip("/") + path_format or "/"
 
 
-_HOST = re.compile(rb"(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9._-]+)(?::([0-9]{1,5}))?")
-_DEFAULT_PORTS = {"http": 80, "ws": 80, "https": 443, "wss": 443}
-
-
 def _server(scope: Scope, scheme: str) -> tuple[str | None, int | None]:
     """``server.address`` and ``server.port``: the ``Host`` header, else the socket."""
     for name, value in scope["headers"]:
         if name == b"host":
-            match = _HOST.fullmatch(value)
-            if match is None:
+            found = host_and_port(value.decode("latin-1"), scheme)
+            if found is None:
                 break
-            host, port = match.groups()
-            return host.decode("ascii"), int(port) if port else _DEFAULT_PORTS.get(scheme)
+            return found
     server = scope.get("server")
     if server:
         return str(server[0]), server[1]

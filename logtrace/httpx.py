@@ -24,17 +24,16 @@ from typing import Any
 
 import httpx
 
+from ._http import port_or_default
 from ._outgoing import ClientSpan
 from .propagation import Propagator
 
 __all__ = ["AsyncClient", "AsyncTraceTransport", "Client", "TraceTransport"]
 
-_DEFAULT_PORTS = {"http": 80, "https": 443, "ws": 80, "wss": 443}
-
 
 def _start(request: httpx.Request, propagator: Propagator | None) -> ClientSpan:
     url = request.url
-    port = url.port or _DEFAULT_PORTS.get(url.scheme)
+    port = port_or_default(url.port, url.scheme)
     call = ClientSpan(request.method, str(url), url.host, port, propagator=propagator)
     call.inject(request.headers)
     return call

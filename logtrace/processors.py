@@ -9,12 +9,12 @@ from __future__ import annotations
 from collections.abc import MutableMapping
 from typing import Any
 
-from ._context import _CURRENT
+from ._context import CURRENT
 from ._fields import OTEL_FIELDS, FieldNames, TraceFields, resolve_fields
 
 __all__ = ["TraceContextAdder", "add_trace_context"]
 
-_current = _CURRENT.get  # bound once: one call per record, no attribute lookup
+_current = CURRENT.get  # bound once: one call per record, no attribute lookup
 
 EventDict = MutableMapping[str, Any]
 

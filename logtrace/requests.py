@@ -22,12 +22,11 @@ from urllib.parse import urlsplit
 import requests
 from requests.adapters import BaseAdapter, HTTPAdapter
 
+from ._http import port_or_default
 from ._outgoing import ClientSpan
 from .propagation import Propagator
 
 __all__ = ["Session", "TraceAdapter"]
-
-_DEFAULT_PORTS = {"http": 80, "https": 443}
 
 
 class TraceAdapter(BaseAdapter):
@@ -50,7 +49,7 @@ class TraceAdapter(BaseAdapter):
     ) -> requests.Response:
         url = request.url or ""
         parts = urlsplit(url)
-        port = parts.port or _DEFAULT_PORTS.get(parts.scheme)
+        port = port_or_default(parts.port, parts.scheme)
         call = ClientSpan(
             request.method or "GET",
             url,

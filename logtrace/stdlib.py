@@ -9,20 +9,13 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from ._context import _CURRENT
-from ._fields import OTEL_FIELDS, FieldNames, TraceFields, iso_utc, resolve_fields
-from ._records import _RESERVED
+from ._context import CURRENT
+from ._fields import OTEL_FIELDS, RECORD_ATTRS, FieldNames, TraceFields, iso_utc, resolve_fields
+from ._schema import LEVEL, LOGGER, MESSAGE, SERVICE, TIMESTAMP
 
 __all__ = ["TraceContextFilter", "console_formatter", "json_formatter"]
 
-_current = _CURRENT.get  # bound once: one call per record, no attribute lookup
-
-# Attributes every LogRecord has (``taskName`` from Python 3.12 on); anything
-# else on a record is an extra field.
-_RECORD_ATTRS = _RESERVED | {
-    "taskName",
-    "color_message",  # uvicorn's colored copy of its message
-}
+_current = CURRENT.get  # bound once: one call per record, no attribute lookup
 
 
 class TraceContextFilter(logging.Filter):
@@ -84,7 +77,7 @@ def json_formatter(service: str, *, field_names: FieldNames = OTEL_FIELDS) -> lo
     names = resolve_fields(field_names)
     trace_key = names.trace_id
     id_keys = tuple(names)
-    skip = _RECORD_ATTRS.union(names)
+    skip = RECORD_ATTRS.union(names)
 
     class _Formatter(JsonFormatter):
         def add_fields(
@@ -93,14 +86,14 @@ def json_formatter(service: str, *, field_names: FieldNames = OTEL_FIELDS) -> lo
             record: logging.LogRecord,
             message_dict: dict[str, Any],
         ) -> None:
-            log_data["timestamp"] = iso_utc(round(record.created * 1e9))
-            log_data["level"] = record.levelname
-            log_data["service"] = service
-            log_data["logger"] = record.name
+            log_data[TIMESTAMP] = iso_utc(round(record.created * 1e9))
+            log_data[LEVEL] = record.levelname
+            log_data[SERVICE] = service
+            log_data[LOGGER] = record.name
             # Servers end some messages with a newline meant for a traceback
             # that follows in text logs; here the traceback has its own field.
             message = record.message.rstrip()
-            log_data["message"] = message
+            log_data[MESSAGE] = message
             fields = record.__dict__
             if fields.get(trace_key) is not None:
                 # The IDs next, where a reader looks for them; outside any
@@ -110,7 +103,7 @@ def json_formatter(service: str, *, field_names: FieldNames = OTEL_FIELDS) -> lo
                         log_data[key] = fields[key]
             super().add_fields(log_data, record, message_dict)
             # The base class writes the format's fields (``message``) again.
-            log_data["message"] = message
+            log_data[MESSAGE] = message
 
     return _Formatter(reserved_attrs=sorted(skip), json_ensure_ascii=False)
 
@@ -138,7 +131,7 @@ class _ConsoleFormatter(logging.Formatter):
         parts.extend(
             f"{key}={value!r}"
             for key, value in fields.items()
-            if key not in _RECORD_ATTRS and key not in names and value is not None
+            if key not in RECORD_ATTRS and key not in names and value is not None
         )
         line = " ".join(parts)
         if record.exc_info and not record.exc_text:

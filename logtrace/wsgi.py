@@ -10,7 +10,6 @@ server's exception log line; the next request on the thread replaces it.
 
 from __future__ import annotations
 
-import re
 import sys
 from collections.abc import Callable, Iterable, Iterator
 from contextvars import Token
@@ -18,16 +17,26 @@ from time import perf_counter_ns, time_ns
 from types import TracebackType
 from typing import Any, Protocol
 
-from ._context import _CURRENT, TraceContext
-from ._records import _enabled_for, _escape, _settings, emit_span
-from .propagation import Propagator, _chosen
+from ._context import CURRENT, TraceContext
+from ._http import ROUTE_KEY, host_and_port, printable, server_span_name, stored_route
+from ._records import emit_span, enabled_for, settings
+from ._schema import (
+    HTTP_REQUEST_METHOD,
+    HTTP_RESPONSE_STATUS_CODE,
+    HTTP_ROUTE,
+    KIND_SERVER,
+    NETWORK_PROTOCOL_VERSION,
+    SERVER_ADDRESS,
+    SERVER_PORT,
+    URL_PATH,
+    URL_SCHEME,
+)
+from .propagation import Propagator, chosen_propagator
 
 __all__ = ["ROUTE_KEY", "StartResponse", "WSGIApp", "WSGIEnvironment", "WSGITraceMiddleware"]
 
 WSGIEnvironment = dict[str, Any]
 
-ROUTE_KEY = "logtrace.route"
-"""The environ key under which an application may store its route template."""
 _ExcInfo = tuple[type[BaseException], BaseException, TracebackType | None]
 
 
@@ -58,7 +67,7 @@ class WSGITraceMiddleware:
     def __init__(
         self, app: WSGIApp, /, *, propagator: Propagator | None = None, **options: Any
     ) -> None:
-        propagator = _chosen(propagator, options)
+        propagator = chosen_propagator(propagator, options)
         self.app = app
         self.propagator = propagator
         self._incoming = propagator.incoming_wsgi
@@ -121,9 +130,9 @@ class _TracedResponse:
         self.upstream = upstream
         self.respond = respond
         self.status = ""
-        self.token = _CURRENT.set(ctx)
+        self.token = CURRENT.set(ctx)
         # Span records share one level: if they are off now, skip the clock too.
-        self.start = perf_counter_ns() if _settings.enabled and _enabled_for(_settings.level) else 0
+        self.start = perf_counter_ns() if settings.enabled and enabled_for(settings.level) else 0
 
     def start_response(
         self,
@@ -151,13 +160,9 @@ class _TracedResponse:
                 _finish(self.environ, self.ctx, self.start, self.status, error)
             if error is None:
                 try:  # noqa: SIM105 - contextlib.suppress costs more than the rest of close()
-                    _CURRENT.reset(self.token)
+                    CURRENT.reset(self.token)
                 except ValueError:
                     pass  # Closed from another thread or context: not ours to reset.
-
-
-_HOST = re.compile(r"(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9._-]+)(?::([0-9]{1,5}))?")
-_DEFAULT_PORTS = {"http": 80, "https": 443}
 
 
 def _finish(
@@ -169,49 +174,35 @@ def _finish(
 ) -> None:
     """Write the server span's record with OpenTelemetry HTTP attributes."""
     duration = perf_counter_ns() - start
-    method: str = environ.get("REQUEST_METHOD", "GET")
-    if not method.isprintable():
-        method = _escape(method)
-    path: str = environ.get("SCRIPT_NAME", "") + environ.get("PATH_INFO", "")
-    if not path.isprintable():
-        path = _escape(path)
+    method = printable(environ.get("REQUEST_METHOD", "GET"))
+    path = printable(environ.get("SCRIPT_NAME", "") + environ.get("PATH_INFO", ""))
     scheme: str = environ.get("wsgi.url_scheme", "http")
     attributes: dict[str, object] = {
-        "http.request.method": method,
-        "url.path": path,
-        "url.scheme": scheme,
+        HTTP_REQUEST_METHOD: method,
+        URL_PATH: path,
+        URL_SCHEME: scheme,
     }
-    route = _route(environ)
+    # WSGI has no standard place for the route template; see the Flask and
+    # Django recipes in docs/frameworks.md.
+    route = stored_route(environ)
     if route is not None:
-        attributes["http.route"] = route
+        attributes[HTTP_ROUTE] = route
     code = status[:3]
     if code.isdigit():
-        attributes["http.response.status_code"] = int(code)
+        attributes[HTTP_RESPONSE_STATUS_CODE] = int(code)
     elif error is not None:
-        attributes["http.response.status_code"] = 500
-    match = _HOST.fullmatch(environ.get("HTTP_HOST", ""))
-    if match is not None:
-        host, port = match.groups()
-        attributes["server.address"] = host
-        server_port = int(port) if port else _DEFAULT_PORTS.get(scheme)
+        attributes[HTTP_RESPONSE_STATUS_CODE] = 500
+    host = host_and_port(environ.get("HTTP_HOST", ""), scheme)
+    if host is not None:
+        attributes[SERVER_ADDRESS], server_port = host
     else:
-        attributes["server.address"] = environ.get("SERVER_NAME", "")
+        attributes[SERVER_ADDRESS] = environ.get("SERVER_NAME", "")
         given: str = environ.get("SERVER_PORT", "")
         server_port = int(given) if given.isdigit() else None
     if server_port is not None:
-        attributes["server.port"] = server_port
+        attributes[SERVER_PORT] = server_port
     protocol: str = environ.get("SERVER_PROTOCOL", "")
     if protocol.startswith("HTTP/"):
-        attributes["network.protocol.version"] = protocol[5:]
-    name = method if route is None else f"{method} {route}"
-    emit_span("server", name, ctx, time_ns() - duration, duration, attributes, error)
-
-
-def _route(environ: WSGIEnvironment) -> str | None:
-    """The route template the application stored under ``"logtrace.route"``, if any.
-
-    WSGI has no standard place for it; see the Flask and Django recipes in
-    ``docs/frameworks.md``.
-    """
-    route = environ.get(ROUTE_KEY)
-    return route if isinstance(route, str) and route.isprintable() else None
+        attributes[NETWORK_PROTOCOL_VERSION] = protocol[5:]
+    name = server_span_name(method, route)
+    emit_span(KIND_SERVER, name, ctx, time_ns() - duration, duration, attributes, error)

@@ -21,7 +21,7 @@ def preserved_logging() -> Iterator[None]:
         name: (logging.getLogger(name).handlers[:], logging.getLogger(name).propagate)
         for name in SERVER_LOGGERS
     }
-    settings = _records._settings
+    settings = _records.settings
     saved = (settings.enabled, settings.level, settings.names, settings.threshold)
     try:
         yield

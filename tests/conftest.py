@@ -15,7 +15,7 @@ from _echo import capture_spans, echo_app, serve
 from hypothesis import HealthCheck, settings
 
 from logtrace import current
-from logtrace._context import _CURRENT
+from logtrace._context import CURRENT
 from logtrace._records import SPAN_LOGGER_NAME
 
 # CI runs on a small shared machine: no per-example deadline (a slow example is
@@ -35,10 +35,10 @@ def _no_trace_context() -> Iterator[None]:
     exception log line; in a test that calls it directly, that is the test's
     own context.
     """
-    token = _CURRENT.set(None)
+    token = CURRENT.set(None)
     yield
     with contextlib.suppress(ValueError):
-        _CURRENT.reset(token)
+        CURRENT.reset(token)
 
 
 @pytest.fixture

@@ -9,7 +9,7 @@ import threading
 import pytest
 
 import logtrace
-from logtrace._context import _CURRENT, TraceContext, child_of, new_root
+from logtrace._context import CURRENT, TraceContext, child_or_root
 from logtrace._ids import new_span_id, new_trace_id
 
 HEX32 = re.compile(r"[0-9a-f]{32}")
@@ -31,19 +31,19 @@ class TestIds:
 
 class TestTraceContext:
     def test_is_immutable(self) -> None:
-        ctx = new_root()
+        ctx = TraceContext.new_root()
         with pytest.raises(AttributeError):
             ctx.trace_id = "0" * 32  # type: ignore[misc]
 
     def test_new_root_starts_a_sampled_trace_with_random_ids(self) -> None:
-        ctx = new_root()
+        ctx = TraceContext.new_root()
         assert ctx.parent_span_id is None
         assert ctx.sampled and ctx.random
         assert HEX32.fullmatch(ctx.trace_id) and HEX16.fullmatch(ctx.span_id)
 
     def test_child_keeps_trace_flags_state_and_request_id(self) -> None:
         parent = TraceContext("a" * 32, "b" * 16, None, False, True, "k=v", "req-1", "00-x")
-        child = child_of(parent)
+        child = TraceContext.child_of(parent)
         assert child.trace_id == parent.trace_id
         assert child.parent_span_id == parent.span_id
         assert child.span_id != parent.span_id
@@ -54,6 +54,34 @@ class TestTraceContext:
             "req-1",
         )
         assert child.link is None
+
+    def test_new_root_keeps_the_request_id_sampling_and_link_given(self) -> None:
+        link = f"00-{'a' * 32}-{'b' * 16}-01"
+        ctx = TraceContext.new_root(sampled=False, request_id="req-1", link=link)
+        assert (ctx.parent_span_id, ctx.sampled, ctx.random, ctx.tracestate) == (
+            None,
+            False,
+            True,
+            None,
+        )
+        assert (ctx.request_id, ctx.link) == ("req-1", link)
+        assert ctx.trace_id != "a" * 32
+
+    def test_from_incoming_is_a_new_span_under_the_callers(self) -> None:
+        ctx = TraceContext.from_incoming("a" * 32, "b" * 16, True, False, "k=v", "req-1")
+        assert ctx == ("a" * 32, ctx.span_id, "b" * 16, True, False, "k=v", "req-1", None)
+        assert HEX16.fullmatch(ctx.span_id) and ctx.span_id != "b" * 16
+        assert type(ctx) is TraceContext
+
+    def test_child_or_root_is_a_child_of_the_current_context(self) -> None:
+        assert child_or_root().parent_span_id is None
+        parent = TraceContext("a" * 32, "b" * 16)
+        token = CURRENT.set(parent)
+        try:
+            child = child_or_root()
+        finally:
+            CURRENT.reset(token)
+        assert (child.trace_id, child.parent_span_id) == (parent.trace_id, parent.span_id)
 
     @pytest.mark.parametrize(
         ("sampled", "random", "flags"),
@@ -73,7 +101,7 @@ class TestCurrent:
     def test_is_isolated_between_asyncio_tasks(self) -> None:
         async def worker(i: int) -> tuple[int, str]:
             ctx = TraceContext(f"{i:032x}", f"{i + 1:016x}")
-            _CURRENT.set(ctx)
+            CURRENT.set(ctx)
             await asyncio.sleep(0)
             await asyncio.sleep(0.001 * (i % 3))
             seen = logtrace.current()
@@ -92,7 +120,7 @@ class TestCurrent:
         barrier = threading.Barrier(16)
 
         def worker(i: int) -> None:
-            _CURRENT.set(TraceContext(f"{i:032x}", f"{i:016x}"))
+            CURRENT.set(TraceContext(f"{i:032x}", f"{i:016x}"))
             barrier.wait()
             ctx = logtrace.current()
             seen[i] = ctx.trace_id if ctx else None

@@ -21,7 +21,7 @@ from _echo import (
 
 import logtrace
 import logtrace.httpx
-from logtrace._context import _CURRENT, TraceContext
+from logtrace._context import CURRENT, TraceContext
 from logtrace.propagation import Propagator
 
 
@@ -129,22 +129,22 @@ class TestSyncClient:
 
     def test_request_id_of_the_request_is_forwarded(self, echo_url: str) -> None:
         ctx = TraceContext("a" * 32, "b" * 16, None, True, False, None, "req-42")
-        token = _CURRENT.set(ctx)
+        token = CURRENT.set(ctx)
         try:
             with logtrace.httpx.Client() as client:
                 headers = client.get(f"{echo_url}/echo").json()["headers"]
         finally:
-            _CURRENT.reset(token)
+            CURRENT.reset(token)
         assert headers["x-request-id"] == "req-42"
 
     def test_request_id_set_by_the_caller_wins(self, echo_url: str) -> None:
         ctx = TraceContext("a" * 32, "b" * 16, None, True, False, None, "req-42")
-        token = _CURRENT.set(ctx)
+        token = CURRENT.set(ctx)
         try:
             with logtrace.httpx.Client() as client:
                 response = client.get(f"{echo_url}/echo", headers={"X-Request-ID": "mine"})
         finally:
-            _CURRENT.reset(token)
+            CURRENT.reset(token)
         headers = response.json()["headers"]
         assert headers["x-request-id"] == "mine"
         assert parse_traceparent(headers["traceparent"])[0] == "a" * 32
@@ -346,12 +346,12 @@ class TestConfiguredFormats:
             inject=("tracecontext", "b3", "request-id"), request_id_header="x-correlation-id"
         )
         ctx = TraceContext("a" * 32, "b" * 16, None, True, False, None, "req-9")
-        token = _CURRENT.set(ctx)
+        token = CURRENT.set(ctx)
         try:
             with capture_spans() as spans, logtrace.httpx.Client(propagator=propagator) as c:
                 headers = c.get(f"{echo_url}/echo", headers={"b3": "stale"}).json()["headers"]
         finally:
-            _CURRENT.reset(token)
+            CURRENT.reset(token)
         [record] = spans.fields("client")
         assert headers["b3"].split("-")[:2] == ["a" * 32, record["span_id"]]
         assert parse_traceparent(headers["traceparent"])[1] == record["span_id"]

@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 
 import logtrace
 from logtrace import propagation
-from logtrace._context import _CURRENT, TraceContext
+from logtrace._context import CURRENT, TraceContext
 from logtrace._outgoing import outgoing_headers, redact_url
 from logtrace.propagation import Propagator
 
@@ -25,11 +25,11 @@ def parts(headers: dict[str, str]) -> tuple[str, str, str]:
 
 
 def run_in(ctx: TraceContext, propagator: Propagator | None = None) -> dict[str, str]:
-    token = _CURRENT.set(ctx)
+    token = CURRENT.set(ctx)
     try:
         return outgoing_headers(propagator=propagator)
     finally:
-        _CURRENT.reset(token)
+        CURRENT.reset(token)
 
 
 PARENT = TraceContext("4bf92f3577b34da6a3ce929d0e0e4736", "00f067aa0ba902b7", None, True, False)

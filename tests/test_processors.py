@@ -11,7 +11,7 @@ import pytest
 import structlog
 
 from logtrace import span
-from logtrace._context import _CURRENT, TraceContext
+from logtrace._context import CURRENT, TraceContext
 from logtrace._fields import ECS_FIELDS, TraceFields
 from logtrace.processors import TraceContextAdder, add_trace_context
 
@@ -20,12 +20,12 @@ WITH_REQUEST = CTX._replace(request_id="req-1")
 
 
 def run(processor: Any, ctx: TraceContext | None, **event: Any) -> dict[str, Any]:
-    token = _CURRENT.set(ctx)
+    token = CURRENT.set(ctx)
     try:
         result: dict[str, Any] = processor(None, "info", dict(event))
         return result
     finally:
-        _CURRENT.reset(token)
+        CURRENT.reset(token)
 
 
 class TestAddTraceContext:
@@ -55,11 +55,11 @@ class TestAddTraceContext:
 
     def test_returns_the_same_dict_without_copying(self) -> None:
         event: dict[str, Any] = {"event": "hi"}
-        token = _CURRENT.set(CTX)
+        token = CURRENT.set(CTX)
         try:
             assert add_trace_context(None, "info", event) is event
         finally:
-            _CURRENT.reset(token)
+            CURRENT.reset(token)
 
     def test_follows_span_nesting(self) -> None:
         with span("outer") as outer:

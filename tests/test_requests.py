@@ -22,7 +22,7 @@ from requests.adapters import HTTPAdapter
 
 import logtrace
 import logtrace.requests
-from logtrace._context import _CURRENT, TraceContext
+from logtrace._context import CURRENT, TraceContext
 from logtrace.propagation import Propagator
 
 
@@ -126,13 +126,13 @@ class TestSession:
 
     def test_request_id_forwarded_unless_the_caller_set_one(self, echo_url: str) -> None:
         ctx = TraceContext("a" * 32, "b" * 16, None, True, False, None, "req-7")
-        token = _CURRENT.set(ctx)
+        token = CURRENT.set(ctx)
         try:
             with logtrace.requests.Session() as session:
                 forwarded = session.get(f"{echo_url}/echo").json()["headers"]
                 mine = session.get(f"{echo_url}/echo", headers={"X-Request-ID": "mine"}).json()
         finally:
-            _CURRENT.reset(token)
+            CURRENT.reset(token)
         assert forwarded["x-request-id"] == "req-7"
         assert mine["headers"]["x-request-id"] == "mine"
 

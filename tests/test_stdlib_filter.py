@@ -12,7 +12,7 @@ import pytest
 from pythonjsonlogger.json import JsonFormatter
 
 from logtrace import span
-from logtrace._context import _CURRENT, TraceContext
+from logtrace._context import CURRENT, TraceContext
 from logtrace.stdlib import TraceContextFilter
 
 CTX = TraceContext(
@@ -43,11 +43,11 @@ def record(**extra: object) -> logging.LogRecord:
 class TestFilter:
     def test_sets_the_ids_of_the_current_context(self) -> None:
         rec = record()
-        token = _CURRENT.set(CTX)
+        token = CURRENT.set(CTX)
         try:
             assert TraceContextFilter().filter(rec) is True
         finally:
-            _CURRENT.reset(token)
+            CURRENT.reset(token)
         assert rec.__dict__["trace_id"] == CTX.trace_id
         assert rec.__dict__["span_id"] == CTX.span_id
         assert rec.__dict__["parent_span_id"] == CTX.parent_span_id
@@ -63,22 +63,22 @@ class TestFilter:
 
     def test_values_passed_as_extra_win(self) -> None:
         rec = record(trace_id="mine", request_id="theirs")
-        token = _CURRENT.set(CTX)
+        token = CURRENT.set(CTX)
         try:
             TraceContextFilter().filter(rec)
         finally:
-            _CURRENT.reset(token)
+            CURRENT.reset(token)
         assert rec.__dict__["trace_id"] == "mine"
         assert rec.__dict__["request_id"] == "theirs"
         assert rec.__dict__["span_id"] == CTX.span_id
 
     def test_ecs_field_names(self) -> None:
         rec = record()
-        token = _CURRENT.set(CTX)
+        token = CURRENT.set(CTX)
         try:
             TraceContextFilter(field_names="ecs").filter(rec)
         finally:
-            _CURRENT.reset(token)
+            CURRENT.reset(token)
         assert rec.__dict__["trace.id"] == CTX.trace_id
         assert rec.__dict__["span.id"] == CTX.span_id
         assert rec.__dict__["parent.id"] == CTX.parent_span_id

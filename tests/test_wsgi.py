@@ -19,7 +19,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from logtrace import current
-from logtrace._context import _CURRENT, TraceContext
+from logtrace._context import CURRENT, TraceContext
 from logtrace.asgi import TraceMiddleware
 from logtrace.propagation import Propagator
 from logtrace.wsgi import WSGITraceMiddleware
@@ -410,7 +410,7 @@ class TestAnyEnviron:
             with capture_spans() as spans:
                 result = serve(WSGITraceMiddleware(hello), env)
         finally:
-            _CURRENT.set(None)
+            CURRENT.set(None)
         keep = spans.records
         assert result.error is None and result.status == "200 OK"
         (tp,) = result.header("traceresponse")
