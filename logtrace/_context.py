@@ -47,7 +47,6 @@ class TraceContext(NamedTuple):
     @classmethod
     def new_root(
         cls,
-        *,
         sampled: bool = True,
         request_id: str | None = None,
         link: str | None = None,
@@ -55,6 +54,8 @@ class TraceContext(NamedTuple):
         """The first span of a new trace: random IDs (the W3C random flag set), no parent.
 
         ``link`` is the caller's ``traceparent`` when its context was not trusted.
+        (Positional-or-keyword arguments: a positional call skips keyword
+        handling on the request path.)
         """
         return _new(
             cls, (new_trace_id(), new_span_id(), None, sampled, True, None, request_id, link)

@@ -183,7 +183,7 @@ class Extractor:
                 )
         if tp is None and extra is None and (rid is None or self._rid_bytes_match(rid)):
             # No trace context at all (an edge request): a new trace, no questions.
-            return _new_root(request_id=None if rid is None else rid.decode("ascii"))
+            return _new_root(True, None if rid is None else rid.decode("ascii"))
         found: Found = {}
         if tp is not None:
             found[SLOT_TRACEPARENT] = [tp.decode("latin-1")]
