@@ -56,8 +56,9 @@ def test_no_extensions_when_asked(source_copy: Path) -> None:
     assert built(source_copy) == []
 
 
-@pytest.mark.skipif(shutil.which("gcc") is None and shutil.which("cc") is None,
-                    reason="no C compiler here")
+@pytest.mark.skipif(
+    shutil.which("gcc") is None and shutil.which("cc") is None, reason="no C compiler here"
+)
 def test_both_extensions_build_with_a_compiler(source_copy: Path) -> None:
     result = build(source_copy)
     assert result.returncode == 0, result.stderr
