@@ -5,8 +5,8 @@ lists, WSGI environs, plain mappings), reads the one shape nearly every
 request carries (a valid version-00 ``traceparent``) on a fast path, and
 hands everything else to the general path: each format in precedence order
 (the readers in :mod:`logtrace._formats`), with a reason for each header it
-ignores. :class:`~logtrace.propagation.Propagator` builds on
-it and adds the writing side.
+ignores. :class:`~logtrace.propagation.Propagator` builds on it and adds the
+writing side.
 
 Incoming headers are untrusted input. Nothing here raises on them: a header
 that is malformed, duplicated, oversized, non-ASCII or carries control
@@ -214,7 +214,7 @@ class Extractor:
         self, get: Callable[[str], Any], keys: tuple[tuple[int, str], ...]
     ) -> TraceContext:
         if self._w3c_first:
-            tp = get(keys[0][1])  # tracecontext is first: slot SLOT_TRACEPARENT comes first
+            tp = get(keys[0][1])  # tracecontext is first: its traceparent slot comes first
             if (
                 type(tp) is str
                 and len(tp) == 55
