@@ -23,8 +23,7 @@ from starlette.responses import JSONResponse, PlainTextResponse, Response, Strea
 from starlette.routing import Mount, Route, WebSocketRoute
 from starlette.websockets import WebSocket
 
-from logtrace import current
-from logtrace._context import TraceContext
+from logtrace import TraceContext, current
 from logtrace.asgi import Message, Receive, Scope, Send, TraceMiddleware
 from logtrace.propagation import Propagator
 

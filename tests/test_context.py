@@ -9,7 +9,8 @@ import threading
 import pytest
 
 import logtrace
-from logtrace._context import CURRENT, TraceContext, child_or_root
+from logtrace import TraceContext
+from logtrace._context import CURRENT, child_or_root
 from logtrace._ids import new_span_id, new_trace_id
 
 HEX32 = re.compile(r"[0-9a-f]{32}")

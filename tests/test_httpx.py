@@ -21,7 +21,8 @@ from _echo import (
 
 import logtrace
 import logtrace.httpx
-from logtrace._context import CURRENT, TraceContext
+from logtrace import TraceContext
+from logtrace._context import CURRENT
 from logtrace.propagation import Propagator
 
 

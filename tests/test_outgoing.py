@@ -9,9 +9,9 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 import logtrace
-from logtrace import propagation
-from logtrace._context import CURRENT, TraceContext
-from logtrace._outgoing import outgoing_headers, redact_url
+from logtrace import TraceContext, outgoing_headers, propagation
+from logtrace._context import CURRENT
+from logtrace._outgoing import redact_url
 from logtrace.propagation import Propagator
 
 TRACEPARENT = re.compile(r"00-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})")

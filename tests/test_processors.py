@@ -10,9 +10,9 @@ from typing import Any
 import pytest
 import structlog
 
-from logtrace import span
-from logtrace._context import CURRENT, TraceContext
-from logtrace._fields import ECS_FIELDS, TraceFields
+from logtrace import TraceContext, TraceFields, span
+from logtrace._context import CURRENT
+from logtrace._fields import ECS_FIELDS
 from logtrace.processors import TraceContextAdder, add_trace_context
 
 CTX = TraceContext("4bf92f3577b34da6a3ce929d0e0e4736", "00f067aa0ba902b7", "b7ad6b7169203331")

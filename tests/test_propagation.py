@@ -12,8 +12,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from logtrace import propagation
-from logtrace._context import TraceContext
+from logtrace import TraceContext, propagation
 from logtrace.propagation import Propagator, get_default, set_default
 from tests.servers import raw_request, run_uvicorn_thread, run_wsgi_threaded
 

@@ -22,7 +22,8 @@ from requests.adapters import HTTPAdapter
 
 import logtrace
 import logtrace.requests
-from logtrace._context import CURRENT, TraceContext
+from logtrace import TraceContext
+from logtrace._context import CURRENT
 from logtrace.propagation import Propagator
 
 

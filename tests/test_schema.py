@@ -8,8 +8,7 @@ import logging
 
 from _logutil import preserved_logging
 
-from logtrace import _schema
-from logtrace._context import TraceContext
+from logtrace import TraceContext, _schema
 from logtrace._records import emit_span
 from logtrace.stdlib import TraceContextFilter, json_formatter
 

@@ -17,8 +17,7 @@ import pytest
 import structlog
 from _logutil import preserved_logging
 
-from logtrace import span
-from logtrace._setup import configure_logging
+from logtrace import configure_logging, span
 
 ISO_UTC_US = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z")
 

@@ -16,10 +16,9 @@ from _logutil import preserved_logging
 from hypothesis import given
 from hypothesis import strategies as st
 
-from logtrace import current, span
-from logtrace._context import TraceContext
+from logtrace import TraceContext, configure_span_records, current, span
 from logtrace._fields import iso_utc
-from logtrace._records import configure_span_records, emit_span
+from logtrace._records import emit_span
 from logtrace.stdlib import TraceContextFilter, json_formatter
 
 ISO_UTC_US = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z")

@@ -11,8 +11,8 @@ from collections.abc import Iterator
 import pytest
 from pythonjsonlogger.json import JsonFormatter
 
-from logtrace import span
-from logtrace._context import CURRENT, TraceContext
+from logtrace import TraceContext, span
+from logtrace._context import CURRENT
 from logtrace.stdlib import TraceContextFilter
 
 CTX = TraceContext(

@@ -18,8 +18,8 @@ from _echo import capture_spans
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from logtrace import current
-from logtrace._context import CURRENT, TraceContext
+from logtrace import TraceContext, current
+from logtrace._context import CURRENT
 from logtrace.asgi import TraceMiddleware
 from logtrace.propagation import Propagator
 from logtrace.wsgi import WSGITraceMiddleware
