@@ -4,7 +4,8 @@ The stitcher rebuilds span trees and corrects clock skew from these records,
 so they carry the span's own IDs explicitly (the record is written after the
 span's context has been left) plus its start time and duration. The
 exception of a failed span is logged once, with its traceback, by the server
-or the code that handles it: a span record names only its type.
+or the code that handles it: a span record names only its type. Field names
+come from :mod:`logtrace._schema`, where the stitcher reads them too.
 """
 
 from __future__ import annotations
