@@ -29,9 +29,7 @@ def content_spool(file_index: int, spool_dir: str) -> tuple[IO[bytes], str]:
     return os.fdopen(fd, "wb"), path
 
 
-def spooled(
-    blocks: Iterator[bytes | memoryview], spool: IO[bytes]
-) -> Iterator[bytes | memoryview]:
+def spooled(blocks: Iterator[bytes | memoryview], spool: IO[bytes]) -> Iterator[bytes | memoryview]:
     """Blocks, each also written to the spool (closed at the end)."""
     with spool:
         for block in blocks:
