@@ -184,7 +184,7 @@ def _quiet_blas() -> None:
 def _stitch(args: argparse.Namespace) -> int:
     _quiet_blas()
     from logtrace.stitch._pipeline import Options, stitch
-    from logtrace.stitch._read import InputError
+    from logtrace.stitch._plan import InputError
 
     out, tty = _open_output(args.output)
     options = Options(
@@ -245,7 +245,7 @@ def _grep(args: argparse.Namespace) -> int:
 
     _quiet_blas()
     from logtrace.stitch._grep import grep
-    from logtrace.stitch._read import InputError, expand_paths
+    from logtrace.stitch._plan import InputError, expand_paths
 
     if not args.id.strip():
         raise _Fail("grep: the ID is empty")

@@ -17,8 +17,9 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
 from ._clocks import Edge, estimate_clocks
+from ._decompress import open_decompressed, read_blocks
 from ._parse import KIND_CLIENT, SPAN_RECORD, parse_line
-from ._read import Source, open_decompressed, read_blocks, service_from_path
+from ._plan import Source, service_from_path
 
 __all__ = ["Match", "grep", "order_matches", "search_file"]
 

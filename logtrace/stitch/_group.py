@@ -16,8 +16,9 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from ._decompress import LineReader
 from ._model import ROW_DTYPES, ROW_FIELDS, FileScan
-from ._read import LineReader, Source
+from ._plan import Source
 
 __all__ = ["ROW_DTYPE", "RowLines", "Table", "group"]
 

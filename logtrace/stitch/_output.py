@@ -9,7 +9,7 @@ import numpy as np
 import numpy.typing as npt
 
 from ._group import Table
-from ._ids import norm_trace_id
+from ._id_forms import norm_trace_id
 from ._order import Order
 from ._parse import ERROR
 from ._render import Rendering, write_jsonl

@@ -16,7 +16,7 @@ from typing import Any
 
 import msgspec
 
-from ._ids import (
+from ._id_forms import (
     decimal_id,
     norm_span_id,
     norm_trace_id,
@@ -68,9 +68,10 @@ Parsed = tuple[
     "float | None",  # span start (span records)
 ]
 
-_ERROR_LEVELS = frozenset(
+ERROR_LEVELS = frozenset(
     {"error", "err", "critical", "crit", "fatal", "alert", "emerg", "emergency", "severe", "panic"}
 )
+"""Levels (lowercased) that flag a line as an error."""
 
 
 def _f(name: str) -> Any:
@@ -195,14 +196,14 @@ def _is_error(r: _Fields) -> bool:
     for value in (r.level, r.levelname, r.severity, r.severityText, r.log_level):
         if value is not None:
             if isinstance(value, str):
-                if value.lower() in _ERROR_LEVELS:
+                if value.lower() in ERROR_LEVELS:
                     return True
             elif isinstance(value, int) and not isinstance(value, bool) and value >= 50:
                 return True
             break
     else:
         level = _nested(r.log, "level")
-        if isinstance(level, str) and level.lower() in _ERROR_LEVELS:
+        if isinstance(level, str) and level.lower() in ERROR_LEVELS:
             return True
     if r.error_type is not None or r.exception_type is not None or r.exc_info:
         return True
@@ -210,7 +211,7 @@ def _is_error(r: _Fields) -> bool:
     return isinstance(status, int) and not isinstance(status, bool) and status >= 500
 
 
-_NOT_ERROR = frozenset(
+NOT_ERROR_LEVELS = frozenset(
     {
         "info",
         "INFO",
@@ -229,6 +230,7 @@ _NOT_ERROR = frozenset(
         "NOTICE",
     }
 )
+"""Common level spellings known not to be errors: no lowercasing needed."""
 
 
 class _Common(msgspec.Struct, gc=False):
@@ -284,7 +286,7 @@ def _common_fields(r: _Common) -> Parsed | None:
     flags = JSON
     status = r.status
     if (
-        (level not in _NOT_ERROR and level.lower() in _ERROR_LEVELS)
+        (level not in NOT_ERROR_LEVELS and level.lower() in ERROR_LEVELS)
         or r.error_type is not None
         or r.exception_type is not None
         or r.exc_info

@@ -18,15 +18,16 @@ from ._model import SCAN_DTYPE, FileScan
 from ._order import order
 from ._output import filtered, write_table
 from ._parse import BROKEN, NO_TRACE_ID
-from ._read import expand_paths
+from ._plan import expand_paths
 from ._render import Rendering
-from ._scan import SEGMENT_ROWS, input_size, load_spilled, plan_tasks, scan, scan_spilled
+from ._scan import SEGMENT_ROWS, input_size, plan_tasks, scan, scan_spilled
 from ._shard import (
     BYTES_PER_ROW,
     SHARDED_FORMATS,
     shard_count,
     stitch_sharded,
 )
+from ._spool import load_spilled
 from ._tree import build_tree
 
 __all__ = ["Options", "Summary", "stitch"]

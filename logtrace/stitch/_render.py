@@ -29,10 +29,10 @@ import msgspec
 import numpy as np
 import numpy.typing as npt
 
+from ._decompress import LineReader
 from ._group import Table
 from ._order import Order
 from ._parse import JSON, LOGFMT, REASONS, parse_logfmt
-from ._read import LineReader
 from ._tree import Tree
 
 try:

@@ -12,7 +12,7 @@ import re
 import time
 from calendar import timegm
 
-__all__ = ["epoch_from_number", "iso_fast", "parse_timestamp", "timestamp_in_text"]
+__all__ = ["epoch_from_number", "iso_fast", "minute_cache", "parse_timestamp", "timestamp_in_text"]
 
 _SECONDS: dict[str, int] = {}
 _MINUTES: dict[str, int] = {}
@@ -56,11 +56,6 @@ def iso_fast(value: str) -> float | None:
 def minute_cache() -> dict[str, int]:
     """``YYYY-MM-DDTHH:MM`` -> epoch seconds, what :func:`iso_fast` reads."""
     return _MINUTES
-
-
-def seconds_cache() -> dict[str, int]:
-    """``YYYY-MM-DDTHH:MM:SS`` -> epoch seconds, filled by :func:`parse_timestamp`."""
-    return _SECONDS
 
 
 def epoch_from_number(value: float) -> float | None:

@@ -25,10 +25,14 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from logtrace.stitch import _scan
+from logtrace.stitch import _plan, _scan
+from logtrace.stitch._decompress import BLOCK
+from logtrace.stitch._intern import Interner
 from logtrace.stitch._model import FileScan
-from logtrace.stitch._parse import ERROR, JSON, KIND_CLIENT, SPAN_RECORD
-from logtrace.stitch._read import expand_paths
+from logtrace.stitch._native import native_enabled, native_scan
+from logtrace.stitch._parse import ERROR, JSON, KIND_CLIENT, SPAN_RECORD, TRUNCATED
+from logtrace.stitch._plan import expand_paths
+from logtrace.stitch._scan_native import scan_block_native
 from logtrace.stitch.synth import SynthConfig, generate
 
 native = pytest.importorskip("logtrace.stitch._native_scan")
@@ -52,19 +56,21 @@ def _pure(on: bool) -> Iterator[None]:
             os.environ["LOGTRACE_PURE_PYTHON"] = old
 
 
-def _scan_bytes(data: bytes, pure: bool, name: str = "svc.log") -> FileScan:
+def _scan_bytes(
+    data: bytes, pure: bool, name: str = "svc.log", block_size: int = BLOCK
+) -> FileScan:
     with tempfile.TemporaryDirectory() as tmp:
         path = os.path.join(tmp, name)
         with open(path, "wb") as f:
             f.write(data)
         with _pure(pure):
-            return _scan.scan_task((0, name, path, 0, -1), tmp)
+            return _scan.scan_task((0, name, path, 0, -1), tmp, block_size=block_size)
 
 
-def _same(data: bytes) -> FileScan:
+def _same(data: bytes, block_size: int = BLOCK) -> FileScan:
     """Scan both ways, assert identical results, return the native one."""
-    fast = _scan_bytes(data, pure=False)
-    slow = _scan_bytes(data, pure=True)
+    fast = _scan_bytes(data, pure=False, block_size=block_size)
+    slow = _scan_bytes(data, pure=True, block_size=block_size)
     assert fast.rows.dtype == slow.rows.dtype
     if fast.rows.tobytes() != slow.rows.tobytes():
         for i, (a, b) in enumerate(zip(fast.rows.tolist(), slow.rows.tolist(), strict=False)):
@@ -78,10 +84,11 @@ def _same(data: bytes) -> FileScan:
 
 
 def test_native_is_used_unless_disabled() -> None:
+    assert native_scan is native
     with _pure(False):
-        assert _scan.native_enabled()
+        assert native_enabled(native_scan)
     with _pure(True):
-        assert not _scan.native_enabled()
+        assert not native_enabled(native_scan)
 
 
 def _record(**extra: Any) -> dict[str, Any]:
@@ -521,7 +528,7 @@ def test_hostile_inputs() -> None:
     ):
         _same(data)
     got = _same(truncated)
-    assert got.rows["reason"][-1] == _scan.TRUNCATED
+    assert got.rows["reason"][-1] == TRUNCATED
 
 
 def test_no_leaks() -> None:
@@ -543,9 +550,9 @@ def test_no_leaks() -> None:
         return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 
     def once() -> None:
-        state = _scan._Interner("svc")
+        state = Interner("svc")
         scanner = native.Scanner(state.services)
-        newlines = _scan._scan_block_native(block, 0, 0, state, scanner)
+        newlines = scan_block_native(block, 0, 0, state, scanner)
         assert newlines == 3000
         assert len(scanner.rows()) == 3000 * 48
         assert scanner.rows() == bytearray()
@@ -624,8 +631,7 @@ def test_stitch_output_identical_on_generated_logs(tmp_path: Path) -> None:
 def test_ranges_and_compressed_files(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Byte ranges of split files and decompressed files read the same way."""
     generate(str(tmp_path), SynthConfig(target_bytes=1_500_000, seed=3, corrupt_rate=0.01))
-    monkeypatch.setattr(_scan, "CHUNK", 100_000)
-    monkeypatch.setattr(_scan, "BLOCK", 50_000)
+    monkeypatch.setattr(_plan, "CHUNK", 100_000)
     results = []
     for pure in (False, True):
         with _pure(pure), tempfile.TemporaryDirectory() as spool:
@@ -649,12 +655,7 @@ def test_small_buffers_and_long_lines(sizes: list[int], newline_at_end: bool, bl
     """Lines longer than the read buffer, split across reads, cut at its end."""
     lines = [json.dumps(_record(message="m" * n)).encode() for n in sizes]
     data = b"\n".join(lines) + (b"\n" if newline_at_end else b"")
-    old = _scan.BLOCK
-    _scan.BLOCK = block
-    try:
-        got = _same(data)
-    finally:
-        _scan.BLOCK = old
+    got = _same(data, block)
     assert len(got.rows) == len(sizes)
     assert got.rows["len"].tolist() == [len(line) for line in lines]
 

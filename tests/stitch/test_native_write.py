@@ -25,7 +25,7 @@ from logtrace.stitch import _render
 from logtrace.stitch._group import ROW_DTYPE, Table
 from logtrace.stitch._order import Order
 from logtrace.stitch._parse import JSON, LOGFMT, REASONS
-from logtrace.stitch._read import Source
+from logtrace.stitch._plan import Source
 from logtrace.stitch._render import Rendering, write_jsonl
 from logtrace.stitch._tree import Tree
 from logtrace.stitch.synth import SynthConfig, generate

@@ -131,7 +131,7 @@ def test_truncated_line_without_any_id_is_reported(tmp_path: Path) -> None:
 
 
 def test_parallel_ranges_of_one_big_file_number_lines_like_one(tmp_path: Path) -> None:
-    from logtrace.stitch import _scan
+    from logtrace.stitch import _plan
 
     path = tmp_path / "big.log"
     lines = [
@@ -139,12 +139,12 @@ def test_parallel_ranges_of_one_big_file_number_lines_like_one(tmp_path: Path) -
         for i in range(20000)
     ]
     path.write_text("\n".join(lines) + "\n")
-    old = _scan.CHUNK
-    _scan.CHUNK = 100_000
+    old = _plan.CHUNK
+    _plan.CHUNK = 100_000
     try:
         records = stitch_jsonl(tmp_path / "out.jsonl", "-q", "--jobs", "2", str(path))
     finally:
-        _scan.CHUNK = old
+        _plan.CHUNK = old
     assert sorted(r["line"] for r in records) == list(range(1, 20001))
     for r in records:
         assert r["record"]["message"] == f"m{r['line'] - 1}"

@@ -9,14 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from logtrace.stitch._read import (
-    InputError,
-    LineReader,
-    expand_paths,
-    open_decompressed,
-    read_blocks,
-    service_from_path,
-)
+from logtrace.stitch._decompress import LineReader, open_decompressed, read_blocks
+from logtrace.stitch._plan import InputError, expand_paths, service_from_path
 
 
 @pytest.mark.parametrize(
@@ -82,15 +76,13 @@ def test_truncated_gzip_yields_what_it_can_and_warns(tmp_path: Path) -> None:
     assert warnings and "cut.log.gz" in warnings[0]
 
 
-def test_blocks_keep_huge_lines_whole(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from logtrace.stitch import _read
-
-    monkeypatch.setattr(_read, "BLOCK", 1000)
+def test_blocks_keep_huge_lines_whole(tmp_path: Path) -> None:
     path = tmp_path / "a.log"
     path.write_bytes(b"short\n" + b"x" * 5000 + b"\nend")
     stream, _ = open_decompressed(str(path))
     with stream:
-        blocks = list(read_blocks(stream, [], "a"))
+        blocks = list(read_blocks(stream, [], "a", 1000))
+    assert len(blocks) == 3
     assert all(b.endswith(b"\n") for b in blocks[:-1])
     assert b"".join(blocks).split(b"\n") == [b"short", b"x" * 5000, b"end"]
 

@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 from _stitchutil import REPO
 
-from logtrace.stitch import _read, _scan, _shard
+from logtrace.stitch import _plan, _scan, _shard, _spool
 from logtrace.stitch._pipeline import Options, Summary, stitch
 from logtrace.stitch._shard import shard_count, shard_of_traces
 from logtrace.stitch.synth import SynthConfig, generate
@@ -262,9 +262,9 @@ class TestHostileInput:
 
         spool = tmp_path / "spool"
         spool.mkdir()
-        sources = _read.expand_paths(paths, str(spool))
+        sources = _plan.expand_paths(paths, str(spool))
         segments = _scan.scan_spilled(_scan.plan_tasks(sources, 1), str(spool), 1)
-        rows = {path: len(_scan.load_spilled(path)[0]) for _, path in segments if path is not None}
+        rows = {path: len(_spool.load_spilled(path)[0]) for _, path in segments if path is not None}
         # Each segment holds a few rows and only the IDs they use; the line
         # count (to number the next file's lines) is on each task's last one.
         # (The gzipped file is read a megabyte of compressed input at a time:

@@ -21,15 +21,6 @@ _TRACE_CACHE: dict[object, str | None] = {}
 _SPAN_CACHE: dict[object, str | None] = {}
 
 
-def _trace_cache() -> dict[object, str | None]:
-    """The cache :func:`norm_trace_id` fills, for callers that inline the lookup."""
-    return _TRACE_CACHE
-
-
-def _span_cache() -> dict[object, str | None]:
-    return _SPAN_CACHE
-
-
 def _norm(value: object, width: int) -> str | None:
     if isinstance(value, bool):
         return None

@@ -1,81 +1,35 @@
-"""Find the input files and read their bytes, decompressed, in large blocks.
+"""Input bytes: decompressed, in blocks of whole lines, or lines back by offset.
 
 Compression is recognised by magic bytes, not by name: rotated logs are often
 renamed. A compressed file is decompressed once into a spool file next to the
-run's other temporary files; later stages read lines back by byte offset from
-that spool (or from the original file) through ``mmap``.
+run's other temporary files (see :mod:`._spool`); later stages read lines back
+by byte offset from that spool (or from the original file) through ``mmap``.
 """
 
 from __future__ import annotations
 
 import bz2
-import glob
 import lzma
 import mmap
 import os
-import re
-import shutil
-import sys
-import tempfile
 import zlib
-from collections.abc import Callable, Iterable, Iterator, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Iterator
 from typing import IO, Any
+
+from ._plan import InputError
 
 __all__ = [
     "BLOCK",
-    "InputError",
     "LineReader",
-    "Source",
-    "expand_paths",
+    "line_views",
     "open_decompressed",
+    "range_blocks",
     "read_blocks",
-    "service_from_path",
     "whole_lines",
 ]
 
 BLOCK = 8 << 20
-_GLOB_CHARS = frozenset("*?[")
-
-
-class InputError(Exception):
-    """An input that cannot be read at all; the message names the file."""
-
-
-@dataclass(frozen=True, slots=True)
-class Source:
-    """One input file: the name shown to the user and the path to open."""
-
-    name: str
-    path: str
-
-
-def expand_paths(paths: Sequence[str], spool_dir: str) -> list[Source]:
-    """Files, directories (recursively), glob patterns and ``-`` (stdin)."""
-    sources: list[Source] = []
-    for given in paths:
-        if given == "-":
-            fd, spool = tempfile.mkstemp(prefix="stdin-", dir=spool_dir)
-            with os.fdopen(fd, "wb") as out:
-                shutil.copyfileobj(sys.stdin.buffer, out, 1 << 20)
-            sources.append(Source("-", spool))
-        elif os.path.isdir(given):
-            found: list[str] = []
-            for root, dirs, files in os.walk(given):
-                dirs[:] = sorted(d for d in dirs if not d.startswith("."))
-                found.extend(os.path.join(root, f) for f in files if not f.startswith("."))
-            sources.extend(Source(p, p) for p in sorted(found))
-        elif os.path.exists(given):
-            sources.append(Source(given, given))
-        elif _GLOB_CHARS & set(given):
-            matches = sorted(p for p in glob.glob(given, recursive=True) if os.path.isfile(p))
-            if not matches:
-                raise InputError(f"{given}: no file matches")
-            sources.extend(Source(p, p) for p in matches)
-        else:
-            raise InputError(f"{given}: no such file or directory")
-    return sources
-
+"""Bytes read at a time."""
 
 _UNLIMITED_OUTPUT = 1 << 62
 
@@ -213,6 +167,68 @@ def whole_lines(blocks: Iterable[bytes]) -> Iterator[bytes]:
         yield carry
 
 
+def range_blocks(path: str, start: int, end: int, size: int = BLOCK) -> Iterator[bytes]:
+    """Bytes ``start`` to ``end`` of a plain file, ``size`` at a time (cut anywhere)."""
+    with open(path, "rb") as f:
+        f.seek(start)
+        remaining = end - start
+        while remaining > 0:
+            block = f.read(min(remaining, size))
+            if not block:
+                return
+            remaining -= len(block)
+            yield block
+
+
+def line_views(
+    stream: IO[bytes], limit: int, warnings: list[str] | None, name: str, block: int = BLOCK
+) -> Iterator[memoryview]:
+    """Blocks of whole lines (the last may lack its newline), read straight
+    into reused buffers: no copy per block, unlike :func:`read_blocks`.
+
+    Buffers rotate so that a view stays valid while the next two are read
+    (a reading thread may run ahead of the scan). ``limit`` bytes at most
+    (-1: to the end). With ``warnings``, a read error ends the stream with a
+    warning, as :func:`read_blocks` does; without, it is raised.
+    """
+    bufs = [bytearray(block) for _ in range(3)]
+    turn = 0
+    buf = bufs[0]
+    fill = 0
+    while True:
+        want = len(buf) - fill if limit < 0 else min(len(buf) - fill, limit)
+        got = 0
+        if want > 0:
+            try:
+                got = stream.readinto(memoryview(buf)[fill : fill + want])  # type: ignore[attr-defined]
+            except (OSError, ValueError, EOFError) as exc:
+                if warnings is None:
+                    raise
+                warnings.append(f"{name}: stopped reading: {exc}")
+        if not got:
+            if fill:
+                yield memoryview(buf)[:fill]
+            return
+        fill += got
+        if limit >= 0:
+            limit -= got
+        cut = buf.rfind(b"\n", 0, fill) + 1
+        if cut == 0:
+            if fill == len(buf):  # a line longer than the buffer
+                grown = bytearray(2 * len(buf))
+                grown[:fill] = buf
+                buf = bufs[turn] = grown
+            continue
+        yield memoryview(buf)[:cut]
+        turn = (turn + 1) % len(bufs)
+        tail = fill - cut
+        if len(bufs[turn]) < tail + 1:
+            bufs[turn] = bytearray(max(block, 2 * tail))
+        bufs[turn][:tail] = memoryview(buf)[cut:fill]
+        buf = bufs[turn]
+        fill = tail
+
+
 class LineReader:
     """Lines back by byte offset, from the file or its decompressed spool."""
 
@@ -243,19 +259,3 @@ class LineReader:
         if self._map is not None:
             self._map.close()
         self._file.close()
-
-
-_SUFFIXES = re.compile(
-    r"(?:\.(?:gz|bz2|xz|zst|log|jsonl|json|ndjson|txt|out|err|\d+)"
-    r"|[-_.]\d{4}-?\d{2}-?\d{2}(?:[-_T]?\d{2,6})?)+$",
-    re.IGNORECASE,
-)
-
-
-def service_from_path(name: str) -> str:
-    """``logs/orders.log.1.gz`` -> ``orders``: the file name without log suffixes."""
-    if name == "-":
-        return "stdin"
-    base = os.path.basename(name.rstrip("/")) or name
-    stripped = _SUFFIXES.sub("", base)
-    return stripped or base
