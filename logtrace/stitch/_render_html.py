@@ -20,8 +20,8 @@ import numpy as np
 
 from ._group import RowLines
 from ._parse import ERROR, REASONS
+from ._record_text import escape, record_fields
 from ._render import Rendering
-from ._text import escape, record_fields
 from ._timeline import Timeline, timeline
 
 __all__ = ["html_text", "write_html"]

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from _stitchutil import REPO, cli, stitch_jsonl
 
-from logtrace.stitch.synth import SynthConfig, SynthResult, generate
+from logtrace.testing import SynthConfig, SynthResult, generate
 
 
 @pytest.fixture(scope="module")

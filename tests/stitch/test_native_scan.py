@@ -29,7 +29,7 @@ from logtrace.stitch import _scan
 from logtrace.stitch._model import FileScan
 from logtrace.stitch._parse import ERROR, JSON, KIND_CLIENT, SPAN_RECORD
 from logtrace.stitch._read import expand_paths
-from logtrace.stitch.synth import SynthConfig, generate
+from logtrace.testing import SynthConfig, generate
 
 native = pytest.importorskip("logtrace.stitch._native_scan")
 

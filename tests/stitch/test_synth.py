@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from logtrace.stitch.synth import SynthConfig, SynthResult, generate
+from logtrace.testing import SynthConfig, SynthResult, generate
 
 
 def _ts(text: str) -> float:
