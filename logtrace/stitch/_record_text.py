@@ -15,7 +15,7 @@ import numpy.typing as npt
 
 from ._parse import JSON, LOGFMT, parse_logfmt
 
-__all__ = ["escape", "iso_strings", "record_fields", "record_json"]
+__all__ = ["SHORT_LEVELS", "escape", "iso_strings", "record_fields", "record_json"]
 
 _encode = msgspec.json.encode
 _decode = msgspec.json.decode
@@ -39,6 +39,8 @@ _ESCAPES.update(
         )
     }
 )
+SHORT_LEVELS = {"WARNING": "WARN", "CRITICAL": "CRIT"}
+"""Level names shortened for display."""
 _MESSAGE_KEYS = ("message", "msg", "event", "body")
 _LEVEL_KEYS = ("level", "levelname", "severity", "severityText", "log.level")
 _KEY_FIELDS = (

@@ -14,12 +14,10 @@ import numpy as np
 
 from ._parse import ERROR, REASONS
 from ._read import LineReader
-from ._record_text import escape, record_fields
+from ._record_text import SHORT_LEVELS, escape, record_fields
 from ._render import Rendering
 
 __all__ = ["write_text"]
-
-_SHORT_LEVELS = {"WARNING": "WARN", "CRITICAL": "CRIT"}
 
 _RESET, _RED, _DIM, _CYAN, _BOLD, _YELLOW = (
     "\x1b[0m",
@@ -101,7 +99,7 @@ def write_text(
                 extra = " ".join(f"{k}={escape(str(v))}" for k, v in fields.items())
                 text = escape(message) + (f"  {paint(_DIM, extra)}" if extra else "")
                 upper = level.upper()
-                lvl = escape(_SHORT_LEVELS.get(upper, upper)[:5]).ljust(5)
+                lvl = escape(SHORT_LEVELS.get(upper, upper)[:5]).ljust(5)
                 if flags & ERROR:
                     lvl, text = paint(_RED + _BOLD, lvl), paint(_RED, text)
                 lines.append(
