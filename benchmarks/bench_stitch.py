@@ -40,7 +40,7 @@ if str(REPO_ROOT) not in sys.path:
 
 from _common import write_docs_block  # noqa: E402
 
-from logtrace.stitch.synth import SynthConfig, generate  # noqa: E402
+from logtrace.testing import SynthConfig, generate  # noqa: E402
 
 DATA = REPO_ROOT / "benchmarks" / "data" / "bench"
 DOCS = REPO_ROOT / "docs" / "performance.md"

@@ -1,6 +1,6 @@
 """How often a stitched trace comes out in exactly the true order.
 
-Generates logs with ``logtrace.stitch.synth`` (which knows every record's true
+Generates logs with ``logtrace.testing`` (which knows every record's true
 time), then orders each trace four ways and scores the share of traces whose
 records come out in exactly the true order:
 
@@ -41,7 +41,7 @@ if str(REPO_ROOT) not in sys.path:
     sys.path.insert(0, str(REPO_ROOT))
 
 from logtrace.stitch._clocks import ClockModel, Edge, estimate_clocks  # noqa: E402
-from logtrace.stitch.synth import SynthConfig, generate  # noqa: E402
+from logtrace.testing import SynthConfig, generate  # noqa: E402
 
 DATA = REPO_ROOT / "benchmarks" / "data"
 

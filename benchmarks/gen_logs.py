@@ -1,4 +1,4 @@
-"""Write realistic multi-service logs with known true order (see logtrace.stitch.synth).
+"""Write realistic multi-service logs with known true order (see logtrace.testing).
 
     python benchmarks/gen_logs.py OUT_DIR [--size-mb 500] [--skew-ms 25] [--seed 1] ...
 
@@ -20,7 +20,7 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 if str(REPO_ROOT) not in sys.path:
     sys.path.insert(0, str(REPO_ROOT))
 
-from logtrace.stitch.synth import SynthConfig, generate  # noqa: E402
+from logtrace.testing import SynthConfig, generate  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -4,7 +4,7 @@
  * records that are not JSON, timestamps numpy would print oddly); this module
  * does what runs once per output line: it joins a row's IDs, service, depth,
  * timestamp, clock offset, file, line number and original text into one JSON
- * line, the same bytes as logtrace.stitch._render's pure-Python path.
+ * line, the same bytes as logtrace.stitch._render_jsonl's pure-Python path.
  *
  * Every index, offset and length is checked: bad input raises a Python
  * exception, it never reads or writes out of bounds.

@@ -12,8 +12,9 @@ from ._group import Table
 from ._id_forms import norm_trace_id
 from ._order import Order
 from ._parse import ERROR
-from ._render import Rendering, write_jsonl
-from ._text import write_text
+from ._render import Rendering
+from ._render_jsonl import write_jsonl
+from ._render_text import write_text
 
 if TYPE_CHECKING:
     from ._pipeline import Options

@@ -20,8 +20,8 @@ import numpy as np
 
 from ._group import RowLines
 from ._parse import ERROR, REASONS
+from ._record_text import SHORT_LEVELS, escape, record_fields
 from ._render import Rendering
-from ._text import escape, record_fields
 from ._timeline import Timeline, timeline
 
 __all__ = ["html_text", "write_html"]
@@ -29,7 +29,6 @@ __all__ = ["html_text", "write_html"]
 _MAX_TEXT = 10_000
 """Characters of one message shown; the rest is cut with a note (lines can be megabytes)."""
 
-_SHORT_LEVELS = {"WARNING": "WARN", "CRITICAL": "CRIT"}
 _INVISIBLE = {c: f"\\u{c:04x}" for c in [*range(0x202A, 0x202F), *range(0x2066, 0x206A), 0x2028]}
 _INVISIBLE[0x2029] = "\\u2029"
 
@@ -303,7 +302,7 @@ def _trace_block(
             f"{html_text(k, 200)}={html_text(str(v), 2000)}" for k, v in fields.items()
         )
         upper = level.upper()
-        upper = _SHORT_LEVELS.get(upper, upper)
+        upper = SHORT_LEVELS.get(upper, upper)
         error = " e" if flag & ERROR else ""
         out.append(
             f'<div class="r{error}"><span class="t">{rel}</span>{bar}'

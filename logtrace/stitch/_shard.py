@@ -46,14 +46,16 @@ from ._correct import (
     model_arrays,
 )
 from ._group import Table, group
+from ._memory import give_back_free_heap, take_rows
 from ._model import SCAN_DTYPE, FileScan
 from ._order import Order, order
 from ._output import in_window, keeps_untraced, narrow, select_traces, write_table
 from ._parse import BROKEN, NO_TRACE_ID
 from ._plan import Source
-from ._render import Rendering, give_back_free_heap, take_rows, write_jsonl
+from ._render import Rendering
+from ._render_jsonl import write_jsonl
+from ._render_text import write_text
 from ._spool import drop_spilled, load_spilled
-from ._text import write_text
 from ._tree import Tree, build_tree
 
 if TYPE_CHECKING:

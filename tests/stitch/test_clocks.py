@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import os
 import random
+import subprocess
+import sys
 
 import numpy as np
 import pytest
+from _stitchutil import REPO
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -295,3 +299,20 @@ class TestProperties:
         for e in edges:  # and no call ends up inverted
             a, b = models[e.caller], models[e.callee]
             assert b.correct(e.start) >= a.correct(e.send) - 1e-9
+
+
+def test_the_solver_loads_no_numpy() -> None:
+    """``logtrace grep`` estimates clocks and must start fast; only calls
+    given as columns load the numpy front end."""
+    code = (
+        "import sys\n"
+        "from logtrace.stitch._clocks import Edge, estimate_clocks\n"
+        "e = Edge('a', 'b', 1.0, 1.4, 1.1, 1.3, True)\n"
+        "estimate_clocks([e, Edge('a', 'b', 900.0, 900.4, 900.1, 900.3, True)], ['a', 'b'])\n"
+        "print('numpy' in sys.modules)"
+    )
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    proc = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True
+    )
+    assert proc.stdout.strip() == "False"

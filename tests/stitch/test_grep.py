@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from _stitchutil import REPO, cli, stitch_jsonl
 
-from logtrace.stitch.synth import SynthConfig, SynthResult, generate
+from logtrace.testing import SynthConfig, SynthResult, generate
 
 
 @pytest.fixture(scope="module")
@@ -93,10 +93,6 @@ def test_importing_the_cli_stays_light() -> None:
     assert proc.stdout.strip() == b"[]"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="the clock solver grep uses (_clocks: Edge, estimate_clocks) still imports numpy",
-)
 def test_a_grep_run_does_not_import_numpy(tmp_path: Path) -> None:
     trace = "4bf92f3577b34da6a3ce929d0e0e4736"
     gateway = tmp_path / "gateway.log"

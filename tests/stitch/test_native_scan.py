@@ -33,7 +33,7 @@ from logtrace.stitch._native import native_enabled, native_scan
 from logtrace.stitch._parse import ERROR, JSON, KIND_CLIENT, SPAN_RECORD, TRUNCATED
 from logtrace.stitch._plan import expand_paths
 from logtrace.stitch._scan_native import scan_block_native
-from logtrace.stitch.synth import SynthConfig, generate
+from logtrace.testing import SynthConfig, generate
 
 native = pytest.importorskip("logtrace.stitch._native_scan")
 

@@ -21,14 +21,15 @@ from _stitchutil import run
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from logtrace.stitch import _render
+from logtrace.stitch import _native, _render_jsonl
 from logtrace.stitch._group import ROW_DTYPE, Table
 from logtrace.stitch._order import Order
 from logtrace.stitch._parse import JSON, LOGFMT, REASONS
 from logtrace.stitch._plan import Source
-from logtrace.stitch._render import Rendering, write_jsonl
+from logtrace.stitch._render import Rendering
+from logtrace.stitch._render_jsonl import write_jsonl
 from logtrace.stitch._tree import Tree
-from logtrace.stitch.synth import SynthConfig, generate
+from logtrace.testing import SynthConfig, generate
 
 native = pytest.importorskip("logtrace.stitch._native_write")
 
@@ -45,7 +46,7 @@ def _stitch(out: Path, monkeypatch: pytest.MonkeyPatch, pure: bool, *argv: str) 
         monkeypatch.setenv(PURE, "1")
     else:
         monkeypatch.delenv(PURE, raising=False)
-    assert _render.native_enabled() is not pure
+    assert _native.native_enabled(_native.native_write) is not pure
     code, err = run("stitch", "--format", "jsonl", "-q", "-o", str(out), *argv)
     assert code == 0, err
     return out.read_bytes()
@@ -95,8 +96,8 @@ class TestSameBytes:
     def test_generated_logs_in_small_batches(
         self, synth_files: list[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
     ) -> None:
-        monkeypatch.setattr(_render, "_NATIVE_BATCH", 97)
-        monkeypatch.setattr(_render, "_BATCH", 61)
+        monkeypatch.setattr(_render_jsonl, "_NATIVE_BATCH", 97)
+        monkeypatch.setattr(_render_jsonl, "_BATCH", 61)
         whole = _stitch(tmp_path / "whole.jsonl", monkeypatch, True, "--jobs", "1", *synth_files)
         assert _both(tmp_path, monkeypatch, "--jobs", "2", *synth_files) == whole
 
@@ -234,7 +235,8 @@ class TestOddValues:
         self, data: st.DataObject, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
     ) -> None:
         r = data.draw(_renderings(tmp_path))
-        monkeypatch.setattr(_render, "_NATIVE_BATCH", data.draw(st.sampled_from([4, 1 << 16])))
+        batch = data.draw(st.sampled_from([4, 1 << 16]))
+        monkeypatch.setattr(_render_jsonl, "_NATIVE_BATCH", batch)
         fast = _write(r, tmp_path)
         monkeypatch.setenv(PURE, "1")
         try:
@@ -547,8 +549,8 @@ class TestNoLeaks:
 
 class TestSwitch:
     def test_environment_turns_the_extension_off(self, monkeypatch: pytest.MonkeyPatch) -> None:
-        assert _render.native_enabled()
+        assert _native.native_enabled(_native.native_write)
         monkeypatch.setenv(PURE, "1")
-        assert not _render.native_enabled()
+        assert not _native.native_enabled(_native.native_write)
         monkeypatch.setenv(PURE, "")
-        assert _render.native_enabled()
+        assert _native.native_enabled(_native.native_write)

@@ -214,7 +214,7 @@ class TestHostileInput:
 
 
 def test_generated_logs_with_skew_and_parallel_calls(tmp_path: Path) -> None:
-    from logtrace.stitch.synth import SynthConfig, generate
+    from logtrace.testing import SynthConfig, generate
 
     synth = generate(str(tmp_path / "logs"), SynthConfig(traces=150, seed=11, skew_ms=25.0))
     doc = chrome(tmp_path / "c.json", *synth.files)

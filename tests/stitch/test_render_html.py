@@ -262,7 +262,7 @@ class TestInBrowser:
         assert count.content() == f"{len(expected)} of 3 traces shown"
 
     def test_many_traces_start_closed_and_a_match_opens(self, tmp_path: Path) -> None:
-        from logtrace.stitch.synth import SynthConfig, generate
+        from logtrace.testing import SynthConfig, generate
 
         synth = generate(str(tmp_path / "logs"), SynthConfig(traces=30, seed=2, services=3))
         page = tmp_path / "many.html"

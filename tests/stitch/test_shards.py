@@ -18,7 +18,7 @@ from _stitchutil import REPO
 from logtrace.stitch import _plan, _scan, _shard, _spool
 from logtrace.stitch._pipeline import Options, Summary, stitch
 from logtrace.stitch._shard import shard_count, shard_of_traces
-from logtrace.stitch.synth import SynthConfig, generate
+from logtrace.testing import SynthConfig, generate
 
 TRACE_A = "4bf92f3577b34da6a3ce929d0e0e4736"
 TRACE_B = "0af7651916cd43dd8448eb211c80319c"

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 from _stitchutil import cli, run, stitch_jsonl
 
-from logtrace.stitch.synth import SynthConfig, SynthResult, generate
+from logtrace.testing import SynthConfig, SynthResult, generate
 
 TRACE = "4bf92f3577b34da6a3ce929d0e0e4736"
 

@@ -7,14 +7,18 @@ import contextlib
 import gzip
 import hashlib
 import json
+import os
 import re
+import subprocess
+import sys
 import time
 from pathlib import Path
 from typing import Any
 
 import pytest
+from _stitchutil import REPO
 
-from logtrace.stitch.synth import SynthConfig, SynthResult, generate
+from logtrace.testing import SynthConfig, SynthResult, generate
 
 
 def _ts(text: str) -> float:
@@ -217,3 +221,18 @@ class TestSpans:
         head, _ = _truth(res)
         assert any(v != 0.0 for v in head["drifts"].values())
         assert all(abs(v) <= 50e-6 for v in head["drifts"].values())
+
+
+def test_the_stitcher_never_imports_the_generator() -> None:
+    code = (
+        "import importlib, pkgutil, sys\n"
+        "import logtrace.cli, logtrace.stitch as stitch\n"
+        "for m in pkgutil.iter_modules(stitch.__path__):\n"
+        "    importlib.import_module('logtrace.stitch.' + m.name)\n"
+        "print('logtrace.testing' in sys.modules)"
+    )
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    proc = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True
+    )
+    assert proc.stdout.strip() == "False"

@@ -12,6 +12,9 @@ Because the generator knows every record's true time, it also writes
 ``truth.jsonl`` (beside the ``logs`` directory): per trace, the ``(file, line)``
 of each record in true order, which is what an ordering evaluation scores
 against. Same seed, same bytes.
+
+Standard library only, and apart from the stitcher: ``logtrace.stitch`` never
+imports it, and ``import logtrace`` does not load it.
 """
 
 from __future__ import annotations

@@ -8,51 +8,16 @@ shown escaped, never written to the terminal raw. Colour only when asked
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import IO, Any
+from typing import IO
 
-import msgspec
 import numpy as np
 
 from ._decompress import LineReader
-from ._parse import ERROR, JSON, LOGFMT, REASONS, parse_logfmt
+from ._parse import ERROR, REASONS
+from ._record_text import SHORT_LEVELS, escape, record_fields
 from ._render import Rendering
 
-__all__ = ["escape", "record_fields", "write_text"]
-
-_ESCAPES = {c: f"\\x{c:02x}" for c in [*range(32), 127, *range(0x80, 0xA0)]}
-_ESCAPES.update({9: "\\t", 10: "\\n", 13: "\\r", 0x1B: "\\e"})
-# Characters that reorder or hide the text around them on a terminal: bidirectional
-# overrides and isolates, zero-width marks, line and paragraph separators, BOM.
-_ESCAPES.update(
-    {
-        c: f"\\u{c:04x}"
-        for c in (
-            0x200B,
-            0x200E,
-            0x200F,
-            *range(0x202A, 0x202F),
-            *range(0x2066, 0x206A),
-            0x2028,
-            0x2029,
-            0xFEFF,
-        )
-    }
-)
-_MESSAGE_KEYS = ("message", "msg", "event", "body")
-_LEVEL_KEYS = ("level", "levelname", "severity", "severityText", "log.level")
-_KEY_FIELDS = (
-    "http.request.method",
-    "http.route",
-    "url.path",
-    "url.full",
-    "http.response.status_code",
-    "duration_ms",
-    "error.type",
-    "exception.type",
-    "request_id",
-)
-_decode = msgspec.json.decode
-_SHORT_LEVELS = {"WARNING": "WARN", "CRITICAL": "CRIT"}
+__all__ = ["write_text"]
 
 _RESET, _RED, _DIM, _CYAN, _BOLD, _YELLOW = (
     "\x1b[0m",
@@ -62,40 +27,6 @@ _RESET, _RED, _DIM, _CYAN, _BOLD, _YELLOW = (
     "\x1b[1m",
     "\x1b[33m",
 )
-
-
-def escape(text: str) -> str:
-    """``text`` with every control and text-reordering character written as an escape."""
-    if text.isascii() and text.isprintable():
-        return text  # the common case, without building a copy
-    return text.translate(_ESCAPES)
-
-
-def record_fields(raw: bytes, flags: int) -> tuple[str, str, dict[str, Any]]:
-    """Level, message and key fields of one line, for display."""
-    obj: Any = None
-    if flags & JSON:
-        try:
-            obj = _decode(raw)
-        except (msgspec.DecodeError, RecursionError):
-            obj = None
-    elif flags & LOGFMT:
-        obj = parse_logfmt(raw.decode(errors="replace"))
-    if not isinstance(obj, dict):
-        return "", raw.decode(errors="replace"), {}
-    message = _first(obj, _MESSAGE_KEYS)
-    level = _first(obj, _LEVEL_KEYS)
-    if isinstance(level, dict):
-        level = ""
-    fields = {k: obj[k] for k in _KEY_FIELDS if k in obj}
-    return str(level), message if isinstance(message, str) else str(message), fields
-
-
-def _first(obj: dict[str, Any], keys: tuple[str, ...]) -> Any:
-    for key in keys:
-        if key in obj:
-            return obj[key]
-    return ""
 
 
 _CHUNK = 1 << 15
@@ -168,7 +99,7 @@ def write_text(
                 extra = " ".join(f"{k}={escape(str(v))}" for k, v in fields.items())
                 text = escape(message) + (f"  {paint(_DIM, extra)}" if extra else "")
                 upper = level.upper()
-                lvl = escape(_SHORT_LEVELS.get(upper, upper)[:5]).ljust(5)
+                lvl = escape(SHORT_LEVELS.get(upper, upper)[:5]).ljust(5)
                 if flags & ERROR:
                     lvl, text = paint(_RED + _BOLD, lvl), paint(_RED, text)
                 lines.append(

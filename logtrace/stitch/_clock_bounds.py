@@ -1,0 +1,145 @@
+"""What the calls say about each pair of clocks: bounds, folded per service pair.
+
+Each call bounds the difference between the callee's and the caller's clock
+(see :mod:`._clocks`). The calls of one ordered pair, kept as compact columns,
+become :class:`Bounds` (the tightest few, a few outliers skipped); both
+directions of a service pair fold into one :class:`Pair` interval.
+"""
+
+from __future__ import annotations
+
+import heapq
+import math
+from array import array
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+__all__ = [
+    "Bounds",
+    "CallColumns",
+    "CallKey",
+    "Pair",
+    "fold_pairs",
+    "reference_service",
+    "typical_slack",
+]
+
+CallKey = tuple[str, str, bool]
+"""Caller, callee, and whether the bounds come from client spans."""
+CallColumns = tuple["array[float]", "array[float]", "array[float]"]
+"""Callee start times, ``start - send`` and ``receive - end`` (NaN if unknown)."""
+
+_KEEP = 8
+"""How many of the tightest bounds are kept per pair and bucket."""
+_OUTLIER_RATE = 1 / 500
+"""The tightest exact bound skips this fraction of the samples (up to ``_KEEP - 1``)."""
+_LOOSE_RATE = 1 / 100
+"""Bracketing (inexact) bounds take this quantile rather than the extreme: the
+caller's records that bracket a call best are sometimes ones written for a
+parallel call, which bound one side much tighter than the other."""
+_INF = math.inf
+
+
+class Bounds:
+    """The calls of one ordered pair (in one bucket) as bounds on its offset.
+
+    ``ups`` holds ``start - send`` values, ``lows`` holds ``receive - end``
+    (the negated lower bounds), so that the tightest of both are the smallest.
+    Exact bounds keep only their few smallest values.
+    """
+
+    __slots__ = ("exact", "lows", "n_low", "n_up", "t_sum", "ups")
+
+    def __init__(
+        self, exact: bool, ts: Sequence[float], ups: Sequence[float], lows: Sequence[float]
+    ) -> None:
+        self.exact = exact
+        low = [x for x in lows if x == x]  # NaN: no receive or no end
+        self.ups: Sequence[float] = heapq.nsmallest(_KEEP, ups) if exact else ups
+        self.lows: Sequence[float] = heapq.nsmallest(_KEEP, low) if exact else low
+        self.n_up = len(ups)
+        self.n_low = len(low)
+        self.t_sum = math.fsum(ts)
+
+    def tight_up(self) -> float:
+        return _tightest(self.ups, self.n_up, self.exact)
+
+    def tight_low(self) -> float:
+        return -_tightest(self.lows, self.n_low, self.exact)
+
+
+def _tightest(values: Sequence[float], count: int, exact: bool) -> float:
+    """The smallest value after skipping a few suspiciously small ones."""
+    if not values:
+        return _INF
+    if exact:
+        best = heapq.nsmallest(_KEEP, values)
+        return best[min(len(best) - 1, int(count * _OUTLIER_RATE))]
+    skip = int(len(values) * _LOOSE_RATE)
+    return heapq.nsmallest(skip + 1, values)[-1]
+
+
+@dataclass(slots=True)
+class Pair:
+    """What the calls say about ``clock(b) - clock(a)`` for services ``a < b``."""
+
+    lo: float
+    hi: float
+    n: int
+    t: float = 0.0
+
+    def estimate(self, slack: float) -> tuple[float, float]:
+        """Midpoint and weight; one-sided intervals assume ``slack`` of delay."""
+        lo, hi = self.lo, self.hi
+        if lo == -_INF and hi == _INF:
+            return 0.0, 0.0
+        if lo == -_INF:
+            mid, half = hi - slack, slack * 4
+        elif hi == _INF:
+            mid, half = lo + slack, slack * 4
+        else:
+            mid, half = (lo + hi) / 2, abs(hi - lo) / 2
+            if lo > hi:  # contradictory bounds: trust the pair less
+                half *= 4
+        half = max(half, 1e-5)
+        return mid, min(self.n, 1000) / (half * half)
+
+
+def fold_pairs(bounds: dict[CallKey, Bounds]) -> dict[tuple[str, str], Pair]:
+    """Both call directions of each service pair folded into one interval."""
+    pairs: dict[tuple[str, str], Pair] = {}
+    for (a, b, _), cell in bounds.items():
+        up, low = cell.tight_up(), cell.tight_low()
+        n = cell.n_up
+        t = cell.t_sum / n if n else 0.0
+        if a < b:
+            key, lo, hi = (a, b), low, up
+        else:  # clock(a) - clock(b) in [low, up]
+            key, lo, hi = (b, a), -up, -low
+        pair = pairs.get(key)
+        if pair is None:
+            pairs[key] = Pair(lo, hi, n, t)
+        else:
+            pair.t = (pair.t * pair.n + t * n) / max(pair.n + n, 1)
+            pair.lo, pair.hi, pair.n = max(pair.lo, lo), min(pair.hi, hi), pair.n + n
+    return pairs
+
+
+def typical_slack(pairs: dict[tuple[str, str], Pair]) -> float:
+    """Half the median width of two-sided intervals: the typical minimum delay."""
+    widths = sorted(p.hi - p.lo for p in pairs.values() if -_INF < p.lo <= p.hi < _INF)
+    if not widths:
+        return 5e-4
+    return max(widths[len(widths) // 2] / 2, 1e-5)
+
+
+def reference_service(bounds: dict[CallKey, Bounds]) -> str:
+    """The entry service with most calls (never called itself), else the busiest."""
+    calls: dict[str, int] = {}
+    called: set[str] = set()
+    for (a, b, _), cell in bounds.items():
+        calls[a] = calls.get(a, 0) + cell.n_up
+        calls[b] = calls.get(b, 0) + cell.n_up
+        called.add(b)
+    entries = [s for s in calls if s not in called] or list(calls)
+    return max(sorted(entries), key=lambda s: calls[s])

@@ -1,0 +1,212 @@
+"""Clock drift: per-minute estimates over a long window, fitted as lines.
+
+Over windows of minutes, per-bucket estimates of each service pair show
+whether clocks drift. Each pair's bucket midpoints are fitted with a weighted
+line; a significant drift is solved over the graph like the offsets, and the
+offsets re-estimated from all calls with the drift taken out.
+
+Pure Python: ``logtrace grep`` estimates clocks without loading numpy.
+"""
+
+from __future__ import annotations
+
+import math
+from array import array
+from operator import add, itemgetter, sub
+
+from ._clock_bounds import Bounds, CallColumns, CallKey, Pair, fold_pairs
+from ._clock_graph import anchor, in_sync_groups, least_squares, solve_offsets
+
+__all__ = [
+    "BUCKET_S",
+    "DRIFT_T_MIN",
+    "MAX_DRIFT",
+    "MIN_DRIFT_WINDOW_S",
+    "fit_with_drift",
+]
+
+BUCKET_S = 60.0
+"""Width of the time buckets used to follow drift."""
+MIN_DRIFT_WINDOW_S = 180.0
+"""Drift is looked for only when the calls span at least this long."""
+DRIFT_T_MIN = 6.0
+"""A pair's fitted drift must be this many standard errors from zero to count;
+without one significant pair, offsets are fitted over the whole window."""
+MAX_DRIFT = 5e-4
+"""Clamp for fitted drift (500 ppm; real oscillators stay well under 100 ppm)."""
+
+_Slots = dict[CallKey, dict[float, list[int]]]
+
+
+def fit_with_drift(
+    calls: dict[CallKey, CallColumns],
+    pairs: dict[tuple[str, str], Pair],
+    order: list[str],
+    reference: str,
+    slack: float,
+    ref_t: float,
+) -> tuple[dict[str, float], dict[str, float]] | None:
+    """Offsets at ``ref_t`` and drifts, or ``None`` when the calls span too
+    short a window or no pair drifts measurably (offsets alone then fit)."""
+    t_first = min(min(cols[0]) for cols in calls.values())
+    t_last = max(max(cols[0]) for cols in calls.values())
+    if t_last - t_first < MIN_DRIFT_WINDOW_S:
+        return None
+    slots = _slots(calls)
+    group = in_sync_groups(pairs, order)
+    fitted = _solve_with_drift(_bucketed(calls, slots), group, reference, slack, ref_t)
+    if fitted is None:
+        return None
+    return _refine(calls, slots, fitted[1], order, reference, slack, ref_t)
+
+
+def _slots(calls: dict[CallKey, CallColumns]) -> _Slots:
+    """Each pair's calls by time bucket (positions into its columns), buckets
+    in the order their first call comes."""
+    slots: _Slots = {}
+    for key, (ts, _, _) in calls.items():
+        buckets: dict[float, list[int]] = {}
+        get = buckets.get
+        for i, bucket in enumerate(map(BUCKET_S.__rfloordiv__, ts)):  # t // BUCKET_S
+            at = get(bucket)
+            if at is None:
+                buckets[bucket] = [i]
+            else:
+                at.append(i)
+        if any(bucket != bucket for bucket in buckets):
+            buckets = _not_finite_together(buckets)
+        slots[key] = buckets
+    return slots
+
+
+def _not_finite_together(buckets: dict[float, list[int]]) -> dict[float, list[int]]:
+    """One bucket for the calls whose start is NaN or infinite (each NaN is a
+    key of its own); callers pass no such times."""
+    out: dict[float, list[int]] = {}
+    nowhere: list[int] = []
+    for bucket, at in buckets.items():
+        if bucket == bucket:
+            out[bucket] = at
+        else:
+            out.setdefault(-math.inf, nowhere).extend(at)
+    nowhere.sort()
+    return out
+
+
+def _detrended(
+    calls: dict[CallKey, CallColumns], drifts: dict[str, float], ref_t: float
+) -> dict[CallKey, CallColumns]:
+    """The columns with the relative drift of each pair taken out."""
+    out: dict[CallKey, CallColumns] = {}
+    for key, (ts, ups, lows) in calls.items():
+        a, b, _ = key
+        rate = drifts.get(b, 0.0) - drifts.get(a, 0.0)
+        if rate == 0.0:
+            out[key] = (ts, ups, lows)
+            continue
+        shifts = [rate * (t - ref_t) for t in ts]
+        out[key] = (ts, array("d", map(sub, ups, shifts)), array("d", map(add, lows, shifts)))
+    return out
+
+
+def _bucketed(
+    calls: dict[CallKey, CallColumns], slots: _Slots
+) -> dict[float, dict[CallKey, Bounds]]:
+    """Per-bucket bounds of every pair."""
+    buckets: dict[float, dict[CallKey, Bounds]] = {}
+    for key, (ts, ups, lows) in calls.items():
+        for k, idx in slots[key].items():
+            if len(idx) == 1:
+                i = idx[0]
+                cell = Bounds(key[2], (ts[i],), (ups[i],), (lows[i],))
+            else:
+                take = itemgetter(*idx)
+                cell = Bounds(key[2], take(ts), take(ups), take(lows))
+            buckets.setdefault(k, {})[key] = cell
+    return buckets
+
+
+def _refine(
+    calls: dict[CallKey, CallColumns],
+    slots: _Slots,
+    drifts: dict[str, float],
+    order: list[str],
+    reference: str,
+    slack: float,
+    ref_t: float,
+) -> tuple[dict[str, float], dict[str, float]]:
+    """Offsets at ``ref_t`` from every call with the fitted drift taken out.
+
+    Within a bucket the clocks still move; with the drift removed the whole
+    window's tightest bounds pin the offsets as well as without drift. The
+    leftover drift, fitted again on detrended buckets, corrects the slope.
+    """
+    offsets: dict[str, float] = {}
+    same = {s: s for s in order}
+    for _ in range(2):
+        flat = _detrended(calls, drifts, ref_t)
+        pairs = fold_pairs({key: Bounds(key[2], *cols) for key, cols in flat.items()})
+        offsets = solve_offsets(pairs, order, reference, slack)
+        leftover = _solve_with_drift(_bucketed(flat, slots), same, reference, slack, ref_t)
+        if leftover is None:
+            break
+        drifts = {s: drifts.get(s, 0.0) + leftover[1].get(s, 0.0) for s in order}
+    return offsets, {s: max(-MAX_DRIFT, min(MAX_DRIFT, v)) for s, v in drifts.items()}
+
+
+def _solve_with_drift(
+    buckets: dict[float, dict[CallKey, Bounds]],
+    group: dict[str, str],
+    reference: str,
+    slack: float,
+    ref_t: float,
+) -> tuple[dict[str, float], dict[str, float]] | None:
+    """Offsets at ``ref_t`` and drifts from per-bucket pair estimates.
+
+    Each pair's bucket midpoints are fitted with a weighted line; the
+    intercepts and slopes are then solved over the graph like offsets;
+    services in one ``group`` share a clock. ``None`` when no pair drifts
+    measurably: a noise slope would only blur well-behaved clocks.
+    """
+    series: dict[tuple[str, str], list[tuple[float, float, float]]] = {}
+    for cells in buckets.values():
+        for (a, b), p in fold_pairs(cells).items():
+            mid, w = p.estimate(slack)
+            if w > 0 and group[a] != group[b]:
+                series.setdefault((group[a], group[b]), []).append((p.t - ref_t, mid, w))
+    order = sorted(set(group.values()))
+    reference = group.get(reference, reference)
+    intercepts: list[tuple[str, str, float, float]] = []
+    slopes: list[tuple[str, str, float, float]] = []
+    significant = False
+    for (a, b), points in series.items():
+        sw = sum(w for _, _, w in points)
+        mt = sum(t * w for t, _, w in points) / sw
+        md = sum(d * w for _, d, w in points) / sw
+        stt = sum(w * (t - mt) ** 2 for t, _, w in points)
+        if len(points) >= 3 and stt > 0:
+            slope = sum(w * (t - mt) * (d - md) for t, d, w in points) / stt
+            slope = max(-2 * MAX_DRIFT, min(2 * MAX_DRIFT, slope))
+            slopes.append((a, b, slope, stt))
+            if len(points) > 3:
+                resid = sum(w * (d - md - slope * (t - mt)) ** 2 for t, d, w in points)
+                sigma2 = resid / sw * len(points) / (len(points) - 2)
+                stderr = math.sqrt(sigma2 / (stt / sw * len(points)))
+                significant = significant or abs(slope) > DRIFT_T_MIN * max(stderr, 1e-12)
+        else:
+            slope = 0.0
+        # Residual spread sets the pair's weight in the graph solve.
+        resid = sum(w * (d - md - slope * (t - mt)) ** 2 for t, d, w in points) / sw
+        weight = len(points) / max(resid, 1e-10)
+        intercepts.append((a, b, md - slope * mt, weight))
+    if not significant:
+        return None
+    offsets = least_squares(order, intercepts, reference)
+    drifts = least_squares(order, slopes, reference)
+    keys = list(series)
+    offsets = anchor(offsets, keys, reference)
+    drifts = anchor(drifts, keys, reference)
+    return (
+        {s: offsets[g] for s, g in group.items()},
+        {s: max(-MAX_DRIFT, min(MAX_DRIFT, drifts[g])) for s, g in group.items()},
+    )

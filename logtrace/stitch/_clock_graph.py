@@ -1,0 +1,187 @@
+"""Offsets over the service graph: every pair's interval at once.
+
+Weighted least squares over the graph's Laplacian, anchored at one reference
+per connected group; pairs the others contradict are down-weighted, then the
+offsets are nudged into every feasible interval. Services whose calls all fit
+one shared clock are solved as one.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable
+
+from ._clock_bounds import Pair
+
+__all__ = ["anchor", "in_sync_groups", "least_squares", "solve_offsets"]
+
+_INF = math.inf
+_Link = tuple[str, str, float, float, float, float]
+"""Two group representatives, the pair's midpoint and weight, its interval."""
+
+
+def solve_offsets(
+    pairs: dict[tuple[str, str], Pair], order: list[str], reference: str, slack: float
+) -> dict[str, float]:
+    """Offsets that best agree with every pair, then fit into their intervals."""
+    group = in_sync_groups(pairs, order)
+    reps = sorted(set(group.values()))
+    links = []
+    for (a, b), p in pairs.items():
+        mid, w = p.estimate(slack)
+        ra, rb = group[a], group[b]
+        if w > 0 and ra != rb:
+            links.append((ra, rb, mid, w, p.lo, p.hi))
+    reference = group.get(reference, reference)
+    order = reps
+    offsets = least_squares(order, [(a, b, m, w) for a, b, m, w, _, _ in links], reference)
+    # Down-weight pairs the others contradict (a bad pair in a cycle).
+    for _ in range(3):
+        reweighted = []
+        for a, b, mid, w, lo, hi in links:
+            half = max((hi - lo) / 2, 1e-5) if lo <= hi and hi < _INF and lo > -_INF else slack * 4
+            miss = abs(offsets[b] - offsets[a] - mid)
+            reweighted.append((a, b, mid, w if miss <= half else w * (half / miss) ** 2))
+        offsets = least_squares(order, reweighted, reference)
+    _project(offsets, links)
+    offsets = anchor(offsets, [(a, b) for a, b, *_ in links], reference)
+    return {s: offsets[g] for s, g in group.items()}
+
+
+def in_sync_groups(pairs: dict[tuple[str, str], Pair], order: list[str]) -> dict[str, str]:
+    """Services whose calls are all consistent with sharing one clock, grouped.
+
+    When the logs allow no correction between two services (zero lies inside
+    every bound on their difference), none is made: well-synchronised hosts
+    keep their raw order instead of a noisy estimate of a tiny offset.
+    """
+    fits = {key: p.lo <= 0.0 <= p.hi for key, p in pairs.items()}
+    linked = [key for key, p in pairs.items() if fits[key] and p.lo > -_INF and p.hi < _INF]
+    groups = _components(order, linked)
+    members: dict[str, list[str]] = {}
+    for s in order:
+        members.setdefault(groups[s], []).append(s)
+    for (a, b), ok in fits.items():
+        g = groups[a]
+        if not ok and g == groups[b]:
+            for s in members[g]:  # contradicted: every member on its own
+                groups[s] = s
+    return groups
+
+
+def _project(offsets: dict[str, float], links: list[_Link]) -> None:
+    """Move offsets into every consistent interval they miss (a few sweeps)."""
+    feasible = [(a, b, lo, hi) for a, b, _, _, lo, hi in links if lo <= hi]
+    for _ in range(20):
+        moved = False
+        for a, b, lo, hi in feasible:
+            d = offsets[b] - offsets[a]
+            if d < lo:
+                step = (lo - d) / 2
+            elif d > hi:
+                step = (hi - d) / 2
+            else:
+                continue
+            offsets[b] += step
+            offsets[a] -= step
+            moved = True
+        if not moved:
+            break
+
+
+def _components(order: list[str], pairs: Iterable[tuple[str, str]]) -> dict[str, str]:
+    """Each service's group representative (union-find)."""
+    parent = {s: s for s in order}
+
+    def find(s: str) -> str:
+        while parent[s] != s:
+            parent[s] = parent[parent[s]]
+            s = parent[s]
+        return s
+
+    for a, b in pairs:
+        ra, rb = find(a), find(b)
+        if ra != rb:
+            parent[max(ra, rb)] = min(ra, rb)
+    return {s: find(s) for s in order}
+
+
+def anchor(
+    values: dict[str, float], pairs: Iterable[tuple[str, str]], reference: str
+) -> dict[str, float]:
+    """Shift each group so that its reference (the given one, or its first
+    member) is at zero."""
+    groups = _components(sorted(values), pairs)
+    zero: dict[str, float] = {}
+    for s in sorted(values):
+        zero.setdefault(groups[s], values[s])
+    if reference in groups:
+        zero[groups[reference]] = values[reference]
+    return {s: values[s] - zero[groups[s]] for s in values}
+
+
+def least_squares(
+    order: list[str], links: list[tuple[str, str, float, float]], reference: str
+) -> dict[str, float]:
+    """Minimise sum w * (x[b] - x[a] - d)^2 with one anchor per group.
+
+    The graph Laplacian system, solved densely: service counts are small.
+    """
+    groups = _components(order, [(a, b) for a, b, _, _ in links])
+    anchors: dict[str, str] = {}
+    for s in order:
+        anchors.setdefault(groups[s], s)
+    if reference in groups:
+        anchors[groups[reference]] = reference
+    fixed = set(anchors.values())
+    free = [s for s in order if s not in fixed]
+    index = {s: i for i, s in enumerate(free)}
+    n = len(free)
+    matrix = [[0.0] * n for _ in range(n)]
+    rhs = [0.0] * n
+    for a, b, d, w in links:
+        ia, ib = index.get(a), index.get(b)
+        # Residual x[b] - x[a] - d; anchors are fixed at zero.
+        if ia is not None:
+            matrix[ia][ia] += w
+            rhs[ia] -= w * d
+        if ib is not None:
+            matrix[ib][ib] += w
+            rhs[ib] += w * d
+        if ia is not None and ib is not None:
+            matrix[ia][ib] -= w
+            matrix[ib][ia] -= w
+    x = _gauss(matrix, rhs)
+    result = dict.fromkeys(order, 0.0)
+    for s, i in index.items():
+        result[s] = x[i]
+    return result
+
+
+def _gauss(matrix: list[list[float]], rhs: list[float]) -> list[float]:
+    """Solve a symmetric positive (semi)definite system; free directions -> 0."""
+    n = len(rhs)
+    for col in range(n):
+        pivot = max(range(col, n), key=lambda r: abs(matrix[r][col]))
+        if abs(matrix[pivot][col]) < 1e-300:
+            continue
+        if pivot != col:
+            matrix[col], matrix[pivot] = matrix[pivot], matrix[col]
+            rhs[col], rhs[pivot] = rhs[pivot], rhs[col]
+        row = matrix[col]
+        inv = 1.0 / row[col]
+        for r in range(col + 1, n):
+            other = matrix[r]
+            factor = other[col] * inv
+            if factor:
+                for c in range(col, n):
+                    other[c] -= factor * row[c]
+                rhs[r] -= factor * rhs[col]
+    x = [0.0] * n
+    for r in range(n - 1, -1, -1):
+        row = matrix[r]
+        if abs(row[r]) < 1e-300:
+            continue
+        acc = rhs[r] - sum(row[c] * x[c] for c in range(r + 1, n))
+        x[r] = acc / row[r]
+    return x

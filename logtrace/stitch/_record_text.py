@@ -1,0 +1,112 @@
+"""One log record as text: its JSON value, its display fields, escaped for a
+terminal, and corrected times as ISO 8601. Shared by every renderer.
+
+Log text is untrusted: :func:`escape` writes control characters (escape
+sequences above all) and text-reordering characters as visible escapes.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import msgspec
+import numpy as np
+import numpy.typing as npt
+
+from ._parse import JSON, LOGFMT, parse_logfmt
+
+__all__ = ["SHORT_LEVELS", "escape", "iso_strings", "record_fields", "record_json"]
+
+_encode = msgspec.json.encode
+_decode = msgspec.json.decode
+
+_ESCAPES = {c: f"\\x{c:02x}" for c in [*range(32), 127, *range(0x80, 0xA0)]}
+_ESCAPES.update({9: "\\t", 10: "\\n", 13: "\\r", 0x1B: "\\e"})
+# Characters that reorder or hide the text around them on a terminal: bidirectional
+# overrides and isolates, zero-width marks, line and paragraph separators, BOM.
+_ESCAPES.update(
+    {
+        c: f"\\u{c:04x}"
+        for c in (
+            0x200B,
+            0x200E,
+            0x200F,
+            *range(0x202A, 0x202F),
+            *range(0x2066, 0x206A),
+            0x2028,
+            0x2029,
+            0xFEFF,
+        )
+    }
+)
+SHORT_LEVELS = {"WARNING": "WARN", "CRITICAL": "CRIT"}
+"""Level names shortened for display."""
+_MESSAGE_KEYS = ("message", "msg", "event", "body")
+_LEVEL_KEYS = ("level", "levelname", "severity", "severityText", "log.level")
+_KEY_FIELDS = (
+    "http.request.method",
+    "http.route",
+    "url.path",
+    "url.full",
+    "http.response.status_code",
+    "duration_ms",
+    "error.type",
+    "exception.type",
+    "request_id",
+)
+
+
+def escape(text: str) -> str:
+    """``text`` with every control and text-reordering character written as an escape."""
+    if text.isascii() and text.isprintable():
+        return text  # the common case, without building a copy
+    return text.translate(_ESCAPES)
+
+
+def record_fields(raw: bytes, flags: int) -> tuple[str, str, dict[str, Any]]:
+    """Level, message and key fields of one line, for display."""
+    obj: Any = None
+    if flags & JSON:
+        try:
+            obj = _decode(raw)
+        except (msgspec.DecodeError, RecursionError):
+            obj = None
+    elif flags & LOGFMT:
+        obj = parse_logfmt(raw.decode(errors="replace"))
+    if not isinstance(obj, dict):
+        return "", raw.decode(errors="replace"), {}
+    message = _first(obj, _MESSAGE_KEYS)
+    level = _first(obj, _LEVEL_KEYS)
+    if isinstance(level, dict):
+        level = ""
+    fields = {k: obj[k] for k in _KEY_FIELDS if k in obj}
+    return str(level), message if isinstance(message, str) else str(message), fields
+
+
+def _first(obj: dict[str, Any], keys: tuple[str, ...]) -> Any:
+    for key in keys:
+        if key in obj:
+            return obj[key]
+    return ""
+
+
+def record_json(raw: bytes, flags: int) -> bytes:
+    """The ``record`` value for a line: its own text if it is a valid JSON object."""
+    if flags & JSON:
+        return raw
+    text = raw.decode(errors="replace")
+    if flags & LOGFMT:
+        return _encode(parse_logfmt(text))
+    return _encode({"message": text})
+
+
+def iso_strings(ts: npt.NDArray[np.float64]) -> list[str]:
+    """ISO 8601 UTC strings with microseconds; ``""`` for NaN."""
+    nan = np.isnan(ts)
+    us = np.round(np.where(nan, 0.0, ts) * 1e6).astype(np.int64)
+    text = np.datetime_as_string(us.astype("datetime64[us]"), unit="us")
+    out: list[str] = text.tolist()
+    if nan.any():
+        for i in np.flatnonzero(nan).tolist():
+            out[i] = ""
+    return out

@@ -1,0 +1,454 @@
+"""Render the ordered rows as JSON lines, one per log line.
+
+JSON lines copy a valid JSON record's original text into ``record`` (it was
+validated when parsed), so the output costs a prefix per line, not a
+re-serialisation. Other lines are JSON-escaped. Output is cut into contiguous
+ranges rendered by forked workers into spool files, appended in order.
+
+With the C extension ``_native_write`` built, the per-line work (joining
+IDs, names, timestamp, offset and record) runs in C, in one process; Python
+keeps the rare texts (records that are not JSON, odd timestamps). Both paths
+write the same bytes; ``LOGTRACE_PURE_PYTHON=1`` selects the Python one.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import itertools
+import mmap
+import os
+import shutil
+import tempfile
+from collections.abc import Callable
+from multiprocessing import get_context
+from typing import IO, Any
+
+import msgspec
+import numpy as np
+import numpy.typing as npt
+
+from ._decompress import LineReader
+from ._group import Table
+from ._memory import give_back_free_heap, take_rows
+from ._native import native_enabled, native_write
+from ._parse import JSON, REASONS
+from ._record_text import iso_strings, record_json
+from ._render import Rendering
+
+__all__ = ["write_jsonl"]
+
+_encode = msgspec.json.encode
+
+
+_BATCH = 1 << 14
+_NATIVE_BATCH = 1 << 15
+"""Rows per batch. The C path's fixed cost per batch is a few numpy passes, so
+it takes larger batches; past 32k rows they only hold more memory (its reused
+output buffer is ~20 MB), no faster."""
+
+
+def _render_range(r: Rendering, lo: int, hi: int, out: IO[bytes]) -> None:
+    """Rows ``lo:hi`` of the output order, in batches to bound memory."""
+    table = r.table
+    ctx = _Context(
+        [_encode(s).decode() for s in table.services],
+        [_encode(s.name).decode() for s in table.sources],
+        len(table.sources),
+    )
+    native = native_enabled(native_write)
+    size = _NATIVE_BATCH if native else _BATCH
+    release = _ReleasePlan(r, lo, hi)
+    traced = max(lo, min(hi, r.order.n_traced))
+    # Lines without a trace come last in file order, one here and there:
+    # read with pread (direct), as mapping them would fault in whole runs of pages.
+    batches = [(start, min(traced, start + size), False) for start in range(lo, traced, size)]
+    batches += [(start, min(hi, start + size), True) for start in range(traced, hi, size)]
+    try:
+        if native:
+            _render_native(r, batches, out, ctx, release)
+            return
+        for start, end, direct in batches:
+            _render_batch(r, start, end, out, ctx, direct)
+            if not direct:
+                release.after(end, ctx)
+    finally:
+        for reader in ctx.readers:
+            if reader is not None:
+                reader.close()
+
+
+class _ReleasePlan:
+    """Give back the pages of input files that no later row will read.
+
+    Traces come out in start order and files are written in time order, so
+    the reading position in each file only creeps forward. Dropping the
+    mapped pages behind it keeps resident memory to a window instead of
+    the whole input (the page cache keeps them; nothing is read twice).
+    """
+
+    __slots__ = ("_low", "_positions")
+
+    def __init__(self, r: Rendering, lo: int, hi: int) -> None:
+        # Lines without a trace come last, in file order: they would pin every
+        # file's first pages. They are left out; reading one of them again later
+        # only maps its page back from the page cache.
+        hi = max(lo, min(hi, r.order.n_traced))
+        idx = r.order.rows[lo:hi]
+        files = r.table.file[idx]
+        offsets = r.table.rows["off"][idx]
+        self._positions: dict[int, npt.NDArray[np.int64]] = {}
+        self._low: dict[int, npt.NDArray[np.int64]] = {}
+        # Positions grouped by file, in order within each (a stable sort: a
+        # linear-time radix sort when file numbers fit 16 bits).
+        key = files.astype(np.uint16) if len(r.table.sources) <= 1 << 16 else files
+        by_file = np.argsort(key, kind="stable")
+        sorted_files = files[by_file]
+        cuts = [0, *(np.flatnonzero(np.diff(sorted_files)) + 1).tolist(), len(by_file)]
+        for a, b in itertools.pairwise(cuts):
+            if a == b:
+                continue
+            where = by_file[a:b]
+            self._positions[int(sorted_files[a])] = where + lo
+            # Smallest offset still needed from each position on (suffix minimum).
+            self._low[int(sorted_files[a])] = np.minimum.accumulate(offsets[where][::-1])[::-1]
+
+    def after(self, end: int, ctx: _Context) -> None:
+        for f, positions in self._positions.items():
+            data = ctx.maps[f]
+            if not isinstance(data, mmap.mmap):
+                continue
+            k = int(np.searchsorted(positions, end))
+            low = int(self._low[f][k]) if k < len(positions) else len(data)
+            low -= low % mmap.PAGESIZE
+            if low > 0:
+                with contextlib.suppress(OSError, ValueError, AttributeError):
+                    data.madvise(mmap.MADV_DONTNEED, 0, low)
+
+
+class _Context:
+    """What the batches of one range share: names and open files."""
+
+    __slots__ = ("_names", "files", "maps", "readers", "services")
+
+    def __init__(self, services: list[str], files: list[str], n_files: int) -> None:
+        self.services = services
+        self.files = files
+        self.readers: list[LineReader | None] = [None] * n_files
+        self.maps: list[bytes | mmap.mmap | None] = [None] * n_files
+        self._names: (
+            tuple[tuple[str, ...], tuple[str, ...], tuple[bytes, ...], tuple[bytes, ...]] | None
+        ) = None
+
+    def names(
+        self, table: Table
+    ) -> tuple[tuple[str, ...], tuple[str, ...], tuple[bytes, ...], tuple[bytes, ...]]:
+        """Trace and span IDs, service and file names (JSON bytes), for the C path.
+
+        Tuples: the C loop reads them without the GIL, so they must not change.
+        """
+        if self._names is None:
+            self._names = (
+                tuple(table.traces),
+                tuple(table.spans),
+                tuple(s.encode() for s in self.services),
+                tuple(f.encode() for f in self.files),
+            )
+        return self._names
+
+    def open(self, file: int, path: str) -> bytes | mmap.mmap:
+        reader = self.readers[file] = LineReader(path)
+        data = self.maps[file] = reader.data
+        return data
+
+
+def _render_batch(
+    r: Rendering, lo: int, hi: int, out: IO[bytes], ctx: _Context, direct: bool
+) -> None:
+    table = r.table
+    idx = r.order.rows[lo:hi]
+    sub = take_rows(table.rows, idx)
+    traces, spans, services, files = table.traces, table.spans, ctx.services, ctx.files
+    # One head string per distinct (trace, span, parent, service, depth) in the batch.
+    # A span fixes its trace and depth, so (span, parent) or, without a span,
+    # (trace, parent) make an int key that sorts fast; the rare row whose
+    # service differs from its group's first gets a head of its own.
+    trace_col, span_col, parent_col = sub["trace"], sub["span"], sub["parent"]
+    svc_col, depth_col = sub["svc"], r.tree.row_depth[idx]
+    key = np.where(
+        span_col >= 0,
+        ((span_col.astype(np.int64) + 1) << 32) | (parent_col.astype(np.int64) + 1),
+        -((trace_col.astype(np.int64) + 2) << 32) - (parent_col.astype(np.int64) + 1),
+    )
+    _, first, head_of = np.unique(key, return_index=True, return_inverse=True)
+    odd = np.flatnonzero(svc_col != svc_col[first[head_of]])
+    if len(odd):
+        head_of = head_of.copy()
+        head_of[odd] = len(first) + np.arange(len(odd))
+        first = np.concatenate([first, odd])
+    heads = []
+    for trace, span, parent, svc, depth in zip(
+        trace_col[first].tolist(),
+        span_col[first].tolist(),
+        parent_col[first].tolist(),
+        svc_col[first].tolist(),
+        depth_col[first].tolist(),
+        strict=True,
+    ):
+        t_text = "null" if trace < 0 else f'"{traces[trace]}"'
+        s_text = "null" if span < 0 else f'"{spans[span]}"'
+        p_text = "null" if parent < 0 else f'"{spans[parent]}"'
+        heads.append(
+            f'{{"trace_id":{t_text},"span_id":{s_text},"parent_span_id":{p_text},'
+            f'"service":{services[svc]},"depth":{depth},"timestamp":'
+        )
+    corrected = r.corrected[idx]
+    offset = np.round((sub["ts"] - corrected) * 1000.0, 3)
+    # The offset and the file name sit side by side: one text per distinct pair.
+    file_col = table.file[idx]
+    distinct_off, off_of = np.unique(offset, return_inverse=True)
+    pair = off_of.astype(np.int64) * len(files) + file_col
+    distinct_pair, pair_of = np.unique(pair, return_inverse=True)
+    off_values = distinct_off.tolist()
+    middles = []
+    for key in distinct_pair.tolist():
+        v = off_values[key // len(files)]
+        off_text = "null" if v != v else repr(v + 0.0)
+        middles.append(f',"offset_ms":{off_text},"file":{files[key % len(files)]},"line":')
+    stamps = iso_strings(corrected)
+    maps = ctx.maps
+    paths = table.data_paths
+    file_list = file_col.tolist()
+    for file in np.unique(file_col).tolist():
+        if maps[file] is None:
+            ctx.open(file, paths[file])
+    prefixes = [
+        f'{heads[h]}"{stamp}Z"{middles[m]}{line},"record":'.encode()
+        for h, stamp, m, line in zip(
+            head_of.tolist(), stamps, pair_of.tolist(), sub["line"].tolist(), strict=True
+        )
+    ]
+    for i in np.flatnonzero(np.isnan(corrected)).tolist():
+        h, m, line = int(head_of[i]), int(pair_of[i]), int(sub["line"][i])
+        prefixes[i] = f'{heads[h]}null{middles[m]}{line},"record":'.encode()
+    starts = sub["off"]
+    if direct:
+        fds = [-1 if reader is None else reader.fileno() for reader in ctx.readers]
+        raws = [
+            os.pread(fds[f], n, s)
+            for f, s, n in zip(file_list, starts.tolist(), sub["len"].tolist(), strict=True)
+        ]
+    else:
+        raws = [
+            maps[f][s:e]
+            for f, s, e in zip(
+                file_list, starts.tolist(), (starts + sub["len"]).tolist(), strict=True
+            )
+        ]
+    flags = sub["flags"]
+    for i in np.flatnonzero((flags & JSON) == 0).tolist():
+        raws[i] = record_json(raws[i], int(flags[i]))
+    tails = [b"}\n", *(b',"reason":"%s"}\n' % reason.encode() for reason in REASONS[1:])]
+    parts: list[bytes] = [b""] * (3 * len(raws))
+    parts[0::3] = prefixes
+    parts[1::3] = raws
+    parts[2::3] = map(tails.__getitem__, sub["reason"].tolist())
+    out.write(b"".join(parts))
+
+
+# The C path: timestamps outside years 1..9999 (or NaN) and records that are
+# not JSON are few; Python writes those texts, C everything else.
+_US_LO = -62135596800000000.0  # 0001-01-01, exact as a float
+_US_HI = 253402300800000000.0  # 10000-01-01, exact as a float
+_COLUMN_TYPES = ("<i4", "<i4", "<i4", "<u2", "<i4", "<i8", "<f8", "<i4", "<i4", "<i8", "<i4", "u1")
+"""What ``render_batch`` reads: trace, span, parent, service, depth, timestamp
+(µs), offset_ms, file, line, byte offset, length, reason."""
+_TAILS = (b"}\n", *(b',"reason":"%s"}\n' % reason.encode() for reason in REASONS[1:]))
+
+
+def _render_native(
+    r: Rendering,
+    batches: list[tuple[int, int, bool]],
+    out: IO[bytes],
+    ctx: _Context,
+    release: _ReleasePlan,
+) -> None:
+    """Batches rendered in C into one reused buffer (its pages stay mapped)."""
+    assert native_write is not None
+    render = native_write.render_batch
+    buffer = bytearray()
+    for start, end, direct in batches:
+        _emit(out, buffer, render(buffer, *_native_args(r, start, end, ctx, direct)))
+        if not direct:
+            release.after(end, ctx)
+
+
+def _emit(out: IO[bytes], buffer: bytearray, size: int) -> None:
+    with memoryview(buffer) as view:
+        out.write(view[:size])
+
+
+def _native_args(
+    r: Rendering, lo: int, hi: int, ctx: _Context, direct: bool
+) -> tuple[
+    tuple[npt.NDArray[Any], ...],
+    tuple[str, ...],
+    tuple[str, ...],
+    tuple[bytes, ...],
+    tuple[bytes, ...],
+    tuple[bytes, ...],
+    list[object],
+    npt.NDArray[np.int64],
+    tuple[bytes, ...],
+    npt.NDArray[np.int64],
+    tuple[bytes, ...],
+]:
+    """What ``render_batch`` needs for rows ``lo:hi``, all but the output buffer."""
+    table = r.table
+    idx = r.order.rows[lo:hi]
+    sub = take_rows(table.rows, idx)
+    file_col = table.file[idx]
+    corrected = r.corrected[idx]
+    scaled = np.round(corrected * 1e6)
+    plain = (scaled >= _US_LO) & (scaled < _US_HI)  # False for NaN
+    stamp_us = np.where(plain, scaled, 0.0).astype(np.int64)
+    stamp_rows = np.flatnonzero(~plain)
+    stamp_texts: tuple[bytes, ...] = ()
+    if len(stamp_rows):
+        odd = corrected[stamp_rows]
+        stamp_texts = tuple(
+            b"null" if v != v else f'"{text}Z"'.encode()
+            for v, text in zip(odd.tolist(), iso_strings(odd), strict=True)
+        )
+    offset = np.round((sub["ts"] - corrected) * 1000.0, 3)
+    maps = ctx.maps
+    if None in maps:  # until every file is open
+        paths = table.data_paths
+        for file in np.flatnonzero(np.bincount(file_col, minlength=len(maps))).tolist():
+            if maps[file] is None:
+                ctx.open(file, paths[file])
+    sources: list[object]
+    if direct:
+        sources = [-1 if reader is None else reader.fileno() for reader in ctx.readers]
+    else:
+        sources = list(maps)
+    flags = sub["flags"]
+    record_rows = np.flatnonzero((flags & JSON) == 0)
+    record_texts: tuple[bytes, ...] = ()
+    if len(record_rows):
+        texts = []
+        readers = ctx.readers
+        for f, s, n, flag in zip(
+            file_col[record_rows].tolist(),
+            sub["off"][record_rows].tolist(),
+            sub["len"][record_rows].tolist(),
+            flags[record_rows].tolist(),
+            strict=True,
+        ):
+            reader = readers[f]
+            assert reader is not None
+            raw = os.pread(reader.fileno(), n, s) if direct else reader.data[s : s + n]
+            texts.append(record_json(raw, flag))
+        record_texts = tuple(texts)
+    names = ctx.names(table)
+    columns = tuple(
+        np.asarray(column, dtype=dtype)  # no copy when the type already fits
+        for column, dtype in zip(
+            (
+                sub["trace"],
+                sub["span"],
+                sub["parent"],
+                sub["svc"],
+                r.tree.row_depth[idx],
+                stamp_us,
+                offset,
+                file_col,
+                sub["line"],
+                sub["off"],
+                sub["len"],
+                sub["reason"],
+            ),
+            _COLUMN_TYPES,
+            strict=True,
+        )
+    )
+    return (
+        columns,
+        *names,
+        _TAILS,
+        sources,
+        stamp_rows.astype(np.int64, copy=False),
+        stamp_texts,
+        record_rows.astype(np.int64, copy=False),
+        record_texts,
+    )
+
+
+_CURRENT: Rendering | None = None
+
+
+def _worker(job: tuple[int, int, str]) -> str:
+    lo, hi, path = job
+    assert _CURRENT is not None
+    with open(path, "wb") as f:
+        _render_range(_CURRENT, lo, hi, f)
+    return path
+
+
+def write_jsonl(
+    r: Rendering,
+    out: IO[bytes],
+    jobs: int,
+    spool_dir: str,
+    progress: Callable[[], None] | None = None,
+) -> None:
+    """Write every ordered row as one JSON line.
+
+    The pure-Python path renders ``jobs`` ranges in parallel processes.
+    """
+    global _CURRENT
+    n = len(r.order.rows)
+    # The C path is bound by memory traffic: a forked worker's part, spooled
+    # and copied back, costs more than it saves (threads gained nothing either).
+    if jobs <= 1 or n < 200_000 or native_enabled(native_write):
+        _render_range(r, 0, n, out)
+        return
+    give_back_free_heap()  # the worker's copy of the parent counts in full
+    bounds = [n * k // jobs for k in range(jobs + 1)]
+    jobs_list = [
+        (bounds[k], bounds[k + 1], tempfile.mktemp(prefix=f"part{k}-", dir=spool_dir))
+        for k in range(1, jobs)
+    ]
+    _CURRENT = r
+    try:
+        with get_context("fork").Pool(jobs - 1) as pool:
+            pending = pool.map_async(_worker, jobs_list)
+            _render_range(r, bounds[0], bounds[1], out)
+            if progress is not None:
+                progress()
+            paths = pending.get()
+    finally:
+        _CURRENT = None
+    out.flush()
+    for path in paths:
+        with open(path, "rb") as part:
+            _copy(part, out)
+        os.unlink(path)
+
+
+def _copy(src: IO[bytes], dst: IO[bytes]) -> None:
+    try:
+        out_fd = dst.fileno()
+    except (OSError, AttributeError, ValueError):
+        shutil.copyfileobj(src, dst, 1 << 20)
+        return
+    size = os.fstat(src.fileno()).st_size
+    sent = 0
+    try:
+        while sent < size:
+            done = os.sendfile(out_fd, src.fileno(), sent, size - sent)
+            if done == 0:
+                break
+            sent += done
+    except OSError:
+        src.seek(sent)
+        shutil.copyfileobj(src, dst, 1 << 20)
