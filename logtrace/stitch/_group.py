@@ -9,44 +9,19 @@ from __future__ import annotations
 
 import os
 from collections.abc import Sequence
-from dataclasses import dataclass
 from itertools import chain, count, filterfalse
 from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 
-from ._model import ROW_DTYPES, ROW_FIELDS, FileScan
+from ._model import ROW_DTYPE, ROW_FIELDS, FileScan, Table
 from ._read import LineReader, Source
 
-__all__ = ["ROW_DTYPE", "RowLines", "Table", "group"]
-
-ROW_DTYPE = np.dtype(list(zip(ROW_FIELDS, ROW_DTYPES, strict=False)))
+__all__ = ["ROW_DTYPE", "TABLE_BYTES_PER_ROW", "RowLines", "Table", "group"]
 
 I32 = npt.NDArray[np.int32]
 F64 = npt.NDArray[np.float64]
-
-
-@dataclass(slots=True)
-class Table:
-    """Every non-blank line of the run, one row each, in file then line order."""
-
-    sources: list[Source]
-    data_paths: list[str]
-    """Per file: where its (decompressed) bytes can be read back by offset."""
-    rows: npt.NDArray[np.void]
-    """:data:`ROW_DTYPE` rows; trace, span, parent and svc hold run-wide indexes."""
-    file: I32
-    """Per row: index into ``sources``."""
-    span_start: F64
-    """Per row: start time of a span record (raw clock), NaN otherwise."""
-    traces: list[str]
-    spans: list[str]
-    """Run-wide span index -> span ID (the same ID in two traces is two spans)."""
-    span_trace: I32
-    """Run-wide span index -> trace index."""
-    services: list[str]
-    warnings: list[str]
 
 
 class RowLines:
@@ -178,16 +153,27 @@ def _hex_span_maps(names: list[list[str]]) -> tuple[list[str], list[I32]] | None
     return list(map(every.__getitem__, first[seen].tolist())), maps
 
 
+TABLE_BYTES_PER_ROW = 160
+"""Peak memory per line while grouping and ordering (the table and the
+sort's temporaries): beyond the budget, the columns go to spill files."""
+
+
 def group(
-    sources: Sequence[Source], scans: Sequence[FileScan], spill_dir: str | None = None
+    sources: Sequence[Source],
+    scans: Sequence[FileScan],
+    spill_dir: str | None = None,
+    memory: int | None = None,
 ) -> Table:
     """One table from the scans (in file order, ranges of a file in offset order).
 
     With ``spill_dir``, the per-line columns live in memory-mapped files
-    there: the kernel can write them out under memory pressure instead of
-    the run failing. Each scan's rows are released once copied.
+    there (only if the table would not fit ``memory``, when given): the
+    kernel can write them out under memory pressure instead of the run
+    failing. Each scan's rows are released once copied.
     """
     total = sum(len(s.rows) for s in scans)
+    if memory is not None and total * TABLE_BYTES_PER_ROW <= memory:
+        spill_dir = None
     all_rows = _column(total, ROW_DTYPE, spill_dir, "rows")
     all_files = _column(total, np.int32, spill_dir, "file")
     all_starts = _column(total, np.float64, spill_dir, "span_start")

@@ -22,40 +22,43 @@ from ._ids import (
     norm_trace_id,
     traceparent_ids,
 )
+from ._model import (
+    BINARY,
+    BROKEN,
+    ERROR,
+    JSON,
+    KIND_CLIENT,
+    KIND_SERVER,
+    LOGFMT,
+    NO_TRACE_ID,
+    REASONS,
+    SPAN_RECORD,
+    TOO_DEEP,
+    TRUNCATED,
+    UNPARSEABLE_JSON,
+)
 from ._timestamps import iso_fast, parse_timestamp, timestamp_in_text
 
 __all__ = [
+    "BINARY",
     "BROKEN",
     "ERROR",
     "JSON",
     "KIND_CLIENT",
     "KIND_SERVER",
     "LOGFMT",
+    "NO_TRACE_ID",
     "REASONS",
     "SPAN_RECORD",
+    "TOO_DEEP",
+    "TRUNCATED",
+    "UNPARSEABLE_JSON",
     "Parsed",
     "parse_json",
     "parse_line",
     "parse_logfmt",
     "scan_json",
 ]
-
-# Flags (bit set).
-JSON = 1
-"""The line is a valid JSON object, copied verbatim into the output."""
-LOGFMT = 2
-"""The line is logfmt; the output carries its key/value pairs."""
-ERROR = 4
-SPAN_RECORD = 8
-KIND_CLIENT = 16
-KIND_SERVER = 32
-BROKEN = 64
-"""The line could not be read as what it looks like (cut JSON, bad bytes), yet
-carries a trace ID in its text: it joins its trace and counts as unparseable."""
-
-# Reasons a line joins no trace (0: it does).
-NO_TRACE_ID, UNPARSEABLE_JSON, BINARY, TOO_DEEP, TRUNCATED = 1, 2, 3, 4, 5
-REASONS = ("", "no trace id", "unparseable json", "binary", "too deeply nested", "truncated line")
 
 Parsed = tuple[
     "str | None",  # trace ID

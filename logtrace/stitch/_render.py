@@ -21,7 +21,6 @@ import os
 import shutil
 import tempfile
 from collections.abc import Callable
-from dataclasses import dataclass
 from multiprocessing import get_context
 from typing import IO, Any
 
@@ -29,11 +28,9 @@ import msgspec
 import numpy as np
 import numpy.typing as npt
 
-from ._group import Table
-from ._order import Order
+from ._model import Rendering, Table, take_rows
 from ._parse import JSON, LOGFMT, REASONS, parse_logfmt
 from ._read import LineReader
-from ._tree import Tree
 
 try:
     from . import _native_write
@@ -43,16 +40,6 @@ except ImportError:  # built without a C compiler: the pure-Python path below
 __all__ = ["Rendering", "give_back_free_heap", "native_enabled", "take_rows", "write_jsonl"]
 
 _encode = msgspec.json.encode
-
-
-@dataclass(slots=True)
-class Rendering:
-    """Everything a renderer reads; forked workers inherit it without copying."""
-
-    table: Table
-    tree: Tree
-    corrected: npt.NDArray[np.float64]
-    order: Order
 
 
 def record_json(raw: bytes, flags: int) -> bytes:
@@ -75,15 +62,6 @@ def iso_strings(ts: npt.NDArray[np.float64]) -> list[str]:
         for i in np.flatnonzero(nan).tolist():
             out[i] = ""
     return out
-
-
-def take_rows(rows: npt.NDArray[np.void], idx: npt.NDArray[np.int64]) -> npt.NDArray[np.void]:
-    """``rows[idx]``, copied as opaque records: numpy copies a structured
-    array field by field, ten times slower for these small rows."""
-    if not rows.flags.c_contiguous:
-        return rows[idx]
-    opaque = rows.view(np.dtype((np.void, rows.dtype.itemsize)))
-    return np.take(opaque, idx).view(rows.dtype)
 
 
 _BATCH = 1 << 14

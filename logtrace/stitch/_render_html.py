@@ -19,8 +19,8 @@ from typing import IO
 import numpy as np
 
 from ._group import RowLines
+from ._model import Rendering
 from ._parse import ERROR, REASONS
-from ._render import Rendering
 from ._text import escape, record_fields
 from ._timeline import Timeline, timeline
 

@@ -13,9 +13,9 @@ from typing import IO, Any
 import msgspec
 import numpy as np
 
+from ._model import Rendering
 from ._parse import ERROR, JSON, LOGFMT, REASONS, parse_logfmt
 from ._read import LineReader
-from ._render import Rendering
 
 __all__ = ["escape", "record_fields", "write_text"]
 
