@@ -1,10 +1,12 @@
-"""Correct clocks: observe every cross-service call, estimate, apply.
+"""Correct clocks: find a partition's cross-service calls, bracket them, apply models.
 
 A call is a span whose parent belongs to another service. When the parent is
 a client span with its own record, its start and end are exactly when the
 caller sent the request and got the answer (on the caller's clock); else the
-caller's enclosing span bounds the call, more loosely. The estimate itself
-lives in :mod:`._clocks`; it sees the calls of all traces at once.
+caller's enclosing span bounds the call, more loosely, and its records around
+the callee's span bound it tighter (:class:`CallerRecords`). The calls of
+every partition are collected in :mod:`._calls` and solved in :mod:`._clocks`;
+the models found are applied to rows here.
 """
 
 from __future__ import annotations

@@ -18,7 +18,18 @@ import numpy.typing as npt
 from ._model import ROW_DTYPE, ROW_FIELDS, FileScan, Table
 from ._read import LineReader, Source
 
-__all__ = ["ROW_DTYPE", "TABLE_BYTES_PER_ROW", "RowLines", "Table", "group"]
+__all__ = [
+    "ROW_DTYPE",
+    "TABLE_BYTES_PER_ROW",
+    "RowLines",
+    "Table",
+    "group",
+    "hex_span_maps",
+    "index_map",
+    "split_by_trace",
+    "split_general",
+    "split_without_collisions",
+]
 
 I32 = npt.NDArray[np.int32]
 F64 = npt.NDArray[np.float64]
@@ -55,10 +66,10 @@ def _column(n: int, dtype: npt.DTypeLike, spill_dir: str | None, name: str) -> n
     return np.memmap(path, dtype=dtype, mode="w+", shape=(n,))
 
 
-def _split_without_collisions(
+def split_without_collisions(
     rows: npt.NDArray[np.void], names: list[str]
 ) -> tuple[list[str], I32] | None:
-    """:func:`_split_by_trace` for the usual case, every span ID in one trace
+    """:func:`split_by_trace` for the usual case, every span ID in one trace
     only: sorting the distinct spans, not every reference; ``None`` otherwise."""
     n = len(names)
     if n == 0:
@@ -85,15 +96,15 @@ def _split_without_collisions(
     return list(map(names.__getitem__, order.tolist())), lo[order]
 
 
-def _split_by_trace(rows: npt.NDArray[np.void], names: list[str]) -> tuple[list[str], I32]:
+def split_by_trace(rows: npt.NDArray[np.void], names: list[str]) -> tuple[list[str], I32]:
     """Make span indexes mean (trace, span ID): the same ID in two traces
     (hostile or colliding input) becomes two spans. Rewrites the span and
     parent columns in place; returns span ID and trace per new index."""
-    quick = _split_without_collisions(rows, names)
-    return quick if quick is not None else _split_general(rows, names)
+    quick = split_without_collisions(rows, names)
+    return quick if quick is not None else split_general(rows, names)
 
 
-def _split_general(rows: npt.NDArray[np.void], names: list[str]) -> tuple[list[str], I32]:
+def split_general(rows: npt.NDArray[np.void], names: list[str]) -> tuple[list[str], I32]:
     trace = rows["trace"].astype(np.int64)
     keys = []
     for name in ("span", "parent"):
@@ -112,7 +123,7 @@ def _split_general(rows: npt.NDArray[np.void], names: list[str]) -> tuple[list[s
     return spans, span_trace
 
 
-def _index_map(ids: dict[str, int], names: list[str]) -> I32:
+def index_map(ids: dict[str, int], names: list[str]) -> I32:
     """Run-wide index of each of a scan's (distinct) names, new ones appended
     in order; C-level iteration, as a run has hundreds of thousands of spans."""
     ids.update(zip(filterfalse(ids.__contains__, names), count(len(ids))))
@@ -121,8 +132,8 @@ def _index_map(ids: dict[str, int], names: list[str]) -> I32:
     return np.fromiter(map(ids.__getitem__, names), dtype=np.int32, count=len(names))
 
 
-def _hex_span_maps(names: list[list[str]]) -> tuple[list[str], list[I32]] | None:
-    """What :func:`_index_map` gives for every scan's spans (the run's span
+def hex_span_maps(names: list[list[str]]) -> tuple[list[str], list[I32]] | None:
+    """What :func:`index_map` gives for every scan's spans (the run's span
     list in first-seen order, and each scan's local -> run-wide index), with
     numpy, when every span ID is 16 lowercase hex digits; else ``None``."""
     every = list(chain.from_iterable(names))
@@ -184,7 +195,7 @@ def group(
     service_ids: dict[str, int] = {}
     warnings: list[str] = []
     lines_before: dict[int, int] = {}
-    hex_maps = _hex_span_maps([scan.spans for scan in scans])
+    hex_maps = hex_span_maps([scan.spans for scan in scans])
     span_names: list[str] = []
     if hex_maps is not None:
         span_names, maps = hex_maps
@@ -197,8 +208,8 @@ def group(
             rows[name] = scanned[name]
         data_paths[scan.file] = scan.data_path
         warnings.extend(scan.warnings)
-        tmap = _index_map(trace_ids, scan.traces)
-        smap = _index_map(span_ids, scan.spans) if hex_maps is None else next(hex_map)
+        tmap = index_map(trace_ids, scan.traces)
+        smap = index_map(span_ids, scan.spans) if hex_maps is None else next(hex_map)
         vmap = np.array(
             [service_ids.setdefault(v, len(service_ids)) for v in scan.services], dtype=np.uint16
         )
@@ -220,7 +231,7 @@ def group(
         del rows
     if hex_maps is None:
         span_names = list(span_ids)
-    spans, span_trace = _split_by_trace(all_rows, span_names)
+    spans, span_trace = split_by_trace(all_rows, span_names)
     return Table(
         sources=list(sources),
         data_paths=data_paths,
