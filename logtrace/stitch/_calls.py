@@ -85,27 +85,32 @@ def sample_keys(trace_ids: Sequence[str]) -> I64:
 CallColumns = tuple[npt.NDArray[np.generic], ...]
 """One partition's calls: partition, callee's trace first key, callee's rank
 in its trace, caller span, services, send, receive, start, end, exact, and
-the sample key (empty when the run keeps every call)."""
+the sample key (the first key, rank and sample key are empty for a run of
+one partition)."""
 _SAMPLE = -1
 
 
-def partition_calls(s: int, table: Table, tree: Tree, first: I64, sampled: bool) -> CallColumns:
+def partition_calls(s: int, table: Table, tree: Tree, first: I64, many: bool) -> CallColumns:
     """Partition ``s``'s calls; ``first`` is per trace where it first appears
-    in the run. With ``sampled``, each call carries its trace's sample key."""
+    in the run. In a run of ``many`` partitions, each call carries what puts
+    it in the run's order and its trace's sample key (one partition's calls
+    are in that order already and all kept)."""
     calls = find_calls(table, tree)
-    span_trace = table.span_trace.astype(np.int64)
-    # A span's rank among its trace's spans (spans are numbered by trace).
-    within = np.arange(len(span_trace)) - np.searchsorted(span_trace, span_trace)
-    callee_trace = span_trace[calls.callee]
-    if sampled:
+    n = len(calls.callee)
+    if many:
+        span_trace = table.span_trace.astype(np.int64)
+        # A span's rank among its trace's spans (spans are numbered by trace).
+        within = np.arange(len(span_trace)) - np.searchsorted(span_trace, span_trace)
+        callee_trace = span_trace[calls.callee]
         with_calls, at = np.unique(callee_trace, return_inverse=True)
         sample = sample_keys([table.traces[t] for t in with_calls.tolist()])[at.ravel()]
+        trace_key, rank = first[callee_trace], within[calls.callee]
     else:
-        sample = np.empty(0, dtype=np.int64)
+        trace_key = rank = sample = np.empty(0, dtype=np.int64)
     return (
-        np.full(len(calls.callee), s, dtype=np.int32),
-        first[callee_trace],
-        within[calls.callee],
+        np.full(n, s, dtype=np.int32),
+        trace_key,
+        rank,
         calls.caller,
         tree.service[calls.caller].astype(np.int16),
         tree.service[calls.callee].astype(np.int16),
@@ -144,8 +149,8 @@ class CallCollector:
         """Calls of traces with sample keys below this are kept."""
 
     @property
-    def sampled(self) -> bool:
-        """Whether partitions must give their calls' sample keys."""
+    def many(self) -> bool:
+        """Whether partitions must give their calls' rank and sample keys."""
         return self.cap is not None
 
     def add(self, columns: CallColumns) -> None:

@@ -175,7 +175,7 @@ def _clocks(parts: Partitions, held: Grouped | None, options: Options) -> dict[s
     for s in range(parts.count):
         grouped = open_partition(parts, s, options.memory)
         collector.add(
-            partition_calls(s, grouped.table, grouped.tree, grouped.first, collector.sampled)
+            partition_calls(s, grouped.table, grouped.tree, grouped.first, collector.many)
         )
         del grouped
         give_back_free_heap()
