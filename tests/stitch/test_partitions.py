@@ -9,6 +9,8 @@ import os
 import subprocess
 import sys
 import time
+from concurrent.futures import ProcessPoolExecutor
+from multiprocessing import get_context
 from pathlib import Path
 from typing import Any
 
@@ -155,6 +157,23 @@ class TestSameOutput:
         assert held[-1] < whole.count(b"\n") // 3
         assert page.count(b"trace") > 10
 
+    def test_the_partition_task_runs_in_another_process(
+        self, synth_logs: list[str], monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """The per-partition work takes and returns plain data: pickled to a
+        worker process and back, it writes what it writes in this one."""
+        ran = []
+
+        def elsewhere(*args: Any) -> Any:
+            with ProcessPoolExecutor(1, mp_context=get_context("spawn")) as pool:
+                result = pool.submit(_partition_task, *args).result()
+            ran.append(result)
+            return result
+
+        monkeypatch.setattr(_pipeline, "partition_task", elsewhere)
+        _same(synth_logs, 3, format="text")
+        assert len(ran) == 3
+
     def test_without_skew_correction(self, synth_logs: list[str]) -> None:
         _same(synth_logs, 3, skew_correction=False)
 
@@ -182,6 +201,11 @@ class TestSameOutput:
         )
         out = _same([str(path)], 16)
         assert out.count(b"\n") == 2
+
+
+def _partition_task(*args: Any) -> Any:
+    """The pipeline's per-partition task as a fresh process has it."""
+    return _pipeline.partition_task(*args)
 
 
 def _line(ts: str, trace: str | None, span: str | None, parent: str | None, msg: str) -> str:
