@@ -126,9 +126,14 @@ def timed(cmd: str, timeout: float) -> tuple[float, int, int, int]:
     """
     env = dict(os.environ, PYTHONPATH=str(REPO_ROOT))
     t0 = time.perf_counter()
-    proc = subprocess.Popen(["bash", "-c", cmd], env=env, cwd=REPO_ROOT,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                            start_new_session=True)
+    proc = subprocess.Popen(
+        ["bash", "-c", cmd],
+        env=env,
+        cwd=REPO_ROOT,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        start_new_session=True,
+    )
     peak = peak_anon = 0
     while proc.poll() is None:
         rss, anon = _tree_memory_kb(proc.pid)
@@ -149,8 +154,11 @@ def timed(cmd: str, timeout: float) -> tuple[float, int, int, int]:
 
 def stitch_available() -> bool:
     probe = subprocess.run(
-        [sys.executable, "-m", "logtrace", "stitch", "--help"], cwd=REPO_ROOT,
-        env=dict(os.environ, PYTHONPATH=str(REPO_ROOT)), capture_output=True, check=False,
+        [sys.executable, "-m", "logtrace", "stitch", "--help"],
+        cwd=REPO_ROOT,
+        env=dict(os.environ, PYTHONPATH=str(REPO_ROOT)),
+        capture_output=True,
+        check=False,
     )
     return probe.returncode == 0
 
@@ -162,8 +170,9 @@ def native_state() -> str:
         "print(' '.join(m for m in ('_native_scan', '_native_write') "
         "if u.find_spec('logtrace.stitch.' + m)))"
     )
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                         cwd=REPO_ROOT, check=False)
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO_ROOT, check=False
+    )
     return out.stdout.strip() or "none"
 
 
@@ -174,8 +183,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--rounds", type=int, default=5)
     ap.add_argument("--write-docs", action="store_true")
     ap.add_argument("--timeout", type=float, default=300.0, help="seconds per command")
-    ap.add_argument("--no-pure", dest="pure", action="store_false",
-                    help="skip the stitch run without the C extensions")
+    ap.add_argument(
+        "--no-pure",
+        dest="pure",
+        action="store_false",
+        help="skip the stitch run without the C extensions",
+    )
     args = ap.parse_args(argv)
 
     files, _ = ensure_data(args.size_mb, args.seed)
@@ -196,13 +209,12 @@ def main(argv: list[str] | None = None) -> int:
             f"{py} -m logtrace stitch --memory 128M --format jsonl -o /dev/null {data}"
         )
         if args.pure:
-            variants["stitch, pure Python"] = (
-                f"LOGTRACE_PURE_PYTHON=1 {variants['stitch']}"
-            )
+            variants["stitch, pure Python"] = f"LOGTRACE_PURE_PYTHON=1 {variants['stitch']}"
     else:
         print("logtrace stitch is not available: measuring the baselines only", flush=True)
-    count = subprocess.run(f"zcat -f {quoted} | wc -lc", shell=True, capture_output=True,
-                           check=True)
+    count = subprocess.run(
+        f"zcat -f {quoted} | wc -lc", shell=True, capture_output=True, check=True
+    )
     lines, plain = (int(x) for x in count.stdout.split()[:2])
 
     walls: dict[str, list[float]] = {k: [] for k in variants}
@@ -217,8 +229,9 @@ def main(argv: list[str] | None = None) -> int:
             walls[name].append(wall)
             rsss[name].append(rss)
             anons[name].append(anon)
-            print(f"round {r + 1}: {name:<20} {wall:7.2f} s {rss:6d} MB {anon:6d} MB anon",
-                  flush=True)
+            print(
+                f"round {r + 1}: {name:<20} {wall:7.2f} s {rss:6d} MB {anon:6d} MB anon", flush=True
+            )
 
     med = {k: statistics.median(v) for k, v in walls.items()}
     peak = {k: max(v) for k, v in rsss.items()}

@@ -44,20 +44,32 @@ def main(argv: list[str] | None = None) -> int:
     if out.exists():
         shutil.rmtree(out)
     cfg = SynthConfig(
-        services=args.services, traces=args.traces, target_bytes=int(args.size_mb * 1e6),
-        seed=args.seed, skew_ms=args.skew_ms, drift_ppm=args.drift_ppm,
-        client_spans=not args.no_client_spans, foreign_rate=args.foreign_rate,
-        noise_rate=args.noise_rate, corrupt_rate=args.corrupt_rate,
-        parallel_rate=args.parallel_rate, rate_per_s=args.rate, rotate=not args.no_rotate,
+        services=args.services,
+        traces=args.traces,
+        target_bytes=int(args.size_mb * 1e6),
+        seed=args.seed,
+        skew_ms=args.skew_ms,
+        drift_ppm=args.drift_ppm,
+        client_spans=not args.no_client_spans,
+        foreign_rate=args.foreign_rate,
+        noise_rate=args.noise_rate,
+        corrupt_rate=args.corrupt_rate,
+        parallel_rate=args.parallel_rate,
+        rate_per_s=args.rate,
+        rotate=not args.no_rotate,
     )
     t0 = time.perf_counter()
     res = generate(str(out), cfg)
     took = time.perf_counter() - t0
-    print(f"{res.bytes / 1e6:.0f} MB, {res.records} lines, {res.traces} traces, "
-          f"{len(res.files)} files in {took:.1f} s -> {out}")
+    print(
+        f"{res.bytes / 1e6:.0f} MB, {res.records} lines, {res.traces} traces, "
+        f"{len(res.files)} files in {took:.1f} s -> {out}"
+    )
     for name in res.services:
-        print(f"  {name:<10} offset {res.offsets_s[name] * 1e3:+8.3f} ms"
-              f"  drift {res.drifts[name] * 1e6:+6.2f} ppm")
+        print(
+            f"  {name:<10} offset {res.offsets_s[name] * 1e3:+8.3f} ms"
+            f"  drift {res.drifts[name] * 1e6:+6.2f} ppm"
+        )
     return 0
 
 

@@ -14,13 +14,13 @@ import sys
 from collections.abc import Sequence
 from typing import IO, Any
 
-__all__ = ["main"]
+__all__ = ["main", "parse_size"]
 
 _UNITS = {"": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40}
 
 
-def _size(text: str) -> int:
-    """``512M``, ``2G``, ``1500000`` -> bytes."""
+def parse_size(text: str) -> int:
+    """``512M``, ``2G``, ``1500000`` -> bytes (``--memory``)."""
     value = text.strip().lower().removesuffix("b").removesuffix("i")
     unit = value[-1:] if value[-1:] in _UNITS else ""
     number = value[: len(value) - len(unit)]
@@ -34,7 +34,7 @@ def _size(text: str) -> int:
 
 
 def _time(text: str) -> float:
-    from logtrace.stitch._timestamps import parse_timestamp
+    from logtrace.stitch import parse_timestamp
 
     value = parse_timestamp(text)
     if value is None:
@@ -91,8 +91,8 @@ def _parser() -> argparse.ArgumentParser:
     )
     s.add_argument(
         "--memory",
-        type=_size,
-        default=_size("512M"),
+        type=parse_size,
+        default=parse_size("512M"),
         metavar="SIZE",
         help="memory budget, e.g. 512M or 2G (default 512M); beyond it, work spills to disk",
     )
@@ -183,8 +183,7 @@ def _quiet_blas() -> None:
 
 def _stitch(args: argparse.Namespace) -> int:
     _quiet_blas()
-    from logtrace.stitch._pipeline import Options, stitch
-    from logtrace.stitch._plan import InputError
+    from logtrace.stitch import InputError, Options, stitch
 
     out, tty = _open_output(args.output)
     options = Options(
@@ -244,8 +243,7 @@ def _grep(args: argparse.Namespace) -> int:
     import tempfile
 
     _quiet_blas()
-    from logtrace.stitch._grep import grep
-    from logtrace.stitch._plan import InputError, expand_paths
+    from logtrace.stitch import InputError, expand_paths, grep
 
     if not args.id.strip():
         raise _Fail("grep: the ID is empty")

@@ -81,3 +81,27 @@ def test_a_failed_span_record_carries_every_span_field() -> None:
     assert record[_schema.EXCEPTION_TYPE] == "ConnectionError"
     assert record[_schema.HTTP_RESPONSE_STATUS_CODE] == 503
     assert record[_schema.ATTRIBUTE_PREFIX + "name"] == "clashes with LogRecord.name"
+
+
+def test_the_c_scanner_reads_the_fields_by_the_schema_names() -> None:
+    """The C scanner cannot import the constants: its key table must spell
+    every span-record field the way the schema does, length included."""
+    from pathlib import Path
+
+    source = (Path(__file__).parent.parent / "logtrace" / "stitch" / "_native_scan.c").read_text()
+    for name in (
+        _schema.TIMESTAMP,
+        _schema.LEVEL,
+        _schema.SERVICE,
+        _schema.SPAN_KIND,
+        _schema.SPAN_START,
+        _schema.DURATION_MS,
+        _schema.ERROR_TYPE,
+        _schema.EXCEPTION_TYPE,
+        _schema.HTTP_RESPONSE_STATUS_CODE,
+    ):
+        assert f'{{"{name}", ' in source, name
+        entry = source.split(f'{{"{name}", ', 1)[1].split("}", 1)[0]
+        assert entry.endswith(f", {len(name)}"), (name, entry)
+    for kind in (_schema.KIND_CLIENT, _schema.KIND_SERVER):
+        assert f'memcmp(s, "{kind}", {len(kind)})' in source, kind

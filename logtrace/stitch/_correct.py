@@ -1,35 +1,32 @@
-"""Correct clocks: observe every cross-service call, estimate, apply.
+"""Correct clocks: find a partition's cross-service calls, bracket them, apply models.
 
 A call is a span whose parent belongs to another service. When the parent is
 a client span with its own record, its start and end are exactly when the
 caller sent the request and got the answer (on the caller's clock); else the
-caller's enclosing span bounds the call, more loosely. The estimate itself
-lives in :mod:`._clocks`; it sees the calls of all traces at once.
+caller's enclosing span bounds the call, more loosely, and its records around
+the callee's span bound it tighter (:class:`CallerRecords`). The calls of
+every partition are collected in :mod:`._calls` and solved in :mod:`._clocks`;
+the models found are applied to rows here.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 
-from ._clocks import ClockModel, Edge, estimate_clocks_from_columns
-from ._group import Table
-from ._parse import SPAN_RECORD
-from ._tree import Tree
+from ._clocks import ClockModel
+from ._model import SPAN_RECORD, Table, Tree
 
 __all__ = [
     "CallerRecords",
     "Calls",
     "apply_clocks",
     "bracketing_rows",
-    "call_edges",
     "correct_rows",
     "correct_times",
-    "estimate",
     "find_calls",
     "loose_calls",
     "model_arrays",
@@ -75,62 +72,6 @@ def find_calls(table: Table, tree: Tree) -> Calls:
     )
 
 
-def _edges(table: Table, tree: Tree, calls: Calls) -> Iterator[Edge]:
-    names = table.services
-    for a, b, s, r, st, en, exact in zip(
-        tree.service[calls.caller].tolist(),
-        tree.service[calls.callee].tolist(),
-        calls.send.tolist(),
-        calls.receive.tolist(),
-        calls.start.tolist(),
-        calls.end.tolist(),
-        calls.exact.tolist(),
-        strict=False,
-    ):
-        yield Edge(
-            names[a], names[b], s, None if r != r else r, st, None if en != en else en, exact
-        )
-
-
-def call_edges(table: Table, tree: Tree) -> Iterator[Edge]:
-    """One :class:`Edge` per span whose parent span is in another service."""
-    return _edges(table, tree, find_calls(table, tree))
-
-
-def estimate(table: Table, tree: Tree) -> dict[str, ClockModel]:
-    """Clock models for every service of the run, from all its calls.
-
-    Calls without a client span record are bounded by the caller's whole
-    span at first; with that first estimate, the caller records just before
-    and just after the callee's span (on corrected clocks, kept a margin
-    away so that the first estimate's error cannot pick the wrong side)
-    bound them much tighter, and the estimate is repeated.
-    """
-    calls = find_calls(table, tree)
-    clocks = _estimate(table, tree, calls)
-    loose = loose_calls(tree.service[calls.caller], tree.service[calls.callee], calls.exact)
-    if not len(loose):
-        return clocks
-    for margin in (100e-6, 30e-6):
-        refined = _bracket(table, tree, calls, loose, apply_clocks(table, clocks), margin, clocks)
-        clocks = _estimate(table, tree, refined)
-    return clocks
-
-
-def _estimate(table: Table, tree: Tree, calls: Calls) -> dict[str, ClockModel]:
-    return estimate_clocks_from_columns(
-        tree.service[calls.caller],
-        tree.service[calls.callee],
-        calls.send,
-        calls.receive,
-        calls.start,
-        calls.end,
-        calls.exact,
-        table.services,
-        table.services,
-    )
-
-
 _EXACT_ENOUGH = 20
 """Service pairs with this many exact calls gain nothing from bracketing."""
 
@@ -150,32 +91,6 @@ def loose_calls(
     exact_count = np.bincount(pair[exact], minlength=n * n)
     needed: I64 = loose[exact_count[pair[loose]] < _EXACT_ENOUGH]
     return needed
-
-
-def _bracket(
-    table: Table,
-    tree: Tree,
-    calls: Calls,
-    loose: I64,
-    corrected: F64,
-    margin: float,
-    clocks: dict[str, ClockModel],
-) -> Calls:
-    """Tighter send/receive for calls without client span records."""
-    usable = bracketing_rows(table)
-    sp = table.rows["span"][usable].astype(np.int64)
-    cor = corrected[usable]
-    if not len(sp):
-        return calls
-    records = CallerRecords(sp, table.rows["ts"][usable], cor)
-    send = calls.send.copy()
-    receive = calls.receive.copy()
-    svc_callee = tree.service[calls.callee[loose]].astype(np.int64)
-    records.tighten(
-        loose, calls.caller[loose], calls.start[loose], calls.end[loose], svc_callee,
-        model_arrays(clocks, table.services), margin, send, receive,
-    )  # fmt: skip
-    return Calls(calls.caller, calls.callee, send, receive, calls.start, calls.end, calls.exact)
 
 
 def bracketing_rows(table: Table) -> B:

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import os
 from collections.abc import Sequence
-from dataclasses import dataclass
 from itertools import chain, count, filterfalse
 from typing import Any
 
@@ -17,37 +16,21 @@ import numpy as np
 import numpy.typing as npt
 
 from ._decompress import LineReader
-from ._model import ROW_DTYPES, ROW_FIELDS, FileScan
-from ._plan import Source
+from ._model import ROW_DTYPE, ROW_FIELDS, FileScan, Source, Table
 
-__all__ = ["ROW_DTYPE", "RowLines", "Table", "group"]
-
-ROW_DTYPE = np.dtype(list(zip(ROW_FIELDS, ROW_DTYPES, strict=False)))
+__all__ = [
+    "TABLE_BYTES_PER_ROW",
+    "RowLines",
+    "group",
+    "hex_span_maps",
+    "index_map",
+    "split_by_trace",
+    "split_general",
+    "split_without_collisions",
+]
 
 I32 = npt.NDArray[np.int32]
 F64 = npt.NDArray[np.float64]
-
-
-@dataclass(slots=True)
-class Table:
-    """Every non-blank line of the run, one row each, in file then line order."""
-
-    sources: list[Source]
-    data_paths: list[str]
-    """Per file: where its (decompressed) bytes can be read back by offset."""
-    rows: npt.NDArray[np.void]
-    """:data:`ROW_DTYPE` rows; trace, span, parent and svc hold run-wide indexes."""
-    file: I32
-    """Per row: index into ``sources``."""
-    span_start: F64
-    """Per row: start time of a span record (raw clock), NaN otherwise."""
-    traces: list[str]
-    spans: list[str]
-    """Run-wide span index -> span ID (the same ID in two traces is two spans)."""
-    span_trace: I32
-    """Run-wide span index -> trace index."""
-    services: list[str]
-    warnings: list[str]
 
 
 class RowLines:
@@ -81,10 +64,10 @@ def _column(n: int, dtype: npt.DTypeLike, spill_dir: str | None, name: str) -> n
     return np.memmap(path, dtype=dtype, mode="w+", shape=(n,))
 
 
-def _split_without_collisions(
+def split_without_collisions(
     rows: npt.NDArray[np.void], names: list[str]
 ) -> tuple[list[str], I32] | None:
-    """:func:`_split_by_trace` for the usual case, every span ID in one trace
+    """:func:`split_by_trace` for the usual case, every span ID in one trace
     only: sorting the distinct spans, not every reference; ``None`` otherwise."""
     n = len(names)
     if n == 0:
@@ -111,15 +94,15 @@ def _split_without_collisions(
     return list(map(names.__getitem__, order.tolist())), lo[order]
 
 
-def _split_by_trace(rows: npt.NDArray[np.void], names: list[str]) -> tuple[list[str], I32]:
+def split_by_trace(rows: npt.NDArray[np.void], names: list[str]) -> tuple[list[str], I32]:
     """Make span indexes mean (trace, span ID): the same ID in two traces
     (hostile or colliding input) becomes two spans. Rewrites the span and
     parent columns in place; returns span ID and trace per new index."""
-    quick = _split_without_collisions(rows, names)
-    return quick if quick is not None else _split_general(rows, names)
+    quick = split_without_collisions(rows, names)
+    return quick if quick is not None else split_general(rows, names)
 
 
-def _split_general(rows: npt.NDArray[np.void], names: list[str]) -> tuple[list[str], I32]:
+def split_general(rows: npt.NDArray[np.void], names: list[str]) -> tuple[list[str], I32]:
     trace = rows["trace"].astype(np.int64)
     keys = []
     for name in ("span", "parent"):
@@ -138,7 +121,7 @@ def _split_general(rows: npt.NDArray[np.void], names: list[str]) -> tuple[list[s
     return spans, span_trace
 
 
-def _index_map(ids: dict[str, int], names: list[str]) -> I32:
+def index_map(ids: dict[str, int], names: list[str]) -> I32:
     """Run-wide index of each of a scan's (distinct) names, new ones appended
     in order; C-level iteration, as a run has hundreds of thousands of spans."""
     ids.update(zip(filterfalse(ids.__contains__, names), count(len(ids))))
@@ -147,8 +130,8 @@ def _index_map(ids: dict[str, int], names: list[str]) -> I32:
     return np.fromiter(map(ids.__getitem__, names), dtype=np.int32, count=len(names))
 
 
-def _hex_span_maps(names: list[list[str]]) -> tuple[list[str], list[I32]] | None:
-    """What :func:`_index_map` gives for every scan's spans (the run's span
+def hex_span_maps(names: list[list[str]]) -> tuple[list[str], list[I32]] | None:
+    """What :func:`index_map` gives for every scan's spans (the run's span
     list in first-seen order, and each scan's local -> run-wide index), with
     numpy, when every span ID is 16 lowercase hex digits; else ``None``."""
     every = list(chain.from_iterable(names))
@@ -179,16 +162,27 @@ def _hex_span_maps(names: list[list[str]]) -> tuple[list[str], list[I32]] | None
     return list(map(every.__getitem__, first[seen].tolist())), maps
 
 
+TABLE_BYTES_PER_ROW = 160
+"""Peak memory per line while grouping and ordering (the table and the
+sort's temporaries): beyond the budget, the columns go to spill files."""
+
+
 def group(
-    sources: Sequence[Source], scans: Sequence[FileScan], spill_dir: str | None = None
+    sources: Sequence[Source],
+    scans: Sequence[FileScan],
+    spill_dir: str | None = None,
+    memory: int | None = None,
 ) -> Table:
     """One table from the scans (in file order, ranges of a file in offset order).
 
     With ``spill_dir``, the per-line columns live in memory-mapped files
-    there: the kernel can write them out under memory pressure instead of
-    the run failing. Each scan's rows are released once copied.
+    there (only if the table would not fit ``memory``, when given): the
+    kernel can write them out under memory pressure instead of the run
+    failing. Each scan's rows are released once copied.
     """
     total = sum(len(s.rows) for s in scans)
+    if memory is not None and total * TABLE_BYTES_PER_ROW <= memory:
+        spill_dir = None
     all_rows = _column(total, ROW_DTYPE, spill_dir, "rows")
     all_files = _column(total, np.int32, spill_dir, "file")
     all_starts = _column(total, np.float64, spill_dir, "span_start")
@@ -199,7 +193,7 @@ def group(
     service_ids: dict[str, int] = {}
     warnings: list[str] = []
     lines_before: dict[int, int] = {}
-    hex_maps = _hex_span_maps([scan.spans for scan in scans])
+    hex_maps = hex_span_maps([scan.spans for scan in scans])
     span_names: list[str] = []
     if hex_maps is not None:
         span_names, maps = hex_maps
@@ -212,8 +206,8 @@ def group(
             rows[name] = scanned[name]
         data_paths[scan.file] = scan.data_path
         warnings.extend(scan.warnings)
-        tmap = _index_map(trace_ids, scan.traces)
-        smap = _index_map(span_ids, scan.spans) if hex_maps is None else next(hex_map)
+        tmap = index_map(trace_ids, scan.traces)
+        smap = index_map(span_ids, scan.spans) if hex_maps is None else next(hex_map)
         vmap = np.array(
             [service_ids.setdefault(v, len(service_ids)) for v in scan.services], dtype=np.uint16
         )
@@ -235,7 +229,7 @@ def group(
         del rows
     if hex_maps is None:
         span_names = list(span_ids)
-    spans, span_trace = _split_by_trace(all_rows, span_names)
+    spans, span_trace = split_by_trace(all_rows, span_names)
     return Table(
         sources=list(sources),
         data_paths=data_paths,

@@ -3,28 +3,154 @@
 The stitcher never holds parsed records: a run over millions of lines keeps
 one fixed-size row per line (40 bytes) and reads a line's text
 back by offset only when it writes it out. IDs are interned to small ints
-per file chunk (:class:`FileScan`), then across the run.
+per file chunk (:class:`FileScan`), then across the partition
+(:class:`Table`). Every stage imports its types from here; nothing here
+imports a stage.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import numpy as np
-import numpy.typing as npt
+if TYPE_CHECKING:
+    import numpy as np
+    import numpy.typing as npt
 
-__all__ = ["ROW_FIELDS", "SCAN_DTYPE", "FileScan", "Record"]
+    I32 = npt.NDArray[np.int32]
+    I64 = npt.NDArray[np.int64]
+    F64 = npt.NDArray[np.float64]
+    B = npt.NDArray[np.bool_]
+
+    ROW_DTYPE: np.dtype[np.void]
+    SCAN_DTYPE: np.dtype[np.void]
+
+__all__ = [
+    "BINARY",
+    "BROKEN",
+    "ERROR",
+    "JSON",
+    "KIND_CLIENT",
+    "KIND_SERVER",
+    "LOGFMT",
+    "NO_TRACE_ID",
+    "REASONS",
+    "ROW_DTYPE",
+    "ROW_DTYPES",
+    "ROW_FIELDS",
+    "SCAN_DTYPE",
+    "SPAN_RECORD",
+    "TOO_DEEP",
+    "TRUNCATED",
+    "UNPARSEABLE_JSON",
+    "FileScan",
+    "Options",
+    "Order",
+    "Rendering",
+    "Source",
+    "Summary",
+    "Table",
+    "Tree",
+]
+
+# Row flags (bit set).
+JSON = 1
+"""The line is a valid JSON object, copied verbatim into the output."""
+LOGFMT = 2
+"""The line is logfmt; the output carries its key/value pairs."""
+ERROR = 4
+SPAN_RECORD = 8
+KIND_CLIENT = 16
+KIND_SERVER = 32
+BROKEN = 64
+"""The line could not be read as what it looks like (cut JSON, bad bytes), yet
+carries a trace ID in its text: it joins its trace and counts as unparseable."""
+
+# Reasons a line joins no trace (0: it does).
+NO_TRACE_ID, UNPARSEABLE_JSON, BINARY, TOO_DEEP, TRUNCATED = 1, 2, 3, 4, 5
+REASONS = ("", "no trace id", "unparseable json", "binary", "too deeply nested", "truncated line")
 
 ROW_FIELDS = ("off", "len", "line", "ts", "trace", "span", "parent", "svc", "flags", "reason")
 """Per line: byte offset, length (line ending excluded), 1-based line number,
 raw timestamp (NaN if none), trace, span and parent span index (-1 if none),
-service index, flags, reason. See :mod:`._parse` for flags and reasons."""
+service index, flags, reason (see the flags and reasons above)."""
 ROW_DTYPES = ("<i8", "<i4", "<i4", "<f8", "<i4", "<i4", "<i4", "<u2", "u1", "u1")
 
-SCAN_DTYPE = np.dtype([*zip(ROW_FIELDS, ROW_DTYPES, strict=True), ("start", "<f8")])
-"""A scanned row: the table's row plus the start time (raw clock) of a span
-record, NaN for other lines."""
+_DTYPE_FIELDS = {
+    "ROW_DTYPE": list(zip(ROW_FIELDS, ROW_DTYPES, strict=True)),
+    "SCAN_DTYPE": [*zip(ROW_FIELDS, ROW_DTYPES, strict=True), ("start", "<f8")],
+}
+"""``ROW_DTYPE``: a table's row. ``SCAN_DTYPE``: a scanned row, the table's row
+plus the start time (raw clock) of a span record, NaN for other lines.
+
+Both are numpy dtypes built on first use, so that what needs only the flags
+(``logtrace grep`` and its parser) starts without loading numpy."""
+
+
+def __getattr__(name: str) -> Any:
+    fields = _DTYPE_FIELDS.get(name)
+    if fields is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    import numpy as np
+
+    dtype = np.dtype(fields)
+    globals()[name] = dtype
+    return dtype
+
+
+@dataclass(frozen=True, slots=True)
+class Source:
+    """One input file: the name shown to the user and the path to open."""
+
+    name: str
+    path: str
+
+
+@dataclass(slots=True)
+class Options:
+    """What a run selects and how it writes it (the command line's options)."""
+
+    traces: Sequence[str] = ()
+    errors_only: bool = False
+    services: Sequence[str] = ()
+    since: float | None = None
+    until: float | None = None
+    format: str = "jsonl"
+    """``jsonl``, ``text``, ``html`` or ``chrome``."""
+    skew_correction: bool = True
+    jobs: int = 1
+    memory: int = 512 << 20
+    """Memory budget in bytes; the run is cut into partitions beyond it."""
+    color: bool = False
+    tmp_dir: str | None = None
+    partitions: int = 0
+    """Trace partitions; 0 lets the memory budget decide (see :mod:`._partition`)."""
+
+
+@dataclass(slots=True)
+class Summary:
+    """What a run read and did, for the summary line and the exit code."""
+
+    files: int = 0
+    records: int = 0
+    traces: int = 0
+    written_traces: int = 0
+    unattributed: int = 0
+    unparseable: int = 0
+    offsets_ms: dict[str, float] = field(default_factory=dict)
+    drift_ppm: dict[str, float] = field(default_factory=dict)
+    warnings: list[str] = field(default_factory=list)
+
+    def count_rows(self, rows: npt.NDArray[np.void]) -> None:
+        """Add ``rows`` (scanned or table rows) to the line counts."""
+        import numpy as np
+
+        reason = np.asarray(rows["reason"])
+        broken = (np.asarray(rows["flags"]) & BROKEN) != 0
+        self.records += len(rows)
+        self.unattributed += int(np.count_nonzero(reason))
+        self.unparseable += int(np.count_nonzero((reason > NO_TRACE_ID) | broken))
 
 
 @dataclass(slots=True)
@@ -53,16 +179,65 @@ class FileScan:
 
 
 @dataclass(slots=True)
-class Record:
-    """One line as the text renderer shows it."""
+class Table:
+    """Every non-blank line of a partition, one row each, in file then line order."""
 
-    file: str
-    line: int
-    service: str
-    timestamp: float | None
-    """Corrected epoch seconds (UTC), or ``None`` if the line has no time."""
-    level: str | None
-    message: str
-    fields: dict[str, Any]
-    """Key fields worth showing next to the message (route, status, error...)."""
-    error: bool
+    sources: list[Source]
+    data_paths: list[str]
+    """Per file: where its (decompressed) bytes can be read back by offset."""
+    rows: npt.NDArray[np.void]
+    """:data:`ROW_DTYPE` rows; trace, span, parent and svc hold partition-wide indexes."""
+    file: I32
+    """Per row: index into ``sources``."""
+    span_start: F64
+    """Per row: start time of a span record (raw clock), NaN otherwise."""
+    traces: list[str]
+    spans: list[str]
+    """Span index -> span ID (the same ID in two traces is two spans)."""
+    span_trace: I32
+    """Span index -> trace index."""
+    services: list[str]
+    warnings: list[str]
+
+
+@dataclass(slots=True)
+class Tree:
+    """Per span: parent, depth, orphan flag, service, raw start/end, client record."""
+
+    parent: I32
+    """Parent span index, -1 for none."""
+    present: B
+    """The span has records of its own (not only named as someone's parent)."""
+    depth: I32
+    orphan: B
+    service: I32
+    """Service of the span's first record (-1 for spans only seen as parents)."""
+    start: F64
+    """Raw (uncorrected) start: the span record's start or the first record."""
+    end: F64
+    """Raw end: the span record's time (its end) or the last record."""
+    client: B
+    """The span has a client span record: exact call times on the caller's clock."""
+    row_depth: I32
+    """Per row: its span's depth (0 for rows without a span or trace)."""
+
+
+@dataclass(slots=True)
+class Order:
+    rows: I64
+    """Row indexes in output order (traces first, then unattributed lines)."""
+    n_traced: int
+    """How many of ``rows`` belong to a trace."""
+    trace_start: F64
+    """Per trace: its first corrected time (NaN if no record has a time)."""
+    trace_end: F64
+
+
+@dataclass(slots=True)
+class Rendering:
+    """Everything a renderer reads; forked workers inherit it without copying."""
+
+    table: Table
+    tree: Tree
+    corrected: F64
+    order: Order

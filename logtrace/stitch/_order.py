@@ -9,28 +9,15 @@ Lines without a trace come last, in file and line order.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import numpy as np
 import numpy.typing as npt
 
-from ._group import Table
+from ._model import Order, Table
 
-__all__ = ["Order", "order"]
+__all__ = ["order"]
 
 I64 = npt.NDArray[np.int64]
 F64 = npt.NDArray[np.float64]
-
-
-@dataclass(slots=True)
-class Order:
-    rows: I64
-    """Row indexes in output order (traces first, then unattributed lines)."""
-    n_traced: int
-    """How many of ``rows`` belong to a trace."""
-    trace_start: F64
-    """Per trace: its first corrected time (NaN if no record has a time)."""
-    trace_end: F64
 
 
 def order(table: Table, corrected: F64) -> Order:

@@ -16,46 +16,50 @@ from typing import Any
 
 import msgspec
 
+from .. import _schema
 from ._id_forms import (
     decimal_id,
     norm_span_id,
     norm_trace_id,
     traceparent_ids,
 )
+from ._model import (
+    BINARY,
+    BROKEN,
+    ERROR,
+    JSON,
+    KIND_CLIENT,
+    KIND_SERVER,
+    LOGFMT,
+    NO_TRACE_ID,
+    REASONS,
+    SPAN_RECORD,
+    TOO_DEEP,
+    TRUNCATED,
+    UNPARSEABLE_JSON,
+)
 from ._timestamps import iso_fast, parse_timestamp, timestamp_in_text
 
 __all__ = [
+    "BINARY",
     "BROKEN",
     "ERROR",
     "JSON",
     "KIND_CLIENT",
     "KIND_SERVER",
     "LOGFMT",
+    "NO_TRACE_ID",
     "REASONS",
     "SPAN_RECORD",
+    "TOO_DEEP",
+    "TRUNCATED",
+    "UNPARSEABLE_JSON",
     "Parsed",
     "parse_json",
     "parse_line",
     "parse_logfmt",
     "scan_json",
 ]
-
-# Flags (bit set).
-JSON = 1
-"""The line is a valid JSON object, copied verbatim into the output."""
-LOGFMT = 2
-"""The line is logfmt; the output carries its key/value pairs."""
-ERROR = 4
-SPAN_RECORD = 8
-KIND_CLIENT = 16
-KIND_SERVER = 32
-BROKEN = 64
-"""The line could not be read as what it looks like (cut JSON, bad bytes), yet
-carries a trace ID in its text: it joins its trace and counts as unparseable."""
-
-# Reasons a line joins no trace (0: it does).
-NO_TRACE_ID, UNPARSEABLE_JSON, BINARY, TOO_DEEP, TRUNCATED = 1, 2, 3, 4, 5
-REASONS = ("", "no trace id", "unparseable json", "binary", "too deeply nested", "truncated line")
 
 Parsed = tuple[
     "str | None",  # trace ID
@@ -120,14 +124,14 @@ class _Fields(msgspec.Struct):
     parentSpanId: object = None
     parent_id: object = None
     parent_id_dot: object = _f("parent.id")
-    span_kind: object = _f("span.kind")
-    span_start: object = _f("span.start")
+    span_kind: object = _f(_schema.SPAN_KIND)
+    span_start: object = _f(_schema.SPAN_START)
     span_start_ns: object = _f("span.start_ns")
     duration_ms: object = None
-    error_type: object = _f("error.type")
-    exception_type: object = _f("exception.type")
+    error_type: object = _f(_schema.ERROR_TYPE)
+    exception_type: object = _f(_schema.EXCEPTION_TYPE)
     exc_info: object = None
-    status: object = _f("http.response.status_code")
+    status: object = _f(_schema.HTTP_RESPONSE_STATUS_CODE)
 
 
 _decode = msgspec.json.Decoder(_Fields).decode
@@ -246,13 +250,13 @@ class _Common(msgspec.Struct, gc=False):
     trace_id: object = None
     span_id: object = None
     parent_span_id: object = None
-    span_kind: object = _f("span.kind")
-    span_start: object = _f("span.start")
+    span_kind: object = _f(_schema.SPAN_KIND)
+    span_start: object = _f(_schema.SPAN_START)
     duration_ms: object = None
-    error_type: object = _f("error.type")
-    exception_type: object = _f("exception.type")
+    error_type: object = _f(_schema.ERROR_TYPE)
+    exception_type: object = _f(_schema.EXCEPTION_TYPE)
     exc_info: object = None
-    status: object = _f("http.response.status_code")
+    status: object = _f(_schema.HTTP_RESPONSE_STATUS_CODE)
 
 
 _decode_common = msgspec.json.Decoder(_Common).decode
@@ -299,9 +303,9 @@ def _common_fields(r: _Common) -> Parsed | None:
         duration = r.duration_ms
         if type(duration) is float or type(duration) is int:
             flags |= SPAN_RECORD
-            if kind == "client":
+            if kind == _schema.KIND_CLIENT:
                 flags |= KIND_CLIENT
-            elif kind == "server":
+            elif kind == _schema.KIND_SERVER:
                 flags |= KIND_SERVER
             value = r.span_start
             if type(value) is str:
@@ -361,9 +365,9 @@ def _fields(r: _Fields, flags: int) -> Parsed:
     duration = r.duration_ms
     if kind is not None and type(duration) in (int, float):
         flags |= SPAN_RECORD
-        if kind == "client":
+        if kind == _schema.KIND_CLIENT:
             flags |= KIND_CLIENT
-        elif kind == "server":
+        elif kind == _schema.KIND_SERVER:
             flags |= KIND_SERVER
         if r.span_start is not None:
             start = parse_timestamp(r.span_start)

@@ -1,4 +1,11 @@
-"""The stitcher's stages wired together: what ``logtrace stitch`` runs."""
+"""The stitcher's one orchestrator: what ``logtrace stitch`` runs.
+
+plan the inputs -> scan (in parallel, bounded) -> partition by trace ->
+clocks (one collector fed by every partition) -> per partition: group,
+tree, correct, order, select -> write. A run that fits the memory budget is
+a run of one partition, held in memory and written straight to the output;
+a bigger one differs only in its partition count (see docs/architecture.md).
+"""
 
 from __future__ import annotations
 
@@ -7,76 +14,59 @@ import os
 import shutil
 import tempfile
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from typing import IO
 
 import numpy as np
 
-from ._correct import apply_clocks, estimate
-from ._group import group
-from ._model import SCAN_DTYPE, FileScan
-from ._order import order
-from ._output import filtered, write_table
-from ._parse import BROKEN, NO_TRACE_ID
-from ._plan import expand_paths
-from ._render import Rendering
-from ._scan import SEGMENT_ROWS, input_size, plan_tasks, scan, scan_spilled
-from ._shard import (
-    BYTES_PER_ROW,
-    SHARDED_FORMATS,
-    shard_count,
-    stitch_sharded,
+from ._calls import (
+    CallCollector,
+    call_cap,
+    note_clocks,
+    partition_calls,
+    solve_clocks,
 )
-from ._spool import load_spilled
+from ._clocks import ClockModel
+from ._memory import give_back_free_heap
+from ._model import SCAN_DTYPE, FileScan, Options, Summary, Table
+from ._partition import (
+    Partitions,
+    jobs_within,
+    load_pieces,
+    looks_too_big,
+    open_files_allowed,
+    partition_count,
+    segment_rows,
+    split,
+    unspilled,
+    whole,
+)
+from ._plan import expand_paths
+from ._scan import SEGMENT_ROWS, input_size, plan_tasks, scan, scan_spilled
+from ._select import filtered, gather_chosen
+from ._stage import Grouped, choose, open_partition, open_table, stage, table_of
 from ._tree import build_tree
+from ._write import MERGED_FORMATS, merge, merge_chunk, write, write_part
 
-__all__ = ["Options", "Summary", "stitch"]
+__all__ = ["PARTITIONS_ENV", "partition_task", "stitch"]
 
-_BYTES_PER_ROW = 160
-"""Peak memory per input line while grouping and ordering (the table and
-the sort's temporaries), to decide when the table goes to spill files."""
+Progress = Callable[[str, float], None]
 
+PARTITIONS_ENV = "LOGTRACE_STITCH_PARTITIONS"
+"""A partition count whatever the budget (tests, measurements)."""
 
-@dataclass(slots=True)
-class Options:
-    traces: Sequence[str] = ()
-    errors_only: bool = False
-    services: Sequence[str] = ()
-    since: float | None = None
-    until: float | None = None
-    format: str = "jsonl"
-    skew_correction: bool = True
-    jobs: int = 1
-    memory: int = 512 << 20
-    """Memory budget in bytes; the row table spills to disk beyond it."""
-    color: bool = False
-    tmp_dir: str | None = None
-    shards: int = 0
-    """Trace shards (JSON lines and text); 0 lets the memory budget decide (see :mod:`._shard`)."""
-
-
-@dataclass(slots=True)
-class Summary:
-    """What a run read and did, for the summary line and the exit code."""
-
-    files: int = 0
-    records: int = 0
-    traces: int = 0
-    written_traces: int = 0
-    unattributed: int = 0
-    unparseable: int = 0
-    offsets_ms: dict[str, float] = field(default_factory=dict)
-    drift_ppm: dict[str, float] = field(default_factory=dict)
-    warnings: list[str] = field(default_factory=list)
+_NO_KEYS = np.empty(0, dtype=np.int64)
+"""First-appearance keys of a partition written alone (never merged)."""
 
 
 def stitch(
     paths: Sequence[str],
     out: IO[bytes],
-    options: Options,
-    progress: Callable[[str, float], None] | None = None,
+    options: Options | None = None,
+    progress: Progress | None = None,
 ) -> Summary:
     """Read ``paths``, write the stitched traces to ``out``, return the summary."""
+    options = options or Options()
     spool = tempfile.mkdtemp(prefix="logtrace-", dir=options.tmp_dir)
     gc_was_enabled = gc.isenabled()
     gc.disable()  # millions of small objects, no cycles among them
@@ -93,22 +83,25 @@ def _run(
     out: IO[bytes],
     options: Options,
     spool: str,
-    progress: Callable[[str, float], None] | None,
+    progress: Progress | None,
 ) -> Summary:
+    # Plan: which inputs, cut into which scan tasks, and whether their rows
+    # may need more than one partition (then they go to disk as they are read).
     sources = expand_paths(paths, spool)
     tasks = plan_tasks(sources, options.jobs)
-    forced = options.shards or int(os.environ.get(_SHARDS_ENV) or 0)
+    forced = options.partitions or int(os.environ.get(PARTITIONS_ENV) or 0)
     # HTML and Chrome output are one page each: they hold what they show, so
-    # shards help them only when a filter leaves part of the run out.
-    sharded_format = options.format in SHARDED_FORMATS or filtered(options)
-    too_big = input_size(tasks) // _MIN_LINE_BYTES * BYTES_PER_ROW > options.memory
-    sharding = sharded_format and (forced > 1 or too_big)
-    if sharding:
-        options = replace(options, jobs=_jobs_within(options.memory, options.jobs))
-    if sharding and options.jobs <= 1:
-        # One process, but files still cut into ranges: a range's rows are
-        # what a scan holds before they go to disk.
-        tasks = plan_tasks(sources, 2)
+    # partitions help them only when a filter leaves part of the run out.
+    page = options.format not in MERGED_FORMATS
+    partitionable = not page or filtered(options)
+    too_big = looks_too_big(input_size(tasks), options.memory)
+    spilling = partitionable and (forced > 1 or too_big)
+    if spilling:
+        options = replace(options, jobs=jobs_within(options.memory, options.jobs))
+        if options.jobs <= 1:
+            # One process, but files still cut into ranges: a range's rows are
+            # what a scan holds before they go to disk.
+            tasks = plan_tasks(sources, 2)
     done = [0]
 
     def scanned(scan_result: object) -> None:
@@ -116,111 +109,173 @@ def _run(
             done[0] += 1
             progress("reading", done[0] / max(len(tasks), 1))
 
-    if sharding:
-        segment = _segment_rows(options.memory, options.jobs)
-        spilled = scan_spilled(tasks, spool, options.jobs, scanned, segment)
-        rows_total = sum(_spilled_rows(s, path) for s, path in spilled)
-        ids_total = sum(s.spooled_ids + len(s.traces) + len(s.spans) for s, _ in spilled)
-        shards = forced or shard_count(rows_total, ids_total, options.memory)
-        if shards > 1:
-            summary = Summary()
-            stitch_sharded(sources, spilled, out, options, spool, shards, summary, progress)
-            return summary
-        scans = [_unspilled(s, path) for s, path in spilled]
-        del spilled
+    # Scan, and partition by trace.
+    summary = Summary(files=len(sources))
+    if not spilling:
+        parts = whole(sources, scan(tasks, spool, options.jobs, scanned), spool, summary)
+        if too_big and not partitionable:
+            summary.warnings.append(_PAGE_WARNING.format(options.format))
+        return _stitch(parts, [], out, options, summary, progress)
+    segment = segment_rows(options.memory, options.jobs, SEGMENT_ROWS)
+    segments = scan_spilled(tasks, spool, options.jobs, scanned, segment)
+    rows = sum(_spilled_rows(s, path) for s, path in segments)
+    ids = sum(s.spooled_ids + len(s.traces) + len(s.spans) for s, _ in segments)
+    count = forced or partition_count(rows, ids, options.memory)
+    if count == 1:
+        parts = whole(sources, [unspilled(s, path) for s, path in segments], spool, summary)
+        del segments
+        return _stitch(parts, [], out, options, summary, progress)
+    # The split writes to every partition's file at once, the merge reads them all.
+    with open_files_allowed(count + 32):
+        spilled = [path for _, path in segments]
+        parts = split(sources, segments, count, spool, options.memory, summary, page)
+        del segments
+        return _stitch(parts, spilled, out, options, summary, progress)
+
+
+_PAGE_WARNING = (
+    "the {} output holds every trace of a run that may not fit "
+    "--memory; --errors, --trace, --service, --since or --until keep it to those"
+)
+
+
+def _stitch(
+    parts: Partitions,
+    spilled: list[str | None],
+    out: IO[bytes],
+    options: Options,
+    summary: Summary,
+    progress: Progress | None,
+) -> Summary:
+    """Clocks, the per-partition stage and the write, for any partition count."""
+    # One partition is grouped once and held; more are read back as needed.
+    held = open_partition(parts, 0, options.memory) if parts.count == 1 else None
+    clocks = _clocks(parts, held, options) if options.skew_correction else {}
+    note_clocks(summary, parts.used, clocks)
+    if held is not None:
+        if progress is not None:
+            progress("writing", 1.0)
+        staged = stage(held, clocks, options)
+        del held
+        summary.traces, summary.written_traces = staged.traces, staged.selected
+        write(staged.rendering, out, options, parts.spool)
+    elif options.format not in MERGED_FORMATS:
+        _write_page(parts, spilled, clocks, options, out, summary)
     else:
-        scans = scan(tasks, spool, options.jobs, scanned)
-    rows_total = sum(len(s.rows) for s in scans)
-    spill = spool if rows_total * _BYTES_PER_ROW > options.memory else None
-    table = group(sources, scans, spill)
-    del scans
-    tree = build_tree(table)
-    clocks = estimate(table, tree) if options.skew_correction else {}
-    corrected = apply_clocks(table, clocks)
-    ordered = order(table, corrected)
-    if progress is not None:
-        progress("writing", 1.0)
-
-    rows = table.rows
-    reason = rows["reason"]
-    summary = Summary(
-        files=len(sources),
-        records=len(rows),
-        traces=len(table.traces),
-        unattributed=int(np.count_nonzero(reason)),
-        unparseable=int(np.count_nonzero((reason > NO_TRACE_ID) | ((rows["flags"] & BROKEN) != 0))),
-        warnings=list(table.warnings),
-    )
-    if too_big and not sharded_format:
-        summary.warnings.append(
-            f"the {options.format} output holds every trace of a run that may not fit "
-            "--memory; --errors, --trace, --service, --since or --until keep it to those"
-        )
-    used = np.zeros(len(table.services), dtype=bool)
-    used[rows["svc"]] = True
-    for i, name in enumerate(table.services):
-        if used[i]:
-            model = clocks.get(name)
-            summary.offsets_ms[name] = round(model.offset_s * 1e3, 3) if model else 0.0
-            summary.drift_ppm[name] = round(model.drift * 1e6, 3) if model else 0.0
-
-    summary.written_traces = write_table(
-        Rendering(table, tree, corrected, ordered), out, options, spool
-    )
+        _write_merged(parts, clocks, options, out, summary, progress)
     return summary
 
 
-_PER_JOB = 48 << 20
-"""The least a scan worker is given: its own part of the interpreter, read
-buffers, and a segment of rows and IDs not yet written out."""
+def _clocks(parts: Partitions, held: Grouped | None, options: Options) -> dict[str, ClockModel]:
+    """Every partition's calls into one collector, then one solution."""
+    collector = CallCollector(None if held is not None else call_cap(options.memory))
+    if held is not None:
+        collector.add(partition_calls(0, held.table, held.tree, held.first, False))
+        return solve_clocks(collector, parts.services, 1, lambda s: held.table)
+    for s in range(parts.count):
+        grouped = open_partition(parts, s, options.memory)
+        collector.add(
+            partition_calls(s, grouped.table, grouped.tree, grouped.first, collector.many)
+        )
+        del grouped
+        give_back_free_heap()
 
-_SCANNING_PARENT = 32 << 20
-"""What the main process holds while the workers scan (the interpreter and
-libraries; the scans' rows go to disk)."""
+    def table(s: int) -> Table:
+        return open_table(parts, s)
 
-
-def _jobs_within(memory: int, jobs: int) -> int:
-    """Scan workers that fit the budget beside the main process: at least one."""
-    return max(1, min(jobs, (memory - _SCANNING_PARENT) // _PER_JOB))
-
-
-_SCAN_FIXED = 24 << 20
-"""What a scan worker holds besides its segment: its own part of the
-interpreter (the rest is shared with the parent), its read buffers."""
-_BYTES_PER_SCANNED_ROW = 700
-"""A segment's memory per row when every line has IDs never seen before: the
-row, its IDs in the scanner and as Python strings, their pickle (measured
-~680; service logs with 80 lines a trace take a third of that)."""
+    return solve_clocks(collector, parts.services, parts.count, table)
 
 
-def _segment_rows(memory: int, jobs: int) -> int:
-    """Rows a scan worker holds before it hands them out: what its share of the budget holds."""
-    share = max(_PER_JOB, (memory - _SCANNING_PARENT) // max(jobs, 1))
-    return max(1 << 14, min(SEGMENT_ROWS, (share - _SCAN_FIXED) // _BYTES_PER_SCANNED_ROW))
+def partition_task(
+    parts: Partitions, s: int, clocks: dict[str, ClockModel], options: Options
+) -> tuple[int, int, str]:
+    """One partition's whole per-partition stage and its write, from plain
+    data to a file: what an executor (this process, a pool, a cluster) runs.
+    Returns the partition's traces, how many were selected, and the path of
+    its output (with its ``.index``)."""
+    staged = stage(open_partition(parts, s, options.memory), clocks, options)
+    path = os.path.join(parts.spool, f"part{s}.out")
+    write_part(staged.rendering, staged.first, path, options, parts.spool)
+    return staged.traces, staged.selected, path
 
 
-_SHARDS_ENV = "LOGTRACE_STITCH_SHARDS"
-"""Private: a shard count for JSON lines whatever the budget (tests, measurements)."""
+def _write_merged(
+    parts: Partitions,
+    clocks: dict[str, ClockModel],
+    options: Options,
+    out: IO[bytes],
+    summary: Summary,
+    progress: Progress | None,
+) -> None:
+    """JSON lines or text: each partition written to the spool with its
+    index, the traces merged into ``out``, then the lines without a trace."""
+    outputs: list[str] = []
+    for s in range(parts.count):
+        if progress is not None:
+            progress("writing", s / (parts.count + 1))
+        traces, selected, path = partition_task(parts, s, clocks, options)
+        summary.traces += traces
+        summary.written_traces += selected
+        outputs.append(path)
+        give_back_free_heap()
+    merge(outputs, out, merge_chunk(options.memory, parts.count))
+    _write_untraced(parts, clocks, options, out)
+    out.flush()
 
-_MIN_LINE_BYTES = 120
-"""Fewer bytes per line than this are rare in service logs: the input's size
-over it bounds the line count before reading."""
+
+def _write_untraced(
+    parts: Partitions, clocks: dict[str, ClockModel], options: Options, out: IO[bytes]
+) -> None:
+    """Lines without a trace, in file and line order, a bounded batch of scans at a time."""
+    batch: dict[int, FileScan] = {}
+    held = 0
+    first = True
+
+    def flush() -> None:
+        nonlocal first
+        if not batch:
+            return
+        table = table_of(parts, batch.items())
+        batch.clear()
+        staged = stage(Grouped(table, build_tree(table), _NO_KEYS), clocks, options)
+        out.flush()
+        write(staged.rendering, out, options, parts.spool, untraced_heading=first)
+        first = first and not len(staged.rendering.order.rows)
+
+    for index, piece, _ in load_pieces(parts.paths[-1]):
+        batch[index] = piece
+        held += len(piece.rows)
+        if held >= parts.rows_per_batch:
+            flush()
+            held = 0
+    flush()
+
+
+def _write_page(
+    parts: Partitions,
+    spilled: list[str | None],
+    clocks: dict[str, ClockModel],
+    options: Options,
+    out: IO[bytes],
+    summary: Summary,
+) -> None:
+    """HTML or Chrome output of a filtered run of many partitions: which
+    traces is decided a partition at a time (a trace's start and errors need
+    the whole trace), then their rows are gathered from the scans into one
+    partition, written as a run of just them would be."""
+    chosen: set[str] = set()
+    for s in range(parts.count):
+        table = open_table(parts, s)
+        chosen.update(choose(table, clocks, options))
+        summary.traces += len(table.traces)
+        del table
+    table = table_of(parts, gather_chosen(parts, spilled, chosen, clocks, options))
+    staged = stage(Grouped(table, build_tree(table), _NO_KEYS), clocks, options)
+    summary.written_traces = staged.selected
+    write(staged.rendering, out, options, parts.spool)
 
 
 def _spilled_rows(result: FileScan, path: str | None) -> int:
     if path is None:
         return len(result.rows)
     return os.path.getsize(path) // SCAN_DTYPE.itemsize
-
-
-def _unspilled(result: FileScan, path: str | None) -> FileScan:
-    if path is not None:
-        result.rows, result.traces, result.spans = load_spilled(path)
-    return result
-
-
-def _size(path: str) -> int:
-    try:
-        return os.path.getsize(path)
-    except OSError:
-        return 0

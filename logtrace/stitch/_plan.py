@@ -16,14 +16,14 @@ import shutil
 import sys
 import tempfile
 from collections.abc import Sequence
-from dataclasses import dataclass
 from itertools import pairwise
+
+from ._model import Source
 
 __all__ = [
     "CHUNK",
     "InputError",
     "ScanTask",
-    "Source",
     "expand_paths",
     "input_size",
     "plan_tasks",
@@ -42,14 +42,6 @@ ScanTask = tuple[int, str, str, int, int]
 
 class InputError(Exception):
     """An input that cannot be read at all; the message names the file."""
-
-
-@dataclass(frozen=True, slots=True)
-class Source:
-    """One input file: the name shown to the user and the path to open."""
-
-    name: str
-    path: str
 
 
 def expand_paths(paths: Sequence[str], spool_dir: str) -> list[Source]:

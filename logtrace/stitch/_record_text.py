@@ -13,6 +13,16 @@ import msgspec
 import numpy as np
 import numpy.typing as npt
 
+from .._schema import (
+    DURATION_MS,
+    ERROR_TYPE,
+    EXCEPTION_TYPE,
+    HTTP_REQUEST_METHOD,
+    HTTP_RESPONSE_STATUS_CODE,
+    HTTP_ROUTE,
+    URL_FULL,
+    URL_PATH,
+)
 from ._parse import JSON, LOGFMT, parse_logfmt
 
 __all__ = ["SHORT_LEVELS", "escape", "iso_strings", "record_fields", "record_json"]
@@ -44,14 +54,14 @@ SHORT_LEVELS = {"WARNING": "WARN", "CRITICAL": "CRIT"}
 _MESSAGE_KEYS = ("message", "msg", "event", "body")
 _LEVEL_KEYS = ("level", "levelname", "severity", "severityText", "log.level")
 _KEY_FIELDS = (
-    "http.request.method",
-    "http.route",
-    "url.path",
-    "url.full",
-    "http.response.status_code",
-    "duration_ms",
-    "error.type",
-    "exception.type",
+    HTTP_REQUEST_METHOD,
+    HTTP_ROUTE,
+    URL_PATH,
+    URL_FULL,
+    HTTP_RESPONSE_STATUS_CODE,
+    DURATION_MS,
+    ERROR_TYPE,
+    EXCEPTION_TYPE,
     "request_id",
 )
 

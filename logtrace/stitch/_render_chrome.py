@@ -20,9 +20,9 @@ import msgspec
 import numpy as np
 
 from ._group import RowLines
+from ._model import Rendering
 from ._parse import ERROR, KIND_CLIENT, KIND_SERVER, SPAN_RECORD
 from ._record_text import record_fields
-from ._render import Rendering
 from ._timeline import Timeline, timeline
 
 __all__ = ["write_chrome"]

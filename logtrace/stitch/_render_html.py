@@ -19,9 +19,9 @@ from typing import IO
 import numpy as np
 
 from ._group import RowLines
+from ._model import Rendering
 from ._parse import ERROR, REASONS
 from ._record_text import SHORT_LEVELS, escape, record_fields
-from ._render import Rendering
 from ._timeline import Timeline, timeline
 
 __all__ = ["html_text", "write_html"]

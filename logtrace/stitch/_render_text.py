@@ -13,9 +13,9 @@ from typing import IO
 import numpy as np
 
 from ._decompress import LineReader
+from ._model import Rendering
 from ._parse import ERROR, REASONS
 from ._record_text import SHORT_LEVELS, escape, record_fields
-from ._render import Rendering
 
 __all__ = ["write_text"]
 

@@ -16,6 +16,15 @@ import msgspec
 import numpy as np
 import numpy.typing as npt
 
+from .._schema import (
+    ERROR_TYPE,
+    EXCEPTION_TYPE,
+    HTTP_RESPONSE_STATUS_CODE,
+    SPAN_KIND,
+    SPAN_START,
+)
+from .._schema import KIND_CLIENT as KIND_CLIENT_NAME
+from .._schema import KIND_SERVER as KIND_SERVER_NAME
 from ._intern import Interner, fixed_width
 from ._model import SCAN_DTYPE
 from ._parse import (
@@ -50,13 +59,13 @@ class _Line(msgspec.Struct, gc=False):
     trace_id: str | None = None
     span_id: str | None = None
     parent_span_id: str | None = None
-    span_kind: object = msgspec.field(default=None, name="span.kind")
-    span_start: object = msgspec.field(default=None, name="span.start")
+    span_kind: object = msgspec.field(default=None, name=SPAN_KIND)
+    span_start: object = msgspec.field(default=None, name=SPAN_START)
     duration_ms: object = None
-    error_type: object = msgspec.field(default=None, name="error.type")
-    exception_type: object = msgspec.field(default=None, name="exception.type")
+    error_type: object = msgspec.field(default=None, name=ERROR_TYPE)
+    exception_type: object = msgspec.field(default=None, name=EXCEPTION_TYPE)
     exc_info: object = None
-    status: object = msgspec.field(default=None, name="http.response.status_code")
+    status: object = msgspec.field(default=None, name=HTTP_RESPONSE_STATUS_CODE)
 
 
 _decode_lines = msgspec.json.Decoder(_Line).decode_lines
@@ -223,8 +232,8 @@ def _fast_rows(
 
 
 _KIND_FLAGS: dict[object, int] = {
-    "client": SPAN_RECORD | KIND_CLIENT,
-    "server": SPAN_RECORD | KIND_SERVER,
+    KIND_CLIENT_NAME: SPAN_RECORD | KIND_CLIENT,
+    KIND_SERVER_NAME: SPAN_RECORD | KIND_SERVER,
 }
 
 

@@ -9,43 +9,18 @@ cost a few vectorised passes, and a cycle in hostile input cannot loop.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import numpy as np
 import numpy.typing as npt
 
-from ._group import Table
-from ._parse import KIND_CLIENT, SPAN_RECORD
+from ._model import KIND_CLIENT, SPAN_RECORD, Table, Tree
 
-__all__ = ["Tree", "build_tree", "span_extents"]
+__all__ = ["build_tree", "span_extents"]
 
 I32 = npt.NDArray[np.int32]
 F64 = npt.NDArray[np.float64]
 B = npt.NDArray[np.bool_]
 
 _MAX_DEPTH = 256
-
-
-@dataclass(slots=True)
-class Tree:
-    """Per span: parent, depth, orphan flag, service, raw start/end, client record."""
-
-    parent: I32
-    """Parent span index, -1 for none."""
-    present: B
-    """The span has records of its own (not only named as someone's parent)."""
-    depth: I32
-    orphan: B
-    service: I32
-    """Service of the span's first record (-1 for spans only seen as parents)."""
-    start: F64
-    """Raw (uncorrected) start: the span record's start or the first record."""
-    end: F64
-    """Raw end: the span record's time (its end) or the last record."""
-    client: B
-    """The span has a client span record: exact call times on the caller's clock."""
-    row_depth: I32
-    """Per row: its span's depth (0 for rows without a span or trace)."""
 
 
 def span_extents(n: int, span: I32, at: F64, declared: F64) -> tuple[F64, F64]:

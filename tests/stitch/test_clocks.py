@@ -47,8 +47,9 @@ def calls(
         if not exact:  # caller records around the call, a little earlier/later
             send -= rng.uniform(0.0, 0.0005)
             receive += rng.uniform(0.0, 0.0005)
-        out.append(Edge(a, b, clock(a, send), clock(a, receive), clock(b, start),
-                        clock(b, end), exact))
+        out.append(
+            Edge(a, b, clock(a, send), clock(a, receive), clock(b, start), clock(b, end), exact)
+        )
     return out
 
 
@@ -56,8 +57,15 @@ def relative(models: dict[str, ClockModel], ref: str, t: float = T0) -> dict[str
     return {s: m.offset_at(t) - models[ref].offset_at(t) for s, m in models.items()}
 
 
-GRAPH = [("gw", "users"), ("gw", "orders"), ("orders", "stock"), ("orders", "pay"),
-         ("users", "db"), ("stock", "db"), ("pay", "db")]
+GRAPH = [
+    ("gw", "users"),
+    ("gw", "orders"),
+    ("orders", "stock"),
+    ("orders", "pay"),
+    ("users", "db"),
+    ("stock", "db"),
+    ("pay", "db"),
+]
 SERVICES = ["gw", "users", "orders", "stock", "pay", "db"]
 
 
@@ -121,8 +129,10 @@ class TestEstimate:
     def test_only_send_bounds_use_a_typical_delay(self) -> None:
         rng = random.Random(8)
         offsets = {"a": 0.0, "b": 0.02}
-        edges = [Edge(e.caller, e.callee, e.send, None, e.start, None, False)
-                 for e in calls([("a", "b")], offsets, 500, rng)]
+        edges = [
+            Edge(e.caller, e.callee, e.send, None, e.start, None, False)
+            for e in calls([("a", "b")], offsets, 500, rng)
+        ]
         got = relative(estimate_clocks(edges, ["a", "b"]), "a")
         # One-sided: the estimate sits just below the tightest bound.
         assert 0.0195 < got["b"] < 0.0202
@@ -134,8 +144,7 @@ class TestEstimate:
         for i in range(0, len(edges), 1000):  # a callee clock stepped by a second
             e = edges[i]
             assert e.end is not None
-            edges[i] = Edge(e.caller, e.callee, e.send, e.receive, e.start - 1.0, e.end - 1.0,
-                            True)
+            edges[i] = Edge(e.caller, e.callee, e.send, e.receive, e.start - 1.0, e.end - 1.0, True)
         got = relative(estimate_clocks(edges, SERVICES), "gw")
         for s in SERVICES:
             assert got[s] == pytest.approx(offsets[s] - offsets["gw"], abs=1e-5), s
@@ -254,13 +263,12 @@ class TestColumns:
         edges += calls(list(reversed(GRAPH)), offsets, 3_000, rng, exact=False)
         for i in range(0, len(edges), 7):
             e = edges[i]
-            edges[i] = Edge(e.caller, e.callee, e.send, None, e.start, None if i % 2 else e.end,
-                            e.exact)
+            edges[i] = Edge(
+                e.caller, e.callee, e.send, None, e.start, None if i % 2 else e.end, e.exact
+            )
         edges.append(Edge("gw", "gw", T0, T0 + 1, T0 + 5, T0 + 6, True))
         rng.shuffle(edges)
-        assert as_columns(edges, [*SERVICES, "idle"]) == estimate_clocks(
-            edges, [*SERVICES, "idle"]
-        )
+        assert as_columns(edges, [*SERVICES, "idle"]) == estimate_clocks(edges, [*SERVICES, "idle"])
 
     def test_no_calls(self) -> None:
         assert as_columns([], ["a", "b"]) == {"a": ClockModel(), "b": ClockModel()}

@@ -144,7 +144,7 @@ def test_search_by_windows_finds_every_line(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from logtrace.stitch import _grep
-    from logtrace.stitch._plan import Source
+    from logtrace.stitch._model import Source
 
     monkeypatch.setattr(_grep, "_WINDOW", 4096)
     lines = [f"line {i} {'id=abc123' if i % 37 == 0 else 'x' * (i % 200)}" for i in range(5000)]

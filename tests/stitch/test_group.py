@@ -10,7 +10,7 @@ import pytest
 from _stitchutil import stitch_jsonl
 
 from logtrace.stitch import _group
-from logtrace.stitch._group import ROW_DTYPE
+from logtrace.stitch._model import ROW_DTYPE
 
 
 def _rows(rng: np.random.Generator, n: int, spans: int, traces: int) -> np.ndarray:
@@ -39,9 +39,9 @@ def test_quick_split_matches_the_general_one(seed: int) -> None:
         column[column >= 0] = remap[column[column >= 0]]
     names = [f"{i:016x}" for i in range(len(used))]
     quick_rows, slow_rows = rows.copy(), rows.copy()
-    quick = _group._split_without_collisions(quick_rows, names)
+    quick = _group.split_without_collisions(quick_rows, names)
     assert quick is not None
-    general = _group._split_general(slow_rows, names)
+    general = _group.split_general(slow_rows, names)
     assert quick[0] == general[0]
     assert np.array_equal(quick[1], general[1])
     assert np.array_equal(quick_rows, slow_rows)
@@ -93,10 +93,10 @@ def test_hex_span_maps_match_the_dict_maps(seed: int) -> None:
     pool = [f"{int(x):016x}" for x in rng.integers(1, 1 << 62, 300)]
     scans = [[pool[i] for i in dict.fromkeys(rng.integers(0, 300, 120).tolist())] for _ in range(4)]
     scans.append([])
-    got = _group._hex_span_maps(scans)
+    got = _group.hex_span_maps(scans)
     assert got is not None
     ids: dict[str, int] = {}
-    expected = [_group._index_map(ids, names) for names in scans]
+    expected = [_group.index_map(ids, names) for names in scans]
     assert got[0] == list(ids)
     for mine, theirs in zip(got[1], expected, strict=True):
         assert np.array_equal(mine, theirs)
@@ -106,4 +106,4 @@ def test_hex_span_maps_match_the_dict_maps(seed: int) -> None:
     "odd", ["span-a", "00F067AA0BA902B7", "00f067aa0ba902b7ff", "00f067 a0ba902b7", "0" * 15]
 )
 def test_hex_span_maps_leave_other_ids_to_the_dict(odd: str) -> None:
-    assert _group._hex_span_maps([["00f067aa0ba902b7", odd]]) is None
+    assert _group.hex_span_maps([["00f067aa0ba902b7", odd]]) is None

@@ -22,13 +22,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from logtrace.stitch import _native, _render_jsonl
-from logtrace.stitch._group import ROW_DTYPE, Table
-from logtrace.stitch._order import Order
+from logtrace.stitch._model import ROW_DTYPE, Order, Rendering, Source, Table, Tree
 from logtrace.stitch._parse import JSON, LOGFMT, REASONS
-from logtrace.stitch._plan import Source
-from logtrace.stitch._render import Rendering
 from logtrace.stitch._render_jsonl import write_jsonl
-from logtrace.stitch._tree import Tree
 from logtrace.testing import SynthConfig, generate
 
 native = pytest.importorskip("logtrace.stitch._native_write")

@@ -370,10 +370,10 @@ def test_a_whole_run_page_beyond_the_budget_says_how_to_narrow_it(
 
 
 def test_memory_sizes() -> None:
-    from logtrace.cli import _size
+    from logtrace.cli import parse_size
 
-    assert _size("512M") == 512 << 20
-    assert _size("2g") == 2 << 30
-    assert _size("1.5GiB") == int(1.5 * (1 << 30))
-    assert _size("4096") == 4096
+    assert parse_size("512M") == 512 << 20
+    assert parse_size("2g") == 2 << 30
+    assert parse_size("1.5GiB") == int(1.5 * (1 << 30))
+    assert parse_size("4096") == 4096
     assert run("stitch", "--memory", "lots", "x")[0] == 2

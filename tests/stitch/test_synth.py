@@ -86,8 +86,7 @@ class TestFiles:
         res = generate(str(tmp_path), SynthConfig(target_bytes=2_000_000, seed=2))
         assert 2_000_000 <= res.bytes < 2_600_000
         assert res.bytes == sum(
-            len(("\n".join(_lines(f)) + "\n").encode("utf-8", "surrogateescape"))
-            for f in res.files
+            len(("\n".join(_lines(f)) + "\n").encode("utf-8", "surrogateescape")) for f in res.files
         )
 
     def test_foreign_noise_and_corrupt_lines_are_present(self, tmp_path: Path) -> None:
@@ -191,7 +190,7 @@ class TestSpans:
         spans = [r for r in records if r.get("logger") == "logtrace.span"]
         assert spans
         for r in spans:
-            assert r["message"] == f'{r["span.kind"]} {r["span.name"]}'
+            assert r["message"] == f"{r['span.kind']} {r['span.name']}"
             assert re.fullmatch(r"[0-9a-f]{16}", r["span_id"])
             assert re.fullmatch(r"[0-9a-f]{32}", r["trace_id"])
             assert r["timestamp"].endswith("Z") and r["span.start"].endswith("Z")

@@ -1,50 +1,35 @@
-"""What a run writes: the traces its filters select, the lines kept with
-them, written in the chosen format. Shared by whole and sharded runs."""
+"""Select: which traces a run writes and which lines go with them.
+
+The filters (``--trace``, ``--errors``, ``--service``, ``--since``,
+``--until``) pick whole traces; a line without a trace is kept only when a
+time window alone selects, and it is inside the window. Every partition
+selects alone: a trace is in one partition. A one-page format (HTML,
+Chrome) of a run of many partitions gathers the traces chosen in every
+partition from the scans into one partition (:func:`gather_chosen`).
+"""
 
 from __future__ import annotations
-
-from typing import IO, TYPE_CHECKING
 
 import numpy as np
 import numpy.typing as npt
 
-from ._group import Table
+from ._clocks import ClockModel
+from ._correct import correct_rows
 from ._id_forms import norm_trace_id
-from ._order import Order
-from ._parse import ERROR
-from ._render import Rendering
-from ._render_jsonl import write_jsonl
-from ._render_text import write_text
-
-if TYPE_CHECKING:
-    from ._pipeline import Options
+from ._memory import take_rows
+from ._model import ERROR, FileScan, Options, Order, Table
+from ._partition import Partitions, compact
+from ._spool import drop_spilled, load_spilled
 
 __all__ = [
     "filtered",
+    "gather_chosen",
     "in_window",
     "keep_rows",
     "keeps_untraced",
     "narrow",
     "select_traces",
-    "write_table",
 ]
-
-
-def write_table(r: Rendering, out: IO[bytes], options: Options, spool: str) -> int:
-    """Write the traces ``options`` select (and the lines kept with them) in
-    its format; returns how many traces were selected."""
-    selected = narrow(r.table, r.corrected, r.order, options)
-    if options.format == "jsonl":
-        write_jsonl(r, out, options.jobs, spool)
-    elif options.format in ("html", "chrome"):
-        from ._render_chrome import write_chrome
-        from ._render_html import write_html
-
-        (write_html if options.format == "html" else write_chrome)(r, out)
-    else:
-        write_text(r, out, color=options.color)
-    out.flush()
-    return len(r.table.traces) if selected is None else int(np.count_nonzero(selected))
 
 
 def narrow(
@@ -133,3 +118,42 @@ def in_window(times: npt.NDArray[np.float64], options: Options) -> npt.NDArray[n
     if options.until is not None:
         inside &= ~(times > options.until)
     return inside
+
+
+def gather_chosen(
+    parts: Partitions,
+    spilled: list[str | None],
+    chosen: set[str],
+    clocks: dict[str, ClockModel],
+    options: Options,
+) -> list[tuple[int, FileScan]]:
+    """The rows of the ``chosen`` traces (and the lines without a trace that
+    ``options`` keep), taken from the scans' spool files in the scans' order:
+    the pieces of one partition of just them. Removes the spool files."""
+    service_index = {name: k for k, name in enumerate(parts.services)}
+    pieces: list[tuple[int, FileScan]] = []
+    for i, path in enumerate(spilled):
+        if path is None:
+            continue
+        mapped, traces, spans = load_spilled(path)
+        rows = np.asarray(mapped)
+        trace = rows["trace"]
+        wanted = np.fromiter(map(chosen.__contains__, traces), dtype=bool, count=len(traces))
+        keep = np.zeros(len(rows), dtype=bool)
+        traced = trace >= 0
+        keep[traced] = wanted[trace[traced]]
+        if keeps_untraced(options):
+            # As in one partition: lines without a trace are kept inside the window.
+            stub = parts.scans[i]
+            svc = np.array([service_index[v] for v in stub.services], dtype=np.int64)
+            untraced = np.flatnonzero(~traced)
+            ts = correct_rows(
+                rows["ts"][untraced], svc[rows["svc"][untraced]], parts.services, clocks
+            )
+            keep[untraced[in_window(ts, options)]] = True
+        if keep.any():
+            kept = take_rows(rows, np.flatnonzero(keep))
+            pieces.append((i, compact(i, parts.scans[i], kept, traces, spans)[1]))
+        del mapped, rows
+        drop_spilled(path)
+    return pieces

@@ -1,4 +1,4 @@
-"""Big inputs: a run cut into trace shards writes what one unsharded run writes."""
+"""Big inputs: a run cut into trace partitions writes what a run of one partition writes."""
 
 from __future__ import annotations
 
@@ -9,15 +9,26 @@ import os
 import subprocess
 import sys
 import time
+from concurrent.futures import ProcessPoolExecutor
+from multiprocessing import get_context
 from pathlib import Path
 from typing import Any
 
 import pytest
 from _stitchutil import REPO
 
-from logtrace.stitch import _plan, _scan, _shard, _spool
-from logtrace.stitch._pipeline import Options, Summary, stitch
-from logtrace.stitch._shard import shard_count, shard_of_traces
+from logtrace.stitch import (
+    Options,
+    Summary,
+    _calls,
+    _pipeline,
+    _plan,
+    _scan,
+    _spool,
+    _stage,
+    stitch,
+)
+from logtrace.stitch._partition import partition_count, partition_of_traces
 from logtrace.testing import SynthConfig, generate
 
 TRACE_A = "4bf92f3577b34da6a3ce929d0e0e4736"
@@ -30,9 +41,9 @@ def _run(paths: list[str], **kwargs: object) -> tuple[bytes, Summary]:
     return out.getvalue(), summary
 
 
-def _same(paths: list[str], shards: int, **kwargs: object) -> bytes:
+def _same(paths: list[str], count: int, **kwargs: object) -> bytes:
     whole, expected = _run(paths, **kwargs)
-    cut, got = _run(paths, shards=shards, **kwargs)
+    cut, got = _run(paths, partitions=count, **kwargs)
     assert cut == whole
     assert got == expected
     return whole
@@ -66,40 +77,50 @@ def loose_logs(tmp_path_factory: pytest.TempPathFactory) -> list[str]:
 
 
 class TestSameOutput:
-    @pytest.mark.parametrize("shards", [2, 7])
+    @pytest.mark.parametrize("count", [2, 7])
     @pytest.mark.parametrize("jobs", [1, 2])
     def test_synthetic_logs_give_the_same_bytes_and_summary(
-        self, synth_logs: list[str], shards: int, jobs: int
+        self, synth_logs: list[str], count: int, jobs: int
     ) -> None:
-        out = _same(synth_logs, shards, jobs=jobs)
+        out = _same(synth_logs, count, jobs=jobs)
         assert out.count(b"\n") > 20_000
 
-    @pytest.mark.parametrize("shards", [2, 5])
+    @pytest.mark.parametrize("count", [2, 5])
     def test_bracketed_calls_and_drift_give_the_same_clocks(
-        self, loose_logs: list[str], shards: int, monkeypatch: pytest.MonkeyPatch
+        self, loose_logs: list[str], count: int, monkeypatch: pytest.MonkeyPatch
     ) -> None:
         rounds = []
-        bracket = _shard._bracket
+        bracket = _calls.bracket_partition
+        estimates = []
+        estimate = _calls.estimate_calls
 
         def counted(*args: Any, **kwargs: Any) -> Any:
             rounds.append(1)
             return bracket(*args, **kwargs)
 
-        monkeypatch.setattr(_shard, "_bracket", counted)
+        def estimated(*args: Any) -> Any:
+            estimates.append(1)
+            return estimate(*args)
+
+        monkeypatch.setattr(_calls, "bracket_partition", counted)
+        monkeypatch.setattr(_calls, "estimate_calls", estimated)
         whole, expected = _run(loose_logs)
-        cut, got = _run(loose_logs, shards=shards)
-        assert len(rounds) == 2
+        assert len(rounds) == 2  # one partition, two rounds
+        assert len(estimates) == 3
+        cut, got = _run(loose_logs, partitions=count)
+        assert 2 < len(rounds) <= 2 + 2 * count
+        assert len(estimates) == 6
         assert any(v != 0.0 for v in expected.drift_ppm.values())
         assert got.offsets_ms == expected.offsets_ms
         assert got.drift_ppm == expected.drift_ppm
         assert cut == whole
 
     @pytest.mark.parametrize("color", [False, True])
-    @pytest.mark.parametrize("shards", [2, 7])
+    @pytest.mark.parametrize("count", [2, 7])
     def test_text_blocks_give_the_same_bytes(
-        self, synth_logs: list[str], shards: int, color: bool
+        self, synth_logs: list[str], count: int, color: bool
     ) -> None:
-        out = _same(synth_logs, shards, format="text", color=color)
+        out = _same(synth_logs, count, format="text", color=color)
         assert out.count(b"\ntrace ") + out.count(b"\n\x1b[1mtrace ") == 400
         assert out.count(b"lines without a trace") == 1
 
@@ -112,29 +133,47 @@ class TestSameOutput:
         chunk: tuple[int, int],
         fmt: str,
     ) -> None:
-        monkeypatch.setattr(_shard, "_merge_chunk", lambda memory, shards: chunk)
+        monkeypatch.setattr(_pipeline, "merge_chunk", lambda memory, count: chunk)
         _same(synth_logs, 5, format=fmt)
 
     @pytest.mark.parametrize("fmt", ["html", "chrome"])
     def test_pages_hold_only_the_selected_traces(
         self, synth_logs: list[str], monkeypatch: pytest.MonkeyPatch, fmt: str
     ) -> None:
+        whole, _ = _run(synth_logs, format="jsonl")
         held = []
-        group = _shard.group
+        group = _stage.group
 
-        def spy(sources: Any, scans: Any) -> Any:
-            table = group(sources, scans)
+        def spy(sources: Any, scans: Any, *args: Any) -> Any:
+            table = group(sources, scans, *args)
             held.append(len(table.rows))
             return table
 
-        monkeypatch.setattr(_shard, "group", spy)
+        monkeypatch.setattr(_stage, "group", spy)
         page = _same(synth_logs, 4, format=fmt, errors_only=True)
-        whole, _ = _run(synth_logs, format="jsonl")
-        # One table per shard for the clocks and one to choose the traces,
-        # then one of just the chosen ones.
-        assert len(held) == 2 * 4 + 1
+        # One table per partition for the clocks and one to choose the
+        # traces, then one of just the chosen ones (the first run, of one
+        # partition, holds one table).
+        assert len(held) == 1 + 2 * 4 + 1
         assert held[-1] < whole.count(b"\n") // 3
         assert page.count(b"trace") > 10
+
+    def test_the_partition_task_runs_in_another_process(
+        self, synth_logs: list[str], monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """The per-partition work takes and returns plain data: pickled to a
+        worker process and back, it writes what it writes in this one."""
+        ran = []
+
+        def elsewhere(*args: Any) -> Any:
+            with ProcessPoolExecutor(1, mp_context=get_context("spawn")) as pool:
+                result = pool.submit(_partition_task, *args).result()
+            ran.append(result)
+            return result
+
+        monkeypatch.setattr(_pipeline, "partition_task", elsewhere)
+        _same(synth_logs, 3, format="text")
+        assert len(ran) == 3
 
     def test_without_skew_correction(self, synth_logs: list[str]) -> None:
         _same(synth_logs, 3, skew_correction=False)
@@ -155,7 +194,7 @@ class TestSameOutput:
     ) -> None:
         _same(synth_logs, 4, format=fmt, **filters)
 
-    def test_more_shards_than_traces(self, tmp_path: Path) -> None:
+    def test_more_partitions_than_traces(self, tmp_path: Path) -> None:
         path = tmp_path / "a.log"
         path.write_text(
             f'{{"timestamp":"2026-03-01T10:00:00.000001Z","trace_id":"{TRACE_A}","event":"x"}}\n'
@@ -163,6 +202,11 @@ class TestSameOutput:
         )
         out = _same([str(path)], 16)
         assert out.count(b"\n") == 2
+
+
+def _partition_task(*args: Any) -> Any:
+    """The pipeline's per-partition task as a fresh process has it."""
+    return _pipeline.partition_task(*args)
 
 
 def _line(ts: str, trace: str | None, span: str | None, parent: str | None, msg: str) -> str:
@@ -185,19 +229,19 @@ class TestCallCap:
     ) -> None:
         whole, expected = _run(synth_logs)
         seen: list[int] = []
-        estimate = _shard._estimate_calls
+        estimate = _calls.estimate_calls
 
-        def counted(run: Any, c: Any, *args: Any) -> Any:
+        def counted(c: Any, *args: Any) -> Any:
             seen.append(len(c.start))
-            return estimate(run, c, *args)
+            return estimate(c, *args)
 
-        monkeypatch.setattr(_shard, "_estimate_calls", counted)
-        _run(synth_logs, shards=3)
+        monkeypatch.setattr(_calls, "estimate_calls", counted)
+        _run(synth_logs, partitions=3)
         every = seen.pop()
         assert every > 800  # more calls than the sample below keeps
-        monkeypatch.setattr(_shard, "MIN_CALLS", 400)
-        first, got = _run(synth_logs, shards=3, memory=1 << 20)
-        second, again = _run(synth_logs, shards=3, memory=1 << 20)
+        monkeypatch.setattr(_calls, "MIN_CALLS", 400)
+        first, got = _run(synth_logs, partitions=3, memory=1 << 20)
+        second, again = _run(synth_logs, partitions=3, memory=1 << 20)
         assert first == second and got == again  # the sample does not depend on chance
         assert seen and max(seen) <= 800
         assert got.records == expected.records
@@ -206,12 +250,12 @@ class TestCallCap:
             assert got.offsets_ms[name] == pytest.approx(offset, abs=0.2), name
 
     def test_the_cap_follows_the_budget_above_a_floor(self) -> None:
-        assert _shard.call_cap(1 << 20) == _shard.MIN_CALLS
-        assert _shard.call_cap(64 << 30) > _shard.MIN_CALLS
+        assert _calls.call_cap(1 << 20) == _calls.MIN_CALLS
+        assert _calls.call_cap(64 << 30) > _calls.MIN_CALLS
 
 
 class TestHostileInput:
-    def test_one_span_id_in_many_traces_and_shards(self, tmp_path: Path) -> None:
+    def test_one_span_id_in_many_traces_and_partitions(self, tmp_path: Path) -> None:
         lines = []
         for k in range(60):
             trace = f"{k + 1:032x}"
@@ -239,9 +283,47 @@ class TestHostileInput:
             f.write("\n".join(reversed(lines)) + "\n")
         (tmp_path / "empty.log").write_text("")
         paths = [str(tmp_path / n) for n in ("a.log", "b.log.1.gz", "empty.log")]
-        for shards in (2, 3, 9):
-            _same(paths, shards)
-            _same(paths, shards, format="text")
+        for count in (2, 3, 9):
+            _same(paths, count)
+            _same(paths, count, format="text")
+
+    @pytest.mark.parametrize(
+        ("fmt", "filters"),
+        [
+            ("jsonl", {}),
+            ("text", {}),
+            ("html", {"since": 1_772_359_200.0}),
+            ("chrome", {"until": 1_772_359_300.0}),
+        ],
+    )
+    def test_partition_counts_one_two_and_seven_give_the_same_bytes(
+        self, tmp_path: Path, fmt: str, filters: dict[str, object]
+    ) -> None:
+        """Whole and budgeted runs differ only in their partition count: hostile
+        lines and lines without a trace are written the same with 1, 2 or 7."""
+        lines = [
+            _line(f"2026-03-01T10:00:{k % 60:02d}.{k:06d}Z", f"{k % 11 + 1:032x}",
+                  f"{k + 1:016x}", f"{k:016x}" if k % 3 else None, f"m{k}")
+            for k in range(200)
+        ]  # fmt: skip
+        lines += [
+            "no trace here",
+            "\x00\x01 binary junk",
+            '{"timestamp": "2026-03-01T10:00:00Z", "trace_id": ',
+            _line("2026-03-01T10:00:02.000000Z", "трасса-1", "追踪", None, "unicode ids"),
+            _line("not a time", TRACE_B, "c" * 16, None, "no time"),
+            "key=value trace_id=" + TRACE_A + " msg=logfmt",
+        ]
+        (tmp_path / "a.log").write_text("\n".join(lines) + "\n")
+        (tmp_path / "b.log").write_text("\n".join(reversed(lines)) + "\n")
+        paths = [str(tmp_path / "a.log"), str(tmp_path / "b.log")]
+        outputs = {}
+        for count in (1, 2, 7):
+            out, summary = _run(paths, partitions=count, format=fmt, **filters)
+            outputs[count] = (out, summary)
+        assert outputs[1] == outputs[2] == outputs[7]
+        assert outputs[1][1].unattributed >= 6
+        assert outputs[1][0]
 
     @pytest.mark.parametrize("pure", ["", "1"])
     def test_scans_hand_out_segments_as_they_go(
@@ -288,32 +370,33 @@ class TestHostileInput:
         for k in range(3):
             paths.append(str(tmp_path / f"noise{k}.log"))
             Path(paths[-1]).write_text("".join(f"{k} {i} no id\n" for i in range(20_000)))
-        batches = []
-        write = _shard._write
-
-        def spy(r: Any, *args: Any) -> Any:
-            batches.append(len(r.order.rows))
-            return write(r, *args)
-
-        monkeypatch.setattr(_shard, "_write", spy)
         text = _same(paths, 4, format="text", memory=1 << 20)
+        batches = []
+        write = _pipeline.write
+
+        def spy(r: Any, *args: Any, **kwargs: Any) -> Any:
+            batches.append(len(r.order.rows))
+            return write(r, *args, **kwargs)
+
+        monkeypatch.setattr(_pipeline, "write", spy)
+        assert _run(paths, partitions=4, format="text", memory=1 << 20)[0] == text
         assert [b for b in batches if b] == [20_000] * 3  # three batches
         assert text.count(b"lines without a trace") == 1
         assert text.count(b" no id\n") == 60_000
 
-    def test_shards_are_stable_and_spread(self) -> None:
+    def test_partitions_are_stable_and_spread(self) -> None:
         ids = [f"{k:032x}" for k in range(1000)]
-        first = shard_of_traces(ids, 8)
-        assert (first == shard_of_traces(ids, 8)).all()
+        first = partition_of_traces(ids, 8)
+        assert (first == partition_of_traces(ids, 8)).all()
         counts = [int((first == s).sum()) for s in range(8)]
         assert min(counts) > 80
 
-    def test_shard_count_follows_the_budget(self) -> None:
-        assert shard_count(1000, 1000, 512 << 20) == 1
-        many = shard_count(10_000_000, 0, 128 << 20)
-        assert many > shard_count(10_000_000, 0, 1 << 30) > 1
-        # Distinct IDs take memory of their own: one per line needs more shards.
-        assert shard_count(10_000_000, 20_000_000, 128 << 20) > 2 * many
+    def test_partition_count_follows_the_budget(self) -> None:
+        assert partition_count(1000, 1000, 512 << 20) == 1
+        many = partition_count(10_000_000, 0, 128 << 20)
+        assert many > partition_count(10_000_000, 0, 1 << 30) > 1
+        # Distinct IDs take memory of their own: one per line needs more partitions.
+        assert partition_count(10_000_000, 20_000_000, 128 << 20) > 2 * many
 
 
 def _tree_memory(root: int) -> int:
@@ -370,7 +453,7 @@ def test_peak_memory_of_a_real_run_stays_within_the_budget(tmp_path: Path) -> No
     assert code == 0
     big, code = _peak_memory([*base, "--memory", "8G", "-o", str(out_big), *res.files], env)
     assert code == 0
-    assert big > budget + allowance, "the input must be big enough to need shards"
+    assert big > budget + allowance, "the input must be big enough to need count"
     assert small < budget + allowance, (small >> 20, big >> 20)
     # More scan workers than the budget holds: the run uses fewer.
     out_jobs = tmp_path / "jobs.jsonl"
@@ -387,7 +470,7 @@ def test_peak_memory_of_a_real_run_stays_within_the_budget(tmp_path: Path) -> No
 def test_peak_memory_with_a_trace_per_line_stays_within_the_budget(tmp_path: Path) -> None:
     """Distinct IDs cost memory of their own (strings, the tables that number
     them): a run where each line is a trace of its own is held to the budget
-    too, in the scan, in each shard and in the merge."""
+    too, in the scan, in each partition and in the merge."""
     path = tmp_path / "edge.log"
     with open(path, "w") as f:
         for chunk in range(6):
@@ -423,11 +506,13 @@ def _same_file(one: Path, other: Path) -> bool:
                 return True
 
 
-def test_cli_with_forced_shards_writes_the_same_file(tmp_path: Path, synth_logs: list[str]) -> None:
+def test_cli_with_forced_partitions_writes_the_same_file(
+    tmp_path: Path, synth_logs: list[str]
+) -> None:
     outputs = []
-    for shards in ("0", "3"):
-        out = tmp_path / f"out{shards}.jsonl"
-        env = dict(os.environ, PYTHONPATH=str(REPO), LOGTRACE_STITCH_SHARDS=shards)
+    for count in ("0", "3"):
+        out = tmp_path / f"out{count}.jsonl"
+        env = dict(os.environ, PYTHONPATH=str(REPO), LOGTRACE_STITCH_PARTITIONS=count)
         proc = subprocess.run(
             [sys.executable, "-m", "logtrace", "stitch", "-o", str(out), *synth_logs],
             env=env,
@@ -441,10 +526,10 @@ def test_cli_with_forced_shards_writes_the_same_file(tmp_path: Path, synth_logs:
 
 
 @pytest.mark.skipif(sys.platform == "win32", reason="POSIX limits")
-def test_more_shards_than_the_open_file_limit_allows_at_first(
+def test_more_partitions_than_the_open_file_limit_allows_at_first(
     tmp_path: Path, synth_logs: list[str]
 ) -> None:
-    """The split has every shard's file open at once: the soft limit is raised."""
+    """The split has every partition's file open at once: the soft limit is raised."""
     import resource
 
     def low_limit() -> None:
@@ -452,9 +537,9 @@ def test_more_shards_than_the_open_file_limit_allows_at_first(
         resource.setrlimit(resource.RLIMIT_NOFILE, (64, hard))
 
     outputs = []
-    for shards in ("0", "300"):
-        out = tmp_path / f"out{shards}.txt"
-        env = dict(os.environ, PYTHONPATH=str(REPO), LOGTRACE_STITCH_SHARDS=shards)
+    for count in ("0", "300"):
+        out = tmp_path / f"out{count}.txt"
+        env = dict(os.environ, PYTHONPATH=str(REPO), LOGTRACE_STITCH_PARTITIONS=count)
         proc = subprocess.run(
             [sys.executable, "-m", "logtrace", "stitch", "--format", "text", "-o", str(out),
              *synth_logs],

@@ -1,21 +1,4 @@
-"""Realistic multi-service logs with a known true order, for tests and benchmarks.
-
-A gateway fans requests out over a call graph of services down to database-like
-leaves, with network delays, parallel calls, retries and errors. Each service
-writes its own JSON-lines file in logtrace's record format, stamped by its own
-clock (a fixed offset plus optional drift), so the files disagree the way real
-hosts do. Some lines come in other formats (ECS, OpenTelemetry's logging
-fields, logfmt, plain text), some carry no trace at all, a few are corrupt, and
-older parts of some files are rotated and gzipped.
-
-Because the generator knows every record's true time, it also writes
-``truth.jsonl`` (beside the ``logs`` directory): per trace, the ``(file, line)``
-of each record in true order, which is what an ordering evaluation scores
-against. Same seed, same bytes.
-
-Standard library only, and apart from the stitcher: ``logtrace.stitch`` never
-imports it, and ``import logtrace`` does not load it.
-"""
+"""The log generator behind :func:`logtrace.testing.generate` (see the package's docstring)."""
 
 from __future__ import annotations
 
@@ -24,65 +7,30 @@ import json
 import os
 import random
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
+
+from ._config import SynthConfig, SynthResult
+from ._line_shapes import NOISE, corrupt_line, foreign_line
 
 __all__ = ["SynthConfig", "SynthResult", "generate"]
 
 _NAMES = (
-    "gateway", "users", "orders", "inventory", "payments", "postgres",
-    "redis", "search", "catalog", "auth", "billing", "notify",
+    "gateway",
+    "users",
+    "orders",
+    "inventory",
+    "payments",
+    "postgres",
+    "redis",
+    "search",
+    "catalog",
+    "auth",
+    "billing",
+    "notify",
 )
 _LEAF_NAMES = ("postgres", "redis")
 _ROUTES = ("/{r}", "/{r}/{{id}}", "/{r}/{{id}}/items", "/{r}/search")
 _METHODS = ("GET", "GET", "GET", "POST", "PUT")
-
-
-@dataclass(slots=True)
-class SynthConfig:
-    """What to generate. Sizes are approximate; everything else is exact."""
-
-    services: int = 6
-    traces: int | None = None
-    """Number of traces; when ``None``, generate until ``target_bytes``."""
-    target_bytes: int = 5_000_000
-    seed: int = 1
-    skew_ms: float = 25.0
-    """Each service's clock is off by a uniform amount in ``[-skew, +skew]``."""
-    drift_ppm: float = 0.0
-    """Each service's clock drifts by a uniform rate in ``[-drift, +drift]``."""
-    client_spans: bool = True
-    """Write client span records (logtrace-instrumented callers do)."""
-    foreign_rate: float = 0.02
-    """Share of ordinary lines written in another format (same trace IDs)."""
-    noise_rate: float = 0.01
-    """Lines without any trace (health checks, access logs), per record."""
-    corrupt_rate: float = 0.0005
-    """Truncated or binary lines, per record. They never carry a trace ID."""
-    rotate: bool = True
-    """Split some services' files into ``x.log.2.gz``, ``x.log.1``, ``x.log``."""
-    parallel_rate: float = 0.5
-    """Share of fan-out requests whose calls run in parallel (else one by one)."""
-    asymmetry_us: float = 5.0
-    """Largest difference between a link's minimum delays there and back."""
-    rate_per_s: float = 40.0
-    """Mean trace arrivals per second at the gateway."""
-    start: float = 1_772_359_200.0
-    """True time of the first trace (2026-03-01T10:00:00Z)."""
-
-
-@dataclass(slots=True)
-class SynthResult:
-    """What was written, and the clocks that stamped it."""
-
-    files: list[str]
-    truth: str
-    records: int
-    traces: int
-    bytes: int
-    offsets_s: dict[str, float]
-    drifts: dict[str, float]
-    services: list[str] = field(default_factory=list)
 
 
 @dataclass(slots=True)
@@ -219,8 +167,15 @@ class _Gen:
         return base + self.rng.expovariate(3000.0)
 
     def line(
-        self, s: _Service, t: float, trace: int, level: str, event: str,
-        span: str, parent: str | None, extra: str = "",
+        self,
+        s: _Service,
+        t: float,
+        trace: int,
+        level: str,
+        event: str,
+        span: str,
+        parent: str | None,
+        extra: str = "",
     ) -> None:
         """An ordinary log record, mostly logtrace JSON, sometimes foreign."""
         t_us = self.slot(t)
@@ -228,7 +183,7 @@ class _Gen:
         tid = self.trace_ids[trace]
         rng = self.rng
         if rng.random() < self.cfg.foreign_rate:
-            text = _foreign(rng.randrange(4), s.name, ts, level, event, tid, span)
+            text = foreign_line(rng.randrange(4), s.name, ts, level, event, tid, span)
         else:
             p = "null" if parent is None else f'"{parent}"'
             text = (
@@ -240,8 +195,17 @@ class _Gen:
         s.out.append((t_us, trace, text))
 
     def span_record(
-        self, s: _Service, kind: str, t0: float, t1: float, trace: int, span: str,
-        parent: str | None, name: str, status: int, attrs: str,
+        self,
+        s: _Service,
+        kind: str,
+        t0: float,
+        t1: float,
+        trace: int,
+        span: str,
+        parent: str | None,
+        name: str,
+        status: int,
+        attrs: str,
     ) -> None:
         error = status >= 500
         level = "ERROR" if error else "INFO"
@@ -274,15 +238,24 @@ class _Gen:
         status = 200
         if s.leaf:
             t += rng.uniform(0.00005, 0.0002)
-            self.line(s, t, trace, "debug", "query start", span, parent,
-                      f', "db.system": "{s.name}"')
+            self.line(
+                s, t, trace, "debug", "query start", span, parent, f', "db.system": "{s.name}"'
+            )
             t += rng.lognormvariate(-7.0, 0.8)
             if fail:
                 status = 503
                 self.line(s, t, trace, "error", "query failed: connection reset", span, parent)
             else:
-                self.line(s, t, trace, "debug", "query done", span, parent,
-                          f', "rows": {rng.randrange(0, 50)}')
+                self.line(
+                    s,
+                    t,
+                    trace,
+                    "debug",
+                    "query done",
+                    span,
+                    parent,
+                    f', "rows": {rng.randrange(0, 50)}',
+                )
         else:
             steps = plan
             if any(len(step) > 1 for step in plan) and rng.random() >= self.cfg.parallel_rate:
@@ -303,13 +276,20 @@ class _Gen:
             f', "http.request.method": "{method}", "url.path": "{path}", '
             f'"http.route": "{route}", "server.address": "{s.name}", "server.port": 8080'
         )
-        self.span_record(s, "server", t_start, t, trace, span, parent,
-                         f"{method} {route}", status, attrs)
+        self.span_record(
+            s, "server", t_start, t, trace, span, parent, f"{method} {route}", status, attrs
+        )
         return t, status
 
     def call_group(
-        self, s: _Service, t: float, trace: int, span: str, parent: str | None,
-        callees: list[int], depth: int,
+        self,
+        s: _Service,
+        t: float,
+        trace: int,
+        span: str,
+        parent: str | None,
+        callees: list[int],
+        depth: int,
     ) -> tuple[float, bool]:
         """Call ``callees`` in parallel (one: a plain call), retrying once on 5xx."""
         rng = self.rng
@@ -320,17 +300,26 @@ class _Gen:
             end, good = self.call(s, start, trace, span, parent, self.services[c], depth)
             if not good:
                 t_retry = end + rng.uniform(0.00003, 0.0002)
-                self.line(s, t_retry, trace, "warning",
-                          f"retrying {self.services[c].name}", span, parent)
-                end, good = self.call(s, t_retry + 0.00002, trace, span, parent,
-                                      self.services[c], depth, no_fail=True)
+                self.line(
+                    s, t_retry, trace, "warning", f"retrying {self.services[c].name}", span, parent
+                )
+                end, good = self.call(
+                    s, t_retry + 0.00002, trace, span, parent, self.services[c], depth, no_fail=True
+                )
             ok = ok and good
             ends.append(end)
         return max(ends), ok
 
     def call(
-        self, s: _Service, t: float, trace: int, span: str, parent: str | None,
-        callee: _Service, depth: int, no_fail: bool = False,
+        self,
+        s: _Service,
+        t: float,
+        trace: int,
+        span: str,
+        parent: str | None,
+        callee: _Service,
+        depth: int,
+        no_fail: bool = False,
     ) -> tuple[float, bool]:
         rng = self.rng
         self.line(s, t, trace, "debug", f"calling {callee.name}", span, parent)
@@ -348,44 +337,13 @@ class _Gen:
                 f'"url.full": "http://{callee.name}:8080/", '
                 f'"server.address": "{callee.name}", "server.port": 8080'
             )
-            self.span_record(s, "client", t0, t1, trace, client, span,
-                             f"{method} {callee.name}", status, attrs)
+            self.span_record(
+                s, "client", t0, t1, trace, client, span, f"{method} {callee.name}", status, attrs
+            )
         t1 += rng.uniform(0.00001, 0.00006)
         level = "info" if status < 500 else "warning"
         self.line(s, t1, trace, level, f"{callee.name} responded {status}", span, parent)
         return t1, status < 500
-
-
-def _foreign(kind: int, service: str, ts: str, level: str, event: str, tid: str, span: str) -> str:
-    """The same record as another logging setup would write it."""
-    if kind == 0:  # Elastic Common Schema
-        return json.dumps({
-            "@timestamp": ts + "Z", "log.level": level, "message": event,
-            "service.name": service, "trace.id": tid, "span.id": span, "ecs.version": "8.11.0",
-        })
-    if kind == 1:  # python-json-logger with OpenTelemetry's logging instrumentation
-        return json.dumps({
-            "timestamp": ts + "+00:00", "levelname": level.upper(), "message": event,
-            "otelTraceID": tid, "otelSpanID": span, "otelServiceName": service,
-        })
-    if kind == 2:  # logfmt
-        return (f'ts={ts}Z level={level} service={service} trace_id={tid} '
-                f'span_id={span} msg="{event}"')
-    return f"{ts}Z {level.upper()} [{service}] {event} trace_id={tid} span_id={span}"
-
-
-_NOISE: tuple[Callable[[str, str], str], ...] = (
-    lambda ts, svc: f'{{"timestamp": "{ts}Z", "level": "debug", "service": "{svc}", '
-                    f'"event": "health check ok"}}',
-    lambda ts, svc: f'{ts}Z INFO 127.0.0.1:51234 - "GET /healthz HTTP/1.1" 200',
-    lambda ts, svc: f'ts={ts}Z level=info service={svc} msg="pool stats" size=10 idle=7',
-)
-
-
-def _corrupt(rng: random.Random, ts: str) -> str:
-    if rng.random() < 0.5:
-        return f'{{"timestamp": "{ts}Z", "level": "info", "ev'  # cut mid-write
-    return "".join(chr(rng.choice((0x00, 0x07, 0x1B, 0xFF, 0xFFFD))) for _ in range(24))
 
 
 def generate(out_dir: str, cfg: SynthConfig | None = None) -> SynthResult:
@@ -419,11 +377,11 @@ def generate(out_dir: str, cfg: SynthConfig | None = None) -> SynthResult:
         extra = int(len(s.out) * cfg.noise_rate)
         for _ in range(extra):
             tt = round(rng.uniform(cfg.start, t_end) * 1e6)
-            make = _NOISE[rng.randrange(len(_NOISE))]
+            make = NOISE[rng.randrange(len(NOISE))]
             s.out.append((tt, -1, make(gen.local(s, tt), s.name)))
         for _ in range(int(len(s.out) * cfg.corrupt_rate)):
             tt = round(rng.uniform(cfg.start, t_end) * 1e6)
-            s.out.append((tt, -1, _corrupt(rng, gen.local(s, tt))))
+            s.out.append((tt, -1, corrupt_line(rng, gen.local(s, tt))))
         s.out.sort(key=_first)
         lines = s.out
         s.out = []
@@ -435,8 +393,8 @@ def generate(out_dir: str, cfg: SynthConfig | None = None) -> SynthResult:
             third = len(lines) // 3
             parts = [
                 (f"{s.name}.log.2.gz", lines[:third]),
-                (f"{s.name}.log.1", lines[third: 2 * third]),
-                (f"{s.name}.log", lines[2 * third:]),
+                (f"{s.name}.log.1", lines[third : 2 * third]),
+                (f"{s.name}.log", lines[2 * third :]),
             ]
         else:
             parts = [(f"{s.name}.log", lines)]
@@ -465,19 +423,31 @@ def generate(out_dir: str, cfg: SynthConfig | None = None) -> SynthResult:
     drifts = {s.name: s.drift for s in services}
     with open(truth_path, "w", encoding="utf-8") as fh:
         head = {
-            "files": files, "offsets_s": offsets, "drifts": drifts, "seed": cfg.seed,
-            "skew_ms": cfg.skew_ms, "drift_ppm": cfg.drift_ppm,
-            "client_spans": cfg.client_spans, "start": cfg.start,
+            "files": files,
+            "offsets_s": offsets,
+            "drifts": drifts,
+            "seed": cfg.seed,
+            "skew_ms": cfg.skew_ms,
+            "drift_ppm": cfg.drift_ppm,
+            "client_spans": cfg.client_spans,
+            "start": cfg.start,
         }
         fh.write(json.dumps(head) + "\n")
         for i, recs in enumerate(truth):
             recs.sort()
             order = [[f, ln] for _, f, ln in recs]
-            fh.write(json.dumps({"trace_id": gen.trace_ids[i], "records": order},
-                                separators=(",", ":")) + "\n")
+            fh.write(
+                json.dumps({"trace_id": gen.trace_ids[i], "records": order}, separators=(",", ":"))
+                + "\n"
+            )
     return SynthResult(
-        files=[os.path.join(log_dir, f) for f in files], truth=truth_path, records=records,
-        traces=n, bytes=written, offsets_s=offsets, drifts=drifts,
+        files=[os.path.join(log_dir, f) for f in files],
+        truth=truth_path,
+        records=records,
+        traces=n,
+        bytes=written,
+        offsets_s=offsets,
+        drifts=drifts,
         services=[s.name for s in services],
     )
 

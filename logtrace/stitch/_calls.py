@@ -1,0 +1,258 @@
+"""Clocks: one collector of call bounds that every partition feeds, one estimate.
+
+Each partition gives its cross-service calls (:func:`partition_calls`: a
+few arrays, a small fraction of its rows) to the run's
+:class:`CallCollector`; the driver solves the clocks from all of them
+(:func:`solve_clocks`). Calls without a client span record are bounded by
+the caller's whole span at first; with that first estimate, the caller's
+records just before and just after the callee's span (on corrected clocks,
+kept a margin away so that the first estimate's error cannot pick the wrong
+side) bound them much tighter, and the estimate is repeated. That
+bracketing needs the caller's records, so it runs partition by partition
+(:func:`bracket_partition`): a call's caller span and its records are in
+one partition.
+
+Beyond :func:`call_cap` calls (a run of many partitions), the calls of a
+deterministic sample of traces are kept, so that memory stays bounded
+however long the run; below it, every call counts.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from hashlib import blake2b
+
+import numpy as np
+import numpy.typing as npt
+
+from ._clocks import ClockModel, estimate_clocks_from_columns
+from ._correct import (
+    CallerRecords,
+    Models,
+    apply_clocks,
+    bracketing_rows,
+    find_calls,
+    loose_calls,
+    model_arrays,
+)
+from ._model import Summary, Table, Tree
+from ._partition import FIXED_MEMORY
+
+__all__ = [
+    "MIN_CALLS",
+    "CallCollector",
+    "CallColumns",
+    "KeptCalls",
+    "bracket_partition",
+    "call_cap",
+    "estimate_calls",
+    "note_clocks",
+    "partition_calls",
+    "sample_keys",
+    "solve_clocks",
+]
+
+I64 = npt.NDArray[np.int64]
+F64 = npt.NDArray[np.float64]
+
+MIN_CALLS = 500_000
+"""Calls the clock estimate keeps at least, whatever the budget: enough for
+the tightest delays of every service pair to show (about 80 MB at most)."""
+BYTES_PER_CALL = 160
+"""Memory per kept call while estimating (columns, sort, the estimator's arrays)."""
+
+MARGINS = (100e-6, 30e-6)
+"""Bracketing rounds: how far (seconds, corrected) a bracketing record must
+be from the callee's span."""
+
+
+def call_cap(memory: int) -> int:
+    """How many calls the clock estimate keeps: a quarter of the budget's worth."""
+    return max(MIN_CALLS, (memory - FIXED_MEMORY) // 4 // BYTES_PER_CALL)
+
+
+def sample_keys(trace_ids: Sequence[str]) -> I64:
+    """Per trace, the key that decides whether its calls are kept when a run
+    has more calls than the estimate keeps: a hash other than the partition's."""
+    digests = b"".join(
+        blake2b(t.encode("utf-8", "surrogatepass"), digest_size=8).digest() for t in trace_ids
+    )
+    keys: I64 = (np.frombuffer(digests, dtype=">u8") >> np.uint64(1)).astype(np.int64)
+    return keys
+
+
+CallColumns = tuple[npt.NDArray[np.generic], ...]
+"""One partition's calls: partition, callee's trace first key, callee's rank
+in its trace, caller span, services, send, receive, start, end, exact, and
+the sample key (the first key, rank and sample key are empty for a run of
+one partition)."""
+_SAMPLE = -1
+
+
+def partition_calls(s: int, table: Table, tree: Tree, first: I64, many: bool) -> CallColumns:
+    """Partition ``s``'s calls; ``first`` is per trace where it first appears
+    in the run. In a run of ``many`` partitions, each call carries what puts
+    it in the run's order and its trace's sample key (one partition's calls
+    are in that order already and all kept)."""
+    calls = find_calls(table, tree)
+    n = len(calls.callee)
+    if many:
+        span_trace = table.span_trace.astype(np.int64)
+        # A span's rank among its trace's spans (spans are numbered by trace).
+        within = np.arange(len(span_trace)) - np.searchsorted(span_trace, span_trace)
+        callee_trace = span_trace[calls.callee]
+        with_calls, at = np.unique(callee_trace, return_inverse=True)
+        sample = sample_keys([table.traces[t] for t in with_calls.tolist()])[at.ravel()]
+        trace_key, rank = first[callee_trace], within[calls.callee]
+    else:
+        trace_key = rank = sample = np.empty(0, dtype=np.int64)
+    return (
+        np.full(n, s, dtype=np.int32),
+        trace_key,
+        rank,
+        calls.caller,
+        tree.service[calls.caller].astype(np.int16),
+        tree.service[calls.callee].astype(np.int16),
+        calls.send,
+        calls.receive,
+        calls.start,
+        calls.end,
+        calls.exact,
+        sample,
+    )
+
+
+@dataclass(slots=True)
+class KeptCalls:
+    """The run's kept calls, in the order one table of the whole run finds them."""
+
+    partition: npt.NDArray[np.int32]
+    caller: I64
+    """The caller's span index in its partition."""
+    svc_caller: npt.NDArray[np.int16]
+    svc_callee: npt.NDArray[np.int16]
+    send: F64
+    receive: F64
+    start: F64
+    end: F64
+    exact: npt.NDArray[np.bool_]
+
+
+class CallCollector:
+    """Every partition's calls, at most about ``cap`` of them (``None``: all)."""
+
+    def __init__(self, cap: int | None) -> None:
+        self.cap = cap
+        self.parts: list[CallColumns] = []
+        self.below = np.iinfo(np.int64).max
+        """Calls of traces with sample keys below this are kept."""
+
+    @property
+    def many(self) -> bool:
+        """Whether partitions must give their calls' rank and sample keys."""
+        return self.cap is not None
+
+    def add(self, columns: CallColumns) -> None:
+        self.parts.append(columns)
+        if self.cap is None:
+            return
+        kept = sum(len(p[0]) for p in self.parts)
+        if self.below < np.iinfo(np.int64).max or kept > 2 * self.cap:
+            self._thin(self.cap)
+
+    def _thin(self, cap: int) -> None:
+        """Keep the calls of traces whose key is under the (lowered) limit: at
+        most ``cap`` calls once more than twice that many were seen."""
+        every = np.concatenate([p[_SAMPLE] for p in self.parts])
+        every = every[every < self.below]
+        if len(every) > cap:
+            self.below = int(np.partition(every, cap)[cap])
+        thinned = []
+        for part in self.parts:
+            keep = np.less(part[_SAMPLE], self.below)
+            thinned.append(tuple(column[keep] for column in part))
+        self.parts = thinned
+
+    def calls(self) -> KeptCalls | None:
+        """The kept calls in the order of one table of the whole run (traces
+        by first appearance, spans by rank in their trace); ``None`` if no
+        partition gave any."""
+        parts, self.parts = self.parts, []
+        if not parts:
+            return None
+        if len(parts) == 1:  # one partition: in that order already
+            cols = [parts[0][0], *parts[0][3:-1]]
+        else:
+            every = [np.concatenate([p[k] for p in parts]) for k in range(len(parts[0]) - 1)]
+            perm = np.lexsort((every[2], every[1]))
+            cols = [column[perm] for column in (every[0], *every[3:])]
+            del every, perm
+        del parts
+        kept = KeptCalls(*cols)  # type: ignore[arg-type]
+        return kept
+
+
+def estimate_calls(
+    c: KeptCalls, send: F64, receive: F64, services: list[str]
+) -> dict[str, ClockModel]:
+    """One estimate from the kept calls with these send and receive bounds."""
+    return estimate_clocks_from_columns(
+        c.svc_caller, c.svc_callee, send, receive, c.start, c.end, c.exact, services, services
+    )
+
+
+def bracket_partition(
+    table: Table,
+    c: KeptCalls,
+    mine: I64,
+    models: Models,
+    clocks: dict[str, ClockModel],
+    margin: float,
+    send: F64,
+    receive: F64,
+) -> None:
+    """Tighten ``send`` and ``receive`` of calls ``mine`` (all of partition
+    ``table``) with their callers' records around the callee's span."""
+    usable = bracketing_rows(table)
+    records = CallerRecords(
+        table.rows["span"][usable].astype(np.int64),
+        table.rows["ts"][usable],
+        apply_clocks(table, clocks)[usable],
+    )
+    records.tighten(
+        mine, c.caller[mine], c.start[mine], c.end[mine],
+        c.svc_callee[mine].astype(np.int64), models, margin, send, receive,
+    )  # fmt: skip
+
+
+def solve_clocks(
+    collector: CallCollector, services: list[str], count: int, table: Callable[[int], Table]
+) -> dict[str, ClockModel]:
+    """The run's clock models from the collected calls; ``table(s)`` gives
+    partition ``s``'s table for bracketing (read back or held)."""
+    c = collector.calls()
+    if c is None:
+        return {}
+    clocks = estimate_calls(c, c.send, c.receive, services)
+    loose = loose_calls(c.svc_caller, c.svc_callee, c.exact)
+    if not len(loose):
+        return clocks
+    for margin in MARGINS:
+        models = model_arrays(clocks, services)
+        send = c.send.copy()
+        receive = c.receive.copy()
+        for s in range(count):
+            mine = loose[c.partition[loose] == s] if count > 1 else loose
+            if len(mine):
+                bracket_partition(table(s), c, mine, models, clocks, margin, send, receive)
+        clocks = estimate_calls(c, send, receive, services)
+    return clocks
+
+
+def note_clocks(summary: Summary, used: list[str], clocks: dict[str, ClockModel]) -> None:
+    """Each used service's offset and drift in ``summary`` (0 without a model)."""
+    for name in used:
+        model = clocks.get(name)
+        summary.offsets_ms[name] = round(model.offset_s * 1e3, 3) if model else 0.0
+        summary.drift_ppm[name] = round(model.drift * 1e6, 3) if model else 0.0
