@@ -18,7 +18,7 @@ from ._fields import OTEL_FIELDS, FieldNames, TraceFields, iso_utc, resolve_fiel
 
 __all__ = ["SPAN_LOGGER_NAME", "SpanKind", "configure_span_records", "emit_span"]
 
-SpanKind = Literal["server", "client", "internal"]
+SpanKind = Literal["server", "client", "internal", "producer", "consumer"]
 
 SPAN_LOGGER_NAME = "logtrace.span"
 _logger = logging.getLogger(SPAN_LOGGER_NAME)
