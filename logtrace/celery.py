@@ -6,7 +6,8 @@ that creates the app (imported by both the producer and the worker):
 - **Publishing** a task (``delay``, ``apply_async``, a chain's next step, a
   retry, a chord's callback) is a *producer span*: a child of the current
   context, or the root of a new trace, whose headers travel in the task
-  message and whose record is logged once the broker has the message.
+  message. Its record is logged as the message is handed to the broker (a
+  worker can start the task before the broker's reply reaches the publisher).
 - **Running** a task is a *consumer span*, a child of that producer span,
   current while the task runs (its log lines, and Celery's own, carry the
   IDs), whose record is logged when the run ends: task name and id, retries,
@@ -41,17 +42,13 @@ from .stdlib import TraceContextFilter
 __all__ = ["instrument", "uninstrument"]
 
 _UID = "logtrace.celery"
-_MAX_PENDING = 10_000
-"""Publishes whose end was never signalled (the broker refused them) kept at most."""
 
 
 class _State:
-    __slots__ = ("propagator", "publishing", "root_handlers", "running")
+    __slots__ = ("propagator", "root_handlers", "running")
 
     def __init__(self) -> None:
         self.propagator: Propagator | None = None
-        # task id -> (producer context, start wall clock, start monotonic, attributes)
-        self.publishing: dict[str, tuple[TraceContext, int, int, dict[str, object]]] = {}
         # task id -> the runs of that task in progress (eager runs may nest)
         self.running: dict[str, list[_Run]] = {}
         self.root_handlers: tuple[list[logging.Handler], int] | None = None
@@ -82,7 +79,6 @@ def instrument(app: Any = None, *, propagator: Propagator | None = None) -> None
     """
     _state.propagator = propagator
     signals.before_task_publish.connect(_before_publish, weak=False, dispatch_uid=_UID)
-    signals.after_task_publish.connect(_after_publish, weak=False, dispatch_uid=_UID)
     signals.task_prerun.connect(_prerun, weak=False, dispatch_uid=_UID)
     signals.task_retry.connect(_retry, weak=False, dispatch_uid=_UID)
     signals.task_failure.connect(_failure, weak=False, dispatch_uid=_UID)
@@ -95,7 +91,6 @@ def instrument(app: Any = None, *, propagator: Propagator | None = None) -> None
 def uninstrument() -> None:
     """Stop tracing Celery in this process (tasks running now still log their records)."""
     signals.before_task_publish.disconnect(dispatch_uid=_UID)
-    signals.after_task_publish.disconnect(dispatch_uid=_UID)
     signals.task_prerun.disconnect(dispatch_uid=_UID)
     signals.task_retry.disconnect(dispatch_uid=_UID)
     signals.task_failure.disconnect(dispatch_uid=_UID)
@@ -103,7 +98,6 @@ def uninstrument() -> None:
     signals.after_setup_logger.disconnect(dispatch_uid=_UID)
     signals.after_setup_task_logger.disconnect(dispatch_uid=_UID)
     # task_postrun stays until the runs in progress have ended; it does nothing otherwise.
-    _state.publishing.clear()
 
 
 # -- publishing ------------------------------------------------------------------
@@ -118,44 +112,28 @@ def _before_publish(
 ) -> None:
     if headers is None:
         return
+    start_perf = perf_counter_ns()
+    start_ns = time_ns()
+    ctx = child_or_root()
+    headers.update((_state.propagator or get_default()).outgoing(ctx))
     task_id = headers.get("id")
     if task_id is None and isinstance(body, dict):  # message protocol 1
         task_id = body.get("id")
-    ctx = child_or_root()
-    propagator = _state.propagator or get_default()
-    headers.update(propagator.outgoing(ctx))
-    if task_id is None:
-        return
+    name = str(headers.get("task") or sender or "celery.task")
     attributes: dict[str, object] = {
         "messaging.system": "celery",
         "messaging.operation.type": "send",
         "messaging.message.id": task_id,
-        "celery.task_name": headers.get("task", sender),
+        "celery.task_name": name,
     }
     if routing_key:
         attributes["messaging.destination.name"] = routing_key
     retries = headers.get("retries")
     if retries:
         attributes["celery.retries"] = retries
-    publishing = _state.publishing
-    if len(publishing) >= _MAX_PENDING:
-        publishing.clear()
-    publishing[task_id] = (ctx, time_ns(), perf_counter_ns(), attributes)
-
-
-def _after_publish(headers: dict[str, Any] | None = None, body: Any = None, **_: Any) -> None:
-    if headers is None:
-        return
-    task_id = headers.get("id")
-    if task_id is None and isinstance(body, dict):
-        task_id = body.get("id")
-    if task_id is None:
-        return
-    pending = _state.publishing.pop(task_id, None)
-    if pending is None:
-        return
-    ctx, start_ns, start_perf, attributes = pending
-    name = str(attributes["celery.task_name"])
+    # Logged before the message leaves: a worker may start the task before the
+    # broker's reply reaches the publisher, and the story must show the
+    # queueing first.
     emit_span("producer", name, ctx, start_ns, perf_counter_ns() - start_perf, attributes)
 
 
@@ -183,8 +161,12 @@ def _current_run(task_id: str | None) -> _Run | None:
 def _retry(request: Any = None, reason: Any = None, **_: Any) -> None:
     run = _current_run(getattr(request, "id", None))
     if run is not None:
-        cls = type(reason) if isinstance(reason, BaseException) else None
-        run.retry_reason = None if cls is None else cls.__qualname__
+        # ``reason`` is Celery's Retry; the exception that caused it, when given, is its ``exc``.
+        cause = getattr(reason, "exc", None)
+        if not isinstance(cause, BaseException):
+            cause = reason
+        if isinstance(cause, BaseException):
+            run.retry_reason = type(cause).__qualname__
 
 
 def _failure(task_id: str | None = None, exception: BaseException | None = None, **_: Any) -> None:

@@ -29,6 +29,7 @@ __all__ = [
     "ERROR",
     "JSON",
     "KIND_CLIENT",
+    "KIND_PRODUCER",
     "KIND_SERVER",
     "LOGFMT",
     "REASONS",
@@ -52,6 +53,8 @@ KIND_SERVER = 32
 BROKEN = 64
 """The line could not be read as what it looks like (cut JSON, bad bytes), yet
 carries a trace ID in its text: it joins its trace and counts as unparseable."""
+KIND_PRODUCER = 128
+"""A producer span record (a message sent): its consumers run after it, not inside it."""
 
 # Reasons a line joins no trace (0: it does).
 NO_TRACE_ID, UNPARSEABLE_JSON, BINARY, TOO_DEEP, TRUNCATED = 1, 2, 3, 4, 5
@@ -301,6 +304,8 @@ def _common_fields(r: _Common) -> Parsed | None:
                 flags |= KIND_CLIENT
             elif kind == "server":
                 flags |= KIND_SERVER
+            elif kind == "producer":
+                flags |= KIND_PRODUCER
             value = r.span_start
             if type(value) is str:
                 start = iso_fast(value)
@@ -363,6 +368,8 @@ def _fields(r: _Fields, flags: int) -> Parsed:
             flags |= KIND_CLIENT
         elif kind == "server":
             flags |= KIND_SERVER
+        elif kind == "producer":
+            flags |= KIND_PRODUCER
         if r.span_start is not None:
             start = parse_timestamp(r.span_start)
         elif r.span_start_ns is not None:

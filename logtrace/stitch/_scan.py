@@ -38,6 +38,7 @@ from ._parse import (
     ERROR,
     JSON,
     KIND_CLIENT,
+    KIND_PRODUCER,
     KIND_SERVER,
     NO_TRACE_ID,
     SPAN_RECORD,
@@ -879,6 +880,7 @@ def _fast_rows(
 _KIND_FLAGS: dict[object, int] = {
     "client": SPAN_RECORD | KIND_CLIENT,
     "server": SPAN_RECORD | KIND_SERVER,
+    "producer": SPAN_RECORD | KIND_PRODUCER,
 }
 
 
