@@ -147,9 +147,12 @@ def wait_until_ready(worker_log: Path, directory: Path, timeout: float = 90) -> 
         time.sleep(0.1)
 
 
-@pytest.fixture(scope="module")
-def run(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Run]:
-    directory = tmp_path_factory.mktemp("celery")
+@pytest.fixture(scope="module", params=["prefork", "threads"])
+def run(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Run]:
+    """Everything queued and run once per worker pool: prefork (Celery's default,
+    the task in a forked child) and threads (the task in a pool thread)."""
+    pool: str = request.param
+    directory = tmp_path_factory.mktemp(f"celery-{pool}")
     (directory / "lttasks.py").write_text(TASKS)
     (directory / "producer.py").write_text(PRODUCER)
     producer_log, worker_log = directory / "api.log", directory / "worker.log"
@@ -157,7 +160,7 @@ def run(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Run]:
         worker_env = environment(
             directory, LT_BROKER=broker, LT_SERVICE="worker", LT_LOG=str(worker_log)
         )
-        with run_worker("lttasks", directory, worker_env, ["--pool=prefork", "--concurrency=1"]):
+        with run_worker("lttasks", directory, worker_env, [f"--pool={pool}", "--concurrency=1"]):
             wait_until_ready(worker_log, directory)
             done = subprocess.run(
                 [sys.executable, "producer.py"],
