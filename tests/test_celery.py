@@ -366,3 +366,56 @@ class TestStitch:
             assert position[consumer["span_id"]] > queued_at  # its first line
             assert consumer["depth"] == rows[queued_at]["depth"] + 1
         assert {r["offset_ms"] for r in rows} == {0.0}
+
+
+class TestInProcess:
+    """Without a broker: an eager run, and switching the integration off."""
+
+    @pytest.fixture
+    def eager_app(self) -> Iterator[Any]:
+        from celery import Celery
+
+        from logtrace.celery import instrument, uninstrument
+
+        app = Celery("eager", broker="memory://", backend="cache+memory://")
+        app.conf.task_always_eager = True
+        instrument(app)
+        try:
+            yield app
+        finally:
+            uninstrument()
+
+    def test_an_eager_run_is_a_consumer_span_under_the_caller(
+        self, eager_app: Any, span_records: list[Any]
+    ) -> None:
+        from logtrace import current, span
+
+        seen: list[Any] = []
+
+        @eager_app.task
+        def work() -> None:
+            seen.append(current())
+
+        with span("request") as caller:
+            work.delay()
+        (consumer,) = [r for r in span_records if r.__dict__["span.kind"] == "consumer"]
+        assert seen[0].trace_id == caller.trace_id
+        assert seen[0].parent_span_id == caller.span_id
+        assert consumer.span_id == seen[0].span_id
+        assert consumer.__dict__["celery.state"] == "SUCCESS"
+        assert current() is None
+
+    def test_uninstrument_stops_the_spans(self, eager_app: Any, span_records: list[Any]) -> None:
+        from logtrace import current
+        from logtrace.celery import uninstrument
+
+        seen: list[Any] = []
+
+        @eager_app.task
+        def work() -> None:
+            seen.append(current())
+
+        uninstrument()
+        work.delay()
+        assert seen == [None]
+        assert not [r for r in span_records if r.__dict__["span.kind"] == "consumer"]
