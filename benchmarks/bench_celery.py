@@ -13,7 +13,7 @@ check, traced) are interleaved over rounds; medians over rounds of the time
 per task, of the ratio to plain in the same round, and of the CPU time the
 publisher and the worker spend per task.
 
-    python benchmarks/bench_celery.py                 # print the table (~30 s)
+    python benchmarks/bench_celery.py                 # print the tables (~20 s)
     python benchmarks/bench_celery.py --write-docs    # and refresh docs/performance.md
 """
 
@@ -238,7 +238,7 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
 
     with tempfile.TemporaryDirectory(prefix="bench-celery-") as tmp:
-        directory = Path(os.environ.get("LT_BENCH_DIR") or tmp)
+        directory = Path(tmp)
         (directory / "benchtasks.py").write_text(TASKS)
         with redis_server(directory) as broker:
             os.environ.update(
