@@ -97,7 +97,8 @@ def uninstrument() -> None:
     signals.worker_init.disconnect(dispatch_uid=_UID)
     signals.after_setup_logger.disconnect(dispatch_uid=_UID)
     signals.after_setup_task_logger.disconnect(dispatch_uid=_UID)
-    # task_postrun stays until the runs in progress have ended; it does nothing otherwise.
+    if not _state.running:  # else the runs in progress still need their end
+        signals.task_postrun.disconnect(dispatch_uid=_UID)
 
 
 # -- publishing ------------------------------------------------------------------
