@@ -15,11 +15,13 @@ trace the way an HTTP call does:
 A header carrier is either a mapping (``dict``: pika, kombu, confluent-kafka)
 or a list of ``(name, value)`` pairs (kafka-python, aiokafka,
 confluent-kafka). Into a list, values are written as UTF-8 ``bytes`` (what
-Kafka clients require); into a mapping, as ``str``. Either kind is read with
-``str`` or ``bytes`` values and names in any case. The formats are those of
-the default propagator (:func:`logtrace.propagation.set_default`) unless a
-``propagator`` is given; incoming headers are untrusted input and handled as
-the HTTP middleware handles them.
+Kafka clients require); into a mapping, as ``str``. Trace headers already in
+the carrier are replaced; a request ID header already there is kept. Either
+kind is read with ``str`` or ``bytes`` values and names in any case. The
+formats are those of the default propagator
+(:func:`logtrace.propagation.set_default`) unless a ``propagator`` is given;
+incoming headers are untrusted input and handled as the HTTP middleware
+handles them.
 """
 
 from __future__ import annotations
@@ -45,11 +47,21 @@ Carrier: TypeAlias = MutableMapping[str, Any] | list[tuple[str, Any]]
 """A message's headers: a mapping, or a list of ``(name, value)`` pairs."""
 
 
-def _write(carrier: Carrier, headers: dict[str, str]) -> None:
-    """Put ``headers`` into ``carrier``, replacing trace headers already there."""
+def _write(carrier: Carrier, headers: dict[str, str], request_id_header: str | None) -> None:
+    """Put ``headers`` into ``carrier``, replacing trace headers already there.
+
+    A request ID header already in the carrier was put there on purpose and is kept.
+    """
+    if request_id_header is not None and request_id_header in headers:
+        names = (pair[0] for pair in carrier) if isinstance(carrier, list) else iter(carrier)
+        if any(isinstance(n, str) and n.lower() == request_id_header for n in names):
+            headers = {k: v for k, v in headers.items() if k != request_id_header}
     if isinstance(carrier, list):
-        names = {name.lower() for name in headers}
-        carrier[:] = [pair for pair in carrier if str(pair[0]).lower() not in names]
+        carrier[:] = [
+            pair
+            for pair in carrier
+            if not isinstance(pair[0], str) or pair[0].lower() not in headers
+        ]
         carrier.extend((name, value.encode()) for name, value in headers.items())
     else:
         for name in list(carrier):
@@ -159,7 +171,7 @@ class producer_span:
     def __enter__(self) -> TraceContext:
         ctx = child_or_root()
         propagator = self._propagator or get_default()
-        _write(self._carrier, propagator.outgoing(ctx))
+        _write(self._carrier, propagator.outgoing(ctx), propagator.request_id_header)
         self._start_ns = time_ns()
         self._start_perf = perf_counter_ns()
         self._ctx = ctx

@@ -275,3 +275,24 @@ class TestThroughAQueueBetweenThreads:
             assert consumed[i].trace_id == sent.trace_id
             assert consumed[i].parent_span_id == sent.span_id
         assert len(kinds(span_records, "producer")) == len(kinds(span_records, "consumer")) == 50
+
+
+class TestRequestIdHeader:
+    def test_a_request_id_already_in_the_carrier_is_kept(self) -> None:
+        caller = Propagator().incoming(
+            {"traceparent": f"00-{TRACE}-{PARENT}-01", "x-request-id": "from-request"}
+        )
+        token = _CURRENT.set(caller)
+        try:
+            mapping: dict[str, Any] = {"X-Request-ID": "set-by-hand"}
+            inject_headers(mapping)
+            pairs: list[tuple[str, Any]] = [("x-request-id", b"set-by-hand")]
+            inject_headers(pairs)
+            fresh: dict[str, Any] = {}
+            inject_headers(fresh)
+        finally:
+            _CURRENT.reset(token)
+        assert mapping["X-Request-ID"] == "set-by-hand"
+        assert "x-request-id" not in mapping
+        assert [v for k, v in pairs if k == "x-request-id"] == [b"set-by-hand"]
+        assert fresh["x-request-id"] == "from-request"
