@@ -22,8 +22,6 @@ from typing import Any
 import pytest
 from _broker import environment, run_redis, run_worker
 
-pytest.importorskip("celery")
-
 TASKS = textwrap.dedent(
     """
     import logging
