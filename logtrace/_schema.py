@@ -21,7 +21,9 @@ __all__ = [
     "HTTP_RESPONSE_STATUS_CODE",
     "HTTP_ROUTE",
     "KIND_CLIENT",
+    "KIND_CONSUMER",
     "KIND_INTERNAL",
+    "KIND_PRODUCER",
     "KIND_SERVER",
     "LEVEL",
     "LOGGER",
@@ -78,8 +80,12 @@ ATTRIBUTE_PREFIX: Final = "span.attributes."
 KIND_SERVER: Final = "server"
 KIND_CLIENT: Final = "client"
 KIND_INTERNAL: Final = "internal"
+KIND_PRODUCER: Final = "producer"
+"""A message sent (a task queued, a record published): its consumers run after it, not inside it."""
+KIND_CONSUMER: Final = "consumer"
+"""A message handled (a task run), under the producer span that sent it."""
 
-SpanKind: TypeAlias = Literal["server", "client", "internal"]
+SpanKind: TypeAlias = Literal["server", "client", "internal", "producer", "consumer"]
 """The values of :data:`SPAN_KIND`."""
 
 # -- HTTP attributes of server and client spans --------------------------------

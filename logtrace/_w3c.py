@@ -121,8 +121,11 @@ def parse_tracestate(value: str, level: int = 2) -> list[tuple[str, str]]:
 
     Several ``tracestate`` header fields are combined first by joining them
     with commas, in order. Empty and whitespace-only members are skipped and
-    not counted. Any invalid member, a duplicated key or more than 32
-    members makes the whole value invalid: :class:`ValueError`.
+    not counted. A key that appears again is kept once, at its left-most
+    place (the most recent vendor's entry): the W3C test suite asks that such
+    a list be passed on, whole or with duplicates dropped, rather than
+    discarded. Any invalid member or more than 32 distinct members makes the
+    whole value invalid: :class:`ValueError`.
 
     Keys follow the Level 2 grammar (``level=2``, the default): a lowercase
     letter or digit, then up to 255 of ``a-z 0-9 _ - * / @``. ``level=1``
@@ -147,7 +150,7 @@ def parse_tracestate(value: str, level: int = 2) -> list[tuple[str, str]]:
         if _VALUE.fullmatch(val) is None:
             raise ValueError("invalid value")
         if key in seen:
-            raise ValueError("duplicated key")
+            continue
         seen.add(key)
         members.append((key, val))
         if len(members) > TRACESTATE_MAX_MEMBERS:
@@ -204,7 +207,8 @@ def normalize_tracestate(
 ) -> str | None:
     """An incoming combined ``tracestate`` as we propagate it, or ``None`` when empty.
 
-    Raises :class:`ValueError` when the value is invalid (it is then dropped whole).
+    Duplicated keys are kept once, at their left-most place. Raises
+    :class:`ValueError` when the value is invalid (it is then dropped whole).
     """
     if level == 2 and len(value) <= max_length and _CLEAN.fullmatch(value) is not None:
         members = value.split(",")

@@ -9,7 +9,18 @@ import sys
 import pytest
 from servers import REPO
 
-HEAVY = ("structlog", "httpx", "requests", "pythonjsonlogger", "logtrace.stitch", "logtrace.cli")
+HEAVY = (
+    "structlog",
+    "httpx",
+    "requests",
+    "pythonjsonlogger",
+    "logtrace.stitch",
+    "logtrace.cli",
+    "celery",
+    "kombu",
+    "redis",
+    "logtrace.celery",
+)
 """Modules that must stay out until their feature is used."""
 
 FRAMEWORKS = ("starlette", "fastapi", "flask", "django", "werkzeug", "uvicorn", "gunicorn")

@@ -103,5 +103,5 @@ def test_the_c_scanner_reads_the_fields_by_the_schema_names() -> None:
         assert f'{{"{name}", ' in source, name
         entry = source.split(f'{{"{name}", ', 1)[1].split("}", 1)[0]
         assert entry.endswith(f", {len(name)}"), (name, entry)
-    for kind in (_schema.KIND_CLIENT, _schema.KIND_SERVER):
+    for kind in (_schema.KIND_CLIENT, _schema.KIND_SERVER, _schema.KIND_PRODUCER):
         assert f'memcmp(s, "{kind}", {len(kind)})' in source, kind

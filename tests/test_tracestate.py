@@ -16,6 +16,7 @@ from logtrace._w3c import (
     parse_tracestate,
     truncate_tracestate,
 )
+from logtrace.propagation import Propagator
 
 KEYCHARS = "abcdefghijklmnopqrstuvwxyz0123456789_-*/"
 VALUE_CHARS = "".join(chr(c) for c in range(0x20, 0x7F) if chr(c) not in ",=")
@@ -80,12 +81,31 @@ class TestCombinedHeader:
         assert normalize_tracestate(combined) == "foo=1,bar=2,rojo=1,congo=2,baz=3"
 
     @pytest.mark.parametrize(
-        "value", ["foo=1,foo=1", "foo=1,foo=2", ",".join(["foo=1", "foo=1"]), "a@b=1,a@b=2"]
+        ("value", "kept"),
+        [
+            ("foo=1,foo=1", "foo=1"),
+            ("foo=1,foo=2", "foo=1"),
+            (",".join(["foo=1", "foo=1"]), "foo=1"),
+            ("a@b=1,a@b=2", "a@b=1"),
+            ("foo=1, bar=2 ,foo=3,baz=4,bar=5", "foo=1,bar=2,baz=4"),
+        ],
     )
-    def test_duplicated_keys_make_the_header_invalid(self, value: str) -> None:
-        """ "Combined Header Value": only one entry per key is allowed."""
-        with pytest.raises(ValueError, match="duplicated"):
-            parse_tracestate(value)
+    def test_duplicated_keys_are_passed_on_once_at_their_left_most_place(
+        self, value: str, kept: str
+    ) -> None:
+        """W3C test suite, "test_tracestate_duplicated_keys": a list with duplicated keys is
+        passed on, as-is or with duplicates dropped, not discarded. The left-most entry is
+        the most recent vendor's, so it is the one kept."""
+        assert normalize_tracestate(value) == kept
+        assert format_tracestate(parse_tracestate(value)) == kept
+
+    def test_duplicates_do_not_count_towards_the_member_limit(self) -> None:
+        value = ",".join(f"k{i}=v" for i in range(32)) + ",k0=again,k1=again"
+        assert normalize_tracestate(value, 10_000) == ",".join(f"k{i}=v" for i in range(32))
+
+    def test_an_invalid_member_beside_a_duplicate_still_drops_the_list(self) -> None:
+        with pytest.raises(ValueError, match="invalid value"):
+            normalize_tracestate("foo=1,foo=2,bar=a=b")
 
     def test_empty_field_among_fields_is_harmless(self) -> None:
         """Vendors must accept empty tracestate fields, whether first or last."""
@@ -341,9 +361,39 @@ class TestFastPathAgreesWithTheRules:
         assert normalize_tracestate(value) == expected
 
     def test_duplicate_keys_in_a_clean_list_are_still_caught(self) -> None:
-        with pytest.raises(ValueError, match="duplicated"):
-            normalize_tracestate("a=1,b=2,a=3")
+        assert normalize_tracestate("a=1,b=2,a=3") == "a=1,b=2"
 
     def test_too_many_members_in_a_clean_list_are_still_caught(self) -> None:
         with pytest.raises(ValueError, match="32"):
             normalize_tracestate(",".join(f"k{i}=1" for i in range(33)), 10_000)
+
+
+class TestW3CTestSuiteDuplicatedKeys:
+    """The official W3C test suite's case, end to end through the propagator:
+    the request continues the caller's trace and the outgoing call carries the
+    ``tracestate`` on."""
+
+    TRACEPARENT = "00-12345678901234567890123456789012-1234567890123456-00"
+
+    @pytest.mark.parametrize(
+        ("sent", "allowed"),
+        [
+            ("foo=1,foo=1", {"foo=1,foo=1", "foo=1"}),
+            ("foo=1,foo=2", {"foo=1,foo=2", "foo=1", "foo=2"}),
+        ],
+    )
+    def test_duplicated_keys_reach_the_next_hop(self, sent: str, allowed: set[str]) -> None:
+        propagator = Propagator()
+        for ctx in (
+            propagator.incoming({"traceparent": self.TRACEPARENT, "tracestate": sent}),
+            propagator.incoming_asgi(
+                [(b"traceparent", self.TRACEPARENT.encode()), (b"tracestate", sent.encode())]
+            ),
+            propagator.incoming_wsgi(
+                {"HTTP_TRACEPARENT": self.TRACEPARENT, "HTTP_TRACESTATE": sent}
+            ),
+        ):
+            assert ctx.trace_id == "12345678901234567890123456789012"
+            assert ctx.parent_span_id == "1234567890123456"
+            out = propagator.outgoing(ctx)
+            assert out["tracestate"] in allowed

@@ -1,6 +1,7 @@
 """Correct clocks: find a partition's cross-service calls, bracket them, apply models.
 
-A call is a span whose parent belongs to another service. When the parent is
+A call is a span whose parent belongs to another service (a message's
+consumer under its producer span is not one). When the parent is
 a client span with its own record, its start and end are exactly when the
 caller sent the request and got the answer (on the caller's clock); else the
 caller's enclosing span bounds the call, more loosely, and its records around
@@ -18,7 +19,7 @@ import numpy as np
 import numpy.typing as npt
 
 from ._clocks import ClockModel
-from ._model import SPAN_RECORD, Table, Tree
+from ._model import KIND_PRODUCER, SPAN_RECORD, Table, Tree
 
 __all__ = [
     "CallerRecords",
@@ -52,11 +53,22 @@ class Calls:
 
 
 def find_calls(table: Table, tree: Tree) -> Calls:
-    """Spans whose parent span is in another service, with their time bounds."""
+    """Spans whose parent span is in another service, with their time bounds.
+
+    A message's consumer, whose parent is a producer span, is no call: it
+    runs whenever the queue delivers, after the producer span rather than
+    inside it, so it says nothing bounded about the two clocks.
+    """
     parent = tree.parent
     callee = np.flatnonzero(tree.present & (parent >= 0))
     caller = parent[callee].astype(np.int64)
     keep = tree.present[caller] & (tree.service[caller] != tree.service[callee])
+    rows = table.rows
+    produced = (rows["span"] >= 0) & ((rows["flags"] & KIND_PRODUCER) != 0)
+    if produced.any():
+        producer = np.zeros(len(tree.present), dtype=bool)
+        producer[rows["span"][produced]] = True
+        keep &= ~producer[caller]
     keep &= (tree.service[caller] >= 0) & (tree.service[callee] >= 0)
     callee, caller = callee[keep], caller[keep]
     keep = ~np.isnan(tree.start[caller]) & ~np.isnan(tree.start[callee])

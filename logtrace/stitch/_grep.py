@@ -18,8 +18,8 @@ from dataclasses import dataclass
 
 from ._clocks import Edge, estimate_clocks
 from ._decompress import open_decompressed, read_blocks
-from ._model import Source
-from ._parse import KIND_CLIENT, SPAN_RECORD, parse_line
+from ._model import KIND_CLIENT, SPAN_RECORD, Source
+from ._parse import parse_line
 from ._plan import service_from_path
 
 __all__ = ["Match", "grep", "order_matches", "search_file"]

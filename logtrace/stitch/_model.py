@@ -32,6 +32,7 @@ __all__ = [
     "ERROR",
     "JSON",
     "KIND_CLIENT",
+    "KIND_PRODUCER",
     "KIND_SERVER",
     "LOGFMT",
     "NO_TRACE_ID",
@@ -66,6 +67,8 @@ KIND_SERVER = 32
 BROKEN = 64
 """The line could not be read as what it looks like (cut JSON, bad bytes), yet
 carries a trace ID in its text: it joins its trace and counts as unparseable."""
+KIND_PRODUCER = 128
+"""A producer span record (a message sent): its consumers run after it, not inside it."""
 
 # Reasons a line joins no trace (0: it does).
 NO_TRACE_ID, UNPARSEABLE_JSON, BINARY, TOO_DEEP, TRUNCATED = 1, 2, 3, 4, 5

@@ -46,6 +46,7 @@ _Static_assert(offsetof(Row, start) == 40, "Row must match SCAN_DTYPE");
 #define F_SPAN_RECORD 8
 #define F_KIND_CLIENT 16
 #define F_KIND_SERVER 32
+#define F_KIND_PRODUCER 128
 #define R_NO_TRACE_ID 1
 
 /* Errors of the code that runs without the GIL, raised once it is back. */
@@ -936,6 +937,9 @@ common_fields(const Keys *L, Fields *f)
                 }
                 else if (n == 6 && memcmp(s, "server", 6) == 0) {
                     flags |= F_KIND_SERVER;
+                }
+                else if (n == 8 && memcmp(s, "producer", 8) == 0) {
+                    flags |= F_KIND_PRODUCER;
                 }
             }
             const Value *st = V(K_SPAN_START);

@@ -29,31 +29,17 @@ from ._model import (
     ERROR,
     JSON,
     KIND_CLIENT,
+    KIND_PRODUCER,
     KIND_SERVER,
     LOGFMT,
     NO_TRACE_ID,
-    REASONS,
     SPAN_RECORD,
     TOO_DEEP,
-    TRUNCATED,
     UNPARSEABLE_JSON,
 )
 from ._timestamps import iso_fast, parse_timestamp, timestamp_in_text
 
 __all__ = [
-    "BINARY",
-    "BROKEN",
-    "ERROR",
-    "JSON",
-    "KIND_CLIENT",
-    "KIND_SERVER",
-    "LOGFMT",
-    "NO_TRACE_ID",
-    "REASONS",
-    "SPAN_RECORD",
-    "TOO_DEEP",
-    "TRUNCATED",
-    "UNPARSEABLE_JSON",
     "Parsed",
     "parse_json",
     "parse_line",
@@ -307,6 +293,8 @@ def _common_fields(r: _Common) -> Parsed | None:
                 flags |= KIND_CLIENT
             elif kind == _schema.KIND_SERVER:
                 flags |= KIND_SERVER
+            elif kind == _schema.KIND_PRODUCER:
+                flags |= KIND_PRODUCER
             value = r.span_start
             if type(value) is str:
                 start = iso_fast(value)
@@ -369,6 +357,8 @@ def _fields(r: _Fields, flags: int) -> Parsed:
             flags |= KIND_CLIENT
         elif kind == _schema.KIND_SERVER:
             flags |= KIND_SERVER
+        elif kind == _schema.KIND_PRODUCER:
+            flags |= KIND_PRODUCER
         if r.span_start is not None:
             start = parse_timestamp(r.span_start)
         elif r.span_start_ns is not None:

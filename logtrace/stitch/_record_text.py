@@ -23,7 +23,8 @@ from .._schema import (
     URL_FULL,
     URL_PATH,
 )
-from ._parse import JSON, LOGFMT, parse_logfmt
+from ._model import JSON, LOGFMT
+from ._parse import parse_logfmt
 
 __all__ = ["SHORT_LEVELS", "escape", "iso_strings", "record_fields", "record_json"]
 

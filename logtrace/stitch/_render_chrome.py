@@ -20,8 +20,7 @@ import msgspec
 import numpy as np
 
 from ._group import RowLines
-from ._model import Rendering
-from ._parse import ERROR, KIND_CLIENT, KIND_SERVER, SPAN_RECORD
+from ._model import ERROR, KIND_CLIENT, KIND_SERVER, SPAN_RECORD, Rendering
 from ._record_text import record_fields
 from ._timeline import Timeline, timeline
 

@@ -19,8 +19,7 @@ from typing import IO
 import numpy as np
 
 from ._group import RowLines
-from ._model import Rendering
-from ._parse import ERROR, REASONS
+from ._model import ERROR, REASONS, Rendering
 from ._record_text import SHORT_LEVELS, escape, record_fields
 from ._timeline import Timeline, timeline
 

@@ -29,9 +29,8 @@ import numpy.typing as npt
 
 from ._decompress import LineReader
 from ._memory import give_back_free_heap, take_rows
-from ._model import Rendering, Table
+from ._model import JSON, REASONS, Rendering, Table
 from ._native import native_enabled, native_write
-from ._parse import JSON, REASONS
 from ._record_text import iso_strings, record_json
 
 __all__ = ["write_jsonl"]

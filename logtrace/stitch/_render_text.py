@@ -13,8 +13,7 @@ from typing import IO
 import numpy as np
 
 from ._decompress import LineReader
-from ._model import Rendering
-from ._parse import ERROR, REASONS
+from ._model import ERROR, REASONS, Rendering
 from ._record_text import SHORT_LEVELS, escape, record_fields
 
 __all__ = ["write_text"]

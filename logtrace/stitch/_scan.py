@@ -31,9 +31,8 @@ from ._decompress import (
     whole_lines,
 )
 from ._intern import Interner
-from ._model import SCAN_DTYPE, FileScan
+from ._model import SCAN_DTYPE, TRUNCATED, UNPARSEABLE_JSON, FileScan
 from ._native import native_enabled, native_scan
-from ._parse import TRUNCATED, UNPARSEABLE_JSON
 from ._plan import ScanTask, input_size, plan_tasks, service_from_path, task_size
 from ._scan_native import prefetched, scan_block_native
 from ._scan_python import PURE_BLOCK, scan_block

@@ -17,8 +17,9 @@ from typing import TypeVar
 
 from ._id_forms import norm_span_id, norm_trace_id
 from ._intern import Interner
+from ._model import NO_TRACE_ID
 from ._native import native_scan
-from ._parse import NO_TRACE_ID, Parsed
+from ._parse import Parsed
 from ._scan_python import scan_line
 
 __all__ = ["prefetched", "scan_block_native"]

@@ -24,22 +24,20 @@ from .._schema import (
     SPAN_START,
 )
 from .._schema import KIND_CLIENT as KIND_CLIENT_NAME
+from .._schema import KIND_PRODUCER as KIND_PRODUCER_NAME
 from .._schema import KIND_SERVER as KIND_SERVER_NAME
 from ._intern import Interner, fixed_width
-from ._model import SCAN_DTYPE
-from ._parse import (
+from ._model import (
     ERROR,
-    ERROR_LEVELS,
     JSON,
     KIND_CLIENT,
+    KIND_PRODUCER,
     KIND_SERVER,
     NO_TRACE_ID,
-    NOT_ERROR_LEVELS,
+    SCAN_DTYPE,
     SPAN_RECORD,
-    Parsed,
-    parse_line,
-    scan_json,
 )
+from ._parse import ERROR_LEVELS, NOT_ERROR_LEVELS, Parsed, parse_line, scan_json
 from ._timestamps import iso_fast, minute_cache, parse_timestamp
 
 __all__ = ["PURE_BLOCK", "scan_block", "scan_line"]
@@ -234,6 +232,7 @@ def _fast_rows(
 _KIND_FLAGS: dict[object, int] = {
     KIND_CLIENT_NAME: SPAN_RECORD | KIND_CLIENT,
     KIND_SERVER_NAME: SPAN_RECORD | KIND_SERVER,
+    KIND_PRODUCER_NAME: SPAN_RECORD | KIND_PRODUCER,
 }
 
 

@@ -14,8 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
-from ._model import Rendering
-from ._parse import SPAN_RECORD
+from ._model import SPAN_RECORD, Rendering
 from ._tree import span_extents
 
 __all__ = ["Timeline", "timeline"]

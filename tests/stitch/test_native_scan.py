@@ -28,9 +28,8 @@ from hypothesis import strategies as st
 from logtrace.stitch import _plan, _scan
 from logtrace.stitch._decompress import BLOCK
 from logtrace.stitch._intern import Interner
-from logtrace.stitch._model import FileScan
+from logtrace.stitch._model import ERROR, JSON, KIND_CLIENT, SPAN_RECORD, TRUNCATED, FileScan
 from logtrace.stitch._native import native_enabled, native_scan
-from logtrace.stitch._parse import ERROR, JSON, KIND_CLIENT, SPAN_RECORD, TRUNCATED
 from logtrace.stitch._plan import expand_paths
 from logtrace.stitch._scan_native import scan_block_native
 from logtrace.testing import SynthConfig, generate

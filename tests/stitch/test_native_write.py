@@ -22,8 +22,17 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from logtrace.stitch import _native, _render_jsonl
-from logtrace.stitch._model import ROW_DTYPE, Order, Rendering, Source, Table, Tree
-from logtrace.stitch._parse import JSON, LOGFMT, REASONS
+from logtrace.stitch._model import (
+    JSON,
+    LOGFMT,
+    REASONS,
+    ROW_DTYPE,
+    Order,
+    Rendering,
+    Source,
+    Table,
+    Tree,
+)
 from logtrace.stitch._render_jsonl import write_jsonl
 from logtrace.testing import SynthConfig, generate
 

@@ -8,18 +8,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from logtrace.stitch._parse import (
-    BROKEN,
-    ERROR,
-    JSON,
-    KIND_CLIENT,
-    LOGFMT,
-    REASONS,
-    SPAN_RECORD,
-    parse_json,
-    parse_line,
-    parse_logfmt,
-)
+from logtrace.stitch._model import BROKEN, ERROR, JSON, KIND_CLIENT, LOGFMT, REASONS, SPAN_RECORD
+from logtrace.stitch._parse import parse_json, parse_line, parse_logfmt
 
 TRACE = "4bf92f3577b34da6a3ce929d0e0e4736"
 SPAN = "00f067aa0ba902b7"

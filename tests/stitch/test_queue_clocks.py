@@ -1,0 +1,136 @@
+"""Messages between services: a consumer runs after its producer span, not inside it.
+
+Queue delays vary from a millisecond to seconds; the stitcher must not read them
+as clock skew. Real files, the real command line.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parents[2]
+T0 = datetime(2026, 5, 1, 12, 0, 0, tzinfo=timezone.utc)
+
+
+def iso(t: datetime) -> str:
+    return t.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def record(
+    service: str,
+    at: datetime,
+    message: str,
+    trace: str,
+    span: str,
+    parent: str | None,
+    **fields: Any,
+) -> str:
+    return json.dumps(
+        {
+            "timestamp": iso(at),
+            "level": "INFO",
+            "service": service,
+            "logger": "t",
+            "message": message,
+            "trace_id": trace,
+            "span_id": span,
+            "parent_span_id": parent,
+            **fields,
+        }
+    )
+
+
+def span_record(
+    service: str, kind: str, start: datetime, ms: float, trace: str, span: str, parent: str | None
+) -> str:
+    end = start + timedelta(milliseconds=ms)
+    return record(
+        service,
+        end,
+        f"{kind} x",
+        trace,
+        span,
+        parent,
+        **{"span.kind": kind, "span.name": "x", "span.start": iso(start), "duration_ms": ms},
+    )
+
+
+def write_logs(tmp: Path, worker_skew_ms: float, http: bool) -> tuple[Path, Path]:
+    """Traces in which api queues a message for worker; with ``http``, api also
+    calls worker over HTTP (exact client spans) in other traces."""
+    api: list[str] = []
+    worker: list[str] = []
+    skew = timedelta(milliseconds=worker_skew_ms)
+    for i in range(40):
+        trace = f"{i + 1:032x}"
+        root, prod, cons = (
+            f"{i + 1:04x}000000000001",
+            f"{i + 1:04x}000000000002",
+            f"{i + 1:04x}000000000003",
+        )
+        t = T0 + timedelta(seconds=i)
+        delay = timedelta(milliseconds=1 + (i * 37) % 400)  # 1 ms .. 400 ms in the queue
+        api.append(span_record("api", "producer", t, 0.05, trace, prod, root))
+        api.append(
+            span_record("api", "internal", t - timedelta(milliseconds=1), 3, trace, root, None)
+        )
+        start = t + delay + skew
+        worker.append(
+            record("worker", start + timedelta(microseconds=50), "handling", trace, cons, prod)
+        )
+        worker.append(span_record("worker", "consumer", start, 2, trace, cons, prod))
+    if http:
+        for i in range(40):
+            trace = f"{1000 + i:032x}"
+            client, server = f"{1000 + i:04x}00000000000a", f"{1000 + i:04x}00000000000b"
+            t = T0 + timedelta(seconds=i, milliseconds=500)
+            api.append(span_record("api", "client", t, 4, trace, client, None))
+            worker.append(
+                span_record(
+                    "worker",
+                    "server",
+                    t + timedelta(milliseconds=1) + skew,
+                    2,
+                    trace,
+                    server,
+                    client,
+                )
+            )
+    a, w = tmp / "api.log", tmp / "worker.log"
+    a.write_text("\n".join(sorted(api, key=lambda line: json.loads(line)["timestamp"])) + "\n")
+    w.write_text("\n".join(sorted(worker, key=lambda line: json.loads(line)["timestamp"])) + "\n")
+    return a, w
+
+
+def stitch(*paths: Path) -> list[dict[str, Any]]:
+    out = subprocess.run(
+        [sys.executable, "-m", "logtrace", "stitch", "--format", "jsonl", "-q", *map(str, paths)],
+        capture_output=True,
+        text=True,
+        check=True,
+        cwd=REPO,
+        timeout=120,
+    )
+    return [json.loads(line) for line in out.stdout.splitlines()]
+
+
+class TestQueueDelaysAreNotSkew:
+    def test_services_linked_only_by_a_queue_keep_their_clocks(self, tmp_path: Path) -> None:
+        rows = stitch(*write_logs(tmp_path, 0, http=False))
+        assert {r["offset_ms"] for r in rows} == {0.0}
+        for trace in {r["trace_id"] for r in rows}:
+            kinds = [r["record"].get("span.kind") or "line" for r in rows if r["trace_id"] == trace]
+            assert kinds.index("producer") < kinds.index("line")
+
+    def test_http_calls_still_set_the_offset_whatever_the_queue_delays(
+        self, tmp_path: Path
+    ) -> None:
+        rows = stitch(*write_logs(tmp_path, 250, http=True))
+        offsets = {r["service"]: r["offset_ms"] for r in rows}
+        assert offsets["api"] == 0.0
+        assert abs(offsets["worker"] - 250) < 2
