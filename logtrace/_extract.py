@@ -62,12 +62,14 @@ _TEMPLATE = b"xx-" + b"x" * 32 + b"-" + b"x" * 16 + b"-xx"
 _FLAG_BITS: dict[str | int, tuple[bool, bool]] = {}
 for _c in "0123456789abcdef":
     _FLAG_BITS[_c] = _FLAG_BITS[ord(_c)] = (bool(int(_c, 16) & 1), bool(int(_c, 16) & 2))
-# The same, with the response's trace-flags ("-0" and the two bits we write), for the
-# server reader, which builds the server span's traceparent from the caller's.
-_SERVER_FLAGS: dict[int, tuple[bool, bool, str]] = {
-    k: (s, r, f"-0{s | r << 1}") for k, (s, r) in _FLAG_BITS.items() if isinstance(k, int)
-}
-del _c
+# The same, with the tail of the server span's traceparent ("-0" and the two bits we
+# write), for the server reader; by the byte of the last flags digit, in a list: the
+# cheapest lookup by int. (Other bytes never get here: the shape check rejects them.)
+_SERVER_FLAGS: list[tuple[bool, bool, str]] = [(False, False, "-00")] * 256
+for _k, (_s, _r) in _FLAG_BITS.items():
+    if isinstance(_k, int):
+        _SERVER_FLAGS[_k] = (_s, _r, f"-0{_s | _r << 1}")
+del _c, _k, _s, _r
 
 # Bound once: the hot path calls them without an attribute lookup.
 _new_root = TraceContext.new_root
