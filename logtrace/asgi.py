@@ -13,13 +13,13 @@ starts every task with an empty context), so nothing leaks into the next one.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Iterable, MutableMapping
+from collections.abc import Awaitable, Callable, MutableMapping
 from contextlib import suppress
 from time import perf_counter_ns, time_ns
 from typing import Any
 
 from ._context import CURRENT, TraceContext
-from ._extract import Extractor
+from ._extract import AsgiHeaders, Extractor, ServerReader
 from ._http import ROUTE_KEY, host_and_port, printable, server_span_name, stored_route
 from ._records import emit_span, enabled_for, settings
 from ._schema import (
@@ -132,9 +132,7 @@ class TraceMiddleware:
         _reset_current(token)
 
 
-def _server_reader(
-    propagator: Propagator,
-) -> Callable[[Iterable[tuple[bytes, bytes]]], tuple[TraceContext, list[tuple[bytes, bytes]]]]:
+def _server_reader(propagator: Propagator) -> ServerReader:
     """Reads a request's headers into the server span's context and its response headers.
 
     The propagator's one-pass reader when its reading and writing are
@@ -160,9 +158,7 @@ def _server_reader(
         )
     incoming = propagator.incoming_asgi
 
-    def read(
-        headers: Iterable[tuple[bytes, bytes]],
-    ) -> tuple[TraceContext, list[tuple[bytes, bytes]]]:
+    def read(headers: AsgiHeaders) -> tuple[TraceContext, list[tuple[bytes, bytes]]]:
         ctx = incoming(headers)
         return ctx, respond(ctx)
 
