@@ -220,13 +220,15 @@ class Extractor:
         """A function for a server: one request's ASGI headers in, the server span's
         context and the response's trace headers out.
 
-        It gives what :meth:`incoming_asgi` and then ``respond`` would, the way
-        a request with a valid ``traceparent`` (or with no trace header at all)
-        takes in one pass: one header scan, no other call. The response headers
-        it builds itself are ``traceresponse_header`` (the server span as a W3C
-        value) and ``request_id_response_header`` (the request ID echoed), each
-        ``None`` when not written, as ``respond`` would write them. Every other
-        request goes through :meth:`incoming_asgi` and ``respond``.
+        It gives what :meth:`incoming_asgi` and then ``respond`` would give. A
+        request with a valid version-00 ``traceparent`` (with or without a
+        valid request ID and ``tracestate``), or with no trace header at all,
+        is read in one pass over the headers, and the response headers are
+        built alongside: ``traceresponse_header`` (the server span as a W3C
+        value) and ``request_id_response_header`` (the request ID echoed),
+        each ``None`` when ``respond`` does not write it. Every other request
+        goes through :meth:`incoming_asgi` and ``respond``, which also say why
+        a header was ignored. The extractor's options are read once, here.
         """
         incoming = self.incoming_asgi
 
