@@ -409,6 +409,7 @@ def pieces(rounds: int) -> str:
     ctx = prop.incoming_asgi(HEADERS)
     env: dict[str, Any] = {
         "prop": prop,
+        "read": getattr(TraceMiddleware(raw_app), "_read", None),
         "H": HEADERS,
         "ctx": ctx,
         "fields": tuple(ctx),
@@ -417,17 +418,24 @@ def pieces(rounds: int) -> str:
         "new_span_id": li.new_span_id,
         "log": logging.getLogger("logtrace.span"),
         "INFO": logging.INFO,
+        "start": [(b"content-type", b"text/plain"), (b"content-length", b"2")],
+        "extra": prop.response_headers_asgi(ctx),
     }
     steps = [
-        ("header scan, parse, new span ID, context: incoming_asgi()", "prop.incoming_asgi(H)"),
+        (
+            "headers in, context and response headers out: the middleware's reader",
+            "read(H)",
+        ),
         ("  new span ID: new_span_id()", "new_span_id()"),
         ("  TraceContext from a tuple (tuple.__new__)", "tuple.__new__(TC, fields)"),
-        ("response headers: response_headers_asgi()", "prop.response_headers_asgi(ctx)"),
-        ("  TraceContext.traceparent", "ctx.traceparent"),
+        (
+            "the same in two steps: incoming_asgi() + response_headers_asgi()",
+            "prop.response_headers_asgi(prop.incoming_asgi(H))",
+        ),
         ("ContextVar set + reset", "CV.reset(CV.set(ctx))"),
         ("span-record level check: isEnabledFor()", "log.isEnabledFor(INFO)"),
         ("send wrapper closure creation", "def send_traced(message):\n    return message"),
-        ("response header list rebuild ([*headers, *extra])", "[*H[:2], *H[2:3]]"),
+        ("response header list (app's headers + trace headers)", "start + extra"),
     ]
     out = []
     for label, stmt in steps:

@@ -20,7 +20,8 @@ from __future__ import annotations
 import logging
 import re
 from collections.abc import Callable, Iterable, Mapping
-from typing import Any
+from random import getrandbits
+from typing import Any, TypeAlias
 
 from ._context import TraceContext
 from ._formats import (
@@ -39,7 +40,11 @@ from ._http import log_quote, wsgi_key
 from ._request_id import parse_request_id, request_id_pattern
 from ._w3c import ZERO_SPAN_ID, ZERO_TRACE_ID, format_traceparent, normalize_tracestate
 
-__all__ = ["Extractor"]
+__all__ = ["AsgiHeaders", "Extractor", "ServerReader"]
+
+AsgiHeaders: TypeAlias = Iterable[tuple[bytes, bytes]]
+ServerReader: TypeAlias = Callable[[AsgiHeaders], tuple[TraceContext, list[tuple[bytes, bytes]]]]
+"""Reads one request's ASGI headers: the server span's context and its response headers."""
 
 _log = logging.getLogger("logtrace.propagation")
 _DEBUG = logging.DEBUG
@@ -57,11 +62,19 @@ _TEMPLATE = b"xx-" + b"x" * 32 + b"-" + b"x" * 16 + b"-xx"
 _FLAG_BITS: dict[str | int, tuple[bool, bool]] = {}
 for _c in "0123456789abcdef":
     _FLAG_BITS[_c] = _FLAG_BITS[ord(_c)] = (bool(int(_c, 16) & 1), bool(int(_c, 16) & 2))
-del _c
+# The same, with the tail of the server span's traceparent ("-0" and the two bits we
+# write), for the server reader; by the byte of the last flags digit, in a list: the
+# cheapest lookup by int. (Other bytes never get here: the shape check rejects them.)
+_SERVER_FLAGS: list[tuple[bool, bool, str]] = [(False, False, "-00")] * 256
+for _k, (_s, _r) in _FLAG_BITS.items():
+    if isinstance(_k, int):
+        _SERVER_FLAGS[_k] = (_s, _r, f"-0{_s | _r << 1}")
+del _c, _k, _s, _r
 
 # Bound once: the hot path calls them without an attribute lookup.
 _new_root = TraceContext.new_root
 _from_incoming = TraceContext.from_incoming
+_new = tuple.__new__  # builds a TraceContext without a Python-level call
 
 
 class Extractor:
@@ -197,6 +210,111 @@ class Extractor:
             for slot, value in extra:
                 found.setdefault(slot, []).append(value.decode("latin-1"))
         return self._resolve(found)
+
+    def server_reader(
+        self,
+        respond: Callable[[TraceContext], list[tuple[bytes, bytes]]],
+        traceresponse_header: bytes | None,
+        request_id_response_header: bytes | None,
+    ) -> ServerReader:
+        """A function for a server: one request's ASGI headers in, the server span's
+        context and the response's trace headers out.
+
+        It gives what :meth:`incoming_asgi` and then ``respond`` would give. A
+        request with a valid version-00 ``traceparent`` (with or without a
+        valid request ID and ``tracestate``), or with no trace header at all,
+        is read in one pass over the headers, and the response headers are
+        built alongside: ``traceresponse_header`` (the server span as a W3C
+        value) and ``request_id_response_header`` (the request ID echoed),
+        each ``None`` when ``respond`` does not write it. Every other request
+        goes through :meth:`incoming_asgi` and ``respond``, which also say why
+        a header was ignored. The extractor's options are read once, here.
+        """
+        incoming = self.incoming_asgi
+
+        def general(headers: AsgiHeaders) -> tuple[TraceContext, list[tuple[bytes, bytes]]]:
+            ctx = incoming(headers)
+            return ctx, respond(ctx)
+
+        if not (self._w3c_first and self.trust_incoming):
+            return general
+
+        slots = self._asgi_slots
+        rid_match = self._rid_bytes_match
+        ts_max_length = self.tracestate_max_length
+        ts_level = self.tracestate_level
+        tp_name = traceresponse_header
+        rid_name = request_id_response_header
+
+        def read(headers: AsgiHeaders) -> tuple[TraceContext, list[tuple[bytes, bytes]]]:
+            tp: bytes | None = None
+            ts: bytes | None = None
+            rid: bytes | None = None
+            again = False  # a traceparent or request ID sent twice
+            other = False  # B3 or X-Ray headers, which only count without a traceparent
+            for name, value in headers:
+                if name in slots:
+                    slot = slots[name]
+                    if slot == SLOT_TRACEPARENT:
+                        if tp is None:
+                            tp = value
+                        else:
+                            again = True
+                    elif slot == SLOT_TRACESTATE:
+                        ts = value if ts is None else ts + b"," + value
+                    elif slot == SLOT_REQUEST_ID:
+                        if rid is None:
+                            rid = value
+                        else:
+                            again = True
+                    else:
+                        other = True
+            if again or (rid is not None and rid_match(rid) is None):
+                return general(headers)  # it says why on the debug logger
+            if tp is not None:
+                if tp.translate(_SHAPE) != _TEMPLATE or tp[0] != 48 or tp[1] != 48:
+                    return general(headers)  # not a version-00 traceparent
+                text = tp.decode()  # the shape check above proved it ASCII
+                trace_id = text[3:35]
+                parent_id = text[36:52]
+                if trace_id == ZERO_TRACE_ID or parent_id == ZERO_SPAN_ID:
+                    return general(headers)
+                tracestate = None
+                if ts is not None:
+                    try:
+                        tracestate = normalize_tracestate(
+                            ts.decode("latin-1"), ts_max_length, ts_level
+                        )
+                    except ValueError:
+                        return general(headers)
+                sampled, random, tail = _SERVER_FLAGS[tp[54]]
+                # A new span ID, made as _ids.new_span_id makes it, without the call.
+                span_id = (getrandbits(64) or 1).to_bytes(8, "big").hex()
+                ctx = _new(
+                    TraceContext,
+                    (
+                        trace_id,
+                        span_id,
+                        parent_id,
+                        sampled,
+                        random,
+                        tracestate,
+                        None if rid is None else rid.decode("ascii"),
+                        None,
+                    ),
+                )
+            elif other:
+                return general(headers)
+            else:
+                # No trace context at all (an edge request): a new trace.
+                ctx = _new_root(True, None if rid is None else rid.decode("ascii"))
+                trace_id, span_id, tail = ctx[0], ctx[1], "-03"  # sampled, random
+            out = [] if tp_name is None else [(tp_name, f"00-{trace_id}-{span_id}{tail}".encode())]
+            if rid is not None and rid_name is not None:
+                out.append((rid_name, rid))
+            return ctx, out
+
+        return read
 
     def incoming_wsgi(self, environ: Mapping[str, Any]) -> TraceContext:
         """The server span's context for a request with this WSGI environ.

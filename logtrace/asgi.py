@@ -19,6 +19,7 @@ from time import perf_counter_ns, time_ns
 from typing import Any
 
 from ._context import CURRENT, TraceContext
+from ._extract import AsgiHeaders, Extractor, ServerReader
 from ._http import ROUTE_KEY, host_and_port, printable, server_span_name, stored_route
 from ._records import emit_span, enabled_for, settings
 from ._schema import (
@@ -78,8 +79,7 @@ class TraceMiddleware:
         propagator = chosen_propagator(propagator, options)
         self.app = app
         self.propagator = propagator
-        self._incoming = propagator.incoming_asgi
-        self._respond = propagator.response_headers_asgi
+        self._read = _server_reader(propagator)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         scope_type = scope["type"]
@@ -87,10 +87,9 @@ class TraceMiddleware:
             await self.app(scope, receive, send)
             return
 
-        ctx = self._incoming(scope["headers"])
-        # Built once, before the application runs: the closure then holds one list
-        # instead of the context and the method, and the error path reuses it.
-        extra = self._respond(ctx)
+        # The response headers are built with the context, before the application
+        # runs: the closure then holds one list, and the error path reuses it.
+        ctx, extra = self._read(scope["headers"])
         status = 0
 
         # A plain function handing back send's awaitable: no coroutine of its own
@@ -106,7 +105,10 @@ class TraceMiddleware:
                 elif message_type == "websocket.http.response.start":
                     status = message["status"]
                 if status:
-                    message["headers"] = [*message.get("headers", ()), *extra]
+                    try:  # the usual case: the headers are a list
+                        message["headers"] = message["headers"] + extra
+                    except (KeyError, TypeError):  # none, or another iterable
+                        message["headers"] = [*message.get("headers", ()), *extra]
             return send(message)
 
         token = _set_current(ctx)
@@ -128,6 +130,39 @@ class TraceMiddleware:
         if start:
             _finish(scope, ctx, start, status, None)
         _reset_current(token)
+
+
+def _server_reader(propagator: Propagator) -> ServerReader:
+    """Reads a request's headers into the server span's context and its response headers.
+
+    The propagator's one-pass reader when its reading and writing are
+    :class:`~logtrace.propagation.Propagator`'s own (a subclass may change
+    them), else its two methods in turn.
+    """
+    respond = propagator.response_headers_asgi
+    cls = type(propagator)
+    if (
+        cls.incoming_asgi is Extractor.incoming_asgi
+        and cls.response_headers_asgi is Propagator.response_headers_asgi
+        and cls.server_reader is Extractor.server_reader
+    ):
+        rid = propagator.request_id_header
+        return propagator.server_reader(
+            respond,
+            propagator.traceresponse_header.encode("ascii")
+            if "traceresponse" in propagator.response
+            else None,
+            rid.encode("ascii")
+            if rid is not None and "request-id" in propagator.response
+            else None,
+        )
+    incoming = propagator.incoming_asgi
+
+    def read(headers: AsgiHeaders) -> tuple[TraceContext, list[tuple[bytes, bytes]]]:
+        ctx = incoming(headers)
+        return ctx, respond(ctx)
+
+    return read
 
 
 def _finish(

@@ -28,14 +28,15 @@ def add_trace_context(logger: object, method_name: str, event_dict: EventDict) -
     """
     ctx = _current()
     if ctx is not None:
-        # setdefault semantics; ``in`` plus a store skips a method call per key.
+        # setdefault semantics; ``in`` plus a store skips a method call per key, and
+        # indexing the named tuple skips its field descriptors.
         if "trace_id" not in event_dict:
-            event_dict["trace_id"] = ctx.trace_id
+            event_dict["trace_id"] = ctx[0]
         if "span_id" not in event_dict:
-            event_dict["span_id"] = ctx.span_id
+            event_dict["span_id"] = ctx[1]
         if "parent_span_id" not in event_dict:
-            event_dict["parent_span_id"] = ctx.parent_span_id
-        request_id = ctx.request_id
+            event_dict["parent_span_id"] = ctx[2]
+        request_id = ctx[6]
         if request_id is not None and "request_id" not in event_dict:
             event_dict["request_id"] = request_id
     return event_dict
@@ -59,12 +60,12 @@ class TraceContextAdder:
         if ctx is not None:
             trace_key, span_key, parent_key, request_key = self._names
             if trace_key not in event_dict:
-                event_dict[trace_key] = ctx.trace_id
+                event_dict[trace_key] = ctx[0]
             if span_key not in event_dict:
-                event_dict[span_key] = ctx.span_id
+                event_dict[span_key] = ctx[1]
             if parent_key not in event_dict:
-                event_dict[parent_key] = ctx.parent_span_id
-            request_id = ctx.request_id
+                event_dict[parent_key] = ctx[2]
+            request_id = ctx[6]
             if request_id is not None and request_key not in event_dict:
                 event_dict[request_key] = request_id
         return event_dict

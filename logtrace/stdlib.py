@@ -47,12 +47,12 @@ class TraceContextFilter(logging.Filter):
                 fields[parent_key] = None
         else:
             if trace_key not in fields:
-                fields[trace_key] = ctx.trace_id
+                fields[trace_key] = ctx[0]  # trace_id (indexing skips the field descriptor)
             if span_key not in fields:
-                fields[span_key] = ctx.span_id
+                fields[span_key] = ctx[1]  # span_id
             if parent_key not in fields:
-                fields[parent_key] = ctx.parent_span_id
-            request_id = ctx.request_id
+                fields[parent_key] = ctx[2]  # parent_span_id
+            request_id = ctx[6]
             if request_id is not None and request_key not in fields:
                 fields[request_key] = request_id
         return True
