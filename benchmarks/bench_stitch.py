@@ -264,7 +264,7 @@ def main(argv: list[str] | None = None) -> int:
         f"largest sums over the process tree (anonymous: what a budget can bound; RSS also "
         f"counts mapped pages of the input and spool files, which the kernel can drop). "
         f"`stitch` uses the C extensions (`{native_state()}`); "
-        f"`stitch --memory 128M` runs in trace shards to stay within that budget; "
+        f"`stitch --memory 128M` runs in trace partitions to stay within that budget; "
         f"`stitch, pure Python` is the same command as `stitch` with `LOGTRACE_PURE_PYTHON=1`. "
         f"Baselines:\n\n"
         f"    zcat -f FILES | LC_ALL=C sort -t '\"' -k24,24 -k4,4 > /dev/null\n"
