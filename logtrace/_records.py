@@ -177,6 +177,23 @@ def emit_span(
             )
     token = CURRENT.set(context)
     try:
-        _logger.log(level, "%s %s", kind, name, extra=extra)
+        # What ``Logger.log`` does, less the frame walk that finds the caller:
+        # the record's caller is always this line, found once.
+        filename, line, function = _caller or _find_caller()
+        record = _logger.makeRecord(
+            _logger.name, level, filename, line, "%s %s", (kind, name), None, function, extra
+        )
+        _logger.handle(record)
     finally:
         CURRENT.reset(token)
+
+
+_caller: tuple[str, int, str] | None = None
+
+
+def _find_caller() -> tuple[str, int, str]:
+    """File, line and function that ``Logger.log`` would give span records: :func:`emit_span`'s."""
+    global _caller
+    filename, line, function, _ = _logger.findCaller(False, 2)
+    _caller = (filename, line, function)
+    return _caller
