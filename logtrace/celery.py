@@ -27,7 +27,6 @@ does not.
 
 from __future__ import annotations
 
-import contextlib
 import logging
 from time import perf_counter_ns, time_ns
 from typing import Any
@@ -35,7 +34,7 @@ from typing import Any
 from celery import signals  # type: ignore[import-untyped]
 
 from ._context import CURRENT, TraceContext, child_or_root
-from ._records import emit_span
+from ._records import emit_span, enabled_for, settings
 from .propagation import Propagator, get_default
 from .stdlib import TraceContextFilter
 
@@ -117,6 +116,8 @@ def _before_publish(
     start_ns = time_ns()
     ctx = child_or_root()
     headers.update((_state.propagator or get_default()).outgoing(ctx))
+    if not (settings.enabled and enabled_for(settings.level)):
+        return  # no record to write: the headers are all
     task_id = headers.get("id")
     if task_id is None and isinstance(body, dict):  # message protocol 1
         task_id = body.get("id")
@@ -188,9 +189,12 @@ def _postrun(
     if not runs:
         del _state.running[task_id]
     duration = perf_counter_ns() - run.start_perf
-    # A pool that ran prerun in another context cannot reset here: leave that context as it is.
-    with contextlib.suppress(ValueError, RuntimeError):
+    try:  # noqa: SIM105 - contextlib.suppress costs a context manager per task
         CURRENT.reset(run.token)
+    except (ValueError, RuntimeError):
+        pass  # a pool that ran prerun in another context: leave that context as it is
+    if not (settings.enabled and enabled_for(settings.level)):
+        return
     request = getattr(task, "request", None)
     name = str(getattr(task, "name", None) or "celery.task")
     attributes: dict[str, object] = {
