@@ -11,6 +11,7 @@ come from :mod:`logtrace._schema`, where the stitcher reads them too.
 from __future__ import annotations
 
 import logging
+import sys
 from collections.abc import Mapping
 
 from ._context import CURRENT, TraceContext
@@ -192,8 +193,9 @@ _caller: tuple[str, int, str] | None = None
 
 
 def _find_caller() -> tuple[str, int, str]:
-    """File, line and function that ``Logger.log`` would give span records: :func:`emit_span`'s."""
+    """File, line and function of the line in :func:`emit_span` that makes records (what
+    ``Logger.log`` would find), read once from the calling frame."""
     global _caller
-    filename, line, function, _ = _logger.findCaller(False, 2)
-    _caller = (filename, line, function)
+    code = (frame := sys._getframe(1)).f_code
+    _caller = (code.co_filename, frame.f_lineno, code.co_name)
     return _caller
