@@ -12,30 +12,28 @@ from typing import Any, ParamSpec, TypeVar, cast, overload
 
 from ._context import CURRENT, TraceContext, child_or_root
 from ._records import emit_span
-from ._schema import KIND_INTERNAL
+from ._schema import KIND_INTERNAL, SpanKind
 
-__all__ = ["span"]
+__all__ = ["SpanBlock", "span"]
 
 P = ParamSpec("P")
 R = TypeVar("R")
 
 
-class span:
-    """A child span of the current context, or the root of a new trace.
-
-    ``with span("load-user", user=42) as ctx: ...`` runs the block in a new
-    span and restores the previous context on exit, whatever the block
-    raises. The same object works with ``async with`` and as a decorator,
-    where every call of the decorated function gets a span of its own. When
-    the span ends, one span record (kind ``internal``) is written.
-    """
+class SpanBlock:
+    """A span made current for a block (``with`` or ``async with``): the
+    previous context comes back on exit, whatever the block raises, and one
+    span record is written. Subclasses say how the span's context is made
+    (:meth:`_open`) and what its record carries (``_kind``, :meth:`_record_attributes`)."""
 
     __slots__ = ("_attributes", "_name", "_start_ns", "_start_perf", "_token", "context")
+
+    _kind: SpanKind = KIND_INTERNAL
 
     context: TraceContext | None
     """The span's context while it is open."""
 
-    def __init__(self, name: str, **attributes: object) -> None:
+    def __init__(self, name: str, attributes: dict[str, object]) -> None:
         self._name = name
         self._attributes = attributes
         self._token: Token[TraceContext | None] | None = None
@@ -43,10 +41,18 @@ class span:
         self._start_ns = 0
         self._start_perf = 0
 
+    def _open(self) -> TraceContext:
+        return child_or_root()
+
+    def _record_attributes(self) -> dict[str, object]:
+        return self._attributes
+
     def __enter__(self) -> TraceContext:
         if self._token is not None:
-            raise RuntimeError(f"span {self._name!r} is already open; create one per block")
-        ctx = child_or_root()
+            raise RuntimeError(
+                f"{type(self).__name__} {self._name!r} is already open; create one per block"
+            )
+        ctx = self._open()
         self.context = ctx
         self._token = CURRENT.set(ctx)
         self._start_ns = time_ns()
@@ -66,7 +72,13 @@ class span:
             CURRENT.reset(token)
         if ctx is not None:
             emit_span(
-                KIND_INTERNAL, self._name, ctx, self._start_ns, duration, self._attributes, exc
+                self._kind,
+                self._name,
+                ctx,
+                self._start_ns,
+                duration,
+                self._record_attributes(),
+                exc,
             )
 
     async def __aenter__(self) -> TraceContext:
@@ -79,6 +91,22 @@ class span:
         tb: TracebackType | None,
     ) -> None:
         self.__exit__(exc_type, exc, tb)
+
+
+class span(SpanBlock):
+    """A child span of the current context, or the root of a new trace.
+
+    ``with span("load-user", user=42) as ctx: ...`` runs the block in a new
+    span and restores the previous context on exit, whatever the block
+    raises. The same object works with ``async with`` and as a decorator,
+    where every call of the decorated function gets a span of its own. When
+    the span ends, one span record (kind ``internal``) is written.
+    """
+
+    __slots__ = ()
+
+    def __init__(self, name: str, **attributes: object) -> None:
+        super().__init__(name, attributes)
 
     @overload
     def __call__(self, func: Callable[P, Awaitable[R]]) -> Callable[P, Awaitable[R]]: ...

@@ -29,13 +29,14 @@ from __future__ import annotations
 import functools
 import inspect
 from collections.abc import Awaitable, Callable, Iterable, Mapping, MutableMapping
-from contextvars import Token
 from time import perf_counter_ns, time_ns
 from types import TracebackType
 from typing import Any, ParamSpec, TypeAlias, TypeVar, cast, overload
 
 from ._context import CURRENT, TraceContext, child_or_root
 from ._records import emit_span
+from ._schema import KIND_CONSUMER, SpanKind
+from ._span import SpanBlock
 from .propagation import Propagator, get_default
 
 __all__ = ["Carrier", "consumer_span", "extract_context", "inject_headers", "producer_span"]
@@ -200,7 +201,7 @@ class producer_span:
         self.__exit__(exc_type, exc, tb)
 
 
-class consumer_span:
+class consumer_span(SpanBlock):
     """A consumer span for handling one message: the producer's trace, continued.
 
     ``with consumer_span("process orders", message.headers()) as ctx:`` makes
@@ -212,20 +213,9 @@ class consumer_span:
     of a sync or async message handler, with a span per call.
     """
 
-    __slots__ = (
-        "_attributes",
-        "_carrier",
-        "_headers_from",
-        "_name",
-        "_propagator",
-        "_start_ns",
-        "_start_perf",
-        "_token",
-        "context",
-    )
+    __slots__ = ("_carrier", "_headers_from", "_propagator")
 
-    context: TraceContext | None
-    """The consumer span's context while it is open."""
+    _kind: SpanKind = KIND_CONSUMER
 
     def __init__(
         self,
@@ -237,51 +227,16 @@ class consumer_span:
         propagator: Propagator | None = None,
         **attributes: object,
     ) -> None:
-        self._name = name
+        super().__init__(name, attributes)
         self._carrier = carrier
         self._headers_from = headers_from
         self._propagator = propagator
-        self._attributes = attributes
-        self._token: Token[TraceContext | None] | None = None
-        self.context = None
-        self._start_ns = 0
-        self._start_perf = 0
 
-    def __enter__(self) -> TraceContext:
-        if self._token is not None:
-            raise RuntimeError(f"consumer_span {self._name!r} is already open; one per message")
-        ctx = extract_context(self._carrier, propagator=self._propagator)
-        self.context = ctx
-        self._token = CURRENT.set(ctx)
-        self._start_ns = time_ns()
-        self._start_perf = perf_counter_ns()
-        return ctx
+    def _open(self) -> TraceContext:
+        return extract_context(self._carrier, propagator=self._propagator)
 
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        duration = perf_counter_ns() - self._start_perf
-        token, self._token = self._token, None
-        ctx = self.context
-        if token is not None:
-            CURRENT.reset(token)
-        if ctx is not None:
-            attributes = {"messaging.operation.type": "process", **self._attributes}
-            emit_span("consumer", self._name, ctx, self._start_ns, duration, attributes, exc)
-
-    async def __aenter__(self) -> TraceContext:
-        return self.__enter__()
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.__exit__(exc_type, exc, tb)
+    def _record_attributes(self) -> dict[str, object]:
+        return {"messaging.operation.type": "process", **self._attributes}
 
     @overload
     def __call__(self, func: Callable[P, Awaitable[R]]) -> Callable[P, Awaitable[R]]: ...
