@@ -32,7 +32,7 @@ class TestGrep:
     def test_same_lines_as_grep_in_stitched_order(self, synth: SynthResult, tmp_path: Path) -> None:
         records = stitch_jsonl(tmp_path / "o.jsonl", "-q", *synth.files)
         trace = records[len(records) // 3]["trace_id"]
-        proc = cli("grep", "-h", trace, *synth.files)
+        proc = cli("grep", "--no-filename", trace, *synth.files)
         assert proc.returncode == 0
         lines = proc.stdout.splitlines()
         assert sorted(lines) == sorted(_trace_lines(synth, trace))
@@ -55,7 +55,7 @@ class TestGrep:
         b.write_text("abc123 too\n")
         both = cli("grep", "abc123", str(a), str(b)).stdout
         assert f"{b}:abc123 too\n".encode() in both
-        assert cli("grep", "-h", "abc123", str(a), str(b)).stdout.count(b":") == 0
+        assert cli("grep", "--no-filename", "abc123", str(a), str(b)).stdout.count(b":") == 0
 
     def test_finds_request_ids_and_span_ids_in_compressed_files(self, tmp_path: Path) -> None:
         path = tmp_path / "app.log.1.gz"
@@ -124,7 +124,7 @@ def test_a_grep_run_does_not_import_numpy(tmp_path: Path) -> None:
     code = (
         "import sys\n"
         "from logtrace.cli import main\n"
-        f"code = main(['grep', '-h', {trace!r}, {str(gateway)!r}, {str(users)!r}])\n"
+        f"code = main(['grep', '--no-filename', {trace!r}, {str(gateway)!r}, {str(users)!r}])\n"
         "print(code, 'numpy' in sys.modules, file=sys.stderr)\n"
     )
     proc = subprocess.run(
