@@ -277,18 +277,21 @@ def grep_stream(
     warnings: list[str],
     write: Callable[[Match], None],
     numbers: bool = True,
-    buffer: int = ORDER_BUFFER,
+    buffer: int | None = None,
     skipped: list[str] | None = None,
 ) -> tuple[int, bool]:
     """Every line of ``sources`` containing one of ``ids``, each handed to
     ``write``: in stitched order while the matches fit ``buffer`` bytes
-    (-1: no limit), else each file's in file order as found. Returns the
-    number of matches and whether they came in stitched order.
+    (default :data:`ORDER_BUFFER`; -1: no limit), else each file's in file
+    order as found. Returns the number of matches and whether they came in
+    stitched order.
 
     A file that cannot be opened (gone since it was listed) is named in
     ``skipped`` and passed over; without ``skipped``, it raises :class:`InputError`.
     """
     needles = _needles(ids)
+    if buffer is None:
+        buffer = ORDER_BUFFER
     held: list[Match] | None = []
     size = 0
     count = 0
