@@ -104,7 +104,14 @@ def _search(
     size = len(data)
     pos = _find(data, needle, 0)
     counted = 0
+    mapped = isinstance(data, mmap.mmap)
+    released = 0
     while pos >= 0:
+        if mapped and pos - released > _WINDOW:
+            # Matches all along the file: give back the pages behind, as _find does.
+            released = pos - pos % mmap.PAGESIZE - mmap.PAGESIZE
+            with contextlib.suppress(OSError, ValueError, AttributeError):
+                data.madvise(mmap.MADV_DONTNEED, 0, released)  # type: ignore[union-attr]
         start = data.rfind(b"\n", 0, pos) + 1
         end = _line_end(data, pos, size)
         if numbers:

@@ -296,8 +296,13 @@ def _scan_all(
     # Biggest tasks first so that the last one to finish is a small one.
     order = sorted(range(len(tasks)), key=lambda i: -task_size(tasks[i]))
     by_index: dict[int, list[tuple[FileScan, str | None]]] = {}
-    with get_context("fork").Pool(max(1, min(jobs, len(tasks)))) as pool:
-        for i, result in zip(order, pool.imap(work, [tasks[i] for i in order]), strict=False):
+    workers = max(1, min(jobs, len(tasks)))
+    # Many small tasks go to the workers a few at a time: one round trip each
+    # would cost more than scanning a small file.
+    chunk = max(1, min(32, len(tasks) // (workers * 16)))
+    with get_context("fork").Pool(workers) as pool:
+        results_in_order = pool.imap(work, [tasks[i] for i in order], chunk)
+        for i, result in zip(order, results_in_order, strict=False):
             by_index[i] = result
             if progress is not None:
                 progress(result[-1][0])
