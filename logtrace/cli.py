@@ -1,20 +1,25 @@
 """The ``logtrace`` command: ``stitch`` and ``grep``.
 
 Importing this module costs argparse only; the stitcher (numpy, msgspec)
-loads when a command runs. Exit codes: 0 success, 1 nothing matched (grep)
-or bad lines under ``--strict``, 2 usage or I/O error, with a one-line
-message naming the file.
+loads when a command runs. Exit codes (docs/cli.md): 0 success; 1 nothing
+matched (grep), or bad lines under ``stitch --strict``; 2 usage error,
+nothing readable, output not writable, an input skipped under ``--strict``,
+or (grep, as grep does) an input skipped; 3 stitched, but inputs were
+skipped. Every message names the file. Text that reaches a terminal from a
+log (service names, file names, grep's lines) has its control characters
+escaped.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import re
 import sys
 from collections.abc import Sequence
 from typing import IO, Any
 
-__all__ = ["main", "parse_size"]
+__all__ = ["main", "parse_size", "visible", "visible_line"]
 
 _UNITS = {"": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40}
 
@@ -33,15 +38,56 @@ def parse_size(text: str) -> int:
     return size
 
 
-def _time(text: str) -> float:
+_DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
+_DAY = 86400.0
+
+
+def _time(text: str, day_end: bool = False) -> float:
+    """ISO 8601 or epoch seconds; a date alone is that day (UTC): its start,
+    or with ``day_end`` its last microsecond, so that ``--until`` keeps the day."""
     from logtrace.stitch import parse_timestamp
 
-    value = parse_timestamp(text)
+    date = _DATE.fullmatch(text.strip())
+    value = parse_timestamp(text.strip() + "T00:00:00Z" if date else text)
     if value is None:
         raise argparse.ArgumentTypeError(
-            f"not a time: {text!r} (try 2026-11-24T10:00:00Z or epoch seconds)"
+            f"not a time: {text!r} (try 2026-11-24, 2026-11-24T10:00:00Z or epoch seconds)"
         )
-    return value
+    return value + _DAY - 1e-6 if date and day_end else value
+
+
+def _until(text: str) -> float:
+    return _time(text, day_end=True)
+
+
+_CONTROLS = r"\x00-\x08\x0a-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069\udc80-\udcff"
+_CONTROL = re.compile(f"[{_CONTROLS}]")
+_CONTROL_OR_TAB = re.compile(f"[\\t{_CONTROLS}]")
+
+
+def _shown(match: re.Match[str]) -> str:
+    code = ord(match.group())
+    if 0xDC80 <= code <= 0xDCFF:  # a byte that is not UTF-8 (surrogateescape)
+        return f"\\x{code - 0xDC00:02x}"
+    return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
+
+
+def visible(text: str) -> str:
+    """``text`` with control, bidirectional-override and non-UTF-8 characters
+    written as escapes (``\\x1b``): log text must not drive the terminal."""
+    return _CONTROL_OR_TAB.sub(_shown, text)
+
+
+def visible_line(raw: bytes) -> bytes:
+    """:func:`visible` for one raw line, tabs kept (what grep's output to a terminal gets)."""
+    text = raw.decode("utf-8", "surrogateescape")
+    if not _CONTROL.search(text):
+        return raw
+    return _CONTROL.sub(_shown, text).encode("utf-8", "surrogateescape")
+
+
+def _warn(message: str) -> None:
+    print(f"logtrace: warning: {visible(message)}", file=sys.stderr)
 
 
 def _jobs(text: str) -> int:
@@ -54,8 +100,31 @@ def _jobs(text: str) -> int:
     return value or (os.cpu_count() or 1)
 
 
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("pylogtrace")
+    except PackageNotFoundError:
+        from logtrace import __version__
+
+        return __version__
+
+
+class _Version(argparse.Action):
+    """``--version``, reading the version only when asked."""
+
+    def __init__(self, option_strings: Sequence[str], dest: str, **kwargs: Any) -> None:
+        super().__init__(option_strings, dest, nargs=0, help="print the version and exit")
+
+    def __call__(self, parser: argparse.ArgumentParser, *args: Any) -> None:
+        print(f"logtrace {_version()}")
+        parser.exit()
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="logtrace", description="Correlate logs across services.")
+    parser.add_argument("--version", action=_Version)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
 
@@ -63,24 +132,53 @@ def _parser() -> argparse.ArgumentParser:
         "stitch",
         help="per-service log files in, one ordered story per trace out",
         description="Read log files (directories, globs, gzip/bzip2/xz, - for stdin) and "
-        "print every trace as one ordered narrative across services, clock skew corrected.",
+        "print every trace as one ordered narrative across services, clock skew corrected. "
+        "Options marked (repeatable) may be given more than once.",
+        epilog="Exit status: 0 success; 1 --strict found unreadable lines; 2 usage error, "
+        "nothing could be read, the output could not be written, or --strict and an input "
+        "could not be read; 3 written, but some inputs could not be read (warnings name them).",
     )
-    s.add_argument("paths", nargs="+", metavar="PATH")
-    s.add_argument("--trace", action="append", default=[], metavar="ID", help="only this trace")
-    s.add_argument("--errors", action="store_true", help="only traces with an error")
+    s.add_argument("paths", nargs="+", metavar="PATH", help="file, directory, glob or -")
+    s.add_argument(
+        "--trace",
+        action="append",
+        default=[],
+        metavar="ID",
+        help="only this trace (repeatable; default: every trace)",
+    )
+    s.add_argument("--errors", action="store_true", help="only traces with an error (default: off)")
     s.add_argument(
         "--service",
         action="append",
         default=[],
         metavar="NAME",
-        help="only traces that touch this service",
+        help="only traces that touch this service (repeatable; default: every service)",
     )
-    s.add_argument("--since", type=_time, metavar="TIME", help="only traces starting at or after")
-    s.add_argument("--until", type=_time, metavar="TIME", help="only traces starting at or before")
-    s.add_argument("--format", choices=("text", "jsonl", "html", "chrome"), default="text")
-    s.add_argument("-o", "--output", metavar="FILE", help="write here instead of stdout")
     s.add_argument(
-        "--no-skew-correction", action="store_true", help="keep every service's raw clock"
+        "--since",
+        type=_time,
+        metavar="TIME",
+        help="only traces starting at or after TIME: ISO 8601, epoch seconds, or a date alone "
+        "(its start, UTC) (default: no limit)",
+    )
+    s.add_argument(
+        "--until",
+        type=_until,
+        metavar="TIME",
+        help="only traces starting at or before TIME; a date alone keeps that whole day (UTC) "
+        "(default: no limit)",
+    )
+    s.add_argument(
+        "--format",
+        choices=("text", "jsonl", "html", "chrome"),
+        default="text",
+        help="output format (default: text)",
+    )
+    s.add_argument("-o", "--output", metavar="FILE", help="write here (default: standard output)")
+    s.add_argument(
+        "--no-skew-correction",
+        action="store_true",
+        help="keep every service's raw clock (default: corrected)",
     )
     s.add_argument(
         "--jobs",
@@ -94,26 +192,49 @@ def _parser() -> argparse.ArgumentParser:
         type=parse_size,
         default=parse_size("512M"),
         metavar="SIZE",
-        help="memory budget, e.g. 512M or 2G (default 512M); beyond it, work spills to disk",
+        help="memory budget, e.g. 512M or 2G (default: 512M); beyond it, work spills to disk",
     )
-    s.add_argument("--tmp-dir", metavar="DIR", help="where spill and spool files go")
-    s.add_argument("--strict", action="store_true", help="exit 1 if any line could not be read")
-    s.add_argument("-q", "--quiet", action="store_true", help="no summary on stderr")
+    s.add_argument(
+        "--tmp-dir",
+        metavar="DIR",
+        help="where spill and spool files go (default: the system's temporary directory)",
+    )
+    s.add_argument(
+        "--strict",
+        action="store_true",
+        help="fail (exit 2, nothing written) if an input cannot be read, and exit 1 if any "
+        "line could not be read (default: warn and go on)",
+    )
+    s.add_argument(
+        "-q", "--quiet", action="store_true", help="no summary on stderr (default: summary)"
+    )
 
     g = sub.add_parser(
         "grep",
-        add_help=False,
         help="every line holding an ID, raw, in stitched order",
         description="Print every line that contains ID (a trace, span or request ID), "
         "raw, in the order stitch would put them.",
+        epilog="Exit status (as grep's): 0 a line matched; 1 nothing matched; 2 an error, "
+        "such as an input that could not be read (the others are still searched).",
     )
     g.add_argument("id", metavar="ID")
     g.add_argument("paths", nargs="+", metavar="PATH")
     names = g.add_mutually_exclusive_group()
-    names.add_argument("-H", "--with-filename", action="store_true", default=None)
-    names.add_argument("-h", "--no-filename", action="store_true")
-    g.add_argument("-n", "--line-number", action="store_true")
-    g.add_argument("--help", action="help", help="show this help message and exit")
+    names.add_argument(
+        "-H",
+        "--with-filename",
+        action="store_true",
+        default=None,
+        help="prefix each line with its file name (default when more than one file)",
+    )
+    names.add_argument(
+        "--no-filename",
+        action="store_true",
+        help="never prefix the file name (was -h before -h became --help)",
+    )
+    g.add_argument(
+        "-n", "--line-number", action="store_true", help="prefix each line with its line number"
+    )
     return parser
 
 
@@ -124,6 +245,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         args = parser.parse_args(argv)
     except SystemExit as exc:  # argparse: usage errors exit 2, --help exits 0
         return int(exc.code or 0)
+    since, until = (args.since, args.until) if args.command == "stitch" else (None, None)
+    if since is not None and until is not None and since > until:
+        print(
+            f"logtrace stitch: error: --since ({_iso(args.since)}) is later than "
+            f"--until ({_iso(args.until)}): no trace can start in that window",
+            file=sys.stderr,
+        )
+        return 2
     try:
         if args.command == "grep":
             return _grep(args)
@@ -134,12 +263,19 @@ def main(argv: Sequence[str] | None = None) -> int:
         _quiet_stdout()
         return 0
     except _Fail as exc:
-        print(f"logtrace: {exc}", file=sys.stderr)
+        print(f"logtrace: {visible(str(exc))}", file=sys.stderr)
         return 2
 
 
 class _Fail(Exception):
     pass
+
+
+def _iso(epoch: float) -> str:
+    import datetime
+
+    when = datetime.datetime.fromtimestamp(epoch, tz=datetime.timezone.utc)
+    return when.isoformat(timespec="microseconds").replace("+00:00", "Z")
 
 
 def _quiet_stdout() -> None:
@@ -198,6 +334,7 @@ def _stitch(args: argparse.Namespace) -> int:
         memory=args.memory,
         color=tty and args.format == "text" and not os.environ.get("NO_COLOR"),
         tmp_dir=args.tmp_dir,
+        strict=args.strict,
     )
     try:
         summary = stitch(args.paths, out, options, _progress())
@@ -210,67 +347,97 @@ def _stitch(args: argparse.Namespace) -> int:
     finally:
         if out is not sys.stdout.buffer:
             out.close()
+    # Skipped inputs are warned about even with --quiet: the exit status alone
+    # would not say which.
+    for problem in summary.skipped:
+        _warn(f"{problem} (skipped)")
     if not args.quiet:
-        for warning in summary.warnings:
-            print(f"logtrace: warning: {warning}", file=sys.stderr)
-        shown = (
-            f" ({summary.written_traces} written)"
-            if summary.written_traces != summary.traces
-            else ""
-        )
-        print(
-            f"logtrace: {summary.files} files, {summary.records} records, "
-            f"{summary.traces} traces{shown}, {summary.unattributed} unattributed, "
-            f"{summary.unparseable} unparseable",
-            file=sys.stderr,
-        )
-        if not options.skew_correction:
-            print("logtrace: clock skew correction off (raw timestamps)", file=sys.stderr)
-        elif summary.offsets_ms:
-            label = "clock offsets"
-            offsets = ", ".join(
-                f"{name} {ms:+.3f} ms"
-                + (f" ({summary.drift_ppm[name]:+.1f} ppm)" if summary.drift_ppm.get(name) else "")
-                for name, ms in summary.offsets_ms.items()
-            )
-            print(f"logtrace: {label}: {offsets}", file=sys.stderr)
+        _print_summary(summary, options.skew_correction)
     if args.strict and summary.unparseable:
         return 1
-    return 0
+    return 3 if summary.skipped else 0
+
+
+def _print_summary(summary: Any, skew_correction: bool) -> None:
+    for warning in summary.warnings:
+        _warn(warning)
+    written = summary.written_traces
+    shown = f" ({written} written)" if written != summary.traces else ""
+    skipped = f", {len(summary.skipped)} skipped" if summary.skipped else ""
+    print(
+        f"logtrace: {summary.files} files{skipped}, {summary.records} records, "
+        f"{summary.traces} traces{shown}, {summary.unattributed} unattributed, "
+        f"{summary.unparseable} unparseable",
+        file=sys.stderr,
+    )
+    if not skew_correction:
+        print("logtrace: clock skew correction off (raw timestamps)", file=sys.stderr)
+    elif summary.offsets_ms:
+        offsets = ", ".join(
+            f"{visible(name)} {ms:+.3f} ms"
+            + (f" ({summary.drift_ppm[name]:+.1f} ppm)" if summary.drift_ppm.get(name) else "")
+            for name, ms in summary.offsets_ms.items()
+        )
+        print(f"logtrace: clock offsets: {offsets}", file=sys.stderr)
 
 
 def _grep(args: argparse.Namespace) -> int:
+    import shutil
     import tempfile
 
     _quiet_blas()
-    from logtrace.stitch import InputError, expand_paths, grep
+    from logtrace.stitch import InputError, expand_paths, grep_stream
 
     if not args.id.strip():
         raise _Fail("grep: the ID is empty")
     spool = tempfile.mkdtemp(prefix="logtrace-")
     warnings: list[str] = []
+    skipped: list[str] = []
+    out = sys.stdout.buffer
+    # As grep: escaped for a terminal, raw through a pipe or into a file.
+    tty = out.isatty()
+    pending: list[bytes] = []
+    held = 0
+
+    def write(m: Any) -> None:
+        nonlocal held
+        prefix = names[m.file] if show_name else b""
+        if args.line_number:
+            prefix += b"%d:" % m.line
+        line = prefix + (visible_line(m.raw) if tty else m.raw) + b"\n"
+        pending.append(line)
+        held += len(line)
+        if held >= 1 << 20:
+            out.write(b"".join(pending))
+            pending.clear()
+            held = 0
+
     try:
-        sources = expand_paths(args.paths, spool)
-        matches = grep([args.id], sources, warnings, numbers=args.line_number)
+        sources = expand_paths(args.paths, spool, skipped)
+        show_name = args.with_filename or (not args.no_filename and len(sources) > 1)
+        names = [
+            (visible(s.name) if tty else s.name).encode(errors="surrogateescape") + b":"
+            for s in sources
+        ]
+        count, ordered = grep_stream(
+            [args.id], sources, warnings, write, numbers=args.line_number, skipped=skipped
+        )
+        out.write(b"".join(pending))
+        out.flush()
     except InputError as exc:
         raise _Fail(str(exc)) from None
     finally:
-        import shutil
-
         shutil.rmtree(spool, ignore_errors=True)
-    show_name = args.with_filename or (not args.no_filename and len(sources) > 1)
-    out = sys.stdout.buffer
-    names = [s.name.encode(errors="surrogateescape") for s in sources]
-    chunk = []
-    for m in matches:
-        prefix = b""
-        if show_name:
-            prefix = names[m.file] + b":"
-        if args.line_number:
-            prefix += b"%d:" % m.line
-        chunk.append(prefix + m.raw + b"\n")
-    out.write(b"".join(chunk))
-    out.flush()
+    for problem in skipped:
+        _warn(f"{problem} (skipped)")
     for warning in warnings:
-        print(f"logtrace: warning: {warning}", file=sys.stderr)
-    return 0 if matches else 1
+        _warn(warning)
+    if not ordered:
+        print(
+            f"logtrace: note: {count} matching lines, too many to hold in stitched order: "
+            "written in file order, file by file",
+            file=sys.stderr,
+        )
+    if skipped:
+        return 2
+    return 0 if count else 1

@@ -20,7 +20,7 @@ from importlib import import_module
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from ._grep import Match, grep
+    from ._grep import Match, grep, grep_stream
     from ._model import Options, Source, Summary
     from ._pipeline import stitch
     from ._plan import InputError, expand_paths
@@ -34,6 +34,7 @@ __all__ = [
     "Summary",
     "expand_paths",
     "grep",
+    "grep_stream",
     "parse_timestamp",
     "stitch",
 ]
@@ -46,6 +47,7 @@ _HOMES = {
     "Summary": "._model",
     "expand_paths": "._plan",
     "grep": "._grep",
+    "grep_stream": "._grep",
     "parse_timestamp": "._timestamps",
     "stitch": "._pipeline",
 }

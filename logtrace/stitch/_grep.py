@@ -1,28 +1,50 @@
 """``logtrace grep``: every line holding an ID, in stitched order.
 
 The search is a byte search over each file (``mmap`` and ``bytes.find``, no
-decoding); only matching lines are parsed. They are then ordered as the
-stitcher orders a trace, with clock offsets estimated from the calls among
-the matches alone: a full estimate would need a full read, and one trace's
-client span records already pin its hops down. Pure Python and no numpy, so
-that start-up costs little next to the search.
+decoding), a file at a time; a compressed file is searched a block of
+whole lines at a time, never held whole. Only matching lines are parsed.
+They are then ordered as the stitcher orders a trace, with clock offsets
+estimated from the calls among the matches alone: a full estimate would need
+a full read, and one trace's client span records already pin its hops down.
+
+Ordering needs every match at once, so it is done while the matches fit a
+bounded buffer (:data:`ORDER_BUFFER`, far more than a trace's lines). Beyond
+it, an ID held by a large part of the input, the matches are written as they
+are found, in file order file by file, and :func:`grep_stream` says so: memory
+stays bounded whatever the input. Pure Python and no numpy, so that start-up
+costs little next to the search.
 """
 
 from __future__ import annotations
 
 import contextlib
+import heapq
 import mmap
 import os
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 
 from ._clocks import Edge, estimate_clocks
 from ._decompress import open_decompressed, read_blocks
 from ._model import KIND_CLIENT, SPAN_RECORD, Source
 from ._parse import parse_line
-from ._plan import service_from_path
+from ._plan import InputError, service_from_path
 
-__all__ = ["Match", "grep", "order_matches", "search_file"]
+__all__ = [
+    "ORDER_BUFFER",
+    "Match",
+    "file_matches",
+    "grep",
+    "grep_stream",
+    "order_matches",
+    "search_file",
+]
+
+ORDER_BUFFER = 32 << 20
+"""Bytes of matches (their text and about :data:`_MATCH_COST` each) held to
+be put in stitched order; beyond, matches are written in file order."""
+
+_MATCH_COST = 200
 
 
 @dataclass(slots=True)
@@ -76,13 +98,20 @@ def _find(data: bytes | mmap.mmap, needle: bytes, start: int) -> int:
 
 
 def _search(
-    data: bytes | mmap.mmap, needle: bytes, file: int, base: int, numbers: bool
+    data: bytes | mmap.mmap, needle: bytes, file: int, base: int, numbers: bool, line: int = 1
 ) -> Iterator[Match]:
+    """Matches of ``needle`` in ``data`` (whose first line is number ``line``)."""
     size = len(data)
     pos = _find(data, needle, 0)
-    line = 1
     counted = 0
+    mapped = isinstance(data, mmap.mmap)
+    released = 0
     while pos >= 0:
+        if mapped and pos - released > _WINDOW:
+            # Matches all along the file: give back the pages behind, as _find does.
+            released = pos - pos % mmap.PAGESIZE - mmap.PAGESIZE
+            with contextlib.suppress(OSError, ValueError, AttributeError):
+                data.madvise(mmap.MADV_DONTNEED, 0, released)  # type: ignore[union-attr]
         start = data.rfind(b"\n", 0, pos) + 1
         end = _line_end(data, pos, size)
         if numbers:
@@ -105,30 +134,55 @@ def search_file(
     numbers: bool = True,
 ) -> list[Match]:
     """Matching lines of one file, decompressed if need be, in file order."""
+    return list(file_matches(index, source, needles, warnings, numbers))
+
+
+def file_matches(
+    index: int,
+    source: Source,
+    needles: Sequence[bytes],
+    warnings: list[str],
+    numbers: bool = True,
+) -> Iterator[Match]:
+    """:func:`search_file` as it goes: matches in file order as they are found."""
     stream, compressed = open_decompressed(source.path)
     try:
         if not compressed:
             size = os.fstat(stream.fileno()).st_size
             if size == 0:
-                return []
+                return
             with mmap.mmap(stream.fileno(), 0, access=mmap.ACCESS_READ) as data:
-                return _merged(data, needles, index, numbers)
-        content = b"".join(read_blocks(stream, warnings, source.name))
-        return _merged(content, needles, index, numbers)
+                yield from _merged(data, needles, index, 0, numbers, 1)
+            return
+        base = 0
+        line = 1
+        for block in read_blocks(stream, warnings, source.name):
+            yield from _merged(block, needles, index, base, numbers, line)
+            base += len(block)
+            if numbers:
+                line += block.count(b"\n")
     finally:
         stream.close()
 
 
 def _merged(
-    data: bytes | mmap.mmap, needles: Sequence[bytes], index: int, numbers: bool
-) -> list[Match]:
+    data: bytes | mmap.mmap,
+    needles: Sequence[bytes],
+    index: int,
+    base: int,
+    numbers: bool,
+    line: int,
+) -> Iterator[Match]:
     if len(needles) == 1:
-        return list(_search(data, needles[0], index, 0, numbers))
-    found: dict[int, Match] = {}
-    for needle in needles:
-        for m in _search(data, needle, index, 0, numbers):
-            found.setdefault(m.offset, m)
-    return [found[k] for k in sorted(found)]
+        yield from _search(data, needles[0], index, base, numbers, line)
+        return
+    # Each needle's matches come in offset order: merge them, a line once.
+    searches = [_search(data, n, index, base, numbers, line) for n in needles]
+    last = -1
+    for m in heapq.merge(*searches, key=lambda m: m.offset):
+        if m.offset != last:
+            last = m.offset
+            yield m
 
 
 @dataclass(slots=True)
@@ -200,21 +254,73 @@ def order_matches(matches: list[Match], names: Sequence[str]) -> list[Match]:
     return [matches[i] for i in keyed]
 
 
-def grep(
-    ids: Sequence[str], sources: Sequence[Source], warnings: list[str], numbers: bool = True
-) -> list[Match]:
-    """Every line of ``sources`` containing one of ``ids``, in stitched order.
-
-    Line numbers cost a count of every newline before each match; without
-    ``numbers`` they are left at 0.
-    """
+def _needles(ids: Sequence[str]) -> list[bytes]:
     needles: list[bytes] = []
     for ident in ids:
         for form in (ident, ident.lower()):
             encoded = form.encode()
             if encoded and encoded not in needles:
                 needles.append(encoded)
-    matches: list[Match] = []
+    return needles
+
+
+def grep(
+    ids: Sequence[str], sources: Sequence[Source], warnings: list[str], numbers: bool = True
+) -> list[Match]:
+    """Every line of ``sources`` containing one of ``ids``, in stitched order
+    (all held: :func:`grep_stream` bounds its memory).
+
+    Line numbers cost a count of every newline before each match; without
+    ``numbers`` they are left at 0.
+    """
+    found: list[Match] = []
+    grep_stream(ids, sources, warnings, found.append, numbers, buffer=-1)
+    return found
+
+
+def grep_stream(
+    ids: Sequence[str],
+    sources: Sequence[Source],
+    warnings: list[str],
+    write: Callable[[Match], None],
+    numbers: bool = True,
+    buffer: int | None = None,
+    skipped: list[str] | None = None,
+) -> tuple[int, bool]:
+    """Every line of ``sources`` containing one of ``ids``, each handed to
+    ``write``: in stitched order while the matches fit ``buffer`` bytes
+    (default :data:`ORDER_BUFFER`; -1: no limit), else each file's in file
+    order as found. Returns the number of matches and whether they came in
+    stitched order.
+
+    A file that cannot be opened (gone since it was listed) is named in
+    ``skipped`` and passed over; without ``skipped``, it raises :class:`InputError`.
+    """
+    needles = _needles(ids)
+    if buffer is None:
+        buffer = ORDER_BUFFER
+    held: list[Match] | None = []
+    size = 0
+    count = 0
     for index, source in enumerate(sources):
-        matches.extend(search_file(index, source, needles, warnings, numbers))
-    return order_matches(matches, [s.name for s in sources])
+        try:
+            for m in file_matches(index, source, needles, warnings, numbers):
+                count += 1
+                if held is None:
+                    write(m)
+                    continue
+                held.append(m)
+                size += len(m.raw) + _MATCH_COST
+                if 0 <= buffer < size:
+                    for early in held:
+                        write(early)
+                    held = None
+        except InputError as exc:
+            if skipped is None:
+                raise
+            skipped.append(str(exc))
+    if held is None:
+        return count, False
+    for m in order_matches(held, [s.name for s in sources]):
+        write(m)
+    return count, True

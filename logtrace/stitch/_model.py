@@ -129,6 +129,8 @@ class Options:
     tmp_dir: str | None = None
     partitions: int = 0
     """Trace partitions; 0 lets the memory budget decide (see :mod:`._partition`)."""
+    strict: bool = False
+    """An input that cannot be read fails the run instead of being skipped."""
 
 
 @dataclass(slots=True)
@@ -144,6 +146,8 @@ class Summary:
     offsets_ms: dict[str, float] = field(default_factory=dict)
     drift_ppm: dict[str, float] = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)
+    """Inputs that could not be read, each naming the entry (the rest was stitched)."""
 
     def count_rows(self, rows: npt.NDArray[np.void]) -> None:
         """Add ``rows`` (scanned or table rows) to the line counts."""

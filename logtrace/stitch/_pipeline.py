@@ -87,7 +87,8 @@ def _run(
 ) -> Summary:
     # Plan: which inputs, cut into which scan tasks, and whether their rows
     # may need more than one partition (then they go to disk as they are read).
-    sources = expand_paths(paths, spool)
+    skipped: list[str] = []
+    sources = expand_paths(paths, spool, None if options.strict else skipped)
     tasks = plan_tasks(sources, options.jobs)
     forced = options.partitions or int(os.environ.get(PARTITIONS_ENV) or 0)
     # HTML and Chrome output are one page each: they hold what they show, so
@@ -110,7 +111,7 @@ def _run(
             progress("reading", done[0] / max(len(tasks), 1))
 
     # Scan, and partition by trace.
-    summary = Summary(files=len(sources))
+    summary = Summary(files=len(sources), skipped=skipped)
     if not spilling:
         parts = whole(sources, scan(tasks, spool, options.jobs, scanned), spool, summary)
         if too_big and not partitionable:

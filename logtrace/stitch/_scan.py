@@ -15,6 +15,7 @@ the same rows.
 from __future__ import annotations
 
 import gc
+import os
 from collections.abc import Callable, Iterator, Sequence
 from multiprocessing import get_context
 from typing import IO
@@ -33,7 +34,7 @@ from ._decompress import (
 from ._intern import Interner
 from ._model import SCAN_DTYPE, TRUNCATED, UNPARSEABLE_JSON, FileScan
 from ._native import native_enabled, native_scan
-from ._plan import ScanTask, input_size, plan_tasks, service_from_path, task_size
+from ._plan import InputError, ScanTask, input_size, plan_tasks, service_from_path, task_size
 from ._scan_native import prefetched, scan_block_native
 from ._scan_python import PURE_BLOCK, scan_block
 from ._spool import content_spool, spill, spooled
@@ -88,8 +89,18 @@ def scan_task(
             stream.seek(start)
             blocks = prefetched(line_views(stream, end - start, None, name, block_size))
     else:
-        stream, compressed = open_decompressed(path)
-        if scanner is not None and not compressed:
+        try:
+            stream, compressed = open_decompressed(path)
+        except InputError as exc:  # gone or changed since the plan
+            warnings.append(f"{exc}; skipped")
+            result = _file_scan(index, path, _joined([]), state, scanner, 0)
+            result.warnings = warnings
+            return result
+        if not compressed and _small(stream, block_size):
+            # One read, no reading thread and no block buffers: a run of
+            # many small files pays for neither once per file.
+            blocks = _whole(stream, warnings, name)
+        elif scanner is not None and not compressed:
             blocks = prefetched(line_views(stream, -1, warnings, name, block_size))
         else:
             blocks = read_blocks(stream, warnings, name, block_size)
@@ -160,6 +171,23 @@ def scan_task(
     result = _file_scan(index, data_path, rows, state, scanner, lineno)
     result.warnings = warnings
     return result
+
+
+def _small(stream: IO[bytes], block_size: int) -> bool:
+    try:
+        return os.fstat(stream.fileno()).st_size < block_size
+    except (OSError, AttributeError, ValueError):
+        return False
+
+
+def _whole(stream: IO[bytes], warnings: list[str], name: str) -> Iterator[bytes]:
+    try:
+        data = stream.read()
+    except OSError as exc:
+        warnings.append(f"{name}: stopped reading: {exc}")
+        return
+    if data:
+        yield data
 
 
 def _joined(parts: list[npt.NDArray[np.void]]) -> npt.NDArray[np.void]:
@@ -268,8 +296,13 @@ def _scan_all(
     # Biggest tasks first so that the last one to finish is a small one.
     order = sorted(range(len(tasks)), key=lambda i: -task_size(tasks[i]))
     by_index: dict[int, list[tuple[FileScan, str | None]]] = {}
-    with get_context("fork").Pool(max(1, min(jobs, len(tasks)))) as pool:
-        for i, result in zip(order, pool.imap(work, [tasks[i] for i in order]), strict=False):
+    workers = max(1, min(jobs, len(tasks)))
+    # Many small tasks go to the workers a few at a time: one round trip each
+    # would cost more than scanning a small file.
+    chunk = max(1, min(32, len(tasks) // (workers * 16)))
+    with get_context("fork").Pool(workers) as pool:
+        results_in_order = pool.imap(work, [tasks[i] for i in order], chunk)
+        for i, result in zip(order, results_in_order, strict=False):
             by_index[i] = result
             if progress is not None:
                 progress(result[-1][0])

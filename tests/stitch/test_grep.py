@@ -32,7 +32,7 @@ class TestGrep:
     def test_same_lines_as_grep_in_stitched_order(self, synth: SynthResult, tmp_path: Path) -> None:
         records = stitch_jsonl(tmp_path / "o.jsonl", "-q", *synth.files)
         trace = records[len(records) // 3]["trace_id"]
-        proc = cli("grep", "-h", trace, *synth.files)
+        proc = cli("grep", "--no-filename", trace, *synth.files)
         assert proc.returncode == 0
         lines = proc.stdout.splitlines()
         assert sorted(lines) == sorted(_trace_lines(synth, trace))
@@ -55,7 +55,7 @@ class TestGrep:
         b.write_text("abc123 too\n")
         both = cli("grep", "abc123", str(a), str(b)).stdout
         assert f"{b}:abc123 too\n".encode() in both
-        assert cli("grep", "-h", "abc123", str(a), str(b)).stdout.count(b":") == 0
+        assert cli("grep", "--no-filename", "abc123", str(a), str(b)).stdout.count(b":") == 0
 
     def test_finds_request_ids_and_span_ids_in_compressed_files(self, tmp_path: Path) -> None:
         path = tmp_path / "app.log.1.gz"
@@ -124,7 +124,7 @@ def test_a_grep_run_does_not_import_numpy(tmp_path: Path) -> None:
     code = (
         "import sys\n"
         "from logtrace.cli import main\n"
-        f"code = main(['grep', '-h', {trace!r}, {str(gateway)!r}, {str(users)!r}])\n"
+        f"code = main(['grep', '--no-filename', {trace!r}, {str(gateway)!r}, {str(users)!r}])\n"
         "print(code, 'numpy' in sys.modules, file=sys.stderr)\n"
     )
     proc = subprocess.run(
@@ -153,3 +153,95 @@ def test_search_by_windows_finds_every_line(
     found = _grep.search_file(0, Source(str(path), str(path)), [b"abc123"], [], numbers=True)
     assert [m.line for m in found] == [i + 1 for i in range(0, 5000, 37)]
     assert all(m.raw == lines[m.line - 1].encode() for m in found)
+
+
+class TestManyMatches:
+    def _files(self, tmp_path: Path) -> list[Path]:
+        # Two services, the later file's lines earlier in time: stitched order
+        # would interleave them, file order does not.
+        files = []
+        for n, (name, base) in enumerate((("web.log", 5), ("db.log", 0))):
+            path = tmp_path / name
+            path.write_text(
+                "".join(
+                    json.dumps(
+                        {
+                            "timestamp": f"2026-11-24T10:00:{base + i:02d}Z",
+                            "trace_id": "4bf92f3577b34da6a3ce929d0e0e4736",
+                            "message": f"{name} {i}",
+                        }
+                    )
+                    + "\n"
+                    for i in range(5)
+                )
+            )
+            files.append(path)
+            assert n < 2
+        return files
+
+    def test_within_the_buffer_the_order_is_stitched(self, tmp_path: Path) -> None:
+        from logtrace.stitch import grep_stream
+        from logtrace.stitch._model import Source
+
+        sources = [Source(str(p), str(p)) for p in self._files(tmp_path)]
+        got: list[bytes] = []
+        count, ordered = grep_stream(["4bf92f35"], sources, [], lambda m: got.append(m.raw))
+        assert (count, ordered) == (10, True)
+        assert [json.loads(r)["message"] for r in got][:5] == [f"db.log {i}" for i in range(5)]
+
+    def test_beyond_the_buffer_matches_come_in_file_order_as_found(self, tmp_path: Path) -> None:
+        from logtrace.stitch import grep_stream
+        from logtrace.stitch._model import Source
+
+        sources = [Source(str(p), str(p)) for p in self._files(tmp_path)]
+        got: list[tuple[int, int]] = []
+        count, ordered = grep_stream(
+            ["4bf92f35"], sources, [], lambda m: got.append((m.file, m.line)), buffer=300
+        )
+        assert (count, ordered) == (10, False)
+        assert got == [(f, i) for f in (0, 1) for i in range(1, 6)]
+
+    def test_the_command_notes_the_file_order(
+        self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        from logtrace.stitch import _grep
+
+        monkeypatch.setattr(_grep, "ORDER_BUFFER", 300)
+        files = self._files(tmp_path)
+        out = tmp_path / "out"
+        code, err = run_to(out, "grep", "-n", "4bf92f35", *map(str, files))
+        assert code == 0
+        assert "file order" in err
+        numbers = [line.split(b":")[1] for line in out.read_bytes().splitlines()]
+        assert numbers == [b"%d" % i for i in (1, 2, 3, 4, 5)] * 2
+
+    def test_an_id_in_two_cases_is_one_match_a_line(self, tmp_path: Path) -> None:
+        path = tmp_path / "a.log"
+        path.write_text("ABC123 abc123\nabc123\nABC123\nnone\n")
+        proc = cli("grep", "-n", "ABC123", str(path))
+        assert proc.stdout == b"1:ABC123 abc123\n2:abc123\n3:ABC123\n"
+
+    def test_compressed_files_are_searched_in_blocks_with_line_numbers(
+        self, tmp_path: Path
+    ) -> None:
+        path = tmp_path / "a.log.gz"
+        lines = [f"line {i} {'abc123' if i % 1000 == 7 else 'x' * 300}" for i in range(60000)]
+        path.write_bytes(gzip.compress(("\n".join(lines) + "\n").encode()))
+        proc = cli("grep", "-n", "abc123", str(path))
+        want = [f"{i + 1}:{lines[i]}".encode() for i in range(7, 60000, 1000)]
+        assert proc.stdout.splitlines() == want
+
+
+def run_to(out: Path, *argv: str) -> tuple[int, str]:
+    """``logtrace ARGV`` in-process, standard output to ``out``."""
+    import io
+    from contextlib import redirect_stderr, redirect_stdout
+
+    from logtrace.cli import main
+
+    err = io.StringIO()
+    with open(out, "wb") as f, io.TextIOWrapper(f) as text:
+        with redirect_stdout(text), redirect_stderr(err):
+            code = main(list(argv))
+        text.flush()
+    return code, err.getvalue()

@@ -5,12 +5,19 @@ from __future__ import annotations
 import bz2
 import gzip
 import lzma
+import os
 from pathlib import Path
 
 import pytest
 
 from logtrace.stitch._decompress import LineReader, open_decompressed, read_blocks
-from logtrace.stitch._plan import InputError, expand_paths, service_from_path
+from logtrace.stitch._plan import (
+    InputError,
+    expand_paths,
+    rotation_key,
+    rotation_order,
+    service_from_path,
+)
 
 
 @pytest.mark.parametrize(
@@ -115,3 +122,77 @@ def test_line_reader_reads_by_offset(tmp_path: Path) -> None:
     reader = LineReader(str(empty))
     assert reader.get(0, 0) == b""
     reader.close()
+
+
+class TestRotationOrder:
+    @pytest.mark.parametrize(
+        ("given", "read"),
+        [
+            (
+                ["app.log", "app.log.1", "app.log.10", "app.log.2", "app.log.9"],
+                ["app.log.10", "app.log.9", "app.log.2", "app.log.1", "app.log"],
+            ),
+            (
+                ["app.log", "app.log.1.gz", "app.log.2.gz", "app.log.3.xz"],
+                ["app.log.3.xz", "app.log.2.gz", "app.log.1.gz", "app.log"],
+            ),
+            (
+                ["app.log", "app.log-20261203.gz", "app.log-20261130.gz", "app.log.2026-12-01"],
+                ["app.log-20261130.gz", "app.log.2026-12-01", "app.log-20261203.gz", "app.log"],
+            ),
+            # Other files keep their places; a log's rotations gather where the first was.
+            (
+                ["b.log", "a.log.1", "c.log", "a.log"],
+                ["b.log", "a.log.1", "a.log", "c.log"],
+            ),
+        ],
+    )
+    def test_oldest_first_then_the_live_file(self, given: list[str], read: list[str]) -> None:
+        assert rotation_order(given) == read
+
+    def test_rotation_key(self) -> None:
+        assert rotation_key("d/app.log.3.gz") == ("d/app.log", (1, -3))
+        assert rotation_key("d/app.log") == ("d/app.log", (2,))
+        assert rotation_key("app.log-20261203.gz")[0] == "app.log"
+
+
+class TestExpandPathsSkipping:
+    def test_bad_entries_are_described_and_skipped(self, tmp_path: Path) -> None:
+        d = tmp_path / "d"
+        d.mkdir()
+        (d / "good.log").write_text("x\n")
+        (d / "dangling.log").symlink_to(d / "gone")
+        (d / "loop.log").symlink_to(d / "loop.log")
+        os.mkfifo(d / "fifo.log")
+        problems: list[str] = []
+        sources = expand_paths([str(d), str(tmp_path / "missing.log")], str(tmp_path), problems)
+        assert [s.name for s in sources] == [str(d / "good.log")]
+        assert len(problems) == 4
+        for name in ("dangling.log", "loop.log", "fifo.log", "missing.log"):
+            assert sum(name in p for p in problems) == 1
+        with pytest.raises(InputError, match="dangling"):
+            expand_paths([str(d)], str(tmp_path))
+
+    @pytest.mark.skipif(os.geteuid() == 0, reason="root reads a file whatever its mode")
+    def test_a_file_without_read_permission_is_skipped(self, tmp_path: Path) -> None:
+        (tmp_path / "good.log").write_text("x\n")
+        locked = tmp_path / "locked.log"
+        locked.write_text("x\n")
+        locked.chmod(0)
+        problems: list[str] = []
+        sources = expand_paths([str(tmp_path)], str(tmp_path), problems)
+        assert [s.name for s in sources] == [str(tmp_path / "good.log")]
+        assert len(problems) == 1 and "locked.log" in problems[0]
+
+    def test_one_file_is_one_input(self, tmp_path: Path) -> None:
+        d = tmp_path / "d"
+        d.mkdir()
+        (d / "a.log").write_text("x\n")
+        (tmp_path / "link.log").symlink_to(d / "a.log")
+        given = [str(tmp_path / "link.log"), str(d), str(d / "a.log"), str(d / "*.log")]
+        sources = expand_paths(given, str(tmp_path), [])
+        assert [s.name for s in sources] == [str(d / "a.log")]
+
+    def test_nothing_readable_raises(self, tmp_path: Path) -> None:
+        with pytest.raises(InputError, match="nothing could be read"):
+            expand_paths([str(tmp_path / "gone.log")], str(tmp_path), [])
