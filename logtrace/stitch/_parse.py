@@ -41,6 +41,7 @@ from ._timestamps import iso_fast, parse_timestamp, timestamp_in_text
 
 __all__ = [
     "Parsed",
+    "duration_value",
     "parse_json",
     "parse_line",
     "parse_logfmt",
@@ -62,6 +63,21 @@ ERROR_LEVELS = frozenset(
     {"error", "err", "critical", "crit", "fatal", "alert", "emerg", "emergency", "severe", "panic"}
 )
 """Levels (lowercased) that flag a line as an error."""
+
+
+MAX_DURATION_MS = 1 << 53
+"""The longest ``duration_ms`` a span record is read with (about 285,000
+years, exact as a double): a longer one, or an infinite one, is unreadable."""
+
+
+def duration_value(value: object) -> float | None:
+    """A span record's ``duration_ms`` as a float, or ``None`` when it is no
+    number or out of range (the line is then read as a plain record)."""
+    if type(value) is int:
+        return float(value) if -MAX_DURATION_MS <= value <= MAX_DURATION_MS else None
+    if type(value) is float and -MAX_DURATION_MS <= value <= MAX_DURATION_MS:
+        return value  # NaN and infinities fail the comparison
+    return None
 
 
 def _f(name: str) -> Any:
@@ -286,8 +302,8 @@ def _common_fields(r: _Common) -> Parsed | None:
     start = None
     kind = r.span_kind
     if kind is not None:
-        duration = r.duration_ms
-        if type(duration) is float or type(duration) is int:
+        duration = duration_value(r.duration_ms)
+        if duration is not None:
             flags |= SPAN_RECORD
             if kind == _schema.KIND_CLIENT:
                 flags |= KIND_CLIENT
@@ -350,8 +366,8 @@ def _fields(r: _Fields, flags: int) -> Parsed:
         flags |= ERROR
     start = None
     kind = r.span_kind
-    duration = r.duration_ms
-    if kind is not None and type(duration) in (int, float):
+    duration = duration_value(r.duration_ms)
+    if kind is not None and duration is not None:
         flags |= SPAN_RECORD
         if kind == _schema.KIND_CLIENT:
             flags |= KIND_CLIENT
@@ -364,7 +380,7 @@ def _fields(r: _Fields, flags: int) -> Parsed:
         elif r.span_start_ns is not None:
             start = parse_timestamp(r.span_start_ns)
         if start is None and ts is not None:
-            start = ts - float(duration) / 1e3  # type: ignore[arg-type]
+            start = ts - duration / 1e3
     return (trace, span, parent, ts, service, flags, 0 if trace else NO_TRACE_ID, start)
 
 

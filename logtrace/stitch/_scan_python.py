@@ -37,7 +37,14 @@ from ._model import (
     SCAN_DTYPE,
     SPAN_RECORD,
 )
-from ._parse import ERROR_LEVELS, NOT_ERROR_LEVELS, Parsed, parse_line, scan_json
+from ._parse import (
+    ERROR_LEVELS,
+    NOT_ERROR_LEVELS,
+    Parsed,
+    duration_value,
+    parse_line,
+    scan_json,
+)
 from ._timestamps import iso_fast, minute_cache, parse_timestamp
 
 __all__ = ["PURE_BLOCK", "scan_block", "scan_line"]
@@ -191,11 +198,11 @@ def _fast_rows(
     stamps = _timestamp_column(stamp_text)
     kinds = [r.span_kind for r in lines]
     if kinds.count(None) != n:
-        durations = [r.duration_ms for r in lines]
+        durations = [duration_value(r.duration_ms) for r in lines]
         which = [
             i
             for i, (k, d) in enumerate(zip(kinds, durations, strict=True))
-            if k is not None and (type(d) is float or type(d) is int) and fast[i]
+            if k is not None and d is not None and fast[i]
         ]
         if which:
             picked = [lines[i] for i in which]

@@ -237,6 +237,61 @@ class TestHostile:
         assert parsed[5] & JSON
 
 
+HUGE = "9" * 310
+
+
+class TestNumbersOutOfRange:
+    """A number no float holds, or an absurd one, is an unreadable field: the line stays."""
+
+    @pytest.mark.parametrize(
+        "duration", [HUGE, "-" + HUGE, "1e400", "-1e400", "1e300", "99999999999999999999"]
+    )
+    def test_unreadable_duration_is_no_span_record(self, duration: str) -> None:
+        raw = (
+            f'{{"timestamp": "{TS}", "trace_id": "{TRACE}", "span.kind": "server", '
+            f'"duration_ms": {duration}}}'
+        ).encode()
+        for shape in (raw, raw.replace(b"{", b'{"level": "info", "service": "a", ', 1)):
+            trace, _, _, ts, _, flags, reason, start = parse_line(shape)
+            assert (trace, reason, start) == (TRACE, 0, None)
+            assert ts == pytest.approx(EPOCH)
+            assert not flags & SPAN_RECORD
+
+    def test_longest_readable_duration(self) -> None:
+        record = {"timestamp": TS, "trace_id": TRACE, "span.kind": "server"}
+        assert parse_line(line({**record, "duration_ms": 2**53}))[5] & SPAN_RECORD
+        assert not parse_line(line({**record, "duration_ms": 2**53 + 1}))[5] & SPAN_RECORD
+
+    @pytest.mark.parametrize(
+        "record",
+        [
+            {"timestamp": int(HUGE)},
+            {"ts": float("inf")},
+            {"timeUnixNano": -int(HUGE)},
+            {"timestamp": "0000-01-01T00:00:00Z"},
+            {"span.kind": "client", "duration_ms": 5, "span.start_ns": int(HUGE)},
+            {"span.kind": "client", "duration_ms": 5, "span.start": float("-inf")},
+            {"http.response.status_code": float("inf")},
+            {"level": float("-inf")},
+        ],
+    )
+    def test_unreadable_numbers_elsewhere(self, record: dict[str, object]) -> None:
+        parsed = parse_line(json.dumps({"trace_id": TRACE, **record}).encode())
+        assert parsed[0] == TRACE
+        assert parsed[3] is None or parsed[3] == pytest.approx(EPOCH)
+        assert parsed[7] is None or parsed[7] == parsed[7]
+
+    def test_huge_integer_status_is_an_error(self) -> None:
+        assert (
+            parse_line(line({"trace_id": TRACE, "http.response.status_code": int(HUGE)}))[5] & ERROR
+        )
+
+    @pytest.mark.parametrize("raw", ['{"dd.trace_id": "\u00b2"}', "dd.trace_id=\u00b2 x"])
+    def test_digits_int_does_not_read_are_no_id(self, raw: str) -> None:
+        text = raw.encode().decode("unicode_escape").encode()
+        assert parse_line(text)[0] is None
+
+
 class TestFastPath:
     """The scanner's fast path must agree with the general parser on every JSON line."""
 
