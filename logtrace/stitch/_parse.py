@@ -466,10 +466,32 @@ def parse_line(raw: bytes) -> Parsed:
     text = raw.decode()
     if _LOGFMT_START.match(raw):
         try:
-            return _fields(msgspec.convert(parse_logfmt(text), _Fields), LOGFMT)
+            fields = msgspec.convert(parse_logfmt(text), _Fields)
         except msgspec.ValidationError:
-            pass
+            return _text_fields(text, 0)
+        if _LOGFMT_PAIR.sub("", text).strip():
+            return _pairs_and_text(fields, text)
+        return _fields(fields, LOGFMT)
     return _text_fields(text, 0)
+
+
+def _pairs_and_text(fields: _Fields, text: str) -> Parsed:
+    """``key=value`` pairs followed by free text (``trace_id=... payment failed``):
+    a text line, so that its record keeps every word, with the fields of its
+    pairs, and those the text names where the pairs are silent."""
+    trace, span, parent, ts, service, flags, _, _ = _fields(fields, 0)
+    t_trace, t_span, t_parent, t_ts, t_service, t_flags, _, _ = _text_fields(text, 0)
+    trace = trace or t_trace
+    return (
+        trace,
+        span or t_span,
+        parent or t_parent,
+        t_ts if ts is None else ts,
+        service or t_service,
+        flags | t_flags,
+        0 if trace else NO_TRACE_ID,
+        None,
+    )
 
 
 def _fallback_json(raw: bytes) -> Parsed:

@@ -148,3 +148,26 @@ def test_parallel_ranges_of_one_big_file_number_lines_like_one(tmp_path: Path) -
     assert sorted(r["line"] for r in records) == list(range(1, 20001))
     for r in records:
         assert r["record"]["message"] == f"m{r['line'] - 1}"
+
+
+def test_free_text_after_pairs_reaches_the_output(tmp_path: Path) -> None:
+    path = tmp_path / "pay.log"
+    free = f"trace_id={TRACES[0]} payment failed: card declined"
+    error = f"span_id={SPANS[1]} trace_id={TRACES[0]} ERROR database timeout"
+    path.write_text(f'ts=2026-11-24T10:00:01Z trace_id={TRACES[0]} msg="start"\n{free}\n{error}\n')
+    records = stitch_jsonl(tmp_path / "out.jsonl", "-q", str(path))
+    by_line = {r["line"]: r for r in records}
+    assert by_line[1]["record"] == {
+        "ts": "2026-11-24T10:00:01Z",
+        "trace_id": TRACES[0],
+        "msg": "start",
+    }
+    assert by_line[2]["record"] == {"message": free}
+    assert by_line[3]["record"] == {"message": error}
+    assert {r["trace_id"] for r in records} == {TRACES[0]}
+    assert by_line[3]["span_id"] == SPANS[1]
+    # The ERROR word marks the trace as failed.
+    errors = stitch_jsonl(tmp_path / "errors.jsonl", "-q", "--errors", str(path))
+    assert len(errors) == 3
+    path.write_text(f"trace_id={TRACES[0]} payment failed: card declined\n")
+    assert stitch_jsonl(tmp_path / "none.jsonl", "-q", "--errors", str(path)) == []

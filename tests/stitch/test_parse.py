@@ -128,6 +128,47 @@ class TestLogfmtAndText:
     def test_logfmt_unescapes_quoted_values(self) -> None:
         assert parse_logfmt('msg="say \\"hi\\"" k=v') == {"msg": 'say "hi"', "k": "v"}
 
+    def test_pairs_then_free_text_keep_the_text(self) -> None:
+        raw = f"trace_id={TRACE} payment failed: card declined".encode()
+        trace, _, _, _, _, flags, reason, _ = parse_line(raw)
+        assert (trace, reason) == (TRACE, 0)
+        assert not flags & LOGFMT  # a text line: its record is the whole line
+        assert not flags & ERROR
+
+    def test_pairs_then_an_error_word_is_an_error(self) -> None:
+        raw = f"span_id={SPAN} trace_id={TRACE} ERROR database timeout".encode()
+        trace, span, _, _, _, flags, _, _ = parse_line(raw)
+        assert (trace, span) == (TRACE, SPAN)
+        assert flags & ERROR and not flags & LOGFMT
+
+    def test_pairs_then_text_read_every_key_and_the_texts_time(self) -> None:
+        raw = f"service.name=pay dd.trace_id=255 {TS} oops parent_id: {PARENT}".encode()
+        trace, _, parent, ts, service, flags, _, _ = parse_line(raw)
+        assert (trace, parent, service) == (format(255, "032x"), PARENT, "pay")
+        assert ts == pytest.approx(EPOCH)
+        assert not flags & ERROR
+
+    @pytest.mark.parametrize("raw", [b"0=", b"a=b   ", b'k="quoted value" n=1'])
+    def test_pairs_alone_stay_logfmt(self, raw: bytes) -> None:
+        assert parse_line(raw)[5] & LOGFMT
+
+    def test_logging_formatter_with_ids_in_front(self) -> None:
+        import io
+        import logging
+
+        out = io.StringIO()
+        handler = logging.StreamHandler(out)
+        handler.setFormatter(
+            logging.Formatter("trace_id=%(trace_id)s span_id=%(span_id)s %(levelname)s %(message)s")
+        )
+        logger = logging.Logger("payments")
+        logger.addHandler(handler)
+        logger.error("card declined", extra={"trace_id": TRACE, "span_id": SPAN})
+        raw = out.getvalue().rstrip("\n").encode()
+        trace, span, _, _, _, flags, _, _ = parse_line(raw)
+        assert (trace, span) == (TRACE, SPAN)
+        assert flags & ERROR and not flags & LOGFMT
+
     def test_text_with_key_value_ids(self) -> None:
         raw = f"2026-11-24 10:00:00,123 ERROR [orders] boom trace_id={TRACE} span_id={SPAN}"
         trace, span, _, ts, _, flags, _, _ = parse_line(raw.encode())
