@@ -152,6 +152,10 @@ def scan_task(
         rows = np.frombuffer(scanner.rows(), dtype=SCAN_DTYPE)
     else:
         rows = _joined(parts)
+    if unterminated:
+        warnings.append(
+            f"{name}: ends in the middle of a line (still being written?); read as it is"
+        )
     if unterminated and len(rows):
         last = rows[-1:]
         if last["line"][0] == lineno and last["reason"][0] == UNPARSEABLE_JSON:

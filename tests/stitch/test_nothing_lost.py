@@ -171,3 +171,25 @@ def test_free_text_after_pairs_reaches_the_output(tmp_path: Path) -> None:
     assert len(errors) == 3
     path.write_text(f"trace_id={TRACES[0]} payment failed: card declined\n")
     assert stitch_jsonl(tmp_path / "none.jsonl", "-q", "--errors", str(path)) == []
+
+
+def test_a_file_ending_mid_line_is_read_with_a_warning(tmp_path: Path) -> None:
+    from _stitchutil import run
+
+    whole = json.dumps({"trace_id": TRACES[0], "message": "first"})
+    cut = tmp_path / "cut.log"
+    cut.write_text(whole + "\n" + json.dumps({"trace_id": TRACES[0], "message": "last"}))
+    done = tmp_path / "done.log"
+    done.write_text(whole + "\n")
+    out = tmp_path / "out.jsonl"
+    code, err = run("stitch", "--format", "jsonl", "-o", str(out), str(cut), str(done))
+    assert code == 0
+    assert f"warning: {cut}: ends in the middle of a line" in err
+    assert str(done) not in err
+    records = [json.loads(line) for line in out.read_text().splitlines()]
+    assert {(r["file"], r["line"]) for r in records} == {
+        (str(cut), 1),
+        (str(cut), 2),
+        (str(done), 1),
+    }
+    assert [r["record"]["message"] for r in records if r["line"] == 2] == ["last"]
