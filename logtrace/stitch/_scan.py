@@ -35,7 +35,7 @@ from ._model import SCAN_DTYPE, TRUNCATED, UNPARSEABLE_JSON, FileScan
 from ._native import native_enabled, native_scan
 from ._plan import ScanTask, input_size, plan_tasks, service_from_path, task_size
 from ._scan_native import prefetched, scan_block_native
-from ._scan_python import PURE_BLOCK, scan_block
+from ._scan_python import PURE_BLOCK, line_breaks, scan_block
 from ._spool import content_spool, spill, spooled
 
 __all__ = [
@@ -126,7 +126,7 @@ def scan_task(
             if scanner is None:
                 assert isinstance(block, bytes)
                 part = scan_block(block, pos, lineno, state)
-                newlines = block.count(b"\n")
+                newlines = line_breaks(block)
                 if len(part):
                     parts.append(part)
                     pending += len(part)
@@ -135,7 +135,7 @@ def scan_task(
                 pending += newlines  # at most one row a line
             pos += len(block)
             lineno += newlines
-            unterminated = block[-1:] != b"\n"
+            unterminated = block[-1:] not in (b"\n", b"\r")
             if unterminated:
                 lineno += 1
     finally:

@@ -52,7 +52,7 @@ hostile = st.one_of(
 )
 a_file = st.tuples(
     st.lists(hostile, max_size=25),
-    st.sampled_from([b"\n", b"\r\n"]),
+    st.sampled_from([b"\n", b"\r\n", b"\r"]),
     st.booleans(),  # final newline
     st.sampled_from(["plain", "gzip", "bz2", "xz"]),
 )
