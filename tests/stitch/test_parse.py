@@ -322,6 +322,38 @@ class TestNumbersOutOfRange:
         assert parsed[3] is None or parsed[3] == pytest.approx(EPOCH)
         assert parsed[7] is None or parsed[7] == parsed[7]
 
+    @given(
+        st.dictionaries(
+            st.sampled_from(
+                [
+                    "timestamp",
+                    "ts",
+                    "timeUnixNano",
+                    "span.start",
+                    "span.start_ns",
+                    "duration_ms",
+                    "http.response.status_code",
+                    "level",
+                    "dd.trace_id",
+                    "trace_id",
+                    "span.kind",
+                ]
+            ),
+            st.integers(-(10**400), 10**400)
+            | st.floats()
+            | st.sampled_from(["1e400", "NaN", "inf", "\ud800", "\x00", "\r", "\u00b2"]),
+        )
+    )
+    def test_any_number_in_any_known_key_never_raises(self, record: dict[str, object]) -> None:
+        raw = json.dumps({"trace_id": TRACE, "span.kind": "server", **record}).encode(
+            "utf-8", "surrogatepass"
+        )
+        for parsed in (parse_line(raw), parse_json(raw)):
+            if parsed is not None:
+                ts, start = parsed[3], parsed[7]
+                assert ts is None or abs(ts) < 1e12
+                assert start is None or abs(start) < 1e13
+
     def test_huge_integer_status_is_an_error(self) -> None:
         assert (
             parse_line(line({"trace_id": TRACE, "http.response.status_code": int(HUGE)}))[5] & ERROR
