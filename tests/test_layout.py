@@ -117,7 +117,10 @@ STITCH_STAGES = (
     # the data model and helpers every stage may use
     ("model", ("_model", "_memory", "_native", "_id_forms", "_timestamps")),
     ("plan the inputs", ("_plan", "_decompress", "_spool")),
-    ("scan and parse", ("_parse", "_intern", "_scan_python", "_scan_native", "_scan")),
+    (
+        "scan and parse",
+        ("_parse_text", "_parse", "_intern", "_scan_python", "_scan_native", "_scan"),
+    ),
     ("partition by trace", ("_partition",)),
     ("group and span tree", ("_group", "_tree")),
     (

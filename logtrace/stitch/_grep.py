@@ -61,15 +61,32 @@ class Match:
 
 def _line_end(data: bytes | mmap.mmap, pos: int, size: int) -> int:
     end = data.find(b"\n", pos)
-    return size if end < 0 else end
+    end = size if end < 0 else end
+    cr = data.find(b"\r", pos, end)
+    if cr >= 0 and (cr + 1 != end or end == size):
+        return cr  # a CR alone ends a line too
+    return end
+
+
+def _line_start(data: bytes | mmap.mmap, pos: int) -> int:
+    start = data.rfind(b"\n", 0, pos) + 1
+    return data.rfind(b"\r", start, pos) + 1 or start  # a CR there is alone
 
 
 def _count_lines(data: bytes | mmap.mmap, lo: int, hi: int) -> int:
+    """Line breaks (LF, CR LF, a CR alone) from ``lo`` to ``hi``, both line starts."""
     if isinstance(data, bytes):
-        return data.count(b"\n", lo, hi)
+        lf = data.count(b"\n", lo, hi)
+        cr = data.count(b"\r", lo, hi)
+        return lf + cr - data.count(b"\r\n", lo, hi) if cr else lf
     count = 0
     for at in range(lo, hi, 16 << 20):
-        count += data[at : min(hi, at + (16 << 20))].count(b"\n")
+        stop = min(hi, at + (16 << 20))
+        chunk = data[at:stop]
+        count += chunk.count(b"\n")
+        if b"\r" in chunk:
+            # One byte more: a CR LF across two pieces is counted once.
+            count += chunk.count(b"\r") - data[at : min(hi, stop + 1)].count(b"\r\n")
     return count
 
 
@@ -112,7 +129,7 @@ def _search(
             released = pos - pos % mmap.PAGESIZE - mmap.PAGESIZE
             with contextlib.suppress(OSError, ValueError, AttributeError):
                 data.madvise(mmap.MADV_DONTNEED, 0, released)  # type: ignore[union-attr]
-        start = data.rfind(b"\n", 0, pos) + 1
+        start = _line_start(data, pos)
         end = _line_end(data, pos, size)
         if numbers:
             line += _count_lines(data, counted, start)
@@ -160,7 +177,7 @@ def file_matches(
             yield from _merged(block, needles, index, base, numbers, line)
             base += len(block)
             if numbers:
-                line += block.count(b"\n")
+                line += _count_lines(block, 0, len(block))  # blocks end after an LF
     finally:
         stream.close()
 

@@ -70,7 +70,7 @@ def decimal_id(value: object, width: int = 32) -> str | None:
     if isinstance(value, bool):
         return None
     if isinstance(value, str):
-        if not value.isdigit() or len(value) > 39:
+        if not value.isdecimal() or len(value) > 39:
             return None
         value = int(value)
     if not isinstance(value, int) or value <= 0 or value >= 1 << (4 * width):

@@ -1663,9 +1663,24 @@ Scanner_scan(Scanner *self, PyObject *args)
     Row row;
 
     RELEASE();
+    /* A CR not followed by LF ends a line too; the next LF is looked up once
+     * per LF, not once per line, so that CR-only text stays linear. */
+    const int has_cr = memchr(data, '\r', (size_t)block.len) != NULL;
+    const unsigned char *next_lf = NULL;
+    int lf_known = 0;
     while (p < end) {
-        const unsigned char *nl = memchr(p, '\n', (size_t)(end - p));
+        if (!lf_known || (next_lf != NULL && next_lf < p)) {
+            next_lf = memchr(p, '\n', (size_t)(end - p));
+            lf_known = 1;
+        }
+        const unsigned char *nl = next_lf;
         const unsigned char *line_end = nl != NULL ? nl : end;
+        if (has_cr) {
+            const unsigned char *cr = memchr(p, '\r', (size_t)(line_end - p));
+            if (cr != NULL && cr + 1 != nl) {
+                nl = line_end = cr;
+            }
+        }
         size_t len = (size_t)(line_end - p);
         if (len > 0 && p[len - 1] == '\r') {
             len--;

@@ -4,14 +4,13 @@ JSON lines are decoded by msgspec into a struct that names only the fields
 the stitcher reads: unknown keys are skipped without building a dict, while
 the whole line is still validated, so a valid line can later be copied into
 the output verbatim. Logfmt and plain text lines go through regular
-expressions. The result is a plain tuple (:data:`Parsed`): this runs once per
+expressions (:mod:`._parse_text`). The result is a plain tuple (:data:`Parsed`): this runs once per
 input line.
 """
 
 from __future__ import annotations
 
 import json
-import re
 from typing import Any
 
 import msgspec
@@ -37,31 +36,38 @@ from ._model import (
     TOO_DEEP,
     UNPARSEABLE_JSON,
 )
-from ._timestamps import iso_fast, parse_timestamp, timestamp_in_text
+from ._parse_text import LOGFMT_START, Parsed, free_text, parse_logfmt, text_fields
+from ._timestamps import iso_fast, parse_timestamp
 
 __all__ = [
     "Parsed",
+    "duration_value",
     "parse_json",
     "parse_line",
     "parse_logfmt",
     "scan_json",
 ]
 
-Parsed = tuple[
-    "str | None",  # trace ID
-    "str | None",  # span ID
-    "str | None",  # parent span ID
-    "float | None",  # timestamp (epoch seconds, raw clock)
-    "str | None",  # service
-    int,  # flags
-    int,  # reason
-    "float | None",  # span start (span records)
-]
 
 ERROR_LEVELS = frozenset(
     {"error", "err", "critical", "crit", "fatal", "alert", "emerg", "emergency", "severe", "panic"}
 )
 """Levels (lowercased) that flag a line as an error."""
+
+
+MAX_DURATION_MS = 1 << 53
+"""The longest ``duration_ms`` a span record is read with (about 285,000
+years, exact as a double): a longer one, or an infinite one, is unreadable."""
+
+
+def duration_value(value: object) -> float | None:
+    """A span record's ``duration_ms`` as a float, or ``None`` when it is no
+    number or out of range (the line is then read as a plain record)."""
+    if type(value) is int:
+        return float(value) if -MAX_DURATION_MS <= value <= MAX_DURATION_MS else None
+    if type(value) is float and -MAX_DURATION_MS <= value <= MAX_DURATION_MS:
+        return value  # NaN and infinities fail the comparison
+    return None
 
 
 def _f(name: str) -> Any:
@@ -286,8 +292,8 @@ def _common_fields(r: _Common) -> Parsed | None:
     start = None
     kind = r.span_kind
     if kind is not None:
-        duration = r.duration_ms
-        if type(duration) is float or type(duration) is int:
+        duration = duration_value(r.duration_ms)
+        if duration is not None:
             flags |= SPAN_RECORD
             if kind == _schema.KIND_CLIENT:
                 flags |= KIND_CLIENT
@@ -350,8 +356,8 @@ def _fields(r: _Fields, flags: int) -> Parsed:
         flags |= ERROR
     start = None
     kind = r.span_kind
-    duration = r.duration_ms
-    if kind is not None and type(duration) in (int, float):
+    duration = duration_value(r.duration_ms)
+    if kind is not None and duration is not None:
         flags |= SPAN_RECORD
         if kind == _schema.KIND_CLIENT:
             flags |= KIND_CLIENT
@@ -364,55 +370,8 @@ def _fields(r: _Fields, flags: int) -> Parsed:
         elif r.span_start_ns is not None:
             start = parse_timestamp(r.span_start_ns)
         if start is None and ts is not None:
-            start = ts - float(duration) / 1e3  # type: ignore[arg-type]
+            start = ts - duration / 1e3
     return (trace, span, parent, ts, service, flags, 0 if trace else NO_TRACE_ID, start)
-
-
-_LOGFMT_START = re.compile(rb"\s*[\w.@/-]+=")
-_LOGFMT_PAIR = re.compile(r'([\w.@/-]+)=("(?:[^"\\]|\\.)*"|\S*)')
-
-
-def parse_logfmt(text: str) -> dict[str, str]:
-    """The ``key=value`` pairs of a logfmt line (quoted values unescaped)."""
-    pairs: dict[str, str] = {}
-    for key, value in _LOGFMT_PAIR.findall(text):
-        if value[:1] == '"' and value[-1:] == '"' and len(value) >= 2:
-            value = value[1:-1].replace('\\"', '"').replace("\\\\", "\\")
-        pairs[key] = value
-    return pairs
-
-
-_TEXT_KEYS = re.compile(
-    r"(?i)(?<![\w.])(trace[_.-]?id|oteltraceid|dd\.trace_id|span[_.-]?id|otelspanid|dd\.span_id|"
-    r"parent[_.-]?(?:span[_.-]?)?id|service(?:[_.]name)?)[\"']?\s*[=:]\s*[\"']?([\w.:/-]+)"
-)
-_TEXT_ERROR = re.compile(r"\b(?:ERROR|FATAL|CRITICAL|PANIC|SEVERE|level=error)\b")
-
-
-def _text_fields(text: str, flags: int) -> Parsed:
-    trace = span = parent = service = None
-    for key, value in _TEXT_KEYS.findall(text):
-        key = key.lower()
-        if key.startswith(("trace", "oteltrace")):
-            trace = trace or norm_trace_id(value)
-        elif key == "dd.trace_id":
-            trace = trace or decimal_id(value)
-        elif key.startswith(("span", "otelspan")):
-            span = span or norm_span_id(value)
-        elif key == "dd.span_id":
-            span = span or decimal_id(value, 16)
-        elif key.startswith("parent"):
-            parent = parent or norm_span_id(value)
-        elif service is None:
-            service = value
-    if trace is None and "-" in text:
-        ids = traceparent_ids(text)
-        if ids is not None:
-            trace = ids[0]
-    if _TEXT_ERROR.search(text):
-        flags |= ERROR
-    ts = timestamp_in_text(text)
-    return (trace, span, parent, ts, service, flags, 0 if trace else NO_TRACE_ID, None)
 
 
 def _strict_constant(name: str) -> Any:
@@ -448,12 +407,34 @@ def parse_line(raw: bytes) -> Parsed:
     if _is_binary(raw):
         return _unreadable(raw, BINARY)
     text = raw.decode()
-    if _LOGFMT_START.match(raw):
+    if LOGFMT_START.match(raw):
         try:
-            return _fields(msgspec.convert(parse_logfmt(text), _Fields), LOGFMT)
+            fields = msgspec.convert(parse_logfmt(text), _Fields)
         except msgspec.ValidationError:
-            pass
-    return _text_fields(text, 0)
+            return text_fields(text, 0)
+        if free_text(text):
+            return _pairs_and_text(fields, text)
+        return _fields(fields, LOGFMT)
+    return text_fields(text, 0)
+
+
+def _pairs_and_text(fields: _Fields, text: str) -> Parsed:
+    """``key=value`` pairs followed by free text (``trace_id=... payment failed``):
+    a text line, so that its record keeps every word, with the fields of its
+    pairs, and those the text names where the pairs are silent."""
+    trace, span, parent, ts, service, flags, _, _ = _fields(fields, 0)
+    t_trace, t_span, t_parent, t_ts, t_service, t_flags, _, _ = text_fields(text, 0)
+    trace = trace or t_trace
+    return (
+        trace,
+        span or t_span,
+        parent or t_parent,
+        t_ts if ts is None else ts,
+        service or t_service,
+        flags | t_flags,
+        0 if trace else NO_TRACE_ID,
+        None,
+    )
 
 
 def _fallback_json(raw: bytes) -> Parsed:
@@ -463,12 +444,12 @@ def _fallback_json(raw: bytes) -> Parsed:
     except RecursionError:
         return (None, None, None, None, None, 0, TOO_DEEP, None)
     except ValueError:
-        parsed = _text_fields(raw.decode(errors="replace"), BROKEN)
+        parsed = text_fields(raw.decode(errors="replace"), BROKEN)
         if parsed[0] is None:
             return (*parsed[:6], UNPARSEABLE_JSON, None)
         return parsed
     if not isinstance(value, dict):
-        return _text_fields(raw.decode(errors="replace"), 0)
+        return text_fields(raw.decode(errors="replace"), 0)
     try:
         fields = msgspec.convert(value, _Fields)
     except (msgspec.ValidationError, RecursionError):
@@ -479,7 +460,7 @@ def _fallback_json(raw: bytes) -> Parsed:
 
 def _unreadable(raw: bytes, reason: int) -> Parsed:
     text = raw.decode(errors="replace")
-    parsed = _text_fields(text, BROKEN) if not _is_binary(raw) else None
+    parsed = text_fields(text, BROKEN) if not _is_binary(raw) else None
     if parsed is not None and parsed[0] is not None:
         return parsed
     return (None, None, None, None, None, 0, reason, None)

@@ -36,7 +36,7 @@ from ._model import SCAN_DTYPE, TRUNCATED, UNPARSEABLE_JSON, FileScan
 from ._native import native_enabled, native_scan
 from ._plan import InputError, ScanTask, input_size, plan_tasks, service_from_path, task_size
 from ._scan_native import prefetched, scan_block_native
-from ._scan_python import PURE_BLOCK, scan_block
+from ._scan_python import PURE_BLOCK, line_breaks, scan_block
 from ._spool import content_spool, spill, spooled
 
 __all__ = [
@@ -137,7 +137,7 @@ def scan_task(
             if scanner is None:
                 assert isinstance(block, bytes)
                 part = scan_block(block, pos, lineno, state)
-                newlines = block.count(b"\n")
+                newlines = line_breaks(block)
                 if len(part):
                     parts.append(part)
                     pending += len(part)
@@ -146,7 +146,7 @@ def scan_task(
                 pending += newlines  # at most one row a line
             pos += len(block)
             lineno += newlines
-            unterminated = block[-1:] != b"\n"
+            unterminated = block[-1:] not in (b"\n", b"\r")
             if unterminated:
                 lineno += 1
     finally:
@@ -163,6 +163,10 @@ def scan_task(
         rows = np.frombuffer(scanner.rows(), dtype=SCAN_DTYPE)
     else:
         rows = _joined(parts)
+    if unterminated:
+        warnings.append(
+            f"{name}: ends in the middle of a line (still being written?); read as it is"
+        )
     if unterminated and len(rows):
         last = rows[-1:]
         if last["line"][0] == lineno and last["reason"][0] == UNPARSEABLE_JSON:

@@ -37,10 +37,17 @@ from ._model import (
     SCAN_DTYPE,
     SPAN_RECORD,
 )
-from ._parse import ERROR_LEVELS, NOT_ERROR_LEVELS, Parsed, parse_line, scan_json
+from ._parse import (
+    ERROR_LEVELS,
+    NOT_ERROR_LEVELS,
+    Parsed,
+    duration_value,
+    parse_line,
+    scan_json,
+)
 from ._timestamps import iso_fast, minute_cache, parse_timestamp
 
-__all__ = ["PURE_BLOCK", "scan_block", "scan_line"]
+__all__ = ["PURE_BLOCK", "line_breaks", "scan_block", "scan_line"]
 
 PURE_BLOCK = 2 << 20
 """Bytes the pure-Python scan parses at a time: its per-line temporaries
@@ -97,8 +104,21 @@ def scan_block(block: bytes, pos: int, lineno: int, state: Interner) -> npt.NDAr
     are interned last, in line order, so indexes do not depend on the path.
     """
     data = np.frombuffer(block, dtype=np.uint8)
-    ends = np.flatnonzero(data == _NL)
-    if not block.endswith(b"\n"):
+    text = block
+    if b"\r" in block:
+        # A CR not followed by LF ends a line too: it becomes LF for the batch decoder.
+        lone = data == _CR
+        lone[:-1] &= data[1:] != _NL
+        breaks = lone | (data == _NL)
+        ends = np.flatnonzero(breaks)
+        if lone.any():
+            buf = bytearray(block)
+            for i in np.flatnonzero(lone).tolist():
+                buf[i] = _NL
+            text = bytes(buf)
+    else:
+        ends = np.flatnonzero(data == _NL)
+    if not block.endswith((b"\n", b"\r")):
         ends = np.append(ends, len(block))
     n = len(ends)
     starts = np.empty(n, dtype=np.int64)
@@ -118,9 +138,8 @@ def scan_block(block: bytes, pos: int, lineno: int, state: Interner) -> npt.NDAr
     keep = cand.copy()
     cols = _Block(n)
     others = np.flatnonzero(has & ~cand).tolist()
-    text = block
     if others:
-        buf = bytearray(block)
+        buf = bytearray(text)
         for i in others:
             buf[starts[i] : ends[i]] = b" " * int(ends[i] - starts[i])
         text = bytes(buf)
@@ -141,6 +160,13 @@ def scan_block(block: bytes, pos: int, lineno: int, state: Interner) -> npt.NDAr
         others.sort()
         _slow_rows(others, block, starts, lengths, cols, keep)
     return _rows(cols, keep, starts + pos, lengths, lineno, state)
+
+
+def line_breaks(block: bytes) -> int:
+    """The line breaks in ``block``: LF, CR LF, and a CR alone."""
+    lf = block.count(b"\n")
+    cr = block.count(b"\r")
+    return lf + cr - block.count(b"\r\n") if cr else lf
 
 
 def _fast_rows(
@@ -191,11 +217,11 @@ def _fast_rows(
     stamps = _timestamp_column(stamp_text)
     kinds = [r.span_kind for r in lines]
     if kinds.count(None) != n:
-        durations = [r.duration_ms for r in lines]
+        durations = [duration_value(r.duration_ms) for r in lines]
         which = [
             i
             for i, (k, d) in enumerate(zip(kinds, durations, strict=True))
-            if k is not None and (type(d) is float or type(d) is int) and fast[i]
+            if k is not None and d is not None and fast[i]
         ]
         if which:
             picked = [lines[i] for i in which]

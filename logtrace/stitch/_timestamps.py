@@ -98,7 +98,7 @@ def _from_iso_match(m: re.Match[str]) -> float | None:
     if base is None:
         if not (1 <= int(month) <= 12 and 1 <= int(day) <= 31 and int(hour) < 24):
             return None
-        if int(minute) > 59 or int(second) > 60:
+        if int(minute) > 59 or int(second) > 60 or int(year) < 1:
             return None
         base = timegm((int(year), int(month), int(day), int(hour), int(minute), int(second)))
         if len(_SECONDS) > 1_000_000:

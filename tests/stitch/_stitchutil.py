@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import re
 import subprocess
 import sys
 from contextlib import redirect_stderr
@@ -65,9 +66,7 @@ def _reject(name: str) -> Any:
 def nonblank_lines(data: bytes) -> list[tuple[int, bytes]]:
     """(1-based line number, line without ending) of every non-blank line."""
     out = []
-    for number, raw in enumerate(data.split(b"\n"), 1):
-        if raw.endswith(b"\r"):
-            raw = raw[:-1]
+    for number, raw in enumerate(re.split(rb"\r\n|\n|\r", data), 1):  # a CR alone ends a line
         if raw.strip():
             out.append((number, raw))
     return out

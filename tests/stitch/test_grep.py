@@ -245,3 +245,20 @@ def run_to(out: Path, *argv: str) -> tuple[int, str]:
             code = main(list(argv))
         text.flush()
     return code, err.getvalue()
+
+
+@pytest.mark.parametrize("compressed", [False, True])
+def test_a_lone_cr_ends_a_line(tmp_path: Path, compressed: bool) -> None:
+    from logtrace.stitch import _grep
+    from logtrace.stitch._model import Source
+
+    lines = [f"line {i} {'id=abc123' if i % 3 == 0 else 'x'}" for i in range(12)]
+    endings = [b"\n", b"\r", b"\r\n", b"\r\r\n", b"\n\r"]
+    data = b"".join(line.encode() + endings[i % 5] for i, line in enumerate(lines))
+    path = tmp_path / ("a.log.gz" if compressed else "a.log")
+    path.write_bytes(gzip.compress(data) if compressed else data)
+    found = _grep.search_file(0, Source(str(path), str(path)), [b"abc123"], [], numbers=True)
+    records = stitch_jsonl(tmp_path / "o.jsonl", "-q", str(path))
+    stitched = {r["line"]: r["record"]["message"].encode() for r in records}
+    assert [m.raw for m in found] == [line.encode() for line in lines if "abc123" in line]
+    assert {m.line: m.raw for m in found} == {n: t for n, t in stitched.items() if b"abc123" in t}

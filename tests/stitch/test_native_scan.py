@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import random
+import re
 import resource
 import string
 import subprocess
@@ -22,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from _stitchutil import nonblank_lines
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -415,6 +417,12 @@ _odd_values = st.sampled_from(
         "-",
         "123456789012345678901234567890",
         "1" * 70,
+        "9" * 310,
+        "-" + "9" * 310,
+        "1e308",
+        "9007199254740992",
+        "9007199254740993",
+        "-9007199254740992.0",
         "0.1000000000000000055511151231257827",
         '"\\ud83d\\ude00"',
         '"\\ud800"',
@@ -452,6 +460,7 @@ _odd_values = st.sampled_from(
                     "extra",
                     "span.kind",
                     "span.start",
+                    "span.start_ns",
                     "level",
                     "trace_id",
                     "span_id",
@@ -657,6 +666,26 @@ def test_small_buffers_and_long_lines(sizes: list[int], newline_at_end: bool, bl
     got = _same(data, block)
     assert len(got.rows) == len(sizes)
     assert got.rows["len"].tolist() == [len(line) for line in lines]
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    st.lists(
+        st.tuples(st.integers(0, 300), st.sampled_from([b"\n", b"\r\n", b"\r", b"\r\r", b"\n\r"])),
+        min_size=1,
+        max_size=30,
+    ),
+    st.sampled_from([64, 1000, 4096]),
+)
+def test_a_lone_cr_ends_a_line(lines: list[tuple[int, bytes]], block: int) -> None:
+    """LF, CR LF and a CR alone each end a line, across reads too, on both paths."""
+    records = [json.dumps(_record(message="m" * n)).encode() for n, _ in lines]
+    data = b"".join(r + end for r, (_, end) in zip(records, lines, strict=True))
+    got = _same(data, block)
+    assert got.rows["len"].tolist() == [len(r) for r in records]
+    numbers = [n for n, raw in nonblank_lines(data)]
+    assert got.rows["line"].tolist() == numbers
+    assert got.lines == len(re.findall(rb"\r\n|\n|\r", data)) + (not data.endswith((b"\n", b"\r")))
 
 
 def test_scan_is_not_reentrant() -> None:

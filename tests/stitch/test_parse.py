@@ -128,6 +128,47 @@ class TestLogfmtAndText:
     def test_logfmt_unescapes_quoted_values(self) -> None:
         assert parse_logfmt('msg="say \\"hi\\"" k=v') == {"msg": 'say "hi"', "k": "v"}
 
+    def test_pairs_then_free_text_keep_the_text(self) -> None:
+        raw = f"trace_id={TRACE} payment failed: card declined".encode()
+        trace, _, _, _, _, flags, reason, _ = parse_line(raw)
+        assert (trace, reason) == (TRACE, 0)
+        assert not flags & LOGFMT  # a text line: its record is the whole line
+        assert not flags & ERROR
+
+    def test_pairs_then_an_error_word_is_an_error(self) -> None:
+        raw = f"span_id={SPAN} trace_id={TRACE} ERROR database timeout".encode()
+        trace, span, _, _, _, flags, _, _ = parse_line(raw)
+        assert (trace, span) == (TRACE, SPAN)
+        assert flags & ERROR and not flags & LOGFMT
+
+    def test_pairs_then_text_read_every_key_and_the_texts_time(self) -> None:
+        raw = f"service.name=pay dd.trace_id=255 {TS} oops parent_id: {PARENT}".encode()
+        trace, _, parent, ts, service, flags, _, _ = parse_line(raw)
+        assert (trace, parent, service) == (format(255, "032x"), PARENT, "pay")
+        assert ts == pytest.approx(EPOCH)
+        assert not flags & ERROR
+
+    @pytest.mark.parametrize("raw", [b"0=", b"a=b   ", b'k="quoted value" n=1'])
+    def test_pairs_alone_stay_logfmt(self, raw: bytes) -> None:
+        assert parse_line(raw)[5] & LOGFMT
+
+    def test_logging_formatter_with_ids_in_front(self) -> None:
+        import io
+        import logging
+
+        out = io.StringIO()
+        handler = logging.StreamHandler(out)
+        handler.setFormatter(
+            logging.Formatter("trace_id=%(trace_id)s span_id=%(span_id)s %(levelname)s %(message)s")
+        )
+        logger = logging.Logger("payments")
+        logger.addHandler(handler)
+        logger.error("card declined", extra={"trace_id": TRACE, "span_id": SPAN})
+        raw = out.getvalue().rstrip("\n").encode()
+        trace, span, _, _, _, flags, _, _ = parse_line(raw)
+        assert (trace, span) == (TRACE, SPAN)
+        assert flags & ERROR and not flags & LOGFMT
+
     def test_text_with_key_value_ids(self) -> None:
         raw = f"2026-11-24 10:00:00,123 ERROR [orders] boom trace_id={TRACE} span_id={SPAN}"
         trace, span, _, ts, _, flags, _, _ = parse_line(raw.encode())
@@ -235,6 +276,93 @@ class TestHostile:
     def test_wrong_types_in_known_keys_never_raise(self, record: dict[str, object]) -> None:
         parsed = parse_line(json.dumps(record).encode())
         assert parsed[5] & JSON
+
+
+HUGE = "9" * 310
+
+
+class TestNumbersOutOfRange:
+    """A number no float holds, or an absurd one, is an unreadable field: the line stays."""
+
+    @pytest.mark.parametrize(
+        "duration", [HUGE, "-" + HUGE, "1e400", "-1e400", "1e300", "99999999999999999999"]
+    )
+    def test_unreadable_duration_is_no_span_record(self, duration: str) -> None:
+        raw = (
+            f'{{"timestamp": "{TS}", "trace_id": "{TRACE}", "span.kind": "server", '
+            f'"duration_ms": {duration}}}'
+        ).encode()
+        for shape in (raw, raw.replace(b"{", b'{"level": "info", "service": "a", ', 1)):
+            trace, _, _, ts, _, flags, reason, start = parse_line(shape)
+            assert (trace, reason, start) == (TRACE, 0, None)
+            assert ts == pytest.approx(EPOCH)
+            assert not flags & SPAN_RECORD
+
+    def test_longest_readable_duration(self) -> None:
+        record = {"timestamp": TS, "trace_id": TRACE, "span.kind": "server"}
+        assert parse_line(line({**record, "duration_ms": 2**53}))[5] & SPAN_RECORD
+        assert not parse_line(line({**record, "duration_ms": 2**53 + 1}))[5] & SPAN_RECORD
+
+    @pytest.mark.parametrize(
+        "record",
+        [
+            {"timestamp": int(HUGE)},
+            {"ts": float("inf")},
+            {"timeUnixNano": -int(HUGE)},
+            {"timestamp": "0000-01-01T00:00:00Z"},
+            {"span.kind": "client", "duration_ms": 5, "span.start_ns": int(HUGE)},
+            {"span.kind": "client", "duration_ms": 5, "span.start": float("-inf")},
+            {"http.response.status_code": float("inf")},
+            {"level": float("-inf")},
+        ],
+    )
+    def test_unreadable_numbers_elsewhere(self, record: dict[str, object]) -> None:
+        parsed = parse_line(json.dumps({"trace_id": TRACE, **record}).encode())
+        assert parsed[0] == TRACE
+        assert parsed[3] is None or parsed[3] == pytest.approx(EPOCH)
+        assert parsed[7] is None or parsed[7] == parsed[7]
+
+    @given(
+        st.dictionaries(
+            st.sampled_from(
+                [
+                    "timestamp",
+                    "ts",
+                    "timeUnixNano",
+                    "span.start",
+                    "span.start_ns",
+                    "duration_ms",
+                    "http.response.status_code",
+                    "level",
+                    "dd.trace_id",
+                    "trace_id",
+                    "span.kind",
+                ]
+            ),
+            st.integers(-(10**400), 10**400)
+            | st.floats()
+            | st.sampled_from(["1e400", "NaN", "inf", "\ud800", "\x00", "\r", "\u00b2"]),
+        )
+    )
+    def test_any_number_in_any_known_key_never_raises(self, record: dict[str, object]) -> None:
+        raw = json.dumps({"trace_id": TRACE, "span.kind": "server", **record}).encode(
+            "utf-8", "surrogatepass"
+        )
+        for parsed in (parse_line(raw), parse_json(raw)):
+            if parsed is not None:
+                ts, start = parsed[3], parsed[7]
+                assert ts is None or abs(ts) < 1e12
+                assert start is None or abs(start) < 1e13
+
+    def test_huge_integer_status_is_an_error(self) -> None:
+        assert (
+            parse_line(line({"trace_id": TRACE, "http.response.status_code": int(HUGE)}))[5] & ERROR
+        )
+
+    @pytest.mark.parametrize("raw", ['{"dd.trace_id": "\u00b2"}', "dd.trace_id=\u00b2 x"])
+    def test_digits_int_does_not_read_are_no_id(self, raw: str) -> None:
+        text = raw.encode().decode("unicode_escape").encode()
+        assert parse_line(text)[0] is None
 
 
 class TestFastPath:

@@ -1,0 +1,79 @@
+"""Logfmt and plain text lines: ``key=value`` pairs, IDs and times found in text.
+
+The JSON side of the parser (:mod:`._parse`) hands such lines here; both
+return the same plain tuple (:data:`Parsed`).
+"""
+
+from __future__ import annotations
+
+import re
+
+from ._id_forms import decimal_id, norm_span_id, norm_trace_id, traceparent_ids
+from ._model import ERROR, NO_TRACE_ID
+from ._timestamps import timestamp_in_text
+
+__all__ = ["LOGFMT_START", "Parsed", "free_text", "parse_logfmt", "text_fields"]
+
+Parsed = tuple[
+    "str | None",  # trace ID
+    "str | None",  # span ID
+    "str | None",  # parent span ID
+    "float | None",  # timestamp (epoch seconds, raw clock)
+    "str | None",  # service
+    int,  # flags
+    int,  # reason
+    "float | None",  # span start (span records)
+]
+
+
+LOGFMT_START = re.compile(rb"\s*[\w.@/-]+=")
+_LOGFMT_PAIR = re.compile(r'([\w.@/-]+)=("(?:[^"\\]|\\.)*"|\S*)')
+
+
+def free_text(text: str) -> bool:
+    """Whether a logfmt-looking line has words outside its ``key=value`` pairs."""
+    return bool(_LOGFMT_PAIR.sub("", text).strip())
+
+
+def parse_logfmt(text: str) -> dict[str, str]:
+    """The ``key=value`` pairs of a logfmt line (quoted values unescaped)."""
+    pairs: dict[str, str] = {}
+    for key, value in _LOGFMT_PAIR.findall(text):
+        if value[:1] == '"' and value[-1:] == '"' and len(value) >= 2:
+            value = value[1:-1].replace('\\"', '"').replace("\\\\", "\\")
+        pairs[key] = value
+    return pairs
+
+
+_TEXT_KEYS = re.compile(
+    r"(?i)(?<![\w.])(trace[_.-]?id|oteltraceid|dd\.trace_id|span[_.-]?id|otelspanid|dd\.span_id|"
+    r"parent[_.-]?(?:span[_.-]?)?id|service(?:[_.]name)?)[\"']?\s*[=:]\s*[\"']?([\w.:/-]+)"
+)
+_TEXT_ERROR = re.compile(r"\b(?:ERROR|FATAL|CRITICAL|PANIC|SEVERE|level=error)\b")
+
+
+def text_fields(text: str, flags: int) -> Parsed:
+    """The IDs, time and error words of a text line."""
+    trace = span = parent = service = None
+    for key, value in _TEXT_KEYS.findall(text):
+        key = key.lower()
+        if key.startswith(("trace", "oteltrace")):
+            trace = trace or norm_trace_id(value)
+        elif key == "dd.trace_id":
+            trace = trace or decimal_id(value)
+        elif key.startswith(("span", "otelspan")):
+            span = span or norm_span_id(value)
+        elif key == "dd.span_id":
+            span = span or decimal_id(value, 16)
+        elif key.startswith("parent"):
+            parent = parent or norm_span_id(value)
+        elif service is None:
+            service = value
+    if trace is None and "-" in text:
+        ids = traceparent_ids(text)
+        if ids is not None:
+            trace = ids[0]
+    if _TEXT_ERROR.search(text):
+        flags |= ERROR
+    ts = timestamp_in_text(text)
+    return (trace, span, parent, ts, service, flags, 0 if trace else NO_TRACE_ID, None)
