@@ -2,8 +2,9 @@
 
 Hex IDs become lowercase and are left-padded (trace 32, span 16 digits) so
 that a 64-bit trace ID from one tool meets the same ID from another; UUID
-dashes are dropped. Datadog writes decimal IDs; they are converted to hex.
-Other short printable IDs are kept verbatim: a trace ID need not be W3C.
+dashes and a ``0x`` prefix are dropped. Datadog writes decimal IDs; they are
+converted to hex. Other short printable IDs are kept verbatim: a trace ID need
+not be W3C.
 """
 
 from __future__ import annotations
@@ -28,6 +29,8 @@ def _norm(value: object, width: int) -> str | None:
         return decimal_id(value, width)
     if not isinstance(value, str):
         return None
+    if value[:2] in ("0x", "0X") and _HEX.fullmatch(value, 2):
+        value = value[2:]  # OpenTelemetry's console exporter writes "0x" + the hex ID
     if _HEX.fullmatch(value):
         if len(value) > width:
             return value.lower()

@@ -408,3 +408,22 @@ class TestFastPath:
     def test_invalid_json(self) -> None:
         assert parse_json(b'{"trace_id": "x"') is None
         assert parse_json(b'{"a": NaN}') is None
+
+
+class TestOpenTelemetryConsoleIds:
+    """The SDK's console exporter writes ``"trace_id": "0x" + 32 hex digits``."""
+
+    LINE = (
+        '{"body": "payment failed", "severity_text": "ERROR", '
+        '"timestamp": "2026-11-24T10:00:00.123456Z", '
+        '"trace_id": "0x4bf92f3577b34da6a3ce929d0e0e4736", '
+        '"span_id": "0x00f067aa0ba902b7"}'
+    )
+
+    def test_the_0x_prefix_is_dropped_so_the_line_joins_its_trace(self) -> None:
+        trace, span, *_ = parse_line(self.LINE.encode())
+        assert (trace, span) == (TRACE, SPAN)
+
+    def test_a_0x_without_hex_digits_is_not_an_id_of_hex(self) -> None:
+        trace, *_ = parse_line(b'{"trace_id": "0xZZ", "message": "m"}')
+        assert trace == "0xZZ"

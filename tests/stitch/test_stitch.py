@@ -377,3 +377,41 @@ def test_memory_sizes() -> None:
     assert parse_size("1.5GiB") == int(1.5 * (1 << 30))
     assert parse_size("4096") == 4096
     assert run("stitch", "--memory", "lots", "x")[0] == 2
+
+
+@pytest.mark.parametrize("pure", [False, True], ids=["c", "python"])
+def test_opentelemetry_console_ids_join_the_w3c_trace(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, pure: bool
+) -> None:
+    """OpenTelemetry's console exporter writes ``0x`` before the hex IDs; its
+    lines belong to the same trace as a logtrace line with the plain ID."""
+    if pure:
+        monkeypatch.setenv("LOGTRACE_PURE_PYTHON", "1")
+    trace = "5d0f2c6a1b7e4e0a9c3d8f1e2a4b6c7d"
+    (tmp_path / "gateway.log").write_text(
+        json.dumps(
+            {
+                "timestamp": "2026-11-24T10:00:00.100000Z",
+                "level": "info",
+                "message": "checkout start",
+                "trace_id": trace,
+                "span_id": "1111111111111111",
+            }
+        )
+        + "\n"
+    )
+    (tmp_path / "worker.log").write_text(
+        json.dumps(
+            {
+                "body": "charge card",
+                "severity_text": "INFO",
+                "timestamp": "2026-11-24T10:00:00.200000Z",
+                "trace_id": "0x" + trace,
+                "span_id": "0x2222222222222222",
+                "resource": {"attributes": {"service.name": "worker"}},
+            }
+        )
+        + "\n"
+    )
+    records = stitch_jsonl(tmp_path / "out.jsonl", "-q", str(tmp_path))
+    assert [r["trace_id"] for r in records] == [trace, trace]
