@@ -14,6 +14,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from .._schema import KIND_CLIENT as KIND_CLIENT_NAME
+from .._schema import KIND_PRODUCER as KIND_PRODUCER_NAME
+from .._schema import KIND_SERVER as KIND_SERVER_NAME
+
 if TYPE_CHECKING:
     import numpy as np
     import numpy.typing as npt
@@ -32,6 +36,7 @@ __all__ = [
     "ERROR",
     "JSON",
     "KIND_CLIENT",
+    "KIND_FLAGS",
     "KIND_PRODUCER",
     "KIND_SERVER",
     "LOGFMT",
@@ -69,6 +74,13 @@ BROKEN = 64
 carries a trace ID in its text: it joins its trace and counts as unparseable."""
 KIND_PRODUCER = 128
 """A producer span record (a message sent): its consumers run after it, not inside it."""
+
+KIND_FLAGS: dict[str, int] = {
+    KIND_CLIENT_NAME: KIND_CLIENT,
+    KIND_SERVER_NAME: KIND_SERVER,
+    KIND_PRODUCER_NAME: KIND_PRODUCER,
+}
+"""The flag of each span kind a span record may name (``span.kind``); other kinds have none."""
 
 # Reasons a line joins no trace (0: it does).
 NO_TRACE_ID, UNPARSEABLE_JSON, BINARY, TOO_DEEP, TRUNCATED = 1, 2, 3, 4, 5

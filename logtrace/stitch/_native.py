@@ -13,11 +13,11 @@ import os
 from ._model import SCAN_DTYPE
 
 try:
-    from . import _native_scan as native_scan
+    import logtrace.stitch._native_scan as native_scan
 except ImportError:  # not built: the pure-Python scan gives the same rows
     native_scan = None  # type: ignore[assignment]
 try:
-    from . import _native_write as native_write
+    import logtrace.stitch._native_write as native_write
 except ImportError:  # not built: the pure-Python writer gives the same bytes
     native_write = None  # type: ignore[assignment]
 

@@ -15,7 +15,13 @@ from typing import Any
 
 import msgspec
 
-from .. import _schema
+from .._schema import (
+    ERROR_TYPE,
+    EXCEPTION_TYPE,
+    HTTP_RESPONSE_STATUS_CODE,
+    SPAN_KIND,
+    SPAN_START,
+)
 from ._id_forms import (
     decimal_id,
     norm_span_id,
@@ -27,9 +33,7 @@ from ._model import (
     BROKEN,
     ERROR,
     JSON,
-    KIND_CLIENT,
-    KIND_PRODUCER,
-    KIND_SERVER,
+    KIND_FLAGS,
     LOGFMT,
     NO_TRACE_ID,
     SPAN_RECORD,
@@ -116,14 +120,14 @@ class _Fields(msgspec.Struct):
     parentSpanId: object = None
     parent_id: object = None
     parent_id_dot: object = _f("parent.id")
-    span_kind: object = _f(_schema.SPAN_KIND)
-    span_start: object = _f(_schema.SPAN_START)
+    span_kind: object = _f(SPAN_KIND)
+    span_start: object = _f(SPAN_START)
     span_start_ns: object = _f("span.start_ns")
     duration_ms: object = None
-    error_type: object = _f(_schema.ERROR_TYPE)
-    exception_type: object = _f(_schema.EXCEPTION_TYPE)
+    error_type: object = _f(ERROR_TYPE)
+    exception_type: object = _f(EXCEPTION_TYPE)
     exc_info: object = None
-    status: object = _f(_schema.HTTP_RESPONSE_STATUS_CODE)
+    status: object = _f(HTTP_RESPONSE_STATUS_CODE)
 
 
 _decode = msgspec.json.Decoder(_Fields).decode
@@ -242,13 +246,13 @@ class _Common(msgspec.Struct, gc=False):
     trace_id: object = None
     span_id: object = None
     parent_span_id: object = None
-    span_kind: object = _f(_schema.SPAN_KIND)
-    span_start: object = _f(_schema.SPAN_START)
+    span_kind: object = _f(SPAN_KIND)
+    span_start: object = _f(SPAN_START)
     duration_ms: object = None
-    error_type: object = _f(_schema.ERROR_TYPE)
-    exception_type: object = _f(_schema.EXCEPTION_TYPE)
+    error_type: object = _f(ERROR_TYPE)
+    exception_type: object = _f(EXCEPTION_TYPE)
     exc_info: object = None
-    status: object = _f(_schema.HTTP_RESPONSE_STATUS_CODE)
+    status: object = _f(HTTP_RESPONSE_STATUS_CODE)
 
 
 _decode_common = msgspec.json.Decoder(_Common).decode
@@ -295,12 +299,8 @@ def _common_fields(r: _Common) -> Parsed | None:
         duration = duration_value(r.duration_ms)
         if duration is not None:
             flags |= SPAN_RECORD
-            if kind == _schema.KIND_CLIENT:
-                flags |= KIND_CLIENT
-            elif kind == _schema.KIND_SERVER:
-                flags |= KIND_SERVER
-            elif kind == _schema.KIND_PRODUCER:
-                flags |= KIND_PRODUCER
+            if type(kind) is str:
+                flags |= KIND_FLAGS.get(kind, 0)
             value = r.span_start
             if type(value) is str:
                 start = iso_fast(value)
@@ -359,12 +359,8 @@ def _fields(r: _Fields, flags: int) -> Parsed:
     duration = duration_value(r.duration_ms)
     if kind is not None and duration is not None:
         flags |= SPAN_RECORD
-        if kind == _schema.KIND_CLIENT:
-            flags |= KIND_CLIENT
-        elif kind == _schema.KIND_SERVER:
-            flags |= KIND_SERVER
-        elif kind == _schema.KIND_PRODUCER:
-            flags |= KIND_PRODUCER
+        if type(kind) is str:
+            flags |= KIND_FLAGS.get(kind, 0)
         if r.span_start is not None:
             start = parse_timestamp(r.span_start)
         elif r.span_start_ns is not None:

@@ -23,16 +23,11 @@ from .._schema import (
     SPAN_KIND,
     SPAN_START,
 )
-from .._schema import KIND_CLIENT as KIND_CLIENT_NAME
-from .._schema import KIND_PRODUCER as KIND_PRODUCER_NAME
-from .._schema import KIND_SERVER as KIND_SERVER_NAME
 from ._intern import Interner, fixed_width
 from ._model import (
     ERROR,
     JSON,
-    KIND_CLIENT,
-    KIND_PRODUCER,
-    KIND_SERVER,
+    KIND_FLAGS,
     NO_TRACE_ID,
     SCAN_DTYPE,
     SPAN_RECORD,
@@ -232,7 +227,7 @@ def _fast_rows(
             cols.start[at[which]] = np.where(np.isnan(got), stamps[which] - took / 1e3, got)
             flags[which] |= np.array(
                 [
-                    _KIND_FLAGS.get(k, SPAN_RECORD) if type(k) is str else SPAN_RECORD
+                    SPAN_RECORD | KIND_FLAGS.get(k, 0) if type(k) is str else SPAN_RECORD
                     for k in (r.span_kind for r in picked)
                 ],
                 dtype=np.uint8,
@@ -253,13 +248,6 @@ def _fast_rows(
     cols.service[where] = service
     cols.ts[where] = stamps[fast]
     cols.flags[where] = flags[fast]
-
-
-_KIND_FLAGS: dict[object, int] = {
-    KIND_CLIENT_NAME: SPAN_RECORD | KIND_CLIENT,
-    KIND_SERVER_NAME: SPAN_RECORD | KIND_SERVER,
-    KIND_PRODUCER_NAME: SPAN_RECORD | KIND_PRODUCER,
-}
 
 
 def _slow_rows(
