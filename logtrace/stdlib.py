@@ -6,7 +6,9 @@ this module costs nothing beyond the standard library.
 
 from __future__ import annotations
 
+import json
 import logging
+from collections.abc import Callable
 from typing import Any
 
 from ._context import CURRENT
@@ -79,33 +81,79 @@ def json_formatter(service: str, *, field_names: FieldNames = OTEL_FIELDS) -> lo
     id_keys = tuple(names)
     skip = RECORD_ATTRS.union(names)
 
+    def _common_fields(log_data: dict[str, Any], record: logging.LogRecord, message: str) -> None:
+        log_data[TIMESTAMP] = iso_utc(round(record.created * 1e9))
+        log_data[LEVEL] = record.levelname
+        log_data[SERVICE] = service
+        log_data[LOGGER] = record.name
+        log_data[MESSAGE] = message
+        fields = record.__dict__
+        if fields.get(trace_key) is not None:
+            # The IDs next, where a reader looks for them; outside any
+            # request there are none rather than a row of nulls.
+            for key in id_keys:
+                if key in fields:
+                    log_data[key] = fields[key]
+
     class _Formatter(JsonFormatter):
+        plain = False
+        """Whether the base class's generic steps have nothing to add."""
+        encode: Callable[[Any], str]
+
+        def format(self, record: logging.LogRecord) -> str:
+            # The common record (a string message, no traceback, no stack)
+            # takes a direct path to the same line: the base class's generic
+            # steps (defaults, renames, static fields) have nothing to do here.
+            if (
+                record.exc_info
+                or record.exc_text
+                or record.stack_info
+                or isinstance(record.msg, dict)
+                or not self.plain
+            ):
+                return super().format(record)
+            record.message = message = record.getMessage()
+            log_data: dict[str, Any] = {}
+            _common_fields(log_data, record, message.rstrip())
+            fields = record.__dict__
+            skip_fields = self._skip_fields
+            for key, value in fields.items():
+                if key not in skip_fields and not (isinstance(key, str) and key[:1] == "_"):
+                    log_data[key] = value
+            return self.encode(self.process_log_record(log_data))
+
         def add_fields(
             self,
             log_data: dict[str, Any],
             record: logging.LogRecord,
             message_dict: dict[str, Any],
         ) -> None:
-            log_data[TIMESTAMP] = iso_utc(round(record.created * 1e9))
-            log_data[LEVEL] = record.levelname
-            log_data[SERVICE] = service
-            log_data[LOGGER] = record.name
             # Servers end some messages with a newline meant for a traceback
             # that follows in text logs; here the traceback has its own field.
             message = record.message.rstrip()
-            log_data[MESSAGE] = message
-            fields = record.__dict__
-            if fields.get(trace_key) is not None:
-                # The IDs next, where a reader looks for them; outside any
-                # request there are none rather than a row of nulls.
-                for key in id_keys:
-                    if key in fields:
-                        log_data[key] = fields[key]
+            _common_fields(log_data, record, message)
             super().add_fields(log_data, record, message_dict)
             # The base class writes the format's fields (``message``) again.
             log_data[MESSAGE] = message
 
-    return _Formatter(reserved_attrs=sorted(skip), json_ensure_ascii=False)
+    formatter = _Formatter(reserved_attrs=sorted(skip), json_ensure_ascii=False)
+    # One encoder for every record: json.dumps would build it again each time.
+    encoder_class = formatter.json_encoder or json.JSONEncoder
+    formatter.encode = encoder_class(
+        default=formatter.json_default, ensure_ascii=False, indent=formatter.json_indent
+    ).encode
+    formatter.plain = (
+        formatter.json_serializer is json.dumps
+        and getattr(formatter, "_required_fields", None) == [MESSAGE]
+        and not (
+            formatter.static_fields
+            or formatter.defaults
+            or formatter.rename_fields
+            or formatter.timestamp
+            or formatter.prefix
+        )
+    )
+    return formatter
 
 
 class _ConsoleFormatter(logging.Formatter):
