@@ -15,6 +15,7 @@ import platform
 import random
 import re
 import statistics
+import subprocess
 import sys
 import time
 from collections.abc import Iterable, Mapping, Sequence
@@ -221,22 +222,23 @@ def machine_line() -> str:
 
 
 def git_revision() -> str:
-    """The checked-out commit (short), read from ``.git`` without running git."""
-    head = REPO_ROOT / ".git" / "HEAD"
+    """The checked-out commit (short), with ``+`` when the tree has changes."""
     try:
-        ref = head.read_text().strip()
-        if ref.startswith("ref: "):
-            target = REPO_ROOT / ".git" / ref[5:]
-            if target.exists():
-                return target.read_text().strip()[:10]
-            packed = (REPO_ROOT / ".git" / "packed-refs").read_text()
-            for line in packed.splitlines():
-                if line.endswith(" " + ref[5:]):
-                    return line[:10]
-            return "unknown"
-        return ref[:10]
-    except OSError:
+        head = subprocess.run(
+            ["git", "-C", str(REPO_ROOT), "rev-parse", "--short=10", "HEAD"],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "-C", str(REPO_ROOT), "status", "--porcelain", "--untracked-files=no"],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
         return "unknown"
+    return head + ("+" if dirty else "")
 
 
 # --- docs/performance.md -------------------------------------------------------
