@@ -113,6 +113,7 @@ enum {
     K_parent_id,
     K_parent_dot_id,
     K_span_dot_start_ns,
+    K_WRAPPED, /* a collector's or backend's record: the Python side unwraps it */
     N_KEYS,
     K_NONE
 };
@@ -173,6 +174,25 @@ static const KeyName KEY_NAMES[] = {
     {"parent_id", K_parent_id, 9},
     {"parent.id", K_parent_dot_id, 9},
     {"span.start_ns", K_span_dot_start_ns, 13},
+    {"MESSAGE", K_WRAPPED, 7},
+    {"jsonPayload", K_WRAPPED, 11},
+    {"textPayload", K_WRAPPED, 11},
+    {"line", K_WRAPPED, 4},
+    {"_source", K_WRAPPED, 7},
+    {"logStreamName", K_WRAPPED, 13},
+    {"ingestionTime", K_WRAPPED, 13},
+    {"eventId", K_WRAPPED, 7},
+    {"resource", K_WRAPPED, 8},
+    {"resourceLogs", K_WRAPPED, 12},
+    {"severity_text", K_WRAPPED, 13},
+    {"severityNumber", K_WRAPPED, 14},
+    {"severity_number", K_WRAPPED, 15},
+    {"observedTimeUnixNano", K_WRAPPED, 20},
+    {"observed_timestamp", K_WRAPPED, 18},
+    {"_dd.p.tid", K_WRAPPED, 9},
+    {"_dd", K_WRAPPED, 3},
+    {"logging.googleapis.com/trace", K_WRAPPED, 28},
+    {"logging.googleapis.com/spanId", K_WRAPPED, 29},
 };
 
 #define N_KEY_NAMES (sizeof(KEY_NAMES) / sizeof(KEY_NAMES[0]))
@@ -1108,6 +1128,9 @@ parse_line(const unsigned char *line, size_t len, Fields *f)
     }
     if (p != end) {
         return 0;
+    }
+    if (L.seen & ((uint64_t)1 << K_WRAPPED)) {
+        return 0; /* wrapped records and the keys read with them: the Python side */
     }
     f->trace = f->span = f->parent = NULL;
     const Keys *Lp = &L;

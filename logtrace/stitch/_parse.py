@@ -42,6 +42,14 @@ from ._model import (
 )
 from ._parse_text import LOGFMT_START, Parsed, free_text, parse_logfmt, text_fields
 from ._timestamps import iso_fast, parse_timestamp
+from ._wrapped import (
+    Partials,
+    Unwrapped,
+    cloud_trace,
+    cri_line,
+    otel_service,
+    unwrap,
+)
 
 __all__ = [
     "Parsed",
@@ -54,7 +62,19 @@ __all__ = [
 
 
 ERROR_LEVELS = frozenset(
-    {"error", "err", "critical", "crit", "fatal", "alert", "emerg", "emergency", "severe", "panic"}
+    {
+        "error",
+        "err",
+        "critical",
+        "crit",
+        "fatal",
+        "alert",
+        "emerg",
+        "emergency",
+        "severe",
+        "panic",
+        "dpanic",
+    }
 )
 """Levels (lowercased) that flag a line as an error."""
 
@@ -87,10 +107,15 @@ class _Fields(msgspec.Struct):
     ts: object = None
     asctime: object = None
     timeUnixNano: object = None
+    observedTimeUnixNano: object = None
+    observed_timestamp: object = None
     level: object = None
     levelname: object = None
     severity: object = None
     severityText: object = None
+    severity_text: object = None
+    severityNumber: object = None
+    severity_number: object = None
     log_level: object = _f("log.level")
     log: object = None
     service: object = None
@@ -100,6 +125,7 @@ class _Fields(msgspec.Struct):
     app: object = None
     application: object = None
     dd_service: object = _f("dd.service")
+    resource: object = None
     trace_id: object = None
     traceId: object = None
     traceID: object = None
@@ -108,6 +134,9 @@ class _Fields(msgspec.Struct):
     trace: object = None
     dd_trace_id: object = _f("dd.trace_id")
     dd: object = None
+    dd_tid: object = _f("_dd.p.tid")
+    dd_meta: object = _f("_dd")
+    gcp_trace: object = _f("logging.googleapis.com/trace")
     traceparent: object = None
     span_id: object = None
     spanId: object = None
@@ -116,6 +145,7 @@ class _Fields(msgspec.Struct):
     span_id_dot: object = _f("span.id")
     span: object = None
     dd_span_id: object = _f("dd.span_id")
+    gcp_span: object = _f("logging.googleapis.com/spanId")
     parent_span_id: object = None
     parentSpanId: object = None
     parent_id: object = None
@@ -128,9 +158,21 @@ class _Fields(msgspec.Struct):
     exception_type: object = _f(EXCEPTION_TYPE)
     exc_info: object = None
     status: object = _f(HTTP_RESPONSE_STATUS_CODE)
+    # Collectors' and backends' records (see ._wrapped): their presence sends
+    # a line to unwrap(); a plain line pays a few None checks.
+    MESSAGE: object = None
+    jsonPayload: object = None
+    textPayload: object = None
+    line: object = None
+    labels: object = None
+    source: object = _f("_source")
+    logStreamName: object = None
+    ingestionTime: object = None
+    eventId: object = None
 
 
 _decode = msgspec.json.Decoder(_Fields).decode
+_decode_any = msgspec.json.decode
 
 
 def _nested(value: object, key: str) -> object:
@@ -142,15 +184,46 @@ def _trace(r: _Fields) -> str | None:
         if value is not None:
             return norm_trace_id(value)
     if r.trace is not None:
+        if isinstance(r.trace, str):
+            return cloud_trace(r.trace)
         return norm_trace_id(_nested(r.trace, "id"))
     if r.dd_trace_id is not None:
-        return decimal_id(r.dd_trace_id)
+        return datadog_trace(r.dd_trace_id, _dd_tid(r))
     if r.dd is not None:
-        return decimal_id(_nested(r.dd, "trace_id"))
+        return datadog_trace(_nested(r.dd, "trace_id"), _dd_tid(r))
+    if r.gcp_trace is not None:
+        return cloud_trace(r.gcp_trace) or norm_trace_id(r.gcp_trace)
     if isinstance(r.traceparent, str):
         ids = traceparent_ids(r.traceparent)
         return ids[0] if ids else None
     return None
+
+
+def _dd_tid(r: _Fields) -> object:
+    if r.dd_tid is not None:
+        return r.dd_tid
+    meta = r.dd_meta
+    if isinstance(meta, dict):
+        tid = meta.get("p.tid")
+        return tid if tid is not None else _nested(meta.get("p"), "tid")
+    dd = r.dd
+    return dd.get("_dd.p.tid") if isinstance(dd, dict) else None
+
+
+def datadog_trace(value: object, tid: object) -> str | None:
+    """A Datadog trace ID as a W3C one: 32 hex digits as written, or a decimal
+    holding the low 64 bits, the high 64 in ``_dd.p.tid`` (hex) when given."""
+    if isinstance(value, str) and len(value) == 32 and not value.isdecimal():
+        return norm_trace_id(value)
+    if (
+        isinstance(tid, str)
+        and len(tid) == 16
+        and tid.strip("0123456789abcdefABCDEF") == ""
+        and tid.strip("0")
+    ):
+        low = decimal_id(value, 16)
+        return None if low is None else tid.lower() + low
+    return decimal_id(value)
 
 
 def _span(r: _Fields) -> str | None:
@@ -163,6 +236,8 @@ def _span(r: _Fields) -> str | None:
         return decimal_id(r.dd_span_id, 16)
     if r.dd is not None:
         return decimal_id(_nested(r.dd, "span_id"), 16)
+    if r.gcp_span is not None:
+        return norm_span_id(r.gcp_span)
     return None
 
 
@@ -182,18 +257,24 @@ def _service(r: _Fields) -> str | None:
             if isinstance(value, str) and 0 < len(value) <= 200:
                 return value
             return None
+    if r.resource is not None:
+        return otel_service(r.resource)
     return None
 
 
 def _timestamp(r: _Fields) -> float | None:
     for value in (r.timestamp, r.at_timestamp, r.time, r.ts, r.asctime, r.timeUnixNano):
         if value is not None:
-            return parse_timestamp(value)
+            stamp = parse_timestamp(value)
+            if stamp is None and (r.observedTimeUnixNano or r.observed_timestamp):
+                # OpenTelemetry: a record without a time of its own ("0") was observed then
+                stamp = parse_timestamp(r.observedTimeUnixNano or r.observed_timestamp)
+            return stamp
     return None
 
 
 def _is_error(r: _Fields) -> bool:
-    for value in (r.level, r.levelname, r.severity, r.severityText, r.log_level):
+    for value in (r.level, r.levelname, r.severity, r.severityText, r.severity_text, r.log_level):
         if value is not None:
             if isinstance(value, str):
                 if value.lower() in ERROR_LEVELS:
@@ -207,8 +288,15 @@ def _is_error(r: _Fields) -> bool:
             return True
     if r.error_type is not None or r.exception_type is not None or r.exc_info:
         return True
+    number = r.severityNumber if r.severityNumber is not None else r.severity_number
+    if type(number) is int and number >= OTEL_ERROR_SEVERITY:
+        return True
     status = r.status
     return isinstance(status, int) and not isinstance(status, bool) and status >= 500
+
+
+OTEL_ERROR_SEVERITY = 17
+"""OpenTelemetry severity numbers from ERROR (17) up (FATAL is 21-24) are errors."""
 
 
 NOT_ERROR_LEVELS = frozenset(
@@ -322,7 +410,7 @@ def scan_json(raw: bytes) -> Parsed | None:
         fields = _common_fields(_decode_common(raw))
         if fields is not None:
             return fields
-        return _fields(_decode(raw), JSON)
+        return _json_fields(_decode(raw), raw, None, JSON, 0)
     except (msgspec.DecodeError, msgspec.ValidationError, RecursionError):
         return None
 
@@ -386,6 +474,106 @@ def parse_line(raw: bytes) -> Parsed:
 
     Never raises: a line that cannot be read comes back with a reason.
     """
+    return _parse_any(raw, 0)
+
+
+MAX_WRAPS = 3
+"""Records wrapped in records read this deep; a deeper one is read as it is."""
+
+WRAPPED_FLAGS = ERROR | SPAN_RECORD | BROKEN | sum(KIND_FLAGS.values())
+"""Flags a wrapped record passes on to its line (not JSON or LOGFMT: they say
+how the line itself is written)."""
+
+_NOTHING: Parsed = (None, None, None, None, None, 0, NO_TRACE_ID, None)
+
+PARTIALS = Partials()
+"""CRI pieces waiting for their final piece (lines come in file order)."""
+
+
+def _wraps(r: _Fields) -> bool:
+    return (
+        r.MESSAGE is not None
+        or r.jsonPayload is not None
+        or r.textPayload is not None
+        or (r.line is not None and r.labels is not None)
+        or type(r.log) is str
+        or r.source is not None
+        or r.logStreamName is not None
+        or r.ingestionTime is not None
+        or r.eventId is not None
+    )
+
+
+def _json_fields(
+    r: _Fields, raw: bytes | None, obj: dict[str, Any] | None, flags: int, depth: int
+) -> Parsed:
+    """A JSON object's fields: its own, or those of the record it wraps."""
+    if depth < MAX_WRAPS and _wraps(r):
+        if obj is None:
+            value = _decode_any(raw) if raw is not None else None
+            obj = value if isinstance(value, dict) else None
+        wrapped = unwrap(obj) if obj is not None else None
+        if wrapped is not None:
+            return _unwrapped(_fields(r, flags), wrapped, depth)
+    return _fields(r, flags)
+
+
+def _unwrapped(outer: Parsed, w: Unwrapped, depth: int) -> Parsed:
+    """The wrapped record's fields, the wrapper's where it is silent."""
+    payload = w.payload
+    inner = _NOTHING
+    if isinstance(payload, str):
+        if payload.strip():
+            inner = _parse_any(payload.encode(errors="surrogatepass"), depth + 1)
+    elif isinstance(payload, dict):
+        try:
+            fields = msgspec.convert(payload, _Fields)
+        except (msgspec.ValidationError, RecursionError):
+            fields = None
+        if fields is not None:
+            inner = _json_fields(fields, None, payload, 0, depth + 1)
+    trace, span, parent, ts, service, flags, reason, start = inner
+    o_trace, o_span, o_parent, o_ts, o_service, o_flags, _, _ = outer
+    if trace is None:
+        trace = w.trace or o_trace
+        if trace is not None:
+            span = span or w.span or o_span
+            parent = parent or o_parent
+            reason = 0
+    if ts is None:
+        ts = parse_timestamp(w.ts) if w.ts is not None else None
+        if ts is None:
+            ts = o_ts
+    service = service or w.service or o_service
+    flags = (flags & WRAPPED_FLAGS) | (o_flags & ~WRAPPED_FLAGS) | (o_flags & ERROR)
+    if w.error:
+        flags |= ERROR
+    if trace is None and reason == 0:
+        reason = NO_TRACE_ID
+    return (trace, span, parent, ts, service, flags, reason, start)
+
+
+def _cri(raw: bytes, depth: int) -> Parsed | None:
+    """A Kubernetes node file line: its payload's fields, the runtime's time
+    where the payload has none; a cut line's pieces join its final piece."""
+    split = cri_line(raw)
+    if split is None:
+        return None
+    stamp, stream, partial, payload = split
+    if partial:
+        # A piece: the IDs its text has so far (the final piece reads the whole line).
+        text = PARTIALS.add(stream, payload).decode(errors="replace")
+        inner = text_fields(text, 0)
+    else:
+        whole = PARTIALS.finish(stream, payload)
+        inner = _parse_any(whole, depth + 1) if whole.strip() else _NOTHING
+    trace, span, parent, ts, service, flags, reason, start = inner
+    if ts is None:
+        ts = parse_timestamp(stamp)
+    return (trace, span, parent, ts, service, flags & WRAPPED_FLAGS, reason, start)
+
+
+def _parse_any(raw: bytes, depth: int) -> Parsed:
     ascii_ok = raw.isascii()
     if not ascii_ok:
         try:
@@ -395,13 +583,17 @@ def parse_line(raw: bytes) -> Parsed:
     head = raw.lstrip()[:1]
     if head == b"{":
         try:
-            return _fields(_decode(raw), JSON)
+            return _json_fields(_decode(raw), raw, None, JSON, depth)
         except (msgspec.DecodeError, msgspec.ValidationError):
-            return _fallback_json(raw)
+            return _fallback_json(raw, depth)
         except RecursionError:
             return (None, None, None, None, None, 0, TOO_DEEP, None)
     if _is_binary(raw):
         return _unreadable(raw, BINARY)
+    if depth < MAX_WRAPS and head.isdigit() and raw[4:5] == b"-" and b" std" in raw[19:48]:
+        parsed = _cri(raw, depth)
+        if parsed is not None:
+            return parsed
     text = raw.decode()
     if LOGFMT_START.match(raw):
         try:
@@ -433,7 +625,7 @@ def _pairs_and_text(fields: _Fields, text: str) -> Parsed:
     )
 
 
-def _fallback_json(raw: bytes) -> Parsed:
+def _fallback_json(raw: bytes, depth: int) -> Parsed:
     """A line msgspec rejects: maybe JSON it will not take (lone surrogates), maybe not JSON."""
     try:
         value = json.loads(raw, parse_constant=_strict_constant)
@@ -448,10 +640,10 @@ def _fallback_json(raw: bytes) -> Parsed:
         return text_fields(raw.decode(errors="replace"), 0)
     try:
         fields = msgspec.convert(value, _Fields)
+        # Not flagged JSON: the output carries it as text, which every reader accepts.
+        return _json_fields(fields, None, value, 0, depth)
     except (msgspec.ValidationError, RecursionError):
         return (None, None, None, None, None, 0, UNPARSEABLE_JSON, None)
-    # Not flagged JSON: the output carries it as text, which every reader accepts.
-    return _fields(fields, 0)
 
 
 def _unreadable(raw: bytes, reason: int) -> Parsed:
