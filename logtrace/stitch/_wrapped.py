@@ -25,6 +25,7 @@ __all__ = [
     "Unwrapped",
     "cloud_trace",
     "cri_line",
+    "cri_record",
     "display_record",
     "otel_service",
     "unwrap",
@@ -182,9 +183,22 @@ def otel_service(resource: object) -> str | None:
     return None
 
 
+_PRIORITY_NAMES = ("emerg", "alert", "crit", "error", "warning", "notice", "info", "debug")
+
+
+def _wrapper_level(obj: dict[str, Any]) -> object:
+    if "MESSAGE" in obj:
+        priority = obj.get("PRIORITY")
+        if isinstance(priority, str) and priority.isdecimal() and int(priority) < 8:
+            return _PRIORITY_NAMES[int(priority)]
+        return None
+    return obj.get("severity")
+
+
 def display_record(obj: dict[str, Any]) -> dict[str, Any]:
     """The record to show for ``obj``: the wrapped one where there is one (text
-    becomes ``{"message": text}``, or the object it holds), and an OTLP body as text."""
+    becomes ``{"message": text}``, or the object it holds; the wrapper's level
+    where it has none), and an OTLP body as text."""
     inner: object = obj
     for _ in range(3):
         if not isinstance(inner, dict):
@@ -192,12 +206,15 @@ def display_record(obj: dict[str, Any]) -> dict[str, Any]:
         got = unwrap(inner)
         if got is None or got.payload is None:
             break
+        level = _wrapper_level(inner)
         payload = got.payload
         if isinstance(payload, str):
             decoded = _object_in(payload)
             inner = decoded if decoded is not None else {"message": payload}
         else:
             inner = payload
+        if level is not None and isinstance(inner, dict):
+            inner = {"level": level, **inner}
     if not isinstance(inner, dict):
         return obj
     body = inner.get("body")
@@ -205,6 +222,17 @@ def display_record(obj: dict[str, Any]) -> dict[str, Any]:
         value = next(iter(body.values()))
         inner = {**inner, "body": value if isinstance(value, str) else str(value)}
     return inner
+
+
+def cri_record(raw: bytes) -> dict[str, Any] | None:
+    """The record to show for a CRI line: its payload (the object it holds, or
+    ``{"message": payload}``); ``None`` for another line."""
+    split = cri_line(raw)
+    if split is None:
+        return None
+    payload = split[3].decode(errors="replace")
+    decoded = _object_in(payload)
+    return decoded if decoded is not None else {"message": payload}
 
 
 def _object_in(text: str) -> dict[str, Any] | None:
