@@ -184,6 +184,8 @@ static const KeyName KEY_NAMES[] = {
     {"eventId", K_WRAPPED, 7},
     {"resource", K_WRAPPED, 8},
     {"resourceLogs", K_WRAPPED, 12},
+    {"hits", K_WRAPPED, 4},
+    {"events", K_WRAPPED, 6},
     {"severity_text", K_WRAPPED, 13},
     {"severityNumber", K_WRAPPED, 14},
     {"severity_number", K_WRAPPED, 15},

@@ -153,15 +153,15 @@ def scan_block(block: bytes, pos: int, lineno: int, state: Interner) -> npt.NDAr
             continue
         _fast_rows(lines, at, cols, others)
     offsets = starts + pos
-    lines = np.arange(lineno + 1, lineno + 1 + n, dtype=np.int64)
+    numbers = np.arange(lineno + 1, lineno + 1 + n, dtype=np.int64)
     if others:
         others.sort()
         many = _slow_rows(others, block, starts, lengths, cols, keep)
         if many:
-            cols, keep, offsets, lengths, lines = _with_records(
-                many, cols, keep, offsets, lengths, lines
+            cols, keep, offsets, lengths, numbers = _with_records(
+                many, cols, keep, offsets, lengths, numbers
             )
-    return _rows(cols, keep, offsets, lengths, lines, state)
+    return _rows(cols, keep, offsets, lengths, numbers, state)
 
 
 def line_breaks(block: bytes) -> int:

@@ -116,7 +116,9 @@ def _google(obj: dict[str, Any]) -> Unwrapped:
         payload = obj["textPayload"]
     resource = obj.get("resource")
     labels = resource.get("labels") if isinstance(resource, dict) else None
-    service = _first_label(labels, _LABEL_SERVICE) or _first_label(obj.get("labels"), _LABEL_SERVICE)
+    service = _first_label(labels, _LABEL_SERVICE) or _first_label(
+        obj.get("labels"), _LABEL_SERVICE
+    )
     span = _text(obj.get("spanId"))
     return Unwrapped(
         payload, obj.get("timestamp"), service, cloud_trace(obj.get("trace")), span, False
@@ -217,6 +219,9 @@ def display_record(obj: dict[str, Any]) -> dict[str, Any]:
             inner = {"level": level, **inner}
     if not isinstance(inner, dict):
         return obj
+    log = inner.get("log")
+    if isinstance(log, dict) and isinstance(log.get("level"), str) and "log.level" not in inner:
+        inner = {**inner, "log.level": log["level"]}  # ECS, nested
     body = inner.get("body")
     if isinstance(body, dict) and len(body) == 1:
         value = next(iter(body.values()))
@@ -246,7 +251,9 @@ def _object_in(text: str) -> dict[str, Any] | None:
     return value if isinstance(value, dict) else None
 
 
-CRI_HEAD = re.compile(rb"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d[.,\d]*(?:Z|[+-]\d\d:?\d\d) std(?:out|err) [PF] ")
+CRI_HEAD = re.compile(
+    rb"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d[.,\d]*(?:Z|[+-]\d\d:?\d\d) std(?:out|err) [PF] "
+)
 """A Kubernetes node file line (CRI): ``<RFC 3339 time> stdout|stderr P|F <payload>``."""
 
 
