@@ -553,3 +553,46 @@ def test_the_summary_counts_each_record(tmp_path: Path) -> None:
     code, err = run("stitch", "--format", "jsonl", "-o", str(tmp_path / "o"), str(path))
     assert code == 0
     assert "3 records" in err
+
+
+def _documented_lines() -> list[str]:
+    """The example lines of docs/formats.md's log sources (before the lines of many records)."""
+    text = (Path(__file__).resolve().parents[2] / "docs" / "formats.md").read_text()
+    section = text.split("## Log sources")[1].split("### Lines that hold many records")[0]
+    lines = []
+    for row in section.splitlines():
+        if not row.startswith("| ") or row.startswith("| source"):
+            continue
+        cells = [cell.strip() for cell in row.split(" | ")]
+        example = cells[1]
+        assert example.startswith("`") and example.endswith("`"), row
+        lines.append(example[1:-1])
+    return lines
+
+
+DOCUMENTED = _documented_lines()
+
+
+def test_every_documented_source_is_tested() -> None:
+    assert len(DOCUMENTED) >= 19
+
+
+@pytest.mark.parametrize("line", DOCUMENTED)
+def test_documented_example_lines(line: str) -> None:
+    PARTIALS.clear()
+    trace, _, _, _, _, flags, reason, _ = parse_line(line.encode())
+    if '"dd.trace_id": "11803532876627986230"' in line and "_dd.p.tid" not in line:
+        assert trace == "0" * 16 + T[16:]  # a 64-bit Datadog ID: the W3C trace's low half
+    else:
+        assert trace == T
+    assert reason == 0
+    assert flags & ERROR
+    scan = _scan_both(line.encode() + b"\n")
+    assert len(scan.rows) == 1
+
+
+def test_a_lone_surrogate_in_a_service_name_is_written_not_fatal(tmp_path: Path) -> None:
+    path = tmp_path / "svc.log"
+    path.write_bytes(b'{"service": "\\ud800x", "trace_id": "' + T.encode() + b'"}\n')
+    records = stitch_jsonl(tmp_path / "out.jsonl", "-q", str(path))
+    assert [r["service"] for r in records] == ["?x"]
