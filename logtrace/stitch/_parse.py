@@ -240,15 +240,17 @@ def _wraps(r: Fields) -> bool:
 def _json_fields(
     r: Fields, raw: bytes | None, obj: dict[str, Any] | None, flags: int, depth: int
 ) -> Parsed:
-    """A JSON object's fields: its own, or those of the record it wraps."""
-    if depth < MAX_WRAPS and _wraps(r):
+    """A JSON object's fields: its own, or those of the record it wraps when it
+    names no trace of its own (a Cloud Logging entry's ``trace`` aside)."""
+    outer = fields_of(r, flags)
+    if (outer[0] is None or type(r.trace) is str) and depth < MAX_WRAPS and _wraps(r):
         if obj is None:
             value = msgspec.json.decode(raw) if raw is not None else None
             obj = value if isinstance(value, dict) else None
         wrapped = unwrap(obj) if obj is not None else None
         if wrapped is not None:
-            return _unwrapped(fields_of(r, flags), wrapped, depth)
-    return fields_of(r, flags)
+            return _unwrapped(outer, wrapped, depth)
+    return outer
 
 
 def _unwrapped(outer: Parsed, w: Unwrapped, depth: int) -> Parsed:

@@ -354,15 +354,15 @@ def scan_line(raw: bytes) -> Parsed | Records:
     A line that holds many records gives each one's byte range and fields
     (:func:`._batches.line_records`)."""
     parsed = None
-    if raw[:1] == b"{":
-        if may_hold_many(raw):
-            records = line_records(raw)
-            if records is not None:
-                return records
-        if raw.isascii():
-            parsed = scan_json(raw)
+    if raw[:1] == b"{" and raw.isascii():
+        parsed = scan_json(raw)
     if parsed is None:
         parsed = parse_line(raw)
+    if parsed[0] is None and raw[:1] == b"{" and may_hold_many(raw):
+        # Only a line that joins no trace of its own may hold many records.
+        records = line_records(raw)
+        if records is not None:
+            return records
     return parsed
 
 
