@@ -596,3 +596,39 @@ def test_a_lone_surrogate_in_a_service_name_is_written_not_fatal(tmp_path: Path)
     path.write_bytes(b'{"service": "\\ud800x", "trace_id": "' + T.encode() + b'"}\n')
     records = stitch_jsonl(tmp_path / "out.jsonl", "-q", str(path))
     assert [r["service"] for r in records] == ["?x"]
+
+
+def _stitch(path: Path, fmt: str, pure: bool) -> bytes:
+    out = path.with_suffix(f".{fmt}.{int(pure)}")
+    with _pure(pure):
+        code, err = run("stitch", "--format", fmt, "--jobs", "1", "-q", "-o", str(out), str(path))
+    assert code == 0, err
+    return out.read_bytes()
+
+
+@settings(max_examples=20, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(_wrapped, min_size=1, max_size=10), st.sampled_from([b"\n", b"\r\n"]))
+def test_wrapped_lines_stitch_to_the_same_bytes_on_both_paths(
+    lines: list[bytes], ending: bytes
+) -> None:
+    lines = [b" ".join(line.splitlines()) for line in lines]
+    data = ending.join(lines) + ending
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "svc.log"
+        path.write_bytes(data)
+        for fmt in ("jsonl", "text"):
+            outs = [_stitch(path, fmt, pure) for pure in (False, True)]
+            assert outs[0] == outs[1], fmt
+        jsonl = [json.loads(line) for line in _stitch(path, "jsonl", True).splitlines()]
+        assert {r["line"] for r in jsonl} == {n for n, _ in nonblank_lines(data)}
+        for r in jsonl:
+            raw = data.split(ending)[r["line"] - 1]
+            try:
+                original = json.loads(raw)
+            except ValueError:
+                original = None
+            if isinstance(original, dict) and r["record"] != {"message": raw.decode()}:
+                # The line's record, or one of the records it holds, as written.
+                assert r["record"] == original or json.dumps(r["record"])[1:-1] in raw.decode()
+            else:
+                assert r["record"] == {"message": raw.decode("utf-8", "replace")}
