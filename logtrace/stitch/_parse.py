@@ -47,7 +47,7 @@ from ._model import (
 )
 from ._parse_text import LOGFMT_START, Parsed, free_text, parse_logfmt, text_fields
 from ._timestamps import iso_fast, parse_timestamp
-from ._wrapped import Partials, Unwrapped, cri_line, unwrap
+from ._wrapped import Partials, Unwrapped, cri_line, docker_record, unwrap
 
 __all__ = [
     "ERROR_LEVELS",
@@ -244,13 +244,42 @@ def _json_fields(
     names no trace of its own (a Cloud Logging entry's ``trace`` aside)."""
     outer = fields_of(r, flags)
     if (outer[0] is None or type(r.trace) is str) and depth < MAX_WRAPS and _wraps(r):
-        if obj is None:
-            value = msgspec.json.decode(raw) if raw is not None else None
-            obj = value if isinstance(value, dict) else None
-        wrapped = unwrap(obj) if obj is not None else None
+        if (
+            obj is None
+            and type(r.log) is str
+            and r.MESSAGE is None
+            and r.jsonPayload is None
+            and r.textPayload is None
+            and raw is not None
+            and b'"attrs"' not in raw
+        ):
+            # Docker json-file, the common case: its struct holds all it needs.
+            wrapped: Unwrapped | None = docker_record(r.log, r.time)
+        else:
+            if obj is None:
+                value = msgspec.json.decode(raw) if raw is not None else None
+                obj = value if isinstance(value, dict) else None
+            wrapped = unwrap(obj) if obj is not None else None
         if wrapped is not None:
             return _unwrapped(outer, wrapped, depth)
     return outer
+
+
+def _payload_fields(data: bytes, depth: int) -> Parsed:
+    """A wrapped line's fields: logtrace's own shape the quick way, else as any line."""
+    if data[:1] == b"{" and data.isascii():
+        try:
+            fields = _common_fields(_decode_common(data))
+        except (msgspec.DecodeError, msgspec.ValidationError, RecursionError):
+            fields = None
+        if fields is not None:
+            trace, span, parent, ts, service, flags, _, start = fields
+            trace = norm_trace_id(trace)
+            span = None if span is None else norm_span_id(span)
+            parent = None if parent is None else norm_span_id(parent)
+            reason = 0 if trace else NO_TRACE_ID
+            return (trace, span, parent, ts, service, flags, reason, start)
+    return _parse_any(data, depth + 1)
 
 
 def _unwrapped(outer: Parsed, w: Unwrapped, depth: int) -> Parsed:
@@ -259,7 +288,7 @@ def _unwrapped(outer: Parsed, w: Unwrapped, depth: int) -> Parsed:
     inner = _NOTHING
     if isinstance(payload, str):
         if payload.strip():
-            inner = _parse_any(payload.encode(errors="surrogatepass"), depth + 1)
+            inner = _payload_fields(payload.encode(errors="surrogatepass"), depth)
     elif isinstance(payload, dict):
         try:
             fields = msgspec.convert(payload, Fields)
@@ -327,12 +356,12 @@ def _parse_any(raw: bytes, depth: int) -> Parsed:
             return _fallback_json(raw, depth)
         except RecursionError:
             return (None, None, None, None, None, 0, TOO_DEEP, None)
-    if _is_binary(raw):
-        return _unreadable(raw, BINARY)
     if depth < MAX_WRAPS and head.isdigit() and raw[4:5] == b"-" and b" std" in raw[19:48]:
-        parsed = _cri(raw, depth)
+        parsed = _cri(raw, depth)  # its payload is checked for binary bytes as any line
         if parsed is not None:
             return parsed
+    if _is_binary(raw):
+        return _unreadable(raw, BINARY)
     text = raw.decode()
     if LOGFMT_START.match(raw):
         try:

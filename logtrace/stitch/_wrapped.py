@@ -19,6 +19,8 @@ import json
 import re
 from typing import Any, NamedTuple
 
+from ._id_forms import norm_span_id, norm_trace_id
+
 __all__ = [
     "CRI_HEAD",
     "Partials",
@@ -27,6 +29,7 @@ __all__ = [
     "cri_line",
     "cri_record",
     "display_record",
+    "docker_record",
     "otel_service",
     "unwrap",
 ]
@@ -119,16 +122,27 @@ def _google(obj: dict[str, Any]) -> Unwrapped:
     service = _first_label(labels, _LABEL_SERVICE) or _first_label(
         obj.get("labels"), _LABEL_SERVICE
     )
-    span = _text(obj.get("spanId"))
+    span = norm_span_id(obj.get("spanId"))
+    trace = cloud_trace(obj.get("trace"))
     return Unwrapped(
-        payload, obj.get("timestamp"), service, cloud_trace(obj.get("trace")), span, False
+        payload,
+        obj.get("timestamp"),
+        service,
+        None if trace is None else norm_trace_id(trace),
+        span,
+        False,
     )
+
+
+def docker_record(log: str, time: object, service: str | None = None) -> Unwrapped:
+    """A Docker json-file record: ``log`` holds the line, ``time`` its time."""
+    return Unwrapped(log.rstrip("\r\n"), time, service, None, None, False)
 
 
 def _docker(obj: dict[str, Any]) -> Unwrapped:
     attrs = obj.get("attrs")
     service = _first_label(attrs, ("service", "tag", "name")) if attrs else None
-    return Unwrapped(obj["log"].rstrip("\r\n"), obj.get("time"), service, None, None, False)
+    return docker_record(obj["log"], obj.get("time"), service)
 
 
 def _loki(obj: dict[str, Any]) -> Unwrapped:
