@@ -51,7 +51,6 @@ ERROR_LEVELS = frozenset(
         "emergency",
         "severe",
         "panic",
-        "dpanic",
     }
 )
 """Levels (lowercased) that flag a line as an error."""

@@ -167,7 +167,7 @@ EXAMPLES: dict[str, bytes] = {
     ),
     "zap-nanoseconds": _line(
         {
-            "level": "dpanic",
+            "level": "fatal",
             "ts": 1796378400250000000,
             "msg": "card declined",
             "service": "checkout",
@@ -274,7 +274,7 @@ def test_each_source_shows_its_own_message(name: str) -> None:
     assert "card declined" in message
     assert "stringValue" not in message
     if name != "pino":
-        assert level.lower() in ("error", "err", "dpanic")
+        assert level.lower() in ("error", "err", "fatal")
 
 
 def test_the_wrappers_fields_are_fallbacks() -> None:
