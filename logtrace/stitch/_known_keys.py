@@ -141,6 +141,7 @@ class Fields(msgspec.Struct, gc=False):
     status: object = field_name(HTTP_RESPONSE_STATUS_CODE)
     # Collectors' and backends' records (see ._wrapped): their presence sends
     # a line to unwrap(); a plain line pays a few None checks.
+    stream: object = None
     MESSAGE: object = None
     jsonPayload: object = None
     textPayload: object = None

@@ -254,7 +254,7 @@ def _json_fields(
             and b'"attrs"' not in raw
         ):
             # Docker json-file, the common case: its struct holds all it needs.
-            wrapped: Unwrapped | None = docker_record(r.log, r.time)
+            wrapped: Unwrapped | None = docker_record(r.log, r.time, r.stream)
         else:
             if obj is None:
                 value = msgspec.json.decode(raw) if raw is not None else None
@@ -286,7 +286,14 @@ def _unwrapped(outer: Parsed, w: Unwrapped, depth: int) -> Parsed:
     """The wrapped record's fields, the wrapper's where it is silent."""
     payload = w.payload
     inner = _NOTHING
-    if isinstance(payload, str):
+    if w.pieces is not None and isinstance(payload, str):
+        data = payload.encode(errors="surrogatepass")
+        if w.partial:
+            inner = _piece_fields(PARTIALS.add(w.pieces, data))
+        else:
+            whole = PARTIALS.finish(w.pieces, data)
+            inner = _payload_fields(whole, depth) if whole.strip() else _NOTHING
+    elif isinstance(payload, str):
         if payload.strip():
             inner = _payload_fields(payload.encode(errors="surrogatepass"), depth)
     elif isinstance(payload, dict):
@@ -320,6 +327,12 @@ def _unwrapped(outer: Parsed, w: Unwrapped, depth: int) -> Parsed:
 _CUT_WORD = re.compile(r"[^\s,;\"'{}\[\]]*\Z")
 
 
+def _piece_fields(joined: bytes) -> Parsed:
+    """A piece of a cut line: the IDs its text has so far (the final piece
+    reads the whole line), without the word the cut runs through: a cut ID is no ID."""
+    return text_fields(_CUT_WORD.sub("", joined.decode(errors="replace")), 0)
+
+
 def _cri(raw: bytes, depth: int) -> Parsed | None:
     """A Kubernetes node file line: its payload's fields, the runtime's time
     where the payload has none; a cut line's pieces join its final piece."""
@@ -329,9 +342,7 @@ def _cri(raw: bytes, depth: int) -> Parsed | None:
     stamp, stream, partial, payload = split
     if partial:
         # A piece: the IDs its text has so far (the final piece reads the whole line).
-        text = PARTIALS.add(stream, payload).decode(errors="replace")
-        # Without the word the cut runs through: a cut ID is no ID.
-        inner = text_fields(_CUT_WORD.sub("", text), 0)
+        inner = _piece_fields(PARTIALS.add(stream, payload))
     else:
         whole = PARTIALS.finish(stream, payload)
         inner = _parse_any(whole, depth + 1) if whole.strip() else _NOTHING

@@ -49,6 +49,10 @@ class Unwrapped(NamedTuple):
     trace: str | None
     span: str | None
     error: bool
+    pieces: str | None = None
+    """For a wrapper that cuts long lines (Docker): the stream whose pieces join."""
+    partial: bool = False
+    """This record is a piece of a longer line, continued by the next one of its stream."""
 
 
 def _text(value: object) -> str | None:
@@ -134,15 +138,22 @@ def _google(obj: dict[str, Any]) -> Unwrapped:
     )
 
 
-def docker_record(log: str, time: object, service: str | None = None) -> Unwrapped:
-    """A Docker json-file record: ``log`` holds the line, ``time`` its time."""
-    return Unwrapped(log.rstrip("\r\n"), time, service, None, None, False)
+def docker_record(log: str, time: object, stream: object, service: str | None = None) -> Unwrapped:
+    """A Docker json-file record: ``log`` holds the line, ``time`` its time.
+
+    Docker cuts a line longer than 16 KiB into records whose ``log`` has no
+    final newline; the record that has one ends the line."""
+    pieces = f"docker {stream}" if isinstance(stream, str) else "docker"
+    partial = not log.endswith("\n")
+    return Unwrapped(
+        log if partial else log.rstrip("\r\n"), time, service, None, None, False, pieces, partial
+    )
 
 
 def _docker(obj: dict[str, Any]) -> Unwrapped:
     attrs = obj.get("attrs")
     service = _first_label(attrs, ("service", "tag", "name")) if attrs else None
-    return docker_record(obj["log"], obj.get("time"), service)
+    return docker_record(obj["log"], obj.get("time"), obj.get("stream"), service)
 
 
 def _loki(obj: dict[str, Any]) -> Unwrapped:

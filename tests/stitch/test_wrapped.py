@@ -632,3 +632,25 @@ def test_wrapped_lines_stitch_to_the_same_bytes_on_both_paths(
                 assert r["record"] == original or json.dumps(r["record"])[1:-1] in raw.decode()
             else:
                 assert r["record"] == {"message": raw.decode("utf-8", "replace")}
+
+
+def test_docker_pieces_of_a_long_line_join_the_last_one() -> None:
+    # Docker cuts a line over 16 KiB into records without a final newline.
+    long_line = json.dumps({**APP, "blob": "x" * 40})
+    pieces = [long_line[:30], long_line[30:120], long_line[120:] + "\n"]
+    data = b"\n".join(
+        [
+            _line({"log": pieces[0], "stream": "stdout", "time": "2026-12-04T10:00:01Z"}),
+            _line({"log": "other\n", "stream": "stderr", "time": "2026-12-04T10:00:01Z"}),
+            _line({"log": pieces[1], "stream": "stdout", "time": "2026-12-04T10:00:01Z"}),
+            _line({"log": pieces[2], "stream": "stdout", "time": "2026-12-04T10:00:01Z"}),
+        ]
+    )
+    scan = _scan_both(data + b"\n")
+    rows = scan.rows
+    last = rows[3]
+    assert scan.traces[last["trace"]] == T and scan.spans[last["span"]] == S
+    assert last["ts"] == pytest.approx(WHEN)  # the whole record's own time
+    assert last["flags"] & ERROR and last["flags"] & JSON
+    assert rows[1]["trace"] == -1
+    assert rows[0]["ts"] == pytest.approx(WHEN + 0.75)  # a piece: the wrapper's time
