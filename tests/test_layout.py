@@ -120,7 +120,17 @@ STITCH_STAGES = (
     ("plan the inputs", ("_plan", "_decompress", "_spool")),
     (
         "scan and parse",
-        ("_parse_text", "_parse", "_intern", "_scan_python", "_scan_native", "_scan"),
+        (
+            "_parse_text",
+            "_wrapped",
+            "_known_keys",
+            "_parse",
+            "_batches",
+            "_intern",
+            "_scan_python",
+            "_scan_native",
+            "_scan",
+        ),
     ),
     ("partition by trace", ("_partition",)),
     ("group and span tree", ("_group", "_tree")),

@@ -113,6 +113,7 @@ enum {
     K_parent_id,
     K_parent_dot_id,
     K_span_dot_start_ns,
+    K_WRAPPED, /* a collector's or backend's record: the Python side unwraps it */
     N_KEYS,
     K_NONE
 };
@@ -173,6 +174,27 @@ static const KeyName KEY_NAMES[] = {
     {"parent_id", K_parent_id, 9},
     {"parent.id", K_parent_dot_id, 9},
     {"span.start_ns", K_span_dot_start_ns, 13},
+    {"MESSAGE", K_WRAPPED, 7},
+    {"jsonPayload", K_WRAPPED, 11},
+    {"textPayload", K_WRAPPED, 11},
+    {"line", K_WRAPPED, 4},
+    {"_source", K_WRAPPED, 7},
+    {"logStreamName", K_WRAPPED, 13},
+    {"ingestionTime", K_WRAPPED, 13},
+    {"eventId", K_WRAPPED, 7},
+    {"resource", K_WRAPPED, 8},
+    {"resourceLogs", K_WRAPPED, 12},
+    {"hits", K_WRAPPED, 4},
+    {"events", K_WRAPPED, 6},
+    {"severity_text", K_WRAPPED, 13},
+    {"severityNumber", K_WRAPPED, 14},
+    {"severity_number", K_WRAPPED, 15},
+    {"observedTimeUnixNano", K_WRAPPED, 20},
+    {"observed_timestamp", K_WRAPPED, 18},
+    {"_dd.p.tid", K_WRAPPED, 9},
+    {"_dd", K_WRAPPED, 3},
+    {"logging.googleapis.com/trace", K_WRAPPED, 28},
+    {"logging.googleapis.com/spanId", K_WRAPPED, 29},
 };
 
 #define N_KEY_NAMES (sizeof(KEY_NAMES) / sizeof(KEY_NAMES[0]))
@@ -1109,6 +1131,9 @@ parse_line(const unsigned char *line, size_t len, Fields *f)
     if (p != end) {
         return 0;
     }
+    if (L.seen & ((uint64_t)1 << K_WRAPPED)) {
+        return 0; /* wrapped records and the keys read with them: the Python side */
+    }
     f->trace = f->span = f->parent = NULL;
     const Keys *Lp = &L;
     if (!is_null(VP(Lp, K_TRACE_ID))) {
@@ -1561,26 +1586,26 @@ Scanner_spans(Scanner *self, PyObject *Py_UNUSED(ignored))
 }
 
 /* Row values from the fallback's tuple (ts, trace, span, parent, svc,
- * flags, reason, start). */
+ * flags, reason, start), from item `base` on. */
 static int
-row_from_tuple(PyObject *t, Row *row)
+row_from_tuple(PyObject *t, Py_ssize_t base, Row *row)
 {
-    if (!PyTuple_Check(t) || PyTuple_GET_SIZE(t) != 8) {
-        PyErr_SetString(PyExc_TypeError, "fallback must return an 8-tuple or None");
+    if (!PyTuple_Check(t) || PyTuple_GET_SIZE(t) != 8 + base) {
+        PyErr_SetString(PyExc_TypeError, "fallback must return an 8-tuple, a list or None");
         return -1;
     }
     long v[6];
-    row->ts = PyFloat_AsDouble(PyTuple_GET_ITEM(t, 0));
+    row->ts = PyFloat_AsDouble(PyTuple_GET_ITEM(t, base + 0));
     if (row->ts == -1.0 && PyErr_Occurred()) {
         return -1;
     }
     for (int i = 0; i < 6; i++) {
-        v[i] = PyLong_AsLong(PyTuple_GET_ITEM(t, i + 1));
+        v[i] = PyLong_AsLong(PyTuple_GET_ITEM(t, base + i + 1));
         if (v[i] == -1 && PyErr_Occurred()) {
             return -1;
         }
     }
-    row->start = PyFloat_AsDouble(PyTuple_GET_ITEM(t, 7));
+    row->start = PyFloat_AsDouble(PyTuple_GET_ITEM(t, base + 7));
     if (row->start == -1.0 && PyErr_Occurred()) {
         return -1;
     }
@@ -1599,11 +1624,50 @@ row_from_tuple(PyObject *t, Row *row)
     return 0;
 }
 
+/* The rows of a line that holds many records (see Scanner_scan): -1 for a
+ * bad list (Python error set), -2 out of memory. */
+static int
+add_records(Scanner *self, PyObject *list, size_t *count, int64_t line_off, size_t line_len,
+            int32_t line)
+{
+    Row row;
+    for (Py_ssize_t i = 0; i < PyList_GET_SIZE(list); i++) {
+        PyObject *t = PyList_GET_ITEM(list, i);
+        if (row_from_tuple(t, 2, &row)) {
+            return -1;
+        }
+        Py_ssize_t start = PyLong_AsSsize_t(PyTuple_GET_ITEM(t, 0));
+        Py_ssize_t n = PyLong_AsSsize_t(PyTuple_GET_ITEM(t, 1));
+        if (PyErr_Occurred()) {
+            return -1;
+        }
+        if (start < 0 || n <= 0 || (size_t)start + (size_t)n > line_len) {
+            PyErr_SetString(PyExc_ValueError, "fallback record range out of the line");
+            return -1;
+        }
+        if (*count == self->rows_cap) {
+            char *grown = PyMem_RawRealloc(self->rows, self->rows_cap * 2 * ROW_SIZE);
+            if (grown == NULL) {
+                return -2;
+            }
+            self->rows = grown;
+            self->rows_cap *= 2;
+        }
+        row.off = line_off + (int64_t)start;
+        row.len = (int32_t)n;
+        row.line = line;
+        memcpy(self->rows + *count * ROW_SIZE, &row, ROW_SIZE);
+        (*count)++;
+    }
+    return 0;
+}
+
 PyDoc_STRVAR(Scanner_scan_doc,
              "scan(block, offset, lineno, fallback) -> (rows, newlines)\n\n"
              "Adds rows for the non-blank lines of a block of whole lines (see rows());\n"
              "returns how many and the number of newlines in the block. fallback(start,\n"
-             "length) gives the row values of a line handled in Python, or None to skip it.");
+             "length) gives the row values of a line handled in Python, None to skip it,\n"
+             "or a list of (start, length, *row values) for a line of many records.");
 
 /* The scan loop runs without the GIL (other threads read the next block
  * meanwhile) and takes it back for what needs Python: a declined line, a
@@ -1754,8 +1818,19 @@ Scanner_scan(Scanner *self, PyObject *args)
                     err = ERR_PYTHON;
                     break;
                 }
-                if (got != Py_None) {
-                    int bad = row_from_tuple(got, &row);
+                if (PyList_Check(got)) {
+                    /* One line, many records: (start, length, *row values) each,
+                     * a byte range of the line. */
+                    int bad = add_records(self, got, &count, (int64_t)offset + (int64_t)(p - data),
+                                          len, (int32_t)(index + lineno + 1));
+                    Py_DECREF(got);
+                    if (bad) {
+                        err = bad == -2 ? ERR_MEMORY : ERR_PYTHON;
+                        break;
+                    }
+                }
+                else if (got != Py_None) {
+                    int bad = row_from_tuple(got, 0, &row);
                     Py_DECREF(got);
                     if (bad) {
                         err = ERR_PYTHON;

@@ -9,7 +9,12 @@ class Scanner:
         block: bytes | memoryview,
         offset: int,
         lineno: int,
-        fallback: Callable[[int, int], tuple[float, int, int, int, int, int, int, float] | None],
+        fallback: Callable[
+            [int, int],
+            tuple[float, int, int, int, int, int, int, float]
+            | list[tuple[int, int, float, int, int, int, int, int, int, float]]
+            | None,
+        ],
         /,
     ) -> tuple[int, int]: ...
     def rows(self) -> bytearray: ...

@@ -11,6 +11,7 @@ input line.
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
 
 import msgspec
@@ -22,11 +23,15 @@ from .._schema import (
     SPAN_KIND,
     SPAN_START,
 )
-from ._id_forms import (
-    decimal_id,
-    norm_span_id,
-    norm_trace_id,
-    traceparent_ids,
+from ._id_forms import norm_span_id, norm_trace_id
+from ._known_keys import (
+    ERROR_LEVELS,
+    Fields,
+    datadog_trace,
+    decode_fields,
+    duration_value,
+    field_name,
+    fields_of,
 )
 from ._model import (
     BINARY,
@@ -42,173 +47,20 @@ from ._model import (
 )
 from ._parse_text import LOGFMT_START, Parsed, free_text, parse_logfmt, text_fields
 from ._timestamps import iso_fast, parse_timestamp
+from ._wrapped import Partials, Unwrapped, cri_line, docker_record, unwrap
 
 __all__ = [
+    "ERROR_LEVELS",
+    "NOT_ERROR_LEVELS",
+    "PARTIALS",
     "Parsed",
+    "datadog_trace",
     "duration_value",
     "parse_json",
     "parse_line",
     "parse_logfmt",
     "scan_json",
 ]
-
-
-ERROR_LEVELS = frozenset(
-    {"error", "err", "critical", "crit", "fatal", "alert", "emerg", "emergency", "severe", "panic"}
-)
-"""Levels (lowercased) that flag a line as an error."""
-
-
-MAX_DURATION_MS = 1 << 53
-"""The longest ``duration_ms`` a span record is read with (about 285,000
-years, exact as a double): a longer one, or an infinite one, is unreadable."""
-
-
-def duration_value(value: object) -> float | None:
-    """A span record's ``duration_ms`` as a float, or ``None`` when it is no
-    number or out of range (the line is then read as a plain record)."""
-    if type(value) is int:
-        return float(value) if -MAX_DURATION_MS <= value <= MAX_DURATION_MS else None
-    if type(value) is float and -MAX_DURATION_MS <= value <= MAX_DURATION_MS:
-        return value  # NaN and infinities fail the comparison
-    return None
-
-
-def _f(name: str) -> Any:
-    return msgspec.field(default=None, name=name)
-
-
-class _Fields(msgspec.Struct):
-    """The keys the stitcher reads; every other key is skipped unread."""
-
-    timestamp: object = None
-    at_timestamp: object = _f("@timestamp")
-    time: object = None
-    ts: object = None
-    asctime: object = None
-    timeUnixNano: object = None
-    level: object = None
-    levelname: object = None
-    severity: object = None
-    severityText: object = None
-    log_level: object = _f("log.level")
-    log: object = None
-    service: object = None
-    service_name_dot: object = _f("service.name")
-    service_name: object = None
-    serviceName: object = None
-    app: object = None
-    application: object = None
-    dd_service: object = _f("dd.service")
-    trace_id: object = None
-    traceId: object = None
-    traceID: object = None
-    otelTraceID: object = None
-    trace_id_dot: object = _f("trace.id")
-    trace: object = None
-    dd_trace_id: object = _f("dd.trace_id")
-    dd: object = None
-    traceparent: object = None
-    span_id: object = None
-    spanId: object = None
-    spanID: object = None
-    otelSpanID: object = None
-    span_id_dot: object = _f("span.id")
-    span: object = None
-    dd_span_id: object = _f("dd.span_id")
-    parent_span_id: object = None
-    parentSpanId: object = None
-    parent_id: object = None
-    parent_id_dot: object = _f("parent.id")
-    span_kind: object = _f(SPAN_KIND)
-    span_start: object = _f(SPAN_START)
-    span_start_ns: object = _f("span.start_ns")
-    duration_ms: object = None
-    error_type: object = _f(ERROR_TYPE)
-    exception_type: object = _f(EXCEPTION_TYPE)
-    exc_info: object = None
-    status: object = _f(HTTP_RESPONSE_STATUS_CODE)
-
-
-_decode = msgspec.json.Decoder(_Fields).decode
-
-
-def _nested(value: object, key: str) -> object:
-    return value.get(key) if isinstance(value, dict) else None
-
-
-def _trace(r: _Fields) -> str | None:
-    for value in (r.trace_id, r.traceId, r.otelTraceID, r.trace_id_dot, r.traceID):
-        if value is not None:
-            return norm_trace_id(value)
-    if r.trace is not None:
-        return norm_trace_id(_nested(r.trace, "id"))
-    if r.dd_trace_id is not None:
-        return decimal_id(r.dd_trace_id)
-    if r.dd is not None:
-        return decimal_id(_nested(r.dd, "trace_id"))
-    if isinstance(r.traceparent, str):
-        ids = traceparent_ids(r.traceparent)
-        return ids[0] if ids else None
-    return None
-
-
-def _span(r: _Fields) -> str | None:
-    for value in (r.spanId, r.otelSpanID, r.span_id_dot, r.spanID):
-        if value is not None:
-            return norm_span_id(value)
-    if r.span is not None:
-        return norm_span_id(_nested(r.span, "id"))
-    if r.dd_span_id is not None:
-        return decimal_id(r.dd_span_id, 16)
-    if r.dd is not None:
-        return decimal_id(_nested(r.dd, "span_id"), 16)
-    return None
-
-
-def _service(r: _Fields) -> str | None:
-    for value in (
-        r.service,
-        r.service_name_dot,
-        r.service_name,
-        r.serviceName,
-        r.app,
-        r.application,
-        r.dd_service,
-    ):
-        if value is not None:
-            if isinstance(value, dict):
-                value = value.get("name")
-            if isinstance(value, str) and 0 < len(value) <= 200:
-                return value
-            return None
-    return None
-
-
-def _timestamp(r: _Fields) -> float | None:
-    for value in (r.timestamp, r.at_timestamp, r.time, r.ts, r.asctime, r.timeUnixNano):
-        if value is not None:
-            return parse_timestamp(value)
-    return None
-
-
-def _is_error(r: _Fields) -> bool:
-    for value in (r.level, r.levelname, r.severity, r.severityText, r.log_level):
-        if value is not None:
-            if isinstance(value, str):
-                if value.lower() in ERROR_LEVELS:
-                    return True
-            elif isinstance(value, int) and not isinstance(value, bool) and value >= 50:
-                return True
-            break
-    else:
-        level = _nested(r.log, "level")
-        if isinstance(level, str) and level.lower() in ERROR_LEVELS:
-            return True
-    if r.error_type is not None or r.exception_type is not None or r.exc_info:
-        return True
-    status = r.status
-    return isinstance(status, int) and not isinstance(status, bool) and status >= 500
 
 
 NOT_ERROR_LEVELS = frozenset(
@@ -237,7 +89,7 @@ class _Common(msgspec.Struct, gc=False):
     """The keys of logtrace's own records (and most OpenTelemetry-style ones).
 
     Decoding into this smaller struct is cheaper; a line that lacks one of the
-    keys the fast path relies on is decoded again into :class:`_Fields`.
+    keys the fast path relies on is decoded again into :class:`Fields`.
     """
 
     timestamp: object = None
@@ -246,13 +98,13 @@ class _Common(msgspec.Struct, gc=False):
     trace_id: object = None
     span_id: object = None
     parent_span_id: object = None
-    span_kind: object = _f(SPAN_KIND)
-    span_start: object = _f(SPAN_START)
+    span_kind: object = field_name(SPAN_KIND)
+    span_start: object = field_name(SPAN_START)
     duration_ms: object = None
-    error_type: object = _f(ERROR_TYPE)
-    exception_type: object = _f(EXCEPTION_TYPE)
+    error_type: object = field_name(ERROR_TYPE)
+    exception_type: object = field_name(EXCEPTION_TYPE)
     exc_info: object = None
-    status: object = _f(HTTP_RESPONSE_STATUS_CODE)
+    status: object = field_name(HTTP_RESPONSE_STATUS_CODE)
 
 
 _decode_common = msgspec.json.Decoder(_Common).decode
@@ -322,7 +174,7 @@ def scan_json(raw: bytes) -> Parsed | None:
         fields = _common_fields(_decode_common(raw))
         if fields is not None:
             return fields
-        return _fields(_decode(raw), JSON)
+        return _json_fields(decode_fields(raw), raw, None, JSON, 0)
     except (msgspec.DecodeError, msgspec.ValidationError, RecursionError):
         return None
 
@@ -336,37 +188,6 @@ def parse_json(raw: bytes) -> Parsed | None:
     trace = norm_trace_id(trace)
     span = None if span is None else norm_span_id(span)
     parent = None if parent is None else norm_span_id(parent)
-    return (trace, span, parent, ts, service, flags, 0 if trace else NO_TRACE_ID, start)
-
-
-def _fields(r: _Fields, flags: int) -> Parsed:
-    """Every spelling of every field: other tools' records, logfmt."""
-    trace = _trace(r) if r.trace_id is None else norm_trace_id(r.trace_id)
-    span = _span(r) if r.span_id is None else norm_span_id(r.span_id)
-    value = r.parent_span_id
-    if value is None:
-        value = r.parentSpanId
-        if value is None:
-            value = r.parent_id if r.parent_id is not None else r.parent_id_dot
-    parent = None if value is None else norm_span_id(value)
-    ts = _timestamp(r)
-    value = r.service
-    service = value if type(value) is str and 0 < len(value) <= 200 else _service(r)
-    if _is_error(r):
-        flags |= ERROR
-    start = None
-    kind = r.span_kind
-    duration = duration_value(r.duration_ms)
-    if kind is not None and duration is not None:
-        flags |= SPAN_RECORD
-        if type(kind) is str:
-            flags |= KIND_FLAGS.get(kind, 0)
-        if r.span_start is not None:
-            start = parse_timestamp(r.span_start)
-        elif r.span_start_ns is not None:
-            start = parse_timestamp(r.span_start_ns)
-        if start is None and ts is not None:
-            start = ts - duration / 1e3
     return (trace, span, parent, ts, service, flags, 0 if trace else NO_TRACE_ID, start)
 
 
@@ -386,6 +207,152 @@ def parse_line(raw: bytes) -> Parsed:
 
     Never raises: a line that cannot be read comes back with a reason.
     """
+    return _parse_any(raw, 0)
+
+
+MAX_WRAPS = 3
+"""Records wrapped in records read this deep; a deeper one is read as it is."""
+
+WRAPPED_FLAGS = ERROR | SPAN_RECORD | BROKEN | sum(KIND_FLAGS.values())
+"""Flags a wrapped record passes on to its line (not JSON or LOGFMT: they say
+how the line itself is written)."""
+
+_NOTHING: Parsed = (None, None, None, None, None, 0, NO_TRACE_ID, None)
+
+PARTIALS = Partials()
+"""CRI pieces waiting for their final piece (lines come in file order)."""
+
+
+def _wraps(r: Fields) -> bool:
+    return (
+        r.MESSAGE is not None
+        or r.jsonPayload is not None
+        or r.textPayload is not None
+        or (r.line is not None and r.labels is not None)
+        or type(r.log) is str
+        or r.source is not None
+        or r.logStreamName is not None
+        or r.ingestionTime is not None
+        or r.eventId is not None
+    )
+
+
+def _json_fields(
+    r: Fields, raw: bytes | None, obj: dict[str, Any] | None, flags: int, depth: int
+) -> Parsed:
+    """A JSON object's fields: its own, or those of the record it wraps when it
+    names no trace of its own (a Cloud Logging entry's ``trace`` aside)."""
+    outer = fields_of(r, flags)
+    if (outer[0] is None or type(r.trace) is str) and depth < MAX_WRAPS and _wraps(r):
+        if (
+            obj is None
+            and type(r.log) is str
+            and r.MESSAGE is None
+            and r.jsonPayload is None
+            and r.textPayload is None
+            and raw is not None
+            and b'"attrs"' not in raw
+        ):
+            # Docker json-file, the common case: its struct holds all it needs.
+            wrapped: Unwrapped | None = docker_record(r.log, r.time, r.stream)
+        else:
+            if obj is None:
+                value = msgspec.json.decode(raw) if raw is not None else None
+                obj = value if isinstance(value, dict) else None
+            wrapped = unwrap(obj) if obj is not None else None
+        if wrapped is not None:
+            return _unwrapped(outer, wrapped, depth)
+    return outer
+
+
+def _payload_fields(data: bytes, depth: int) -> Parsed:
+    """A wrapped line's fields: logtrace's own shape the quick way, else as any line."""
+    if data[:1] == b"{" and data.isascii():
+        try:
+            fields = _common_fields(_decode_common(data))
+        except (msgspec.DecodeError, msgspec.ValidationError, RecursionError):
+            fields = None
+        if fields is not None:
+            trace, span, parent, ts, service, flags, _, start = fields
+            trace = norm_trace_id(trace)
+            span = None if span is None else norm_span_id(span)
+            parent = None if parent is None else norm_span_id(parent)
+            reason = 0 if trace else NO_TRACE_ID
+            return (trace, span, parent, ts, service, flags, reason, start)
+    return _parse_any(data, depth + 1)
+
+
+def _unwrapped(outer: Parsed, w: Unwrapped, depth: int) -> Parsed:
+    """The wrapped record's fields, the wrapper's where it is silent."""
+    payload = w.payload
+    inner = _NOTHING
+    if w.pieces is not None and isinstance(payload, str):
+        data = payload.encode(errors="surrogatepass")
+        if w.partial:
+            inner = _piece_fields(PARTIALS.add(w.pieces, data))
+        else:
+            whole = PARTIALS.finish(w.pieces, data)
+            inner = _payload_fields(whole, depth) if whole.strip() else _NOTHING
+    elif isinstance(payload, str):
+        if payload.strip():
+            inner = _payload_fields(payload.encode(errors="surrogatepass"), depth)
+    elif isinstance(payload, dict):
+        try:
+            fields = msgspec.convert(payload, Fields)
+        except (msgspec.ValidationError, RecursionError):
+            fields = None
+        if fields is not None:
+            inner = _json_fields(fields, None, payload, 0, depth + 1)
+    trace, span, parent, ts, service, flags, reason, start = inner
+    o_trace, o_span, o_parent, o_ts, o_service, o_flags, _, _ = outer
+    if trace is None:
+        trace = w.trace or o_trace
+        if trace is not None:
+            span = span or w.span or o_span
+            parent = parent or o_parent
+            reason = 0
+    if ts is None:
+        ts = parse_timestamp(w.ts) if w.ts is not None else None
+        if ts is None:
+            ts = o_ts
+    service = service or w.service or o_service
+    flags = (flags & WRAPPED_FLAGS) | (o_flags & ~WRAPPED_FLAGS) | (o_flags & ERROR)
+    if w.error:
+        flags |= ERROR
+    if trace is None and reason == 0:
+        reason = NO_TRACE_ID
+    return (trace, span, parent, ts, service, flags, reason, start)
+
+
+_CUT_WORD = re.compile(r"[^\s,;\"'{}\[\]]*\Z")
+
+
+def _piece_fields(joined: bytes) -> Parsed:
+    """A piece of a cut line: the IDs its text has so far (the final piece
+    reads the whole line), without the word the cut runs through: a cut ID is no ID."""
+    return text_fields(_CUT_WORD.sub("", joined.decode(errors="replace")), 0)
+
+
+def _cri(raw: bytes, depth: int) -> Parsed | None:
+    """A Kubernetes node file line: its payload's fields, the runtime's time
+    where the payload has none; a cut line's pieces join its final piece."""
+    split = cri_line(raw)
+    if split is None:
+        return None
+    stamp, stream, partial, payload = split
+    if partial:
+        # A piece: the IDs its text has so far (the final piece reads the whole line).
+        inner = _piece_fields(PARTIALS.add(stream, payload))
+    else:
+        whole = PARTIALS.finish(stream, payload)
+        inner = _parse_any(whole, depth + 1) if whole.strip() else _NOTHING
+    trace, span, parent, ts, service, flags, reason, start = inner
+    if ts is None:
+        ts = parse_timestamp(stamp)
+    return (trace, span, parent, ts, service, flags & WRAPPED_FLAGS, reason, start)
+
+
+def _parse_any(raw: bytes, depth: int) -> Parsed:
     ascii_ok = raw.isascii()
     if not ascii_ok:
         try:
@@ -395,30 +362,34 @@ def parse_line(raw: bytes) -> Parsed:
     head = raw.lstrip()[:1]
     if head == b"{":
         try:
-            return _fields(_decode(raw), JSON)
+            return _json_fields(decode_fields(raw), raw, None, JSON, depth)
         except (msgspec.DecodeError, msgspec.ValidationError):
-            return _fallback_json(raw)
+            return _fallback_json(raw, depth)
         except RecursionError:
             return (None, None, None, None, None, 0, TOO_DEEP, None)
+    if depth < MAX_WRAPS and head.isdigit() and raw[4:5] == b"-" and b" std" in raw[19:48]:
+        parsed = _cri(raw, depth)  # its payload is checked for binary bytes as any line
+        if parsed is not None:
+            return parsed
     if _is_binary(raw):
         return _unreadable(raw, BINARY)
     text = raw.decode()
     if LOGFMT_START.match(raw):
         try:
-            fields = msgspec.convert(parse_logfmt(text), _Fields)
+            fields = msgspec.convert(parse_logfmt(text), Fields)
         except msgspec.ValidationError:
             return text_fields(text, 0)
         if free_text(text):
             return _pairs_and_text(fields, text)
-        return _fields(fields, LOGFMT)
+        return fields_of(fields, LOGFMT)
     return text_fields(text, 0)
 
 
-def _pairs_and_text(fields: _Fields, text: str) -> Parsed:
+def _pairs_and_text(fields: Fields, text: str) -> Parsed:
     """``key=value`` pairs followed by free text (``trace_id=... payment failed``):
     a text line, so that its record keeps every word, with the fields of its
     pairs, and those the text names where the pairs are silent."""
-    trace, span, parent, ts, service, flags, _, _ = _fields(fields, 0)
+    trace, span, parent, ts, service, flags, _, _ = fields_of(fields, 0)
     t_trace, t_span, t_parent, t_ts, t_service, t_flags, _, _ = text_fields(text, 0)
     trace = trace or t_trace
     return (
@@ -433,7 +404,7 @@ def _pairs_and_text(fields: _Fields, text: str) -> Parsed:
     )
 
 
-def _fallback_json(raw: bytes) -> Parsed:
+def _fallback_json(raw: bytes, depth: int) -> Parsed:
     """A line msgspec rejects: maybe JSON it will not take (lone surrogates), maybe not JSON."""
     try:
         value = json.loads(raw, parse_constant=_strict_constant)
@@ -447,11 +418,19 @@ def _fallback_json(raw: bytes) -> Parsed:
     if not isinstance(value, dict):
         return text_fields(raw.decode(errors="replace"), 0)
     try:
-        fields = msgspec.convert(value, _Fields)
+        fields = msgspec.convert(value, Fields)
+        # Not flagged JSON: the output carries it as text, which every reader accepts.
+        parsed = _json_fields(fields, None, value, 0, depth)
     except (msgspec.ValidationError, RecursionError):
         return (None, None, None, None, None, 0, UNPARSEABLE_JSON, None)
-    # Not flagged JSON: the output carries it as text, which every reader accepts.
-    return _fields(fields, 0)
+    service = parsed[4]
+    if service is not None and not service.isascii():
+        # JSON may escape a lone surrogate, which no output can encode: "?" instead.
+        clean = service.encode(errors="replace").decode()
+        if clean != service:
+            trace, span, parent, ts, _, flags, reason, start = parsed
+            return (trace, span, parent, ts, clean, flags, reason, start)
+    return parsed
 
 
 def _unreadable(raw: bytes, reason: int) -> Parsed:

@@ -25,6 +25,7 @@ from .._schema import (
 )
 from ._model import JSON, LOGFMT
 from ._parse import parse_logfmt
+from ._wrapped import cri_record, display_record
 
 __all__ = ["SHORT_LEVELS", "escape", "iso_strings", "record_fields", "record_json"]
 
@@ -84,8 +85,11 @@ def record_fields(raw: bytes, flags: int) -> tuple[str, str, dict[str, Any]]:
             obj = None
     elif flags & LOGFMT:
         obj = parse_logfmt(raw.decode(errors="replace"))
+    elif raw[:1].isdigit():
+        obj = cri_record(raw)
     if not isinstance(obj, dict):
         return "", raw.decode(errors="replace"), {}
+    obj = display_record(obj)  # a collector's record shows the record it wraps
     message = _first(obj, _MESSAGE_KEYS)
     level = _first(obj, _LEVEL_KEYS)
     if isinstance(level, dict):

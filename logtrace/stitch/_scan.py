@@ -34,6 +34,7 @@ from ._decompress import (
 from ._intern import Interner
 from ._model import SCAN_DTYPE, TRUNCATED, UNPARSEABLE_JSON, FileScan
 from ._native import native_enabled, native_scan
+from ._parse import PARTIALS
 from ._plan import InputError, ScanTask, input_size, plan_tasks, service_from_path, task_size
 from ._scan_native import prefetched, scan_block_native
 from ._scan_python import PURE_BLOCK, line_breaks, scan_block
@@ -76,6 +77,7 @@ def scan_task(
     spool: IO[bytes] | None = None
     data_path = path
     state = Interner(service_from_path(name))
+    PARTIALS.clear()  # a line cut by a container runtime never joins another file's
     scanner = native_scan.Scanner(state.services) if native_enabled(native_scan) else None
     blocks: Iterator[bytes | memoryview]
     if scanner is None:

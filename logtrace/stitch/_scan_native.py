@@ -85,17 +85,22 @@ def scan_block_native(
     ID tables; ``state`` only caches spellings seen by the fallback.
     """
 
-    def fallback(start: int, length: int) -> _RowValues | None:
+    def fallback(start: int, length: int) -> _RowValues | list[_RecordValues] | None:
         raw = bytes(block[start : start + length])
         if raw.isspace():
             return None
-        return _intern_line(scan_line(raw), state, scanner)
+        parsed = scan_line(raw)
+        if isinstance(parsed, list):  # a line of many records: a row each
+            return [(s, n, *_intern_line(p, state, scanner)) for s, n, p in parsed]
+        return _intern_line(parsed, state, scanner)
 
     return scanner.scan(block, pos, lineno, fallback)[1]
 
 
 _RowValues = tuple[float, int, int, int, int, int, int, float]
 """ts, trace, span, parent, service, flags, reason, start: one row's values."""
+_RecordValues = tuple[int, int, float, int, int, int, int, int, int, float]
+"""A record's start and length within its line, then its row's values."""
 
 
 def _intern_line(parsed: Parsed, state: Interner, scanner: native_scan.Scanner) -> _RowValues:

@@ -23,6 +23,7 @@ from .._schema import (
     SPAN_KIND,
     SPAN_START,
 )
+from ._batches import Records, line_records, may_hold_many
 from ._intern import Interner, fixed_width
 from ._model import (
     ERROR,
@@ -151,10 +152,16 @@ def scan_block(block: bytes, pos: int, lineno: int, state: Interner) -> npt.NDAr
             others.extend(at.tolist())
             continue
         _fast_rows(lines, at, cols, others)
+    offsets = starts + pos
+    numbers = np.arange(lineno + 1, lineno + 1 + n, dtype=np.int64)
     if others:
         others.sort()
-        _slow_rows(others, block, starts, lengths, cols, keep)
-    return _rows(cols, keep, starts + pos, lengths, lineno, state)
+        many = _slow_rows(others, block, starts, lengths, cols, keep)
+        if many:
+            cols, keep, offsets, lengths, numbers = _with_records(
+                many, cols, keep, offsets, lengths, numbers
+            )
+    return _rows(cols, keep, offsets, lengths, numbers, state)
 
 
 def line_breaks(block: bytes) -> int:
@@ -257,8 +264,10 @@ def _slow_rows(
     lengths: npt.NDArray[np.int64],
     cols: _Block,
     keep: npt.NDArray[np.bool_],
-) -> None:
-    """One line at a time: everything but the common case."""
+) -> dict[int, Records]:
+    """One line at a time: everything but the common case. Returns the lines
+    that hold many records; each of their columns holds the line's first."""
+    many: dict[int, Records] = {}
     for i in which:
         s = int(starts[i])
         raw = block[s : s + int(lengths[i])]
@@ -266,7 +275,11 @@ def _slow_rows(
             keep[i] = False
             continue
         keep[i] = True
-        trace, span, parent, ts, service, flags, reason, sstart = scan_line(raw)
+        got = scan_line(raw)
+        if isinstance(got, list):
+            many[i] = got
+            got = got[0][2]
+        trace, span, parent, ts, service, flags, reason, sstart = got
         cols.trace[i] = trace
         cols.span[i] = span
         cols.parent[i] = parent
@@ -277,16 +290,79 @@ def _slow_rows(
             cols.start[i] = sstart
         cols.flags[i] = flags
         cols.reason[i] = reason
+    return many
 
 
-def scan_line(raw: bytes) -> Parsed:
+def _with_records(
+    many: dict[int, Records],
+    cols: _Block,
+    keep: npt.NDArray[np.bool_],
+    offsets: npt.NDArray[np.int64],
+    lengths: npt.NDArray[np.int64],
+    lines: npt.NDArray[np.int64],
+) -> tuple[
+    _Block,
+    npt.NDArray[np.bool_],
+    npt.NDArray[np.int64],
+    npt.NDArray[np.int64],
+    npt.NDArray[np.int64],
+]:
+    """The columns with a row per record for the lines that hold many: each
+    record's byte range, the line's number, in the line's place."""
+    at: list[int] = []
+    extra: list[tuple[int, int, Parsed]] = []
+    offsets = offsets.copy()
+    lengths = lengths.copy()
+    for i, records in sorted(many.items()):
+        base = int(offsets[i])
+        offsets[i] = base + records[0][0]
+        lengths[i] = records[0][1]
+        for start, length, parsed in records[1:]:
+            at.append(i + 1)
+            extra.append((base + start, length, parsed))
+    out = _Block(0)
+    nan = np.nan
+    for name, values in (
+        ("trace", [p[0] for _, _, p in extra]),
+        ("span", [p[1] for _, _, p in extra]),
+        ("parent", [p[2] for _, _, p in extra]),
+        ("ts", [nan if p[3] is None else p[3] for _, _, p in extra]),
+        ("service", [p[4] for _, _, p in extra]),
+        ("flags", [p[5] for _, _, p in extra]),
+        ("reason", [p[6] for _, _, p in extra]),
+        ("start", [nan if p[7] is None else p[7] for _, _, p in extra]),
+    ):
+        column = getattr(cols, name)
+        if column.dtype == object:
+            filler = np.empty(len(values), dtype=object)
+            filler[:] = values
+            setattr(out, name, np.insert(column, at, filler))
+        else:
+            setattr(out, name, np.insert(column, at, np.array(values, dtype=column.dtype)))
+    return (
+        out,
+        np.insert(keep, at, True),
+        np.insert(offsets, at, [o for o, _, _ in extra]),
+        np.insert(lengths, at, [n for _, n, _ in extra]),
+        np.insert(lines, at, lines[np.array(at, dtype=np.int64) - 1]),
+    )
+
+
+def scan_line(raw: bytes) -> Parsed | Records:
     """One non-blank line as the scan reads it (IDs maybe as written, see
-    :func:`scan_json`): both scan paths parse the lines they do not batch here."""
+    :func:`scan_json`): both scan paths parse the lines they do not batch here.
+    A line that holds many records gives each one's byte range and fields
+    (:func:`._batches.line_records`)."""
     parsed = None
     if raw[:1] == b"{" and raw.isascii():
         parsed = scan_json(raw)
     if parsed is None:
         parsed = parse_line(raw)
+    if parsed[0] is None and raw[:1] == b"{" and may_hold_many(raw):
+        # Only a line that joins no trace of its own may hold many records.
+        records = line_records(raw)
+        if records is not None:
+            return records
     return parsed
 
 
@@ -362,7 +438,7 @@ def _rows(
     keep: npt.NDArray[np.bool_],
     offsets: npt.NDArray[np.int64],
     lengths: npt.NDArray[np.int64],
-    lineno: int,
+    lines: npt.NDArray[np.int64],
     state: Interner,
 ) -> npt.NDArray[np.void]:
     """The kept lines' rows, their IDs and services interned in line order."""
@@ -394,7 +470,7 @@ def _rows(
     reason[~valid & (reason == 0)] = NO_TRACE_ID
     rows["off"] = offsets[at]
     rows["len"] = lengths[at]
-    rows["line"] = at + (lineno + 1)
+    rows["line"] = lines[at]
     rows["ts"] = cols.ts[at]
     rows["trace"] = tix
     rows["span"] = six
