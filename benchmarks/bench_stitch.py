@@ -46,7 +46,7 @@ if str(REPO_ROOT) not in sys.path:
     sys.path.insert(0, str(REPO_ROOT))
 
 from _common import write_docs_block  # noqa: E402
-from gen_logs import MIX, SHAPES, reshape_dir  # noqa: E402
+from gen_logs import SHAPES, reshape_dir  # noqa: E402
 
 from logtrace.testing import SynthConfig, generate  # noqa: E402
 
@@ -254,7 +254,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--write-docs", action="store_true")
     ap.add_argument("--timeout", type=float, default=300.0, help="seconds per command")
     ap.add_argument(
-        "--shapes", default=",".join(SHAPE_NAMES), help="comma-separated, of " + ", ".join(SHAPE_NAMES)
+        "--shapes",
+        default=",".join(SHAPE_NAMES),
+        help="comma-separated, of " + ", ".join(SHAPE_NAMES),
     )
     ap.add_argument(
         "--no-pure",

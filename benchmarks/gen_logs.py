@@ -33,7 +33,6 @@ if str(REPO_ROOT) not in sys.path:
 
 from logtrace.testing import SynthConfig, generate  # noqa: E402
 
-
 Record = dict[str, Any]
 
 _SPAN_KEYS = ("trace_id", "span_id", "parent_span_id")

@@ -1,10 +1,13 @@
 /*
- * The scan stage's per-line work in C, for lines shaped like logtrace's own
- * JSON records.
+ * The scan stage's per-line work in C, for JSON records in any of the
+ * conventions the Python parser reads (logtrace's own, structlog,
+ * python-json-logger, ECS nested or dotted, OpenTelemetry, Datadog, zap,
+ * logrus, pino), whatever the order of their keys.
  *
  * A Scanner walks a block of whole lines, splits it at newlines and, for each
- * line that is one strictly valid ASCII JSON object with the expected keys and
- * value shapes, writes a finished row (IDs interned, timestamps converted).
+ * line that is one strictly valid ASCII JSON object whose fields it reads
+ * exactly as _parse.py does (key names, precedence, ID spellings, timestamp
+ * forms), writes a finished row (IDs interned, timestamps converted).
  * Any other line is declined: a Python callable handles it, exactly as the
  * pure-Python scanner would, and returns its row values. Lines are handled in
  * order, so IDs are interned first seen first either way.
@@ -114,7 +117,8 @@ enum {
     K_parent_dot_id,
     K_span_dot_start_ns,
     N_KEYS,
-    K_NONE
+    K_NONE,
+    K_DECLINE
 };
 
 #define N_COMMON 13
@@ -173,6 +177,33 @@ static const KeyName KEY_NAMES[] = {
     {"parent_id", K_parent_id, 9},
     {"parent.id", K_parent_dot_id, 9},
     {"span.start_ns", K_span_dot_start_ns, 13},
+    /* Keys of collectors' and backends' wrappers, which the Python side
+     * unwraps (or may): a line with any of them is declined on sight. */
+    {"_dd.p.tid", K_DECLINE, 9},
+    {"stream", K_DECLINE, 6},
+    {"MESSAGE", K_DECLINE, 7},
+    {"PRIORITY", K_DECLINE, 8},
+    {"__REALTIME_TIMESTAMP", K_DECLINE, 20},
+    {"_SYSTEMD_UNIT", K_DECLINE, 13},
+    {"SYSLOG_IDENTIFIER", K_DECLINE, 17},
+    {"resourceLogs", K_DECLINE, 12},
+    {"scopeLogs", K_DECLINE, 9},
+    {"logRecords", K_DECLINE, 10},
+    {"body", K_DECLINE, 4},
+    {"resource", K_DECLINE, 8},
+    {"severityNumber", K_DECLINE, 14},
+    {"observedTimeUnixNano", K_DECLINE, 20},
+    {"jsonPayload", K_DECLINE, 11},
+    {"textPayload", K_DECLINE, 11},
+    {"logName", K_DECLINE, 7},
+    {"logging.googleapis.com/trace", K_DECLINE, 28},
+    {"logging.googleapis.com/spanId", K_DECLINE, 29},
+    {"line", K_DECLINE, 4},
+    {"labels", K_DECLINE, 6},
+    {"_source", K_DECLINE, 7},
+    {"logStreamName", K_DECLINE, 13},
+    {"logGroupName", K_DECLINE, 12},
+    {"ingestionTime", K_DECLINE, 13},
 };
 
 #define N_KEY_NAMES (sizeof(KEY_NAMES) / sizeof(KEY_NAMES[0]))
@@ -1198,6 +1229,9 @@ record_fields(const Keys *L, Fields *f)
         }
     }
     else if (!is_null(V(K_trace))) {
+        if (V(K_trace)->v[0] == '"') {
+            return 0; /* Google's `projects/P/traces/ID`: the Python path */
+        }
         if (nested_id(V(K_trace), "id", 32, 0, f->trace_buf, &f->trace) < 0) {
             return 0;
         }
@@ -1223,6 +1257,9 @@ record_fields(const Keys *L, Fields *f)
         }
     }
     else if (!is_null(V(K_span))) {
+        if (V(K_span)->v[0] == '"') {
+            return 0;
+        }
         if (nested_id(V(K_span), "id", 16, 0, f->span_buf, &f->span) < 0) {
             return 0;
         }
@@ -1371,6 +1408,9 @@ parse_line(const unsigned char *line, size_t len, Fields *f)
                 return 0; /* escapes or odd bytes in a key */
             }
             int id = key_id(k, (size_t)(p - k));
+            if (id == K_DECLINE) {
+                return 0;
+            }
             p++;
             SKIP_WS(p, end);
             if (p >= end || *p != ':') {
@@ -2191,28 +2231,40 @@ static struct PyModuleDef module_def = {
     NULL,
 };
 
-/* KEYS: the key names read from a line, for the test that compares them
- * with the Python parser's. */
+/* KEYS: the key names read from a line; DECLINED: those that send a line
+ * to Python on sight. For the test that compares them with the parser's. */
 static int
-add_keys(PyObject *m)
+add_key_names(PyObject *m, const char *attr, int declined)
 {
-    PyObject *keys = PyTuple_New((Py_ssize_t)N_KEY_NAMES);
+    PyObject *keys = PyList_New(0);
     if (keys == NULL) {
         return -1;
     }
     for (size_t i = 0; i < N_KEY_NAMES; i++) {
+        if ((KEY_NAMES[i].id == K_DECLINE) != declined) {
+            continue;
+        }
         PyObject *name = PyUnicode_FromString(KEY_NAMES[i].name);
-        if (name == NULL) {
+        if (name == NULL || PyList_Append(keys, name) < 0) {
+            Py_XDECREF(name);
             Py_DECREF(keys);
             return -1;
         }
-        PyTuple_SET_ITEM(keys, (Py_ssize_t)i, name);
+        Py_DECREF(name);
     }
-    if (PyModule_AddObject(m, "KEYS", keys) < 0) {
-        Py_DECREF(keys);
+    PyObject *tuple = PyList_AsTuple(keys);
+    Py_DECREF(keys);
+    if (tuple == NULL || PyModule_AddObject(m, attr, tuple) < 0) {
+        Py_XDECREF(tuple);
         return -1;
     }
     return 0;
+}
+
+static int
+add_keys(PyObject *m)
+{
+    return add_key_names(m, "KEYS", 0) < 0 || add_key_names(m, "DECLINED", 1) < 0 ? -1 : 0;
 }
 
 PyMODINIT_FUNC
