@@ -1,21 +1,28 @@
-"""Stitch and grep speed on about 500 MB of logs from 6 services.
+"""Stitch and grep speed on about 500 MB of logs from 6 services, in several shapes.
 
-Compares, on the same generated files (some rotated and gzipped):
+Compares, on the same generated files (some rotated and gzipped), rewritten
+into each logging convention of ``gen_logs.SHAPES`` (the same records under
+other key names, key orders and timestamp forms) and into a mix of them (one
+shape per service):
 
-- ``logtrace stitch --format jsonl DIR -o /dev/null`` against GNU sort grouping
-  the same lines by trace ID, then timestamp::
+- ``logtrace stitch --format jsonl DIR -o /dev/null``, with the C extensions
+  and without (``LOGTRACE_PURE_PYTHON=1``), against GNU sort grouping the same
+  lines by trace ID, then timestamp::
 
-      zcat -f FILES | LC_ALL=C sort -t '"' -k24,24 -k4,4 > /dev/null
+      zcat -f FILES | LC_ALL=C sort -t '"' -kT,T -kS,S > /dev/null
 
-  (in logtrace's JSON lines, splitting on ``"`` puts the timestamp in field 4
-  and the trace ID in field 24; other lines sort by whatever sits there);
+  (T and S are the ``"``-separated fields that hold the trace ID and the
+  timestamp in that shape's lines; other lines sort by whatever sits there;
+  the mix uses logtrace's own positions), and against DuckDB reading the same
+  JSON lines and writing them ordered by trace ID and time;
+- ``logtrace stitch --memory 128M`` on logtrace's own shape;
 - ``logtrace grep ID DIR`` against ``zcat -f FILES | LC_ALL=C grep -F ID``.
 
 Variants run interleaved in a fresh random order each round; wall time (median)
 and peak resident memory (the sum over the process tree, sampled every 20 ms,
 so every stage of a pipeline counts) are reported, with ratios to the baseline.
 
-    python benchmarks/bench_stitch.py [--size-mb 500] [--rounds 5] [--write-docs]
+    python benchmarks/bench_stitch.py [--size-mb 500] [--rounds 3] [--shapes a,b] [--write-docs]
 """
 
 from __future__ import annotations
@@ -39,6 +46,7 @@ if str(REPO_ROOT) not in sys.path:
     sys.path.insert(0, str(REPO_ROOT))
 
 from _common import write_docs_block  # noqa: E402
+from gen_logs import SHAPES, reshape_dir  # noqa: E402
 
 from logtrace.testing import SynthConfig, generate  # noqa: E402
 
@@ -60,7 +68,7 @@ def ensure_data(size_mb: float, seed: int) -> tuple[list[str], dict[str, object]
         if DATA.exists():
             shutil.rmtree(DATA)
         free = shutil.disk_usage(DATA.parent if DATA.parent.exists() else REPO_ROOT).free
-        if free < size_mb * 3e6:
+        if free < size_mb * 10e6:  # the logs and their rewritten shapes
             sys.exit(f"not enough disk space for {size_mb} MB of logs (free {free / 1e9:.1f} GB)")
         t0 = time.perf_counter()
         generate(str(DATA), SynthConfig(target_bytes=int(size_mb * 1e6), seed=seed))
@@ -152,6 +160,68 @@ def timed(cmd: str, timeout: float) -> tuple[float, int, int, int]:
     return wall, peak // 1024, peak_anon // 1024, code
 
 
+SHAPE_NAMES = [*SHAPES, "mix"]
+
+_TIME_KEYS = ("timestamp", "@timestamp", "asctime", "ts", "time")
+
+DUCKDB_ORDER = {
+    "logtrace": 'trace_id, "timestamp"',
+    "structlog": 'trace_id, "timestamp"',
+    "python-json-logger": "trace_id, asctime",
+    "ecs": '"trace"."id", "@timestamp"',
+    "zap": "trace_id, ts",
+    "pino": 'trace_id, "time"',
+    "mix": (
+        'coalesce(trace_id, "trace"."id"), coalesce(CAST("timestamp" AS VARCHAR), '
+        'CAST("@timestamp" AS VARCHAR), asctime, CAST(ts AS VARCHAR), CAST("time" AS VARCHAR))'
+    ),
+}
+"""What DuckDB orders each shape's records by: trace ID, then time."""
+
+
+def shape_logs(base: Path, shape: str) -> Path:
+    """The benchmark logs rewritten in ``shape`` (once, reused while the base
+    logs are unchanged)."""
+    if shape == "logtrace":
+        return base
+    out = DATA / "shapes" / shape
+    stamp = out.parent / f"{shape}.json"
+    want = {"base": str(base), "mtime": max(p.stat().st_mtime for p in base.iterdir())}
+    if not (stamp.exists() and json.loads(stamp.read_text()) == want):
+        if out.exists():
+            shutil.rmtree(out)
+        t0 = time.perf_counter()
+        reshape_dir(base, out, shape)
+        print(f"{shape}: rewritten in {time.perf_counter() - t0:.1f} s", flush=True)
+        stamp.write_text(json.dumps(want))
+    return out
+
+
+def sort_fields(logs: Path, shape: str) -> tuple[int, int]:
+    """The ``"``-separated fields (1-based) of the trace ID and the timestamp
+    in a record of ``shape`` (logtrace's own for the mix)."""
+    if shape == "mix":
+        return 24, 4
+    plain = max((p for p in logs.iterdir() if p.suffix != ".gz"), key=lambda p: p.stat().st_size)
+    with plain.open("rb") as fh:
+        for raw in fh:
+            try:
+                rec = json.loads(raw)
+            except ValueError:
+                continue
+            if not isinstance(rec, dict):
+                continue
+            trace = rec.get("trace_id") or (rec.get("trace") or {}).get("id")
+            stamp = next((rec[k] for k in _TIME_KEYS if k in rec), None)
+            if not trace or stamp is None:
+                continue
+            fields = raw.decode().split('"')
+            t = fields.index(trace) + 1
+            s = next(i for i, f in enumerate(fields) if str(stamp) in f) + 1
+            return t, s
+    raise SystemExit(f"no record in {plain}")
+
+
 def stitch_available() -> bool:
     probe = subprocess.run(
         [sys.executable, "-m", "logtrace", "stitch", "--help"],
@@ -180,36 +250,69 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--size-mb", type=float, default=500.0)
     ap.add_argument("--seed", type=int, default=11)
-    ap.add_argument("--rounds", type=int, default=5)
+    ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--write-docs", action="store_true")
     ap.add_argument("--timeout", type=float, default=300.0, help="seconds per command")
+    ap.add_argument(
+        "--shapes",
+        default=",".join(SHAPE_NAMES),
+        help="comma-separated, of " + ", ".join(SHAPE_NAMES),
+    )
     ap.add_argument(
         "--no-pure",
         dest="pure",
         action="store_false",
-        help="skip the stitch run without the C extensions",
+        help="skip the stitch runs without the C extensions",
     )
     args = ap.parse_args(argv)
+    shapes = [s for s in args.shapes.split(",") if s]
+    if unknown := set(shapes) - set(SHAPE_NAMES):
+        ap.error(f"unknown shapes: {sorted(unknown)}")
 
     files, _ = ensure_data(args.size_mb, args.seed)
+    base = Path(files[0]).parent
     size = sum(os.path.getsize(f) for f in files)
     quoted = " ".join(shlex.quote(f) for f in files)
     trace_id = pick_trace_id(files, args.seed)
     py = shlex.quote(sys.executable)
-    data = shlex.quote(str(DATA / "logs"))
-    variants = {
-        "sort": f"zcat -f {quoted} | LC_ALL=C sort -t '\"' -k24,24 -k4,4 > /dev/null",
+    data = shlex.quote(str(base))
+    have_stitch = stitch_available()
+    try:
+        import duckdb  # noqa: F401
+
+        have_duckdb = True
+    except ImportError:
+        have_duckdb = False
+        print("duckdb is not installed: no DuckDB rows", flush=True)
+    variants: dict[str, str] = {
         "grep -F": f"zcat -f {quoted} | LC_ALL=C grep -F {trace_id} > /dev/null",
     }
-    have_stitch = stitch_available()
+    for shape in shapes:
+        logs = shape_logs(base, shape)
+        names = " ".join(shlex.quote(str(logs / Path(f).name)) for f in files)
+        t, k = sort_fields(logs, shape)
+        variants[f"{shape}: sort"] = (
+            f"zcat -f {names} | LC_ALL=C sort -t '\"' -k{t},{t} -k{k},{k} > /dev/null"
+        )
+        if have_duckdb:
+            sql = (
+                f"COPY (SELECT * FROM read_json('{logs}/*', format='newline_delimited', "
+                f"ignore_errors=true, union_by_name=true) ORDER BY {DUCKDB_ORDER[shape]}) "
+                f"TO '/dev/null' (FORMAT json)"
+            )
+            variants[f"{shape}: duckdb"] = (
+                f"{py} -c 'import duckdb, sys; duckdb.sql(sys.argv[1])' {shlex.quote(sql)}"
+            )
+        if have_stitch:
+            stitch = f"{py} -m logtrace stitch --format jsonl -o /dev/null {shlex.quote(str(logs))}"
+            variants[f"{shape}: stitch"] = stitch
+            if args.pure:
+                variants[f"{shape}: pure"] = f"LOGTRACE_PURE_PYTHON=1 {stitch}"
     if have_stitch:
-        variants["stitch"] = f"{py} -m logtrace stitch --format jsonl -o /dev/null {data}"
         variants["logtrace grep"] = f"{py} -m logtrace grep {trace_id} {data} > /dev/null"
         variants["stitch --memory 128M"] = (
             f"{py} -m logtrace stitch --memory 128M --format jsonl -o /dev/null {data}"
         )
-        if args.pure:
-            variants["stitch, pure Python"] = f"LOGTRACE_PURE_PYTHON=1 {variants['stitch']}"
     else:
         print("logtrace stitch is not available: measuring the baselines only", flush=True)
     count = subprocess.run(
@@ -230,44 +333,60 @@ def main(argv: list[str] | None = None) -> int:
             rsss[name].append(rss)
             anons[name].append(anon)
             print(
-                f"round {r + 1}: {name:<20} {wall:7.2f} s {rss:6d} MB {anon:6d} MB anon", flush=True
+                f"round {r + 1}: {name:<28} {wall:7.2f} s {rss:6d} MB {anon:6d} MB anon",
+                flush=True,
             )
 
     med = {k: statistics.median(v) for k, v in walls.items()}
-    peak = {k: max(v) for k, v in rsss.items()}
     peak_anon = {k: max(v) for k, v in anons.items()}
+
+    def cell(name: str, base: str | None = None) -> str:
+        if name not in med:
+            return "-"
+        if base is None:
+            return f"{med[name]:.2f} s"
+        return f"{med[name]:.2f} s ({med[name] / med[base]:.2f}x)"
+
     rows = [
-        "| command | median wall | peak RSS | peak anonymous | vs baseline |",
-        "|---|---:|---:|---:|---:|",
+        "| shape | sort | stitch (vs sort) | pure Python (vs sort) | DuckDB (vs sort) "
+        "| stitch peak anonymous |",
+        "|---|---:|---:|---:|---:|---:|",
     ]
-    pairs = [
-        ("sort", None),
-        ("stitch", "sort"),
-        ("stitch --memory 128M", "sort"),
-        ("stitch, pure Python", "sort"),
+    for shape in shapes:
+        b = f"{shape}: sort"
+        rows.append(
+            f"| {shape} | {cell(b)} | {cell(shape + ': stitch', b)} | "
+            f"{cell(shape + ': pure', b)} | {cell(shape + ': duckdb', b)} | "
+            f"{peak_anon.get(shape + ': stitch', '-')} MB |"
+        )
+    rows += [
+        "",
+        "| command | median wall | peak anonymous | vs baseline |",
+        "|---|---:|---:|---:|",
+    ]
+    for name, base_name in (
+        ("logtrace: sort", None),
+        ("stitch --memory 128M", "logtrace: sort"),
         ("grep -F", None),
         ("logtrace grep", "grep -F"),
-    ]
-    for name, base in pairs:
-        if name not in med:
-            continue
-        ratio = f"{med[name] / med[base]:.2f}x" if base else "baseline"
-        rows.append(
-            f"| `{name}` | {med[name]:.2f} s | {peak[name]} MB | {peak_anon[name]} MB | {ratio} |"
-        )
+    ):
+        if name in med and (base_name is None or base_name in med):
+            ratio = f"{med[name] / med[base_name]:.2f}x" if base_name else "baseline"
+            rows.append(f"| `{name}` | {med[name]:.2f} s | {peak_anon[name]} MB | {ratio} |")
     table = "\n".join(rows)
     print(table)
     body = (
         f"{table}\n\n{plain / 1e6:.0f} MB of logs ({size / 1e6:.0f} MB on disk) in "
-        f"{len(files)} files (6 services, some rotated and gzipped), {lines} lines; "
-        f"{args.rounds} interleaved rounds, medians; peak RSS and peak anonymous memory are the "
-        f"largest sums over the process tree (anonymous: what a budget can bound; RSS also "
-        f"counts mapped pages of the input and spool files, which the kernel can drop). "
-        f"`stitch` uses the C extensions (`{native_state()}`); "
-        f"`stitch --memory 128M` runs in trace partitions to stay within that budget; "
-        f"`stitch, pure Python` is the same command as `stitch` with `LOGTRACE_PURE_PYTHON=1`. "
-        f"Baselines:\n\n"
-        f"    zcat -f FILES | LC_ALL=C sort -t '\"' -k24,24 -k4,4 > /dev/null\n"
+        f"{len(files)} files (6 services, some rotated and gzipped), {lines} lines, per shape; "
+        f"{args.rounds} interleaved rounds, medians; peak anonymous memory is the largest sum "
+        f"over the process tree (what a budget can bound). `stitch` uses the C extensions "
+        f"(`{native_state()}`); pure Python is the same command with "
+        f"`LOGTRACE_PURE_PYTHON=1`; `stitch --memory 128M` runs in trace partitions "
+        f"(logtrace's shape). Baselines:\n\n"
+        f"    zcat -f FILES | LC_ALL=C sort -t '\"' -kT,T -kS,S > /dev/null\n"
+        f"    duckdb: COPY (SELECT * FROM read_json('DIR/*', format='newline_delimited',\n"
+        f"            ignore_errors=true, union_by_name=true) ORDER BY TRACE, TIME)\n"
+        f"            TO '/dev/null' (FORMAT json)\n"
         f"    zcat -f FILES | LC_ALL=C grep -F TRACE_ID > /dev/null\n\n"
         f"Measured {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, "
         f"{os.cpu_count()} CPUs shared with other jobs (load average "

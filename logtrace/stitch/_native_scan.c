@@ -1,10 +1,13 @@
 /*
- * The scan stage's per-line work in C, for lines shaped like logtrace's own
- * JSON records.
+ * The scan stage's per-line work in C, for JSON records in any of the
+ * conventions the Python parser reads (logtrace's own, structlog,
+ * python-json-logger, ECS nested or dotted, OpenTelemetry, Datadog, zap,
+ * logrus, pino), whatever the order of their keys.
  *
  * A Scanner walks a block of whole lines, splits it at newlines and, for each
- * line that is one strictly valid ASCII JSON object with the expected keys and
- * value shapes, writes a finished row (IDs interned, timestamps converted).
+ * line that is one strictly valid ASCII JSON object whose fields it reads
+ * exactly as _parse.py does (key names, precedence, ID spellings, timestamp
+ * forms), writes a finished row (IDs interned, timestamps converted).
  * Any other line is declined: a Python callable handles it, exactly as the
  * pure-Python scanner would, and returns its row values. Lines are handled in
  * order, so IDs are interned first seen first either way.
@@ -57,7 +60,7 @@ _Static_assert(offsetof(Row, start) == 40, "Row must match SCAN_DTYPE");
 
 #define MAX_DEPTH 64
 #define MAX_NUMBER 64  /* longer number tokens are declined */
-#define MAX_STRICT_NUMBER 18
+#define MAX_STRICT_NUMBER 24
 
 /* ---------------------------------------------------------------- keys */
 
@@ -113,9 +116,9 @@ enum {
     K_parent_id,
     K_parent_dot_id,
     K_span_dot_start_ns,
-    K_WRAPPED, /* a collector's or backend's record: the Python side unwraps it */
     N_KEYS,
-    K_NONE
+    K_NONE,
+    K_DECLINE
 };
 
 #define N_COMMON 13
@@ -174,27 +177,40 @@ static const KeyName KEY_NAMES[] = {
     {"parent_id", K_parent_id, 9},
     {"parent.id", K_parent_dot_id, 9},
     {"span.start_ns", K_span_dot_start_ns, 13},
-    {"MESSAGE", K_WRAPPED, 7},
-    {"jsonPayload", K_WRAPPED, 11},
-    {"textPayload", K_WRAPPED, 11},
-    {"line", K_WRAPPED, 4},
-    {"_source", K_WRAPPED, 7},
-    {"logStreamName", K_WRAPPED, 13},
-    {"ingestionTime", K_WRAPPED, 13},
-    {"eventId", K_WRAPPED, 7},
-    {"resource", K_WRAPPED, 8},
-    {"resourceLogs", K_WRAPPED, 12},
-    {"hits", K_WRAPPED, 4},
-    {"events", K_WRAPPED, 6},
-    {"severity_text", K_WRAPPED, 13},
-    {"severityNumber", K_WRAPPED, 14},
-    {"severity_number", K_WRAPPED, 15},
-    {"observedTimeUnixNano", K_WRAPPED, 20},
-    {"observed_timestamp", K_WRAPPED, 18},
-    {"_dd.p.tid", K_WRAPPED, 9},
-    {"_dd", K_WRAPPED, 3},
-    {"logging.googleapis.com/trace", K_WRAPPED, 28},
-    {"logging.googleapis.com/spanId", K_WRAPPED, 29},
+    /* Keys of collectors' and backends' wrappers, which the Python side
+     * unwraps (or may): a line with any of them is declined on sight. */
+    {"_dd.p.tid", K_DECLINE, 9},
+    {"stream", K_DECLINE, 6},
+    {"MESSAGE", K_DECLINE, 7},
+    {"PRIORITY", K_DECLINE, 8},
+    {"__REALTIME_TIMESTAMP", K_DECLINE, 20},
+    {"_SYSTEMD_UNIT", K_DECLINE, 13},
+    {"SYSLOG_IDENTIFIER", K_DECLINE, 17},
+    {"resourceLogs", K_DECLINE, 12},
+    {"scopeLogs", K_DECLINE, 9},
+    {"logRecords", K_DECLINE, 10},
+    {"body", K_DECLINE, 4},
+    {"resource", K_DECLINE, 8},
+    {"severityNumber", K_DECLINE, 14},
+    {"observedTimeUnixNano", K_DECLINE, 20},
+    {"jsonPayload", K_DECLINE, 11},
+    {"textPayload", K_DECLINE, 11},
+    {"logName", K_DECLINE, 7},
+    {"logging.googleapis.com/trace", K_DECLINE, 28},
+    {"logging.googleapis.com/spanId", K_DECLINE, 29},
+    {"line", K_DECLINE, 4},
+    {"labels", K_DECLINE, 6},
+    {"_source", K_DECLINE, 7},
+    {"logStreamName", K_DECLINE, 13},
+    {"logGroupName", K_DECLINE, 12},
+    {"ingestionTime", K_DECLINE, 13},
+    {"eventId", K_DECLINE, 7},
+    {"hits", K_DECLINE, 4},
+    {"events", K_DECLINE, 6},
+    {"severity_text", K_DECLINE, 13},
+    {"severity_number", K_DECLINE, 15},
+    {"observed_timestamp", K_DECLINE, 18},
+    {"_dd", K_DECLINE, 3},
 };
 
 #define N_KEY_NAMES (sizeof(KEY_NAMES) / sizeof(KEY_NAMES[0]))
@@ -659,45 +675,80 @@ digits(const unsigned char *s, int n, int *out)
     return 1;
 }
 
-/* `YYYY-MM-DDTHH:MM:SS.ffffff` then `Z`, nothing or `+HH:MM`/`-HH:MM`, as
- * epoch seconds computed the way the Python side does: without an offset,
- * the minute as an integer plus the correctly rounded seconds (which equals
- * its other way, second plus fraction, for dates after 1971); with one,
- * second plus fraction, then minus the offset. */
+static const double POW10[] = {1e0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9, 1e10, 1e11,
+                               1e12, 1e13, 1e14, 1e15, 1e16, 1e17, 1e18, 1e19, 1e20, 1e21, 1e22, 1e23, 1e24};
+
+/* Timestamp text as the Python side reads it (_timestamps.py), for the
+ * strict layout `YYYY-MM-DD[Tt ]HH:MM:SS[.,fraction of 1 to 9 digits]` then
+ * nothing, `Z`, `z`, `+HH`, `+HHMM` or `+HH:MM` (or `-`): whole seconds as an
+ * integer plus the correctly rounded fraction, minus the offset. Anything
+ * looser (trailing text, other layouts, years before 1971) declines. */
 static int
 parse_iso(const unsigned char *s, size_t n, double *out)
 {
-    int year, month, day, hour, minute, second, frac, off_h = 0, off_m = 0;
-    if (n < 26) {
+    int year, month, day, hour, minute, second, off_h = 0, off_m = 0;
+    if (n < 19 || n > 40) {
         return 0;
     }
-    if (s[4] != '-' || s[7] != '-' || s[10] != 'T' || s[13] != ':' || s[16] != ':' ||
-        s[19] != '.') {
+    if (s[4] != '-' || s[7] != '-' || !(s[10] == 'T' || s[10] == 't' || s[10] == ' ') ||
+        s[13] != ':' || s[16] != ':') {
         return 0;
     }
     if (!digits(s, 4, &year) || !digits(s + 5, 2, &month) || !digits(s + 8, 2, &day) ||
         !digits(s + 11, 2, &hour) || !digits(s + 14, 2, &minute) ||
-        !digits(s + 17, 2, &second) || !digits(s + 20, 6, &frac)) {
+        !digits(s + 17, 2, &second)) {
         return 0;
     }
     if (year < 1971 || month < 1 || month > 12 || day < 1 || day > 31 || hour > 23 ||
         minute > 59 || second > 60) {
         return 0;
     }
+    size_t i = 19;
+    int64_t frac = 0;
+    int nd = 0;
+    if (i < n && (s[i] == '.' || s[i] == ',')) {
+        i++;
+        while (i < n && is_digit(s[i])) {
+            if (++nd > 9) {
+                return 0;
+            }
+            frac = frac * 10 + (s[i] - '0');
+            i++;
+        }
+        if (nd == 0) {
+            return 0;
+        }
+    }
+    int offset = 0;
+    if (i == n || (i + 1 == n && (s[i] == 'Z' || s[i] == 'z'))) {
+        offset = 0;
+    }
+    else if (s[i] == '+' || s[i] == '-') {
+        size_t rest = n - i - 1;
+        const unsigned char *o = s + i + 1;
+        if (rest == 2 && digits(o, 2, &off_h)) {
+            off_m = 0;
+        }
+        else if (rest == 4 && digits(o, 2, &off_h) && digits(o + 2, 2, &off_m)) {
+        }
+        else if (rest == 5 && o[2] == ':' && digits(o, 2, &off_h) && digits(o + 3, 2, &off_m)) {
+        }
+        else {
+            return 0;
+        }
+        offset = (s[i] == '-' ? -1 : 1) * (off_h * 3600 + off_m * 60);
+    }
+    else {
+        return 0;
+    }
     int64_t base = (days_from_civil(year, month, 1) + day - 1) * 86400 + hour * 3600 +
-                   minute * 60;
-    if (n == 26 || (n == 27 && s[26] == 'Z')) {
-        *out = (double)base + (double)((int64_t)second * 1000000 + frac) / 1e6;
-        return 1;
+                   minute * 60 + second;
+    double t = (double)base;
+    if (nd > 0) {
+        t += (double)frac / POW10[nd];
     }
-    if (n == 32 && (s[26] == '+' || s[26] == '-') && s[29] == ':' &&
-        digits(s + 27, 2, &off_h) && digits(s + 30, 2, &off_m)) {
-        int offset = (s[26] == '-' ? -1 : 1) * (off_h * 3600 + off_m * 60);
-        double t = (double)(base + second) + (double)frac / 1e6;
-        *out = t - (double)offset;
-        return 1;
-    }
-    return 0;
+    *out = offset ? t - (double)offset : t;
+    return 1;
 }
 
 static const char *const ERROR_LEVELS[] = {
@@ -760,11 +811,15 @@ truthy(const Value *v)
 
 enum { NUM_NONE, NUM_INT, NUM_FLOAT };
 
-static const double POW10[] = {1e0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9, 1e10, 1e11,
-                               1e12, 1e13, 1e14, 1e15, 1e16, 1e17, 1e18};
+#if defined(__GLIBC__)
+#include <locale.h>
+#include <stdlib.h>
+static locale_t c_locale;
+#endif
 
 /* A strict number value: its kind and value as a double (exact for ints
- * within 2**53, correctly rounded otherwise). -1 declines. */
+ * within 2**53, correctly rounded otherwise, as float() rounds an int or
+ * msgspec a decimal). -1 declines. */
 static int
 number_value(const Value *v, double *out, int64_t *iout)
 {
@@ -783,16 +838,20 @@ number_value(const Value *v, double *out, int64_t *iout)
         }
     }
     if (!fl) {
-        int64_t x = 0;
         size_t i = s[0] == '-';
+        if (n - i > 19) {
+            return -1;
+        }
+        uint64_t x = 0;
         for (; i < n; i++) {
-            x = x * 10 + (s[i] - '0');
+            x = x * 10 + (uint64_t)(s[i] - '0');
         }
-        if (s[0] == '-') {
-            x = -x;
+        if (x > (uint64_t)INT64_MAX) {
+            return -1;
         }
-        *iout = x;
-        *out = (double)x;
+        int64_t y = s[0] == '-' ? -(int64_t)x : (int64_t)x;
+        *iout = y;
+        *out = (double)y;
         return NUM_INT;
     }
     {
@@ -821,7 +880,21 @@ number_value(const Value *v, double *out, int64_t *iout)
             return NUM_FLOAT;
         }
     }
-    return -1; /* more digits than one exact division handles: the Python path */
+#if defined(__GLIBC__)
+    if (c_locale != (locale_t)0) {
+        /* More digits: glibc's strtod rounds correctly too. */
+        char text[MAX_STRICT_NUMBER + 1];
+        char *stop;
+        memcpy(text, s, n);
+        text[n] = '\0';
+        double d = strtod_l(text, &stop, c_locale);
+        if (stop == text + n && isfinite(d)) {
+            *out = d;
+            return NUM_FLOAT;
+        }
+    }
+#endif
+    return -1;
 }
 
 typedef struct {
@@ -833,6 +906,9 @@ typedef struct {
     double ts;
     double start;
     uint8_t flags;
+    unsigned char trace_buf[32]; /* IDs rewritten in canonical form */
+    unsigned char span_buf[16];
+    unsigned char parent_buf[16];
 } Fields;
 
 /* The values of the keys of interest in one line; only those in `seen` are set. */
@@ -858,19 +934,166 @@ first_of(const Keys *L, const int *ids)
     return NULL;
 }
 
+/* The key lists of _parse.py's _trace, _span, _timestamp, _service and
+ * _is_error, in the same order (the first non-null value wins). */
 static const int TRACE_KEYS[] = {K_TRACE_ID, K_traceId, K_otelTraceID, K_trace_dot_id, K_traceID, -1};
-static const int TRACE_OTHER_KEYS[] = {K_trace, K_dd_dot_trace_id, K_dd, K_traceparent, -1};
-static const int SPAN_KEYS[] = {K_spanId, K_otelSpanID, K_span_dot_id, K_spanID, -1};
-static const int SPAN_OTHER_KEYS[] = {K_span, K_dd_dot_span_id, K_dd, -1};
+static const int SPAN_KEYS[] = {K_SPAN_ID, K_spanId, K_otelSpanID, K_span_dot_id, K_spanID, -1};
 static const int PARENT_KEYS[] = {K_PARENT_SPAN_ID, K_parentSpanId, K_parent_id, K_parent_dot_id, -1};
 static const int TIME_KEYS[] = {K_TIMESTAMP, K_at_timestamp, K_time, K_ts, K_asctime, K_timeUnixNano, -1};
 static const int SERVICE_KEYS[] = {K_SERVICE,       K_service_dot_name, K_service_name, K_serviceName,
                                    K_app,           K_application,      K_dd_dot_service, -1};
 static const int LEVEL_KEYS[] = {K_LEVEL, K_levelname, K_severity, K_severityText, K_log_dot_level, -1};
 
-/* A canonical ID of `width` digits from a value, NULL when none; -1 declines. */
+/* The value of key `name` in a validated object value (what `dict.get`
+ * gives): 1 found, 0 absent or not an object, -1 declines (a key with
+ * escapes, which may spell `name`, or `name` twice). */
 static int
-id_value(const Value *v, size_t width, const unsigned char **out)
+object_get(const Value *obj, const char *name, Value *out)
+{
+    size_t name_len = strlen(name);
+    if (obj->v == NULL || obj->v[0] != '{') {
+        return 0;
+    }
+    const unsigned char *p = obj->v + 1;
+    const unsigned char *end = obj->v + obj->n - 1; /* the closing brace */
+    int found = 0;
+    SKIP_WS(p, end);
+    if (p >= end) {
+        return 0;
+    }
+    for (;;) {
+        if (*p != '"') {
+            return -1;
+        }
+        const unsigned char *k = ++p;
+        p = find_stop(p, end);
+        if (p >= end || *p != '"') {
+            return -1;
+        }
+        size_t kn = (size_t)(p - k);
+        p++;
+        SKIP_WS(p, end);
+        if (p >= end || *p != ':') {
+            return -1;
+        }
+        p++;
+        SKIP_WS(p, end);
+        const unsigned char *v = p;
+        if (!skip_value(&p, end, 2, 1)) {
+            return -1;
+        }
+        if (kn == name_len && memcmp(k, name, kn) == 0) {
+            if (found) {
+                return -1;
+            }
+            found = 1;
+            out->v = v;
+            out->n = (size_t)(p - v);
+        }
+        SKIP_WS(p, end);
+        if (p >= end) {
+            return found;
+        }
+        if (*p != ',') {
+            return -1;
+        }
+        p++;
+        SKIP_WS(p, end);
+    }
+}
+
+static inline int
+is_hex(unsigned char c)
+{
+    return hex_value(c) >= 0;
+}
+
+/* A hex ID as _id_forms.norm_*_id writes it: an optional `0x`, 1 to 32 hex
+ * digits lowercased and left-padded to `width` (all zeros: none); an empty
+ * or blank string is none. Other spellings (UUIDs, longer hex, free text)
+ * decline: -1. */
+static int
+id_text(const unsigned char *s, size_t n, size_t width, unsigned char *buf,
+        const unsigned char **out)
+{
+    *out = NULL;
+    if (n == width && canonical_id(s, n, width)) {
+        *out = s;
+        return 0;
+    }
+    if (n >= 3 && s[0] == '0' && (s[1] == 'x' || s[1] == 'X') && n - 2 <= 32) {
+        size_t i = 2;
+        while (i < n && is_hex(s[i])) {
+            i++;
+        }
+        if (i == n) {
+            s += 2;
+            n -= 2;
+        }
+    }
+    size_t i = 0;
+    while (i < n && is_hex(s[i])) {
+        i++;
+    }
+    if (n > 0 && i == n) {
+        if (n > width) {
+            return -1; /* kept as written, not of the table's width */
+        }
+        int nonzero = 0;
+        memset(buf, '0', width - n);
+        for (size_t k = 0; k < n; k++) {
+            unsigned char c = s[k];
+            c = (unsigned char)((c >= 'A' && c <= 'F') ? c + 32 : c);
+            buf[width - n + k] = c;
+            nonzero |= c != '0';
+        }
+        if (nonzero) {
+            *out = buf;
+        }
+        return 0;
+    }
+    for (size_t k = 0; k < n; k++) {
+        if (s[k] != ' ') {
+            return -1;
+        }
+    }
+    return 0;
+}
+
+/* A decimal ID (digits only) as _id_forms.decimal_id writes it: zero-padded
+ * lowercase hex of `width` digits; 0 or too large: none. */
+static int
+id_decimal(const unsigned char *s, size_t n, size_t width, unsigned char *buf,
+           const unsigned char **out)
+{
+    static const char HEX[] = "0123456789abcdef";
+    *out = NULL;
+    if (n > 38) {
+        return -1;
+    }
+    unsigned __int128 x = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (!is_digit(s[i])) {
+            return 0;
+        }
+        x = x * 10 + (unsigned)(s[i] - '0');
+    }
+    if (n == 0 || x == 0 || (width < 32 && (x >> (4 * width)) != 0)) {
+        return 0;
+    }
+    for (size_t i = width; i-- > 0;) {
+        buf[i] = (unsigned char)HEX[(unsigned)(x & 15)];
+        x >>= 4;
+    }
+    *out = buf;
+    return 0;
+}
+
+/* An ID from any value: norm_*_id for strings and integers, decimal_id (for
+ * `decimal` keys: Datadog's) for strings of digits and integers; other
+ * values give none. -1 declines. */
+static int
+id_value(const Value *v, size_t width, int decimal, unsigned char *buf, const unsigned char **out)
 {
     const unsigned char *s;
     size_t n;
@@ -878,11 +1101,97 @@ id_value(const Value *v, size_t width, const unsigned char **out)
     if (v == NULL || is_null(v)) {
         return 0;
     }
-    if (!plain_string(v, &s, &n) || !canonical_id(s, n, width)) {
-        return -1;
+    switch (v->v[0]) {
+    case '"':
+        if (!plain_string(v, &s, &n)) {
+            return -1;
+        }
+        return decimal ? id_decimal(s, n, width, buf, out) : id_text(s, n, width, buf, out);
+    case '-':
+        return 0; /* below zero, or a float: none */
+    default:
+        if (!is_digit(v->v[0])) {
+            return 0; /* true, false, an object or an array: none */
+        }
+        for (size_t i = 0; i < v->n; i++) {
+            if (!is_digit(v->v[i])) {
+                return 0;
+            }
+        }
+        return id_decimal(v->v, v->n, width, buf, out);
     }
-    *out = s;
-    return 0;
+}
+
+/* A Datadog trace ID: decimal (its low 64 bits); 32 hex digits as some
+ * tracers write it decline, for the parser to read as a W3C ID. */
+static int
+dd_trace_value(const Value *v, unsigned char *buf, const unsigned char **out)
+{
+    const unsigned char *s;
+    size_t n;
+    if (v != NULL && v->n > 0 && v->v[0] == '"' && plain_string(v, &s, &n) && n == 32) {
+        for (size_t i = 0; i < n; i++) {
+            if (!is_digit(s[i])) {
+                *out = NULL;
+                return -1;
+            }
+        }
+    }
+    return id_value(v, 32, 1, buf, out);
+}
+
+/* An ID under `name` in an object value (`{"id": ...}`), none when the
+ * value is no object or lacks it. */
+static int
+nested_id(const Value *v, const char *name, size_t width, int decimal, unsigned char *buf,
+          const unsigned char **out)
+{
+    Value inner;
+    *out = NULL;
+    int got = object_get(v, name, &inner);
+    if (got <= 0) {
+        return got;
+    }
+    return id_value(&inner, width, decimal, buf, out);
+}
+
+/* Epoch seconds from a timestamp value, as parse_timestamp: strict ISO
+ * text, or a number of seconds, milliseconds, microseconds or nanoseconds;
+ * NaN for none. 0 declines. */
+static int
+timestamp_value(const Value *v, double *out)
+{
+    const unsigned char *s;
+    size_t n;
+    *out = NAN;
+    if (v == NULL) {
+        return 1;
+    }
+    if (v->v[0] == '"') {
+        return plain_string(v, &s, &n) && parse_iso(s, n, out);
+    }
+    double d;
+    int64_t iv;
+    int kind = number_value(v, &d, &iv);
+    if (kind < 0) {
+        return 0;
+    }
+    if (kind == NUM_NONE || !(d > 0)) {
+        return 1; /* true, false, objects, arrays, zero or below: none */
+    }
+    if (d < 1e11) {
+        *out = d;
+    }
+    else if (d < 1e14) {
+        *out = d / 1e3;
+    }
+    else if (d < 1e17) {
+        *out = d / 1e6;
+    }
+    else if (d < 1e20) {
+        *out = d / 1e9;
+    }
+    return 1;
 }
 
 /* The error flag from error keys other than the level. -1 declines. */
@@ -900,42 +1209,171 @@ error_keys(const Keys *L)
     return err || (kind == NUM_INT && iv >= 500);
 }
 
-/* logtrace's own shape (a string trace_id): what the Python scanner's
- * common-case path computes. */
+/* Whether a level value names an error: a word of ERROR_LEVELS in any case,
+ * or an integer of 50 or more (pino, Python's logging numbers). -1 declines. */
 static int
-common_fields(const Keys *L, Fields *f)
+error_level(const Value *v)
 {
     const unsigned char *s;
     size_t n;
-    if (!plain_string(V(K_TRACE_ID), &s, &n) || !canonical_id(s, n, 32)) {
+    if (v->v[0] == '"') {
+        if (!plain_string(v, &s, &n)) {
+            return -1;
+        }
+        return is_error_level(s, n);
+    }
+    double dv;
+    int64_t iv = 0;
+    int kind = number_value(v, &dv, &iv);
+    if (kind < 0) {
+        return -1;
+    }
+    return kind == NUM_INT && iv >= 50;
+}
+
+#define MAX_EXACT ((int64_t)1 << 53)
+
+/* The fields of one JSON object, whatever its keys' names and order among
+ * the conventions _parse.py reads, exactly as its _fields computes them (and
+ * its common-case path, which gives the same values for the lines it
+ * takes). 0 declines: the Python path handles the line. */
+static int
+record_fields(const Keys *L, Fields *f)
+{
+    const unsigned char *s;
+    size_t n;
+    const Value *v;
+    Value inner;
+
+    /* Trace: the first of its keys, else nested `trace.id`, else Datadog's
+     * decimal IDs; a `traceparent` string declines. */
+    v = first_of(L, TRACE_KEYS);
+    if (v != NULL) {
+        if (id_value(v, 32, 0, f->trace_buf, &f->trace) < 0) {
+            return 0;
+        }
+    }
+    else if (!is_null(V(K_trace))) {
+        if (V(K_trace)->v[0] == '"') {
+            return 0; /* Google's `projects/P/traces/ID`: the Python path */
+        }
+        if (nested_id(V(K_trace), "id", 32, 0, f->trace_buf, &f->trace) < 0) {
+            return 0;
+        }
+    }
+    else if (!is_null(V(K_dd_dot_trace_id))) {
+        if (dd_trace_value(V(K_dd_dot_trace_id), f->trace_buf, &f->trace) < 0) {
+            return 0;
+        }
+    }
+    else if (!is_null(V(K_dd))) {
+        int got = object_get(V(K_dd), "trace_id", &inner);
+        if (got < 0 || (got > 0 && dd_trace_value(&inner, f->trace_buf, &f->trace) < 0)) {
+            return 0;
+        }
+    }
+    else if (!is_null(V(K_traceparent)) && V(K_traceparent)->v[0] == '"') {
         return 0;
     }
-    f->trace = s;
-    if (id_value(V(K_SPAN_ID), 16, &f->span) < 0 ||
-        id_value(V(K_PARENT_SPAN_ID), 16, &f->parent) < 0) {
+
+    v = first_of(L, SPAN_KEYS);
+    if (v != NULL) {
+        if (id_value(v, 16, 0, f->span_buf, &f->span) < 0) {
+            return 0;
+        }
+    }
+    else if (!is_null(V(K_span))) {
+        if (V(K_span)->v[0] == '"') {
+            return 0;
+        }
+        if (nested_id(V(K_span), "id", 16, 0, f->span_buf, &f->span) < 0) {
+            return 0;
+        }
+    }
+    else if (!is_null(V(K_dd_dot_span_id))) {
+        if (id_value(V(K_dd_dot_span_id), 16, 1, f->span_buf, &f->span) < 0) {
+            return 0;
+        }
+    }
+    else if (!is_null(V(K_dd))) {
+        if (nested_id(V(K_dd), "span_id", 16, 1, f->span_buf, &f->span) < 0) {
+            return 0;
+        }
+    }
+
+    if (id_value(first_of(L, PARENT_KEYS), 16, 0, f->parent_buf, &f->parent) < 0) {
         return 0;
     }
-    if (!plain_string(V(K_TIMESTAMP), &s, &n) || !parse_iso(s, n, &f->ts)) {
+
+    if (!timestamp_value(first_of(L, TIME_KEYS), &f->ts)) {
         return 0;
     }
-    if (!plain_string(V(K_SERVICE), &f->service, &f->service_len) ||
-        f->service_len == 0 || f->service_len > 200) {
-        return 0;
+
+    /* Service: the first of its keys; an object gives its `name`. */
+    f->service = NULL;
+    f->service_len = 0;
+    v = first_of(L, SERVICE_KEYS);
+    if (v == NULL && !is_null(V(K_dd)) && V(K_dd)->v[0] == '{') {
+        /* Datadog's nested `dd.service`, read only without a service key. */
+        int got = object_get(V(K_dd), "service", &inner);
+        if (got < 0) {
+            return 0;
+        }
+        v = got ? &inner : NULL;
+        if (v != NULL && v->v[0] == '{') {
+            return 0; /* an object there: the parser's odd case, its path */
+        }
     }
-    if (!plain_string(V(K_LEVEL), &s, &n)) {
-        return 0;
+    if (v != NULL && v->v[0] == '{') {
+        int got = object_get(v, "name", &inner);
+        if (got < 0) {
+            return 0;
+        }
+        v = got ? &inner : NULL;
     }
+    if (v != NULL && v->v[0] == '"') {
+        if (!plain_string(v, &s, &n)) {
+            return 0;
+        }
+        if (n > 0 && n <= 200) {
+            f->service = s;
+            f->service_len = n;
+        }
+    }
+
     uint8_t flags = F_JSON;
-    if (is_error_level(s, n)) {
-        flags |= F_ERROR;
+    int err;
+    v = first_of(L, LEVEL_KEYS);
+    if (v != NULL) {
+        err = error_level(v);
     }
-    int err = error_keys(L);
+    else if (!is_null(V(K_log))) {
+        /* An object's `level` (ECS nested); a string `log` is a collector's
+         * wrapper (Docker's json-file): the Python path reads those. */
+        if (V(K_log)->v[0] != '{') {
+            return 0;
+        }
+        int got = object_get(V(K_log), "level", &inner);
+        err = got < 0 ? -1 : (got && inner.v[0] == '"') ? error_level(&inner) : 0;
+    }
+    else {
+        err = 0;
+    }
     if (err < 0) {
         return 0;
     }
     if (err) {
         flags |= F_ERROR;
     }
+    err = error_keys(L);
+    if (err < 0) {
+        return 0;
+    }
+    if (err) {
+        flags |= F_ERROR;
+    }
+
+    /* A span record: `span.kind` and a finite `duration_ms`. */
     f->start = NAN;
     if (!is_null(V(K_SPAN_KIND))) {
         double duration;
@@ -944,10 +1382,9 @@ common_fields(const Keys *L, Fields *f)
         if (kind < 0) {
             return 0;
         }
-        if (kind != NUM_NONE) {
-            if (kind == NUM_INT && (iv > ((int64_t)1 << 53) || iv < -((int64_t)1 << 53))) {
-                return 0;
-            }
+        if ((kind == NUM_INT && iv >= -MAX_EXACT && iv <= MAX_EXACT) ||
+            (kind == NUM_FLOAT && duration >= -(double)MAX_EXACT &&
+             duration <= (double)MAX_EXACT)) {
             flags |= F_SPAN_RECORD;
             const Value *k = V(K_SPAN_KIND);
             if (k->v[0] == '"') {
@@ -964,103 +1401,20 @@ common_fields(const Keys *L, Fields *f)
                     flags |= F_KIND_PRODUCER;
                 }
             }
+            /* The start as text; a number, or `span.start_ns` (which the
+             * parser's two paths read differently), declines. */
             const Value *st = V(K_SPAN_START);
-            if (st->v != NULL && st->v[0] == '"') {
-                if (!plain_string(st, &s, &n) || !parse_iso(s, n, &f->start)) {
+            if (!is_null(st)) {
+                if (st->v[0] != '"' || !plain_string(st, &s, &n) || !parse_iso(s, n, &f->start)) {
                     return 0;
                 }
             }
-            else {
+            else if (!is_null(V(K_span_dot_start_ns))) {
+                return 0;
+            }
+            if (isnan(f->start) && !isnan(f->ts)) {
                 f->start = f->ts - duration / 1e3;
             }
-        }
-    }
-    f->flags = flags;
-    return 1;
-}
-
-/* Any other object (trace_id absent or null): what the Python scanner's
- * general path computes, for the plain cases of its key lists. */
-static int
-general_fields(const Keys *L, Fields *f)
-{
-    const unsigned char *s;
-    size_t n;
-    const Value *v;
-    /* Trace: the first of its keys; the nested and encoded spellings are declined. */
-    if (id_value(first_of(L, TRACE_KEYS), 32, &f->trace) < 0) {
-        return 0;
-    }
-    if (f->trace == NULL && first_of(L, TRACE_OTHER_KEYS) != NULL) {
-        return 0;
-    }
-    v = is_null(V(K_SPAN_ID)) ? first_of(L, SPAN_KEYS) : V(K_SPAN_ID);
-    if (id_value(v, 16, &f->span) < 0) {
-        return 0;
-    }
-    if (f->span == NULL && first_of(L, SPAN_OTHER_KEYS) != NULL) {
-        return 0;
-    }
-    if (id_value(first_of(L, PARENT_KEYS), 16, &f->parent) < 0) {
-        return 0;
-    }
-    f->ts = NAN;
-    v = first_of(L, TIME_KEYS);
-    if (v != NULL && (!plain_string(v, &s, &n) || !parse_iso(s, n, &f->ts))) {
-        return 0;
-    }
-    f->service = NULL;
-    f->service_len = 0;
-    v = first_of(L, SERVICE_KEYS);
-    if (v != NULL) {
-        if (!plain_string(v, &s, &n)) {
-            return 0;
-        }
-        if (n > 0 && n <= 200) {
-            f->service = s;
-            f->service_len = n;
-        }
-    }
-    uint8_t flags = F_JSON;
-    v = first_of(L, LEVEL_KEYS);
-    if (v != NULL) {
-        double dv;
-        int64_t iv = 0;
-        if (v->v[0] == '"') {
-            if (!plain_string(v, &s, &n)) {
-                return 0;
-            }
-            if (is_error_level(s, n)) {
-                flags |= F_ERROR;
-            }
-        }
-        else {
-            int kind = number_value(v, &dv, &iv);
-            if (kind < 0) {
-                return 0;
-            }
-            if (kind == NUM_INT && iv >= 50) {
-                flags |= F_ERROR;
-            }
-        }
-    }
-    else if (!is_null(V(K_log))) {
-        return 0;
-    }
-    int err = error_keys(L);
-    if (err < 0) {
-        return 0;
-    }
-    if (err) {
-        flags |= F_ERROR;
-    }
-    f->start = NAN;
-    if (!is_null(V(K_SPAN_KIND))) {
-        double dv;
-        int64_t iv = 0;
-        int kind = number_value(V(K_DURATION_MS), &dv, &iv);
-        if (kind != NUM_NONE) {
-            return 0; /* span records in other shapes: the Python path */
         }
     }
     f->flags = flags;
@@ -1091,6 +1445,9 @@ parse_line(const unsigned char *line, size_t len, Fields *f)
                 return 0; /* escapes or odd bytes in a key */
             }
             int id = key_id(k, (size_t)(p - k));
+            if (id == K_DECLINE) {
+                return 0;
+            }
             p++;
             SKIP_WS(p, end);
             if (p >= end || *p != ':') {
@@ -1131,15 +1488,8 @@ parse_line(const unsigned char *line, size_t len, Fields *f)
     if (p != end) {
         return 0;
     }
-    if (L.seen & ((uint64_t)1 << K_WRAPPED)) {
-        return 0; /* wrapped records and the keys read with them: the Python side */
-    }
     f->trace = f->span = f->parent = NULL;
-    const Keys *Lp = &L;
-    if (!is_null(VP(Lp, K_TRACE_ID))) {
-        return common_fields(&L, f);
-    }
-    return general_fields(&L, f);
+    return record_fields(&L, f);
 }
 
 /* ---------------------------------------------------------------- interning */
@@ -1968,11 +2318,52 @@ static struct PyModuleDef module_def = {
     NULL,
 };
 
+/* KEYS: the key names read from a line; DECLINED: those that send a line
+ * to Python on sight. For the test that compares them with the parser's. */
+static int
+add_key_names(PyObject *m, const char *attr, int declined)
+{
+    PyObject *keys = PyList_New(0);
+    if (keys == NULL) {
+        return -1;
+    }
+    for (size_t i = 0; i < N_KEY_NAMES; i++) {
+        if ((KEY_NAMES[i].id == K_DECLINE) != declined) {
+            continue;
+        }
+        PyObject *name = PyUnicode_FromString(KEY_NAMES[i].name);
+        if (name == NULL || PyList_Append(keys, name) < 0) {
+            Py_XDECREF(name);
+            Py_DECREF(keys);
+            return -1;
+        }
+        Py_DECREF(name);
+    }
+    PyObject *tuple = PyList_AsTuple(keys);
+    Py_DECREF(keys);
+    if (tuple == NULL || PyModule_AddObject(m, attr, tuple) < 0) {
+        Py_XDECREF(tuple);
+        return -1;
+    }
+    return 0;
+}
+
+static int
+add_keys(PyObject *m)
+{
+    return add_key_names(m, "KEYS", 0) < 0 || add_key_names(m, "DECLINED", 1) < 0 ? -1 : 0;
+}
+
 PyMODINIT_FUNC
 PyInit__native_scan(void)
 {
     init_tables();
     init_keys();
+#if defined(__GLIBC__)
+    if (c_locale == (locale_t)0) {
+        c_locale = newlocale(LC_ALL_MASK, "C", (locale_t)0);
+    }
+#endif
     if (PyType_Ready(&ScannerType) < 0) {
         return NULL;
     }
@@ -1982,7 +2373,7 @@ PyInit__native_scan(void)
     }
     Py_INCREF(&ScannerType);
     if (PyModule_AddObject(m, "Scanner", (PyObject *)&ScannerType) < 0 ||
-        PyModule_AddIntConstant(m, "ROW_SIZE", ROW_SIZE) < 0) {
+        PyModule_AddIntConstant(m, "ROW_SIZE", ROW_SIZE) < 0 || add_keys(m) < 0) {
         Py_DECREF(&ScannerType);
         Py_DECREF(m);
         return NULL;

@@ -1,6 +1,8 @@
 from collections.abc import Callable
 
 ROW_SIZE: int
+KEYS: tuple[str, ...]
+DECLINED: tuple[str, ...]
 
 class Scanner:
     def __init__(self, services: dict[object, int]) -> None: ...

@@ -1,8 +1,10 @@
 """The scan with the C extension: blocks handed to ``_native_scan.Scanner``.
 
-The scanner reads the lines shaped like logtrace's own records itself and
-asks :func:`scan_line` (through a callback) for every other line, in line
-order, so it gives exactly the pure-Python rows (:mod:`._scan_python`).
+The scanner reads JSON records itself, whatever their keys' names and order
+among the conventions the parser knows (logtrace's own, structlog,
+python-json-logger, ECS, OpenTelemetry, Datadog, zap, logrus, pino), and asks
+:func:`scan_line` (through a callback) for every other line, in line order,
+so it gives exactly the pure-Python rows (:mod:`._scan_python`).
 Reading and decompressing run one block ahead in a thread: both release the
 GIL, and so does the scanner.
 """
