@@ -140,7 +140,9 @@ STITCH_STAGES = (
     (
         "write",
         (
+            "_record_exception",
             "_record_text",
+            "_marks",
             "_timeline",
             "_render_text",
             "_render_jsonl",
