@@ -62,10 +62,11 @@ def span_mark(tree: Tree, span: int) -> str:
 
 def count_marks(r: Rendering) -> dict[str, int]:
     """How many spans of the written traces carry each mark."""
-    rows = r.table.rows
-    span = rows["span"][r.order.rows[: r.order.n_traced]]
-    spans = np.unique(span[span >= 0])
-    codes = np.bincount(span_marks(r.tree)[spans], minlength=len(MARKS))
+    trace = r.table.rows["trace"][r.order.rows[: r.order.n_traced]]
+    written = np.zeros(len(r.table.traces), dtype=bool)
+    written[trace[trace >= 0]] = True
+    mine = written[r.table.span_trace] & r.tree.present
+    codes = np.bincount(span_marks(r.tree)[mine], minlength=len(MARKS))
     return {MARKS[k]: int(codes[k]) for k in range(1, len(MARKS)) if codes[k]}
 
 

@@ -19,10 +19,12 @@ from typing import IO
 import numpy as np
 
 from ._group import RowLines
-from ._marks import MARK_MEANINGS, MARKS, span_marks
+from ._marks import MARK_MEANINGS, MARKS, count_marks, span_marks
 from ._model import ERROR, REASONS, Rendering
+from ._outcomes import outcomes
 from ._record_exception import Raised
 from ._record_text import SHORT_LEVELS, escape, record_fields, record_parts
+from ._render_summary import summary_html
 from ._timeline import Timeline, timeline
 
 __all__ = ["html_text", "write_html"]
@@ -143,6 +145,18 @@ min-width:2px}
 .x summary{cursor:pointer;color:var(--err)}
 .x pre{margin:2px 0 4px;white-space:pre-wrap;overflow-wrap:anywhere;max-height:30em;overflow:auto}
 .where{color:var(--dim)}
+#summary{margin:8px 0 14px}
+#summary h2{font-size:14px;margin:4px 0}
+#summary h3{font-size:13px;margin:10px 0 2px}
+#summary ul{margin:2px 0;padding-left:1.5em}
+.outcomes{border-collapse:collapse;margin:4px 0}
+.outcomes caption{text-align:left;color:var(--dim)}
+.outcomes th,.outcomes td{padding:1px 10px;border-bottom:1px solid var(--line);text-align:right}
+.outcomes th:first-child,.outcomes td:first-child{text-align:left}
+.outcomes tr.all td{font-weight:600}
+.note,.at{color:var(--dim)}
+.exc{color:var(--err)}
+.csvc{font-weight:600}
 .reason{color:#b26a00}
 """
 
@@ -216,6 +230,8 @@ def _page(r: Rendering) -> Iterator[str]:
         clock = f" <small>clock {float(np.median(mine)) * 1e3:+.3f} ms</small>" if len(mine) else ""
         yield f'<li class="svc s{i}">{html_text(services[i])}{clock}</li>'
     yield "</ul></header>\n<main>\n"
+    if r.order.n_traced:
+        yield summary_html(outcomes(r), count_marks(r), html_text)
 
     line_of = RowLines(r.table)
     try:

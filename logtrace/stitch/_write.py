@@ -25,10 +25,11 @@ __all__ = ["INDEX", "MERGED_FORMATS", "merge", "merge_chunk", "write", "write_pa
 
 I64 = npt.NDArray[np.int64]
 
-MERGED_FORMATS = ("jsonl", "text")
+MERGED_FORMATS = ("jsonl", "text", "none")
 """Output formats written a partition at a time and merged. HTML and Chrome
 output are one page each: a run of many partitions gathers the traces it
-shows into one (see :func:`._select.gather_chosen`)."""
+shows into one (see :func:`._select.gather_chosen`). ``none`` writes nothing
+(a run for its summary alone)."""
 
 INDEX = np.dtype([("start", "<f8"), ("key", "<i8"), ("at", "<i8"), ("size", "<i8")])
 """Per written trace: start (NaN as +inf), first-appearance key, and its
@@ -41,6 +42,8 @@ def write(
     """Write the ordered rows of ``r`` in ``options.format``. Text output
     puts the lines without a trace under a heading unless
     ``untraced_heading`` is false (a run written in parts has it once)."""
+    if options.format == "none":
+        return
     if options.format == "jsonl":
         write_jsonl(r, out, options.jobs, spool)
     elif options.format in ("html", "chrome"):
@@ -67,7 +70,7 @@ def _trace_index(
 ) -> npt.NDArray[np.void]:
     """Where each trace with lines went in ``path``, in the order written."""
     trace_seq = table.rows["trace"][ordered.rows]
-    if not len(trace_seq):
+    if not len(trace_seq) or fmt == "none":
         return np.empty(0, dtype=INDEX)
     cut = np.flatnonzero(trace_seq[1:] != trace_seq[:-1]) + 1
     first_row = np.concatenate([[0], cut]).astype(np.int64)
