@@ -4,8 +4,9 @@ operations that fail most, and where each failing trace's error started.
 A trace's entry operation is its root span's name (``GET /checkout``). A
 trace is ``ok`` without an error line, ``failed`` when its entry span has an
 error, ``recovered`` when only spans below it do (the entry answered, or its
-lines do not say it failed). Its latency is its entry span's (from its span
-record), or the trace's extent when the entry span has no span record.
+lines do not say it failed). Its latency is its entry span's ``duration_ms``
+(what the service measured), or the trace's extent when the entry span has
+no span record.
 
 Everything is plain data (:class:`._model.Outcomes`), computed per partition
 (:func:`outcomes`) and merged by the driver (:func:`merge_outcomes`): a
@@ -24,7 +25,13 @@ from typing import Any
 import msgspec
 import numpy as np
 
-from .._schema import HTTP_REQUEST_METHOD, HTTP_RESPONSE_STATUS_CODE, HTTP_ROUTE, URL_PATH
+from .._schema import (
+    DURATION_MS,
+    HTTP_REQUEST_METHOD,
+    HTTP_RESPONSE_STATUS_CODE,
+    HTTP_ROUTE,
+    URL_PATH,
+)
 from ._group import RowLines
 from ._model import JSON, Cause, Failure, Operation, Outcomes, Rendering
 from ._root_cause import origins, tell
@@ -87,8 +94,14 @@ def outcomes(r: Rendering) -> Outcomes:
             if op is None:
                 op = result.operations[operation] = Operation()
             op.traces += 1
-            if not math.isnan(hi - lo):
-                _add(op, [float(hi - lo)])
+            took = float(hi - lo)
+            if entry >= 0 and record >= 0:
+                # What the service measured, when its span record says.
+                measured = record_of(record).get(DURATION_MS)
+                if isinstance(measured, (int, float)) and 0 <= measured < math.inf:
+                    took = float(measured) / 1e3
+            if not math.isnan(took):
+                _add(op, [took])
             if not found.failing[k]:
                 continue
             result.failing += 1

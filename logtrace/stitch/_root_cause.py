@@ -66,13 +66,14 @@ def origins(r: Rendering) -> Origins:
     tree = r.tree
 
     cut = np.flatnonzero(np.diff(trace)) + 1
-    first = np.concatenate([[0], cut]).astype(np.int64)
-    traces = trace[first] if len(idx) else np.empty(0, dtype=np.int64)
+    first = np.concatenate([[0], cut]).astype(np.int64) if len(idx) else cut.astype(np.int64)
+    traces = trace[first]
     block = np.repeat(np.arange(len(first)), np.diff(np.append(first, len(idx))))
 
     # Entry: the first line (in narrative order) of a span at depth 0.
     entry = np.full(len(first), -1, dtype=np.int64)
-    top = np.flatnonzero((span >= 0) & (tree.depth[np.maximum(span, 0)] == 0))
+    has = np.flatnonzero(span >= 0)
+    top = has[tree.depth[span[has]] == 0]
     firsts = np.unique(block[top], return_index=True)
     entry[firsts[0]] = span[top[firsts[1]]]
 
@@ -80,7 +81,9 @@ def origins(r: Rendering) -> Origins:
     span_err[span[error & (span >= 0)]] = True
     failing = np.zeros(len(first), dtype=bool)
     failing[block[error]] = True
-    entry_failed = (entry >= 0) & span_err[np.maximum(entry, 0)]
+    entry_failed = np.zeros(len(first), dtype=bool)
+    entered = entry >= 0
+    entry_failed[entered] = span_err[entry[entered]]
 
     # Spans with an error none of whose children has one.
     erring = np.flatnonzero(span_err)
@@ -90,7 +93,7 @@ def origins(r: Rendering) -> Origins:
     leaf = span_err & ~child_err
 
     # Per trace, the deepest such span, then the earliest first error.
-    cand = np.flatnonzero(error & (span >= 0) & leaf[np.maximum(span, 0)])
+    cand = has[error[has] & leaf[span[has]]]
     order = np.lexsort((cand, -tree.depth[span[cand]], block[cand]))
     cand = cand[order]
     cause = np.full(len(first), -1, dtype=np.int64)
