@@ -125,7 +125,7 @@ def _exception_lines(raised: Raised, depth: int, paint: Callable[[str, str], str
         cut = len(text) - _MAX_EXCEPTION_LINES
         text = [f"... ({cut} lines before)", *text[cut:]]
     indent = " " * (16 + 2 * depth)
-    return "".join(f"{indent}{paint(_DIM, '| ' + escape(line))}\n" for line in text)
+    return "".join(f"{indent}{paint(_DIM, ('| ' + escape(line)).rstrip())}\n" for line in text)
 
 
 def _header(r: Rendering, trace: int, paint: Callable[[str, str], str]) -> str:

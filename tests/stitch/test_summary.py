@@ -15,6 +15,7 @@ from _chain import REQUESTS, Chain, run_chain
 from _stitchutil import REPO, cli, run
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from test_render_html import CHROMIUM, dom, render
 
 from logtrace.stitch import Options, stitch, summary_text
 from logtrace.stitch._model import Operation, Outcomes
@@ -192,3 +193,37 @@ class TestMerge:
         for q in (0.5, 0.9, 0.99):
             assert percentile(op, q) == pytest.approx(nearest_rank(values, q), rel=0.006)
         assert percentile(op, 1.0) == max(values)
+
+
+@pytest.mark.skipif(CHROMIUM is None, reason="chromium is not installed")
+class TestHtmlSummary:
+    def test_the_report_opens_with_the_summary(self, chain: Chain, tmp_path: Path) -> None:
+        page = tmp_path / "report.html"
+        render(page, str(chain.logs))
+        doc = dom(page, tmp_path / "profile")
+        assert doc.find("html")[0].attrs.get("data-ready") == "1"
+        main = doc.find("main")[0]
+        assert main.children[0].attrs.get("id") == "summary"
+        table = main.children[0].find("table", "outcomes")[0]
+        cells = [[td.content() for td in tr.find("td")] for tr in table.find("tbody")[0].find("tr")]
+        assert cells[0][:5] == ["GET /checkout/{item}", "10", "6", "2", "2"]
+        assert cells[-1][0] == "all"
+        causes = main.children[0].find("ul", "causes")[0].content()
+        assert (
+            "inventory" in causes and "inventory_app.OutOfStock: item 0 is out of stock" in causes
+        )
+        links = [a.attrs["href"] for a in main.children[0].find("a")]
+        failing = {*chain.traces_of(0, 0), *chain.traces_of(0, 1)}
+        assert {link.removeprefix("#q=") for link in links} == failing
+
+    def test_a_failing_trace_link_shows_that_trace(self, chain: Chain, tmp_path: Path) -> None:
+        page = tmp_path / "report.html"
+        render(page, str(chain.logs))
+        wanted = chain.traces_of(0, 0)[0]
+        doc = dom(page, tmp_path / "profile", f"#q={wanted}")
+        shown = [b for b in doc.find("details", "trace") if "hidden" not in b.attrs]
+        assert [b.attrs["data-trace"] for b in shown] == [wanted]
+        # Its exceptions are there, collapsed.
+        exceptions = [d for d in shown[0].find("details") if "x" in d.parent.classes()]  # type: ignore[union-attr]
+        assert exceptions and not any("open" in d.attrs for d in exceptions)
+        assert any("OutOfStock: item 0 is out of stock" in d.content() for d in exceptions)
