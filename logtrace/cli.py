@@ -171,8 +171,16 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument(
         "--format",
         choices=("text", "jsonl", "html", "chrome"),
-        default="text",
+        default=None,
         help="output format (default: text)",
+    )
+    s.add_argument(
+        "--summary",
+        action="store_true",
+        help="print traces by outcome, latency per entry operation, the operations that fail "
+        "most and where each failing trace's error started; alone, instead of the traces; "
+        "with --format, the traces too (the summary then goes to standard error unless -o "
+        "sends the traces to a file) (default: off)",
     )
     s.add_argument("-o", "--output", metavar="FILE", help="write here (default: standard output)")
     s.add_argument(
@@ -321,20 +329,23 @@ def _stitch(args: argparse.Namespace) -> int:
     _quiet_blas()
     from logtrace.stitch import InputError, Options, stitch
 
-    out, tty = _open_output(args.output)
+    summary_only = args.summary and args.format is None
+    fmt = "none" if summary_only else args.format or "text"
+    out, tty = _open_output(None if summary_only else args.output)
     options = Options(
         traces=args.trace,
         errors_only=args.errors,
         services=args.service,
         since=args.since,
         until=args.until,
-        format=args.format,
+        format=fmt,
         skew_correction=not args.no_skew_correction,
         jobs=args.jobs,
         memory=args.memory,
-        color=tty and args.format == "text" and not os.environ.get("NO_COLOR"),
+        color=tty and fmt == "text" and not os.environ.get("NO_COLOR"),
         tmp_dir=args.tmp_dir,
         strict=args.strict,
+        summary=args.summary,
     )
     try:
         summary = stitch(args.paths, out, options, _progress())
@@ -353,9 +364,40 @@ def _stitch(args: argparse.Namespace) -> int:
         _warn(f"{problem} (skipped)")
     if not args.quiet:
         _print_summary(summary, options.skew_correction)
+        if not args.summary:
+            _explain_marks(summary)
+    if args.summary and summary.outcomes is not None:
+        to_stdout = summary_only or args.output not in (None, "-")
+        _write_outcomes(summary, args.output if summary_only else None, to_stdout)
     if args.strict and summary.unparseable:
         return 1
     return 3 if summary.skipped else 0
+
+
+def _explain_marks(summary: Any) -> None:
+    """What each mark in the output means, once (``--summary`` says it too)."""
+    from logtrace.stitch import mark_explanations
+
+    for line in mark_explanations(summary.marks):
+        print(f"logtrace: {line}", file=sys.stderr)
+
+
+def _write_outcomes(summary: Any, path: str | None, to_stdout: bool) -> None:
+    """``--summary``: to ``path``, else standard output, or standard error
+    when the traces went to standard output."""
+    from logtrace.stitch import summary_text
+
+    text = summary_text(summary.outcomes, summary.marks)
+    if path is not None and path != "-":
+        try:
+            with open(path, "w", encoding="utf-8") as f:
+                f.write(text)
+        except OSError as exc:
+            raise _Fail(f"{path}: {exc.strerror or exc}") from None
+        return
+    stream = sys.stdout if to_stdout else sys.stderr
+    stream.write(text)
+    stream.flush()
 
 
 def _print_summary(summary: Any, skew_correction: bool) -> None:

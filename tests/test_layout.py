@@ -150,8 +150,13 @@ STITCH_STAGES = (
     (
         "write",
         (
+            "_record_exception",
             "_record_text",
+            "_marks",
             "_timeline",
+            "_root_cause",
+            "_outcomes",
+            "_render_summary",
             "_render_text",
             "_render_jsonl",
             "_render_html",

@@ -21,9 +21,11 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from ._grep import Match, grep, grep_stream
+    from ._marks import mark_explanations
     from ._model import Options, Source, Summary
     from ._pipeline import stitch
     from ._plan import InputError, expand_paths
+    from ._render_summary import summary_text
     from ._timestamps import parse_timestamp
 
 __all__ = [
@@ -35,8 +37,10 @@ __all__ = [
     "expand_paths",
     "grep",
     "grep_stream",
+    "mark_explanations",
     "parse_timestamp",
     "stitch",
+    "summary_text",
 ]
 
 _HOMES = {
@@ -48,8 +52,10 @@ _HOMES = {
     "expand_paths": "._plan",
     "grep": "._grep",
     "grep_stream": "._grep",
+    "mark_explanations": "._marks",
     "parse_timestamp": "._timestamps",
     "stitch": "._pipeline",
+    "summary_text": "._render_summary",
 }
 
 

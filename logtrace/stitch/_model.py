@@ -50,9 +50,13 @@ __all__ = [
     "TOO_DEEP",
     "TRUNCATED",
     "UNPARSEABLE_JSON",
+    "Cause",
+    "Failure",
     "FileScan",
+    "Operation",
     "Options",
     "Order",
+    "Outcomes",
     "Rendering",
     "Source",
     "Summary",
@@ -143,6 +147,8 @@ class Options:
     """Trace partitions; 0 lets the memory budget decide (see :mod:`._partition`)."""
     strict: bool = False
     """An input that cannot be read fails the run instead of being skipped."""
+    summary: bool = False
+    """Also compute the run's outcomes (``Summary.outcomes``: see :mod:`._outcomes`)."""
 
 
 @dataclass(slots=True)
@@ -160,6 +166,10 @@ class Summary:
     warnings: list[str] = field(default_factory=list)
     skipped: list[str] = field(default_factory=list)
     """Inputs that could not be read, each naming the entry (the rest was stitched)."""
+    marks: dict[str, int] = field(default_factory=dict)
+    """Spans of the written traces per mark (``orphan``, ``inferred``: see :mod:`._marks`)."""
+    outcomes: Outcomes | None = None
+    """The written traces by outcome, with root causes (``Options.summary`` only)."""
 
     def count_rows(self, rows: npt.NDArray[np.void]) -> None:
         """Add ``rows`` (scanned or table rows) to the line counts."""
@@ -260,3 +270,66 @@ class Rendering:
     tree: Tree
     corrected: F64
     order: Order
+
+
+@dataclass(slots=True)
+class Operation:
+    """The traces of one entry operation (their root span's name) in :class:`Outcomes`."""
+
+    traces: int = 0
+    failed: int = 0
+    """Traces whose entry span has an error."""
+    recovered: int = 0
+    """Traces with an error below an entry span that has none."""
+    durations: list[float] = field(default_factory=list)
+    """Trace latencies (seconds), exact while there are few (see :mod:`._outcomes`)."""
+    buckets: dict[int, int] = field(default_factory=dict)
+    """Latencies as a log-scale histogram, once there are too many to keep."""
+    timed: int = 0
+    """Traces with a latency (in ``durations`` or ``buckets``)."""
+    low: float = float("inf")
+    high: float = float("-inf")
+
+
+@dataclass(slots=True)
+class Failure:
+    """A failing trace and the span where its error started."""
+
+    trace: str
+    start: float
+    """The trace's start (corrected epoch seconds; NaN if unknown)."""
+    operation: str
+    entry: str
+    """What the entry span reported (a status code or error type), ``""`` if no error."""
+    service: str
+    """The root-cause span's service."""
+    span: str
+    """The root-cause span's name (or its ID when it has none)."""
+    depth: int
+    exception: str
+    """The exception type (or error type, or status) where the error started."""
+    message: str
+    where: str
+    """Where it was raised (``file:line in function``), when a traceback says."""
+
+
+@dataclass(slots=True)
+class Cause:
+    """One root cause (service, span, exception type) and how many traces it failed."""
+
+    traces: int
+    example: Failure
+    """Its earliest trace."""
+
+
+@dataclass(slots=True)
+class Outcomes:
+    """Written traces by outcome, latencies and root causes: plain data, computed
+    per partition and merged (:func:`._outcomes.merge_outcomes`)."""
+
+    operations: dict[str, Operation] = field(default_factory=dict)
+    causes: dict[tuple[str, str, str], Cause] = field(default_factory=dict)
+    failures: list[Failure] = field(default_factory=list)
+    """The earliest failing traces (a bounded number)."""
+    failing: int = 0
+    """Failing traces in all (failed or recovered)."""

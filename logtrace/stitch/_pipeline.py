@@ -15,7 +15,7 @@ import shutil
 import tempfile
 from collections.abc import Callable, Sequence
 from dataclasses import replace
-from typing import IO
+from typing import IO, NamedTuple
 
 import numpy as np
 
@@ -27,8 +27,10 @@ from ._calls import (
     solve_clocks,
 )
 from ._clocks import ClockModel
+from ._marks import count_marks
 from ._memory import give_back_free_heap
-from ._model import SCAN_DTYPE, FileScan, Options, Summary, Table
+from ._model import SCAN_DTYPE, FileScan, Options, Outcomes, Rendering, Summary, Table
+from ._outcomes import merge_outcomes, outcomes
 from ._partition import (
     Partitions,
     jobs_within,
@@ -48,7 +50,7 @@ from ._stage import Grouped, choose, open_partition, open_table, stage, table_of
 from ._tree import build_tree
 from ._write import MERGED_FORMATS, merge, merge_chunk, write, write_part
 
-__all__ = ["PARTITIONS_ENV", "partition_task", "stitch"]
+__all__ = ["PARTITIONS_ENV", "PartitionResult", "partition_task", "stitch"]
 
 Progress = Callable[[str, float], None]
 
@@ -159,6 +161,7 @@ def _stitch(
         staged = stage(held, clocks, options)
         del held
         summary.traces, summary.written_traces = staged.traces, staged.selected
+        _note(summary, *_facts(staged.rendering, options))
         write(staged.rendering, out, options, parts.spool)
     elif options.format not in MERGED_FORMATS:
         _write_page(parts, spilled, clocks, options, out, summary)
@@ -187,17 +190,44 @@ def _clocks(parts: Partitions, held: Grouped | None, options: Options) -> dict[s
     return solve_clocks(collector, parts.services, parts.count, table)
 
 
+class PartitionResult(NamedTuple):
+    """What a partition's task returns to the driver: plain, picklable data."""
+
+    traces: int
+    selected: int
+    """Traces the filters selected."""
+    path: str
+    """The partition's output (with its ``.index``)."""
+    marks: dict[str, int]
+    """Marked spans of the selected traces (:func:`._marks.count_marks`)."""
+    outcomes: Outcomes | None
+    """The selected traces' outcomes (``Options.summary`` only), merged by the driver."""
+
+
 def partition_task(
     parts: Partitions, s: int, clocks: dict[str, ClockModel], options: Options
-) -> tuple[int, int, str]:
+) -> PartitionResult:
     """One partition's whole per-partition stage and its write, from plain
-    data to a file: what an executor (this process, a pool, a cluster) runs.
-    Returns the partition's traces, how many were selected, and the path of
-    its output (with its ``.index``)."""
+    data to a file: what an executor (this process, a pool, a cluster) runs."""
     staged = stage(open_partition(parts, s, options.memory), clocks, options)
     path = os.path.join(parts.spool, f"part{s}.out")
     write_part(staged.rendering, staged.first, path, options, parts.spool)
-    return staged.traces, staged.selected, path
+    return PartitionResult(staged.traces, staged.selected, path, *_facts(staged.rendering, options))
+
+
+def _facts(r: Rendering, options: Options) -> tuple[dict[str, int], Outcomes | None]:
+    """A partition's marked spans and (when asked for) outcomes."""
+    return count_marks(r), outcomes(r) if options.summary else None
+
+
+def _note(summary: Summary, marks: dict[str, int], found: Outcomes | None) -> None:
+    """Add a partition's facts to the run's summary."""
+    for name, n in marks.items():
+        summary.marks[name] = summary.marks.get(name, 0) + n
+    if found is not None:
+        summary.outcomes = merge_outcomes(
+            [found] if summary.outcomes is None else [summary.outcomes, found]
+        )
 
 
 def _write_merged(
@@ -214,13 +244,15 @@ def _write_merged(
     for s in range(parts.count):
         if progress is not None:
             progress("writing", s / (parts.count + 1))
-        traces, selected, path = partition_task(parts, s, clocks, options)
-        summary.traces += traces
-        summary.written_traces += selected
-        outputs.append(path)
+        result = partition_task(parts, s, clocks, options)
+        summary.traces += result.traces
+        summary.written_traces += result.selected
+        _note(summary, result.marks, result.outcomes)
+        outputs.append(result.path)
         give_back_free_heap()
     merge(outputs, out, merge_chunk(options.memory, parts.count))
-    _write_untraced(parts, clocks, options, out)
+    if options.format != "none":
+        _write_untraced(parts, clocks, options, out)
     out.flush()
 
 
@@ -273,6 +305,7 @@ def _write_page(
     table = table_of(parts, gather_chosen(parts, spilled, chosen, clocks, options))
     staged = stage(Grouped(table, build_tree(table), _NO_KEYS), clocks, options)
     summary.written_traces = staged.selected
+    _note(summary, *_facts(staged.rendering, options))
     write(staged.rendering, out, options, parts.spool)
 
 

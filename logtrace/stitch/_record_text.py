@@ -25,9 +25,17 @@ from .._schema import (
 )
 from ._model import JSON, LOGFMT
 from ._parse import parse_logfmt
+from ._record_exception import Raised, record_exception
 from ._wrapped import cri_record, display_record
 
-__all__ = ["SHORT_LEVELS", "escape", "iso_strings", "record_fields", "record_json"]
+__all__ = [
+    "SHORT_LEVELS",
+    "escape",
+    "iso_strings",
+    "record_fields",
+    "record_json",
+    "record_parts",
+]
 
 _encode = msgspec.json.encode
 _decode = msgspec.json.decode
@@ -77,6 +85,15 @@ def escape(text: str) -> str:
 
 def record_fields(raw: bytes, flags: int) -> tuple[str, str, dict[str, Any]]:
     """Level, message and key fields of one line, for display."""
+    level, message, fields, _ = record_parts(raw, flags, exception=False)
+    return level, message, fields
+
+
+def record_parts(
+    raw: bytes, flags: int, exception: bool = True
+) -> tuple[str, str, dict[str, Any], Raised | None]:
+    """Level, message, key fields and the exception (see
+    :func:`._record_exception.record_exception`) of one line, for display."""
     obj: Any = None
     if flags & JSON:
         try:
@@ -88,14 +105,15 @@ def record_fields(raw: bytes, flags: int) -> tuple[str, str, dict[str, Any]]:
     elif raw[:1].isdigit():
         obj = cri_record(raw)
     if not isinstance(obj, dict):
-        return "", raw.decode(errors="replace"), {}
+        return "", raw.decode(errors="replace"), {}, None
     obj = display_record(obj)  # a collector's record shows the record it wraps
     message = _first(obj, _MESSAGE_KEYS)
     level = _first(obj, _LEVEL_KEYS)
     if isinstance(level, dict):
         level = ""
     fields = {k: obj[k] for k in _KEY_FIELDS if k in obj}
-    return str(level), message if isinstance(message, str) else str(message), fields
+    raised = record_exception(obj) if exception else None
+    return str(level), message if isinstance(message, str) else str(message), fields, raised
 
 
 def _first(obj: dict[str, Any], keys: tuple[str, ...]) -> Any:

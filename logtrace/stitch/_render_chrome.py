@@ -20,6 +20,7 @@ import msgspec
 import numpy as np
 
 from ._group import RowLines
+from ._marks import span_mark
 from ._model import ERROR, KIND_CLIENT, KIND_SERVER, SPAN_RECORD, Rendering
 from ._record_text import record_fields
 from ._timeline import Timeline, timeline
@@ -156,8 +157,9 @@ def _trace(
         args: dict[str, Any] = {"trace_id": trace_id, "span_id": table.spans[span]}
         if parent >= 0:
             args["parent_span_id"] = table.spans[parent]
-        if r.tree.orphan[span]:
-            args["orphan"] = True
+        mark = span_mark(r.tree, span)
+        if mark:
+            args["mark"] = mark
         name = f"span {table.spans[span]}"
         category = "span"
         error = False

@@ -19,14 +19,21 @@ from typing import IO
 import numpy as np
 
 from ._group import RowLines
+from ._marks import MARK_MEANINGS, MARKS, count_marks, span_marks
 from ._model import ERROR, REASONS, Rendering
-from ._record_text import SHORT_LEVELS, escape, record_fields
+from ._outcomes import outcomes
+from ._record_exception import Raised
+from ._record_text import SHORT_LEVELS, escape, record_fields, record_parts
+from ._render_summary import summary_html
 from ._timeline import Timeline, timeline
 
 __all__ = ["html_text", "write_html"]
 
 _MAX_TEXT = 10_000
 """Characters of one message shown; the rest is cut with a note (lines can be megabytes)."""
+
+_MAX_EXCEPTION_LINES = 500
+"""Lines of one traceback shown (the last ones)."""
 
 _INVISIBLE = {c: f"\\u{c:04x}" for c in [*range(0x202A, 0x202F), *range(0x2066, 0x206A), 0x2028]}
 _INVISIBLE[0x2029] = "\\u2029"
@@ -134,7 +141,22 @@ min-width:2px}
 .m{white-space:pre-wrap;overflow-wrap:anywhere;min-width:0;max-height:9.5em;overflow:auto}
 .f{color:var(--dim);margin-left:6px}
 .tag{color:#b26a00;margin-left:6px}
+.x{padding:0 10px 2px;border-top:1px dashed var(--line)}
+.x summary{cursor:pointer;color:var(--err)}
+.x pre{margin:2px 0 4px;white-space:pre-wrap;overflow-wrap:anywhere;max-height:30em;overflow:auto}
 .where{color:var(--dim)}
+#summary{margin:8px 0 14px}
+#summary h2{font-size:14px;margin:4px 0}
+#summary h3{font-size:13px;margin:10px 0 2px}
+#summary ul{margin:2px 0;padding-left:1.5em}
+.outcomes{border-collapse:collapse;margin:4px 0}
+.outcomes caption{text-align:left;color:var(--dim)}
+.outcomes th,.outcomes td{padding:1px 10px;border-bottom:1px solid var(--line);text-align:right}
+.outcomes th:first-child,.outcomes td:first-child{text-align:left}
+.outcomes tr.all td{font-weight:600}
+.note,.at{color:var(--dim)}
+.exc{color:var(--err)}
+.csvc{font-weight:600}
 .reason{color:#b26a00}
 """
 
@@ -208,6 +230,8 @@ def _page(r: Rendering) -> Iterator[str]:
         clock = f" <small>clock {float(np.median(mine)) * 1e3:+.3f} ms</small>" if len(mine) else ""
         yield f'<li class="svc s{i}">{html_text(services[i])}{clock}</li>'
     yield "</ul></header>\n<main>\n"
+    if r.order.n_traced:
+        yield summary_html(outcomes(r), count_marks(r), html_text)
 
     line_of = RowLines(r.table)
     try:
@@ -264,10 +288,11 @@ def _trace_block(
     svcs = sorted(set(rows["svc"][block].tolist()), key=lambda s: table.services[s])
     tid = html_text(table.traces[trace], 200)
     out: list[str] = []
-    orphans: set[int] = set()
+    marks = span_marks(r.tree)
+    marked: dict[int, int] = {}
     for row in block:
         flag = int(rows["flags"][row])
-        level, message, fields = record_fields(line_of(row), flag)
+        level, message, fields, raised = record_parts(line_of(row), flag)
         svc = int(rows["svc"][row])
         span = int(rows["span"][row])
         depth = int(r.tree.row_depth[row])
@@ -294,9 +319,10 @@ def _trace_block(
         else:
             bar = f'<span class="bar s{svc}"></span>'
         tag = ""
-        if span >= 0 and r.tree.orphan[span] and span not in orphans:
-            orphans.add(span)
-            tag = '<span class="tag">[orphan: parent span not in the logs]</span>'
+        if span >= 0 and marks[span] and span not in marked:
+            mark = MARKS[marks[span]]
+            marked[span] = int(marks[span])
+            tag = f'<span class="tag" title="{html_text(MARK_MEANINGS[mark])}">[{mark}]</span>'
         extra = " ".join(
             f"{html_text(k, 200)}={html_text(str(v), 2000)}" for k, v in fields.items()
         )
@@ -311,6 +337,8 @@ def _trace_block(
             f'<span class="m">{html_text(message)}'
             f"{f'<span class=f>{extra}</span>' if extra else ''}{tag}</span></span></div>\n"
         )
+        if raised is not None:
+            out.append(_exception(raised, depth))
     when = ""
     if start == start:
         when = f'<span class="when">{np.datetime64(round(start * 1e6), "us")}Z</span>'
@@ -323,16 +351,28 @@ def _trace_block(
     badge = (
         f'<span class="badge">{errors} error{"s" if errors != 1 else ""}</span>' if errors else ""
     )
-    warn = (
-        f'<span class="warn">{len(orphans)} orphan span{"s" if len(orphans) != 1 else ""}</span>'
-        if orphans
-        else ""
+    counts = [list(marked.values()).count(k) for k in range(len(MARKS))]
+    warn = "".join(
+        f'<span class="warn">{n} {MARKS[k]} span{"s" if n != 1 else ""}</span>'
+        for k, n in enumerate(counts)
+        if k and n
     )
     return (
         f'<details class="trace{" err" if errors else ""}" data-trace="{tid}"'
         f'{" open" if open_block else ""}><summary><span class="tid">trace {tid}</span>'
         f'{when}{duration}<span class="nrec">{len(block)} records</span>{chips}{badge}{warn}'
         f'</summary>\n<div class="rows">\n{"".join(out)}</div></details>\n'
+    )
+
+
+def _exception(raised: Raised, depth: int) -> str:
+    """The exception under its line, collapsed: its headline opens its traceback."""
+    lines = raised.text().split("\n")[-_MAX_EXCEPTION_LINES:]
+    headline = raised.headline() or lines[0]
+    return (
+        f'<div class="x" style="padding-left:{depth * 1.5 + 18:g}em"><details>'
+        f"<summary>{html_text(headline.split(chr(10))[0], 2000)}</summary>"
+        f"<pre>{chr(10).join(html_text(line, 2000) for line in lines)}</pre></details></div>\n"
     )
 
 

@@ -28,6 +28,7 @@ import numpy as np
 import numpy.typing as npt
 
 from ._decompress import LineReader
+from ._marks import MARKS, span_marks
 from ._memory import give_back_free_heap, take_rows
 from ._model import JSON, REASONS, Rendering, Table
 from ._native import native_enabled, native_write
@@ -52,6 +53,7 @@ def _render_range(r: Rendering, lo: int, hi: int, out: IO[bytes]) -> None:
         [_encode(s).decode() for s in table.services],
         [_encode(s.name).decode() for s in table.sources],
         len(table.sources),
+        _marks_if_any(span_marks(r.tree)),
     )
     native = native_enabled(native_write)
     size = _NATIVE_BATCH if native else _BATCH
@@ -126,10 +128,18 @@ class _ReleasePlan:
 class _Context:
     """What the batches of one range share: names and open files."""
 
-    __slots__ = ("_names", "files", "maps", "readers", "services")
+    __slots__ = ("_names", "files", "maps", "marks", "readers", "services")
 
-    def __init__(self, services: list[str], files: list[str], n_files: int) -> None:
+    def __init__(
+        self,
+        services: list[str],
+        files: list[str],
+        n_files: int,
+        marks: npt.NDArray[np.uint8] | None,
+    ) -> None:
         self.services = services
+        self.marks = marks
+        """Per span: its mark (:func:`._marks.span_marks`); ``None`` when none has one."""
         self.files = files
         self.readers: list[LineReader | None] = [None] * n_files
         self.maps: list[bytes | mmap.mmap | None] = [None] * n_files
@@ -245,11 +255,10 @@ def _render_batch(
     flags = sub["flags"]
     for i in np.flatnonzero((flags & JSON) == 0).tolist():
         raws[i] = record_json(raws[i], int(flags[i]))
-    tails = [b"}\n", *(b',"reason":"%s"}\n' % reason.encode() for reason in REASONS[1:])]
     parts: list[bytes] = [b""] * (3 * len(raws))
     parts[0::3] = prefixes
     parts[1::3] = raws
-    parts[2::3] = map(tails.__getitem__, sub["reason"].tolist())
+    parts[2::3] = map(_TAILS.__getitem__, _tail_codes(ctx.marks, sub).tolist())
     out.write(b"".join(parts))
 
 
@@ -260,7 +269,29 @@ _US_HI = 253402300800000000.0  # 10000-01-01, exact as a float
 _COLUMN_TYPES = ("<i4", "<i4", "<i4", "<u2", "<i4", "<i8", "<f8", "<i4", "<i4", "<i8", "<i4", "u1")
 """What ``render_batch`` reads: trace, span, parent, service, depth, timestamp
 (µs), offset_ms, file, line, byte offset, length, reason."""
-_TAILS = (b"}\n", *(b',"reason":"%s"}\n' % reason.encode() for reason in REASONS[1:]))
+_TAILS = (
+    b"}\n",
+    *(b',"reason":"%s"}\n' % reason.encode() for reason in REASONS[1:]),
+    *(b',"mark":"%s"}\n' % mark.encode() for mark in MARKS[1:]),
+)
+"""A line's end: per reason a line joins no trace, then per mark of its span
+(:mod:`._marks`); :func:`_tail_codes` picks one per row."""
+
+
+def _marks_if_any(marks: npt.NDArray[np.uint8]) -> npt.NDArray[np.uint8] | None:
+    return marks if marks.any() else None
+
+
+def _tail_codes(
+    marks: npt.NDArray[np.uint8] | None, sub: npt.NDArray[np.void]
+) -> npt.NDArray[np.uint8]:
+    """Per row of ``sub``: its index into :data:`_TAILS`."""
+    reason = np.asarray(sub["reason"], dtype=np.uint8)
+    span = sub["span"]
+    if marks is None:
+        return reason
+    mark = np.where(span >= 0, marks[np.maximum(span, 0)], 0).astype(np.uint8)
+    return np.where(mark > 0, mark + (len(REASONS) - 1), reason).astype(np.uint8)
 
 
 def _render_native(
@@ -363,7 +394,7 @@ def _native_args(
                 sub["line"],
                 sub["off"],
                 sub["len"],
-                sub["reason"],
+                _tail_codes(ctx.marks, sub),
             ),
             _COLUMN_TYPES,
             strict=True,

@@ -13,8 +13,10 @@ from typing import IO
 import numpy as np
 
 from ._decompress import LineReader
+from ._marks import MARKS, span_marks
 from ._model import ERROR, REASONS, Rendering
-from ._record_text import SHORT_LEVELS, escape, record_fields
+from ._record_exception import Raised
+from ._record_text import SHORT_LEVELS, escape, record_parts
 
 __all__ = ["write_text"]
 
@@ -30,6 +32,9 @@ _RESET, _RED, _DIM, _CYAN, _BOLD, _YELLOW = (
 
 _CHUNK = 1 << 15
 """Rows whose columns are turned into Python values at a time."""
+
+_MAX_EXCEPTION_LINES = 200
+"""Lines of one exception's traceback shown under its line (the last ones)."""
 
 
 def write_text(
@@ -50,9 +55,9 @@ def write_text(
     services = [escape(s).ljust(width) for s in table.services]
     names = [escape(s.name) for s in table.sources]
     trace_start = r.order.trace_start.tolist()
-    orphan = r.tree.orphan
+    marks = span_marks(r.tree)
     current = -2 if untraced_heading else -1
-    seen_orphans: set[int] = set()
+    marked: set[int] = set()
     lines: list[str] = []
     try:
         for lo in range(0, len(ordered), _CHUNK):
@@ -81,7 +86,7 @@ def write_text(
                 reader = readers.get(file)
                 if reader is None:
                     reader = readers[file] = LineReader(table.data_paths[file])
-                level, message, fields = record_fields(reader.get(off, length), flags)
+                level, message, fields, raised = record_parts(reader.get(off, length), flags)
                 if trace < 0:
                     where = f"{names[file]}:{line}"
                     lines.append(
@@ -92,9 +97,9 @@ def write_text(
                 start = trace_start[trace]
                 rel = "" if ts != ts or start != start else f"+{(ts - start) * 1e3:.3f}ms"
                 tag = ""
-                if span >= 0 and orphan[span] and span not in seen_orphans:
-                    seen_orphans.add(span)
-                    tag = paint(_YELLOW, " [orphan: parent span not in the logs]")
+                if span >= 0 and marks[span] and span not in marked:
+                    marked.add(span)
+                    tag = paint(_YELLOW, f" [{MARKS[marks[span]]}]")
                 extra = " ".join(f"{k}={escape(str(v))}" for k, v in fields.items())
                 text = escape(message) + (f"  {paint(_DIM, extra)}" if extra else "")
                 upper = level.upper()
@@ -105,10 +110,22 @@ def write_text(
                     f"  {paint(_DIM, rel.rjust(11))} {'  ' * depth}"
                     f"{paint(_CYAN, services[svc])} {lvl} {text}{tag}\n"
                 )
+                if raised is not None:
+                    lines.append(_exception_lines(raised, depth, paint))
         out.write("".join(lines).encode())
     finally:
         for reader in readers.values():
             reader.close()
+
+
+def _exception_lines(raised: Raised, depth: int, paint: Callable[[str, str], str]) -> str:
+    """The exception under its line, one level in from the line's service name."""
+    text = raised.text().split("\n")
+    if len(text) > _MAX_EXCEPTION_LINES:
+        cut = len(text) - _MAX_EXCEPTION_LINES
+        text = [f"... ({cut} lines before)", *text[cut:]]
+    indent = " " * (16 + 2 * depth)
+    return "".join(f"{indent}{paint(_DIM, ('| ' + escape(line)).rstrip())}\n" for line in text)
 
 
 def _header(r: Rendering, trace: int, paint: Callable[[str, str], str]) -> str:

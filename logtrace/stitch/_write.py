@@ -25,10 +25,11 @@ __all__ = ["INDEX", "MERGED_FORMATS", "merge", "merge_chunk", "write", "write_pa
 
 I64 = npt.NDArray[np.int64]
 
-MERGED_FORMATS = ("jsonl", "text")
+MERGED_FORMATS = ("jsonl", "text", "none")
 """Output formats written a partition at a time and merged. HTML and Chrome
 output are one page each: a run of many partitions gathers the traces it
-shows into one (see :func:`._select.gather_chosen`)."""
+shows into one (see :func:`._select.gather_chosen`). ``none`` writes nothing
+(a run for its summary alone)."""
 
 INDEX = np.dtype([("start", "<f8"), ("key", "<i8"), ("at", "<i8"), ("size", "<i8")])
 """Per written trace: start (NaN as +inf), first-appearance key, and its
@@ -41,6 +42,8 @@ def write(
     """Write the ordered rows of ``r`` in ``options.format``. Text output
     puts the lines without a trace under a heading unless
     ``untraced_heading`` is false (a run written in parts has it once)."""
+    if options.format == "none":
+        return
     if options.format == "jsonl":
         write_jsonl(r, out, options.jobs, spool)
     elif options.format in ("html", "chrome"):
@@ -67,16 +70,18 @@ def _trace_index(
 ) -> npt.NDArray[np.void]:
     """Where each trace with lines went in ``path``, in the order written."""
     trace_seq = table.rows["trace"][ordered.rows]
-    if not len(trace_seq):
+    if not len(trace_seq) or fmt == "none":
         return np.empty(0, dtype=INDEX)
     cut = np.flatnonzero(trace_seq[1:] != trace_seq[:-1]) + 1
     first_row = np.concatenate([[0], cut]).astype(np.int64)
     local = trace_seq[first_row].astype(np.int64)
-    # One output line per row; a text block also has a blank line and a heading.
-    heading = 2 if fmt == "text" else 0
-    first_line = first_row + heading * np.arange(len(first_row), dtype=np.int64)
-    total = len(trace_seq) + heading * len(first_row)
-    offsets = _line_starts(path, np.concatenate([first_line, [total]]))
+    if fmt == "text":
+        # A text block starts with a blank line, the only blank lines there are
+        # (a row may take more than one line: an exception goes under it).
+        offsets = np.append(_blank_lines(path), os.path.getsize(path))
+    else:
+        # One output line per row.
+        offsets = _line_starts(path, np.append(first_row, len(trace_seq)))
     index = np.empty(len(local), dtype=INDEX)
     start = ordered.trace_start[local]
     index["start"] = np.where(np.isnan(start), np.inf, start)
@@ -84,6 +89,22 @@ def _trace_index(
     index["at"] = offsets[:-1]
     index["size"] = np.diff(offsets)
     return index
+
+
+def _blank_lines(path: str) -> I64:
+    """Byte offset of every empty line of the file at ``path``."""
+    found = []
+    pos = 0
+    previous = 10  # the file's start counts as a line start
+    with open(path, "rb") as f:
+        while block := f.read(16 << 20):
+            data = np.frombuffer(block, dtype=np.uint8)
+            ends = np.flatnonzero(data == 10)
+            before = np.where(ends > 0, data[np.maximum(ends - 1, 0)], previous)
+            found.append(pos + ends[before == 10])
+            previous = int(data[-1])
+            pos += len(block)
+    return np.concatenate(found) if found else np.empty(0, dtype=np.int64)
 
 
 def _line_starts(path: str, lines: I64) -> I64:

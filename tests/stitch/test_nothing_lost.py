@@ -98,7 +98,8 @@ def test_every_nonblank_line_exactly_once(
         assert len(seen) == len(set(seen))
         assert set(seen) == set(expected)
         for r in records:
-            assert set(r) - {"reason"} == KEYS
+            assert set(r) - {"reason", "mark"} == KEYS
+            assert r.get("mark", "orphan") == "orphan"  # a span whose parent is not in the file
             assert ("reason" in r) == (r["trace_id"] is None)
             raw = expected[(r["file"], r["line"])]
             try:
