@@ -170,9 +170,11 @@ def _parser() -> argparse.ArgumentParser:
     )
     s.add_argument(
         "--format",
-        choices=("text", "jsonl", "html", "chrome"),
+        choices=("text", "jsonl", "html", "chrome", "perfetto", "otlp", "jaeger", "zipkin"),
         default="text",
-        help="output format (default: text)",
+        help="output format: text, jsonl, html; for trace viewers chrome (= perfetto), "
+        "otlp (OpenTelemetry JSON lines), jaeger (Jaeger UI upload), zipkin (Zipkin v2) "
+        "(default: text)",
     )
     s.add_argument("-o", "--output", metavar="FILE", help="write here (default: standard output)")
     s.add_argument(
