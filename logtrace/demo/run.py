@@ -16,6 +16,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -33,7 +34,11 @@ __all__ = ["Request", "Service", "main", "requests_to_send"]
 HOST = "127.0.0.1"
 SERVICES = ("inventory", "orders", "gateway")
 """In start order: each one's callee is up before it."""
-_CALLEE = {"gateway": ("LOGTRACE_DEMO_ORDERS", "orders"), "orders": ("LOGTRACE_DEMO_INVENTORY", "inventory")}
+_CALLEE = {
+    "gateway": ("LOGTRACE_DEMO_ORDERS", "orders"),
+    "orders": ("LOGTRACE_DEMO_INVENTORY", "inventory"),
+}
+"""Per service that calls another: the variable naming the callee's URL, and the callee."""
 
 
 @dataclass(slots=True)
@@ -113,7 +118,7 @@ def _start(name: str, logs: Path, console: Path, env: dict[str, str]) -> Service
             stderr=subprocess.STDOUT,
             env=environment,
             start_new_session=True,
-            preexec_fn=_die_with_parent if sys.platform == "linux" else None,  # noqa: PLW1509
+            preexec_fn=_die_with_parent if sys.platform == "linux" else None,
         )
     return Service(name, port, log, process)
 
@@ -129,7 +134,9 @@ def _wait_until_up(service: Service, console: Path, timeout: float = 25.0) -> No
                 return
         except OSError:
             if time.monotonic() > deadline:
-                raise TimeoutError(f"{service.name} did not listen within {timeout:.0f} s") from None
+                raise TimeoutError(
+                    f"{service.name} did not listen within {timeout:.0f} s"
+                ) from None
             time.sleep(0.05)
 
 
@@ -195,7 +202,7 @@ def _pick_failure(done: list[Request]) -> Request | None:
     """The first request whose error started deepest (the missing item), else any failure."""
     deep = [r for r in done if r.status >= 500 and r.item == 13 and r.trace_id]
     failed = [r for r in done if r.status >= 500 and r.trace_id]
-    return (deep or failed or [None])[0]
+    return (deep or failed)[0] if deep or failed else None
 
 
 def summary(paths: list[str], out: IO[bytes]) -> None:
@@ -212,8 +219,23 @@ def _stitch_to(paths: list[str], out: IO[bytes], **options: Any) -> None:
     stitch(paths, out, Options(**options))
 
 
-def main(argv: Sequence[str] = (), directory: str | None = None, count: int = 36) -> int:
-    """Run the demo; ``directory`` holds everything it writes (a new temporary one if ``None``)."""
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
+
+
+def main(directory: str | None = None, count: int = 36) -> int:
+    """Run the demo; ``directory`` holds everything it writes (a new temporary one if
+    ``None``). Returns the exit code: 0, or 130 when interrupted (Ctrl-C, SIGTERM)."""
+    if threading.current_thread() is not threading.main_thread():
+        return _demo(directory, count)
+    previous = signal.signal(signal.SIGTERM, _interrupt)  # stop the services on `kill` too
+    try:
+        return _demo(directory, count)
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _demo(directory: str | None, count: int) -> int:
     began = time.monotonic()
     out = sys.stdout
     tty = out.isatty() and not os.environ.get("NO_COLOR")

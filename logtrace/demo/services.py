@@ -45,7 +45,9 @@ MAX_QUANTITY = 5
 
 
 def _client(env: str) -> logtrace.httpx.AsyncClient:
-    return logtrace.httpx.AsyncClient(base_url=os.environ.get(env, "http://127.0.0.1:1"), timeout=10)
+    return logtrace.httpx.AsyncClient(
+        base_url=os.environ.get(env, "http://127.0.0.1:1"), timeout=10
+    )
 
 
 # -- gateway: the entry point -----------------------------------------------------
@@ -69,7 +71,7 @@ async def checkout(item_id: int, quantity: int = 1) -> dict[str, object]:
     if response.status_code != 200:
         log.warning("orders answered %d", response.status_code)
         raise HTTPException(status_code=502, detail="the order could not be placed")
-    order = response.json()
+    order: dict[str, object] = response.json()
     log.info("checkout done: order %s", order["order_id"])
     return order
 
