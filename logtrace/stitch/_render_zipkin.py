@@ -31,7 +31,11 @@ def _us(seconds: float) -> int:
 
 
 def _text(value: Any) -> str:
-    return value if isinstance(value, str) else _encode(value).decode()
+    if isinstance(value, str):
+        return value
+    if isinstance(value, float) and not math.isfinite(value):
+        return str(value)
+    return _encode(value).decode()
 
 
 def _annotation(e: Event, fallback: float) -> dict[str, Any]:

@@ -23,6 +23,7 @@ one derived from it (a hash), the original kept as
 from __future__ import annotations
 
 import hashlib
+import json
 import math
 import re
 from collections.abc import Iterator
@@ -138,11 +139,32 @@ def _first(obj: dict[str, Any], keys: tuple[str, ...]) -> Any:
 
 
 def _fields(raw: bytes, flags: int) -> dict[str, Any]:
+    """The line's fields: its JSON object (or logfmt pairs), else its text as the message."""
+    text = record_json(raw, flags)
     try:
-        obj = _decode.decode(record_json(raw, flags))
+        obj = _decode.decode(text)
     except (msgspec.DecodeError, RecursionError):
-        obj = None
+        obj = _lenient(text)  # numbers beyond 64 bits or doubles, lone surrogates
     return obj if isinstance(obj, dict) else {"message": raw.decode(errors="replace")}
+
+
+def _lenient(text: bytes) -> Any:
+    """``text`` read by the standard library's parser, which takes any number, with
+    lone surrogates replaced (no encoder writes them)."""
+    try:
+        return _clean(json.loads(text.decode("utf-8", "replace")))
+    except (ValueError, RecursionError):
+        return None
+
+
+def _clean(value: Any) -> Any:
+    if isinstance(value, str):
+        return value.encode("utf-8", "replace").decode("utf-8")
+    if isinstance(value, list):
+        return [_clean(v) for v in value]
+    if isinstance(value, dict):
+        return {_clean(k): _clean(v) for k, v in value.items()}
+    return value
 
 
 class _Lines:

@@ -51,6 +51,10 @@ def odd_logs(dest: Path) -> Path:
         line(3, "a line with the trace only", trace_id=ORPHAN_TRACE),
         line(2, "request begins", trace_id=ODD_TRACE),
         line(9, "request ends", trace_id=ODD_TRACE, level="ERROR"),
+        # Numbers no 64-bit integer or double holds, nested values.
+        '{"timestamp": "2026-11-24T10:00:00.004Z", "message": "odd values", "trace_id": "'
+        + ORPHAN_TRACE + '", "span_id": "a1a1a1a1a1a1a1a1", "huge": 1e400, '
+        '"big": 123456789012345678901234567890, "nested": {"a": [1, {"b": null}]}}',
     ]  # fmt: skip
     (dest / "odd.jsonl").write_text("\n".join(lines) + "\n", encoding="utf-8")
     return dest
@@ -219,6 +223,24 @@ class TestFlags:
         traces, _ = parse_otlp(export(tmp_path, "otlp", str(inputs["odd"])))
         flagged = {s.span_id.hex(): attributes(s.attributes) for _, s in otlp_spans(traces)}
         assert flagged["a1a1a1a1a1a1a1a1"]["logtrace.orphan"] == {"boolValue": True}
+
+    def test_values_beyond_json_numbers_and_nested_ones(
+        self, tmp_path: Path, inputs: dict[str, Path]
+    ) -> None:
+        traces, _ = parse_otlp(export(tmp_path, "otlp", str(inputs["odd"])))
+        span = next(s for _, s in otlp_spans(traces) if s.span_id.hex() == "a1a1a1a1a1a1a1a1")
+        event = next(e for e in span.events if e.name == "odd values")
+        values = attributes(event.attributes)
+        assert values["huge"] == {"stringValue": "inf"}
+        assert values["big"] == {"stringValue": "123456789012345678901234567890"}
+        nested = values["nested"]["kvlistValue"]["values"][0]
+        assert nested["key"] == "a" and nested["value"]["arrayValue"]["values"][0] == {
+            "intValue": "1"
+        }
+        zipkin = json.loads(export(tmp_path, "zipkin", str(inputs["odd"])))
+        notes = [a["value"] for s in zipkin for a in s["annotations"] if "odd values" in a["value"]]
+        assert notes == ['odd values huge=inf big=123456789012345678901234567890 '
+                         'nested={"a":[1,{"b":null}]}']  # fmt: skip
 
     def test_spans_without_records_take_their_lines_extent(
         self, tmp_path: Path, inputs: dict[str, Path]
