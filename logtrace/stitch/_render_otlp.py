@@ -56,6 +56,8 @@ def _ns(seconds: float) -> str:
 
 def any_value(value: Any, depth: int = 0) -> dict[str, Any]:
     """An OTLP ``AnyValue`` for a JSON value."""
+    if type(value) is str:
+        return {"stringValue": value}
     if isinstance(value, bool):
         return {"boolValue": value}
     if isinstance(value, int):
@@ -81,18 +83,30 @@ def _attributes(values: dict[str, Any], depth: int = 0) -> list[dict[str, Any]]:
     return [{"key": str(k), "value": any_value(v, depth)} for k, v in values.items()]
 
 
-def _event(e: Event, fallback: float) -> dict[str, Any]:
-    attributes = dict(e.attributes)
+Converted = dict[int, list[dict[str, Any]]]
+"""Per event (by ``id``): its attributes as OTLP key/values, converted once
+for both the span event and the log record."""
+
+
+def _event_attributes(e: Event, converted: Converted) -> list[dict[str, Any]]:
+    got = converted.get(id(e))
+    if got is None:
+        got = converted[id(e)] = _attributes(e.attributes)
+    return got
+
+
+def _event(e: Event, fallback: float, converted: Converted) -> dict[str, Any]:
+    attributes = _event_attributes(e, converted)
     if e.level:
-        attributes["level"] = e.level
+        attributes = [*attributes, {"key": "level", "value": {"stringValue": e.level}}]
     return {
         "timeUnixNano": _ns(fallback if math.isnan(e.time) else e.time),
         "name": e.message[:200] or "log",
-        "attributes": _attributes(attributes),
+        "attributes": attributes,
     }
 
 
-def _span(trace_id: str, s: Span) -> dict[str, Any]:
+def _span(trace_id: str, s: Span, converted: Converted) -> dict[str, Any]:
     out: dict[str, Any] = {
         "traceId": trace_id,
         "spanId": s.span_id,
@@ -101,7 +115,7 @@ def _span(trace_id: str, s: Span) -> dict[str, Any]:
         "startTimeUnixNano": _ns(s.start),
         "endTimeUnixNano": _ns(max(s.end, s.start)),
         "attributes": _attributes(s.attributes),
-        "events": [_event(e, s.start) for e in s.events],
+        "events": [_event(e, s.start, converted) for e in s.events],
         "status": {"code": 2, "message": s.status_message} if s.error else {},
     }
     if s.parent_id is not None:
@@ -109,7 +123,7 @@ def _span(trace_id: str, s: Span) -> dict[str, Any]:
     return out
 
 
-def _log(e: Event, trace_id: str | None) -> dict[str, Any]:
+def _log(e: Event, trace_id: str | None, converted: Converted) -> dict[str, Any]:
     severity = _SEVERITY.get(e.level.lower(), 0)
     if e.error and severity < 17:
         severity = 17
@@ -117,7 +131,7 @@ def _log(e: Event, trace_id: str | None) -> dict[str, Any]:
         "severityNumber": severity,
         "severityText": e.level,
         "body": {"stringValue": e.message},
-        "attributes": _attributes(e.attributes),
+        "attributes": _event_attributes(e, converted),
     }
     if not math.isnan(e.time):
         out["timeUnixNano"] = _ns(e.time)
@@ -132,10 +146,10 @@ def _resource(service: str) -> dict[str, Any]:
     return {"attributes": [{"key": "service.name", "value": {"stringValue": service}}]}
 
 
-def _logs_line(events: Iterable[Event], trace_id: str | None) -> bytes:
+def _logs_line(events: Iterable[Event], trace_id: str | None, converted: Converted) -> bytes:
     by_service: dict[str, list[dict[str, Any]]] = {}
     for e in events:
-        by_service.setdefault(e.service, []).append(_log(e, trace_id))
+        by_service.setdefault(e.service, []).append(_log(e, trace_id, converted))
     resource_logs = [
         {"resource": _resource(service), "scopeLogs": [{"scope": _SCOPE, "logRecords": records}]}
         for service, records in by_service.items()
@@ -146,15 +160,16 @@ def _logs_line(events: Iterable[Event], trace_id: str | None) -> bytes:
 def otlp_trace(t: TraceSpans) -> bytes:
     """Two JSON lines: the trace's spans, then its lines as log records."""
     by_service: dict[str, list[dict[str, Any]]] = {}
+    converted: Converted = {}
     for s in t.spans:
         if not math.isnan(s.start):
-            by_service.setdefault(s.service, []).append(_span(t.trace_id, s))
+            by_service.setdefault(s.service, []).append(_span(t.trace_id, s, converted))
     resource_spans = [
         {"resource": _resource(service), "scopeSpans": [{"scope": _SCOPE, "spans": spans}]}
         for service, spans in by_service.items()
     ]
     spans_line = _encode({"resourceSpans": resource_spans}) + b"\n" if resource_spans else b""
-    return spans_line + _logs_line(t.events, t.trace_id)
+    return spans_line + _logs_line(t.events, t.trace_id, converted)
 
 
 def otlp_untraced(events: Iterable[Event]) -> Iterator[bytes]:
@@ -163,7 +178,7 @@ def otlp_untraced(events: Iterable[Event]) -> Iterator[bytes]:
     for e in events:
         batch.append(e)
         if len(batch) >= _BATCH:
-            yield _logs_line(batch, None)
+            yield _logs_line(batch, None, {})
             batch = []
     if batch:
-        yield _logs_line(batch, None)
+        yield _logs_line(batch, None, {})

@@ -36,7 +36,7 @@ import numpy.typing as npt
 
 from .._schema import DURATION_MS, EXCEPTION_TYPE, SPAN_KIND, SPAN_NAME, SPAN_START
 from .._schema import ERROR_TYPE as ERROR_TYPE_KEY
-from ._group import RowLines
+from ._decompress import LineReader
 from ._model import ERROR, SPAN_RECORD, Rendering
 from ._record_text import record_json
 from ._timeline import timeline
@@ -118,15 +118,24 @@ def export_id(text: str, width: int) -> str:
     return digest.hexdigest()
 
 
+_SECONDS: dict[int, str] = {}
+
+
 def iso(seconds: float) -> str:
     """ISO 8601 UTC with microseconds; ``""`` for NaN."""
     if math.isnan(seconds):
         return ""
-    return str(np.datetime64(round(seconds * 1e6), "us")) + "Z"
+    whole, us = divmod(round(seconds * 1e6), 1_000_000)
+    head = _SECONDS.get(whole)
+    if head is None:
+        if len(_SECONDS) > 100_000:
+            _SECONDS.clear()
+        head = _SECONDS[whole] = str(np.datetime64(whole, "s"))
+    return f"{head}.{us:06d}Z"
 
 
 def clip(value: Any) -> Any:
-    if isinstance(value, str) and len(value) > MAX_VALUE:
+    if type(value) is str and len(value) > MAX_VALUE:
         return f"{value[:MAX_VALUE]}… ({len(value) - MAX_VALUE} more characters)"
     return value
 
@@ -168,41 +177,64 @@ def _clean(value: Any) -> Any:
 
 
 class _Lines:
-    """Turns rows into :class:`Event` s and span records into their parts."""
+    """Reads rows back as :class:`Event` s (and their fields, for span records)."""
 
     def __init__(self, r: Rendering) -> None:
         self.r = r
-        self.line_of = RowLines(r.table)
+        self.readers: dict[int, LineReader] = {}
+        self.files = [source.name for source in r.table.sources]
 
-    def event(self, row: int, span_id: str | None) -> tuple[Event, dict[str, Any]]:
+    def read(self, block: list[int]) -> list[tuple[Event, dict[str, Any]]]:
+        """``block``'s rows, in that order; their events belong to no span yet."""
         r = self.r
         table = r.table
-        rows = table.rows
-        flags = int(rows["flags"][row])
-        obj = _fields(self.line_of(row), flags)
-        message = _first(obj, _MESSAGE_KEYS)
-        level = _first(obj, _LEVEL_KEYS)
-        attributes = {k: clip(v) for k, v in obj.items() if k not in _EVENT_SKIP}
-        raw = float(rows["ts"][row])
-        if not math.isnan(raw):
-            attributes["logtrace.raw_time"] = iso(raw)
-        attributes["log.file.name"] = table.sources[int(table.file[row])].name
-        attributes["logtrace.line"] = int(rows["line"][row])
-        service = table.services[int(rows["svc"][row])]
-        event = Event(
-            time=float(r.corrected[row]),
-            raw_time=raw,
-            level=level if isinstance(level, str) else str(level),
-            message=clip(message if isinstance(message, str) else str(message)),
-            error=bool(flags & ERROR),
-            attributes=attributes,
-            service=service,
-            span_id=span_id,
-        )
-        return event, obj
+        idx = np.asarray(block, dtype=np.int64)
+        sub = table.rows[idx]
+        services = table.services
+        out = []
+        for off, length, flags, raw, svc, number, file, time in zip(
+            sub["off"].tolist(),
+            sub["len"].tolist(),
+            sub["flags"].tolist(),
+            sub["ts"].tolist(),
+            sub["svc"].tolist(),
+            sub["line"].tolist(),
+            table.file[idx].tolist(),
+            r.corrected[idx].tolist(),
+            strict=True,
+        ):
+            reader = self.readers.get(file)
+            if reader is None:
+                reader = self.readers[file] = LineReader(table.data_paths[file])
+            obj = _fields(reader.get(off, length), flags)
+            message = _first(obj, _MESSAGE_KEYS)
+            level = _first(obj, _LEVEL_KEYS)
+            attributes = {
+                k: v if type(v) is not str or len(v) <= MAX_VALUE else clip(v)
+                for k, v in obj.items()
+                if k not in _EVENT_SKIP
+            }
+            if raw == raw:
+                attributes["logtrace.raw_time"] = iso(raw)
+            attributes["log.file.name"] = self.files[file]
+            attributes["logtrace.line"] = number
+            event = Event(
+                time=time,
+                raw_time=raw,
+                level=level if type(level) is str else str(level),
+                message=clip(message if type(message) is str else str(message)),
+                error=bool(flags & ERROR),
+                attributes=attributes,
+                service=services[svc],
+                span_id=None,
+            )
+            out.append((event, obj))
+        return out
 
     def close(self) -> None:
-        self.line_of.close()
+        for reader in self.readers.values():
+            reader.close()
+        self.readers.clear()
 
 
 def trace_spans(r: Rendering, inferred: B | None = None) -> Iterator[TraceSpans]:
@@ -234,8 +266,9 @@ def untraced_events(r: Rendering) -> Iterator[Event]:
         return
     lines = _Lines(r)
     try:
-        for row in rest:
-            yield lines.event(row, None)[0]
+        for lo in range(0, len(rest), 4096):
+            for event, _ in lines.read(rest[lo : lo + 4096]):
+                yield event
     finally:
         lines.close()
 
@@ -272,25 +305,25 @@ def _trace(
     recorded: set[int] = set()  # spans whose record was read
     loose: dict[str, Span] = {}  # per service: the made-up span of lines without a span ID
     events: list[Event] = []
-    for row in block:
-        span = int(rows["span"][row])
-        flags = int(rows["flags"][row])
+    read = lines.read(block)
+    idx = np.asarray(block, dtype=np.int64)
+    for span, flags, (event, obj) in zip(
+        rows["span"][idx].tolist(), rows["flags"][idx].tolist(), read, strict=True
+    ):
+        events.append(event)
         if span < 0:
-            service = table.services[int(rows["svc"][row])]
-            holder = loose.get(service)
+            holder = loose.get(event.service)
             if holder is None:
-                holder = loose[service] = _made_up(trace_id, service, common)
-            event, _ = lines.event(row, holder.span_id)
+                holder = loose[event.service] = _made_up(trace_id, event.service, common)
+            event.span_id = holder.span_id
             holder.events.append(event)
-            events.append(event)
             continue
         s = spans.get(span)
         if s is None:
             s = spans[span] = _from_tree(r, span, sid, span_start, span_end, fallback, common)
             if inferred is not None and inferred[span]:
                 s.attributes["logtrace.parent.inferred"] = True
-        event, obj = lines.event(row, s.span_id)
-        events.append(event)
+        event.span_id = s.span_id
         if flags & SPAN_RECORD and span not in recorded:
             _read_record(s, obj, bool(flags & ERROR))
             recorded.add(span)
