@@ -169,8 +169,14 @@ def running(directory: Path, say: Callable[[str], None]) -> Iterator[dict[str, S
             if name in _CALLEE:
                 var, callee = _CALLEE[name]
                 env[var] = started[callee].url
-            started[name] = _start(name, logs, console, env)
-            _wait_until_up(started[name], console)
+            for attempt in range(3):
+                started[name] = _start(name, logs, console, env)
+                try:
+                    _wait_until_up(started[name], console)
+                    break
+                except RuntimeError:  # its port was taken meanwhile: another one
+                    if attempt == 2:
+                        raise
             s = started[name]
             say(f"  {name:<10} {s.url}  pid {s.process.pid}  logs {s.log}")
         yield started
@@ -287,6 +293,11 @@ def _demo(directory: str | None, count: int) -> int:
         say()
         say(f"interrupted: the services are stopped; what they logged is in {where / 'logs'}")
         return 130
+    except (RuntimeError, TimeoutError, OSError) as exc:
+        say()
+        say(f"logtrace demo: {exc}")
+        say(f"the services are stopped; what they wrote is in {where}")
+        return 1
     say()
     say("where everything is:")
     say(f"  logs           {where / 'logs'}/{{gateway,orders,inventory}}.jsonl")
