@@ -301,7 +301,7 @@ def _demo(directory: str | None, count: int) -> int:
     say()
     say("where everything is:")
     say(f"  logs           {where / 'logs'}/{{gateway,orders,inventory}}.jsonl")
-    say(f"  HTML report    {report}")
+    say(f"  HTML report    {report}  (open {report.as_uri()} in a browser)")
     say(f"  trace viewers  {viewers}/  (OTLP, Jaeger, Zipkin, Perfetto: see docs/viewers.md)")
     say()
     say("try:")
