@@ -136,7 +136,8 @@ class Options:
     since: float | None = None
     until: float | None = None
     format: str = "jsonl"
-    """``jsonl``, ``text``, ``html`` or ``chrome``."""
+    """``jsonl``, ``text``, ``html``, ``chrome`` (or its other name ``perfetto``),
+    ``otlp``, ``jaeger`` or ``zipkin``."""
     skew_correction: bool = True
     jobs: int = 1
     memory: int = 512 << 20

@@ -48,7 +48,7 @@ from ._scan import SEGMENT_ROWS, input_size, plan_tasks, scan, scan_spilled
 from ._select import filtered, gather_chosen
 from ._stage import Grouped, choose, open_partition, open_table, stage, table_of
 from ._tree import build_tree
-from ._write import MERGED_FORMATS, merge, merge_chunk, write, write_part
+from ._write import MERGED_FORMATS, frame, merge, merge_chunk, write, write_part
 
 __all__ = ["PARTITIONS_ENV", "PartitionResult", "partition_task", "stitch"]
 
@@ -250,9 +250,12 @@ def _write_merged(
         _note(summary, result.marks, result.outcomes)
         outputs.append(result.path)
         give_back_free_heap()
-    merge(outputs, out, merge_chunk(options.memory, parts.count))
+    prefix, sep, suffix = frame(options.format)
+    out.write(prefix)
+    merge(outputs, out, merge_chunk(options.memory, parts.count), sep)
     if options.format != "none":
         _write_untraced(parts, clocks, options, out)
+    out.write(suffix)
     out.flush()
 
 
@@ -272,7 +275,7 @@ def _write_untraced(
         batch.clear()
         staged = stage(Grouped(table, build_tree(table), _NO_KEYS), clocks, options)
         out.flush()
-        write(staged.rendering, out, options, parts.spool, untraced_heading=first)
+        write(staged.rendering, out, options, parts.spool, untraced_heading=first, framed=False)
         first = first and not len(staged.rendering.order.rows)
 
     for index, piece, _ in load_pieces(parts.paths[-1]):

@@ -17,19 +17,26 @@ from typing import IO
 import numpy as np
 import numpy.typing as npt
 
+from ._export import EXPORT_FORMATS, FRAMES, write_export
 from ._model import Options, Order, Rendering, Table
 from ._render_jsonl import write_jsonl
 from ._render_text import write_text
 
-__all__ = ["INDEX", "MERGED_FORMATS", "merge", "merge_chunk", "write", "write_part"]
+__all__ = ["INDEX", "MERGED_FORMATS", "frame", "merge", "merge_chunk", "write", "write_part"]
 
 I64 = npt.NDArray[np.int64]
 
-MERGED_FORMATS = ("jsonl", "text", "none")
+MERGED_FORMATS = ("jsonl", "text", "none", *EXPORT_FORMATS)
 """Output formats written a partition at a time and merged. HTML and Chrome
 output are one page each: a run of many partitions gathers the traces it
 shows into one (see :func:`._select.gather_chosen`). ``none`` writes nothing
 (a run for its summary alone)."""
+
+
+def frame(fmt: str) -> tuple[bytes, bytes, bytes]:
+    """What a merged output of ``fmt`` has before its traces, between two, and after them."""
+    return FRAMES.get(fmt, (b"", b"", b""))
+
 
 INDEX = np.dtype([("start", "<f8"), ("key", "<i8"), ("at", "<i8"), ("size", "<i8")])
 """Per written trace: start (NaN as +inf), first-appearance key, and its
@@ -37,16 +44,25 @@ byte range in its partition's output; a partition's entries in output order."""
 
 
 def write(
-    r: Rendering, out: IO[bytes], options: Options, spool: str, untraced_heading: bool = True
+    r: Rendering,
+    out: IO[bytes],
+    options: Options,
+    spool: str,
+    untraced_heading: bool = True,
+    framed: bool = True,
 ) -> None:
     """Write the ordered rows of ``r`` in ``options.format``. Text output
     puts the lines without a trace under a heading unless
-    ``untraced_heading`` is false (a run written in parts has it once)."""
+    ``untraced_heading`` is false (a run written in parts has it once);
+    an export leaves out its frame (:func:`frame`) unless ``framed``.
+    ``none`` writes nothing (a run for its summary alone)."""
     if options.format == "none":
         return
     if options.format == "jsonl":
         write_jsonl(r, out, options.jobs, spool)
-    elif options.format in ("html", "chrome"):
+    elif options.format in EXPORT_FORMATS:
+        write_export(r, out, options.format, framed)
+    elif options.format in ("html", "chrome", "perfetto"):
         from ._render_chrome import write_chrome
         from ._render_html import write_html
 
@@ -59,10 +75,31 @@ def write(
 def write_part(r: Rendering, first: I64, path: str, options: Options, spool: str) -> None:
     """Write a partition's traces to ``path`` and, to ``path.index``, where
     each went (:data:`INDEX`); ``first`` is per trace where it first appears."""
-    with open(path, "wb") as f:
-        write(r, f, options, spool)
-    index = _trace_index(path, r.table, r.order, first, options.format)
+    if options.format in EXPORT_FORMATS:
+        with open(path, "wb") as f:
+            sizes = write_export(r, f, options.format, framed=False)
+        index = _sized_index(sizes, r.order, first)
+    else:
+        with open(path, "wb") as f:
+            write(r, f, options, spool)
+        index = _trace_index(path, r.table, r.order, first, options.format)
     index.tofile(path + ".index")
+
+
+def _sized_index(sizes: list[tuple[int, int]], ordered: Order, first: I64) -> npt.NDArray[np.void]:
+    """:data:`INDEX` entries of traces written one after the other: ``sizes``
+    holds each one's trace index and byte size, in output order."""
+    index = np.empty(len(sizes), dtype=INDEX)
+    if not sizes:
+        return index
+    local = np.array([t for t, _ in sizes], dtype=np.int64)
+    size = np.array([n for _, n in sizes], dtype=np.int64)
+    start = ordered.trace_start[local]
+    index["start"] = np.where(np.isnan(start), np.inf, start)
+    index["key"] = first[local]
+    index["at"] = np.concatenate([[0], np.cumsum(size)[:-1]])
+    index["size"] = size
+    return index
 
 
 def _trace_index(
@@ -140,10 +177,10 @@ def merge_chunk(memory: int, count: int) -> tuple[int, int]:
     return entries, max(64 << 10, share)
 
 
-def merge(outputs: list[str], out: IO[bytes], chunk: tuple[int, int]) -> None:
+def merge(outputs: list[str], out: IO[bytes], chunk: tuple[int, int], sep: bytes = b"") -> None:
     """The partitions' traces (``outputs``, each with its ``.index``) in the
     one-partition order: by start, traces without a time last, ties by first
-    appearance.
+    appearance; ``sep`` between two traces (an export's separator).
 
     Each partition's index is in that order already, and so is its output. A
     chunk of each is read at a time and everything up to the smallest last
@@ -158,6 +195,7 @@ def merge(outputs: list[str], out: IO[bytes], chunk: tuple[int, int]) -> None:
     counts = [os.path.getsize(p) // INDEX.itemsize for p in indexes]
     pos = [0] * len(counts)
     fds = [os.open(p, os.O_RDONLY) for p in outputs]
+    written = False
     try:
         while True:
             heads = {}
@@ -192,8 +230,11 @@ def merge(outputs: list[str], out: IO[bytes], chunk: tuple[int, int]) -> None:
             part = np.concatenate(part_of)
             taken = np.concatenate(entry_parts)
             ranked = np.lexsort((taken["key"], taken["start"]))
+            if sep and written:
+                out.write(sep)
+            written = True
             out.write(
-                b"".join(
+                sep.join(
                     blocks[k][at : at + size]
                     for k, at, size in zip(
                         part[ranked].tolist(),
