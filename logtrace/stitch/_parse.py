@@ -345,7 +345,7 @@ def _cri(raw: bytes, depth: int) -> Parsed | None:
         inner = _piece_fields(PARTIALS.add(stream, payload))
     else:
         whole = PARTIALS.finish(stream, payload)
-        inner = _parse_any(whole, depth + 1) if whole.strip() else _NOTHING
+        inner = _payload_fields(whole, depth) if whole.strip() else _NOTHING
     trace, span, parent, ts, service, flags, reason, start = inner
     if ts is None:
         ts = parse_timestamp(stamp)
