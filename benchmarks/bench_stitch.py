@@ -284,8 +284,10 @@ def main(argv: list[str] | None = None) -> int:
     except ImportError:
         have_duckdb = False
         print("duckdb is not installed: no DuckDB rows", flush=True)
+    plain_files = " ".join(shlex.quote(f) for f in files if not f.endswith(".gz"))
     variants: dict[str, str] = {
         "grep -F": f"zcat -f {quoted} | LC_ALL=C grep -F {trace_id} > /dev/null",
+        "grep -F, uncompressed files": f"LC_ALL=C grep -F {trace_id} {plain_files} > /dev/null",
     }
     for shape in shapes:
         logs = shape_logs(base, shape)
@@ -310,6 +312,9 @@ def main(argv: list[str] | None = None) -> int:
                 variants[f"{shape}: pure"] = f"LOGTRACE_PURE_PYTHON=1 {stitch}"
     if have_stitch:
         variants["logtrace grep"] = f"{py} -m logtrace grep {trace_id} {data} > /dev/null"
+        variants["logtrace grep, uncompressed files"] = (
+            f"{py} -m logtrace grep {trace_id} {plain_files} > /dev/null"
+        )
         variants["stitch --memory 128M"] = (
             f"{py} -m logtrace stitch --memory 128M --format jsonl -o /dev/null {data}"
         )
@@ -369,6 +374,8 @@ def main(argv: list[str] | None = None) -> int:
         ("stitch --memory 128M", "logtrace: sort"),
         ("grep -F", None),
         ("logtrace grep", "grep -F"),
+        ("grep -F, uncompressed files", None),
+        ("logtrace grep, uncompressed files", "grep -F, uncompressed files"),
     ):
         if name in med and (base_name is None or base_name in med):
             ratio = f"{med[name] / med[base_name]:.2f}x" if base_name else "baseline"
@@ -387,7 +394,8 @@ def main(argv: list[str] | None = None) -> int:
         f"    duckdb: COPY (SELECT * FROM read_json('DIR/*', format='newline_delimited',\n"
         f"            ignore_errors=true, union_by_name=true) ORDER BY TRACE, TIME)\n"
         f"            TO '/dev/null' (FORMAT json)\n"
-        f"    zcat -f FILES | LC_ALL=C grep -F TRACE_ID > /dev/null\n\n"
+        f"    zcat -f FILES | LC_ALL=C grep -F TRACE_ID > /dev/null\n"
+        f"    LC_ALL=C grep -F TRACE_ID UNCOMPRESSED_FILES > /dev/null\n\n"
         f"Measured {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, "
         f"{os.cpu_count()} CPUs shared with other jobs (load average "
         f"{os.getloadavg()[0]:.1f} at the end), Python {sys.version.split()[0]}."

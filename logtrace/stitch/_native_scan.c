@@ -855,8 +855,9 @@ number_value(const Value *v, double *out, int64_t *iout)
         return NUM_INT;
     }
     {
-        /* Plain decimals with few digits: the mantissa and the power of ten
-         * are exact doubles, so one division rounds correctly, as strtod. */
+        /* Plain decimals whose digits make an integer below 2**53: the
+         * mantissa and the power of ten are exact doubles, so one division
+         * rounds correctly, as strtod. */
         uint64_t mant = 0;
         int ndigits = 0, frac = -1;
         size_t i = s[0] == '-';
@@ -874,7 +875,7 @@ number_value(const Value *v, double *out, int64_t *iout)
                 frac++;
             }
         }
-        if (i == n && frac >= 0 && ndigits <= 15) {
+        if (i == n && frac >= 0 && ndigits <= 19 && mant <= ((uint64_t)1 << 53) && frac <= 22) {
             double d = (double)mant / POW10[frac];
             *out = s[0] == '-' ? -d : d;
             return NUM_FLOAT;
@@ -943,6 +944,12 @@ static const int TIME_KEYS[] = {K_TIMESTAMP, K_at_timestamp, K_time, K_ts, K_asc
 static const int SERVICE_KEYS[] = {K_SERVICE,       K_service_dot_name, K_service_name, K_serviceName,
                                    K_app,           K_application,      K_dd_dot_service, -1};
 static const int LEVEL_KEYS[] = {K_LEVEL, K_levelname, K_severity, K_severityText, K_log_dot_level, -1};
+
+static inline int
+is_string(const Value *v)
+{
+    return v->v != NULL && v->v[0] == '"';
+}
 
 /* The value of key `name` in a validated object value (what `dict.get`
  * gives): 1 found, 0 absent or not an object, -1 declines (a key with
@@ -1276,8 +1283,16 @@ record_fields(const Keys *L, Fields *f)
         return 0;
     }
 
-    v = first_of(L, SPAN_KEYS);
-    if (v != NULL) {
+    /* The parser's common case (string trace_id, timestamp, level and
+     * service, span_id and parent_span_id strings or none) reads the span
+     * and parent from those two keys alone. */
+    int common = is_string(V(K_TRACE_ID)) && is_string(V(K_TIMESTAMP)) &&
+                 is_string(V(K_LEVEL)) && is_string(V(K_SERVICE)) &&
+                 V(K_SERVICE)->n > 2 && V(K_SERVICE)->n <= 202 &&
+                 (is_null(V(K_SPAN_ID)) || is_string(V(K_SPAN_ID))) &&
+                 (is_null(V(K_PARENT_SPAN_ID)) || is_string(V(K_PARENT_SPAN_ID)));
+    v = common ? V(K_SPAN_ID) : first_of(L, SPAN_KEYS);
+    if (common || v != NULL) {
         if (id_value(v, 16, 0, f->span_buf, &f->span) < 0) {
             return 0;
         }
@@ -1301,7 +1316,8 @@ record_fields(const Keys *L, Fields *f)
         }
     }
 
-    if (id_value(first_of(L, PARENT_KEYS), 16, 0, f->parent_buf, &f->parent) < 0) {
+    v = common ? V(K_PARENT_SPAN_ID) : first_of(L, PARENT_KEYS);
+    if (id_value(v, 16, 0, f->parent_buf, &f->parent) < 0) {
         return 0;
     }
 

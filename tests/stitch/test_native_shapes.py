@@ -373,10 +373,25 @@ _FIELDS: dict[str, st.SearchStrategy[Any]] = {
 }
 
 
+_COMMON = {
+    "trace_id": st.text(_hex, min_size=32, max_size=32),
+    "timestamp": _iso(),
+    "level": st.sampled_from(["INFO", "error"]),
+    "service": st.sampled_from(["users", ""]),
+}
+"""The parser's common case (these four as strings) reads span_id and
+parent_span_id alone: records with them meet the other spellings."""
+
+
 @st.composite
 def _records(draw: st.DrawFn) -> dict[str, Any]:
     keys = draw(st.lists(st.sampled_from(sorted(_FIELDS)), min_size=1, max_size=9, unique=True))
-    return {k: draw(_FIELDS[k]) for k in keys}
+    rec = {k: draw(_FIELDS[k]) for k in keys}
+    if draw(st.booleans()):
+        rec.update({k: draw(v) for k, v in _COMMON.items()})
+        order = draw(st.permutations(list(rec)))
+        rec = {k: rec[k] for k in order}
+    return rec
 
 
 @settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
