@@ -1,7 +1,9 @@
 """``WSGITraceMiddleware``: a server span around every WSGI request.
 
 The server span lasts until the server closes the response iterable, so it
-covers streaming the body. The context stays current until then: gunicorn and
+covers streaming the body; its record says when the response was complete
+(``response_ms``: the server closes the iterable once it has written it all),
+before the application's own ``close()`` runs. The context stays current until then: gunicorn and
 ``wsgiref`` write their access log line after iterating the response and
 before calling ``close()``, and that line should carry the request's trace.
 When the application or the body raises, the context is left in place for the
@@ -26,6 +28,7 @@ from ._schema import (
     HTTP_ROUTE,
     KIND_SERVER,
     NETWORK_PROTOCOL_VERSION,
+    RESPONSE_MS,
     SERVER_ADDRESS,
     SERVER_PORT,
     URL_PATH,
@@ -151,13 +154,16 @@ class _TracedResponse:
         # Servers call close() from a ``finally`` or ``except`` block when the
         # body raised: then the exception is still being handled here.
         error = sys.exc_info()[1]
+        # The server closes the body once it has written all of it: the caller
+        # has its answer, whatever the application's close() does next.
+        answered = perf_counter_ns()
         close = self.body_close
         try:
             if close is not None:
                 close()
         finally:
             if self.start:
-                _finish(self.environ, self.ctx, self.start, self.status, error)
+                _finish(self.environ, self.ctx, self.start, self.status, error, answered)
             if error is None:
                 try:  # noqa: SIM105 - contextlib.suppress costs more than the rest of close()
                     CURRENT.reset(self.token)
@@ -171,8 +177,10 @@ def _finish(
     start: int,
     status: str,
     error: BaseException | None,
+    answered: int = 0,
 ) -> None:
-    """Write the server span's record with OpenTelemetry HTTP attributes."""
+    """Write the server span's record with OpenTelemetry HTTP attributes and,
+    once the whole body was written (``answered``, 0 if never), when."""
     duration = perf_counter_ns() - start
     method = printable(environ.get("REQUEST_METHOD", "GET"))
     path = printable(environ.get("SCRIPT_NAME", "") + environ.get("PATH_INFO", ""))
@@ -188,7 +196,7 @@ def _finish(
     if route is not None:
         attributes[HTTP_ROUTE] = route
     code = status[:3]
-    if code.isdigit():
+    if code.isascii() and code.isdigit():
         attributes[HTTP_RESPONSE_STATUS_CODE] = int(code)
     elif error is not None:
         attributes[HTTP_RESPONSE_STATUS_CODE] = 500
@@ -198,9 +206,11 @@ def _finish(
     else:
         attributes[SERVER_ADDRESS] = environ.get("SERVER_NAME", "")
         given: str = environ.get("SERVER_PORT", "")
-        server_port = int(given) if given.isdigit() else None
+        server_port = int(given) if given.isascii() and given.isdigit() else None
     if server_port is not None:
         attributes[SERVER_PORT] = server_port
+    if answered:
+        attributes[RESPONSE_MS] = (answered - start + 500) // 1000 / 1000
     protocol: str = environ.get("SERVER_PROTOCOL", "")
     if protocol.startswith("HTTP/"):
         attributes[NETWORK_PROTOCOL_VERSION] = protocol[5:]
