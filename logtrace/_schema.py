@@ -74,7 +74,9 @@ DURATION_MS: Final = "duration_ms"
 """The span's duration in milliseconds, to the microsecond."""
 RESPONSE_MS: Final = "response_ms"
 """Server spans: milliseconds from the span's start until the response was
-complete (its last body chunk handed to the server), to the microsecond. Work
+complete (ASGI: its last body chunk handed to the server; WSGI: the server
+starting to write the body, which the caller cannot have before), to the
+microsecond. Work
 the application does after that (background tasks, a streamed body's cleanup,
 Django's request-finished handlers) stays inside the span's ``duration_ms``,
 but the caller already had its answer: the stitcher bounds clocks by this

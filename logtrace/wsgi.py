@@ -1,9 +1,10 @@
 """``WSGITraceMiddleware``: a server span around every WSGI request.
 
 The server span lasts until the server closes the response iterable, so it
-covers streaming the body; its record says when the response was complete
-(``response_ms``: the server closes the iterable once it has written it all),
-before the application's own ``close()`` runs. The context stays current until then: gunicorn and
+covers streaming the body and the application's ``close()``; its record says
+when the server started writing the body (``response_ms``): the caller cannot
+have had its answer before, and for a body built in one piece (most are) the
+response was complete then. The context stays current until then: gunicorn and
 ``wsgiref`` write their access log line after iterating the response and
 before calling ``close()``, and that line should carry the request's trace.
 When the application or the body raises, the context is left in place for the
@@ -106,6 +107,7 @@ class _TracedResponse:
     """
 
     __slots__ = (
+        "answered",
         "body",
         "body_close",
         "ctx",
@@ -133,6 +135,7 @@ class _TracedResponse:
         self.upstream = upstream
         self.respond = respond
         self.status = ""
+        self.answered = 0
         self.token = CURRENT.set(ctx)
         # Span records share one level: if they are off now, skip the clock too.
         self.start = perf_counter_ns() if settings.enabled and enabled_for(settings.level) else 0
@@ -148,22 +151,21 @@ class _TracedResponse:
         return self.upstream(status, [*headers, *self.respond(self.ctx)], exc_info)
 
     def __iter__(self) -> Iterator[bytes]:
+        # The server starts writing the body: the caller cannot have its answer before.
+        self.answered = perf_counter_ns()
         return iter(self.body)
 
     def close(self) -> None:
         # Servers call close() from a ``finally`` or ``except`` block when the
         # body raised: then the exception is still being handled here.
         error = sys.exc_info()[1]
-        # The server closes the body once it has written all of it: the caller
-        # has its answer, whatever the application's close() does next.
-        answered = perf_counter_ns()
         close = self.body_close
         try:
             if close is not None:
                 close()
         finally:
             if self.start:
-                _finish(self.environ, self.ctx, self.start, self.status, error, answered)
+                _finish(self.environ, self.ctx, self.start, self.status, error, self.answered)
             if error is None:
                 try:  # noqa: SIM105 - contextlib.suppress costs more than the rest of close()
                     CURRENT.reset(self.token)
@@ -179,8 +181,8 @@ def _finish(
     error: BaseException | None,
     answered: int = 0,
 ) -> None:
-    """Write the server span's record with OpenTelemetry HTTP attributes and,
-    once the whole body was written (``answered``, 0 if never), when."""
+    """Write the server span's record with OpenTelemetry HTTP attributes and
+    when the server started writing the body (``answered``, 0 if never)."""
     duration = perf_counter_ns() - start
     method = printable(environ.get("REQUEST_METHOD", "GET"))
     path = printable(environ.get("SCRIPT_NAME", "") + environ.get("PATH_INFO", ""))

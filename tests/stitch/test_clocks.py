@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 import random
 import subprocess
@@ -126,16 +127,29 @@ class TestEstimate:
         for s in SERVICES:
             assert got[s] == pytest.approx(offsets[s] - offsets["gw"], abs=6e-5), s
 
-    def test_only_send_bounds_use_a_typical_delay(self) -> None:
+    def test_only_send_bounds_consistent_with_one_clock_correct_nothing(self) -> None:
         rng = random.Random(8)
         offsets = {"a": 0.0, "b": 0.02}
         edges = [
             Edge(e.caller, e.callee, e.send, None, e.start, None, False)
             for e in calls([("a", "b")], offsets, 500, rng)
         ]
+        models = estimate_clocks(edges, ["a", "b"])
+        # One-sided and zero inside: the calls do not show the clocks apart.
+        assert models["b"].offset_s == 0.0
+        assert models["b"].low_s == -math.inf and 0.0200 < models["b"].high_s < 0.0203
+        assert not models["b"].bounded
+
+    def test_only_send_bounds_that_exclude_one_clock_use_a_typical_delay(self) -> None:
+        rng = random.Random(8)
+        offsets = {"a": 0.0, "b": -0.02}
+        edges = [
+            Edge(e.caller, e.callee, e.send, None, e.start, None, False)
+            for e in calls([("a", "b")], offsets, 500, rng)
+        ]
         got = relative(estimate_clocks(edges, ["a", "b"]), "a")
-        # One-sided: the estimate sits just below the tightest bound.
-        assert 0.0195 < got["b"] < 0.0202
+        # One-sided, zero outside: the estimate sits just below the tightest bound.
+        assert -0.0205 < got["b"] < -0.0198
 
     def test_outliers_do_not_move_the_estimate(self) -> None:
         rng = random.Random(9)
@@ -239,7 +253,7 @@ def as_columns(edges: list[Edge], names: list[str]) -> dict[str, ClockModel]:
         np.array([e.exact for e in edges], dtype=bool),
         names,
         names,
-    )
+    )[0]
 
 
 class TestColumns:
