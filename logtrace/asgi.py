@@ -101,9 +101,12 @@ class TraceMiddleware:
             if status:
                 # The last body chunk: the caller has its answer once the server
                 # writes it, whatever the application does afterwards.
-                if not answered and not message.get("more_body"):
-                    if message["type"] == "http.response.body":
-                        answered = perf_counter_ns()
+                if (
+                    not answered
+                    and not message.get("more_body")
+                    and message["type"] == "http.response.body"
+                ):
+                    answered = perf_counter_ns()
             else:
                 message_type = message["type"]
                 if message_type == "http.response.start":

@@ -239,7 +239,9 @@ def serve(tmp: Path, shifts: dict[str, float]) -> dict[str, Path]:
         quiet = ("--log-level", "warning", "--no-access-log")
         stock = start(run_gunicorn("djapp:wsgi", app_dir=tmp, env=env("stock"), access_log=False))
         orders = start(
-            run_gunicorn("orders:app", app_dir=tmp, env=env("orders", STOCK=stock), access_log=False)
+            run_gunicorn(
+                "orders:app", app_dir=tmp, env=env("orders", STOCK=stock), access_log=False
+            )
         )
         catalog = start(run_uvicorn("catalog:app", app_dir=tmp, env=env("catalog"), args=quiet))
         shop = start(run_uvicorn("djapp:asgi", app_dir=tmp, env=env("shop"), args=quiet))

@@ -44,7 +44,7 @@ _KEEP = 8
 """How many of the tightest bounds are kept per pair and bucket."""
 _OUTLIER_RATE = 1 / 500
 """The tightest exact bound skips this fraction of the samples (up to ``_KEEP - 1``)."""
-_LOOSE_RATE = 1 / 100
+_LOOSE_RATE = 0.0
 """Bracketing (inexact) bounds take this quantile rather than the extreme: the
 caller's records that bracket a call best are sometimes ones written for a
 parallel call, which bound one side much tighter than the other."""

@@ -23,8 +23,8 @@ of each connected group, contradicted pairs down-weighted, then nudged into
 every feasible interval). Services whose calls all fit one shared clock, or
 that name one host, get no relative correction. Each model also carries the
 interval the calls allow for its offset (shortest paths over the pairs'
-bounds): what the summary shows, and what bracketing trusts. Over windows of minutes, per-minute estimates show
-whether clocks drift (:mod:`._clock_drift`); a significant drift is solved
+bounds), which the summary shows. Over windows of minutes, per-minute
+estimates show whether clocks drift (:mod:`._clock_drift`); a significant drift is solved
 over the graph the same way, and the offsets re-estimated from all calls with
 the drift taken out.
 
@@ -215,7 +215,5 @@ def models_from_calls(
         low, high = -math.inf, math.inf
         if bounds is not None:
             low, high = -bounds[name][reference], bounds[reference][name]
-        models[name] = ClockModel(
-            offsets.get(name, 0.0), drifts.get(name, 0.0), ref_t, low, high
-        )
+        models[name] = ClockModel(offsets.get(name, 0.0), drifts.get(name, 0.0), ref_t, low, high)
     return models, bounds

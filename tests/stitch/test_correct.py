@@ -10,6 +10,7 @@ from hypothesis import strategies as st
 
 from logtrace.stitch._correct import CallerRecords
 
+
 def _expected(
     span: list[int], raw: list[float], caller: int, before: float, after: float
 ) -> tuple[float | None, float | None]:
@@ -69,8 +70,6 @@ def test_tighten_keeps_a_tighter_bound_already_there() -> None:
     found = CallerRecords(np.array([7, 7, 7], dtype=np.int64), np.array([10.0, 11.0, 14.0]))
     send = np.array([10.5])
     receive = np.array([13.0])
-    found.tighten(
-        np.array([0]), np.array([7]), np.array([12.0]), np.array([12.5]), send, receive
-    )
+    found.tighten(np.array([0]), np.array([7]), np.array([12.0]), np.array([12.5]), send, receive)
     assert send[0] == 11.0  # the record at 11 is later than the 10.5 already known
     assert receive[0] == 13.0  # the record at 14 is later than the 13 already known
