@@ -14,8 +14,8 @@ records come out in exactly the true order:
   its records re-sorted by their corrected ``timestamp``.
 
 On every row it also counts callee records that ``stitch`` places outside
-their caller's call: before the caller's record that truly precedes the
-call, or after the one that truly follows the answer (the target is none).
+their caller's call: before the caller's line that made the call, or after
+the line that received the answer (the target is none).
 
     python benchmarks/eval_ordering.py [--size-mb 60] [--write-docs]
 """
@@ -53,7 +53,7 @@ DATA = REPO_ROOT / "benchmarks" / "data"
 _secs: dict[str, int] = {}
 _LOGFMT = re.compile(r'(\w[\w.]*)=("(?:[^"\\]|\\.)*"|\S+)')
 _PLAIN = re.compile(
-    r"^(\S+Z) (\w+) \[(\S+)\] .*trace_id=(\w+) span_id=(\w+)(?: parent_span_id=(\w+))?"
+    r"^(\S+Z) (\w+) \[(\S+)\] (.*) trace_id=(\w+) span_id=(\w+)(?: parent_span_id=(\w+))?"
 )
 
 
@@ -80,6 +80,7 @@ class Rec:
     status: int = 0
     adj: float = 0.0
     extra: dict[str, Any] = field(default_factory=dict)
+    message: str = ""
 
 
 def read_logs(root: Path, files: list[str]) -> list[Rec]:
@@ -118,9 +119,10 @@ def _parse(line: str, fi: int, number: int, service: str) -> Rec | None:
                 rec.kind = kind
                 rec.start = _ts(obj["span.start"])
                 rec.status = obj.get("http.response.status_code", 0)
+            rec.message = str(obj.get("message", ""))
             return rec
         if "trace.id" in obj:
-            return Rec(
+            rec = Rec(
                 fi,
                 number,
                 obj.get("service.name", service),
@@ -129,8 +131,10 @@ def _parse(line: str, fi: int, number: int, service: str) -> Rec | None:
                 obj.get("span.id"),
                 None,
             )
+            rec.message = str(obj.get("message", ""))
+            return rec
         if "otelTraceID" in obj:
-            return Rec(
+            rec = Rec(
                 fi,
                 number,
                 obj.get("otelServiceName", service),
@@ -139,12 +143,14 @@ def _parse(line: str, fi: int, number: int, service: str) -> Rec | None:
                 obj.get("otelSpanID"),
                 None,
             )
+            rec.message = str(obj.get("message", ""))
+            return rec
         return None
     if line.startswith("ts="):
         kv = dict(_LOGFMT.findall(line))
         if "trace_id" not in kv:
             return None
-        return Rec(
+        rec = Rec(
             fi,
             number,
             kv.get("service", service),
@@ -153,9 +159,13 @@ def _parse(line: str, fi: int, number: int, service: str) -> Rec | None:
             kv.get("span_id"),
             None,
         )
+        rec.message = kv.get("msg", "").strip('"')
+        return rec
     m = _PLAIN.match(line)
     if m:
-        return Rec(fi, number, m.group(3), _ts(m.group(1)), m.group(4), m.group(5), m.group(6))
+        rec = Rec(fi, number, m.group(3), _ts(m.group(1)), m.group(5), m.group(6), m.group(7))
+        rec.message = m.group(4)
+        return rec
     return None
 
 
@@ -374,11 +384,11 @@ def outside_calls(
     truth: dict[str, list[tuple[int, int]]],
     placed: dict[str, list[tuple[int, int]]],
 ) -> int:
-    """Callee records placed (in ``placed`` order) before the caller's record
-    that truly precedes the call, or after the one that truly follows the
-    answer. A call is a span whose parent span is on another service; the
-    caller's records are those of the parent span and, for a client span,
-    of the span that made it."""
+    """Callee records placed (in ``placed`` order) before the caller's line
+    that made the call (``calling <callee>``) or after the line that received
+    the answer (``<callee> responded``). A call is a server span whose parent
+    span is on another service; the caller's lines are those of its parent
+    span and, for a client span, of the span that made it."""
     bad = 0
     for tid, recs in traces.items():
         want = {loc: i for i, loc in enumerate(truth.get(tid, []))}
@@ -394,9 +404,8 @@ def outside_calls(
                     parent_of[r.span] = r.parent
         for span, mine in by_span.items():
             parent = parent_of.get(span or "")
-            if span is None or parent is None or service_of.get(parent, mine[0].service) == (
-                mine[0].service
-            ):
+            callee = mine[0].service
+            if span is None or parent is None or service_of.get(parent, callee) == callee:
                 continue
             caller = list(by_span.get(parent, []))
             grand = parent_of.get(parent)
@@ -405,12 +414,19 @@ def outside_calls(
             truly = sorted(want[(r.file, r.line)] for r in mine if (r.file, r.line) in want)
             if not truly or not caller:
                 continue
-            first, last = truly[0], truly[-1]
-            around = [(want[(c.file, c.line)], (c.file, c.line)) for c in caller]
-            before = [(i, loc) for i, loc in around if i < first]
-            after = [(i, loc) for i, loc in around if i > last]
-            lo = at.get(max(before)[1]) if before else None
-            hi = at.get(min(after)[1]) if after else None
+            calls = [
+                (want[(c.file, c.line)], (c.file, c.line))
+                for c in caller
+                if c.message == f"calling {callee}" and want.get((c.file, c.line), -1) < truly[0]
+            ]
+            answers = [
+                (want[(c.file, c.line)], (c.file, c.line))
+                for c in caller
+                if c.message.startswith(f"{callee} responded")
+                and want.get((c.file, c.line), -1) > truly[-1]
+            ]
+            lo = at.get(max(calls)[1]) if calls else None
+            hi = at.get(min(answers)[1]) if answers else None
             for r in mine:
                 pos = at.get((r.file, r.line))
                 if pos is None:
@@ -479,7 +495,9 @@ def evaluate(name: str, cfg: SynthConfig, keep: bool) -> Result:
     scores: dict[str, float] = {}
     seconds: dict[str, float] = {}
     violations: dict[str, int] = {}
-    scores["raw"] = exact_share({t: order_by(rs) for t, rs in traces.items()}, truth)
+    raw_order = {t: order_by(rs) for t, rs in traces.items()}
+    scores["raw"] = exact_share(raw_order, truth)
+    violations["raw (outside the call)"] = outside_calls(traces, truth, raw_order)
     adj: dict[int, float] = {}
     for rs in traces.values():
         adj.update(jaeger_adjust(rs))
@@ -596,9 +614,8 @@ def main(argv: list[str] | None = None) -> int:
             f"\n\nShare of traces whose records come out in exactly the true order; "
             f"{args.size_mb:.0f} MB of generated logs per row, seed {args.seed}; "
             f"measured {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}. The last "
-            f"column counts callee records `stitch` places before the caller's record "
-            f"that truly precedes the call or after the one that truly follows the "
-            f"answer.\n\n"
+            f"column counts callee records `stitch` places before the caller's line "
+            f"that made the call or after the line that received the answer.\n\n"
             f"Callee records placed before their caller's client span starts or after "
             f"it ends, on logs with client span records: {outside or 'not measured'}.\n"
         )

@@ -93,6 +93,8 @@ class TraceMiddleware:
         ctx, extra = self._read(scope["headers"])
         status = 0
         answered = 0
+        # Span records share one level: if they are off now, skip the clock too.
+        start = perf_counter_ns() if settings.enabled and enabled_for(settings.level) else 0
 
         # A plain function handing back send's awaitable: no coroutine of its own
         # per message, and the server's send is still awaited by the caller.
@@ -102,7 +104,8 @@ class TraceMiddleware:
                 # The last body chunk: the caller has its answer once the server
                 # writes it, whatever the application does afterwards.
                 if (
-                    not answered
+                    start
+                    and not answered
                     and not message.get("more_body")
                     and message["type"] == "http.response.body"
                 ):
@@ -123,8 +126,6 @@ class TraceMiddleware:
             return send(message)
 
         token = _set_current(ctx)
-        # Span records share one level: if they are off now, skip the clock too.
-        start = perf_counter_ns() if settings.enabled and enabled_for(settings.level) else 0
         try:
             await self.app(scope, receive, send_traced)
         except BaseException as exc:
