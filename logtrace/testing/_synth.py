@@ -187,9 +187,8 @@ class _Gen:
         tid = self.trace_ids[trace]
         rng = self.rng
         if s.text:
-            text = (
-                f"{ts}Z {level.upper()} [{s.name}] {event} trace_id={tid} span_id={span}"
-                + ("" if parent is None else f" parent_span_id={parent}")
+            text = f"{ts}Z {level.upper()} [{s.name}] {event} trace_id={tid} span_id={span}" + (
+                "" if parent is None else f" parent_span_id={parent}"
             )
         elif rng.random() < self.cfg.foreign_rate:
             text = foreign_line(rng.randrange(4), s.name, ts, level, event, tid, span)
