@@ -11,6 +11,7 @@ come from :mod:`logtrace._schema`, where the stitcher reads them too.
 from __future__ import annotations
 
 import logging
+import os
 import sys
 from collections.abc import Mapping
 
@@ -21,6 +22,7 @@ from ._schema import (
     DURATION_MS,
     ERROR_TYPE,
     EXCEPTION_TYPE,
+    HOST_NAME,
     HTTP_RESPONSE_STATUS_CODE,
     KIND_CLIENT,
     SPAN_KIND,
@@ -54,13 +56,23 @@ _SAMPLE_SPACE = 1 << 56
 class SpanSettings:
     """How span records are written; changed by :func:`configure_span_records`."""
 
-    __slots__ = ("enabled", "level", "names", "threshold")
+    __slots__ = ("enabled", "host", "level", "names", "threshold")
 
     def __init__(self) -> None:
         self.enabled = True
         self.level = logging.INFO
         self.names: TraceFields = OTEL_FIELDS
         self.threshold = _SAMPLE_SPACE
+        self.host = _node_name()
+        """``host.name`` of every span record: services on one host share a clock."""
+
+
+def _node_name() -> str:
+    """This machine's network name (no ``socket`` import: ``os`` is loaded already)."""
+    uname = getattr(os, "uname", None)
+    if uname is not None:
+        return str(uname().nodename)
+    return os.environ.get("COMPUTERNAME", "")
 
 
 settings = SpanSettings()
@@ -162,6 +174,8 @@ def emit_span(
     extra[SPAN_NAME] = name
     extra[SPAN_START] = iso_utc(start_ns)
     extra[DURATION_MS] = (duration_ns + 500) // 1000 / 1000  # to the microsecond
+    if config.host:
+        extra[HOST_NAME] = config.host
     if attributes:
         if RESERVED_ATTRS.isdisjoint(attributes):
             extra.update(attributes)

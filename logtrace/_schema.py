@@ -17,6 +17,7 @@ __all__ = [
     "DURATION_MS",
     "ERROR_TYPE",
     "EXCEPTION_TYPE",
+    "HOST_NAME",
     "HTTP_REQUEST_METHOD",
     "HTTP_RESPONSE_STATUS_CODE",
     "HTTP_ROUTE",
@@ -30,6 +31,7 @@ __all__ = [
     "MESSAGE",
     "NETWORK_PROTOCOL_NAME",
     "NETWORK_PROTOCOL_VERSION",
+    "RESPONSE_MS",
     "SERVER_ADDRESS",
     "SERVER_PORT",
     "SERVICE",
@@ -70,6 +72,18 @@ SPAN_START: Final = "span.start"
 """The span's start, ISO 8601 UTC with microseconds."""
 DURATION_MS: Final = "duration_ms"
 """The span's duration in milliseconds, to the microsecond."""
+RESPONSE_MS: Final = "response_ms"
+"""Server spans: milliseconds from the span's start until the response was
+complete (ASGI: its last body chunk handed to the server; WSGI: the server
+starting to write the body, which the caller cannot have before), to the
+microsecond. Work
+the application does after that (background tasks, a streamed body's cleanup,
+Django's request-finished handlers) stays inside the span's ``duration_ms``,
+but the caller already had its answer: the stitcher bounds clocks by this
+time, not by the span's end."""
+HOST_NAME: Final = "host.name"
+"""The host the span ran on (the node name, as the OpenTelemetry and ECS
+conventions name it): services on one host share one clock."""
 ERROR_TYPE: Final = "error.type"
 """Set only when the span failed: the exception's class name or the failing HTTP status."""
 EXCEPTION_TYPE: Final = "exception.type"

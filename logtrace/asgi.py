@@ -29,6 +29,7 @@ from ._schema import (
     KIND_SERVER,
     NETWORK_PROTOCOL_NAME,
     NETWORK_PROTOCOL_VERSION,
+    RESPONSE_MS,
     SERVER_ADDRESS,
     SERVER_PORT,
     URL_PATH,
@@ -91,12 +92,25 @@ class TraceMiddleware:
         # runs: the closure then holds one list, and the error path reuses it.
         ctx, extra = self._read(scope["headers"])
         status = 0
+        answered = 0
+        # Span records share one level: if they are off now, skip the clock too.
+        start = perf_counter_ns() if settings.enabled and enabled_for(settings.level) else 0
 
         # A plain function handing back send's awaitable: no coroutine of its own
         # per message, and the server's send is still awaited by the caller.
         def send_traced(message: Message) -> Awaitable[None]:
-            nonlocal status
-            if status == 0:
+            nonlocal status, answered
+            if status:
+                # The last body chunk: the caller has its answer once the server
+                # writes it, whatever the application does afterwards.
+                if (
+                    start
+                    and not answered
+                    and not message.get("more_body")
+                    and message["type"] == "http.response.body"
+                ):
+                    answered = perf_counter_ns()
+            else:
                 message_type = message["type"]
                 if message_type == "http.response.start":
                     status = message["status"]
@@ -112,8 +126,6 @@ class TraceMiddleware:
             return send(message)
 
         token = _set_current(ctx)
-        # Span records share one level: if they are off now, skip the clock too.
-        start = perf_counter_ns() if settings.enabled and enabled_for(settings.level) else 0
         try:
             await self.app(scope, receive, send_traced)
         except BaseException as exc:
@@ -124,11 +136,12 @@ class TraceMiddleware:
                 with suppress(Exception):
                     await send({"type": "http.response.start", "status": 500, "headers": headers})
                     await send({"type": "http.response.body", "body": _ERROR_BODY})
+                    answered = perf_counter_ns()
             if start:
-                _finish(scope, ctx, start, status, exc)
+                _finish(scope, ctx, start, answered, status, exc)
             raise
         if start:
-            _finish(scope, ctx, start, status, None)
+            _finish(scope, ctx, start, answered, status, None)
         _reset_current(token)
 
 
@@ -166,9 +179,15 @@ def _server_reader(propagator: Propagator) -> ServerReader:
 
 
 def _finish(
-    scope: Scope, ctx: TraceContext, start: int, status: int, error: BaseException | None
+    scope: Scope,
+    ctx: TraceContext,
+    start: int,
+    answered: int,
+    status: int,
+    error: BaseException | None,
 ) -> None:
-    """Write the server span's record with OpenTelemetry HTTP attributes."""
+    """Write the server span's record with OpenTelemetry HTTP attributes and,
+    once the response was complete (``answered``, 0 if never), when."""
     duration = perf_counter_ns() - start
     websocket = scope["type"] == "websocket"
     method: str = "GET" if websocket else scope.get("method", "GET")
@@ -184,6 +203,8 @@ def _finish(
         attributes[HTTP_ROUTE] = route
     if status:
         attributes[HTTP_RESPONSE_STATUS_CODE] = status
+    if answered:
+        attributes[RESPONSE_MS] = (answered - start + 500) // 1000 / 1000
     address, port = _server(scope, scheme)
     if address is not None:
         attributes[SERVER_ADDRESS] = address

@@ -453,11 +453,20 @@ def _print_summary(summary: Any, skew_correction: bool) -> None:
         print("logtrace: clock skew correction off (raw timestamps)", file=sys.stderr)
     elif summary.offsets_ms:
         offsets = ", ".join(
-            f"{visible(name)} {ms:+.3f} ms"
+            f"{visible(name)} {summary.clock_text(name)}"
             + (f" ({summary.drift_ppm[name]:+.1f} ppm)" if summary.drift_ppm.get(name) else "")
-            for name, ms in summary.offsets_ms.items()
+            for name in summary.offsets_ms
         )
-        print(f"logtrace: clock offsets: {offsets}", file=sys.stderr)
+        print(
+            f"logtrace: clock offsets applied [interval the calls allow]: {offsets}",
+            file=sys.stderr,
+        )
+        if summary.uncorrected:
+            names = ", ".join(visible(name) for name in summary.uncorrected)
+            print(
+                f"logtrace: left uncorrected, no calls bound their clocks: {names}",
+                file=sys.stderr,
+            )
 
 
 def _grep(args: argparse.Namespace) -> int:

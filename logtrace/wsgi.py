@@ -1,7 +1,10 @@
 """``WSGITraceMiddleware``: a server span around every WSGI request.
 
 The server span lasts until the server closes the response iterable, so it
-covers streaming the body. The context stays current until then: gunicorn and
+covers streaming the body and the application's ``close()``; its record says
+when the server started writing the body (``response_ms``): the caller cannot
+have had its answer before, and for a body built in one piece (most are) the
+response was complete then. The context stays current until then: gunicorn and
 ``wsgiref`` write their access log line after iterating the response and
 before calling ``close()``, and that line should carry the request's trace.
 When the application or the body raises, the context is left in place for the
@@ -26,6 +29,7 @@ from ._schema import (
     HTTP_ROUTE,
     KIND_SERVER,
     NETWORK_PROTOCOL_VERSION,
+    RESPONSE_MS,
     SERVER_ADDRESS,
     SERVER_PORT,
     URL_PATH,
@@ -103,6 +107,7 @@ class _TracedResponse:
     """
 
     __slots__ = (
+        "answered",
         "body",
         "body_close",
         "ctx",
@@ -130,6 +135,7 @@ class _TracedResponse:
         self.upstream = upstream
         self.respond = respond
         self.status = ""
+        self.answered = 0
         self.token = CURRENT.set(ctx)
         # Span records share one level: if they are off now, skip the clock too.
         self.start = perf_counter_ns() if settings.enabled and enabled_for(settings.level) else 0
@@ -145,6 +151,8 @@ class _TracedResponse:
         return self.upstream(status, [*headers, *self.respond(self.ctx)], exc_info)
 
     def __iter__(self) -> Iterator[bytes]:
+        # The server starts writing the body: the caller cannot have its answer before.
+        self.answered = perf_counter_ns()
         return iter(self.body)
 
     def close(self) -> None:
@@ -157,7 +165,7 @@ class _TracedResponse:
                 close()
         finally:
             if self.start:
-                _finish(self.environ, self.ctx, self.start, self.status, error)
+                _finish(self.environ, self.ctx, self.start, self.status, error, self.answered)
             if error is None:
                 try:  # noqa: SIM105 - contextlib.suppress costs more than the rest of close()
                     CURRENT.reset(self.token)
@@ -171,8 +179,10 @@ def _finish(
     start: int,
     status: str,
     error: BaseException | None,
+    answered: int = 0,
 ) -> None:
-    """Write the server span's record with OpenTelemetry HTTP attributes."""
+    """Write the server span's record with OpenTelemetry HTTP attributes and
+    when the server started writing the body (``answered``, 0 if never)."""
     duration = perf_counter_ns() - start
     method = printable(environ.get("REQUEST_METHOD", "GET"))
     path = printable(environ.get("SCRIPT_NAME", "") + environ.get("PATH_INFO", ""))
@@ -188,7 +198,7 @@ def _finish(
     if route is not None:
         attributes[HTTP_ROUTE] = route
     code = status[:3]
-    if code.isdigit():
+    if code.isascii() and code.isdigit():
         attributes[HTTP_RESPONSE_STATUS_CODE] = int(code)
     elif error is not None:
         attributes[HTTP_RESPONSE_STATUS_CODE] = 500
@@ -198,9 +208,11 @@ def _finish(
     else:
         attributes[SERVER_ADDRESS] = environ.get("SERVER_NAME", "")
         given: str = environ.get("SERVER_PORT", "")
-        server_port = int(given) if given.isdigit() else None
+        server_port = int(given) if given.isascii() and given.isdigit() else None
     if server_port is not None:
         attributes[SERVER_PORT] = server_port
+    if answered:
+        attributes[RESPONSE_MS] = (answered - start + 500) // 1000 / 1000
     protocol: str = environ.get("SERVER_PROTOCOL", "")
     if protocol.startswith("HTTP/"):
         attributes[NETWORK_PROTOCOL_VERSION] = protocol[5:]

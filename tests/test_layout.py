@@ -142,6 +142,7 @@ STITCH_STAGES = (
             "_clock_drift",
             "_clock_columns",
             "_clocks",
+            "_span_extras",
             "_correct",
             "_calls",
         ),

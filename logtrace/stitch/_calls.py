@@ -7,10 +7,11 @@ few arrays, a small fraction of its rows) to the run's
 the caller's whole span at first; with that first estimate, the caller's
 records just before and just after the callee's span (on corrected clocks,
 kept a margin away so that the first estimate's error cannot pick the wrong
-side) bound them much tighter, and the estimate is repeated. That
-bracketing needs the caller's records, so it runs partition by partition
-(:func:`bracket_partition`): a call's caller span and its records are in
-one partition.
+side) bound them much tighter, and the estimate is repeated. (Records proven
+on the right side by the bounds alone would bound nothing tighter than those
+bounds: the estimate has to lead.) That bracketing needs the caller's
+records, so it runs partition by partition (:func:`bracket_partition`): a
+call's caller span and its records are in one partition.
 
 Beyond :func:`call_cap` calls (a run of many partitions), the calls of a
 deterministic sample of traces are kept, so that memory stays bounded
@@ -19,6 +20,7 @@ however long the run; below it, every call counts.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from hashlib import blake2b
@@ -26,12 +28,11 @@ from hashlib import blake2b
 import numpy as np
 import numpy.typing as npt
 
-from ._clocks import ClockModel, estimate_clocks_from_columns
+from ._clocks import ClockModel, DifferenceBounds, estimate_clocks_from_columns
 from ._correct import (
     CallerRecords,
-    Models,
-    apply_clocks,
     bracketing_rows,
+    correct_times,
     find_calls,
     loose_calls,
     model_arrays,
@@ -84,9 +85,9 @@ def sample_keys(trace_ids: Sequence[str]) -> I64:
 
 CallColumns = tuple[npt.NDArray[np.generic], ...]
 """One partition's calls: partition, callee's trace first key, callee's rank
-in its trace, caller span, services, send, receive, start, end, exact, and
-the sample key (the first key, rank and sample key are empty for a run of
-one partition)."""
+in its trace, caller span, services, send, receive, start, end, exact,
+answered, both hosts, and the sample key (the first key, rank and sample key
+are empty for a run of one partition)."""
 _SAMPLE = -1
 
 
@@ -119,6 +120,9 @@ def partition_calls(s: int, table: Table, tree: Tree, first: I64, many: bool) ->
         calls.start,
         calls.end,
         calls.exact,
+        calls.answered,
+        calls.caller_host,
+        calls.callee_host,
         sample,
     )
 
@@ -137,6 +141,9 @@ class KeptCalls:
     start: F64
     end: F64
     exact: npt.NDArray[np.bool_]
+    answered: F64
+    caller_host: I64
+    callee_host: I64
 
 
 class CallCollector:
@@ -194,36 +201,92 @@ class CallCollector:
 
 
 def estimate_calls(
-    c: KeptCalls, send: F64, receive: F64, services: list[str]
-) -> dict[str, ClockModel]:
+    c: KeptCalls, send: F64, receive: F64, services: list[str], hosts: dict[str, str] | None = None
+) -> tuple[dict[str, ClockModel], DifferenceBounds | None]:
     """One estimate from the kept calls with these send and receive bounds."""
     return estimate_clocks_from_columns(
-        c.svc_caller, c.svc_callee, send, receive, c.start, c.end, c.exact, services, services
-    )
+        c.svc_caller, c.svc_callee, send, receive, c.start, c.end, c.exact, services, services,
+        c.answered, hosts,
+    )  # fmt: skip
+
+
+def service_hosts(c: KeptCalls, services: list[str]) -> dict[str, str]:
+    """The host of each service whose span records all name the same one."""
+    seen: dict[int, set[int]] = {}
+    for svc, host in ((c.svc_caller, c.caller_host), (c.svc_callee, c.callee_host)):
+        named = host != 0
+        for s, h in set(zip(svc[named].tolist(), host[named].tolist(), strict=True)):
+            seen.setdefault(s, set()).add(h)
+    return {services[s]: f"{next(iter(h)):x}" for s, h in seen.items() if len(h) == 1}
 
 
 def bracket_partition(
-    table: Table,
-    c: KeptCalls,
-    mine: I64,
-    models: Models,
-    clocks: dict[str, ClockModel],
-    margin: float,
-    send: F64,
-    receive: F64,
+    table: Table, c: KeptCalls, mine: I64, before: F64, after: F64, send: F64, receive: F64
 ) -> None:
     """Tighten ``send`` and ``receive`` of calls ``mine`` (all of partition
-    ``table``) with their callers' records around the callee's span."""
+    ``table``) with their callers' records at or before ``before`` and at or
+    after ``after`` (per call of ``mine``, on the caller's clock)."""
     usable = bracketing_rows(table)
-    records = CallerRecords(
-        table.rows["span"][usable].astype(np.int64),
-        table.rows["ts"][usable],
-        apply_clocks(table, clocks)[usable],
-    )
-    records.tighten(
-        mine, c.caller[mine], c.start[mine], c.end[mine],
-        c.svc_callee[mine].astype(np.int64), models, margin, send, receive,
-    )  # fmt: skip
+    records = CallerRecords(table.rows["span"][usable].astype(np.int64), table.rows["ts"][usable])
+    records.tighten(mine, c.caller[mine], before, after, send, receive)
+
+
+def _limits(
+    c: KeptCalls, loose: I64, services: list[str], clocks: dict[str, ClockModel], margin: float
+) -> tuple[F64, F64]:
+    """Per loose call, on the caller's clock: the latest time a record of the
+    caller counts as written before the callee started, and the earliest it
+    counts as written after the callee answered (on corrected clocks, a
+    ``margin`` away; NaN: none)."""
+    a = c.svc_caller[loose].astype(np.int64)
+    b = c.svc_callee[loose].astype(np.int64)
+    start = c.start[loose]
+    until = np.where(np.isnan(c.answered[loose]), c.end[loose], c.answered[loose])
+    models = model_arrays(clocks, services)
+    offset, drift, ref = models
+
+    def on_caller(t: F64) -> F64:
+        out: F64 = t + offset[a] + drift[a] * (t - ref[a])
+        return out
+
+    before = on_caller(correct_times(start, b, models) - margin)
+    after = on_caller(correct_times(until, b, models) + margin)
+    return before, after
+
+
+def _overlapping(
+    c: KeptCalls, loose: I64, services: list[str], clocks: dict[str, ClockModel]
+) -> npt.NDArray[np.bool_]:
+    """Per loose call, whether another call of the same caller span overlaps
+    it (on corrected clocks): the caller's records around a parallel call are
+    written for the other calls too, and bound one side much tighter than
+    the other. Such calls keep the bounds of the caller's whole span."""
+    n = len(loose)
+    if n < 2:
+        return np.zeros(n, dtype=bool)
+    models = model_arrays(clocks, services)
+    b = c.svc_callee[loose].astype(np.int64)
+    start = correct_times(c.start[loose], b, models)
+    end = correct_times(np.where(np.isnan(c.end[loose]), c.start[loose], c.end[loose]), b, models)
+    caller = c.caller[loose]
+    part = c.partition[loose].astype(np.int64)
+    perm = np.lexsort((start, caller, part))
+    caller, part, start, end = caller[perm], part[perm], start[perm], end[perm]
+    same_next = (caller[1:] == caller[:-1]) & (part[1:] == part[:-1])
+    crowded = np.zeros(n, dtype=bool)
+    # Sorted by start within each caller span: a call overlaps a later one
+    # iff the next starts before it ends, an earlier one iff some earlier
+    # one ends after it starts (the running latest end of its caller span).
+    crowded[:-1] |= same_next & (start[1:] < end[:-1])
+    first = np.concatenate(([True], ~same_next))
+    seg = np.cumsum(first) - 1
+    base = start[first][seg]
+    width = float(np.max(end - base, initial=0.0)) + 1.0
+    latest = np.maximum.accumulate(seg * width + (end - base)) - seg * width
+    crowded[1:] |= ~first[1:] & (latest[:-1] > start[1:] - base[1:])
+    out = np.empty(n, dtype=bool)
+    out[perm] = crowded
+    return out
 
 
 def solve_clocks(
@@ -234,25 +297,36 @@ def solve_clocks(
     c = collector.calls()
     if c is None:
         return {}
-    clocks = estimate_calls(c, c.send, c.receive, services)
+    hosts = service_hosts(c, services)
+    clocks = estimate_calls(c, c.send, c.receive, services, hosts)[0]
     loose = loose_calls(c.svc_caller, c.svc_callee, c.exact)
     if not len(loose):
         return clocks
     for margin in MARGINS:
-        models = model_arrays(clocks, services)
-        send = c.send.copy()
-        receive = c.receive.copy()
+        send, receive = c.send.copy(), c.receive.copy()
+        before, after = _limits(c, loose, services, clocks, margin)
+        crowded = _overlapping(c, loose, services, clocks)
+        before[crowded] = np.nan
+        after[crowded] = np.nan
         for s in range(count):
-            mine = loose[c.partition[loose] == s] if count > 1 else loose
-            if len(mine):
-                bracket_partition(table(s), c, mine, models, clocks, margin, send, receive)
-        clocks = estimate_calls(c, send, receive, services)
+            at = np.flatnonzero(c.partition[loose] == s) if count > 1 else np.arange(len(loose))
+            if len(at):
+                mine = loose[at]
+                bracket_partition(table(s), c, mine, before[at], after[at], send, receive)
+        clocks = estimate_calls(c, send, receive, services, hosts)[0]
     return clocks
 
 
 def note_clocks(summary: Summary, used: list[str], clocks: dict[str, ClockModel]) -> None:
-    """Each used service's offset and drift in ``summary`` (0 without a model)."""
+    """Each used service's offset, drift and the interval its calls allow in
+    ``summary`` (0 without a model), and which services nothing bounds."""
     for name in used:
         model = clocks.get(name)
         summary.offsets_ms[name] = round(model.offset_s * 1e3, 3) if model else 0.0
         summary.drift_ppm[name] = round(model.drift * 1e6, 3) if model else 0.0
+        if model is None:
+            summary.offset_bounds_ms[name] = (-math.inf, math.inf)
+        else:
+            summary.offset_bounds_ms[name] = (model.low_s * 1e3, model.high_s * 1e3)
+        if (model is None or not model.bounded) and summary.offsets_ms[name] == 0.0:
+            summary.uncorrected.append(name)

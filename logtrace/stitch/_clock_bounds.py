@@ -4,6 +4,15 @@ Each call bounds the difference between the callee's and the caller's clock
 (see :mod:`._clocks`). The calls of one ordered pair, kept as compact columns,
 become :class:`Bounds` (the tightest few, a few outliers skipped); both
 directions of a service pair fold into one :class:`Pair` interval.
+
+Not every bound is as reliable as the others. "The callee started after the
+caller sent" always holds; "the callee was done before the caller had its
+answer" holds for the answer (a server span's ``response_ms``) but not always
+for the span's end: real servers end their span after background tasks, a
+streamed body or Django's request-finished handlers. Lower bounds from span
+ends are therefore kept apart (*weak*); when they contradict the other bounds
+of a pair they are dropped, and when the sound bounds of a pair contradict each
+other, the pair says nothing (never a point between the two).
 """
 
 from __future__ import annotations
@@ -26,14 +35,16 @@ __all__ = [
 
 CallKey = tuple[str, str, bool]
 """Caller, callee, and whether the bounds come from client spans."""
-CallColumns = tuple["array[float]", "array[float]", "array[float]"]
-"""Callee start times, ``start - send`` and ``receive - end`` (NaN if unknown)."""
+CallColumns = tuple["array[float]", "array[float]", "array[float]", "array[float]"]
+"""Callee start times, ``start - send``, ``receive - answered`` (the callee's
+answer stated in its span record) and ``receive - end`` for calls whose answer
+is not stated (the span's end: a weak bound). NaN where unknown."""
 
 _KEEP = 8
 """How many of the tightest bounds are kept per pair and bucket."""
 _OUTLIER_RATE = 1 / 500
 """The tightest exact bound skips this fraction of the samples (up to ``_KEEP - 1``)."""
-_LOOSE_RATE = 1 / 100
+_LOOSE_RATE = 0.0
 """Bracketing (inexact) bounds take this quantile rather than the extreme: the
 caller's records that bracket a call best are sometimes ones written for a
 parallel call, which bound one side much tighter than the other."""
@@ -43,22 +54,32 @@ _INF = math.inf
 class Bounds:
     """The calls of one ordered pair (in one bucket) as bounds on its offset.
 
-    ``ups`` holds ``start - send`` values, ``lows`` holds ``receive - end``
-    (the negated lower bounds), so that the tightest of both are the smallest.
-    Exact bounds keep only their few smallest values.
+    ``ups`` holds ``start - send`` values, ``lows`` holds ``receive - answered``
+    and ``weak`` ``receive - end`` (the negated lower bounds), so that the
+    tightest of all are the smallest. Exact bounds keep only their few
+    smallest values.
     """
 
-    __slots__ = ("exact", "lows", "n_low", "n_up", "t_sum", "ups")
+    __slots__ = ("exact", "lows", "n_low", "n_up", "n_weak", "t_sum", "ups", "weak")
 
     def __init__(
-        self, exact: bool, ts: Sequence[float], ups: Sequence[float], lows: Sequence[float]
+        self,
+        exact: bool,
+        ts: Sequence[float],
+        ups: Sequence[float],
+        lows: Sequence[float],
+        weak: Sequence[float] = (),
     ) -> None:
         self.exact = exact
-        low = [x for x in lows if x == x]  # NaN: no receive or no end
-        self.ups: Sequence[float] = heapq.nsmallest(_KEEP, ups) if exact else ups
+        low = [x for x in lows if x == x]  # NaN: no receive or no answer
+        weak_low = [x for x in weak if x == x]
+        up = [x for x in ups if x == x]
+        self.ups: Sequence[float] = heapq.nsmallest(_KEEP, up) if exact else up
         self.lows: Sequence[float] = heapq.nsmallest(_KEEP, low) if exact else low
-        self.n_up = len(ups)
+        self.weak: Sequence[float] = heapq.nsmallest(_KEEP, weak_low) if exact else weak_low
+        self.n_up = len(up)
         self.n_low = len(low)
+        self.n_weak = len(weak_low)
         self.t_sum = math.fsum(ts)
 
     def tight_up(self) -> float:
@@ -66,6 +87,9 @@ class Bounds:
 
     def tight_low(self) -> float:
         return -_tightest(self.lows, self.n_low, self.exact)
+
+    def tight_weak_low(self) -> float:
+        return -_tightest(self.weak, self.n_weak, self.exact)
 
 
 def _tightest(values: Sequence[float], count: int, exact: bool) -> float:
@@ -81,15 +105,43 @@ def _tightest(values: Sequence[float], count: int, exact: bool) -> float:
 
 @dataclass(slots=True)
 class Pair:
-    """What the calls say about ``clock(b) - clock(a)`` for services ``a < b``."""
+    """What the calls say about ``clock(b) - clock(a)`` for services ``a < b``.
+
+    ``lo`` and ``hi`` are what is left once :meth:`resolve` has dropped the
+    bounds that contradict the others; ``weak_lo`` and ``weak_hi`` are the
+    weak bounds (span ends) until then.
+    """
 
     lo: float
     hi: float
     n: int
     t: float = 0.0
+    weak_lo: float = -_INF
+    weak_hi: float = _INF
+    dropped: str = ""
+    """Which bounds :meth:`resolve` dropped: ``""``, ``"weak"`` or ``"all"``
+    (the sound bounds contradicted each other: the pair says nothing)."""
+
+    def resolve(self, strict: bool = True) -> Pair:
+        """Keep the weak bounds when they agree with the sound ones; drop them
+        when they contradict; drop everything when the sound ones do (unless
+        not ``strict``: a drifting clock's per-minute bounds may)."""
+        lo, hi = max(self.lo, self.weak_lo), min(self.hi, self.weak_hi)
+        if lo <= hi:
+            self.lo, self.hi = lo, hi
+        elif self.lo <= self.hi or not strict:
+            self.dropped = "weak"
+        else:
+            self.lo, self.hi, self.dropped = -_INF, _INF, "all"
+        self.weak_lo, self.weak_hi = -_INF, _INF
+        return self
 
     def estimate(self, slack: float) -> tuple[float, float]:
-        """Midpoint and weight; one-sided intervals assume ``slack`` of delay."""
+        """Midpoint and weight; one-sided intervals assume ``slack`` of delay.
+
+        Contradictory bounds (only per-minute buckets of a drifting clock
+        keep them) give their midpoint at a weight for four times the gap.
+        """
         lo, hi = self.lo, self.hi
         if lo == -_INF and hi == _INF:
             return 0.0, 0.0
@@ -99,29 +151,33 @@ class Pair:
             mid, half = lo + slack, slack * 4
         else:
             mid, half = (lo + hi) / 2, abs(hi - lo) / 2
-            if lo > hi:  # contradictory bounds: trust the pair less
+            if lo > hi:
                 half *= 4
         half = max(half, 1e-5)
         return mid, min(self.n, 1000) / (half * half)
 
 
-def fold_pairs(bounds: dict[CallKey, Bounds]) -> dict[tuple[str, str], Pair]:
-    """Both call directions of each service pair folded into one interval."""
+def fold_pairs(bounds: dict[CallKey, Bounds], strict: bool = True) -> dict[tuple[str, str], Pair]:
+    """Both call directions of each service pair folded into one interval,
+    contradicting bounds dropped (see :meth:`Pair.resolve`)."""
     pairs: dict[tuple[str, str], Pair] = {}
     for (a, b, _), cell in bounds.items():
-        up, low = cell.tight_up(), cell.tight_low()
+        up, low, weak = cell.tight_up(), cell.tight_low(), cell.tight_weak_low()
         n = cell.n_up
         t = cell.t_sum / n if n else 0.0
         if a < b:
-            key, lo, hi = (a, b), low, up
+            key, lo, hi, wlo, whi = (a, b), low, up, weak, _INF
         else:  # clock(a) - clock(b) in [low, up]
-            key, lo, hi = (b, a), -up, -low
+            key, lo, hi, wlo, whi = (b, a), -up, -low, -_INF, -weak
         pair = pairs.get(key)
         if pair is None:
-            pairs[key] = Pair(lo, hi, n, t)
+            pairs[key] = Pair(lo, hi, n, t, wlo, whi)
         else:
             pair.t = (pair.t * pair.n + t * n) / max(pair.n + n, 1)
             pair.lo, pair.hi, pair.n = max(pair.lo, lo), min(pair.hi, hi), pair.n + n
+            pair.weak_lo, pair.weak_hi = max(pair.weak_lo, wlo), min(pair.weak_hi, whi)
+    for pair in pairs.values():
+        pair.resolve(strict)
     return pairs
 
 

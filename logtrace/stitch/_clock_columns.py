@@ -31,18 +31,25 @@ def calls_by_pair(
     end: F64,
     exact: npt.NDArray[np.bool_],
     names: Sequence[str],
+    answered: F64 | None = None,
 ) -> dict[CallKey, CallColumns]:
     """Each ordered pair's calls (and whether client spans bound them) as
-    start times, ``start - send`` and ``receive - end``, pairs in the order
-    their first call comes; calls of a service to itself are left out."""
+    start times, ``start - send``, ``receive - answered`` and (where the
+    answer is unknown) ``receive - end``, pairs in the order their first call
+    comes; calls of a service to itself are left out."""
     caller = caller.astype(np.int64)
     callee = callee.astype(np.int64)
     keep = caller != callee
     width = len(names) + 1
     key = (caller * width + callee) * 2 + exact.astype(np.int64)
-    key, start, send, receive, end = key[keep], start[keep], send[keep], receive[keep], end[keep]
+    if answered is None:
+        answered = np.full(len(start), np.nan)
+    key, start, send, receive = key[keep], start[keep], send[keep], receive[keep]
+    end, answered = end[keep], answered[keep]
     ups = start - send
-    lows = receive - end
+    stated = ~np.isnan(answered)
+    lows = np.where(stated, receive - answered, np.nan)
+    weak = np.where(stated, np.nan, receive - end)
     calls: dict[CallKey, CallColumns] = {}
     if len(key):
         distinct, first = np.unique(key, return_index=True)
@@ -54,7 +61,12 @@ def calls_by_pair(
             lo, hi = spans[k]
             at = by_key[lo:hi]
             pair = k // 2
-            columns = (_doubles(start[at]), _doubles(ups[at]), _doubles(lows[at]))
+            columns = (
+                _doubles(start[at]),
+                _doubles(ups[at]),
+                _doubles(lows[at]),
+                _doubles(weak[at]),
+            )
             calls[(names[pair // width], names[pair % width], bool(k % 2))] = columns
     return calls
 

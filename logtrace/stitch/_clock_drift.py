@@ -45,6 +45,7 @@ def fit_with_drift(
     reference: str,
     slack: float,
     ref_t: float,
+    hosts: dict[str, str] | None = None,
 ) -> tuple[dict[str, float], dict[str, float]] | None:
     """Offsets at ``ref_t`` and drifts, or ``None`` when the calls span too
     short a window or no pair drifts measurably (offsets alone then fit)."""
@@ -53,18 +54,18 @@ def fit_with_drift(
     if t_last - t_first < MIN_DRIFT_WINDOW_S:
         return None
     slots = _slots(calls)
-    group = in_sync_groups(pairs, order)
+    group = in_sync_groups(pairs, order, hosts)
     fitted = _solve_with_drift(_bucketed(calls, slots), group, reference, slack, ref_t)
     if fitted is None:
         return None
-    return _refine(calls, slots, fitted[1], order, reference, slack, ref_t)
+    return _refine(calls, slots, fitted[1], order, reference, slack, ref_t, hosts)
 
 
 def _slots(calls: dict[CallKey, CallColumns]) -> _Slots:
     """Each pair's calls by time bucket (positions into its columns), buckets
     in the order their first call comes."""
     slots: _Slots = {}
-    for key, (ts, _, _) in calls.items():
+    for key, (ts, *_) in calls.items():
         buckets: dict[float, list[int]] = {}
         get = buckets.get
         for i, bucket in enumerate(map(BUCKET_S.__rfloordiv__, ts)):  # t // BUCKET_S
@@ -98,14 +99,19 @@ def _detrended(
 ) -> dict[CallKey, CallColumns]:
     """The columns with the relative drift of each pair taken out."""
     out: dict[CallKey, CallColumns] = {}
-    for key, (ts, ups, lows) in calls.items():
+    for key, (ts, ups, lows, weak) in calls.items():
         a, b, _ = key
         rate = drifts.get(b, 0.0) - drifts.get(a, 0.0)
         if rate == 0.0:
-            out[key] = (ts, ups, lows)
+            out[key] = (ts, ups, lows, weak)
             continue
         shifts = [rate * (t - ref_t) for t in ts]
-        out[key] = (ts, array("d", map(sub, ups, shifts)), array("d", map(add, lows, shifts)))
+        out[key] = (
+            ts,
+            array("d", map(sub, ups, shifts)),
+            array("d", map(add, lows, shifts)),
+            array("d", map(add, weak, shifts)),
+        )
     return out
 
 
@@ -114,14 +120,14 @@ def _bucketed(
 ) -> dict[float, dict[CallKey, Bounds]]:
     """Per-bucket bounds of every pair."""
     buckets: dict[float, dict[CallKey, Bounds]] = {}
-    for key, (ts, ups, lows) in calls.items():
+    for key, (ts, ups, lows, weak) in calls.items():
         for k, idx in slots[key].items():
             if len(idx) == 1:
                 i = idx[0]
-                cell = Bounds(key[2], (ts[i],), (ups[i],), (lows[i],))
+                cell = Bounds(key[2], (ts[i],), (ups[i],), (lows[i],), (weak[i],))
             else:
                 take = itemgetter(*idx)
-                cell = Bounds(key[2], take(ts), take(ups), take(lows))
+                cell = Bounds(key[2], take(ts), take(ups), take(lows), take(weak))
             buckets.setdefault(k, {})[key] = cell
     return buckets
 
@@ -134,6 +140,7 @@ def _refine(
     reference: str,
     slack: float,
     ref_t: float,
+    hosts: dict[str, str] | None,
 ) -> tuple[dict[str, float], dict[str, float]]:
     """Offsets at ``ref_t`` from every call with the fitted drift taken out.
 
@@ -146,7 +153,7 @@ def _refine(
     for _ in range(2):
         flat = _detrended(calls, drifts, ref_t)
         pairs = fold_pairs({key: Bounds(key[2], *cols) for key, cols in flat.items()})
-        offsets = solve_offsets(pairs, order, reference, slack)
+        offsets = solve_offsets(pairs, order, reference, slack, hosts)
         leftover = _solve_with_drift(_bucketed(flat, slots), same, reference, slack, ref_t)
         if leftover is None:
             break
@@ -170,7 +177,7 @@ def _solve_with_drift(
     """
     series: dict[tuple[str, str], list[tuple[float, float, float]]] = {}
     for cells in buckets.values():
-        for (a, b), p in fold_pairs(cells).items():
+        for (a, b), p in fold_pairs(cells, strict=False).items():
             mid, w = p.estimate(slack)
             if w > 0 and group[a] != group[b]:
                 series.setdefault((group[a], group[b]), []).append((p.t - ref_t, mid, w))

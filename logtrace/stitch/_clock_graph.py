@@ -3,7 +3,9 @@
 Weighted least squares over the graph's Laplacian, anchored at one reference
 per connected group; pairs the others contradict are down-weighted, then the
 offsets are nudged into every feasible interval. Services whose calls all fit
-one shared clock are solved as one.
+one shared clock, and services on one host (unless their calls say otherwise),
+are solved as one. :func:`difference_bounds` gives what the evidence allows
+for the difference of any two clocks (shortest paths over the pairs' bounds).
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ from collections.abc import Iterable
 
 from ._clock_bounds import Pair
 
-__all__ = ["anchor", "in_sync_groups", "least_squares", "solve_offsets"]
+__all__ = ["anchor", "difference_bounds", "in_sync_groups", "least_squares", "solve_offsets"]
 
 _INF = math.inf
 _Link = tuple[str, str, float, float, float, float]
@@ -21,10 +23,14 @@ _Link = tuple[str, str, float, float, float, float]
 
 
 def solve_offsets(
-    pairs: dict[tuple[str, str], Pair], order: list[str], reference: str, slack: float
+    pairs: dict[tuple[str, str], Pair],
+    order: list[str],
+    reference: str,
+    slack: float,
+    hosts: dict[str, str] | None = None,
 ) -> dict[str, float]:
     """Offsets that best agree with every pair, then fit into their intervals."""
-    group = in_sync_groups(pairs, order)
+    group = in_sync_groups(pairs, order, hosts)
     reps = sorted(set(group.values()))
     links = []
     for (a, b), p in pairs.items():
@@ -48,15 +54,28 @@ def solve_offsets(
     return {s: offsets[g] for s, g in group.items()}
 
 
-def in_sync_groups(pairs: dict[tuple[str, str], Pair], order: list[str]) -> dict[str, str]:
+def in_sync_groups(
+    pairs: dict[tuple[str, str], Pair], order: list[str], hosts: dict[str, str] | None = None
+) -> dict[str, str]:
     """Services whose calls are all consistent with sharing one clock, grouped.
 
     When the logs allow no correction between two services (zero lies inside
-    every bound on their difference), none is made: well-synchronised hosts
-    keep their raw order instead of a noisy estimate of a tiny offset.
+    every bound on their difference, one-sided ones included), none is made:
+    well-synchronised hosts keep their raw order instead of a noisy estimate
+    of a tiny offset. Services that name one host (``hosts``: service -> host)
+    share its clock even when no call links them; a pair whose calls exclude
+    a shared clock splits its group, whatever the host says.
     """
     fits = {key: p.lo <= 0.0 <= p.hi for key, p in pairs.items()}
-    linked = [key for key, p in pairs.items() if fits[key] and p.lo > -_INF and p.hi < _INF]
+    linked = [key for key, p in pairs.items() if fits[key] and (p.lo > -_INF or p.hi < _INF)]
+    if hosts:
+        # A service whose calls show its clock apart from another's keeps no host link.
+        apart = {s for key, ok in fits.items() if not ok for s in key}
+        first: dict[str, str] = {}
+        for s in order:
+            host = hosts.get(s)
+            if host and s not in apart:
+                linked.append((first.setdefault(host, s), s))
     groups = _components(order, linked)
     members: dict[str, list[str]] = {}
     for s in order:
@@ -67,6 +86,34 @@ def in_sync_groups(pairs: dict[tuple[str, str], Pair], order: list[str]) -> dict
             for s in members[g]:  # contradicted: every member on its own
                 groups[s] = s
     return groups
+
+
+def difference_bounds(
+    pairs: dict[tuple[str, str], Pair], order: list[str]
+) -> dict[str, dict[str, float]] | None:
+    """``bound[a][b]``: the most ``clock(b) - clock(a)`` can be, given every
+    pair's interval (``inf``: unbounded). ``None`` when the pairs contradict
+    each other around a cycle: then no interval is sound."""
+    bound = {a: dict.fromkeys(order, _INF) for a in order}
+    for a in order:
+        bound[a][a] = 0.0
+    for (a, b), p in pairs.items():
+        if a in bound and b in bound:
+            bound[a][b] = min(bound[a][b], p.hi)
+            bound[b][a] = min(bound[b][a], -p.lo)
+    for k in order:  # Floyd-Warshall: services are few
+        via = bound[k]
+        for a in order:
+            to_k = bound[a][k]
+            if to_k == _INF:
+                continue
+            row = bound[a]
+            for b, rest in via.items():
+                if to_k + rest < row[b]:
+                    row[b] = to_k + rest
+    if any(bound[a][a] < -1e-9 for a in order):
+        return None
+    return bound
 
 
 def _project(offsets: dict[str, float], links: list[_Link]) -> None:

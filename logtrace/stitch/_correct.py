@@ -5,7 +5,9 @@ consumer under its producer span is not one). When the parent is
 a client span with its own record, its start and end are exactly when the
 caller sent the request and got the answer (on the caller's clock); else the
 caller's enclosing span bounds the call, more loosely, and its records around
-the callee's span bound it tighter (:class:`CallerRecords`). The calls of
+the callee's span bound it tighter (:class:`CallerRecords`). When the callee's
+record says when its response was complete, and which host each side ran on,
+the call carries that too (:mod:`._span_extras`). The calls of
 every partition are collected in :mod:`._calls` and solved in :mod:`._clocks`;
 the models found are applied to rows here.
 """
@@ -20,6 +22,7 @@ import numpy.typing as npt
 
 from ._clocks import ClockModel
 from ._model import KIND_PRODUCER, SPAN_RECORD, Table, Tree
+from ._span_extras import span_extras
 
 __all__ = [
     "CallerRecords",
@@ -50,6 +53,11 @@ class Calls:
     start: F64
     end: F64
     exact: B
+    answered: F64
+    """When the callee's response was complete (its clock; NaN if not stated)."""
+    caller_host: I64
+    callee_host: I64
+    """Host keys of both spans' records (0: unnamed)."""
 
 
 def find_calls(table: Table, tree: Tree) -> Calls:
@@ -73,6 +81,8 @@ def find_calls(table: Table, tree: Tree) -> Calls:
     callee, caller = callee[keep], caller[keep]
     keep = ~np.isnan(tree.start[caller]) & ~np.isnan(tree.start[callee])
     callee, caller = callee[keep], caller[keep]
+    answered, hosts = span_extras(table, np.concatenate([callee, caller]))
+    n = len(callee)
     return Calls(
         caller,
         callee,
@@ -81,6 +91,9 @@ def find_calls(table: Table, tree: Tree) -> Calls:
         tree.start[callee],
         tree.end[callee],
         tree.client[caller],
+        answered[:n],
+        hosts[n:],
+        hosts[:n],
     )
 
 
@@ -133,54 +146,43 @@ def correct_times(values: F64, svc: I64, models: Models) -> F64:
 
 
 class CallerRecords:
-    """Callers' records sorted by (span, corrected time), searchable by both at once.
+    """Callers' records sorted by (span, time), searchable by both at once.
 
     A call's caller span picks a segment; a binary search inside it finds the
-    records around a corrected time. Comparisons are on the times themselves,
-    so the answer does not depend on how many spans the run has or how long
-    it lasts, nor on how the spans are numbered.
+    records around a time of the caller's clock. Comparisons are on the times
+    themselves, so the answer does not depend on how many spans the run has
+    or how long it lasts, nor on how the spans are numbered.
     """
 
     __slots__ = ("raw", "span", "time")
 
-    def __init__(self, span: I64, raw: F64, corrected: F64) -> None:
-        perm = np.lexsort((corrected, span))
+    def __init__(self, span: I64, raw: F64) -> None:
+        perm = np.lexsort((raw, span))
         self.span: I64 = span[perm]
-        self.time: F64 = corrected[perm]
         self.raw: F64 = raw[perm]
+        self.time = self.raw
 
     def tighten(
-        self,
-        which: I64,
-        caller: I64,
-        start: F64,
-        end: F64,
-        svc_callee: I64,
-        models: Models,
-        margin: float,
-        send: F64,
-        receive: F64,
+        self, which: I64, caller: I64, before: F64, after: F64, send: F64, receive: F64
     ) -> None:
-        """For calls ``which`` (their caller span, the callee's raw start and
-        end, its service): move ``send`` up to the caller's last record before
-        the callee started and ``receive`` down to its first record after the
-        callee ended, each at least ``margin`` away on corrected clocks."""
+        """For calls ``which`` (their caller span, and two times on its
+        clock: NaN for none): move ``send`` up to the caller's last record at
+        or before ``before``, ``receive`` down to its first at or after ``after``."""
         raw = self.raw
         if not len(raw):
             return
-        lo = correct_times(start, svc_callee, models) - margin
-        until = np.where(np.isnan(end), start, end)
-        hi = correct_times(until, svc_callee, models) + margin
+        before = np.where(np.isnan(before), -np.inf, before)
+        after = np.where(np.isnan(after), np.inf, after)
         seg_lo = np.searchsorted(self.span, caller, "left")
         seg_hi = np.searchsorted(self.span, caller, "right")
-        before = self._insertion(seg_lo, seg_hi, lo, "right") - 1
-        after = self._insertion(seg_lo, seg_hi, hi, "left")
-        ok = before >= seg_lo
-        cand = raw[np.clip(before, 0, len(raw) - 1)]
+        last = self._insertion(seg_lo, seg_hi, before, "right") - 1
+        first = self._insertion(seg_lo, seg_hi, after, "left")
+        ok = last >= seg_lo
+        cand = raw[np.clip(last, 0, len(raw) - 1)]
         take = ok & (cand > send[which])
         send[which[take]] = cand[take]
-        ok = (after < seg_hi) & ~np.isnan(end)
-        cand = raw[np.clip(after, 0, len(raw) - 1)]
+        ok = first < seg_hi
+        cand = raw[np.clip(first, 0, len(raw) - 1)]
         take = ok & ((cand < receive[which]) | np.isnan(receive[which]))
         receive[which[take]] = cand[take]
 

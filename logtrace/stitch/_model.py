@@ -10,6 +10,7 @@ imports a stage.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -62,6 +63,7 @@ __all__ = [
     "Summary",
     "Table",
     "Tree",
+    "clock_note",
 ]
 
 # Row flags (bit set).
@@ -118,6 +120,18 @@ def __getattr__(name: str) -> Any:
     return dtype
 
 
+def clock_note(offset_ms: float, low_ms: float, high_ms: float) -> str:
+    """An offset and the interval the evidence allows for it, in milliseconds:
+    ``+0.000 ms [-0.412, +12.100]`` (``reference`` for the reference clock)."""
+    if low_ms == high_ms == offset_ms == 0.0:
+        return "+0.000 ms (reference)"
+
+    def side(x: float) -> str:
+        return f"{x:+.3f}" if math.isfinite(x) else ("-inf" if x < 0 else "+inf")
+
+    return f"{offset_ms:+.3f} ms [{side(low_ms)}, {side(high_ms)}]"
+
+
 @dataclass(frozen=True, slots=True)
 class Source:
     """One input file: the name shown to the user and the path to open."""
@@ -164,6 +178,13 @@ class Summary:
     unparseable: int = 0
     offsets_ms: dict[str, float] = field(default_factory=dict)
     drift_ppm: dict[str, float] = field(default_factory=dict)
+    offset_bounds_ms: dict[str, tuple[float, float]] = field(default_factory=dict)
+    """Per service, the interval the calls allow for its offset (infinite
+    sides: nothing bounds it there); the reference service's is ``(0, 0)``."""
+    uncorrected: list[str] = field(default_factory=list)
+    """Services left at offset 0 because nothing in the logs bounds their clock
+    on both sides (no calls to or from them, or calls that fit a shared clock
+    only one-sidedly)."""
     warnings: list[str] = field(default_factory=list)
     skipped: list[str] = field(default_factory=list)
     """Inputs that could not be read, each naming the entry (the rest was stitched)."""
@@ -171,6 +192,12 @@ class Summary:
     """Spans of the written traces per mark (``orphan``, ``inferred``: see :mod:`._marks`)."""
     outcomes: Outcomes | None = None
     """The written traces by outcome, with root causes (``Options.summary`` only)."""
+
+    def clock_text(self, name: str) -> str:
+        """``+0.000 ms [-0.412, +12.100]``: the offset applied to ``name`` and
+        the interval its calls allow."""
+        low, high = self.offset_bounds_ms.get(name, (-math.inf, math.inf))
+        return clock_note(self.offsets_ms.get(name, 0.0), low, high)
 
     def count_rows(self, rows: npt.NDArray[np.void]) -> None:
         """Add ``rows`` (scanned or table rows) to the line counts."""
@@ -271,6 +298,8 @@ class Rendering:
     tree: Tree
     corrected: F64
     order: Order
+    clock_notes: dict[str, str] = field(default_factory=dict)
+    """Per service with a clock model: :func:`clock_note` of its offset."""
 
 
 @dataclass(slots=True)

@@ -228,6 +228,8 @@ def _page(r: Rendering) -> Iterator[str]:
     for i in sorted(used, key=lambda s: services[s]):
         mine = shift[(svc_of == i) & ~np.isnan(shift)]
         clock = f" <small>clock {float(np.median(mine)) * 1e3:+.3f} ms</small>" if len(mine) else ""
+        if services[i] in r.clock_notes:  # the offset applied and what the calls allow
+            clock = f" <small>clock {html_text(r.clock_notes[services[i]])}</small>"
         yield f'<li class="svc s{i}">{html_text(services[i])}{clock}</li>'
     yield "</ul></header>\n<main>\n"
     if r.order.n_traced:

@@ -20,7 +20,7 @@ import numpy.typing as npt
 from ._clocks import ClockModel
 from ._correct import apply_clocks
 from ._group import group
-from ._model import FileScan, Options, Rendering, Table, Tree
+from ._model import FileScan, Options, Rendering, Table, Tree, clock_note
 from ._order import order
 from ._partition import Partitions, load_pieces
 from ._select import narrow, select_traces
@@ -101,7 +101,11 @@ def stage(grouped: Grouped, clocks: dict[str, ClockModel], options: Options) -> 
     selected = narrow(table, corrected, ordered, options)
     traces = len(table.traces)
     chosen = traces if selected is None else int(np.count_nonzero(selected))
-    rendering = Rendering(table, grouped.tree, corrected, ordered)
+    notes = {
+        name: clock_note(m.offset_s * 1e3, m.low_s * 1e3, m.high_s * 1e3)
+        for name, m in clocks.items()
+    }
+    rendering = Rendering(table, grouped.tree, corrected, ordered, notes)
     return Staged(rendering, grouped.first, traces, chosen)
 
 

@@ -34,6 +34,11 @@ class SynthConfig:
     """Share of fan-out requests whose calls run in parallel (else one by one)."""
     asymmetry_us: float = 5.0
     """Largest difference between a link's minimum delays there and back."""
+    text_services: int = 0
+    """How many services (after the gateway) write plain-text lines only: time,
+    level, service, message and ``trace_id=``, ``span_id=``,
+    ``parent_span_id=``, as a ``logging`` text format with logtrace's filter
+    does; no span records of their own (client or server)."""
     rate_per_s: float = 40.0
     """Mean trace arrivals per second at the gateway."""
     start: float = 1_772_359_200.0

@@ -46,6 +46,8 @@ class _Service:
     callee indexes called in parallel (one element: a plain call)."""
     out: list[tuple[int, int, str]] = field(default_factory=list)
     """(true time in µs, trace number or -1, line)."""
+    text: bool = False
+    """Writes plain-text lines only, without span records."""
 
     @property
     def offset_us(self) -> int:
@@ -89,6 +91,8 @@ def _build_graph(cfg: SynthConfig, rng: random.Random) -> list[_Service]:
         for i, name in enumerate(names)
     ]
     first_leaf = n - n_leaves
+    for s in services[1 : 1 + cfg.text_services]:
+        s.text = True
     for s in services[:first_leaf]:
         later = list(range(s.index + 1, first_leaf))
         if s.index == 0:
@@ -182,7 +186,11 @@ class _Gen:
         ts = self.local(s, t_us)
         tid = self.trace_ids[trace]
         rng = self.rng
-        if rng.random() < self.cfg.foreign_rate:
+        if s.text:
+            text = f"{ts}Z {level.upper()} [{s.name}] {event} trace_id={tid} span_id={span}" + (
+                "" if parent is None else f" parent_span_id={parent}"
+            )
+        elif rng.random() < self.cfg.foreign_rate:
             text = foreign_line(rng.randrange(4), s.name, ts, level, event, tid, span)
         else:
             p = "null" if parent is None else f'"{parent}"'
@@ -207,6 +215,8 @@ class _Gen:
         status: int,
         attrs: str,
     ) -> None:
+        if s.text:  # plain-text services write no span records
+            return
         error = status >= 500
         level = "ERROR" if error else "INFO"
         p = "null" if parent is None else f'"{parent}"'
@@ -325,12 +335,12 @@ class _Gen:
         self.line(s, t, trace, "debug", f"calling {callee.name}", span, parent)
         t0 = t + rng.uniform(0.000005, 0.00003)
         # Without client spans the callee's parent is the caller's own span.
-        client = self.span_id() if self.cfg.client_spans else span
+        client = self.span_id() if self.cfg.client_spans and not s.text else span
         fail = not no_fail and rng.random() < (0.04 if callee.leaf else 0.01)
         arrive = t0 + self.delay(s.index, callee.index)
         done, status = self.handle(callee, arrive, trace, client, depth + 1, fail)
         t1 = done + self.delay(callee.index, s.index)
-        if self.cfg.client_spans:
+        if client != span:
             method = "GET"
             attrs = (
                 f', "http.request.method": "{method}", '

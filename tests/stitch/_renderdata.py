@@ -12,11 +12,11 @@ from _stitchutil import REPO
 
 EXAMPLE = REPO / "examples" / "two_services" / "logs"
 EXAMPLE_TRACES = {
-    "b2218b3a4267caedda8c456d45d22467",
+    "81dd72623810a5f17ac6f178b1759c44",
     "4bf92f3577b34da6a3ce929d0e0e4736",
-    "127203df9c361e159d26586f22056444",
+    "17269a0ad04edb171422a02cadf134e9",
 }
-ERROR_TRACE = "127203df9c361e159d26586f22056444"
+ERROR_TRACE = "17269a0ad04edb171422a02cadf134e9"
 
 HOSTILE_TRACE = "0af7651916cd43dd8448eb211c80319c"
 PWN = "document.documentElement.setAttribute('data-pwned','1')"

@@ -145,7 +145,7 @@ class TestExampleLogs:
         marked = {
             e["args"]["trace_id"] for e in example["traceEvents"] if e.get("args", {}).get("error")
         }
-        assert marked == {"127203df9c361e159d26586f22056444"}
+        assert marked == {"17269a0ad04edb171422a02cadf134e9"}
 
 
 class TestCorrectedClocks:
