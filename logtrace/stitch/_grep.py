@@ -25,7 +25,7 @@ import os
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 
-from ._clocks import Edge, estimate_clocks
+from ._clocks import ClockModel, Edge, estimate_clocks
 from ._decompress import open_decompressed, read_blocks
 from ._model import KIND_CLIENT, SPAN_RECORD, Source
 from ._order_rules import Line, order_lines
@@ -49,6 +49,7 @@ ORDER_BUFFER = 32 << 20
 be put in stitched order; beyond, matches are written in file order."""
 
 _MATCH_COST = 200
+_NO_SKEW = ClockModel()
 
 
 @dataclass(slots=True)
@@ -216,20 +217,26 @@ class _SpanSeen:
 
 
 def order_matches(
-    matches: list[Match], names: Sequence[str], paths: Sequence[str] | None = None
+    matches: list[Match],
+    names: Sequence[str],
+    paths: Sequence[str] | None = None,
+    clocks: dict[str, ClockModel] | None = None,
 ) -> list[Match]:
     """Matches in stitched order: the rules of :mod:`._order_rules`, the
     stitcher's, on clocks estimated from the calls among the matches.
 
     ``names`` are the files' names (their services when lines name none),
     ``paths`` where to read them (default: the names), for their timestamps'
-    resolution."""
+    resolution. ``clocks`` (by default estimated from the matches) put
+    each service's times on the reference clock."""
     paths = names if paths is None else paths
     parsed = [parse_line(m.raw) for m in matches]
     services = [
         p[4] or service_from_path(names[m.file]) for m, p in zip(matches, parsed, strict=True)
     ]
-    clocks = estimate_clocks(_edges(parsed, services), set(services))
+    if clocks is None:
+        clocks = estimate_clocks(_edges(parsed, services), set(services))
+    models = {svc: clocks.get(svc, _NO_SKEW) for svc in set(services)}
     resolutions = {f: file_resolution(paths[f]) for f in {m.file for m in matches}}
     lines: list[Line] = []
     nan = math.nan
@@ -246,13 +253,13 @@ def order_matches(
                 flags,
                 raw,
                 nan if start is None else start,
-                nan if ts is None else clocks[svc].correct(ts),
+                nan if ts is None else models[svc].correct(ts),
                 resolution(raw, resolutions[m.file]),
             )
         )
 
     def correct(service: str, t: float) -> float:
-        return clocks[service].correct(t)
+        return models[service].correct(t)
 
     return [matches[i] for i in order_lines(lines, correct, lambda i: matches[i].raw)]
 

@@ -59,11 +59,11 @@ def order(
         boundary[0] = True
         np.not_equal(group_key[1:], group_key[:-1], out=boundary[1:])
     ts = corrected[by_group]
-    res = row_resolution(table)[by_group]
-    keys = _precise_keys(ts, res, boundary)
+    res_all = row_resolution(table)
+    keys = _precise_keys(ts, res_all[by_group], boundary)
     if len(by_group) and (rows["parent"][by_group] >= 0).any():
         tree = tree if tree is not None else build_tree(table)
-        lower, upper = _bounds(table, tree, clocks, by_group, keys)
+        lower, upper = _bounds(table, tree, clocks, by_group, keys, res_all)
         if lower is not None and upper is not None:
             keys = _bounded(keys, lower, upper, boundary)
     t_of = trace[by_group]
@@ -178,12 +178,25 @@ def _bounded(keys: F64, lower: F64, upper: F64, boundary: B) -> F64:
     return _segmented(out, boundary, np.fmax, False)
 
 
+def _latest(table: Table, n_spans: int, res: F64) -> F64:
+    """Per span: the latest its lines' times allow (a time to the second: its end)."""
+    rows = table.rows
+    span = rows["span"]
+    ts = rows["ts"]
+    timed = (span >= 0) & ~np.isnan(ts)
+    last = np.full(n_spans, -_INF)
+    np.maximum.at(last, span[timed], (ts + res)[timed])
+    last[np.isinf(last)] = np.nan
+    return last
+
+
 def _bounds(
     table: Table,
     tree: Tree,
     clocks: dict[str, ClockModel] | None,
     by_group: I64,
     keys: F64,
+    res: F64,
 ) -> tuple[F64 | None, F64 | None]:
     """Per row of ``by_group``: the lowest and highest key its calls allow."""
     calls = find_calls(table, tree)
@@ -223,7 +236,8 @@ def _bounds(
     p = calls.caller
     caller_svc = tree.service[p].astype(np.int64)
     send = correct_times(calls.send, caller_svc, models)
-    receive = correct_times(calls.receive, caller_svc, models)
+    # The answer came no later than the caller span's latest time allows.
+    receive = correct_times(_latest(table, n_spans, res)[p], caller_svc, models)
     lo_all = np.nextafter(send, _INF)
     hi_all = np.where(np.isnan(receive), _INF, np.nextafter(receive, -_INF))
     low = np.full(n_spans, -_INF)

@@ -113,6 +113,8 @@ class _Span:
     service: str
     start: float = _INF
     end: float = -_INF
+    last: float = -_INF
+    """The latest its lines' times allow (a time to the second: its end)."""
     parent: str | None = None
     client: bool = False
     producer: bool = False
@@ -175,6 +177,7 @@ def _spans(lines: Sequence[Line], rows: list[int]) -> dict[str, _Span]:
         if ln.ts == ln.ts:
             s.start = min(s.start, ln.ts)
             s.end = max(s.end, ln.ts)
+            s.last = max(s.last, ln.ts + ln.res)
         if ln.flags & SPAN_RECORD:
             if ln.start == ln.start:
                 s.start = min(s.start, ln.start)
@@ -187,7 +190,7 @@ def _spans(lines: Sequence[Line], rows: list[int]) -> dict[str, _Span]:
         if s.start == _INF:
             s.start = math.nan
         if s.end == -_INF:
-            s.end = math.nan
+            s.end = s.last = math.nan
     _depths(spans)
     return spans
 
@@ -257,7 +260,7 @@ def _trace_keys(
             continue
         caller = spans[s.parent]  # type: ignore[index]
         send = correct(caller.service, caller.start)
-        receive = correct(caller.service, caller.end)
+        receive = correct(caller.service, caller.last)
         lo = math.nextafter(send, _INF)
         hi = math.nextafter(receive, -_INF) if receive == receive else _INF
         linked = _linked(spans, s)
