@@ -154,7 +154,11 @@ def _precise_keys(ts: F64, res: F64, boundary: B) -> F64:
         count = np.bincount(run[at], minlength=len(run_start))
         k = at - run_start[run[at]]
         size = count[run[at]]
-        base[at] = lo[at] + (hi[at] - lo[at]) * (k + 1) / (size + 1)
+        spread = lo[at] + (hi[at] - lo[at]) * (k + 1) / (size + 1)
+        head = run_start[run[at]]
+        after = lo[head] > ts[head]  # an earlier line of the file bounds the run
+        before = hi[head] < ts[head] + res[head]  # a later one does
+        base[at] = np.where(after & ~before, lo[at], np.where(before & ~after, hi[at], spread))
     # Lines before a group's first time take that group's first key.
     missing = np.isnan(base)
     if missing.any():

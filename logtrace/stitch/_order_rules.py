@@ -10,8 +10,10 @@ stitcher's numpy version (:mod:`._order`) is tested against, line for line
 2. **Precision.** A line whose time is a whole second or millisecond in a
    file that writes such times (:mod:`._precision`) happened some time in
    that interval. Its earlier lines in the file say it is no earlier than
-   theirs, its later lines that it is no later than theirs: it goes inside
-   what is left of its interval, lines of one such run spread evenly.
+   theirs, its later lines that it is no later than theirs. Bounded by an
+   earlier line alone, it goes right after it; by a later line alone, right
+   before it; by both or neither, the lines of one such run spread evenly
+   over what is left of their interval.
 3. **Causality.** A call is a span whose parent span, in another service,
    is in the logs (a message's consumer under its producer is none). The
    caller says when it sent the request and got the answer: its client span
@@ -322,8 +324,15 @@ def _precise_keys(lines: Sequence[Line], rows: list[int]) -> dict[int, float]:
                     break
                 k += 1
             count = k - j
+            after = lo[j] > ln.corrected  # an earlier line of the file bounds the run
+            before = hi[j] < ln.corrected + ln.res  # a later one does
             for r in range(count):
-                base[j + r] = lo[j] + (hi[j] - lo[j]) * (r + 1) / (count + 1)
+                if after and not before:
+                    base[j + r] = lo[j]
+                elif before and not after:
+                    base[j + r] = hi[j]
+                else:
+                    base[j + r] = lo[j] + (hi[j] - lo[j]) * (r + 1) / (count + 1)
             j = k
         first = next((b for b in base if b == b), math.nan)
         held = first
