@@ -178,7 +178,7 @@ def _bounded(keys: F64, lower: F64, upper: F64, boundary: B) -> F64:
     """Rule 3 applied to the keys, each file's order kept."""
     lower = _segmented(lower, boundary, np.fmax, False)
     upper = _segmented(upper, boundary, np.fmin, True)
-    out = np.minimum(np.maximum(keys, lower), upper)
+    out = np.maximum(np.minimum(keys, upper), lower)  # the send wins where bounds cross
     return _segmented(out, boundary, np.fmax, False)
 
 
@@ -271,8 +271,8 @@ def _bounds(
                 with np.errstate(invalid="ignore"):
                     free = (has_record[q] & (t >= rec_end[q])) | (t > answered[q])
                 o_lo, o_hi = low[q], np.where(free, _INF, high[q])
-                lo[nest] = np.minimum(np.maximum(lo[nest], o_lo), o_hi)
-                hi[nest] = np.minimum(np.maximum(hi[nest], o_lo), o_hi)
+                lo[nest] = np.maximum(np.minimum(lo[nest], o_hi), o_lo)
+                hi[nest] = np.maximum(np.minimum(hi[nest], o_hi), o_lo)
             low[x], high[x] = lo, hi
             # Calls whose lines would be moved before the answer: when was it complete?
             mine = np.flatnonzero(b_depth == d)

@@ -24,7 +24,9 @@ stitcher's numpy version (:mod:`._order`) is tested against, line for line
    alone: lines at or after the callee's span record (written when the
    application returned) and, when the record says when the response was
    complete (``response_ms``) and a line would otherwise be moved, lines
-   after that. The bounds move keys, never file order.
+   after that. Where bounds cross, the send wins: a line after, in its file,
+   a line that came after a later request ran after its own answer. The
+   bounds move keys, never file order.
 
 Traces go out by their first key, ties by first appearance; a trace's lines
 by key, ties by file then line; lines without a trace last, as read.
@@ -133,7 +135,9 @@ class _Span:
 
 
 def _clip(value: float, lo: float, hi: float) -> float:
-    return min(max(value, lo), hi)
+    """``value`` within ``[lo, hi]``; ``lo`` wins if they cross (a request is
+    never handled before it was sent; an answer bound may not hold)."""
+    return max(min(value, hi), lo)
 
 
 def order_lines(
@@ -366,6 +370,6 @@ def _bounded(
         held = -_INF
         for j, i in enumerate(group):
             lower = max(lower, bounds.get(i, (-_INF, _INF))[0])
-            held = max(held, min(max(base[i], lower), upper[j]))
+            held = max(held, _clip(base[i], lower, upper[j]))
             keys[i] = held
     return keys
