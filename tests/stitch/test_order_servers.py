@@ -6,7 +6,8 @@ and then runs a ``BackgroundTasks`` job, and on one that streams its body;
 then, in parallel, ``legacy`` (Flask under gunicorn with a sync worker: its
 JSON lines to the microsecond interleaved with gunicorn's own access lines,
 to the second) and ``ledger`` (Starlette under uvicorn, logging's ``asctime``
-text lines, to the millisecond). Every trace of the stitch must be in causal
+text lines, to the millisecond); then the Django example project under
+uvicorn (ASGI). Every trace of the stitch must be in causal
 order, and ``logtrace grep`` must print each trace as the stitch does.
 """
 
@@ -21,7 +22,7 @@ from typing import Any
 
 import httpx
 import pytest
-from _stitchutil import cli, stitch_jsonl
+from _stitchutil import REPO, cli, stitch_jsonl
 from servers import run_gunicorn, run_uvicorn
 
 from logtrace.stitch import grep
@@ -137,6 +138,7 @@ async def checkout() -> dict[str, bool]:
             client.get(os.environ["LEGACY"] + "/price"),
             client.get(os.environ["LEDGER"] + "/entry"),
         )
+        await client.get(os.environ["SHOP"] + "/items/7")
     log.info("checkout done")
     return {"ok": True}
 
@@ -157,7 +159,8 @@ def logs(tmp_path_factory: pytest.TempPathFactory) -> list[str]:
         ("front", FRONT),
     ):
         (root / f"{name}_app.py").write_text(textwrap.dedent(text))
-    paths = {name: root / f"{name}.log" for name in ("worker", "legacy", "ledger", "front")}
+    names = ("worker", "legacy", "ledger", "django-shop", "front")
+    paths = {name: root / f"{name}.log" for name in names}
     with ExitStack() as stack:
         worker = stack.enter_context(
             run_uvicorn("worker_app:app", app_dir=root, log_path=root / "worker.out",
@@ -171,10 +174,15 @@ def logs(tmp_path_factory: pytest.TempPathFactory) -> list[str]:
             run_uvicorn("ledger_app:app", app_dir=root, log_path=root / "ledger.out",
                         env={"LOG_FILE": str(paths["ledger"])})
         )  # fmt: skip
+        shop = stack.enter_context(
+            run_uvicorn("shop.asgi:application", app_dir=REPO / "examples" / "django_project",
+                        log_path=paths["django-shop"])
+        )  # fmt: skip
         front = stack.enter_context(
             run_uvicorn("front_app:app", app_dir=root, log_path=root / "front.out",
                         env={"LOG_FILE": str(paths["front"]), "WORKER": worker.url,
-                             "LEGACY": legacy.url, "LEDGER": ledger.url})
+                             "LEGACY": legacy.url, "LEDGER": ledger.url,
+                             "SHOP": shop.url})
         )  # fmt: skip
         for _ in range(CHECKOUTS):
             assert httpx.post(front.url + "/checkout", timeout=20).status_code == 200
@@ -209,7 +217,13 @@ def test_every_trace_is_in_causal_order(logs: list[str], tmp_path: Path) -> None
     traces = _by_trace(records)
     checked = 0
     for rows in traces.values():
-        assert {r["service"] for r in rows} >= {"front", "worker", "legacy", "ledger"}
+        assert {r["service"] for r in rows} >= {
+            "front",
+            "worker",
+            "legacy",
+            "ledger",
+            "django-shop",
+        }
         for n, client in enumerate(rows):
             rec = client["record"]
             if not isinstance(rec, dict) or rec.get("span.kind") != "client":
