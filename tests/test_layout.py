@@ -147,7 +147,7 @@ STITCH_STAGES = (
             "_calls",
         ),
     ),
-    ("order and select", ("_order", "_select", "_stage")),
+    ("order and select", ("_precision", "_order_rules", "_order", "_select", "_stage")),
     (
         "write",
         (

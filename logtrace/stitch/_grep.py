@@ -19,16 +19,20 @@ from __future__ import annotations
 
 import contextlib
 import heapq
+import math
 import mmap
 import os
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 
-from ._clocks import Edge, estimate_clocks
+from ._clocks import ClockModel, Edge, estimate_clocks
 from ._decompress import open_decompressed, read_blocks
 from ._model import KIND_CLIENT, SPAN_RECORD, Source
+from ._order_rules import Line, order_lines
 from ._parse import parse_line
+from ._parse_text import Parsed
 from ._plan import InputError, service_from_path
+from ._precision import file_resolution, resolution
 
 __all__ = [
     "ORDER_BUFFER",
@@ -45,6 +49,7 @@ ORDER_BUFFER = 32 << 20
 be put in stitched order; beyond, matches are written in file order."""
 
 _MATCH_COST = 200
+_NO_SKEW = ClockModel()
 
 
 @dataclass(slots=True)
@@ -211,14 +216,56 @@ class _SpanSeen:
     client: bool = False
 
 
-def order_matches(matches: list[Match], names: Sequence[str]) -> list[Match]:
-    """Matches in stitched order: traces by start, records merged across files
-    by corrected time, each file's own order kept."""
+def order_matches(
+    matches: list[Match],
+    names: Sequence[str],
+    paths: Sequence[str] | None = None,
+    clocks: dict[str, ClockModel] | None = None,
+) -> list[Match]:
+    """Matches in stitched order: the rules of :mod:`._order_rules`, the
+    stitcher's, on clocks estimated from the calls among the matches.
+
+    ``names`` are the files' names (their services when lines name none),
+    ``paths`` where to read them (default: the names), for their timestamps'
+    resolution. ``clocks`` (by default estimated from the matches) put
+    each service's times on the reference clock."""
+    paths = names if paths is None else paths
     parsed = [parse_line(m.raw) for m in matches]
     services = [
         p[4] or service_from_path(names[m.file]) for m, p in zip(matches, parsed, strict=True)
     ]
-    # Spans among the matches: service, raw start and end, parent, client record.
+    if clocks is None:
+        clocks = estimate_clocks(_edges(parsed, services), set(services))
+    models = {svc: clocks.get(svc, _NO_SKEW) for svc in set(services)}
+    resolutions = {f: file_resolution(paths[f]) for f in {m.file for m in matches}}
+    lines: list[Line] = []
+    nan = math.nan
+    for m, p, svc in zip(matches, parsed, services, strict=True):
+        trace, span, parent, ts, _, flags, _, start = p
+        raw = nan if ts is None else ts
+        lines.append(
+            Line(
+                m.file,
+                trace,
+                span,
+                parent,
+                svc,
+                flags,
+                raw,
+                nan if start is None else start,
+                nan if ts is None else models[svc].correct(ts),
+                resolution(raw, resolutions[m.file]),
+            )
+        )
+
+    def correct(service: str, t: float) -> float:
+        return models[service].correct(t)
+
+    return [matches[i] for i in order_lines(lines, correct, lambda i: matches[i].raw)]
+
+
+def _edges(parsed: list[Parsed], services: list[str]) -> list[Edge]:
+    """The calls among the matches, for the clock estimate."""
     spans: dict[tuple[str, str], _SpanSeen] = {}
     for p, svc in zip(parsed, services, strict=True):
         trace, span, parent, ts, _, flags, _, start = p
@@ -239,36 +286,7 @@ def order_matches(matches: list[Match], names: Sequence[str]) -> list[Match]:
         if up is None or up.service == s.service:
             continue
         edges.append(Edge(up.service, s.service, up.start, up.end, s.start, s.end, up.client))
-    clocks = estimate_clocks(edges, set(services))
-    corrected = []
-    for p, svc in zip(parsed, services, strict=False):
-        ts = p[3]
-        corrected.append(None if ts is None else clocks[svc].correct(ts))
-    # Hold each file's order: a record never sorts before an earlier line of its file.
-    held: list[float] = []
-    last: dict[tuple[str | None, int], float] = {}
-    for m, p, ts in zip(matches, parsed, corrected, strict=False):
-        key = (p[0], m.file)  # file order: offsets only grow
-        prev = last.get(key, float("-inf"))
-        value = prev if ts is None or ts < prev else ts
-        last[key] = value
-        held.append(value)
-    first: dict[str | None, float] = {}
-    for p, value in zip(parsed, held, strict=False):
-        if p[0] is not None and value > float("-inf"):
-            first[p[0]] = min(first.get(p[0], value), value)
-    keyed = sorted(
-        range(len(matches)),
-        key=lambda i: (
-            parsed[i][0] is None,
-            first.get(parsed[i][0], float("inf")),
-            parsed[i][0] or "",
-            held[i] if parsed[i][0] is not None else 0.0,
-            matches[i].file,
-            matches[i].offset,
-        ),
-    )
-    return [matches[i] for i in keyed]
+    return edges
 
 
 def _needles(ids: Sequence[str]) -> list[bytes]:
@@ -338,6 +356,6 @@ def grep_stream(
             skipped.append(str(exc))
     if held is None:
         return count, False
-    for m in order_matches(held, [s.name for s in sources]):
+    for m in order_matches(held, [s.name for s in sources], [s.path for s in sources]):
         write(m)
     return count, True

@@ -1,29 +1,49 @@
 """Order: traces by start, records of a trace in narrative order.
 
-Records are merged across files by corrected time, but one file is one
-clock: its records never swap places. Where a file's own timestamps go
-backwards (threads racing to the log), a record keeps the latest time seen
-before it in that file and trace, so the merge below cannot reorder them.
-Lines without a trace come last, in file and line order.
+The rules are those of :mod:`._order_rules` (file order, precision,
+causality), applied here to a whole partition at once with numpy: a trace's
+records in one file form a group, in line order, and every step is a pass
+over all groups together. Only groups whose keys need a running maximum or
+minimum (a file's times going backwards, parallel calls interleaved in one
+file) are walked one by one. Lines without a trace come last, in file and
+line order.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 import numpy.typing as npt
 
-from ._model import Order, Table
+from ._clocks import ClockModel
+from ._correct import correct_times, find_calls, model_arrays
+from ._group import RowLines
+from ._model import SPAN_RECORD, Order, Table, Tree
+from ._order_rules import answered_at
+from ._precision import MS, SECOND, file_resolution
+from ._tree import build_tree
 
-__all__ = ["order"]
+__all__ = ["order", "row_resolution"]
 
 I64 = npt.NDArray[np.int64]
 F64 = npt.NDArray[np.float64]
+B = npt.NDArray[np.bool_]
+
+_INF = np.inf
 
 
-def order(table: Table, corrected: F64) -> Order:
+def order(
+    table: Table,
+    corrected: F64,
+    tree: Tree | None = None,
+    clocks: dict[str, ClockModel] | None = None,
+) -> Order:
     """Output order of all rows.
 
-    ``corrected`` holds per-row corrected times (NaN for lines without one).
+    ``corrected`` holds per-row corrected times (NaN for lines without
+    one), ``clocks`` the models that corrected them (for the callers' send
+    and answer times); ``tree`` is the table's span tree (built if not given).
     """
     rows = table.rows
     trace = rows["trace"]
@@ -33,15 +53,25 @@ def order(table: Table, corrected: F64) -> Order:
     key = trace[traced].astype(np.int64) * max(len(table.sources), 1) + table.file[traced]
     perm = np.argsort(key, kind="stable")
     by_group = traced[perm]
-    group_key = key[perm]
+    boundary = np.empty(len(by_group), dtype=bool)
+    if len(by_group):
+        group_key = key[perm]
+        boundary[0] = True
+        np.not_equal(group_key[1:], group_key[:-1], out=boundary[1:])
     ts = corrected[by_group]
-    ts = _fill_and_hold(ts, group_key)
+    res_all = row_resolution(table)
+    keys = _precise_keys(ts, res_all[by_group], boundary)
+    if len(by_group) and (rows["parent"][by_group] >= 0).any():
+        tree = tree if tree is not None else build_tree(table)
+        lower, upper = _bounds(table, tree, clocks, by_group, keys, res_all)
+        if lower is not None and upper is not None:
+            keys = _bounded(keys, lower, upper, boundary)
     t_of = trace[by_group]
     start = np.full(n_traces, np.inf)
     end = np.full(n_traces, -np.inf)
-    finite = ~np.isnan(ts)
-    np.minimum.at(start, t_of[finite], ts[finite])
-    np.maximum.at(end, t_of[finite], ts[finite])
+    finite = np.isfinite(keys)
+    np.minimum.at(start, t_of[finite], keys[finite])
+    np.maximum.at(end, t_of[finite], keys[finite])
     start[np.isinf(start)] = np.nan
     end[np.isinf(end)] = np.nan
 
@@ -49,45 +79,219 @@ def order(table: Table, corrected: F64) -> Order:
     sort_start = np.where(np.isnan(start), np.inf, start)
     rank = np.empty(n_traces, dtype=np.int64)
     rank[np.lexsort((np.arange(n_traces), sort_start))] = np.arange(n_traces)
-    # Lines without a time inside a trace sort first among its lines of equal time.
-    ts = np.where(np.isnan(ts), -np.inf, ts)
-    final = by_group[np.lexsort((ts, rank[t_of]))]
+    final = by_group[np.lexsort((keys, rank[t_of]))]
     tail = np.flatnonzero(trace < 0)
     out = np.concatenate([final, tail]).astype(np.int64)
     return Order(out, len(final), start, end)
 
 
-def _fill_and_hold(ts: F64, group: npt.NDArray[np.int64]) -> F64:
-    """Within each group (a trace's records in one file, in line order): fill
-    missing times from the previous record (or the next, at the start), then
-    hold the running maximum so that the file's order is never undone."""
+def row_resolution(table: Table) -> F64:
+    """Per row: how long the time it names lasts (0.0 for a point; see :mod:`._precision`)."""
+    ts = table.rows["ts"]
+    out = np.zeros(len(ts))
+    files = np.unique(table.file) if len(ts) else np.empty(0, dtype=np.int32)
+    seconds = np.zeros(len(table.sources), dtype=bool)
+    millis = np.zeros(len(table.sources), dtype=bool)
+    for f in files.tolist():
+        found = file_resolution(table.data_paths[f])
+        seconds[f], millis[f] = found.seconds, found.millis
+    if not (seconds.any() or millis.any()):
+        return out
+    with np.errstate(invalid="ignore"):
+        whole_s = seconds[table.file] & (ts == np.floor(ts))
+        scaled = ts * 1000.0
+        whole = millis[table.file] & (np.abs(scaled - np.round(scaled)) < 5e-4) & ~whole_s
+    out[whole_s] = SECOND
+    out[whole] = MS
+    return out
+
+
+def _segmented(values: F64, boundary: B, op: Callable[..., F64], backward: bool) -> F64:
+    """``op.accumulate`` (``np.fmax`` or ``np.fmin``) within each group, in
+    place; only groups where it changes something are walked."""
+    n = len(values)
+    if n < 2:
+        return values
+    if backward:
+        ends = np.empty(n, dtype=bool)
+        ends[-1] = True
+        ends[:-1] = boundary[1:]
+        _segmented(values[::-1], ends[::-1].copy(), op, False)
+        return values
+    prev, cur = values[:-1], values[1:]
+    with np.errstate(invalid="ignore"):
+        changed = op(prev, cur) != cur
+    changed &= ~(np.isnan(prev) & np.isnan(cur))
+    bad = np.flatnonzero(changed & ~boundary[1:]) + 1
+    if not len(bad):
+        return values
+    starts = np.flatnonzero(boundary)
+    for g in np.unique(np.searchsorted(starts, bad, side="right") - 1).tolist():
+        lo = starts[g]
+        hi = starts[g + 1] if g + 1 < len(starts) else n
+        op.accumulate(values[lo:hi], out=values[lo:hi])  # type: ignore[attr-defined]
+    return values
+
+
+def _precise_keys(ts: F64, res: F64, boundary: B) -> F64:
+    """Rules 1 and 2 of :mod:`._order_rules`: keys from each group's times."""
     n = len(ts)
-    if n == 0:
-        return ts
-    boundary = np.empty(n, dtype=bool)
-    boundary[0] = True
-    np.not_equal(group[1:], group[:-1], out=boundary[1:])
-    missing = np.isnan(ts)
+    lo = _segmented(ts.copy(), boundary, np.fmax, False)
+    base = lo.copy()
+    coarse = (res > 0) & ~np.isnan(ts)
+    if coarse.any():
+        hi = _segmented(np.where(np.isnan(ts), _INF, ts + res), boundary, np.fmin, True)
+        with np.errstate(invalid="ignore"):
+            eligible = coarse & (hi > lo)
+        joined = np.zeros(n, dtype=bool)
+        joined[1:] = (
+            eligible[1:] & eligible[:-1] & ~boundary[1:] & (lo[1:] == lo[:-1]) & (hi[1:] == hi[:-1])
+        )
+        first = eligible & ~joined
+        run = np.cumsum(first) - 1
+        at = np.flatnonzero(eligible)
+        run_start = np.flatnonzero(first)
+        count = np.bincount(run[at], minlength=len(run_start))
+        k = at - run_start[run[at]]
+        size = count[run[at]]
+        spread = lo[at] + (hi[at] - lo[at]) * (k + 1) / (size + 1)
+        head = run_start[run[at]]
+        after = lo[head] > ts[head]  # an earlier line of the file bounds the run
+        before = hi[head] < ts[head] + res[head]  # a later one does
+        base[at] = np.where(after & ~before, lo[at], np.where(before & ~after, hi[at], spread))
+    # Lines before a group's first time take that group's first key.
+    missing = np.isnan(base)
     if missing.any():
-        idx = np.where(missing & ~boundary, 0, np.arange(n))
+        rev = base[::-1]
+        rb = np.empty(n, dtype=bool)
+        rb[0] = True
+        rb[1:] = boundary[::-1][:-1]
+        idx = np.where(np.isnan(rev) & ~rb, 0, np.arange(n))
         np.maximum.accumulate(idx, out=idx)
-        ts = ts[idx]  # forward fill within groups (boundaries never take from before)
-        still = np.isnan(ts)
-        if still.any():
-            rev = ts[::-1]
-            rb = np.empty(n, dtype=bool)
-            rb[0] = True
-            np.not_equal(group[::-1][1:], group[::-1][:-1], out=rb[1:])
-            ridx = np.where(np.isnan(rev) & ~rb, 0, np.arange(n))
-            np.maximum.accumulate(ridx, out=ridx)
-            ts = rev[ridx][::-1].copy()
-    else:
-        ts = ts.copy()
-    back = np.flatnonzero((ts[1:] < ts[:-1]) & ~boundary[1:]) + 1
-    if len(back):
-        starts = np.flatnonzero(boundary)
-        for g in np.unique(np.searchsorted(starts, back, side="right") - 1):
-            lo = starts[g]
-            hi = starts[g + 1] if g + 1 < len(starts) else n
-            np.fmax.accumulate(ts[lo:hi], out=ts[lo:hi])
-    return ts
+        base = rev[idx][::-1].copy()
+    keys = _segmented(base, boundary, np.fmax, False)
+    keys[np.isnan(keys)] = -_INF
+    return keys
+
+
+def _bounded(keys: F64, lower: F64, upper: F64, boundary: B) -> F64:
+    """Rule 3 applied to the keys, each file's order kept."""
+    lower = _segmented(lower, boundary, np.fmax, False)
+    upper = _segmented(upper, boundary, np.fmin, True)
+    out = np.maximum(np.minimum(keys, upper), lower)  # the send wins where bounds cross
+    return _segmented(out, boundary, np.fmax, False)
+
+
+def _latest(table: Table, n_spans: int, res: F64) -> F64:
+    """Per span: the latest its lines' times allow (a time to the second: its end)."""
+    rows = table.rows
+    span = rows["span"]
+    ts = rows["ts"]
+    timed = (span >= 0) & ~np.isnan(ts)
+    last = np.full(n_spans, -_INF)
+    np.maximum.at(last, span[timed], (ts + res)[timed])
+    last[np.isinf(last)] = np.nan
+    return last
+
+
+def _bounds(
+    table: Table,
+    tree: Tree,
+    clocks: dict[str, ClockModel] | None,
+    by_group: I64,
+    keys: F64,
+    res: F64,
+) -> tuple[F64 | None, F64 | None]:
+    """Per row of ``by_group``: the lowest and highest key its calls allow."""
+    calls = find_calls(table, tree)
+    if not len(calls.callee):
+        return None, None
+    rows = table.rows
+    n_spans = len(tree.parent)
+    span = rows["span"]
+    raw = rows["ts"]
+    # Each span's last span record: its time is when the application returned.
+    record = np.full(n_spans, -1, dtype=np.int64)
+    rec_rows = np.flatnonzero((span >= 0) & ((rows["flags"] & SPAN_RECORD) != 0))
+    np.maximum.at(record, span[rec_rows], rec_rows)
+    has_record = record >= 0
+    rec_end = np.where(has_record, raw[np.maximum(record, 0)], np.nan)
+    answered = np.full(n_spans, np.nan)
+
+    is_call = np.zeros(n_spans, dtype=bool)
+    is_call[calls.callee] = True
+    parent = tree.parent.astype(np.int64)
+    depth = tree.depth.astype(np.int64)
+    has_parent = parent >= 0
+    linked = np.zeros(n_spans, dtype=bool)
+    up = parent[has_parent]
+    linked[has_parent] = tree.present[up] & (depth[up] == depth[has_parent] - 1)
+    # The innermost call at or above each span, level by level.
+    root = np.full(n_spans, -1, dtype=np.int64)
+    by_depth = np.argsort(depth, kind="stable")
+    levels = np.split(by_depth, np.flatnonzero(np.diff(depth[by_depth])) + 1)
+    for level in levels:
+        inherit = level[linked[level]]
+        root[inherit] = root[parent[inherit]]
+        own = level[is_call[level]]
+        root[own] = own
+
+    models = model_arrays(clocks or {}, table.services)
+    p = calls.caller
+    caller_svc = tree.service[p].astype(np.int64)
+    send = correct_times(calls.send, caller_svc, models)
+    # The answer came no later than the caller span's latest time allows.
+    receive = correct_times(_latest(table, n_spans, res)[p], caller_svc, models)
+    lo_all = np.nextafter(send, _INF)
+    hi_all = np.where(np.isnan(receive), _INF, np.nextafter(receive, -_INF))
+    low = np.full(n_spans, -_INF)
+    high = np.full(n_spans, _INF)
+
+    # Rows in group order, each with its innermost call.
+    g_span = span[by_group].astype(np.int64)
+    row_root = np.where(g_span >= 0, root[np.maximum(g_span, 0)], -1)
+    bounded_rows = np.flatnonzero(row_root >= 0)
+    b_root = row_root[bounded_rows]
+    b_raw = raw[by_group[bounded_rows]]
+    with np.errstate(invalid="ignore"):
+        after_return = has_record[b_root] & (b_raw >= rec_end[b_root])
+    b_depth = depth[b_root]
+    lines = RowLines(table)
+    try:
+        callee = calls.callee
+        c_depth = depth[callee]
+        for d in np.unique(c_depth).tolist():
+            at = np.flatnonzero(c_depth == d)
+            x, px = callee[at], p[at]
+            lo, hi = lo_all[at], hi_all[at]
+            outer = np.where(linked[x], root[px], -1)
+            nest = outer >= 0
+            if nest.any():
+                q, t = outer[nest], calls.send[at][nest]
+                with np.errstate(invalid="ignore"):
+                    free = (has_record[q] & (t >= rec_end[q])) | (t > answered[q])
+                o_lo, o_hi = low[q], np.where(free, _INF, high[q])
+                lo[nest] = np.maximum(np.minimum(lo[nest], o_hi), o_lo)
+                hi[nest] = np.maximum(np.minimum(hi[nest], o_hi), o_lo)
+            low[x], high[x] = lo, hi
+            # Calls whose lines would be moved before the answer: when was it complete?
+            mine = np.flatnonzero(b_depth == d)
+            if not len(mine):
+                continue
+            r = b_root[mine]
+            with np.errstate(invalid="ignore"):
+                moved = ~after_return[mine] & (keys[bounded_rows[mine]] > high[r])
+            ask = np.unique(r[moved & has_record[r]])
+            for s in ask.tolist():
+                row = int(record[s])
+                answered[s] = answered_at(lines(row), float(table.span_start[row]))
+    finally:
+        lines.close()
+
+    lower = np.full(len(by_group), -_INF)
+    upper = np.full(len(by_group), _INF)
+    with np.errstate(invalid="ignore"):
+        free = after_return | (b_raw > answered[b_root])
+    lower[bounded_rows] = low[b_root]
+    upper[bounded_rows] = np.where(free, _INF, high[b_root])
+    return lower, upper

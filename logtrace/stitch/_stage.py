@@ -97,7 +97,7 @@ def stage(grouped: Grouped, clocks: dict[str, ClockModel], options: Options) -> 
     """Correct, order and select a partition."""
     table = grouped.table
     corrected = apply_clocks(table, clocks)
-    ordered = order(table, corrected)
+    ordered = order(table, corrected, grouped.tree, clocks)
     selected = narrow(table, corrected, ordered, options)
     traces = len(table.traces)
     chosen = traces if selected is None else int(np.count_nonzero(selected))
@@ -113,6 +113,7 @@ def choose(table: Table, clocks: dict[str, ClockModel], options: Options) -> lis
     """The IDs of the traces of ``table`` the filters select (a filtered run
     only): what a one-page format gathers from every partition."""
     corrected = apply_clocks(table, clocks)
-    selected = select_traces(table, corrected, order(table, corrected).trace_start, options)
+    ordered = order(table, corrected, None, clocks)
+    selected = select_traces(table, corrected, ordered.trace_start, options)
     assert selected is not None  # only filtered runs choose
     return list(compress(table.traces, selected.tolist()))

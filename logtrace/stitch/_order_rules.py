@@ -1,0 +1,375 @@
+"""The ordering rules, stated once in plain Python over a list of lines.
+
+This is what ``logtrace grep`` runs on its matches, and the reference the
+stitcher's numpy version (:mod:`._order`) is tested against, line for line
+(tests/stitch/test_order_parity.py). The rules, per trace:
+
+1. **File order.** Lines of one file never swap places. Each line's key
+   starts as its corrected time; a key never goes below an earlier line's of
+   the same file and trace (threads racing to a log write times out of order).
+2. **Precision.** A line whose time is a whole second or millisecond in a
+   file that writes such times (:mod:`._precision`) happened some time in
+   that interval. Its earlier lines in the file say it is no earlier than
+   theirs, its later lines that it is no later than theirs. Bounded by an
+   earlier line alone, it goes right after it; by a later line alone, right
+   before it; by both or neither, the lines of one such run spread evenly
+   over what is left of their interval.
+3. **Causality.** A call is a span whose parent span, in another service,
+   is in the logs (a message's consumer under its producer is none). The
+   caller says when it sent the request and got the answer: its client span
+   record, else its own span's first and last times. The callee's lines, and
+   those of every span under it, go after the send and before the answer,
+   the bounds of a call inside a call nested inside the outer call's. Work
+   the callee did after its answer was complete is bounded by the send
+   alone: lines at or after the callee's span record (written when the
+   application returned) and, when the record says when the response was
+   complete (``response_ms``) and a line would otherwise be moved, lines
+   after that. Where bounds cross, the send wins: a line after, in its file,
+   a line that came after a later request ran after its own answer. The
+   bounds move keys, never file order.
+
+Traces go out by their first key, ties by first appearance; a trace's lines
+by key, ties by file then line; lines without a trace last, as read.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+import msgspec
+
+from ._model import KIND_CLIENT, KIND_PRODUCER, SPAN_RECORD
+
+__all__ = ["MAX_DEPTH", "RESPONSE_KEY", "Line", "answered_at", "order_lines", "response_ms"]
+
+MAX_DEPTH = 256
+"""Parent links followed at most (as the span tree does): deeper is a cycle."""
+RESPONSE_KEY = "response_ms"
+"""A server span record's milliseconds from its start until the response was complete."""
+_INF = math.inf
+_RESPONSE = re.compile(rb'(?:^|[\s,{])"?response_ms"?\s*[=:]\s*"?(-?[0-9][0-9.eE+-]*)')
+
+
+@dataclass(slots=True)
+class Line:
+    """What ordering reads of one line."""
+
+    file: int
+    trace: str | None
+    span: str | None
+    parent: str | None
+    service: str
+    flags: int
+    ts: float
+    """Raw time, NaN if none."""
+    start: float
+    """A span record's start (raw), NaN otherwise."""
+    corrected: float
+    """``ts`` on the reference clock (NaN if none)."""
+    res: float = 0.0
+    """Resolution of ``ts``: 0.0 a point, else the interval's length."""
+
+
+def response_ms(raw: bytes) -> float | None:
+    """The ``response_ms`` a span record line names (JSON or key=value), or ``None``."""
+    if b"response_ms" not in raw:
+        return None
+    head = raw.lstrip()[:1]
+    if head == b"{":
+        try:
+            value = msgspec.json.decode(raw)
+        except (msgspec.DecodeError, RecursionError):
+            value = None
+        if isinstance(value, dict):
+            got = value.get(RESPONSE_KEY)
+            if isinstance(got, (int, float)) and not isinstance(got, bool):
+                return float(got) if math.isfinite(got) else None
+            if isinstance(got, str):
+                return _number(got)
+            return None
+    m = _RESPONSE.search(raw)
+    return _number(m.group(1).decode()) if m else None
+
+
+def _number(text: str) -> float | None:
+    try:
+        value = float(text)
+    except ValueError:
+        return None
+    return value if math.isfinite(value) else None
+
+
+def answered_at(raw: bytes, start: float) -> float:
+    """When a server span record (starting at raw ``start``) says its response
+    was complete, raw; NaN if it does not say."""
+    ms = response_ms(raw)
+    if ms is None or start != start:
+        return math.nan
+    return start + ms / 1000.0
+
+
+@dataclass(slots=True)
+class _Span:
+    key: str
+    service: str
+    start: float = _INF
+    end: float = -_INF
+    last: float = -_INF
+    """The latest its lines' times allow (a time to the second: its end)."""
+    parent: str | None = None
+    client: bool = False
+    producer: bool = False
+    record: int = -1
+    """The span's last span record (index into the lines)."""
+    depth: int = -1
+    call: bool = False
+    root: str | None = None
+    """The innermost call at or above the span (a callee span), if any."""
+    send: float = -_INF
+    receive: float = _INF
+    answered: float = math.nan
+    rows: list[int] = field(default_factory=list)
+
+
+def _clip(value: float, lo: float, hi: float) -> float:
+    """``value`` within ``[lo, hi]``; ``lo`` wins if they cross (a request is
+    never handled before it was sent; an answer bound may not hold)."""
+    return max(min(value, hi), lo)
+
+
+def order_lines(
+    lines: Sequence[Line],
+    correct: Callable[[str, float], float],
+    read: Callable[[int], bytes],
+) -> list[int]:
+    """Indexes of ``lines`` (in file then line order) in output order.
+
+    ``correct(service, t)`` puts a raw time of ``service`` on the reference
+    clock; ``read(i)`` gives line ``i``'s bytes (a span record's, for its
+    ``response_ms``)."""
+    traces: dict[str, list[int]] = {}
+    tail: list[int] = []
+    for i, ln in enumerate(lines):
+        if ln.trace is None:
+            tail.append(i)
+        else:
+            traces.setdefault(ln.trace, []).append(i)
+    keyed: list[tuple[float, int, list[int]]] = []
+    for n, rows in enumerate(traces.values()):
+        keys = _trace_keys(lines, rows, correct, read)
+        finite = [keys[i] for i in rows if -_INF < keys[i] < _INF]
+        start = min(finite) if finite else _INF
+        keyed.append((start, n, sorted(rows, key=lambda i: (keys[i], lines[i].file, i))))
+    keyed.sort(key=lambda t: (t[0], t[1]))
+    out = [i for _, _, rows in keyed for i in rows]
+    return out + tail
+
+
+def _spans(lines: Sequence[Line], rows: list[int]) -> dict[str, _Span]:
+    spans: dict[str, _Span] = {}
+    for i in rows:
+        ln = lines[i]
+        if ln.span is None:
+            continue
+        s = spans.get(ln.span)
+        if s is None:
+            s = spans[ln.span] = _Span(ln.span, ln.service)
+        s.rows.append(i)
+        if ln.parent is not None and ln.parent != ln.span:
+            s.parent = ln.parent
+        if ln.ts == ln.ts:
+            s.start = min(s.start, ln.ts)
+            s.end = max(s.end, ln.ts)
+            s.last = max(s.last, ln.ts + ln.res)
+        if ln.flags & SPAN_RECORD:
+            if ln.start == ln.start:
+                s.start = min(s.start, ln.start)
+            if ln.flags & KIND_CLIENT:
+                s.client = True
+            s.record = i
+        if ln.flags & KIND_PRODUCER:
+            s.producer = True
+    for s in spans.values():
+        if s.start == _INF:
+            s.start = math.nan
+        if s.end == -_INF:
+            s.end = s.last = math.nan
+    _depths(spans)
+    return spans
+
+
+def _depths(spans: dict[str, _Span]) -> None:
+    """Depths as the span tree gives them (orphans and cycles under the root)."""
+    has_root = any(s.parent is None for s in spans.values())
+    for s in spans.values():
+        if s.parent is None:
+            s.depth = 0
+        elif s.parent not in spans:
+            s.depth = int(has_root)
+    for s in spans.values():
+        if s.depth >= 0:
+            continue
+        steps, up = 0, s
+        while up.depth < 0 and steps <= MAX_DEPTH:
+            assert up.parent is not None
+            up = spans[up.parent]
+            steps += 1
+        s.depth = up.depth + steps if up.depth >= 0 and steps <= MAX_DEPTH else -2
+    for s in spans.values():
+        if s.depth == -2:
+            s.depth = int(has_root)
+
+
+def _linked(spans: dict[str, _Span], s: _Span) -> _Span | None:
+    """The parent, when the tree really hangs ``s`` under it."""
+    up = spans.get(s.parent) if s.parent is not None else None
+    return up if up is not None and up.depth == s.depth - 1 else None
+
+
+def _exempt(s: _Span, t: float, lines: Sequence[Line]) -> bool:
+    """Whether a time ``t`` of the callee ``s``'s service is after its answer."""
+    if s.record >= 0 and t >= lines[s.record].ts:
+        return True
+    return t > s.answered
+
+
+def _trace_keys(
+    lines: Sequence[Line],
+    rows: list[int],
+    correct: Callable[[str, float], float],
+    read: Callable[[int], bytes],
+) -> dict[int, float]:
+    base = _precise_keys(lines, rows)
+    spans = _spans(lines, rows)
+    by_depth = sorted(spans.values(), key=lambda s: s.depth)
+    for s in by_depth:
+        up = spans.get(s.parent) if s.parent is not None else None
+        s.call = (
+            up is not None
+            and up.service != s.service
+            and not up.producer
+            and s.start == s.start
+            and up.start == up.start
+        )
+        linked = _linked(spans, s)
+        inherited = linked.root if linked is not None else None
+        s.root = s.key if s.call else inherited
+    members: dict[str, list[int]] = {}
+    for s in spans.values():
+        if s.root is not None:
+            members.setdefault(s.root, []).extend(s.rows)
+    for s in by_depth:  # outer calls are bounded before the calls inside them
+        if not s.call:
+            continue
+        caller = spans[s.parent]  # type: ignore[index]
+        send = correct(caller.service, caller.start)
+        receive = correct(caller.service, caller.last)
+        lo = math.nextafter(send, _INF)
+        hi = math.nextafter(receive, -_INF) if receive == receive else _INF
+        linked = _linked(spans, s)
+        if linked is not None and linked.root is not None:
+            outer = spans[linked.root]
+            o_hi = _INF if _exempt(outer, caller.start, lines) else outer.receive
+            lo, hi = _clip(lo, outer.send, o_hi), _clip(hi, outer.send, o_hi)
+        s.send, s.receive = lo, hi
+        if s.record >= 0:
+            end = lines[s.record].ts
+            if any(not lines[i].ts >= end and base[i] > hi for i in members[s.key]):
+                s.answered = answered_at(read(s.record), lines[s.record].start)
+    bounds: dict[int, tuple[float, float]] = {}
+    for s in spans.values():
+        if s.root is None:
+            continue
+        call = spans[s.root]
+        for i in s.rows:
+            hi = _INF if _exempt(call, lines[i].ts, lines) else call.receive
+            bounds[i] = (call.send, hi)
+    return _bounded(lines, rows, base, bounds)
+
+
+def _precise_keys(lines: Sequence[Line], rows: list[int]) -> dict[int, float]:
+    """Rules 1 and 2: each line's key from its file's lines of the trace."""
+    groups: dict[int, list[int]] = {}
+    for i in rows:
+        groups.setdefault(lines[i].file, []).append(i)
+    keys: dict[int, float] = {}
+    for group in groups.values():
+        n = len(group)
+        lo = [math.nan] * n
+        hi = [_INF] * n
+        running = math.nan
+        for j, i in enumerate(group):
+            c = lines[i].corrected
+            if c == c:
+                running = c if running != running else max(running, c)
+            lo[j] = running
+        running = _INF
+        for j in range(n - 1, -1, -1):
+            ln = lines[group[j]]
+            if ln.corrected == ln.corrected:
+                running = min(running, ln.corrected + ln.res)
+            hi[j] = running
+        base = list(lo)
+        j = 0
+        while j < n:
+            ln = lines[group[j]]
+            if not (ln.res > 0 and ln.corrected == ln.corrected and hi[j] > lo[j]):
+                j += 1
+                continue
+            k = j + 1
+            while k < n:
+                nx = lines[group[k]]
+                if not (nx.res > 0 and nx.corrected == nx.corrected):
+                    break
+                if lo[k] != lo[j] or hi[k] != hi[j]:
+                    break
+                k += 1
+            count = k - j
+            after = lo[j] > ln.corrected  # an earlier line of the file bounds the run
+            before = hi[j] < ln.corrected + ln.res  # a later one does
+            for r in range(count):
+                if after and not before:
+                    base[j + r] = lo[j]
+                elif before and not after:
+                    base[j + r] = hi[j]
+                else:
+                    base[j + r] = lo[j] + (hi[j] - lo[j]) * (r + 1) / (count + 1)
+            j = k
+        first = next((b for b in base if b == b), math.nan)
+        held = first
+        for j, i in enumerate(group):
+            b = base[j]
+            if b == b and b > held:
+                held = b
+            keys[i] = held if held == held else -_INF
+    return keys
+
+
+def _bounded(
+    lines: Sequence[Line],
+    rows: list[int],
+    base: dict[int, float],
+    bounds: dict[int, tuple[float, float]],
+) -> dict[int, float]:
+    """Rule 3 applied to the keys, each file's order kept."""
+    groups: dict[int, list[int]] = {}
+    for i in rows:
+        groups.setdefault(lines[i].file, []).append(i)
+    keys: dict[int, float] = {}
+    for group in groups.values():
+        n = len(group)
+        upper = [_INF] * n
+        running = _INF
+        for j in range(n - 1, -1, -1):
+            running = min(running, bounds.get(group[j], (-_INF, _INF))[1])
+            upper[j] = running
+        lower = -_INF
+        held = -_INF
+        for j, i in enumerate(group):
+            lower = max(lower, bounds.get(i, (-_INF, _INF))[0])
+            held = max(held, _clip(base[i], lower, upper[j]))
+            keys[i] = held
+    return keys
