@@ -134,6 +134,8 @@ STITCH_STAGES = (
             "_clocks",
             "_correct",
             "_calls",
+            "_containment",
+            "_inferred_calls",
         ),
     ),
     ("order and select", ("_order", "_select", "_stage")),

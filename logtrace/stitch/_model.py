@@ -143,6 +143,10 @@ class Options:
     """Trace partitions; 0 lets the memory budget decide (see :mod:`._partition`)."""
     strict: bool = False
     """An input that cannot be read fails the run instead of being skipped."""
+    callers: tuple[tuple[str, str], ...] = ()
+    """Set by the run, not the command line: the (caller, callee) services
+    whose calls are inferred from containment, for logs that name no parent
+    span (see :mod:`._containment`)."""
 
 
 @dataclass(slots=True)
@@ -160,6 +164,8 @@ class Summary:
     warnings: list[str] = field(default_factory=list)
     skipped: list[str] = field(default_factory=list)
     """Inputs that could not be read, each naming the entry (the rest was stitched)."""
+    notes: list[str] = field(default_factory=list)
+    """What the run inferred, or declined to, for the summary (not warnings)."""
 
     def count_rows(self, rows: npt.NDArray[np.void]) -> None:
         """Add ``rows`` (scanned or table rows) to the line counts."""
@@ -221,7 +227,8 @@ class Table:
 
 @dataclass(slots=True)
 class Tree:
-    """Per span: parent, depth, orphan flag, service, raw start/end, client record."""
+    """Per span: parent, depth, orphan flag, service, raw start/end, client
+    record, and whether the parent was inferred."""
 
     parent: I32
     """Parent span index, -1 for none."""
@@ -239,6 +246,9 @@ class Tree:
     """The span has a client span record: exact call times on the caller's clock."""
     row_depth: I32
     """Per row: its span's depth (0 for rows without a span or trace)."""
+    inferred: B | None = None
+    """Per span: its parent was inferred (the logs name none; see
+    :mod:`._containment`). ``None``: no parent was inferred."""
 
 
 @dataclass(slots=True)
