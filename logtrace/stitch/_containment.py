@@ -65,6 +65,8 @@ MIN_TRACES = 8
 REVERSE_SHARE = 0.2
 """A link is dropped when its reverse direction is consistent in more than
 this share of as many traces: the two services' spans merely overlap."""
+WHOLE = 0.99
+"""A link that holds for this share of its callee's spans is taken first (see :func:`_consistent`)."""
 NEAR_DEPTH = 0.9
 """See :func:`_deepest`."""
 SPANS_PER_TRACE = 64
@@ -230,6 +232,8 @@ class Links:
     offsets: dict[str, tuple[float, float]] = field(default_factory=dict)
     """Per linked service: a first estimate of its clock's offset (relative
     to its group's first service) and how far off it may be, in seconds."""
+    groups: dict[str, str] = field(default_factory=dict)
+    """Per linked service: the first service of its group (offset zero)."""
 
     def __bool__(self) -> bool:
         return bool(self.links)
@@ -291,25 +295,26 @@ def decide_links(evidence: Evidence, services: list[str]) -> Links:
                 rejected.add("/".join(sorted((services[a], services[b]))))
             continue
         links.append(Link(services[a], services[b], left, right, traces, spans, possible))
-    kept, contradicted, offsets = _consistent(links)
+    kept, contradicted, offsets, groups = _consistent(links)
     rejected.update("/".join(sorted((k.caller, k.callee))) for k in contradicted)
     gone = sorted(rejected)
-    return Links(tuple(kept), _note(kept, gone, weak), tuple(gone), offsets)
+    return Links(tuple(kept), _note(kept, gone, weak), tuple(gone), offsets, groups)
 
 
 def _consistent(
     links: list[Link],
-) -> tuple[list[Link], list[Link], dict[str, tuple[float, float]]]:
-    """The links whose offsets agree around every cycle of services, and the
+) -> tuple[list[Link], list[Link], dict[str, tuple[float, float]], dict[str, str]]:
+    """The links whose offsets agree around every cycle of services, the
     offset each linked service's clock then has (relative to the first
-    service of its group) with how far off it may be.
+    service of its group) with how far off it may be, and each one's group.
 
     Each link bounds the difference of two clocks; together they are a system
     of difference constraints, feasible when no cycle of them is negative.
-    The links that hold for most of their callee's spans (a service that
-    contains its whole trace first) are added first; one that would make the
-    system infeasible is dropped: its traces agreed on spans that merely
-    overlapped."""
+    First come the links that hold for (nearly) every span of their callee
+    (a service whose span spans its whole trace contains every other), then
+    the others, each lot those that bound the offset most tightly first;
+    one that would make the system infeasible is dropped: its traces agreed
+    on spans that merely overlapped (two calls made in parallel, say)."""
     names = sorted({k.caller for k in links} | {k.callee for k in links})
     at = {name: i for i, name in enumerate(names)}
     n = len(names)
@@ -317,7 +322,9 @@ def _consistent(
     """``bound[i][j]``: the largest ``clock(j) - clock(i)`` the kept links allow."""
     kept: list[Link] = []
     dropped: list[Link] = []
-    ranked = sorted(links, key=lambda k: (-round(_coverage(k), 2), -k.callees, k.caller, k.callee))
+    ranked = sorted(
+        links, key=lambda k: (_coverage(k) < WHOLE, k.hi - k.lo, k.caller, k.callee)
+    )
     for link in ranked:
         a, b = at[link.caller], at[link.callee]
         trial = [row[:] for row in bound]
@@ -329,16 +336,19 @@ def _consistent(
         else:
             dropped.append(link)
     offsets: dict[str, tuple[float, float]] = {}
+    groups: dict[str, str] = {}
     anchors: list[int] = []
     for i, name in enumerate(names):
         anchor = next((k for k in anchors if bound[k][i] < math.inf), None)
         if anchor is None:
             anchors.append(i)
             offsets[name] = (0.0, 0.0)
+            groups[name] = name
             continue
         hi, lo = bound[anchor][i], -bound[i][anchor]
         offsets[name] = ((lo + hi) / 2, (hi - lo) / 2)
-    return kept, dropped, offsets
+        groups[name] = names[anchor]
+    return kept, dropped, offsets, groups
 
 
 def _close(bound: list[list[float]]) -> bool:

@@ -24,12 +24,12 @@ from ._model import Table, Tree
 from ._tree import relink
 
 __all__ = [
-    "FIRST_TOLERANCE",
     "ROUNDS",
     "TOLERANCE",
     "infer_parents",
     "solve_with_links",
     "tolerances",
+    "within_links",
 ]
 
 I64 = npt.NDArray[np.int64]
@@ -38,7 +38,7 @@ F64 = npt.NDArray[np.float64]
 TOLERANCE = 50e-6
 """How far (seconds, corrected) a callee may stick out of its caller's span
 and still be inside it: the clock estimate's own error."""
-ROUNDS: tuple[float | None, ...] = (None, TOLERANCE)
+ROUNDS: tuple[tuple[float | None, float | None], ...] = ((None, None), (TOLERANCE, None))
 """How far a callee may stick out of its caller in each round of inferring
 calls and solving clocks (``None``: as far as the links' first offsets may
 be off; see :func:`solve_with_links`)."""
@@ -49,15 +49,15 @@ at most (more lets spans that merely overlap in, which mislead more)."""
 
 def tolerances(links: Links, tolerance: float | None) -> dict[tuple[str, str], float]:
     """Per linked (caller, callee): how far a callee may stick out of its
-    caller's span, ``tolerance`` or (``None``) how far the links' first
-    offsets may be off (:func:`first_clocks`), at most :data:`FIRST_TOLERANCE`."""
+    caller's span, ``tolerance``; or (``None``) how far inside it must lie:
+    as far as the links' first offsets may be off (:func:`first_clocks`)."""
     if tolerance is not None:
         return {(k.caller, k.callee): tolerance for k in links.links}
     out = {}
     for k in links.links:
         ua = links.offsets.get(k.caller, (0.0, 0.0))[1]
         ub = links.offsets.get(k.callee, (0.0, 0.0))[1]
-        out[(k.caller, k.callee)] = min(ua + ub, FIRST_TOLERANCE) + TOLERANCE
+        out[(k.caller, k.callee)] = -(ua + ub)
     return out
 
 
@@ -193,13 +193,30 @@ def solve_with_links(
     ``grouped(s)`` gives partition ``s``'s table, tree and first keys,
     ``table(s)`` its table alone (for bracketing)."""
     clocks = first_clocks(links)
-    for tolerance in ROUNDS:
+    for tolerance, margin in ROUNDS:
         callers = tolerances(links, tolerance)
         collector = CallCollector(cap)
         for s in range(count):
             t, tree, first = grouped(s)
-            linked = infer_parents(t, tree, callers, apply_clocks(t, clocks), None)
+            linked = infer_parents(t, tree, callers, apply_clocks(t, clocks), margin)
             collector.add(partition_calls(s, t, linked, first, collector.many))
             del t, tree, linked
         clocks = solve_clocks(collector, services, count, table)
-    return clocks
+    return within_links(clocks, links)
+
+
+def within_links(clocks: dict[str, ClockModel], links: Links) -> dict[str, ClockModel]:
+    """``clocks`` with every linked service's offset moved into what the
+    links allow (relative to its group's first service), should the calls
+    have pulled it out: containment bounds every offset, whatever the calls
+    inferred under it say."""
+    out = dict(clocks)
+    for name, (mid, half) in links.offsets.items():
+        anchor = links.groups.get(name, name)
+        base = clocks.get(anchor, ClockModel())
+        model = clocks.get(name, ClockModel())
+        relative = model.offset_s - base.offset_s
+        fitted = min(max(relative, mid - half), mid + half)
+        if fitted != relative:
+            out[name] = replace(model, offset_s=base.offset_s + fitted)
+    return out
