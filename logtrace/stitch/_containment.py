@@ -66,7 +66,7 @@ REVERSE_SHARE = 0.2
 """A link is dropped when its reverse direction is consistent in more than
 this share of as many traces: the two services' spans merely overlap."""
 WHOLE = 0.99
-"""A link that holds for this share of its callee's spans is taken first (see :func:`_consistent`)."""
+"""Links that hold for this share of their callee's spans come first (:func:`_consistent`)."""
 NEAR_DEPTH = 0.9
 """See :func:`_deepest`."""
 SPANS_PER_TRACE = 64
@@ -322,9 +322,7 @@ def _consistent(
     """``bound[i][j]``: the largest ``clock(j) - clock(i)`` the kept links allow."""
     kept: list[Link] = []
     dropped: list[Link] = []
-    ranked = sorted(
-        links, key=lambda k: (_coverage(k) < WHOLE, k.hi - k.lo, k.caller, k.callee)
-    )
+    ranked = sorted(links, key=lambda k: (_coverage(k) < WHOLE, k.hi - k.lo, k.caller, k.callee))
     for link in ranked:
         a, b = at[link.caller], at[link.callee]
         trial = [row[:] for row in bound]

@@ -38,27 +38,16 @@ F64 = npt.NDArray[np.float64]
 TOLERANCE = 50e-6
 """How far (seconds, corrected) a callee may stick out of its caller's span
 and still be inside it: the clock estimate's own error."""
-ROUNDS: tuple[tuple[float | None, float | None], ...] = ((None, None), (TOLERANCE, None))
-"""How far a callee may stick out of its caller in each round of inferring
-calls and solving clocks (``None``: as far as the links' first offsets may
-be off; see :func:`solve_with_links`)."""
-FIRST_TOLERANCE = 1e-3
-"""How far a callee may stick out of its caller on the links' first offsets,
-at most (more lets spans that merely overlap in, which mislead more)."""
+ROUNDS = (0.0, 0.0)
+"""How far a callee may stick out of its caller's span in each round of
+inferring calls and solving clocks (:func:`solve_with_links`): none, so that
+a call inferred holds on the clocks of its round."""
 
 
-def tolerances(links: Links, tolerance: float | None) -> dict[tuple[str, str], float]:
+def tolerances(links: Links, tolerance: float) -> dict[tuple[str, str], float]:
     """Per linked (caller, callee): how far a callee may stick out of its
-    caller's span, ``tolerance``; or (``None``) how far inside it must lie:
-    as far as the links' first offsets may be off (:func:`first_clocks`)."""
-    if tolerance is not None:
-        return {(k.caller, k.callee): tolerance for k in links.links}
-    out = {}
-    for k in links.links:
-        ua = links.offsets.get(k.caller, (0.0, 0.0))[1]
-        ub = links.offsets.get(k.callee, (0.0, 0.0))[1]
-        out[(k.caller, k.callee)] = -(ua + ub)
-    return out
+    caller's span (negative: how far inside it must lie)."""
+    return {(k.caller, k.callee): tolerance for k in links.links}
 
 
 def infer_parents(
@@ -189,16 +178,17 @@ def solve_with_links(
     infers calls (each callee under the shortest linked span containing it:
     the choice that least depends on how far the current offsets are off)
     and solves the clocks from them and the logged calls
-    (:func:`._calls.solve_clocks`, whose bracketing tightens them).
+    (:func:`._calls.solve_clocks`, whose bracketing tightens them); the
+    offsets found are kept within what the links allow (:func:`within_links`).
     ``grouped(s)`` gives partition ``s``'s table, tree and first keys,
     ``table(s)`` its table alone (for bracketing)."""
     clocks = first_clocks(links)
-    for tolerance, margin in ROUNDS:
+    for tolerance in ROUNDS:
         callers = tolerances(links, tolerance)
         collector = CallCollector(cap)
         for s in range(count):
             t, tree, first = grouped(s)
-            linked = infer_parents(t, tree, callers, apply_clocks(t, clocks), margin)
+            linked = infer_parents(t, tree, callers, apply_clocks(t, clocks), None)
             collector.add(partition_calls(s, t, linked, first, collector.many))
             del t, tree, linked
         clocks = solve_clocks(collector, services, count, table)
