@@ -38,10 +38,12 @@ F64 = npt.NDArray[np.float64]
 TOLERANCE = 50e-6
 """How far (seconds, corrected) a callee may stick out of its caller's span
 and still be inside it: the clock estimate's own error."""
-ROUNDS = (0.0, 0.0)
-"""How far a callee may stick out of its caller's span in each round of
-inferring calls and solving clocks (:func:`solve_with_links`): none, so that
-a call inferred holds on the clocks of its round."""
+ROUNDS: tuple[tuple[float, float | None], ...] = ((0.0, None), (0.0, None))
+"""Per round of inferring calls and solving clocks (:func:`solve_with_links`):
+how far a callee may stick out of its caller's span (none: a call inferred
+holds on the clocks of its round), and how the caller is chosen (the
+``margin`` of :func:`infer_parents`; ``None``: the shortest containing span,
+the choice that depends least on how far those clocks are off)."""
 
 
 def tolerances(links: Links, tolerance: float) -> dict[tuple[str, str], float]:
@@ -175,20 +177,18 @@ def solve_with_links(
     """The run's clocks with the inferred calls counted as calls.
 
     Starting from the links' first offsets, each round (:data:`ROUNDS`)
-    infers calls (each callee under the shortest linked span containing it:
-    the choice that least depends on how far the current offsets are off)
-    and solves the clocks from them and the logged calls
+    infers calls on the current clocks and solves the clocks from them and the logged calls
     (:func:`._calls.solve_clocks`, whose bracketing tightens them); the
     offsets found are kept within what the links allow (:func:`within_links`).
     ``grouped(s)`` gives partition ``s``'s table, tree and first keys,
     ``table(s)`` its table alone (for bracketing)."""
     clocks = first_clocks(links)
-    for tolerance in ROUNDS:
+    for tolerance, margin in ROUNDS:
         callers = tolerances(links, tolerance)
         collector = CallCollector(cap)
         for s in range(count):
             t, tree, first = grouped(s)
-            linked = infer_parents(t, tree, callers, apply_clocks(t, clocks), None)
+            linked = infer_parents(t, tree, callers, apply_clocks(t, clocks), margin)
             collector.add(partition_calls(s, t, linked, first, collector.many))
             del t, tree, linked
         clocks = solve_clocks(collector, services, count, table)
