@@ -16,6 +16,12 @@ records come out in exactly the true order:
 For logs with client span records it also counts callee records placed before
 their caller's client span starts or after it ends (the target is none).
 
+A last row takes logs that name no parent span (ECS, OpenTelemetry's logging
+instrumentation, Datadog; ``SynthConfig(parent_ids=False)``): raw timestamps
+against ``stitch``, which infers the calls from containment, and the callee
+records placed before the caller's record that made the call or after the one
+that got the answer (from the generator's true parents).
+
     python benchmarks/eval_ordering.py [--size-mb 60] [--write-docs]
 """
 
@@ -513,7 +519,7 @@ def evaluate_without_parents(cfg: SynthConfig, keep: bool) -> Result:
             continue
         emitted = {t: [(o["_file"], o["line"]) for o in rs] for t, rs in stitched.items()}
         scores[name] = exact_share(emitted, truth)
-        violations[name if name == "raw" else "stitch (position)"] = parentless_violations(
+        violations[f"{name}, callee records outside the call"] = parentless_violations(
             stitched, truth, parents
         )
     if not keep:
