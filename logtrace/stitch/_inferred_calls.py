@@ -26,6 +26,7 @@ from ._tree import relink
 __all__ = [
     "ROUNDS",
     "TOLERANCE",
+    "agreed",
     "infer_parents",
     "solve_with_links",
     "tolerances",
@@ -177,7 +178,8 @@ def solve_with_links(
     """The run's clocks with the inferred calls counted as calls.
 
     Starting from the links' first offsets, each round (:data:`ROUNDS`)
-    infers calls on the current clocks and solves the clocks from them and the logged calls
+    infers calls on the current clocks (those both ways of choosing the
+    caller agree on: :func:`agreed`) and solves the clocks from them and the logged calls
     (:func:`._calls.solve_clocks`, whose bracketing tightens them); the
     offsets found are kept within what the links allow (:func:`within_links`).
     ``grouped(s)`` gives partition ``s``'s table, tree and first keys,
@@ -188,11 +190,33 @@ def solve_with_links(
         collector = CallCollector(cap)
         for s in range(count):
             t, tree, first = grouped(s)
-            linked = infer_parents(t, tree, callers, apply_clocks(t, clocks), margin)
+            corrected = apply_clocks(t, clocks)
+            linked = agreed(t, tree, callers, corrected, margin)
             collector.add(partition_calls(s, t, linked, first, collector.many))
             del t, tree, linked
         clocks = solve_clocks(collector, services, count, table)
     return within_links(clocks, links)
+
+
+def agreed(
+    table: Table,
+    tree: Tree,
+    callers: Mapping[tuple[str, str], float],
+    corrected: F64,
+    margin: float | None,
+) -> Tree:
+    """:func:`infer_parents` keeping only the parents that the narrowest-gap
+    choice agrees on: a call whose caller is in doubt bounds no clock."""
+    linked = infer_parents(table, tree, callers, corrected, margin)
+    if linked.inferred is None:
+        return linked
+    other = infer_parents(table, tree, callers, corrected, 0.0 if margin is None else None)
+    differ = linked.inferred & (other.parent != linked.parent)
+    if not differ.any():
+        return linked
+    parent = linked.parent.copy()
+    parent[differ] = tree.parent[differ]
+    return relink(table, replace(linked, parent=parent))
 
 
 def within_links(clocks: dict[str, ClockModel], links: Links) -> dict[str, ClockModel]:
