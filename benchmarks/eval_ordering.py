@@ -17,6 +17,12 @@ On every row it also counts callee records that ``stitch`` places outside
 their caller's call: before the caller's line that made the call, or after
 the line that received the answer (the target is none).
 
+A last row takes logs that name no parent span (ECS, OpenTelemetry's logging
+instrumentation, Datadog; ``SynthConfig(parent_ids=False)``): raw timestamps
+against ``stitch``, which infers the calls from containment, and the callee
+records placed before the caller's record that made the call or after the one
+that got the answer (from the generator's true parents).
+
     python benchmarks/eval_ordering.py [--size-mb 60] [--write-docs]
 """
 
@@ -313,9 +319,20 @@ def clock_order(
 # --- the stitcher ----------------------------------------------------------------
 
 
-def run_stitch(root: Path, files: list[str]) -> dict[str, list[dict[str, Any]]] | None:
+def run_stitch(
+    root: Path, files: list[str], extra: list[str] | None = None
+) -> dict[str, list[dict[str, Any]]] | None:
     """``logtrace stitch --format jsonl`` output grouped by trace, or None if absent."""
-    cmd = [sys.executable, "-m", "logtrace", "stitch", "--format", "jsonl", str(root)]
+    cmd = [
+        sys.executable,
+        "-m",
+        "logtrace",
+        "stitch",
+        "--format",
+        "jsonl",
+        *(extra or []),
+        str(root),
+    ]
     env = dict(os.environ, PYTHONPATH=str(REPO_ROOT))
     try:
         proc = subprocess.run(cmd, capture_output=True, env=env, cwd=REPO_ROOT, check=False)
@@ -544,6 +561,70 @@ def evaluate(name: str, cfg: SynthConfig, keep: bool) -> Result:
     return Result(name, len(truth), res.records, scores, violations, worst, seconds)
 
 
+def parentless_violations(
+    stitched: dict[str, list[dict[str, Any]]],
+    truth: dict[str, list[tuple[int, int]]],
+    parents: dict[str, dict[str, str | None]],
+) -> int:
+    """Callee records placed before the caller's record that made the call
+    (its last record before the callee's span, in true order) or after the
+    one that received the answer (its first record after)."""
+    bad = 0
+    for tid, recs in stitched.items():
+        span_of = {(o["_file"], o["line"]): str(o.get("span_id")) for o in recs}
+        pos = {(o["_file"], o["line"]): i for i, o in enumerate(recs)}
+        true_order = truth.get(tid, [])
+        by_span: dict[str, list[int]] = defaultdict(list)  # indexes into true_order
+        for k, key in enumerate(true_order):
+            by_span[span_of.get(key, "")].append(k)
+        for span, parent in parents.get(tid, {}).items():
+            mine, theirs = by_span.get(span), by_span.get(parent or "")
+            if not mine or not theirs:
+                continue
+            call = [k for k in theirs if k < mine[0]]
+            answer = [k for k in theirs if k > mine[-1]]
+            lo = pos[true_order[call[-1]]] if call else -1
+            hi = pos[true_order[answer[0]]] if answer else len(recs)
+            bad += sum(1 for k in mine if not lo < pos[true_order[k]] < hi)
+    return bad
+
+
+def evaluate_without_parents(cfg: SynthConfig, keep: bool) -> Result:
+    """Logs that name their trace and span but no parent (ECS, OpenTelemetry's
+    logging instrumentation, Datadog): the stitcher infers the calls from
+    containment. Scored against the truth's order and parent spans."""
+    root = DATA / "eval-no-parent-ids"
+    if root.exists():
+        shutil.rmtree(root)
+    cfg.parent_ids = False
+    res = generate(str(root), cfg)
+    truth: dict[str, list[tuple[int, int]]] = {}
+    parents: dict[str, dict[str, str | None]] = {}
+    with open(res.truth, encoding="utf-8") as fh:
+        files: list[str] = json.loads(fh.readline())["files"]
+        for line in fh:
+            obj = json.loads(line)
+            truth[obj["trace_id"]] = [(f, n) for f, n in obj["records"]]
+            parents[obj["trace_id"]] = obj["parents"]
+    scores: dict[str, float] = {}
+    violations: dict[str, int] = {}
+    seconds: dict[str, float] = {}
+    for name, extra in (("raw", ["--no-skew-correction"]), ("stitch", [])):
+        t0 = time.perf_counter()
+        stitched = run_stitch(root / "logs", files, extra)
+        seconds[name] = time.perf_counter() - t0
+        if stitched is None:
+            continue
+        emitted = {t: [(o["_file"], o["line"]) for o in rs] for t, rs in stitched.items()}
+        scores[name] = exact_share(emitted, truth)
+        violations[f"{name}, callee records outside the call"] = parentless_violations(
+            stitched, truth, parents
+        )
+    if not keep:
+        shutil.rmtree(root)
+    return Result("no parent IDs", len(truth), res.records, scores, violations, 0.0, seconds)
+
+
 CONFIGS: dict[str, dict[str, Any]] = {
     "skew 25 ms, client spans": {"skew_ms": 25.0},
     "skew 0, client spans": {"skew_ms": 0.0},
@@ -582,6 +663,17 @@ def main(argv: list[str] | None = None) -> int:
             f"{name}: {r.traces} traces, {r.records} lines; exact order: {cols}; "
             f"worst offset error {r.worst_offset_error_us:.0f} us; "
             f"violations {r.violations}",
+            flush=True,
+        )
+    if not args.only or any(o in "skew 25 ms, no parent IDs" for o in args.only):
+        cfg = SynthConfig(target_bytes=int(args.size_mb * 1e6), seed=args.seed, skew_ms=25.0)
+        r = evaluate_without_parents(cfg, args.keep)
+        r.name = "skew 25 ms, no parent IDs"
+        results.append(r)
+        cols = ", ".join(f"{k} {v:.1f} %" for k, v in r.scores.items())
+        print(
+            f"{r.name}: {r.traces} traces, {r.records} lines; exact order: {cols}; "
+            f"callee records outside their caller's call {r.violations}",
             flush=True,
         )
     if args.write_docs:

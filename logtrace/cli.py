@@ -449,6 +449,8 @@ def _print_summary(summary: Any, skew_correction: bool) -> None:
         f"{summary.unparseable} unparseable",
         file=sys.stderr,
     )
+    for note in summary.notes:
+        print(f"logtrace: {note}", file=sys.stderr)
     if not skew_correction:
         print("logtrace: clock skew correction off (raw timestamps)", file=sys.stderr)
     elif summary.offsets_ms:

@@ -145,6 +145,8 @@ STITCH_STAGES = (
             "_span_extras",
             "_correct",
             "_calls",
+            "_containment",
+            "_inferred_calls",
         ),
     ),
     ("order and select", ("_precision", "_order_rules", "_order", "_select", "_stage")),

@@ -164,6 +164,10 @@ class Options:
     """An input that cannot be read fails the run instead of being skipped."""
     summary: bool = False
     """Also compute the run's outcomes (``Summary.outcomes``: see :mod:`._outcomes`)."""
+    callers: tuple[tuple[str, str], ...] = ()
+    """Set by the run, not the command line: the (caller, callee) services
+    whose calls are inferred from containment, for logs that name no parent
+    span (see :mod:`._containment`)."""
 
 
 @dataclass(slots=True)
@@ -198,6 +202,8 @@ class Summary:
         the interval its calls allow."""
         low, high = self.offset_bounds_ms.get(name, (-math.inf, math.inf))
         return clock_note(self.offsets_ms.get(name, 0.0), low, high)
+    notes: list[str] = field(default_factory=list)
+    """What the run inferred, or declined to, for the summary (not warnings)."""
 
     def count_rows(self, rows: npt.NDArray[np.void]) -> None:
         """Add ``rows`` (scanned or table rows) to the line counts."""
@@ -259,7 +265,8 @@ class Table:
 
 @dataclass(slots=True)
 class Tree:
-    """Per span: parent, depth, orphan flag, service, raw start/end, client record."""
+    """Per span: parent, depth, orphan flag, service, raw start/end, client
+    record, and whether the parent was inferred."""
 
     parent: I32
     """Parent span index, -1 for none."""
@@ -277,6 +284,9 @@ class Tree:
     """The span has a client span record: exact call times on the caller's clock."""
     row_depth: I32
     """Per row: its span's depth (0 for rows without a span or trace)."""
+    inferred: B | None = None
+    """Per span: its parent was inferred (the logs name none; see
+    :mod:`._containment`). ``None``: no parent was inferred."""
 
 
 @dataclass(slots=True)

@@ -18,6 +18,7 @@ from dataclasses import replace
 from typing import IO, NamedTuple
 
 import numpy as np
+import numpy.typing as npt
 
 from ._calls import (
     CallCollector,
@@ -27,9 +28,11 @@ from ._calls import (
     solve_clocks,
 )
 from ._clocks import ClockModel
+from ._containment import EvidenceCollector, containment_evidence, decide_links
+from ._inferred_calls import solve_with_links
 from ._marks import count_marks
 from ._memory import give_back_free_heap
-from ._model import SCAN_DTYPE, FileScan, Options, Outcomes, Rendering, Summary, Table
+from ._model import SCAN_DTYPE, FileScan, Options, Outcomes, Rendering, Summary, Table, Tree
 from ._outcomes import merge_outcomes, outcomes
 from ._partition import (
     Partitions,
@@ -153,7 +156,12 @@ def _stitch(
     """Clocks, the per-partition stage and the write, for any partition count."""
     # One partition is grouped once and held; more are read back as needed.
     held = open_partition(parts, 0, options.memory) if parts.count == 1 else None
-    clocks = _clocks(parts, held, options) if options.skew_correction else {}
+    clocks: dict[str, ClockModel] = {}
+    if options.skew_correction:
+        clocks, callers, note = _clocks(parts, held, options)
+        options = replace(options, callers=callers)
+        if note:
+            summary.notes.append(note)
     note_clocks(summary, parts.used, clocks)
     if held is not None:
         if progress is not None:
@@ -170,24 +178,42 @@ def _stitch(
     return summary
 
 
-def _clocks(parts: Partitions, held: Grouped | None, options: Options) -> dict[str, ClockModel]:
-    """Every partition's calls into one collector, then one solution."""
-    collector = CallCollector(None if held is not None else call_cap(options.memory))
+def _clocks(
+    parts: Partitions, held: Grouped | None, options: Options
+) -> tuple[dict[str, ClockModel], tuple[tuple[str, str], ...], str]:
+    """Every partition's calls into one collector, then one solution; and
+    what containment says of spans whose logs name no parent (the callers
+    inferred and a note for the summary)."""
+    cap = None if held is not None else call_cap(options.memory)
+    collector = CallCollector(cap)
+    evidence = EvidenceCollector()
     if held is not None:
         collector.add(partition_calls(0, held.table, held.tree, held.first, False))
-        return solve_clocks(collector, parts.services, 1, lambda s: held.table)
-    for s in range(parts.count):
-        grouped = open_partition(parts, s, options.memory)
-        collector.add(
-            partition_calls(s, grouped.table, grouped.tree, grouped.first, collector.many)
-        )
-        del grouped
-        give_back_free_heap()
+        evidence.add(containment_evidence(held.table, held.tree))
+    else:
+        for s in range(parts.count):
+            grouped = open_partition(parts, s, options.memory)
+            collector.add(
+                partition_calls(s, grouped.table, grouped.tree, grouped.first, collector.many)
+            )
+            evidence.add(containment_evidence(grouped.table, grouped.tree))
+            del grouped
+            give_back_free_heap()
+    links = decide_links(evidence.evidence(), parts.services)
 
     def table(s: int) -> Table:
-        return open_table(parts, s)
+        return held.table if held is not None else open_table(parts, s)
 
-    return solve_clocks(collector, parts.services, parts.count, table)
+    if not links:
+        return solve_clocks(collector, parts.services, parts.count, table), (), links.note
+    del collector
+
+    def grouped_at(s: int) -> tuple[Table, Tree, npt.NDArray[np.int64]]:
+        g = held if held is not None else open_partition(parts, s, options.memory)
+        return g.table, g.tree, g.first
+
+    clocks = solve_with_links(links, parts.services, parts.count, grouped_at, table, cap)
+    return clocks, tuple((k.caller, k.callee) for k in links.links), links.note
 
 
 class PartitionResult(NamedTuple):

@@ -55,7 +55,8 @@ def _render_range(r: Rendering, lo: int, hi: int, out: IO[bytes]) -> None:
         len(table.sources),
         _marks_if_any(span_marks(r.tree)),
     )
-    native = native_enabled(native_write)
+    # Inferred parents add a key the C path does not write: such runs take the Python one.
+    native = native_enabled(native_write) and not _any_inferred(r)
     size = _NATIVE_BATCH if native else _BATCH
     release = _ReleasePlan(r, lo, hi)
     traced = max(lo, min(hi, r.order.n_traced))
@@ -75,6 +76,10 @@ def _render_range(r: Rendering, lo: int, hi: int, out: IO[bytes]) -> None:
         for reader in ctx.readers:
             if reader is not None:
                 reader.close()
+
+
+def _any_inferred(r: Rendering) -> bool:
+    return r.tree.inferred is not None and bool(r.tree.inferred.any())
 
 
 class _ReleasePlan:
@@ -182,6 +187,11 @@ def _render_batch(
     # service differs from its group's first gets a head of its own.
     trace_col, span_col, parent_col = sub["trace"], sub["span"], sub["parent"]
     svc_col, depth_col = sub["svc"], r.tree.row_depth[idx]
+    inferred = np.zeros(len(idx), dtype=bool)
+    if r.tree.inferred is not None:  # the parent the logs do not name, as inferred
+        has_span = span_col >= 0
+        inferred[has_span] = r.tree.inferred[span_col[has_span]]
+        parent_col = np.where(inferred, r.tree.parent[np.maximum(span_col, 0)], parent_col)
     key = np.where(
         span_col >= 0,
         ((span_col.astype(np.int64) + 1) << 32) | (parent_col.astype(np.int64) + 1),
@@ -205,6 +215,8 @@ def _render_batch(
         t_text = "null" if trace < 0 else f'"{traces[trace]}"'
         s_text = "null" if span < 0 else f'"{spans[span]}"'
         p_text = "null" if parent < 0 else f'"{spans[parent]}"'
+        if span >= 0 and parent >= 0 and r.tree.inferred is not None and r.tree.inferred[span]:
+            p_text += ',"parent_inferred":true'
         heads.append(
             f'{{"trace_id":{t_text},"span_id":{s_text},"parent_span_id":{p_text},'
             f'"service":{services[svc]},"depth":{depth},"timestamp":'

@@ -20,6 +20,7 @@ import numpy.typing as npt
 from ._clocks import ClockModel
 from ._correct import apply_clocks
 from ._group import group
+from ._inferred_calls import TOLERANCE, infer_parents
 from ._model import FileScan, Options, Rendering, Table, Tree, clock_note
 from ._order import order
 from ._partition import Partitions, load_pieces
@@ -97,7 +98,10 @@ def stage(grouped: Grouped, clocks: dict[str, ClockModel], options: Options) -> 
     """Correct, order and select a partition."""
     table = grouped.table
     corrected = apply_clocks(table, clocks)
-    ordered = order(table, corrected, grouped.tree, clocks)
+    tree = grouped.tree
+    if options.callers:  # logs without parent IDs: parents from containment
+        tree = infer_parents(table, tree, dict.fromkeys(options.callers, TOLERANCE), corrected)
+    ordered = order(table, corrected, tree, clocks)
     selected = narrow(table, corrected, ordered, options)
     traces = len(table.traces)
     chosen = traces if selected is None else int(np.count_nonzero(selected))
@@ -105,7 +109,7 @@ def stage(grouped: Grouped, clocks: dict[str, ClockModel], options: Options) -> 
         name: clock_note(m.offset_s * 1e3, m.low_s * 1e3, m.high_s * 1e3)
         for name, m in clocks.items()
     }
-    rendering = Rendering(table, grouped.tree, corrected, ordered, notes)
+    rendering = Rendering(table, tree, corrected, ordered, notes)
     return Staged(rendering, grouped.first, traces, chosen)
 
 

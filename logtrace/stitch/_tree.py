@@ -9,12 +9,14 @@ cost a few vectorised passes, and a cycle in hostile input cannot loop.
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import numpy.typing as npt
 
 from ._model import KIND_CLIENT, SPAN_RECORD, Table, Tree
 
-__all__ = ["build_tree", "span_extents"]
+__all__ = ["build_tree", "relink", "span_extents"]
 
 I32 = npt.NDArray[np.int32]
 F64 = npt.NDArray[np.float64]
@@ -63,6 +65,16 @@ def build_tree(table: Table) -> Tree:
     client = np.zeros(n, dtype=bool)
     client[span[record & ((flags & KIND_CLIENT) != 0)]] = True
 
+    blank = np.zeros(0, dtype=np.int32)
+    tree = Tree(parent, present, blank, blank.astype(bool), service, start, end, client, blank)
+    return relink(table, tree)
+
+
+def relink(table: Table, tree: Tree) -> Tree:
+    """``tree`` with orphan flags and depths (per span and per row) found
+    again from its ``parent`` array (after parents were added to it)."""
+    parent, present = tree.parent, tree.present
+    n = len(parent)
     has_parent = parent >= 0
     orphan = np.zeros(n, dtype=bool)
     orphan[has_parent] = ~present[parent[has_parent]]
@@ -85,6 +97,9 @@ def build_tree(table: Table) -> Tree:
         orphan[pending] = True
         depth[pending] = has_root[trace_of[pending]].astype(np.int32)
 
+    rows = table.rows
+    span = rows["span"]
+    has_span = span >= 0
     row_depth = np.zeros(len(rows), dtype=np.int32)
     row_depth[has_span] = depth[span[has_span]]
-    return Tree(parent, present, depth, orphan, service, start, end, client, row_depth)
+    return replace(tree, orphan=orphan, depth=depth, row_depth=row_depth)

@@ -22,6 +22,11 @@ class SynthConfig:
     """Each service's clock drifts by a uniform rate in ``[-drift, +drift]``."""
     client_spans: bool = True
     """Write client span records (logtrace-instrumented callers do)."""
+    parent_ids: bool = True
+    """Whether records name their parent span. ``False`` writes what
+    OpenTelemetry's logging instrumentation, ECS and Datadog logs carry: a
+    trace and a span ID, no parent, and no span records (each service in one
+    of those formats, in turn)."""
     foreign_rate: float = 0.02
     """Share of ordinary lines written in another format (same trace IDs)."""
     noise_rate: float = 0.01

@@ -7,7 +7,7 @@ import json
 import random
 from collections.abc import Callable
 
-__all__ = ["NOISE", "corrupt_line", "foreign_line"]
+__all__ = ["NOISE", "corrupt_line", "foreign_line", "parentless_line"]
 
 
 def foreign_line(
@@ -42,6 +42,40 @@ def foreign_line(
             f'ts={ts}Z level={level} service={service} trace_id={tid} span_id={span} msg="{event}"'
         )
     return f"{ts}Z {level.upper()} [{service}] {event} trace_id={tid} span_id={span}"
+
+
+def parentless_line(
+    kind: int, service: str, ts: str, level: str, event: str, tid: str, span: str
+) -> str:
+    """A record that names its trace and span but not the parent span."""
+    if kind == 0:  # ecs-logging's StdlibFormatter, APM fields nested as it nests them
+        return json.dumps(
+            {
+                "@timestamp": ts + "Z",
+                "log.level": level,
+                "message": event,
+                "ecs.version": "1.6.0",
+                "service": {"name": service},
+                "span": {"id": span},
+                "trace": {"id": tid},
+                "transaction": {"id": span},
+            },
+            separators=(",", ":"),
+        )
+    if kind == 1:  # python-json-logger with OpenTelemetry's logging instrumentation
+        return foreign_line(1, service, ts, level, event, tid, span)
+    # Datadog's log injection: decimal IDs under dd.*
+    return json.dumps(
+        {
+            "timestamp": ts + "Z",
+            "level": level.upper(),
+            "message": event,
+            "dd.service": service,
+            "dd.env": "prod",
+            "dd.trace_id": str(int(tid, 16)),
+            "dd.span_id": str(int(span, 16)),
+        }
+    )
 
 
 NOISE: tuple[Callable[[str, str], str], ...] = (

@@ -10,7 +10,7 @@ import time
 from dataclasses import dataclass, field
 
 from ._config import SynthConfig, SynthResult
-from ._line_shapes import NOISE, corrupt_line, foreign_line
+from ._line_shapes import NOISE, corrupt_line, foreign_line, parentless_line
 
 __all__ = ["SynthConfig", "SynthResult", "generate"]
 
@@ -134,6 +134,8 @@ class _Gen:
     size: int = 0
     used: set[int] = field(default_factory=set)
     """True times (µs) taken in the current trace: no two records share one."""
+    parents: list[dict[str, str | None]] = field(default_factory=list)
+    """Per trace: each span's parent span (the truth logs without parent IDs lack)."""
 
     def span_id(self) -> str:
         return "%016x" % (self.rng.getrandbits(64) or 1)
@@ -186,7 +188,9 @@ class _Gen:
         ts = self.local(s, t_us)
         tid = self.trace_ids[trace]
         rng = self.rng
-        if s.text:
+        if not self.cfg.parent_ids:
+            text = parentless_line(s.index % 3, s.name, ts, level, event, tid, span)
+        elif s.text:
             text = f"{ts}Z {level.upper()} [{s.name}] {event} trace_id={tid} span_id={span}" + (
                 "" if parent is None else f" parent_span_id={parent}"
             )
@@ -215,8 +219,8 @@ class _Gen:
         status: int,
         attrs: str,
     ) -> None:
-        if s.text:  # plain-text services write no span records
-            return
+        if s.text or not self.cfg.parent_ids:
+            return  # plain-text services write no span records; span records name the parent
         error = status >= 500
         level = "ERROR" if error else "INFO"
         p = "null" if parent is None else f'"{parent}"'
@@ -242,6 +246,7 @@ class _Gen:
         t_start = t
         method, route, plan = s.routes[rng.randrange(len(s.routes))]
         span = self.span_id()
+        self.parents[trace][span] = parent
         path = route.replace("{id}", str(rng.randrange(1, 100_000)))
         t += rng.uniform(0.00002, 0.0001)
         self.line(s, t, trace, "info", f"request received {method} {path}", span, parent)
@@ -335,7 +340,9 @@ class _Gen:
         self.line(s, t, trace, "debug", f"calling {callee.name}", span, parent)
         t0 = t + rng.uniform(0.000005, 0.00003)
         # Without client spans the callee's parent is the caller's own span.
-        client = self.span_id() if self.cfg.client_spans and not s.text else span
+        client = (
+            self.span_id() if self.cfg.client_spans and self.cfg.parent_ids and not s.text else span
+        )
         fail = not no_fail and rng.random() < (0.04 if callee.leaf else 0.01)
         arrive = t0 + self.delay(s.index, callee.index)
         done, status = self.handle(callee, arrive, trace, client, depth + 1, fail)
@@ -372,6 +379,7 @@ def generate(out_dir: str, cfg: SynthConfig | None = None) -> SynthResult:
     ):
         gen.trace_ids.append("%032x" % (rng.getrandbits(128) or 1))
         gen.used.clear()
+        gen.parents.append({})
         gen.handle(gateway, t, n, None, 0, False)
         n += 1
         t += rng.expovariate(cfg.rate_per_s)
@@ -440,16 +448,17 @@ def generate(out_dir: str, cfg: SynthConfig | None = None) -> SynthResult:
             "skew_ms": cfg.skew_ms,
             "drift_ppm": cfg.drift_ppm,
             "client_spans": cfg.client_spans,
+            "parent_ids": cfg.parent_ids,
             "start": cfg.start,
         }
         fh.write(json.dumps(head) + "\n")
         for i, recs in enumerate(truth):
             recs.sort()
             order = [[f, ln] for _, f, ln in recs]
-            fh.write(
-                json.dumps({"trace_id": gen.trace_ids[i], "records": order}, separators=(",", ":"))
-                + "\n"
-            )
+            entry: dict[str, object] = {"trace_id": gen.trace_ids[i], "records": order}
+            if not cfg.parent_ids:
+                entry["parents"] = gen.parents[i]
+            fh.write(json.dumps(entry, separators=(",", ":")) + "\n")
     return SynthResult(
         files=[os.path.join(log_dir, f) for f in files],
         truth=truth_path,

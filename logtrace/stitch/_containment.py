@@ -1,0 +1,390 @@
+"""Calls inferred from containment, for logs that name no parent span.
+
+OpenTelemetry's logging instrumentation, ECS and Datadog logs give each
+record a trace and a span ID but no parent. On one clock, a callee's span
+(its records' extent) lies inside its caller's span; with ``d`` how far the
+callee's clock runs ahead of the caller's, a caller span ``a`` contains a
+callee span ``b`` exactly when::
+
+    end(b) - end(a)  <=  d  <=  start(b) - start(a)        (raw clocks)
+
+Every pair of spans of two services in one trace gives such an interval
+(:func:`containment_evidence`, per partition, plain data). Over many traces
+the intervals of a real caller and its callee share a region around the
+true offset, while those of unrelated spans (siblings, spans of the same
+service called from elsewhere) scatter. :func:`decide_links` takes, per
+ordered service pair, the point that the most traces agree on; a pair whose
+reverse direction is about as often consistent (two spans that merely
+overlap) or that too few traces support is no link. The links found feed
+two things:
+
+- :func:`._inferred_calls.infer_parents`: per trace, a span without a parent gets as parent
+  the smallest span of a linked caller service that contains it (on
+  corrected clocks once they are known), flagged in ``Tree.inferred``;
+- the clock estimate (:func:`._inferred_calls.solve_with_links`): the
+  inferred calls are ordinary loose calls to :mod:`._calls` (caller span,
+  callee span, no client span record), bounded and bracketed like any other.
+
+With too little or contradictory evidence nothing is inferred, and
+:attr:`Links.note` says why.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+
+import numpy as np
+import numpy.typing as npt
+
+from ._calls import sample_keys
+from ._clocks import ClockModel
+from ._model import Table, Tree
+
+__all__ = [
+    "MIN_TRACES",
+    "Evidence",
+    "EvidenceCollector",
+    "Link",
+    "Links",
+    "containment_evidence",
+    "containment_interval",
+    "decide_links",
+    "first_clocks",
+    "span_pairs",
+]
+
+I32 = npt.NDArray[np.int32]
+I64 = npt.NDArray[np.int64]
+F64 = npt.NDArray[np.float64]
+B = npt.NDArray[np.bool_]
+
+MIN_TRACES = 8
+"""Traces that must agree on a link before it is believed."""
+REVERSE_SHARE = 0.2
+"""A link is dropped when its reverse direction is consistent in more than
+this share of as many traces: the two services' spans merely overlap."""
+WHOLE = 0.99
+"""Links that hold for this share of their callee's spans come first (:func:`_consistent`)."""
+NEAR_DEPTH = 0.9
+"""See :func:`_deepest`."""
+SPANS_PER_TRACE = 64
+"""Spans of one trace that give evidence (the first ones); all get parents."""
+_PAIRS_PER_CHUNK = 1 << 20
+EVIDENCE_CAP = 2_000_000
+"""Span pairs the decision keeps at most (those of a deterministic sample of traces)."""
+Evidence = tuple[I32, I32, F64, F64, I64, I64]
+"""Span pairs that could be caller and callee: caller's and callee's
+service (run-wide index), the interval ``lo``, ``hi`` of the callee's clock
+minus the caller's for which the caller contains the callee, the trace's
+sample key (which also tells traces apart) and a key of the callee span."""
+
+
+def _usable(tree: Tree) -> I64:
+    """Spans with records, a service and a time."""
+    ok = tree.present & (tree.service >= 0) & ~np.isnan(tree.start) & ~np.isnan(tree.end)
+    return np.flatnonzero(ok).astype(np.int64)
+
+
+def span_pairs(table: Table, tree: Tree) -> Iterator[tuple[I64, I64]]:
+    """Every ordered pair (caller candidate, parentless callee) of usable spans
+    of two services in one trace, a bounded chunk at a time."""
+    spans = _usable(tree)
+    # Only traces the logs leave unlinked: two spans or more without a parent.
+    roots = table.span_trace[spans[tree.parent[spans] < 0]]
+    loose = np.bincount(roots, minlength=len(table.traces))
+    spans = spans[loose[table.span_trace[spans]] >= 2]
+    if not len(spans):
+        return
+    trace = table.span_trace[spans].astype(np.int64)
+    perm = np.argsort(trace, kind="stable")
+    spans, trace = spans[perm], trace[perm]
+    starts = np.flatnonzero(np.r_[True, trace[1:] != trace[:-1]])
+    sizes = np.diff(np.r_[starts, len(spans)])
+    sizes = np.minimum(sizes, SPANS_PER_TRACE)
+    work = sizes.astype(np.int64) ** 2
+    cum = np.cumsum(work)
+    lo = 0
+    while lo < len(starts):
+        base = cum[lo - 1] if lo else 0
+        hi = int(np.searchsorted(cum, base + _PAIRS_PER_CHUNK, "right"))
+        hi = max(hi, lo + 1)
+        g_start, g_size = starts[lo:hi], sizes[lo:hi]
+        # Each span of a group, repeated once per member of its group.
+        member = np.concatenate([np.arange(s, s + k) for s, k in zip(g_start, g_size, strict=True)])
+        k_of = np.repeat(g_size, g_size)
+        s_of = np.repeat(g_start, g_size)
+        a = np.repeat(member, k_of)
+        first = np.repeat(np.cumsum(k_of) - k_of, k_of)
+        b = np.repeat(s_of, k_of) + (np.arange(len(a)) - first)
+        a_span, b_span = spans[a], spans[b]
+        keep = (tree.service[a_span] != tree.service[b_span]) & (tree.parent[b_span] < 0)
+        yield a_span[keep], b_span[keep]
+        lo = hi
+
+
+def containment_interval(tree: Tree, a: I64, b: I64) -> tuple[F64, F64]:
+    """Offsets (callee's clock minus caller's) for which ``a`` contains ``b``."""
+    lo: F64 = tree.end[b] - tree.end[a]
+    hi: F64 = tree.start[b] - tree.start[a]
+    return lo, hi
+
+
+def containment_evidence(table: Table, tree: Tree) -> Evidence:
+    """One partition's evidence: the span pairs whose durations let the
+    first contain the second, with their intervals."""
+    parts: list[tuple[I64, I64, F64, F64]] = []
+    for a, b in span_pairs(table, tree):
+        lo, hi = containment_interval(tree, a, b)
+        ok = lo <= hi
+        parts.append((a[ok], b[ok], lo[ok], hi[ok]))
+    if not parts:
+        return _empty()
+    a = np.concatenate([p[0] for p in parts])
+    b = np.concatenate([p[1] for p in parts])
+    lo = np.concatenate([p[2] for p in parts])
+    hi = np.concatenate([p[3] for p in parts])
+    trace = table.span_trace[b].astype(np.int64)
+    with_pairs, at = np.unique(trace, return_inverse=True)
+    keys = sample_keys([table.traces[t] for t in with_pairs.tolist()])[at.ravel()]
+    callees, at = np.unique(b, return_inverse=True)
+    callee_keys = sample_keys([table.spans[s] for s in callees.tolist()])[at.ravel()] ^ keys
+    return (
+        tree.service[a].astype(np.int32),
+        tree.service[b].astype(np.int32),
+        lo,
+        hi,
+        keys,
+        callee_keys,
+    )
+
+
+def _empty() -> Evidence:
+    f = np.empty(0, dtype=np.float64)
+    i = np.empty(0, dtype=np.int32)
+    k = np.empty(0, dtype=np.int64)
+    return i, i, f, f, k, k
+
+
+class EvidenceCollector:
+    """Every partition's evidence; the pairs of the traces with the lowest
+    sample keys when there are more than :data:`EVIDENCE_CAP` (the same
+    pairs however the run is partitioned)."""
+
+    def __init__(self, cap: int = EVIDENCE_CAP) -> None:
+        self.cap = cap
+        self.parts: list[Evidence] = []
+        self.size = 0
+
+    def add(self, evidence: Evidence) -> None:
+        if len(evidence[0]):
+            self.parts.append(evidence)
+            self.size += len(evidence[0])
+        if self.size > 2 * self.cap:
+            self.parts = [self._kept()]
+            self.size = len(self.parts[0][0])
+
+    def _kept(self) -> Evidence:
+        if not self.parts:
+            return _empty()
+        cols = tuple(np.concatenate([p[k] for p in self.parts]) for k in range(6))
+        keys = cols[4]
+        if len(keys) > self.cap:
+            # Whole traces: every pair of a trace whose key is below the cut.
+            cut = np.partition(keys, self.cap)[self.cap]
+            keep = keys < cut
+            cols = tuple(c[keep] for c in cols)
+        return cols  # type: ignore[return-value]
+
+    def evidence(self) -> Evidence:
+        kept = self._kept()
+        self.parts = []
+        return kept
+
+
+@dataclass(frozen=True, slots=True)
+class Link:
+    """``caller`` calls ``callee`` (directly or through others that log nothing)."""
+
+    caller: str
+    callee: str
+    lo: float
+    hi: float
+    """The offsets (callee's clock minus the caller's, seconds) the most traces agree on."""
+    traces: int
+    """Traces whose spans of the two services fit that offset."""
+    callees: int
+    """Spans of the callee service inside a caller's span at that offset."""
+    possible: int
+    """Spans of the callee service that a span of the caller could contain."""
+
+
+@dataclass(frozen=True, slots=True)
+class Links:
+    """What containment says about calls between services without parent IDs."""
+
+    links: tuple[Link, ...] = ()
+    note: str = ""
+    """For the summary: what was inferred, or why nothing was."""
+    rejected: tuple[str, ...] = field(default=())
+    """Service pairs that looked linked but were contradicted (``a/b``)."""
+    offsets: dict[str, tuple[float, float]] = field(default_factory=dict)
+    """Per linked service: a first estimate of its clock's offset (relative
+    to its group's first service) and how far off it may be, in seconds."""
+    groups: dict[str, str] = field(default_factory=dict)
+    """Per linked service: the first service of its group (offset zero)."""
+
+    def __bool__(self) -> bool:
+        return bool(self.links)
+
+
+def _deepest(lo: F64, hi: F64, keys: I64, callees: I64) -> tuple[float, float, int, int]:
+    """The offsets that nearly as many intervals hold as the most do (the
+    stretch around the deepest point, down to :data:`NEAR_DEPTH` of it:
+    unrelated spans that happen to fit pile up beside the true offset and
+    may pull the deepest point off it), and how many traces and callee spans
+    hold the deepest point."""
+    coord = np.concatenate([lo, hi])
+    delta = np.concatenate([np.ones(len(lo)), -np.ones(len(hi))])
+    kind = np.concatenate([np.zeros(len(lo)), np.ones(len(hi))])  # openings first on ties
+    perm = np.lexsort((kind, coord))
+    coord = coord[perm]
+    depth = np.cumsum(delta[perm])
+    at = int(np.argmax(depth))
+    inside = (lo <= coord[at]) & (hi >= coord[min(at + 1, len(coord) - 1)])
+    low = depth < NEAR_DEPTH * depth[at]
+    before = np.flatnonzero(low[:at])
+    after = np.flatnonzero(low[at:])
+    left = float(coord[before[-1] + 1]) if len(before) else float(coord[0])
+    right = float(coord[at + after[0]]) if len(after) else float(coord[-1])
+    return left, right, len(np.unique(keys[inside])), len(np.unique(callees[inside]))
+
+
+def _coverage(link: Link) -> float:
+    return link.callees / max(link.possible, 1)
+
+
+def decide_links(evidence: Evidence, services: list[str]) -> Links:
+    """Which service calls which, from the evidence of every partition."""
+    svc_a, svc_b, lo, hi, keys, callees = evidence
+    if not len(svc_a):
+        return Links()
+    width = len(services) + 1
+    pair = svc_a.astype(np.int64) * width + svc_b
+    order = np.argsort(pair, kind="stable")
+    pair, keys, callees = pair[order], keys[order], callees[order]
+    lo, hi = lo[order], hi[order]
+    distinct, first = np.unique(pair, return_index=True)
+    ends = [*first[1:].tolist(), len(pair)]
+    found: dict[tuple[int, int], tuple[float, float, int, int, int]] = {}
+    for p, s, e in zip(distinct.tolist(), first.tolist(), ends, strict=True):
+        deep = _deepest(lo[s:e], hi[s:e], keys[s:e], callees[s:e])
+        found[(p // width, p % width)] = (*deep, len(np.unique(callees[s:e])))
+    links: list[Link] = []
+    rejected: set[str] = set()
+    weak: list[str] = []
+    for (a, b), (left, right, traces, spans, possible) in sorted(found.items()):
+        back = found.get((b, a), (0.0, 0.0, 0, 0, 0))[2]
+        if traces < MIN_TRACES:
+            if traces > back:
+                weak.append(f"{services[a]} -> {services[b]}")
+            continue
+        if back > REVERSE_SHARE * traces:
+            if traces > REVERSE_SHARE * back:  # neither direction holds
+                rejected.add("/".join(sorted((services[a], services[b]))))
+            continue
+        links.append(Link(services[a], services[b], left, right, traces, spans, possible))
+    kept, contradicted, offsets, groups = _consistent(links)
+    rejected.update("/".join(sorted((k.caller, k.callee))) for k in contradicted)
+    gone = sorted(rejected)
+    return Links(tuple(kept), _note(kept, gone, weak), tuple(gone), offsets, groups)
+
+
+def _consistent(
+    links: list[Link],
+) -> tuple[list[Link], list[Link], dict[str, tuple[float, float]], dict[str, str]]:
+    """The links whose offsets agree around every cycle of services, the
+    offset each linked service's clock then has (relative to the first
+    service of its group) with how far off it may be, and each one's group.
+
+    Each link bounds the difference of two clocks; together they are a system
+    of difference constraints, feasible when no cycle of them is negative.
+    First come the links that hold for (nearly) every span of their callee
+    (a service whose span spans its whole trace contains every other), then
+    the others, each lot those that bound the offset most tightly first;
+    one that would make the system infeasible is dropped: its traces agreed
+    on spans that merely overlapped (two calls made in parallel, say)."""
+    names = sorted({k.caller for k in links} | {k.callee for k in links})
+    at = {name: i for i, name in enumerate(names)}
+    n = len(names)
+    bound = [[0.0 if i == j else math.inf for j in range(n)] for i in range(n)]
+    """``bound[i][j]``: the largest ``clock(j) - clock(i)`` the kept links allow."""
+    kept: list[Link] = []
+    dropped: list[Link] = []
+    ranked = sorted(links, key=lambda k: (_coverage(k) < WHOLE, k.hi - k.lo, k.caller, k.callee))
+    for link in ranked:
+        a, b = at[link.caller], at[link.callee]
+        trial = [row[:] for row in bound]
+        trial[a][b] = min(trial[a][b], link.hi + _SLACK)
+        trial[b][a] = min(trial[b][a], _SLACK - link.lo)
+        if _close(trial):
+            bound = trial
+            kept.append(link)
+        else:
+            dropped.append(link)
+    offsets: dict[str, tuple[float, float]] = {}
+    groups: dict[str, str] = {}
+    anchors: list[int] = []
+    for i, name in enumerate(names):
+        anchor = next((k for k in anchors if bound[k][i] < math.inf), None)
+        if anchor is None:
+            anchors.append(i)
+            offsets[name] = (0.0, 0.0)
+            groups[name] = name
+            continue
+        hi, lo = bound[anchor][i], -bound[i][anchor]
+        offsets[name] = ((lo + hi) / 2, (hi - lo) / 2)
+        groups[name] = names[anchor]
+    return kept, dropped, offsets, groups
+
+
+def _close(bound: list[list[float]]) -> bool:
+    """Tighten ``bound`` to its shortest paths; ``False`` if a cycle is negative."""
+    n = len(bound)
+    for k in range(n):
+        row_k = bound[k]
+        for i in range(n):
+            via = bound[i][k]
+            if via == math.inf:
+                continue
+            row_i = bound[i]
+            for j in range(n):
+                if via + row_k[j] < row_i[j]:
+                    row_i[j] = via + row_k[j]
+    return all(bound[i][i] >= 0 for i in range(n))
+
+
+_SLACK = 20e-6
+"""Seconds by which a cycle of links may disagree and still count as agreeing."""
+
+
+def _note(links: list[Link], rejected: list[str], weak: list[str]) -> str:
+    if links:
+        calls = ", ".join(f"{k.caller} -> {k.callee} ({k.traces} traces)" for k in links)
+        text = f"parents inferred from containment (no parent span IDs): {calls}"
+        if rejected:
+            text += f"; not for {', '.join(rejected)} (containment inconsistent)"
+        return text
+    why = []
+    if weak:
+        why.append(f"fewer than {MIN_TRACES} traces agree for {', '.join(weak)}")
+    if rejected:
+        why.append(f"containment inconsistent for {', '.join(rejected)}")
+    return "spans without parent IDs: no calls inferred (" + ("; ".join(why) or "no evidence") + ")"
+
+
+def first_clocks(links: Links) -> dict[str, ClockModel]:
+    """The clock models the links imply before any call is bounded (each
+    service's offset may be off by its uncertainty in :attr:`Links.offsets`)."""
+    return {name: ClockModel(offset) for name, (offset, _) in links.offsets.items()}

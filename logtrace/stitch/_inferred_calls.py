@@ -1,0 +1,236 @@
+"""Calls inferred from containment: parents for spans whose logs name none.
+
+With the links between services that :mod:`._containment` found, each span
+without a parent gets one: a span of a linked caller service of its trace
+that contains it on corrected clocks (:func:`infer_parents`), flagged in
+``Tree.inferred``. The calls so inferred join the logged ones in the clock
+estimate (:func:`solve_with_links`), and with the run's clocks the tree is
+built once more for the output (:func:`._stage.stage`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import replace
+
+import numpy as np
+import numpy.typing as npt
+
+from ._calls import CallCollector, partition_calls, solve_clocks
+from ._clocks import ClockModel
+from ._containment import Links, containment_interval, first_clocks, span_pairs
+from ._correct import apply_clocks
+from ._model import Table, Tree
+from ._tree import relink
+
+__all__ = [
+    "ROUNDS",
+    "TOLERANCE",
+    "agreed",
+    "infer_parents",
+    "solve_with_links",
+    "tolerances",
+    "within_links",
+]
+
+I64 = npt.NDArray[np.int64]
+F64 = npt.NDArray[np.float64]
+
+TOLERANCE = 50e-6
+"""How far (seconds, corrected) a callee may stick out of its caller's span
+and still be inside it: the clock estimate's own error."""
+ROUNDS: tuple[tuple[float, float | None], ...] = ((0.0, None), (0.0, None))
+"""Per round of inferring calls and solving clocks (:func:`solve_with_links`):
+how far a callee may stick out of its caller's span (none: a call inferred
+holds on the clocks of its round), and how the caller is chosen (the
+``margin`` of :func:`infer_parents`; ``None``: the shortest containing span,
+the choice that depends least on how far those clocks are off)."""
+
+
+def tolerances(links: Links, tolerance: float) -> dict[tuple[str, str], float]:
+    """Per linked (caller, callee): how far a callee may stick out of its
+    caller's span (negative: how far inside it must lie)."""
+    return {(k.caller, k.callee): tolerance for k in links.links}
+
+
+def infer_parents(
+    table: Table,
+    tree: Tree,
+    callers: Mapping[tuple[str, str], float],
+    corrected: F64,
+    margin: float | None = 0.0,
+) -> Tree:
+    """``tree`` with a parent for every span without one that a span of a
+    linked caller service contains on the ``corrected`` clocks (per row):
+    of those of its trace, the one whose records leave the narrowest gap
+    around it (a caller writes just before and just after a call; an
+    ancestor further up, or a span that merely overlaps, does not), the
+    shortest on a tie. The records taken are ``margin`` seconds away from
+    the callee's span at least, so that clocks off by less cannot change
+    the choice; with ``margin`` ``None`` (clocks that may be far off), the
+    shortest containing span is taken. ``callers`` maps each link
+    (caller, callee) to how far (seconds) a callee may stick out of its
+    caller's span; a negative value is how far inside it must lie (see
+    :func:`tolerances`)."""
+    if not callers or not len(tree.parent):
+        return tree
+    index = {name: i for i, name in enumerate(table.services)}
+    n = len(table.services) + 1
+    allowed = np.full(n * n, np.nan)
+    for (caller, callee), tolerance in callers.items():
+        i, j = index.get(caller), index.get(callee)
+        if i is not None and j is not None:
+            allowed[i * n + j] = tolerance
+    shift = _span_shift(table, tree, corrected)
+    records = _Records(table, corrected)
+    best = np.full(len(tree.parent), -1, dtype=np.int64)
+    best_gap = np.full(len(tree.parent), np.inf)
+    for a, b in span_pairs(table, tree):
+        tol = allowed[tree.service[a].astype(np.int64) * n + tree.service[b]]
+        linked = ~np.isnan(tol)
+        a, b, tol = a[linked], b[linked], tol[linked]
+        lo, hi = containment_interval(tree, a, b)
+        d = shift[b] - shift[a]  # the callee's clock minus the caller's, as corrected
+        fits = (lo - tol <= d) & (d <= hi + tol)
+        a, b = a[fits], b[fits]
+        # The caller's records nearest outside the callee's span: a call's
+        # caller writes just before and just after it (the offsets cancel).
+        length = tree.end[a] - tree.start[a]
+        if margin is None:
+            gap = length
+        else:
+            before = records.before(a, tree.start[b] - shift[b] - margin)
+            after = records.after(a, tree.end[b] - shift[b] + margin)
+            gap = np.where(np.isnan(before) | np.isnan(after), np.inf, after - before)
+        perm = np.lexsort((a, length, gap, b))
+        a, b, gap = a[perm], b[perm], gap[perm]
+        head = np.r_[True, b[1:] != b[:-1]]
+        a, b, gap = a[head], b[head], gap[head]
+        better = (gap < best_gap[b]) | (best[b] < 0)
+        best[b[better]], best_gap[b[better]] = a[better], gap[better]
+    chosen = np.flatnonzero(best >= 0)
+    if not len(chosen):
+        return tree
+    parent = tree.parent.copy()
+    parent[chosen] = best[chosen].astype(np.int32)
+    inferred = np.zeros(len(parent), dtype=bool)
+    inferred[chosen] = True
+    return relink(table, replace(tree, parent=parent, inferred=inferred))
+
+
+class _Records:
+    """Spans' records by (span, corrected time), searchable per span."""
+
+    def __init__(self, table: Table, corrected: F64) -> None:
+        span = table.rows["span"]
+        timed = np.flatnonzero((span >= 0) & ~np.isnan(corrected))
+        perm = np.lexsort((corrected[timed], span[timed]))
+        self.span: I64 = span[timed][perm].astype(np.int64)
+        self.time: F64 = corrected[timed][perm]
+
+    def before(self, span: I64, t: F64) -> F64:
+        """Per query, the span's latest record time at or before ``t`` (NaN: none)."""
+        lo = np.searchsorted(self.span, span, "left")
+        at = _bisect(self.time, lo, np.searchsorted(self.span, span, "right"), t, True) - 1
+        ok = at >= lo
+        return np.where(ok, self.time[np.clip(at, 0, max(len(self.time) - 1, 0))], np.nan)
+
+    def after(self, span: I64, t: F64) -> F64:
+        """Per query, the span's earliest record time at or after ``t`` (NaN: none)."""
+        hi = np.searchsorted(self.span, span, "right")
+        at = _bisect(self.time, np.searchsorted(self.span, span, "left"), hi, t, False)
+        ok = at < hi
+        return np.where(ok, self.time[np.clip(at, 0, max(len(self.time) - 1, 0))], np.nan)
+
+
+def _bisect(time: F64, lo: I64, hi: I64, x: F64, right: bool) -> I64:
+    """Per query, where ``x`` goes among ``time[lo:hi]`` (sorted): after equal
+    times if ``right``, before them otherwise; all queries halve together."""
+    lo, hi = lo.astype(np.int64), hi.astype(np.int64)
+    active = np.flatnonzero(lo < hi)
+    while len(active):
+        mid = (lo[active] + hi[active]) // 2
+        t = time[mid]
+        go = t <= x[active] if right else t < x[active]
+        lo[active] = np.where(go, mid + 1, lo[active])
+        hi[active] = np.where(go, hi[active], mid)
+        active = active[lo[active] < hi[active]]
+    return lo
+
+
+def _span_shift(table: Table, tree: Tree, corrected: F64) -> F64:
+    """Per span, how far its service's clock was corrected (raw minus corrected)."""
+    rows = table.rows
+    timed = (rows["span"] >= 0) & ~np.isnan(rows["ts"])
+    shift = np.zeros(len(tree.parent))
+    shift[rows["span"][timed]] = rows["ts"][timed] - corrected[timed]
+    return shift
+
+
+def solve_with_links(
+    links: Links,
+    services: list[str],
+    count: int,
+    grouped: Callable[[int], tuple[Table, Tree, I64]],
+    table: Callable[[int], Table],
+    cap: int | None,
+) -> dict[str, ClockModel]:
+    """The run's clocks with the inferred calls counted as calls.
+
+    Starting from the links' first offsets, each round (:data:`ROUNDS`)
+    infers calls on the current clocks (those both ways of choosing the
+    caller agree on: :func:`agreed`) and solves the clocks from them and the logged calls
+    (:func:`._calls.solve_clocks`, whose bracketing tightens them); the
+    offsets found are kept within what the links allow (:func:`within_links`).
+    ``grouped(s)`` gives partition ``s``'s table, tree and first keys,
+    ``table(s)`` its table alone (for bracketing)."""
+    clocks = first_clocks(links)
+    for tolerance, margin in ROUNDS:
+        callers = tolerances(links, tolerance)
+        collector = CallCollector(cap)
+        for s in range(count):
+            t, tree, first = grouped(s)
+            corrected = apply_clocks(t, clocks)
+            linked = agreed(t, tree, callers, corrected, margin)
+            collector.add(partition_calls(s, t, linked, first, collector.many))
+            del t, tree, linked
+        clocks = solve_clocks(collector, services, count, table)
+    return within_links(clocks, links)
+
+
+def agreed(
+    table: Table,
+    tree: Tree,
+    callers: Mapping[tuple[str, str], float],
+    corrected: F64,
+    margin: float | None,
+) -> Tree:
+    """:func:`infer_parents` keeping only the parents that the narrowest-gap
+    choice agrees on: a call whose caller is in doubt bounds no clock."""
+    linked = infer_parents(table, tree, callers, corrected, margin)
+    if linked.inferred is None:
+        return linked
+    other = infer_parents(table, tree, callers, corrected, 0.0 if margin is None else None)
+    differ = linked.inferred & (other.parent != linked.parent)
+    if not differ.any():
+        return linked
+    parent = linked.parent.copy()
+    parent[differ] = tree.parent[differ]
+    return relink(table, replace(linked, parent=parent))
+
+
+def within_links(clocks: dict[str, ClockModel], links: Links) -> dict[str, ClockModel]:
+    """``clocks`` with every linked service's offset moved into what the
+    links allow (relative to its group's first service), should the calls
+    have pulled it out: containment bounds every offset, whatever the calls
+    inferred under it say."""
+    out = dict(clocks)
+    for name, (mid, half) in links.offsets.items():
+        anchor = links.groups.get(name, name)
+        base = clocks.get(anchor, ClockModel())
+        model = clocks.get(name, ClockModel())
+        relative = model.offset_s - base.offset_s
+        fitted = min(max(relative, mid - half), mid + half)
+        if fitted != relative:
+            out[name] = replace(model, offset_s=base.offset_s + fitted)
+    return out

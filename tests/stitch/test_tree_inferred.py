@@ -1,0 +1,140 @@
+"""Spans whose logs name no parent: calls, clocks and the tree from containment.
+
+The generator writes what OpenTelemetry's logging instrumentation, ECS and
+Datadog logs carry (a trace and a span ID, no parent, no span records) and
+knows every span's true parent and every clock's true offset.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from logtrace.stitch import Options, Summary, stitch
+from logtrace.testing import SynthConfig, SynthResult, generate
+
+
+def _stitch(logs: Path, out: Path, **options: Any) -> tuple[Summary, list[dict[str, Any]]]:
+    with open(out, "wb") as fh:
+        summary = stitch([str(logs)], fh, Options(format="jsonl", **options))
+    return summary, [json.loads(line) for line in out.read_bytes().splitlines()]
+
+
+def _truth(res: SynthResult) -> dict[str, str | None]:
+    parents: dict[str, str | None] = {}
+    with open(res.truth, encoding="utf-8") as fh:
+        fh.readline()
+        for line in fh:
+            parents.update(json.loads(line)["parents"])
+    return parents
+
+
+@pytest.fixture(scope="module")
+def parentless(tmp_path_factory: pytest.TempPathFactory) -> SynthResult:
+    cfg = SynthConfig(traces=200, seed=11, skew_ms=25.0, parent_ids=False)
+    return generate(str(tmp_path_factory.mktemp("noparent")), cfg)
+
+
+def test_the_generator_writes_no_parent(parentless: SynthResult) -> None:
+    kinds: Counter[str] = Counter()
+    for path in parentless.files:
+        if path.endswith(".gz"):
+            continue
+        for line in Path(path).read_text(encoding="utf-8").splitlines():
+            if "parent" in line or '"span.kind"' in line:
+                pytest.fail(f"a parent or a span record in {path}: {line}")
+            for key in ('"trace":{"id"', '"otelTraceID"', '"dd.trace_id"'):
+                kinds[key] += key in line
+    assert all(kinds.values()) and len(kinds) == 3, kinds
+    parents = _truth(parentless)
+    assert sum(p is None for p in parents.values()) == 200  # one root per trace
+
+
+def test_calls_clocks_and_tree_are_inferred(parentless: SynthResult, tmp_path: Path) -> None:
+    summary, out = _stitch(Path(parentless.files[0]).parent, tmp_path / "out.jsonl")
+    (note,) = summary.notes
+    assert note.startswith("parents inferred from containment"), note
+
+    # Clocks: every offset within 1 ms of the truth (the reference is the gateway).
+    true = parentless.offsets_s
+    for name, ms in summary.offsets_ms.items():
+        want = (true[name] - true["gateway"]) * 1e3
+        assert abs(ms - summary.offsets_ms["gateway"] - want) < 1.0, (name, ms, want)
+
+    # Tree: the parent inferred for nearly every span is its true parent, and marked.
+    truth = _truth(parentless)
+    heads = {r["span_id"]: r for r in out if r["span_id"] is not None}
+    right = sum(truth[s] == r["parent_span_id"] for s, r in heads.items())
+    assert right >= 0.85 * len(heads), (right, len(heads))
+    for span, rec in heads.items():
+        if truth[span] is None:
+            assert rec["depth"] == 0 and rec["parent_span_id"] is None
+            assert "parent_inferred" not in rec
+        elif rec["parent_span_id"] is not None:
+            assert rec["parent_inferred"] is True and rec["depth"] >= 1
+
+
+def test_partitions_change_nothing(parentless: SynthResult, tmp_path: Path) -> None:
+    logs = Path(parentless.files[0]).parent
+    whole, _ = _stitch(logs, tmp_path / "whole.jsonl")
+    parts, _ = _stitch(logs, tmp_path / "parts.jsonl", partitions=3)
+    assert (tmp_path / "whole.jsonl").read_bytes() == (tmp_path / "parts.jsonl").read_bytes()
+    assert whole.notes == parts.notes and whole.offsets_ms == parts.offsets_ms
+
+
+def test_too_few_traces_infer_nothing(tmp_path: Path) -> None:
+    res = generate(str(tmp_path), SynthConfig(traces=3, seed=2, parent_ids=False))
+    summary, out = _stitch(tmp_path / "logs", tmp_path / "out.jsonl")
+    (note,) = summary.notes
+    assert note.startswith("spans without parent IDs: no calls inferred (fewer than 8 traces")
+    assert set(summary.offsets_ms.values()) == {0.0}
+    traced = [r for r in out if r["trace_id"] is not None]
+    assert traced and all(r["depth"] == 0 and "parent_inferred" not in r for r in traced)
+    assert len({r["trace_id"] for r in traced}) == res.traces
+
+
+def _ecs(ts: float, service: str, trace: int, span: int, message: str) -> str:
+    stamp = f"2026-03-01T10:00:{ts:09.6f}Z"
+    return json.dumps(
+        {
+            "@timestamp": stamp,
+            "log.level": "info",
+            "message": message,
+            "service": {"name": service},
+            "trace": {"id": f"{trace + 1:032x}"},
+            "span": {"id": f"{span + 1:016x}"},
+        }
+    )
+
+
+def test_spans_that_merely_overlap_infer_nothing(tmp_path: Path) -> None:
+    """Two services whose spans overlap one way in some traces and the other
+    way in as many: no call between them is believable."""
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    lines: dict[str, list[str]] = {"a": [], "b": []}
+    for t in range(24):
+        base = t * 0.5
+        outer, inner = ("a", "b") if t % 2 else ("b", "a")
+        for name, start, end in ((outer, base, base + 0.010), (inner, base + 0.002, base + 0.006)):
+            span = 2 * t + (name == "b")
+            lines[name].append(_ecs(start, name, t, span, "start"))
+            lines[name].append(_ecs(end, name, t, span, "end"))
+    for name, text in lines.items():
+        (logs / f"{name}.log").write_text("\n".join(text) + "\n", encoding="utf-8")
+    summary, out = _stitch(logs, tmp_path / "out.jsonl")
+    assert summary.notes == [
+        "spans without parent IDs: no calls inferred (containment inconsistent for a/b)"
+    ]
+    assert all("parent_inferred" not in r and r["depth"] == 0 for r in out)
+
+
+def test_logs_with_parent_ids_are_left_alone(tmp_path: Path) -> None:
+    generate(str(tmp_path), SynthConfig(traces=40, seed=5, client_spans=False))
+    summary, out = _stitch(tmp_path / "logs", tmp_path / "out.jsonl")
+    assert summary.notes == []
+    assert not any("parent_inferred" in r for r in out)

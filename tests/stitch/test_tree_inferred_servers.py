@@ -1,0 +1,242 @@
+"""Logs without parent span IDs from real services: the calls and clocks inferred.
+
+Three uvicorn services on 127.0.0.1 call each other over HTTP, tracing with
+the OpenTelemetry SDK (W3C ``traceparent`` between them), and log as three
+real setups do, none of which names the parent span:
+
+- ``gateway``: Datadog's ``dd.trace_id`` / ``dd.span_id`` (decimal) fields,
+  written with python-json-logger;
+- ``inventory``: python-json-logger with opentelemetry-instrumentation-logging's
+  ``otelTraceID``, ``otelSpanID`` and ``otelServiceName``;
+- ``pricing``: ecs-logging's ``StdlibFormatter`` (``trace.id``, ``span.id``,
+  ``transaction.id``; millisecond timestamps).
+
+The inventory host's logging clock is shifted by about 30 ms either way: the
+stitcher must find the shift from containment alone (to within 1 ms), hang
+each span under its caller's, mark those parents as inferred, and put every
+callee line between the caller's lines around the call.
+"""
+
+from __future__ import annotations
+
+import json
+import textwrap
+from collections import defaultdict
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from servers import run_uvicorn
+
+from logtrace.stitch import Options, stitch
+
+pytest.importorskip("ecs_logging")
+pytest.importorskip("opentelemetry.instrumentation.logging")
+pytest.importorskip("pythonjsonlogger")
+
+APP = textwrap.dedent(
+    '''
+    """One service of the chain, set up by environment variables."""
+    import asyncio
+    import logging
+    import os
+
+    import httpx
+    from opentelemetry import propagate, trace
+    from opentelemetry.sdk.resources import Resource
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.trace import SpanKind
+    from starlette.applications import Starlette
+    from starlette.responses import PlainTextResponse
+    from starlette.routing import Route
+
+    SERVICE = os.environ["NP_SERVICE"]
+    DOWNSTREAM = os.environ.get("NP_DOWNSTREAM", "")
+    SHIFT = float(os.environ.get("NP_SHIFT_MS", "0")) / 1000
+
+    trace.set_tracer_provider(TracerProvider(resource=Resource.create({"service.name": SERVICE})))
+    tracer = trace.get_tracer(SERVICE)
+
+
+    class Shifted(logging.Filter):
+        """This host's clock runs SHIFT seconds ahead of the others."""
+
+        def filter(self, record):
+            record.created += SHIFT
+            return True
+
+
+    class EcsIds(logging.Filter):
+        """What Elastic's APM agent puts on records, from the current span."""
+
+        def filter(self, record):
+            ctx = trace.get_current_span().get_span_context()
+            if ctx.is_valid:
+                setattr(record, "trace.id", format(ctx.trace_id, "032x"))
+                setattr(record, "span.id", format(ctx.span_id, "016x"))
+                setattr(record, "transaction.id", format(ctx.span_id, "016x"))
+            setattr(record, "service.name", SERVICE)
+            return True
+
+
+    class DatadogIds(logging.Filter):
+        """Datadog's log injection: decimal IDs under dd.*."""
+
+        def filter(self, record):
+            ctx = trace.get_current_span().get_span_context()
+            setattr(record, "dd.service", SERVICE)
+            setattr(record, "dd.env", "test")
+            setattr(record, "dd.trace_id", str(ctx.trace_id) if ctx.is_valid else "0")
+            setattr(record, "dd.span_id", str(ctx.span_id) if ctx.is_valid else "0")
+            return True
+
+
+    handler = logging.FileHandler(os.environ["NP_LOG"])
+    style = os.environ["NP_FORMAT"]
+    if style == "ecs":
+        import ecs_logging
+
+        handler.setFormatter(ecs_logging.StdlibFormatter())
+        handler.addFilter(EcsIds())
+    elif style == "otel":
+        from opentelemetry.instrumentation.logging import LoggingInstrumentor
+        from pythonjsonlogger.json import JsonFormatter
+
+        LoggingInstrumentor().instrument(set_logging_format=False, inject_trace_context=True)
+        handler.setFormatter(
+            JsonFormatter(
+                "%(levelname)s %(message)s %(otelTraceID)s %(otelSpanID)s %(otelServiceName)s",
+                timestamp=True,
+            )
+        )
+    else:
+        from pythonjsonlogger.json import JsonFormatter
+
+        handler.addFilter(DatadogIds())
+        handler.setFormatter(
+            JsonFormatter(
+                "%(levelname)s %(message)s %(dd.service)s %(dd.env)s %(dd.trace_id)s "
+                "%(dd.span_id)s",
+                timestamp=True,
+            )
+        )
+    handler.addFilter(Shifted())
+    log = logging.getLogger(SERVICE)
+    log.addHandler(handler)
+    log.setLevel(logging.INFO)
+    log.propagate = False
+
+
+    client = httpx.AsyncClient()  # one connection pool, as a real service keeps
+
+
+    async def handle(request):
+        parent = propagate.extract(dict(request.headers))
+        with tracer.start_as_current_span(f"GET {SERVICE}", context=parent, kind=SpanKind.SERVER):
+            log.info("request received")
+            await asyncio.sleep(0.002)
+            if DOWNSTREAM:
+                headers = {}
+                propagate.inject(headers)
+                log.info("calling downstream")
+                answer = await client.get(DOWNSTREAM, headers=headers)
+                log.info("downstream answered %s", answer.status_code)
+                await asyncio.sleep(0.002)
+            log.info("request done")
+        return PlainTextResponse(SERVICE)
+
+
+    app = Starlette(routes=[Route("/", handle)])
+    '''
+)
+
+REQUESTS = 30
+
+
+def _chain(tmp_path: Path, shift_ms: float) -> Path:
+    """Run the three services, send the requests, return the log directory."""
+    (tmp_path / "chain_app.py").write_text(APP, encoding="utf-8")
+    logs = tmp_path / "logs"
+    logs.mkdir()
+
+    def env(service: str, style: str, downstream: str = "", shift: float = 0.0) -> dict[str, str]:
+        return {
+            "NP_SERVICE": service,
+            "NP_FORMAT": style,
+            "NP_DOWNSTREAM": downstream,
+            "NP_SHIFT_MS": str(shift),
+            "NP_LOG": str(logs / f"{service}.log"),
+        }
+
+    def serve(service: str, **kw: Any) -> Any:
+        return run_uvicorn(
+            "chain_app:app",
+            app_dir=tmp_path,
+            args=("--log-level", "warning"),
+            log_path=tmp_path / f"{service}.out",
+            env=env(service, **kw),
+        )
+
+    with (
+        serve("pricing", style="ecs") as pricing,
+        serve("inventory", style="otel", downstream=pricing.url + "/", shift=shift_ms) as inventory,
+        serve("gateway", style="datadog", downstream=inventory.url + "/") as gateway,
+        httpx.Client(timeout=10) as client,
+    ):
+        for _ in range(REQUESTS):
+            assert client.get(gateway.url + "/").text == "gateway"
+    return logs
+
+
+@pytest.mark.parametrize("shift_ms", [30.0, -30.0])
+def test_calls_and_clocks_inferred_from_real_services(tmp_path: Path, shift_ms: float) -> None:
+    logs = _chain(tmp_path, shift_ms)
+    written = {p.name: p.read_text(encoding="utf-8") for p in logs.iterdir()}
+    assert '"dd.trace_id"' in written["gateway.log"]
+    assert '"otelSpanID"' in written["inventory.log"]
+    assert '"trace":{"id":' in written["pricing.log"]  # ecs-logging nests the IDs
+    assert "parent" not in "".join(written.values())
+
+    with open(tmp_path / "out.jsonl", "wb") as fh:
+        summary = stitch([str(logs)], fh, Options(format="jsonl"))
+    out = [json.loads(line) for line in (tmp_path / "out.jsonl").read_bytes().splitlines()]
+    traces: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    for rec in out:
+        if rec["trace_id"] is not None:
+            traces[rec["trace_id"]].append(rec)
+    assert len(traces) == REQUESTS
+
+    # Clock: inventory's shift found, the others left alone (within 1 ms).
+    offsets = summary.offsets_ms
+    assert abs(offsets["inventory"] - offsets["gateway"] - shift_ms) < 1.0, offsets
+    assert abs(offsets["pricing"] - offsets["gateway"]) < 1.0, offsets
+
+    (note,) = summary.notes
+    assert note.startswith("parents inferred from containment"), note
+    assert f"gateway -> inventory ({REQUESTS} traces)" in note
+    assert f"inventory -> pricing ({REQUESTS} traces)" in note
+    for recs in traces.values():
+        by_service = {r["service"]: r for r in recs}
+        gateway, inventory, pricing = (by_service[s] for s in ("gateway", "inventory", "pricing"))
+        # The tree: each span under its caller's, marked as inferred.
+        assert gateway["parent_span_id"] is None and gateway["depth"] == 0
+        assert "parent_inferred" not in gateway
+        assert inventory["parent_span_id"] == gateway["span_id"]
+        assert pricing["parent_span_id"] == inventory["span_id"]
+        assert inventory["parent_inferred"] is True and pricing["parent_inferred"] is True
+        assert (inventory["depth"], pricing["depth"]) == (1, 2)
+        # The order: every callee line between its caller's lines around the call.
+        text = [(r["service"], r["record"]["message"]) for r in recs]
+        assert text == [
+            ("gateway", "request received"),
+            ("gateway", "calling downstream"),
+            ("inventory", "request received"),
+            ("inventory", "calling downstream"),
+            ("pricing", "request received"),
+            ("pricing", "request done"),
+            ("inventory", "downstream answered 200"),
+            ("inventory", "request done"),
+            ("gateway", "downstream answered 200"),
+            ("gateway", "request done"),
+        ], text
