@@ -171,8 +171,7 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument(
         "--format",
         choices=("text", "jsonl", "html", "chrome"),
-        default="text",
-        help="output format (default: text)",
+        help="output format (default: text; jsonl with --engine spark)",
     )
     s.add_argument("-o", "--output", metavar="FILE", help="write here (default: standard output)")
     s.add_argument(
@@ -207,6 +206,25 @@ def _parser() -> argparse.ArgumentParser:
     )
     s.add_argument(
         "-q", "--quiet", action="store_true", help="no summary on stderr (default: summary)"
+    )
+    s.add_argument(
+        "--engine",
+        choices=("local", "spark"),
+        default="local",
+        help="run here, or on Apache Spark (needs the spark extra; PATHs may then be "
+        "hdfs:// or s3a:// URIs) (default: local)",
+    )
+    s.add_argument(
+        "--master",
+        metavar="URL",
+        help="Spark master for --engine spark, e.g. local[4] or spark://host:7077 "
+        "(default: spark-submit's, else local[*])",
+    )
+    s.add_argument(
+        "--parts",
+        metavar="DIR",
+        help="--engine spark, jsonl: write part files to DIR (any path Spark writes) "
+        "instead of one merged output",
     )
 
     g = sub.add_parser(
@@ -321,6 +339,14 @@ def _stitch(args: argparse.Namespace) -> int:
     _quiet_blas()
     from logtrace.stitch import InputError, Options, stitch
 
+    if args.format is None:
+        args.format = "jsonl" if args.engine == "spark" else "text"
+    if args.engine == "spark" and args.format != "jsonl" and not filtered_run(args):
+        raise _Fail(
+            f"--engine spark writes {args.format} for filtered runs only (--trace, --errors, "
+            "--service, --since, --until); use --format jsonl for a whole run"
+        )
+
     out, tty = _open_output(args.output)
     options = Options(
         traces=args.trace,
@@ -337,7 +363,10 @@ def _stitch(args: argparse.Namespace) -> int:
         strict=args.strict,
     )
     try:
-        summary = stitch(args.paths, out, options, _progress())
+        if args.engine == "spark":
+            summary = _stitch_on_spark(args, out, options)
+        else:
+            summary = stitch(args.paths, out, options, _progress())
     except InputError as exc:
         raise _Fail(str(exc)) from None
     except OSError as exc:
@@ -356,6 +385,28 @@ def _stitch(args: argparse.Namespace) -> int:
     if args.strict and summary.unparseable:
         return 1
     return 3 if summary.skipped else 0
+
+
+def _stitch_on_spark(args: argparse.Namespace, out: IO[bytes], options: Any) -> Any:
+    try:
+        from logtrace.stitch.spark import stitch_to
+    except ImportError as exc:
+        raise _Fail(
+            f"--engine spark needs pyspark ({exc}): pip install 'pylogtrace[spark]'"
+        ) from None
+    options.color = False
+    return stitch_to(args.paths, out, options, args.master, args.parts)
+
+
+def filtered_run(args: argparse.Namespace) -> bool:
+    """Whether the command line selects some traces, not all of them."""
+    return bool(
+        args.trace
+        or args.errors
+        or args.service
+        or args.since is not None
+        or args.until is not None
+    )
 
 
 def _print_summary(summary: Any, skew_correction: bool) -> None:

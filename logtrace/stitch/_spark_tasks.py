@@ -74,6 +74,7 @@ __all__ = [
     "filtered",
     "gather_facts",
     "note_clocks",
+    "one_per_scan",
     "plan_local",
     "plan_named",
     "received",
@@ -288,7 +289,7 @@ def chosen_of(
     else:
         chosen = set(choose(open_table(r.parts, 0), clocks, options))
     shipped: list[Shipped] = []
-    for index, piece, _ in r.pieces:
+    for index, piece, keys in r.pieces:
         rows = piece.rows
         if untraced:
             svc = np.array([service_index[v] for v in piece.services], dtype=np.int64)
@@ -305,10 +306,60 @@ def chosen_of(
             mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as m,
         ):
             blob = _lines(m, kept)
-        _, small, keys = compact(index, piece, kept, piece.traces, piece.spans)
+        _, small, _ = compact(index, piece, kept, piece.traces, piece.spans)
         small.data_path = ""
-        shipped.append((index, small, keys, blob))
+        first = dict(zip(piece.traces, keys.tolist(), strict=True))
+        keys_kept = np.array([first[t] for t in small.traces], dtype=np.int64)
+        shipped.append((index, small, keys_kept, blob))
     return shipped
+
+
+def one_per_scan(shipped: Iterable[Shipped]) -> list[Shipped]:
+    """Pieces gathered from several partitions as one piece per scan (what a
+    partition's table is built from): rows in line order, traces in the
+    order they first appear (their keys), span IDs in the pieces' order."""
+    by_scan: dict[int, list[Shipped]] = {}
+    for item in shipped:
+        by_scan.setdefault(item[0], []).append(item)
+    return [
+        items[0] if len(items) == 1 else _joined(index, items)
+        for index, items in sorted(by_scan.items())
+    ]
+
+
+def _joined(index: int, items: list[Shipped]) -> Shipped:
+    traces: list[str] = []
+    spans: dict[str, int] = {}
+    rows_of, keys_of, blobs = [], [], []
+    at = 0
+    for _, piece, keys, blob in items:
+        rows = piece.rows.copy()
+        rows["trace"] += np.where(rows["trace"] >= 0, len(traces), 0).astype(np.int32)
+        names = [spans.setdefault(name, len(spans)) for name in piece.spans]
+        span_map = np.array(names or [0], dtype=np.int32)
+        for name in ("span", "parent"):
+            column = rows[name]
+            has = column >= 0
+            column[has] = span_map[column[has]]
+        rows["off"] += at
+        at += len(blob)
+        traces.extend(piece.traces)
+        rows_of.append(rows)
+        keys_of.append(keys)
+        blobs.append(blob)
+    rows = np.concatenate(rows_of)
+    rows = rows[np.argsort(rows["line"], kind="stable")]
+    keys = np.concatenate(keys_of)
+    by_key = np.argsort(keys, kind="stable")
+    rank = np.empty(len(by_key), dtype=np.int32)
+    rank[by_key] = np.arange(len(by_key), dtype=np.int32)
+    has = rows["trace"] >= 0
+    rows["trace"][has] = rank[rows["trace"][has]]
+    first = items[0][1]
+    piece = replace(
+        first, rows=rows, traces=[traces[k] for k in by_key.tolist()], spans=list(spans)
+    )
+    return index, piece, keys[by_key], b"".join(blobs)
 
 
 @dataclass(slots=True)
@@ -399,7 +450,7 @@ def write_gathered(
 ) -> int:
     """A filtered run's chosen pieces as one partition, written in
     ``options.format`` as the local engine writes one; returns the traces written."""
-    r = received(shipped, run, workdir)
+    r = received(one_per_scan(shipped), run, workdir)
     staged = stage(open_partition(r.parts, 0, options.memory), clocks, options)
     write(staged.rendering, out, replace(options, jobs=1), workdir)
     return staged.selected

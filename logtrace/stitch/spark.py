@@ -177,7 +177,10 @@ def _stitch(
         calls = shuffled.mapPartitionsWithIndex(
             partial(_each, shared, partial(_calls, options.memory), True)
         )
-        for _, columns in calls.toLocalIterator(True):
+        # A partition's calls are a small part of its rows; past a few dozen
+        # partitions they come to the driver one partition at a time.
+        gathered = calls.collect() if count <= 64 else calls.toLocalIterator(True)
+        for _, columns in gathered:
             collector.add(columns)
 
         def bracket(*round_of: Any) -> Iterable[Any]:
