@@ -278,7 +278,7 @@ def _itself(key: int) -> int:
 def _scan_local(layout: Layout, tasks: Iterator[Any]) -> Iterator[tuple[int, Any]]:
     for task in tasks:
         with tempfile.TemporaryDirectory(prefix="logtrace-scan-") as spool:
-            yield from scan_split(tuple(task), layout, spool)  # type: ignore[arg-type]
+            yield from scan_split(tuple(task), layout, spool)
 
 
 def _scan_content(
