@@ -52,7 +52,7 @@ from ._plan import InputError, ScanTask, expand_paths, plan_tasks, rotation_orde
 from ._scan import input_size, scan_task
 from ._select import filtered, in_window, keeps_untraced
 from ._stage import choose, open_partition, open_table, stage
-from ._write import write
+from ._write import INDEX, merge, merge_chunk, write
 
 __all__ = [
     "BLOCK_LINES",
@@ -73,6 +73,7 @@ __all__ = [
     "chosen_of",
     "filtered",
     "gather_facts",
+    "merge_blocks",
     "note_clocks",
     "one_per_scan",
     "plan_local",
@@ -454,3 +455,44 @@ def write_gathered(
     staged = stage(open_partition(r.parts, 0, options.memory), clocks, options)
     write(staged.rendering, out, replace(options, jobs=1), workdir)
     return staged.selected
+
+
+def merge_blocks(blocks: Iterable[Block], out: IO[bytes], workdir: str, memory: int) -> None:
+    """The jsonl output in the local engine's order, from every partition's
+    blocks in partition order: each trace partition's traces go to a spool
+    file with an index, merged by the local engine's merge as soon as the
+    lines without a trace begin; those follow as they come."""
+    outputs: list[str] = []
+    entries: list[tuple[float, int, int, int]] = []
+    part: IO[bytes] | None = None
+    at = 0
+    merged = False
+
+    def finish() -> None:
+        nonlocal part
+        if part is not None:
+            part.close()
+            np.array(entries, dtype=INDEX).tofile(outputs[-1] + ".index")
+            part = None
+
+    for group, start, key, s, _, _, lines in blocks:
+        if group == 0:
+            if part is None or not outputs[-1].endswith(f"part{s}.out"):
+                finish()
+                outputs.append(os.path.join(workdir, f"part{s}.out"))
+                part = open(outputs[-1], "wb")  # noqa: SIM115 (closed in finish())
+                entries.clear()
+                at = 0
+            part.write(lines)
+            entries.append((start, key, at, len(lines)))
+            at += len(lines)
+            continue
+        if not merged:
+            finish()
+            merge(outputs, out, merge_chunk(memory, len(outputs)))
+            merged = True
+        out.write(lines)
+    if not merged:
+        finish()
+        merge(outputs, out, merge_chunk(memory, len(outputs)))
+    out.flush()

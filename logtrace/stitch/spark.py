@@ -51,6 +51,7 @@ from ._spark_tasks import (
     chosen_of,
     filtered,
     gather_facts,
+    merge_blocks,
     note_clocks,
     plan_local,
     plan_named,
@@ -72,8 +73,6 @@ PARTITION_BYTES = 64 << 20
 BLOCK_COLUMNS = ("group", "start", "first", "part", "seq", "trace_id", "lines")
 """The blocks' columns: sorted by the first five, ``lines`` are the local engine's output."""
 
-_ORDER = BLOCK_COLUMNS[:5]
-
 
 @dataclass
 class Stitched:
@@ -84,6 +83,8 @@ class Stitched:
     summary: Summary
     _counts: tuple[Any, Any]
     _rdd: RDD[Any]
+    _memory: int = 512 << 20
+    _tmp_dir: str | None = None
 
     def records(self) -> DataFrame:
         """One row per output line: ``trace_id`` (null for lines without a
@@ -106,10 +107,12 @@ class Stitched:
         self._count()
 
     def write_merged(self, out: IO[bytes]) -> None:
-        """The jsonl output as one stream, in the local engine's order."""
-        for row in self.blocks.orderBy(*_ORDER).select("lines").toLocalIterator(True):
-            out.write(row[0])
-        out.flush()
+        """The jsonl output as one stream, in the local engine's order: the
+        partitions' blocks come to the driver one partition at a time and
+        are merged there as the local engine merges its partitions (the
+        driver's temporary directory holds the traces until then)."""
+        with tempfile.TemporaryDirectory(prefix="logtrace-merge-", dir=self._tmp_dir) as tmp:
+            merge_blocks(self._rdd.toLocalIterator(True), out, tmp, self._memory)
         self._count()
 
     def close(self) -> None:
@@ -220,7 +223,8 @@ def _stitch(
     schema = StructType(
         [StructField(n, t(), n == "trace_id") for n, t in zip(BLOCK_COLUMNS, types, strict=True)]
     )
-    result = Stitched(session.createDataFrame(rdd, schema), summary, (traces, selected), rdd)
+    frame = session.createDataFrame(rdd, schema)
+    result = Stitched(frame, summary, (traces, selected), rdd, options.memory, options.tmp_dir)
     if out is not None:
         result.write_merged(out)
     return result
