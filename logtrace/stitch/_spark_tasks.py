@@ -131,11 +131,10 @@ Shipped = tuple[int, FileScan, I64, bytes]
 bytes that follow) with the IDs they use, first-appearance keys, line bytes."""
 
 
-def scan_split(task: ScanTask, layout: Layout, spool: str) -> Iterator[tuple[int, Any]]:
-    """Scan ``task`` (its path readable here; ``spool`` takes a compressed
-    file's content) and yield ``(partition, Shipped)`` per piece, then
-    ``(layout.facts, ScanFacts)``."""
-    index = task[0]
+def scan_split(index: int, task: ScanTask, layout: Layout, spool: str) -> Iterator[tuple[int, Any]]:
+    """Scan ``task``, the run's scan ``index`` (its path readable here;
+    ``spool`` takes a compressed file's content) and yield ``(partition,
+    Shipped)`` per piece, then ``(layout.facts, ScanFacts)``."""
     scan = scan_task(task, spool)
     rows, traces, spans = scan.rows, scan.traces, scan.spans
     summary = Summary()

@@ -243,7 +243,7 @@ def _inputs(
             raise InputError("nothing to read")
 
         def local(layout: Layout) -> RDD[Any]:
-            return sc.parallelize(plan, max(1, len(plan))).mapPartitions(
+            return sc.parallelize(list(enumerate(plan)), max(1, len(plan))).mapPartitions(
                 partial(_scan_local, layout)
             )
 
@@ -280,9 +280,9 @@ def _itself(key: int) -> int:
 
 
 def _scan_local(layout: Layout, tasks: Iterator[Any]) -> Iterator[tuple[int, Any]]:
-    for task in tasks:
+    for index, task in tasks:  # a file's byte ranges are scans of their own
         with tempfile.TemporaryDirectory(prefix="logtrace-scan-") as spool:
-            yield from scan_split(tuple(task), layout, spool)
+            yield from scan_split(index, tuple(task), layout, spool)
 
 
 def _scan_content(
@@ -294,7 +294,8 @@ def _scan_content(
             with open(local, "wb") as f:
                 f.write(content)
             del content
-            yield from scan_split((index[path], path, local, 0, -1), layout, spool)
+            at = index[path]
+            yield from scan_split(at, (at, path, local, 0, -1), layout, spool)
 
 
 def _facts(at: int, s: int, items: Iterator[tuple[int, Any]]) -> Iterator[ScanFacts]:
