@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 from _stitchutil import REPO, run
 
-from logtrace.stitch import Options, Summary, parse_timestamp, stitch
+from logtrace.stitch import Options, Summary, _plan, parse_timestamp, stitch
 from logtrace.testing import SynthConfig, generate
 
 if not os.environ.get("CI"):  # CI installs the spark extra: there the tests must run
@@ -167,6 +167,15 @@ class TestSameBytes:
         got, spark_summary = _spark(session, hostile_logs, partitions=5, format="jsonl")
         assert got == expected
         _same_summary(spark_summary, summary)
+
+    def test_byte_ranges_of_large_files(
+        self, session: SparkSession, synth_logs: list[str], monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        expected, _ = _local(synth_logs, format="jsonl", jobs=1)
+        monkeypatch.setattr(_plan, "CHUNK", 64 << 10)  # planned on the driver
+        sources = _plan.expand_paths(synth_logs, "")
+        assert len(_plan.plan_tasks(sources, 2)) > len(sources) + 3
+        assert _spark(session, synth_logs, format="jsonl")[0] == expected
 
 
 class TestFilteredRuns:
