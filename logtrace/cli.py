@@ -17,7 +17,10 @@ import os
 import re
 import sys
 from collections.abc import Sequence
-from typing import IO, Any
+from typing import Any
+
+from ._stitch_command import quiet_blas, run_stitch
+from ._terminal import CommandError, visible, visible_line, warn
 
 __all__ = ["main", "parse_size", "visible", "visible_line"]
 
@@ -58,36 +61,6 @@ def _time(text: str, day_end: bool = False) -> float:
 
 def _until(text: str) -> float:
     return _time(text, day_end=True)
-
-
-_CONTROLS = r"\x00-\x08\x0a-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069\udc80-\udcff"
-_CONTROL = re.compile(f"[{_CONTROLS}]")
-_CONTROL_OR_TAB = re.compile(f"[\\t{_CONTROLS}]")
-
-
-def _shown(match: re.Match[str]) -> str:
-    code = ord(match.group())
-    if 0xDC80 <= code <= 0xDCFF:  # a byte that is not UTF-8 (surrogateescape)
-        return f"\\x{code - 0xDC00:02x}"
-    return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
-
-
-def visible(text: str) -> str:
-    """``text`` with control, bidirectional-override and non-UTF-8 characters
-    written as escapes (``\\x1b``): log text must not drive the terminal."""
-    return _CONTROL_OR_TAB.sub(_shown, text)
-
-
-def visible_line(raw: bytes) -> bytes:
-    """:func:`visible` for one raw line, tabs kept (what grep's output to a terminal gets)."""
-    text = raw.decode("utf-8", "surrogateescape")
-    if not _CONTROL.search(text):
-        return raw
-    return _CONTROL.sub(_shown, text).encode("utf-8", "surrogateescape")
-
-
-def _warn(message: str) -> None:
-    print(f"logtrace: warning: {visible(message)}", file=sys.stderr)
 
 
 def _jobs(text: str) -> int:
@@ -174,7 +147,7 @@ def _parser() -> argparse.ArgumentParser:
         default=None,
         help="output format: text, jsonl, html; for trace viewers chrome (= perfetto), "
         "otlp (OpenTelemetry JSON lines), jaeger (Jaeger UI upload), zipkin (Zipkin v2) "
-        "(default: text)",
+        "(default: text; jsonl with --engine spark)",
     )
     s.add_argument(
         "--summary",
@@ -217,6 +190,25 @@ def _parser() -> argparse.ArgumentParser:
     )
     s.add_argument(
         "-q", "--quiet", action="store_true", help="no summary on stderr (default: summary)"
+    )
+    s.add_argument(
+        "--engine",
+        choices=("local", "spark"),
+        default="local",
+        help="run here, or on Apache Spark (needs the spark extra; PATHs may then be "
+        "hdfs:// or s3a:// URIs) (default: local)",
+    )
+    s.add_argument(
+        "--master",
+        metavar="URL",
+        help="Spark master for --engine spark, e.g. local[4] or spark://host:7077 "
+        "(default: spark-submit's, else local[*])",
+    )
+    s.add_argument(
+        "--parts",
+        metavar="DIR",
+        help="--engine spark, jsonl: write part files to DIR (any path Spark writes) "
+        "instead of one merged output",
     )
 
     g = sub.add_parser(
@@ -283,19 +275,15 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _grep(args)
         if args.command == "demo":
             return _demo(args)
-        return _stitch(args)
+        return run_stitch(args)
     except KeyboardInterrupt:
         return 130
     except BrokenPipeError:
         _quiet_stdout()
         return 0
-    except _Fail as exc:
+    except CommandError as exc:
         print(f"logtrace: {visible(str(exc))}", file=sys.stderr)
         return 2
-
-
-class _Fail(Exception):
-    pass
 
 
 _DEMO_EXTRA = ("fastapi", "uvicorn", "httpx", "pythonjsonlogger", "numpy", "msgspec")
@@ -306,11 +294,11 @@ def _demo(args: argparse.Namespace) -> int:
 
     missing = [m for m in _DEMO_EXTRA if importlib.util.find_spec(m) is None]
     if missing:
-        raise _Fail(
+        raise CommandError(
             f"demo: needs {', '.join(missing)}: "
             'install the demo extra: python -m pip install "pylogtrace[demo]"'
         )
-    _quiet_blas()
+    quiet_blas()
     from logtrace.demo.run import main as demo
 
     return demo(directory=args.dir)
@@ -332,154 +320,15 @@ def _quiet_stdout() -> None:
         pass
 
 
-def _open_output(path: str | None) -> tuple[IO[bytes], bool]:
-    if path is None or path == "-":
-        return sys.stdout.buffer, sys.stdout.isatty()
-    try:
-        return open(path, "wb"), False
-    except OSError as exc:
-        raise _Fail(f"{path}: {exc.strerror or exc}") from None
-
-
-def _progress() -> Any:
-    if not sys.stderr.isatty():
-        return None
-
-    def show(stage: str, fraction: float) -> None:
-        filled = int(fraction * 30)
-        sys.stderr.write(f"\r{stage:8} [{'#' * filled}{'.' * (30 - filled)}] {fraction:4.0%}")
-        if stage == "writing":
-            sys.stderr.write("\r" + " " * 50 + "\r")
-        sys.stderr.flush()
-
-    return show
-
-
-def _quiet_blas() -> None:
-    """The stitcher does no linear algebra; without this, numpy's BLAS starts
-    a thread per core at import, in the parent and again in every worker."""
-    for name in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
-        os.environ.setdefault(name, "1")
-
-
-def _stitch(args: argparse.Namespace) -> int:
-    _quiet_blas()
-    from logtrace.stitch import InputError, Options, stitch
-
-    summary_only = args.summary and args.format is None
-    fmt = "none" if summary_only else args.format or "text"
-    out, tty = _open_output(None if summary_only else args.output)
-    options = Options(
-        traces=args.trace,
-        errors_only=args.errors,
-        services=args.service,
-        since=args.since,
-        until=args.until,
-        format=fmt,
-        skew_correction=not args.no_skew_correction,
-        jobs=args.jobs,
-        memory=args.memory,
-        color=tty and fmt == "text" and not os.environ.get("NO_COLOR"),
-        tmp_dir=args.tmp_dir,
-        strict=args.strict,
-        summary=args.summary,
-    )
-    try:
-        summary = stitch(args.paths, out, options, _progress())
-    except InputError as exc:
-        raise _Fail(str(exc)) from None
-    except OSError as exc:
-        if isinstance(exc, BrokenPipeError):
-            raise
-        raise _Fail(f"{exc.filename or args.output or 'output'}: {exc.strerror or exc}") from None
-    finally:
-        if out is not sys.stdout.buffer:
-            out.close()
-    # Skipped inputs are warned about even with --quiet: the exit status alone
-    # would not say which.
-    for problem in summary.skipped:
-        _warn(f"{problem} (skipped)")
-    if not args.quiet:
-        _print_summary(summary, options.skew_correction)
-        if not args.summary:
-            _explain_marks(summary)
-    if args.summary and summary.outcomes is not None:
-        to_stdout = summary_only or args.output not in (None, "-")
-        _write_outcomes(summary, args.output if summary_only else None, to_stdout)
-    if args.strict and summary.unparseable:
-        return 1
-    return 3 if summary.skipped else 0
-
-
-def _explain_marks(summary: Any) -> None:
-    """What each mark in the output means, once (``--summary`` says it too)."""
-    from logtrace.stitch import mark_explanations
-
-    for line in mark_explanations(summary.marks):
-        print(f"logtrace: {line}", file=sys.stderr)
-
-
-def _write_outcomes(summary: Any, path: str | None, to_stdout: bool) -> None:
-    """``--summary``: to ``path``, else standard output, or standard error
-    when the traces went to standard output."""
-    from logtrace.stitch import summary_text
-
-    text = summary_text(summary.outcomes, summary.marks)
-    if path is not None and path != "-":
-        try:
-            with open(path, "w", encoding="utf-8") as f:
-                f.write(text)
-        except OSError as exc:
-            raise _Fail(f"{path}: {exc.strerror or exc}") from None
-        return
-    stream = sys.stdout if to_stdout else sys.stderr
-    stream.write(text)
-    stream.flush()
-
-
-def _print_summary(summary: Any, skew_correction: bool) -> None:
-    for warning in summary.warnings:
-        _warn(warning)
-    written = summary.written_traces
-    shown = f" ({written} written)" if written != summary.traces else ""
-    skipped = f", {len(summary.skipped)} skipped" if summary.skipped else ""
-    print(
-        f"logtrace: {summary.files} files{skipped}, {summary.records} records, "
-        f"{summary.traces} traces{shown}, {summary.unattributed} unattributed, "
-        f"{summary.unparseable} unparseable",
-        file=sys.stderr,
-    )
-    for note in summary.notes:
-        print(f"logtrace: {note}", file=sys.stderr)
-    if not skew_correction:
-        print("logtrace: clock skew correction off (raw timestamps)", file=sys.stderr)
-    elif summary.offsets_ms:
-        offsets = ", ".join(
-            f"{visible(name)} {summary.clock_text(name)}"
-            + (f" ({summary.drift_ppm[name]:+.1f} ppm)" if summary.drift_ppm.get(name) else "")
-            for name in summary.offsets_ms
-        )
-        print(
-            f"logtrace: clock offsets applied [interval the calls allow]: {offsets}",
-            file=sys.stderr,
-        )
-        if summary.uncorrected:
-            names = ", ".join(visible(name) for name in summary.uncorrected)
-            print(
-                f"logtrace: left uncorrected, no calls bound their clocks: {names}",
-                file=sys.stderr,
-            )
-
-
 def _grep(args: argparse.Namespace) -> int:
     import shutil
     import tempfile
 
-    _quiet_blas()
+    quiet_blas()
     from logtrace.stitch import InputError, expand_paths, grep_stream
 
     if not args.id.strip():
-        raise _Fail("grep: the ID is empty")
+        raise CommandError("grep: the ID is empty")
     spool = tempfile.mkdtemp(prefix="logtrace-")
     warnings: list[str] = []
     skipped: list[str] = []
@@ -515,13 +364,13 @@ def _grep(args: argparse.Namespace) -> int:
         out.write(b"".join(pending))
         out.flush()
     except InputError as exc:
-        raise _Fail(str(exc)) from None
+        raise CommandError(str(exc)) from None
     finally:
         shutil.rmtree(spool, ignore_errors=True)
     for problem in skipped:
-        _warn(f"{problem} (skipped)")
+        warn(f"{problem} (skipped)")
     for warning in warnings:
-        _warn(warning)
+        warn(warning)
     if not ordered:
         print(
             f"logtrace: note: {count} matching lines, too many to hold in stitched order: "

@@ -173,6 +173,7 @@ STITCH_STAGES = (
         ),
     ),
     ("the orchestrator and grep", ("_pipeline", "_grep")),
+    ("the Spark engine's tasks", ("_spark_tasks",)),
 )
 """The stitcher's modules in pipeline order (docs/architecture.md)."""
 

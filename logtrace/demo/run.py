@@ -27,8 +27,6 @@ from typing import IO, Any
 
 import httpx
 
-from .outcomes import outcomes_table
-
 __all__ = ["Request", "Service", "main", "requests_to_send"]
 
 HOST = "127.0.0.1"
@@ -212,11 +210,14 @@ def _pick_failure(done: list[Request]) -> Request | None:
 
 
 def summary(paths: list[str], out: IO[bytes]) -> None:
-    """The run's summary: outcomes per entry operation, and per failing trace.
+    """The run's summary (``logtrace stitch --summary``): outcomes per entry
+    operation, the operations that fail most, and where each failure started."""
+    import io
 
-    (``logtrace stitch --summary`` prints this once it exists: then this
-    becomes that one call.)"""
-    out.write(outcomes_table(paths).encode())
+    from logtrace.stitch import Options, stitch, summary_text
+
+    result = stitch(paths, io.BytesIO(), Options(format="none", summary=True))
+    out.write(summary_text(result.outcomes, result.marks).encode())
 
 
 def _stitch_to(paths: list[str], out: IO[bytes], **options: Any) -> None:

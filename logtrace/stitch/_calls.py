@@ -21,7 +21,7 @@ however long the run; below it, every call counts.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from hashlib import blake2b
 
@@ -42,6 +42,7 @@ from ._partition import FIXED_MEMORY
 
 __all__ = [
     "MIN_CALLS",
+    "Bracketing",
     "CallCollector",
     "CallColumns",
     "KeptCalls",
@@ -289,11 +290,23 @@ def _overlapping(
     return out
 
 
+Bracketing = Callable[[KeptCalls, I64, F64, F64], Iterable[tuple[I64, F64, F64]]]
+"""One bracketing round run where the partitions are: given the kept calls,
+the loose ones and, per loose call, ``before`` and ``after`` on the caller's
+clock, yields per partition its calls and their tightened send and receive
+(a process pool, a cluster: :mod:`.spark`)."""
+
+
 def solve_clocks(
-    collector: CallCollector, services: list[str], count: int, table: Callable[[int], Table]
+    collector: CallCollector,
+    services: list[str],
+    count: int,
+    table: Callable[[int], Table] | None,
+    bracket: Bracketing | None = None,
 ) -> dict[str, ClockModel]:
     """The run's clock models from the collected calls; ``table(s)`` gives
-    partition ``s``'s table for bracketing (read back or held)."""
+    partition ``s``'s table for bracketing (read back or held), unless
+    ``bracket`` runs the rounds elsewhere."""
     c = collector.calls()
     if c is None:
         return {}
@@ -302,17 +315,26 @@ def solve_clocks(
     loose = loose_calls(c.svc_caller, c.svc_callee, c.exact)
     if not len(loose):
         return clocks
+
+    def here(c: KeptCalls, loose: I64, before: F64, after: F64) -> Iterator[tuple[I64, F64, F64]]:
+        # Partitions tighten disjoint calls: one scratch copy serves them all.
+        send, receive = c.send.copy(), c.receive.copy()
+        for s in range(count):
+            at = np.flatnonzero(c.partition[loose] == s) if count > 1 else np.arange(len(loose))
+            if len(at):
+                mine = loose[at]
+                assert table is not None
+                bracket_partition(table(s), c, mine, before[at], after[at], send, receive)
+                yield mine, send[mine], receive[mine]
+
     for margin in MARGINS:
         send, receive = c.send.copy(), c.receive.copy()
         before, after = _limits(c, loose, services, clocks, margin)
         crowded = _overlapping(c, loose, services, clocks)
         before[crowded] = np.nan
         after[crowded] = np.nan
-        for s in range(count):
-            at = np.flatnonzero(c.partition[loose] == s) if count > 1 else np.arange(len(loose))
-            if len(at):
-                mine = loose[at]
-                bracket_partition(table(s), c, mine, before[at], after[at], send, receive)
+        for mine, tight_send, tight_receive in (bracket or here)(c, loose, before, after):
+            send[mine], receive[mine] = tight_send, tight_receive
         clocks = estimate_calls(c, send, receive, services, hosts)[0]
     return clocks
 

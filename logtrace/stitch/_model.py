@@ -202,6 +202,7 @@ class Summary:
         the interval its calls allow."""
         low, high = self.offset_bounds_ms.get(name, (-math.inf, math.inf))
         return clock_note(self.offsets_ms.get(name, 0.0), low, high)
+
     notes: list[str] = field(default_factory=list)
     """What the run inferred, or declined to, for the summary (not warnings)."""
 

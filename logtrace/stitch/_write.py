@@ -61,7 +61,7 @@ def write(
     if options.format == "jsonl":
         write_jsonl(r, out, options.jobs, spool)
     elif options.format in EXPORT_FORMATS:
-        write_export(r, out, options.format, framed)
+        write_export(r, out, options.format, framed, r.tree.inferred)
     elif options.format in ("html", "chrome", "perfetto"):
         from ._render_chrome import write_chrome
         from ._render_html import write_html
@@ -77,7 +77,7 @@ def write_part(r: Rendering, first: I64, path: str, options: Options, spool: str
     each went (:data:`INDEX`); ``first`` is per trace where it first appears."""
     if options.format in EXPORT_FORMATS:
         with open(path, "wb") as f:
-            sizes = write_export(r, f, options.format, framed=False)
+            sizes = write_export(r, f, options.format, False, r.tree.inferred)
         index = _sized_index(sizes, r.order, first)
     else:
         with open(path, "wb") as f:

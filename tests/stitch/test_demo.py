@@ -68,8 +68,8 @@ class TestDemo:
         directory, output, took = demo
         assert took < 30, f"the demo took {took:.1f} s"
         assert "the story of one failing checkout (item 13)" in output
-        assert "first failed in inventory 'db.select' (StockError)" in output
-        assert "first failed in orders 'price order' (ValueError)" in output
+        assert "started in inventory db.select: logtrace.demo.services.StockError" in output
+        assert "started in orders price order: ValueError" in output
         assert "36 answered: 28 ok, 8 failed" in output
         for name in ("gateway", "orders", "inventory"):
             log = directory / "logs" / f"{name}.jsonl"
