@@ -217,6 +217,7 @@ def summary(paths: list[str], out: IO[bytes]) -> None:
     from logtrace.stitch import Options, stitch, summary_text
 
     result = stitch(paths, io.BytesIO(), Options(format="none", summary=True))
+    assert result.outcomes is not None  # a summary run computes them
     out.write(summary_text(result.outcomes, result.marks).encode())
 
 
