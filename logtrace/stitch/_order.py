@@ -93,7 +93,8 @@ def row_resolution(table: Table) -> F64:
     seconds = np.zeros(len(table.sources), dtype=bool)
     millis = np.zeros(len(table.sources), dtype=bool)
     for f in files.tolist():
-        found = file_resolution(table.data_paths[f])
+        # The named file, not a spooled piece of it: every engine samples the same lines.
+        found = file_resolution(table.sources[f].path)
         seconds[f], millis[f] = found.seconds, found.millis
     if not (seconds.any() or millis.any()):
         return out

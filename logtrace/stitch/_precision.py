@@ -99,7 +99,12 @@ _CACHE: dict[tuple[str, int, int], Resolutions] = {}
 
 def file_resolution(path: str) -> Resolutions:
     """The resolutions of the file at ``path`` (decompressed if need be),
-    from its first :data:`SAMPLE_LINES` timed lines; none if it cannot be read."""
+    from its first :data:`SAMPLE_LINES` timed lines; none if it cannot be read.
+    A ``file:`` URI (as Spark names local files) is read as its path."""
+    if path.startswith("file:"):
+        from urllib.parse import unquote, urlparse
+
+        path = unquote(urlparse(path).path)
     try:
         st = os.stat(path)
     except (OSError, ValueError):

@@ -226,17 +226,25 @@ def test_calls_and_clocks_inferred_from_real_services(tmp_path: Path, shift_ms: 
         assert pricing["parent_span_id"] == inventory["span_id"]
         assert inventory["parent_inferred"] is True and pricing["parent_inferred"] is True
         assert (inventory["depth"], pricing["depth"]) == (1, 2)
-        # The order: every callee line between its caller's lines around the call.
+        # The order: every callee line between its caller's lines around the
+        # call. Pricing's times are whole milliseconds and no line names its
+        # parent: within the millisecond of inventory's answer, the logs cannot
+        # say whether pricing's last line came before it, so that one pair is
+        # left open; every other pair is fixed.
         text = [(r["service"], r["record"]["message"]) for r in recs]
-        assert text == [
+        fine = [line for line in text if line[0] != "pricing"]
+        assert fine == [
             ("gateway", "request received"),
             ("gateway", "calling downstream"),
             ("inventory", "request received"),
             ("inventory", "calling downstream"),
-            ("pricing", "request received"),
-            ("pricing", "request done"),
             ("inventory", "downstream answered 200"),
             ("inventory", "request done"),
             ("gateway", "downstream answered 200"),
             ("gateway", "request done"),
         ], text
+        at = text.index
+        assert at(("inventory", "calling downstream")) < at(("pricing", "request received"))
+        assert at(("pricing", "request received")) < at(("pricing", "request done"))
+        assert at(("pricing", "request received")) < at(("inventory", "downstream answered 200"))
+        assert at(("pricing", "request done")) < at(("inventory", "request done")), text
