@@ -21,9 +21,11 @@ import heapq
 import math
 from array import array
 from collections.abc import Sequence
+from contextvars import ContextVar
 from dataclasses import dataclass
 
 __all__ = [
+    "LOOSE_RATE",
     "Bounds",
     "CallColumns",
     "CallKey",
@@ -44,10 +46,11 @@ _KEEP = 8
 """How many of the tightest bounds are kept per pair and bucket."""
 _OUTLIER_RATE = 1 / 500
 """The tightest exact bound skips this fraction of the samples (up to ``_KEEP - 1``)."""
-_LOOSE_RATE = 0.0
-"""Bracketing (inexact) bounds take this quantile rather than the extreme: the
-caller's records that bracket a call best are sometimes ones written for a
-parallel call, which bound one side much tighter than the other."""
+LOOSE_RATE: ContextVar[float] = ContextVar("loose_rate", default=0.0)
+"""The share of the tightest inexact (bracketed) bounds skipped as outliers.
+Calls the logs link take the extreme (0.0); calls inferred from containment,
+whose caller may be a wrong guess now and then, skip the tightest 1 %
+(:mod:`._inferred_calls` sets it while it solves)."""
 _INF = math.inf
 
 
@@ -99,7 +102,7 @@ def _tightest(values: Sequence[float], count: int, exact: bool) -> float:
     if exact:
         best = heapq.nsmallest(_KEEP, values)
         return best[min(len(best) - 1, int(count * _OUTLIER_RATE))]
-    skip = int(len(values) * _LOOSE_RATE)
+    skip = int(len(values) * LOOSE_RATE.get())
     return heapq.nsmallest(skip + 1, values)[-1]
 
 

@@ -17,6 +17,7 @@ import numpy as np
 import numpy.typing as npt
 
 from ._calls import CallCollector, partition_calls, solve_clocks
+from ._clock_bounds import LOOSE_RATE
 from ._clocks import ClockModel
 from ._containment import Links, containment_interval, first_clocks, span_pairs
 from ._correct import apply_clocks
@@ -39,6 +40,10 @@ F64 = npt.NDArray[np.float64]
 TOLERANCE = 50e-6
 """How far (seconds, corrected) a callee may stick out of its caller's span
 and still be inside it: the clock estimate's own error."""
+INFERRED_LOOSE_RATE = 1 / 100
+"""The tightest bounds of inferred calls skipped as outliers (see
+:data:`._clock_bounds.LOOSE_RATE`): a call hung under the wrong caller
+bounds one side far too tight."""
 ROUNDS: tuple[tuple[float, float | None], ...] = ((0.0, None), (0.0, None))
 """Per round of inferring calls and solving clocks (:func:`solve_with_links`):
 how far a callee may stick out of its caller's span (none: a call inferred
@@ -194,7 +199,11 @@ def solve_with_links(
             linked = agreed(t, tree, callers, corrected, margin)
             collector.add(partition_calls(s, t, linked, first, collector.many))
             del t, tree, linked
-        clocks = solve_clocks(collector, services, count, table)
+        token = LOOSE_RATE.set(INFERRED_LOOSE_RATE)
+        try:
+            clocks = solve_clocks(collector, services, count, table)
+        finally:
+            LOOSE_RATE.reset(token)
     return within_links(clocks, links)
 
 
