@@ -133,7 +133,7 @@ STITCH_STAGES = (
         ),
     ),
     ("partition by trace", ("_partition",)),
-    ("group and span tree", ("_group", "_tree")),
+    ("group and span tree", ("_group", "_tree", "_precision", "_resolution")),
     (
         "clocks",
         (
@@ -149,7 +149,7 @@ STITCH_STAGES = (
             "_inferred_calls",
         ),
     ),
-    ("order and select", ("_precision", "_order_rules", "_order", "_select", "_stage")),
+    ("order and select", ("_order_rules", "_order", "_select", "_stage")),
     (
         "write",
         (

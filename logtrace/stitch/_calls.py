@@ -39,6 +39,7 @@ from ._correct import (
 )
 from ._model import Summary, Table, Tree
 from ._partition import FIXED_MEMORY
+from ._resolution import row_resolution, span_resolution
 
 __all__ = [
     "MIN_CALLS",
@@ -99,6 +100,14 @@ def partition_calls(s: int, table: Table, tree: Tree, first: I64, many: bool) ->
     are in that order already and all kept)."""
     calls = find_calls(table, tree)
     n = len(calls.callee)
+    start, receive = calls.start, calls.receive
+    res = row_resolution(table)
+    if res.any():
+        # A time to the millisecond (or second) says "some time in it": the
+        # callee may have started, and the caller heard back, that much later.
+        span_res = span_resolution(table, len(table.spans), res)
+        start = start + span_res[calls.callee]
+        receive = receive + span_res[calls.caller]
     if many:
         span_trace = table.span_trace.astype(np.int64)
         # A span's rank among its trace's spans (spans are numbered by trace).
@@ -117,8 +126,8 @@ def partition_calls(s: int, table: Table, tree: Tree, first: I64, many: bool) ->
         tree.service[calls.caller].astype(np.int16),
         tree.service[calls.callee].astype(np.int16),
         calls.send,
-        calls.receive,
-        calls.start,
+        receive,
+        start,
         calls.end,
         calls.exact,
         calls.answered,
@@ -229,7 +238,13 @@ def bracket_partition(
     after ``after`` (per call of ``mine``, on the caller's clock)."""
     usable = bracketing_rows(table)
     records = CallerRecords(table.rows["span"][usable].astype(np.int64), table.rows["ts"][usable])
+    was = receive[mine]
     records.tighten(mine, c.caller[mine], before, after, send, receive)
+    res = row_resolution(table)
+    if res.any():
+        # A coarse caller line heard the answer some time in its interval.
+        moved = mine[receive[mine] != was]
+        receive[moved] += span_resolution(table, len(table.spans), res)[c.caller[moved]]
 
 
 def _limits(

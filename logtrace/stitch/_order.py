@@ -21,10 +21,10 @@ from ._correct import correct_times, find_calls, model_arrays
 from ._group import RowLines
 from ._model import SPAN_RECORD, Order, Table, Tree
 from ._order_rules import answered_at
-from ._precision import MS, SECOND, file_resolution
+from ._resolution import row_resolution
 from ._tree import build_tree
 
-__all__ = ["order", "row_resolution"]
+__all__ = ["order"]
 
 I64 = npt.NDArray[np.int64]
 F64 = npt.NDArray[np.float64]
@@ -83,28 +83,6 @@ def order(
     tail = np.flatnonzero(trace < 0)
     out = np.concatenate([final, tail]).astype(np.int64)
     return Order(out, len(final), start, end)
-
-
-def row_resolution(table: Table) -> F64:
-    """Per row: how long the time it names lasts (0.0 for a point; see :mod:`._precision`)."""
-    ts = table.rows["ts"]
-    out = np.zeros(len(ts))
-    files = np.unique(table.file) if len(ts) else np.empty(0, dtype=np.int32)
-    seconds = np.zeros(len(table.sources), dtype=bool)
-    millis = np.zeros(len(table.sources), dtype=bool)
-    for f in files.tolist():
-        # The named file, not a spooled piece of it: every engine samples the same lines.
-        found = file_resolution(table.sources[f].path)
-        seconds[f], millis[f] = found.seconds, found.millis
-    if not (seconds.any() or millis.any()):
-        return out
-    with np.errstate(invalid="ignore"):
-        whole_s = seconds[table.file] & (ts == np.floor(ts))
-        scaled = ts * 1000.0
-        whole = millis[table.file] & (np.abs(scaled - np.round(scaled)) < 5e-4) & ~whole_s
-    out[whole_s] = SECOND
-    out[whole] = MS
-    return out
 
 
 def _segmented(values: F64, boundary: B, op: Callable[..., F64], backward: bool) -> F64:
