@@ -8,7 +8,8 @@ import os
 import re
 import subprocess
 import sys
-from contextlib import redirect_stderr
+from collections.abc import Iterator
+from contextlib import contextmanager, redirect_stderr
 from pathlib import Path
 from typing import Any
 
@@ -70,3 +71,21 @@ def nonblank_lines(data: bytes) -> list[tuple[int, bytes]]:
         if raw.strip():
             out.append((number, raw))
     return out
+
+
+@contextmanager
+def pure_python(on: bool) -> Iterator[None]:
+    """The stitcher without its C extensions (``on``) or with them, as set
+    before on the way out."""
+    old = os.environ.get("LOGTRACE_PURE_PYTHON")
+    if on:
+        os.environ["LOGTRACE_PURE_PYTHON"] = "1"
+    else:
+        os.environ.pop("LOGTRACE_PURE_PYTHON", None)
+    try:
+        yield
+    finally:
+        if old is None:
+            os.environ.pop("LOGTRACE_PURE_PYTHON", None)
+        else:
+            os.environ["LOGTRACE_PURE_PYTHON"] = old

@@ -16,14 +16,13 @@ import string
 import subprocess
 import sys
 import tempfile
-from collections.abc import Iterator
-from contextlib import contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
 import pytest
 from _stitchutil import nonblank_lines
+from _stitchutil import pure_python as _pure
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -39,22 +38,6 @@ from logtrace.testing import SynthConfig, generate
 native = pytest.importorskip("logtrace.stitch._native_scan")
 
 REPO = Path(__file__).resolve().parents[2]
-
-
-@contextmanager
-def _pure(on: bool) -> Iterator[None]:
-    old = os.environ.get("LOGTRACE_PURE_PYTHON")
-    if on:
-        os.environ["LOGTRACE_PURE_PYTHON"] = "1"
-    else:
-        os.environ.pop("LOGTRACE_PURE_PYTHON", None)
-    try:
-        yield
-    finally:
-        if old is None:
-            os.environ.pop("LOGTRACE_PURE_PYTHON", None)
-        else:
-            os.environ["LOGTRACE_PURE_PYTHON"] = old
 
 
 def _scan_bytes(

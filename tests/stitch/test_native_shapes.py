@@ -15,12 +15,11 @@ import logging
 import os
 import tempfile
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from typing import Any
 
 import msgspec
 import pytest
+from _stitchutil import pure_python as _pure
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -33,19 +32,6 @@ native = pytest.importorskip("logtrace.stitch._native_scan")
 TRACE = "4bf92f3577b34da6a3ce929d0e0e4736"
 SPAN = "00f067aa0ba902b7"
 PARENT = "53995c3f42cd8ad8"
-
-
-@contextmanager
-def _pure(on: bool) -> Iterator[None]:
-    old = os.environ.pop("LOGTRACE_PURE_PYTHON", None)
-    if on:
-        os.environ["LOGTRACE_PURE_PYTHON"] = "1"
-    try:
-        yield
-    finally:
-        os.environ.pop("LOGTRACE_PURE_PYTHON", None)
-        if old is not None:
-            os.environ["LOGTRACE_PURE_PYTHON"] = old
 
 
 def _scan_bytes(data: bytes, pure: bool) -> FileScan:

@@ -9,14 +9,12 @@ import io
 import json
 import logging
 import lzma
-import os
 import tempfile
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
 from _stitchutil import KEYS, nonblank_lines, run, stitch_jsonl
+from _stitchutil import pure_python as _pure
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
@@ -210,19 +208,6 @@ TRACE = TRACES[0]
 SPAN = SPANS[0]
 HUGE = "9" * 310
 TS = '"2026-11-24T10:00:00.123456Z"'
-
-
-@contextmanager
-def _pure(on: bool) -> Iterator[None]:
-    old = os.environ.pop("LOGTRACE_PURE_PYTHON", None)
-    if on:
-        os.environ["LOGTRACE_PURE_PYTHON"] = "1"
-    try:
-        yield
-    finally:
-        os.environ.pop("LOGTRACE_PURE_PYTHON", None)
-        if old is not None:
-            os.environ["LOGTRACE_PURE_PYTHON"] = old
 
 
 def _stitch_both(path: str, fmt: str) -> bytes:

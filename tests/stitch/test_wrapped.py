@@ -10,13 +10,12 @@ from __future__ import annotations
 import json
 import os
 import tempfile
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import pytest
 from _stitchutil import nonblank_lines, run, stitch_jsonl
+from _stitchutil import pure_python as _pure
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -214,22 +213,6 @@ EXAMPLES: dict[str, bytes] = {
         }
     ),
 }
-
-
-@contextmanager
-def _pure(on: bool) -> Iterator[None]:
-    old = os.environ.get("LOGTRACE_PURE_PYTHON")
-    if on:
-        os.environ["LOGTRACE_PURE_PYTHON"] = "1"
-    else:
-        os.environ.pop("LOGTRACE_PURE_PYTHON", None)
-    try:
-        yield
-    finally:
-        if old is None:
-            os.environ.pop("LOGTRACE_PURE_PYTHON", None)
-        else:
-            os.environ["LOGTRACE_PURE_PYTHON"] = old
 
 
 def _scan_both(data: bytes) -> FileScan:
