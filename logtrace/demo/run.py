@@ -2,7 +2,10 @@
 
 Every service is a uvicorn process of its own on a free port of 127.0.0.1,
 in a session of its own (a Ctrl-C at the terminal reaches the demo, which
-stops them), and on Linux told to die with the demo should it be killed.
+stops them); on Linux each one asks, once started, to die with the demo
+should it be killed (``LOGTRACE_DEMO_PARENT`` names the demo's PID). No
+``preexec_fn``: with one, CPython runs its at-fork hooks, and a Ctrl-C landing
+in them is swallowed and leaves ``logging``'s lock held.
 Whatever happens (a service that does not start, Ctrl-C, an error), the
 services are stopped, by PID, before the demo returns.
 """
@@ -83,17 +86,6 @@ def _free_port() -> int:
         return port
 
 
-def _die_with_parent() -> None:
-    """In the child, before exec: on Linux, SIGTERM when the demo dies."""
-    try:
-        import ctypes
-
-        libc = ctypes.CDLL(None, use_errno=True)
-        libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
-    except (OSError, AttributeError):
-        pass
-
-
 def _start(name: str, logs: Path, console: Path, env: dict[str, str]) -> Service:
     port = _free_port()
     log = logs / f"{name}.jsonl"
@@ -103,6 +95,7 @@ def _start(name: str, logs: Path, console: Path, env: dict[str, str]) -> Service
         "LOGTRACE_DEMO_SERVICE": name,
         "LOGTRACE_DEMO_LOG": str(log),
         "PYTHONUNBUFFERED": "1",
+        "LOGTRACE_DEMO_PARENT": str(os.getpid()),
     }
     command = [
         sys.executable, "-m", "uvicorn", f"logtrace.demo.services:{name}",
@@ -116,7 +109,6 @@ def _start(name: str, logs: Path, console: Path, env: dict[str, str]) -> Service
             stderr=subprocess.STDOUT,
             env=environment,
             start_new_session=True,
-            preexec_fn=_die_with_parent if sys.platform == "linux" else None,
         )
     return Service(name, port, log, process)
 

@@ -23,6 +23,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import signal
+import sys
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -34,6 +36,24 @@ from logtrace import TraceMiddleware, span
 
 __all__ = ["gateway", "inventory", "orders"]
 
+
+def _die_with_parent(parent: str | None) -> None:
+    """On Linux, when started by the demo: SIGTERM when the demo dies, and
+    exit now if it already has."""
+    if not parent or not parent.isdigit() or not sys.platform.startswith("linux"):
+        return
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        return
+    if os.getppid() != int(parent):
+        raise SystemExit(0)
+
+
+_die_with_parent(os.environ.get("LOGTRACE_DEMO_PARENT"))
 SERVICE = os.environ.get("LOGTRACE_DEMO_SERVICE", "")
 if SERVICE:
     logtrace.configure_logging(SERVICE, filename=os.environ.get("LOGTRACE_DEMO_LOG"))

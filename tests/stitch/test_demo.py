@@ -127,19 +127,23 @@ class TestDemo:
 def test_ctrl_c_stops_every_service(tmp_path: Path, when: str) -> None:
     """SIGINT to the demo alone (its services are in sessions of their own):
     it stops them, by PID, and exits 130."""
-    process = _start(tmp_path)
-    assert process.stdout is not None
-    seen = ""
-    pids: list[int] = []
-    wanted = 1 if when == "starting" else 3
-    while len(pids) < wanted or (when == "sending" and "sending" not in seen):
-        line = process.stdout.readline()
-        assert line, f"the demo ended early:\n{seen}"
-        seen += line
-        pids = [int(pid) for _, pid in PID.findall(seen)]
-    assert all(not _gone(p) for p in pids)
-    process.send_signal(signal.SIGINT)
-    rest, _ = process.communicate(timeout=60)
+    with _start(tmp_path) as process:
+        try:
+            assert process.stdout is not None
+            seen = ""
+            pids: list[int] = []
+            wanted = 1 if when == "starting" else 3
+            while len(pids) < wanted or (when == "sending" and "sending" not in seen):
+                line = process.stdout.readline()
+                assert line, f"the demo ended early:\n{seen}"
+                seen += line
+                pids = [int(pid) for _, pid in PID.findall(seen)]
+            assert all(not _gone(p) for p in pids)
+            process.send_signal(signal.SIGINT)
+            rest, _ = process.communicate(timeout=60)
+        finally:
+            if process.poll() is None:  # it hung: stop it and its services
+                process.kill()
     assert process.returncode == 130, seen + rest
     assert "interrupted" in rest
     pids = [int(pid) for _, pid in PID.findall(seen + rest)]
