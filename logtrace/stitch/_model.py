@@ -262,6 +262,9 @@ class Table:
     """Span index -> trace index."""
     services: list[str]
     warnings: list[str]
+    memo: dict[str, Any] = field(default_factory=dict)
+    """What later stages read back from the files once and reuse (the clock
+    stage and the order stage both look at the same calls)."""
 
 
 @dataclass(slots=True)

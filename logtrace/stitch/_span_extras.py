@@ -12,6 +12,7 @@ not read further: its writer does not write them.
 
 from __future__ import annotations
 
+import re
 from hashlib import blake2b
 
 import numpy as np
@@ -28,14 +29,21 @@ F64 = npt.NDArray[np.float64]
 
 _GIVE_UP = 256
 """Span records read from a file without finding either field before the file is left alone."""
-_ANSWER_KEYS = (f'"{RESPONSE_MS}"'.encode(), f"{RESPONSE_MS}=".encode())
-_HOST_KEYS = (
-    f'"{HOST_NAME}"'.encode(),
-    b'"hostname"',
-    f"{HOST_NAME}=".encode(),
-    b"hostname=",
+_VALUE = rb"[ \t:]*([^ ,}\t\r\n]*)"
+_ANSWER = tuple(
+    re.compile(re.escape(key) + _VALUE)
+    for key in (f'"{RESPONSE_MS}"'.encode(), f"{RESPONSE_MS}=".encode())
 )
-_NUMBER_END = b" ,}\t\r\n"
+"""In order of preference: the JSON key, then the logfmt one."""
+_HOST = tuple(
+    re.compile(re.escape(key) + rb'[ \t:]*(?:"([^"]*)"|([^ ,}\t\r\n"]+))')
+    for key in (
+        f'"{HOST_NAME}"'.encode(),
+        b'"hostname"',
+        f"{HOST_NAME}=".encode(),
+        b"hostname=",
+    )
+)
 
 
 def host_key(host: str) -> int:
@@ -50,6 +58,15 @@ def span_extras(table: Table, spans: I64) -> tuple[F64, I64]:
     """Per span of ``spans``: when it answered (raw clock of its service: its
     ``span.start`` plus ``response_ms``; NaN if its record does not say) and
     its host's :func:`host_key` (0 if unnamed)."""
+    memo = table.memo.get("span_extras")
+    if memo is not None and np.array_equal(memo[0], spans):
+        return memo[1].copy(), memo[2].copy()
+    answered, hosts = _read_extras(table, spans)
+    table.memo["span_extras"] = (spans.copy(), answered.copy(), hosts.copy())
+    return answered, hosts
+
+
+def _read_extras(table: Table, spans: I64) -> tuple[F64, I64]:
     answered = np.full(len(spans), np.nan)
     hosts = np.zeros(len(spans), dtype=np.int64)
     rows = table.rows
@@ -98,11 +115,11 @@ def _read_file(
             if not found and k >= _GIVE_UP:
                 return
             line = bytes(data[off : off + length])
-            ms = _number_after(line, _ANSWER_KEYS)
+            ms = _number_after(line)
             if ms is not None:
                 found = True
                 answered[i] = start + ms / 1e3
-            host = _text_after(line, _HOST_KEYS)
+            host = _host_in(line)
             if host:
                 found = True
                 key = host_keys.get(host)
@@ -113,40 +130,21 @@ def _read_file(
         reader.close()
 
 
-def _value_at(line: bytes, keys: tuple[bytes, ...]) -> int:
-    """Where the value of the first of ``keys`` found starts (-1: none)."""
-    for key in keys:
-        at = line.find(key)
-        if at >= 0:
-            at += len(key)
-            while at < len(line) and line[at] in b" :\t":
-                at += 1
-            return at
-    return -1
+def _number_after(line: bytes) -> float | None:
+    for pattern in _ANSWER:
+        match = pattern.search(line)
+        if match is not None:
+            try:
+                value = float(match[1])
+            except ValueError:
+                return None
+            return value if value == value and abs(value) < 1e12 else None
+    return None
 
 
-def _number_after(line: bytes, keys: tuple[bytes, ...]) -> float | None:
-    at = _value_at(line, keys)
-    if at < 0:
-        return None
-    end = at
-    while end < len(line) and line[end] not in _NUMBER_END:
-        end += 1
-    try:
-        value = float(line[at:end])
-    except ValueError:
-        return None
-    return value if value == value and abs(value) < 1e12 else None
-
-
-def _text_after(line: bytes, keys: tuple[bytes, ...]) -> bytes:
-    at = _value_at(line, keys)
-    if at < 0 or at >= len(line):
-        return b""
-    if line[at] == 0x22:  # a quoted string: up to the closing quote
-        end = line.find(b'"', at + 1)
-        return line[at + 1 : end] if end > at else b""
-    end = at
-    while end < len(line) and line[end] not in _NUMBER_END:
-        end += 1
-    return line[at:end]
+def _host_in(line: bytes) -> bytes:
+    for pattern in _HOST:
+        match = pattern.search(line)
+        if match is not None:
+            return match[1] if match[1] is not None else match[2]
+    return b""
