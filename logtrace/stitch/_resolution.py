@@ -19,7 +19,19 @@ F64 = npt.NDArray[np.float64]
 
 
 def row_resolution(table: Table) -> F64:
-    """Per row: how long the time it names lasts (0.0 for a point; see :mod:`._precision`)."""
+    """Per row: how long the time it names lasts (0.0 for a point; see :mod:`._precision`).
+    Read once per table (the clock and order stages both ask)."""
+    memo = table.memo.get("row_resolution")
+    if memo is not None and len(memo) == len(table.rows):
+        out: F64 = memo
+        return out
+    out = _row_resolution(table)
+    out.flags.writeable = False
+    table.memo["row_resolution"] = out
+    return out
+
+
+def _row_resolution(table: Table) -> F64:
     ts = table.rows["ts"]
     out = np.zeros(len(ts))
     files = np.unique(table.file) if len(ts) else np.empty(0, dtype=np.int32)

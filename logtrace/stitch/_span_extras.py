@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import re
 from hashlib import blake2b
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -29,20 +30,23 @@ F64 = npt.NDArray[np.float64]
 
 _GIVE_UP = 256
 """Span records read from a file without finding either field before the file is left alone."""
-_VALUE = rb"[ \t:]*([^ ,}\t\r\n]*)"
-_ANSWER = tuple(
-    re.compile(re.escape(key) + _VALUE)
-    for key in (f'"{RESPONSE_MS}"'.encode(), f"{RESPONSE_MS}=".encode())
+
+
+def _after(keys: bytes, value: bytes) -> re.Pattern[bytes]:
+    """The ``value`` after any of ``keys`` (an alternation), within one line."""
+    return re.compile(rb"(?:" + keys + rb")[ \t:]*" + value)
+
+
+_NUMBER = rb"([^ ,}\t\r\n]*)"
+_TEXT = rb'(?:"([^"\n]*)"|([^ ,}\t\r\n"]*))'
+_ANSWER = (
+    _after(re.escape(f'"{RESPONSE_MS}"'.encode()), _NUMBER),
+    _after(re.escape(f"{RESPONSE_MS}=".encode()), _NUMBER),
 )
 """In order of preference: the JSON key, then the logfmt one."""
-_HOST = tuple(
-    re.compile(re.escape(key) + rb'[ \t:]*(?:"([^"]*)"|([^ ,}\t\r\n"]+))')
-    for key in (
-        f'"{HOST_NAME}"'.encode(),
-        b'"hostname"',
-        f"{HOST_NAME}=".encode(),
-        b"hostname=",
-    )
+_HOST = (
+    _after(re.escape(f'"{HOST_NAME}"'.encode()) + rb'|"hostname"', _TEXT),
+    _after(re.escape(f"{HOST_NAME}=".encode()) + rb"|hostname=", _TEXT),
 )
 
 
@@ -99,52 +103,81 @@ def _read_file(
     hosts: I64,
     host_keys: dict[bytes, int],
 ) -> None:
-    """The fields of the records of ``chunk`` (positions into ``spans``), all in one file."""
-    rows = table.rows
+    """The fields of the records of ``chunk`` (positions into ``spans``), all in one file:
+    its first :data:`_GIVE_UP`, then the rest if those name either field."""
     lines = wanted[chunk]
     reader = LineReader(table.data_paths[int(table.file[lines[0]])])
     try:
-        data = reader.data
-        offsets = rows["off"][lines].tolist()
-        lengths = rows["len"][lines].tolist()
-        starts = table.span_start[lines].tolist()
-        found = False
-        for k, (i, off, length, start) in enumerate(
-            zip(chunk.tolist(), offsets, lengths, starts, strict=True)
-        ):
-            if not found and k >= _GIVE_UP:
-                return
-            line = bytes(data[off : off + length])
-            ms = _number_after(line)
-            if ms is not None:
-                found = True
-                answered[i] = start + ms / 1e3
-            host = _host_in(line)
-            if host:
-                found = True
-                key = host_keys.get(host)
-                if key is None:
-                    key = host_keys[host] = host_key(host.decode("utf-8", "replace"))
-                hosts[i] = key
+        head = _read_lines(reader.data, table, chunk[:_GIVE_UP], wanted, answered, hosts, host_keys)
+        if head and len(chunk) > _GIVE_UP:
+            _read_lines(reader.data, table, chunk[_GIVE_UP:], wanted, answered, hosts, host_keys)
     finally:
         reader.close()
 
 
-def _number_after(line: bytes) -> float | None:
-    for pattern in _ANSWER:
-        match = pattern.search(line)
-        if match is not None:
-            try:
-                value = float(match[1])
-            except ValueError:
-                return None
-            return value if value == value and abs(value) < 1e12 else None
-    return None
+def _read_lines(
+    data: Any,
+    table: Table,
+    chunk: I64,
+    wanted: I64,
+    answered: F64,
+    hosts: I64,
+    host_keys: dict[bytes, int],
+) -> bool:
+    """Read the fields of ``chunk``'s records in one pass over their joined
+    lines; whether any was found."""
+    rows = table.rows
+    lines = wanted[chunk]
+    offsets = rows["off"][lines].tolist()
+    ends = (rows["off"][lines] + rows["len"][lines]).tolist()
+    lengths = rows["len"][lines] + 1
+    line_at = np.zeros(len(lines), dtype=np.int64)
+    np.cumsum(lengths[:-1], out=line_at[1:])
+    block = b"\n".join([data[a:b] for a, b in zip(offsets, ends, strict=True)])
+    found = False
+    numbers = _first_of(_ANSWER, block, line_at)
+    have = np.flatnonzero(numbers != b"")
+    if len(have):
+        found = True
+        starts = table.span_start[lines]
+        for k in have.tolist():
+            ms = _number(numbers[k])
+            if ms is not None:
+                answered[chunk[k]] = starts[k] + ms / 1e3
+    names = _first_of(_HOST, block, line_at)
+    have = np.flatnonzero(names != b"")
+    if len(have):
+        found = True
+        unique, inverse = np.unique(names[have], return_inverse=True)
+        keys = []
+        for name in unique.tolist():
+            key = host_keys.get(name)
+            if key is None:
+                key = host_keys[name] = host_key(name.decode("utf-8", "replace"))
+            keys.append(key)
+        hosts[chunk[have]] = np.array(keys, dtype=np.int64)[inverse]
+    return found
 
 
-def _host_in(line: bytes) -> bytes:
-    for pattern in _HOST:
-        match = pattern.search(line)
-        if match is not None:
-            return match[1] if match[1] is not None else match[2]
-    return b""
+def _first_of(patterns: tuple[re.Pattern[bytes], ...], block: bytes, line_at: I64) -> Any:
+    """Per line of ``block`` (starting at ``line_at``): the value the first of
+    ``patterns`` found in the line captures (``b""``: none)."""
+    out = np.full(len(line_at), b"", dtype=object)
+    for pattern in patterns:
+        found = [(m.start(), m[1] or m[m.lastindex or 1]) for m in pattern.finditer(block)]
+        if not found:
+            continue
+        where = np.searchsorted(line_at, [at for at, _ in found], side="right") - 1
+        line, first = np.unique(where, return_index=True)  # the first in each line
+        values = np.array([found[k][1] for k in first.tolist()] + [b""], dtype=object)[:-1]
+        take = out[line] == b""
+        out[line[take]] = values[take]
+    return out
+
+
+def _number(text: bytes) -> float | None:
+    try:
+        value = float(text)
+    except ValueError:
+        return None
+    return value if value == value and abs(value) < 1e12 else None
