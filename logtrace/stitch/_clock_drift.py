@@ -46,9 +46,10 @@ def fit_with_drift(
     slack: float,
     ref_t: float,
     hosts: dict[str, str] | None = None,
-) -> tuple[dict[str, float], dict[str, float]] | None:
-    """Offsets at ``ref_t`` and drifts, or ``None`` when the calls span too
-    short a window or no pair drifts measurably (offsets alone then fit)."""
+) -> tuple[dict[str, float], dict[str, float], dict[tuple[str, str], Pair]] | None:
+    """Offsets at ``ref_t``, drifts and the pairs' bounds with the drift taken
+    out, or ``None`` when the calls span too short a window or no pair drifts
+    measurably (offsets alone then fit)."""
     t_first = min(min(cols[0]) for cols in calls.values())
     t_last = max(max(cols[0]) for cols in calls.values())
     if t_last - t_first < MIN_DRIFT_WINDOW_S:
@@ -141,14 +142,16 @@ def _refine(
     slack: float,
     ref_t: float,
     hosts: dict[str, str] | None,
-) -> tuple[dict[str, float], dict[str, float]]:
-    """Offsets at ``ref_t`` from every call with the fitted drift taken out.
+) -> tuple[dict[str, float], dict[str, float], dict[tuple[str, str], Pair]]:
+    """Offsets at ``ref_t`` from every call with the fitted drift taken out
+    (and the pairs' bounds they come from).
 
     Within a bucket the clocks still move; with the drift removed the whole
     window's tightest bounds pin the offsets as well as without drift. The
     leftover drift, fitted again on detrended buckets, corrects the slope.
     """
     offsets: dict[str, float] = {}
+    pairs: dict[tuple[str, str], Pair] = {}
     same = {s: s for s in order}
     for _ in range(2):
         flat = _detrended(calls, drifts, ref_t)
@@ -158,7 +161,7 @@ def _refine(
         if leftover is None:
             break
         drifts = {s: drifts.get(s, 0.0) + leftover[1].get(s, 0.0) for s in order}
-    return offsets, {s: max(-MAX_DRIFT, min(MAX_DRIFT, v)) for s, v in drifts.items()}
+    return offsets, {s: max(-MAX_DRIFT, min(MAX_DRIFT, v)) for s, v in drifts.items()}, pairs
 
 
 def _solve_with_drift(

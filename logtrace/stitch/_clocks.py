@@ -207,13 +207,13 @@ def models_from_calls(
     if fitted is None:
         offsets = solve_offsets(pairs, order, reference, slack, hosts)
         drifts = dict.fromkeys(order, 0.0)
-    else:
-        offsets, drifts = fitted
-        bounds = None
+    else:  # the bounds hold at ``ref_t``, with the drift taken out
+        offsets, drifts, detrended = fitted
+        bounds = difference_bounds(detrended, order)
     models = {}
     for name in order:
         low, high = -math.inf, math.inf
         if bounds is not None:
             low, high = -bounds[name][reference], bounds[reference][name]
         models[name] = ClockModel(offsets.get(name, 0.0), drifts.get(name, 0.0), ref_t, low, high)
-    return models, bounds
+    return models, (bounds if fitted is None else None)

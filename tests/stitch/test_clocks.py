@@ -203,6 +203,23 @@ class TestEstimate:
                 want = offsets[s] - offsets["gw"] + drifts[s] * (t - T0)
                 assert relative(models, "gw", t)[s] == pytest.approx(want, abs=2e-5), (s, t)
 
+    def test_drifting_clocks_keep_the_interval_their_calls_allow(self) -> None:
+        """With the drift taken out, the calls still bound every offset (at
+        the models' reference time): the summary shows an interval, not
+        [-inf, +inf], and the reference clock is no uncorrected service."""
+        rng = random.Random(12)
+        offsets = {s: rng.uniform(-0.025, 0.025) for s in SERVICES}
+        drifts = {s: rng.uniform(-3e-5, 3e-5) for s in SERVICES}
+        drifts["gw"] = 0.0
+        edges = calls(GRAPH, offsets, 60_000, rng, drifts=drifts, spacing=0.03)
+        models = estimate_clocks(edges, SERVICES)
+        assert any(m.drift for m in models.values())
+        for s in SERVICES:
+            m = models[s]
+            assert m.bounded, s
+            assert m.low_s - 1e-9 <= m.offset_s <= m.high_s + 1e-9, s
+            assert m.high_s - m.low_s < 2e-3, s
+
     def test_long_windows_without_drift_fit_no_drift(self) -> None:
         rng = random.Random(15)
         offsets = {s: rng.uniform(-0.025, 0.025) for s in SERVICES}
