@@ -195,12 +195,32 @@ _SUFFIXES = re.compile(
 )
 
 
+_K8S_CONTAINER_FILE = re.compile(r"^[^_/]+_[^_/]+_(?P<container>[^/]+)-[0-9a-f]{64}$")
+"""A kubelet's ``/var/log/containers`` name (suffixes off):
+``<pod>_<namespace>_<container>-<container ID>``."""
+_K8S_POD_DIR = re.compile(r"^[^_/]+_[^_/]+_[0-9a-f-]{36}$")
+"""A kubelet's ``/var/log/pods`` directory: ``<namespace>_<pod>_<pod UID>``."""
+
+
 def service_from_path(name: str) -> str:
-    """``logs/orders.log.1.gz`` -> ``orders``: the file name without log suffixes."""
+    """``logs/orders.log.1.gz`` -> ``orders``: the file name without log suffixes.
+
+    Kubernetes node files name their container: ``/var/log/containers/
+    web-7d9f_shop_orders-<ID>.log`` and ``/var/log/pods/shop_web-7d9f_<UID>/
+    orders/0.log`` are both ``orders``.
+    """
     if name == "-":
         return "stdin"
-    base = os.path.basename(name.rstrip("/")) or name
+    path = name.rstrip("/")
+    base = os.path.basename(path) or name
     stripped = _SUFFIXES.sub("", base)
+    container = _K8S_CONTAINER_FILE.match(stripped)
+    if container is not None:
+        return container["container"]
+    if stripped.isdigit() or not stripped:  # /var/log/pods/<pod dir>/<container>/0.log
+        pod_dir, container_dir = os.path.split(os.path.dirname(path))
+        if container_dir and _K8S_POD_DIR.match(os.path.basename(pod_dir)):
+            return container_dir
     return stripped or base
 
 

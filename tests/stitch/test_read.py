@@ -31,6 +31,18 @@ from logtrace.stitch._plan import (
         ("api-gateway.log", "api-gateway"),
         ("noext", "noext"),
         ("-", "stdin"),
+        # Kubernetes node files: the container's name.
+        ("/var/log/containers/web-7d9f-abcde_shop_orders-" + "3f" * 32 + ".log", "orders"),
+        ("/var/log/containers/web-7d9f-abcde_shop_orders-" + "3f" * 32 + ".log.1.gz", "orders"),
+        (
+            "/var/log/pods/shop_web-7d9f-abcde_0b1c2d3e-1111-2222-3333-444455556666/orders/0.log",
+            "orders",
+        ),
+        (
+            "/var/log/pods/shop_web_0b1c2d3e-1111-2222-3333-444455556666/orders/3.log.20261203-101010.gz",
+            "orders",
+        ),
+        ("logs/0.log", "0"),
     ],
 )
 def test_service_from_file_name(name: str, service: str) -> None:
