@@ -637,3 +637,19 @@ def test_docker_pieces_of_a_long_line_join_the_last_one() -> None:
     assert last["flags"] & ERROR and last["flags"] & JSON
     assert rows[1]["trace"] == -1
     assert rows[0]["ts"] == pytest.approx(WHEN + 0.75)  # a piece: the wrapper's time
+
+
+def test_kubernetes_node_files_name_their_container(tmp_path: Path) -> None:
+    """Lines that name no service take their container's, as a kubelet names
+    the files; a line that names one keeps it."""
+    bare = f"trace_id={T} span_id={S} payment failed: card declined"
+    containers = tmp_path / "var/log/containers"
+    containers.mkdir(parents=True)
+    pods = tmp_path / "var/log/pods/shop_web-7d9f-abcde_0b1c2d3e-1111-2222-3333-444455556666"
+    (pods / "payments").mkdir(parents=True)
+    (containers / ("web-7d9f-abcde_shop_orders-" + "3f" * 32 + ".log")).write_bytes(
+        _cri("stdout", "F", bare) + b"\n" + _cri("stdout", "F", APP_LINE, 1) + b"\n"
+    )
+    (pods / "payments" / "0.log").write_bytes(_cri("stderr", "F", bare, 2) + b"\n")
+    records = stitch_jsonl(tmp_path / "out.jsonl", str(containers), str(pods))
+    assert sorted(r["service"] for r in records) == ["checkout", "orders", "payments"]
