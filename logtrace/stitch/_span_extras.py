@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import re
 from hashlib import blake2b
+from itertools import repeat
 from typing import Any
 
 import numpy as np
@@ -32,22 +33,21 @@ _GIVE_UP = 256
 """Span records read from a file without finding either field before the file is left alone."""
 
 
-def _after(keys: bytes, value: bytes) -> re.Pattern[bytes]:
-    """The ``value`` after any of ``keys`` (an alternation), within one line."""
-    return re.compile(rb"(?:" + keys + rb")[ \t:]*" + value)
+def _after(key: bytes, value: bytes) -> re.Pattern[bytes]:
+    """The ``value`` after ``key`` (a pattern that starts with a literal, so
+    that the search skips ahead fast), within one line."""
+    return re.compile(key + rb"[ \t:]*" + value)
 
 
 _NUMBER = rb"([^ ,}\t\r\n]*)"
-_TEXT = rb'(?:"([^"\n]*)"|([^ ,}\t\r\n"]*))'
-_ANSWER = (
-    _after(re.escape(f'"{RESPONSE_MS}"'.encode()), _NUMBER),
-    _after(re.escape(f"{RESPONSE_MS}=".encode()), _NUMBER),
-)
+_TEXT = rb'"?((?<=")[^"\n]*|(?<!")[^ ,}\t\r\n"]*)'
+"""A quoted string's text, or a bare word: one group, as :func:`_first_of` needs."""
+assert RESPONSE_MS == "response_ms" and HOST_NAME == "host.name"  # spelled out below
+_ANSWER = (_after(rb'"response_ms"', _NUMBER), _after(rb"response_ms=", _NUMBER))
 """In order of preference: the JSON key, then the logfmt one."""
-_HOST = (
-    _after(re.escape(f'"{HOST_NAME}"'.encode()) + rb'|"hostname"', _TEXT),
-    _after(re.escape(f"{HOST_NAME}=".encode()) + rb"|hostname=", _TEXT),
-)
+_HOST = (_after(rb'"host(?:\.name|name)"', _TEXT), _after(rb"host(?:\.name|name)=", _TEXT))
+"""``host.name`` or ``hostname``: the JSON keys, then the logfmt ones."""
+_NONE = np.empty(0, dtype=object)
 
 
 def host_key(host: str) -> int:
@@ -130,12 +130,9 @@ def _read_lines(
     lines = wanted[chunk]
     offsets = rows["off"][lines].tolist()
     ends = (rows["off"][lines] + rows["len"][lines]).tolist()
-    lengths = rows["len"][lines] + 1
-    line_at = np.zeros(len(lines), dtype=np.int64)
-    np.cumsum(lengths[:-1], out=line_at[1:])
     block = b"\n".join([data[a:b] for a, b in zip(offsets, ends, strict=True)])
     found = False
-    numbers = _first_of(_ANSWER, block, line_at)
+    numbers = _first_of(_ANSWER, block, len(lines)) if b"response_ms" in block else _NONE
     have = np.flatnonzero(numbers != b"")
     if len(have):
         found = True
@@ -144,7 +141,7 @@ def _read_lines(
             ms = _number(numbers[k])
             if ms is not None:
                 answered[chunk[k]] = starts[k] + ms / 1e3
-    names = _first_of(_HOST, block, line_at)
+    names = _first_of(_HOST, block, len(lines)) if b"host" in block else _NONE
     have = np.flatnonzero(names != b"")
     if len(have):
         found = True
@@ -159,19 +156,25 @@ def _read_lines(
     return found
 
 
-def _first_of(patterns: tuple[re.Pattern[bytes], ...], block: bytes, line_at: I64) -> Any:
-    """Per line of ``block`` (starting at ``line_at``): the value the first of
-    ``patterns`` found in the line captures (``b""``: none)."""
-    out = np.full(len(line_at), b"", dtype=object)
+def _first_of(patterns: tuple[re.Pattern[bytes], ...], block: bytes, n: int) -> Any:
+    """Per line of ``block`` (``n`` lines joined by newlines): the value the
+    first of ``patterns`` (one group each, no match spanning lines) finds in
+    the line captures (``b""``: none)."""
+    out = np.full(n, b"", dtype=object)
     for pattern in patterns:
-        found = [(m.start(), m[1] or m[m.lastindex or 1]) for m in pattern.finditer(block)]
-        if not found:
+        if not (out == b"").any():
+            break
+        parts = pattern.split(block)  # text, value, text, value, ..., text
+        if len(parts) == 1:
             continue
-        where = np.searchsorted(line_at, [at for at, _ in found], side="right") - 1
+        texts = parts[0:-1:2]
+        newlines = np.fromiter(map(bytes.count, texts, repeat(b"\n")), np.int64, len(texts))
+        where = np.cumsum(newlines)  # the line of each match
         line, first = np.unique(where, return_index=True)  # the first in each line
-        values = np.array([found[k][1] for k in first.tolist()] + [b""], dtype=object)[:-1]
+        values = np.empty(len(parts) // 2, dtype=object)
+        values[:] = parts[1::2]
         take = out[line] == b""
-        out[line[take]] = values[take]
+        out[line[take]] = values[first[take]]
     return out
 
 
