@@ -265,6 +265,7 @@ _SLACK = {"us": 0.0, "ms": 1e-3, "s": 1.0, "text_s": 1.0}
 def _check_calls(gen: Generated, table: object, stitched: list[tuple[int, int]]) -> None:
     from logtrace.stitch._correct import find_calls
     from logtrace.stitch._model import KIND_CLIENT, SPAN_RECORD, Table
+    from logtrace.stitch._precision import file_resolution, resolution
 
     assert isinstance(table, Table)
     tree = build_tree(table)
@@ -273,7 +274,15 @@ def _check_calls(gen: Generated, table: object, stitched: list[tuple[int, int]])
     pos = np.array(
         [position[(int(f), int(ln))] for f, ln in zip(table.file, rows["line"], strict=True)]
     )
-    slack = np.array([_SLACK[gen.formats[f]] for f in table.file.tolist()])
+    # A line's time lasts what its format writes, or longer where its file looks
+    # coarser to the stitcher (microsecond times that all fall on whole seconds).
+    found = [file_resolution(src.path) for src in table.sources]
+    slack = np.array(
+        [
+            max(_SLACK[gen.formats[f]], resolution(float(t), found[f]))
+            for f, t in zip(table.file.tolist(), table.rows["ts"].tolist(), strict=True)
+        ]
+    )
     calls = find_calls(table, tree)
     span, ts, flags = rows["span"], rows["ts"], rows["flags"]
     for p, x in zip(calls.caller.tolist(), calls.callee.tolist(), strict=True):
