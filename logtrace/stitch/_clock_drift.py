@@ -56,7 +56,7 @@ def fit_with_drift(
         return None
     slots = _slots(calls)
     group = in_sync_groups(pairs, order, hosts)
-    fitted = _solve_with_drift(_bucketed(calls, slots), group, reference, slack, ref_t)
+    fitted = _solve_with_drift(_bucketed(calls, slots), group, reference, slack, ref_t, True)
     if fitted is None:
         return None
     return _refine(calls, slots, fitted[1], order, reference, slack, ref_t, hosts)
@@ -170,20 +170,28 @@ def _solve_with_drift(
     reference: str,
     slack: float,
     ref_t: float,
+    material: bool = False,
 ) -> tuple[dict[str, float], dict[str, float]] | None:
     """Offsets at ``ref_t`` and drifts from per-bucket pair estimates.
 
     Each pair's bucket midpoints are fitted with a weighted line; the
     intercepts and slopes are then solved over the graph like offsets;
     services in one ``group`` share a clock. ``None`` when no pair drifts
-    measurably: a noise slope would only blur well-behaved clocks.
+    measurably: a noise slope would only blur well-behaved clocks. With
+    ``material`` (the first look for a drift), a slope counts only if it also
+    moves the clock over the window by more than one bucket's interval can
+    tell (its typical half-width): the buckets' tightness can trend without
+    any clock drifting. Refining a drift found (:func:`_refine`) needs no
+    such margin.
     """
     series: dict[tuple[str, str], list[tuple[float, float, float]]] = {}
+    halves: dict[tuple[str, str], list[float]] = {}
     for cells in buckets.values():
         for (a, b), p in fold_pairs(cells, strict=False).items():
             mid, w = p.estimate(slack)
             if w > 0 and group[a] != group[b]:
                 series.setdefault((group[a], group[b]), []).append((p.t - ref_t, mid, w))
+                halves.setdefault((group[a], group[b]), []).append(math.sqrt(min(p.n, 1000) / w))
     order = sorted(set(group.values()))
     reference = group.get(reference, reference)
     intercepts: list[tuple[str, str, float, float]] = []
@@ -202,7 +210,14 @@ def _solve_with_drift(
                 resid = sum(w * (d - md - slope * (t - mt)) ** 2 for t, d, w in points)
                 sigma2 = resid / sw * len(points) / (len(points) - 2)
                 stderr = math.sqrt(sigma2 / (stt / sw * len(points)))
-                significant = significant or abs(slope) > DRIFT_T_MIN * max(stderr, 1e-12)
+                window = max(t for t, _, _ in points) - min(t for t, _, _ in points)
+                significant = significant or (
+                    abs(slope) > DRIFT_T_MIN * max(stderr, 1e-12)
+                    and (
+                        not material
+                        or abs(slope) * window > sorted(halves[(a, b)])[len(points) // 2]
+                    )
+                )
         else:
             slope = 0.0
         # Residual spread sets the pair's weight in the graph solve.
