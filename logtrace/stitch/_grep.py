@@ -32,7 +32,7 @@ from ._order_rules import Line, order_lines
 from ._parse import parse_line
 from ._parse_text import Parsed
 from ._plan import InputError, service_from_path
-from ._precision import file_resolution, resolution
+from ._precision import Resolutions, file_resolution, resolution, whole_ms
 
 __all__ = [
     "ORDER_BUFFER",
@@ -50,6 +50,7 @@ be put in stitched order; beyond, matches are written in file order."""
 
 _MATCH_COST = 200
 _NO_SKEW = ClockModel()
+_POINTS = Resolutions()
 
 
 @dataclass(slots=True)
@@ -237,7 +238,12 @@ def order_matches(
     if clocks is None:
         clocks = estimate_clocks(_edges(parsed, services), set(services))
     models = {svc: clocks.get(svc, _NO_SKEW) for svc in set(services)}
-    resolutions = {f: file_resolution(paths[f]) for f in {m.file for m in matches}}
+    # A file's resolutions matter only to lines whose time could be coarse:
+    # those that fall on a whole millisecond (or second). Others are points.
+    coarse = {m.file for m, p in zip(matches, parsed, strict=True) if _maybe_coarse(p[3])}
+    resolutions = {
+        f: file_resolution(paths[f]) if f in coarse else _POINTS for f in {m.file for m in matches}
+    }
     lines: list[Line] = []
     nan = math.nan
     for m, p, svc in zip(matches, parsed, services, strict=True):
@@ -262,6 +268,10 @@ def order_matches(
         return models[service].correct(t)
 
     return [matches[i] for i in order_lines(lines, correct, lambda i: matches[i].raw)]
+
+
+def _maybe_coarse(ts: float | None) -> bool:
+    return ts is not None and ts == ts and whole_ms(ts)
 
 
 def _edges(parsed: list[Parsed], services: list[str]) -> list[Edge]:
