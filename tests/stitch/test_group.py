@@ -107,3 +107,22 @@ def test_hex_span_maps_match_the_dict_maps(seed: int) -> None:
 )
 def test_hex_span_maps_leave_other_ids_to_the_dict(odd: str) -> None:
     assert _group.hex_span_maps([["00f067aa0ba902b7", odd]]) is None
+
+
+def test_row_prefix_copy_is_the_field_by_field_copy() -> None:
+    from logtrace.stitch._group import copy_row_prefix
+    from logtrace.stitch._model import ROW_DTYPE, ROW_FIELDS, SCAN_DTYPE
+
+    rng = np.random.default_rng(3)
+    scanned = np.zeros(1000, SCAN_DTYPE)
+    for name in (*ROW_FIELDS, "start"):
+        column = scanned[name]
+        scanned[name] = rng.integers(0, 200, len(column)).astype(column.dtype)
+    scanned["ts"][::7] = np.nan
+    fast = np.zeros(1000, ROW_DTYPE)
+    copy_row_prefix(fast, scanned)
+    for name in ROW_FIELDS:
+        assert np.array_equal(fast[name], scanned[name], equal_nan=name == "ts"), name
+    strided = np.zeros(2000, ROW_DTYPE)[::2]  # not contiguous: the field-wise path
+    copy_row_prefix(strided, scanned)
+    assert all(np.array_equal(strided[n], fast[n], equal_nan=n == "ts") for n in ROW_FIELDS)
