@@ -9,6 +9,8 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Callable
+from json.encoder import c_make_encoder  # type: ignore[attr-defined]
+from json.encoder import encode_basestring as _encode_str
 from typing import Any
 
 from ._context import CURRENT
@@ -18,6 +20,8 @@ from ._schema import LEVEL, LOGGER, MESSAGE, SERVICE, TIMESTAMP
 __all__ = ["TraceContextFilter", "console_formatter", "json_formatter"]
 
 _current = CURRENT.get  # bound once: one call per record, no attribute lookup
+_ENCODE = json.JSONEncoder.encode
+_ITERENCODE = json.JSONEncoder.iterencode
 
 
 class TraceContextFilter(logging.Filter):
@@ -34,6 +38,11 @@ class TraceContextFilter(logging.Filter):
     def __init__(self, *, field_names: FieldNames = OTEL_FIELDS) -> None:
         super().__init__()
         self._names = resolve_fields(field_names)
+
+    @property
+    def field_names(self) -> TraceFields:
+        """The names under which this filter puts the IDs on records."""
+        return self._names
 
     def filter(self, record: logging.LogRecord) -> bool:
         ctx = _current()
@@ -77,9 +86,15 @@ def json_formatter(service: str, *, field_names: FieldNames = OTEL_FIELDS) -> lo
         ) from None
 
     names = resolve_fields(field_names)
+    id_names = names
     trace_key = names.trace_id
     id_keys = tuple(names)
     skip = RECORD_ATTRS.union(names)
+    service_json = _encode_str(service)
+    # span_line's memos: whether a tuple of keys is written in its own order,
+    # and the constant middle of a line by level and logger.
+    clean_keys: dict[tuple[str, ...], bool] = {}
+    heads: dict[tuple[int, str], str] = {}
 
     def _common_fields(log_data: dict[str, Any], record: logging.LogRecord, message: str) -> None:
         log_data[TIMESTAMP] = iso_utc(round(record.created * 1e9))
@@ -99,6 +114,7 @@ def json_formatter(service: str, *, field_names: FieldNames = OTEL_FIELDS) -> lo
         plain = False
         """Whether the base class's generic steps have nothing to add."""
         encode: Callable[[Any], str]
+        encoder: json.JSONEncoder
 
         def format(self, record: logging.LogRecord) -> str:
             # The common record (a string message, no traceback, no stack)
@@ -122,6 +138,69 @@ def json_formatter(service: str, *, field_names: FieldNames = OTEL_FIELDS) -> lo
                     log_data[key] = value
             return self.encode(self.process_log_record(log_data))
 
+        def span_line(
+            self,
+            end_ns: int,
+            level: int,
+            logger: str,
+            message: str,
+            fields: dict[str, object],
+            names: TraceFields,
+        ) -> str | None:
+            """The line :meth:`format` writes for a record whose extra fields are
+            ``fields`` (IDs named ``names``, first) and that nothing else changed,
+            built without the record: span records take this path. ``None`` when
+            the line needs the generic path (this formatter's settings, or keys
+            the generic path drops or reorders)."""
+            encoder = self.encoder
+            if (
+                type(self) is not _Formatter
+                or not self.plain
+                or type(encoder).iterencode is not _ITERENCODE  # python-json-logger's
+                or type(encoder).encode is not _ENCODE  # encoder changes only ``default``
+                or encoder.indent is not None
+                or encoder.ensure_ascii
+                or names != id_names
+                or fields.get(trace_key) is None
+            ):
+                return None
+            keys = tuple(fields)
+            clean = clean_keys.get(keys)
+            if clean is None:
+                clean = _in_line_order(keys, id_keys, self._skip_fields)
+                if len(clean_keys) >= 256:  # a bounded memo: key sets repeat per call site
+                    clean_keys.clear()
+                clean_keys[keys] = clean
+            if not clean:
+                return None
+            middle = heads.get((level, logger))
+            if middle is None:
+                middle = heads[level, logger] = (
+                    f'", "{LEVEL}": {_encode_str(logging.getLevelName(level))}, '
+                    f'"{SERVICE}": {service_json}, "{LOGGER}": {_encode_str(logger)}, '
+                    f'"{MESSAGE}": '
+                )
+            if c_make_encoder is None:
+                tail = encoder.encode(fields)
+            else:  # what ``encoder.encode`` does, less two Python calls
+                tail = "".join(
+                    c_make_encoder(
+                        {} if encoder.check_circular else None,
+                        encoder.default,
+                        _encode_str,
+                        None,
+                        encoder.key_separator,
+                        encoder.item_separator,
+                        encoder.sort_keys,
+                        encoder.skipkeys,
+                        encoder.allow_nan,
+                    )(fields, 0)
+                )
+            return (
+                f'{{"{TIMESTAMP}": "{iso_utc(end_ns)}{middle}'
+                f"{_encode_str(message.rstrip())}, {tail[1:]}"
+            )
+
         def add_fields(
             self,
             log_data: dict[str, Any],
@@ -139,9 +218,10 @@ def json_formatter(service: str, *, field_names: FieldNames = OTEL_FIELDS) -> lo
     formatter = _Formatter(reserved_attrs=sorted(skip), json_ensure_ascii=False)
     # One encoder for every record: json.dumps would build it again each time.
     encoder_class = formatter.json_encoder or json.JSONEncoder
-    formatter.encode = encoder_class(
+    formatter.encoder = encoder_class(
         default=formatter.json_default, ensure_ascii=False, indent=formatter.json_indent
-    ).encode
+    )
+    formatter.encode = formatter.encoder.encode
     formatter.plain = (
         formatter.json_serializer is json.dumps
         and getattr(formatter, "_required_fields", None) == [MESSAGE]
@@ -154,6 +234,15 @@ def json_formatter(service: str, *, field_names: FieldNames = OTEL_FIELDS) -> lo
         )
     )
     return formatter
+
+
+def _in_line_order(keys: tuple[str, ...], id_keys: tuple[str, ...], skip: frozenset[str]) -> bool:
+    """Whether the generic path writes a record with these extra fields in their
+    own order: the IDs first (in ``id_keys`` order), then fields it does not skip."""
+    ids = tuple(key for key in id_keys if key in keys)
+    return keys[: len(ids)] == ids and not any(
+        key in skip or key[:1] == "_" for key in keys[len(ids) :]
+    )
 
 
 class _ConsoleFormatter(logging.Formatter):
