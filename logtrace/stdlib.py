@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Callable
+from collections.abc import Set as AbstractSet
 from json.encoder import c_make_encoder  # type: ignore[attr-defined]
 from json.encoder import encode_basestring as _encode_str
 from typing import Any
@@ -20,8 +21,6 @@ from ._schema import LEVEL, LOGGER, MESSAGE, SERVICE, TIMESTAMP
 __all__ = ["TraceContextFilter", "console_formatter", "json_formatter"]
 
 _current = CURRENT.get  # bound once: one call per record, no attribute lookup
-_ENCODE = json.JSONEncoder.encode
-_ITERENCODE = json.JSONEncoder.iterencode
 
 
 class TraceContextFilter(logging.Filter):
@@ -92,9 +91,9 @@ def json_formatter(service: str, *, field_names: FieldNames = OTEL_FIELDS) -> lo
     skip = RECORD_ATTRS.union(names)
     service_json = _encode_str(service)
     # span_line's memos: whether a tuple of keys is written in its own order,
-    # and the constant middle of a line by level and logger.
+    # and the constant middle of a line by level name and logger.
     clean_keys: dict[tuple[str, ...], bool] = {}
-    heads: dict[tuple[int, str], str] = {}
+    heads: dict[tuple[str, str], str] = {}
 
     def _common_fields(log_data: dict[str, Any], record: logging.LogRecord, message: str) -> None:
         log_data[TIMESTAMP] = iso_utc(round(record.created * 1e9))
@@ -115,6 +114,9 @@ def json_formatter(service: str, *, field_names: FieldNames = OTEL_FIELDS) -> lo
         """Whether the base class's generic steps have nothing to add."""
         encode: Callable[[Any], str]
         encoder: json.JSONEncoder
+        direct = False
+        """Whether :meth:`span_line` may write lines (set once the encoder is known)."""
+        encoder_args: tuple[Any, ...] = ()
 
         def format(self, record: logging.LogRecord) -> str:
             # The common record (a string message, no traceback, no stack)
@@ -152,15 +154,10 @@ def json_formatter(service: str, *, field_names: FieldNames = OTEL_FIELDS) -> lo
             built without the record: span records take this path. ``None`` when
             the line needs the generic path (this formatter's settings, or keys
             the generic path drops or reorders)."""
-            encoder = self.encoder
             if (
-                type(self) is not _Formatter
-                or not self.plain
-                or type(encoder).iterencode is not _ITERENCODE  # python-json-logger's
-                or type(encoder).encode is not _ENCODE  # encoder changes only ``default``
-                or encoder.indent is not None
-                or encoder.ensure_ascii
-                or names != id_names
+                not self.direct
+                or type(self) is not _Formatter
+                or (names is not id_names and names != id_names)
                 or fields.get(trace_key) is None
             ):
                 return None
@@ -173,29 +170,18 @@ def json_formatter(service: str, *, field_names: FieldNames = OTEL_FIELDS) -> lo
                 clean_keys[keys] = clean
             if not clean:
                 return None
-            middle = heads.get((level, logger))
+            levelname = logging.getLevelName(level)
+            middle = heads.get((levelname, logger))
             if middle is None:
-                middle = heads[level, logger] = (
-                    f'", "{LEVEL}": {_encode_str(logging.getLevelName(level))}, '
+                middle = heads[levelname, logger] = (
+                    f'", "{LEVEL}": {_encode_str(levelname)}, '
                     f'"{SERVICE}": {service_json}, "{LOGGER}": {_encode_str(logger)}, '
                     f'"{MESSAGE}": '
                 )
             if c_make_encoder is None:
-                tail = encoder.encode(fields)
+                tail = self.encode(fields)
             else:  # what ``encoder.encode`` does, less two Python calls
-                tail = "".join(
-                    c_make_encoder(
-                        {} if encoder.check_circular else None,
-                        encoder.default,
-                        _encode_str,
-                        None,
-                        encoder.key_separator,
-                        encoder.item_separator,
-                        encoder.sort_keys,
-                        encoder.skipkeys,
-                        encoder.allow_nan,
-                    )(fields, 0)
-                )
+                tail = "".join(c_make_encoder({}, *self.encoder_args)(fields, 0))
             return (
                 f'{{"{TIMESTAMP}": "{iso_utc(end_ns)}{middle}'
                 f"{_encode_str(message.rstrip())}, {tail[1:]}"
@@ -233,10 +219,31 @@ def json_formatter(service: str, *, field_names: FieldNames = OTEL_FIELDS) -> lo
             or formatter.prefix
         )
     )
+    encoder = formatter.encoder
+    # span_line encodes like ``encoder.encode``: python-json-logger's encoder
+    # changes only ``default``; indented or ASCII-only output takes the generic path.
+    formatter.direct = (
+        formatter.plain
+        and type(encoder).encode is json.JSONEncoder.encode
+        and type(encoder).iterencode is json.JSONEncoder.iterencode
+        and encoder.indent is None
+        and not encoder.ensure_ascii
+        and encoder.check_circular
+    )
+    formatter.encoder_args = (
+        encoder.default,
+        _encode_str,
+        None,
+        encoder.key_separator,
+        encoder.item_separator,
+        encoder.sort_keys,
+        encoder.skipkeys,
+        encoder.allow_nan,
+    )
     return formatter
 
 
-def _in_line_order(keys: tuple[str, ...], id_keys: tuple[str, ...], skip: frozenset[str]) -> bool:
+def _in_line_order(keys: tuple[str, ...], id_keys: tuple[str, ...], skip: AbstractSet[str]) -> bool:
     """Whether the generic path writes a record with these extra fields in their
     own order: the IDs first (in ``id_keys`` order), then fields it does not skip."""
     ids = tuple(key for key in id_keys if key in keys)
