@@ -14,6 +14,8 @@ import logging
 import os
 import sys
 from collections.abc import Mapping
+from time import time_ns
+from typing import Any
 
 from ._context import CURRENT, TraceContext
 from ._fields import OTEL_FIELDS, RESERVED_ATTRS, FieldNames, TraceFields, iso_utc, resolve_fields
@@ -31,6 +33,7 @@ from ._schema import (
     SPAN_START,
     SpanKind,
 )
+from .stdlib import TraceContextFilter
 
 __all__ = [
     "SPAN_LOGGER_NAME",
@@ -40,10 +43,13 @@ __all__ = [
     "emit_span",
     "enabled_for",
     "level_number",
+    "line_handler",
     "settings",
 ]
 
 _logger = logging.getLogger(SPAN_LOGGER_NAME)
+_NAME = _logger.name
+_RECORD = logging.LogRecord
 enabled_for = _logger.isEnabledFor
 """Whether the span logger writes records of a level; with :data:`settings`, lets
 middleware skip timing a request whose record would not be written."""
@@ -190,6 +196,18 @@ def emit_span(
             extra[EXCEPTION_TYPE] = (
                 cls.__qualname__ if module == "builtins" else f"{module}.{cls.__qualname__}"
             )
+    handler = line_handler(level, names)
+    if handler is not None:
+        # The handler configure_logging installs: the line it would write, written
+        # to its stream without a LogRecord (byte for byte the same line).
+        span_line = getattr(handler.formatter, "span_line", None)
+        if span_line is not None:
+            try:
+                text = span_line(time_ns(), level, _NAME, f"{kind} {name}", extra, names)
+            except Exception:  # a value JSON refuses: logging reports it with the record
+                text = None
+            if text is not None and _write(handler, text, level, kind, name):
+                return
     token = CURRENT.set(context)
     try:
         # What ``Logger.log`` does, less the frame walk that finds the caller:
@@ -213,3 +231,66 @@ def _find_caller() -> tuple[str, int, str]:
     code = (frame := sys._getframe(1)).f_code
     _caller = (code.co_filename, frame.f_lineno, code.co_name)
     return _caller
+
+
+_LINE_HANDLERS = (logging.FileHandler, logging.StreamHandler)
+"""Handlers whose writing :func:`_write` repeats: exactly these classes (a subclass
+may write differently)."""
+
+
+def line_handler(level: int, names: TraceFields) -> logging.StreamHandler[Any] | None:
+    """The handler a span record goes to, when it is the only one and writes a
+    formatted line to a stream with no filter that could change the record:
+    a plain file or stream handler whose filters are :class:`TraceContextFilter`
+    with the span records' field names (they add nothing to a span record), the
+    handler :func:`logtrace.configure_logging` installs. ``None`` otherwise: the
+    record then goes through ``logging`` as a :class:`logging.LogRecord`.
+    """
+    logger: logging.Logger | None = _logger
+    if _logger.filters or _logger.disabled or logging.getLogRecordFactory() is not _RECORD:
+        return None
+    found: logging.Handler | None = None
+    while logger is not None:
+        handlers = logger.handlers
+        if handlers:
+            if found is not None or len(handlers) > 1:
+                return None
+            found = handlers[0]
+        logger = logger.parent if logger.propagate else None
+    if found is None or type(found) not in _LINE_HANDLERS or level < found.level:
+        return None
+    for f in found.filters:
+        if type(f) is not TraceContextFilter or f.field_names != names:
+            return None
+    return found  # type: ignore[return-value]  # one of _LINE_HANDLERS
+
+
+def _write(
+    handler: logging.StreamHandler[Any], line: str, level: int, kind: str, name: str
+) -> bool:
+    """What ``StreamHandler.emit`` and ``flush`` do with a formatted line, under the
+    handler's lock; ``False`` (nothing written) when the handler has no lock or no
+    stream yet (a ``FileHandler`` opens its file on its first record)."""
+    lock = handler.lock
+    if lock is None:
+        return False
+    with lock:
+        stream = handler.stream
+        if stream is None:
+            return False
+        try:
+            stream.write(line + handler.terminator)
+            flush = getattr(stream, "flush", None)
+            if flush is not None:
+                flush()
+        except RecursionError:
+            raise
+        except Exception:
+            # The record ``logging`` would have passed (its caller line is unknown here).
+            filename, line_number, function = _caller or (__file__, 0, "emit_span")
+            handler.handleError(
+                _logger.makeRecord(
+                    _NAME, level, filename, line_number, "%s %s", (kind, name), None, function
+                )
+            )
+    return True

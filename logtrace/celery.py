@@ -54,11 +54,12 @@ class _State:
 
 
 class _Run:
-    __slots__ = ("context", "error", "retry_reason", "start_ns", "start_perf", "token")
+    __slots__ = ("context", "error", "request", "retry_reason", "start_ns", "start_perf", "token")
 
-    def __init__(self, context: TraceContext, token: Any) -> None:
+    def __init__(self, context: TraceContext, token: Any, request: Any) -> None:
         self.context = context
         self.token = token
+        self.request = request
         self.error: BaseException | None = None
         self.retry_reason: str | None = None
         self.start_ns = time_ns()
@@ -145,14 +146,21 @@ def _before_publish(
 def _prerun(task_id: str | None = None, task: Any = None, **_: Any) -> None:
     if task_id is None or task is None:
         return
-    # Message headers Celery does not know become attributes of the request.
-    fields = getattr(getattr(task, "request", None), "__dict__", None)
+    # Message headers Celery does not know become attributes of the request
+    # (the same object until the run ends: Celery pops it after task_postrun).
+    request = getattr(task, "request", None)
+    fields = getattr(request, "__dict__", None)
     ctx = (_state.propagator or get_default()).incoming(fields or {})
     if ctx.parent_span_id is None and ctx.link is None:
         # No trace in the message (an eager run, a publisher without logtrace):
         # a child of the running code's span, or the root of a new trace.
         ctx = child_or_root()
-    _state.running.setdefault(task_id, []).append(_Run(ctx, CURRENT.set(ctx)))
+    run = _Run(ctx, CURRENT.set(ctx), request)
+    runs = _state.running.get(task_id)
+    if runs is None:
+        _state.running[task_id] = [run]
+    else:
+        runs.append(run)
 
 
 def _current_run(task_id: str | None) -> _Run | None:
@@ -195,7 +203,7 @@ def _postrun(
         pass  # a pool that ran prerun in another context: leave that context as it is
     if not (settings.enabled and enabled_for(settings.level)):
         return
-    request = getattr(task, "request", None)
+    request = run.request
     name = str(getattr(task, "name", None) or "celery.task")
     attributes: dict[str, object] = {
         "messaging.system": "celery",

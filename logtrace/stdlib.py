@@ -9,6 +9,9 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Callable
+from collections.abc import Set as AbstractSet
+from json.encoder import c_make_encoder  # type: ignore[attr-defined]
+from json.encoder import encode_basestring as _encode_str
 from typing import Any
 
 from ._context import CURRENT
@@ -34,6 +37,11 @@ class TraceContextFilter(logging.Filter):
     def __init__(self, *, field_names: FieldNames = OTEL_FIELDS) -> None:
         super().__init__()
         self._names = resolve_fields(field_names)
+
+    @property
+    def field_names(self) -> TraceFields:
+        """The names under which this filter puts the IDs on records."""
+        return self._names
 
     def filter(self, record: logging.LogRecord) -> bool:
         ctx = _current()
@@ -77,9 +85,15 @@ def json_formatter(service: str, *, field_names: FieldNames = OTEL_FIELDS) -> lo
         ) from None
 
     names = resolve_fields(field_names)
+    id_names = names
     trace_key = names.trace_id
     id_keys = tuple(names)
     skip = RECORD_ATTRS.union(names)
+    service_json = _encode_str(service)
+    # span_line's memos: whether a tuple of keys is written in its own order,
+    # and the constant middle of a line by level name and logger.
+    clean_keys: dict[tuple[str, ...], bool] = {}
+    heads: dict[tuple[str, str], str] = {}
 
     def _common_fields(log_data: dict[str, Any], record: logging.LogRecord, message: str) -> None:
         log_data[TIMESTAMP] = iso_utc(round(record.created * 1e9))
@@ -99,6 +113,10 @@ def json_formatter(service: str, *, field_names: FieldNames = OTEL_FIELDS) -> lo
         plain = False
         """Whether the base class's generic steps have nothing to add."""
         encode: Callable[[Any], str]
+        encoder: json.JSONEncoder
+        direct = False
+        """Whether :meth:`span_line` may write lines (set once the encoder is known)."""
+        encoder_args: tuple[Any, ...] = ()
 
         def format(self, record: logging.LogRecord) -> str:
             # The common record (a string message, no traceback, no stack)
@@ -122,6 +140,53 @@ def json_formatter(service: str, *, field_names: FieldNames = OTEL_FIELDS) -> lo
                     log_data[key] = value
             return self.encode(self.process_log_record(log_data))
 
+        def span_line(
+            self,
+            end_ns: int,
+            level: int,
+            logger: str,
+            message: str,
+            fields: dict[str, object],
+            names: TraceFields,
+        ) -> str | None:
+            """The line :meth:`format` writes for a record whose extra fields are
+            ``fields`` (IDs named ``names``, first) and that nothing else changed,
+            built without the record: span records take this path. ``None`` when
+            the line needs the generic path (this formatter's settings, or keys
+            the generic path drops or reorders)."""
+            if (
+                not self.direct
+                or type(self) is not _Formatter
+                or (names is not id_names and names != id_names)
+                or fields.get(trace_key) is None
+            ):
+                return None
+            keys = tuple(fields)
+            clean = clean_keys.get(keys)
+            if clean is None:
+                clean = _in_line_order(keys, id_keys, self._skip_fields)
+                if len(clean_keys) >= 256:  # a bounded memo: key sets repeat per call site
+                    clean_keys.clear()
+                clean_keys[keys] = clean
+            if not clean:
+                return None
+            levelname = logging.getLevelName(level)
+            middle = heads.get((levelname, logger))
+            if middle is None:
+                middle = heads[levelname, logger] = (
+                    f'", "{LEVEL}": {_encode_str(levelname)}, '
+                    f'"{SERVICE}": {service_json}, "{LOGGER}": {_encode_str(logger)}, '
+                    f'"{MESSAGE}": '
+                )
+            if c_make_encoder is None:
+                tail = self.encode(fields)
+            else:  # what ``encoder.encode`` does, less two Python calls
+                tail = "".join(c_make_encoder({}, *self.encoder_args)(fields, 0))
+            return (
+                f'{{"{TIMESTAMP}": "{iso_utc(end_ns)}{middle}'
+                f"{_encode_str(message.rstrip())}, {tail[1:]}"
+            )
+
         def add_fields(
             self,
             log_data: dict[str, Any],
@@ -139,9 +204,10 @@ def json_formatter(service: str, *, field_names: FieldNames = OTEL_FIELDS) -> lo
     formatter = _Formatter(reserved_attrs=sorted(skip), json_ensure_ascii=False)
     # One encoder for every record: json.dumps would build it again each time.
     encoder_class = formatter.json_encoder or json.JSONEncoder
-    formatter.encode = encoder_class(
+    formatter.encoder = encoder_class(
         default=formatter.json_default, ensure_ascii=False, indent=formatter.json_indent
-    ).encode
+    )
+    formatter.encode = formatter.encoder.encode
     formatter.plain = (
         formatter.json_serializer is json.dumps
         and getattr(formatter, "_required_fields", None) == [MESSAGE]
@@ -153,7 +219,37 @@ def json_formatter(service: str, *, field_names: FieldNames = OTEL_FIELDS) -> lo
             or formatter.prefix
         )
     )
+    encoder = formatter.encoder
+    # span_line encodes like ``encoder.encode``: python-json-logger's encoder
+    # changes only ``default``; indented or ASCII-only output takes the generic path.
+    formatter.direct = (
+        formatter.plain
+        and type(encoder).encode is json.JSONEncoder.encode
+        and type(encoder).iterencode is json.JSONEncoder.iterencode
+        and encoder.indent is None
+        and not encoder.ensure_ascii
+        and encoder.check_circular
+    )
+    formatter.encoder_args = (
+        encoder.default,
+        _encode_str,
+        None,
+        encoder.key_separator,
+        encoder.item_separator,
+        encoder.sort_keys,
+        encoder.skipkeys,
+        encoder.allow_nan,
+    )
     return formatter
+
+
+def _in_line_order(keys: tuple[str, ...], id_keys: tuple[str, ...], skip: AbstractSet[str]) -> bool:
+    """Whether the generic path writes a record with these extra fields in their
+    own order: the IDs first (in ``id_keys`` order), then fields it does not skip."""
+    ids = tuple(key for key in id_keys if key in keys)
+    return keys[: len(ids)] == ids and not any(
+        key in skip or key[:1] == "_" for key in keys[len(ids) :]
+    )
 
 
 class _ConsoleFormatter(logging.Formatter):

@@ -72,6 +72,14 @@ TASKS = textwrap.dedent(
     def boom():
         log.info("about to fail")
         raise ValueError("boom")
+
+
+    @app.task
+    def span_lines():
+        # Whether span records here are written straight to logtrace's handler.
+        from logtrace._records import line_handler, settings
+
+        return line_handler(settings.level, settings.names) is not None
     """
 )
 
@@ -82,7 +90,7 @@ PRODUCER = textwrap.dedent(
     from celery import chain, chord
 
     from logtrace import current, span
-    from lttasks import add, boom, flaky, total
+    from lttasks import add, boom, flaky, span_lines, total
 
     out = {}
     with span("checkout"):
@@ -101,6 +109,7 @@ PRODUCER = textwrap.dedent(
         out["failure"] = [current().trace_id, current().span_id, failed.state]
     untraced = add.delay(10, 10)
     out["untraced"] = [None, untraced.id, untraced.get(timeout=60)]
+    out["span_lines"] = [None, None, span_lines.delay().get(timeout=60), span_lines()]
     print(json.dumps(out))
     """
 )
@@ -133,7 +142,8 @@ class Run:
         return [r for r in records if r.get("span.kind") == kind and r.get("trace_id") == trace]
 
 
-EXPECTED_CONSUMER_RECORDS = 1 + 3 + 3 + 4 + 1 + 1  # single, retry, chain, chord, failure, untraced
+# single, retry, chain, chord, failure, untraced, span_lines
+EXPECTED_CONSUMER_RECORDS = 1 + 3 + 3 + 4 + 1 + 1 + 1
 
 
 def wait_until_ready(worker_log: Path, directory: Path, timeout: float = 90) -> None:
@@ -232,6 +242,13 @@ class TestOneTask:
             assert json.loads(line)["service"] == "worker"
         # and nothing that was meant for the file went to the console in Celery's format
         assert "adding 2 and 3" not in (run.directory / "worker.out").read_text()
+
+    def test_span_records_take_the_direct_path_in_the_worker_and_the_producer(
+        self, run: Run
+    ) -> None:
+        """After Celery's logging setup, logtrace's handler is still the only one span
+        records reach, so they are written without a LogRecord on both sides."""
+        assert run.scenarios["span_lines"][2:] == [True, True]
 
 
 class TestRetries:

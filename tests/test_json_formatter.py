@@ -12,7 +12,9 @@ from hypothesis import strategies as st
 from logtrace.stdlib import TraceContextFilter, json_formatter
 
 ID = st.text(alphabet="0123456789abcdef", min_size=16, max_size=32)
-KEYS = st.text(min_size=1, max_size=12).filter(lambda k: k not in logging.LogRecord.__dict__)
+# Names a record already has (``extra=`` may not set them): its class's and its instances'.
+_TAKEN = {*logging.LogRecord.__dict__, *logging.makeLogRecord({}).__dict__, "message", "asctime"}
+KEYS = st.text(min_size=1, max_size=12).filter(lambda k: k not in _TAKEN)
 VALUES = st.one_of(
     st.none(),
     st.booleans(),
