@@ -10,13 +10,13 @@ built once more for the output (:func:`._stage.stage`).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import replace
 
 import numpy as np
 import numpy.typing as npt
 
-from ._calls import CallCollector, partition_calls, solve_clocks
+from ._calls import Bracketing, CallCollector, CallColumns, partition_calls, solve_clocks
 from ._clock_bounds import LOOSE_RATE
 from ._clocks import ClockModel
 from ._containment import Links, containment_interval, first_clocks, span_pairs
@@ -27,8 +27,10 @@ from ._tree import relink
 __all__ = [
     "ROUNDS",
     "TOLERANCE",
+    "InferRound",
     "agreed",
     "infer_parents",
+    "round_calls",
     "solve_with_links",
     "tolerances",
     "within_links",
@@ -172,13 +174,41 @@ def _span_shift(table: Table, tree: Tree, corrected: F64) -> F64:
     return shift
 
 
+InferRound = Callable[
+    [dict[str, ClockModel], dict[tuple[str, str], float], float | None, bool],
+    Iterable[CallColumns],
+]
+"""One round of inferring calls run where the partitions are: given the
+round's clocks, callers and margin, and whether the run's calls are many,
+yields each partition's calls (:func:`round_calls`; a cluster: :mod:`.spark`)."""
+
+
+def round_calls(
+    s: int,
+    table: Table,
+    tree: Tree,
+    first: I64,
+    clocks: dict[str, ClockModel],
+    callers: Mapping[tuple[str, str], float],
+    margin: float | None,
+    many: bool,
+) -> CallColumns:
+    """Partition ``s``'s calls, logged and inferred on ``clocks``, for one
+    round of :func:`solve_with_links`."""
+    corrected = apply_clocks(table, clocks)
+    linked = agreed(table, tree, callers, corrected, margin)
+    return partition_calls(s, table, linked, first, many)
+
+
 def solve_with_links(
     links: Links,
     services: list[str],
     count: int,
-    grouped: Callable[[int], tuple[Table, Tree, I64]],
-    table: Callable[[int], Table],
+    grouped: Callable[[int], tuple[Table, Tree, I64]] | None,
+    table: Callable[[int], Table] | None,
     cap: int | None,
+    infer: InferRound | None = None,
+    bracket: Bracketing | None = None,
 ) -> dict[str, ClockModel]:
     """The run's clocks with the inferred calls counted as calls.
 
@@ -188,20 +218,30 @@ def solve_with_links(
     (:func:`._calls.solve_clocks`, whose bracketing tightens them); the
     offsets found are kept within what the links allow (:func:`within_links`).
     ``grouped(s)`` gives partition ``s``'s table, tree and first keys,
-    ``table(s)`` its table alone (for bracketing)."""
+    ``table(s)`` its table alone (for bracketing); or ``infer`` and
+    ``bracket`` run the rounds where the partitions are."""
+
+    def here(
+        clocks: dict[str, ClockModel],
+        callers: dict[tuple[str, str], float],
+        margin: float | None,
+        many: bool,
+    ) -> Iterator[CallColumns]:
+        assert grouped is not None
+        for s in range(count):
+            t, tree, first = grouped(s)
+            yield round_calls(s, t, tree, first, clocks, callers, margin, many)
+            del t, tree
+
     clocks = first_clocks(links)
     for tolerance, margin in ROUNDS:
         callers = tolerances(links, tolerance)
         collector = CallCollector(cap)
-        for s in range(count):
-            t, tree, first = grouped(s)
-            corrected = apply_clocks(t, clocks)
-            linked = agreed(t, tree, callers, corrected, margin)
-            collector.add(partition_calls(s, t, linked, first, collector.many))
-            del t, tree, linked
+        for columns in (infer or here)(clocks, callers, margin, collector.many):
+            collector.add(columns)
         token = LOOSE_RATE.set(INFERRED_LOOSE_RATE)
         try:
-            clocks = solve_clocks(collector, services, count, table)
+            clocks = solve_clocks(collector, services, count, table, bracket)
         finally:
             LOOSE_RATE.reset(token)
     return within_links(clocks, links)

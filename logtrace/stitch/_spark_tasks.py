@@ -43,7 +43,9 @@ from ._calls import (
     solve_clocks,
 )
 from ._clocks import ClockModel
+from ._containment import Evidence, EvidenceCollector, containment_evidence, decide_links
 from ._correct import correct_rows
+from ._inferred_calls import round_calls, solve_with_links
 from ._memory import take_rows
 from ._model import FileScan, Options, Source, Summary
 from ._partition import Partitions, compact, partition_of_traces
@@ -57,6 +59,7 @@ __all__ = [
     "BLOCK_LINES",
     "Block",
     "CallCollector",
+    "EvidenceCollector",
     "InputError",
     "Layout",
     "Options",
@@ -70,8 +73,10 @@ __all__ = [
     "call_cap",
     "calls_of",
     "chosen_of",
+    "decide_links",
     "filtered",
     "gather_facts",
+    "inferred_calls_of",
     "merge_blocks",
     "note_clocks",
     "one_per_scan",
@@ -80,6 +85,7 @@ __all__ = [
     "received",
     "scan_split",
     "solve_clocks",
+    "solve_with_links",
     "write_gathered",
 ]
 
@@ -209,12 +215,26 @@ def received(items: Iterable[Shipped], run: Run, workdir: str) -> Received:
     return Received(parts, pieces)
 
 
-def calls_of(r: Received, s: int, memory: int) -> tuple[int, CallColumns]:
-    """Partition ``s``'s traces and calls, for the run's collector."""
+def calls_of(r: Received, s: int, memory: int) -> tuple[int, CallColumns, Evidence]:
+    """Partition ``s``'s traces and calls, for the run's collector, and what
+    containment says of its spans without parents (:mod:`._containment`)."""
     grouped = open_partition(r.parts, 0, memory)
-    return len(grouped.table.traces), partition_calls(
-        s, grouped.table, grouped.tree, grouped.first, True
-    )
+    calls = partition_calls(s, grouped.table, grouped.tree, grouped.first, True)
+    return len(grouped.table.traces), calls, containment_evidence(grouped.table, grouped.tree)
+
+
+def inferred_calls_of(
+    r: Received,
+    s: int,
+    memory: int,
+    clocks: dict[str, ClockModel],
+    callers: dict[tuple[str, str], float],
+    margin: float | None,
+) -> CallColumns:
+    """Partition ``s``'s calls, logged and inferred, for one round of
+    :func:`._inferred_calls.solve_with_links`."""
+    g = open_partition(r.parts, 0, memory)
+    return round_calls(s, g.table, g.tree, g.first, clocks, callers, margin, True)
 
 
 def bracket_of(

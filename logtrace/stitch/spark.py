@@ -39,6 +39,7 @@ import numpy as np
 
 from ._spark_tasks import (
     CallCollector,
+    EvidenceCollector,
     InputError,
     Layout,
     Options,
@@ -51,8 +52,10 @@ from ._spark_tasks import (
     call_cap,
     calls_of,
     chosen_of,
+    decide_links,
     filtered,
     gather_facts,
+    inferred_calls_of,
     merge_blocks,
     note_clocks,
     plan_local,
@@ -60,6 +63,7 @@ from ._spark_tasks import (
     received,
     scan_split,
     solve_clocks,
+    solve_with_links,
     write_gathered,
 )
 
@@ -179,14 +183,17 @@ def _stitch(
     clocks = {}
     if options.skew_correction:
         collector = CallCollector(call_cap(options.memory))
+        evidence = EvidenceCollector()
         calls = shuffled.mapPartitionsWithIndex(
             partial(_each, shared, partial(_calls, options.memory), True)
         )
         # A partition's calls are a small part of its rows; past a few dozen
         # partitions they come to the driver one partition at a time.
         gathered = calls.collect() if count <= 64 else calls.toLocalIterator(True)
-        for _, columns in gathered:
+        for _, columns, found in gathered:
             collector.add(columns)
+            evidence.add(found)
+        links = decide_links(evidence.evidence(), run.services)
 
         def bracket(*round_of: Any) -> Iterable[Any]:
             given = sc.broadcast(round_of)
@@ -196,7 +203,24 @@ def _stitch(
             finally:
                 given.unpersist()
 
-        clocks = solve_clocks(collector, run.services, count, None, bracket)
+        if not links:
+            clocks = solve_clocks(collector, run.services, count, None, bracket)
+        else:  # logs without parent IDs: calls inferred from containment, as locally
+            del collector
+
+            def infer(*round_of: Any) -> Iterable[Any]:
+                given = sc.broadcast(round_of[:3])
+                work = partial(_each, shared, partial(_infer, options.memory, given), True)
+                try:
+                    return shuffled.mapPartitionsWithIndex(work).collect()
+                finally:
+                    given.unpersist()
+
+            cap = call_cap(options.memory)
+            clocks = solve_with_links(links, run.services, count, None, None, cap, infer, bracket)
+            options = replace(options, callers=tuple((k.caller, k.callee) for k in links.links))
+        if links.note:
+            summary.notes.append(links.note)
     note_clocks(summary, run.used, clocks)
     traces, selected = sc.accumulator(0), sc.accumulator(0)
     if options.format != "jsonl":
@@ -325,6 +349,11 @@ def _each(
 
 def _calls(memory: int, r: Received, s: int, run: Run) -> Iterator[Any]:
     yield calls_of(r, s, memory)
+
+
+def _infer(memory: int, given: Any, r: Received, s: int, run: Run) -> Iterator[Any]:
+    clocks, callers, margin = given.value
+    yield inferred_calls_of(r, s, memory, clocks, callers, margin)
 
 
 def _bracket(given: Any, r: Received, s: int, run: Run) -> Iterator[Any]:

@@ -62,6 +62,14 @@ def loose_logs(tmp_path_factory: pytest.TempPathFactory) -> list[str]:
     return generate(str(out), config).files
 
 
+@pytest.fixture(scope="module")
+def orphan_logs(tmp_path_factory: pytest.TempPathFactory) -> list[str]:
+    """Trace and span IDs but no parent IDs (OpenTelemetry logging, ECS,
+    Datadog): calls and clocks are inferred from containment."""
+    out = tmp_path_factory.mktemp("orphans")
+    return generate(str(out), SynthConfig(traces=400, seed=3, parent_ids=False)).files
+
+
 def _line(ts: str, trace: str | None, span: str | None, parent: str | None, msg: str) -> bytes:
     record: dict[str, Any] = {"timestamp": ts, "message": msg}
     if trace:
@@ -157,6 +165,17 @@ class TestSameBytes:
         got, spark_summary = _spark(session, loose_logs, partitions=2, format="jsonl")
         assert got == expected
         _same_summary(spark_summary, summary)
+
+    def test_calls_inferred_from_containment(
+        self, session: SparkSession, orphan_logs: list[str]
+    ) -> None:
+        expected, summary = _local(orphan_logs, format="jsonl")
+        assert any(v != 0.0 for v in summary.offsets_ms.values())
+        assert b'"parent_inferred":true' in expected
+        got, spark_summary = _spark(session, orphan_logs, partitions=3, format="jsonl")
+        assert got == expected
+        _same_summary(spark_summary, summary)
+        assert spark_summary.notes == summary.notes
 
     def test_hostile_lines(self, session: SparkSession, hostile_logs: list[str]) -> None:
         expected, summary = _local(hostile_logs, format="jsonl")
