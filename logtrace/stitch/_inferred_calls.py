@@ -28,13 +28,16 @@ __all__ = [
     "ROUNDS",
     "TOLERANCE",
     "agreed",
+    "ambiguous",
     "infer_parents",
     "solve_with_links",
     "tolerances",
+    "unlinked",
     "within_links",
 ]
 
 I64 = npt.NDArray[np.int64]
+B = npt.NDArray[np.bool_]
 F64 = npt.NDArray[np.float64]
 
 TOLERANCE = 50e-6
@@ -44,6 +47,10 @@ INFERRED_LOOSE_RATE = 1 / 100
 """The tightest bounds of inferred calls skipped as outliers (see
 :data:`._clock_bounds.LOOSE_RATE`): a call hung under the wrong caller
 bounds one side far too tight."""
+DOUBT = 1e-3
+"""How far (seconds) the clocks of a round may be off, at least, when
+deciding which inferred calls are in doubt (:func:`ambiguous`); the first
+round takes the links' own uncertainty when that is more."""
 ROUNDS: tuple[tuple[float, float | None], ...] = ((0.0, None), (0.0, None))
 """Per round of inferring calls and solving clocks (:func:`solve_with_links`):
 how far a callee may stick out of its caller's span (none: a call inferred
@@ -163,6 +170,56 @@ def _bisect(time: F64, lo: I64, hi: I64, x: F64, right: bool) -> I64:
     return lo
 
 
+def ambiguous(
+    table: Table,
+    tree: Tree,
+    linked: Tree,
+    callers: Mapping[tuple[str, str], float],
+    corrected: F64,
+    doubt: float,
+) -> B:
+    """Per span, whether its inferred parent is in doubt: a span of a linked
+    caller service could contain it too (on ``corrected`` clocks off by up
+    to ``doubt`` seconds) and is not an ancestor of the parent chosen in
+    ``linked``. A span of a parallel branch (another call running at the
+    same time) may contain it as well as the true caller does, and whichever
+    is taken, a call hung under the wrong one would bound its clocks against
+    the wrong caller's records, far too tight on one side: it bounds none."""
+    out = np.zeros(len(tree.parent), dtype=bool)
+    if linked.inferred is None or not linked.inferred.any():
+        return out
+    index = {name: i for i, name in enumerate(table.services)}
+    n = len(table.services) + 1
+    allowed = np.zeros(n * n, dtype=bool)
+    for caller, callee in callers:
+        i, j = index.get(caller), index.get(callee)
+        if i is not None and j is not None:
+            allowed[i * n + j] = True
+    shift = _span_shift(table, tree, corrected)
+    start, end = tree.start - shift, tree.end - shift
+    for a, b in span_pairs(table, tree):
+        keep = allowed[tree.service[a].astype(np.int64) * n + tree.service[b]]
+        keep &= linked.inferred[b] & (linked.parent[b] >= 0)
+        a, b = a[keep], b[keep]
+        p = linked.parent[b].astype(np.int64)
+        could = (p != a) & (start[a] <= start[b] + doubt) & (end[a] >= end[b] - doubt)
+        a, b, p = a[could], b[could], p[could]
+        above = np.zeros(len(a), dtype=bool)
+        up = linked.parent[p].astype(np.int64)
+        for _ in range(_MAX_DEPTH):
+            live = up >= 0
+            if not live.any():
+                break
+            above |= live & (up == a)
+            up = np.where(live, linked.parent[np.maximum(up, 0)], -1)
+        out[b[~above]] = True
+    return out
+
+
+_MAX_DEPTH = 64
+"""Ancestors :func:`ambiguous` looks through."""
+
+
 def _span_shift(table: Table, tree: Tree, corrected: F64) -> F64:
     """Per span, how far its service's clock was corrected (raw minus corrected)."""
     rows = table.rows
@@ -190,6 +247,7 @@ def solve_with_links(
     ``grouped(s)`` gives partition ``s``'s table, tree and first keys,
     ``table(s)`` its table alone (for bracketing)."""
     clocks = first_clocks(links)
+    doubt_s = max([DOUBT, *(half for _, half in links.offsets.values())])
     for tolerance, margin in ROUNDS:
         callers = tolerances(links, tolerance)
         collector = CallCollector(cap)
@@ -197,13 +255,16 @@ def solve_with_links(
             t, tree, first = grouped(s)
             corrected = apply_clocks(t, clocks)
             linked = agreed(t, tree, callers, corrected, margin)
+            doubt = ambiguous(t, tree, linked, callers, corrected, doubt_s)
+            linked = unlinked(t, tree, linked, doubt)
             collector.add(partition_calls(s, t, linked, first, collector.many))
             del t, tree, linked
         token = LOOSE_RATE.set(INFERRED_LOOSE_RATE)
         try:
-            clocks = solve_clocks(collector, services, count, table)
+            clocks = solve_clocks(collector, services, count, table, initial=clocks)
         finally:
             LOOSE_RATE.reset(token)
+        doubt_s = DOUBT
     return within_links(clocks, links)
 
 
@@ -220,12 +281,17 @@ def agreed(
     if linked.inferred is None:
         return linked
     other = infer_parents(table, tree, callers, corrected, 0.0 if margin is None else None)
-    differ = linked.inferred & (other.parent != linked.parent)
-    if not differ.any():
+    return unlinked(table, tree, linked, linked.inferred & (other.parent != linked.parent))
+
+
+def unlinked(table: Table, tree: Tree, linked: Tree, drop: B) -> Tree:
+    """``linked`` with the spans ``drop`` given back the parents of ``tree``."""
+    if not drop.any():
         return linked
     parent = linked.parent.copy()
-    parent[differ] = tree.parent[differ]
-    return relink(table, replace(linked, parent=parent))
+    parent[drop] = tree.parent[drop]
+    inferred = None if linked.inferred is None else linked.inferred & ~drop
+    return relink(table, replace(linked, parent=parent, inferred=inferred))
 
 
 def within_links(clocks: dict[str, ClockModel], links: Links) -> dict[str, ClockModel]:
