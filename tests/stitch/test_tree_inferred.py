@@ -161,3 +161,41 @@ def test_offsets_recovered_to_tens_of_microseconds(
         for name, ms in got.items()
     }
     assert all(abs(us) < 30 for us in errors.values()), errors
+
+
+@pytest.mark.parametrize("seed", [1, 3, 11])
+def test_one_clock_applies_no_offset(tmp_path: Path, seed: int) -> None:
+    """Services on one clock: the calls are inferred, every offset is exactly
+    zero (these seeds once made containment invent skews of 0.1 to 7 ms)."""
+    generate(str(tmp_path), SynthConfig(traces=300, seed=seed, skew_ms=0.0, parent_ids=False))
+    summary, out = _stitch(tmp_path / "logs", tmp_path / "out.jsonl")
+    (note,) = summary.notes
+    assert note.startswith("parents inferred from containment"), note
+    assert "one clock" in note, note
+    assert set(summary.offsets_ms.values()) == {0.0}, summary.offsets_ms
+    assert any(r.get("parent_inferred") for r in out)
+
+
+def test_skewed_clocks_are_not_taken_for_one(tmp_path: Path) -> None:
+    """Clocks ±1 ms apart push callees out of their callers: not one clock."""
+    generate(str(tmp_path), SynthConfig(traces=200, seed=11, skew_ms=1.0, parent_ids=False))
+    summary, _ = _stitch(tmp_path / "logs", tmp_path / "out.jsonl")
+    (note,) = summary.notes
+    assert note.startswith("parents inferred from containment"), note
+    assert "one clock" not in note, note
+    assert set(summary.offsets_ms.values()) != {0.0}, summary.offsets_ms
+
+
+@pytest.mark.xfail(
+    reason="the first offsets come from the deepest point of each service pair's containment "
+    "intervals: where a service is called by two others and its spans fit in a third at a "
+    "wrong offset, a wrong link wins and later rounds stay inside it",
+    strict=True,
+)
+def test_a_service_called_from_two_callers(tmp_path: Path) -> None:
+    res = generate(str(tmp_path), SynthConfig(traces=600, seed=1, skew_ms=25.0, parent_ids=False))
+    summary, _ = _stitch(tmp_path / "logs", tmp_path / "out.jsonl")
+    true, got = res.offsets_s, summary.offsets_ms
+    for name, ms in got.items():
+        want = (true[name] - true["gateway"]) * 1e3
+        assert abs(ms - got["gateway"] - want) < 0.1, (name, ms, want)
