@@ -69,8 +69,6 @@ MIN_TRACES = 8
 REVERSE_SHARE = 0.2
 """A link is dropped when its reverse direction is consistent in more than
 this share of as many traces: the two services' spans merely overlap."""
-WHOLE = 0.99
-"""Links that hold for this share of their callee's spans come first (:func:`_consistent`)."""
 NEAR_DEPTH = 0.9
 """See :func:`_deepest`."""
 SHARED_MISFITS = 1e-3
@@ -270,10 +268,6 @@ def _deepest(lo: F64, hi: F64, keys: I64, callees: I64) -> tuple[float, float, i
     return left, right, len(np.unique(keys[inside])), len(np.unique(callees[inside]))
 
 
-def _coverage(link: Link) -> float:
-    return link.callees / max(link.possible, 1)
-
-
 def decide_links(evidence: Evidence, services: list[str]) -> Links:
     """Which service calls which, from the evidence of every partition."""
     svc_a, svc_b, lo, hi, keys, callees = evidence
@@ -343,11 +337,13 @@ def _consistent(
 
     Each link bounds the difference of two clocks; together they are a system
     of difference constraints, feasible when no cycle of them is negative.
-    First come the links that hold for (nearly) every span of their callee
-    (a service whose span spans its whole trace contains every other), then
-    the others, each lot those that bound the offset most tightly first;
-    one that would make the system infeasible is dropped: its traces agreed
-    on spans that merely overlapped (two calls made in parallel, say)."""
+    The links that the most traces agree on come first, then the others
+    (on a tie, those that bound the offset most tightly first); one that
+    would make the system infeasible is dropped: its traces agreed on spans
+    that merely overlapped (two calls made in parallel, say). Support, not
+    tightness, decides: a pair whose spans fit together at a wrong offset in
+    a few dozen traces bounds it tightly there, and ranked by tightness it
+    would displace the links of every trace."""
     names = sorted({k.caller for k in links} | {k.callee for k in links})
     at = {name: i for i, name in enumerate(names)}
     n = len(names)
@@ -355,7 +351,7 @@ def _consistent(
     """``bound[i][j]``: the largest ``clock(j) - clock(i)`` the kept links allow."""
     kept: list[Link] = []
     dropped: list[Link] = []
-    ranked = sorted(links, key=lambda k: (_coverage(k) < WHOLE, k.hi - k.lo, k.caller, k.callee))
+    ranked = sorted(links, key=lambda k: (-k.traces, k.hi - k.lo, k.caller, k.callee))
     for link in ranked:
         a, b = at[link.caller], at[link.callee]
         trial = [row[:] for row in bound]

@@ -186,16 +186,32 @@ def test_skewed_clocks_are_not_taken_for_one(tmp_path: Path) -> None:
     assert set(summary.offsets_ms.values()) != {0.0}, summary.offsets_ms
 
 
-@pytest.mark.xfail(
-    reason="the first offsets come from the deepest point of each service pair's containment "
-    "intervals: where a service is called by two others and its spans fit in a third at a "
-    "wrong offset, a wrong link wins and later rounds stay inside it",
-    strict=True,
-)
-def test_a_service_called_from_two_callers(tmp_path: Path) -> None:
-    res = generate(str(tmp_path), SynthConfig(traces=600, seed=1, skew_ms=25.0, parent_ids=False))
+@pytest.mark.parametrize("seed", [1, 11])
+def test_links_most_traces_agree_on_come_first(tmp_path: Path, seed: int) -> None:
+    """A pair of services whose spans fit together at a wrong offset in a few
+    dozen traces (a service called from two others) bounds that offset
+    tightly; the links of every trace must still decide (these seeds were
+    off by 5 and 7 ms when the tightest links came first)."""
+    res = generate(
+        str(tmp_path), SynthConfig(traces=300, seed=seed, skew_ms=25.0, parent_ids=False)
+    )
     summary, _ = _stitch(tmp_path / "logs", tmp_path / "out.jsonl")
     true, got = res.offsets_s, summary.offsets_ms
     for name, ms in got.items():
         want = (true[name] - true["gateway"]) * 1e3
-        assert abs(ms - got["gateway"] - want) < 0.1, (name, ms, want)
+        assert abs(ms - got["gateway"] - want) < 0.05, (name, ms, want)
+
+
+@pytest.mark.xfail(
+    reason="a callee of the gateway that runs in parallel with a sibling branch whose span "
+    "contains it is hung under the sibling (the gateway, an ancestor of the sibling, is no "
+    "rival by the doubt rule): those calls bound the pair about 0.2 ms off",
+    strict=True,
+)
+def test_a_parallel_sibling_that_contains_a_callee(tmp_path: Path) -> None:
+    res = generate(str(tmp_path), SynthConfig(traces=600, seed=3, skew_ms=25.0, parent_ids=False))
+    summary, _ = _stitch(tmp_path / "logs", tmp_path / "out.jsonl")
+    true, got = res.offsets_s, summary.offsets_ms
+    for name, ms in got.items():
+        want = (true[name] - true["gateway"]) * 1e3
+        assert abs(ms - got["gateway"] - want) < 0.05, (name, ms, want)
