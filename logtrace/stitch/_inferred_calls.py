@@ -241,9 +241,12 @@ def solve_with_links(
 
     Starting from the links' first offsets, each round (:data:`ROUNDS`)
     infers calls on the current clocks (those both ways of choosing the
-    caller agree on: :func:`agreed`) and solves the clocks from them and the logged calls
-    (:func:`._calls.solve_clocks`, whose bracketing tightens them); the
-    offsets found are kept within what the links allow (:func:`within_links`).
+    caller agree on: :func:`agreed`, less those whose caller is in doubt:
+    :func:`ambiguous`, within the links' uncertainty in the first round and
+    :data:`DOUBT` after) and solves the clocks from them and the logged calls
+    (:func:`._calls.solve_clocks`, whose bracketing tightens them, starting
+    from the current clocks); the offsets found are kept within what the
+    links allow (:func:`within_links`).
     ``grouped(s)`` gives partition ``s``'s table, tree and first keys,
     ``table(s)`` its table alone (for bracketing)."""
     clocks = first_clocks(links)
