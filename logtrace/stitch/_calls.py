@@ -318,10 +318,13 @@ def solve_clocks(
     count: int,
     table: Callable[[int], Table] | None,
     bracket: Bracketing | None = None,
+    initial: dict[str, ClockModel] | None = None,
 ) -> dict[str, ClockModel]:
     """The run's clock models from the collected calls; ``table(s)`` gives
     partition ``s``'s table for bracketing (read back or held), unless
-    ``bracket`` runs the rounds elsewhere."""
+    ``bracket`` runs the rounds elsewhere. The first bracketing round
+    starts from ``initial`` clocks when given (a better estimate than the
+    callers' whole spans give), else from the whole spans."""
     c = collector.calls()
     if c is None:
         return {}
@@ -330,6 +333,8 @@ def solve_clocks(
     loose = loose_calls(c.svc_caller, c.svc_callee, c.exact)
     if not len(loose):
         return clocks
+    if initial is not None:
+        clocks = initial
 
     def here(c: KeptCalls, loose: I64, before: F64, after: F64) -> Iterator[tuple[I64, F64, F64]]:
         # Partitions tighten disjoint calls: one scratch copy serves them all.

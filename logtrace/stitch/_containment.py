@@ -26,7 +26,10 @@ two things:
   callee span, no client span record), bounded and bracketed like any other.
 
 With too little or contradictory evidence nothing is inferred, and
-:attr:`Links.note` says why.
+:attr:`Links.note` says why. When the logs fit one shared clock (at zero
+offsets nearly every span that could be a callee lies inside a span of
+another service of its trace: :func:`shared_clock`), the calls are still
+inferred but no clock is corrected: the links' offsets are all zero.
 """
 
 from __future__ import annotations
@@ -52,6 +55,7 @@ __all__ = [
     "containment_interval",
     "decide_links",
     "first_clocks",
+    "shared_clock",
     "span_pairs",
 ]
 
@@ -65,10 +69,13 @@ MIN_TRACES = 8
 REVERSE_SHARE = 0.2
 """A link is dropped when its reverse direction is consistent in more than
 this share of as many traces: the two services' spans merely overlap."""
-WHOLE = 0.99
-"""Links that hold for this share of their callee's spans come first (:func:`_consistent`)."""
 NEAR_DEPTH = 0.9
 """See :func:`_deepest`."""
+SHARED_MISFITS = 1e-3
+"""At most this share of the spans that could be callees may lie outside
+every span of another service of their trace at zero offsets for the logs
+to count as written on one clock (:func:`shared_clock`): a record written
+after the answer, say."""
 SPANS_PER_TRACE = 64
 """Spans of one trace that give evidence (the first ones); all get parents."""
 _PAIRS_PER_CHUNK = 1 << 20
@@ -261,10 +268,6 @@ def _deepest(lo: F64, hi: F64, keys: I64, callees: I64) -> tuple[float, float, i
     return left, right, len(np.unique(keys[inside])), len(np.unique(callees[inside]))
 
 
-def _coverage(link: Link) -> float:
-    return link.callees / max(link.possible, 1)
-
-
 def decide_links(evidence: Evidence, services: list[str]) -> Links:
     """Which service calls which, from the evidence of every partition."""
     svc_a, svc_b, lo, hi, keys, callees = evidence
@@ -298,7 +301,31 @@ def decide_links(evidence: Evidence, services: list[str]) -> Links:
     kept, contradicted, offsets, groups = _consistent(links)
     rejected.update("/".join(sorted((k.caller, k.callee))) for k in contradicted)
     gone = sorted(rejected)
-    return Links(tuple(kept), _note(kept, gone, weak), tuple(gone), offsets, groups)
+    note = _note(kept, gone, weak)
+    if kept and shared_clock(lo, hi, callees):
+        offsets = dict.fromkeys(offsets, (0.0, 0.0))
+        note += (
+            "; one clock: at zero offsets every span lies inside one of another service,"
+            " no clock corrected"
+        )
+    return Links(tuple(kept), note, tuple(gone), offsets, groups)
+
+
+def shared_clock(lo: F64, hi: F64, callees: I64) -> bool:
+    """Whether the evidence fits one clock shared by every service: at zero
+    offsets, all but :data:`SHARED_MISFITS` of the spans that some span of
+    another service of their trace could contain lie inside one. On one
+    clock every callee lies inside its caller; the only span inside none is
+    each trace's root, which no span could contain. Clocks skewed by more
+    than the calls' delays push callees out of their callers: such logs
+    are corrected. (Skews smaller than that are within what containment can
+    tell from none, and are left uncorrected.)"""
+    if not len(callees):
+        return False
+    spans, at = np.unique(callees, return_inverse=True)
+    inside = np.zeros(len(spans), dtype=bool)
+    np.logical_or.at(inside, at.ravel(), (lo <= 0.0) & (hi >= 0.0))
+    return int(np.count_nonzero(~inside)) <= SHARED_MISFITS * len(spans)
 
 
 def _consistent(
@@ -310,11 +337,13 @@ def _consistent(
 
     Each link bounds the difference of two clocks; together they are a system
     of difference constraints, feasible when no cycle of them is negative.
-    First come the links that hold for (nearly) every span of their callee
-    (a service whose span spans its whole trace contains every other), then
-    the others, each lot those that bound the offset most tightly first;
-    one that would make the system infeasible is dropped: its traces agreed
-    on spans that merely overlapped (two calls made in parallel, say)."""
+    The links that the most traces agree on come first, then the others
+    (on a tie, those that bound the offset most tightly first); one that
+    would make the system infeasible is dropped: its traces agreed on spans
+    that merely overlapped (two calls made in parallel, say). Support, not
+    tightness, decides: a pair whose spans fit together at a wrong offset in
+    a few dozen traces bounds it tightly there, and ranked by tightness it
+    would displace the links of every trace."""
     names = sorted({k.caller for k in links} | {k.callee for k in links})
     at = {name: i for i, name in enumerate(names)}
     n = len(names)
@@ -322,7 +351,7 @@ def _consistent(
     """``bound[i][j]``: the largest ``clock(j) - clock(i)`` the kept links allow."""
     kept: list[Link] = []
     dropped: list[Link] = []
-    ranked = sorted(links, key=lambda k: (_coverage(k) < WHOLE, k.hi - k.lo, k.caller, k.callee))
+    ranked = sorted(links, key=lambda k: (-k.traces, k.hi - k.lo, k.caller, k.callee))
     for link in ranked:
         a, b = at[link.caller], at[link.callee]
         trial = [row[:] for row in bound]

@@ -29,14 +29,17 @@ __all__ = [
     "TOLERANCE",
     "InferRound",
     "agreed",
+    "ambiguous",
     "infer_parents",
     "round_calls",
     "solve_with_links",
     "tolerances",
+    "unlinked",
     "within_links",
 ]
 
 I64 = npt.NDArray[np.int64]
+B = npt.NDArray[np.bool_]
 F64 = npt.NDArray[np.float64]
 
 TOLERANCE = 50e-6
@@ -46,6 +49,10 @@ INFERRED_LOOSE_RATE = 1 / 100
 """The tightest bounds of inferred calls skipped as outliers (see
 :data:`._clock_bounds.LOOSE_RATE`): a call hung under the wrong caller
 bounds one side far too tight."""
+DOUBT = 1e-3
+"""How far (seconds) the clocks of a round may be off, at least, when
+deciding which inferred calls are in doubt (:func:`ambiguous`); the first
+round takes the links' own uncertainty when that is more."""
 ROUNDS: tuple[tuple[float, float | None], ...] = ((0.0, None), (0.0, None))
 """Per round of inferring calls and solving clocks (:func:`solve_with_links`):
 how far a callee may stick out of its caller's span (none: a call inferred
@@ -165,6 +172,56 @@ def _bisect(time: F64, lo: I64, hi: I64, x: F64, right: bool) -> I64:
     return lo
 
 
+def ambiguous(
+    table: Table,
+    tree: Tree,
+    linked: Tree,
+    callers: Mapping[tuple[str, str], float],
+    corrected: F64,
+    doubt: float,
+) -> B:
+    """Per span, whether its inferred parent is in doubt: a span of a linked
+    caller service could contain it too (on ``corrected`` clocks off by up
+    to ``doubt`` seconds) and is not an ancestor of the parent chosen in
+    ``linked``. A span of a parallel branch (another call running at the
+    same time) may contain it as well as the true caller does, and whichever
+    is taken, a call hung under the wrong one would bound its clocks against
+    the wrong caller's records, far too tight on one side: it bounds none."""
+    out = np.zeros(len(tree.parent), dtype=bool)
+    if linked.inferred is None or not linked.inferred.any():
+        return out
+    index = {name: i for i, name in enumerate(table.services)}
+    n = len(table.services) + 1
+    allowed = np.zeros(n * n, dtype=bool)
+    for caller, callee in callers:
+        i, j = index.get(caller), index.get(callee)
+        if i is not None and j is not None:
+            allowed[i * n + j] = True
+    shift = _span_shift(table, tree, corrected)
+    start, end = tree.start - shift, tree.end - shift
+    for a, b in span_pairs(table, tree):
+        keep = allowed[tree.service[a].astype(np.int64) * n + tree.service[b]]
+        keep &= linked.inferred[b] & (linked.parent[b] >= 0)
+        a, b = a[keep], b[keep]
+        p = linked.parent[b].astype(np.int64)
+        could = (p != a) & (start[a] <= start[b] + doubt) & (end[a] >= end[b] - doubt)
+        a, b, p = a[could], b[could], p[could]
+        above = np.zeros(len(a), dtype=bool)
+        up = linked.parent[p].astype(np.int64)
+        for _ in range(_MAX_DEPTH):
+            live = up >= 0
+            if not live.any():
+                break
+            above |= live & (up == a)
+            up = np.where(live, linked.parent[np.maximum(up, 0)], -1)
+        out[b[~above]] = True
+    return out
+
+
+_MAX_DEPTH = 64
+"""Ancestors :func:`ambiguous` looks through."""
+
+
 def _span_shift(table: Table, tree: Tree, corrected: F64) -> F64:
     """Per span, how far its service's clock was corrected (raw minus corrected)."""
     rows = table.rows
@@ -175,12 +232,12 @@ def _span_shift(table: Table, tree: Tree, corrected: F64) -> F64:
 
 
 InferRound = Callable[
-    [dict[str, ClockModel], dict[tuple[str, str], float], float | None, bool],
+    [dict[str, ClockModel], dict[tuple[str, str], float], float | None, float, bool],
     Iterable[CallColumns],
 ]
 """One round of inferring calls run where the partitions are: given the
-round's clocks, callers and margin, and whether the run's calls are many,
-yields each partition's calls (:func:`round_calls`; a cluster: :mod:`.spark`)."""
+round's clocks, callers, margin and doubt, and whether the run's calls are
+many, yields each partition's calls (:func:`round_calls`; a cluster: :mod:`.spark`)."""
 
 
 def round_calls(
@@ -191,12 +248,16 @@ def round_calls(
     clocks: dict[str, ClockModel],
     callers: Mapping[tuple[str, str], float],
     margin: float | None,
+    doubt_s: float,
     many: bool,
 ) -> CallColumns:
     """Partition ``s``'s calls, logged and inferred on ``clocks``, for one
-    round of :func:`solve_with_links`."""
+    round of :func:`solve_with_links` (calls whose caller is in doubt,
+    within ``doubt_s``, bound no clock: :func:`ambiguous`)."""
     corrected = apply_clocks(table, clocks)
     linked = agreed(table, tree, callers, corrected, margin)
+    doubt = ambiguous(table, tree, linked, callers, corrected, doubt_s)
+    linked = unlinked(table, tree, linked, doubt)
     return partition_calls(s, table, linked, first, many)
 
 
@@ -214,9 +275,12 @@ def solve_with_links(
 
     Starting from the links' first offsets, each round (:data:`ROUNDS`)
     infers calls on the current clocks (those both ways of choosing the
-    caller agree on: :func:`agreed`) and solves the clocks from them and the logged calls
-    (:func:`._calls.solve_clocks`, whose bracketing tightens them); the
-    offsets found are kept within what the links allow (:func:`within_links`).
+    caller agree on: :func:`agreed`, less those whose caller is in doubt:
+    :func:`ambiguous`, within the links' uncertainty in the first round and
+    :data:`DOUBT` after) and solves the clocks from them and the logged calls
+    (:func:`._calls.solve_clocks`, whose bracketing tightens them, starting
+    from the current clocks); the offsets found are kept within what the
+    links allow (:func:`within_links`).
     ``grouped(s)`` gives partition ``s``'s table, tree and first keys,
     ``table(s)`` its table alone (for bracketing); or ``infer`` and
     ``bracket`` run the rounds where the partitions are."""
@@ -225,25 +289,28 @@ def solve_with_links(
         clocks: dict[str, ClockModel],
         callers: dict[tuple[str, str], float],
         margin: float | None,
+        doubt_s: float,
         many: bool,
     ) -> Iterator[CallColumns]:
         assert grouped is not None
         for s in range(count):
             t, tree, first = grouped(s)
-            yield round_calls(s, t, tree, first, clocks, callers, margin, many)
+            yield round_calls(s, t, tree, first, clocks, callers, margin, doubt_s, many)
             del t, tree
 
     clocks = first_clocks(links)
+    doubt_s = max([DOUBT, *(half for _, half in links.offsets.values())])
     for tolerance, margin in ROUNDS:
         callers = tolerances(links, tolerance)
         collector = CallCollector(cap)
-        for columns in (infer or here)(clocks, callers, margin, collector.many):
+        for columns in (infer or here)(clocks, callers, margin, doubt_s, collector.many):
             collector.add(columns)
         token = LOOSE_RATE.set(INFERRED_LOOSE_RATE)
         try:
-            clocks = solve_clocks(collector, services, count, table, bracket)
+            clocks = solve_clocks(collector, services, count, table, bracket, initial=clocks)
         finally:
             LOOSE_RATE.reset(token)
+        doubt_s = DOUBT
     return within_links(clocks, links)
 
 
@@ -260,12 +327,17 @@ def agreed(
     if linked.inferred is None:
         return linked
     other = infer_parents(table, tree, callers, corrected, 0.0 if margin is None else None)
-    differ = linked.inferred & (other.parent != linked.parent)
-    if not differ.any():
+    return unlinked(table, tree, linked, linked.inferred & (other.parent != linked.parent))
+
+
+def unlinked(table: Table, tree: Tree, linked: Tree, drop: B) -> Tree:
+    """``linked`` with the spans ``drop`` given back the parents of ``tree``."""
+    if not drop.any():
         return linked
     parent = linked.parent.copy()
-    parent[differ] = tree.parent[differ]
-    return relink(table, replace(linked, parent=parent))
+    parent[drop] = tree.parent[drop]
+    inferred = None if linked.inferred is None else linked.inferred & ~drop
+    return relink(table, replace(linked, parent=parent, inferred=inferred))
 
 
 def within_links(clocks: dict[str, ClockModel], links: Links) -> dict[str, ClockModel]:

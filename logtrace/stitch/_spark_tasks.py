@@ -230,11 +230,12 @@ def inferred_calls_of(
     clocks: dict[str, ClockModel],
     callers: dict[tuple[str, str], float],
     margin: float | None,
+    doubt_s: float,
 ) -> CallColumns:
     """Partition ``s``'s calls, logged and inferred, for one round of
     :func:`._inferred_calls.solve_with_links`."""
     g = open_partition(r.parts, 0, memory)
-    return round_calls(s, g.table, g.tree, g.first, clocks, callers, margin, True)
+    return round_calls(s, g.table, g.tree, g.first, clocks, callers, margin, doubt_s, True)
 
 
 def bracket_of(

@@ -209,7 +209,7 @@ def _stitch(
             del collector
 
             def infer(*round_of: Any) -> Iterable[Any]:
-                given = sc.broadcast(round_of[:3])
+                given = sc.broadcast(round_of[:4])
                 work = partial(_each, shared, partial(_infer, options.memory, given), True)
                 try:
                     return shuffled.mapPartitionsWithIndex(work).collect()
@@ -352,8 +352,8 @@ def _calls(memory: int, r: Received, s: int, run: Run) -> Iterator[Any]:
 
 
 def _infer(memory: int, given: Any, r: Received, s: int, run: Run) -> Iterator[Any]:
-    clocks, callers, margin = given.value
-    yield inferred_calls_of(r, s, memory, clocks, callers, margin)
+    clocks, callers, margin, doubt_s = given.value
+    yield inferred_calls_of(r, s, memory, clocks, callers, margin, doubt_s)
 
 
 def _bracket(given: Any, r: Received, s: int, run: Run) -> Iterator[Any]:

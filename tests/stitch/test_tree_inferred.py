@@ -138,3 +138,80 @@ def test_logs_with_parent_ids_are_left_alone(tmp_path: Path) -> None:
     summary, out = _stitch(tmp_path / "logs", tmp_path / "out.jsonl")
     assert summary.notes == []
     assert not any("parent_inferred" in r for r in out)
+
+
+@pytest.fixture(scope="module")
+def parallel_branches(tmp_path_factory: pytest.TempPathFactory) -> SynthResult:
+    """Enough traces that parallel calls often put a callee inside a span
+    of another branch as well as inside its true caller's."""
+    cfg = SynthConfig(traces=1600, seed=7, skew_ms=25.0, parent_ids=False)
+    return generate(str(tmp_path_factory.mktemp("branches")), cfg)
+
+
+def test_offsets_recovered_to_tens_of_microseconds(
+    parallel_branches: SynthResult, tmp_path: Path
+) -> None:
+    """Calls whose caller is in doubt (a span of a parallel branch contains
+    the callee too) bound no clock: every offset within 30 µs of the truth."""
+    summary, _ = _stitch(Path(parallel_branches.files[0]).parent, tmp_path / "out.jsonl")
+    true = parallel_branches.offsets_s
+    got = summary.offsets_ms
+    errors = {
+        name: round((ms - got["gateway"]) * 1e3 - (true[name] - true["gateway"]) * 1e6, 1)
+        for name, ms in got.items()
+    }
+    assert all(abs(us) < 30 for us in errors.values()), errors
+
+
+@pytest.mark.parametrize("seed", [1, 3, 11])
+def test_one_clock_applies_no_offset(tmp_path: Path, seed: int) -> None:
+    """Services on one clock: the calls are inferred, every offset is exactly
+    zero (these seeds once made containment invent skews of 0.1 to 7 ms)."""
+    generate(str(tmp_path), SynthConfig(traces=300, seed=seed, skew_ms=0.0, parent_ids=False))
+    summary, out = _stitch(tmp_path / "logs", tmp_path / "out.jsonl")
+    (note,) = summary.notes
+    assert note.startswith("parents inferred from containment"), note
+    assert "one clock" in note, note
+    assert set(summary.offsets_ms.values()) == {0.0}, summary.offsets_ms
+    assert any(r.get("parent_inferred") for r in out)
+
+
+def test_skewed_clocks_are_not_taken_for_one(tmp_path: Path) -> None:
+    """Clocks ±1 ms apart push callees out of their callers: not one clock."""
+    generate(str(tmp_path), SynthConfig(traces=200, seed=11, skew_ms=1.0, parent_ids=False))
+    summary, _ = _stitch(tmp_path / "logs", tmp_path / "out.jsonl")
+    (note,) = summary.notes
+    assert note.startswith("parents inferred from containment"), note
+    assert "one clock" not in note, note
+    assert set(summary.offsets_ms.values()) != {0.0}, summary.offsets_ms
+
+
+@pytest.mark.parametrize("seed", [1, 11])
+def test_links_most_traces_agree_on_come_first(tmp_path: Path, seed: int) -> None:
+    """A pair of services whose spans fit together at a wrong offset in a few
+    dozen traces (a service called from two others) bounds that offset
+    tightly; the links of every trace must still decide (these seeds were
+    off by 5 and 7 ms when the tightest links came first)."""
+    res = generate(
+        str(tmp_path), SynthConfig(traces=300, seed=seed, skew_ms=25.0, parent_ids=False)
+    )
+    summary, _ = _stitch(tmp_path / "logs", tmp_path / "out.jsonl")
+    true, got = res.offsets_s, summary.offsets_ms
+    for name, ms in got.items():
+        want = (true[name] - true["gateway"]) * 1e3
+        assert abs(ms - got["gateway"] - want) < 0.05, (name, ms, want)
+
+
+@pytest.mark.xfail(
+    reason="a callee of the gateway that runs in parallel with a sibling branch whose span "
+    "contains it is hung under the sibling (the gateway, an ancestor of the sibling, is no "
+    "rival by the doubt rule): those calls bound the pair about 0.2 ms off",
+    strict=True,
+)
+def test_a_parallel_sibling_that_contains_a_callee(tmp_path: Path) -> None:
+    res = generate(str(tmp_path), SynthConfig(traces=600, seed=3, skew_ms=25.0, parent_ids=False))
+    summary, _ = _stitch(tmp_path / "logs", tmp_path / "out.jsonl")
+    true, got = res.offsets_s, summary.offsets_ms
+    for name, ms in got.items():
+        want = (true[name] - true["gateway"]) * 1e3
+        assert abs(ms - got["gateway"] - want) < 0.05, (name, ms, want)

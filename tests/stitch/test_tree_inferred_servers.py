@@ -189,7 +189,7 @@ def _chain(tmp_path: Path, shift_ms: float) -> Path:
     return logs
 
 
-@pytest.mark.parametrize("shift_ms", [30.0, -30.0])
+@pytest.mark.parametrize("shift_ms", [30.0, -30.0, 0.0])
 def test_calls_and_clocks_inferred_from_real_services(tmp_path: Path, shift_ms: float) -> None:
     logs = _chain(tmp_path, shift_ms)
     written = {p.name: p.read_text(encoding="utf-8") for p in logs.iterdir()}
@@ -211,6 +211,8 @@ def test_calls_and_clocks_inferred_from_real_services(tmp_path: Path, shift_ms: 
     offsets = summary.offsets_ms
     assert abs(offsets["inventory"] - offsets["gateway"] - shift_ms) < 1.0, offsets
     assert abs(offsets["pricing"] - offsets["gateway"]) < 1.0, offsets
+    if not shift_ms:  # one clock: no correction at all
+        assert set(offsets.values()) == {0.0}, offsets
 
     (note,) = summary.notes
     assert note.startswith("parents inferred from containment"), note
