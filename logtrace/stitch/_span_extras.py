@@ -17,9 +17,9 @@ from hashlib import blake2b
 import numpy as np
 import numpy.typing as npt
 
-from .._schema import HOST_NAME, RESPONSE_MS
 from ._decompress import LineReader
 from ._model import SPAN_RECORD, Table
+from ._span_fields import answer_ms, host_name
 
 __all__ = ["host_key", "span_extras"]
 
@@ -28,14 +28,6 @@ F64 = npt.NDArray[np.float64]
 
 _GIVE_UP = 256
 """Span records read from a file without finding either field before the file is left alone."""
-_ANSWER_KEYS = (f'"{RESPONSE_MS}"'.encode(), f"{RESPONSE_MS}=".encode())
-_HOST_KEYS = (
-    f'"{HOST_NAME}"'.encode(),
-    b'"hostname"',
-    f"{HOST_NAME}=".encode(),
-    b"hostname=",
-)
-_NUMBER_END = b" ,}\t\r\n"
 
 
 def host_key(host: str) -> int:
@@ -98,11 +90,11 @@ def _read_file(
             if not found and k >= _GIVE_UP:
                 return
             line = bytes(data[off : off + length])
-            ms = _number_after(line, _ANSWER_KEYS)
+            ms = answer_ms(line)
             if ms is not None:
                 found = True
                 answered[i] = start + ms / 1e3
-            host = _text_after(line, _HOST_KEYS)
+            host = host_name(line)
             if host:
                 found = True
                 key = host_keys.get(host)
@@ -111,42 +103,3 @@ def _read_file(
                 hosts[i] = key
     finally:
         reader.close()
-
-
-def _value_at(line: bytes, keys: tuple[bytes, ...]) -> int:
-    """Where the value of the first of ``keys`` found starts (-1: none)."""
-    for key in keys:
-        at = line.find(key)
-        if at >= 0:
-            at += len(key)
-            while at < len(line) and line[at] in b" :\t":
-                at += 1
-            return at
-    return -1
-
-
-def _number_after(line: bytes, keys: tuple[bytes, ...]) -> float | None:
-    at = _value_at(line, keys)
-    if at < 0:
-        return None
-    end = at
-    while end < len(line) and line[end] not in _NUMBER_END:
-        end += 1
-    try:
-        value = float(line[at:end])
-    except ValueError:
-        return None
-    return value if value == value and abs(value) < 1e12 else None
-
-
-def _text_after(line: bytes, keys: tuple[bytes, ...]) -> bytes:
-    at = _value_at(line, keys)
-    if at < 0 or at >= len(line):
-        return b""
-    if line[at] == 0x22:  # a quoted string: up to the closing quote
-        end = line.find(b'"', at + 1)
-        return line[at + 1 : end] if end > at else b""
-    end = at
-    while end < len(line) and line[end] not in _NUMBER_END:
-        end += 1
-    return line[at:end]
