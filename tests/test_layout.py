@@ -142,6 +142,7 @@ STITCH_STAGES = (
             "_clock_drift",
             "_clock_columns",
             "_clocks",
+            "_span_fields",
             "_span_extras",
             "_correct",
             "_calls",
@@ -172,7 +173,7 @@ STITCH_STAGES = (
             "_write",
         ),
     ),
-    ("the orchestrator and grep", ("_pipeline", "_grep")),
+    ("the orchestrator and grep", ("_pipeline", "_grep_calls", "_grep")),
     ("the Spark engine's tasks", ("_spark_tasks",)),
 )
 """The stitcher's modules in pipeline order (docs/architecture.md)."""

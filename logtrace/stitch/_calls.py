@@ -28,7 +28,12 @@ from hashlib import blake2b
 import numpy as np
 import numpy.typing as npt
 
-from ._clocks import ClockModel, DifferenceBounds, estimate_clocks_from_columns
+from ._clocks import (
+    ClockModel,
+    DifferenceBounds,
+    estimate_clocks_from_columns,
+    one_host_services,
+)
 from ._correct import (
     CallerRecords,
     bracketing_rows,
@@ -222,12 +227,11 @@ def estimate_calls(
 
 def service_hosts(c: KeptCalls, services: list[str]) -> dict[str, str]:
     """The host of each service whose span records all name the same one."""
-    seen: dict[int, set[int]] = {}
+    named: set[tuple[int, int]] = set()
     for svc, host in ((c.svc_caller, c.caller_host), (c.svc_callee, c.callee_host)):
-        named = host != 0
-        for s, h in set(zip(svc[named].tolist(), host[named].tolist(), strict=True)):
-            seen.setdefault(s, set()).add(h)
-    return {services[s]: f"{next(iter(h)):x}" for s, h in seen.items() if len(h) == 1}
+        keep = host != 0
+        named.update(zip(svc[keep].tolist(), host[keep].tolist(), strict=True))
+    return one_host_services((services[s], f"{h:x}") for s, h in named)
 
 
 def bracket_partition(

@@ -94,15 +94,22 @@ class Bounds:
     def tight_weak_low(self) -> float:
         return -_tightest(self.weak, self.n_weak, self.exact)
 
+    def second_weak_low(self) -> float:
+        """The weak lower bound that two calls' span ends reach (none for one call)."""
+        if self.n_weak < 2:
+            return -_INF
+        return -_tightest(self.weak, self.n_weak, self.exact, 1)
 
-def _tightest(values: Sequence[float], count: int, exact: bool) -> float:
-    """The smallest value after skipping a few suspiciously small ones."""
+
+def _tightest(values: Sequence[float], count: int, exact: bool, more: int = 0) -> float:
+    """The smallest value after skipping a few suspiciously small ones (and
+    ``more`` beyond those, as far as there are values)."""
     if not values:
         return _INF
     if exact:
         best = heapq.nsmallest(_KEEP, values)
-        return best[min(len(best) - 1, int(count * _OUTLIER_RATE))]
-    skip = int(len(values) * LOOSE_RATE.get())
+        return best[min(len(best) - 1, int(count * _OUTLIER_RATE) + more)]
+    skip = int(len(values) * LOOSE_RATE.get()) + more
     return heapq.nsmallest(skip + 1, values)[-1]
 
 
@@ -121,6 +128,9 @@ class Pair:
     t: float = 0.0
     weak_lo: float = -_INF
     weak_hi: float = _INF
+    second_lo: float = -_INF
+    second_hi: float = _INF
+    """The weak bounds two calls reach (see :meth:`resolve`)."""
     dropped: str = ""
     """Which bounds :meth:`resolve` dropped: ``""``, ``"weak"`` or ``"all"``
     (the sound bounds contradicted each other: the pair says nothing)."""
@@ -128,8 +138,21 @@ class Pair:
     def resolve(self, strict: bool = True) -> Pair:
         """Keep the weak bounds when they agree with the sound ones; drop them
         when they contradict; drop everything when the sound ones do (unless
-        not ``strict``: a drifting clock's per-minute bounds may)."""
+        not ``strict``: a drifting clock's per-minute bounds may).
+
+        Weak bounds that alone exclude a shared clock where only one call's
+        span end does so are dropped too: a busy server now and then writes
+        its span record after the caller had the answer, while a skew shows
+        on every call that ran fast enough (two at least). Per-minute bounds
+        (not ``strict``) keep them: whether the clocks are apart is decided
+        on the whole window."""
         lo, hi = max(self.lo, self.weak_lo), min(self.hi, self.weak_hi)
+        shared = self.lo <= 0.0 <= self.hi
+        if strict and lo <= hi and shared and not lo <= 0.0 <= hi:
+            lo2, hi2 = max(self.lo, self.second_lo), min(self.hi, self.second_hi)
+            if lo2 <= 0.0 <= hi2:  # one late record, not a skew
+                lo, hi = self.lo, self.hi
+                self.dropped = "weak"
         if lo <= hi:
             self.lo, self.hi = lo, hi
         elif self.lo <= self.hi or not strict:
@@ -137,6 +160,7 @@ class Pair:
         else:
             self.lo, self.hi, self.dropped = -_INF, _INF, "all"
         self.weak_lo, self.weak_hi = -_INF, _INF
+        self.second_lo, self.second_hi = -_INF, _INF
         return self
 
     def estimate(self, slack: float) -> tuple[float, float]:
@@ -166,19 +190,21 @@ def fold_pairs(bounds: dict[CallKey, Bounds], strict: bool = True) -> dict[tuple
     pairs: dict[tuple[str, str], Pair] = {}
     for (a, b, _), cell in bounds.items():
         up, low, weak = cell.tight_up(), cell.tight_low(), cell.tight_weak_low()
+        second = cell.second_weak_low()
         n = cell.n_up
         t = cell.t_sum / n if n else 0.0
         if a < b:
-            key, lo, hi, wlo, whi = (a, b), low, up, weak, _INF
+            key, lo, hi, wlo, whi, slo, shi = (a, b), low, up, weak, _INF, second, _INF
         else:  # clock(a) - clock(b) in [low, up]
-            key, lo, hi, wlo, whi = (b, a), -up, -low, -_INF, -weak
+            key, lo, hi, wlo, whi, slo, shi = (b, a), -up, -low, -_INF, -weak, -_INF, -second
         pair = pairs.get(key)
         if pair is None:
-            pairs[key] = Pair(lo, hi, n, t, wlo, whi)
+            pairs[key] = Pair(lo, hi, n, t, wlo, whi, slo, shi)
         else:
             pair.t = (pair.t * pair.n + t * n) / max(pair.n + n, 1)
             pair.lo, pair.hi, pair.n = max(pair.lo, lo), min(pair.hi, hi), pair.n + n
             pair.weak_lo, pair.weak_hi = max(pair.weak_lo, wlo), min(pair.weak_hi, whi)
+            pair.second_lo, pair.second_hi = max(pair.second_lo, slo), min(pair.second_hi, shi)
     for pair in pairs.values():
         pair.resolve(strict)
     return pairs

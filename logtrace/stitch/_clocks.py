@@ -64,6 +64,7 @@ __all__ = [
     "Edge",
     "estimate_clocks",
     "estimate_clocks_from_columns",
+    "one_host_services",
 ]
 
 DifferenceBounds = dict[str, dict[str, float]]
@@ -123,6 +124,15 @@ class ClockModel:
     def correct(self, ts: float) -> float:
         """The raw timestamp ``ts`` on the reference clock."""
         return ts - self.offset_s - self.drift * (ts - self.ref)
+
+
+def one_host_services(named: Iterable[tuple[str, str]]) -> dict[str, str]:
+    """The host of each service whose span records all name the same one,
+    from (service, host named) pairs: such services share a clock."""
+    seen: dict[str, set[str]] = {}
+    for service, host in named:
+        seen.setdefault(service, set()).add(host)
+    return {s: next(iter(h)) for s, h in seen.items() if len(h) == 1}
 
 
 def estimate_clocks(

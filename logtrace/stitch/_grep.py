@@ -25,12 +25,12 @@ import os
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 
-from ._clocks import ClockModel, Edge, estimate_clocks
+from ._clocks import ClockModel, estimate_clocks
 from ._decompress import open_decompressed, read_blocks
-from ._model import KIND_CLIENT, SPAN_RECORD, Source
+from ._grep_calls import trace_calls
+from ._model import Source
 from ._order_rules import Line, order_lines
 from ._parse import parse_line
-from ._parse_text import Parsed
 from ._plan import InputError, service_from_path
 from ._precision import Resolutions, file_resolution, resolution, whole_ms
 
@@ -208,15 +208,6 @@ def _merged(
             yield m
 
 
-@dataclass(slots=True)
-class _SpanSeen:
-    service: str
-    start: float
-    end: float
-    parent: str | None = None
-    client: bool = False
-
-
 def order_matches(
     matches: list[Match],
     names: Sequence[str],
@@ -235,18 +226,24 @@ def order_matches(
     services = [
         p[4] or service_from_path(names[m.file]) for m, p in zip(matches, parsed, strict=True)
     ]
-    if clocks is None:
-        clocks = estimate_clocks(_edges(parsed, services), set(services))
-    models = {svc: clocks.get(svc, _NO_SKEW) for svc in set(services)}
     # A file's resolutions matter only to lines whose time could be coarse:
     # those that fall on a whole millisecond (or second). Others are points.
     coarse = {m.file for m, p in zip(matches, parsed, strict=True) if _maybe_coarse(p[3])}
     resolutions = {
         f: file_resolution(paths[f]) if f in coarse else _POINTS for f in {m.file for m in matches}
     }
+    lasts = [
+        resolution(math.nan if p[3] is None else p[3], resolutions[m.file])
+        for m, p in zip(matches, parsed, strict=True)
+    ]
+    if clocks is None:
+        raws = [m.raw for m in matches]
+        edges, hosts = trace_calls(parsed, services, raws, lasts)
+        clocks = estimate_clocks(edges, set(services), hosts)
+    models = {svc: clocks.get(svc, _NO_SKEW) for svc in set(services)}
     lines: list[Line] = []
     nan = math.nan
-    for m, p, svc in zip(matches, parsed, services, strict=True):
+    for m, p, svc, last in zip(matches, parsed, services, lasts, strict=True):
         trace, span, parent, ts, _, flags, _, start = p
         raw = nan if ts is None else ts
         lines.append(
@@ -260,7 +257,7 @@ def order_matches(
                 raw,
                 nan if start is None else start,
                 nan if ts is None else models[svc].correct(ts),
-                resolution(raw, resolutions[m.file]),
+                last,
             )
         )
 
@@ -272,31 +269,6 @@ def order_matches(
 
 def _maybe_coarse(ts: float | None) -> bool:
     return ts is not None and ts == ts and whole_ms(ts)
-
-
-def _edges(parsed: list[Parsed], services: list[str]) -> list[Edge]:
-    """The calls among the matches, for the clock estimate."""
-    spans: dict[tuple[str, str], _SpanSeen] = {}
-    for p, svc in zip(parsed, services, strict=True):
-        trace, span, parent, ts, _, flags, _, start = p
-        if trace is None or span is None or ts is None:
-            continue
-        seen = spans.get((trace, span))
-        if seen is None:
-            seen = spans[(trace, span)] = _SpanSeen(svc, ts, ts)
-        seen.start = min(seen.start, ts, start if start is not None else ts)
-        seen.end = max(seen.end, ts)
-        if parent is not None:
-            seen.parent = parent
-        if flags & SPAN_RECORD and flags & KIND_CLIENT:
-            seen.client = True
-    edges = []
-    for (trace, _), s in spans.items():
-        up = spans.get((trace, s.parent)) if s.parent is not None else None
-        if up is None or up.service == s.service:
-            continue
-        edges.append(Edge(up.service, s.service, up.start, up.end, s.start, s.end, up.client))
-    return edges
 
 
 def _needles(ids: Sequence[str]) -> list[bytes]:

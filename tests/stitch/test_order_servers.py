@@ -286,11 +286,6 @@ def test_grep_orders_every_trace_as_stitch_does(logs: list[str], tmp_path: Path)
         assert got == [(r["file"], r["line"]) for r in rows]
 
 
-@pytest.mark.xfail(
-    reason="grep's clock estimate from one trace's calls does not yet apply the one-host "
-    "and zero-when-consistent rules of the stitch's estimate",
-    strict=False,
-)
 def test_grep_prints_every_trace_as_stitch_does(logs: list[str], tmp_path: Path) -> None:
     """``logtrace grep`` end to end. grep estimates clocks from one trace's
     calls, stitch from every trace's: the two agree when the logs show one

@@ -1,0 +1,99 @@
+"""The calls among ``logtrace grep``'s matches, as the stitch's clock stage sees them.
+
+grep estimates clocks from one trace's calls with the stitch's solver
+(:mod:`._clocks`); for the two to agree, each call carries the same
+evidence the stitch's :func:`._correct.find_calls` and
+:func:`._calls.partition_calls` give it: the callee's answer from its span
+record (``response_ms``: a sound bound, where the span's end is a weak one),
+the host each span record names (services on one host share a clock), and
+times to the second or millisecond widened by their interval (the callee may
+have started, and the caller heard back, that much later). A producer's
+consumer is no call. No numpy: grep must start fast.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from ._clocks import Edge, one_host_services
+from ._model import KIND_CLIENT, KIND_PRODUCER, SPAN_RECORD
+from ._parse_text import Parsed
+from ._span_fields import answer_ms, host_name
+
+__all__ = ["trace_calls"]
+
+
+@dataclass(slots=True)
+class _SpanSeen:
+    service: str
+    start: float = math.inf
+    end: float = -math.inf
+    parent: str | None = None
+    client: bool = False
+    producer: bool = False
+    answered: float | None = None
+    host: str = ""
+    res: float = 0.0
+    """The longest time any of its lines lasts (their resolution)."""
+
+
+def trace_calls(
+    parsed: Sequence[Parsed],
+    services: Sequence[str],
+    raws: Sequence[bytes],
+    resolutions: Sequence[float],
+) -> tuple[list[Edge], dict[str, str]]:
+    """The cross-service calls among the parsed lines (``raws`` their text,
+    ``resolutions`` how long each one's time lasts), and the host of each
+    service whose span records in those calls all name one."""
+    spans: dict[tuple[str, str], _SpanSeen] = {}
+    for p, svc, raw, res in zip(parsed, services, raws, resolutions, strict=True):
+        trace, span, parent, ts, _, flags, _, declared = p
+        if trace is None or span is None:
+            continue
+        seen = spans.get((trace, span))
+        if seen is None:
+            seen = spans[(trace, span)] = _SpanSeen(svc)
+        if ts is not None:
+            seen.start = min(seen.start, ts)
+            seen.end = max(seen.end, ts)
+        seen.res = max(seen.res, res)
+        if parent is not None:
+            seen.parent = parent
+        seen.producer |= bool(flags & KIND_PRODUCER)
+        if flags & SPAN_RECORD:
+            if declared is not None:
+                seen.start = min(seen.start, declared)
+                ms = answer_ms(raw)
+                if ms is not None:
+                    seen.answered = declared + ms / 1e3
+            host = host_name(raw)
+            if host:
+                seen.host = host.decode("utf-8", "replace")
+            seen.client |= bool(flags & KIND_CLIENT)
+    edges = []
+    named = []
+    for (trace, _), s in spans.items():
+        up = spans.get((trace, s.parent)) if s.parent is not None else None
+        if up is None or up.service == s.service or up.producer:
+            continue
+        if up.start == math.inf or s.start == math.inf:
+            continue  # no time for one of the two spans
+        receive = None if up.end == -math.inf else up.end + up.res
+        end = None if s.end == -math.inf else s.end
+        edges.append(
+            Edge(
+                up.service,
+                s.service,
+                up.start,
+                receive,
+                s.start + s.res,
+                end,
+                up.client,
+                s.answered,
+            )
+        )
+        named += [(x.service, x.host) for x in (up, s) if x.host]
+    return edges, one_host_services(named)
