@@ -221,10 +221,45 @@ def test_docker_escapes_are_read_in_c() -> None:
         + WRAPPER_TIME.encode()
         + b'"}',
     ]
+    lines.append(
+        rb'{"log": "{\u0022trace_id\u0022: \u0022'
+        + T.encode()
+        + rb'\u0022}\u000a", "time": "'
+        + WRAPPER_TIME.encode()
+        + b'"}'
+    )
     assert _declined(lines) == []
     scan = _scan_both(b"\n".join(lines) + b"\n")
     assert scan.traces == [T]
     assert scan.rows["ts"][4] == WRAPPER_TS
+    assert len(scan.rows) == 6
+
+
+_heads = st.sampled_from(
+    [
+        WRAPPER_TIME + " stdout F ",
+        WRAPPER_TIME + " stderr P ",
+        WRAPPER_TIME + " stdout F {",
+        '{"log": "',
+        '{"time": "' + WRAPPER_TIME + '", "log": "{',
+        '{"log": "{\\"trace_id\\": \\"',
+    ]
+).map(str.encode)
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(st.tuples(_heads, st.binary(max_size=40), _heads | st.just(b"")), max_size=8))
+def test_any_bytes_in_a_wrapper_scan_the_same_and_lose_nothing(
+    parts: list[tuple[bytes, bytes, bytes]],
+) -> None:
+    lines = [b"".join(p).replace(b"\n", b" ").replace(b"\r", b" ") for p in parts]
+    lines = [
+        line + b'", "time": "' + WRAPPER_TIME.encode() + b'"}' if i % 2 else line
+        for i, line in enumerate(lines)
+    ]
+    data = b"\n".join(lines) + b"\n"
+    scan = _scan_both(data)
+    assert set(scan.rows["line"].tolist()) == {n for n, _ in nonblank_lines(data)}
 
 
 _KEYS = st.sampled_from(
