@@ -1575,23 +1575,32 @@ cri_fields(const unsigned char *s, size_t n, Fields *f)
     return 1;
 }
 
-/* The content of the JSON string at s (its opening quote) unescaped into
- * out (room for n bytes, n the string's length with quotes); its length,
- * or -1 for anything but ASCII (a \u escape past 0x7f included). */
+/* The JSON string at *pp (its opening quote) unescaped into out, which has
+ * room for end - *pp bytes: its length, *pp moved past the closing quote;
+ * -1 for a string skip_string declines or anything but ASCII (a \u escape
+ * past 0x7f included). Plain runs are found and copied a block at a time. */
 static long
-unescape_ascii(const unsigned char *s, size_t n, unsigned char *out)
+unescape_ascii(const unsigned char **pp, const unsigned char *end, unsigned char *out)
 {
+    const unsigned char *p = *pp + 1;
     size_t j = 0;
-    for (size_t i = 1; i + 1 < n; i++) {
-        unsigned char c = s[i];
-        if (c != '\\') {
-            out[j++] = c;
-            continue;
-        }
-        if (i + 2 >= n) {
+    for (;;) {
+        const unsigned char *stop = find_stop(p, end);
+        memcpy(out + j, p, (size_t)(stop - p));
+        j += (size_t)(stop - p);
+        p = stop;
+        if (p >= end) {
             return -1;
         }
-        c = s[++i];
+        if (*p == '"') {
+            *pp = p + 1;
+            return (long)j;
+        }
+        if (*p != '\\' || p + 1 >= end) {
+            return -1; /* a control character or a byte past ASCII */
+        }
+        unsigned char c = p[1];
+        p += 2;
         switch (c) {
         case '"':
         case '\\':
@@ -1614,12 +1623,12 @@ unescape_ascii(const unsigned char *s, size_t n, unsigned char *out)
             out[j++] = '\t';
             break;
         case 'u': {
-            if (i + 5 >= n) {
+            if (end - p < 4) {
                 return -1;
             }
             int v = 0;
-            for (int k = 1; k <= 4; k++) {
-                int d = hex_value(s[i + k]);
+            for (int k = 0; k < 4; k++) {
+                int d = hex_value(p[k]);
                 if (d < 0) {
                     return -1;
                 }
@@ -1629,14 +1638,13 @@ unescape_ascii(const unsigned char *s, size_t n, unsigned char *out)
                 return -1;
             }
             out[j++] = (unsigned char)v;
-            i += 4;
+            p += 4;
             break;
         }
         default:
             return -1;
         }
     }
-    return (long)j;
 }
 
 /* A Docker json-file record, `{"log": "...\n", "stream": "...", "time":
@@ -1650,6 +1658,16 @@ docker_fields(const unsigned char *line, size_t len, Fields *f, unsigned char **
     const unsigned char *p = line + 1;
     const unsigned char *end = line + len;
     Value log = {NULL, 0}, stream = {NULL, 0}, time = {NULL, 0};
+    long got = -1; /* the unescaped log's length */
+    if (len > *scratch_cap) {
+        size_t cap = len < 4096 ? 4096 : len;
+        unsigned char *grown = PyMem_RawRealloc(*scratch, cap);
+        if (grown == NULL) {
+            return 0; /* the Python path reads it */
+        }
+        *scratch = grown;
+        *scratch_cap = cap;
+    }
     SKIP_WS(p, end);
     for (;;) {
         if (p >= end || *p != '"') {
@@ -1677,7 +1695,16 @@ docker_fields(const unsigned char *line, size_t len, Fields *f, unsigned char **
         SKIP_WS(p, end);
         const unsigned char *v = p;
         int escaped;
-        if (p >= end || *p != '"' || !skip_string(&p, end, &escaped)) {
+        if (p >= end || *p != '"') {
+            return 0;
+        }
+        if (slot == &log) {
+            got = unescape_ascii(&p, end, *scratch);
+            if (got < 0) {
+                return 0;
+            }
+        }
+        else if (!skip_string(&p, end, &escaped)) {
             return 0;
         }
         slot->v = v;
@@ -1701,16 +1728,6 @@ docker_fields(const unsigned char *line, size_t len, Fields *f, unsigned char **
         !parse_iso(ts_text, ts_len, &wrapper_ts)) {
         return 0;
     }
-    if (log.n > *scratch_cap) {
-        size_t cap = log.n < 4096 ? 4096 : log.n;
-        unsigned char *grown = PyMem_RawRealloc(*scratch, cap);
-        if (grown == NULL) {
-            return 0; /* the Python path reads it */
-        }
-        *scratch = grown;
-        *scratch_cap = cap;
-    }
-    long got = unescape_ascii(log.v, log.n, *scratch);
     /* A whole line ends with a newline (without it, a piece); the record is
      * the line without its trailing CRs and LFs. */
     if (got < 1 || (*scratch)[got - 1] != '\n') {
