@@ -7,10 +7,12 @@
  * A Scanner walks a block of whole lines, splits it at newlines and, for each
  * line that is one strictly valid ASCII JSON object whose fields it reads
  * exactly as _parse.py does (key names, precedence, ID spellings, timestamp
- * forms), writes a finished row (IDs interned, timestamps converted).
- * Any other line is declined: a Python callable handles it, exactly as the
- * pure-Python scanner would, and returns its row values. Lines are handled in
- * order, so IDs are interned first seen first either way.
+ * forms), writes a finished row (IDs interned, timestamps converted). So it
+ * does for a whole line a container runtime wrapped (CRI, Docker json-file)
+ * around such a record. Any other line is declined: a Python callable
+ * handles it, exactly as the pure-Python scanner would, and returns its row
+ * values. Lines are handled in order, so IDs are interned first seen first
+ * either way.
  *
  * Rows are written into a caller-provided buffer laid out as SCAN_DTYPE.
  */

@@ -2,9 +2,10 @@
 
 The scanner reads JSON records itself, whatever their keys' names and order
 among the conventions the parser knows (logtrace's own, structlog,
-python-json-logger, ECS, OpenTelemetry, Datadog, zap, logrus, pino), and asks
-:func:`scan_line` (through a callback) for every other line, in line order,
-so it gives exactly the pure-Python rows (:mod:`._scan_python`).
+python-json-logger, ECS, OpenTelemetry, Datadog, zap, logrus, pino), and whole
+CRI and Docker json-file lines that wrap one; it asks :func:`scan_line`
+(through a callback) for every other line, in line order, so it gives exactly
+the pure-Python rows (:mod:`._scan_python`).
 Reading and decompressing run one block ahead in a thread: both release the
 GIL, and so does the scanner.
 """
