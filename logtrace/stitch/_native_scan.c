@@ -1661,15 +1661,6 @@ docker_fields(const unsigned char *line, size_t len, Fields *f, unsigned char **
     const unsigned char *end = line + len;
     Value log = {NULL, 0}, stream = {NULL, 0}, time = {NULL, 0};
     long got = -1; /* the unescaped log's length */
-    if (len > *scratch_cap) {
-        size_t cap = len < 4096 ? 4096 : len;
-        unsigned char *grown = PyMem_RawRealloc(*scratch, cap);
-        if (grown == NULL) {
-            return 0; /* the Python path reads it */
-        }
-        *scratch = grown;
-        *scratch_cap = cap;
-    }
     SKIP_WS(p, end);
     for (;;) {
         if (p >= end || *p != '"') {
@@ -1701,6 +1692,16 @@ docker_fields(const unsigned char *line, size_t len, Fields *f, unsigned char **
             return 0;
         }
         if (slot == &log) {
+            size_t room = (size_t)(end - p); /* the string unescaped is no longer */
+            if (room > *scratch_cap) {
+                size_t cap = room < 4096 ? 4096 : room;
+                unsigned char *grown = PyMem_RawRealloc(*scratch, cap);
+                if (grown == NULL) {
+                    return 0; /* the Python path reads it */
+                }
+                *scratch = grown;
+                *scratch_cap = cap;
+            }
             got = unescape_ascii(&p, end, *scratch);
             if (got < 0) {
                 return 0;
@@ -2021,6 +2022,7 @@ table_list(IdTable *t)
 }
 
 #define SERVICE_CACHE 8
+#define SCRATCH_KEEP ((size_t)1 << 20) /* bytes of Docker scratch kept between lines */
 
 typedef struct {
     char name[200];
@@ -2494,6 +2496,12 @@ Scanner_scan(Scanner *self, PyObject *args)
                     wrapped_ok = !waiting;
                 }
                 RELEASE();
+            }
+            if (self->scratch_cap > SCRATCH_KEEP) {
+                /* A very long Docker record's buffer is not kept for the next. */
+                PyMem_RawFree(self->scratch);
+                self->scratch = NULL;
+                self->scratch_cap = 0;
             }
             if (handled) {
                 row.off = (int64_t)offset + (int64_t)(p - data);

@@ -235,6 +235,18 @@ def test_docker_escapes_are_read_in_c() -> None:
     assert len(scan.rows) == 6
 
 
+def test_a_long_docker_record_then_short_ones() -> None:
+    lines = [
+        _docker(_record(span_id=P) + "\n"),
+        _docker(_record(blob='"x"\\' * 600_000) + "\n"),  # 3 MB escaped, past the kept buffer
+        _docker(_record(span_id=P) + "\n"),
+        json.dumps({"time": WRAPPER_TIME, "log": "y" * 2_000_000}).encode(),  # a piece
+    ]
+    assert _declined(lines) == [3]
+    scan = _scan_both(b"\n".join(lines) + b"\n")
+    assert scan.spans == [P, S]
+
+
 _heads = st.sampled_from(
     [
         WRAPPER_TIME + " stdout F ",
