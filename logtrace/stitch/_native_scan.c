@@ -7,10 +7,12 @@
  * A Scanner walks a block of whole lines, splits it at newlines and, for each
  * line that is one strictly valid ASCII JSON object whose fields it reads
  * exactly as _parse.py does (key names, precedence, ID spellings, timestamp
- * forms), writes a finished row (IDs interned, timestamps converted).
- * Any other line is declined: a Python callable handles it, exactly as the
- * pure-Python scanner would, and returns its row values. Lines are handled in
- * order, so IDs are interned first seen first either way.
+ * forms), writes a finished row (IDs interned, timestamps converted). So it
+ * does for a whole line a container runtime wrapped (CRI, Docker json-file)
+ * around such a record. Any other line is declined: a Python callable
+ * handles it, exactly as the pure-Python scanner would, and returns its row
+ * values. Lines are handled in order, so IDs are interned first seen first
+ * either way.
  *
  * Rows are written into a caller-provided buffer laid out as SCAN_DTYPE.
  */
@@ -1508,6 +1510,251 @@ parse_line(const unsigned char *line, size_t len, Fields *f)
     return record_fields(&L, f);
 }
 
+/* ---------------------------------------------------------------- wrappers */
+
+/* Lines a container runtime wrapped, read as _parse.py reads them (its
+ * _cri and Docker json-file paths) for the common case only: a whole line
+ * whose payload is a JSON record the record parser above takes. A piece of
+ * a cut line (CRI `P`, a Docker `log` without its final newline), a line
+ * while pieces wait (the caller's `wrapped_ok`), and anything unusual are
+ * declined: the Python side keeps the pieces' state. */
+
+/* Flags a wrapped record passes on to its line (_parse.WRAPPED_FLAGS):
+ * not JSON, which says how the line itself is written. */
+#define F_WRAPPED (F_ERROR | F_SPAN_RECORD | F_KIND_CLIENT | F_KIND_SERVER | F_KIND_PRODUCER)
+
+static int
+contains(const unsigned char *s, size_t n, const char *word)
+{
+    size_t k = strlen(word);
+    for (size_t i = 0; k <= n && i <= n - k; i++) {
+        if (s[i] == (unsigned char)word[0] && memcmp(s + i, word, k) == 0) {
+            return 1;
+        }
+    }
+    return 0;
+}
+
+/* A Kubernetes node file line (CRI), `<RFC 3339 time> stdout|stderr F
+ * <payload>`, as _wrapped.CRI_HEAD and the check before it in _parse_any
+ * (` std` within bytes 19 to 48): the payload's fields, the runtime's time
+ * where the payload has none. The line is text (no JSON flag). */
+static int
+cri_fields(const unsigned char *s, size_t n, Fields *f)
+{
+    size_t t = 0; /* the time's length: up to the first space */
+    while (t < n && t <= 44 && s[t] != ' ') {
+        t++;
+    }
+    if (t < 20 || t > 44 || n < t + 10) {
+        return 0;
+    }
+    /* `\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d[.,\d]*(Z|[+-]\d\d:?\d\d)`: parse_iso
+     * checks the digits and fraction; the `T` and the zone's form here. */
+    if (s[10] != 'T') {
+        return 0;
+    }
+    const unsigned char *z = s + t;
+    int zone = z[-1] == 'Z' || z[-5] == '+' || z[-5] == '-' ||
+               ((z[-6] == '+' || z[-6] == '-') && z[-3] == ':');
+    double wrapper_ts;
+    if (!zone || !parse_iso(s, t, &wrapper_ts)) {
+        return 0;
+    }
+    const unsigned char *h = s + t;
+    if (memcmp(h, " stdout F ", 10) != 0 && memcmp(h, " stderr F ", 10) != 0) {
+        return 0; /* a `P` piece, or not CRI */
+    }
+    const unsigned char *payload = h + 10;
+    size_t m = n - t - 10;
+    if (m < 2 || payload[0] != '{' || payload[m - 1] != '}' || !parse_line(payload, m, f)) {
+        return 0;
+    }
+    if (isnan(f->ts)) {
+        f->ts = wrapper_ts;
+    }
+    f->flags &= F_WRAPPED;
+    return 1;
+}
+
+/* The JSON string at *pp (its opening quote) unescaped into out, which has
+ * room for end - *pp bytes: its length, *pp moved past the closing quote;
+ * -1 for a string skip_string declines or anything but ASCII (a \u escape
+ * past 0x7f included). Plain runs are found and copied a block at a time. */
+static long
+unescape_ascii(const unsigned char **pp, const unsigned char *end, unsigned char *out)
+{
+    const unsigned char *p = *pp + 1;
+    size_t j = 0;
+    for (;;) {
+        const unsigned char *stop = find_stop(p, end);
+        memcpy(out + j, p, (size_t)(stop - p));
+        j += (size_t)(stop - p);
+        p = stop;
+        if (p >= end) {
+            return -1;
+        }
+        if (*p == '"') {
+            *pp = p + 1;
+            return (long)j;
+        }
+        if (*p != '\\' || p + 1 >= end) {
+            return -1; /* a control character or a byte past ASCII */
+        }
+        unsigned char c = p[1];
+        p += 2;
+        switch (c) {
+        case '"':
+        case '\\':
+        case '/':
+            out[j++] = c;
+            break;
+        case 'b':
+            out[j++] = '\b';
+            break;
+        case 'f':
+            out[j++] = '\f';
+            break;
+        case 'n':
+            out[j++] = '\n';
+            break;
+        case 'r':
+            out[j++] = '\r';
+            break;
+        case 't':
+            out[j++] = '\t';
+            break;
+        case 'u': {
+            if (end - p < 4) {
+                return -1;
+            }
+            int v = 0;
+            for (int k = 0; k < 4; k++) {
+                int d = hex_value(p[k]);
+                if (d < 0) {
+                    return -1;
+                }
+                v = v * 16 + d;
+            }
+            if (v >= 0x80) {
+                return -1;
+            }
+            out[j++] = (unsigned char)v;
+            p += 4;
+            break;
+        }
+        default:
+            return -1;
+        }
+    }
+}
+
+/* A Docker json-file record, `{"log": "...\n", "stream": "...", "time":
+ * "..."}` (those keys alone, any order; `stream` optional): the fields of
+ * the record its `log` holds, unescaped into *scratch (grown as needed),
+ * `time` where it has none. The line is JSON, as written. */
+static int
+docker_fields(const unsigned char *line, size_t len, Fields *f, unsigned char **scratch,
+              size_t *scratch_cap)
+{
+    const unsigned char *p = line + 1;
+    const unsigned char *end = line + len;
+    Value log = {NULL, 0}, stream = {NULL, 0}, time = {NULL, 0};
+    long got = -1; /* the unescaped log's length */
+    SKIP_WS(p, end);
+    for (;;) {
+        if (p >= end || *p != '"') {
+            return 0;
+        }
+        const unsigned char *k = ++p;
+        p = find_stop(p, end);
+        if (p >= end || *p != '"') {
+            return 0;
+        }
+        size_t kn = (size_t)(p - k);
+        Value *slot = kn == 3 && memcmp(k, "log", 3) == 0      ? &log
+                      : kn == 6 && memcmp(k, "stream", 6) == 0 ? &stream
+                      : kn == 4 && memcmp(k, "time", 4) == 0   ? &time
+                                                               : NULL;
+        if (slot == NULL || slot->v != NULL) {
+            return 0; /* another key (`attrs`...), or one twice */
+        }
+        p++;
+        SKIP_WS(p, end);
+        if (p >= end || *p != ':') {
+            return 0;
+        }
+        p++;
+        SKIP_WS(p, end);
+        const unsigned char *v = p;
+        int escaped;
+        if (p >= end || *p != '"') {
+            return 0;
+        }
+        if (slot == &log) {
+            size_t room = (size_t)(end - p); /* the string unescaped is no longer */
+            if (room > *scratch_cap) {
+                size_t cap = room < 4096 ? 4096 : room;
+                unsigned char *grown = PyMem_RawRealloc(*scratch, cap);
+                if (grown == NULL) {
+                    return 0; /* the Python path reads it */
+                }
+                *scratch = grown;
+                *scratch_cap = cap;
+            }
+            got = unescape_ascii(&p, end, *scratch);
+            if (got < 0) {
+                return 0;
+            }
+        }
+        else if (!skip_string(&p, end, &escaped)) {
+            return 0;
+        }
+        slot->v = v;
+        slot->n = (size_t)(p - v);
+        SKIP_WS(p, end);
+        if (p < end && *p == ',') {
+            p++;
+            SKIP_WS(p, end);
+            continue;
+        }
+        if (p < end && *p == '}') {
+            p++;
+            break;
+        }
+        return 0;
+    }
+    const unsigned char *ts_text;
+    size_t ts_len;
+    double wrapper_ts;
+    if (p != end || log.v == NULL || time.v == NULL || !plain_string(&time, &ts_text, &ts_len) ||
+        !parse_iso(ts_text, ts_len, &wrapper_ts)) {
+        return 0;
+    }
+    /* A whole line ends with a newline (without it, a piece); the record is
+     * the line without its trailing CRs and LFs. */
+    if (got < 1 || (*scratch)[got - 1] != '\n') {
+        return 0;
+    }
+    size_t m = (size_t)got;
+    while (m > 0 && ((*scratch)[m - 1] == '\n' || (*scratch)[m - 1] == '\r')) {
+        m--;
+    }
+    const unsigned char *payload = *scratch;
+    if (m < 2 || payload[0] != '{' || payload[m - 1] != '}' || !parse_line(payload, m, f)) {
+        return 0;
+    }
+    /* A line that joins no trace may hold many records (_batches.MARKERS). */
+    if (f->trace == NULL && (contains(line, len, "\"resourceLogs\"") ||
+                             contains(line, len, "\"hits\"") || contains(line, len, "\"events\""))) {
+        return 0;
+    }
+    if (isnan(f->ts)) {
+        f->ts = wrapper_ts;
+    }
+    return 1;
+}
+
 /* ---------------------------------------------------------------- interning */
 
 /* IDs of one task, interned to local indexes in the order first seen. IDs of
@@ -1775,6 +2022,7 @@ table_list(IdTable *t)
 }
 
 #define SERVICE_CACHE 8
+#define SCRATCH_KEEP ((size_t)1 << 20) /* bytes of Docker scratch kept between lines */
 
 typedef struct {
     char name[200];
@@ -1797,6 +2045,8 @@ typedef struct {
     char *rows;      /* row buffer reused across blocks */
     size_t rows_cap; /* in rows */
     size_t nrows;    /* rows written since the last rows() */
+    unsigned char *scratch; /* a Docker record's unescaped line */
+    size_t scratch_cap;
 } Scanner;
 
 /* A recently seen service's index without the GIL, else -1. */
@@ -1910,6 +2160,8 @@ Scanner_dealloc(Scanner *self)
     table_free(&self->spans);
     PyMem_RawFree(self->rows);
     self->rows = NULL;
+    PyMem_RawFree(self->scratch);
+    self->scratch = NULL;
     Py_TYPE(self)->tp_free((PyObject *)self);
 }
 
@@ -2029,11 +2281,14 @@ add_records(Scanner *self, PyObject *list, size_t *count, int64_t line_off, size
 }
 
 PyDoc_STRVAR(Scanner_scan_doc,
-             "scan(block, offset, lineno, fallback) -> (rows, newlines)\n\n"
+             "scan(block, offset, lineno, fallback, pieces=None) -> (rows, newlines)\n\n"
              "Adds rows for the non-blank lines of a block of whole lines (see rows());\n"
              "returns how many and the number of newlines in the block. fallback(start,\n"
              "length) gives the row values of a line handled in Python, None to skip it,\n"
-             "or a list of (start, length, *row values) for a line of many records.");
+             "or a list of (start, length, *row values) for a line of many records.\n"
+             "pieces: the Python side's pieces of cut lines (true while some wait); with\n"
+             "it, whole lines wrapped by a container runtime (CRI, Docker json-file) are\n"
+             "read here while none wait. Without it they all go to fallback.");
 
 /* The scan loop runs without the GIL (other threads read the next block
  * meanwhile) and takes it back for what needs Python: a declined line, a
@@ -2057,6 +2312,7 @@ Scanner_scan(Scanner *self, PyObject *args)
     long long offset;
     long lineno;
     PyObject *fallback;
+    PyObject *pieces = Py_None;
     if (!check_ready(self)) {
         return NULL;
     }
@@ -2064,8 +2320,19 @@ Scanner_scan(Scanner *self, PyObject *args)
         PyErr_SetString(PyExc_RuntimeError, "Scanner.scan is not reentrant");
         return NULL;
     }
-    if (!PyArg_ParseTuple(args, "y*LlO", &block, &offset, &lineno, &fallback)) {
+    if (!PyArg_ParseTuple(args, "y*LlO|O", &block, &offset, &lineno, &fallback, &pieces)) {
         return NULL;
+    }
+    /* Wrapped lines are read here only while no piece of a cut line waits
+     * on the Python side: a final piece joins them there. */
+    int wrapped_ok = 0;
+    if (pieces != Py_None) {
+        int waiting = PyObject_IsTrue(pieces);
+        if (waiting < 0) {
+            PyBuffer_Release(&block);
+            return NULL;
+        }
+        wrapped_ok = !waiting;
     }
     if (!PyCallable_Check(fallback)) {
         PyBuffer_Release(&block);
@@ -2130,7 +2397,20 @@ Scanner_scan(Scanner *self, PyObject *args)
                 break;
             }
             int handled = 0;
-            if (p[0] == '{' && p[len - 1] == '}' && parse_line(p, len, &f)) {
+            int read = 0;
+            if (p[0] == '{' && p[len - 1] == '}') {
+                /* Docker writes `log` first: a record that starts so is tried as Docker first. */
+                int docker_first = wrapped_ok && len > 7 && memcmp(p, "{\"log\":", 7) == 0;
+                read = (docker_first &&
+                        docker_fields(p, len, &f, &self->scratch, &self->scratch_cap)) ||
+                       parse_line(p, len, &f) ||
+                       (wrapped_ok && !docker_first &&
+                        docker_fields(p, len, &f, &self->scratch, &self->scratch_cap));
+            }
+            else if (wrapped_ok && is_digit(p[0])) {
+                read = cri_fields(p, len, &f);
+            }
+            if (read) {
                 int32_t trace = -1, span = -1, parent = -1;
                 if (f.trace != NULL) {
                     trace = intern_id(&self->traces, f.trace);
@@ -2207,7 +2487,21 @@ Scanner_scan(Scanner *self, PyObject *args)
                 else {
                     Py_DECREF(got);
                 }
+                if (pieces != Py_None) {
+                    int waiting = PyObject_IsTrue(pieces);
+                    if (waiting < 0) {
+                        err = ERR_PYTHON;
+                        break;
+                    }
+                    wrapped_ok = !waiting;
+                }
                 RELEASE();
+            }
+            if (self->scratch_cap > SCRATCH_KEEP) {
+                /* A very long Docker record's buffer is not kept for the next. */
+                PyMem_RawFree(self->scratch);
+                self->scratch = NULL;
+                self->scratch_cap = 0;
             }
             if (handled) {
                 row.off = (int64_t)offset + (int64_t)(p - data);

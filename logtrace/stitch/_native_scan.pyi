@@ -17,6 +17,7 @@ class Scanner:
             | list[tuple[int, int, float, int, int, int, int, int, int, float]]
             | None,
         ],
+        pieces: object = None,
         /,
     ) -> tuple[int, int]: ...
     def rows(self) -> bytearray: ...

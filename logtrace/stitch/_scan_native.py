@@ -2,9 +2,10 @@
 
 The scanner reads JSON records itself, whatever their keys' names and order
 among the conventions the parser knows (logtrace's own, structlog,
-python-json-logger, ECS, OpenTelemetry, Datadog, zap, logrus, pino), and asks
-:func:`scan_line` (through a callback) for every other line, in line order,
-so it gives exactly the pure-Python rows (:mod:`._scan_python`).
+python-json-logger, ECS, OpenTelemetry, Datadog, zap, logrus, pino), and whole
+CRI and Docker json-file lines that wrap one; it asks :func:`scan_line`
+(through a callback) for every other line, in line order, so it gives exactly
+the pure-Python rows (:mod:`._scan_python`).
 Reading and decompressing run one block ahead in a thread: both release the
 GIL, and so does the scanner.
 """
@@ -21,7 +22,7 @@ from ._id_forms import norm_span_id, norm_trace_id
 from ._intern import Interner
 from ._model import NO_TRACE_ID
 from ._native import native_scan
-from ._parse import Parsed
+from ._parse import PARTIALS, Parsed
 from ._scan_python import scan_line
 
 __all__ = ["prefetched", "scan_block_native"]
@@ -84,7 +85,9 @@ def scan_block_native(
     The scanner writes the rows of the lines it reads and asks
     :func:`scan_line` (through ``fallback``) for the others, in line order,
     so IDs are interned in the same order as on the Python path. It owns the
-    ID tables; ``state`` only caches spellings seen by the fallback.
+    ID tables; ``state`` only caches spellings seen by the fallback. It reads
+    whole CRI and Docker json-file lines itself while no piece of a cut line
+    waits in :data:`._parse.PARTIALS` (pieces join on the Python side).
     """
 
     def fallback(start: int, length: int) -> _RowValues | list[_RecordValues] | None:
@@ -96,7 +99,7 @@ def scan_block_native(
             return [(s, n, *_intern_line(p, state, scanner)) for s, n, p in parsed]
         return _intern_line(parsed, state, scanner)
 
-    return scanner.scan(block, pos, lineno, fallback)[1]
+    return scanner.scan(block, pos, lineno, fallback, PARTIALS)[1]
 
 
 _RowValues = tuple[float, int, int, int, int, int, int, float]

@@ -309,6 +309,11 @@ class Partials:
         self._pieces: dict[str, list[bytes]] = {}
         self._sizes: dict[str, int] = {}
 
+    def __bool__(self) -> bool:
+        """Whether pieces wait for their final piece (the C scanner reads
+        wrapped lines itself only while none do)."""
+        return bool(self._pieces)
+
     def add(self, stream: str, payload: bytes) -> bytes:
         """Keep a partial piece; returns the text joined so far."""
         pieces = self._pieces.setdefault(stream, [])
