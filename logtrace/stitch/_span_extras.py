@@ -20,9 +20,9 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from .._schema import HOST_NAME, RESPONSE_MS
 from ._decompress import LineReader
 from ._model import SPAN_RECORD, Table
+from ._span_fields import ANSWER_PATTERNS, HOST_PATTERNS, number
 
 __all__ = ["host_key", "span_extras"]
 
@@ -33,20 +33,6 @@ _GIVE_UP = 256
 """Span records read from a file without finding either field before the file is left alone."""
 
 
-def _after(key: bytes, value: bytes) -> re.Pattern[bytes]:
-    """The ``value`` after ``key`` (a pattern that starts with a literal, so
-    that the search skips ahead fast), within one line."""
-    return re.compile(key + rb"[ \t:]*" + value)
-
-
-_NUMBER = rb"([^ ,}\t\r\n]*)"
-_TEXT = rb'"?((?<=")[^"\n]*|(?<!")[^ ,}\t\r\n"]*)'
-"""A quoted string's text, or a bare word: one group, as :func:`_first_of` needs."""
-assert RESPONSE_MS == "response_ms" and HOST_NAME == "host.name"  # spelled out below
-_ANSWER = (_after(rb'"response_ms"', _NUMBER), _after(rb"response_ms=", _NUMBER))
-"""In order of preference: the JSON key, then the logfmt one."""
-_HOST = (_after(rb'"host(?:\.name|name)"', _TEXT), _after(rb"host(?:\.name|name)=", _TEXT))
-"""``host.name`` or ``hostname``: the JSON keys, then the logfmt ones."""
 _NONE = np.empty(0, dtype=object)
 
 
@@ -132,16 +118,16 @@ def _read_lines(
     ends = (rows["off"][lines] + rows["len"][lines]).tolist()
     block = b"\n".join([data[a:b] for a, b in zip(offsets, ends, strict=True)])
     found = False
-    numbers = _first_of(_ANSWER, block, len(lines)) if b"response_ms" in block else _NONE
+    numbers = _first_of(ANSWER_PATTERNS, block, len(lines)) if b"response_ms" in block else _NONE
     have = np.flatnonzero(numbers != b"")
     if len(have):
         found = True
         starts = table.span_start[lines]
         for k in have.tolist():
-            ms = _number(numbers[k])
+            ms = number(numbers[k])
             if ms is not None:
                 answered[chunk[k]] = starts[k] + ms / 1e3
-    names = _first_of(_HOST, block, len(lines)) if b"host" in block else _NONE
+    names = _first_of(HOST_PATTERNS, block, len(lines)) if b"host" in block else _NONE
     have = np.flatnonzero(names != b"")
     if len(have):
         found = True
@@ -176,11 +162,3 @@ def _first_of(patterns: tuple[re.Pattern[bytes], ...], block: bytes, n: int) -> 
         take = out[line] == b""
         out[line[take]] = values[first[take]]
     return out
-
-
-def _number(text: bytes) -> float | None:
-    try:
-        value = float(text)
-    except ValueError:
-        return None
-    return value if value == value and abs(value) < 1e12 else None

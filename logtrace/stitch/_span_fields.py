@@ -11,56 +11,54 @@ evidence. No numpy: ``logtrace grep`` must start fast.
 
 from __future__ import annotations
 
+import re
+
 from .._schema import HOST_NAME, RESPONSE_MS
 
-__all__ = ["answer_ms", "host_name"]
+__all__ = ["ANSWER_PATTERNS", "HOST_PATTERNS", "answer_ms", "host_name", "number"]
 
-_ANSWER_KEYS = (f'"{RESPONSE_MS}"'.encode(), f"{RESPONSE_MS}=".encode())
-_HOST_KEYS = (
-    f'"{HOST_NAME}"'.encode(),
-    b'"hostname"',
-    f"{HOST_NAME}=".encode(),
-    b"hostname=",
+
+def _after(key: bytes, value: bytes) -> re.Pattern[bytes]:
+    """The ``value`` after ``key`` (a pattern that starts with a literal, so
+    that the search skips ahead fast), within one line; one group."""
+    return re.compile(key + rb"[ \t:]*" + value)
+
+
+_NUMBER = rb"([^ ,}\t\r\n]*)"
+_TEXT = rb'"?((?<=")[^"\n]*|(?<!")[^ ,}\t\r\n"]*)'
+"""A quoted string's text, or a bare word."""
+assert RESPONSE_MS == "response_ms" and HOST_NAME == "host.name"  # spelled out below
+ANSWER_PATTERNS = (_after(rb'"response_ms"', _NUMBER), _after(rb"response_ms=", _NUMBER))
+"""In order of preference: the JSON key, then the logfmt one."""
+HOST_PATTERNS = (
+    _after(rb'"host(?:\.name|name)"', _TEXT),
+    _after(rb"host(?:\.name|name)=", _TEXT),
 )
-_NUMBER_END = b" ,}\t\r\n"
+"""``host.name`` or ``hostname``: the JSON keys, then the logfmt ones."""
 
 
-def answer_ms(line: bytes) -> float | None:
-    """Milliseconds from the span's start to its complete response, if the line says."""
-    at = _value_at(line, _ANSWER_KEYS)
-    if at < 0:
-        return None
-    end = at
-    while end < len(line) and line[end] not in _NUMBER_END:
-        end += 1
+def number(text: bytes) -> float | None:
+    """``text`` as a finite number of reasonable size, if it is one."""
     try:
-        value = float(line[at:end])
+        value = float(text)
     except ValueError:
         return None
     return value if value == value and abs(value) < 1e12 else None
 
 
+def answer_ms(line: bytes) -> float | None:
+    """Milliseconds from the span's start to its complete response, if the line says."""
+    for pattern in ANSWER_PATTERNS:
+        match = pattern.search(line)
+        if match is not None:
+            return number(match[1])
+    return None
+
+
 def host_name(line: bytes) -> bytes:
     """The host the line names (``b""``: none)."""
-    at = _value_at(line, _HOST_KEYS)
-    if at < 0 or at >= len(line):
-        return b""
-    if line[at] == 0x22:  # a quoted string: up to the closing quote
-        end = line.find(b'"', at + 1)
-        return line[at + 1 : end] if end > at else b""
-    end = at
-    while end < len(line) and line[end] not in _NUMBER_END:
-        end += 1
-    return line[at:end]
-
-
-def _value_at(line: bytes, keys: tuple[bytes, ...]) -> int:
-    """Where the value of the first of ``keys`` found starts (-1: none)."""
-    for key in keys:
-        at = line.find(key)
-        if at >= 0:
-            at += len(key)
-            while at < len(line) and line[at] in b" :\t":
-                at += 1
-            return at
-    return -1
+    for pattern in HOST_PATTERNS:
+        match = pattern.search(line)
+        if match is not None and match[1]:
+            return match[1]
+    return b""
