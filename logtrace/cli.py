@@ -237,6 +237,12 @@ def _parser() -> argparse.ArgumentParser:
     g.add_argument(
         "-n", "--line-number", action="store_true", help="prefix each line with its line number"
     )
+    g.add_argument(
+        "--no-skew-correction",
+        action="store_true",
+        help="order by the times as written, as stitch --no-skew-correction does "
+        "(default: clock offsets estimated from the calls among the matches)",
+    )
 
     d = sub.add_parser(
         "demo",
@@ -359,7 +365,13 @@ def _grep(args: argparse.Namespace) -> int:
             for s in sources
         ]
         count, ordered = grep_stream(
-            [args.id], sources, warnings, write, numbers=args.line_number, skipped=skipped
+            [args.id],
+            sources,
+            warnings,
+            write,
+            numbers=args.line_number,
+            skipped=skipped,
+            clocks={} if args.no_skew_correction else None,
         )
         out.write(b"".join(pending))
         out.flush()

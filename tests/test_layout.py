@@ -116,7 +116,7 @@ class TestImportGraph:
 
 STITCH_STAGES = (
     # the data model and helpers every stage may use
-    ("model", ("_model", "_memory", "_native", "_id_forms", "_timestamps")),
+    ("model", ("_model", "_memory", "_native", "_id_forms", "_timestamps", "_segments")),
     ("plan the inputs", ("_plan", "_decompress", "_spool")),
     (
         "scan and parse",
@@ -150,7 +150,7 @@ STITCH_STAGES = (
             "_inferred_calls",
         ),
     ),
-    ("order and select", ("_order_rules", "_order", "_select", "_stage")),
+    ("order and select", ("_order_rules", "_order_brackets", "_order", "_select", "_stage")),
     (
         "write",
         (

@@ -303,6 +303,7 @@ def grep_stream(
     numbers: bool = True,
     buffer: int | None = None,
     skipped: list[str] | None = None,
+    clocks: dict[str, ClockModel] | None = None,
 ) -> tuple[int, bool]:
     """Every line of ``sources`` containing one of ``ids``, each handed to
     ``write``: in stitched order while the matches fit ``buffer`` bytes
@@ -312,6 +313,7 @@ def grep_stream(
 
     A file that cannot be opened (gone since it was listed) is named in
     ``skipped`` and passed over; without ``skipped``, it raises :class:`InputError`.
+    ``clocks`` are as :func:`order_matches` takes them (``{}``: no correction).
     """
     needles = _needles(ids)
     if buffer is None:
@@ -338,6 +340,6 @@ def grep_stream(
             skipped.append(str(exc))
     if held is None:
         return count, False
-    for m in order_matches(held, [s.name for s in sources], [s.path for s in sources]):
+    for m in order_matches(held, [s.name for s in sources], [s.path for s in sources], clocks):
         write(m)
     return count, True

@@ -11,17 +11,17 @@ line order.
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 import numpy as np
 import numpy.typing as npt
 
 from ._clocks import ClockModel
-from ._correct import correct_times, find_calls, model_arrays
+from ._correct import correct_rows, correct_times, find_calls, model_arrays
 from ._group import RowLines
 from ._model import SPAN_RECORD, Order, Table, Tree
+from ._order_brackets import CallerLines, CallLines, call_brackets
 from ._order_rules import answered_at
 from ._resolution import row_resolution
+from ._segments import segmented
 from ._tree import build_tree
 
 __all__ = ["order"]
@@ -61,9 +61,10 @@ def order(
     ts = corrected[by_group]
     res_all = row_resolution(table)
     keys = _precise_keys(ts, res_all[by_group], boundary)
-    if len(by_group) and (rows["parent"][by_group] >= 0).any():
-        tree = tree if tree is not None else build_tree(table)
-        lower, upper = _bounds(table, tree, clocks, by_group, keys, res_all)
+    if tree is None and len(by_group) and (rows["parent"][by_group] >= 0).any():
+        tree = build_tree(table)
+    if tree is not None and len(by_group) and (tree.parent >= 0).any():  # parents read or inferred
+        lower, upper = _bounds(table, tree, clocks, by_group, keys, ts, res_all)
         if lower is not None and upper is not None:
             keys = _bounded(keys, lower, upper, boundary)
     t_of = trace[by_group]
@@ -85,41 +86,14 @@ def order(
     return Order(out, len(final), start, end)
 
 
-def _segmented(values: F64, boundary: B, op: Callable[..., F64], backward: bool) -> F64:
-    """``op.accumulate`` (``np.fmax`` or ``np.fmin``) within each group, in
-    place; only groups where it changes something are walked."""
-    n = len(values)
-    if n < 2:
-        return values
-    if backward:
-        ends = np.empty(n, dtype=bool)
-        ends[-1] = True
-        ends[:-1] = boundary[1:]
-        _segmented(values[::-1], ends[::-1].copy(), op, False)
-        return values
-    prev, cur = values[:-1], values[1:]
-    with np.errstate(invalid="ignore"):
-        changed = op(prev, cur) != cur
-    changed &= ~(np.isnan(prev) & np.isnan(cur))
-    bad = np.flatnonzero(changed & ~boundary[1:]) + 1
-    if not len(bad):
-        return values
-    starts = np.flatnonzero(boundary)
-    for g in np.unique(np.searchsorted(starts, bad, side="right") - 1).tolist():
-        lo = starts[g]
-        hi = starts[g + 1] if g + 1 < len(starts) else n
-        op.accumulate(values[lo:hi], out=values[lo:hi])  # type: ignore[attr-defined]
-    return values
-
-
 def _precise_keys(ts: F64, res: F64, boundary: B) -> F64:
     """Rules 1 and 2 of :mod:`._order_rules`: keys from each group's times."""
     n = len(ts)
-    lo = _segmented(ts.copy(), boundary, np.fmax, False)
+    lo = segmented(ts.copy(), boundary, np.fmax, False)
     base = lo.copy()
     coarse = (res > 0) & ~np.isnan(ts)
     if coarse.any():
-        hi = _segmented(np.where(np.isnan(ts), _INF, ts + res), boundary, np.fmin, True)
+        hi = segmented(np.where(np.isnan(ts), _INF, ts + res), boundary, np.fmin, True)
         with np.errstate(invalid="ignore"):
             eligible = coarse & (hi > lo)
         joined = np.zeros(n, dtype=bool)
@@ -148,17 +122,17 @@ def _precise_keys(ts: F64, res: F64, boundary: B) -> F64:
         idx = np.where(np.isnan(rev) & ~rb, 0, np.arange(n))
         np.maximum.accumulate(idx, out=idx)
         base = rev[idx][::-1].copy()
-    keys = _segmented(base, boundary, np.fmax, False)
+    keys = segmented(base, boundary, np.fmax, False)
     keys[np.isnan(keys)] = -_INF
     return keys
 
 
 def _bounded(keys: F64, lower: F64, upper: F64, boundary: B) -> F64:
     """Rule 3 applied to the keys, each file's order kept."""
-    lower = _segmented(lower, boundary, np.fmax, False)
-    upper = _segmented(upper, boundary, np.fmin, True)
+    lower = segmented(lower, boundary, np.fmax, False)
+    upper = segmented(upper, boundary, np.fmin, True)
     out = np.maximum(np.minimum(keys, upper), lower)  # the send wins where bounds cross
-    return _segmented(out, boundary, np.fmax, False)
+    return segmented(out, boundary, np.fmax, False)
 
 
 def _latest(table: Table, n_spans: int, res: F64) -> F64:
@@ -179,6 +153,7 @@ def _bounds(
     clocks: dict[str, ClockModel] | None,
     by_group: I64,
     keys: F64,
+    ts: F64,
     res: F64,
 ) -> tuple[F64 | None, F64 | None]:
     """Per row of ``by_group``: the lowest and highest key its calls allow."""
@@ -218,17 +193,33 @@ def _bounds(
     models = model_arrays(clocks or {}, table.services)
     p = calls.caller
     caller_svc = tree.service[p].astype(np.int64)
+    # A caller's span record says when its span started and ended: the request
+    # went out after the one and the answer came before the other (its latest
+    # time). Its other lines say neither: a line may come before or after a
+    # call, so without a record only its lines' times and rule 4 bound it.
+    recorded = has_record[p]
+    if tree.inferred is not None:  # a guessed caller's records bound nothing
+        recorded = recorded & ~tree.inferred[calls.callee]
     send = correct_times(calls.send, caller_svc, models)
-    # The answer came no later than the caller span's latest time allows.
     receive = correct_times(_latest(table, n_spans, res)[p], caller_svc, models)
-    lo_all = np.nextafter(send, _INF)
-    hi_all = np.where(np.isnan(receive), _INF, np.nextafter(receive, -_INF))
-    low = np.full(n_spans, -_INF)
-    high = np.full(n_spans, _INF)
-
+    lo_all = np.where(recorded, np.nextafter(send, _INF), -_INF)
+    with np.errstate(invalid="ignore"):
+        unknown = ~recorded | np.isnan(receive) | (receive <= send)
+    hi_all = np.where(unknown, _INF, np.nextafter(receive, -_INF))
     # Rows in group order, each with its innermost call.
     g_span = span[by_group].astype(np.int64)
     row_root = np.where(g_span >= 0, root[np.maximum(g_span, 0)], -1)
+    before, after = call_brackets(
+        *_bracket_lines(table, clocks, by_group, g_span, row_root, keys, ts, res),
+        n_spans,
+        p,
+        calls.callee,
+    )
+    lo_all = np.fmax(lo_all, np.nextafter(before, _INF))
+    hi_all = np.fmin(hi_all, np.nextafter(after, -_INF))
+    low = np.full(n_spans, -_INF)
+    high = np.full(n_spans, _INF)
+
     bounded_rows = np.flatnonzero(row_root >= 0)
     b_root = row_root[bounded_rows]
     b_raw = raw[by_group[bounded_rows]]
@@ -274,3 +265,31 @@ def _bounds(
     lower[bounded_rows] = low[b_root]
     upper[bounded_rows] = np.where(free, _INF, high[b_root])
     return lower, upper
+
+
+def _bracket_lines(
+    table: Table,
+    clocks: dict[str, ClockModel] | None,
+    by_group: I64,
+    g_span: I64,
+    row_root: I64,
+    keys: F64,
+    ts: F64,
+    res: F64,
+) -> tuple[CallerLines, CallLines]:
+    """What rule 4 reads: the spans' own lines, and every line of each call."""
+    rows = table.rows
+    timed = ~np.isnan(ts)
+    g_res = res[by_group]
+    record = (rows["flags"][by_group] & SPAN_RECORD) != 0
+    own = (g_span >= 0) & ~record & timed
+    caller_lines = CallerLines(g_span[own], ts[own], g_res[own], keys[own])
+    mine = np.flatnonzero((row_root >= 0) & timed)
+    started_by = ts[mine] + g_res[mine]
+    held = mine[record[mine]]
+    if len(held):
+        at = by_group[held]
+        start = correct_rows(table.span_start[at], rows["svc"][at], table.services, clocks)
+        started_by[record[mine]] = np.fmin(started_by[record[mine]], start)
+    call_lines = CallLines(row_root[mine], ts[mine], started_by, g_res[mine] > 0)
+    return caller_lines, call_lines

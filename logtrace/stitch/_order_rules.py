@@ -16,8 +16,13 @@ stitcher's numpy version (:mod:`._order`) is tested against, line for line
    over what is left of their interval.
 3. **Causality.** A call is a span whose parent span, in another service,
    is in the logs (a message's consumer under its producer is none). The
-   caller says when it sent the request and got the answer: its client span
-   record, else its own span's first and last times. The callee's lines, and
+   caller says when it sent the request and got the answer in its span
+   records: its client span record, else its own span's record (the request
+   went out after the span's start, the answer came before its latest
+   time). Without a record the caller's lines say neither, as any of them
+   may come before or after the call: only their times (and rule 4) place
+   the callee's lines. Nor does a caller the stitcher inferred from
+   containment (its records belong to a guess): rule 4 alone. The callee's lines, and
    those of every span under it, go after the send and before the answer,
    the bounds of a call inside a call nested inside the outer call's. Work
    the callee did after its answer was complete is bounded by the send
@@ -27,6 +32,20 @@ stitcher's numpy version (:mod:`._order`) is tested against, line for line
    after that. Where bounds cross, the send wins: a line after, in its file,
    a line that came after a later request ran after its own answer. The
    bounds move keys, never file order.
+4. **Brackets.** Where either side of a call writes coarse times, the
+   caller's own lines (not its span records) tighten the call's bounds, as
+   far as the times allow. The lines of the call (the callee span's and
+   those of the spans under it up to the next call, span records included)
+   say when the callee can have started at the latest (the earliest end of
+   their intervals, or a span record's start) and ended at the earliest
+   (their latest time). In key order, the longest run of the caller's lines from
+   the first that all surely came before the callee ended, and all may have
+   come before it started, were written before the request went out: the
+   callee's lines go after the last of them. The longest run back from the
+   last line that all surely came after the callee started, and may have
+   come after it ended, were written after the answer: the callee's lines
+   go before the first of them. A caller's line written while the callee
+   surely ran bounds nothing.
 
 Traces go out by their first key, ties by first appearance; a trace's lines
 by key, ties by file then line; lines without a trace last, as read.
@@ -267,8 +286,11 @@ def _trace_keys(
         caller = spans[s.parent]  # type: ignore[index]
         send = correct(caller.service, caller.start)
         receive = correct(caller.service, caller.last)
-        lo = math.nextafter(send, _INF)
-        hi = math.nextafter(receive, -_INF) if receive == receive else _INF
+        recorded = caller.record >= 0
+        lo = math.nextafter(send, _INF) if recorded else -_INF
+        hi = math.nextafter(receive, -_INF) if recorded and receive > send else _INF
+        before, after = _brackets(lines, base, caller, members[s.key], correct)
+        lo, hi = max(lo, math.nextafter(before, _INF)), min(hi, math.nextafter(after, -_INF))
         linked = _linked(spans, s)
         if linked is not None and linked.root is not None:
             outer = spans[linked.root]
@@ -288,6 +310,46 @@ def _trace_keys(
             hi = _INF if _exempt(call, lines[i].ts, lines) else call.receive
             bounds[i] = (call.send, hi)
     return _bounded(lines, rows, base, bounds)
+
+
+def _own(ln: Line) -> bool:
+    """A line of its span's own with a time (no span record)."""
+    return ln.corrected == ln.corrected and not ln.flags & SPAN_RECORD
+
+
+def _brackets(
+    lines: Sequence[Line],
+    base: dict[int, float],
+    caller: _Span,
+    call: list[int],
+    correct: Callable[[str, float], float],
+) -> tuple[float, float]:
+    """Rule 4: the keys the lines of a call (``call``: its rows) stay above and below."""
+    mine = [lines[i] for i in call if lines[i].corrected == lines[i].corrected]
+    theirs = sorted((i for i in caller.rows if _own(lines[i])), key=lambda i: (base[i], i))
+    if not mine or not theirs:
+        return -_INF, _INF
+    if not any(ln.res > 0 for ln in mine) and not any(lines[i].res > 0 for i in theirs):
+        return -_INF, _INF
+    latest_start = min(ln.corrected + ln.res for ln in mine)
+    for ln in mine:
+        if ln.flags & SPAN_RECORD and ln.start == ln.start:
+            latest_start = min(latest_start, correct(ln.service, ln.start))
+    earliest_end = max(ln.corrected for ln in mine)
+    before, after = -_INF, _INF
+    lo = hi = -_INF
+    for i in theirs:
+        lo, hi = max(lo, lines[i].corrected), max(hi, lines[i].corrected + lines[i].res)
+        if not (hi < earliest_end and lo <= latest_start):
+            break
+        before = base[i]
+    lo = hi = _INF
+    for i in reversed(theirs):
+        lo, hi = min(lo, lines[i].corrected), min(hi, lines[i].corrected + lines[i].res)
+        if not (lo > latest_start and hi >= earliest_end):
+            break
+        after = base[i]
+    return before, after
 
 
 def _precise_keys(lines: Sequence[Line], rows: list[int]) -> dict[int, float]:

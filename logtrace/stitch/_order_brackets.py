@@ -1,0 +1,120 @@
+"""Rule 4 of :mod:`._order_rules` over a whole partition: the caller's lines
+that bracket each call where the times leave the order open.
+
+Per call, from every line of its callee's call (the callee span's and those
+of the spans under it up to the next call, span records included): the
+latest the callee can have started (the earliest end of those lines'
+intervals, or a span record's start) and the earliest it can have ended
+(their latest time). The caller's own lines, in key order: the longest run
+from the first that all surely came before the callee ended and may have
+come before it started bounds the call's lines from below; the longest run
+to the last that all surely came after it started and may have come after
+it ended bounds them from above. Only calls where either side writes coarse
+times take part.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import numpy.typing as npt
+
+from ._segments import segmented
+
+__all__ = ["CallLines", "CallerLines", "call_brackets"]
+
+F64 = npt.NDArray[np.float64]
+I64 = npt.NDArray[np.int64]
+B = npt.NDArray[np.bool_]
+
+_INF = np.inf
+
+
+@dataclass(slots=True)
+class CallerLines:
+    """The spans' own lines with a time (no span records), in group order."""
+
+    span: I64
+    t: F64
+    """Corrected time."""
+    res: F64
+    keys: F64
+
+
+@dataclass(slots=True)
+class CallLines:
+    """Every line with a time of each call: the callee span whose call it is in."""
+
+    call: I64
+    t: F64
+    """Corrected time."""
+    started_by: F64
+    """The latest its span can have started: the time's interval end, or a
+    span record's corrected start."""
+    coarse: B
+
+
+def call_brackets(
+    caller_lines: CallerLines, call_lines: CallLines, n_spans: int, caller: I64, callee: I64
+) -> tuple[F64, F64]:
+    """Per call: the key its callee's lines stay above and the key they stay
+    below (``-inf`` and ``inf`` where the caller's lines say nothing)."""
+    n_calls = len(caller)
+    before = np.full(n_calls, -_INF)
+    after = np.full(n_calls, _INF)
+    span, t, keys = caller_lines.span, caller_lines.t, caller_lines.keys
+    top = t + caller_lines.res
+    coarse = np.zeros(n_spans, dtype=bool)
+    coarse[span[caller_lines.res > 0]] = True
+    coarse_call = np.zeros(n_spans, dtype=bool)
+    coarse_call[call_lines.call[call_lines.coarse]] = True
+    chosen = np.flatnonzero(coarse[caller] | coarse_call[callee])
+    if not len(chosen) or not len(span):
+        return before, after
+    p, x = caller[chosen], callee[chosen]
+    start_by = np.full(n_spans, _INF)
+    np.minimum.at(start_by, call_lines.call, call_lines.started_by)
+    end_from = np.full(n_spans, -_INF)
+    np.maximum.at(end_from, call_lines.call, call_lines.t)
+    latest_start, earliest_end = start_by[x], end_from[x]
+
+    o = np.lexsort((keys, span))  # each span's lines in key order, ties as grouped
+    s_span, s_t, s_top, s_key = span[o], t[o], top[o], keys[o]
+    boundary = np.empty(len(o), dtype=bool)
+    boundary[0] = True
+    np.not_equal(s_span[1:], s_span[:-1], out=boundary[1:])
+    first = np.searchsorted(s_span, p, side="left")
+    size = np.searchsorted(s_span, p, side="right") - first
+    known = (size > 0) & np.isfinite(latest_start)
+
+    # From the first line on: surely before the end, maybe before the start.
+    run = np.minimum(
+        _count(s_span, segmented(s_top.copy(), boundary, np.fmax, False), p, earliest_end, True),
+        _count(s_span, segmented(s_t.copy(), boundary, np.fmax, False), p, latest_start, False),
+    )
+    ok = known & (run > 0)
+    before[chosen[ok]] = s_key[(first + run - 1)[ok]]
+    # Back from the last line: surely after the start, maybe after the end.
+    skip = np.maximum(
+        _count(s_span, segmented(s_t.copy(), boundary, np.fmin, True), p, latest_start, False),
+        _count(s_span, segmented(s_top.copy(), boundary, np.fmin, True), p, earliest_end, True),
+    )
+    ok = known & (skip < size)
+    after[chosen[ok]] = s_key[(first + skip)[ok]]
+    return before, after
+
+
+def _count(seg: I64, values: F64, q_seg: I64, q: F64, strict: bool) -> I64:
+    """Per query: how many of its group's values are below ``q`` (``strict``)
+    or at most ``q``; ``seg`` is sorted and ``values`` ascend within each group."""
+    n = len(seg)
+    row_tie, query_tie = (1, 0) if strict else (0, 1)
+    tie = np.concatenate([np.full(n, row_tie, dtype=np.int8), np.full(len(q), query_tie, np.int8)])
+    merged = np.lexsort((tie, np.concatenate([values, q]), np.concatenate([seg, q_seg])))
+    is_row = merged < n
+    rows_before: I64 = np.cumsum(is_row) - is_row
+    at = np.empty(len(merged), dtype=np.int64)
+    at[merged] = np.arange(len(merged))
+    counted: I64 = rows_before[at[n:]] - np.searchsorted(seg, q_seg, side="left")
+    return counted
