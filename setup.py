@@ -13,7 +13,7 @@ from pathlib import Path
 from setuptools import Extension, setup
 
 HERE = Path(__file__).parent
-NATIVE = ("_native_scan", "_native_write")
+NATIVE = ("_native_scan", "_native_write", "_native_find")
 
 
 def _extensions() -> list[Extension]:

@@ -689,7 +689,13 @@ def main(argv: list[str] | None = None) -> int:
             def cell(key: str, r: Result = r) -> str:
                 return f"{r.scores[key]:.1f} %" if key in r.scores else "n/a"
 
-            outside_call = r.violations.get("stitch (outside the call)")
+            outside_call: int | str | None = r.violations.get(
+                "stitch (outside the call)",
+                r.violations.get("stitch, callee records outside the call"),
+            )
+            raw_outside = r.violations.get("raw, callee records outside the call")
+            if outside_call is not None and raw_outside is not None:
+                outside_call = f"{outside_call} (raw timestamps: {raw_outside})"
             rows.append(
                 f"| {r.name} | {r.traces} | {cell('raw')} | {cell('jaeger')} | "
                 f"{cell('clocks')} | {cell('stitch')} | "

@@ -173,7 +173,7 @@ STITCH_STAGES = (
             "_write",
         ),
     ),
-    ("the orchestrator and grep", ("_pipeline", "_grep_calls", "_grep")),
+    ("the orchestrator and grep", ("_pipeline", "_grep_calls", "_search", "_grep")),
     ("the Spark engine's tasks", ("_spark_tasks",)),
 )
 """The stitcher's modules in pipeline order (docs/architecture.md)."""

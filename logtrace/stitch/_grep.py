@@ -1,6 +1,7 @@
 """``logtrace grep``: every line holding an ID, in stitched order.
 
-The search is a byte search over each file (``mmap`` and ``bytes.find``, no
+The search is a byte search over each file (``mmap`` and the C library's
+``memmem``, or ``bytes.find`` without the extension: :mod:`._search`; no
 decoding), a file at a time; a compressed file is searched a block of
 whole lines at a time, never held whole. Only matching lines are parsed.
 They are then ordered as the stitcher orders a trace, with clock offsets
@@ -33,6 +34,7 @@ from ._order_rules import Line, order_lines
 from ._parse import parse_line
 from ._plan import InputError, service_from_path
 from ._precision import Resolutions, file_resolution, resolution, whole_ms
+from ._search import find
 
 __all__ = [
     "ORDER_BUFFER",
@@ -102,12 +104,12 @@ _WINDOW = 64 << 20
 def _find(data: bytes | mmap.mmap, needle: bytes, start: int) -> int:
     """``data.find(needle, start)``, a window at a time, giving back mapped
     pages already searched so that resident memory stays small."""
-    if not isinstance(data, mmap.mmap):
-        return data.find(needle, start)
     size = len(data)
+    if not isinstance(data, mmap.mmap):
+        return find(data, needle, start, size)
     while start < size:
         stop = min(size, start + _WINDOW + len(needle))
-        pos = data.find(needle, start, stop)
+        pos = find(data, needle, start, stop)
         if pos >= 0:
             return pos
         if stop >= size:
