@@ -209,14 +209,15 @@ def _bounds(
     # Rows in group order, each with its innermost call.
     g_span = span[by_group].astype(np.int64)
     row_root = np.where(g_span >= 0, root[np.maximum(g_span, 0)], -1)
-    before, after = call_brackets(
-        *_bracket_lines(table, clocks, by_group, g_span, row_root, keys, ts, res),
-        n_spans,
-        p,
-        calls.callee,
-    )
-    lo_all = np.fmax(lo_all, np.nextafter(before, _INF))
-    hi_all = np.fmin(hi_all, np.nextafter(after, -_INF))
+    if (res[by_group] > 0).any():  # rule 4 is for coarse times only
+        before, after = call_brackets(
+            *_bracket_lines(table, clocks, by_group, g_span, row_root, keys, ts, res),
+            n_spans,
+            p,
+            calls.callee,
+        )
+        lo_all = np.fmax(lo_all, np.nextafter(before, _INF))
+        hi_all = np.fmin(hi_all, np.nextafter(after, -_INF))
     low = np.full(n_spans, -_INF)
     high = np.full(n_spans, _INF)
 

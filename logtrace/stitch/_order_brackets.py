@@ -63,8 +63,8 @@ def call_brackets(
     n_calls = len(caller)
     before = np.full(n_calls, -_INF)
     after = np.full(n_calls, _INF)
-    span, t, keys = caller_lines.span, caller_lines.t, caller_lines.keys
-    top = t + caller_lines.res
+    span, lo, keys = caller_lines.span, caller_lines.t, caller_lines.keys
+    hi = lo + caller_lines.res
     coarse = np.zeros(n_spans, dtype=bool)
     coarse[span[caller_lines.res > 0]] = True
     coarse_call = np.zeros(n_spans, dtype=bool)
@@ -79,42 +79,57 @@ def call_brackets(
     np.maximum.at(end_from, call_lines.call, call_lines.t)
     latest_start, earliest_end = start_by[x], end_from[x]
 
-    o = np.lexsort((keys, span))  # each span's lines in key order, ties as grouped
-    s_span, s_t, s_top, s_key = span[o], t[o], top[o], keys[o]
+    # The callers' lines, each span's in key order (group order already is,
+    # unless a span's lines are in two files).
+    is_caller = np.zeros(n_spans, dtype=bool)
+    is_caller[p] = True
+    sel = np.flatnonzero(is_caller[span])
+    o = sel[np.argsort(span[sel], kind="stable")]
+    s_span, s_key = span[o], keys[o]
+    same = s_span[1:] == s_span[:-1]
+    if (same & (s_key[1:] < s_key[:-1])).any():
+        o = sel[np.lexsort((keys[sel], span[sel]))]
+        s_span, s_key = span[o], keys[o]
+        same = s_span[1:] == s_span[:-1]
+    s_lo, s_hi = lo[o], hi[o]
     boundary = np.empty(len(o), dtype=bool)
-    boundary[0] = True
-    np.not_equal(s_span[1:], s_span[:-1], out=boundary[1:])
+    boundary[:1] = True
+    np.logical_not(same, out=boundary[1:])
     first = np.searchsorted(s_span, p, side="left")
     size = np.searchsorted(s_span, p, side="right") - first
     known = (size > 0) & np.isfinite(latest_start)
 
     # From the first line on: surely before the end, maybe before the start.
     run = np.minimum(
-        _count(s_span, segmented(s_top.copy(), boundary, np.fmax, False), p, earliest_end, True),
-        _count(s_span, segmented(s_t.copy(), boundary, np.fmax, False), p, latest_start, False),
+        _count(segmented(s_hi.copy(), boundary, np.fmax, False), first, size, earliest_end, True),
+        _count(segmented(s_lo.copy(), boundary, np.fmax, False), first, size, latest_start, False),
     )
     ok = known & (run > 0)
     before[chosen[ok]] = s_key[(first + run - 1)[ok]]
     # Back from the last line: surely after the start, maybe after the end.
     skip = np.maximum(
-        _count(s_span, segmented(s_t.copy(), boundary, np.fmin, True), p, latest_start, False),
-        _count(s_span, segmented(s_top.copy(), boundary, np.fmin, True), p, earliest_end, True),
+        _count(segmented(s_lo.copy(), boundary, np.fmin, True), first, size, latest_start, False),
+        _count(segmented(s_hi.copy(), boundary, np.fmin, True), first, size, earliest_end, True),
     )
     ok = known & (skip < size)
     after[chosen[ok]] = s_key[(first + skip)[ok]]
     return before, after
 
 
-def _count(seg: I64, values: F64, q_seg: I64, q: F64, strict: bool) -> I64:
-    """Per query: how many of its group's values are below ``q`` (``strict``)
-    or at most ``q``; ``seg`` is sorted and ``values`` ascend within each group."""
-    n = len(seg)
-    row_tie, query_tie = (1, 0) if strict else (0, 1)
-    tie = np.concatenate([np.full(n, row_tie, dtype=np.int8), np.full(len(q), query_tie, np.int8)])
-    merged = np.lexsort((tie, np.concatenate([values, q]), np.concatenate([seg, q_seg])))
-    is_row = merged < n
-    rows_before: I64 = np.cumsum(is_row) - is_row
-    at = np.empty(len(merged), dtype=np.int64)
-    at[merged] = np.arange(len(merged))
-    counted: I64 = rows_before[at[n:]] - np.searchsorted(seg, q_seg, side="left")
+def _count(values: F64, first: I64, size: I64, q: F64, strict: bool) -> I64:
+    """Per query: how many of ``values[first:first + size]`` (ascending) are
+    below ``q`` (``strict``) or at most ``q``: a bisection of every group at
+    once, a step per halving of the longest."""
+    lo = first.copy()
+    hi = first + size
+    while True:
+        open_ = lo < hi
+        if not open_.any():
+            break
+        mid = (lo + hi) // 2
+        value = values[np.where(open_, mid, 0)]
+        below = open_ & ((value < q) if strict else (value <= q))
+        lo = np.where(below, mid + 1, lo)
+        hi = np.where(open_ & ~below, mid, hi)
+    counted: I64 = lo - first
     return counted
