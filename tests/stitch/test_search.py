@@ -70,4 +70,4 @@ class TestSwitch:
     def test_the_switch_is_the_stitchers(self) -> None:
         from logtrace.stitch._native import PURE_PYTHON as stitcher_switch
 
-        assert PURE_PYTHON == stitcher_switch
+        assert stitcher_switch == PURE_PYTHON
