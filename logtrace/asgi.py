@@ -188,7 +188,11 @@ def _finish(
 ) -> None:
     """Write the server span's record with OpenTelemetry HTTP attributes and,
     once the response was complete (``answered``, 0 if never), when."""
+    # Both clocks read together: a span start put back from a wall time read
+    # later (after the attributes, or a thread switch) would move the stated
+    # answer (start + response_ms) late, past when the caller had it.
     duration = perf_counter_ns() - start
+    ended = time_ns()
     websocket = scope["type"] == "websocket"
     method: str = "GET" if websocket else scope.get("method", "GET")
     path = printable(scope.get("path", ""))
@@ -215,7 +219,7 @@ def _finish(
     elif "http_version" in scope:
         attributes[NETWORK_PROTOCOL_VERSION] = scope["http_version"]
     name = server_span_name(method, route)
-    emit_span(KIND_SERVER, name, ctx, time_ns() - duration, duration, attributes, error)
+    emit_span(KIND_SERVER, name, ctx, ended - duration, duration, attributes, error)
 
 
 def _route(scope: Scope) -> str | None:

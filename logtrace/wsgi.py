@@ -183,7 +183,11 @@ def _finish(
 ) -> None:
     """Write the server span's record with OpenTelemetry HTTP attributes and
     when the server started writing the body (``answered``, 0 if never)."""
+    # Both clocks read together: a span start put back from a wall time read
+    # later (after the attributes, or a thread switch) would move the stated
+    # answer (start + response_ms) late, past when the caller had it.
     duration = perf_counter_ns() - start
+    ended = time_ns()
     method = printable(environ.get("REQUEST_METHOD", "GET"))
     path = printable(environ.get("SCRIPT_NAME", "") + environ.get("PATH_INFO", ""))
     scheme: str = environ.get("wsgi.url_scheme", "http")
@@ -217,4 +221,4 @@ def _finish(
     if protocol.startswith("HTTP/"):
         attributes[NETWORK_PROTOCOL_VERSION] = protocol[5:]
     name = server_span_name(method, route)
-    emit_span(KIND_SERVER, name, ctx, time_ns() - duration, duration, attributes, error)
+    emit_span(KIND_SERVER, name, ctx, ended - duration, duration, attributes, error)

@@ -5,7 +5,9 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
+import time
 from collections.abc import AsyncIterator, Iterable
+from datetime import datetime
 from typing import Any
 
 import httpx
@@ -673,3 +675,39 @@ class TestAnyHeaders:
             assert _SAFE_VALUE.fullmatch(value)
         (record,) = keep
         assert str(vars(record)["server.address"]).isprintable()
+
+
+class TestStatedAnswer:
+    def test_the_stated_answer_is_never_after_the_caller_had_it(self) -> None:
+        """The span's start is put back from its end, so the wall clock and the
+        monotonic one are read together: work between the two reads (here a
+        route whose template takes 30 ms to read, as a thread switch or a
+        busy host would) must not move ``span.start + response_ms`` past the
+        moment the server wrote the answer."""
+
+        class SlowRoute:
+            @property
+            def path_format(self) -> str:
+                time.sleep(0.03)
+                return "/slow"
+
+        async def app(scope: Scope, receive: Receive, send: Send) -> None:
+            scope["route"] = SlowRoute()
+            await send({"type": "http.response.start", "status": 200, "headers": []})
+            await send({"type": "http.response.body", "body": b"ok"})
+
+        written: list[int] = []
+
+        async def server_send(message: dict[str, Any]) -> None:
+            if message["type"] == "http.response.body":
+                written.append(time.time_ns())
+
+        async def receive() -> dict[str, Any]:
+            return {"type": "http.request", "body": b"", "more_body": False}
+
+        with capture_spans() as spans:
+            asyncio.run(TraceMiddleware(app)(http_scope("/slow"), receive, server_send))
+        (record,) = spans.fields()
+        start = datetime.fromisoformat(record["span.start"]).timestamp() * 1e9
+        stated = start + record["response_ms"] * 1e6
+        assert stated <= written[0] + 5_000  # the microseconds the record rounds to

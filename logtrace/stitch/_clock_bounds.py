@@ -22,7 +22,7 @@ import math
 from array import array
 from collections.abc import Sequence
 from contextvars import ContextVar
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 __all__ = [
     "LOOSE_RATE",
@@ -91,6 +91,20 @@ class Bounds:
     def tight_low(self) -> float:
         return -_tightest(self.lows, self.n_low, self.exact)
 
+    def next_lows(self) -> list[float]:
+        """The lower bounds from stated answers, tightest first, from
+        :meth:`tight_low`'s on: the ones to fall back on when the tightest
+        were written late (see :meth:`Pair.resolve`)."""
+        if not self.lows:
+            return []
+        if self.exact:
+            skip = int(self.n_low * _OUTLIER_RATE)
+            best = heapq.nsmallest(_KEEP, self.lows)
+        else:
+            skip = int(len(self.lows) * LOOSE_RATE.get())
+            best = heapq.nsmallest(skip + _KEEP, self.lows)
+        return [-x for x in best[min(skip, len(best) - 1) :]]
+
     def tight_weak_low(self) -> float:
         return -_tightest(self.weak, self.n_weak, self.exact)
 
@@ -132,8 +146,17 @@ class Pair:
     second_hi: float = _INF
     """The weak bounds two calls reach (see :meth:`resolve`)."""
     dropped: str = ""
-    """Which bounds :meth:`resolve` dropped: ``""``, ``"weak"`` or ``"all"``
-    (the sound bounds contradicted each other: the pair says nothing)."""
+    """Which bounds :meth:`resolve` dropped: ``""``, ``"weak"``, ``"late
+    answers"`` or ``"all"`` (the sound bounds contradicted each other: the
+    pair says nothing)."""
+    safe_lo: float = -_INF
+    safe_hi: float = _INF
+    """The bounds from requests (a callee starts after the caller sent), which
+    a late timestamp only loosens."""
+    answer_lo: list[float] = field(default_factory=list)
+    answer_hi: list[float] = field(default_factory=list)
+    """The bounds from stated answers, tightest first (:meth:`Bounds.next_lows`)."""
+    n_answers: int = 0
 
     def resolve(self, strict: bool = True) -> Pair:
         """Keep the weak bounds when they agree with the sound ones; drop them
@@ -146,6 +169,8 @@ class Pair:
         on every call that ran fast enough (two at least). Per-minute bounds
         (not ``strict``) keep them: whether the clocks are apart is decided
         on the whole window."""
+        if self.lo > self.hi:
+            self._skip_late_answers()
         lo, hi = max(self.lo, self.weak_lo), min(self.hi, self.weak_hi)
         shared = self.lo <= 0.0 <= self.hi
         if strict and lo <= hi and shared and not lo <= 0.0 <= hi:
@@ -162,6 +187,33 @@ class Pair:
         self.weak_lo, self.weak_hi = -_INF, _INF
         self.second_lo, self.second_hi = -_INF, _INF
         return self
+
+    def _skip_late_answers(self) -> None:
+        """Sound bounds that contradict each other because of a few answers.
+
+        A stated answer (``span.start`` plus ``response_ms``) is the one
+        timestamp whose error is not on the safe side: a record whose start
+        was put back from a wall clock read late (a server that reads its
+        clocks apart, on a busy host), or a server that notes the answer once
+        its write returned, states it after the caller already had it, and
+        that call's bound is too tight. A late start, send or receive only
+        loosens its bound. So when skipping the tightest stated answers, at
+        most one in twenty of them, makes the bounds agree, those were late;
+        else the pair says nothing."""
+        allowed = min(_KEEP - 1, max(1, self.n_answers // 20))
+        i = j = 0
+        lo, hi = self.lo, self.hi
+        while lo > hi and i + j < allowed:
+            if i < len(self.answer_lo) and self.answer_lo[i] == lo and lo > self.safe_lo:
+                i += 1
+            elif j < len(self.answer_hi) and self.answer_hi[j] == hi and hi < self.safe_hi:
+                j += 1
+            else:
+                break
+            lo = max(self.safe_lo, self.answer_lo[i] if i < len(self.answer_lo) else -_INF)
+            hi = min(self.safe_hi, self.answer_hi[j] if j < len(self.answer_hi) else _INF)
+        if lo <= hi:
+            self.lo, self.hi, self.dropped = lo, hi, "late answers"
 
     def estimate(self, slack: float) -> tuple[float, float]:
         """Midpoint and weight; one-sided intervals assume ``slack`` of delay.
@@ -191,6 +243,7 @@ def fold_pairs(bounds: dict[CallKey, Bounds], strict: bool = True) -> dict[tuple
     for (a, b, _), cell in bounds.items():
         up, low, weak = cell.tight_up(), cell.tight_low(), cell.tight_weak_low()
         second = cell.second_weak_low()
+        answers = cell.next_lows()
         n = cell.n_up
         t = cell.t_sum / n if n else 0.0
         if a < b:
@@ -199,12 +252,19 @@ def fold_pairs(bounds: dict[CallKey, Bounds], strict: bool = True) -> dict[tuple
             key, lo, hi, wlo, whi, slo, shi = (b, a), -up, -low, -_INF, -weak, -_INF, -second
         pair = pairs.get(key)
         if pair is None:
-            pairs[key] = Pair(lo, hi, n, t, wlo, whi, slo, shi)
+            pair = pairs[key] = Pair(lo, hi, n, t, wlo, whi, slo, shi)
         else:
             pair.t = (pair.t * pair.n + t * n) / max(pair.n + n, 1)
             pair.lo, pair.hi, pair.n = max(pair.lo, lo), min(pair.hi, hi), pair.n + n
             pair.weak_lo, pair.weak_hi = max(pair.weak_lo, wlo), min(pair.weak_hi, whi)
             pair.second_lo, pair.second_hi = max(pair.second_lo, slo), min(pair.second_hi, shi)
+        pair.n_answers += cell.n_low
+        if a < b:
+            pair.safe_hi = min(pair.safe_hi, up)
+            pair.answer_lo = sorted(pair.answer_lo + answers, reverse=True)[:_KEEP]
+        else:
+            pair.safe_lo = max(pair.safe_lo, -up)
+            pair.answer_hi = sorted(pair.answer_hi + [-x for x in answers])[:_KEEP]
     for pair in pairs.values():
         pair.resolve(strict)
     return pairs
