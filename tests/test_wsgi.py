@@ -6,7 +6,9 @@ import asyncio
 import logging
 import re
 import sys
+import time
 from collections.abc import Callable, Iterable, Iterator
+from datetime import datetime
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -252,6 +254,30 @@ class TestSpanRecords:
         assert f["http.response.status_code"] == 200
         assert (f["server.address"], f["server.port"]) == ("example.test", 8080)
         assert f["network.protocol.version"] == "1.0"
+
+    def test_the_stated_answer_is_never_after_the_body_was_written(
+        self, span_records: list[logging.LogRecord]
+    ) -> None:
+        """The span's start is put back from its end, so both clocks are read
+        together: work between the two reads (here an environ that takes 30 ms
+        to give its protocol, as a thread switch on a busy host would) must
+        not move ``span.start + response_ms`` past when the server wrote."""
+
+        class SlowEnviron(dict[str, Any]):
+            def get(self, key: str, default: Any = None) -> Any:
+                if key == "SERVER_PROTOCOL":
+                    time.sleep(0.03)
+                return super().get(key, default)
+
+        env = SlowEnviron(environ("/users/7"))
+        body = WSGITraceMiddleware(hello)(env, lambda s, h, e=None: None)
+        writing = time.time_ns()
+        list(body)
+        body.close()  # type: ignore[attr-defined]
+        (record,) = span_records
+        f = vars(record)
+        start = datetime.fromisoformat(f["span.start"]).timestamp() * 1e9
+        assert start + f["response_ms"] * 1e6 <= writing + 5_000  # to the microsecond
 
     def test_failed_request_record(self, span_records: list[logging.LogRecord]) -> None:
         def app(env: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
