@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import re
 from hashlib import blake2b
-from itertools import repeat
 from typing import Any
 
 import numpy as np
@@ -114,11 +113,12 @@ def _read_lines(
     lines; whether any was found."""
     rows = table.rows
     lines = wanted[chunk]
+    lengths = rows["len"][lines].astype(np.int64)
     offsets = rows["off"][lines].tolist()
-    ends = (rows["off"][lines] + rows["len"][lines]).tolist()
+    ends = (rows["off"][lines] + lengths).tolist()
     block = b"\n".join([data[a:b] for a, b in zip(offsets, ends, strict=True)])
     found = False
-    numbers = _first_of(ANSWER_PATTERNS, block, len(lines)) if b"response_ms" in block else _NONE
+    numbers = _first_of(ANSWER_PATTERNS, block, lengths) if b"response_ms" in block else _NONE
     have = np.flatnonzero(numbers != b"")
     if len(have):
         found = True
@@ -127,7 +127,7 @@ def _read_lines(
             ms = number(numbers[k])
             if ms is not None:
                 answered[chunk[k]] = starts[k] + ms / 1e3
-    names = _first_of(HOST_PATTERNS, block, len(lines)) if b"host" in block else _NONE
+    names = _first_of(HOST_PATTERNS, block, lengths) if b"host" in block else _NONE
     have = np.flatnonzero(names != b"")
     if len(have):
         found = True
@@ -142,23 +142,27 @@ def _read_lines(
     return found
 
 
-def _first_of(patterns: tuple[re.Pattern[bytes], ...], block: bytes, n: int) -> Any:
-    """Per line of ``block`` (``n`` lines joined by newlines): the value the
-    first of ``patterns`` (one group each, no match spanning lines) finds in
-    the line captures (``b""``: none)."""
+def _first_of(patterns: tuple[re.Pattern[bytes], ...], block: bytes, lengths: I64) -> Any:
+    """Per line of ``block`` (lines of ``lengths`` bytes joined by newlines):
+    the value the first of ``patterns`` (one group each, no match spanning
+    lines) finds in the line captures (``b""``: none)."""
+    n = len(lengths)
     out = np.full(n, b"", dtype=object)
+    ends = np.cumsum(lengths + 1)  # each line's end, past its newline
     for pattern in patterns:
         if not (out == b"").any():
             break
-        parts = pattern.split(block)  # text, value, text, value, ..., text
-        if len(parts) == 1:
+        starts: list[int] = []
+        found: list[bytes] = []
+        for match in pattern.finditer(block):
+            starts.append(match.start())
+            found.append(match[1])
+        if not starts:
             continue
-        texts = parts[0:-1:2]
-        newlines = np.fromiter(map(bytes.count, texts, repeat(b"\n")), np.int64, len(texts))
-        where = np.cumsum(newlines)  # the line of each match
+        where = np.searchsorted(ends, starts, side="right")  # the line of each match
         line, first = np.unique(where, return_index=True)  # the first in each line
-        values = np.empty(len(parts) // 2, dtype=object)
-        values[:] = parts[1::2]
+        values = np.empty(len(found), dtype=object)
+        values[:] = found
         take = out[line] == b""
         out[line[take]] = values[first[take]]
     return out
