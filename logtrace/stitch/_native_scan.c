@@ -1439,6 +1439,54 @@ record_fields(const Keys *L, Fields *f)
     return 1;
 }
 
+/* An object member's key, plain (no escapes), and the colon after it: *pp
+ * at the key's opening quote, left at the value. 0 to decline. */
+static inline int
+member_key(const unsigned char **pp, const unsigned char *end, const unsigned char **key,
+           size_t *len)
+{
+    const unsigned char *p = *pp;
+    if (p >= end || *p != '"') {
+        return 0;
+    }
+    const unsigned char *k = ++p;
+    p = find_stop(p, end);
+    if (p >= end || *p != '"') {
+        return 0; /* escapes or odd bytes in a key */
+    }
+    *key = k;
+    *len = (size_t)(p - k);
+    p++;
+    SKIP_WS(p, end);
+    if (p >= end || *p != ':') {
+        return 0;
+    }
+    p++;
+    SKIP_WS(p, end);
+    *pp = p;
+    return 1;
+}
+
+/* After a member's value: 1 at the next member's key, 0 past the closing
+ * brace, -1 for anything else. */
+static inline int
+next_member(const unsigned char **pp, const unsigned char *end)
+{
+    const unsigned char *p = *pp;
+    SKIP_WS(p, end);
+    if (p < end && *p == ',') {
+        p++;
+        SKIP_WS(p, end);
+        *pp = p;
+        return 1;
+    }
+    if (p < end && *p == '}') {
+        *pp = p + 1;
+        return 0;
+    }
+    return -1;
+}
+
 /* Parse and check one line; 1 when it is handled here, 0 to decline. */
 static int
 parse_line(const unsigned char *line, size_t len, Fields *f)
@@ -1454,25 +1502,15 @@ parse_line(const unsigned char *line, size_t len, Fields *f)
     }
     else {
         for (;;) {
-            if (p >= end || *p != '"') {
+            const unsigned char *k;
+            size_t kn;
+            if (!member_key(&p, end, &k, &kn)) {
                 return 0;
             }
-            const unsigned char *k = ++p;
-            p = find_stop(p, end);
-            if (p >= end || *p != '"') {
-                return 0; /* escapes or odd bytes in a key */
-            }
-            int id = key_id(k, (size_t)(p - k));
+            int id = key_id(k, kn);
             if (id == K_DECLINE) {
                 return 0;
             }
-            p++;
-            SKIP_WS(p, end);
-            if (p >= end || *p != ':') {
-                return 0;
-            }
-            p++;
-            SKIP_WS(p, end);
             const unsigned char *v = p;
             if (id < N_KEYS) {
                 /* A key the Python side decodes: numbers must convert, and
@@ -1490,17 +1528,13 @@ parse_line(const unsigned char *line, size_t len, Fields *f)
             else if (!skip_value(&p, end, 1, 0)) {
                 return 0;
             }
-            SKIP_WS(p, end);
-            if (p < end && *p == ',') {
-                p++;
-                SKIP_WS(p, end);
-                continue;
+            int more = next_member(&p, end);
+            if (more < 0) {
+                return 0;
             }
-            if (p < end && *p == '}') {
-                p++;
+            if (!more) {
                 break;
             }
-            return 0;
         }
     }
     if (p != end) {
@@ -1663,15 +1697,11 @@ docker_fields(const unsigned char *line, size_t len, Fields *f, unsigned char **
     long got = -1; /* the unescaped log's length */
     SKIP_WS(p, end);
     for (;;) {
-        if (p >= end || *p != '"') {
+        const unsigned char *k;
+        size_t kn;
+        if (!member_key(&p, end, &k, &kn)) {
             return 0;
         }
-        const unsigned char *k = ++p;
-        p = find_stop(p, end);
-        if (p >= end || *p != '"') {
-            return 0;
-        }
-        size_t kn = (size_t)(p - k);
         Value *slot = kn == 3 && memcmp(k, "log", 3) == 0      ? &log
                       : kn == 6 && memcmp(k, "stream", 6) == 0 ? &stream
                       : kn == 4 && memcmp(k, "time", 4) == 0   ? &time
@@ -1679,13 +1709,6 @@ docker_fields(const unsigned char *line, size_t len, Fields *f, unsigned char **
         if (slot == NULL || slot->v != NULL) {
             return 0; /* another key (`attrs`...), or one twice */
         }
-        p++;
-        SKIP_WS(p, end);
-        if (p >= end || *p != ':') {
-            return 0;
-        }
-        p++;
-        SKIP_WS(p, end);
         const unsigned char *v = p;
         int escaped;
         if (p >= end || *p != '"') {
@@ -1712,17 +1735,13 @@ docker_fields(const unsigned char *line, size_t len, Fields *f, unsigned char **
         }
         slot->v = v;
         slot->n = (size_t)(p - v);
-        SKIP_WS(p, end);
-        if (p < end && *p == ',') {
-            p++;
-            SKIP_WS(p, end);
-            continue;
+        int more = next_member(&p, end);
+        if (more < 0) {
+            return 0;
         }
-        if (p < end && *p == '}') {
-            p++;
+        if (!more) {
             break;
         }
-        return 0;
     }
     const unsigned char *ts_text;
     size_t ts_len;
