@@ -10,7 +10,7 @@ from typing import IO, Any
 
 from ._terminal import CommandError, visible, warn
 
-__all__ = ["filtered_run", "quiet_blas", "run_stitch"]
+__all__ = ["filtered_run", "run_stitch", "tune_numpy"]
 
 
 def _open_output(path: str | None) -> tuple[IO[bytes], bool]:
@@ -36,15 +36,26 @@ def _progress() -> Any:
     return show
 
 
-def quiet_blas() -> None:
-    """The stitcher does no linear algebra; without this, numpy's BLAS starts
-    a thread per core at import, in the parent and again in every worker."""
+def tune_numpy() -> None:
+    """Settings numpy reads at import, for a batch job over large arrays.
+
+    - The stitcher does no linear algebra; without this, numpy's BLAS starts
+      a thread per core at import, in the parent and again in every worker.
+    - numpy asks the kernel for huge pages for every large array. Where
+      transparent huge pages are on request (``madvise``, a common default),
+      a fault on one may stall in memory compaction: measured on 500 MB of
+      logs, the per-trace stage took 0.24 to 0.64 s of CPU from run to run
+      with them and 0.30 to 0.33 s without.
+
+    Values already in the environment win.
+    """
     for name in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
         os.environ.setdefault(name, "1")
+    os.environ.setdefault("NUMPY_MADVISE_HUGEPAGE", "0")
 
 
 def run_stitch(args: argparse.Namespace) -> int:
-    quiet_blas()
+    tune_numpy()
     from logtrace.stitch import InputError, Options, stitch
 
     summary_only = args.summary and args.format is None and args.engine != "spark"

@@ -19,7 +19,7 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
-from ._stitch_command import quiet_blas, run_stitch
+from ._stitch_command import run_stitch, tune_numpy
 from ._terminal import CommandError, visible, visible_line, warn
 
 __all__ = ["main", "parse_size", "visible", "visible_line"]
@@ -304,7 +304,7 @@ def _demo(args: argparse.Namespace) -> int:
             f"demo: needs {', '.join(missing)}: "
             'install the demo extra: python -m pip install "pylogtrace[demo]"'
         )
-    quiet_blas()
+    tune_numpy()
     from logtrace.demo.run import main as demo
 
     return demo(directory=args.dir)
@@ -330,7 +330,7 @@ def _grep(args: argparse.Namespace) -> int:
     import shutil
     import tempfile
 
-    quiet_blas()
+    tune_numpy()
     from logtrace.stitch import InputError, expand_paths, grep_stream
 
     if not args.id.strip():

@@ -162,6 +162,8 @@ STITCH_STAGES = (
             "_outcomes",
             "_render_summary",
             "_render_text",
+            "_render_range",
+            "_render_jsonl_native",
             "_render_jsonl",
             "_render_html",
             "_render_chrome",

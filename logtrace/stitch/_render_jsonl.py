@@ -13,26 +13,23 @@ write the same bytes; ``LOGTRACE_PURE_PYTHON=1`` selects the Python one.
 
 from __future__ import annotations
 
-import contextlib
-import itertools
-import mmap
 import os
 import shutil
 import tempfile
 from collections.abc import Callable
 from multiprocessing import get_context
-from typing import IO, Any
+from typing import IO
 
 import msgspec
 import numpy as np
-import numpy.typing as npt
 
-from ._decompress import LineReader
-from ._marks import MARKS, span_marks
+from ._marks import span_marks
 from ._memory import give_back_free_heap, take_rows
-from ._model import JSON, REASONS, Rendering, Table
+from ._model import JSON, Rendering
 from ._native import native_enabled, native_write
 from ._record_text import iso_strings, record_json
+from ._render_jsonl_native import render_native
+from ._render_range import TAILS, RangeContext, ReleasePlan, marks_if_any, tail_codes
 
 __all__ = ["write_jsonl"]
 
@@ -49,16 +46,16 @@ output buffer is ~20 MB), no faster."""
 def _render_range(r: Rendering, lo: int, hi: int, out: IO[bytes]) -> None:
     """Rows ``lo:hi`` of the output order, in batches to bound memory."""
     table = r.table
-    ctx = _Context(
+    ctx = RangeContext(
         [_encode(s).decode() for s in table.services],
         [_encode(s.name).decode() for s in table.sources],
         len(table.sources),
-        _marks_if_any(span_marks(r.tree)),
+        marks_if_any(span_marks(r.tree)),
     )
     # Inferred parents add a key the C path does not write: such runs take the Python one.
     native = native_enabled(native_write) and not _any_inferred(r)
     size = _NATIVE_BATCH if native else _BATCH
-    release = _ReleasePlan(r, lo, hi)
+    release = ReleasePlan(r, lo, hi)
     traced = max(lo, min(hi, r.order.n_traced))
     # Lines without a trace come last in file order, one here and there:
     # read with pread (direct), as mapping them would fault in whole runs of pages.
@@ -66,7 +63,7 @@ def _render_range(r: Rendering, lo: int, hi: int, out: IO[bytes]) -> None:
     batches += [(start, min(hi, start + size), True) for start in range(traced, hi, size)]
     try:
         if native:
-            _render_native(r, batches, out, ctx, release)
+            render_native(r, batches, out, ctx, release)
             return
         for start, end, direct in batches:
             _render_batch(r, start, end, out, ctx, direct)
@@ -82,100 +79,8 @@ def _any_inferred(r: Rendering) -> bool:
     return r.tree.inferred is not None and bool(r.tree.inferred.any())
 
 
-class _ReleasePlan:
-    """Give back the pages of input files that no later row will read.
-
-    Traces come out in start order and files are written in time order, so
-    the reading position in each file only creeps forward. Dropping the
-    mapped pages behind it keeps resident memory to a window instead of
-    the whole input (the page cache keeps them; nothing is read twice).
-    """
-
-    __slots__ = ("_low", "_positions")
-
-    def __init__(self, r: Rendering, lo: int, hi: int) -> None:
-        # Lines without a trace come last, in file order: they would pin every
-        # file's first pages. They are left out; reading one of them again later
-        # only maps its page back from the page cache.
-        hi = max(lo, min(hi, r.order.n_traced))
-        idx = r.order.rows[lo:hi]
-        files = r.table.file[idx]
-        offsets = r.table.rows["off"][idx]
-        self._positions: dict[int, npt.NDArray[np.int64]] = {}
-        self._low: dict[int, npt.NDArray[np.int64]] = {}
-        # Positions grouped by file, in order within each (a stable sort: a
-        # linear-time radix sort when file numbers fit 16 bits).
-        key = files.astype(np.uint16) if len(r.table.sources) <= 1 << 16 else files
-        by_file = np.argsort(key, kind="stable")
-        sorted_files = files[by_file]
-        cuts = [0, *(np.flatnonzero(np.diff(sorted_files)) + 1).tolist(), len(by_file)]
-        for a, b in itertools.pairwise(cuts):
-            if a == b:
-                continue
-            where = by_file[a:b]
-            self._positions[int(sorted_files[a])] = where + lo
-            # Smallest offset still needed from each position on (suffix minimum).
-            self._low[int(sorted_files[a])] = np.minimum.accumulate(offsets[where][::-1])[::-1]
-
-    def after(self, end: int, ctx: _Context) -> None:
-        for f, positions in self._positions.items():
-            data = ctx.maps[f]
-            if not isinstance(data, mmap.mmap):
-                continue
-            k = int(np.searchsorted(positions, end))
-            low = int(self._low[f][k]) if k < len(positions) else len(data)
-            low -= low % mmap.PAGESIZE
-            if low > 0:
-                with contextlib.suppress(OSError, ValueError, AttributeError):
-                    data.madvise(mmap.MADV_DONTNEED, 0, low)
-
-
-class _Context:
-    """What the batches of one range share: names and open files."""
-
-    __slots__ = ("_names", "files", "maps", "marks", "readers", "services")
-
-    def __init__(
-        self,
-        services: list[str],
-        files: list[str],
-        n_files: int,
-        marks: npt.NDArray[np.uint8] | None,
-    ) -> None:
-        self.services = services
-        self.marks = marks
-        """Per span: its mark (:func:`._marks.span_marks`); ``None`` when none has one."""
-        self.files = files
-        self.readers: list[LineReader | None] = [None] * n_files
-        self.maps: list[bytes | mmap.mmap | None] = [None] * n_files
-        self._names: (
-            tuple[tuple[str, ...], tuple[str, ...], tuple[bytes, ...], tuple[bytes, ...]] | None
-        ) = None
-
-    def names(
-        self, table: Table
-    ) -> tuple[tuple[str, ...], tuple[str, ...], tuple[bytes, ...], tuple[bytes, ...]]:
-        """Trace and span IDs, service and file names (JSON bytes), for the C path.
-
-        Tuples: the C loop reads them without the GIL, so they must not change.
-        """
-        if self._names is None:
-            self._names = (
-                tuple(table.traces),
-                tuple(table.spans),
-                tuple(s.encode() for s in self.services),
-                tuple(f.encode() for f in self.files),
-            )
-        return self._names
-
-    def open(self, file: int, path: str) -> bytes | mmap.mmap:
-        reader = self.readers[file] = LineReader(path)
-        data = self.maps[file] = reader.data
-        return data
-
-
 def _render_batch(
-    r: Rendering, lo: int, hi: int, out: IO[bytes], ctx: _Context, direct: bool
+    r: Rendering, lo: int, hi: int, out: IO[bytes], ctx: RangeContext, direct: bool
 ) -> None:
     table = r.table
     idx = r.order.rows[lo:hi]
@@ -270,158 +175,8 @@ def _render_batch(
     parts: list[bytes] = [b""] * (3 * len(raws))
     parts[0::3] = prefixes
     parts[1::3] = raws
-    parts[2::3] = map(_TAILS.__getitem__, _tail_codes(ctx.marks, sub).tolist())
+    parts[2::3] = map(TAILS.__getitem__, tail_codes(ctx.marks, sub).tolist())
     out.write(b"".join(parts))
-
-
-# The C path: timestamps outside years 1..9999 (or NaN) and records that are
-# not JSON are few; Python writes those texts, C everything else.
-_US_LO = -62135596800000000.0  # 0001-01-01, exact as a float
-_US_HI = 253402300800000000.0  # 10000-01-01, exact as a float
-_COLUMN_TYPES = ("<i4", "<i4", "<i4", "<u2", "<i4", "<i8", "<f8", "<i4", "<i4", "<i8", "<i4", "u1")
-"""What ``render_batch`` reads: trace, span, parent, service, depth, timestamp
-(µs), offset_ms, file, line, byte offset, length, reason."""
-_TAILS = (
-    b"}\n",
-    *(b',"reason":"%s"}\n' % reason.encode() for reason in REASONS[1:]),
-    *(b',"mark":"%s"}\n' % mark.encode() for mark in MARKS[1:]),
-)
-"""A line's end: per reason a line joins no trace, then per mark of its span
-(:mod:`._marks`); :func:`_tail_codes` picks one per row."""
-
-
-def _marks_if_any(marks: npt.NDArray[np.uint8]) -> npt.NDArray[np.uint8] | None:
-    return marks if marks.any() else None
-
-
-def _tail_codes(
-    marks: npt.NDArray[np.uint8] | None, sub: npt.NDArray[np.void]
-) -> npt.NDArray[np.uint8]:
-    """Per row of ``sub``: its index into :data:`_TAILS`."""
-    reason = np.asarray(sub["reason"], dtype=np.uint8)
-    span = sub["span"]
-    if marks is None:
-        return reason
-    mark = np.where(span >= 0, marks[np.maximum(span, 0)], 0).astype(np.uint8)
-    return np.where(mark > 0, mark + (len(REASONS) - 1), reason).astype(np.uint8)
-
-
-def _render_native(
-    r: Rendering,
-    batches: list[tuple[int, int, bool]],
-    out: IO[bytes],
-    ctx: _Context,
-    release: _ReleasePlan,
-) -> None:
-    """Batches rendered in C into one reused buffer (its pages stay mapped)."""
-    assert native_write is not None
-    render = native_write.render_batch
-    buffer = bytearray()
-    for start, end, direct in batches:
-        _emit(out, buffer, render(buffer, *_native_args(r, start, end, ctx, direct)))
-        if not direct:
-            release.after(end, ctx)
-
-
-def _emit(out: IO[bytes], buffer: bytearray, size: int) -> None:
-    with memoryview(buffer) as view:
-        out.write(view[:size])
-
-
-def _native_args(
-    r: Rendering, lo: int, hi: int, ctx: _Context, direct: bool
-) -> tuple[
-    tuple[npt.NDArray[Any], ...],
-    tuple[str, ...],
-    tuple[str, ...],
-    tuple[bytes, ...],
-    tuple[bytes, ...],
-    tuple[bytes, ...],
-    list[object],
-    npt.NDArray[np.int64],
-    tuple[bytes, ...],
-    npt.NDArray[np.int64],
-    tuple[bytes, ...],
-]:
-    """What ``render_batch`` needs for rows ``lo:hi``, all but the output buffer."""
-    table = r.table
-    idx = r.order.rows[lo:hi]
-    sub = take_rows(table.rows, idx)
-    file_col = table.file[idx]
-    corrected = r.corrected[idx]
-    scaled = np.round(corrected * 1e6)
-    plain = (scaled >= _US_LO) & (scaled < _US_HI)  # False for NaN
-    stamp_us = np.where(plain, scaled, 0.0).astype(np.int64)
-    stamp_rows = np.flatnonzero(~plain)
-    stamp_texts: tuple[bytes, ...] = ()
-    if len(stamp_rows):
-        odd = corrected[stamp_rows]
-        stamp_texts = tuple(
-            b"null" if v != v else f'"{text}Z"'.encode()
-            for v, text in zip(odd.tolist(), iso_strings(odd), strict=True)
-        )
-    offset = np.round((sub["ts"] - corrected) * 1000.0, 3)
-    maps = ctx.maps
-    if None in maps:  # until every file is open
-        paths = table.data_paths
-        for file in np.flatnonzero(np.bincount(file_col, minlength=len(maps))).tolist():
-            if maps[file] is None:
-                ctx.open(file, paths[file])
-    sources: list[object]
-    if direct:
-        sources = [-1 if reader is None else reader.fileno() for reader in ctx.readers]
-    else:
-        sources = list(maps)
-    flags = sub["flags"]
-    record_rows = np.flatnonzero((flags & JSON) == 0)
-    record_texts: tuple[bytes, ...] = ()
-    if len(record_rows):
-        texts = []
-        readers = ctx.readers
-        for f, s, n, flag in zip(
-            file_col[record_rows].tolist(),
-            sub["off"][record_rows].tolist(),
-            sub["len"][record_rows].tolist(),
-            flags[record_rows].tolist(),
-            strict=True,
-        ):
-            reader = readers[f]
-            assert reader is not None
-            raw = os.pread(reader.fileno(), n, s) if direct else reader.data[s : s + n]
-            texts.append(record_json(raw, flag))
-        record_texts = tuple(texts)
-    names = ctx.names(table)
-    columns = tuple(
-        np.asarray(column, dtype=dtype)  # no copy when the type already fits
-        for column, dtype in zip(
-            (
-                sub["trace"],
-                sub["span"],
-                sub["parent"],
-                sub["svc"],
-                r.tree.row_depth[idx],
-                stamp_us,
-                offset,
-                file_col,
-                sub["line"],
-                sub["off"],
-                sub["len"],
-                _tail_codes(ctx.marks, sub),
-            ),
-            _COLUMN_TYPES,
-            strict=True,
-        )
-    )
-    return (
-        columns,
-        *names,
-        _TAILS,
-        sources,
-        stamp_rows.astype(np.int64, copy=False),
-        stamp_texts,
-        record_rows.astype(np.int64, copy=False),
-        record_texts,
-    )
 
 
 _CURRENT: Rendering | None = None
