@@ -2,8 +2,10 @@
 
 The search is a byte search over each file (``mmap`` and the C library's
 ``memmem``, or ``bytes.find`` without the extension: :mod:`._search`; no
-decoding), a file at a time; a compressed file is searched a block of
-whole lines at a time, never held whole. Only matching lines are parsed.
+decoding); a compressed file is searched a block of whole lines at a time,
+never held whole. With more than one CPU, threads search the next files while
+this one's matches are read (the search and decompression run without the
+GIL). Only matching lines are parsed.
 They are then ordered as the stitcher orders a trace, with clock offsets
 estimated from the calls among the matches alone: a full estimate would need
 a full read, and one trace's client span records already pin its hops down.
@@ -23,7 +25,9 @@ import heapq
 import math
 import mmap
 import os
-from collections.abc import Callable, Iterator, Sequence
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 
 from ._clocks import ClockModel, estimate_clocks
@@ -323,9 +327,10 @@ def grep_stream(
     held: list[Match] | None = []
     size = 0
     count = 0
-    for index, source in enumerate(sources):
+    cap = None if buffer < 0 else buffer // 2
+    for matches in _each_file(sources, needles, warnings, numbers, cap):
         try:
-            for m in file_matches(index, source, needles, warnings, numbers):
+            for m in matches:
                 count += 1
                 if held is None:
                     write(m)
@@ -345,3 +350,75 @@ def grep_stream(
     for m in order_matches(held, [s.name for s in sources], [s.path for s in sources], clocks):
         write(m)
     return count, True
+
+
+def _workers(files: int) -> int:
+    """Threads searching files at once: one per CPU this process may use, at most 4."""
+    try:
+        cpus = len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        cpus = os.cpu_count() or 1
+    return max(1, min(files, cpus, 4))
+
+
+def _each_file(
+    sources: Sequence[Source],
+    needles: Sequence[bytes],
+    warnings: list[str],
+    numbers: bool,
+    cap: int | None,
+) -> Iterator[Iterable[Match]]:
+    """Per file, in order, its matches (an :class:`InputError` raised on reading them).
+
+    With more than one CPU, threads search the next files while the caller
+    reads this one's (the byte search and decompression run without the GIL).
+    A file searched ahead holds at most ``cap`` bytes of matches; past it, the
+    file is searched again when its turn comes, as it goes, so that memory
+    stays bounded.
+    """
+    workers = _workers(len(sources))
+    if workers <= 1:
+        for index, source in enumerate(sources):
+            yield file_matches(index, source, needles, warnings, numbers)
+        return
+    with ThreadPoolExecutor(workers, thread_name_prefix="logtrace-grep") as pool:
+        ahead: deque[Future[_Collected]] = deque()
+        for index, source in enumerate(sources):
+            while len(ahead) < workers and index + len(ahead) < len(sources):
+                k = index + len(ahead)
+                ahead.append(pool.submit(_collect, k, sources[k], needles, numbers, cap))
+            found, file_warnings, error = ahead.popleft().result()
+            if error is not None:
+                warnings.extend(file_warnings)
+                yield _failed(error)
+            elif found is None:
+                yield file_matches(index, source, needles, warnings, numbers)
+            else:
+                warnings.extend(file_warnings)
+                yield found
+
+
+_Collected = tuple[list["Match"] | None, list[str], InputError | None]
+"""A file searched ahead: its matches (``None`` past the cap), its warnings, its error."""
+
+
+def _collect(
+    index: int, source: Source, needles: Sequence[bytes], numbers: bool, cap: int | None
+) -> _Collected:
+    warnings: list[str] = []
+    found: list[Match] = []
+    size = 0
+    try:
+        for m in file_matches(index, source, needles, warnings, numbers):
+            found.append(m)
+            size += len(m.raw) + _MATCH_COST
+            if cap is not None and size > cap:
+                return None, [], None
+    except InputError as exc:
+        return None, warnings, exc
+    return found, warnings, None
+
+
+def _failed(error: InputError) -> Iterator[Match]:
+    raise error
+    yield  # a generator: the error comes when its matches are read

@@ -262,3 +262,100 @@ def test_a_lone_cr_ends_a_line(tmp_path: Path, compressed: bool) -> None:
     stitched = {r["line"]: r["record"]["message"].encode() for r in records}
     assert [m.raw for m in found] == [line.encode() for line in lines if "abc123" in line]
     assert {m.line: m.raw for m in found} == {n: t for n, t in stitched.items() if b"abc123" in t}
+
+
+class TestFilesSearchedAhead:
+    """With more than one CPU, threads search the next files while the
+    matches of this one are read: the same matches, order and warnings."""
+
+    @staticmethod
+    def _sources(tmp_path: Path) -> list[Path]:
+        paths = []
+        for k in range(7):
+            lines = [
+                json.dumps(
+                    {
+                        "timestamp": f"2026-11-24T10:{k:02d}:{i:02d}Z",
+                        "trace_id": "4bf92f3577b34da6a3ce929d0e0e4736" if i % 3 == 0 else "0" * 32,
+                        "message": f"file {k} line {i}",
+                    }
+                )
+                for i in range(30)
+            ]
+            data = ("\n".join(lines) + "\n").encode()
+            path = tmp_path / (f"s{k}.log.gz" if k % 2 else f"s{k}.log")
+            path.write_bytes(gzip.compress(data) if k % 2 else data)
+            paths.append(path)
+        return paths
+
+    @staticmethod
+    def _run(
+        paths: list[Path], workers: int, monkeypatch: pytest.MonkeyPatch, buffer: int | None = None
+    ) -> tuple[list[tuple[int, int, bytes]], tuple[int, bool], list[str], list[str]]:
+        from logtrace.stitch import _grep
+        from logtrace.stitch._model import Source
+
+        monkeypatch.setattr(_grep, "_workers", lambda files: min(files, workers))
+        got: list[tuple[int, int, bytes]] = []
+        warnings: list[str] = []
+        skipped: list[str] = []
+        result = _grep.grep_stream(
+            ["4bf92f35"],
+            [Source(str(p), str(p)) for p in paths],
+            warnings,
+            lambda m: got.append((m.file, m.line, m.raw)),
+            numbers=True,
+            buffer=buffer,
+            skipped=skipped,
+        )
+        return got, result, warnings, skipped
+
+    def test_same_matches_in_the_same_order_as_one_thread(
+        self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        paths = self._sources(tmp_path)
+        one = self._run(paths, 1, monkeypatch)
+        for workers in (2, 4):
+            assert self._run(paths, workers, monkeypatch) == one
+        got, (count, ordered), _, _ = one
+        assert (count, ordered) == (70, True)
+        assert [json.loads(raw)["message"] for _, _, raw in got] == [
+            f"file {k} line {i}" for k in range(7) for i in range(0, 30, 3)
+        ]
+
+    def test_past_the_buffer_each_file_comes_whole_in_file_order(
+        self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        # Files searched ahead give up past half the buffer and are searched
+        # again in turn: nothing twice, nothing lost.
+        paths = self._sources(tmp_path)
+        got, (count, ordered), _, _ = self._run(paths, 2, monkeypatch, buffer=2000)
+        assert (count, ordered) == (70, False)
+        assert [(f, line) for f, line, _ in got] == [
+            (k, i + 1) for k in range(7) for i in range(0, 30, 3)
+        ]
+
+    def test_a_file_gone_is_skipped_and_a_cut_one_warned_in_file_order(
+        self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        paths = self._sources(tmp_path)
+        paths[2].unlink()
+        whole = paths[3].read_bytes()
+        paths[3].write_bytes(whole[: len(whole) // 2])  # a gzip file still being written
+        one = self._run(paths, 1, monkeypatch)
+        two = self._run(paths, 2, monkeypatch)
+        assert two == one
+        got, (count, _), warnings, skipped = two
+        assert len(skipped) == 1 and "s2.log" in skipped[0]
+        assert len(warnings) == 1 and "s3.log.gz" in warnings[0]
+        per_file = {f: sum(1 for g, _, _ in got if g == f) for f in range(7)}
+        assert {f: n for f, n in per_file.items() if f != 3} == {
+            0: 10,
+            1: 10,
+            2: 0,
+            4: 10,
+            5: 10,
+            6: 10,
+        }
+        assert per_file[3] < 10  # what could be read before the cut
+        assert count == sum(per_file.values())
