@@ -565,26 +565,37 @@ def parentless_violations(
     stitched: dict[str, list[dict[str, Any]]],
     truth: dict[str, list[tuple[int, int]]],
     parents: dict[str, dict[str, str | None]],
+    messages: dict[tuple[int, int], str],
 ) -> int:
-    """Callee records placed before the caller's record that made the call
-    (its last record before the callee's span, in true order) or after the
-    one that received the answer (its first record after)."""
+    """Callee records placed before the caller's line that made the call
+    (``calling <callee>``) or after the line that received the answer
+    (``<callee> responded``), as :func:`outside_calls` counts them, with the
+    callers taken from the truth (the logs name no parent). The caller's lines
+    are those of the parent span and, for a client span, of the span that made it."""
     bad = 0
     for tid, recs in stitched.items():
         span_of = {(o["_file"], o["line"]): str(o.get("span_id")) for o in recs}
+        service_of = {str(o.get("span_id")): o["service"] for o in recs}
         pos = {(o["_file"], o["line"]): i for i, o in enumerate(recs)}
         true_order = truth.get(tid, [])
         by_span: dict[str, list[int]] = defaultdict(list)  # indexes into true_order
         for k, key in enumerate(true_order):
             by_span[span_of.get(key, "")].append(k)
-        for span, parent in parents.get(tid, {}).items():
-            mine, theirs = by_span.get(span), by_span.get(parent or "")
-            if not mine or not theirs:
+        up = parents.get(tid, {})
+        for span, parent in up.items():
+            mine = by_span.get(span)
+            callee = service_of.get(span)
+            if not mine or parent is None or service_of.get(parent, callee) == callee:
                 continue
-            call = [k for k in theirs if k < mine[0]]
-            answer = [k for k in theirs if k > mine[-1]]
-            lo = pos[true_order[call[-1]]] if call else -1
-            hi = pos[true_order[answer[0]]] if answer else len(recs)
+            theirs = list(by_span.get(parent, []))
+            grand = up.get(parent)
+            if grand is not None and service_of.get(grand) == service_of.get(parent):
+                theirs += by_span.get(grand, [])
+            said = [(k, messages.get(true_order[k], "")) for k in theirs]
+            calls = [k for k, m in said if m == f"calling {callee}" and k < mine[0]]
+            answers = [k for k, m in said if m.startswith(f"{callee} responded") and k > mine[-1]]
+            lo = pos[true_order[max(calls)]] if calls else -1
+            hi = pos[true_order[min(answers)]] if answers else len(recs)
             bad += sum(1 for k in mine if not lo < pos[true_order[k]] < hi)
     return bad
 
@@ -606,6 +617,7 @@ def evaluate_without_parents(cfg: SynthConfig, keep: bool) -> Result:
             obj = json.loads(line)
             truth[obj["trace_id"]] = [(f, n) for f, n in obj["records"]]
             parents[obj["trace_id"]] = obj["parents"]
+    messages = {(r.file, r.line): r.message for r in read_logs(root / "logs", files)}
     scores: dict[str, float] = {}
     violations: dict[str, int] = {}
     seconds: dict[str, float] = {}
@@ -618,7 +630,7 @@ def evaluate_without_parents(cfg: SynthConfig, keep: bool) -> Result:
         emitted = {t: [(o["_file"], o["line"]) for o in rs] for t, rs in stitched.items()}
         scores[name] = exact_share(emitted, truth)
         violations[f"{name}, callee records outside the call"] = parentless_violations(
-            stitched, truth, parents
+            stitched, truth, parents, messages
         )
     if not keep:
         shutil.rmtree(root)
