@@ -181,7 +181,7 @@ def _stdlib(name: str, with_filter: bool, floor: bool = False) -> Any:
 
     logger = logging.getLogger(f"bench.{name}")
     logger.handlers.clear()
-    handler = logging.StreamHandler(NullStream())  # type: ignore[arg-type]
+    handler = logging.StreamHandler(NullStream())
     handler.setFormatter(JsonFormatter("%(asctime)s %(levelname)s %(name)s %(message)s"))
     if with_filter:
         handler.addFilter(TraceContextFilter())

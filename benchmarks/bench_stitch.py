@@ -339,10 +339,10 @@ def main(argv: list[str] | None = None) -> int:
     rsss: dict[str, list[int]] = {k: [] for k in variants}
     anons: dict[str, list[int]] = {k: [] for k in variants}
     rng = random.Random(args.seed)
-    names = list(variants)
+    run_order = list(variants)
     for r in range(args.rounds):
-        rng.shuffle(names)
-        for name in names:
+        rng.shuffle(run_order)
+        for name in run_order:
             wall, rss, anon, _ = timed(variants[name], args.timeout)
             walls[name].append(wall)
             rsss[name].append(rss)

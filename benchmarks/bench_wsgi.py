@@ -46,7 +46,8 @@ class HeaderOnly:
             headers.append(("X-Served", "1"))
             return start_response(status, headers, exc_info)
 
-        return self.app(environ, start)
+        body: Iterable[bytes] = self.app(environ, start)
+        return body
 
 
 def _trace_middleware() -> Any:
