@@ -16,7 +16,8 @@ shape per service):
   the mix uses logtrace's own positions), and against DuckDB reading the same
   JSON lines and writing them ordered by trace ID and time;
 - ``logtrace stitch --memory 128M`` on logtrace's own shape;
-- ``logtrace grep ID DIR`` against ``zcat -f FILES | LC_ALL=C grep -F ID``.
+- ``logtrace grep ID DIR`` against ``zcat -f FILES | LC_ALL=C grep -a -F ID``, both
+  writing into a pipe.
 
 Variants run interleaved in a fresh random order each round; wall time (median)
 and peak resident memory (the sum over the process tree, sampled every 20 ms,
@@ -53,6 +54,8 @@ from logtrace.testing import SynthConfig, generate  # noqa: E402
 DATA = REPO_ROOT / "benchmarks" / "data" / "bench"
 DOCS = REPO_ROOT / "docs" / "performance.md"
 SECTION = "## Stitcher"
+SINK = "| cat > /dev/null"
+"""Where the grep commands write: a pipe, so that each prints every matching line."""
 
 
 def write_block(key: str, body: str, path: Path = DOCS) -> None:
@@ -296,8 +299,8 @@ def main(argv: list[str] | None = None) -> int:
         print("duckdb is not installed: no DuckDB rows", flush=True)
     plain_files = " ".join(shlex.quote(f) for f in files if not f.endswith(".gz"))
     variants: dict[str, str] = {
-        "grep -F": f"zcat -f {quoted} | LC_ALL=C grep -F {trace_id} > /dev/null",
-        "grep -F, uncompressed files": f"LC_ALL=C grep -F {trace_id} {plain_files} > /dev/null",
+        "grep -F": f"zcat -f {quoted} | LC_ALL=C grep -a -F {trace_id} {SINK}",
+        "grep -F, uncompressed files": f"LC_ALL=C grep -a -F {trace_id} {plain_files} {SINK}",
     }
     for shape in shapes:
         logs = shape_logs(base, shape)
@@ -321,9 +324,9 @@ def main(argv: list[str] | None = None) -> int:
             if args.pure:
                 variants[f"{shape}: pure"] = f"LOGTRACE_PURE_PYTHON=1 {stitch}"
     if have_stitch:
-        variants["logtrace grep"] = f"{py} -m logtrace grep {trace_id} {data} > /dev/null"
+        variants["logtrace grep"] = f"{py} -m logtrace grep {trace_id} {data} {SINK}"
         variants["logtrace grep, uncompressed files"] = (
-            f"{py} -m logtrace grep {trace_id} {plain_files} > /dev/null"
+            f"{py} -m logtrace grep {trace_id} {plain_files} {SINK}"
         )
         variants["stitch --memory 128M"] = (
             f"{py} -m logtrace stitch --memory 128M --format jsonl -o /dev/null {data}"
@@ -404,8 +407,12 @@ def main(argv: list[str] | None = None) -> int:
         f"    duckdb: COPY (SELECT * FROM read_json('DIR/*', format='newline_delimited',\n"
         f"            ignore_errors=true, union_by_name=true) ORDER BY TRACE, TIME)\n"
         f"            TO '/dev/null' (FORMAT json)\n"
-        f"    zcat -f FILES | LC_ALL=C grep -F TRACE_ID > /dev/null\n"
-        f"    LC_ALL=C grep -F TRACE_ID UNCOMPRESSED_FILES > /dev/null\n\n"
+        f"    zcat -f FILES | LC_ALL=C grep -a -F TRACE_ID | cat > /dev/null\n"
+        f"    LC_ALL=C grep -a -F TRACE_ID UNCOMPRESSED_FILES | cat > /dev/null\n\n"
+        f"`logtrace grep` writes into the same pipe. Both print every matching line: "
+        f"written straight to /dev/null, GNU grep stops reading each file at its first "
+        f"match, and without `-a` it prints no line of a file that holds a NUL byte "
+        f"(a few generated corrupt lines do), only that the file matches.\n\n"
         f"Measured {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, "
         f"{os.cpu_count()} CPUs shared with other jobs (load average "
         f"{os.getloadavg()[0]:.1f} at the end), Python {sys.version.split()[0]}."

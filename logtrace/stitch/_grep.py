@@ -20,15 +20,14 @@ costs little next to the search.
 
 from __future__ import annotations
 
-import contextlib
 import heapq
 import math
-import mmap
 import os
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
+from typing import IO
 
 from ._clocks import ClockModel, estimate_clocks
 from ._decompress import open_decompressed, read_blocks
@@ -71,8 +70,11 @@ class Match:
     """The line without its line ending."""
 
 
-def _line_end(data: bytes | mmap.mmap, pos: int, size: int) -> int:
-    end = data.find(b"\n", pos)
+Buffer = bytes | bytearray
+
+
+def _line_end(data: Buffer, pos: int, size: int) -> int:
+    end = data.find(b"\n", pos, size)
     end = size if end < 0 else end
     cr = data.find(b"\r", pos, end)
     if cr >= 0 and (cr + 1 != end or end == size):
@@ -80,79 +82,68 @@ def _line_end(data: bytes | mmap.mmap, pos: int, size: int) -> int:
     return end
 
 
-def _line_start(data: bytes | mmap.mmap, pos: int) -> int:
+def _line_start(data: Buffer, pos: int) -> int:
     start = data.rfind(b"\n", 0, pos) + 1
     return data.rfind(b"\r", start, pos) + 1 or start  # a CR there is alone
 
 
-def _count_lines(data: bytes | mmap.mmap, lo: int, hi: int) -> int:
+def _count_lines(data: Buffer, lo: int, hi: int) -> int:
     """Line breaks (LF, CR LF, a CR alone) from ``lo`` to ``hi``, both line starts."""
-    if isinstance(data, bytes):
-        lf = data.count(b"\n", lo, hi)
-        cr = data.count(b"\r", lo, hi)
-        return lf + cr - data.count(b"\r\n", lo, hi) if cr else lf
-    count = 0
-    for at in range(lo, hi, 16 << 20):
-        stop = min(hi, at + (16 << 20))
-        chunk = data[at:stop]
-        count += chunk.count(b"\n")
-        if b"\r" in chunk:
-            # One byte more: a CR LF across two pieces is counted once.
-            count += chunk.count(b"\r") - data[at : min(hi, stop + 1)].count(b"\r\n")
-    return count
-
-
-_WINDOW = 64 << 20
-
-
-def _find(data: bytes | mmap.mmap, needle: bytes, start: int) -> int:
-    """``data.find(needle, start)``, a window at a time, giving back mapped
-    pages already searched so that resident memory stays small."""
-    size = len(data)
-    if not isinstance(data, mmap.mmap):
-        return find(data, needle, start, size)
-    while start < size:
-        stop = min(size, start + _WINDOW + len(needle))
-        pos = find(data, needle, start, stop)
-        if pos >= 0:
-            return pos
-        if stop >= size:
-            return -1
-        start = stop - len(needle) + 1
-        done = start - start % mmap.PAGESIZE
-        if done > 0:
-            with contextlib.suppress(OSError, ValueError, AttributeError):
-                data.madvise(mmap.MADV_DONTNEED, 0, done)
-    return -1
+    lf = data.count(b"\n", lo, hi)
+    cr = data.count(b"\r", lo, hi)
+    return lf + cr - data.count(b"\r\n", lo, hi) if cr else lf
 
 
 def _search(
-    data: bytes | mmap.mmap, needle: bytes, file: int, base: int, numbers: bool, line: int = 1
+    data: Buffer, size: int, needle: bytes, file: int, base: int, numbers: bool, line: int = 1
 ) -> Iterator[Match]:
-    """Matches of ``needle`` in ``data`` (whose first line is number ``line``)."""
-    size = len(data)
-    pos = _find(data, needle, 0)
+    """Matches of ``needle`` in the first ``size`` bytes of ``data`` (whole lines,
+    the first of them number ``line``, at byte ``base`` of the file)."""
+    pos = find(data, needle, 0, size)
     counted = 0
-    mapped = isinstance(data, mmap.mmap)
-    released = 0
     while pos >= 0:
-        if mapped and pos - released > _WINDOW:
-            # Matches all along the file: give back the pages behind, as _find does.
-            released = pos - pos % mmap.PAGESIZE - mmap.PAGESIZE
-            with contextlib.suppress(OSError, ValueError, AttributeError):
-                data.madvise(mmap.MADV_DONTNEED, 0, released)  # type: ignore[union-attr]
         start = _line_start(data, pos)
         end = _line_end(data, pos, size)
         if numbers:
             line += _count_lines(data, counted, start)
             counted = start
-        raw = data[start:end]
+        raw = bytes(data[start:end])
         if raw[-1:] == b"\r":
             raw = raw[:-1]
         yield Match(file, line, base + start, raw)
         if end >= size:
             return
-        pos = _find(data, needle, end + 1)
+        pos = find(data, needle, end + 1, size)
+
+
+_READ = 1 << 20
+"""Bytes read at a time from an uncompressed file, into one reused buffer."""
+
+
+def _plain_blocks(stream: IO[bytes], size: int) -> Iterator[tuple[bytearray, int]]:
+    """Whole lines of ``stream``, a buffer at a time: the buffer and how many of
+    its bytes hold lines (the last block may lack its newline). The buffer is
+    reused: read a block before taking the next. A line longer than the buffer
+    doubles it."""
+    buffer = bytearray(size)
+    held = 0  # a line cut by the last read, moved to the front
+    while True:
+        with memoryview(buffer) as view:
+            got = stream.readinto(view[held:])  # type: ignore[attr-defined]
+        if not got:
+            if held:
+                yield buffer, held
+            return
+        end = held + got
+        cut = buffer.rfind(b"\n", 0, end) + 1
+        if cut:
+            yield buffer, cut
+            buffer[: end - cut] = buffer[cut:end]
+            held = end - cut
+        else:
+            held = end
+        if held == len(buffer):
+            buffer.extend(bytes(len(buffer)))
 
 
 def search_file(
@@ -175,27 +166,26 @@ def file_matches(
 ) -> Iterator[Match]:
     """:func:`search_file` as it goes: matches in file order as they are found."""
     stream, compressed = open_decompressed(source.path)
+    blocks: Iterable[tuple[Buffer, int]]
+    if compressed:
+        blocks = ((block, len(block)) for block in read_blocks(stream, warnings, source.name))
+    else:
+        blocks = _plain_blocks(stream, _READ)
+    base = 0
+    line = 1
     try:
-        if not compressed:
-            size = os.fstat(stream.fileno()).st_size
-            if size == 0:
-                return
-            with mmap.mmap(stream.fileno(), 0, access=mmap.ACCESS_READ) as data:
-                yield from _merged(data, needles, index, 0, numbers, 1)
-            return
-        base = 0
-        line = 1
-        for block in read_blocks(stream, warnings, source.name):
-            yield from _merged(block, needles, index, base, numbers, line)
-            base += len(block)
+        for data, size in blocks:
+            yield from _merged(data, size, needles, index, base, numbers, line)
+            base += size
             if numbers:
-                line += _count_lines(block, 0, len(block))  # blocks end after an LF
+                line += _count_lines(data, 0, size)  # blocks end after an LF
     finally:
         stream.close()
 
 
 def _merged(
-    data: bytes | mmap.mmap,
+    data: Buffer,
+    size: int,
     needles: Sequence[bytes],
     index: int,
     base: int,
@@ -203,10 +193,10 @@ def _merged(
     line: int,
 ) -> Iterator[Match]:
     if len(needles) == 1:
-        yield from _search(data, needles[0], index, base, numbers, line)
+        yield from _search(data, size, needles[0], index, base, numbers, line)
         return
     # Each needle's matches come in offset order: merge them, a line once.
-    searches = [_search(data, n, index, base, numbers, line) for n in needles]
+    searches = [_search(data, size, n, index, base, numbers, line) for n in needles]
     last = -1
     for m in heapq.merge(*searches, key=lambda m: m.offset):
         if m.offset != last:

@@ -21,7 +21,7 @@ __all__ = ["find", "native_find"]
 PURE_PYTHON = "LOGTRACE_PURE_PYTHON"
 
 
-def find(data: bytes | mmap.mmap, needle: bytes, start: int, stop: int) -> int:
+def find(data: bytes | bytearray | mmap.mmap, needle: bytes, start: int, stop: int) -> int:
     """``data.find(needle, start, stop)``."""
     if native_find is not None and not os.environ.get(PURE_PYTHON):
         return native_find.find(data, needle, start, stop)

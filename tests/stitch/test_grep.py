@@ -10,6 +10,8 @@ from pathlib import Path
 
 import pytest
 from _stitchutil import REPO, cli, stitch_jsonl
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from logtrace.testing import SynthConfig, SynthResult, generate
 
@@ -140,19 +142,32 @@ def test_python_dash_m_help() -> None:
     assert cli("grep", "--help").returncode == 0
 
 
-def test_search_by_windows_finds_every_line(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+@pytest.mark.parametrize("read", [7, 64, 4096, 1 << 20])
+def test_search_by_blocks_finds_every_line(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, read: int
 ) -> None:
+    # Reads of ``read`` bytes into one buffer: lines cut by a read, lines longer
+    # than the buffer, CR LF, a lone CR, and a last line without its newline.
     from logtrace.stitch import _grep
     from logtrace.stitch._model import Source
 
-    monkeypatch.setattr(_grep, "_WINDOW", 4096)
+    monkeypatch.setattr(_grep, "_READ", read)
     lines = [f"line {i} {'id=abc123' if i % 37 == 0 else 'x' * (i % 200)}" for i in range(5000)]
+    lines[74] = "long abc123 " + "y" * 9000
+    endings = ["\r\n" if i < 100 else "\r" if i % 500 == 1 else "\n" for i in range(5000)]
+    endings[-1] = ""
+    lines[-1] += " abc123"
     path = tmp_path / "a.log"
-    path.write_text("\n".join(lines) + "\n")
+    path.write_bytes("".join(t + e for t, e in zip(lines, endings, strict=True)).encode())
     found = _grep.search_file(0, Source(str(path), str(path)), [b"abc123"], [], numbers=True)
-    assert [m.line for m in found] == [i + 1 for i in range(0, 5000, 37)]
-    assert all(m.raw == lines[m.line - 1].encode() for m in found)
+    assert [(m.line, m.raw.decode()) for m in found] == [
+        (i + 1, line) for i, line in enumerate(lines) if "abc123" in line
+    ]
+    offsets = [
+        sum(len(t) + len(e) for t, e in zip(lines[:i], endings, strict=False))
+        for i in (m.line - 1 for m in found)
+    ]
+    assert [m.offset for m in found] == offsets
 
 
 class TestManyMatches:
@@ -359,3 +374,26 @@ class TestFilesSearchedAhead:
         }
         assert per_file[3] < 10  # what could be read before the cut
         assert count == sum(per_file.values())
+
+
+@given(
+    data=st.binary(max_size=600).map(lambda b: b.replace(b"\x00", b"ab")),
+    read=st.integers(min_value=1, max_value=80),
+)
+@settings(
+    max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+def test_blocks_find_what_one_buffer_finds(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, data: bytes, read: int
+) -> None:
+    """Whatever the bytes and the read size, reading in blocks finds the same
+    lines, numbers and offsets as searching the whole file at once."""
+    from logtrace.stitch import _grep
+    from logtrace.stitch._model import Source
+
+    path = tmp_path / "h.log"
+    path.write_bytes(data)
+    whole = list(_grep._merged(data, len(data), [b"ab"], 0, 0, True, 1))
+    monkeypatch.setattr(_grep, "_READ", read)
+    blocks = _grep.search_file(0, Source(str(path), str(path)), [b"ab"], [], numbers=True)
+    assert [(m.line, m.offset, m.raw) for m in blocks] == [(m.line, m.offset, m.raw) for m in whole]
