@@ -116,7 +116,7 @@ class TestImportGraph:
 
 STITCH_STAGES = (
     # the data model and helpers every stage may use
-    ("model", ("_model", "_memory", "_native", "_id_forms", "_timestamps", "_segments")),
+    ("model", ("_source", "_model", "_memory", "_native", "_id_forms", "_timestamps", "_segments")),
     ("plan the inputs", ("_plan", "_decompress", "_spool")),
     (
         "scan and parse",
@@ -175,7 +175,10 @@ STITCH_STAGES = (
             "_write",
         ),
     ),
-    ("the orchestrator and grep", ("_pipeline", "_grep_calls", "_search", "_grep")),
+    (
+        "the orchestrator and grep",
+        ("_pipeline", "_search", "_grep_search", "_grep_calls", "_grep_order", "_grep"),
+    ),
     ("the Spark engine's tasks", ("_spark_tasks",)),
 )
 """The stitcher's modules in pipeline order (docs/architecture.md)."""

@@ -22,10 +22,11 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from ._grep import Match, grep, grep_stream
     from ._marks import mark_explanations
-    from ._model import Options, Source, Summary
+    from ._model import Options, Summary
     from ._pipeline import stitch
     from ._plan import InputError, expand_paths
     from ._render_summary import summary_text
+    from ._source import Source
     from ._timestamps import parse_timestamp
 
 __all__ = [
@@ -47,7 +48,7 @@ _HOMES = {
     "InputError": "._plan",
     "Match": "._grep",
     "Options": "._model",
-    "Source": "._model",
+    "Source": "._source",
     "Summary": "._model",
     "expand_paths": "._plan",
     "grep": "._grep",

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 from .._schema import KIND_CLIENT as KIND_CLIENT_NAME
 from .._schema import KIND_PRODUCER as KIND_PRODUCER_NAME
 from .._schema import KIND_SERVER as KIND_SERVER_NAME
+from ._source import Source
 
 if TYPE_CHECKING:
     import numpy as np
@@ -130,14 +131,6 @@ def clock_note(offset_ms: float, low_ms: float, high_ms: float) -> str:
         return f"{x:+.3f}" if math.isfinite(x) else ("-inf" if x < 0 else "+inf")
 
     return f"{offset_ms:+.3f} ms [{side(low_ms)}, {side(high_ms)}]"
-
-
-@dataclass(frozen=True, slots=True)
-class Source:
-    """One input file: the name shown to the user and the path to open."""
-
-    name: str
-    path: str
 
 
 @dataclass(slots=True)

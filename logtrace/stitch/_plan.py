@@ -21,7 +21,7 @@ from collections.abc import Sequence
 from itertools import pairwise
 from typing import IO, TypeVar
 
-from ._model import Source
+from ._source import Source
 
 __all__ = [
     "CHUNK",

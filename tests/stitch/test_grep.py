@@ -95,6 +95,22 @@ def test_importing_the_cli_stays_light() -> None:
     assert proc.stdout.strip() == b"[]"
 
 
+def test_the_search_starts_before_the_parser_loads() -> None:
+    # grep lists its inputs and starts searching with the light modules alone;
+    # the parser, the data model and the ordering load while the search runs.
+    code = (
+        "import sys\n"
+        "from logtrace.stitch import expand_paths, grep_stream\n"
+        "heavy = ('_parse', '_model', '_order_rules', '_clocks', '_grep_order')\n"
+        "print(*[m for m in heavy if 'logtrace.stitch.' + m in sys.modules])\n"
+        "print('dataclasses' in sys.modules, 'msgspec' in sys.modules)\n"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, cwd=REPO, check=True, timeout=60
+    )
+    assert proc.stdout.decode().splitlines() == ["", "False False"]
+
+
 def test_a_grep_run_does_not_import_numpy(tmp_path: Path) -> None:
     trace = "4bf92f3577b34da6a3ce929d0e0e4736"
     gateway = tmp_path / "gateway.log"
@@ -148,10 +164,10 @@ def test_search_by_blocks_finds_every_line(
 ) -> None:
     # Reads of ``read`` bytes into one buffer: lines cut by a read, lines longer
     # than the buffer, CR LF, a lone CR, and a last line without its newline.
-    from logtrace.stitch import _grep
+    from logtrace.stitch import _grep_search
     from logtrace.stitch._model import Source
 
-    monkeypatch.setattr(_grep, "_READ", read)
+    monkeypatch.setattr(_grep_search, "_READ", read)
     lines = [f"line {i} {'id=abc123' if i % 37 == 0 else 'x' * (i % 200)}" for i in range(5000)]
     lines[74] = "long abc123 " + "y" * 9000
     endings = ["\r\n" if i < 100 else "\r" if i % 500 == 1 else "\n" for i in range(5000)]
@@ -159,7 +175,7 @@ def test_search_by_blocks_finds_every_line(
     lines[-1] += " abc123"
     path = tmp_path / "a.log"
     path.write_bytes("".join(t + e for t, e in zip(lines, endings, strict=True)).encode())
-    found = _grep.search_file(0, Source(str(path), str(path)), [b"abc123"], [], numbers=True)
+    found = _grep_search.search_file(0, Source(str(path), str(path)), [b"abc123"], [], numbers=True)
     assert [(m.line, m.raw.decode()) for m in found] == [
         (i + 1, line) for i, line in enumerate(lines) if "abc123" in line
     ]
@@ -264,7 +280,7 @@ def run_to(out: Path, *argv: str) -> tuple[int, str]:
 
 @pytest.mark.parametrize("compressed", [False, True])
 def test_a_lone_cr_ends_a_line(tmp_path: Path, compressed: bool) -> None:
-    from logtrace.stitch import _grep
+    from logtrace.stitch import _grep_search
     from logtrace.stitch._model import Source
 
     lines = [f"line {i} {'id=abc123' if i % 3 == 0 else 'x'}" for i in range(12)]
@@ -272,7 +288,7 @@ def test_a_lone_cr_ends_a_line(tmp_path: Path, compressed: bool) -> None:
     data = b"".join(line.encode() + endings[i % 5] for i, line in enumerate(lines))
     path = tmp_path / ("a.log.gz" if compressed else "a.log")
     path.write_bytes(gzip.compress(data) if compressed else data)
-    found = _grep.search_file(0, Source(str(path), str(path)), [b"abc123"], [], numbers=True)
+    found = _grep_search.search_file(0, Source(str(path), str(path)), [b"abc123"], [], numbers=True)
     records = stitch_jsonl(tmp_path / "o.jsonl", "-q", str(path))
     stitched = {r["line"]: r["record"]["message"].encode() for r in records}
     assert [m.raw for m in found] == [line.encode() for line in lines if "abc123" in line]
@@ -305,12 +321,17 @@ class TestFilesSearchedAhead:
 
     @staticmethod
     def _run(
-        paths: list[Path], workers: int, monkeypatch: pytest.MonkeyPatch, buffer: int | None = None
+        paths: list[Path],
+        workers: int,
+        monkeypatch: pytest.MonkeyPatch,
+        buffer: int | None = None,
+        chunk: int = 48 << 20,
     ) -> tuple[list[tuple[int, int, bytes]], tuple[int, bool], list[str], list[str]]:
-        from logtrace.stitch import _grep
+        from logtrace.stitch import _grep, _grep_search, _plan
         from logtrace.stitch._model import Source
 
-        monkeypatch.setattr(_grep, "_workers", lambda files: min(files, workers))
+        monkeypatch.setattr(_grep_search, "_workers", lambda files: min(files, workers))
+        monkeypatch.setattr(_plan, "CHUNK", chunk)  # uncompressed files cut into ranges this big
         got: list[tuple[int, int, bytes]] = []
         warnings: list[str] = []
         skipped: list[str] = []
@@ -332,6 +353,8 @@ class TestFilesSearchedAhead:
         one = self._run(paths, 1, monkeypatch)
         for workers in (2, 4):
             assert self._run(paths, workers, monkeypatch) == one
+            # Uncompressed files in ranges of a few lines, searched by several threads.
+            assert self._run(paths, workers, monkeypatch, chunk=300) == one
         got, (count, ordered), _, _ = one
         assert (count, ordered) == (70, True)
         assert [json.loads(raw)["message"] for _, _, raw in got] == [
@@ -344,11 +367,12 @@ class TestFilesSearchedAhead:
         # Files searched ahead give up past half the buffer and are searched
         # again in turn: nothing twice, nothing lost.
         paths = self._sources(tmp_path)
-        got, (count, ordered), _, _ = self._run(paths, 2, monkeypatch, buffer=2000)
-        assert (count, ordered) == (70, False)
-        assert [(f, line) for f, line, _ in got] == [
-            (k, i + 1) for k in range(7) for i in range(0, 30, 3)
-        ]
+        for chunk in (48 << 20, 300):
+            got, (count, ordered), _, _ = self._run(paths, 2, monkeypatch, 2000, chunk)
+            assert (count, ordered) == (70, False)
+            assert [(f, line) for f, line, _ in got] == [
+                (k, i + 1) for k in range(7) for i in range(0, 30, 3)
+            ]
 
     def test_a_file_gone_is_skipped_and_a_cut_one_warned_in_file_order(
         self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
@@ -360,6 +384,7 @@ class TestFilesSearchedAhead:
         one = self._run(paths, 1, monkeypatch)
         two = self._run(paths, 2, monkeypatch)
         assert two == one
+        assert self._run(paths, 2, monkeypatch, chunk=300) == one
         got, (count, _), warnings, skipped = two
         assert len(skipped) == 1 and "s2.log" in skipped[0]
         assert len(warnings) == 1 and "s3.log.gz" in warnings[0]
@@ -388,12 +413,12 @@ def test_blocks_find_what_one_buffer_finds(
 ) -> None:
     """Whatever the bytes and the read size, reading in blocks finds the same
     lines, numbers and offsets as searching the whole file at once."""
-    from logtrace.stitch import _grep
+    from logtrace.stitch import _grep_search
     from logtrace.stitch._model import Source
 
     path = tmp_path / "h.log"
     path.write_bytes(data)
-    whole = list(_grep._merged(data, len(data), [b"ab"], 0, 0, True, 1))
-    monkeypatch.setattr(_grep, "_READ", read)
-    blocks = _grep.search_file(0, Source(str(path), str(path)), [b"ab"], [], numbers=True)
+    whole = list(_grep_search._merged(data, len(data), [b"ab"], 0, 0, True, 1))
+    monkeypatch.setattr(_grep_search, "_READ", read)
+    blocks = _grep_search.search_file(0, Source(str(path), str(path)), [b"ab"], [], numbers=True)
     assert [(m.line, m.offset, m.raw) for m in blocks] == [(m.line, m.offset, m.raw) for m in whole]

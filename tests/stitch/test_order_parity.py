@@ -21,7 +21,8 @@ from hypothesis import strategies as st
 
 from logtrace.stitch._clocks import ClockModel
 from logtrace.stitch._correct import apply_clocks
-from logtrace.stitch._grep import Match, order_matches
+from logtrace.stitch._grep_order import order_matches
+from logtrace.stitch._grep_search import Match
 from logtrace.stitch._group import group
 from logtrace.stitch._model import Source
 from logtrace.stitch._order import order

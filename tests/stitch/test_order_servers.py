@@ -27,7 +27,7 @@ from servers import run_gunicorn, run_uvicorn
 
 from logtrace.stitch import grep
 from logtrace.stitch._clocks import ClockModel
-from logtrace.stitch._grep import order_matches
+from logtrace.stitch._grep_order import order_matches
 from logtrace.stitch._model import Source
 from logtrace.stitch._timestamps import parse_timestamp
 
