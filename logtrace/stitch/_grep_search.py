@@ -237,9 +237,10 @@ def each_file(
 
     With more than one CPU, threads search ahead of the caller: the next
     files, and large uncompressed files in ranges of whole lines (as the
-    stitcher's scan cuts them). A range searched ahead holds at most ``cap``
-    bytes of matches; past it, the range is searched again when its turn
-    comes, as it goes, so that memory stays bounded. ``meanwhile`` runs once
+    stitcher's scan cuts them), up to four ranges per thread ahead of the
+    caller. The ranges searched ahead hold at most ``cap`` bytes of matches
+    together; a range past its share is searched again when its turn comes,
+    as it goes, so that memory stays bounded. ``meanwhile`` runs once
     the first searches have started, before their results are awaited.
     """
     workers = _workers(len(sources))
@@ -254,11 +255,14 @@ def each_file(
     for k, task in enumerate(tasks):
         by_file[task[0]].append(k)
 
+    window = 4 * workers
+    share = None if cap is None else max(1, cap // window)
+
     def search(k: int) -> _Collected:
         index, _, _, start, end = tasks[k]
-        return _collect(index, sources[index], needles, numbers, cap, start, end)
+        return _collect(index, sources[index], needles, numbers, share, start, end)
 
-    ahead = _Ahead(len(tasks), 2 * workers, workers, search)
+    ahead = _Ahead(len(tasks), window, workers, search)
     try:
         if meanwhile is not None:
             # The searching threads need the GIL for a moment between two reads;
