@@ -416,3 +416,47 @@ def test_blocks_find_what_one_buffer_finds(
     monkeypatch.setattr(_grep_search, "_READ", read)
     blocks = _grep_search.search_file(0, Source(str(path), str(path)), [b"ab"], [], numbers=True)
     assert [(m.line, m.offset, m.raw) for m in blocks] == [(m.line, m.offset, m.raw) for m in whole]
+
+
+@given(
+    lines=st.lists(
+        st.tuples(
+            st.text(alphabet="abx ", max_size=40),
+            st.sampled_from(["\n", "\r\n", "\r"]),
+        ),
+        max_size=60,
+    ),
+    chunk=st.integers(min_value=1, max_value=200),
+)
+@settings(
+    max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+def test_ranges_find_what_one_thread_finds(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, lines: list[tuple[str, str]], chunk: int
+) -> None:
+    """A file cut into ranges searched by threads gives the lines, numbers and
+    offsets one thread finds, whatever its line endings."""
+    from logtrace.stitch import _grep, _grep_search, _plan
+    from logtrace.stitch._model import Source
+
+    path = tmp_path / "r.log"
+    path.write_bytes("".join(t + e for t, e in lines).encode())
+    sources = [Source(str(path), str(path)), Source(str(path), str(path))]
+
+    def run(workers: int, buffer: int) -> list[tuple[int, int, int, bytes]]:
+        monkeypatch.setattr(_grep_search, "_workers", lambda files: min(files, workers))
+        got: list[tuple[int, int, int, bytes]] = []
+        _grep.grep_stream(
+            ["ab"],
+            sources,
+            [],
+            lambda m: got.append((m.file, m.line, m.offset, m.raw)),
+            True,
+            buffer,
+        )
+        return got
+
+    # Held ahead (no limit), and searched again in turn (each range past its share).
+    one = {buffer: run(1, buffer) for buffer in (-1, 0)}
+    monkeypatch.setattr(_plan, "CHUNK", chunk)
+    assert {buffer: run(2, buffer) for buffer in (-1, 0)} == one
