@@ -116,7 +116,19 @@ class TestImportGraph:
 
 STITCH_STAGES = (
     # the data model and helpers every stage may use
-    ("model", ("_source", "_model", "_memory", "_native", "_id_forms", "_timestamps", "_segments")),
+    (
+        "model",
+        (
+            "_source",
+            "_model",
+            "_memory",
+            "_native",
+            "_id_forms",
+            "_timestamps",
+            "_segments",
+            "_gil",
+        ),
+    ),
     ("plan the inputs", ("_plan", "_decompress", "_spool")),
     (
         "scan and parse",

@@ -16,12 +16,12 @@ from __future__ import annotations
 import contextlib
 import heapq
 import os
-import sys
 import threading
 from collections.abc import Callable, Generator, Iterable, Iterator, Sequence
 from typing import IO, TYPE_CHECKING
 
 from ._decompress import open_decompressed, read_blocks
+from ._gil import short_gil_turns
 from ._plan import InputError, ScanTask, plan_tasks
 from ._search import find
 
@@ -265,24 +265,11 @@ def each_file(
     ahead = _Ahead(len(tasks), window, workers, search)
     try:
         if meanwhile is not None:
-            # The searching threads need the GIL for a moment between two reads;
-            # by default ``meanwhile`` would keep it for up to 5 ms at a time.
-            interval = sys.getswitchinterval()
-            sys.setswitchinterval(min(interval, 1e-4))
-            try:
+            # The searching threads need the GIL for a moment between two reads.
+            with short_gil_turns():
                 meanwhile()
-            finally:
-                sys.setswitchinterval(interval)
         for index, source in enumerate(sources):
-            found = _file_results(
-                ahead,
-                [tasks[k] for k in by_file[index]],
-                by_file[index],
-                source,
-                needles,
-                warnings,
-                numbers,
-            )
+            found = _file_results(ahead, tasks, by_file[index], source, needles, warnings, numbers)
             yield found
             found.close()
             ahead.drain(by_file[index])  # what a failed file left
@@ -293,15 +280,17 @@ def each_file(
 def _file_results(
     ahead: _Ahead,
     tasks: list[ScanTask],
-    numbers_of_tasks: list[int],
+    mine: list[int],
     source: Source,
     needles: Sequence[bytes],
     warnings: list[str],
     numbers: bool,
 ) -> Generator[Match, None, None]:
-    """One file's matches, range after range, line numbers counted on."""
+    """One file's matches (``tasks[k]`` for ``k`` in ``mine``), range after
+    range, line numbers counted on."""
     before = 0  # line breaks in the ranges before this one
-    for k, (index, _, _, start, end) in zip(numbers_of_tasks, tasks, strict=True):
+    for k in mine:
+        index, _, _, start, end = tasks[k]
         found, counted, range_warnings, error = ahead.take(k)
         warnings.extend(range_warnings)
         if error is not None:

@@ -5,14 +5,13 @@ lines, in a second thread so that the two overlap."""
 from __future__ import annotations
 
 import os
-import sys
-from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import IO, Any
 
 import numpy as np
 import numpy.typing as npt
 
+from ._gil import short_gil_turns
 from ._memory import take_rows
 from ._model import JSON, Rendering
 from ._native import native_write
@@ -48,25 +47,8 @@ def render_native(
         _emit(out, buffer, render(buffer, *args))
 
     buffers = (bytearray(), bytearray())
-    # The renderer needs the GIL for a moment to start a batch and to write
-    # it; by default this thread would keep it for up to 5 ms first.
-    interval = sys.getswitchinterval()
-    sys.setswitchinterval(min(interval, 1e-4))
-    try:
-        _render_pipelined(r, batches, ctx, release, render_and_write, buffers)
-    finally:
-        sys.setswitchinterval(interval)
-
-
-def _render_pipelined(
-    r: Rendering,
-    batches: list[tuple[int, int, bool]],
-    ctx: RangeContext,
-    release: ReleasePlan,
-    render_and_write: Callable[[bytearray, tuple[Any, ...]], None],
-    buffers: tuple[bytearray, bytearray],
-) -> None:
-    with ThreadPoolExecutor(1, thread_name_prefix="logtrace-render") as renderer:
+    # The renderer needs the GIL for a moment to start a batch and to write it.
+    with short_gil_turns(), ThreadPoolExecutor(1, thread_name_prefix="logtrace-render") as renderer:
         pending: tuple[Future[None], int, bool] | None = None
         for i, (start, end, direct) in enumerate(batches):
             args = _native_args(r, start, end, ctx, direct)
