@@ -9,7 +9,7 @@ span record when the call ends.
 
 from __future__ import annotations
 
-from time import perf_counter_ns, time_ns
+from time import perf_counter_ns
 from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
@@ -23,6 +23,7 @@ from ._schema import (
     SERVER_PORT,
     URL_FULL,
 )
+from ._wallclock import wall_ns
 from .propagation import get_default
 
 if TYPE_CHECKING:
@@ -127,7 +128,7 @@ class ClientSpan:
         if port is not None:
             self.attributes[SERVER_PORT] = port
         self.done = False
-        self._start_ns = time_ns()
+        self._start_ns = wall_ns()
         self._start_perf = perf_counter_ns()
 
     def inject(self, headers: MutableMapping[str, str]) -> None:

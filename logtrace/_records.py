@@ -14,7 +14,6 @@ import logging
 import os
 import sys
 from collections.abc import Mapping
-from time import time_ns
 from typing import Any
 
 from ._context import CURRENT, TraceContext
@@ -33,6 +32,7 @@ from ._schema import (
     SPAN_START,
     SpanKind,
 )
+from ._wallclock import wall_ns
 from .stdlib import TraceContextFilter
 
 __all__ = [
@@ -151,7 +151,7 @@ def emit_span(
 ) -> None:
     """Write the record of a finished span to the ``logtrace.span`` logger.
 
-    ``start_ns`` is wall-clock time (:func:`time.time_ns`), ``duration_ns``
+    ``start_ns`` is wall-clock time (:func:`._wallclock.wall_ns`), ``duration_ns``
     a monotonic difference. The record is logged with ``context`` current,
     so filters and processors that read the current trace see the span
     itself rather than its parent. Costs two attribute reads and a level
@@ -203,7 +203,7 @@ def emit_span(
         span_line = getattr(handler.formatter, "span_line", None)
         if span_line is not None:
             try:
-                text = span_line(time_ns(), level, _NAME, f"{kind} {name}", extra, names)
+                text = span_line(wall_ns(), level, _NAME, f"{kind} {name}", extra, names)
             except Exception:  # a value JSON refuses: logging reports it with the record
                 text = None
             if text is not None and _write(handler, text, level, kind, name):

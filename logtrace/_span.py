@@ -6,13 +6,14 @@ import functools
 import inspect
 from collections.abc import Awaitable, Callable
 from contextvars import Token
-from time import perf_counter_ns, time_ns
+from time import perf_counter_ns
 from types import TracebackType
 from typing import Any, ParamSpec, TypeVar, cast, overload
 
 from ._context import CURRENT, TraceContext, child_or_root
 from ._records import emit_span
 from ._schema import KIND_INTERNAL, SpanKind
+from ._wallclock import wall_ns
 
 __all__ = ["SpanBlock", "span"]
 
@@ -55,7 +56,7 @@ class SpanBlock:
         ctx = self._open()
         self.context = ctx
         self._token = CURRENT.set(ctx)
-        self._start_ns = time_ns()
+        self._start_ns = wall_ns()
         self._start_perf = perf_counter_ns()
         return ctx
 

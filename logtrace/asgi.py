@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, MutableMapping
 from contextlib import suppress
-from time import perf_counter_ns, time_ns
+from time import perf_counter_ns
 from typing import Any
 
 from ._context import CURRENT, TraceContext
@@ -35,6 +35,7 @@ from ._schema import (
     URL_PATH,
     URL_SCHEME,
 )
+from ._wallclock import wall_ns
 from .propagation import Propagator, chosen_propagator
 
 __all__ = ["ROUTE_KEY", "ASGIApp", "Message", "Receive", "Scope", "Send", "TraceMiddleware"]
@@ -192,7 +193,7 @@ def _finish(
     # later (after the attributes, or a thread switch) would move the stated
     # answer (start + response_ms) late, past when the caller had it.
     duration = perf_counter_ns() - start
-    ended = time_ns()
+    ended = wall_ns()
     websocket = scope["type"] == "websocket"
     method: str = "GET" if websocket else scope.get("method", "GET")
     path = printable(scope.get("path", ""))

@@ -28,13 +28,14 @@ does not.
 from __future__ import annotations
 
 import logging
-from time import perf_counter_ns, time_ns
+from time import perf_counter_ns
 from typing import Any
 
 from celery import signals  # type: ignore[import-untyped]
 
 from ._context import CURRENT, TraceContext, child_or_root
 from ._records import emit_span, enabled_for, settings
+from ._wallclock import wall_ns
 from .propagation import Propagator, get_default
 from .stdlib import TraceContextFilter
 
@@ -62,7 +63,7 @@ class _Run:
         self.request = request
         self.error: BaseException | None = None
         self.retry_reason: str | None = None
-        self.start_ns = time_ns()
+        self.start_ns = wall_ns()
         self.start_perf = perf_counter_ns()
 
 
@@ -114,7 +115,7 @@ def _before_publish(
     if headers is None:
         return
     start_perf = perf_counter_ns()
-    start_ns = time_ns()
+    start_ns = wall_ns()
     ctx = child_or_root()
     headers.update((_state.propagator or get_default()).outgoing(ctx))
     if not (settings.enabled and enabled_for(settings.level)):

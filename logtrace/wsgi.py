@@ -16,7 +16,7 @@ from __future__ import annotations
 import sys
 from collections.abc import Callable, Iterable, Iterator
 from contextvars import Token
-from time import perf_counter_ns, time_ns
+from time import perf_counter_ns
 from types import TracebackType
 from typing import Any, Protocol
 
@@ -35,6 +35,7 @@ from ._schema import (
     URL_PATH,
     URL_SCHEME,
 )
+from ._wallclock import wall_ns
 from .propagation import Propagator, chosen_propagator
 
 __all__ = ["ROUTE_KEY", "StartResponse", "WSGIApp", "WSGIEnvironment", "WSGITraceMiddleware"]
@@ -187,7 +188,7 @@ def _finish(
     # later (after the attributes, or a thread switch) would move the stated
     # answer (start + response_ms) late, past when the caller had it.
     duration = perf_counter_ns() - start
-    ended = time_ns()
+    ended = wall_ns()
     method = printable(environ.get("REQUEST_METHOD", "GET"))
     path = printable(environ.get("SCRIPT_NAME", "") + environ.get("PATH_INFO", ""))
     scheme: str = environ.get("wsgi.url_scheme", "http")

@@ -39,10 +39,21 @@ from logtrace.stitch import Options, stitch
 
 SKEW = """
 import os
+import sys
 import time
 
 _shift = float(os.environ.get("CLOCK_SHIFT_MS", "0")) / 1e3
-if _shift:
+if _shift and os.environ.get("CLOCK_SHIFT_HOW") == "logging":
+    # Only the function ``logging`` stamps records with, once logtrace is loaded.
+    import logtrace.asgi, logtrace.httpx, logtrace.requests, logtrace.wsgi  # noqa: E401, F401
+
+    if sys.version_info >= (3, 13):
+        _time_ns, _shift_ns = time.time_ns, round(_shift * 1e9)
+        time.time_ns = lambda: _time_ns() + _shift_ns
+    else:
+        _time = time.time
+        time.time = lambda: _time() + _shift
+elif _shift:
     _time, _time_ns, _shift_ns = time.time, time.time_ns, round(_shift * 1e9)
     time.time = lambda: _time() + _shift
     time.time_ns = lambda: _time_ns() + _shift_ns
@@ -211,8 +222,12 @@ AFTER_ANSWER = ("background", "request finished")
 CHECKOUTS = 25
 
 
-def serve(tmp: Path, shifts: dict[str, float]) -> dict[str, Path]:
-    """Run the five services, send the checkouts, return each service's log file."""
+def serve(tmp: Path, shifts: dict[str, float], how: str = "process") -> dict[str, Path]:
+    """Run the five services, send the checkouts, return each service's log file.
+
+    ``how``: ``"process"`` shifts every clock function of a shifted service
+    before anything reads one; ``"logging"`` only the one :mod:`logging`
+    reads, after logtrace is imported."""
     for name, text in (
         ("skewclock", SKEW),
         ("gateway", GATEWAY),
@@ -228,6 +243,7 @@ def serve(tmp: Path, shifts: dict[str, float]) -> dict[str, Path]:
             "LOG_FILE": str(logs[name]),
             "SERVICE": name,
             "CLOCK_SHIFT_MS": str(shifts.get(name, 0.0)),
+            "CLOCK_SHIFT_HOW": how,
             **more,
         }
 
@@ -346,3 +362,10 @@ def test_one_clock_applies_no_offset(tmp_path: Path) -> None:
 def test_shifted_clocks_are_corrected(tmp_path: Path) -> None:
     shifts = {"catalog": 30.0, "orders": -30.0, "shop": 27.0}
     check(serve(tmp_path, shifts), shifts)
+
+
+def test_a_shifted_logging_clock_moves_span_records_too(tmp_path: Path) -> None:
+    """Span records read the clock the service's lines are stamped with, however
+    the process's clock was moved, so the stitcher sees one clock per service."""
+    shifts = {"catalog": -30.0, "orders": 30.0, "shop": -28.0}
+    check(serve(tmp_path, shifts, how="logging"), shifts)
