@@ -6,14 +6,28 @@ so they read the clock those lines read: ``time.time()`` before Python 3.13,
 call as :class:`logging.LogRecord` does. A process whose clock is moved after
 logtrace was imported (by a test, or a library that moves time) moves its span
 records with its lines, and the stitcher sees one clock per service.
+
+A record factory or a filter may also move a record's ``created`` after it
+was made; logtrace's JSON formatter then moves the span's start with it
+(:func:`restamp_span_start`), so that start and end stay on one clock.
 """
 
 from __future__ import annotations
 
+import logging
 import sys
 import time
+from datetime import datetime, timedelta, timezone
+from typing import Any
 
-__all__ = ["wall_ns"]
+from ._fields import iso_utc
+
+__all__ = ["restamp_span_start", "wall_ns"]
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+_MICROSECOND = timedelta(microseconds=1)
+_SAME_CLOCK_NS = 1_000_000
+"""How far a record's time may be from when it was made before it counts as moved."""
 
 if sys.version_info >= (3, 13):
 
@@ -27,3 +41,35 @@ else:
         """Nanoseconds since the epoch, as ``logging`` reads them (a float
         second, converted as the JSON formatter converts ``record.created``)."""
         return round(time.time() * 1e9)
+
+
+def _moved_ns(record: logging.LogRecord) -> int:
+    """How far ``record.created`` was moved after the record was made (by a
+    record factory or a filter); ``relativeCreated`` keeps the time it was
+    made with."""
+    start: Any = getattr(logging, "_startTime", None)
+    if start is None:
+        return 0
+    if sys.version_info >= (3, 13):
+        made = start + record.relativeCreated * 1e6
+    else:
+        made = (start + record.relativeCreated / 1e3) * 1e9
+    moved = round(record.created * 1e9 - made)
+    return moved if abs(moved) > _SAME_CLOCK_NS else 0
+
+
+def restamp_span_start(fields: dict[str, Any], key: str, record: logging.LogRecord) -> None:
+    """Move a span record's start (``fields[key]``, ISO 8601 UTC) as far as
+    its ``created`` was moved after the record was made: the record's time is
+    the span's end, and both must stay on the clock the service's lines show."""
+    moved = _moved_ns(record)
+    text = fields.get(key)
+    if not moved or type(text) is not str:
+        return
+    try:
+        at = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        return
+    if at.tzinfo is None:
+        return
+    fields[key] = iso_utc((at - _EPOCH) // _MICROSECOND * 1000 + moved)

@@ -16,7 +16,8 @@ from typing import Any
 
 from ._context import CURRENT
 from ._fields import OTEL_FIELDS, RECORD_ATTRS, FieldNames, TraceFields, iso_utc, resolve_fields
-from ._schema import LEVEL, LOGGER, MESSAGE, SERVICE, TIMESTAMP
+from ._schema import LEVEL, LOGGER, MESSAGE, SERVICE, SPAN_START, TIMESTAMP
+from ._wallclock import restamp_span_start
 
 __all__ = ["TraceContextFilter", "console_formatter", "json_formatter"]
 
@@ -138,6 +139,8 @@ def json_formatter(service: str, *, field_names: FieldNames = OTEL_FIELDS) -> lo
             for key, value in fields.items():
                 if key not in skip_fields and not (isinstance(key, str) and key[:1] == "_"):
                     log_data[key] = value
+            if SPAN_START in log_data:
+                restamp_span_start(log_data, SPAN_START, record)
             return self.encode(self.process_log_record(log_data))
 
         def span_line(
@@ -200,6 +203,8 @@ def json_formatter(service: str, *, field_names: FieldNames = OTEL_FIELDS) -> lo
             super().add_fields(log_data, record, message_dict)
             # The base class writes the format's fields (``message``) again.
             log_data[MESSAGE] = message
+            if SPAN_START in log_data:
+                restamp_span_start(log_data, SPAN_START, record)
 
     formatter = _Formatter(reserved_attrs=sorted(skip), json_ensure_ascii=False)
     # One encoder for every record: json.dumps would build it again each time.

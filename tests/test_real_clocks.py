@@ -43,7 +43,20 @@ import sys
 import time
 
 _shift = float(os.environ.get("CLOCK_SHIFT_MS", "0")) / 1e3
-if _shift and os.environ.get("CLOCK_SHIFT_HOW") == "logging":
+if _shift and os.environ.get("CLOCK_SHIFT_HOW") == "records":
+    # Only the time on log records: a record factory moves ``created``.
+    import logging
+
+    _make = logging.getLogRecordFactory()
+
+    def _shifted(*args, **kwargs):
+        record = _make(*args, **kwargs)
+        record.created += _shift
+        record.msecs = (record.created - int(record.created)) * 1000
+        return record
+
+    logging.setLogRecordFactory(_shifted)
+elif _shift and os.environ.get("CLOCK_SHIFT_HOW") == "logging":
     # Only the function ``logging`` stamps records with, once logtrace is loaded.
     import logtrace.asgi, logtrace.httpx, logtrace.requests, logtrace.wsgi  # noqa: E401, F401
 
@@ -369,3 +382,8 @@ def test_a_shifted_logging_clock_moves_span_records_too(tmp_path: Path) -> None:
     the process's clock was moved, so the stitcher sees one clock per service."""
     shifts = {"catalog": -30.0, "orders": 30.0, "shop": -28.0}
     check(serve(tmp_path, shifts, how="logging"), shifts)
+
+
+def test_log_records_moved_alone_are_corrected(tmp_path: Path) -> None:
+    shifts = {"catalog": 30.0, "orders": -30.0, "shop": 27.0}
+    check(serve(tmp_path, shifts, how="records"), shifts)

@@ -229,6 +229,79 @@ class TestSettings:
         assert rec["http.request.id"] == "r-1"
 
 
+def _iso_ns(text: str) -> int:
+    at = datetime.strptime(text, "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=timezone.utc)
+    return (at - datetime(1970, 1, 1, tzinfo=timezone.utc)) // timedelta(microseconds=1) * 1000
+
+
+class TestClock:
+    """Start and end of a span record stay on the clock of the service's lines."""
+
+    def _emit_now(self) -> None:
+        with span("work"):
+            pass
+
+    def _end_minus_start_ms(self, rec: dict[str, Any]) -> float:
+        return (_iso_ns(rec["timestamp"]) - _iso_ns(rec["span.start"])) / 1e6
+
+    def test_a_record_factory_that_moves_created_moves_the_start_too(self, lines: Lines) -> None:
+        make = logging.getLogRecordFactory()
+
+        def later(*args: Any, **kwargs: Any) -> logging.LogRecord:
+            record = make(*args, **kwargs)
+            record.created += 0.05
+            return record
+
+        logging.setLogRecordFactory(later)
+        try:
+            self._emit_now()
+        finally:
+            logging.setLogRecordFactory(make)
+        (rec,) = lines()
+        assert 0 <= self._end_minus_start_ms(rec) - rec["duration_ms"] < 1.0
+
+    @pytest.mark.parametrize("shift", [-0.03, 0.03])
+    def test_a_filter_that_moves_created_moves_the_start_too(
+        self, lines: Lines, shift: float
+    ) -> None:
+        def moved(record: logging.LogRecord) -> bool:
+            record.created += shift
+            return True
+
+        handler = logging.getLogger("logtrace.span").handlers[-1]
+        handler.addFilter(moved)
+        try:
+            self._emit_now()
+        finally:
+            handler.removeFilter(moved)
+        (rec,) = lines()
+        assert 0 <= self._end_minus_start_ms(rec) - rec["duration_ms"] < 1.0
+
+    def test_an_unmoved_record_keeps_its_start(self, lines: Lines) -> None:
+        emit_span("server", "GET /", CTX, START_NS, 2_000_000)
+        (rec,) = lines()
+        assert rec["span.start"] == iso_utc(START_NS)
+
+    def test_a_moved_process_clock_moves_start_and_end_alike(
+        self, lines: Lines, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """Only the function ``logging`` reads is moved, after logtrace was imported."""
+        import sys
+        import time
+
+        before = time.time_ns()
+        if sys.version_info >= (3, 13):
+            real_ns = time.time_ns
+            monkeypatch.setattr(time, "time_ns", lambda: real_ns() + 40_000_000)
+        else:
+            real = time.time
+            monkeypatch.setattr(time, "time", lambda: real() + 0.04)
+        self._emit_now()
+        (rec,) = lines()
+        assert _iso_ns(rec["span.start"]) - before > 30_000_000
+        assert 0 <= self._end_minus_start_ms(rec) - rec["duration_ms"] < 1.0
+
+
 class TestIsoUtc:
     @given(st.integers(min_value=0, max_value=253_402_300_799_999_999_999))
     def test_round_trips_to_the_microsecond(self, ns: int) -> None:
