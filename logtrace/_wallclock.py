@@ -29,6 +29,9 @@ _MICROSECOND = timedelta(microseconds=1)
 _SAME_CLOCK_NS = 1_000_000
 """How far a record's time may be from when it was made before it counts as moved."""
 
+_time = time.time
+_time_ns = time.time_ns
+
 if sys.version_info >= (3, 13):
 
     def wall_ns() -> int:
@@ -38,8 +41,12 @@ if sys.version_info >= (3, 13):
 else:
 
     def wall_ns() -> int:
-        """Nanoseconds since the epoch, as ``logging`` reads them (a float
-        second, converted as the JSON formatter converts ``record.created``)."""
+        """Nanoseconds since the epoch, as ``logging`` reads them: from
+        ``time.time()`` (converted as the JSON formatter converts
+        ``record.created``) once that was replaced, else the same clock read
+        as an integer (less than half the cost)."""
+        if time.time is _time:
+            return _time_ns()
         return round(time.time() * 1e9)
 
 
