@@ -244,35 +244,31 @@ class TestClock:
     def _end_minus_start_ms(self, rec: dict[str, Any]) -> float:
         return (_iso_ns(rec["timestamp"]) - _iso_ns(rec["span.start"])) / 1e6
 
-    def test_a_record_factory_that_moves_created_moves_the_start_too(self, lines: Lines) -> None:
+    @pytest.mark.parametrize("shift", [-0.03, 0.05])
+    @pytest.mark.parametrize("where", ["record factory", "handler filter"])
+    def test_moving_created_moves_the_start_too(
+        self, lines: Lines, where: str, shift: float
+    ) -> None:
         make = logging.getLogRecordFactory()
+        handler = logging.getLogger("logtrace.span").handlers[-1]
 
         def later(*args: Any, **kwargs: Any) -> logging.LogRecord:
             record = make(*args, **kwargs)
-            record.created += 0.05
+            record.created += shift
             return record
 
-        logging.setLogRecordFactory(later)
-        try:
-            self._emit_now()
-        finally:
-            logging.setLogRecordFactory(make)
-        (rec,) = lines()
-        assert 0 <= self._end_minus_start_ms(rec) - rec["duration_ms"] < 1.0
-
-    @pytest.mark.parametrize("shift", [-0.03, 0.03])
-    def test_a_filter_that_moves_created_moves_the_start_too(
-        self, lines: Lines, shift: float
-    ) -> None:
         def moved(record: logging.LogRecord) -> bool:
             record.created += shift
             return True
 
-        handler = logging.getLogger("logtrace.span").handlers[-1]
-        handler.addFilter(moved)
+        if where == "record factory":
+            logging.setLogRecordFactory(later)
+        else:
+            handler.addFilter(moved)
         try:
             self._emit_now()
         finally:
+            logging.setLogRecordFactory(make)
             handler.removeFilter(moved)
         (rec,) = lines()
         assert 0 <= self._end_minus_start_ms(rec) - rec["duration_ms"] < 1.0
