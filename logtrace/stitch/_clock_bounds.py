@@ -30,6 +30,7 @@ __all__ = [
     "CallColumns",
     "CallKey",
     "Pair",
+    "apart",
     "fold_pairs",
     "reference_service",
     "typical_slack",
@@ -102,8 +103,10 @@ class Bounds:
             best = heapq.nsmallest(_KEEP, self.lows)
         else:
             skip = int(len(self.lows) * LOOSE_RATE.get())
-            best = heapq.nsmallest(skip + _KEEP, self.lows)
-        return [-x for x in best[min(skip, len(best) - 1) :]]
+            most = most_apart(len(self.lows))
+            best = heapq.nsmallest(skip + _KEEP + most, self.lows)
+            skip += apart(best[skip:], most)
+        return [-x for x in best[min(skip, len(best) - 1) :]][:_KEEP]
 
     def tight_weak_low(self) -> float:
         return -_tightest(self.weak, self.n_weak, self.exact)
@@ -124,7 +127,46 @@ def _tightest(values: Sequence[float], count: int, exact: bool, more: int = 0) -
         best = heapq.nsmallest(_KEEP, values)
         return best[min(len(best) - 1, int(count * _OUTLIER_RATE) + more)]
     skip = int(len(values) * LOOSE_RATE.get()) + more
-    return heapq.nsmallest(skip + 1, values)[-1]
+    most = most_apart(len(values))
+    best = heapq.nsmallest(skip + _CLUSTER + most, values)
+    skip += apart(best[skip:], most)
+    return best[min(skip, len(best) - 1)]
+
+
+_APART_SHARE = 1 / 100
+"""At most this share of a pair's bracketed bounds (at least 3, at most 50)
+are dropped as standing apart (see :func:`apart`)."""
+_CLUSTER = 7
+"""The tightest bounds that, after those dropped, must crowd (see :func:`apart`)."""
+_APART = 4.0
+_MIN_APART = 1e-5
+
+
+def most_apart(count: int) -> int:
+    """How many of ``count`` bracketed bounds :func:`apart` may drop."""
+    return min(50, max(3, int(count * _APART_SHARE)))
+
+
+def apart(best: Sequence[float], most: int = 3) -> int:
+    """How many of the tightest bounds ``best`` (ascending) stand apart from the rest.
+
+    Near a pair's true limit many calls crowd: over thousands of calls the
+    tightest bounds lie close together. Bounds that a few calls (at most
+    ``most``) reach far ahead of the others come from something else: a caller's record
+    that the first estimate put on the wrong side of the callee's span (an
+    unsound bound), or a record of a parallel branch written while the
+    request was on its way (sound, but no match for the other side's limit,
+    so the midpoint would lean its way). The tightest ``j`` are dropped when
+    the gap after them is over four times the spread of the seven that
+    follow (and over 10 µs), the largest such ``j``: one gap some 24 times
+    the spacing around it, which evenly random delays hardly ever leave.
+    Dropping a bound only widens the interval.
+    """
+    for j in range(min(most, len(best) - _CLUSTER), 0, -1):
+        gap = best[j] - best[j - 1]
+        if gap > _MIN_APART and gap > _APART * (best[j + _CLUSTER - 1] - best[j]):
+            return j
+    return 0
 
 
 @dataclass(slots=True)

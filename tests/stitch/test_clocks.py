@@ -16,7 +16,7 @@ from _stitchutil import REPO
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from logtrace.stitch._clock_bounds import Bounds, fold_pairs
+from logtrace.stitch._clock_bounds import Bounds, apart, fold_pairs
 from logtrace.stitch._clocks import ClockModel, Edge, estimate_clocks, estimate_clocks_from_columns
 
 T0 = 1_772_359_200.0
@@ -246,6 +246,24 @@ class TestEstimate:
         models = estimate_clocks(edges, ["a", "b"])
         assert models["b"].low_s <= 0.012 <= models["b"].high_s
         assert models["b"].offset_s == pytest.approx(0.012, abs=2e-4)
+
+    @pytest.mark.parametrize("ahead", [150e-6, -30e-6])
+    def test_a_few_bracketing_records_far_ahead_of_the_rest_are_dropped(self, ahead: float) -> None:
+        # A first estimate that put a caller's record on the wrong side of the
+        # callee's start (ahead > 0: written after the callee started, an
+        # unsound bound), or a parallel branch's record written while the
+        # request was on its way (ahead < 0: sound, but far tighter than any
+        # other call): either alone would decide the interval's end.
+        rng = random.Random(17)
+        offsets = {"a": 0.0, "b": 0.012}
+        edges = calls([("a", "b")], offsets, 5_000, rng, exact=False)
+        for i, k in enumerate(range(100, 5_000, 500)):
+            e = edges[k]
+            moved = e.start - 0.012 + ahead - i * 5e-6  # scattered, not one value
+            edges[k] = Edge("a", "b", moved, e.receive, e.start, e.end, False)
+        models = estimate_clocks(edges, ["a", "b"])
+        assert models["b"].low_s <= 0.012 <= models["b"].high_s
+        assert models["b"].offset_s == pytest.approx(0.012, abs=2e-5)
 
     def test_clocks_in_sync_except_one(self) -> None:
         rng = random.Random(17)
@@ -524,3 +542,28 @@ class TestHosts:
         models = estimate_clocks(edges, ["gw", "x", "y"], {"gw": "h", "x": "h", "y": "h"})
         assert models["x"].offset_s == pytest.approx(0.03, abs=1e-4)
         assert models["y"].offset_s == 0.0
+
+
+class TestApart:
+    """Which of a pair's tightest bracketed bounds stand apart (ascending values)."""
+
+    def test_a_smooth_run_keeps_every_bound(self) -> None:
+        rng = random.Random(3)
+        for _ in range(200):
+            values = sorted(0.0002 + rng.expovariate(3000.0) for _ in range(3000))
+            assert apart(values[:60], 50) == 0
+
+    def test_a_sparse_lead_before_a_crowd_is_dropped(self) -> None:
+        crowd = [300e-6 + i * 0.5e-6 for i in range(20)]
+        assert apart([35e-6, 60e-6, 117e-6, 206e-6, *crowd], 50) == 4
+        assert apart([117e-6, *crowd], 3) == 1
+
+    def test_no_more_than_allowed_are_dropped(self) -> None:
+        crowd = [300e-6 + i * 0.5e-6 for i in range(20)]
+        lead = [i * 10e-6 for i in range(5)]
+        assert apart([*lead, *crowd], 3) == 0
+
+    def test_gaps_under_ten_microseconds_stay(self) -> None:
+        crowd = [300e-6] * 20
+        assert apart([295e-6, *crowd], 3) == 0
+        assert apart([280e-6, *crowd], 3) == 1
