@@ -36,6 +36,7 @@ import math
 import os
 import re
 import shutil
+import statistics
 import subprocess
 import sys
 import time
@@ -693,41 +694,85 @@ CONFIGS: dict[str, dict[str, Any]] = {
 }
 
 
-def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--size-mb", type=float, default=60.0, help="log volume per configuration")
-    ap.add_argument("--seed", type=int, default=7)
-    ap.add_argument("--only", action="append", help="configuration name substring")
-    ap.add_argument("--keep", action="store_true", help="keep the generated logs")
-    ap.add_argument("--write-docs", action="store_true", help="update docs/performance.md")
-    args = ap.parse_args(argv)
+def run_rows(args: argparse.Namespace, seed: int) -> list[Result]:
+    """Every configuration (those ``--only`` names) on logs generated with ``seed``."""
     results = []
     for name, opts in CONFIGS.items():
         if args.only and not any(o in name for o in args.only):
             continue
-        cfg = SynthConfig(target_bytes=int(args.size_mb * 1e6), seed=args.seed, **opts)
+        cfg = SynthConfig(target_bytes=int(args.size_mb * 1e6), seed=seed, **opts)
         slug = re.sub(r"\W+", "-", name).strip("-")
         r = evaluate(slug, cfg, args.keep)
         r.name = name
         results.append(r)
         cols = ", ".join(f"{k} {v:.1f} %" for k, v in r.scores.items())
         print(
-            f"{name}: {r.traces} traces, {r.records} lines; exact order: {cols}; "
+            f"seed {seed}, {name}: {r.traces} traces, {r.records} lines; exact order: {cols}; "
             f"worst offset error {r.worst_offset_error_us:.0f} us; "
             f"violations {r.violations}",
             flush=True,
         )
     if not args.only or any(o in "skew 25 ms, no parent IDs" for o in args.only):
-        cfg = SynthConfig(target_bytes=int(args.size_mb * 1e6), seed=args.seed, skew_ms=25.0)
+        cfg = SynthConfig(target_bytes=int(args.size_mb * 1e6), seed=seed, skew_ms=25.0)
         r = evaluate_without_parents(cfg, args.keep)
         r.name = "skew 25 ms, no parent IDs"
         results.append(r)
         cols = ", ".join(f"{k} {v:.1f} %" for k, v in r.scores.items())
         print(
-            f"{r.name}: {r.traces} traces, {r.records} lines; exact order: {cols}; "
+            f"seed {seed}, {r.name}: {r.traces} traces, {r.records} lines; exact order: {cols}; "
             f"callee records outside their caller's call {r.violations}",
             flush=True,
         )
+    return results
+
+
+def outside_count(r: Result) -> int | None:
+    """Callee records the stitch placed outside their caller's call."""
+    return r.violations.get(
+        "stitch (outside the call)", r.violations.get("stitch, callee records outside the call")
+    )
+
+
+def seeds_table(by_seed: dict[int, list[Result]]) -> str:
+    """Per configuration, the stitch's share in order on each seed, and their median."""
+    seeds = list(by_seed)
+    names = [r.name for r in by_seed[seeds[0]]]
+    head = "| logs | " + " | ".join(f"seed {s}" for s in seeds) + " | median | outside the call |"
+    rows = [head, "|---|" + "---:|" * (len(seeds) + 2)]
+    for name in names:
+        got = [next((r for r in by_seed[s] if r.name == name), None) for s in seeds]
+        shares = [r.scores["stitch"] for r in got if r is not None and "stitch" in r.scores]
+        cells = [
+            f"{r.scores['stitch']:.1f} %" if r is not None and "stitch" in r.scores else "n/a"
+            for r in got
+        ]
+        median = f"{statistics.median(shares):.1f} %" if shares else "n/a"
+        outside = [n for r in got if r is not None for n in [outside_count(r)] if n is not None]
+        rows.append(
+            f"| {name} | {' | '.join(cells)} | {median} | {max(outside) if outside else 'n/a'} |"
+        )
+    return "\n".join(rows)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--size-mb", type=float, default=60.0, help="log volume per configuration")
+    ap.add_argument("--seed", type=int, default=7)
+    ap.add_argument(
+        "--more-seeds",
+        default="",
+        help="comma-separated seeds to run every configuration on as well (a second table)",
+    )
+    ap.add_argument("--only", action="append", help="configuration name substring")
+    ap.add_argument("--keep", action="store_true", help="keep the generated logs")
+    ap.add_argument("--write-docs", action="store_true", help="update docs/performance.md")
+    args = ap.parse_args(argv)
+    results = run_rows(args, args.seed)
+    by_seed = {args.seed: results}
+    for seed in (int(x) for x in args.more_seeds.split(",") if x.strip()):
+        by_seed[seed] = run_rows(args, seed)
+    if len(by_seed) > 1:
+        print(seeds_table(by_seed), flush=True)
     if args.write_docs:
         from bench_stitch import write_block
 
@@ -741,10 +786,7 @@ def main(argv: list[str] | None = None) -> int:
             def cell(key: str, r: Result = r) -> str:
                 return f"{r.scores[key]:.1f} %" if key in r.scores else "n/a"
 
-            outside_call: int | str | None = r.violations.get(
-                "stitch (outside the call)",
-                r.violations.get("stitch, callee records outside the call"),
-            )
+            outside_call: int | str | None = outside_count(r)
             raw_outside = r.violations.get("raw, callee records outside the call")
             if outside_call is not None and raw_outside is not None:
                 outside_call = f"{outside_call} (raw timestamps: {raw_outside})"
@@ -779,6 +821,14 @@ def main(argv: list[str] | None = None) -> int:
             f"it ends, on logs with client span records: {outside or 'not measured'}.\n"
         )
         write_block("ordering", body)
+        if len(by_seed) > 1:
+            write_block(
+                "ordering-seeds",
+                seeds_table(by_seed)
+                + f"\n\n`stitch`: share of traces exactly in true order, {args.size_mb:.0f} MB "
+                f"of generated logs per row and seed; the last column is the most callee "
+                f"records placed outside their caller's call on any seed.\n",
+            )
     return 0
 
 

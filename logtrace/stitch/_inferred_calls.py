@@ -199,8 +199,13 @@ def ambiguous(
             allowed[i * n + j] = True
     shift = _span_shift(table, tree, corrected)
     start, end = tree.start - shift, tree.end - shift
+    holders: list[I64] = []
+    held: list[I64] = []
     for a, b in span_pairs(table, tree):
         keep = allowed[tree.service[a].astype(np.int64) * n + tree.service[b]]
+        inside = keep & (start[a] <= start[b]) & (end[a] >= end[b])
+        holders.append(a[inside])
+        held.append(b[inside])
         keep &= linked.inferred[b] & (linked.parent[b] >= 0)
         a, b = a[keep], b[keep]
         p = linked.parent[b].astype(np.int64)
@@ -215,6 +220,55 @@ def ambiguous(
             above |= live & (up == a)
             up = np.where(live, linked.parent[np.maximum(up, 0)], -1)
         out[b[~above]] = True
+    if holders:
+        out |= _busy_parent(
+            tree, linked, allowed, n, np.concatenate(holders), np.concatenate(held), start, end
+        )
+    return out
+
+
+def _busy_parent(
+    tree: Tree, linked: Tree, allowed: B, n: int, holder: I64, held: I64, start: F64, end: F64
+) -> B:
+    """Per span, whether its inferred parent had another call under way while
+    it ran and an ancestor could have made the call instead.
+
+    A caller waits for a call. A parent with another span it could have
+    called (of a linked service, inside it) overlapping this one in time was
+    busy: it may be a parallel branch that merely contains this span while
+    the ancestor made the call (and the span it was busy with may itself be
+    hung under the wrong parent)."""
+    out = np.zeros(len(tree.parent), dtype=bool)
+    if not len(held):
+        return out
+    # Among each holder's spans it could have called, those another overlaps.
+    perm = np.lexsort((start[held], holder))
+    holder, held = holder[perm], held[perm]
+    lo, hi = start[held], end[held]
+    same = holder[1:] == holder[:-1]
+    beside = np.zeros(len(held), dtype=bool)
+    beside[:-1] |= same & (lo[1:] < hi[:-1])
+    first = np.r_[True, ~same]
+    seg = np.cumsum(first) - 1
+    base = lo[first][seg]
+    width = float(np.max(hi - base, initial=0.0)) + 1.0
+    latest = np.maximum.accumulate(seg * width + (hi - base)) - seg * width
+    beside[1:] |= ~first[1:] & (latest[:-1] > lo[1:] - base[1:])
+    # Keep the pairs that are a span and the parent it was given.
+    inferred = linked.inferred if linked.inferred is not None else np.zeros(len(out), dtype=bool)
+    mine = beside & (linked.parent[held] == holder) & inferred[held]
+    b, p = held[mine], holder[mine].astype(np.int64)
+    callee = tree.service[b].astype(np.int64)
+    alternative = np.zeros(len(b), dtype=bool)
+    up = linked.parent[p].astype(np.int64)
+    for _ in range(_MAX_DEPTH):
+        live = up >= 0
+        if not live.any():
+            break
+        svc = tree.service[np.maximum(up, 0)].astype(np.int64)
+        alternative |= live & (svc >= 0) & allowed[np.maximum(svc, 0) * n + callee]
+        up = np.where(live, linked.parent[np.maximum(up, 0)], -1)
+    out[b[alternative]] = True
     return out
 
 
