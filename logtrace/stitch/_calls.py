@@ -56,6 +56,7 @@ __all__ = [
     "call_cap",
     "estimate_calls",
     "note_clocks",
+    "overlapping",
     "partition_calls",
     "sample_keys",
     "solve_clocks",
@@ -281,30 +282,37 @@ def _overlapping(
     it (on corrected clocks): the caller's records around a parallel call are
     written for the other calls too, and bound one side much tighter than
     the other. Such calls keep the bounds of the caller's whole span."""
-    n = len(loose)
-    if n < 2:
-        return np.zeros(n, dtype=bool)
+    if len(loose) < 2:
+        return np.zeros(len(loose), dtype=bool)
     models = model_arrays(clocks, services)
     b = c.svc_callee[loose].astype(np.int64)
     start = correct_times(c.start[loose], b, models)
     end = correct_times(np.where(np.isnan(c.end[loose]), c.start[loose], c.end[loose]), b, models)
-    caller = c.caller[loose]
-    part = c.partition[loose].astype(np.int64)
-    perm = np.lexsort((start, caller, part))
-    caller, part, start, end = caller[perm], part[perm], start[perm], end[perm]
-    same_next = (caller[1:] == caller[:-1]) & (part[1:] == part[:-1])
+    caller = c.caller[loose].astype(np.int64)
+    group = c.partition[loose].astype(np.int64) * (int(caller.max(initial=0)) + 1) + caller
+    return overlapping(group, start, end)
+
+
+def overlapping(group: I64, start: F64, end: F64) -> npt.NDArray[np.bool_]:
+    """Per interval ``[start, end]``, whether another of the same ``group`` overlaps it."""
+    n = len(group)
+    out = np.zeros(n, dtype=bool)
+    if n < 2:
+        return out
+    perm = np.lexsort((start, group))
+    group, lo, hi = group[perm], start[perm], end[perm]
+    same_next = group[1:] == group[:-1]
     crowded = np.zeros(n, dtype=bool)
-    # Sorted by start within each caller span: a call overlaps a later one
+    # Sorted by start within each group: an interval overlaps a later one
     # iff the next starts before it ends, an earlier one iff some earlier
-    # one ends after it starts (the running latest end of its caller span).
-    crowded[:-1] |= same_next & (start[1:] < end[:-1])
+    # one ends after it starts (the running latest end of its group).
+    crowded[:-1] |= same_next & (lo[1:] < hi[:-1])
     first = np.concatenate(([True], ~same_next))
     seg = np.cumsum(first) - 1
-    base = start[first][seg]
-    width = float(np.max(end - base, initial=0.0)) + 1.0
-    latest = np.maximum.accumulate(seg * width + (end - base)) - seg * width
-    crowded[1:] |= ~first[1:] & (latest[:-1] > start[1:] - base[1:])
-    out = np.empty(n, dtype=bool)
+    base = lo[first][seg]
+    width = float(np.max(hi - base, initial=0.0)) + 1.0
+    latest = np.maximum.accumulate(seg * width + (hi - base)) - seg * width
+    crowded[1:] |= ~first[1:] & (latest[:-1] > lo[1:] - base[1:])
     out[perm] = crowded
     return out
 

@@ -12,11 +12,19 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import replace
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 
-from ._calls import Bracketing, CallCollector, CallColumns, partition_calls, solve_clocks
+from ._calls import (
+    Bracketing,
+    CallCollector,
+    CallColumns,
+    overlapping,
+    partition_calls,
+    solve_clocks,
+)
 from ._clock_bounds import LOOSE_RATE
 from ._clocks import ClockModel
 from ._containment import Links, containment_interval, first_clocks, span_pairs
@@ -212,13 +220,8 @@ def ambiguous(
         could = (p != a) & (start[a] <= start[b] + doubt) & (end[a] >= end[b] - doubt)
         a, b, p = a[could], b[could], p[could]
         above = np.zeros(len(a), dtype=bool)
-        up = linked.parent[p].astype(np.int64)
-        for _ in range(_MAX_DEPTH):
-            live = up >= 0
-            if not live.any():
-                break
+        for live, up in _ancestors(linked.parent, p):
             above |= live & (up == a)
-            up = np.where(live, linked.parent[np.maximum(up, 0)], -1)
         out[b[~above]] = True
     if holders:
         out |= _busy_parent(
@@ -242,38 +245,33 @@ def _busy_parent(
     if not len(held):
         return out
     # Among each holder's spans it could have called, those another overlaps.
-    perm = np.lexsort((start[held], holder))
-    holder, held = holder[perm], held[perm]
-    lo, hi = start[held], end[held]
-    same = holder[1:] == holder[:-1]
-    beside = np.zeros(len(held), dtype=bool)
-    beside[:-1] |= same & (lo[1:] < hi[:-1])
-    first = np.r_[True, ~same]
-    seg = np.cumsum(first) - 1
-    base = lo[first][seg]
-    width = float(np.max(hi - base, initial=0.0)) + 1.0
-    latest = np.maximum.accumulate(seg * width + (hi - base)) - seg * width
-    beside[1:] |= ~first[1:] & (latest[:-1] > lo[1:] - base[1:])
-    # Keep the pairs that are a span and the parent it was given.
+    beside = overlapping(holder, start[held], end[held])
     inferred = linked.inferred if linked.inferred is not None else np.zeros(len(out), dtype=bool)
     mine = beside & (linked.parent[held] == holder) & inferred[held]
     b, p = held[mine], holder[mine].astype(np.int64)
     callee = tree.service[b].astype(np.int64)
     alternative = np.zeros(len(b), dtype=bool)
-    up = linked.parent[p].astype(np.int64)
-    for _ in range(_MAX_DEPTH):
-        live = up >= 0
-        if not live.any():
-            break
-        svc = tree.service[np.maximum(up, 0)].astype(np.int64)
+    for live, up in _ancestors(linked.parent, p):
+        svc = tree.service[up].astype(np.int64)
         alternative |= live & (svc >= 0) & allowed[np.maximum(svc, 0) * n + callee]
-        up = np.where(live, linked.parent[np.maximum(up, 0)], -1)
     out[b[alternative]] = True
     return out
 
 
 _MAX_DEPTH = 64
 """Ancestors :func:`ambiguous` looks through."""
+
+
+def _ancestors(parent: npt.NDArray[np.integer[Any]], spans: I64) -> Iterator[tuple[B, I64]]:
+    """Level by level above ``spans``: which still have an ancestor there, and
+    that ancestor (0 where none: mask with the first)."""
+    up = parent[spans].astype(np.int64)
+    for _ in range(_MAX_DEPTH):
+        live = up >= 0
+        if not live.any():
+            return
+        yield live, np.maximum(up, 0)
+        up = np.where(live, parent[np.maximum(up, 0)], -1)
 
 
 def _span_shift(table: Table, tree: Tree, corrected: F64) -> F64:
