@@ -60,7 +60,8 @@ def in_sync_groups(
     """Services whose calls are all consistent with sharing one clock, grouped.
 
     When the logs allow no correction between two services (zero lies inside
-    every bound on their difference, one-sided ones included), none is made:
+    every bound on their difference, one-sided ones included, directly or
+    through other services), none is made:
     well-synchronised hosts keep their raw order instead of a noisy estimate
     of a tiny offset. Services that name one host (``hosts``: service -> host)
     share its clock even when no call links them; a pair whose calls exclude
@@ -85,6 +86,18 @@ def in_sync_groups(
         if not ok and g == groups[b]:
             for s in members[g]:  # contradicted: every member on its own
                 groups[s] = s
+    # Two services whose direct calls allow one clock may still be shown
+    # apart through others (each tightly linked to a third, say, while their
+    # own calls are loose): zero must lie inside every bound on their
+    # difference, through any path of services.
+    bound = difference_bounds(pairs, order)
+    if bound is not None:
+        for g, names in members.items():
+            if any(groups[s] != g for s in names):
+                continue  # split already
+            if any(bound[x][y] < 0.0 for x in names for y in names if x != y):
+                for s in names:
+                    groups[s] = s
     return groups
 
 
