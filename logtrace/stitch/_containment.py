@@ -44,6 +44,7 @@ import numpy.typing as npt
 from ._calls import sample_keys
 from ._clocks import ClockModel
 from ._model import Table, Tree
+from ._record_gaps import RecordGaps, fit_offsets
 
 __all__ = [
     "MIN_TRACES",
@@ -81,11 +82,14 @@ SPANS_PER_TRACE = 64
 _PAIRS_PER_CHUNK = 1 << 20
 EVIDENCE_CAP = 2_000_000
 """Span pairs the decision keeps at most (those of a deterministic sample of traces)."""
-Evidence = tuple[I32, I32, F64, F64, I64, I64]
+Evidence = tuple[I32, I32, F64, F64, I64, I64, B]
 """Span pairs that could be caller and callee: caller's and callee's
 service (run-wide index), the interval ``lo``, ``hi`` of the callee's clock
 minus the caller's for which the caller contains the callee, the trace's
-sample key (which also tells traces apart) and a key of the callee span."""
+sample key (which also tells traces apart), a key of the callee span, and
+whether the interval is instead one for which the callee fits in a gap
+between two of the caller's records (:mod:`._record_gaps`)."""
+_COLUMNS = 7
 
 
 def _usable(tree: Tree) -> I64:
@@ -141,17 +145,23 @@ def containment_interval(tree: Tree, a: I64, b: I64) -> tuple[F64, F64]:
 def containment_evidence(table: Table, tree: Tree) -> Evidence:
     """One partition's evidence: the span pairs whose durations let the
     first contain the second, with their intervals."""
-    parts: list[tuple[I64, I64, F64, F64]] = []
+    parts: list[tuple[I64, I64, F64, F64, B]] = []
+    gaps: RecordGaps | None = None
     for a, b in span_pairs(table, tree):
         lo, hi = containment_interval(tree, a, b)
         ok = lo <= hi
-        parts.append((a[ok], b[ok], lo[ok], hi[ok]))
+        a, b = a[ok], b[ok]
+        parts.append((a, b, lo[ok], hi[ok], np.zeros(len(a), dtype=bool)))
+        gaps = gaps or RecordGaps(table, tree)
+        pair, gap_lo, gap_hi = gaps.intervals(tree, a, b)
+        parts.append((a[pair], b[pair], gap_lo, gap_hi, np.ones(len(pair), dtype=bool)))
     if not parts:
         return _empty()
     a = np.concatenate([p[0] for p in parts])
     b = np.concatenate([p[1] for p in parts])
     lo = np.concatenate([p[2] for p in parts])
     hi = np.concatenate([p[3] for p in parts])
+    gap = np.concatenate([p[4] for p in parts])
     trace = table.span_trace[b].astype(np.int64)
     with_pairs, at = np.unique(trace, return_inverse=True)
     keys = sample_keys([table.traces[t] for t in with_pairs.tolist()])[at.ravel()]
@@ -164,6 +174,7 @@ def containment_evidence(table: Table, tree: Tree) -> Evidence:
         hi,
         keys,
         callee_keys,
+        gap,
     )
 
 
@@ -171,7 +182,7 @@ def _empty() -> Evidence:
     f = np.empty(0, dtype=np.float64)
     i = np.empty(0, dtype=np.int32)
     k = np.empty(0, dtype=np.int64)
-    return i, i, f, f, k, k
+    return i, i, f, f, k, k, np.empty(0, dtype=bool)
 
 
 class EvidenceCollector:
@@ -195,7 +206,7 @@ class EvidenceCollector:
     def _kept(self) -> Evidence:
         if not self.parts:
             return _empty()
-        cols = tuple(np.concatenate([p[k] for p in self.parts]) for k in range(6))
+        cols = tuple(np.concatenate([p[k] for p in self.parts]) for k in range(_COLUMNS))
         keys = cols[4]
         if len(keys) > self.cap:
             # Whole traces: every pair of a trace whose key is below the cut.
@@ -241,6 +252,10 @@ class Links:
     to its group's first service) and how far off it may be, in seconds."""
     groups: dict[str, str] = field(default_factory=dict)
     """Per linked service: the first service of its group (offset zero)."""
+    first: dict[str, float] = field(default_factory=dict)
+    """Per linked service: the offset (relative to its group's first
+    service) at which its spans fit between its callers' records
+    (:mod:`._record_gaps`), a closer start than :attr:`offsets` gives."""
 
     def __bool__(self) -> bool:
         return bool(self.links)
@@ -270,7 +285,8 @@ def _deepest(lo: F64, hi: F64, keys: I64, callees: I64) -> tuple[float, float, i
 
 def decide_links(evidence: Evidence, services: list[str]) -> Links:
     """Which service calls which, from the evidence of every partition."""
-    svc_a, svc_b, lo, hi, keys, callees = evidence
+    gap = evidence[6]
+    svc_a, svc_b, lo, hi, keys, callees, _ = _rows(evidence, ~gap)
     if not len(svc_a):
         return Links()
     width = len(services) + 1
@@ -304,11 +320,40 @@ def decide_links(evidence: Evidence, services: list[str]) -> Links:
     note = _note(kept, gone, weak)
     if kept and shared_clock(lo, hi, callees):
         offsets = dict.fromkeys(offsets, (0.0, 0.0))
+        first = dict.fromkeys(offsets, 0.0)
         note += (
             "; one clock: at zero offsets every span lies inside one of another service,"
             " no clock corrected"
         )
-    return Links(tuple(kept), note, tuple(gone), offsets, groups)
+    else:
+        first = fit_offsets(_gap_stretches(kept, _rows(evidence, gap), services, width), groups)
+    return Links(tuple(kept), note, tuple(gone), offsets, groups, first)
+
+
+def _rows(evidence: Evidence, keep: B) -> Evidence:
+    svc_a, svc_b, lo, hi, keys, callees, gap = evidence
+    return svc_a[keep], svc_b[keep], lo[keep], hi[keep], keys[keep], callees[keep], gap[keep]
+
+
+def _gap_stretches(
+    links: list[Link], gaps: Evidence, services: list[str], width: int
+) -> list[tuple[str, str, float, float]]:
+    """Per link, the offsets that nearly as many of its record-gap intervals
+    (within the link's own stretch) hold as the most do; the link's own
+    stretch where it has none."""
+    svc_a, svc_b, lo, hi, keys, callees, _ = gaps
+    pair = svc_a.astype(np.int64) * width + svc_b
+    at = {name: i for i, name in enumerate(services)}
+    out: list[tuple[str, str, float, float]] = []
+    for link in links:
+        mine = pair == at[link.caller] * width + at[link.callee]
+        mine &= (hi >= link.lo) & (lo <= link.hi)
+        if not mine.any():
+            out.append((link.caller, link.callee, link.lo, link.hi))
+            continue
+        left, right, _, _ = _deepest(lo[mine], hi[mine], keys[mine], callees[mine])
+        out.append((link.caller, link.callee, left, right))
+    return out
 
 
 def shared_clock(lo: F64, hi: F64, callees: I64) -> bool:
@@ -414,6 +459,10 @@ def _note(links: list[Link], rejected: list[str], weak: list[str]) -> str:
 
 
 def first_clocks(links: Links) -> dict[str, ClockModel]:
-    """The clock models the links imply before any call is bounded (each
-    service's offset may be off by its uncertainty in :attr:`Links.offsets`)."""
+    """The clock models the links imply before any call is bounded: where
+    the callees fit between their callers' records (:attr:`Links.first`),
+    else the middle of what containment allows (each may be off by its
+    uncertainty in :attr:`Links.offsets`)."""
+    if links.first:
+        return {name: ClockModel(offset) for name, offset in links.first.items()}
     return {name: ClockModel(offset) for name, (offset, _) in links.offsets.items()}

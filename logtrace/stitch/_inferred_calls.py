@@ -10,6 +10,7 @@ built once more for the output (:func:`._stage.stage`).
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import replace
 from typing import Any
@@ -39,6 +40,7 @@ __all__ = [
     "agreed",
     "ambiguous",
     "infer_parents",
+    "keep_unbounded",
     "round_calls",
     "solve_with_links",
     "tolerances",
@@ -359,11 +361,34 @@ def solve_with_links(
             collector.add(columns)
         token = LOOSE_RATE.set(INFERRED_LOOSE_RATE)
         try:
-            clocks = solve_clocks(collector, services, count, table, bracket, initial=clocks)
+            solved = solve_clocks(collector, services, count, table, bracket, initial=clocks)
         finally:
             LOOSE_RATE.reset(token)
+        clocks = keep_unbounded(solved, clocks, links)
         doubt_s = DOUBT
     return within_links(clocks, links)
+
+
+def keep_unbounded(
+    clocks: dict[str, ClockModel], previous: dict[str, ClockModel], links: Links
+) -> dict[str, ClockModel]:
+    """``clocks`` where a linked service that no call bounds on both sides
+    (every call of it in doubt, say) keeps its ``previous`` offset relative
+    to its group's first service, and the interval containment allows it
+    (:attr:`._containment.Links.offsets`): what the links said of it is
+    evidence, and an offset of zero would be none."""
+    out = dict(clocks)
+    for name, anchor in links.groups.items():
+        model = clocks.get(name) or ClockModel()
+        if model.bounded or name not in previous:
+            continue
+        base = clocks.get(anchor, ClockModel()).offset_s
+        before = previous[name].offset_s - previous.get(anchor, ClockModel()).offset_s
+        mid, half = links.offsets.get(name, (0.0, math.inf))
+        low = max(model.low_s, base + mid - half)
+        high = min(model.high_s, base + mid + half)
+        out[name] = replace(model, offset_s=base + before, drift=0.0, low_s=low, high_s=high)
+    return out
 
 
 def agreed(

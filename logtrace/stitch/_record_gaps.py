@@ -1,0 +1,140 @@
+"""Where a callee fits between its caller's records: the first clocks for
+logs that name no parent span.
+
+A caller waits for its call. Between the line it writes before the call
+and the one it writes when the answer is back, its span writes nothing. So
+at the true offset ``d`` (the callee's clock minus the caller's), a callee's
+span ``[start, end]`` lies in one gap between two consecutive records
+``r[i]``, ``r[i + 1]`` of its caller's span::
+
+    end - r[i + 1]  <=  d  <=  start - r[i]                 (raw clocks)
+
+Each gap of a candidate caller wide enough for the callee gives such an
+interval (:class:`RecordGaps`). Over many traces the intervals of the real
+calls all hold the true offset, and the stretch that nearly all of them
+share (found as for containment, :func:`._containment.decide_links`) is a
+few hundred microseconds wide. Containment's own interval is several times
+wider, and lopsided: its bounds are how long the caller works before its
+first call and after its last, which differ from service to service.
+
+The services' offsets then follow from every link's stretch at once
+(:func:`fit_offsets`): weighted least squares over the differences the
+links give, dropping the link that disagrees most, one at a time, while
+one disagrees by more than its stretch allows (a link through a service
+called from two places may pile up beside the truth). The result is only
+a start, good to tens of microseconds: the calls inferred on it are
+bracketed by their callers' records and the clocks solved from them
+(:func:`._inferred_calls.solve_with_links`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+import numpy as np
+import numpy.typing as npt
+
+from ._correct import bracketing_rows
+from ._model import Table, Tree
+
+__all__ = ["MIN_HALF_WIDTH", "RecordGaps", "fit_offsets"]
+
+I64 = npt.NDArray[np.int64]
+F64 = npt.NDArray[np.float64]
+
+MIN_HALF_WIDTH = 1e-6
+"""Seconds: the least uncertainty a link's stretch is given (its weight's cap)."""
+
+
+class RecordGaps:
+    """One partition's gaps between consecutive records of each span, widest
+    first per span, so that the gaps wide enough for a callee are a prefix."""
+
+    def __init__(self, table: Table, tree: Tree) -> None:
+        rows = table.rows
+        usable = np.flatnonzero(bracketing_rows(table))
+        span = rows["span"][usable].astype(np.int64)
+        ts = rows["ts"][usable]
+        perm = np.lexsort((ts, span))
+        span, ts = span[perm], ts[perm]
+        # Gap j runs from record j to record j + 1 of the same span.
+        inner = np.flatnonzero(span[1:] == span[:-1])
+        width = ts[inner + 1] - ts[inner]
+        order = np.lexsort((-width, span[inner]))
+        self.span: I64 = span[inner][order]
+        self.width: F64 = width[order]
+        self.first: F64 = ts[inner][order]
+        """Per gap: the record before it."""
+        self.last: F64 = ts[inner + 1][order]
+        """Per gap: the record after it."""
+        self.begin: I64 = np.searchsorted(self.span, np.arange(len(tree.parent)), "left")
+
+    def _wide_enough(self, span: I64, duration: F64) -> I64:
+        """Per query, how many gaps of ``span`` are at least ``duration`` wide.
+
+        Queries and gaps sorted together by span, then widest first (a gap
+        before a query as wide): the gaps ahead of a query, less those of
+        earlier spans, are the ones it fits in."""
+        n = len(self.span)
+        order = np.lexsort(
+            (
+                np.r_[np.zeros(n, dtype=np.int8), np.ones(len(span), dtype=np.int8)],
+                -np.r_[self.width, duration],
+                np.r_[self.span, span],
+            )
+        )
+        at = np.flatnonzero(order >= n)
+        ahead = np.empty(len(span), dtype=np.int64)
+        ahead[order[at] - n] = at - np.arange(len(at))
+        count: I64 = ahead - self.begin[span]
+        return count
+
+    def intervals(self, tree: Tree, a: I64, b: I64) -> tuple[I64, F64, F64]:
+        """For pairs (caller ``a``, callee ``b``): each gap of ``a`` wide enough
+        for ``b`` as the pair it belongs to and its interval ``lo``, ``hi``
+        of offsets (the callee's clock minus the caller's)."""
+        fits = self._wide_enough(a, tree.end[b] - tree.start[b])
+        pair = np.repeat(np.arange(len(a), dtype=np.int64), fits)
+        within = np.arange(len(pair)) - np.repeat(np.cumsum(fits) - fits, fits)
+        gap = self.begin[a][pair] + within
+        callee = b[pair]
+        lo: F64 = tree.end[callee] - self.last[gap]
+        hi: F64 = tree.start[callee] - self.first[gap]
+        return pair, lo, hi
+
+
+def fit_offsets(
+    links: Sequence[tuple[str, str, float, float]], groups: Mapping[str, str]
+) -> dict[str, float]:
+    """Each service's offset relative to its group's first service (see
+    :attr:`._containment.Links.groups`) from links ``(caller, callee, lo,
+    hi)`` that each put the callee's clock minus the caller's in ``[lo,
+    hi]``: weighted least squares on the midpoints, weighted by the inverse
+    half-width; while a link's residual exceeds its half-width, the worst
+    is dropped (a link no cycle checks has none, so every service keeps
+    its offset)."""
+    names = sorted(groups)
+    at = {name: i for i, name in enumerate(names)}
+    anchors = sorted(set(groups.values()))
+    use = [k for k in links if k[0] in at and k[1] in at]
+    while True:
+        rows = len(use) + len(anchors)
+        matrix = np.zeros((rows, len(names)))
+        target = np.zeros(rows)
+        weight = np.ones(rows)
+        for r, (caller, callee, lo, hi) in enumerate(use):
+            matrix[r, at[callee]], matrix[r, at[caller]] = 1.0, -1.0
+            target[r] = (lo + hi) / 2
+            weight[r] = 1.0 / max((hi - lo) / 2, MIN_HALF_WIDTH)
+        for r, anchor in enumerate(anchors, start=len(use)):
+            matrix[r, at[anchor]] = 1.0
+            weight[r] = 1.0 / MIN_HALF_WIDTH
+        x = np.linalg.lstsq(matrix * weight[:, None], target * weight, rcond=None)[0]
+        if not use:
+            break
+        residual = np.abs(matrix[: len(use)] @ x - target[: len(use)]) * weight[: len(use)]
+        worst = int(np.argmax(residual))
+        if residual[worst] <= 1.0:
+            break
+        use.pop(worst)
+    return {name: float(x[at[name]] - x[at[groups[name]]]) for name in names}
