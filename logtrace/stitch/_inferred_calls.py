@@ -421,7 +421,13 @@ def within_links(clocks: dict[str, ClockModel], links: Links) -> dict[str, Clock
     """``clocks`` with every linked service's offset moved into what the
     links allow (relative to its group's first service), should the calls
     have pulled it out: containment bounds every offset, whatever the calls
-    inferred under it say."""
+    inferred under it say.
+
+    The interval each model reports (the summary's "interval the calls
+    allow") is widened to what containment allows: the inferred calls were
+    bracketed by the caller's records just before and after them, which
+    holds only for a caller that writes nothing while it waits; that a
+    callee lies inside its caller holds for every call."""
     out = dict(clocks)
     for name, (mid, half) in links.offsets.items():
         anchor = links.groups.get(name, name)
@@ -429,6 +435,9 @@ def within_links(clocks: dict[str, ClockModel], links: Links) -> dict[str, Clock
         model = clocks.get(name, ClockModel())
         relative = model.offset_s - base.offset_s
         fitted = min(max(relative, mid - half), mid + half)
-        if fitted != relative:
-            out[name] = replace(model, offset_s=base.offset_s + fitted)
+        low = min(model.low_s, base.offset_s + mid - half)
+        high = max(model.high_s, base.offset_s + mid + half)
+        if name == anchor:
+            low, high = model.low_s, model.high_s
+        out[name] = replace(model, offset_s=base.offset_s + fitted, low_s=low, high_s=high)
     return out

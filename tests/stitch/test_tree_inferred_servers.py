@@ -54,6 +54,7 @@ APP = textwrap.dedent(
     SERVICE = os.environ["NP_SERVICE"]
     DOWNSTREAM = os.environ.get("NP_DOWNSTREAM", "")
     SHIFT = float(os.environ.get("NP_SHIFT_MS", "0")) / 1000
+    CHATTY = float(os.environ.get("NP_CHATTY_MS", "0")) / 1000
 
     trace.set_tracer_provider(TracerProvider(resource=Resource.create({"service.name": SERVICE})))
     tracer = trace.get_tracer(SERVICE)
@@ -140,7 +141,13 @@ APP = textwrap.dedent(
                 headers = {}
                 propagate.inject(headers)
                 log.info("calling downstream")
-                answer = await client.get(DOWNSTREAM, headers=headers)
+                if CHATTY:
+                    call = asyncio.ensure_future(client.get(DOWNSTREAM, headers=headers))
+                    await asyncio.sleep(CHATTY)
+                    log.info("still waiting")  # while the call is under way
+                    answer = await call
+                else:
+                    answer = await client.get(DOWNSTREAM, headers=headers)
                 log.info("downstream answered %s", answer.status_code)
                 await asyncio.sleep(0.002)
             log.info("request done")
@@ -154,7 +161,7 @@ APP = textwrap.dedent(
 REQUESTS = 30
 
 
-def _chain(tmp_path: Path, shift_ms: float) -> Path:
+def _chain(tmp_path: Path, shift_ms: float, chatty_ms: float = 0.0) -> Path:
     """Run the three services, send the requests, return the log directory."""
     (tmp_path / "chain_app.py").write_text(APP, encoding="utf-8")
     logs = tmp_path / "logs"
@@ -166,6 +173,7 @@ def _chain(tmp_path: Path, shift_ms: float) -> Path:
             "NP_FORMAT": style,
             "NP_DOWNSTREAM": downstream,
             "NP_SHIFT_MS": str(shift),
+            "NP_CHATTY_MS": str(chatty_ms),
             "NP_LOG": str(logs / f"{service}.log"),
         }
 
@@ -246,3 +254,40 @@ def test_calls_and_clocks_inferred_from_real_services(tmp_path: Path, shift_ms: 
             ("gateway", "downstream answered 200"),
             ("gateway", "request done"),
         ], text
+
+
+@pytest.mark.parametrize("shift_ms", [30.0, -30.0])
+def test_callers_that_write_while_they_wait(tmp_path: Path, shift_ms: float) -> None:
+    """Every caller writes a line 1 ms into each of its calls (a task of the
+    request logs while the call is under way). No gap between a caller's
+    records then holds its callee at the true offset, and a gap after that
+    line holds it about a millisecond off, in every trace alike: nothing in
+    these logs tells the two apart. The stitcher must degrade honestly: each
+    interval it reports holds the true offset (the one containment allows,
+    not the bracketing's), the offsets stay within a few milliseconds, and
+    every callee line still comes between the caller's lines that made the
+    call and got the answer."""
+    logs = _chain(tmp_path, shift_ms, chatty_ms=1.0)
+    with open(tmp_path / "out.jsonl", "wb") as fh:
+        summary = stitch([str(logs)], fh, Options(format="jsonl"))
+    out = [json.loads(line) for line in (tmp_path / "out.jsonl").read_bytes().splitlines()]
+    offsets, bounds = summary.offsets_ms, summary.offset_bounds_ms
+    true = {"gateway": 0.0, "inventory": shift_ms, "pricing": 0.0}
+    for name, ms in offsets.items():
+        want = true[name] + offsets["gateway"]
+        low, high = bounds[name]
+        assert low <= want <= high, (name, want, bounds[name])
+        assert abs(ms - want) < 4.0, (name, ms, want)
+    traces: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    for rec in out:
+        if rec["trace_id"] is not None:
+            traces[rec["trace_id"]].append(rec)
+    assert len(traces) == REQUESTS
+    for recs in traces.values():
+        text = [(r["service"], r["record"]["message"]) for r in recs]
+        assert text.count(("gateway", "still waiting")) == 1, text
+        for caller, callee in (("gateway", "inventory"), ("inventory", "pricing")):
+            called = text.index((caller, "calling downstream"))
+            answered = text.index((caller, "downstream answered 200"))
+            mine = [k for k, (service, _) in enumerate(text) if service == callee]
+            assert called < min(mine) and max(mine) < answered, text
