@@ -23,7 +23,10 @@ two things:
   corrected clocks once they are known), flagged in ``Tree.inferred``;
 - the clock estimate (:func:`._inferred_calls.solve_with_links`): the
   inferred calls are ordinary loose calls to :mod:`._calls` (caller span,
-  callee span, no client span record), bounded and bracketed like any other.
+  callee span, no client span record), bounded and bracketed like any other,
+  starting from the offsets at which callees fit between their callers'
+  records (:attr:`Links.first`, :mod:`._record_gaps`: the same pairs give
+  that evidence too).
 
 With too little or contradictory evidence nothing is inferred, and
 :attr:`Links.note` says why. When the logs fit one shared clock (at zero
