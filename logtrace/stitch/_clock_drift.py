@@ -15,7 +15,13 @@ from array import array
 from operator import add, itemgetter, sub
 
 from ._clock_bounds import Bounds, CallColumns, CallKey, Pair, fold_pairs
-from ._clock_graph import anchor, in_sync_groups, least_squares, solve_offsets
+from ._clock_graph import (
+    anchor,
+    difference_bounds,
+    in_sync_groups,
+    least_squares,
+    solve_offsets,
+)
 
 __all__ = [
     "BUCKET_S",
@@ -34,6 +40,8 @@ DRIFT_T_MIN = 6.0
 without one significant pair, offsets are fitted over the whole window."""
 MAX_DRIFT = 5e-4
 """Clamp for fitted drift (500 ppm; real oscillators stay well under 100 ppm)."""
+REFITS = 2
+"""Times the drift left over after taking the fitted one out is fitted again."""
 
 _Slots = dict[CallKey, dict[float, list[int]]]
 
@@ -55,8 +63,9 @@ def fit_with_drift(
     if t_last - t_first < MIN_DRIFT_WINDOW_S:
         return None
     slots = _slots(calls)
-    group = in_sync_groups(pairs, order, hosts)
-    fitted = _solve_with_drift(_bucketed(calls, slots), group, reference, slack, ref_t, True)
+    buckets = _bucketed(calls, slots)
+    group = _apart_in_a_bucket(in_sync_groups(pairs, order, hosts), buckets)
+    fitted = _solve_with_drift(buckets, group, reference, slack, ref_t, True)
     if fitted is None:
         return None
     return _refine(calls, slots, fitted[1], order, reference, slack, ref_t, hosts)
@@ -79,6 +88,34 @@ def _slots(calls: dict[CallKey, CallColumns]) -> _Slots:
             buckets = _not_finite_together(buckets)
         slots[key] = buckets
     return slots
+
+
+def _apart_in_a_bucket(
+    group: dict[str, str], buckets: dict[float, dict[CallKey, Bounds]]
+) -> dict[str, str]:
+    """``group`` with every group split whose members' calls exclude one clock
+    in some bucket (directly or through other services).
+
+    Over a window in which a clock drifts, a pair's bounds contradict each
+    other, the weak side is dropped, and the one side left may well hold
+    zero: the whole window then looks like one clock. Within a bucket the
+    clocks barely move, and a pair that drifts apart shows it there."""
+    members: dict[str, list[str]] = {}
+    for s, g in group.items():
+        members.setdefault(g, []).append(s)
+    shared = {g: names for g, names in members.items() if len(names) > 1}
+    split: set[str] = set()
+    for cells in buckets.values():
+        if not shared:
+            break
+        bound = difference_bounds(fold_pairs(cells), list(group))
+        if bound is None:
+            continue
+        for g, names in list(shared.items()):
+            if any(bound[x][y] < 0.0 for x in names for y in names if x != y):
+                split.add(g)
+                del shared[g]
+    return {s: (s if g in split else g) for s, g in group.items()}
 
 
 def _not_finite_together(buckets: dict[float, list[int]]) -> dict[float, list[int]]:
@@ -153,13 +190,17 @@ def _refine(
     offsets: dict[str, float] = {}
     pairs: dict[tuple[str, str], Pair] = {}
     same = {s: s for s in order}
-    for _ in range(2):
+    for refits in range(REFITS + 1):
         flat = _detrended(calls, drifts, ref_t)
         pairs = fold_pairs({key: Bounds(key[2], *cols) for key, cols in flat.items()})
         offsets = solve_offsets(pairs, order, reference, slack, hosts)
+        if refits == REFITS:
+            break
         leftover = _solve_with_drift(_bucketed(flat, slots), same, reference, slack, ref_t)
         if leftover is None:
             break
+        # The offsets are solved again with the drift refitted: offsets
+        # from the old slope would be off by its error times the window.
         drifts = {s: drifts.get(s, 0.0) + leftover[1].get(s, 0.0) for s in order}
     return offsets, {s: max(-MAX_DRIFT, min(MAX_DRIFT, v)) for s, v in drifts.items()}, pairs
 
