@@ -24,6 +24,7 @@ from ._clock_graph import (
 )
 
 __all__ = [
+    "BUCKETS",
     "BUCKET_S",
     "DRIFT_T_MIN",
     "MAX_DRIFT",
@@ -32,9 +33,12 @@ __all__ = [
 ]
 
 BUCKET_S = 60.0
-"""Width of the time buckets used to follow drift."""
-MIN_DRIFT_WINDOW_S = 180.0
-"""Drift is looked for only when the calls span at least this long."""
+"""Width of the time buckets used to follow drift, at most."""
+BUCKETS = 6
+"""Buckets a window shorter than that many :data:`BUCKET_S` is cut into."""
+MIN_DRIFT_WINDOW_S = 120.0
+"""Drift is looked for only when the calls span at least this long (buckets
+of 20 s then: shorter ones hold too few calls to bound a pair tightly)."""
 DRIFT_T_MIN = 6.0
 """A pair's fitted drift must be this many standard errors from zero to count;
 without one significant pair, offsets are fitted over the whole window."""
@@ -62,7 +66,7 @@ def fit_with_drift(
     t_last = max(max(cols[0]) for cols in calls.values())
     if t_last - t_first < MIN_DRIFT_WINDOW_S:
         return None
-    slots = _slots(calls)
+    slots = _slots(calls, min(BUCKET_S, (t_last - t_first) / BUCKETS))
     buckets = _bucketed(calls, slots)
     group = _apart_in_a_bucket(in_sync_groups(pairs, order, hosts), buckets)
     fitted = _solve_with_drift(buckets, group, reference, slack, ref_t, True)
@@ -71,14 +75,14 @@ def fit_with_drift(
     return _refine(calls, slots, fitted[1], order, reference, slack, ref_t, hosts)
 
 
-def _slots(calls: dict[CallKey, CallColumns]) -> _Slots:
-    """Each pair's calls by time bucket (positions into its columns), buckets
-    in the order their first call comes."""
+def _slots(calls: dict[CallKey, CallColumns], width: float) -> _Slots:
+    """Each pair's calls by time bucket ``width`` seconds wide (positions into
+    its columns), buckets in the order their first call comes."""
     slots: _Slots = {}
     for key, (ts, *_) in calls.items():
         buckets: dict[float, list[int]] = {}
         get = buckets.get
-        for i, bucket in enumerate(map(BUCKET_S.__rfloordiv__, ts)):  # t // BUCKET_S
+        for i, bucket in enumerate(map(width.__rfloordiv__, ts)):  # t // width
             at = get(bucket)
             if at is None:
                 buckets[bucket] = [i]

@@ -278,6 +278,23 @@ class TestEstimate:
         assert models["users"].offset_s == models["db"].offset_s == 0.0
         assert models["pay"].offset_s == pytest.approx(0.004, abs=5e-6)
 
+    @pytest.mark.parametrize("drifting", [True, False])
+    def test_drift_over_two_and_a_half_minutes(self, drifting: bool) -> None:
+        """Windows under three minutes are cut into six buckets: a drift of up
+        to 30 ppm (up to 9 ms over the window between two clocks) is followed,
+        and clocks that keep time get none."""
+        rng = random.Random(18)
+        offsets = {s: rng.uniform(-0.025, 0.025) for s in SERVICES}
+        drifts = {s: rng.uniform(-3e-5, 3e-5) if drifting else 0.0 for s in SERVICES}
+        drifts["gw"] = 0.0
+        edges = calls(GRAPH, offsets, 10_000, rng, drifts=drifts, spacing=0.015)  # 150 s
+        models = estimate_clocks(edges, SERVICES)
+        for s in SERVICES:
+            assert models[s].drift == pytest.approx(drifts[s], abs=2e-7), s
+            for t in (T0, T0 + 75, T0 + 150):
+                want = offsets[s] - offsets["gw"] + drifts[s] * (t - T0)
+                assert relative(models, "gw", t)[s] == pytest.approx(want, abs=2e-5), (s, t)
+
     def test_short_windows_estimate_no_drift(self) -> None:
         rng = random.Random(13)
         offsets = {s: rng.uniform(-0.025, 0.025) for s in SERVICES}
@@ -581,16 +598,20 @@ def _iso(text: str) -> float:
 
 
 class TestDriftOnGeneratedLogs:
-    def test_every_corrected_time_follows_the_drifting_clocks(self, tmp_path: Path) -> None:
-        """Clocks ±25 ms apart drifting ±20 ppm over about four minutes, the
-        callees' spans ending after their callers hear back (so each pair's
-        whole-window bounds are one-sided and hold zero). The drift was
-        fitted with such pairs taken for one clock, and the offsets solved on
-        a slope the last refit had moved: records up to 8.7 ms off. Every
-        corrected time must be within 20 µs of the true time on the
-        reference clock."""
+    @pytest.mark.parametrize("seed", [42, 2])
+    def test_every_corrected_time_follows_the_drifting_clocks(
+        self, tmp_path: Path, seed: int
+    ) -> None:
+        """Clocks ±25 ms apart drifting ±20 ppm over three to four minutes,
+        the callees' spans ending after their callers hear back (so each
+        pair's whole-window bounds are one-sided and hold zero). On seed 42
+        the drift was fitted with such pairs taken for one clock, and the
+        offsets solved on a slope the last refit had moved: records up to
+        8.7 ms off. Seed 2 spans 172 s, where no drift used to be fitted:
+        5.7 ms off. Every corrected time must be within 20 µs of the true
+        time on the reference clock."""
         cfg = SynthConfig(
-            target_bytes=20_000_000, seed=42, skew_ms=25.0, drift_ppm=20.0, rate_per_s=3.0
+            target_bytes=20_000_000, seed=seed, skew_ms=25.0, drift_ppm=20.0, rate_per_s=3.0
         )
         res = generate(str(tmp_path), cfg)
         with open(tmp_path / "out.jsonl", "wb") as fh:
