@@ -244,12 +244,20 @@ def bracket_partition(
     usable = bracketing_rows(table)
     records = CallerRecords(table.rows["span"][usable].astype(np.int64), table.rows["ts"][usable])
     was = receive[mine]
-    records.tighten(mine, c.caller[mine], before, after, send, receive)
     res = row_resolution(table)
-    if res.any():
+    span_res = span_resolution(table, len(table.spans), res) if res.any() else None
+    if span_res is not None:
+        # A coarse caller line was written some time in its interval: it is
+        # before the callee only if all of it is, as it is after the answer
+        # only if all of it is. (Taking a line whose interval merely starts
+        # in time on one side only would bound that side tighter than the
+        # other, and move every offset by up to half the interval.)
+        before = before - span_res[c.caller[mine]]
+    records.tighten(mine, c.caller[mine], before, after, send, receive)
+    if span_res is not None:
         # A coarse caller line heard the answer some time in its interval.
         moved = mine[receive[mine] != was]
-        receive[moved] += span_resolution(table, len(table.spans), res)[c.caller[moved]]
+        receive[moved] += span_res[c.caller[moved]]
 
 
 def _limits(

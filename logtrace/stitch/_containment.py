@@ -48,6 +48,7 @@ from ._calls import sample_keys
 from ._clocks import ClockModel
 from ._model import Table, Tree
 from ._record_gaps import RecordGaps, fit_offsets
+from ._resolution import row_resolution, span_resolution
 
 __all__ = [
     "MIN_TRACES",
@@ -61,6 +62,7 @@ __all__ = [
     "first_clocks",
     "shared_clock",
     "span_pairs",
+    "spans_resolution",
 ]
 
 I32 = npt.NDArray[np.int32]
@@ -138,11 +140,19 @@ def span_pairs(table: Table, tree: Tree) -> Iterator[tuple[I64, I64]]:
         lo = hi
 
 
-def containment_interval(tree: Tree, a: I64, b: I64) -> tuple[F64, F64]:
-    """Offsets (callee's clock minus caller's) for which ``a`` contains ``b``."""
-    lo: F64 = tree.end[b] - tree.end[a]
-    hi: F64 = tree.start[b] - tree.start[a]
+def containment_interval(tree: Tree, a: I64, b: I64, res: F64) -> tuple[F64, F64]:
+    """Offsets (callee's clock minus caller's) for which ``a`` contains ``b``;
+    ``res`` per span is how long its times last (a span whose lines name
+    whole milliseconds may end up to one later, and its callee start one
+    later: :func:`spans_resolution`)."""
+    lo: F64 = tree.end[b] - tree.end[a] - res[a]
+    hi: F64 = tree.start[b] - tree.start[a] + res[b]
     return lo, hi
+
+
+def spans_resolution(table: Table, tree: Tree) -> F64:
+    """Per span of ``tree``: how long the times of its lines last, at most."""
+    return span_resolution(table, len(tree.parent), row_resolution(table))
 
 
 def containment_evidence(table: Table, tree: Tree) -> Evidence:
@@ -150,12 +160,14 @@ def containment_evidence(table: Table, tree: Tree) -> Evidence:
     first contain the second, with their intervals."""
     parts: list[tuple[I64, I64, F64, F64, B]] = []
     gaps: RecordGaps | None = None
+    row_res = row_resolution(table)
+    res = span_resolution(table, len(tree.parent), row_res)
     for a, b in span_pairs(table, tree):
-        lo, hi = containment_interval(tree, a, b)
+        lo, hi = containment_interval(tree, a, b, res)
         ok = lo <= hi
         a, b = a[ok], b[ok]
         parts.append((a, b, lo[ok], hi[ok], np.zeros(len(a), dtype=bool)))
-        gaps = gaps or RecordGaps(table, tree)
+        gaps = gaps or RecordGaps(table, tree, row_res)
         pair, gap_lo, gap_hi = gaps.intervals(tree, a, b)
         parts.append((a[pair], b[pair], gap_lo, gap_hi, np.ones(len(pair), dtype=bool)))
     if not parts:

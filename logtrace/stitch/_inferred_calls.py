@@ -28,7 +28,13 @@ from ._calls import (
 )
 from ._clock_bounds import LOOSE_RATE
 from ._clocks import ClockModel
-from ._containment import Links, containment_interval, first_clocks, span_pairs
+from ._containment import (
+    Links,
+    containment_interval,
+    first_clocks,
+    span_pairs,
+    spans_resolution,
+)
 from ._correct import apply_clocks
 from ._model import Table, Tree
 from ._tree import relink
@@ -107,13 +113,14 @@ def infer_parents(
             allowed[i * n + j] = tolerance
     shift = _span_shift(table, tree, corrected)
     records = _Records(table, corrected)
+    res = spans_resolution(table, tree)
     best = np.full(len(tree.parent), -1, dtype=np.int64)
     best_gap = np.full(len(tree.parent), np.inf)
     for a, b in span_pairs(table, tree):
         tol = allowed[tree.service[a].astype(np.int64) * n + tree.service[b]]
         linked = ~np.isnan(tol)
         a, b, tol = a[linked], b[linked], tol[linked]
-        lo, hi = containment_interval(tree, a, b)
+        lo, hi = containment_interval(tree, a, b, res)
         d = shift[b] - shift[a]  # the callee's clock minus the caller's, as corrected
         fits = (lo - tol <= d) & (d <= hi + tol)
         a, b = a[fits], b[fits]
@@ -208,18 +215,20 @@ def ambiguous(
         if i is not None and j is not None:
             allowed[i * n + j] = True
     shift = _span_shift(table, tree, corrected)
+    res = spans_resolution(table, tree)
     start, end = tree.start - shift, tree.end - shift
     holders: list[I64] = []
     held: list[I64] = []
     for a, b in span_pairs(table, tree):
         keep = allowed[tree.service[a].astype(np.int64) * n + tree.service[b]]
-        inside = keep & (start[a] <= start[b]) & (end[a] >= end[b])
+        inside = keep & (start[a] <= start[b] + res[b]) & (end[a] + res[a] >= end[b])
         holders.append(a[inside])
         held.append(b[inside])
         keep &= linked.inferred[b] & (linked.parent[b] >= 0)
         a, b = a[keep], b[keep]
         p = linked.parent[b].astype(np.int64)
-        could = (p != a) & (start[a] <= start[b] + doubt) & (end[a] >= end[b] - doubt)
+        could = (p != a) & (start[a] <= start[b] + res[b] + doubt)
+        could &= end[a] + res[a] >= end[b] - doubt
         a, b, p = a[could], b[could], p[could]
         above = np.zeros(len(a), dtype=bool)
         for live, up in _ancestors(linked.parent, p):

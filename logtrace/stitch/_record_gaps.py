@@ -36,6 +36,7 @@ import numpy.typing as npt
 
 from ._correct import bracketing_rows
 from ._model import Table, Tree
+from ._resolution import span_resolution
 
 __all__ = ["MIN_HALF_WIDTH", "RecordGaps", "fit_offsets"]
 
@@ -50,23 +51,27 @@ class RecordGaps:
     """One partition's gaps between consecutive records of each span, widest
     first per span, so that the gaps wide enough for a callee are a prefix."""
 
-    def __init__(self, table: Table, tree: Tree) -> None:
+    def __init__(self, table: Table, tree: Tree, res: F64) -> None:
+        """``res`` per row: how long its time lasts (:func:`._resolution.row_resolution`)."""
         rows = table.rows
         usable = np.flatnonzero(bracketing_rows(table))
         span = rows["span"][usable].astype(np.int64)
         ts = rows["ts"][usable]
+        lasts = res[usable]
         perm = np.lexsort((ts, span))
-        span, ts = span[perm], ts[perm]
-        # Gap j runs from record j to record j + 1 of the same span.
+        span, ts, lasts = span[perm], ts[perm], lasts[perm]
+        # Gap j runs from record j to record j + 1 of the same span; a record
+        # naming a whole millisecond was written some time within it.
         inner = np.flatnonzero(span[1:] == span[:-1])
-        width = ts[inner + 1] - ts[inner]
+        width = ts[inner + 1] + lasts[inner + 1] - ts[inner]
         order = np.lexsort((-width, span[inner]))
         self.span: I64 = span[inner][order]
         self.width: F64 = width[order]
         self.first: F64 = ts[inner][order]
-        """Per gap: the record before it."""
-        self.last: F64 = ts[inner + 1][order]
-        """Per gap: the record after it."""
+        """Per gap: the earliest the record before it was written."""
+        self.last: F64 = (ts + lasts)[inner + 1][order]
+        """Per gap: the latest the record after it was written."""
+        self.res = span_resolution(table, len(tree.parent), res)
         self.begin: I64 = np.searchsorted(self.span, np.arange(len(tree.parent)), "left")
 
     def _wide_enough(self, span: I64, duration: F64) -> I64:
@@ -93,13 +98,14 @@ class RecordGaps:
         """For pairs (caller ``a``, callee ``b``): each gap of ``a`` wide enough
         for ``b`` as the pair it belongs to and its interval ``lo``, ``hi``
         of offsets (the callee's clock minus the caller's)."""
-        fits = self._wide_enough(a, tree.end[b] - tree.start[b])
+        res = self.res[b]
+        fits = self._wide_enough(a, tree.end[b] - tree.start[b] - res)
         pair = np.repeat(np.arange(len(a), dtype=np.int64), fits)
         within = np.arange(len(pair)) - np.repeat(np.cumsum(fits) - fits, fits)
         gap = self.begin[a][pair] + within
         callee = b[pair]
         lo: F64 = tree.end[callee] - self.last[gap]
-        hi: F64 = tree.start[callee] - self.first[gap]
+        hi: F64 = tree.start[callee] + res[pair] - self.first[gap]
         return pair, lo, hi
 
 

@@ -64,7 +64,7 @@ class TestIntervals:
         table, tree = _table_and_tree(records, extents)
         a = np.array([p[0] for p in pairs], dtype=np.int64)
         b = np.array([p[1] for p in pairs], dtype=np.int64)
-        pair, lo, hi = RecordGaps(table, tree).intervals(tree, a, b)
+        pair, lo, hi = RecordGaps(table, tree, np.zeros(len(table.rows))).intervals(tree, a, b)
         got = sorted(zip(pair.tolist(), lo.tolist(), hi.tolist(), strict=True))
         want = []
         for k, (caller, callee) in enumerate(pairs):
@@ -82,7 +82,7 @@ class TestIntervals:
         caller = [(0, 0.000), (0, 0.010), (0, 0.020), (0, 0.021)]
         callee = [(1, 0.0115 + 0.005), (1, 0.0180 + 0.005)]
         table, tree = _table_and_tree(caller + callee, [(0.0, 0.021), (0.0165, 0.023)])
-        pair, lo, hi = RecordGaps(table, tree).intervals(
+        pair, lo, hi = RecordGaps(table, tree, np.zeros(len(table.rows))).intervals(
             tree, np.array([0], dtype=np.int64), np.array([1], dtype=np.int64)
         )
         assert pair.tolist() == [0, 0]  # the 10 ms gaps only; the 1 ms one is too narrow
@@ -90,6 +90,20 @@ class TestIntervals:
         assert not other_lo <= 0.005 <= other_hi  # in the gap before the call: 13 to 16.5 ms
         assert call_lo == pytest.approx(0.003, abs=1e-6)  # it ended 2 ms before the answer
         assert call_hi == pytest.approx(0.0065, abs=1e-6)  # and began 1.5 ms after the call
+
+    def test_a_coarse_caller_line_lasts_its_millisecond(self) -> None:
+        """A caller whose lines name whole milliseconds: "responded", written
+        at 20.8 ms, reads 20 ms. The gap it closes must run to 21 ms, or the
+        callee (10.8 to 20.4 ms on the caller's clock, 5 ms ahead) would not
+        fit it at its true offset."""
+        caller = [(0, 0.000), (0, 0.010), (0, 0.020), (0, 0.021)]
+        callee = [(1, 0.0108 + 0.005), (1, 0.0204 + 0.005)]
+        table, tree = _table_and_tree(caller + callee, [(0.0, 0.021), (0.0158, 0.0254)])
+        res = np.array([0.001] * 4 + [0.0] * 2)
+        one = np.array([0], dtype=np.int64), np.array([1], dtype=np.int64)
+        for lasts, holds in ((np.zeros(6), False), (res, True)):
+            _, lo, hi = RecordGaps(table, tree, lasts).intervals(tree, *one)
+            assert any(lo[k] <= 0.005 <= hi[k] for k in range(len(lo))) is holds
 
 
 class TestFitOffsets:

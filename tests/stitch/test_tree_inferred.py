@@ -7,7 +7,9 @@ knows every span's true parent and every clock's true offset.
 
 from __future__ import annotations
 
+import gzip
 import json
+import re
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -235,3 +237,29 @@ def test_first_clocks_from_where_callees_fit(tmp_path: Path, seed: int) -> None:
     }
     assert all(abs(us) < 30 for us in errors.values()), errors
     assert not summary.uncorrected, summary.uncorrected
+
+
+def test_ecs_lines_to_the_millisecond(tmp_path: Path) -> None:
+    """ecs-logging writes ``@timestamp`` to the millisecond. Such a line was
+    written some time within its millisecond: containment, the record gaps
+    and the bracketing take it as that interval. Taken as a point, a caller
+    line read as "before the callee" while its millisecond was not, and
+    every offset moved by up to half of it (users was 1.7 ms off)."""
+    res = generate(str(tmp_path), SynthConfig(traces=600, seed=5, skew_ms=25.0, parent_ids=False))
+    micro = re.compile(rb'("@timestamp":"[0-9T:.-]{23})\d{3}Z"')
+    coarse = 0
+    for path in (tmp_path / "logs").iterdir():
+        opener: Any = gzip.open if path.suffix == ".gz" else open
+        with opener(path, "rb") as fh:
+            data, n = micro.subn(rb'\1Z"', fh.read())
+        with opener(path, "wb") as fh:
+            fh.write(data)
+        coarse += n
+    assert coarse > 1000
+    summary, _ = _stitch(tmp_path / "logs", tmp_path / "out.jsonl")
+    true, got = res.offsets_s, summary.offsets_ms
+    errors = {
+        name: round((ms - got["gateway"]) * 1e3 - (true[name] - true["gateway"]) * 1e6)
+        for name, ms in got.items()
+    }
+    assert all(abs(us) < 150 for us in errors.values()), errors
