@@ -60,6 +60,7 @@ __all__ = [
     "containment_interval",
     "decide_links",
     "first_clocks",
+    "inside_own_service",
     "shared_clock",
     "span_pairs",
     "spans_resolution",
@@ -103,9 +104,10 @@ def _usable(tree: Tree) -> I64:
     return np.flatnonzero(ok).astype(np.int64)
 
 
-def span_pairs(table: Table, tree: Tree) -> Iterator[tuple[I64, I64]]:
+def span_pairs(table: Table, tree: Tree, same: bool = False) -> Iterator[tuple[I64, I64]]:
     """Every ordered pair (caller candidate, parentless callee) of usable spans
-    of two services in one trace, a bounded chunk at a time."""
+    of two services in one trace (of one service, if ``same``), a bounded
+    chunk at a time."""
     spans = _usable(tree)
     # Only traces the logs leave unlinked: two spans or more without a parent.
     roots = table.span_trace[spans[tree.parent[spans] < 0]]
@@ -135,9 +137,44 @@ def span_pairs(table: Table, tree: Tree) -> Iterator[tuple[I64, I64]]:
         first = np.repeat(np.cumsum(k_of) - k_of, k_of)
         b = np.repeat(s_of, k_of) + (np.arange(len(a)) - first)
         a_span, b_span = spans[a], spans[b]
-        keep = (tree.service[a_span] != tree.service[b_span]) & (tree.parent[b_span] < 0)
+        if same:
+            keep = (tree.service[a_span] == tree.service[b_span]) & (a_span != b_span)
+        else:
+            keep = tree.service[a_span] != tree.service[b_span]
+        keep &= tree.parent[b_span] < 0
         yield a_span[keep], b_span[keep]
         lo = hi
+
+
+def inside_own_service(table: Table, tree: Tree, res: F64) -> B:
+    """Per span without a parent: whether a span of its own service in its
+    trace contains it (on its own clock; ``res`` per span as for
+    :func:`containment_interval`). Such a span is that service's own work
+    (an internal span: a query, a step the code traced), not a call: as a
+    callee it would show containment the other way round whenever it is
+    short enough to fit inside its caller's callee."""
+    spans = _usable(tree)
+    spans = spans[tree.parent[spans] < 0]
+    out = np.zeros(len(tree.parent), dtype=bool)
+    if len(spans) < 2:
+        return out
+    trace = table.span_trace[spans].astype(np.int64)
+    service = tree.service[spans].astype(np.int64)
+    start, end = tree.start[spans], tree.end[spans] + res[spans]
+    # By trace and service, then start, longest first: a span is inside an
+    # earlier one of its group iff the latest end before it reaches its own.
+    perm = np.lexsort((-end, start, service, trace))
+    spans, trace, service = spans[perm], trace[perm], service[perm]
+    start, end = start[perm], end[perm]
+    first = np.r_[True, (trace[1:] != trace[:-1]) | (service[1:] != service[:-1])]
+    group = np.cumsum(first) - 1
+    base = start[first][group]
+    width = float(np.max(end - base, initial=0.0)) + 1.0
+    latest = np.maximum.accumulate(group * width + (end - base)) - group * width
+    inside = np.zeros(len(spans), dtype=bool)
+    inside[1:] = ~first[1:] & (latest[:-1] >= end[1:] - base[1:] - res[spans[1:]])
+    out[spans[inside]] = True
+    return out
 
 
 def containment_interval(tree: Tree, a: I64, b: I64, res: F64) -> tuple[F64, F64]:
@@ -162,9 +199,10 @@ def containment_evidence(table: Table, tree: Tree) -> Evidence:
     gaps: RecordGaps | None = None
     row_res = row_resolution(table)
     res = span_resolution(table, len(tree.parent), row_res)
+    inner = inside_own_service(table, tree, res)
     for a, b in span_pairs(table, tree):
         lo, hi = containment_interval(tree, a, b, res)
-        ok = lo <= hi
+        ok = (lo <= hi) & ~inner[b]
         a, b = a[ok], b[ok]
         parts.append((a, b, lo[ok], hi[ok], np.zeros(len(a), dtype=bool)))
         gaps = gaps or RecordGaps(table, tree, row_res)

@@ -32,6 +32,7 @@ from ._containment import (
     Links,
     containment_interval,
     first_clocks,
+    inside_own_service,
     span_pairs,
     spans_resolution,
 )
@@ -101,8 +102,12 @@ def infer_parents(
     shortest containing span is taken. ``callers`` maps each link
     (caller, callee) to how far (seconds) a callee may stick out of its
     caller's span; a negative value is how far inside it must lie (see
-    :func:`tolerances`)."""
-    if not callers or not len(tree.parent):
+    :func:`tolerances`). A span inside a span of its own service
+    (:func:`._containment.inside_own_service`) may have that one as parent
+    too, chosen the same way (an internal span of a request): its caller's
+    records, when it has one, leave a narrower gap around a concurrent
+    request than those of the request it happens to run inside."""
+    if not len(tree.parent):
         return tree
     index = {name: i for i, name in enumerate(table.services)}
     n = len(table.services) + 1
@@ -111,34 +116,74 @@ def infer_parents(
         i, j = index.get(caller), index.get(callee)
         if i is not None and j is not None:
             allowed[i * n + j] = tolerance
-    shift = _span_shift(table, tree, corrected)
-    records = _Records(table, corrected)
     res = spans_resolution(table, tree)
+    inner = inside_own_service(table, tree, res)
+    found: list[tuple[F64, _Records]] = []
+
+    def around() -> tuple[F64, _Records]:
+        """Per span its clock's correction, and the records (built once, if needed)."""
+        if not found:
+            found.append((_span_shift(table, tree, corrected), _Records(table, corrected)))
+        return found[0]
+
     best = np.full(len(tree.parent), -1, dtype=np.int64)
     best_gap = np.full(len(tree.parent), np.inf)
-    for a, b in span_pairs(table, tree):
-        tol = allowed[tree.service[a].astype(np.int64) * n + tree.service[b]]
-        linked = ~np.isnan(tol)
-        a, b, tol = a[linked], b[linked], tol[linked]
-        lo, hi = containment_interval(tree, a, b, res)
-        d = shift[b] - shift[a]  # the callee's clock minus the caller's, as corrected
-        fits = (lo - tol <= d) & (d <= hi + tol)
-        a, b = a[fits], b[fits]
-        # The caller's records nearest outside the callee's span: a call's
-        # caller writes just before and just after it (the offsets cancel).
-        length = tree.end[a] - tree.start[a]
-        if margin is None:
-            gap = length
-        else:
-            before = records.before(a, tree.start[b] - shift[b] - margin)
-            after = records.after(a, tree.end[b] - shift[b] + margin)
-            gap = np.where(np.isnan(before) | np.isnan(after), np.inf, after - before)
-        perm = np.lexsort((a, length, gap, b))
-        a, b, gap = a[perm], b[perm], gap[perm]
-        head = np.r_[True, b[1:] != b[:-1]]
-        a, b, gap = a[head], b[head], gap[head]
-        better = (gap < best_gap[b]) | (best[b] < 0)
-        best[b[better]], best_gap[b[better]] = a[better], gap[better]
+    # Per span, the stretch its best caller of another service left around
+    # it (that caller's records, or its extent): a span of the callee's own
+    # service inside that stretch is the request the caller made, and the
+    # span inside it that request's own step.
+    held_lo = np.full(len(tree.parent), -np.inf)
+    held_hi = np.full(len(tree.parent), np.inf)
+    # Without links, a span inside one of its own service may as well be a
+    # concurrent request from another branch (a database serving two at
+    # once): nothing is inferred. With links, its caller competes.
+    for same in (False, True) if callers else ():
+        for a, b in span_pairs(table, tree, same):
+            if same:  # a service's own work inside one of its spans, on one clock
+                tol = np.zeros(len(b))
+                linked = inner[b]
+            else:
+                tol = allowed[tree.service[a].astype(np.int64) * n + tree.service[b]]
+                linked = ~np.isnan(tol)
+            if not linked.any():
+                continue
+            a, b, tol = a[linked], b[linked], tol[linked]
+            shift, records = around()
+            lo, hi = containment_interval(tree, a, b, res)
+            d = shift[b] - shift[a]  # the callee's clock minus the caller's, as corrected
+            fits = (lo - tol <= d) & (d <= hi + tol)
+            if same:
+                # A request waits on its own step: it writes nothing while
+                # the step runs. One that does is a concurrent request.
+                # (Lines to the millisecond: inside only if surely so.)
+                inside = records.after(a, tree.start[b] + res[a] - shift[b])
+                fits &= ~(inside <= tree.end[b] - res[a] - shift[b])
+                own_start = tree.start[a] - shift[a]
+                own_end = tree.end[a] + res[a] - shift[a]
+                fits &= (held_lo[b] <= own_start) & (own_end <= held_hi[b])
+            a, b = a[fits], b[fits]
+            if not len(b):
+                continue
+            # The caller's records nearest outside the callee's span: a call's
+            # caller writes just before and just after it (the offsets cancel).
+            length = tree.end[a] - tree.start[a]
+            if margin is None:
+                gap = length
+                before, after = tree.start[a] - shift[a], tree.end[a] + res[a] - shift[a]
+            else:
+                before = records.before(a, tree.start[b] - shift[b] - margin)
+                after = records.after(a, tree.end[b] - shift[b] + margin)
+                gap = np.where(np.isnan(before) | np.isnan(after), np.inf, after - before)
+                before = np.where(np.isnan(before), -np.inf, before)
+                after = np.where(np.isnan(after), np.inf, after + res[a])
+            perm = np.lexsort((a, length, gap, b))
+            a, b, gap, before, after = a[perm], b[perm], gap[perm], before[perm], after[perm]
+            head = np.r_[True, b[1:] != b[:-1]]
+            a, b, gap, before, after = a[head], b[head], gap[head], before[head], after[head]
+            better = (gap < best_gap[b]) | (best[b] < 0)
+            best[b[better]], best_gap[b[better]] = a[better], gap[better]
+            if not same:
+                held_lo[b[better]], held_hi[b[better]] = before[better], after[better]
     chosen = np.flatnonzero(best >= 0)
     if not len(chosen):
         return tree

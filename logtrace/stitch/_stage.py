@@ -99,8 +99,9 @@ def stage(grouped: Grouped, clocks: dict[str, ClockModel], options: Options) -> 
     table = grouped.table
     corrected = apply_clocks(table, clocks)
     tree = grouped.tree
-    if options.callers:  # logs without parent IDs: parents from containment
-        tree = infer_parents(table, tree, dict.fromkeys(options.callers, TOLERANCE), corrected)
+    # Spans whose logs name no parent: parents from containment (internal
+    # spans inside their own service's, whatever the links).
+    tree = infer_parents(table, tree, dict.fromkeys(options.callers, TOLERANCE), corrected)
     ordered = order(table, corrected, tree, clocks)
     selected = narrow(table, corrected, ordered, options)
     traces = len(table.traces)

@@ -55,6 +55,7 @@ APP = textwrap.dedent(
     DOWNSTREAM = os.environ.get("NP_DOWNSTREAM", "")
     SHIFT = float(os.environ.get("NP_SHIFT_MS", "0")) / 1000
     CHATTY = float(os.environ.get("NP_CHATTY_MS", "0")) / 1000
+    INTERNAL = os.environ.get("NP_INTERNAL") == "1"
 
     trace.set_tracer_provider(TracerProvider(resource=Resource.create({"service.name": SERVICE})))
     tracer = trace.get_tracer(SERVICE)
@@ -137,6 +138,11 @@ APP = textwrap.dedent(
         with tracer.start_as_current_span(f"GET {SERVICE}", context=parent, kind=SpanKind.SERVER):
             log.info("request received")
             await asyncio.sleep(0.002)
+            if INTERNAL:
+                with tracer.start_as_current_span("lookup"):
+                    log.info("looking up")
+                    await asyncio.sleep(0.001)
+                    log.info("looked up")
             if DOWNSTREAM:
                 headers = {}
                 propagate.inject(headers)
@@ -161,7 +167,7 @@ APP = textwrap.dedent(
 REQUESTS = 30
 
 
-def _chain(tmp_path: Path, shift_ms: float, chatty_ms: float = 0.0) -> Path:
+def _chain(tmp_path: Path, shift_ms: float, chatty_ms: float = 0.0, internal: bool = False) -> Path:
     """Run the three services, send the requests, return the log directory."""
     (tmp_path / "chain_app.py").write_text(APP, encoding="utf-8")
     logs = tmp_path / "logs"
@@ -174,6 +180,7 @@ def _chain(tmp_path: Path, shift_ms: float, chatty_ms: float = 0.0) -> Path:
             "NP_DOWNSTREAM": downstream,
             "NP_SHIFT_MS": str(shift),
             "NP_CHATTY_MS": str(chatty_ms),
+            "NP_INTERNAL": "1" if internal else "",
             "NP_LOG": str(logs / f"{service}.log"),
         }
 
@@ -291,3 +298,46 @@ def test_callers_that_write_while_they_wait(tmp_path: Path, shift_ms: float) -> 
             answered = text.index((caller, "downstream answered 200"))
             mine = [k for k, (service, _) in enumerate(text) if service == callee]
             assert called < min(mine) and max(mine) < answered, text
+
+
+@pytest.mark.parametrize("shift_ms", [30.0, -30.0])
+def test_internal_spans_inside_each_request(tmp_path: Path, shift_ms: float) -> None:
+    """Each service also traces a step of its own (an OpenTelemetry span
+    "lookup" around two lines). Those spans sit inside their own service's
+    request span, and were short enough to fit inside the callee's span
+    too: containment read them as calls the wrong way round, called every
+    link inconsistent, and inferred nothing. They hang under their own
+    request span; the calls, clocks and order are as without them."""
+    logs = _chain(tmp_path, shift_ms, internal=True)
+    with open(tmp_path / "out.jsonl", "wb") as fh:
+        summary = stitch([str(logs)], fh, Options(format="jsonl"))
+    offsets = summary.offsets_ms
+    assert abs(offsets["inventory"] - offsets["gateway"] - shift_ms) < 1.0, offsets
+    assert abs(offsets["pricing"] - offsets["gateway"]) < 1.0, offsets
+    (note,) = summary.notes
+    assert f"gateway -> inventory ({REQUESTS} traces)" in note, note
+    assert f"inventory -> pricing ({REQUESTS} traces)" in note, note
+    out = [json.loads(line) for line in (tmp_path / "out.jsonl").read_bytes().splitlines()]
+    traces: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    for rec in out:
+        if rec["trace_id"] is not None:
+            traces[rec["trace_id"]].append(rec)
+    assert len(traces) == REQUESTS
+    for recs in traces.values():
+        request = {
+            r["service"]: r["span_id"] for r in recs if r["record"]["message"] == "request received"
+        }
+        for r in recs:
+            if r["record"]["message"] in ("looking up", "looked up"):
+                assert r["parent_span_id"] == request[r["service"]], r
+                assert r["parent_inferred"] is True
+        inventory = next(r for r in recs if r["span_id"] == request["inventory"])
+        assert inventory["parent_span_id"] == request["gateway"]
+        text = [(r["service"], r["record"]["message"]) for r in recs]
+        for caller, callee in (("gateway", "inventory"), ("inventory", "pricing")):
+            called = text.index((caller, "calling downstream"))
+            answered = text.index((caller, "downstream answered 200"))
+            mine = [k for k, (service, _) in enumerate(text) if service == callee]
+            assert called < min(mine) and max(mine) < answered, text
+            looked = text.index((caller, "looked up"))
+            assert looked < called, text
