@@ -263,6 +263,25 @@ def test_calls_and_clocks_inferred_from_real_services(tmp_path: Path, shift_ms: 
         ], text
 
 
+def _by_trace(out: list[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
+    """The stitched records of each request's trace."""
+    traces: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    for rec in out:
+        if rec["trace_id"] is not None:
+            traces[rec["trace_id"]].append(rec)
+    assert len(traces) == REQUESTS
+    return traces
+
+
+def _callee_lines_within_the_call(text: list[tuple[str, str]]) -> None:
+    """Every callee line between its caller's lines that made the call and got the answer."""
+    for caller, callee in (("gateway", "inventory"), ("inventory", "pricing")):
+        called = text.index((caller, "calling downstream"))
+        answered = text.index((caller, "downstream answered 200"))
+        mine = [k for k, (service, _) in enumerate(text) if service == callee]
+        assert called < min(mine) and max(mine) < answered, text
+
+
 @pytest.mark.parametrize("shift_ms", [30.0, -30.0])
 def test_callers_that_write_while_they_wait(tmp_path: Path, shift_ms: float) -> None:
     """Every caller writes a line 1 ms into each of its calls (a task of the
@@ -285,19 +304,11 @@ def test_callers_that_write_while_they_wait(tmp_path: Path, shift_ms: float) -> 
         low, high = bounds[name]
         assert low <= want <= high, (name, want, bounds[name])
         assert abs(ms - want) < 4.0, (name, ms, want)
-    traces: dict[str, list[dict[str, Any]]] = defaultdict(list)
-    for rec in out:
-        if rec["trace_id"] is not None:
-            traces[rec["trace_id"]].append(rec)
-    assert len(traces) == REQUESTS
+    traces = _by_trace(out)
     for recs in traces.values():
         text = [(r["service"], r["record"]["message"]) for r in recs]
         assert text.count(("gateway", "still waiting")) == 1, text
-        for caller, callee in (("gateway", "inventory"), ("inventory", "pricing")):
-            called = text.index((caller, "calling downstream"))
-            answered = text.index((caller, "downstream answered 200"))
-            mine = [k for k, (service, _) in enumerate(text) if service == callee]
-            assert called < min(mine) and max(mine) < answered, text
+        _callee_lines_within_the_call(text)
 
 
 @pytest.mark.parametrize("shift_ms", [30.0, -30.0])
@@ -318,11 +329,7 @@ def test_internal_spans_inside_each_request(tmp_path: Path, shift_ms: float) -> 
     assert f"gateway -> inventory ({REQUESTS} traces)" in note, note
     assert f"inventory -> pricing ({REQUESTS} traces)" in note, note
     out = [json.loads(line) for line in (tmp_path / "out.jsonl").read_bytes().splitlines()]
-    traces: dict[str, list[dict[str, Any]]] = defaultdict(list)
-    for rec in out:
-        if rec["trace_id"] is not None:
-            traces[rec["trace_id"]].append(rec)
-    assert len(traces) == REQUESTS
+    traces = _by_trace(out)
     for recs in traces.values():
         request = {
             r["service"]: r["span_id"] for r in recs if r["record"]["message"] == "request received"
@@ -334,10 +341,7 @@ def test_internal_spans_inside_each_request(tmp_path: Path, shift_ms: float) -> 
         inventory = next(r for r in recs if r["span_id"] == request["inventory"])
         assert inventory["parent_span_id"] == request["gateway"]
         text = [(r["service"], r["record"]["message"]) for r in recs]
-        for caller, callee in (("gateway", "inventory"), ("inventory", "pricing")):
-            called = text.index((caller, "calling downstream"))
-            answered = text.index((caller, "downstream answered 200"))
-            mine = [k for k, (service, _) in enumerate(text) if service == callee]
-            assert called < min(mine) and max(mine) < answered, text
+        _callee_lines_within_the_call(text)
+        for caller in ("gateway", "inventory"):
             looked = text.index((caller, "looked up"))
-            assert looked < called, text
+            assert looked < text.index((caller, "calling downstream")), text
