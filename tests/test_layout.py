@@ -158,6 +158,7 @@ STITCH_STAGES = (
             "_span_extras",
             "_correct",
             "_calls",
+            "_span_pairs",
             "_record_gaps",
             "_containment",
             "_inferred_calls",

@@ -28,16 +28,10 @@ from ._calls import (
 )
 from ._clock_bounds import LOOSE_RATE
 from ._clocks import ClockModel
-from ._containment import (
-    Links,
-    containment_interval,
-    first_clocks,
-    inside_own_service,
-    span_pairs,
-    spans_resolution,
-)
+from ._containment import Links, containment_interval, first_clocks, spans_resolution
 from ._correct import apply_clocks
 from ._model import Table, Tree
+from ._span_pairs import inside_own_service, span_pairs
 from ._tree import relink
 
 __all__ = [

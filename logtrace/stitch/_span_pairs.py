@@ -1,0 +1,106 @@
+"""Span pairs that could be caller and callee, for logs that name no parent.
+
+Within one trace, every ordered pair of spans with records (a bounded chunk
+at a time: :func:`span_pairs`), and which spans lie inside a span of their
+own service (:func:`inside_own_service`): the evidence of
+:mod:`._containment` and the parents of :mod:`._inferred_calls` are drawn
+from them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import numpy as np
+import numpy.typing as npt
+
+from ._model import Table, Tree
+
+__all__ = ["SPANS_PER_TRACE", "inside_own_service", "span_pairs"]
+
+I64 = npt.NDArray[np.int64]
+F64 = npt.NDArray[np.float64]
+B = npt.NDArray[np.bool_]
+
+SPANS_PER_TRACE = 64
+"""Spans of one trace that give evidence (the first ones); all get parents."""
+_PAIRS_PER_CHUNK = 1 << 20
+
+
+def _usable(tree: Tree) -> I64:
+    """Spans with records, a service and a time."""
+    ok = tree.present & (tree.service >= 0) & ~np.isnan(tree.start) & ~np.isnan(tree.end)
+    return np.flatnonzero(ok).astype(np.int64)
+
+
+def span_pairs(table: Table, tree: Tree, same: bool = False) -> Iterator[tuple[I64, I64]]:
+    """Every ordered pair (caller candidate, parentless callee) of usable spans
+    of two services in one trace (of one service, if ``same``), a bounded
+    chunk at a time."""
+    spans = _usable(tree)
+    # Only traces the logs leave unlinked: two spans or more without a parent.
+    roots = table.span_trace[spans[tree.parent[spans] < 0]]
+    loose = np.bincount(roots, minlength=len(table.traces))
+    spans = spans[loose[table.span_trace[spans]] >= 2]
+    if not len(spans):
+        return
+    trace = table.span_trace[spans].astype(np.int64)
+    perm = np.argsort(trace, kind="stable")
+    spans, trace = spans[perm], trace[perm]
+    starts = np.flatnonzero(np.r_[True, trace[1:] != trace[:-1]])
+    sizes = np.diff(np.r_[starts, len(spans)])
+    sizes = np.minimum(sizes, SPANS_PER_TRACE)
+    work = sizes.astype(np.int64) ** 2
+    cum = np.cumsum(work)
+    lo = 0
+    while lo < len(starts):
+        base = cum[lo - 1] if lo else 0
+        hi = int(np.searchsorted(cum, base + _PAIRS_PER_CHUNK, "right"))
+        hi = max(hi, lo + 1)
+        g_start, g_size = starts[lo:hi], sizes[lo:hi]
+        # Each span of a group, repeated once per member of its group.
+        member = np.concatenate([np.arange(s, s + k) for s, k in zip(g_start, g_size, strict=True)])
+        k_of = np.repeat(g_size, g_size)
+        s_of = np.repeat(g_start, g_size)
+        a = np.repeat(member, k_of)
+        first = np.repeat(np.cumsum(k_of) - k_of, k_of)
+        b = np.repeat(s_of, k_of) + (np.arange(len(a)) - first)
+        a_span, b_span = spans[a], spans[b]
+        if same:
+            keep = (tree.service[a_span] == tree.service[b_span]) & (a_span != b_span)
+        else:
+            keep = tree.service[a_span] != tree.service[b_span]
+        keep &= tree.parent[b_span] < 0
+        yield a_span[keep], b_span[keep]
+        lo = hi
+
+
+def inside_own_service(table: Table, tree: Tree, res: F64) -> B:
+    """Per span without a parent: whether a span of its own service in its
+    trace contains it (on its own clock; ``res`` per span as for
+    :func:`containment_interval`). Such a span is that service's own work
+    (an internal span: a query, a step the code traced), not a call: as a
+    callee it would show containment the other way round whenever it is
+    short enough to fit inside its caller's callee."""
+    spans = _usable(tree)
+    spans = spans[tree.parent[spans] < 0]
+    out = np.zeros(len(tree.parent), dtype=bool)
+    if len(spans) < 2:
+        return out
+    trace = table.span_trace[spans].astype(np.int64)
+    service = tree.service[spans].astype(np.int64)
+    start, end = tree.start[spans], tree.end[spans] + res[spans]
+    # By trace and service, then start, longest first: a span is inside an
+    # earlier one of its group iff the latest end before it reaches its own.
+    perm = np.lexsort((-end, start, service, trace))
+    spans, trace, service = spans[perm], trace[perm], service[perm]
+    start, end = start[perm], end[perm]
+    first = np.r_[True, (trace[1:] != trace[:-1]) | (service[1:] != service[:-1])]
+    group = np.cumsum(first) - 1
+    base = start[first][group]
+    width = float(np.max(end - base, initial=0.0)) + 1.0
+    latest = np.maximum.accumulate(group * width + (end - base)) - group * width
+    inside = np.zeros(len(spans), dtype=bool)
+    inside[1:] = ~first[1:] & (latest[:-1] >= end[1:] - base[1:] - res[spans[1:]])
+    out[spans[inside]] = True
+    return out
