@@ -20,6 +20,7 @@ from ._clock_graph import (
     difference_bounds,
     in_sync_groups,
     least_squares,
+    shown_apart,
     solve_offsets,
 )
 
@@ -116,7 +117,7 @@ def _apart_in_a_bucket(
         if bound is None:
             continue
         for g, names in list(shared.items()):
-            if any(bound[x][y] < 0.0 for x in names for y in names if x != y):
+            if shown_apart(bound, names):
                 split.add(g)
                 del shared[g]
     return {s: (s if g in split else g) for s, g in group.items()}

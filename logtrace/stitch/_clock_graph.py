@@ -15,7 +15,14 @@ from collections.abc import Iterable
 
 from ._clock_bounds import Pair
 
-__all__ = ["anchor", "difference_bounds", "in_sync_groups", "least_squares", "solve_offsets"]
+__all__ = [
+    "anchor",
+    "difference_bounds",
+    "in_sync_groups",
+    "least_squares",
+    "shown_apart",
+    "solve_offsets",
+]
 
 _INF = math.inf
 _Link = tuple[str, str, float, float, float, float]
@@ -95,10 +102,16 @@ def in_sync_groups(
         for g, names in members.items():
             if any(groups[s] != g for s in names):
                 continue  # split already
-            if any(bound[x][y] < 0.0 for x in names for y in names if x != y):
+            if shown_apart(bound, names):
                 for s in names:
                     groups[s] = s
     return groups
+
+
+def shown_apart(bound: dict[str, dict[str, float]], names: list[str]) -> bool:
+    """Whether ``bound`` (:func:`difference_bounds`) excludes zero from the
+    difference of two of ``names``' clocks: they cannot share one."""
+    return any(bound[x][y] < 0.0 for x in names for y in names if x != y)
 
 
 def difference_bounds(
