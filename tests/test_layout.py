@@ -149,6 +149,8 @@ STITCH_STAGES = (
     (
         "clocks",
         (
+            "_clock_least_squares",
+            "_clock_asymmetry",
             "_clock_bounds",
             "_clock_graph",
             "_clock_drift",

@@ -28,6 +28,7 @@ from hashlib import blake2b
 import numpy as np
 import numpy.typing as npt
 
+from ._clock_asymmetry import ASYMMETRY, lined_services
 from ._clocks import (
     ClockModel,
     DifferenceBounds,
@@ -94,8 +95,8 @@ def sample_keys(trace_ids: Sequence[str]) -> I64:
 CallColumns = tuple[npt.NDArray[np.generic], ...]
 """One partition's calls: partition, callee's trace first key, callee's rank
 in its trace, caller span, services, send, receive, start, end, exact,
-answered, both hosts, and the sample key (the first key, rank and sample key
-are empty for a run of one partition)."""
+answered, both hosts, whether the callee's lines time it, and the sample key
+(the first key, rank and sample key are empty for a run of one partition)."""
 _SAMPLE = -1
 
 
@@ -139,6 +140,7 @@ def partition_calls(s: int, table: Table, tree: Tree, first: I64, many: bool) ->
         calls.answered,
         calls.caller_host,
         calls.callee_host,
+        calls.lined,
         sample,
     )
 
@@ -160,6 +162,8 @@ class KeptCalls:
     answered: F64
     caller_host: I64
     callee_host: I64
+    lined: npt.NDArray[np.bool_]
+    """The callee's span is timed by its own first and last lines (no span record)."""
 
 
 class CallCollector:
@@ -367,15 +371,22 @@ def solve_clocks(
                 bracket_partition(table(s), c, mine, before[at], after[at], send, receive)
                 yield mine, send[mine], receive[mine]
 
-    for margin in MARGINS:
-        send, receive = c.send.copy(), c.receive.copy()
-        before, after = _limits(c, loose, services, clocks, margin)
-        crowded = _overlapping(c, loose, services, clocks)
-        before[crowded] = np.nan
-        after[crowded] = np.nan
-        for mine, tight_send, tight_receive in (bracket or here)(c, loose, before, after):
-            send[mine], receive[mine] = tight_send, tight_receive
-        clocks = estimate_calls(c, send, receive, services, hosts)[0]
+    # Bounds from the records next to each call share an asymmetry per kind,
+    # which the service graph's loops may show (the whole spans above do not).
+    lined = lined_services([services[i] for i in c.svc_callee.tolist()], c.lined.tolist())
+    token = ASYMMETRY.set(lined)
+    try:
+        for margin in MARGINS:
+            send, receive = c.send.copy(), c.receive.copy()
+            before, after = _limits(c, loose, services, clocks, margin)
+            crowded = _overlapping(c, loose, services, clocks)
+            before[crowded] = np.nan
+            after[crowded] = np.nan
+            for mine, tight_send, tight_receive in (bracket or here)(c, loose, before, after):
+                send[mine], receive[mine] = tight_send, tight_receive
+            clocks = estimate_calls(c, send, receive, services, hosts)[0]
+    finally:
+        ASYMMETRY.reset(token)
     return clocks
 
 

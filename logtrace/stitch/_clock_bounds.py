@@ -199,6 +199,11 @@ class Pair:
     answer_hi: list[float] = field(default_factory=list)
     """The bounds from stated answers, tightest first (:meth:`Bounds.next_lows`)."""
     n_answers: int = 0
+    lead: int = 0
+    """+1 when the caller's records bracket every call of the pair and ``a``
+    makes them all, -1 when ``b`` does, 0 otherwise."""
+    way: int = 0
+    """+1 when ``a`` makes every call of the pair, -1 when ``b`` does, 0 when both."""
 
     def resolve(self, strict: bool = True) -> Pair:
         """Keep the weak bounds when they agree with the sound ones; drop them
@@ -293,9 +298,13 @@ def fold_pairs(bounds: dict[CallKey, Bounds], strict: bool = True) -> dict[tuple
         else:  # clock(a) - clock(b) in [low, up]
             key, lo, hi, wlo, whi, slo, shi = (b, a), -up, -low, -_INF, -weak, -_INF, -second
         pair = pairs.get(key)
+        way = 1 if a < b else -1
+        lead = 0 if cell.exact else way
         if pair is None:
-            pair = pairs[key] = Pair(lo, hi, n, t, wlo, whi, slo, shi)
+            pair = pairs[key] = Pair(lo, hi, n, t, wlo, whi, slo, shi, lead=lead, way=way)
         else:
+            pair.way = pair.way if pair.way == way else 0
+            pair.lead = pair.lead if pair.lead == lead else 0
             pair.t = (pair.t * pair.n + t * n) / max(pair.n + n, 1)
             pair.lo, pair.hi, pair.n = max(pair.lo, lo), min(pair.hi, hi), pair.n + n
             pair.weak_lo, pair.weak_hi = max(pair.weak_lo, wlo), min(pair.weak_hi, whi)

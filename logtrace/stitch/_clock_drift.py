@@ -19,10 +19,10 @@ from ._clock_graph import (
     anchor,
     difference_bounds,
     in_sync_groups,
-    least_squares,
     shown_apart,
     solve_offsets,
 )
+from ._clock_least_squares import least_squares
 
 __all__ = [
     "BUCKETS",

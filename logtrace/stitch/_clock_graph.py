@@ -13,13 +13,14 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable
 
+from ._clock_asymmetry import ASYMMETRY, asymmetry_terms
 from ._clock_bounds import Pair
+from ._clock_least_squares import components, least_squares
 
 __all__ = [
     "anchor",
     "difference_bounds",
     "in_sync_groups",
-    "least_squares",
     "shown_apart",
     "solve_offsets",
 ]
@@ -40,13 +41,19 @@ def solve_offsets(
     group = in_sync_groups(pairs, order, hosts)
     reps = sorted(set(group.values()))
     links = []
+    signs: list[tuple[int, ...]] = []
+    lined = ASYMMETRY.get()
     for (a, b), p in pairs.items():
         mid, w = p.estimate(slack)
         ra, rb = group[a], group[b]
         if w > 0 and ra != rb:
             links.append((ra, rb, mid, w, p.lo, p.hi))
+            callee = b if p.way > 0 else a
+            signs.append((p.lead, p.way if lined and callee in lined else 0))
     reference = group.get(reference, reference)
     order = reps
+    if lined is not None:
+        links = _without_asymmetry(links, signs, order, reference)
     offsets = least_squares(order, [(a, b, m, w) for a, b, m, w, _, _ in links], reference)
     # Down-weight pairs the others contradict (a bad pair in a cycle).
     for _ in range(3):
@@ -59,6 +66,20 @@ def solve_offsets(
     _project(offsets, links)
     offsets = anchor(offsets, [(a, b) for a, b, *_ in links], reference)
     return {s: offsets[g] for s, g in group.items()}
+
+
+def _without_asymmetry(
+    links: list[_Link], signs: list[tuple[int, ...]], order: list[str], reference: str
+) -> list[_Link]:
+    """The links with the common asymmetry of each kind of bound taken out
+    of their midpoints (:mod:`._clock_asymmetry`)."""
+    terms = asymmetry_terms(order, [(a, b, m, w) for a, b, m, w, _, _ in links], signs, reference)
+    if not any(terms):
+        return links
+    return [
+        (a, b, m - sum(s * t for s, t in zip(sign, terms, strict=True)), w, lo, hi)
+        for (a, b, m, w, lo, hi), sign in zip(links, signs, strict=True)
+    ]
 
 
 def in_sync_groups(
@@ -84,7 +105,7 @@ def in_sync_groups(
             host = hosts.get(s)
             if host and s not in apart:
                 linked.append((first.setdefault(host, s), s))
-    groups = _components(order, linked)
+    groups = components(order, linked)
     members: dict[str, list[str]] = {}
     for s in order:
         members.setdefault(groups[s], []).append(s)
@@ -162,99 +183,15 @@ def _project(offsets: dict[str, float], links: list[_Link]) -> None:
             break
 
 
-def _components(order: list[str], pairs: Iterable[tuple[str, str]]) -> dict[str, str]:
-    """Each service's group representative (union-find)."""
-    parent = {s: s for s in order}
-
-    def find(s: str) -> str:
-        while parent[s] != s:
-            parent[s] = parent[parent[s]]
-            s = parent[s]
-        return s
-
-    for a, b in pairs:
-        ra, rb = find(a), find(b)
-        if ra != rb:
-            parent[max(ra, rb)] = min(ra, rb)
-    return {s: find(s) for s in order}
-
-
 def anchor(
     values: dict[str, float], pairs: Iterable[tuple[str, str]], reference: str
 ) -> dict[str, float]:
     """Shift each group so that its reference (the given one, or its first
     member) is at zero."""
-    groups = _components(sorted(values), pairs)
+    groups = components(sorted(values), pairs)
     zero: dict[str, float] = {}
     for s in sorted(values):
         zero.setdefault(groups[s], values[s])
     if reference in groups:
         zero[groups[reference]] = values[reference]
     return {s: values[s] - zero[groups[s]] for s in values}
-
-
-def least_squares(
-    order: list[str], links: list[tuple[str, str, float, float]], reference: str
-) -> dict[str, float]:
-    """Minimise sum w * (x[b] - x[a] - d)^2 with one anchor per group.
-
-    The graph Laplacian system, solved densely: service counts are small.
-    """
-    groups = _components(order, [(a, b) for a, b, _, _ in links])
-    anchors: dict[str, str] = {}
-    for s in order:
-        anchors.setdefault(groups[s], s)
-    if reference in groups:
-        anchors[groups[reference]] = reference
-    fixed = set(anchors.values())
-    free = [s for s in order if s not in fixed]
-    index = {s: i for i, s in enumerate(free)}
-    n = len(free)
-    matrix = [[0.0] * n for _ in range(n)]
-    rhs = [0.0] * n
-    for a, b, d, w in links:
-        ia, ib = index.get(a), index.get(b)
-        # Residual x[b] - x[a] - d; anchors are fixed at zero.
-        if ia is not None:
-            matrix[ia][ia] += w
-            rhs[ia] -= w * d
-        if ib is not None:
-            matrix[ib][ib] += w
-            rhs[ib] += w * d
-        if ia is not None and ib is not None:
-            matrix[ia][ib] -= w
-            matrix[ib][ia] -= w
-    x = _gauss(matrix, rhs)
-    result = dict.fromkeys(order, 0.0)
-    for s, i in index.items():
-        result[s] = x[i]
-    return result
-
-
-def _gauss(matrix: list[list[float]], rhs: list[float]) -> list[float]:
-    """Solve a symmetric positive (semi)definite system; free directions -> 0."""
-    n = len(rhs)
-    for col in range(n):
-        pivot = max(range(col, n), key=lambda r: abs(matrix[r][col]))
-        if abs(matrix[pivot][col]) < 1e-300:
-            continue
-        if pivot != col:
-            matrix[col], matrix[pivot] = matrix[pivot], matrix[col]
-            rhs[col], rhs[pivot] = rhs[pivot], rhs[col]
-        row = matrix[col]
-        inv = 1.0 / row[col]
-        for r in range(col + 1, n):
-            other = matrix[r]
-            factor = other[col] * inv
-            if factor:
-                for c in range(col, n):
-                    other[c] -= factor * row[c]
-                rhs[r] -= factor * rhs[col]
-    x = [0.0] * n
-    for r in range(n - 1, -1, -1):
-        row = matrix[r]
-        if abs(row[r]) < 1e-300:
-            continue
-        acc = rhs[r] - sum(row[c] * x[c] for c in range(r + 1, n))
-        x[r] = acc / row[r]
-    return x

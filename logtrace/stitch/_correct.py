@@ -58,6 +58,8 @@ class Calls:
     caller_host: I64
     callee_host: I64
     """Host keys of both spans' records (0: unnamed)."""
+    lined: B
+    """The callee has no span record: its first and last lines time it."""
 
 
 def find_calls(table: Table, tree: Tree) -> Calls:
@@ -83,6 +85,9 @@ def find_calls(table: Table, tree: Tree) -> Calls:
     callee, caller = callee[keep], caller[keep]
     answered, hosts = span_extras(table, np.concatenate([callee, caller]))
     n = len(callee)
+    recorded = np.zeros(len(tree.parent), dtype=bool)
+    spans = rows["span"][(rows["span"] >= 0) & ((rows["flags"] & SPAN_RECORD) != 0)]
+    recorded[spans[spans < len(recorded)]] = True
     return Calls(
         caller,
         callee,
@@ -94,6 +99,7 @@ def find_calls(table: Table, tree: Tree) -> Calls:
         answered[:n],
         hosts[n:],
         hosts[:n],
+        ~recorded[callee],
     )
 
 
