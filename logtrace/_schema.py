@@ -17,6 +17,7 @@ __all__ = [
     "DURATION_MS",
     "ERROR_TYPE",
     "EXCEPTION_TYPE",
+    "HEADERS_MS",
     "HOST_NAME",
     "HTTP_REQUEST_METHOD",
     "HTTP_RESPONSE_STATUS_CODE",
@@ -81,6 +82,13 @@ the application does after that (background tasks, a streamed body's cleanup,
 Django's request-finished handlers) stays inside the span's ``duration_ms``,
 but the caller already had its answer: the stitcher bounds clocks by this
 time, not by the span's end."""
+HEADERS_MS: Final = "headers_ms"
+"""Server spans (ASGI): milliseconds from the span's start until the
+response's headers were handed to the server, to the microsecond (rounded
+down). A caller can hear nothing of the answer before: an HTTP client that
+logs on the headers (httpx does) may write its line before the body is out,
+so ``response_ms`` bounds the caller's clock only where the caller's time is
+taken once the body arrived (a client span's end)."""
 HOST_NAME: Final = "host.name"
 """The host the span ran on (the node name, as the OpenTelemetry and ECS
 conventions name it): services on one host share one clock."""

@@ -23,6 +23,7 @@ from ._extract import AsgiHeaders, Extractor, ServerReader
 from ._http import ROUTE_KEY, host_and_port, printable, server_span_name, stored_route
 from ._records import emit_span, enabled_for, settings
 from ._schema import (
+    HEADERS_MS,
     HTTP_REQUEST_METHOD,
     HTTP_RESPONSE_STATUS_CODE,
     HTTP_ROUTE,
@@ -93,14 +94,14 @@ class TraceMiddleware:
         # runs: the closure then holds one list, and the error path reuses it.
         ctx, extra = self._read(scope["headers"])
         status = 0
-        answered = 0
+        headed = answered = 0
         # Span records share one level: if they are off now, skip the clock too.
         start = perf_counter_ns() if settings.enabled and enabled_for(settings.level) else 0
 
         # A plain function handing back send's awaitable: no coroutine of its own
         # per message, and the server's send is still awaited by the caller.
         def send_traced(message: Message) -> Awaitable[None]:
-            nonlocal status, answered
+            nonlocal status, headed, answered
             if status:
                 # The last body chunk: the caller has its answer once the server
                 # writes it, whatever the application does afterwards.
@@ -115,6 +116,8 @@ class TraceMiddleware:
                 message_type = message["type"]
                 if message_type == "http.response.start":
                     status = message["status"]
+                    if start:  # before the server has the headers: no caller hears sooner
+                        headed = perf_counter_ns()
                 elif message_type == "websocket.accept":
                     status = 101
                 elif message_type == "websocket.http.response.start":
@@ -135,14 +138,15 @@ class TraceMiddleware:
                 headers = [*_ERROR_HEADERS, *extra]
                 # A failure here means the client is gone; the app's error is what matters.
                 with suppress(Exception):
+                    headed = perf_counter_ns()
                     await send({"type": "http.response.start", "status": 500, "headers": headers})
                     await send({"type": "http.response.body", "body": _ERROR_BODY})
                     answered = perf_counter_ns()
             if start:
-                _finish(scope, ctx, start, answered, status, exc)
+                _finish(scope, ctx, start, answered, status, exc, headed)
             raise
         if start:
-            _finish(scope, ctx, start, answered, status, None)
+            _finish(scope, ctx, start, answered, status, None, headed)
         _reset_current(token)
 
 
@@ -186,9 +190,11 @@ def _finish(
     answered: int,
     status: int,
     error: BaseException | None,
+    headed: int = 0,
 ) -> None:
     """Write the server span's record with OpenTelemetry HTTP attributes and,
-    once the response was complete (``answered``, 0 if never), when."""
+    once the response's headers went out (``headed``) and once it was complete
+    (``answered``; 0 if never), when."""
     # Both clocks read together: a span start put back from a wall time read
     # later (after the attributes, or a thread switch) would move the stated
     # answer (start + response_ms) late, past when the caller had it.
@@ -208,6 +214,8 @@ def _finish(
         attributes[HTTP_ROUTE] = route
     if status:
         attributes[HTTP_RESPONSE_STATUS_CODE] = status
+    if headed:
+        attributes[HEADERS_MS] = (headed - start) // 1000 / 1000
     if answered:
         attributes[RESPONSE_MS] = (answered - start + 500) // 1000 / 1000
     address, port = _server(scope, scheme)

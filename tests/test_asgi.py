@@ -711,3 +711,51 @@ class TestStatedAnswer:
         start = datetime.fromisoformat(record["span.start"]).timestamp() * 1e9
         stated = start + record["response_ms"] * 1e6
         assert stated <= written[0] + 5_000  # the microseconds the record rounds to
+
+    def test_the_headers_are_stated_before_any_caller_can_read_them(self) -> None:
+        """A response whose body follows its headers 20 ms later (a server
+        stalled between the two, as a busy host or another thread holding
+        the interpreter does): an HTTP client that logs on the headers
+        (httpx) writes its line before ``response_ms``. ``headers_ms`` is
+        never after the server had the headers, and lies that much earlier."""
+
+        async def app(scope: Scope, receive: Receive, send: Send) -> None:
+            await send({"type": "http.response.start", "status": 200, "headers": []})
+            time.sleep(0.02)
+            await send({"type": "http.response.body", "body": b"ok"})
+
+        written: dict[str, int] = {}
+
+        async def server_send(message: dict[str, Any]) -> None:
+            written.setdefault(message["type"], time.time_ns())
+
+        async def receive() -> dict[str, Any]:
+            return {"type": "http.request", "body": b"", "more_body": False}
+
+        with capture_spans() as spans:
+            asyncio.run(TraceMiddleware(app)(http_scope("/"), receive, server_send))
+        (record,) = spans.fields()
+        start = datetime.fromisoformat(record["span.start"]).timestamp() * 1e9
+        headers = start + record["headers_ms"] * 1e6
+        # The start rounds to the microsecond, and it is put back from the end
+        # on the monotonic clock, which the wall clock may be slewed against
+        # (up to 500 ppm over the 20 ms between).
+        assert headers <= written["http.response.start"] + 15_000
+        assert record["response_ms"] - record["headers_ms"] >= 19.0
+
+    def test_the_error_answer_states_its_headers_too(self) -> None:
+        async def app(scope: Scope, receive: Receive, send: Send) -> None:
+            raise RuntimeError("before any answer")
+
+        async def server_send(message: dict[str, Any]) -> None:
+            pass
+
+        async def receive() -> dict[str, Any]:
+            return {"type": "http.request", "body": b"", "more_body": False}
+
+        with capture_spans() as spans, pytest.raises(RuntimeError):
+            asyncio.run(TraceMiddleware(app)(http_scope("/"), receive, server_send))
+        (record,) = spans.fields()
+        # The middleware answered 500 itself, headers first.
+        assert record["http.response.status_code"] == 500
+        assert 0 <= record["headers_ms"] <= record["response_ms"]

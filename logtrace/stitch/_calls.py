@@ -343,12 +343,15 @@ def solve_clocks(
     table: Callable[[int], Table] | None,
     bracket: Bracketing | None = None,
     initial: dict[str, ClockModel] | None = None,
+    gaps: Sequence[dict[str, float]] = (),
 ) -> dict[str, ClockModel]:
     """The run's clock models from the collected calls; ``table(s)`` gives
     partition ``s``'s table for bracketing (read back or held), unless
     ``bracket`` runs the rounds elsewhere. The first bracketing round
     starts from ``initial`` clocks when given (a better estimate than the
-    callers' whole spans give), else from the whole spans."""
+    callers' whole spans give), else from the whole spans, with the services
+    of ``gaps`` (groups of offsets from where the callees fit between their
+    callers' records: :func:`._containment.gap_offsets`) set by those."""
     c = collector.calls()
     if c is None:
         return {}
@@ -357,8 +360,7 @@ def solve_clocks(
     loose = loose_calls(c.svc_caller, c.svc_callee, c.exact)
     if not len(loose):
         return clocks
-    if initial is not None:
-        clocks = initial
+    clocks = initial if initial is not None else _with_gaps(clocks, gaps)
 
     def here(c: KeptCalls, loose: I64, before: F64, after: F64) -> Iterator[tuple[I64, F64, F64]]:
         # Partitions tighten disjoint calls: one scratch copy serves them all.
@@ -388,6 +390,21 @@ def solve_clocks(
     finally:
         ASYMMETRY.reset(token)
     return clocks
+
+
+def _with_gaps(
+    clocks: dict[str, ClockModel], gaps: Sequence[dict[str, float]]
+) -> dict[str, ClockModel]:
+    """``clocks`` with each group of ``gaps`` in place of its services'
+    offsets, shifted to agree with them on average (the other services are
+    tied to the group by those clocks)."""
+    out = dict(clocks)
+    for group in gaps:
+        now = [clocks[s].offset_s if s in clocks else 0.0 for s in group]
+        shift = sum(now) / len(now) - sum(group.values()) / len(group)
+        for name, offset in group.items():
+            out[name] = ClockModel(offset + shift)
+    return out
 
 
 def note_clocks(summary: Summary, used: list[str], clocks: dict[str, ClockModel]) -> None:

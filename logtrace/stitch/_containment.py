@@ -46,7 +46,7 @@ import numpy.typing as npt
 from ._calls import sample_keys
 from ._clocks import ClockModel
 from ._model import Table, Tree
-from ._record_gaps import RecordGaps, fit_offsets
+from ._record_gaps import RecordGaps, fit_offsets, logged_gaps
 from ._resolution import row_resolution, span_resolution
 from ._span_pairs import inside_own_service, span_pairs
 
@@ -60,6 +60,7 @@ __all__ = [
     "containment_interval",
     "decide_links",
     "first_clocks",
+    "gap_offsets",
     "shared_clock",
     "spans_resolution",
 ]
@@ -112,8 +113,10 @@ def containment_evidence(table: Table, tree: Tree) -> Evidence:
     """One partition's evidence: the span pairs whose durations let the
     first contain the second, with their intervals."""
     parts: list[tuple[I64, I64, F64, F64, B]] = []
-    gaps: RecordGaps | None = None
     row_res = row_resolution(table)
+    a, b, gap_lo, gap_hi, gaps = logged_gaps(table, tree, row_res)
+    if len(a):
+        parts.append((a, b, gap_lo, gap_hi, np.ones(len(a), dtype=bool)))
     res = span_resolution(table, len(tree.parent), row_res)
     inner = inside_own_service(table, tree, res)
     for a, b in span_pairs(table, tree):
@@ -425,6 +428,38 @@ def _note(links: list[Link], rejected: list[str], weak: list[str]) -> str:
     if rejected:
         why.append(f"containment inconsistent for {', '.join(rejected)}")
     return "spans without parent IDs: no calls inferred (" + ("; ".join(why) or "no evidence") + ")"
+
+
+def gap_offsets(evidence: Evidence, services: list[str]) -> list[dict[str, float]]:
+    """Per group of services the logged calls without client spans connect,
+    each one's offset where the callees fit between their callers' records
+    (:func:`._record_gaps.logged_gaps`), relative to the group's first
+    service; none without such calls."""
+    svc_a, svc_b, lo, hi, keys, callees, _ = _rows(evidence, evidence[6])
+    if not len(svc_a):
+        return []
+    width = len(services) + 1
+    pair = svc_a.astype(np.int64) * width + svc_b
+    found = []
+    for p in np.unique(pair).tolist():
+        mine = pair == p
+        left, right, _, _ = _deepest(lo[mine], hi[mine], keys[mine], callees[mine])
+        found.append((services[p // width], services[p % width], left, right))
+    parent = {name: name for link in found for name in link[:2]}
+
+    def root(name: str) -> str:
+        while parent[name] != name:
+            name = parent[name]
+        return name
+
+    for caller, callee, _, _ in found:
+        x, y = sorted((root(caller), root(callee)))
+        parent[y] = x
+    offsets = fit_offsets(found, {name: root(name) for name in parent})
+    groups: dict[str, dict[str, float]] = {}
+    for name, offset in offsets.items():
+        groups.setdefault(root(name), {})[name] = offset
+    return list(groups.values())
 
 
 def first_clocks(links: Links) -> dict[str, ClockModel]:

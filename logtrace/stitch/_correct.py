@@ -83,8 +83,13 @@ def find_calls(table: Table, tree: Tree) -> Calls:
     callee, caller = callee[keep], caller[keep]
     keep = ~np.isnan(tree.start[caller]) & ~np.isnan(tree.start[callee])
     callee, caller = callee[keep], caller[keep]
-    answered, hosts = span_extras(table, np.concatenate([callee, caller]))
+    answered, heard, hosts = span_extras(table, np.concatenate([callee, caller]))
     n = len(callee)
+    client = tree.client[caller]
+    # A caller's own lines may be written on the answer's headers (httpx logs
+    # then): against them only the headers bound the callee, where stated. A
+    # client span ends once the body was read: the complete answer bounds it.
+    answered = np.where(client | np.isnan(heard[:n]), answered[:n], heard[:n])
     recorded = np.zeros(len(tree.parent), dtype=bool)
     spans = rows["span"][(rows["span"] >= 0) & ((rows["flags"] & SPAN_RECORD) != 0)]
     recorded[spans[spans < len(recorded)]] = True
@@ -95,8 +100,8 @@ def find_calls(table: Table, tree: Tree) -> Calls:
         tree.end[caller],
         tree.start[callee],
         tree.end[callee],
-        tree.client[caller],
-        answered[:n],
+        client,
+        answered,
         hosts[n:],
         hosts[:n],
         ~recorded[callee],

@@ -4,7 +4,9 @@ grep estimates clocks from one trace's calls with the stitch's solver
 (:mod:`._clocks`); for the two to agree, each call carries the same
 evidence the stitch's :func:`._correct.find_calls` and
 :func:`._calls.partition_calls` give it: the callee's answer from its span
-record (``response_ms``: a sound bound, where the span's end is a weak one),
+record (``response_ms``: a sound bound, where the span's end is a weak one;
+against a caller without a client span, when its headers went out,
+``headers_ms``, where stated),
 the host each span record names (services on one host share a clock), and
 times to the second or millisecond widened by their interval (the callee may
 have started, and the caller heard back, that much later). A producer's
@@ -20,7 +22,7 @@ from dataclasses import dataclass
 from ._clocks import Edge, one_host_services
 from ._model import KIND_CLIENT, KIND_PRODUCER, SPAN_RECORD
 from ._parse_text import Parsed
-from ._span_fields import answer_ms, host_name
+from ._span_fields import answer_ms, headers_ms, host_name
 
 __all__ = ["trace_calls"]
 
@@ -34,6 +36,7 @@ class _SpanSeen:
     client: bool = False
     producer: bool = False
     answered: float | None = None
+    heard: float | None = None
     host: str = ""
     res: float = 0.0
     """The longest time any of its lines lasts (their resolution)."""
@@ -69,6 +72,9 @@ def trace_calls(
                 ms = answer_ms(raw)
                 if ms is not None:
                     seen.answered = declared + ms / 1e3
+                ms = headers_ms(raw)
+                if ms is not None:
+                    seen.heard = declared + ms / 1e3
             host = host_name(raw)
             if host:
                 seen.host = host.decode("utf-8", "replace")
@@ -92,7 +98,7 @@ def trace_calls(
                 s.start + s.res,
                 end,
                 up.client,
-                s.answered,
+                s.answered if up.client or s.heard is None else s.heard,
             )
         )
         named += [(x.service, x.host) for x in (up, s) if x.host]

@@ -28,7 +28,7 @@ from ._calls import (
     solve_clocks,
 )
 from ._clocks import ClockModel
-from ._containment import EvidenceCollector, containment_evidence, decide_links
+from ._containment import EvidenceCollector, containment_evidence, decide_links, gap_offsets
 from ._inferred_calls import solve_with_links
 from ._marks import count_marks
 from ._memory import give_back_free_heap
@@ -199,13 +199,18 @@ def _clocks(
             evidence.add(containment_evidence(grouped.table, grouped.tree))
             del grouped
             give_back_free_heap()
-    links = decide_links(evidence.evidence(), parts.services)
+    found = evidence.evidence()
+    links = decide_links(found, parts.services)
 
     def table(s: int) -> Table:
         return held.table if held is not None else open_table(parts, s)
 
     if not links:
-        return solve_clocks(collector, parts.services, parts.count, table), (), links.note
+        gaps = gap_offsets(found, parts.services)
+        del found
+        clocks = solve_clocks(collector, parts.services, parts.count, table, gaps=gaps)
+        return clocks, (), links.note
+    del found
     del collector
 
     def grouped_at(s: int) -> tuple[Table, Tree, npt.NDArray[np.int64]]:

@@ -34,11 +34,11 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 import numpy.typing as npt
 
-from ._correct import bracketing_rows
+from ._correct import bracketing_rows, find_calls
 from ._model import Table, Tree
 from ._resolution import span_resolution
 
-__all__ = ["MIN_HALF_WIDTH", "RecordGaps", "fit_offsets"]
+__all__ = ["MIN_HALF_WIDTH", "RecordGaps", "fit_offsets", "logged_gaps"]
 
 I64 = npt.NDArray[np.int64]
 F64 = npt.NDArray[np.float64]
@@ -107,6 +107,29 @@ class RecordGaps:
         lo: F64 = tree.end[callee] - self.last[gap]
         hi: F64 = tree.start[callee] + res[pair] - self.first[gap]
         return pair, lo, hi
+
+
+def logged_gaps(
+    table: Table, tree: Tree, row_res: F64
+) -> tuple[I64, I64, F64, F64, RecordGaps | None]:
+    """For the calls the logs link whose callers wrote no client span: each
+    gap of the caller wide enough for the callee, as caller and callee span
+    and the gap's interval of offsets. The same first clocks as for logs
+    without parent IDs: a caller's whole span, which bounds such a call
+    until its records do, is lopsided by how long it works before and after
+    the call (a gateway that makes four calls in turn puts the last one
+    milliseconds off), and the bracketing that follows would confirm it.
+    Also the partition's gaps, if it needed them (``row_res`` per row: how
+    long its time lasts)."""
+    calls = find_calls(table, tree)
+    loose = np.flatnonzero(~calls.exact)
+    if not len(loose):
+        none = np.empty(0, dtype=np.int64)
+        return none, none, np.empty(0), np.empty(0), None
+    gaps = RecordGaps(table, tree, row_res)
+    a, b = calls.caller[loose], calls.callee[loose]
+    pair, lo, hi = gaps.intervals(tree, a, b)
+    return a[pair], b[pair], lo, hi, gaps
 
 
 def fit_offsets(

@@ -1,13 +1,14 @@
 """Span-record fields the scan does not keep, read back for the calls alone.
 
-Two fields of a server or client span record matter to the clock estimate
+Three fields of a server or client span record matter to the clock estimate
 only: when the server's response was complete (``response_ms`` after
-``span.start``) and which host the span ran on (``host.name``, or
-``hostname``). Rather than carry them through the scan for every line, the
-clock stage reads them from the records of the spans that take part in a
-cross-service call (a small share of the lines), by byte offset, as the
-writers read lines back. A file whose first records name neither field is
-not read further: its writer does not write them.
+``span.start``), when its headers went out (``headers_ms``) and which host
+the span ran on (``host.name``, or ``hostname``). Rather than carry them
+through the scan for every line, the clock stage reads them from the records
+of the spans that take part in a cross-service call (a small share of the
+lines), by byte offset, as the writers read lines back. A file whose first
+records name neither field is not read further: its writer does not write
+them.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ import numpy.typing as npt
 
 from ._decompress import LineReader
 from ._model import SPAN_RECORD, Table
-from ._span_fields import ANSWER_PATTERNS, HOST_PATTERNS, number
+from ._span_fields import ANSWER_PATTERNS, HEADERS_PATTERNS, HOST_PATTERNS, number
 
 __all__ = ["host_key", "span_extras"]
 
@@ -43,53 +44,55 @@ def host_key(host: str) -> int:
     return (int.from_bytes(digest, "big") >> 1) or 1
 
 
-def span_extras(table: Table, spans: I64) -> tuple[F64, I64]:
+def span_extras(table: Table, spans: I64) -> tuple[F64, F64, I64]:
     """Per span of ``spans``: when it answered (raw clock of its service: its
-    ``span.start`` plus ``response_ms``; NaN if its record does not say) and
-    its host's :func:`host_key` (0 if unnamed)."""
+    ``span.start`` plus ``response_ms``), when its answer's headers went out
+    (plus ``headers_ms``; NaN where its record does not say) and its host's
+    :func:`host_key` (0 if unnamed)."""
     memo = table.memo.get("span_extras")
     if memo is not None and np.array_equal(memo[0], spans):
-        return memo[1].copy(), memo[2].copy()
-    answered, hosts = _read_extras(table, spans)
-    table.memo["span_extras"] = (spans.copy(), answered.copy(), hosts.copy())
-    return answered, hosts
+        return memo[1].copy(), memo[2].copy(), memo[3].copy()
+    answered, heard, hosts = _read_extras(table, spans)
+    table.memo["span_extras"] = (spans.copy(), answered.copy(), heard.copy(), hosts.copy())
+    return answered, heard, hosts
 
 
-def _read_extras(table: Table, spans: I64) -> tuple[F64, I64]:
+def _read_extras(table: Table, spans: I64) -> tuple[F64, F64, I64]:
     answered = np.full(len(spans), np.nan)
+    heard = np.full(len(spans), np.nan)
     hosts = np.zeros(len(spans), dtype=np.int64)
     rows = table.rows
     if not len(spans) or not len(rows):
-        return answered, hosts
+        return answered, heard, hosts
     record = np.flatnonzero((rows["span"] >= 0) & ((rows["flags"] & SPAN_RECORD) != 0))
     if not len(record):
-        return answered, hosts
+        return answered, heard, hosts
     row_of = np.full(len(table.spans), -1, dtype=np.int64)
     row_of[rows["span"][record]] = record
     wanted = row_of[spans]
     at = np.flatnonzero(wanted >= 0)
     if not len(at):
-        return answered, hosts
+        return answered, heard, hosts
     files = table.file[wanted[at]]
     order = np.argsort(files, kind="stable")
     at, files = at[order], files[order]
     cuts = np.flatnonzero(np.diff(files)) + 1
     host_keys: dict[bytes, int] = {}
     for chunk in np.split(at, cuts):
-        _read_file(table, chunk, wanted, answered, hosts, host_keys)
-    return answered, hosts
+        _read_file(table, chunk, wanted, (answered, heard), hosts, host_keys)
+    return answered, heard, hosts
 
 
 def _read_file(
     table: Table,
     chunk: I64,
     wanted: I64,
-    answered: F64,
+    answered: tuple[F64, F64],
     hosts: I64,
     host_keys: dict[bytes, int],
 ) -> None:
     """The fields of the records of ``chunk`` (positions into ``spans``), all in one file:
-    its first :data:`_GIVE_UP`, then the rest if those name either field."""
+    its first :data:`_GIVE_UP`, then the rest if those name any of the fields."""
     lines = wanted[chunk]
     reader = LineReader(table.data_paths[int(table.file[lines[0]])])
     try:
@@ -105,7 +108,7 @@ def _read_lines(
     table: Table,
     chunk: I64,
     wanted: I64,
-    answered: F64,
+    answered: tuple[F64, F64],
     hosts: I64,
     host_keys: dict[bytes, int],
 ) -> bool:
@@ -118,15 +121,19 @@ def _read_lines(
     ends = (rows["off"][lines] + lengths).tolist()
     block = b"\n".join([data[a:b] for a, b in zip(offsets, ends, strict=True)])
     found = False
-    numbers = _first_of(ANSWER_PATTERNS, block, lengths) if b"response_ms" in block else _NONE
-    have = np.flatnonzero(numbers != b"")
-    if len(have):
-        found = True
-        starts = table.span_start[lines]
-        for k in have.tolist():
-            ms = number(numbers[k])
-            if ms is not None:
-                answered[chunk[k]] = starts[k] + ms / 1e3
+    starts = table.span_start[lines]
+    for patterns, name, out in (
+        (ANSWER_PATTERNS, b"response_ms", answered[0]),
+        (HEADERS_PATTERNS, b"headers_ms", answered[1]),
+    ):
+        numbers = _first_of(patterns, block, lengths) if name in block else _NONE
+        have = np.flatnonzero(numbers != b"")
+        if len(have):
+            found = True
+            for k in have.tolist():
+                ms = number(numbers[k])
+                if ms is not None:
+                    out[chunk[k]] = starts[k] + ms / 1e3
     names = _first_of(HOST_PATTERNS, block, lengths) if b"host" in block else _NONE
     have = np.flatnonzero(names != b"")
     if len(have):

@@ -1,21 +1,30 @@
-"""Two fields of a span record that only the clock estimate reads.
+"""Three fields of a span record that only the clock estimate reads.
 
 When the server's response was complete (``response_ms`` after
-``span.start``) and which host the span ran on (``host.name``, or
-``hostname``): read from the raw line, JSON or ``key=value`` text, without
-parsing it whole. ``logtrace grep`` reads them here for the calls among its
-matches; the stitch reads the same keys for many records at once
-(:mod:`._span_extras`), so that the two estimate clocks from the same
-evidence. No numpy: ``logtrace grep`` must start fast.
+``span.start``), when its headers went out (``headers_ms``) and which host
+the span ran on (``host.name``, or ``hostname``): read from the raw line,
+JSON or ``key=value`` text, without parsing it whole. ``logtrace grep``
+reads them here for the calls among its matches; the stitch reads the same
+keys for many records at once (:mod:`._span_extras`), so that the two
+estimate clocks from the same evidence. No numpy: ``logtrace grep`` must
+start fast.
 """
 
 from __future__ import annotations
 
 import re
 
-from .._schema import HOST_NAME, RESPONSE_MS
+from .._schema import HEADERS_MS, HOST_NAME, RESPONSE_MS
 
-__all__ = ["ANSWER_PATTERNS", "HOST_PATTERNS", "answer_ms", "host_name", "number"]
+__all__ = [
+    "ANSWER_PATTERNS",
+    "HEADERS_PATTERNS",
+    "HOST_PATTERNS",
+    "answer_ms",
+    "headers_ms",
+    "host_name",
+    "number",
+]
 
 
 def _after(key: bytes, value: bytes) -> re.Pattern[bytes]:
@@ -28,8 +37,10 @@ _NUMBER = rb"([^ ,}\t\r\n]*)"
 _TEXT = rb'"?((?<=")[^"\n]*|(?<!")[^ ,}\t\r\n"]*)'
 """A quoted string's text, or a bare word."""
 assert RESPONSE_MS == "response_ms" and HOST_NAME == "host.name"  # spelled out below
+assert HEADERS_MS == "headers_ms"
 ANSWER_PATTERNS = (_after(rb'"response_ms"', _NUMBER), _after(rb"response_ms=", _NUMBER))
 """In order of preference: the JSON key, then the logfmt one."""
+HEADERS_PATTERNS = (_after(rb'"headers_ms"', _NUMBER), _after(rb"headers_ms=", _NUMBER))
 HOST_PATTERNS = (
     _after(rb'"host(?:\.name|name)"', _TEXT),
     _after(rb"host(?:\.name|name)=", _TEXT),
@@ -49,6 +60,15 @@ def number(text: bytes) -> float | None:
 def answer_ms(line: bytes) -> float | None:
     """Milliseconds from the span's start to its complete response, if the line says."""
     for pattern in ANSWER_PATTERNS:
+        match = pattern.search(line)
+        if match is not None:
+            return number(match[1])
+    return None
+
+
+def headers_ms(line: bytes) -> float | None:
+    """Milliseconds from the span's start to its response's headers, if the line says."""
+    for pattern in HEADERS_PATTERNS:
         match = pattern.search(line)
         if match is not None:
             return number(match[1])

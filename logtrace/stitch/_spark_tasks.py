@@ -43,7 +43,13 @@ from ._calls import (
     solve_clocks,
 )
 from ._clocks import ClockModel
-from ._containment import Evidence, EvidenceCollector, containment_evidence, decide_links
+from ._containment import (
+    Evidence,
+    EvidenceCollector,
+    containment_evidence,
+    decide_links,
+    gap_offsets,
+)
 from ._correct import correct_rows
 from ._inferred_calls import round_calls, solve_with_links
 from ._memory import take_rows
@@ -75,6 +81,7 @@ __all__ = [
     "chosen_of",
     "decide_links",
     "filtered",
+    "gap_offsets",
     "gather_facts",
     "inferred_calls_of",
     "merge_blocks",

@@ -54,6 +54,7 @@ from ._spark_tasks import (
     chosen_of,
     decide_links,
     filtered,
+    gap_offsets,
     gather_facts,
     inferred_calls_of,
     merge_blocks,
@@ -193,7 +194,10 @@ def _stitch(
         for _, columns, found in gathered:
             collector.add(columns)
             evidence.add(found)
-        links = decide_links(evidence.evidence(), run.services)
+        found = evidence.evidence()
+        links = decide_links(found, run.services)
+        gaps = gap_offsets(found, run.services) if not links else []
+        del found
 
         def bracket(*round_of: Any) -> Iterable[Any]:
             given = sc.broadcast(round_of)
@@ -204,7 +208,7 @@ def _stitch(
                 given.unpersist()
 
         if not links:
-            clocks = solve_clocks(collector, run.services, count, None, bracket)
+            clocks = solve_clocks(collector, run.services, count, None, bracket, gaps=gaps)
         else:  # logs without parent IDs: calls inferred from containment, as locally
             del collector
 

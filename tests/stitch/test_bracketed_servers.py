@@ -1,0 +1,196 @@
+"""Calls without client span records between real services: clocks from the
+callers' own lines, with loops in the service graph.
+
+Five Starlette services under uvicorn on 127.0.0.1, set up as the docs say
+(``configure_logging``, ``TraceMiddleware``), call each other with a plain
+``httpx.AsyncClient`` and the trace headers of their own server span (no
+client span record, as a service instrumented by hand does). ``gateway``
+calls ``users``, ``orders``, ``stock`` and ``db``; ``users`` calls
+``orders`` and ``db``; ``orders`` and ``stock`` call ``db``: eight calls
+between five clocks, the loops the stitcher needs to measure an asymmetry
+that every caller shares (:mod:`logtrace.stitch._clock_asymmetry`).
+
+The rule that asymmetry rests on, one lean for every caller's lines, is
+broken here on purpose: ``users`` works half a millisecond between its
+"calling" line and the send, ``stock`` half a millisecond between the answer
+and its "answered" line, the others neither. Two clocks are shifted by
+30 ms. What must hold anyway: every shift recovered to within 1 ms, inside
+the interval the summary shows, and every callee line between the caller's
+lines around its call.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import textwrap
+from collections import defaultdict
+from contextlib import ExitStack
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from servers import run_uvicorn
+from test_real_clocks import SKEW
+
+from logtrace.stitch import Options, stitch
+
+APP = textwrap.dedent(
+    """
+    import skewclock  # noqa: F401 (first: this process's clock, shifted if asked)
+    import asyncio
+    import logging
+    import os
+    import time
+
+    import httpx
+    from starlette.applications import Starlette
+    from starlette.responses import PlainTextResponse
+    from starlette.routing import Route
+
+    from logtrace import configure_logging, current
+    from logtrace.asgi import TraceMiddleware
+    from logtrace.propagation import get_default
+
+    SERVICE = os.environ["SERVICE"]
+    CALLS = [c.split("=", 1) for c in os.environ.get("CALLS", "").split(",") if c]
+    BEFORE = float(os.environ.get("BUSY_BEFORE_SEND_MS", "0")) / 1e3
+    AFTER = float(os.environ.get("BUSY_AFTER_ANSWER_MS", "0")) / 1e3
+
+    configure_logging(SERVICE, filename=os.environ["LOG_FILE"])
+    log = logging.getLogger(SERVICE)
+    client = httpx.AsyncClient(timeout=10)
+
+
+    def busy(seconds):
+        until = time.perf_counter() + seconds
+        while time.perf_counter() < until:
+            pass
+
+
+    async def handle(request):
+        log.info("request received")
+        await asyncio.sleep(0.0005)
+        for name, url in CALLS:
+            headers = get_default().outgoing(current())
+            log.info("calling %s", name)
+            busy(BEFORE)
+            answer = await client.get(url, headers=headers)
+            busy(AFTER)
+            log.info("%s answered %s", name, answer.status_code)
+        log.info("request done")
+        return PlainTextResponse(SERVICE)
+
+
+    app = TraceMiddleware(Starlette(routes=[Route("/", handle)]))
+    """
+)
+
+SERVICES = ("gateway", "users", "orders", "stock", "db")
+REQUESTS = 80
+SHIFTS = {"users": 30.0, "db": -30.0}
+
+
+def _serve(tmp: Path) -> Path:
+    (tmp / "skewclock.py").write_text(SKEW, encoding="utf-8")
+    (tmp / "mesh_app.py").write_text(APP, encoding="utf-8")
+    logs = tmp / "logs"
+    logs.mkdir()
+
+    with ExitStack() as stack:
+        urls: dict[str, str] = {}
+
+        def start(name: str, calls: tuple[str, ...] = (), **more: str) -> None:
+            env = {
+                "SERVICE": name,
+                "LOG_FILE": str(logs / f"{name}.log"),
+                "CALLS": ",".join(f"{c}={urls[c]}/" for c in calls),
+                "CLOCK_SHIFT_MS": str(SHIFTS.get(name, 0.0)),
+                **more,
+            }
+            server = run_uvicorn(
+                "mesh_app:app",
+                app_dir=tmp,
+                args=("--log-level", "warning", "--no-access-log"),
+                log_path=tmp / f"{name}.out",
+                env=env,
+            )
+            urls[name] = stack.enter_context(server).url
+
+        start("db")
+        start("orders", ("db",))
+        start("stock", ("db",), BUSY_AFTER_ANSWER_MS="0.5")
+        start("users", ("orders", "db"), BUSY_BEFORE_SEND_MS="0.5")
+        start("gateway", ("users", "orders", "stock", "db"))
+        with httpx.Client(timeout=10) as client:
+            for _ in range(REQUESTS):
+                assert client.get(urls["gateway"] + "/").text == "gateway"
+    return logs
+
+
+def _out_of_call(lines: list[dict[str, Any]]) -> list[str]:
+    """Callee handler lines before the caller's "calling" line or after its
+    "answered" line, in the order the stitch wrote them."""
+    at: dict[tuple[str, str], int] = {}
+    for i, o in enumerate(lines):
+        message = str(o.get("message") or (o.get("record") or {}).get("message") or "")
+        if message.startswith("calling "):
+            at[(o["span_id"], "call " + message.split()[1])] = i
+        elif " answered " in message:
+            at[(o["span_id"], "answer " + message.split()[0])] = i
+    errors = []
+    for i, o in enumerate(lines):
+        caller = o.get("parent_span_id")
+        if caller is None or (caller, "call " + o["service"]) not in at:
+            continue
+        if (o.get("record") or {}).get("logger") != o["service"]:
+            continue  # a span record: written when the answer is out
+        if i < at[(caller, "call " + o["service"])]:
+            errors.append(f"{o['service']} line before the call")
+        if i > at[(caller, "answer " + o["service"])]:
+            errors.append(f"{o['service']} line after the answer")
+    return errors
+
+
+@pytest.fixture(scope="module")
+def stitched(tmp_path_factory: pytest.TempPathFactory) -> tuple[Any, dict[str, list[Any]]]:
+    logs = _serve(tmp_path_factory.mktemp("mesh"))
+    out = io.BytesIO()
+    summary = stitch([str(logs)], out, Options(format="jsonl"))
+    traces: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    for line in out.getvalue().splitlines():
+        obj = json.loads(line)
+        if obj.get("trace_id"):
+            traces[obj["trace_id"]].append(obj)
+    return summary, traces
+
+
+class TestCallersWithoutClientSpans:
+    def test_every_call_is_found(self, stitched: tuple[Any, dict[str, list[Any]]]) -> None:
+        _, traces = stitched
+        assert len(traces) == REQUESTS
+        for lines in traces.values():
+            # Nine calls a request (orders is called twice): ten server spans.
+            assert len({o["span_id"] for o in lines}) == 10
+            assert {o["service"] for o in lines} == set(SERVICES)
+
+    def test_shifted_clocks_are_recovered_within_their_interval(
+        self, stitched: tuple[Any, dict[str, list[Any]]]
+    ) -> None:
+        summary, _ = stitched
+        for name in SERVICES:
+            want = SHIFTS.get(name, 0.0)
+            got = summary.offsets_ms[name]
+            low, high = summary.offset_bounds_ms[name]
+            assert got == pytest.approx(want, abs=1.0), (name, summary.offsets_ms)
+            assert low <= want <= high, (name, low, high)
+            assert low <= got <= high, (name, low, high)
+        assert summary.uncorrected == []
+
+    def test_every_callee_line_is_inside_its_call(
+        self, stitched: tuple[Any, dict[str, list[Any]]]
+    ) -> None:
+        _, traces = stitched
+        for trace, lines in traces.items():
+            assert _out_of_call(lines) == [], trace
