@@ -26,7 +26,7 @@ from starlette.routing import Mount, Route, WebSocketRoute
 from starlette.websockets import WebSocket
 
 from logtrace import TraceContext, current
-from logtrace.asgi import Message, Receive, Scope, Send, TraceMiddleware
+from logtrace.asgi import ASGIApp, Message, Receive, Scope, Send, TraceMiddleware
 from logtrace.propagation import Propagator
 
 TRACE_ID = "0af7651916cd43dd8448eb211c80319c"
@@ -678,6 +678,25 @@ class TestAnyHeaders:
 
 
 class TestStatedAnswer:
+    records: list[dict[str, Any]]
+
+    def _served(
+        self, app: ASGIApp, server_send: Send, path: str = "/"
+    ) -> tuple[dict[str, Any], float]:
+        """Serve one request; its span record and the record's start (ns)."""
+
+        async def receive() -> dict[str, Any]:
+            return {"type": "http.request", "body": b"", "more_body": False}
+
+        self.records = []
+        with capture_spans() as spans:
+            try:
+                asyncio.run(TraceMiddleware(app)(http_scope(path), receive, server_send))
+            finally:
+                self.records = spans.fields()
+        (record,) = self.records
+        return record, datetime.fromisoformat(record["span.start"]).timestamp() * 1e9
+
     def test_the_stated_answer_is_never_after_the_caller_had_it(self) -> None:
         """The span's start is put back from its end, so the wall clock and the
         monotonic one are read together: work between the two reads (here a
@@ -702,13 +721,7 @@ class TestStatedAnswer:
             if message["type"] == "http.response.body":
                 written.append(time.time_ns())
 
-        async def receive() -> dict[str, Any]:
-            return {"type": "http.request", "body": b"", "more_body": False}
-
-        with capture_spans() as spans:
-            asyncio.run(TraceMiddleware(app)(http_scope("/slow"), receive, server_send))
-        (record,) = spans.fields()
-        start = datetime.fromisoformat(record["span.start"]).timestamp() * 1e9
+        record, start = self._served(app, server_send, "/slow")
         stated = start + record["response_ms"] * 1e6
         assert stated <= written[0] + 5_000  # the microseconds the record rounds to
 
@@ -729,13 +742,7 @@ class TestStatedAnswer:
         async def server_send(message: dict[str, Any]) -> None:
             written.setdefault(message["type"], time.time_ns())
 
-        async def receive() -> dict[str, Any]:
-            return {"type": "http.request", "body": b"", "more_body": False}
-
-        with capture_spans() as spans:
-            asyncio.run(TraceMiddleware(app)(http_scope("/"), receive, server_send))
-        (record,) = spans.fields()
-        start = datetime.fromisoformat(record["span.start"]).timestamp() * 1e9
+        record, start = self._served(app, server_send)
         headers = start + record["headers_ms"] * 1e6
         # The start rounds to the microsecond, and it is put back from the end
         # on the monotonic clock, which the wall clock may be slewed against
@@ -750,12 +757,9 @@ class TestStatedAnswer:
         async def server_send(message: dict[str, Any]) -> None:
             pass
 
-        async def receive() -> dict[str, Any]:
-            return {"type": "http.request", "body": b"", "more_body": False}
-
-        with capture_spans() as spans, pytest.raises(RuntimeError):
-            asyncio.run(TraceMiddleware(app)(http_scope("/"), receive, server_send))
-        (record,) = spans.fields()
+        with pytest.raises(RuntimeError):
+            self._served(app, server_send)
+        (record,) = self.records
         # The middleware answered 500 itself, headers first.
         assert record["http.response.status_code"] == 500
         assert 0 <= record["headers_ms"] <= record["response_ms"]

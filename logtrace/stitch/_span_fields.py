@@ -57,22 +57,22 @@ def number(text: bytes) -> float | None:
     return value if value == value and abs(value) < 1e12 else None
 
 
-def answer_ms(line: bytes) -> float | None:
-    """Milliseconds from the span's start to its complete response, if the line says."""
-    for pattern in ANSWER_PATTERNS:
+def _first_number(patterns: tuple[re.Pattern[bytes], ...], line: bytes) -> float | None:
+    for pattern in patterns:
         match = pattern.search(line)
         if match is not None:
             return number(match[1])
     return None
+
+
+def answer_ms(line: bytes) -> float | None:
+    """Milliseconds from the span's start to its complete response, if the line says."""
+    return _first_number(ANSWER_PATTERNS, line)
 
 
 def headers_ms(line: bytes) -> float | None:
     """Milliseconds from the span's start to its response's headers, if the line says."""
-    for pattern in HEADERS_PATTERNS:
-        match = pattern.search(line)
-        if match is not None:
-            return number(match[1])
-    return None
+    return _first_number(HEADERS_PATTERNS, line)
 
 
 def host_name(line: bytes) -> bytes:
