@@ -16,7 +16,9 @@ broken here on purpose: ``users`` works half a millisecond between its
 and its "answered" line, the others neither. Two clocks are shifted by
 30 ms. What must hold anyway: every shift recovered to within 1 ms, inside
 the interval the summary shows, and every callee line between the caller's
-lines around its call.
+lines around its call. Made with the headers of client spans that no record
+names (``outgoing_headers()`` without the httpx integration), the same calls
+link nothing: then nothing is corrected, and the summary says so.
 """
 
 from __future__ import annotations
@@ -49,7 +51,7 @@ APP = textwrap.dedent(
     from starlette.responses import PlainTextResponse
     from starlette.routing import Route
 
-    from logtrace import configure_logging, current
+    from logtrace import configure_logging, current, outgoing_headers
     from logtrace.asgi import TraceMiddleware
     from logtrace.propagation import get_default
 
@@ -57,6 +59,7 @@ APP = textwrap.dedent(
     CALLS = [c.split("=", 1) for c in os.environ.get("CALLS", "").split(",") if c]
     BEFORE = float(os.environ.get("BUSY_BEFORE_SEND_MS", "0")) / 1e3
     AFTER = float(os.environ.get("BUSY_AFTER_ANSWER_MS", "0")) / 1e3
+    OWN_SPAN = os.environ.get("HEADERS") != "client span"
 
     configure_logging(SERVICE, filename=os.environ["LOG_FILE"])
     log = logging.getLogger(SERVICE)
@@ -73,7 +76,9 @@ APP = textwrap.dedent(
         log.info("request received")
         await asyncio.sleep(0.0005)
         for name, url in CALLS:
-            headers = get_default().outgoing(current())
+            # The server span's own headers, or a new client span's that no
+            # record names (outgoing_headers without the httpx integration).
+            headers = get_default().outgoing(current()) if OWN_SPAN else outgoing_headers()
             log.info("calling %s", name)
             busy(BEFORE)
             answer = await client.get(url, headers=headers)
@@ -92,7 +97,7 @@ REQUESTS = 80
 SHIFTS = {"users": 30.0, "db": -30.0}
 
 
-def _serve(tmp: Path) -> Path:
+def _serve(tmp: Path, headers: str = "own span") -> Path:
     (tmp / "skewclock.py").write_text(SKEW, encoding="utf-8")
     (tmp / "mesh_app.py").write_text(APP, encoding="utf-8")
     logs = tmp / "logs"
@@ -107,6 +112,7 @@ def _serve(tmp: Path) -> Path:
                 "LOG_FILE": str(logs / f"{name}.log"),
                 "CALLS": ",".join(f"{c}={urls[c]}/" for c in calls),
                 "CLOCK_SHIFT_MS": str(SHIFTS.get(name, 0.0)),
+                "HEADERS": headers,
                 **more,
             }
             server = run_uvicorn(
@@ -194,3 +200,15 @@ class TestCallersWithoutClientSpans:
         _, traces = stitched
         for trace, lines in traces.items():
             assert _out_of_call(lines) == [], trace
+
+
+class TestClientSpansNobodyLogs:
+    def test_no_clock_is_corrected_and_every_service_is_named(self, tmp_path: Path) -> None:
+        """Each call made with the headers of a new client span that no
+        record names: every callee's parent is missing from the logs, so no
+        call links two services. Nothing is corrected (the 30 ms shifts are
+        not guessed at), and the summary names every service uncorrected."""
+        logs = _serve(tmp_path, headers="client span")
+        summary = stitch([str(logs)], io.BytesIO(), Options(format="jsonl"))
+        assert set(summary.offsets_ms.values()) == {0.0}
+        assert sorted(summary.uncorrected) == sorted(SERVICES)
