@@ -44,6 +44,7 @@ import numpy as np
 import numpy.typing as npt
 
 from ._calls import sample_keys
+from ._clock_least_squares import components
 from ._clocks import ClockModel
 from ._model import Table, Tree
 from ._record_gaps import RecordGaps, fit_offsets, logged_gaps
@@ -445,20 +446,11 @@ def gap_offsets(evidence: Evidence, services: list[str]) -> list[dict[str, float
         mine = pair == p
         left, right, _, _ = _deepest(lo[mine], hi[mine], keys[mine], callees[mine])
         found.append((services[p // width], services[p % width], left, right))
-    parent = {name: name for link in found for name in link[:2]}
-
-    def root(name: str) -> str:
-        while parent[name] != name:
-            name = parent[name]
-        return name
-
-    for caller, callee, _, _ in found:
-        x, y = sorted((root(caller), root(callee)))
-        parent[y] = x
-    offsets = fit_offsets(found, {name: root(name) for name in parent})
+    named = sorted({name for link in found for name in link[:2]})
+    group = components(named, [(caller, callee) for caller, callee, _, _ in found])
     groups: dict[str, dict[str, float]] = {}
-    for name, offset in offsets.items():
-        groups.setdefault(root(name), {})[name] = offset
+    for name, offset in fit_offsets(found, group).items():
+        groups.setdefault(group[name], {})[name] = offset
     return list(groups.values())
 
 

@@ -83,16 +83,14 @@ def find_calls(table: Table, tree: Tree) -> Calls:
     callee, caller = callee[keep], caller[keep]
     keep = ~np.isnan(tree.start[caller]) & ~np.isnan(tree.start[callee])
     callee, caller = callee[keep], caller[keep]
-    answered, heard, hosts = span_extras(table, np.concatenate([callee, caller]))
+    extras = span_extras(table, np.concatenate([callee, caller]))
     n = len(callee)
     client = tree.client[caller]
     # A caller's own lines may be written on the answer's headers (httpx logs
     # then): against them only the headers bound the callee, where stated. A
     # client span ends once the body was read: the complete answer bounds it.
-    answered = np.where(client | np.isnan(heard[:n]), answered[:n], heard[:n])
-    recorded = np.zeros(len(tree.parent), dtype=bool)
-    spans = rows["span"][(rows["span"] >= 0) & ((rows["flags"] & SPAN_RECORD) != 0)]
-    recorded[spans[spans < len(recorded)]] = True
+    heard = extras.heard[:n]
+    answered = np.where(client | np.isnan(heard), extras.answered[:n], heard)
     return Calls(
         caller,
         callee,
@@ -102,9 +100,9 @@ def find_calls(table: Table, tree: Tree) -> Calls:
         tree.end[callee],
         client,
         answered,
-        hosts[n:],
-        hosts[:n],
-        ~recorded[callee],
+        extras.hosts[n:],
+        extras.hosts[:n],
+        ~extras.recorded[:n],
     )
 
 

@@ -7,13 +7,14 @@ the span ran on (``host.name``, or ``hostname``). Rather than carry them
 through the scan for every line, the clock stage reads them from the records
 of the spans that take part in a cross-service call (a small share of the
 lines), by byte offset, as the writers read lines back. A file whose first
-records name neither field is not read further: its writer does not write
-them.
+records name none of the fields is not read further: its writer does not
+write them.
 """
 
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 from hashlib import blake2b
 from typing import Any
 
@@ -24,10 +25,11 @@ from ._decompress import LineReader
 from ._model import SPAN_RECORD, Table
 from ._span_fields import ANSWER_PATTERNS, HEADERS_PATTERNS, HOST_PATTERNS, number
 
-__all__ = ["host_key", "span_extras"]
+__all__ = ["SpanExtras", "host_key", "span_extras"]
 
 I64 = npt.NDArray[np.int64]
 F64 = npt.NDArray[np.float64]
+B = npt.NDArray[np.bool_]
 
 _GIVE_UP = 256
 """Span records read from a file without finding either field before the file is left alone."""
@@ -44,43 +46,61 @@ def host_key(host: str) -> int:
     return (int.from_bytes(digest, "big") >> 1) or 1
 
 
-def span_extras(table: Table, spans: I64) -> tuple[F64, F64, I64]:
-    """Per span of ``spans``: when it answered (raw clock of its service: its
-    ``span.start`` plus ``response_ms``), when its answer's headers went out
-    (plus ``headers_ms``; NaN where its record does not say) and its host's
-    :func:`host_key` (0 if unnamed)."""
+@dataclass(slots=True)
+class SpanExtras:
+    """Per span asked for, what its span record says (raw clock of its service)."""
+
+    answered: F64
+    """``span.start`` plus ``response_ms``: when its response was complete."""
+    heard: F64
+    """``span.start`` plus ``headers_ms``: when its answer's headers went out."""
+    hosts: I64
+    """Its host's :func:`host_key` (0 if unnamed)."""
+    recorded: B
+    """Whether it has a span record at all (where it has none, or its record
+    does not say, the times above are NaN and the host 0)."""
+
+
+def span_extras(table: Table, spans: I64) -> SpanExtras:
+    """What the span records of ``spans`` say, read once per partition (the
+    clock stage and the order stage look at the same calls)."""
     memo = table.memo.get("span_extras")
-    if memo is not None and np.array_equal(memo[0], spans):
-        return memo[1].copy(), memo[2].copy(), memo[3].copy()
-    answered, heard, hosts = _read_extras(table, spans)
-    table.memo["span_extras"] = (spans.copy(), answered.copy(), heard.copy(), hosts.copy())
-    return answered, heard, hosts
+    if memo is None or not np.array_equal(memo[0], spans):
+        memo = table.memo["span_extras"] = (spans.copy(), _read_extras(table, spans))
+    found: SpanExtras = memo[1]
+    return SpanExtras(
+        found.answered.copy(), found.heard.copy(), found.hosts.copy(), found.recorded.copy()
+    )
 
 
-def _read_extras(table: Table, spans: I64) -> tuple[F64, F64, I64]:
-    answered = np.full(len(spans), np.nan)
-    heard = np.full(len(spans), np.nan)
-    hosts = np.zeros(len(spans), dtype=np.int64)
+def _read_extras(table: Table, spans: I64) -> SpanExtras:
+    out = SpanExtras(
+        np.full(len(spans), np.nan),
+        np.full(len(spans), np.nan),
+        np.zeros(len(spans), dtype=np.int64),
+        np.zeros(len(spans), dtype=bool),
+    )
     rows = table.rows
     if not len(spans) or not len(rows):
-        return answered, heard, hosts
+        return out
     record = np.flatnonzero((rows["span"] >= 0) & ((rows["flags"] & SPAN_RECORD) != 0))
     if not len(record):
-        return answered, heard, hosts
+        return out
     row_of = np.full(len(table.spans), -1, dtype=np.int64)
     row_of[rows["span"][record]] = record
     wanted = row_of[spans]
-    at = np.flatnonzero(wanted >= 0)
+    out.recorded = wanted >= 0
+    at = np.flatnonzero(out.recorded)
     if not len(at):
-        return answered, heard, hosts
+        return out
     files = table.file[wanted[at]]
     order = np.argsort(files, kind="stable")
     at, files = at[order], files[order]
     cuts = np.flatnonzero(np.diff(files)) + 1
     host_keys: dict[bytes, int] = {}
     for chunk in np.split(at, cuts):
-        _read_file(table, chunk, wanted, (answered, heard), hosts, host_keys)
-    return answered, heard, hosts
+        _read_file(table, chunk, wanted, (out.answered, out.heard), out.hosts, host_keys)
+    return out
 
 
 def _read_file(
