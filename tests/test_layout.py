@@ -161,6 +161,7 @@ STITCH_STAGES = (
             "_correct",
             "_calls",
             "_span_pairs",
+            "_interval_depth",
             "_record_gaps",
             "_containment",
             "_inferred_calls",

@@ -46,6 +46,7 @@ import numpy.typing as npt
 from ._calls import sample_keys
 from ._clock_least_squares import components
 from ._clocks import ClockModel
+from ._interval_depth import snug, snuggest
 from ._model import Table, Tree
 from ._record_gaps import RecordGaps, fit_offsets, logged_gaps
 from ._resolution import row_resolution, span_resolution
@@ -76,8 +77,6 @@ MIN_TRACES = 8
 REVERSE_SHARE = 0.2
 """A link is dropped when its reverse direction is consistent in more than
 this share of as many traces: the two services' spans merely overlap."""
-NEAR_DEPTH = 0.9
-"""See :func:`_deepest`."""
 SHARED_MISFITS = 1e-3
 """At most this share of the spans that could be callees may lie outside
 every span of another service of their trace at zero offsets for the logs
@@ -234,28 +233,6 @@ class Links:
         return bool(self.links)
 
 
-def _deepest(lo: F64, hi: F64, keys: I64, callees: I64) -> tuple[float, float, int, int]:
-    """The offsets that nearly as many intervals hold as the most do (the
-    stretch around the deepest point, down to :data:`NEAR_DEPTH` of it:
-    unrelated spans that happen to fit pile up beside the true offset and
-    may pull the deepest point off it), and how many traces and callee spans
-    hold the deepest point."""
-    coord = np.concatenate([lo, hi])
-    delta = np.concatenate([np.ones(len(lo)), -np.ones(len(hi))])
-    kind = np.concatenate([np.zeros(len(lo)), np.ones(len(hi))])  # openings first on ties
-    perm = np.lexsort((kind, coord))
-    coord = coord[perm]
-    depth = np.cumsum(delta[perm])
-    at = int(np.argmax(depth))
-    inside = (lo <= coord[at]) & (hi >= coord[min(at + 1, len(coord) - 1)])
-    low = depth < NEAR_DEPTH * depth[at]
-    before = np.flatnonzero(low[:at])
-    after = np.flatnonzero(low[at:])
-    left = float(coord[before[-1] + 1]) if len(before) else float(coord[0])
-    right = float(coord[at + after[0]]) if len(after) else float(coord[-1])
-    return left, right, len(np.unique(keys[inside])), len(np.unique(callees[inside]))
-
-
 def decide_links(evidence: Evidence, services: list[str]) -> Links:
     """Which service calls which, from the evidence of every partition."""
     gap = evidence[6]
@@ -267,11 +244,17 @@ def decide_links(evidence: Evidence, services: list[str]) -> Links:
     order = np.argsort(pair, kind="stable")
     pair, keys, callees = pair[order], keys[order], callees[order]
     lo, hi = lo[order], hi[order]
+    fits = _rows(evidence, gap)
+    fit_pair = fits[0].astype(np.int64) * width + fits[1]
     distinct, first = np.unique(pair, return_index=True)
     ends = [*first[1:].tolist(), len(pair)]
     found: dict[tuple[int, int], tuple[float, float, int, int, int]] = {}
     for p, s, e in zip(distinct.tolist(), first.tolist(), ends, strict=True):
-        deep = _deepest(lo[s:e], hi[s:e], keys[s:e], callees[s:e])
+        mine = fit_pair == p
+        deep = snug(
+            (lo[s:e], hi[s:e], keys[s:e], callees[s:e]),
+            (fits[2][mine], fits[3][mine], fits[4][mine], fits[5][mine]),
+        )
         found[(p // width, p % width)] = (*deep, len(np.unique(callees[s:e])))
     links: list[Link] = []
     rejected: set[str] = set()
@@ -324,7 +307,7 @@ def _gap_stretches(
         if not mine.any():
             out.append((link.caller, link.callee, link.lo, link.hi))
             continue
-        left, right, _, _ = _deepest(lo[mine], hi[mine], keys[mine], callees[mine])
+        left, right, _, _ = snuggest(lo[mine], hi[mine], keys[mine], callees[mine])
         out.append((link.caller, link.callee, left, right))
     return out
 
@@ -444,7 +427,7 @@ def gap_offsets(evidence: Evidence, services: list[str]) -> list[dict[str, float
     found = []
     for p in np.unique(pair).tolist():
         mine = pair == p
-        left, right, _, _ = _deepest(lo[mine], hi[mine], keys[mine], callees[mine])
+        left, right, _, _ = snuggest(lo[mine], hi[mine], keys[mine], callees[mine])
         found.append((services[p // width], services[p % width], left, right))
     named = sorted({name for link in found for name in link[:2]})
     group = components(named, [(caller, callee) for caller, callee, _, _ in found])

@@ -94,18 +94,19 @@ class RecordGaps:
         count: I64 = ahead - self.begin[span]
         return count
 
-    def intervals(self, tree: Tree, a: I64, b: I64) -> tuple[I64, F64, F64]:
+    def intervals(self, tree: Tree, a: I64, b: I64, end: F64 | None = None) -> tuple[I64, F64, F64]:
         """For pairs (caller ``a``, callee ``b``): each gap of ``a`` wide enough
         for ``b`` as the pair it belongs to and its interval ``lo``, ``hi``
-        of offsets (the callee's clock minus the caller's)."""
+        of offsets (the callee's clock minus the caller's). ``end`` per pair:
+        when the callee answered, if before its span's last line."""
         res = self.res[b]
-        fits = self._wide_enough(a, tree.end[b] - tree.start[b] - res)
+        ends = tree.end[b] if end is None else end
+        fits = self._wide_enough(a, ends - tree.start[b] - res)
         pair = np.repeat(np.arange(len(a), dtype=np.int64), fits)
         within = np.arange(len(pair)) - np.repeat(np.cumsum(fits) - fits, fits)
         gap = self.begin[a][pair] + within
-        callee = b[pair]
-        lo: F64 = tree.end[callee] - self.last[gap]
-        hi: F64 = tree.start[callee] + res[pair] - self.first[gap]
+        lo: F64 = ends[pair] - self.last[gap]
+        hi: F64 = tree.start[b[pair]] + res[pair] - self.first[gap]
         return pair, lo, hi
 
 
@@ -128,7 +129,9 @@ def logged_gaps(
         return none, none, np.empty(0), np.empty(0), None
     gaps = RecordGaps(table, tree, row_res)
     a, b = calls.caller[loose], calls.callee[loose]
-    pair, lo, hi = gaps.intervals(tree, a, b)
+    # A span record is written when the application returned, which can be
+    # after the caller heard back: the callee's answer is what must fit.
+    pair, lo, hi = gaps.intervals(tree, a, b, np.fmin(tree.end[b], calls.answered[loose]))
     return a[pair], b[pair], lo, hi, gaps
 
 

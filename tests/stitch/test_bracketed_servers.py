@@ -160,8 +160,11 @@ def _out_of_call(lines: list[dict[str, Any]]) -> list[str]:
 
 
 @pytest.fixture(scope="module")
-def stitched(tmp_path_factory: pytest.TempPathFactory) -> tuple[Any, dict[str, list[Any]]]:
-    logs = _serve(tmp_path_factory.mktemp("mesh"))
+def mesh_logs(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return _serve(tmp_path_factory.mktemp("mesh"))
+
+
+def _stitched(logs: Path) -> tuple[Any, dict[str, list[Any]]]:
     out = io.BytesIO()
     summary = stitch([str(logs)], out, Options(format="jsonl"))
     traces: dict[str, list[dict[str, Any]]] = defaultdict(list)
@@ -170,6 +173,11 @@ def stitched(tmp_path_factory: pytest.TempPathFactory) -> tuple[Any, dict[str, l
         if obj.get("trace_id"):
             traces[obj["trace_id"]].append(obj)
     return summary, traces
+
+
+@pytest.fixture(scope="module")
+def stitched(mesh_logs: Path) -> tuple[Any, dict[str, list[Any]]]:
+    return _stitched(mesh_logs)
 
 
 class TestCallersWithoutClientSpans:
@@ -198,6 +206,62 @@ class TestCallersWithoutClientSpans:
         self, stitched: tuple[Any, dict[str, list[Any]]]
     ) -> None:
         _, traces = stitched
+        for trace, lines in traces.items():
+            assert _out_of_call(lines) == [], trace
+
+
+class TestWithoutParentIDs:
+    """The same logs as OpenTelemetry's logging instrumentation, ECS or
+    Datadog leave them: every line names its trace and span, none its
+    parent, and there are no span records. The calls must be inferred.
+    This mesh repeats a pattern that misleads containment alone: ``users``
+    (calling orders, then db) fits inside the gateway's span 17 ms from
+    the truth just as often, around the gateway's own orders and db calls.
+    Only at the true offset does each call fit between two consecutive
+    lines of its caller."""
+
+    @pytest.fixture(scope="class")
+    def parentless(
+        self, mesh_logs: Path, tmp_path_factory: pytest.TempPathFactory
+    ) -> tuple[Any, dict[str, list[Any]], dict[str, str | None]]:
+        out = tmp_path_factory.mktemp("parentless")
+        parents: dict[str, str | None] = {}
+        for path in mesh_logs.iterdir():
+            kept = []
+            for line in path.read_text(encoding="utf-8").splitlines():
+                obj = json.loads(line)
+                parents[obj["span_id"]] = obj.pop("parent_span_id", None)
+                if obj["logger"] != "logtrace.span":
+                    kept.append(json.dumps(obj))
+            (out / path.name).write_text("\n".join(kept) + "\n", encoding="utf-8")
+        summary, traces = _stitched(out)
+        return summary, traces, parents
+
+    def test_shifted_clocks_are_recovered_within_their_interval(
+        self, parentless: tuple[Any, dict[str, list[Any]], dict[str, str | None]]
+    ) -> None:
+        summary, _, _ = parentless
+        assert summary.notes[0].startswith("parents inferred from containment")
+        for name in SERVICES:
+            want = SHIFTS.get(name, 0.0)
+            low, high = summary.offset_bounds_ms[name]
+            assert summary.offsets_ms[name] == pytest.approx(want, abs=1.0), summary.offsets_ms
+            assert low <= want <= high, (name, low, high)
+
+    def test_every_inferred_parent_is_the_real_one(
+        self, parentless: tuple[Any, dict[str, list[Any]], dict[str, str | None]]
+    ) -> None:
+        _, traces, parents = parentless
+        assert len(traces) == REQUESTS
+        for lines in traces.values():
+            for o in lines:
+                assert o["parent_span_id"] == parents[o["span_id"]], o
+                assert o.get("parent_inferred", False) is (o["parent_span_id"] is not None)
+
+    def test_every_callee_line_is_inside_its_call(
+        self, parentless: tuple[Any, dict[str, list[Any]], dict[str, str | None]]
+    ) -> None:
+        _, traces, _ = parentless
         for trace, lines in traces.items():
             assert _out_of_call(lines) == [], trace
 

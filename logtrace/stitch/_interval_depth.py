@@ -1,0 +1,131 @@
+"""Where most intervals agree: the offsets a pair of services' evidence
+points to.
+
+Each span pair of two services in one trace gives an interval of offsets
+(the callee's clock minus the caller's) at which the caller contains the
+callee (:mod:`._containment`), or at which the callee fits between two of
+the caller's records (:mod:`._record_gaps`). The intervals of real calls
+all hold the true offset; those of unrelated spans scatter. The *depth* of
+an offset is how many intervals hold it; the evidence points to the
+stretch around the deepest offset, down to :data:`NEAR_DEPTH` of it.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import numpy.typing as npt
+
+__all__ = ["NEAR_DEPTH", "Intervals", "around", "deepest", "snug", "snuggest"]
+
+I64 = npt.NDArray[np.int64]
+F64 = npt.NDArray[np.float64]
+
+NEAR_DEPTH = 0.9
+"""The share of the deepest point's depth the stretch around it keeps."""
+Intervals = tuple[F64, F64, I64, I64]
+"""Each interval's ``lo`` and ``hi``, its trace's key and its callee span's."""
+
+
+def deepest(lo: F64, hi: F64, keys: I64, callees: I64) -> tuple[float, float, int, int]:
+    """The offsets that nearly as many intervals hold as the most do (the
+    stretch around the deepest point, down to :data:`NEAR_DEPTH` of it:
+    unrelated spans that happen to fit pile up beside the true offset and
+    may pull the deepest point off it), and how many traces and callee spans
+    hold the deepest point."""
+    coord, depth = _depths(lo, hi)
+    return _stretch(coord, depth, int(np.argmax(depth)), lo, hi, keys, callees)
+
+
+def snuggest(lo: F64, hi: F64, keys: I64, callees: I64) -> tuple[float, float, int, int]:
+    """As :func:`deepest`, for intervals at which callees fit between two
+    records of their callers: of the stretches nearly as deep as the
+    deepest, the one with the most fits per unit of room they leave (its
+    depth over the median width of the intervals holding its deepest
+    point). A callee fits the gap of its own call with the round trip to
+    spare, and a wider gap (a longer call of the same caller, made before
+    or after) with that call's length to spare: both in every trace, one
+    snug and one loose."""
+    coord, depth = _depths(lo, hi)
+    deep = depth >= NEAR_DEPTH * depth.max()
+    starts = np.flatnonzero(deep & ~np.r_[False, deep[:-1]])
+    ends = np.flatnonzero(deep & ~np.r_[deep[1:], False]) + 1
+    if len(starts) > 1:
+        tops = [s + int(np.argmax(depth[s:e])) for s, e in zip(starts, ends, strict=True)]
+        tops = sorted(tops, key=lambda k: -depth[k])[:_MAX_STRETCHES]
+        packed = [depth[k] / _room(coord, k, lo, hi) for k in tops]
+        at = tops[int(np.argmax(packed))]
+    else:
+        at = int(np.argmax(depth))
+    return _stretch(coord, depth, at, lo, hi, keys, callees)
+
+
+_MAX_STRETCHES = 16
+"""The deepest stretches :func:`snuggest` compares, at most."""
+
+
+def _room(coord: F64, at: int, lo: F64, hi: F64) -> float:
+    """The median width of the intervals holding ``coord[at]`` (at least
+    :data:`MIN_ROOM`)."""
+    inside = (lo <= coord[at]) & (hi >= coord[min(at + 1, len(coord) - 1)])
+    if not inside.any():
+        return np.inf
+    return max(float(np.median(hi[inside] - lo[inside])), MIN_ROOM)
+
+
+MIN_ROOM = 1e-6
+"""Seconds: the least room :func:`snuggest` counts a stretch's fits with."""
+
+
+def around(
+    lo: F64, hi: F64, keys: I64, callees: I64, near: float
+) -> tuple[float, float, int, int] | None:
+    """As :func:`deepest`, around the offset ``near`` instead of the deepest
+    point, if nearly as many intervals hold it (else ``None``)."""
+    coord, depth = _depths(lo, hi)
+    at = max(int(np.searchsorted(coord, near, side="right")) - 1, 0)
+    if depth[at] < NEAR_DEPTH * depth.max():
+        return None
+    return _stretch(coord, depth, at, lo, hi, keys, callees)
+
+
+def _depths(lo: F64, hi: F64) -> tuple[F64, F64]:
+    """The intervals' ends in order, and how many intervals hold each."""
+    coord = np.concatenate([lo, hi])
+    delta = np.concatenate([np.ones(len(lo)), -np.ones(len(hi))])
+    kind = np.concatenate([np.zeros(len(lo)), np.ones(len(hi))])  # openings first on ties
+    perm = np.lexsort((kind, coord))
+    return coord[perm], np.cumsum(delta[perm])
+
+
+def _stretch(
+    coord: F64, depth: F64, at: int, lo: F64, hi: F64, keys: I64, callees: I64
+) -> tuple[float, float, int, int]:
+    """The stretch around ``coord[at]`` down to :data:`NEAR_DEPTH` of the
+    deepest point, and how many traces and callee spans hold ``coord[at]``."""
+    inside = (lo <= coord[at]) & (hi >= coord[min(at + 1, len(coord) - 1)])
+    low = depth < NEAR_DEPTH * depth.max()
+    before = np.flatnonzero(low[:at])
+    after = np.flatnonzero(low[at:])
+    left = float(coord[before[-1] + 1]) if len(before) else float(coord[0])
+    right = float(coord[at + after[0]]) if len(after) else float(coord[-1])
+    return left, right, len(np.unique(keys[inside])), len(np.unique(callees[inside]))
+
+
+def snug(contained: Intervals, fits: Intervals) -> tuple[float, float, int, int]:
+    """One pair's stretch (see :func:`deepest`) from its containment rows,
+    around the offset where most of its callees fit between two records of
+    their callers (its gap rows, ``fits``) when about as many traces agree
+    on that as on containment's deepest point and containment holds there
+    nearly as often: a callee service called from two places of a trace
+    fits inside a caller's span at the offsets of both calls, and the count
+    of containing spans may favour the wrong one by a few; only the right
+    one puts each call in a gap between its caller's records."""
+    lo, hi, keys, callees = contained
+    deep = deepest(lo, hi, keys, callees)
+    if not len(fits[0]):
+        return deep
+    fit = snuggest(*fits)
+    if fit[2] < NEAR_DEPTH * deep[2]:
+        return deep
+    there = around(lo, hi, keys, callees, (fit[0] + fit[1]) / 2)
+    return deep if there is None else there
