@@ -50,7 +50,8 @@ from ._interval_depth import snug, snuggest
 from ._model import Table, Tree
 from ._record_gaps import RecordGaps, fit_offsets, logged_gaps
 from ._resolution import row_resolution, span_resolution
-from ._span_pairs import inside_own_service, span_pairs
+from ._span_extras import answered_ends
+from ._span_pairs import inside_own_service, span_pairs, unlinked_spans
 
 __all__ = [
     "MIN_TRACES",
@@ -118,6 +119,7 @@ def containment_evidence(table: Table, tree: Tree) -> Evidence:
     if len(a):
         parts.append((a, b, gap_lo, gap_hi, np.ones(len(a), dtype=bool)))
     res = span_resolution(table, len(tree.parent), row_res)
+    tree = answered_ends(table, tree, unlinked_spans(table, tree))
     inner = inside_own_service(table, tree, res)
     for a, b in span_pairs(table, tree):
         lo, hi = containment_interval(tree, a, b, res)
@@ -402,7 +404,7 @@ _SLACK = 20e-6
 def _note(links: list[Link], rejected: list[str], weak: list[str]) -> str:
     if links:
         calls = ", ".join(f"{k.caller} -> {k.callee} ({k.traces} traces)" for k in links)
-        text = f"parents inferred from containment (no parent span IDs): {calls}"
+        text = f"parents inferred from containment (no parent span logged): {calls}"
         if rejected:
             text += f"; not for {', '.join(rejected)} (containment inconsistent)"
         return text
@@ -411,7 +413,8 @@ def _note(links: list[Link], rejected: list[str], weak: list[str]) -> str:
         why.append(f"fewer than {MIN_TRACES} traces agree for {', '.join(weak)}")
     if rejected:
         why.append(f"containment inconsistent for {', '.join(rejected)}")
-    return "spans without parent IDs: no calls inferred (" + ("; ".join(why) or "no evidence") + ")"
+    reason = "; ".join(why) or "no evidence"
+    return f"spans whose parent is not logged: no calls inferred ({reason})"
 
 
 def gap_offsets(evidence: Evidence, services: list[str]) -> list[dict[str, float]]:

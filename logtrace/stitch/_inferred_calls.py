@@ -31,7 +31,8 @@ from ._clocks import ClockModel
 from ._containment import Links, containment_interval, first_clocks, spans_resolution
 from ._correct import apply_clocks
 from ._model import Table, Tree
-from ._span_pairs import inside_own_service, span_pairs
+from ._span_extras import answered_ends
+from ._span_pairs import inside_own_service, span_pairs, unlinked_spans
 from ._tree import relink
 
 __all__ = [
@@ -103,6 +104,7 @@ def infer_parents(
     request than those of the request it happens to run inside."""
     if not len(tree.parent):
         return tree
+    whole, tree = tree, answered_ends(table, tree, unlinked_spans(table, tree))
     index = {name: i for i, name in enumerate(table.services)}
     n = len(table.services) + 1
     allowed = np.full(n * n, np.nan)
@@ -180,12 +182,12 @@ def infer_parents(
                 held_lo[b[better]], held_hi[b[better]] = before[better], after[better]
     chosen = np.flatnonzero(best >= 0)
     if not len(chosen):
-        return tree
-    parent = tree.parent.copy()
+        return whole
+    parent = whole.parent.copy()
     parent[chosen] = best[chosen].astype(np.int32)
     inferred = np.zeros(len(parent), dtype=bool)
     inferred[chosen] = True
-    return relink(table, replace(tree, parent=parent, inferred=inferred))
+    return relink(table, replace(whole, parent=parent, inferred=inferred))
 
 
 class _Records:
@@ -253,6 +255,7 @@ def ambiguous(
         i, j = index.get(caller), index.get(callee)
         if i is not None and j is not None:
             allowed[i * n + j] = True
+    tree = answered_ends(table, tree, unlinked_spans(table, tree))
     shift = _span_shift(table, tree, corrected)
     res = spans_resolution(table, tree)
     start, end = tree.start - shift, tree.end - shift

@@ -6,8 +6,9 @@ Every output format marks such a span with the same word:
   caller that logged nothing, such as an OpenTelemetry client span, a
   service whose file is missing, a rotated-away file). It is shown under its
   trace's root, or at the top when the trace has none.
-- ``inferred``: the logs name no parent for the span; its parent was
-  inferred (from containment in time over many traces), not read.
+- ``inferred``: the logs name no parent for the span, or one that logged
+  nothing; its parent was inferred (from containment in time over many
+  traces), not read.
 
 Text and HTML put ``[orphan]`` after the span's first line, JSON lines a
 ``"mark"`` on each line of the span, the Chrome trace a ``"mark"`` in the
@@ -37,8 +38,8 @@ MARK_MEANINGS = {
     "orphan": "the span's parent span is not in the logs (a caller that logged nothing, "
     "such as an OpenTelemetry client span, or a missing file); "
     "it is shown under its trace's root",
-    "inferred": "the logs name no parent for the span; its parent was inferred "
-    "from the timing of many traces",
+    "inferred": "the logs name no parent for the span, or one that logged nothing; "
+    "its parent was inferred from the timing of many traces",
 }
 
 

@@ -14,7 +14,7 @@ write them.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from hashlib import blake2b
 from typing import Any
 
@@ -22,10 +22,10 @@ import numpy as np
 import numpy.typing as npt
 
 from ._decompress import LineReader
-from ._model import SPAN_RECORD, Table
+from ._model import SPAN_RECORD, Table, Tree
 from ._span_fields import ANSWER_PATTERNS, HEADERS_PATTERNS, HOST_PATTERNS, number
 
-__all__ = ["SpanExtras", "host_key", "span_extras"]
+__all__ = ["SpanExtras", "answered_ends", "host_key", "span_extras"]
 
 I64 = npt.NDArray[np.int64]
 F64 = npt.NDArray[np.float64]
@@ -71,6 +71,22 @@ def span_extras(table: Table, spans: I64) -> SpanExtras:
     return SpanExtras(
         found.answered.copy(), found.heard.copy(), found.hosts.copy(), found.recorded.copy()
     )
+
+
+def answered_ends(table: Table, tree: Tree, spans: I64) -> Tree:
+    """``tree`` with each of ``spans`` ending when its answer went out (the
+    headers, else the complete response), where its span record says so and
+    that is before its last line. A server writes its span record when the
+    application returns, which can be after the caller heard back (and
+    wrote its line): a callee fits inside its caller's call by its answer."""
+    memo = table.memo.get("answered_ends")
+    if memo is None or not np.array_equal(memo[0], spans):
+        found = _read_extras(table, spans)
+        said = np.where(np.isnan(found.heard), found.answered, found.heard)
+        memo = table.memo["answered_ends"] = (spans.copy(), said)
+    end = tree.end.copy()
+    end[spans] = np.fmin(end[spans], memo[1])
+    return replace(tree, end=end)
 
 
 def _read_extras(table: Table, spans: I64) -> SpanExtras:

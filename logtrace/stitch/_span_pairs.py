@@ -16,7 +16,7 @@ import numpy.typing as npt
 
 from ._model import Table, Tree
 
-__all__ = ["SPANS_PER_TRACE", "inside_own_service", "span_pairs"]
+__all__ = ["SPANS_PER_TRACE", "inside_own_service", "parentless", "span_pairs", "unlinked_spans"]
 
 I64 = npt.NDArray[np.int64]
 F64 = npt.NDArray[np.float64]
@@ -33,17 +33,31 @@ def _usable(tree: Tree) -> I64:
     return np.flatnonzero(ok).astype(np.int64)
 
 
+def parentless(tree: Tree) -> B:
+    """Per span: whether the logs link it to no parent, naming none or one
+    that wrote nothing (a client span of another tracer, a proxy's)."""
+    out: B = (tree.parent < 0) | tree.orphan
+    return out
+
+
+def unlinked_spans(table: Table, tree: Tree) -> I64:
+    """The usable spans of the traces the logs leave unlinked: two spans or
+    more without a parent (:func:`parentless`)."""
+    spans = _usable(tree)
+    roots = table.span_trace[spans[parentless(tree)[spans]]]
+    count = np.bincount(roots, minlength=len(table.traces))
+    found: I64 = spans[count[table.span_trace[spans]] >= 2]
+    return found
+
+
 def span_pairs(table: Table, tree: Tree, same: bool = False) -> Iterator[tuple[I64, I64]]:
     """Every ordered pair (caller candidate, parentless callee) of usable spans
     of two services in one trace (of one service, if ``same``), a bounded
     chunk at a time."""
-    spans = _usable(tree)
-    # Only traces the logs leave unlinked: two spans or more without a parent.
-    roots = table.span_trace[spans[tree.parent[spans] < 0]]
-    loose = np.bincount(roots, minlength=len(table.traces))
-    spans = spans[loose[table.span_trace[spans]] >= 2]
+    spans = unlinked_spans(table, tree)
     if not len(spans):
         return
+    loose = parentless(tree)
     trace = table.span_trace[spans].astype(np.int64)
     perm = np.argsort(trace, kind="stable")
     spans, trace = spans[perm], trace[perm]
@@ -70,7 +84,7 @@ def span_pairs(table: Table, tree: Tree, same: bool = False) -> Iterator[tuple[I
             keep = (tree.service[a_span] == tree.service[b_span]) & (a_span != b_span)
         else:
             keep = tree.service[a_span] != tree.service[b_span]
-        keep &= tree.parent[b_span] < 0
+        keep &= loose[b_span]
         yield a_span[keep], b_span[keep]
         lo = hi
 
@@ -83,7 +97,7 @@ def inside_own_service(table: Table, tree: Tree, res: F64) -> B:
     callee it would show containment the other way round whenever it is
     short enough to fit inside its caller's callee."""
     spans = _usable(tree)
-    spans = spans[tree.parent[spans] < 0]
+    spans = spans[parentless(tree)[spans]]
     out = np.zeros(len(tree.parent), dtype=bool)
     if len(spans) < 2:
         return out
