@@ -92,7 +92,9 @@ def test_too_few_traces_infer_nothing(tmp_path: Path) -> None:
     res = generate(str(tmp_path), SynthConfig(traces=3, seed=2, parent_ids=False))
     summary, out = _stitch(tmp_path / "logs", tmp_path / "out.jsonl")
     (note,) = summary.notes
-    assert note.startswith("spans whose parent is not logged: no calls inferred (fewer than 8 traces")
+    assert note.startswith(
+        "spans whose parent is not logged: no calls inferred (fewer than 8 traces"
+    )
     assert set(summary.offsets_ms.values()) == {0.0}
     traced = [r for r in out if r["trace_id"] is not None]
     assert traced and all(r["depth"] == 0 and "parent_inferred" not in r for r in traced)
