@@ -46,17 +46,16 @@ import numpy.typing as npt
 from ._calls import sample_keys
 from ._clock_least_squares import components
 from ._clocks import ClockModel
+from ._evidence import GAP, TRIMMED, Evidence, empty_evidence, rows, tails
 from ._interval_depth import snug, snuggest
 from ._model import Table, Tree
-from ._record_gaps import RecordGaps, fit_offsets, logged_gaps
+from ._record_gaps import RecordGaps, fit_offsets, logged_gaps, without_last_line
 from ._resolution import row_resolution, span_resolution
 from ._span_extras import answered_ends
 from ._span_pairs import inside_own_service, span_pairs, unlinked_spans
 
 __all__ = [
     "MIN_TRACES",
-    "Evidence",
-    "EvidenceCollector",
     "Link",
     "Links",
     "containment_evidence",
@@ -68,7 +67,7 @@ __all__ = [
     "spans_resolution",
 ]
 
-I32 = npt.NDArray[np.int32]
+I8 = npt.NDArray[np.int8]
 I64 = npt.NDArray[np.int64]
 F64 = npt.NDArray[np.float64]
 B = npt.NDArray[np.bool_]
@@ -83,16 +82,6 @@ SHARED_MISFITS = 1e-3
 every span of another service of their trace at zero offsets for the logs
 to count as written on one clock (:func:`shared_clock`): a record written
 after the answer, say."""
-EVIDENCE_CAP = 2_000_000
-"""Span pairs the decision keeps at most (those of a deterministic sample of traces)."""
-Evidence = tuple[I32, I32, F64, F64, I64, I64, B]
-"""Span pairs that could be caller and callee: caller's and callee's
-service (run-wide index), the interval ``lo``, ``hi`` of the callee's clock
-minus the caller's for which the caller contains the callee, the trace's
-sample key (which also tells traces apart), a key of the callee span, and
-whether the interval is instead one for which the callee fits in a gap
-between two of the caller's records (:mod:`._record_gaps`)."""
-_COLUMNS = 7
 
 
 def containment_interval(tree: Tree, a: I64, b: I64, res: F64) -> tuple[F64, F64]:
@@ -112,30 +101,36 @@ def spans_resolution(table: Table, tree: Tree) -> F64:
 
 def containment_evidence(table: Table, tree: Tree) -> Evidence:
     """One partition's evidence: the span pairs whose durations let the
-    first contain the second, with their intervals."""
-    parts: list[tuple[I64, I64, F64, F64, B]] = []
+    first contain the second, with their intervals, for callees' whole
+    spans and for their spans without the last line."""
+    parts: list[tuple[I64, I64, F64, F64, I8]] = []
     row_res = row_resolution(table)
     a, b, gap_lo, gap_hi, gaps = logged_gaps(table, tree, row_res)
     if len(a):
-        parts.append((a, b, gap_lo, gap_hi, np.ones(len(a), dtype=bool)))
+        parts.append((a, b, gap_lo, gap_hi, np.full(len(a), GAP, dtype=np.int8)))
     res = span_resolution(table, len(tree.parent), row_res)
     tree = answered_ends(table, tree, unlinked_spans(table, tree))
     inner = inside_own_service(table, tree, res)
+    trimmed: Tree | None = None
     for a, b in span_pairs(table, tree):
-        lo, hi = containment_interval(tree, a, b, res)
-        ok = (lo <= hi) & ~inner[b]
-        a, b = a[ok], b[ok]
-        parts.append((a, b, lo[ok], hi[ok], np.zeros(len(a), dtype=bool)))
+        b_inner = inner[b]
+        a, b = a[~b_inner], b[~b_inner]
         gaps = gaps or RecordGaps(table, tree, row_res)
-        pair, gap_lo, gap_hi = gaps.intervals(tree, a, b)
-        parts.append((a[pair], b[pair], gap_lo, gap_hi, np.ones(len(pair), dtype=bool)))
+        trimmed = trimmed or without_last_line(table, tree)
+        for kind, fit in ((0, tree), (TRIMMED, trimmed)):
+            lo, hi = containment_interval(fit, a, b, res)
+            ok = lo <= hi
+            parts.append((a[ok], b[ok], lo[ok], hi[ok], np.full(int(ok.sum()), kind, np.int8)))
+            pair, gap_lo, gap_hi = gaps.intervals(fit, a[ok], b[ok])
+            found = np.full(len(pair), kind | GAP, dtype=np.int8)
+            parts.append((a[ok][pair], b[ok][pair], gap_lo, gap_hi, found))
     if not parts:
-        return _empty()
+        return empty_evidence()
     a = np.concatenate([p[0] for p in parts])
     b = np.concatenate([p[1] for p in parts])
     lo = np.concatenate([p[2] for p in parts])
     hi = np.concatenate([p[3] for p in parts])
-    gap = np.concatenate([p[4] for p in parts])
+    kinds = np.concatenate([p[4] for p in parts])
     trace = table.span_trace[b].astype(np.int64)
     with_pairs, at = np.unique(trace, return_inverse=True)
     keys = sample_keys([table.traces[t] for t in with_pairs.tolist()])[at.ravel()]
@@ -148,51 +143,8 @@ def containment_evidence(table: Table, tree: Tree) -> Evidence:
         hi,
         keys,
         callee_keys,
-        gap,
+        kinds,
     )
-
-
-def _empty() -> Evidence:
-    f = np.empty(0, dtype=np.float64)
-    i = np.empty(0, dtype=np.int32)
-    k = np.empty(0, dtype=np.int64)
-    return i, i, f, f, k, k, np.empty(0, dtype=bool)
-
-
-class EvidenceCollector:
-    """Every partition's evidence; the pairs of the traces with the lowest
-    sample keys when there are more than :data:`EVIDENCE_CAP` (the same
-    pairs however the run is partitioned)."""
-
-    def __init__(self, cap: int = EVIDENCE_CAP) -> None:
-        self.cap = cap
-        self.parts: list[Evidence] = []
-        self.size = 0
-
-    def add(self, evidence: Evidence) -> None:
-        if len(evidence[0]):
-            self.parts.append(evidence)
-            self.size += len(evidence[0])
-        if self.size > 2 * self.cap:
-            self.parts = [self._kept()]
-            self.size = len(self.parts[0][0])
-
-    def _kept(self) -> Evidence:
-        if not self.parts:
-            return _empty()
-        cols = tuple(np.concatenate([p[k] for p in self.parts]) for k in range(_COLUMNS))
-        keys = cols[4]
-        if len(keys) > self.cap:
-            # Whole traces: every pair of a trace whose key is below the cut.
-            cut = np.partition(keys, self.cap)[self.cap]
-            keep = keys < cut
-            cols = tuple(c[keep] for c in cols)
-        return cols  # type: ignore[return-value]
-
-    def evidence(self) -> Evidence:
-        kept = self._kept()
-        self.parts = []
-        return kept
 
 
 @dataclass(frozen=True, slots=True)
@@ -210,6 +162,9 @@ class Link:
     """Spans of the callee service inside a caller's span at that offset."""
     possible: int
     """Spans of the callee service that a span of the caller could contain."""
+    trimmed: bool = False
+    """Judged by the callees' spans without their last line: the callee
+    service works after it answered (see :func:`._evidence.tails`)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -234,19 +189,32 @@ class Links:
     def __bool__(self) -> bool:
         return bool(self.links)
 
+    @property
+    def callers(self) -> tuple[tuple[str, str], ...]:
+        """The (caller, callee) services of the links."""
+        return tuple((k.caller, k.callee) for k in self.links)
+
+    @property
+    def trimmed(self) -> tuple[tuple[str, str], ...]:
+        """Those of :attr:`callers` judged without the callees' last line."""
+        return tuple((k.caller, k.callee) for k in self.links if k.trimmed)
+
 
 def decide_links(evidence: Evidence, services: list[str]) -> Links:
     """Which service calls which, from the evidence of every partition."""
-    gap = evidence[6]
-    svc_a, svc_b, lo, hi, keys, callees, _ = _rows(evidence, ~gap)
+    width = len(services) + 1
+    tail = tails(evidence, width)
+    pairs = evidence[0].astype(np.int64) * width + evidence[1]
+    evidence = rows(evidence, tail[pairs] == ((evidence[6] & TRIMMED) != 0))
+    gap = (evidence[6] & GAP) != 0
+    svc_a, svc_b, lo, hi, keys, callees, _ = rows(evidence, ~gap)
     if not len(svc_a):
         return Links()
-    width = len(services) + 1
     pair = svc_a.astype(np.int64) * width + svc_b
     order = np.argsort(pair, kind="stable")
     pair, keys, callees = pair[order], keys[order], callees[order]
     lo, hi = lo[order], hi[order]
-    fits = _rows(evidence, gap)
+    fits = rows(evidence, gap)
     fit_pair = fits[0].astype(np.int64) * width + fits[1]
     distinct, first = np.unique(pair, return_index=True)
     ends = [*first[1:].tolist(), len(pair)]
@@ -271,7 +239,8 @@ def decide_links(evidence: Evidence, services: list[str]) -> Links:
             if traces > REVERSE_SHARE * back:  # neither direction holds
                 rejected.add("/".join(sorted((services[a], services[b]))))
             continue
-        links.append(Link(services[a], services[b], left, right, traces, spans, possible))
+        trimmed = bool(tail[a * width + b])
+        links.append(Link(services[a], services[b], left, right, traces, spans, possible, trimmed))
     kept, contradicted, offsets, groups = _consistent(links)
     rejected.update("/".join(sorted((k.caller, k.callee))) for k in contradicted)
     gone = sorted(rejected)
@@ -284,13 +253,8 @@ def decide_links(evidence: Evidence, services: list[str]) -> Links:
             " no clock corrected"
         )
     else:
-        first = fit_offsets(_gap_stretches(kept, _rows(evidence, gap), services, width), groups)
+        first = fit_offsets(_gap_stretches(kept, rows(evidence, gap), services, width), groups)
     return Links(tuple(kept), note, tuple(gone), offsets, groups, first)
-
-
-def _rows(evidence: Evidence, keep: B) -> Evidence:
-    svc_a, svc_b, lo, hi, keys, callees, gap = evidence
-    return svc_a[keep], svc_b[keep], lo[keep], hi[keep], keys[keep], callees[keep], gap[keep]
 
 
 def _gap_stretches(
@@ -422,7 +386,7 @@ def gap_offsets(evidence: Evidence, services: list[str]) -> list[dict[str, float
     each one's offset where the callees fit between their callers' records
     (:func:`._record_gaps.logged_gaps`), relative to the group's first
     service; none without such calls."""
-    svc_a, svc_b, lo, hi, keys, callees, _ = _rows(evidence, evidence[6])
+    svc_a, svc_b, lo, hi, keys, callees, _ = rows(evidence, evidence[6] == GAP)
     if not len(svc_a):
         return []
     width = len(services) + 1

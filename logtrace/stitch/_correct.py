@@ -34,6 +34,7 @@ __all__ = [
     "find_calls",
     "loose_calls",
     "model_arrays",
+    "span_shift",
 ]
 
 F64 = npt.NDArray[np.float64]
@@ -246,3 +247,12 @@ def correct_rows(
         return shifted
     out: F64 = ts - offset[svc] - drift[svc] * (ts - ref[svc])
     return out
+
+
+def span_shift(table: Table, tree: Tree, corrected: F64) -> F64:
+    """Per span, how far its service's clock was corrected (raw minus corrected)."""
+    rows = table.rows
+    timed = (rows["span"] >= 0) & ~np.isnan(rows["ts"])
+    shift = np.zeros(len(tree.parent))
+    shift[rows["span"][timed]] = rows["ts"][timed] - corrected[timed]
+    return shift

@@ -11,26 +11,27 @@ built once more for the output (:func:`._stage.stage`).
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import replace
-from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 
+from ._call_doubt import ambiguous
 from ._calls import (
     Bracketing,
     CallCollector,
     CallColumns,
-    overlapping,
     partition_calls,
     solve_clocks,
 )
 from ._clock_bounds import LOOSE_RATE
 from ._clocks import ClockModel
 from ._containment import Links, containment_interval, first_clocks, spans_resolution
-from ._correct import apply_clocks
+from ._correct import apply_clocks, span_shift
+from ._link_rules import Callers, Rule, rule_arrays, trimmed_callees
 from ._model import Table, Tree
+from ._record_gaps import without_last_line
 from ._span_extras import answered_ends
 from ._span_pairs import inside_own_service, span_pairs, unlinked_spans
 from ._tree import relink
@@ -40,7 +41,6 @@ __all__ = [
     "TOLERANCE",
     "InferRound",
     "agreed",
-    "ambiguous",
     "infer_parents",
     "keep_unbounded",
     "round_calls",
@@ -53,6 +53,7 @@ __all__ = [
 I64 = npt.NDArray[np.int64]
 B = npt.NDArray[np.bool_]
 F64 = npt.NDArray[np.float64]
+
 
 TOLERANCE = 50e-6
 """How far (seconds, corrected) a callee may stick out of its caller's span
@@ -73,16 +74,15 @@ holds on the clocks of its round), and how the caller is chosen (the
 the choice that depends least on how far those clocks are off)."""
 
 
-def tolerances(links: Links, tolerance: float) -> dict[tuple[str, str], float]:
-    """Per linked (caller, callee): how far a callee may stick out of its
-    caller's span (negative: how far inside it must lie)."""
-    return {(k.caller, k.callee): tolerance for k in links.links}
+def tolerances(links: Links, tolerance: float) -> dict[tuple[str, str], Rule]:
+    """Per linked (caller, callee): its :class:`Rule`, with ``tolerance``."""
+    return {(k.caller, k.callee): Rule(tolerance, k.trimmed) for k in links.links}
 
 
 def infer_parents(
     table: Table,
     tree: Tree,
-    callers: Mapping[tuple[str, str], float],
+    callers: Callers,
     corrected: F64,
     margin: float | None = 0.0,
 ) -> Tree:
@@ -105,13 +105,8 @@ def infer_parents(
     if not len(tree.parent):
         return tree
     whole, tree = tree, answered_ends(table, tree, unlinked_spans(table, tree))
-    index = {name: i for i, name in enumerate(table.services)}
-    n = len(table.services) + 1
-    allowed = np.full(n * n, np.nan)
-    for (caller, callee), tolerance in callers.items():
-        i, j = index.get(caller), index.get(callee)
-        if i is not None and j is not None:
-            allowed[i * n + j] = tolerance
+    allowed, trim, n = rule_arrays(table, callers)
+    cut = without_last_line(table, tree) if trim.any() else tree
     res = spans_resolution(table, tree)
     inner = inside_own_service(table, tree, res)
     found: list[tuple[F64, _Records]] = []
@@ -119,7 +114,7 @@ def infer_parents(
     def around() -> tuple[F64, _Records]:
         """Per span its clock's correction, and the records (built once, if needed)."""
         if not found:
-            found.append((_span_shift(table, tree, corrected), _Records(table, corrected)))
+            found.append((span_shift(table, tree, corrected), _Records(table, corrected)))
         return found[0]
 
     best = np.full(len(tree.parent), -1, dtype=np.int64)
@@ -138,14 +133,18 @@ def infer_parents(
             if same:  # a service's own work inside one of its spans, on one clock
                 tol = np.zeros(len(b))
                 linked = inner[b]
+                end = tree.end[b]
             else:
-                tol = allowed[tree.service[a].astype(np.int64) * n + tree.service[b]]
+                link = tree.service[a].astype(np.int64) * n + tree.service[b]
+                tol = allowed[link]
                 linked = ~np.isnan(tol)
+                end = np.where(trim[link], cut.end[b], tree.end[b])
             if not linked.any():
                 continue
-            a, b, tol = a[linked], b[linked], tol[linked]
+            a, b, tol, end = a[linked], b[linked], tol[linked], end[linked]
             shift, records = around()
             lo, hi = containment_interval(tree, a, b, res)
+            lo += end - tree.end[b]  # where the callee's last line does not count
             d = shift[b] - shift[a]  # the callee's clock minus the caller's, as corrected
             fits = (lo - tol <= d) & (d <= hi + tol)
             if same:
@@ -157,7 +156,7 @@ def infer_parents(
                 own_start = tree.start[a] - shift[a]
                 own_end = tree.end[a] + res[a] - shift[a]
                 fits &= (held_lo[b] <= own_start) & (own_end <= held_hi[b])
-            a, b = a[fits], b[fits]
+            a, b, end = a[fits], b[fits], end[fits]
             if not len(b):
                 continue
             # The caller's records nearest outside the callee's span: a call's
@@ -168,7 +167,7 @@ def infer_parents(
                 before, after = tree.start[a] - shift[a], tree.end[a] + res[a] - shift[a]
             else:
                 before = records.before(a, tree.start[b] - shift[b] - margin)
-                after = records.after(a, tree.end[b] - shift[b] + margin)
+                after = records.after(a, end - shift[b] + margin)
                 gap = np.where(np.isnan(before) | np.isnan(after), np.inf, after - before)
                 before = np.where(np.isnan(before), -np.inf, before)
                 after = np.where(np.isnan(after), np.inf, after + res[a])
@@ -230,114 +229,8 @@ def _bisect(time: F64, lo: I64, hi: I64, x: F64, right: bool) -> I64:
     return lo
 
 
-def ambiguous(
-    table: Table,
-    tree: Tree,
-    linked: Tree,
-    callers: Mapping[tuple[str, str], float],
-    corrected: F64,
-    doubt: float,
-) -> B:
-    """Per span, whether its inferred parent is in doubt: a span of a linked
-    caller service could contain it too (on ``corrected`` clocks off by up
-    to ``doubt`` seconds) and is not an ancestor of the parent chosen in
-    ``linked``. A span of a parallel branch (another call running at the
-    same time) may contain it as well as the true caller does, and whichever
-    is taken, a call hung under the wrong one would bound its clocks against
-    the wrong caller's records, far too tight on one side: it bounds none."""
-    out = np.zeros(len(tree.parent), dtype=bool)
-    if linked.inferred is None or not linked.inferred.any():
-        return out
-    index = {name: i for i, name in enumerate(table.services)}
-    n = len(table.services) + 1
-    allowed = np.zeros(n * n, dtype=bool)
-    for caller, callee in callers:
-        i, j = index.get(caller), index.get(callee)
-        if i is not None and j is not None:
-            allowed[i * n + j] = True
-    tree = answered_ends(table, tree, unlinked_spans(table, tree))
-    shift = _span_shift(table, tree, corrected)
-    res = spans_resolution(table, tree)
-    start, end = tree.start - shift, tree.end - shift
-    holders: list[I64] = []
-    held: list[I64] = []
-    for a, b in span_pairs(table, tree):
-        keep = allowed[tree.service[a].astype(np.int64) * n + tree.service[b]]
-        inside = keep & (start[a] <= start[b] + res[b]) & (end[a] + res[a] >= end[b])
-        holders.append(a[inside])
-        held.append(b[inside])
-        keep &= linked.inferred[b] & (linked.parent[b] >= 0)
-        a, b = a[keep], b[keep]
-        p = linked.parent[b].astype(np.int64)
-        could = (p != a) & (start[a] <= start[b] + res[b] + doubt)
-        could &= end[a] + res[a] >= end[b] - doubt
-        a, b, p = a[could], b[could], p[could]
-        above = np.zeros(len(a), dtype=bool)
-        for live, up in _ancestors(linked.parent, p):
-            above |= live & (up == a)
-        out[b[~above]] = True
-    if holders:
-        out |= _busy_parent(
-            tree, linked, allowed, n, np.concatenate(holders), np.concatenate(held), start, end
-        )
-    return out
-
-
-def _busy_parent(
-    tree: Tree, linked: Tree, allowed: B, n: int, holder: I64, held: I64, start: F64, end: F64
-) -> B:
-    """Per span, whether its inferred parent had another call under way while
-    it ran and an ancestor could have made the call instead.
-
-    A caller waits for a call. A parent with another span it could have
-    called (of a linked service, inside it) overlapping this one in time was
-    busy: it may be a parallel branch that merely contains this span while
-    the ancestor made the call (and the span it was busy with may itself be
-    hung under the wrong parent)."""
-    out = np.zeros(len(tree.parent), dtype=bool)
-    if not len(held):
-        return out
-    # Among each holder's spans it could have called, those another overlaps.
-    beside = overlapping(holder, start[held], end[held])
-    inferred = linked.inferred if linked.inferred is not None else np.zeros(len(out), dtype=bool)
-    mine = beside & (linked.parent[held] == holder) & inferred[held]
-    b, p = held[mine], holder[mine].astype(np.int64)
-    callee = tree.service[b].astype(np.int64)
-    alternative = np.zeros(len(b), dtype=bool)
-    for live, up in _ancestors(linked.parent, p):
-        svc = tree.service[up].astype(np.int64)
-        alternative |= live & (svc >= 0) & allowed[np.maximum(svc, 0) * n + callee]
-    out[b[alternative]] = True
-    return out
-
-
-_MAX_DEPTH = 64
-"""Ancestors :func:`ambiguous` looks through."""
-
-
-def _ancestors(parent: npt.NDArray[np.integer[Any]], spans: I64) -> Iterator[tuple[B, I64]]:
-    """Level by level above ``spans``: which still have an ancestor there, and
-    that ancestor (0 where none: mask with the first)."""
-    up = parent[spans].astype(np.int64)
-    for _ in range(_MAX_DEPTH):
-        live = up >= 0
-        if not live.any():
-            return
-        yield live, np.maximum(up, 0)
-        up = np.where(live, parent[np.maximum(up, 0)], -1)
-
-
-def _span_shift(table: Table, tree: Tree, corrected: F64) -> F64:
-    """Per span, how far its service's clock was corrected (raw minus corrected)."""
-    rows = table.rows
-    timed = (rows["span"] >= 0) & ~np.isnan(rows["ts"])
-    shift = np.zeros(len(tree.parent))
-    shift[rows["span"][timed]] = rows["ts"][timed] - corrected[timed]
-    return shift
-
-
 InferRound = Callable[
-    [dict[str, ClockModel], dict[tuple[str, str], float], float | None, float, bool],
+    [dict[str, ClockModel], dict[tuple[str, str], Rule], float | None, float, bool],
     Iterable[CallColumns],
 ]
 """One round of inferring calls run where the partitions are: given the
@@ -351,7 +244,7 @@ def round_calls(
     tree: Tree,
     first: I64,
     clocks: dict[str, ClockModel],
-    callers: Mapping[tuple[str, str], float],
+    callers: Callers,
     margin: float | None,
     doubt_s: float,
     many: bool,
@@ -363,7 +256,7 @@ def round_calls(
     linked = agreed(table, tree, callers, corrected, margin)
     doubt = ambiguous(table, tree, linked, callers, corrected, doubt_s)
     linked = unlinked(table, tree, linked, doubt)
-    return partition_calls(s, table, linked, first, many)
+    return partition_calls(s, table, trimmed_callees(table, linked, callers), first, many)
 
 
 def solve_with_links(
@@ -392,7 +285,7 @@ def solve_with_links(
 
     def here(
         clocks: dict[str, ClockModel],
-        callers: dict[tuple[str, str], float],
+        callers: dict[tuple[str, str], Rule],
         margin: float | None,
         doubt_s: float,
         many: bool,
@@ -445,7 +338,7 @@ def keep_unbounded(
 def agreed(
     table: Table,
     tree: Tree,
-    callers: Mapping[tuple[str, str], float],
+    callers: Callers,
     corrected: F64,
     margin: float | None,
 ) -> Tree:

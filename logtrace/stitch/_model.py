@@ -161,6 +161,9 @@ class Options:
     """Set by the run, not the command line: the (caller, callee) services
     whose calls are inferred from containment, for logs that name no parent
     span (see :mod:`._containment`)."""
+    trimmed: tuple[tuple[str, str], ...] = ()
+    """Set by the run: those of :attr:`callers` whose callees work after they
+    answered (their last line does not count: see :class:`._containment.Link`)."""
 
 
 @dataclass(slots=True)

@@ -28,7 +28,13 @@ from ._calls import (
     solve_clocks,
 )
 from ._clocks import ClockModel
-from ._containment import EvidenceCollector, containment_evidence, decide_links, gap_offsets
+from ._containment import (
+    Links,
+    containment_evidence,
+    decide_links,
+    gap_offsets,
+)
+from ._evidence import EvidenceCollector
 from ._inferred_calls import solve_with_links
 from ._marks import count_marks
 from ._memory import give_back_free_heap
@@ -158,10 +164,10 @@ def _stitch(
     held = open_partition(parts, 0, options.memory) if parts.count == 1 else None
     clocks: dict[str, ClockModel] = {}
     if options.skew_correction:
-        clocks, callers, note = _clocks(parts, held, options)
-        options = replace(options, callers=callers)
-        if note:
-            summary.notes.append(note)
+        clocks, links = _clocks(parts, held, options)
+        options = replace(options, callers=links.callers, trimmed=links.trimmed)
+        if links.note:
+            summary.notes.append(links.note)
     note_clocks(summary, parts.used, clocks)
     if held is not None:
         if progress is not None:
@@ -180,10 +186,10 @@ def _stitch(
 
 def _clocks(
     parts: Partitions, held: Grouped | None, options: Options
-) -> tuple[dict[str, ClockModel], tuple[tuple[str, str], ...], str]:
+) -> tuple[dict[str, ClockModel], Links]:
     """Every partition's calls into one collector, then one solution; and
-    what containment says of spans whose logs name no parent (the callers
-    inferred and a note for the summary)."""
+    what containment says of spans whose logs name no parent (the links
+    whose calls are inferred, and a note for the summary)."""
     cap = None if held is not None else call_cap(options.memory)
     collector = CallCollector(cap)
     evidence = EvidenceCollector()
@@ -209,7 +215,7 @@ def _clocks(
         gaps = gap_offsets(found, parts.services)
         del found
         clocks = solve_clocks(collector, parts.services, parts.count, table, gaps=gaps)
-        return clocks, (), links.note
+        return clocks, links
     del found
     del collector
 
@@ -218,7 +224,7 @@ def _clocks(
         return g.table, g.tree, g.first
 
     clocks = solve_with_links(links, parts.services, parts.count, grouped_at, table, cap)
-    return clocks, tuple((k.caller, k.callee) for k in links.links), links.note
+    return clocks, links
 
 
 class PartitionResult(NamedTuple):

@@ -30,6 +30,7 @@ bracketed by their callers' records and the clocks solved from them
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from dataclasses import replace
 
 import numpy as np
 import numpy.typing as npt
@@ -38,7 +39,7 @@ from ._correct import bracketing_rows, find_calls
 from ._model import Table, Tree
 from ._resolution import span_resolution
 
-__all__ = ["MIN_HALF_WIDTH", "RecordGaps", "fit_offsets", "logged_gaps"]
+__all__ = ["MIN_HALF_WIDTH", "RecordGaps", "fit_offsets", "logged_gaps", "without_last_line"]
 
 I64 = npt.NDArray[np.int64]
 F64 = npt.NDArray[np.float64]
@@ -108,6 +109,26 @@ class RecordGaps:
         lo: F64 = ends[pair] - self.last[gap]
         hi: F64 = tree.start[b[pair]] + res[pair] - self.first[gap]
         return pair, lo, hi
+
+
+def without_last_line(table: Table, tree: Tree) -> Tree:
+    """``tree`` with each span of three records or more ending at its
+    last record but one. A service that works after it answered (a
+    background task, a streamed body) writes its last line after its caller
+    heard back: without it, the span up to the answer is what must fit
+    inside the call."""
+    rows = table.rows
+    usable = np.flatnonzero(bracketing_rows(table))
+    span = rows["span"][usable].astype(np.int64)
+    ts = rows["ts"][usable]
+    perm = np.lexsort((ts, span))
+    span, ts = span[perm], ts[perm]
+    count = np.bincount(span, minlength=len(tree.parent))
+    last = np.flatnonzero(np.r_[span[1:] != span[:-1], True]) if len(span) else span
+    end = tree.end.copy()
+    long = last[count[span[last]] >= 3]
+    end[span[long]] = ts[long - 1]
+    return replace(tree, end=end)
 
 
 def logged_gaps(

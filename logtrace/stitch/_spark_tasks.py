@@ -44,14 +44,14 @@ from ._calls import (
 )
 from ._clocks import ClockModel
 from ._containment import (
-    Evidence,
-    EvidenceCollector,
     containment_evidence,
     decide_links,
     gap_offsets,
 )
 from ._correct import correct_rows
+from ._evidence import Evidence, EvidenceCollector
 from ._inferred_calls import round_calls, solve_with_links
+from ._link_rules import Rule
 from ._memory import take_rows
 from ._model import FileScan, Options, Source, Summary
 from ._partition import Partitions, compact, partition_of_traces
@@ -235,7 +235,7 @@ def inferred_calls_of(
     s: int,
     memory: int,
     clocks: dict[str, ClockModel],
-    callers: dict[tuple[str, str], float],
+    callers: dict[tuple[str, str], Rule],
     margin: float | None,
     doubt_s: float,
 ) -> CallColumns:

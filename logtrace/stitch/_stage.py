@@ -21,6 +21,7 @@ from ._clocks import ClockModel
 from ._correct import apply_clocks
 from ._group import group
 from ._inferred_calls import TOLERANCE, infer_parents
+from ._link_rules import Rule
 from ._model import FileScan, Options, Rendering, Table, Tree, clock_note
 from ._order import order
 from ._partition import Partitions, load_pieces
@@ -101,7 +102,8 @@ def stage(grouped: Grouped, clocks: dict[str, ClockModel], options: Options) -> 
     tree = grouped.tree
     # Spans whose logs name no parent: parents from containment (internal
     # spans inside their own service's, whatever the links).
-    tree = infer_parents(table, tree, dict.fromkeys(options.callers, TOLERANCE), corrected)
+    callers = {k: Rule(TOLERANCE, k in options.trimmed) for k in options.callers}
+    tree = infer_parents(table, tree, callers, corrected)
     ordered = order(table, corrected, tree, clocks)
     selected = narrow(table, corrected, ordered, options)
     traces = len(table.traces)

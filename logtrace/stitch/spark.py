@@ -222,7 +222,7 @@ def _stitch(
 
             cap = call_cap(options.memory)
             clocks = solve_with_links(links, run.services, count, None, None, cap, infer, bracket)
-            options = replace(options, callers=tuple((k.caller, k.callee) for k in links.links))
+            options = replace(options, callers=links.callers, trimmed=links.trimmed)
         if links.note:
             summary.notes.append(links.note)
     note_clocks(summary, run.used, clocks)

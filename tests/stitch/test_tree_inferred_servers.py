@@ -42,6 +42,7 @@ APP = textwrap.dedent(
     import asyncio
     import logging
     import os
+    from contextlib import nullcontext
 
     import httpx
     from opentelemetry import propagate, trace
@@ -49,6 +50,7 @@ APP = textwrap.dedent(
     from opentelemetry.sdk.trace import TracerProvider
     from opentelemetry.trace import SpanKind
     from starlette.applications import Starlette
+    from starlette.background import BackgroundTask
     from starlette.responses import PlainTextResponse
     from starlette.routing import Route
 
@@ -57,6 +59,7 @@ APP = textwrap.dedent(
     SHIFT = float(os.environ.get("NP_SHIFT_MS", "0")) / 1000
     CHATTY = float(os.environ.get("NP_CHATTY_MS", "0")) / 1000
     INTERNAL = os.environ.get("NP_INTERNAL") == "1"
+    LATER = float(os.environ.get("NP_BACKGROUND_MS", "0")) / 1000
 
     trace.set_tracer_provider(TracerProvider(resource=Resource.create({"service.name": SERVICE})))
     tracer = trace.get_tracer(SERVICE)
@@ -134,9 +137,14 @@ APP = textwrap.dedent(
     client = httpx.AsyncClient()  # one connection pool, as a real service keeps
 
 
+    def server_span(headers):
+        parent = propagate.extract(headers)
+        return tracer.start_as_current_span(f"GET {SERVICE}", context=parent, kind=SpanKind.SERVER)
+
+
     async def handle(request):
-        parent = propagate.extract(dict(request.headers))
-        with tracer.start_as_current_span(f"GET {SERVICE}", context=parent, kind=SpanKind.SERVER):
+        # With a background task, the span is the whole ASGI call's (below).
+        with nullcontext() if LATER else server_span(dict(request.headers)):
             log.info("request received")
             await asyncio.sleep(0.002)
             if INTERNAL:
@@ -158,17 +166,39 @@ APP = textwrap.dedent(
                 log.info("downstream answered %s", answer.status_code)
                 await asyncio.sleep(0.002)
             log.info("request done")
-        return PlainTextResponse(SERVICE)
+        return PlainTextResponse(SERVICE, background=BackgroundTask(later) if LATER else None)
 
 
-    app = Starlette(routes=[Route("/", handle)])
+    async def later():
+        """Work after the answer went out, in the request's span."""
+        await asyncio.sleep(LATER)
+        log.info("background done")
+
+
+    routes = Starlette(routes=[Route("/", handle)])
+
+
+    async def app(scope, receive, send):
+        """As OpenTelemetry's ASGI middleware does, with a background task:
+        the server span covers the whole call, the task included."""
+        if scope["type"] != "http" or not LATER:
+            return await routes(scope, receive, send)
+        headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"]}
+        with server_span(headers):
+            await routes(scope, receive, send)
     '''
 )
 
 REQUESTS = 30
 
 
-def _chain(tmp_path: Path, shift_ms: float, chatty_ms: float = 0.0, internal: bool = False) -> Path:
+def _chain(
+    tmp_path: Path,
+    shift_ms: float,
+    chatty_ms: float = 0.0,
+    internal: bool = False,
+    background_ms: float = 0.0,
+) -> Path:
     """Run the three services, send the requests, return the log directory."""
     (tmp_path / "chain_app.py").write_text(APP, encoding="utf-8")
     logs = tmp_path / "logs"
@@ -182,6 +212,8 @@ def _chain(tmp_path: Path, shift_ms: float, chatty_ms: float = 0.0, internal: bo
             "NP_SHIFT_MS": str(shift),
             "NP_CHATTY_MS": str(chatty_ms),
             "NP_INTERNAL": "1" if internal else "",
+            # The callees work after they answered; the gateway does not.
+            "NP_BACKGROUND_MS": str(background_ms if service != "gateway" else 0.0),
             "NP_LOG": str(logs / f"{service}.log"),
         }
 
@@ -369,3 +401,35 @@ def test_internal_spans_inside_each_request(tmp_path: Path, shift_ms: float) -> 
         for caller in ("gateway", "inventory"):
             looked = text.index((caller, "looked up"))
             assert looked < text.index((caller, "calling downstream")), text
+
+
+@pytest.mark.parametrize("shift_ms", [30.0, 0.0])
+def test_callees_that_work_after_they_answer(tmp_path: Path, shift_ms: float) -> None:
+    """Inventory and pricing answer, then run a background task that logs
+    5 ms later, in the request's span (OpenTelemetry's ASGI middleware keeps
+    the span open until the task is done). Each callee's last line comes
+    after its caller heard back, in every trace: whole spans fit inside
+    their callers only at an offset milliseconds off (on one clock, 3 ms of
+    invented skew). Without their last line they fit between the lines of
+    the call: the clocks, the tree and the order come from those."""
+    logs = _chain(tmp_path, shift_ms, background_ms=5.0)
+    with open(tmp_path / "out.jsonl", "wb") as fh:
+        summary = stitch([str(logs)], fh, Options(format="jsonl"))
+    offsets, bounds = summary.offsets_ms, summary.offset_bounds_ms
+    true = {"gateway": 0.0, "inventory": shift_ms, "pricing": 0.0}
+    for name, ms in offsets.items():
+        low, high = bounds[name]
+        assert abs(ms - offsets["gateway"] - true[name]) < 1.0, offsets
+        assert low <= true[name] + offsets["gateway"] <= high, (name, bounds)
+    if not shift_ms:
+        assert set(offsets.values()) == {0.0}, offsets
+    out = [json.loads(line) for line in (tmp_path / "out.jsonl").read_bytes().splitlines()]
+    for recs in _by_trace(out).values():
+        span = {r["service"]: r["span_id"] for r in recs}
+        for r in recs:
+            want = {"gateway": None, "inventory": span["gateway"], "pricing": span["inventory"]}
+            assert r["parent_span_id"] == want[r["service"]], r
+        text = [(r["service"], r["record"]["message"]) for r in recs]
+        assert text.count(("pricing", "background done")) == 1, text
+        handled = [(service, m) for service, m in text if m != "background done"]
+        _callee_lines_within_the_call(handled)
