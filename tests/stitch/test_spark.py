@@ -70,6 +70,16 @@ def orphan_logs(tmp_path_factory: pytest.TempPathFactory) -> list[str]:
     return generate(str(out), SynthConfig(traces=400, seed=3, parent_ids=False)).files
 
 
+@pytest.fixture(scope="module")
+def tail_logs(tmp_path_factory: pytest.TempPathFactory) -> list[str]:
+    """Real services without parent IDs whose callees log after answering
+    (a background task): links judged without the callees' last line."""
+    from test_tree_inferred_servers import _chain
+
+    logs = _chain(tmp_path_factory.mktemp("tails"), 30.0, background_ms=5.0)
+    return [str(path) for path in sorted(logs.iterdir())]
+
+
 def _line(ts: str, trace: str | None, span: str | None, parent: str | None, msg: str) -> bytes:
     record: dict[str, Any] = {"timestamp": ts, "message": msg}
     if trace:
@@ -173,6 +183,16 @@ class TestSameBytes:
         assert any(v != 0.0 for v in summary.offsets_ms.values())
         assert b'"parent_inferred":true' in expected
         got, spark_summary = _spark(session, orphan_logs, partitions=3, format="jsonl")
+        assert got == expected
+        _same_summary(spark_summary, summary)
+        assert spark_summary.notes == summary.notes
+
+    def test_callees_that_log_after_answering(
+        self, session: SparkSession, tail_logs: list[str]
+    ) -> None:
+        expected, summary = _local(tail_logs, format="jsonl")
+        assert abs(summary.offsets_ms["inventory"] - summary.offsets_ms["gateway"] - 30.0) < 1.0
+        got, spark_summary = _spark(session, tail_logs, partitions=2, format="jsonl")
         assert got == expected
         _same_summary(spark_summary, summary)
         assert spark_summary.notes == summary.notes
