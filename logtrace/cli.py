@@ -338,6 +338,7 @@ def _grep(args: argparse.Namespace) -> int:
     spool = tempfile.mkdtemp(prefix="logtrace-")
     warnings: list[str] = []
     skipped: list[str] = []
+    notes: list[str] = []
     out = sys.stdout.buffer
     # As grep: escaped for a terminal, raw through a pipe or into a file.
     tty = out.isatty()
@@ -372,6 +373,7 @@ def _grep(args: argparse.Namespace) -> int:
             numbers=args.line_number,
             skipped=skipped,
             clocks={} if args.no_skew_correction else None,
+            notes=notes,
         )
         out.write(b"".join(pending))
         out.flush()
@@ -383,6 +385,8 @@ def _grep(args: argparse.Namespace) -> int:
         warn(f"{problem} (skipped)")
     for warning in warnings:
         warn(warning)
+    for note in notes:
+        print(f"logtrace: note: {note}", file=sys.stderr)
     if not ordered:
         print(
             f"logtrace: note: {count} matching lines, too many to hold in stitched order: "

@@ -68,6 +68,7 @@ def grep_stream(
     buffer: int | None = None,
     skipped: list[str] | None = None,
     clocks: dict[str, ClockModel] | None = None,
+    notes: list[str] | None = None,
 ) -> tuple[int, bool]:
     """Every line of ``sources`` containing one of ``ids``, each handed to
     ``write``: in stitched order while the matches fit ``buffer`` bytes
@@ -77,7 +78,8 @@ def grep_stream(
 
     A file that cannot be opened (gone since it was listed) is named in
     ``skipped`` and passed over; without ``skipped``, it raises :class:`InputError`.
-    ``clocks`` are as :func:`._grep_order.order_matches` takes them (``{}``: no correction).
+    ``clocks`` are as :func:`._grep_order.order_matches` takes them (``{}``: no correction);
+    ``notes`` gets what it notes about the order.
     """
     needles = _needles(ids)
     if buffer is None:
@@ -107,7 +109,8 @@ def grep_stream(
     if held is None:
         return count, False
     order_matches = _load_order().order_matches
-    for m in order_matches(held, [s.name for s in sources], [s.path for s in sources], clocks):
+    paths = [s.path for s in sources]
+    for m in order_matches(held, [s.name for s in sources], paths, clocks, notes):
         write(m)
     return count, True
 

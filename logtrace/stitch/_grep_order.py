@@ -13,11 +13,11 @@ from ._clocks import ClockModel, estimate_clocks
 from ._grep_calls import trace_calls
 from ._grep_search import Match
 from ._order_rules import Line, order_lines
-from ._parse import parse_line
+from ._parse import Parsed, parse_line
 from ._plan import service_from_path
 from ._precision import Resolutions, file_resolution, resolution, whole_ms
 
-__all__ = ["order_matches"]
+__all__ = ["UNLINKED_NOTE", "order_matches"]
 
 _NO_SKEW = ClockModel()
 _POINTS = Resolutions()
@@ -28,6 +28,7 @@ def order_matches(
     names: Sequence[str],
     paths: Sequence[str] | None = None,
     clocks: dict[str, ClockModel] | None = None,
+    notes: list[str] | None = None,
 ) -> list[Match]:
     """Matches in stitched order: the rules of :mod:`._order_rules`, the
     stitcher's, on clocks estimated from the calls among the matches.
@@ -35,7 +36,9 @@ def order_matches(
     ``names`` are the files' names (their services when lines name none),
     ``paths`` where to read them (default: the names), for their timestamps'
     resolution. ``clocks`` (by default estimated from the matches) put
-    each service's times on the reference clock."""
+    each service's times on the reference clock. ``notes`` gets a note when
+    spans of several services are linked to no parent among the matches:
+    their calls can only be inferred from many traces, as ``stitch`` does."""
     paths = names if paths is None else paths
     parsed = [parse_line(m.raw) for m in matches]
     services = [
@@ -55,6 +58,8 @@ def order_matches(
         raws = [m.raw for m in matches]
         edges, hosts = trace_calls(parsed, services, raws, lasts)
         clocks = estimate_clocks(edges, set(services), hosts)
+        if notes is not None and _unlinked_services(parsed, services) > 1:
+            notes.append(UNLINKED_NOTE)
     models = {svc: clocks.get(svc, _NO_SKEW) for svc in set(services)}
     lines: list[Line] = []
     nan = math.nan
@@ -80,6 +85,27 @@ def order_matches(
         return models[service].correct(t)
 
     return [matches[i] for i in order_lines(lines, correct, lambda i: matches[i].raw)]
+
+
+UNLINKED_NOTE = (
+    "spans of several services name no parent that these lines hold (logs without parent "
+    "IDs, or parents that logged nothing): grep cannot infer their calls from one trace and "
+    "corrects no clock by them; `logtrace stitch --trace ID` infers both from every trace"
+)
+
+
+def _unlinked_services(parsed: Sequence[Parsed], services: Sequence[str]) -> int:
+    """The most services of one trace whose spans name no parent among the matches."""
+    named: dict[str, str | None] = {}  # per span, the parent a line of it names
+    for p in parsed:
+        if p[1] is not None and named.get(p[1]) is None:
+            named[p[1]] = p[2]
+    loose: dict[str, set[str]] = {}
+    for p, svc in zip(parsed, services, strict=True):
+        trace, span = p[0], p[1]
+        if trace is not None and span is not None and named[span] not in named:
+            loose.setdefault(trace, set()).add(svc)
+    return max((len(v) for v in loose.values()), default=0)
 
 
 def _maybe_coarse(ts: float | None) -> bool:

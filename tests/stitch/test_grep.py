@@ -31,6 +31,14 @@ def _trace_lines(synth: SynthResult, trace: str) -> list[bytes]:
     return out
 
 
+def _a_trace(synth: SynthResult) -> str:
+    """The ID of the first trace the generator wrote."""
+    with open(synth.truth, encoding="utf-8") as fh:
+        fh.readline()
+        trace: str = json.loads(fh.readline())["trace_id"]
+    return trace
+
+
 class TestGrep:
     def test_same_lines_as_grep_in_stitched_order(self, synth: SynthResult, tmp_path: Path) -> None:
         records = stitch_jsonl(tmp_path / "o.jsonl", "-q", *synth.files)
@@ -47,6 +55,18 @@ class TestGrep:
             name, number, _ = raw.split(b":", 2)
             got.append((name.decode(), int(number)))
         assert got == stitched
+
+    def test_lines_linked_to_no_parent_are_noted(self, synth: SynthResult, tmp_path: Path) -> None:
+        """Logs without parent IDs: one trace's lines cannot show which span
+        called which, so grep says it corrects no clock by them, and points to
+        stitch, which infers the calls from every trace. Logs with parent IDs
+        get no such note."""
+        assert "no parent" not in cli("grep", _a_trace(synth), *synth.files).stderr.decode()
+        parentless = generate(str(tmp_path), SynthConfig(traces=30, seed=3, parent_ids=False))
+        proc = cli("grep", _a_trace(parentless), *parentless.files)
+        assert proc.returncode == 0
+        err = proc.stderr.decode()
+        assert "name no parent" in err and "logtrace stitch --trace ID" in err, err
 
     def test_prefixes(self, tmp_path: Path) -> None:
         a = tmp_path / "a.log"
