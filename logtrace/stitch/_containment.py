@@ -47,9 +47,15 @@ from ._calls import sample_keys
 from ._clock_least_squares import components
 from ._clocks import ClockModel
 from ._evidence import GAP, TRIMMED, Evidence, empty_evidence, rows, tails
-from ._interval_depth import snug, snuggest
+from ._interval_depth import snug, snug_stretches, snuggest
 from ._model import Table, Tree
-from ._record_gaps import RecordGaps, fit_offsets, logged_gaps, without_last_line
+from ._record_gaps import (
+    RecordGaps,
+    choose_stretches,
+    fit_offsets,
+    logged_gaps,
+    without_last_line,
+)
 from ._resolution import row_resolution, span_resolution
 from ._span_extras import answered_ends
 from ._span_pairs import inside_own_service, span_pairs, unlinked_spans
@@ -68,6 +74,7 @@ __all__ = [
 ]
 
 I8 = npt.NDArray[np.int8]
+Stretch = tuple[float, float]
 I64 = npt.NDArray[np.int64]
 F64 = npt.NDArray[np.float64]
 B = npt.NDArray[np.bool_]
@@ -218,19 +225,21 @@ def decide_links(evidence: Evidence, services: list[str]) -> Links:
     fit_pair = fits[0].astype(np.int64) * width + fits[1]
     distinct, first = np.unique(pair, return_index=True)
     ends = [*first[1:].tolist(), len(pair)]
-    found: dict[tuple[int, int], tuple[float, float, int, int, int]] = {}
+    found: dict[tuple[int, int], list[tuple[tuple[float, float, int, int], Stretch | None]]] = {}
+    possible: dict[tuple[int, int], int] = {}
     for p, s, e in zip(distinct.tolist(), first.tolist(), ends, strict=True):
         mine = fit_pair == p
-        deep = snug(
+        found[(p // width, p % width)] = snug(
             (lo[s:e], hi[s:e], keys[s:e], callees[s:e]),
             (fits[2][mine], fits[3][mine], fits[4][mine], fits[5][mine]),
         )
-        found[(p // width, p % width)] = (*deep, len(np.unique(callees[s:e])))
-    links: list[Link] = []
+        possible[(p // width, p % width)] = len(np.unique(callees[s:e]))
+    candidates: list[tuple[int, int]] = []
     rejected: set[str] = set()
     weak: list[str] = []
-    for (a, b), (left, right, traces, spans, possible) in sorted(found.items()):
-        back = found.get((b, a), (0.0, 0.0, 0, 0, 0))[2]
+    for a, b in sorted(found):
+        traces = found[(a, b)][0][0][2]
+        back = found[(b, a)][0][0][2] if (b, a) in found else 0
         if traces < MIN_TRACES:
             if traces > back:
                 weak.append(f"{services[a]} -> {services[b]}")
@@ -239,9 +248,17 @@ def decide_links(evidence: Evidence, services: list[str]) -> Links:
             if traces > REVERSE_SHARE * back:  # neither direction holds
                 rejected.add("/".join(sorted((services[a], services[b]))))
             continue
-        trimmed = bool(tail[a * width + b])
-        links.append(Link(services[a], services[b], left, right, traces, spans, possible, trimmed))
+        candidates.append((a, b))
+    links = _chosen(candidates, found, possible, services, tail, width, [])
     kept, contradicted, offsets, groups = _consistent(links)
+    if any(len(found[pair]) > 1 for pair in candidates):
+        # Where a link offers several stretches, the consistent links choose.
+        at = {name: i for i, name in enumerate(services)}
+        held = {(at[k.caller], at[k.callee]) for k in kept}
+        sure = [pair for pair in candidates if pair in held]
+        links = _chosen(sure, found, possible, services, tail, width, kept)
+        kept, dropped, offsets, groups = _consistent(links)
+        contradicted += dropped
     rejected.update("/".join(sorted((k.caller, k.callee))) for k in contradicted)
     gone = sorted(rejected)
     note = _note(kept, gone, weak)
@@ -255,6 +272,34 @@ def decide_links(evidence: Evidence, services: list[str]) -> Links:
     else:
         first = fit_offsets(_gap_stretches(kept, rows(evidence, gap), services, width), groups)
     return Links(tuple(kept), note, tuple(gone), offsets, groups, first)
+
+
+def _chosen(
+    candidates: list[tuple[int, int]],
+    found: dict[tuple[int, int], list[tuple[tuple[float, float, int, int], Stretch | None]]],
+    possible: dict[tuple[int, int], int],
+    services: list[str],
+    tail: B,
+    width: int,
+    consistent: list[Link],
+) -> list[Link]:
+    """The links of the service pairs ``candidates``, each at the first
+    stretch its evidence offers (:func:`._interval_depth.snug`); with
+    ``consistent`` links found, where one offers several, the one the
+    others agree with (:func:`._record_gaps.choose_stretches`)."""
+    names = [(services[a], services[b]) for a, b in candidates]
+    group = components(sorted({n for pair in names for n in pair}), names)
+    offered = [
+        (caller, callee, [gap or stretch[:2] for stretch, gap in found[pair]])
+        for (caller, callee), pair in zip(names, candidates, strict=True)
+    ]
+    picks = choose_stretches(offered, group) if consistent else [0] * len(offered)
+    links = []
+    for (a, b), (caller, callee), pick in zip(candidates, names, picks, strict=True):
+        left, right, traces, spans = found[(a, b)][pick][0]
+        trimmed = bool(tail[a * width + b])
+        links.append(Link(caller, callee, left, right, traces, spans, possible[(a, b)], trimmed))
+    return links
 
 
 def _gap_stretches(
@@ -391,13 +436,18 @@ def gap_offsets(evidence: Evidence, services: list[str]) -> list[dict[str, float
         return []
     width = len(services) + 1
     pair = svc_a.astype(np.int64) * width + svc_b
-    found = []
+    offered = []
     for p in np.unique(pair).tolist():
         mine = pair == p
-        left, right, _, _ = snuggest(lo[mine], hi[mine], keys[mine], callees[mine])
-        found.append((services[p // width], services[p % width], left, right))
-    named = sorted({name for link in found for name in link[:2]})
-    group = components(named, [(caller, callee) for caller, callee, _, _ in found])
+        stretches = snug_stretches(lo[mine], hi[mine], keys[mine], callees[mine])
+        offered.append((services[p // width], services[p % width], [s[:2] for s in stretches]))
+    named = sorted({name for link in offered for name in link[:2]})
+    group = components(named, [(caller, callee) for caller, callee, _ in offered])
+    picks = choose_stretches(offered, group)
+    found = [
+        (caller, callee, *stretches[pick])
+        for (caller, callee, stretches), pick in zip(offered, picks, strict=True)
+    ]
     groups: dict[str, dict[str, float]] = {}
     for name, offset in fit_offsets(found, group).items():
         groups.setdefault(group[name], {})[name] = offset

@@ -15,7 +15,16 @@ from __future__ import annotations
 import numpy as np
 import numpy.typing as npt
 
-__all__ = ["NEAR_DEPTH", "Intervals", "around", "deepest", "snug", "snuggest"]
+__all__ = [
+    "CLOSE",
+    "NEAR_DEPTH",
+    "Intervals",
+    "around",
+    "deepest",
+    "snug",
+    "snug_stretches",
+    "snuggest",
+]
 
 I64 = npt.NDArray[np.int64]
 F64 = npt.NDArray[np.float64]
@@ -38,27 +47,41 @@ def deepest(lo: F64, hi: F64, keys: I64, callees: I64) -> tuple[float, float, in
 
 def snuggest(lo: F64, hi: F64, keys: I64, callees: I64) -> tuple[float, float, int, int]:
     """As :func:`deepest`, for intervals at which callees fit between two
+    records of their callers: the first of :func:`snug_stretches`."""
+    return snug_stretches(lo, hi, keys, callees)[0]
+
+
+def snug_stretches(
+    lo: F64, hi: F64, keys: I64, callees: I64
+) -> list[tuple[float, float, int, int]]:
+    """As :func:`deepest`, for intervals at which callees fit between two
     records of their callers: of the stretches nearly as deep as the
-    deepest, the one with the most fits per unit of room they leave (its
-    depth over the median width of the intervals holding its deepest
-    point). A callee fits the gap of its own call with the round trip to
-    spare, and a wider gap (a longer call of the same caller, made before
-    or after) with that call's length to spare: both in every trace, one
-    snug and one loose."""
+    deepest, those with nearly as many fits per unit of room they leave as
+    the most (depth over the median width of the intervals holding the
+    deepest point; :data:`CLOSE`), the most first. A callee fits the gap of
+    its own call with the round trip to spare, and a wider gap (a longer
+    call of the same caller, made before or after) with that call's length
+    to spare: both in every trace, one snug and one loose. A call beside one
+    to the same service as long (a gateway calling stock, which calls the
+    database, then the database itself) fits as snugly: the service graph
+    decides between those (:func:`._record_gaps.choose_stretches`)."""
     coord, depth = _depths(lo, hi)
     deep = depth >= NEAR_DEPTH * depth.max()
     starts = np.flatnonzero(deep & ~np.r_[False, deep[:-1]])
     ends = np.flatnonzero(deep & ~np.r_[deep[1:], False]) + 1
-    if len(starts) > 1:
-        tops = [s + int(np.argmax(depth[s:e])) for s, e in zip(starts, ends, strict=True)]
-        tops = sorted(tops, key=lambda k: -depth[k])[:_MAX_STRETCHES]
-        packed = [depth[k] / _room(coord, k, lo, hi) for k in tops]
-        at = tops[int(np.argmax(packed))]
-    else:
-        at = int(np.argmax(depth))
-    return _stretch(coord, depth, at, lo, hi, keys, callees)
+    if len(starts) < 2:
+        return [_stretch(coord, depth, int(np.argmax(depth)), lo, hi, keys, callees)]
+    tops = [s + int(np.argmax(depth[s:e])) for s, e in zip(starts, ends, strict=True)]
+    tops = sorted(tops, key=lambda k: -depth[k])[:_MAX_STRETCHES]
+    packed = np.array([depth[k] / _room(coord, k, lo, hi) for k in tops])
+    order = np.argsort(-packed, kind="stable")
+    kept = [tops[int(i)] for i in order if packed[i] >= CLOSE * packed[order[0]]]
+    return [_stretch(coord, depth, k, lo, hi, keys, callees) for k in kept]
 
 
+CLOSE = 0.9
+"""How closely another stretch's fits must pack for :func:`snug_stretches`
+to offer it beside the best."""
 _MAX_STRETCHES = 16
 """The deepest stretches :func:`snuggest` compares, at most."""
 
@@ -111,21 +134,28 @@ def _stretch(
     return left, right, len(np.unique(keys[inside])), len(np.unique(callees[inside]))
 
 
-def snug(contained: Intervals, fits: Intervals) -> tuple[float, float, int, int]:
-    """One pair's stretch (see :func:`deepest`) from its containment rows,
-    around the offset where most of its callees fit between two records of
-    their callers (its gap rows, ``fits``) when about as many traces agree
-    on that as on containment's deepest point and containment holds there
-    nearly as often: a callee service called from two places of a trace
-    fits inside a caller's span at the offsets of both calls, and the count
-    of containing spans may favour the wrong one by a few; only the right
-    one puts each call in a gap between its caller's records."""
+def snug(
+    contained: Intervals, fits: Intervals
+) -> list[tuple[tuple[float, float, int, int], tuple[float, float] | None]]:
+    """One pair's stretches (see :func:`deepest`) from its containment rows,
+    each around an offset where most of its callees fit between two records
+    of their callers (its gap rows, ``fits``: :func:`snug_stretches`), with
+    that gap stretch, when about as many traces agree on it as on
+    containment's deepest point and containment holds there nearly as
+    often; else containment's deepest stretch alone. A callee service
+    called from two places of a trace fits inside a caller's span at the
+    offsets of both calls, and the count of containing spans may favour the
+    wrong one by a few; only the right one puts each call in a gap between
+    its caller's records."""
     lo, hi, keys, callees = contained
     deep = deepest(lo, hi, keys, callees)
     if not len(fits[0]):
-        return deep
-    fit = snuggest(*fits)
-    if fit[2] < NEAR_DEPTH * deep[2]:
-        return deep
-    there = around(lo, hi, keys, callees, (fit[0] + fit[1]) / 2)
-    return deep if there is None else there
+        return [(deep, None)]
+    out: list[tuple[tuple[float, float, int, int], tuple[float, float] | None]] = []
+    for fit in snug_stretches(*fits):
+        if fit[2] < NEAR_DEPTH * deep[2]:
+            continue
+        there = around(lo, hi, keys, callees, (fit[0] + fit[1]) / 2)
+        if there is not None:
+            out.append((there, (fit[0], fit[1])))
+    return out or [(deep, None)]

@@ -35,11 +35,19 @@ from dataclasses import replace
 import numpy as np
 import numpy.typing as npt
 
+from ._clock_least_squares import components
 from ._correct import bracketing_rows, find_calls
 from ._model import Table, Tree
 from ._resolution import span_resolution
 
-__all__ = ["MIN_HALF_WIDTH", "RecordGaps", "fit_offsets", "logged_gaps", "without_last_line"]
+__all__ = [
+    "MIN_HALF_WIDTH",
+    "RecordGaps",
+    "choose_stretches",
+    "fit_offsets",
+    "logged_gaps",
+    "without_last_line",
+]
 
 I64 = npt.NDArray[np.int64]
 F64 = npt.NDArray[np.float64]
@@ -191,3 +199,26 @@ def fit_offsets(
             break
         use.pop(worst)
     return {name: float(x[at[name]] - x[at[groups[name]]]) for name in names}
+
+
+def choose_stretches(
+    choices: Sequence[tuple[str, str, Sequence[tuple[float, float]]]], groups: Mapping[str, str]
+) -> list[int]:
+    """Per link (caller, callee, the stretches its callees fit at, best
+    first), which stretch to take. Where a link offers more than one (a
+    call beside another as long to the same service), the one nearest the
+    difference that the links offering one alone (:func:`fit_offsets`) put
+    between its two services, where they connect them; else the first."""
+    picks = [0] * len(choices)
+    sure = [(c, e, s[0][0], s[0][1]) for c, e, s in choices if len(s) == 1]
+    if not sure or len(sure) == len(choices):
+        return picks
+    fitted = fit_offsets(sure, groups)
+    joined = components(sorted(groups), [(c, e) for c, e, _, _ in sure])
+    for i, (caller, callee, stretches) in enumerate(choices):
+        if len(stretches) < 2 or joined.get(caller) != joined.get(callee):
+            continue
+        diff = fitted[callee] - fitted[caller]
+        away = [max(lo - diff, diff - hi, 0.0) for lo, hi in stretches]
+        picks[i] = int(np.argmin(away))
+    return picks

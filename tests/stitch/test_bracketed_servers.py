@@ -176,6 +176,19 @@ def _stitched(logs: Path) -> tuple[Any, dict[str, list[Any]]]:
     return summary, traces
 
 
+def _shifts_recovered(summary: Any) -> None:
+    """Every clock's shift found to within 1 ms, inside the interval shown,
+    and no service left uncorrected."""
+    for name in SERVICES:
+        want = SHIFTS.get(name, 0.0)
+        got = summary.offsets_ms[name]
+        low, high = summary.offset_bounds_ms[name]
+        assert got == pytest.approx(want, abs=1.0), (name, summary.offsets_ms)
+        assert low <= want <= high, (name, low, high)
+        assert low <= got <= high, (name, low, high)
+    assert summary.uncorrected == []
+
+
 @pytest.fixture(scope="module")
 def stitched(mesh_logs: Path) -> tuple[Any, dict[str, list[Any]]]:
     return _stitched(mesh_logs)
@@ -194,14 +207,7 @@ class TestCallersWithoutClientSpans:
         self, stitched: tuple[Any, dict[str, list[Any]]]
     ) -> None:
         summary, _ = stitched
-        for name in SERVICES:
-            want = SHIFTS.get(name, 0.0)
-            got = summary.offsets_ms[name]
-            low, high = summary.offset_bounds_ms[name]
-            assert got == pytest.approx(want, abs=1.0), (name, summary.offsets_ms)
-            assert low <= want <= high, (name, low, high)
-            assert low <= got <= high, (name, low, high)
-        assert summary.uncorrected == []
+        _shifts_recovered(summary)
 
     def test_every_callee_line_is_inside_its_call(
         self, stitched: tuple[Any, dict[str, list[Any]]]
@@ -243,11 +249,7 @@ class TestWithoutParentIDs:
     ) -> None:
         summary, _, _ = parentless
         assert summary.notes[0].startswith("parents inferred from containment")
-        for name in SERVICES:
-            want = SHIFTS.get(name, 0.0)
-            low, high = summary.offset_bounds_ms[name]
-            assert summary.offsets_ms[name] == pytest.approx(want, abs=1.0), summary.offsets_ms
-            assert low <= want <= high, (name, low, high)
+        _shifts_recovered(summary)
 
     def test_every_inferred_parent_is_the_real_one(
         self, parentless: tuple[Any, dict[str, list[Any]], dict[str, str | None]]
@@ -302,12 +304,7 @@ class TestClientSpansNobodyLogs:
     ) -> None:
         summary, _ = orphans
         assert summary.notes[0].startswith("parents inferred from containment")
-        for name in SERVICES:
-            want = SHIFTS.get(name, 0.0)
-            low, high = summary.offset_bounds_ms[name]
-            assert summary.offsets_ms[name] == pytest.approx(want, abs=1.0), summary.offsets_ms
-            assert low <= want <= high, (name, low, high)
-        assert summary.uncorrected == []
+        _shifts_recovered(summary)
 
     def test_every_callee_hangs_under_its_caller_marked_inferred(
         self, orphans: tuple[Any, dict[str, list[Any]]]
