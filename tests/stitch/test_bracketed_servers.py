@@ -217,6 +217,24 @@ class TestCallersWithoutClientSpans:
             assert _out_of_call(lines) == [], trace
 
 
+@pytest.fixture(scope="module")
+def parentless(
+    mesh_logs: Path, tmp_path_factory: pytest.TempPathFactory
+) -> tuple[Any, dict[str, list[Any]], dict[str, str | None]]:
+    out = tmp_path_factory.mktemp("parentless")
+    parents: dict[str, str | None] = {}
+    for path in mesh_logs.iterdir():
+        kept = []
+        for line in path.read_text(encoding="utf-8").splitlines():
+            obj = json.loads(line)
+            parents[obj["span_id"]] = obj.pop("parent_span_id", None)
+            if obj["logger"] != "logtrace.span":
+                kept.append(json.dumps(obj))
+        (out / path.name).write_text("\n".join(kept) + "\n", encoding="utf-8")
+    summary, traces = _stitched(out)
+    return summary, traces, parents
+
+
 class TestWithoutParentIDs:
     """The same logs as OpenTelemetry's logging instrumentation, ECS or
     Datadog leave them: every line names its trace and span, none its
@@ -226,23 +244,6 @@ class TestWithoutParentIDs:
     the truth just as often, around the gateway's own orders and db calls.
     Only at the true offset does each call fit between two consecutive
     lines of its caller."""
-
-    @pytest.fixture(scope="class")
-    def parentless(
-        self, mesh_logs: Path, tmp_path_factory: pytest.TempPathFactory
-    ) -> tuple[Any, dict[str, list[Any]], dict[str, str | None]]:
-        out = tmp_path_factory.mktemp("parentless")
-        parents: dict[str, str | None] = {}
-        for path in mesh_logs.iterdir():
-            kept = []
-            for line in path.read_text(encoding="utf-8").splitlines():
-                obj = json.loads(line)
-                parents[obj["span_id"]] = obj.pop("parent_span_id", None)
-                if obj["logger"] != "logtrace.span":
-                    kept.append(json.dumps(obj))
-            (out / path.name).write_text("\n".join(kept) + "\n", encoding="utf-8")
-        summary, traces = _stitched(out)
-        return summary, traces, parents
 
     def test_shifted_clocks_are_recovered_within_their_interval(
         self, parentless: tuple[Any, dict[str, list[Any]], dict[str, str | None]]
@@ -285,6 +286,11 @@ CALLS = sorted(
 """Each request's calls, as (caller, callee) services."""
 
 
+@pytest.fixture(scope="module")
+def orphans(tmp_path_factory: pytest.TempPathFactory) -> tuple[Any, dict[str, list[Any]]]:
+    return _stitched(_serve(tmp_path_factory.mktemp("orphans"), headers="client span"))
+
+
 class TestClientSpansNobodyLogs:
     """Each call made with the headers of a new client span that no record
     names (``outgoing_headers()`` without the httpx integration; a proxy's
@@ -294,10 +300,6 @@ class TestClientSpansNobodyLogs:
     caller; the services' span records, written when the application
     returned and often after the caller heard back, do not stop them
     fitting inside the calls (what fits is the answer's headers)."""
-
-    @pytest.fixture(scope="class")
-    def orphans(self, tmp_path_factory: pytest.TempPathFactory) -> tuple[Any, dict[str, list[Any]]]:
-        return _stitched(_serve(tmp_path_factory.mktemp("orphans"), headers="client span"))
 
     def test_shifted_clocks_are_recovered_within_their_interval(
         self, orphans: tuple[Any, dict[str, list[Any]]]
