@@ -56,14 +56,17 @@ def snug_stretches(
 ) -> list[tuple[float, float, int, int]]:
     """As :func:`deepest`, for intervals at which callees fit between two
     records of their callers: of the stretches nearly as deep as the
-    deepest, those with nearly as many fits per unit of room they leave as
-    the most (depth over the median width of the intervals holding the
-    deepest point; :data:`CLOSE`), the most first. A callee fits the gap of
+    deepest, the deepest, the one with the most fits per unit of room they
+    leave (depth over the median width of the intervals holding the deepest
+    point) among equals; then the others with nearly as many fits per unit
+    of room as it (:data:`CLOSE`), deepest first. A callee fits the gap of
     its own call with the round trip to spare, and a wider gap (a longer
     call of the same caller, made before or after) with that call's length
     to spare: both in every trace, one snug and one loose. A call beside one
     to the same service as long (a gateway calling stock, which calls the
-    database, then the database itself) fits as snugly: the service graph
+    database, then the database itself) fits as snugly, and a gap of the
+    caller's own about as long as the callee (a pause of 2 ms around a
+    2 ms call) more snugly still, in nearly every trace: the service graph
     decides between those (:func:`._record_gaps.choose_stretches`)."""
     coord, depth = _depths(lo, hi)
     deep = depth >= NEAR_DEPTH * depth.max()
@@ -73,9 +76,10 @@ def snug_stretches(
         return [_stretch(coord, depth, int(np.argmax(depth)), lo, hi, keys, callees)]
     tops = [s + int(np.argmax(depth[s:e])) for s, e in zip(starts, ends, strict=True)]
     tops = sorted(tops, key=lambda k: -depth[k])[:_MAX_STRETCHES]
-    packed = np.array([depth[k] / _room(coord, k, lo, hi) for k in tops])
-    order = np.argsort(-packed, kind="stable")
-    kept = [tops[int(i)] for i in order if packed[i] >= CLOSE * packed[order[0]]]
+    packed = {k: depth[k] / _room(coord, k, lo, hi) for k in tops}
+    ranked = sorted(tops, key=lambda k: (-depth[k], -packed[k]))
+    best = packed[ranked[0]]
+    kept = [ranked[0], *(k for k in ranked[1:] if packed[k] >= CLOSE * best)]
     return [_stretch(coord, depth, k, lo, hi, keys, callees) for k in kept]
 
 
