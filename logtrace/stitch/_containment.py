@@ -47,7 +47,7 @@ from ._calls import sample_keys
 from ._clock_least_squares import components
 from ._clocks import ClockModel
 from ._evidence import GAP, TRIMMED, Evidence, empty_evidence, rows, tails
-from ._interval_depth import snug, snug_stretches, snuggest
+from ._interval_depth import deepest, snug, snug_stretches, snuggest
 from ._model import Table, Tree
 from ._record_gaps import (
     RecordGaps,
@@ -210,7 +210,10 @@ class Links:
 def decide_links(evidence: Evidence, services: list[str]) -> Links:
     """Which service calls which, from the evidence of every partition."""
     width = len(services) + 1
-    tail = tails(evidence, width)
+    whole = _support(rows(evidence, evidence[6] == 0), width)
+    plausible = np.zeros(width * width, dtype=bool)
+    plausible[[p for p, traces in whole.items() if traces >= MIN_TRACES]] = True
+    tail = tails(evidence, width, plausible)
     pairs = evidence[0].astype(np.int64) * width + evidence[1]
     evidence = rows(evidence, tail[pairs] == ((evidence[6] & TRIMMED) != 0))
     gap = (evidence[6] & GAP) != 0
@@ -227,19 +230,23 @@ def decide_links(evidence: Evidence, services: list[str]) -> Links:
     ends = [*first[1:].tolist(), len(pair)]
     found: dict[tuple[int, int], list[tuple[tuple[float, float, int, int], Stretch | None]]] = {}
     possible: dict[tuple[int, int], int] = {}
+    fitting: dict[tuple[int, int], int] = {}
     for p, s, e in zip(distinct.tolist(), first.tolist(), ends, strict=True):
         mine = fit_pair == p
-        found[(p // width, p % width)] = snug(
-            (lo[s:e], hi[s:e], keys[s:e], callees[s:e]),
-            (fits[2][mine], fits[3][mine], fits[4][mine], fits[5][mine]),
-        )
+        gaps = (fits[2][mine], fits[3][mine], fits[4][mine], fits[5][mine])
+        found[(p // width, p % width)] = snug((lo[s:e], hi[s:e], keys[s:e], callees[s:e]), gaps)
         possible[(p // width, p % width)] = len(np.unique(callees[s:e]))
+        fitting[(p // width, p % width)] = snuggest(*gaps)[2] if mine.any() else 0
     candidates: list[tuple[int, int]] = []
     rejected: set[str] = set()
     weak: list[str] = []
     for a, b in sorted(found):
         traces = found[(a, b)][0][0][2]
         back = found[(b, a)][0][0][2] if (b, a) in found else 0
+        if tail[a * width + b] and fitting[(a, b)] >= MIN_TRACES:
+            # A callee that works long after it answered may outlast its
+            # caller: fits between a caller's lines tell the direction then.
+            back = fitting.get((b, a), 0)
         if traces < MIN_TRACES:
             if traces > back:
                 weak.append(f"{services[a]} -> {services[b]}")
@@ -249,6 +256,8 @@ def decide_links(evidence: Evidence, services: list[str]) -> Links:
                 rejected.add("/".join(sorted((services[a], services[b]))))
             continue
         candidates.append((a, b))
+    for a, b in candidates:  # accepted one way: not a pair where neither holds
+        rejected.discard("/".join(sorted((services[a], services[b]))))
     links = _chosen(candidates, found, possible, services, tail, width, [])
     kept, contradicted, offsets, groups = _consistent(links)
     if any(len(found[pair]) > 1 for pair in candidates):
@@ -272,6 +281,18 @@ def decide_links(evidence: Evidence, services: list[str]) -> Links:
     else:
         first = fit_offsets(_gap_stretches(kept, rows(evidence, gap), services, width), groups)
     return Links(tuple(kept), note, tuple(gone), offsets, groups, first)
+
+
+def _support(contained: Evidence, width: int) -> dict[int, int]:
+    """Per service pair (caller index times ``width`` plus callee's): how
+    many traces hold the deepest point of its containment intervals."""
+    svc_a, svc_b, lo, hi, keys, callees, _ = contained
+    pair = svc_a.astype(np.int64) * width + svc_b
+    out = {}
+    for p in np.unique(pair).tolist():
+        at = pair == p
+        out[p] = deepest(lo[at], hi[at], keys[at], callees[at])[2]
+    return out
 
 
 def _chosen(

@@ -8,7 +8,7 @@ from __future__ import annotations
 import numpy as np
 import numpy.typing as npt
 
-from ._interval_depth import NEAR_DEPTH, snuggest
+from ._interval_depth import MIN_ROOM, NEAR_DEPTH, snuggest
 
 __all__ = [
     "COLUMNS",
@@ -94,23 +94,36 @@ def rows(evidence: Evidence, keep: B) -> Evidence:
     return svc_a[keep], svc_b[keep], lo[keep], hi[keep], keys[keep], callees[keep], kind[keep]
 
 
-def tails(evidence: Evidence, width: int) -> B:
+def tails(evidence: Evidence, width: int, plausible: B) -> B:
     """Per service pair (caller index times ``width`` plus callee's): whether
-    it is judged by the callees' spans without their last line. It is when
-    the whole spans fit between two of their callers' records in clearly
-    fewer traces than the spans without their last line do: the callee
-    service works after it answered (a background task, a streamed body),
-    its last line comes after its caller heard back in every trace alike,
-    and the whole spans would fit their callers only at a wrong offset."""
+    it is judged by the callees' spans without their last line.
+
+    A callee service that works after it answered (a background task, a
+    streamed body) writes its last line after its caller heard back, in
+    every trace alike, and its whole spans fit their callers only at a
+    wrong offset. Its direct caller shows it: of the pairs ``plausible``
+    (whose whole spans nest in enough traces: a span cut short fits inside
+    anything), the one whose spans without their last line fit between two
+    of its records most tightly (traces over the width of their stretch).
+    There the whole spans fit in clearly fewer traces. What a callee does,
+    it does for every caller: all pairs of that callee are judged so (a
+    caller further up, whose long call holds the whole span anyway, shows
+    nothing)."""
     svc_a, svc_b, lo, hi, keys, callees, kind = evidence
     pair = svc_a.astype(np.int64) * width + svc_b
     trimmed = (kind & TRIMMED) != 0
-    fits = (kind & GAP) != 0
-    tail = np.zeros(width * width, dtype=bool)
+    fits = ((kind & GAP) != 0) & plausible[pair]
+    tightest: dict[int, tuple[float, bool]] = {}
     for p in np.unique(pair[fits & trimmed]).tolist():
         mine = fits & (pair == p)
         whole, cut = mine & ~trimmed, mine & trimmed
-        held = snuggest(lo[cut], hi[cut], keys[cut], callees[cut])[2]
+        left, right, held, _ = snuggest(lo[cut], hi[cut], keys[cut], callees[cut])
         kept = snuggest(lo[whole], hi[whole], keys[whole], callees[whole])[2] if whole.any() else 0
-        tail[p] = kept < NEAR_DEPTH * held
-    return tail
+        score = held / max(right - left, MIN_ROOM)
+        if score > tightest.get(p % width, (-1.0, False))[0]:
+            tightest[p % width] = (score, kept < NEAR_DEPTH * held)
+    late = np.zeros(width, dtype=bool)
+    for callee, (_, after) in tightest.items():
+        late[callee] = after
+    out: B = np.tile(late, width)
+    return out

@@ -153,8 +153,11 @@ def infer_parents(
                 # (Lines to the millisecond: inside only if surely so.)
                 inside = records.after(a, tree.start[b] + res[a] - shift[b])
                 fits &= ~(inside <= tree.end[b] - res[a] - shift[b])
-                own_start = tree.start[a] - shift[a]
-                own_end = tree.end[a] + res[a] - shift[a]
+                # The request inside what its caller's lines left around
+                # it, as far as its times allow (to the millisecond: its
+                # first line may be up to one later, its last one earlier).
+                own_start = tree.start[a] + res[a] - shift[a]
+                own_end = tree.end[a] - shift[a]
                 fits &= (held_lo[b] <= own_start) & (own_end <= held_hi[b])
             a, b, end = a[fits], b[fits], end[fits]
             if not len(b):
