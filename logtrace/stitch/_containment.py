@@ -234,9 +234,10 @@ def decide_links(evidence: Evidence, services: list[str]) -> Links:
     for p, s, e in zip(distinct.tolist(), first.tolist(), ends, strict=True):
         mine = fit_pair == p
         gaps = (fits[2][mine], fits[3][mine], fits[4][mine], fits[5][mine])
-        found[(p // width, p % width)] = snug((lo[s:e], hi[s:e], keys[s:e], callees[s:e]), gaps)
+        fitted = snug_stretches(*gaps) if mine.any() else []
+        found[(p // width, p % width)] = snug((lo[s:e], hi[s:e], keys[s:e], callees[s:e]), fitted)
         possible[(p // width, p % width)] = len(np.unique(callees[s:e]))
-        fitting[(p // width, p % width)] = snuggest(*gaps)[2] if mine.any() else 0
+        fitting[(p // width, p % width)] = fitted[0][2] if fitted else 0
     candidates: list[tuple[int, int]] = []
     rejected: set[str] = set()
     weak: list[str] = []
@@ -258,14 +259,14 @@ def decide_links(evidence: Evidence, services: list[str]) -> Links:
         candidates.append((a, b))
     for a, b in candidates:  # accepted one way: not a pair where neither holds
         rejected.discard("/".join(sorted((services[a], services[b]))))
-    links = _chosen(candidates, found, possible, services, tail, width, [])
+    links = _chosen(candidates, found, possible, services, tail, width, False)
     kept, contradicted, offsets, groups = _consistent(links)
     if any(len(found[pair]) > 1 for pair in candidates):
         # Where a link offers several stretches, the consistent links choose.
         at = {name: i for i, name in enumerate(services)}
         held = {(at[k.caller], at[k.callee]) for k in kept}
         sure = [pair for pair in candidates if pair in held]
-        links = _chosen(sure, found, possible, services, tail, width, kept)
+        links = _chosen(sure, found, possible, services, tail, width, True)
         kept, dropped, offsets, groups = _consistent(links)
         contradicted += dropped
     rejected.update("/".join(sorted((k.caller, k.callee))) for k in contradicted)
@@ -302,19 +303,20 @@ def _chosen(
     services: list[str],
     tail: B,
     width: int,
-    consistent: list[Link],
+    choose: bool,
 ) -> list[Link]:
     """The links of the service pairs ``candidates``, each at the first
     stretch its evidence offers (:func:`._interval_depth.snug`); with
-    ``consistent`` links found, where one offers several, the one the
-    others agree with (:func:`._record_gaps.choose_stretches`)."""
+    ``choose`` (the candidates are consistent links), where one offers
+    several, the one the others agree with
+    (:func:`._record_gaps.choose_stretches`)."""
     names = [(services[a], services[b]) for a, b in candidates]
     group = components(sorted({n for pair in names for n in pair}), names)
     offered = [
         (caller, callee, [gap or stretch[:2] for stretch, gap in found[pair]])
         for (caller, callee), pair in zip(names, candidates, strict=True)
     ]
-    picks = choose_stretches(offered, group) if consistent else [0] * len(offered)
+    picks = choose_stretches(offered, group) if choose else [0] * len(offered)
     links = []
     for (a, b), (caller, callee), pick in zip(candidates, names, picks, strict=True):
         left, right, traces, spans = found[(a, b)][pick][0]

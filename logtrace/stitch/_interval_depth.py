@@ -139,11 +139,11 @@ def _stretch(
 
 
 def snug(
-    contained: Intervals, fits: Intervals
+    contained: Intervals, fitted: list[tuple[float, float, int, int]]
 ) -> list[tuple[tuple[float, float, int, int], tuple[float, float] | None]]:
     """One pair's stretches (see :func:`deepest`) from its containment rows,
     each around an offset where most of its callees fit between two records
-    of their callers (its gap rows, ``fits``: :func:`snug_stretches`), with
+    of their callers (``fitted``: :func:`snug_stretches` of its gap rows), with
     that gap stretch, when about as many traces agree on it as on
     containment's deepest point and containment holds there nearly as
     often; else containment's deepest stretch alone. A callee service
@@ -153,10 +153,8 @@ def snug(
     its caller's records."""
     lo, hi, keys, callees = contained
     deep = deepest(lo, hi, keys, callees)
-    if not len(fits[0]):
-        return [(deep, None)]
     out: list[tuple[tuple[float, float, int, int], tuple[float, float] | None]] = []
-    for fit in snug_stretches(*fits):
+    for fit in fitted:
         if fit[2] < NEAR_DEPTH * deep[2]:
             continue
         there = around(lo, hi, keys, callees, (fit[0] + fit[1]) / 2)
