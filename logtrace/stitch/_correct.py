@@ -22,7 +22,7 @@ import numpy.typing as npt
 
 from ._clocks import ClockModel
 from ._model import KIND_PRODUCER, SPAN_RECORD, Table, Tree
-from ._span_extras import span_extras
+from ._span_extras import ends_before_text_records, span_extras
 
 __all__ = [
     "CallerRecords",
@@ -92,13 +92,17 @@ def find_calls(table: Table, tree: Tree) -> Calls:
     # client span ends once the body was read: the complete answer bounds it.
     heard = extras.heard[:n]
     answered = np.where(client | np.isnan(heard), extras.answered[:n], heard)
+    end = tree.end[callee]
+    lined = ~extras.recorded[:n]
+    if lined.any():
+        end[lined] = ends_before_text_records(table, tree, callee[lined])
     return Calls(
         caller,
         callee,
         tree.start[caller],
         tree.end[caller],
         tree.start[callee],
-        tree.end[callee],
+        end,
         client,
         answered,
         extras.hosts[n:],

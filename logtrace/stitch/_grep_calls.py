@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from ._clocks import Edge, one_host_services
 from ._model import KIND_CLIENT, KIND_PRODUCER, SPAN_RECORD
 from ._parse_text import Parsed
-from ._span_fields import answer_ms, headers_ms, host_name
+from ._span_fields import answer_ms, headers_ms, host_name, text_span_record
 
 __all__ = ["trace_calls"]
 
@@ -38,6 +38,11 @@ class _SpanSeen:
     answered: float | None = None
     heard: float | None = None
     host: str = ""
+    recorded: bool = False
+    """It has a span record the scan read (with its fields)."""
+    unrecorded_end: float = -math.inf
+    """Its latest time among lines that are not a span record a text format
+    wrote (no fields, written when the application returned)."""
     res: float = 0.0
     """The longest time any of its lines lasts (their resolution)."""
 
@@ -61,12 +66,15 @@ def trace_calls(
             seen = spans[(trace, span)] = _SpanSeen(svc)
         if ts is not None:
             seen.start = min(seen.start, ts)
+            if flags & SPAN_RECORD or not text_span_record(raw):
+                seen.unrecorded_end = max(seen.unrecorded_end, ts)
             seen.end = max(seen.end, ts)
         seen.res = max(seen.res, res)
         if parent is not None:
             seen.parent = parent
         seen.producer |= bool(flags & KIND_PRODUCER)
         if flags & SPAN_RECORD:
+            seen.recorded = True
             if declared is not None:
                 seen.start = min(seen.start, declared)
                 ms = answer_ms(raw)
@@ -88,7 +96,8 @@ def trace_calls(
         if up.start == math.inf or s.start == math.inf:
             continue  # no time for one of the two spans
         receive = None if up.end == -math.inf else up.end + up.res
-        end = None if s.end == -math.inf else s.end
+        last = s.end if s.recorded else s.unrecorded_end
+        end = None if last == -math.inf else last
         edges.append(
             Edge(
                 up.service,

@@ -22,11 +22,13 @@ from ._order_brackets import CallerLines, CallLines, call_brackets
 from ._order_rules import answered_at
 from ._resolution import row_resolution
 from ._segments import segmented
+from ._span_extras import text_records
 from ._tree import build_tree
 
-__all__ = ["order"]
+__all__ = ["order", "shown_times"]
 
 I64 = npt.NDArray[np.int64]
+I32 = npt.NDArray[np.int32]
 F64 = npt.NDArray[np.float64]
 B = npt.NDArray[np.bool_]
 
@@ -68,13 +70,7 @@ def order(
         if lower is not None and upper is not None:
             keys = _bounded(keys, lower, upper, boundary)
     t_of = trace[by_group]
-    start = np.full(n_traces, np.inf)
-    end = np.full(n_traces, -np.inf)
-    finite = np.isfinite(keys)
-    np.minimum.at(start, t_of[finite], keys[finite])
-    np.maximum.at(end, t_of[finite], keys[finite])
-    start[np.isinf(start)] = np.nan
-    end[np.isinf(end)] = np.nan
+    _, start, end = shown_times(ts, res_all[by_group], t_of, n_traces)
 
     # Trace rank: by start time, traces without any time last, ties by first appearance.
     sort_start = np.where(np.isnan(start), np.inf, start)
@@ -84,6 +80,35 @@ def order(
     tail = np.flatnonzero(trace < 0)
     out = np.concatenate([final, tail]).astype(np.int64)
     return Order(out, len(final), start, end)
+
+
+def shown_times(ts: F64, res: F64, trace: I32, n_traces: int) -> tuple[F64, F64, F64]:
+    """The time each line is shown at, and per trace the first and last of them.
+
+    ``ts`` holds lines' corrected times (NaN: none), ``res`` their resolution
+    and ``trace`` their trace. A finely timed line is shown at its time; a
+    line timed to the millisecond or the second at the instant of its
+    interval nearest its trace's first finely timed line (the pure-Python
+    rule: :func:`._order_rules.shown_at`), so that it stretches its trace no
+    further than its interval requires. Traces are ranked by their first.
+    """
+    timed = ~np.isnan(ts)
+    fine = timed & (res == 0)
+    first_fine = np.full(n_traces, _INF)
+    np.minimum.at(first_fine, trace[fine], ts[fine])
+    at = ts.copy()
+    coarse = timed & (res > 0)
+    if coarse.any():
+        c_ts = ts[coarse]
+        anchor = first_fine[trace[coarse]]
+        at[coarse] = np.clip(np.where(np.isinf(anchor), c_ts, anchor), c_ts, c_ts + res[coarse])
+    start = np.full(n_traces, _INF)
+    end = np.full(n_traces, -_INF)
+    np.minimum.at(start, trace[timed], at[timed])
+    np.maximum.at(end, trace[timed], at[timed])
+    start[np.isinf(start)] = np.nan
+    end[np.isinf(end)] = np.nan
+    return at, start, end
 
 
 def _precise_keys(ts: F64, res: F64, boundary: B) -> F64:
@@ -171,6 +196,8 @@ def _bounds(
     has_record = record >= 0
     rec_end = np.where(has_record, raw[np.maximum(record, 0)], np.nan)
     answered = np.full(n_spans, np.nan)
+    # A record a text format wrote names no times: as late, no more.
+    written = text_records(table, calls.callee[~has_record[calls.callee]])[0]
 
     is_call = np.zeros(n_spans, dtype=bool)
     is_call[calls.callee] = True
@@ -226,6 +253,7 @@ def _bounds(
     b_raw = raw[by_group[bounded_rows]]
     with np.errstate(invalid="ignore"):
         after_return = has_record[b_root] & (b_raw >= rec_end[b_root])
+        after_return |= b_raw >= written[b_root]
     b_depth = depth[b_root]
     lines = RowLines(table)
     try:
@@ -241,6 +269,7 @@ def _bounds(
                 q, t = outer[nest], calls.send[at][nest]
                 with np.errstate(invalid="ignore"):
                     free = (has_record[q] & (t >= rec_end[q])) | (t > answered[q])
+                    free |= t >= written[q]
                 o_lo, o_hi = low[q], np.where(free, _INF, high[q])
                 lo[nest] = np.maximum(np.minimum(lo[nest], o_hi), o_lo)
                 hi[nest] = np.maximum(np.minimum(hi[nest], o_hi), o_lo)

@@ -61,8 +61,17 @@ from dataclasses import dataclass, field
 import msgspec
 
 from ._model import KIND_CLIENT, KIND_PRODUCER, SPAN_RECORD
+from ._span_fields import text_span_record
 
-__all__ = ["MAX_DEPTH", "RESPONSE_KEY", "Line", "answered_at", "order_lines", "response_ms"]
+__all__ = [
+    "MAX_DEPTH",
+    "RESPONSE_KEY",
+    "Line",
+    "answered_at",
+    "order_lines",
+    "response_ms",
+    "shown_at",
+]
 
 MAX_DEPTH = 256
 """Parent links followed at most (as the span tree does): deeper is a cycle."""
@@ -150,6 +159,9 @@ class _Span:
     send: float = -_INF
     receive: float = _INF
     answered: float = math.nan
+    written_late: float = _INF
+    """The time of its span record when a text format wrote it (no fields):
+    written when the application returned, often after the answer."""
     rows: list[int] = field(default_factory=list)
 
 
@@ -179,12 +191,26 @@ def order_lines(
     keyed: list[tuple[float, int, list[int]]] = []
     for n, rows in enumerate(traces.values()):
         keys = _trace_keys(lines, rows, correct, read)
-        finite = [keys[i] for i in rows if -_INF < keys[i] < _INF]
-        start = min(finite) if finite else _INF
+        fine = [lines[i].corrected for i in rows if not lines[i].res]
+        first = min((t for t in fine if t == t), default=_INF)
+        shown = [shown_at(lines[i], first) for i in rows]
+        start = min((t for t in shown if t == t), default=_INF)
         keyed.append((start, n, sorted(rows, key=lambda i: (keys[i], lines[i].file, i))))
     keyed.sort(key=lambda t: (t[0], t[1]))
     out = [i for _, _, rows in keyed for i in rows]
     return out + tail
+
+
+def shown_at(line: Line, first_fine: float) -> float:
+    """The time ``line`` is shown at (NaN: none), its trace's first finely
+    timed line at ``first_fine`` (infinite: none): its own for a finely timed
+    line; for one timed to the millisecond or the second, the instant of its
+    interval nearest that line's, its interval's start without one. Traces
+    come out by the first."""
+    t = line.corrected
+    if not line.res or t != t or first_fine == _INF:
+        return t
+    return min(max(first_fine, t), t + line.res)
 
 
 def _spans(lines: Sequence[Line], rows: list[int]) -> dict[str, _Span]:
@@ -252,7 +278,19 @@ def _exempt(s: _Span, t: float, lines: Sequence[Line]) -> bool:
     """Whether a time ``t`` of the callee ``s``'s service is after its answer."""
     if s.record >= 0 and t >= lines[s.record].ts:
         return True
-    return t > s.answered
+    return t > s.answered or t >= s.written_late
+
+
+def _text_records(
+    spans: dict[str, _Span], lines: Sequence[Line], read: Callable[[int], bytes]
+) -> None:
+    """Mark the spans whose last line is a span record a text format wrote."""
+    for s in spans.values():
+        if s.record >= 0 or s.end != s.end:
+            continue
+        last = max((i for i in s.rows if lines[i].ts == s.end), default=-1)
+        if last >= 0 and text_span_record(read(last)):
+            s.written_late = s.end
 
 
 def _trace_keys(
@@ -263,6 +301,7 @@ def _trace_keys(
 ) -> dict[int, float]:
     base = _precise_keys(lines, rows)
     spans = _spans(lines, rows)
+    _text_records(spans, lines, read)
     by_depth = sorted(spans.values(), key=lambda s: s.depth)
     for s in by_depth:
         up = spans.get(s.parent) if s.parent is not None else None

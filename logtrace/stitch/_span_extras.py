@@ -23,9 +23,16 @@ import numpy.typing as npt
 
 from ._decompress import LineReader
 from ._model import SPAN_RECORD, Table, Tree
-from ._span_fields import ANSWER_PATTERNS, HEADERS_PATTERNS, HOST_PATTERNS, number
+from ._span_fields import ANSWER_PATTERNS, HEADERS_PATTERNS, HOST_PATTERNS, number, text_span_record
 
-__all__ = ["SpanExtras", "answered_ends", "host_key", "span_extras"]
+__all__ = [
+    "SpanExtras",
+    "answered_ends",
+    "ends_before_text_records",
+    "host_key",
+    "span_extras",
+    "text_records",
+]
 
 I64 = npt.NDArray[np.int64]
 F64 = npt.NDArray[np.float64]
@@ -87,6 +94,61 @@ def answered_ends(table: Table, tree: Tree, spans: I64) -> Tree:
     end = tree.end.copy()
     end[spans] = np.fmin(end[spans], memo[1])
     return replace(tree, end=end)
+
+
+def text_records(table: Table, spans: I64) -> tuple[F64, F64]:
+    """Per span of the table: when its span record was written, where its
+    last line is one a text format wrote (``logtrace.span`` as the logger's
+    name, none of the record's fields), and the time of its last line but
+    one (NaN for none). Only ``spans`` (spans without a record the scan
+    read) are looked at. Such a record is written when the application
+    returned, often after the caller heard back: it bounds nothing."""
+    memo = table.memo.get("text_records")
+    if memo is not None and np.array_equal(memo[0], spans):
+        found: tuple[F64, F64] = memo[1]
+        return found
+    n = len(table.spans)
+    written, before = np.full(n, np.nan), np.full(n, np.nan)
+    table.memo["text_records"] = (spans.copy(), (written, before))
+    rows = table.rows
+    wanted = np.zeros(n, dtype=bool)
+    wanted[spans] = True
+    span_col = rows["span"]
+    usable = np.flatnonzero((span_col >= 0) & ~np.isnan(rows["ts"]))
+    usable = usable[wanted[span_col[usable]]]
+    if not len(usable):
+        return written, before
+    span = span_col[usable].astype(np.int64)
+    perm = np.lexsort((usable, rows["ts"][usable], span))
+    usable, span = usable[perm], span[perm]
+    last = np.flatnonzero(np.r_[span[1:] != span[:-1], True])
+    late = np.zeros(len(last), dtype=bool)
+    order = np.argsort(table.file[usable[last]], kind="stable")
+    files = table.file[usable[last[order]]]
+    for chunk in np.split(order, np.flatnonzero(np.diff(files)) + 1):
+        reader = LineReader(table.data_paths[int(table.file[usable[last[chunk[0]]]])])
+        try:
+            data = reader.data
+            for k, row in zip(chunk.tolist(), usable[last[chunk]].tolist(), strict=True):
+                off = int(rows["off"][row])
+                late[k] = text_span_record(data[off : off + int(rows["len"][row])])
+        finally:
+            reader.close()
+    last = last[late]
+    written[span[last]] = rows["ts"][usable[last]]
+    prev = np.maximum(last - 1, 0)
+    has_prev = (last > 0) & (span[prev] == span[last])
+    before[span[last[has_prev]]] = rows["ts"][usable[prev[has_prev]]]
+    return written, before
+
+
+def ends_before_text_records(table: Table, tree: Tree, spans: I64) -> F64:
+    """Per span of ``spans`` (spans without a span record the scan read):
+    its end, or its last line but one where its last line is a span record
+    a text format wrote (:func:`text_records`); NaN where that record is
+    the span's only timed line."""
+    written, before = text_records(table, spans)
+    return np.where(np.isnan(written[spans]), tree.end[spans], before[spans])
 
 
 def _read_extras(table: Table, spans: I64) -> SpanExtras:

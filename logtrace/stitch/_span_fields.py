@@ -6,7 +6,9 @@ the span ran on (``host.name``, or ``hostname``): read from the raw line,
 JSON or ``key=value`` text, without parsing it whole. ``logtrace grep``
 reads them here for the calls among its matches; the stitch reads the same
 keys for many records at once (:mod:`._span_extras`), so that the two
-estimate clocks from the same evidence. No numpy: ``logtrace grep`` must
+estimate clocks from the same evidence. A record written by a text format
+carries none of them: the clock estimate only needs to know it is one
+(:func:`text_span_record`). No numpy: ``logtrace grep`` must
 start fast.
 """
 
@@ -24,6 +26,7 @@ __all__ = [
     "headers_ms",
     "host_name",
     "number",
+    "text_span_record",
 ]
 
 
@@ -73,6 +76,18 @@ def answer_ms(line: bytes) -> float | None:
 def headers_ms(line: bytes) -> float | None:
     """Milliseconds from the span's start to its response's headers, if the line says."""
     return _first_number(HEADERS_PATTERNS, line)
+
+
+TEXT_RECORD = re.compile(rb"(?<![\w.])logtrace\.span(?![\w.])")
+"""The logger name of logtrace's span records, as a text format writes it
+(``%(name)s``): such a line has none of the record's fields to read."""
+
+
+def text_span_record(line: bytes) -> bool:
+    """Whether ``line`` is a span record written by a text format, without
+    its fields: it was written when the application returned, which can be
+    after the caller heard back, and it says no more."""
+    return b"logtrace.span" in line and TEXT_RECORD.search(line) is not None
 
 
 def host_name(line: bytes) -> bytes:
