@@ -127,6 +127,7 @@ STITCH_STAGES = (
             "_timestamps",
             "_segments",
             "_gil",
+            "_record_cuts",
         ),
     ),
     ("plan the inputs", ("_plan", "_decompress", "_spool")),
@@ -134,6 +135,7 @@ STITCH_STAGES = (
         "scan and parse",
         (
             "_parse_text",
+            "_continued",
             "_wrapped",
             "_known_keys",
             "_parse",

@@ -17,6 +17,7 @@ from collections.abc import Callable, Iterable, Iterator
 from typing import IO, Any
 
 from ._plan import InputError
+from ._record_cuts import record_cut
 
 __all__ = [
     "BLOCK",
@@ -152,12 +153,15 @@ def _raw_blocks(
 
 
 def whole_lines(blocks: Iterable[bytes]) -> Iterator[bytes]:
-    """Re-cut blocks so that each ends on a line boundary (the last may lack its newline)."""
+    """Re-cut blocks so that each ends on a line boundary (the last may lack
+    its newline) where no record is split (see :func:`._record_cuts.record_cut`)."""
     carry = b""
     for block in blocks:
         if carry:
             block = carry + block
         cut = block.rfind(b"\n") + 1
+        if cut:
+            cut = record_cut(block, 0, cut)
         if cut == 0:
             carry = block
             continue
@@ -184,7 +188,8 @@ def line_views(
     stream: IO[bytes], limit: int, warnings: list[str] | None, name: str, block: int = BLOCK
 ) -> Iterator[memoryview]:
     """Blocks of whole lines (the last may lack its newline), read straight
-    into reused buffers: no copy per block, unlike :func:`read_blocks`.
+    into reused buffers: no copy per block, unlike :func:`read_blocks`. A
+    block ends where no record is split, as with :func:`whole_lines`.
 
     Buffers rotate so that a view stays valid while the next two are read
     (a reading thread may run ahead of the scan). ``limit`` bytes at most
@@ -213,8 +218,10 @@ def line_views(
         if limit >= 0:
             limit -= got
         cut = buf.rfind(b"\n", 0, fill) + 1
+        if cut:
+            cut = record_cut(buf, 0, cut)
         if cut == 0:
-            if fill == len(buf):  # a line longer than the buffer
+            if fill == len(buf):  # a line (or record) longer than the buffer
                 grown = bytearray(2 * len(buf))
                 grown[:fill] = buf
                 buf = bufs[turn] = grown

@@ -4,7 +4,9 @@ Hex IDs become lowercase and are left-padded (trace 32, span 16 digits) so
 that a 64-bit trace ID from one tool meets the same ID from another; UUID
 dashes and a ``0x`` prefix are dropped. Datadog writes decimal IDs; they are
 converted to hex. Other short printable IDs are kept verbatim: a trace ID need
-not be W3C.
+not be W3C. The spellings of "no ID" (``None``, ``null``, ``nil``,
+``undefined``, ``-``, ``n/a``, empty: what a format string writes for a
+record outside a request) are no ID.
 """
 
 from __future__ import annotations
@@ -17,6 +19,9 @@ _HEX = re.compile(r"[0-9a-fA-F]{1,32}")
 _UUID = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
 _PRINTABLE = re.compile(r"[\w.:/@+=-]{1,128}")
 _TRACEPARENT = re.compile(r"\b[0-9a-f]{2}-([0-9a-f]{32})-([0-9a-f]{16})-[0-9a-f]{2}\b")
+
+_NO_ID = frozenset({"none", "null", "nil", "undefined", "-", "n/a"})
+"""Spellings of a missing ID (compared lowercased)."""
 
 _TRACE_CACHE: dict[object, str | None] = {}
 _SPAN_CACHE: dict[object, str | None] = {}
@@ -39,7 +44,7 @@ def _norm(value: object, width: int) -> str | None:
     if len(value) == 36 and _UUID.fullmatch(value):
         return value.replace("-", "").lower()
     stripped = value.strip()
-    if stripped and _PRINTABLE.fullmatch(stripped):
+    if stripped and _PRINTABLE.fullmatch(stripped) and stripped.lower() not in _NO_ID:
         return stripped
     return None
 

@@ -2304,7 +2304,9 @@ PyDoc_STRVAR(Scanner_scan_doc,
              "Adds rows for the non-blank lines of a block of whole lines (see rows());\n"
              "returns how many and the number of newlines in the block. fallback(start,\n"
              "length) gives the row values of a line handled in Python, None to skip it,\n"
-             "or a list of (start, length, *row values) for a line of many records.\n"
+             "a list of (start, length, *row values) for a line of many records, or\n"
+             "True for a line that continues the record of the block's last row (the\n"
+             "row's length grows to the line's end).\n"
              "pieces: the Python side's pieces of cut lines (true while some wait); with\n"
              "it, whole lines wrapped by a container runtime (CRI, Docker json-file) are\n"
              "read here while none wait. Without it they all go to fallback.");
@@ -2372,6 +2374,7 @@ Scanner_scan(Scanner *self, PyObject *args)
     const unsigned char *end = data + block.len;
     const unsigned char *p = data;
     size_t count = self->nrows;
+    const size_t block_rows = count; /* rows before this block's */
     long index = 0;
     Py_ssize_t newlines = 0;
     int err = 0;
@@ -2493,6 +2496,25 @@ Scanner_scan(Scanner *self, PyObject *args)
                         err = bad == -2 ? ERR_MEMORY : ERR_PYTHON;
                         break;
                     }
+                }
+                else if (got == Py_True) {
+                    /* The line continues the text record of the block's last
+                     * row: the row's byte range grows to its end. */
+                    Py_DECREF(got);
+                    int64_t line_end = (int64_t)offset + (int64_t)(p - data) + (int64_t)len;
+                    Row last;
+                    if (count <= block_rows) {
+                        PyErr_SetString(PyExc_ValueError, "no row in the block to continue");
+                        err = ERR_PYTHON;
+                        break;
+                    }
+                    memcpy(&last, self->rows + (count - 1) * ROW_SIZE, ROW_SIZE);
+                    if (line_end - last.off > 0x7fffffff) {
+                        err = ERR_LINE;
+                        break;
+                    }
+                    last.len = (int32_t)(line_end - last.off);
+                    memcpy(self->rows + (count - 1) * ROW_SIZE, &last, ROW_SIZE);
                 }
                 else if (got != Py_None) {
                     int bad = row_from_tuple(got, 0, &row);

@@ -15,6 +15,7 @@ class Scanner:
             [int, int],
             tuple[float, int, int, int, int, int, int, float]
             | list[tuple[int, int, float, int, int, int, int, int, int, float]]
+            | bool
             | None,
         ],
         pieces: object = None,

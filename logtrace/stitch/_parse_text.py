@@ -47,8 +47,11 @@ def parse_logfmt(text: str) -> dict[str, str]:
 
 _TEXT_KEYS = re.compile(
     r"(?i)(?<![\w.])(trace[_.-]?id|oteltraceid|dd\.trace_id|span[_.-]?id|otelspanid|dd\.span_id|"
-    r"parent[_.-]?(?:span[_.-]?)?id|service(?:[_.]name)?)[\"']?\s*[=:]\s*[\"']?([\w.:/-]+)"
+    r"parent[_.-]?(?:span[_.-]?)?id|service(?:[_.]name)?)[\"']?"
+    r"(?:\s*:\s*|\s+=\s*|=)[\"']?([\w.:/-]+)"
 )
+"""A key and its value. ``key=`` followed by a space has an empty value (none):
+the word after the space is not its value (``trace_id= span_id= boot``)."""
 _TEXT_ERROR = re.compile(r"\b(?:ERROR|FATAL|CRITICAL|PANIC|SEVERE|level=error)\b")
 
 

@@ -2,8 +2,9 @@
 
 Paths as given (files, directories, glob patterns, ``-`` for stdin) become
 :class:`Source` files; each file becomes one scan task, or several byte
-ranges cut at line boundaries when it is large, uncompressed and there is
-more than one core to give them to.
+ranges cut at line boundaries (never inside a record: see
+:mod:`._record_cuts`) when it is large, uncompressed and there is more than
+one core to give them to.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from collections.abc import Sequence
 from itertools import pairwise
 from typing import IO, TypeVar
 
+from ._record_cuts import safe_start
 from ._source import Source
 
 __all__ = [
@@ -225,7 +227,7 @@ def service_from_path(name: str) -> str:
 
 
 def plan_tasks(sources: Sequence[Source], jobs: int) -> list[ScanTask]:
-    """Split large plain files into line-aligned ranges; one task per compressed file."""
+    """Split large plain files into ranges of whole records; one task per compressed file."""
     tasks: list[ScanTask] = []
     for index, src in enumerate(sources):
         try:
@@ -245,7 +247,7 @@ def plan_tasks(sources: Sequence[Source], jobs: int) -> list[ScanTask]:
             for k in range(1, parts):
                 f.seek(max(size * k // parts, bounds[-1]))
                 f.readline()
-                pos = f.tell()
+                pos = safe_start(f, size)  # not inside a record (a traceback)
                 if pos < size and pos > bounds[-1]:
                     bounds.append(pos)
         bounds.append(size)

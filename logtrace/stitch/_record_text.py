@@ -7,6 +7,7 @@ sequences above all) and text-reordering characters as visible escapes.
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import msgspec
@@ -61,6 +62,7 @@ _ESCAPES.update(
 )
 SHORT_LEVELS = {"WARNING": "WARN", "CRITICAL": "CRIT"}
 """Level names shortened for display."""
+_BREAK = re.compile(r"\r\n|\r|\n")
 _MESSAGE_KEYS = ("message", "msg", "event", "body")
 _LEVEL_KEYS = ("level", "levelname", "severity", "severityText", "log.level")
 _KEY_FIELDS = (
@@ -93,7 +95,10 @@ def record_parts(
     raw: bytes, flags: int, exception: bool = True
 ) -> tuple[str, str, dict[str, Any], Raised | None]:
     """Level, message, key fields and the exception (see
-    :func:`._record_exception.record_exception`) of one line, for display."""
+    :func:`._record_exception.record_exception`) of one line, for display.
+
+    A text record over many lines (a traceback logged by a text format) is
+    its first line; the lines after it are read as a record's ``exc_info``."""
     obj: Any = None
     if flags & JSON:
         try:
@@ -105,7 +110,13 @@ def record_parts(
     elif raw[:1].isdigit():
         obj = cri_record(raw)
     if not isinstance(obj, dict):
-        return "", raw.decode(errors="replace"), {}, None
+        text = raw.decode(errors="replace")
+        if "\n" in text or "\r" in text:
+            # A text record with the lines that continue it (see ._continued):
+            # its first line, and the others shown under it as an exception is.
+            first, rest = _BREAK.split(text, 1)
+            return "", first, {}, record_exception({"exc_info": rest}) if exception else None
+        return "", text, {}, None
     obj = display_record(obj)  # a collector's record shows the record it wraps
     message = _first(obj, _MESSAGE_KEYS)
     level = _first(obj, _LEVEL_KEYS)

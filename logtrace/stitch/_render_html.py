@@ -23,7 +23,7 @@ from ._marks import MARK_MEANINGS, MARKS, count_marks, span_marks
 from ._model import ERROR, REASONS, Rendering
 from ._outcomes import outcomes
 from ._record_exception import Raised
-from ._record_text import SHORT_LEVELS, escape, record_fields, record_parts
+from ._record_text import SHORT_LEVELS, escape, record_parts
 from ._render_summary import summary_html
 from ._timeline import Timeline, timeline
 
@@ -383,7 +383,7 @@ def _unattributed(r: Rendering, block: list[int], line_of: RowLines) -> str:
     rows = table.rows
     out = []
     for row in block:
-        _, message, _ = record_fields(line_of(row), int(rows["flags"][row]))
+        _, message, _, raised = record_parts(line_of(row), int(rows["flags"][row]))
         where = f"{table.sources[int(table.file[row])].name}:{int(rows['line'][row])}"
         reason = REASONS[int(rows["reason"][row])]
         out.append(
@@ -391,6 +391,8 @@ def _unattributed(r: Rendering, block: list[int], line_of: RowLines) -> str:
             f'<span class="reason">{html_text(reason)}</span>'
             f'<span class="m">{html_text(message)}</span></div>\n'
         )
+        if raised is not None:  # the lines that continue it
+            out.append(_exception(raised, 0))
     return (
         f'<details class="trace unattributed" data-trace=""><summary>'
         f'<span class="tid">lines without a trace</span>'

@@ -93,6 +93,8 @@ def write_text(
                         f"  {paint(_DIM, where)} {paint(_YELLOW, REASONS[reason])}"
                         f"  {escape(message)}\n"
                     )
+                    if raised is not None:  # the lines that continue it
+                        lines.append(_exception_lines(raised, 0, paint))
                     continue
                 start = trace_start[trace]
                 rel = "" if ts != ts or start != start else f"+{(ts - start) * 1e3:.3f}ms"

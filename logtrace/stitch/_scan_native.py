@@ -18,6 +18,7 @@ import threading
 from collections.abc import Callable, Iterator
 from typing import TypeVar
 
+from ._continued import Continuations
 from ._id_forms import norm_span_id, norm_trace_id
 from ._intern import Interner
 from ._model import NO_TRACE_ID
@@ -88,15 +89,22 @@ def scan_block_native(
     ID tables; ``state`` only caches spellings seen by the fallback. It reads
     whole CRI and Docker json-file lines itself while no piece of a cut line
     waits in :data:`._parse.PARTIALS` (pieces join on the Python side).
+    A line that continues the text record before it (:mod:`._continued`)
+    makes the scanner grow that record's row instead of adding one.
     """
 
-    def fallback(start: int, length: int) -> _RowValues | list[_RecordValues] | None:
+    records = Continuations()
+
+    def fallback(start: int, length: int) -> _RowValues | list[_RecordValues] | bool | None:
         raw = bytes(block[start : start + length])
         if raw.isspace():
             return None
         parsed = scan_line(raw)
         if isinstance(parsed, list):  # a line of many records: a row each
+            records.joins(block, start, raw, parsed[0][2])  # closes the open record
             return [(s, n, *_intern_line(p, state, scanner)) for s, n, p in parsed]
+        if records.joins(block, start, raw, parsed) >= 0:
+            return True  # continues the record of the last row
         return _intern_line(parsed, state, scanner)
 
     return scanner.scan(block, pos, lineno, fallback, PARTIALS)[1]

@@ -24,6 +24,7 @@ from .._schema import (
     SPAN_START,
 )
 from ._batches import Records, line_records, may_hold_many
+from ._continued import Continuations
 from ._intern import Interner, fixed_width
 from ._model import (
     ERROR,
@@ -266,19 +267,31 @@ def _slow_rows(
     keep: npt.NDArray[np.bool_],
 ) -> dict[int, Records]:
     """One line at a time: everything but the common case. Returns the lines
-    that hold many records; each of their columns holds the line's first."""
+    that hold many records; each of their columns holds the line's first.
+    A line that continues the text record before it (:mod:`._continued`)
+    has no row: that record's length grows to take it in."""
     many: dict[int, Records] = {}
+    records = Continuations()
+    last = -1
     for i in which:
         s = int(starts[i])
         raw = block[s : s + int(lengths[i])]
         if raw.isspace():
             keep[i] = False
             continue
-        keep[i] = True
         got = scan_line(raw)
         if isinstance(got, list):
             many[i] = got
             got = got[0][2]
+            records.joins(block, s, raw, got)  # a JSON line: closes the record
+        else:
+            joined = records.joins(block, s, raw, got)
+            if joined >= 0:
+                keep[i] = False
+                lengths[last] = joined
+                continue
+        keep[i] = True
+        last = i
         trace, span, parent, ts, service, flags, reason, sstart = got
         cols.trace[i] = trace
         cols.span[i] = span
