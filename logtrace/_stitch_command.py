@@ -188,13 +188,18 @@ def _print_summary(summary: Any, skew_correction: bool) -> None:
             + (f" ({summary.drift_ppm[name]:+.1f} ppm)" if summary.drift_ppm.get(name) else "")
             for name in summary.offsets_ms
         )
+        reference = summary.reference
+        against = f" (ahead of {visible(reference)}'s clock)" if reference is not None else ""
         print(
-            f"logtrace: clock offsets applied [interval the calls allow]: {offsets}",
+            f"logtrace: clock offsets applied{against} [interval the calls allow]: {offsets}",
             file=sys.stderr,
         )
-        if summary.uncorrected:
-            names = ", ".join(visible(name) for name in summary.uncorrected)
-            print(
-                f"logtrace: left uncorrected, no calls bound their clocks: {names}",
-                file=sys.stderr,
-            )
+        one_sided = [name for name in summary.uncorrected if summary.one_sided(name)]
+        unbounded = [name for name in summary.uncorrected if not summary.one_sided(name)]
+        for names, why in (
+            (unbounded, "no calls bound their clocks"),
+            (one_sided, "calls bound their clocks on one side only"),
+        ):
+            if names:
+                listed = ", ".join(visible(name) for name in names)
+                print(f"logtrace: left uncorrected, {why}: {listed}", file=sys.stderr)

@@ -51,6 +51,7 @@ __all__ = [
     "SPAN_RECORD",
     "TOO_DEEP",
     "TRUNCATED",
+    "UNBOUNDED",
     "UNPARSEABLE_JSON",
     "Cause",
     "Failure",
@@ -65,6 +66,7 @@ __all__ = [
     "Table",
     "Tree",
     "clock_note",
+    "is_reference",
 ]
 
 # Row flags (bit set).
@@ -121,11 +123,24 @@ def __getattr__(name: str) -> Any:
     return dtype
 
 
+UNBOUNDED = "no calls bound it"
+"""What :func:`clock_note` shows for an interval that nothing bounds on either side."""
+
+
+def is_reference(offset_ms: float, low_ms: float, high_ms: float) -> bool:
+    """Whether an offset and its interval are the reference clock's: the
+    others are measured against it, so its own is exactly 0 both ways."""
+    return low_ms == high_ms == offset_ms == 0.0
+
+
 def clock_note(offset_ms: float, low_ms: float, high_ms: float) -> str:
     """An offset and the interval the evidence allows for it, in milliseconds:
-    ``+0.000 ms [-0.412, +12.100]`` (``reference`` for the reference clock)."""
-    if low_ms == high_ms == offset_ms == 0.0:
+    ``+0.000 ms [-0.412, +12.100]``, ``+0.000 ms [-inf, +1.888]`` (bounded on
+    one side only), ``+0.000 ms [no calls bound it]``, ``+0.000 ms (reference)``."""
+    if is_reference(offset_ms, low_ms, high_ms):
         return "+0.000 ms (reference)"
+    if math.isinf(low_ms) and math.isinf(high_ms):
+        return f"{offset_ms:+.3f} ms [{UNBOUNDED}]"
 
     def side(x: float) -> str:
         return f"{x:+.3f}" if math.isfinite(x) else ("-inf" if x < 0 else "+inf")
@@ -198,6 +213,20 @@ class Summary:
         the interval its calls allow."""
         low, high = self.offset_bounds_ms.get(name, (-math.inf, math.inf))
         return clock_note(self.offsets_ms.get(name, 0.0), low, high)
+
+    @property
+    def reference(self) -> str | None:
+        """The service whose clock the offsets are measured against, when the
+        intervals show it (:func:`is_reference`); ``None`` otherwise."""
+        for name, offset in self.offsets_ms.items():
+            if is_reference(offset, *self.offset_bounds_ms.get(name, (-math.inf, math.inf))):
+                return name
+        return None
+
+    def one_sided(self, name: str) -> bool:
+        """Whether calls bound ``name``'s clock on one side only."""
+        low, high = self.offset_bounds_ms.get(name, (-math.inf, math.inf))
+        return math.isinf(low) != math.isinf(high)
 
     notes: list[str] = field(default_factory=list)
     """What the run inferred, or declined to, for the summary (not warnings)."""

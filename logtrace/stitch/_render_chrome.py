@@ -217,7 +217,7 @@ def _trace(
 
     for row in block:
         flags = int(rows["flags"][row])
-        ts = float(r.corrected[row])
+        ts = float(tl.shown[row])  # inside its span's bar, also when timed to the ms or s
         if ts != ts or (flags & SPAN_RECORD and int(rows["span"][row]) >= 0):
             continue  # no time to place it at, or drawn as its span
         span = int(rows["span"][row])

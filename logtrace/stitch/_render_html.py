@@ -25,7 +25,7 @@ from ._outcomes import outcomes
 from ._record_exception import Raised
 from ._record_text import SHORT_LEVELS, escape, record_parts
 from ._render_summary import summary_html
-from ._timeline import Timeline, timeline
+from ._timeline import Timeline, relative_ms, timeline
 
 __all__ = ["html_text", "write_html"]
 
@@ -281,8 +281,8 @@ def _trace_block(
 ) -> str:
     table = r.table
     rows = table.rows
-    start = float(r.order.trace_start[trace])
-    end = float(r.order.trace_end[trace])
+    start = float(tl.trace_start[trace])
+    end = float(tl.trace_end[trace])
     lo, hi = float(tl.trace_lo[trace]), float(tl.trace_hi[trace])
     width = hi - lo if hi > lo else 0.0
     flags = rows["flags"][block]
@@ -298,8 +298,8 @@ def _trace_block(
         svc = int(rows["svc"][row])
         span = int(rows["span"][row])
         depth = int(r.tree.row_depth[row])
-        ts = float(r.corrected[row])
-        rel = "" if ts != ts or start != start else f"+{(ts - start) * 1e3:.3f}ms"
+        ts = float(tl.shown[row])
+        rel = relative_ms(ts - start)
         bar = ""
         if width > 0:
             parts = []

@@ -11,14 +11,18 @@ from collections.abc import Callable
 from typing import IO
 
 import numpy as np
+import numpy.typing as npt
 
 from ._decompress import LineReader
 from ._marks import MARKS, span_marks
 from ._model import ERROR, REASONS, Rendering
 from ._record_exception import Raised
 from ._record_text import SHORT_LEVELS, escape, record_parts
+from ._timeline import relative_ms, shown_times
 
 __all__ = ["write_text"]
+
+F64 = npt.NDArray[np.float64]
 
 _RESET, _RED, _DIM, _CYAN, _BOLD, _YELLOW = (
     "\x1b[0m",
@@ -54,7 +58,9 @@ def write_text(
     width = max((len(s) for s in table.services), default=8)
     services = [escape(s).ljust(width) for s in table.services]
     names = [escape(s.name) for s in table.sources]
-    trace_start = r.order.trace_start.tolist()
+    # The time column and each heading come from the same times (see ._timeline).
+    shown, starts, ends = shown_times(r)
+    trace_start = starts.tolist()
     marks = span_marks(r.tree)
     current = -2 if untraced_heading else -1
     marked: set[int] = set()
@@ -71,7 +77,7 @@ def write_text(
                 sub["svc"].tolist(),
                 sub["span"].tolist(),
                 r.tree.row_depth[idx].tolist(),
-                r.corrected[idx].tolist(),
+                shown[idx].tolist(),
                 table.file[idx].tolist(),
                 sub["line"].tolist(),
                 sub["reason"].tolist(),
@@ -79,7 +85,7 @@ def write_text(
             ):
                 if trace != current:
                     current = trace
-                    lines.append(_header(r, trace, paint))
+                    lines.append(_header(r, trace, starts, ends, paint))
                     if len(lines) > 2000:
                         out.write("".join(lines).encode())
                         lines.clear()
@@ -96,8 +102,7 @@ def write_text(
                     if raised is not None:  # the lines that continue it
                         lines.append(_exception_lines(raised, 0, paint))
                     continue
-                start = trace_start[trace]
-                rel = "" if ts != ts or start != start else f"+{(ts - start) * 1e3:.3f}ms"
+                rel = relative_ms(ts - trace_start[trace])
                 tag = ""
                 if span >= 0 and marks[span] and span not in marked:
                     marked.add(span)
@@ -130,10 +135,13 @@ def _exception_lines(raised: Raised, depth: int, paint: Callable[[str, str], str
     return "".join(f"{indent}{paint(_DIM, ('| ' + escape(line)).rstrip())}\n" for line in text)
 
 
-def _header(r: Rendering, trace: int, paint: Callable[[str, str], str]) -> str:
+def _header(
+    r: Rendering, trace: int, starts: F64, ends: F64, paint: Callable[[str, str], str]
+) -> str:
+    """A trace's ID, start and length: from its first to its last time shown."""
     if trace < 0:
         return "\n" + paint(_BOLD, "lines without a trace") + "\n"
-    start, end = r.order.trace_start[trace], r.order.trace_end[trace]
+    start, end = starts[trace], ends[trace]
     span = "" if np.isnan(start) or np.isnan(end) else f"  {(end - start) * 1e3:.3f} ms"
     when = ""
     if not np.isnan(start):
