@@ -31,7 +31,7 @@ two things:
 With too little or contradictory evidence nothing is inferred, and
 :attr:`Links.note` says why. When the logs fit one shared clock (at zero
 offsets nearly every span that could be a callee lies inside a span of
-another service of its trace: :func:`shared_clock`), the calls are still
+another service of its trace: :func:`._one_clock.shared_clock`), the calls are still
 inferred but no clock is corrected: the links' offsets are all zero.
 """
 
@@ -46,9 +46,21 @@ import numpy.typing as npt
 from ._calls import sample_keys
 from ._clock_least_squares import components
 from ._clocks import ClockModel
-from ._evidence import GAP, TRIMMED, Evidence, empty_evidence, rows, tails
+from ._evidence import (
+    FOLLOWED,
+    GAP,
+    LATER,
+    MARKS,
+    TRIMMED,
+    Evidence,
+    empty_evidence,
+    rows,
+    tails,
+    without_stray_later,
+)
 from ._interval_depth import deepest, snug, snug_stretches, snuggest
 from ._model import Table, Tree
+from ._one_clock import refuted_links, shared_clock
 from ._record_gaps import (
     RecordGaps,
     choose_stretches,
@@ -58,7 +70,7 @@ from ._record_gaps import (
 )
 from ._resolution import row_resolution, span_resolution
 from ._span_extras import answered_ends
-from ._span_pairs import inside_own_service, span_pairs, unlinked_spans
+from ._span_pairs import after_own_service, inside_own_service, span_pairs, unlinked_spans
 
 __all__ = [
     "MIN_TRACES",
@@ -69,7 +81,6 @@ __all__ = [
     "decide_links",
     "first_clocks",
     "gap_offsets",
-    "shared_clock",
     "spans_resolution",
 ]
 
@@ -84,11 +95,6 @@ MIN_TRACES = 8
 REVERSE_SHARE = 0.2
 """A link is dropped when its reverse direction is consistent in more than
 this share of as many traces: the two services' spans merely overlap."""
-SHARED_MISFITS = 1e-3
-"""At most this share of the spans that could be callees may lie outside
-every span of another service of their trace at zero offsets for the logs
-to count as written on one clock (:func:`shared_clock`): a record written
-after the answer, say."""
 
 
 def containment_interval(tree: Tree, a: I64, b: I64, res: F64) -> tuple[F64, F64]:
@@ -118,6 +124,9 @@ def containment_evidence(table: Table, tree: Tree) -> Evidence:
     res = span_resolution(table, len(tree.parent), row_res)
     tree = answered_ends(table, tree, unlinked_spans(table, tree))
     inner = inside_own_service(table, tree, res)
+    later, follows = after_own_service(table, tree, res)
+    followed = np.zeros(len(later), dtype=bool)
+    followed[follows[follows >= 0]] = True
     trimmed: Tree | None = None
     for a, b in span_pairs(table, tree):
         b_inner = inner[b]
@@ -138,6 +147,8 @@ def containment_evidence(table: Table, tree: Tree) -> Evidence:
     lo = np.concatenate([p[2] for p in parts])
     hi = np.concatenate([p[3] for p in parts])
     kinds = np.concatenate([p[4] for p in parts])
+    kinds[later[b]] |= LATER
+    kinds[followed[b]] |= FOLLOWED
     trace = table.span_trace[b].astype(np.int64)
     with_pairs, at = np.unique(trace, return_inverse=True)
     keys = sample_keys([table.traces[t] for t in with_pairs.tolist()])[at.ravel()]
@@ -210,20 +221,22 @@ class Links:
 def decide_links(evidence: Evidence, services: list[str]) -> Links:
     """Which service calls which, from the evidence of every partition."""
     width = len(services) + 1
-    whole = _support(rows(evidence, evidence[6] == 0), width)
+    evidence = without_stray_later(evidence, width, MIN_TRACES)
+    whole = _support(rows(evidence, (evidence[6] & ~MARKS) == 0), width)
     plausible = np.zeros(width * width, dtype=bool)
     plausible[[p for p, traces in whole.items() if traces >= MIN_TRACES]] = True
     tail = tails(evidence, width, plausible)
     pairs = evidence[0].astype(np.int64) * width + evidence[1]
     evidence = rows(evidence, tail[pairs] == ((evidence[6] & TRIMMED) != 0))
     gap = (evidence[6] & GAP) != 0
-    svc_a, svc_b, lo, hi, keys, callees, _ = rows(evidence, ~gap)
+    svc_a, svc_b, lo, hi, keys, callees, kinds = rows(evidence, ~gap)
     if not len(svc_a):
         return Links()
     pair = svc_a.astype(np.int64) * width + svc_b
     order = np.argsort(pair, kind="stable")
     pair, keys, callees = pair[order], keys[order], callees[order]
     lo, hi = lo[order], hi[order]
+    later = (kinds[order] & LATER) != 0
     fits = rows(evidence, gap)
     fit_pair = fits[0].astype(np.int64) * width + fits[1]
     distinct, first = np.unique(pair, return_index=True)
@@ -269,10 +282,17 @@ def decide_links(evidence: Evidence, services: list[str]) -> Links:
         links = _chosen(sure, found, possible, services, tail, width, True)
         kept, dropped, offsets, groups = _consistent(links)
         contradicted += dropped
+    one_clock = bool(kept) and shared_clock(lo[~later], hi[~later], callees[~later])
+    if one_clock:  # the offsets are known: a link whose spans do not fit them is none
+        whole_rows = rows(evidence, ~gap & ((evidence[6] & LATER) == 0))
+        out = refuted_links([(k.caller, k.callee, k.traces) for k in kept], whole_rows, services)
+        if out:
+            contradicted += [kept[i] for i in out]
+            kept, _, offsets, groups = _consistent([k for i, k in enumerate(kept) if i not in out])
     rejected.update("/".join(sorted((k.caller, k.callee))) for k in contradicted)
     gone = sorted(rejected)
     note = _note(kept, gone, weak)
-    if kept and shared_clock(lo, hi, callees):
+    if one_clock:
         offsets = dict.fromkeys(offsets, (0.0, 0.0))
         first = dict.fromkeys(offsets, 0.0)
         note += (
@@ -344,23 +364,6 @@ def _gap_stretches(
         left, right, _, _ = snuggest(lo[mine], hi[mine], keys[mine], callees[mine])
         out.append((link.caller, link.callee, left, right))
     return out
-
-
-def shared_clock(lo: F64, hi: F64, callees: I64) -> bool:
-    """Whether the evidence fits one clock shared by every service: at zero
-    offsets, all but :data:`SHARED_MISFITS` of the spans that some span of
-    another service of their trace could contain lie inside one. On one
-    clock every callee lies inside its caller; the only span inside none is
-    each trace's root, which no span could contain. Clocks skewed by more
-    than the calls' delays push callees out of their callers: such logs
-    are corrected. (Skews smaller than that are within what containment can
-    tell from none, and are left uncorrected.)"""
-    if not len(callees):
-        return False
-    spans, at = np.unique(callees, return_inverse=True)
-    inside = np.zeros(len(spans), dtype=bool)
-    np.logical_or.at(inside, at.ravel(), (lo <= 0.0) & (hi >= 0.0))
-    return int(np.count_nonzero(~inside)) <= SHARED_MISFITS * len(spans)
 
 
 def _consistent(
@@ -454,7 +457,7 @@ def gap_offsets(evidence: Evidence, services: list[str]) -> list[dict[str, float
     each one's offset where the callees fit between their callers' records
     (:func:`._record_gaps.logged_gaps`), relative to the group's first
     service; none without such calls."""
-    svc_a, svc_b, lo, hi, keys, callees, _ = rows(evidence, evidence[6] == GAP)
+    svc_a, svc_b, lo, hi, keys, callees, _ = rows(evidence, (evidence[6] & ~MARKS) == GAP)
     if not len(svc_a):
         return []
     width = len(services) + 1

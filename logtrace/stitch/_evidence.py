@@ -13,13 +13,17 @@ from ._interval_depth import MIN_ROOM, NEAR_DEPTH, snuggest
 __all__ = [
     "COLUMNS",
     "EVIDENCE_CAP",
+    "FOLLOWED",
     "GAP",
+    "LATER",
+    "MARKS",
     "TRIMMED",
     "Evidence",
     "EvidenceCollector",
     "empty_evidence",
     "rows",
     "tails",
+    "without_stray_later",
 ]
 
 I8 = npt.NDArray[np.int8]
@@ -41,6 +45,15 @@ the callee fits in a gap between two of the caller's records
 taken without its last line (:func:`._record_gaps.without_last_line`)."""
 GAP = 1
 TRIMMED = 2
+LATER = 4
+"""The callee span started after a span of its own service in its trace had
+ended (:func:`._span_pairs.after_own_service`): perhaps no call at all, but
+that service's own work after it answered, traced as a span of its own."""
+FOLLOWED = 8
+"""The callee span is the one a :data:`LATER` span of its service started
+just after."""
+MARKS = LATER | FOLLOWED
+"""The bits that mark a row's callee, not the kind of its interval."""
 COLUMNS = 7
 
 
@@ -127,3 +140,36 @@ def tails(evidence: Evidence, width: int, plausible: B) -> B:
         late[callee] = after
     out: B = np.tile(late, width)
     return out
+
+
+def without_stray_later(evidence: Evidence, width: int, enough: int) -> Evidence:
+    """``evidence`` without the :data:`LATER` callee spans of the service
+    pairs where they fit their callers elsewhere than the spans they
+    followed do, and less snugly. Between a caller's records, a second call
+    to a service fits as snugly as the call before it, in a gap of its
+    own. A background task traced as a span of its own, logging after its
+    caller heard back, fits only at a wrong offset, in some wider gap, in
+    every trace alike; the request before it fits its own call's gap (in
+    ``enough`` traces at least) more snugly."""
+    svc_a, svc_b, lo, hi, keys, callees, kind = evidence
+    later = (kind & LATER) != 0
+    if not later.any():
+        return evidence
+    pair = svc_a.astype(np.int64) * width + svc_b
+    fits = (kind & ~MARKS) == GAP
+    followed = (kind & FOLLOWED) != 0
+    stray = np.zeros(width * width, dtype=bool)
+    for p in np.unique(pair[later & fits]).tolist():
+        before = fits & (pair == p) & followed
+        if not before.any():
+            continue
+        after = fits & (pair == p) & later
+        left, right, held, _ = snuggest(lo[before], hi[before], keys[before], callees[before])
+        if held < enough:
+            continue
+        left_l, right_l, held_l, _ = snuggest(lo[after], hi[after], keys[after], callees[after])
+        # Apart by more than the snug stretch is wide: not a hair's breadth.
+        apart = max(left_l - right, left - right_l) > right - left
+        snugger = held / max(right - left, MIN_ROOM) > held_l / max(right_l - left_l, MIN_ROOM)
+        stray[p] = apart and snugger
+    return rows(evidence, ~(later & stray[pair]))

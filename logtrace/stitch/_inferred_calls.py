@@ -33,7 +33,7 @@ from ._link_rules import Callers, Rule, rule_arrays, trimmed_callees
 from ._model import Table, Tree
 from ._record_gaps import without_last_line
 from ._span_extras import answered_ends
-from ._span_pairs import inside_own_service, span_pairs, unlinked_spans
+from ._span_pairs import after_own_service, inside_own_service, span_pairs, unlinked_spans
 from ._tree import relink
 
 __all__ = [
@@ -182,6 +182,12 @@ def infer_parents(
             best[b[better]], best_gap[b[better]] = a[better], gap[better]
             if not same:
                 held_lo[b[better]], held_hi[b[better]] = before[better], after[better]
+    if callers:
+        # Work a service did after it answered, traced as a span of its own
+        # (a background task): no caller holds it; the request before it does.
+        follows = after_own_service(table, tree, res)[1]
+        alone = (best < 0) & (follows >= 0)
+        best[alone] = follows[alone]
     chosen = np.flatnonzero(best >= 0)
     if not len(chosen):
         return whole

@@ -16,7 +16,14 @@ import numpy.typing as npt
 
 from ._model import Table, Tree
 
-__all__ = ["SPANS_PER_TRACE", "inside_own_service", "parentless", "span_pairs", "unlinked_spans"]
+__all__ = [
+    "SPANS_PER_TRACE",
+    "after_own_service",
+    "inside_own_service",
+    "parentless",
+    "span_pairs",
+    "unlinked_spans",
+]
 
 I64 = npt.NDArray[np.int64]
 F64 = npt.NDArray[np.float64]
@@ -118,3 +125,39 @@ def inside_own_service(table: Table, tree: Tree, res: F64) -> B:
     inside[1:] = ~first[1:] & (latest[:-1] >= end[1:] - base[1:] - res[spans[1:]])
     out[spans[inside]] = True
     return out
+
+
+def after_own_service(table: Table, tree: Tree, res: F64) -> tuple[B, I64]:
+    """Per span without a parent: whether a span of its own service in its
+    trace had ended before it started (on its own clock; ``res`` per span),
+    and that span where it is the one started just before (else -1).
+    A service's first span in a trace is a call into it; a later one may be
+    a call again, or its own work after it answered (a background task
+    traced as a span of its own, as OpenTelemetry's FastAPI instrumentation
+    traces each ``BackgroundTasks`` job), which no caller need contain."""
+    spans = _usable(tree)
+    spans = spans[parentless(tree)[spans]]
+    out = np.zeros(len(tree.parent), dtype=bool)
+    before = np.full(len(tree.parent), -1, dtype=np.int64)
+    if len(spans) < 2:
+        return out, before
+    trace = table.span_trace[spans].astype(np.int64)
+    service = tree.service[spans].astype(np.int64)
+    start, end = tree.start[spans], tree.end[spans] + res[spans]
+    perm = np.lexsort((start, service, trace))
+    spans, trace, service = spans[perm], trace[perm], service[perm]
+    start, end = start[perm], end[perm]
+    first = np.r_[True, (trace[1:] != trace[:-1]) | (service[1:] != service[:-1])]
+    group = np.cumsum(first) - 1
+    base = start[first][group]
+    width = float(np.max(end - base, initial=0.0)) + 1.0
+    # The earliest end among the group's spans before each: a running
+    # minimum over keys that put every group below the ones before it.
+    running = np.minimum.accumulate((end - base) - group * width) + group * width
+    after = np.zeros(len(spans), dtype=bool)
+    after[1:] = ~first[1:] & (running[:-1] <= start[1:] - base[1:])
+    out[spans[after]] = True
+    next_to = np.zeros(len(spans), dtype=bool)
+    next_to[1:] = ~first[1:] & (end[:-1] <= start[1:])
+    before[spans[1:][next_to[1:]]] = spans[:-1][next_to[1:]]
+    return out, before

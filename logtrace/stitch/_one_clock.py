@@ -1,0 +1,72 @@
+"""Logs without parent IDs written on one clock: telling so, and what it refutes.
+
+On one clock every callee's span lies inside its caller's, so the offsets
+are known (zero) once :func:`shared_clock` says the evidence fits them.
+The links containment offers are then checked against them
+(:func:`refuted_links`): two services called in parallel by one caller
+overlap in time, and at an offset a few milliseconds off the shorter one's
+spans fit inside the other's, often snugly between two of its lines; at
+zero, where the clocks are, one sibling starts before the other and the
+link's spans fit in few traces.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import numpy.typing as npt
+
+from ._evidence import Evidence
+
+__all__ = ["REFUTED_SHARE", "SHARED_MISFITS", "refuted_links", "shared_clock"]
+
+F64 = npt.NDArray[np.float64]
+I64 = npt.NDArray[np.int64]
+
+SHARED_MISFITS = 1e-3
+"""At most this share of the spans that could be callees may lie outside
+every span of another service of their trace at zero offsets for the logs
+to count as written on one clock (:func:`shared_clock`): a record written
+after the answer, say."""
+REFUTED_SHARE = 0.5
+"""On one clock, a link whose spans fit at zero in fewer than this share of
+the traces that agree on its own best offset is refuted."""
+
+
+def shared_clock(lo: F64, hi: F64, callees: I64) -> bool:
+    """Whether the evidence fits one clock shared by every service: at zero
+    offsets, all but :data:`SHARED_MISFITS` of the spans that some span of
+    another service of their trace could contain lie inside one. On one
+    clock every callee lies inside its caller; the only span inside none is
+    each trace's root, which no span could contain. Clocks skewed by more
+    than the calls' delays push callees out of their callers: such logs
+    are corrected. (Skews smaller than that are within what containment can
+    tell from none, and are left uncorrected.) The spans a service starts
+    after one of its own ended (work after it answered, perhaps) are left
+    out by the caller."""
+    if not len(callees):
+        return False
+    spans, at = np.unique(callees, return_inverse=True)
+    inside = np.zeros(len(spans), dtype=bool)
+    np.logical_or.at(inside, at.ravel(), (lo <= 0.0) & (hi >= 0.0))
+    return int(np.count_nonzero(~inside)) <= SHARED_MISFITS * len(spans)
+
+
+def refuted_links(
+    links: Sequence[tuple[str, str, int]], contained: Evidence, services: list[str]
+) -> list[int]:
+    """Positions (into ``links``: caller, callee and the traces that agree
+    on its best offset) of the links whose spans fit at zero offset in
+    fewer than :data:`REFUTED_SHARE` of those traces; ``contained`` is the
+    containment evidence (services, interval, trace key per row)."""
+    width = len(services) + 1
+    at = {name: i for i, name in enumerate(services)}
+    pair = contained[0].astype(np.int64) * width + contained[1]
+    lo, hi, keys = contained[2], contained[3], contained[4]
+    out = []
+    for i, (caller, callee, traces) in enumerate(links):
+        mine = (pair == at[caller] * width + at[callee]) & (lo <= 0.0) & (hi >= 0.0)
+        if len(np.unique(keys[mine])) < REFUTED_SHARE * traces:
+            out.append(i)
+    return out

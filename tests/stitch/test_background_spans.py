@@ -1,0 +1,167 @@
+"""Background tasks traced as spans of their own, in logs without parent IDs.
+
+OpenTelemetry's FastAPI instrumentation runs each ``BackgroundTasks`` job
+in a span of its own ("BackgroundTask <name>", a child of the request's
+server span) after the response went out. Logged through
+opentelemetry-instrumentation-logging, its lines carry that span's ID and
+no parent: a span of the callee's service that starts after the caller
+heard back, and that no caller contains. ``gateway`` (FastAPI) calls
+``pricing`` (FastAPI) after 10 ms of its own work and answers as soon as
+pricing does; pricing's job logs 2 or 6 ms after it answered, after the
+gateway's whole request: at a clock that many milliseconds off, the job
+would fit inside the gateway's request as well as pricing's request does. On one clock no offset may be invented;
+with pricing's clock shifted 30 ms, the shift is found; every line of the
+request's span stays inside the call.
+"""
+
+from __future__ import annotations
+
+import json
+import textwrap
+import time
+from collections import defaultdict
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from servers import run_uvicorn
+
+from logtrace.stitch import Options, stitch
+
+pytest.importorskip("opentelemetry.instrumentation.fastapi")
+pytest.importorskip("opentelemetry.instrumentation.logging")
+pytest.importorskip("pythonjsonlogger")
+pytestmark = pytest.mark.timeout(180)
+
+APP = textwrap.dedent(
+    """
+    import asyncio, logging, os
+
+    import httpx
+    from fastapi import BackgroundTasks, FastAPI
+    from opentelemetry import propagate, trace
+    from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
+    from opentelemetry.instrumentation.logging import LoggingInstrumentor
+    from opentelemetry.sdk.resources import Resource
+    from opentelemetry.sdk.trace import TracerProvider
+    from pythonjsonlogger.json import JsonFormatter
+
+    SERVICE = os.environ["BG_SERVICE"]
+    SHIFT = float(os.environ["BG_SHIFT_MS"]) / 1000
+    trace.set_tracer_provider(TracerProvider(resource=Resource.create({"service.name": SERVICE})))
+    LoggingInstrumentor().instrument(set_logging_format=False, inject_trace_context=True)
+
+
+    class Shifted(logging.Filter):
+        def filter(self, record):
+            record.created += SHIFT
+            return True
+
+
+    handler = logging.FileHandler(os.environ["BG_LOG"])
+    handler.setFormatter(JsonFormatter(
+        "%(levelname)s %(message)s %(otelTraceID)s %(otelSpanID)s %(otelServiceName)s",
+        timestamp=True,
+    ))
+    handler.addFilter(Shifted())
+    log = logging.getLogger(SERVICE)
+    log.addHandler(handler)
+    log.setLevel(logging.INFO)
+    log.propagate = False
+    api = FastAPI()
+    client = httpx.AsyncClient()
+
+
+    async def job(ms: int) -> None:
+        await asyncio.sleep(ms / 1000)
+        log.info("job done")
+
+
+    @api.get("/quote/{n}")
+    async def quote(n: int, tasks: BackgroundTasks) -> dict[str, int]:
+        log.info("quote asked")
+        await asyncio.sleep(0.002)
+        tasks.add_task(job, 2 if n % 2 else 6)
+        log.info("quote answered")
+        return {"n": n}
+
+
+    @api.get("/page/{n}")
+    async def page(n: int) -> dict[str, int]:
+        log.info("page asked")
+        await asyncio.sleep(0.010)  # the page's own work, before the call
+        headers: dict[str, str] = {}
+        propagate.inject(headers)
+        log.info("calling pricing")
+        await client.get(f"{os.environ['BG_PRICING']}/quote/{n}", headers=headers)
+        log.info("pricing answered")
+        return {"n": n}
+
+
+    FastAPIInstrumentor.instrument_app(api)
+    app = api
+    """
+)
+
+REQUESTS = 40
+
+
+def _run(tmp_path: Path, shift_ms: float) -> Path:
+    (tmp_path / "bg_app.py").write_text(APP, encoding="utf-8")
+    logs = tmp_path / "logs"
+    logs.mkdir()
+
+    def env(service: str, shift: float, pricing: str = "") -> dict[str, str]:
+        return {
+            "BG_SERVICE": service,
+            "BG_SHIFT_MS": str(shift),
+            "BG_LOG": str(logs / f"{service}.log"),
+            "BG_PRICING": pricing,
+        }
+
+    with (
+        run_uvicorn("bg_app:app", app_dir=tmp_path, args=("--log-level", "warning"),
+                    log_path=tmp_path / "pricing.out", env=env("pricing", shift_ms)) as pricing,
+        run_uvicorn("bg_app:app", app_dir=tmp_path, args=("--log-level", "warning"),
+                    log_path=tmp_path / "gateway.out",
+                    env=env("gateway", 0.0, pricing.url)) as gateway,
+        httpx.Client(timeout=10) as client,
+    ):  # fmt: skip
+        for n in range(REQUESTS):
+            assert client.get(f"{gateway.url}/page/{n}").status_code == 200
+        deadline = 50
+        while (logs / "pricing.log").read_text().count("job done") < REQUESTS and deadline:
+            time.sleep(0.1)
+            deadline -= 1
+    return logs
+
+
+@pytest.mark.parametrize("shift_ms", [0.0, 30.0])
+def test_background_task_spans_invent_no_skew(tmp_path: Path, shift_ms: float) -> None:
+    logs = _run(tmp_path, shift_ms)
+    text = (logs / "pricing.log").read_text()
+    assert text.count("job done") == REQUESTS and "parent" not in text
+    with open(tmp_path / "out.jsonl", "wb") as fh:
+        summary = stitch([str(logs)], fh, Options(format="jsonl"))
+    offsets = summary.offsets_ms
+    assert abs(offsets["pricing"] - offsets["gateway"] - shift_ms) < 1.0, offsets
+    if not shift_ms:  # every call fits one clock: nothing is corrected
+        assert offsets == {"gateway": 0.0, "pricing": 0.0}, offsets
+
+    traces: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    for line in (tmp_path / "out.jsonl").read_bytes().splitlines():
+        rec = json.loads(line)
+        if rec["trace_id"] is not None:
+            traces[rec["trace_id"]].append(rec)
+    assert len(traces) == REQUESTS
+    for rows in traces.values():
+        said = [r["record"]["message"] for r in rows]
+        call, answer = said.index("calling pricing"), said.index("pricing answered")
+        assert call < said.index("quote asked") < said.index("quote answered") < answer, said
+        assert said.index("job done") > said.index("quote answered"), said
+        job = rows[said.index("job done")]
+        request = rows[said.index("quote asked")]
+        # The job's span hangs under a span of the trace, marked inferred,
+        # never above the request it followed.
+        assert job["parent_span_id"] is not None and job["depth"] >= request["depth"], rows
