@@ -275,8 +275,11 @@ class _ConsoleFormatter(logging.Formatter):
             record.getMessage().rstrip(),
         ]
         trace_id = fields.get(names.trace_id)
-        if trace_id is not None:
-            parts.append(f"trace={trace_id} span={fields.get(names.span_id)}")
+        if trace_id is not None:  # key=value, as logtrace stitch reads them
+            parts.append(f"{names.trace_id}={trace_id} {names.span_id}={fields.get(names.span_id)}")
+            parent = fields.get(names.parent_span_id)
+            if parent is not None:
+                parts.append(f"{names.parent_span_id}={parent}")
         parts.extend(
             f"{key}={value!r}"
             for key, value in fields.items()

@@ -232,9 +232,31 @@ class TestConsole:
         first = stream.getvalue().splitlines()[0]
         assert re.fullmatch(
             rf"{ISO_UTC_US.pattern} INFO +orders app: hello "
-            rf"trace={ctx.trace_id} span={ctx.span_id} user_id=42",
+            rf"trace_id={ctx.trace_id} span_id={ctx.span_id} user_id=42",
             first,
         ), first
+
+    def test_stitch_joins_the_readable_lines(self, tmp_path: Path) -> None:
+        """The readable line names its IDs as the stitcher reads them: the
+        lines join their trace, the inner span hangs under the outer one."""
+        from logtrace.stitch import Options, stitch
+
+        path = tmp_path / "orders.log"
+        handler = configure_logging("orders", filename=path, json=False)
+        with span("work") as outer:
+            logging.getLogger("orders.app").info("outside the step")
+            with span("step") as inner:
+                logging.getLogger("orders.app").info("inside the step")
+        handler.close()
+        out = io.BytesIO()
+        summary = stitch([str(path)], out, Options(format="jsonl"))
+        rows = [json.loads(line) for line in out.getvalue().splitlines()]
+        assert summary.traces == 1
+        assert {r["trace_id"] for r in rows} == {outer.trace_id}
+        said = {r["record"]["message"].split(": ", 1)[1].split(" trace_id=")[0]: r for r in rows}
+        assert said["inside the step"]["span_id"] == inner.span_id
+        assert said["inside the step"]["parent_span_id"] == outer.span_id
+        assert said["inside the step"]["depth"] == 1 and said["outside the step"]["depth"] == 0
 
     def test_traceback_follows_the_line(self) -> None:
         stream = io.StringIO()

@@ -52,6 +52,9 @@ _TEXT_KEYS = re.compile(
 )
 """A key and its value. ``key=`` followed by a space has an empty value (none):
 the word after the space is not its value (``trace_id= span_id= boot``)."""
+_BARE_IDS = re.compile(r"(?<![\w.])trace=([0-9a-f]{32})\b(?:\s+span=([0-9a-f]{16})\b)?")
+"""``trace=`` and ``span=`` with hex IDs of their full length, as logtrace's
+readable lines spelled them before they named the keys in full."""
 _TEXT_ERROR = re.compile(r"\b(?:ERROR|FATAL|CRITICAL|PANIC|SEVERE|level=error)\b")
 
 
@@ -72,6 +75,11 @@ def text_fields(text: str, flags: int) -> Parsed:
             parent = parent or norm_span_id(value)
         elif service is None:
             service = value
+    if trace is None and "trace=" in text:
+        bare = _BARE_IDS.search(text)  # trace=<32 hex> span=<16 hex>: older console lines
+        if bare is not None:
+            trace = norm_trace_id(bare[1])
+            span = span or (None if bare[2] is None else norm_span_id(bare[2]))
     if trace is None and "-" in text:
         ids = traceparent_ids(text)
         if ids is not None:

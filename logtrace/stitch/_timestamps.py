@@ -44,13 +44,14 @@ def iso_fast(value: str) -> float | None:
     base = _MINUTES.get(value[:16])
     if base is None or (len(value) == 27 and value[26] != "Z"):
         return None
-    try:
-        seconds = float(value[17:26])
-    except ValueError:
+    second, fraction = value[17:19], value[20:26]
+    if not (second.isdigit() and fraction.isdigit() and second.isascii() and fraction.isascii()):
         return None
-    if not 0.0 <= seconds < 61.0:
+    whole = int(second)
+    if whole > 60:
         return None
-    return base + seconds
+    # As the general path adds them (whole seconds, then the fraction), to the bit.
+    return (base + whole) + int(fraction) / 10**6
 
 
 def minute_cache() -> dict[str, int]:

@@ -125,6 +125,15 @@ class TestLogfmtAndText:
         assert ts == pytest.approx(EPOCH)
         assert flags & LOGFMT and flags & ERROR
 
+    def test_bare_trace_and_span_keys_with_full_hex_ids(self) -> None:
+        """logtrace's readable lines once wrote ``trace=`` and ``span=``."""
+        raw = f"{TS} INFO     orders app: hello trace={TRACE} span={SPAN} user_id=42"
+        trace, span, parent, _, _, _, reason, _ = parse_line(raw.encode())
+        assert (trace, span, parent, reason) == (TRACE, SPAN, None, 0)
+        # Other values of such keys name no trace: a word, a short number.
+        for other in ("trace=on span=12ms", f"trace={TRACE[:20]}"):
+            assert parse_line(f"{TS} INFO {other}".encode())[0] is None
+
     def test_logfmt_unescapes_quoted_values(self) -> None:
         assert parse_logfmt('msg="say \\"hi\\"" k=v') == {"msg": 'say "hi"', "k": "v"}
 
