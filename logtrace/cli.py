@@ -241,7 +241,8 @@ def _parser() -> argparse.ArgumentParser:
         "--no-skew-correction",
         action="store_true",
         help="order by the times as written, as stitch --no-skew-correction does "
-        "(default: clock offsets estimated from the calls among the matches)",
+        "(default: the stitch's clocks on inputs up to 32 MB, beyond them "
+        "offsets estimated from the calls among the matches)",
     )
 
     d = sub.add_parser(

@@ -200,7 +200,15 @@ STITCH_STAGES = (
     ),
     (
         "the orchestrator and grep",
-        ("_pipeline", "_search", "_grep_search", "_grep_calls", "_grep_order", "_grep"),
+        (
+            "_pipeline",
+            "_search",
+            "_grep_search",
+            "_grep_calls",
+            "_grep_order",
+            "_grep_stitched",
+            "_grep",
+        ),
     ),
     ("the Spark engine's tasks", ("_spark_tasks",)),
 )

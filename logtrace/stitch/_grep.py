@@ -3,20 +3,25 @@
 The search (:mod:`._grep_search`) reads each file a block of whole lines at a
 time, on as many threads as there are CPUs; only matching lines are parsed
 (:mod:`._grep_order`), a module loaded while the first files are searched.
-They are then ordered as the stitcher orders a trace, with clock offsets
-estimated from the calls among the matches alone: a full estimate would need
-a full read, and one trace's client span records already pin its hops down.
+They are then ordered as the stitcher orders a trace. On small inputs
+(:data:`SMALL_INPUT`), a stitch of them for the matches' traces gives that
+order itself (:mod:`._grep_stitched`): its clocks come from every trace's
+calls. Beyond, the clock offsets are estimated from the calls among the
+matches alone (a full estimate would need a full read; one trace's client
+span records pin its hops down, but between parallel branches, or on logs
+that name no parent, the two orders can differ).
 
 Ordering needs every match at once, so it is done while the matches fit a
 bounded buffer (:data:`ORDER_BUFFER`, far more than a trace's lines). Beyond
 it, an ID held by a large part of the input, the matches are written as they
 are found, in file order file by file, and :func:`grep_stream` says so: memory
-stays bounded whatever the input. Pure Python and no numpy, so that start-up
-costs little next to the search.
+stays bounded whatever the input. Beyond small inputs, pure Python and no
+numpy, so that start-up costs little next to the search.
 """
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Sequence
 from importlib import import_module
 from typing import TYPE_CHECKING, Any
@@ -28,11 +33,28 @@ if TYPE_CHECKING:
     from ._clocks import ClockModel
     from ._source import Source
 
-__all__ = ["ORDER_BUFFER", "Match", "grep", "grep_stream"]
+__all__ = ["ORDER_BUFFER", "SMALL_INPUT", "Match", "grep", "grep_stream", "small_input"]
+
+SMALL_INPUT = 32 << 20
+"""Bytes of input (as stored) up to which the matches are put in order by
+a stitch of the inputs (:mod:`._grep_stitched`): exactly its order."""
 
 ORDER_BUFFER = 32 << 20
 """Bytes of matches (their text and about :data:`._grep_search.MATCH_COST`
 each) held to be put in stitched order; beyond, matches are written in file order."""
+
+
+def small_input(sources: Sequence[Source]) -> bool:
+    """Whether ``sources`` are files of :data:`SMALL_INPUT` bytes in all."""
+    total = 0
+    for source in sources:
+        try:
+            total += os.path.getsize(source.path)
+        except OSError:
+            return False
+        if total > SMALL_INPUT:
+            return False
+    return True
 
 
 def _needles(ids: Sequence[str]) -> list[bytes]:
@@ -82,6 +104,10 @@ def grep_stream(
     ``notes`` gets what it notes about the order.
     """
     needles = _needles(ids)
+    # Small inputs: the stitch itself orders the matches (they need their
+    # line numbers for that). Its module loads only then.
+    small = clocks is None and small_input(sources)
+    numbers = numbers or small
     if buffer is None:
         buffer = ORDER_BUFFER
     held: list[Match] | None = []
@@ -110,11 +136,22 @@ def grep_stream(
         return count, False
     order_matches = _load_order().order_matches
     paths = [s.path for s in sources]
-    for m in order_matches(held, [s.name for s in sources], paths, clocks, notes):
+    names = [s.name for s in sources]
+    stitched = _load("._grep_stitched").stitched_order(held, sources) if small else None
+    if stitched is not None:
+        known, rest = stitched
+        held = known + (order_matches(rest, names, paths, {}) if rest else [])
+    else:
+        held = order_matches(held, names, paths, clocks, notes)
+    for m in held:
         write(m)
     return count, True
 
 
+def _load(name: str) -> Any:
+    return import_module(name, __package__)
+
+
 def _load_order() -> Any:
     """:mod:`._grep_order` (the parser, the ordering rules, the clock solver)."""
-    return import_module("._grep_order", __package__)
+    return _load("._grep_order")

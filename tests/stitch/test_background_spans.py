@@ -9,9 +9,9 @@ heard back, and that no caller contains. ``gateway`` (FastAPI) calls
 ``pricing`` (FastAPI) after 10 ms of its own work and answers as soon as
 pricing does; pricing's job logs 2 or 6 ms after it answered, after the
 gateway's whole request: at a clock that many milliseconds off, the job
-would fit inside the gateway's request as well as pricing's request does. On one clock no offset may be invented;
-with pricing's clock shifted 30 ms, the shift is found; every line of the
-request's span stays inside the call.
+would fit inside the gateway's request as well as pricing's request does.
+On one clock no offset may be invented; with pricing's clock shifted 30 ms,
+the shift is found; every line of the request's span stays inside the call.
 """
 
 from __future__ import annotations

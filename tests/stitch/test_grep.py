@@ -14,6 +14,8 @@ from _stitchutil import REPO, cli, stitch_jsonl
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+import logtrace.stitch._grep as grep_module
+from logtrace.stitch import expand_paths, grep_stream
 from logtrace.testing import SynthConfig, SynthResult, generate
 
 
@@ -56,17 +58,32 @@ class TestGrep:
             got.append((name.decode(), int(number)))
         assert got == stitched
 
-    def test_lines_linked_to_no_parent_are_noted(self, synth: SynthResult, tmp_path: Path) -> None:
-        """Logs without parent IDs: one trace's lines cannot show which span
-        called which, so grep says it corrects no clock by them, and points to
-        stitch, which infers the calls from every trace. Logs with parent IDs
-        get no such note."""
+    def test_lines_linked_to_no_parent_are_noted(
+        self, synth: SynthResult, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """Logs without parent IDs: beyond small inputs, one trace's lines
+        cannot show which span called which, so grep says it corrects no
+        clock by them, and points to stitch, which infers the calls from
+        every trace. Logs with parent IDs get no such note; small inputs are
+        put in order by a stitch of them, inferred calls included."""
         assert "no parent" not in cli("grep", _a_trace(synth), *synth.files).stderr.decode()
         parentless = generate(str(tmp_path), SynthConfig(traces=30, seed=3, parent_ids=False))
-        proc = cli("grep", _a_trace(parentless), *parentless.files)
-        assert proc.returncode == 0
-        err = proc.stderr.decode()
-        assert "name no parent" in err and "logtrace stitch --trace ID" in err, err
+        trace = _a_trace(parentless)
+        proc = cli("grep", "-H", "-n", trace, *parentless.files)
+        assert proc.returncode == 0 and "no parent" not in proc.stderr.decode()
+        out = tmp_path / "one.jsonl"
+        rows = stitch_jsonl(out, "-q", "--trace", trace, *parentless.files)
+        got = [b":".join(line.split(b":", 2)[:2]) for line in proc.stdout.splitlines()]
+        want = [f"{r['file']}:{r['line']}".encode() for r in rows if r["trace_id"] == trace]
+        assert len(got) > 10
+        # The lines that spell the ID as given, in the stitch's order.
+        assert got == [w for w in want if w in set(got)]
+
+        monkeypatch.setattr(grep_module, "SMALL_INPUT", 0)
+        notes: list[str] = []
+        sources = expand_paths(parentless.files, str(tmp_path), None)
+        grep_stream([trace], sources, [], lambda m: None, notes=notes)
+        assert any("name no parent" in n and "logtrace stitch --trace ID" in n for n in notes)
 
     def test_prefixes(self, tmp_path: Path) -> None:
         a = tmp_path / "a.log"
@@ -126,6 +143,7 @@ def test_the_search_starts_before_the_parser_loads() -> None:
 
 
 def test_a_grep_run_does_not_import_numpy(tmp_path: Path) -> None:
+    """Beyond small inputs (which a stitch of them puts in order)."""
     trace = "4bf92f3577b34da6a3ce929d0e0e4736"
     gateway = tmp_path / "gateway.log"
     gateway.write_text(
@@ -155,6 +173,8 @@ def test_a_grep_run_does_not_import_numpy(tmp_path: Path) -> None:
     )
     code = (
         "import sys\n"
+        "import logtrace.stitch._grep\n"
+        "logtrace.stitch._grep.SMALL_INPUT = 0  # as beyond small inputs\n"
         "from logtrace.cli import main\n"
         f"code = main(['grep', '--no-filename', {trace!r}, {str(gateway)!r}, {str(users)!r}])\n"
         "print(code, 'numpy' in sys.modules, file=sys.stderr)\n"
