@@ -392,5 +392,7 @@ def within_links(clocks: dict[str, ClockModel], links: Links) -> dict[str, Clock
         high = max(model.high_s, base.offset_s + mid + half)
         if name == anchor:
             low, high = model.low_s, model.high_s
+        if model.low_s == model.high_s == model.offset_s == 0.0:
+            continue  # the reference clock: the others are measured against it
         out[name] = replace(model, offset_s=base.offset_s + fitted, low_s=low, high_s=high)
     return out

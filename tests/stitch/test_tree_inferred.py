@@ -61,7 +61,10 @@ def test_calls_clocks_and_tree_are_inferred(parentless: SynthResult, tmp_path: P
     (note,) = summary.notes
     assert note.startswith("parents inferred from containment"), note
 
-    # Clocks: every offset within 1 ms of the truth (the reference is the gateway).
+    # Clocks: every offset within 1 ms of the truth, measured against the
+    # reference the summary names (its interval zero both ways).
+    assert summary.reference is not None
+    assert summary.offset_bounds_ms[summary.reference] == (0.0, 0.0)
     true = parentless.offsets_s
     for name, ms in summary.offsets_ms.items():
         want = (true[name] - true["gateway"]) * 1e3
