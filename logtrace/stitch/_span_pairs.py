@@ -103,23 +103,11 @@ def inside_own_service(table: Table, tree: Tree, res: F64) -> B:
     (an internal span: a query, a step the code traced), not a call: as a
     callee it would show containment the other way round whenever it is
     short enough to fit inside its caller's callee."""
-    spans = _usable(tree)
-    spans = spans[parentless(tree)[spans]]
     out = np.zeros(len(tree.parent), dtype=bool)
-    if len(spans) < 2:
+    found = _by_service(table, tree, res, longest_first=True)
+    if found is None:
         return out
-    trace = table.span_trace[spans].astype(np.int64)
-    service = tree.service[spans].astype(np.int64)
-    start, end = tree.start[spans], tree.end[spans] + res[spans]
-    # By trace and service, then start, longest first: a span is inside an
-    # earlier one of its group iff the latest end before it reaches its own.
-    perm = np.lexsort((-end, start, service, trace))
-    spans, trace, service = spans[perm], trace[perm], service[perm]
-    start, end = start[perm], end[perm]
-    first = np.r_[True, (trace[1:] != trace[:-1]) | (service[1:] != service[:-1])]
-    group = np.cumsum(first) - 1
-    base = start[first][group]
-    width = float(np.max(end - base, initial=0.0)) + 1.0
+    spans, _, end, first, group, base, width = found
     latest = np.maximum.accumulate(group * width + (end - base)) - group * width
     inside = np.zeros(len(spans), dtype=bool)
     inside[1:] = ~first[1:] & (latest[:-1] >= end[1:] - base[1:] - res[spans[1:]])
@@ -135,22 +123,12 @@ def after_own_service(table: Table, tree: Tree, res: F64) -> tuple[B, I64]:
     a call again, or its own work after it answered (a background task
     traced as a span of its own, as OpenTelemetry's FastAPI instrumentation
     traces each ``BackgroundTasks`` job), which no caller need contain."""
-    spans = _usable(tree)
-    spans = spans[parentless(tree)[spans]]
     out = np.zeros(len(tree.parent), dtype=bool)
     before = np.full(len(tree.parent), -1, dtype=np.int64)
-    if len(spans) < 2:
+    found = _by_service(table, tree, res, longest_first=False)
+    if found is None:
         return out, before
-    trace = table.span_trace[spans].astype(np.int64)
-    service = tree.service[spans].astype(np.int64)
-    start, end = tree.start[spans], tree.end[spans] + res[spans]
-    perm = np.lexsort((start, service, trace))
-    spans, trace, service = spans[perm], trace[perm], service[perm]
-    start, end = start[perm], end[perm]
-    first = np.r_[True, (trace[1:] != trace[:-1]) | (service[1:] != service[:-1])]
-    group = np.cumsum(first) - 1
-    base = start[first][group]
-    width = float(np.max(end - base, initial=0.0)) + 1.0
+    spans, start, end, first, group, base, width = found
     # The earliest end among the group's spans before each: a running
     # minimum over keys that put every group below the ones before it.
     running = np.minimum.accumulate((end - base) - group * width) + group * width
@@ -161,3 +139,29 @@ def after_own_service(table: Table, tree: Tree, res: F64) -> tuple[B, I64]:
     next_to[1:] = ~first[1:] & (end[:-1] <= start[1:])
     before[spans[1:][next_to[1:]]] = spans[:-1][next_to[1:]]
     return out, before
+
+
+def _by_service(
+    table: Table, tree: Tree, res: F64, longest_first: bool
+) -> tuple[I64, F64, F64, B, I64, F64, float] | None:
+    """The spans without a parent by trace and service, then start (the
+    longest first on a tie, if asked): the spans, their starts and ends
+    (``res`` added), where each group starts, each one's group, its group's
+    first start, and a width that keeps groups apart when added per group.
+    ``None`` for fewer than two spans."""
+    spans = _usable(tree)
+    spans = spans[parentless(tree)[spans]]
+    if len(spans) < 2:
+        return None
+    trace = table.span_trace[spans].astype(np.int64)
+    service = tree.service[spans].astype(np.int64)
+    start, end = tree.start[spans], tree.end[spans] + res[spans]
+    keys = (-end, start, service, trace) if longest_first else (start, service, trace)
+    perm = np.lexsort(keys)
+    spans, trace, service = spans[perm], trace[perm], service[perm]
+    start, end = start[perm], end[perm]
+    first = np.r_[True, (trace[1:] != trace[:-1]) | (service[1:] != service[:-1])]
+    group = np.cumsum(first) - 1
+    base = start[first][group]
+    width = float(np.max(end - base, initial=0.0)) + 1.0
+    return spans, start, end, first, group, base, width
