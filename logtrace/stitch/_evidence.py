@@ -149,8 +149,9 @@ def without_stray_later(evidence: Evidence, width: int, enough: int) -> Evidence
     to a service fits as snugly as the call before it, in a gap of its
     own. A background task traced as a span of its own, logging after its
     caller heard back, fits only at a wrong offset, in some wider gap, in
-    every trace alike; the request before it fits its own call's gap (in
-    ``enough`` traces at least) more snugly."""
+    every trace alike (in nearly as many traces as the spans it follows:
+    :data:`._interval_depth.NEAR_DEPTH`); the request before it fits its own
+    call's gap (in ``enough`` traces at least) more snugly."""
     svc_a, svc_b, lo, hi, keys, callees, kind = evidence
     later = (kind & LATER) != 0
     if not later.any():
@@ -171,5 +172,7 @@ def without_stray_later(evidence: Evidence, width: int, enough: int) -> Evidence
         # Apart by more than the snug stretch is wide: not a hair's breadth.
         apart = max(left_l - right, left - right_l) > right - left
         snugger = held / max(right - left, MIN_ROOM) > held_l / max(right_l - left_l, MIN_ROOM)
-        stray[p] = apart and snugger
+        # Work after every answer follows every request: as many traces.
+        alike = held_l >= NEAR_DEPTH * held
+        stray[p] = apart and snugger and alike
     return rows(evidence, ~(later & stray[pair]))
