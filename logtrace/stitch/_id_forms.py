@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import re
 
-__all__ = ["decimal_id", "norm_span_id", "norm_trace_id", "traceparent_ids"]
+__all__ = ["decimal_id", "means_none", "norm_span_id", "norm_trace_id", "traceparent_ids"]
 
 _HEX = re.compile(r"[0-9a-fA-F]{1,32}")
 _UUID = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
@@ -61,6 +61,13 @@ def _cached(value: object, cache: dict[object, str | None], width: int) -> str |
         cache.clear()
     cache[value] = result
     return result
+
+
+def means_none(value: str) -> bool:
+    """Whether a string spells "none": empty, or one of the spellings of a
+    missing ID in any case (``None``, ``null``, ``-``...). For values that
+    are not IDs, such as a service name written by a format string."""
+    return not value or (len(value) <= 9 and value.isascii() and value.lower() in _NO_ID)
 
 
 def norm_trace_id(value: object) -> str | None:

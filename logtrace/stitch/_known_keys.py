@@ -21,7 +21,7 @@ from .._schema import (
     SPAN_KIND,
     SPAN_START,
 )
-from ._id_forms import decimal_id, norm_span_id, norm_trace_id, traceparent_ids
+from ._id_forms import decimal_id, means_none, norm_span_id, norm_trace_id, traceparent_ids
 from ._model import ERROR, KIND_FLAGS, NO_TRACE_ID, SPAN_RECORD
 from ._parse_text import Parsed
 from ._timestamps import parse_timestamp
@@ -235,15 +235,22 @@ def _service(r: Fields) -> str | None:
         if value is not None:
             if isinstance(value, dict):
                 value = value.get("name")
-            if isinstance(value, str) and 0 < len(value) <= 200:
-                return value
-            return None
+            return _service_name(value)
     if r.dd is not None:
-        value = _nested(r.dd, "service")
-        if isinstance(value, str) and 0 < len(value) <= 200:
-            return value
+        name = _service_name(_nested(r.dd, "service"))
+        if name is not None:
+            return name
     if r.resource is not None:
         return otel_service(r.resource)
+    return None
+
+
+def _service_name(value: object) -> str | None:
+    """A service's name: a string of 1 to 200 characters that does not spell
+    none (``"None"``, ``"null"``, ``"-"``: what a format string writes for an
+    empty field)."""
+    if isinstance(value, str) and 0 < len(value) <= 200 and not means_none(value):
+        return value
     return None
 
 
@@ -296,7 +303,10 @@ def fields_of(r: Fields, flags: int) -> Parsed:
     parent = None if value is None else norm_span_id(value)
     ts = _timestamp(r)
     value = r.service
-    service = value if type(value) is str and 0 < len(value) <= 200 else _service(r)
+    if type(value) is str and 0 < len(value) <= 200 and not means_none(value):
+        service: str | None = value
+    else:
+        service = _service(r)
     if _is_error(r):
         flags |= ERROR
     start = None

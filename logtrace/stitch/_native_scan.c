@@ -618,6 +618,34 @@ plain_string(const Value *v, const unsigned char **s, size_t *n)
     return 1;
 }
 
+/* A string that spells none in any case, as _id_forms.means_none: `none`,
+ * `null`, `nil`, `undefined`, `-`, `n/a` (a service named by a format string
+ * outside a request). ASCII only: a byte past it never matches. */
+static int
+means_none(const unsigned char *s, size_t n)
+{
+    static const char *const words[] = {"none", "null", "nil", "undefined", "-", "n/a"};
+    for (size_t w = 0; w < sizeof words / sizeof words[0]; w++) {
+        size_t k = strlen(words[w]);
+        if (k != n) {
+            continue;
+        }
+        size_t i = 0;
+        while (i < n) {
+            unsigned char c = s[i];
+            c = (unsigned char)((c >= 'A' && c <= 'Z') ? c + 32 : c);
+            if (c != (unsigned char)words[w][i]) {
+                break;
+            }
+            i++;
+        }
+        if (i == n) {
+            return 1;
+        }
+    }
+    return 0;
+}
+
 /* Canonical ID: `width` lowercase hex digits, not all zero. */
 static int
 canonical_id(const unsigned char *s, size_t n, size_t width)
@@ -1353,7 +1381,7 @@ record_fields(const Keys *L, Fields *f)
         if (!plain_string(v, &s, &n)) {
             return 0;
         }
-        if (n > 0 && n <= 200) {
+        if (n > 0 && n <= 200 && !means_none(s, n)) {
             f->service = s;
             f->service_len = n;
         }

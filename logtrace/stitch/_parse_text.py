@@ -8,11 +8,11 @@ from __future__ import annotations
 
 import re
 
-from ._id_forms import decimal_id, norm_span_id, norm_trace_id, traceparent_ids
+from ._id_forms import decimal_id, means_none, norm_span_id, norm_trace_id, traceparent_ids
 from ._model import ERROR, NO_TRACE_ID
 from ._timestamps import timestamp_in_text
 
-__all__ = ["LOGFMT_START", "Parsed", "free_text", "parse_logfmt", "text_fields"]
+__all__ = ["LOGFMT_START", "TEXT_ID_KEYS", "Parsed", "free_text", "parse_logfmt", "text_fields"]
 
 Parsed = tuple[
     "str | None",  # trace ID
@@ -45,9 +45,15 @@ def parse_logfmt(text: str) -> dict[str, str]:
     return pairs
 
 
+TEXT_ID_KEYS = (
+    r"trace[_.-]?id|oteltraceid|dd\.trace_id",
+    r"span[_.-]?id|otelspanid|dd\.span_id",
+    r"parent[_.-]?(?:span[_.-]?)?id",
+)
+"""The spellings of the trace, span and parent span ID keys read in text lines
+(regular expressions, matched ignoring case)."""
 _TEXT_KEYS = re.compile(
-    r"(?i)(?<![\w.])(trace[_.-]?id|oteltraceid|dd\.trace_id|span[_.-]?id|otelspanid|dd\.span_id|"
-    r"parent[_.-]?(?:span[_.-]?)?id|service(?:[_.]name)?)[\"']?"
+    rf"(?i)(?<![\w.])({'|'.join(TEXT_ID_KEYS)}|service(?:[_.]name)?)[\"']?"
     r"(?:\s*:\s*|\s+=\s*|=)[\"']?([\w.:/-]+)"
 )
 """A key and its value. ``key=`` followed by a space has an empty value (none):
@@ -73,8 +79,8 @@ def text_fields(text: str, flags: int) -> Parsed:
             span = span or decimal_id(value, 16)
         elif key.startswith("parent"):
             parent = parent or norm_span_id(value)
-        elif service is None:
-            service = value
+        elif service is None and not means_none(value):
+            service = value  # service=None (a format string's empty field) names none
     if trace is None and "trace=" in text:
         bare = _BARE_IDS.search(text)  # trace=<32 hex> span=<16 hex>: older console lines
         if bare is not None:

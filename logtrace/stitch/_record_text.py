@@ -26,7 +26,9 @@ from .._schema import (
 )
 from ._model import JSON, LOGFMT
 from ._parse import parse_logfmt
+from ._parse_text import TEXT_ID_KEYS
 from ._record_exception import Raised, record_exception
+from ._timestamps import leading_timestamp
 from ._wrapped import cri_record, display_record
 
 __all__ = [
@@ -36,6 +38,7 @@ __all__ = [
     "record_fields",
     "record_json",
     "record_parts",
+    "text_parts",
 ]
 
 _encode = msgspec.json.encode
@@ -78,6 +81,101 @@ _KEY_FIELDS = (
 )
 
 
+_LEVELS = "TRACE|DEBUG|INFO|WARNING|WARN|ERROR|CRITICAL|FATAL"
+_LEVEL = re.compile(
+    # at most one word before it: a logger name (dotted, or before a dash), a [pid]
+    r"(?P<pre>(?:(?:\[[^\]\s]{1,64}\]|[\w<>-]{1,128}(?:\.[\w<>-]{1,128})+|"
+    r"[^\s=\[\]\"']{1,128}(?=[ \t]+[-|][ \t]))[ \t]+(?:[-|][ \t]+)?)??)"
+    rf"(?:\[[ \t]*(?P<b>(?i:{_LEVELS}))[ \t]*\]|(?P<w>{_LEVELS})(?::|(?=[ \t]|$)))"
+    r"(?:[ \t]+[-|](?=[ \t]|$))?[ \t]*"
+)
+"""A level word, upper case or bracketed in any case (``[info     ]``), or
+followed by a colon (``INFO:``), with the separator after it."""
+_ID_PAIR = re.compile(
+    rf"(?i)(?:({TEXT_ID_KEYS[0]})|({TEXT_ID_KEYS[1]})|({TEXT_ID_KEYS[2]}))=([\"']?)[\w.:/-]*\4"
+)
+"""A trace, span or parent span ID pair as the stitcher reads it from text
+(see :mod:`._parse_text`), its value unquoted or quoted."""
+_BARE_IDS = re.compile(r"trace=[0-9a-f]{32}")
+"""``trace=<32 hex>`` (then ``span=<16 hex>``): logtrace's readable lines before they named the
+keys in full."""
+_BARE_SPAN = re.compile(r"span=[0-9a-f]{16}")
+_SEPARATOR = re.compile(r"[ \t]*(?:[-|][ \t]+)?")
+
+
+def text_parts(text: str) -> tuple[str, str] | None:
+    """The level a text line names, and its message without what the stitcher
+    read from it and shows elsewhere: the time that starts it (the time
+    column shows it) and the first trace, span and parent span ID pairs (in
+    the trace's heading and the span tree). ``None`` for a line that starts
+    with neither that time nor a level word: it is shown as written.
+
+    ``2026-12-06 05:12:25,619 INFO leaf.app trace_id=... span_id=... handling``
+    is ``("INFO", "leaf.app handling")``; ``INFO:     127.0.0.1 - "GET / HTTP/1.1" 200``
+    is ``("INFO", '127.0.0.1 - "GET / HTTP/1.1" 200')``."""
+    level = ""
+    end = _time_end(text, 0)
+    if not end:
+        m = _LEVEL.match(text)  # a level, then the time: `INFO 2026-12-06 05:12:25,619 ...`
+        if m is not None and not m["pre"]:
+            end = _time_end(text, m.end())
+            if end:
+                level = m["b"] or m["w"]
+    if end:
+        sep = _SEPARATOR.match(text, end)  # the blanks, and a dash, after the time
+        end = sep.end() if sep is not None else end
+    rest = _without_ids(text[end:])
+    if not level:
+        m = _LEVEL.match(rest)
+        if m is None:
+            return None if not end else ("", rest)
+        level = m["b"] or m["w"]
+        rest = m["pre"] + rest[m.end() :]
+    return level.upper(), rest
+
+
+def _time_end(text: str, at: int) -> int:
+    """Where the time the stitcher read ends (and its brackets), when it starts at ``at``."""
+    end = leading_timestamp(text, at)
+    if end and text[at : at + 1] == "[":
+        while text[end : end + 1] in (" ", "\t"):
+            end += 1
+        if text[end : end + 1] != "]":
+            return 0
+        end += 1
+    return end
+
+
+def _without_ids(text: str) -> str:
+    """``text`` without the first pair of each ID kind, as words between spaces."""
+    if "=" not in text:
+        return text
+    words = text.split(" ")
+    seen = ""
+    drop: list[int] = []
+    bare = -1
+    for i, word in enumerate(words):
+        if "=" not in word:
+            continue
+        m = _ID_PAIR.fullmatch(word)
+        if m is not None:
+            kind = "t" if m[1] else "s" if m[2] else "p"
+            if kind not in seen:
+                seen += kind
+                drop.append(i)
+        elif bare < 0 and _BARE_IDS.fullmatch(word):
+            bare = i
+    if bare >= 0 and "t" not in seen:  # read only where no trace ID key is
+        drop.append(bare)
+        if bare + 1 < len(words) and _BARE_SPAN.fullmatch(words[bare + 1]):
+            drop.append(bare + 1)
+    if not drop:
+        return text
+    for i in sorted(drop, reverse=True):
+        del words[i]
+    return " ".join(words).lstrip(" ")
+
+
 def escape(text: str) -> str:
     """``text`` with every control and text-reordering character written as an escape."""
     if text.isascii() and text.isprintable():
@@ -92,13 +190,17 @@ def record_fields(raw: bytes, flags: int) -> tuple[str, str, dict[str, Any]]:
 
 
 def record_parts(
-    raw: bytes, flags: int, exception: bool = True
+    raw: bytes, flags: int, exception: bool = True, as_written: bool = False
 ) -> tuple[str, str, dict[str, Any], Raised | None]:
     """Level, message, key fields and the exception (see
     :func:`._record_exception.record_exception`) of one line, for display.
 
-    A text record over many lines (a traceback logged by a text format) is
-    its first line; the lines after it are read as a record's ``exc_info``."""
+    A text line's level and message are those :func:`text_parts` finds, as
+    a JSON line's are read from its keys; with ``as_written``, for a line
+    shown where no column shows its time (a line without a trace), no level
+    and the whole line. A text record over many lines (a traceback logged by
+    a text format) is its first line; the lines after it are read as a
+    record's ``exc_info``."""
     obj: Any = None
     if flags & JSON:
         try:
@@ -111,12 +213,16 @@ def record_parts(
         obj = cri_record(raw)
     if not isinstance(obj, dict):
         text = raw.decode(errors="replace")
+        raised = None
         if "\n" in text or "\r" in text:
             # A text record with the lines that continue it (see ._continued):
             # its first line, and the others shown under it as an exception is.
-            first, rest = _BREAK.split(text, 1)
-            return "", first, {}, record_exception({"exc_info": rest}) if exception else None
-        return "", text, {}, None
+            text, rest = _BREAK.split(text, 1)
+            raised = record_exception({"exc_info": rest}) if exception else None
+        parts = None if as_written else text_parts(text)
+        if parts is None:
+            return "", text, {}, raised
+        return parts[0], parts[1], {}, raised
     obj = display_record(obj)  # a collector's record shows the record it wraps
     message = _first(obj, _MESSAGE_KEYS)
     level = _first(obj, _LEVEL_KEYS)

@@ -383,7 +383,7 @@ def _unattributed(r: Rendering, block: list[int], line_of: RowLines) -> str:
     rows = table.rows
     out = []
     for row in block:
-        _, message, _, raised = record_parts(line_of(row), int(rows["flags"][row]))
+        _, message, _, raised = record_parts(line_of(row), int(rows["flags"][row]), as_written=True)
         where = f"{table.sources[int(table.file[row])].name}:{int(rows['line'][row])}"
         reason = REASONS[int(rows["reason"][row])]
         out.append(

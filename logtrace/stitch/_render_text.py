@@ -92,7 +92,9 @@ def write_text(
                 reader = readers.get(file)
                 if reader is None:
                     reader = readers[file] = LineReader(table.data_paths[file])
-                level, message, fields, raised = record_parts(reader.get(off, length), flags)
+                level, message, fields, raised = record_parts(
+                    reader.get(off, length), flags, as_written=trace < 0
+                )
                 if trace < 0:
                     where = f"{names[file]}:{line}"
                     lines.append(

@@ -12,7 +12,14 @@ import re
 import time
 from calendar import timegm
 
-__all__ = ["epoch_from_number", "iso_fast", "minute_cache", "parse_timestamp", "timestamp_in_text"]
+__all__ = [
+    "epoch_from_number",
+    "iso_fast",
+    "leading_timestamp",
+    "minute_cache",
+    "parse_timestamp",
+    "timestamp_in_text",
+]
 
 _SECONDS: dict[str, int] = {}
 _MINUTES: dict[str, int] = {}
@@ -199,3 +206,36 @@ def timestamp_in_text(text: str, anchored: bool = False) -> float | None:
             return None
         return base + _fraction(frac)
     return None
+
+
+def leading_timestamp(text: str, at: int = 0) -> int:
+    """Where the time that :func:`timestamp_in_text` reads from ``text`` ends,
+    when that time starts at ``at`` (or just inside a ``[`` there); 0 when
+    the time read is elsewhere or there is none. Ends past the spaces after
+    an ISO time, as its pattern does."""
+    head = text[:96]
+    if head[at : at + 1] == "[":
+        at += 1
+    m = _ISO.match(head, at)
+    if m is not None:
+        # The first ISO time of the line is the one read (none can start in a "[").
+        if at > 1 or (at == 1 and head[0] != "["):
+            first = _ISO.search(head)
+            if first is None or first.start() != at:
+                return 0
+        if head[at : at + 19] in _SECONDS or _from_iso_match(m) is not None:
+            return m.end()
+        return 0
+    if _ISO.search(head) is not None:
+        return 0
+    n = _NGINX.match(head, at)
+    if n is None:
+        if _NGINX.search(head) is not None:
+            return 0
+        n = _SYSLOG.match(head, at)
+        if n is None:
+            return 0
+    first = (_NGINX if n.re is _NGINX else _SYSLOG).search(head)
+    if first is None or first.start() != at or timestamp_in_text(text) is None:
+        return 0
+    return n.end()

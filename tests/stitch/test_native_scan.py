@@ -113,6 +113,26 @@ def test_reads_a_span_record_itself() -> None:
     _same(line + b"\n")
 
 
+@pytest.mark.parametrize("key", ["service", "service_name", "app", "dd"])
+@pytest.mark.parametrize(
+    ("spelling", "named"),
+    [
+        *((s, False) for s in ["None", "none", "NULL", "nil", "Undefined", "-", "n/a", "N/A", ""]),
+        *((s, True) for s in ["Nonesuch", "nil-checker", "None ", "--", "n/a/b"]),
+    ],
+)
+def test_a_service_spelled_none_is_none(key: str, spelling: str, named: bool) -> None:
+    rec = _record()
+    del rec["service"]
+    rec[key] = {"service": spelling} if key == "dd" else spelling
+    line = json.dumps(rec).encode()
+    got = native.parse(line)
+    assert got is not None
+    assert got[4] == (spelling if named else None)
+    scan = _same(line + b"\n")
+    assert set(scan.services) == ({"svc", spelling} if named else {"svc"})  # svc: the file's
+
+
 @pytest.mark.parametrize(
     "line",
     [
