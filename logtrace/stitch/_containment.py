@@ -273,7 +273,10 @@ def decide_links(evidence: Evidence, services: list[str]) -> Links:
     for a, b in candidates:  # accepted one way: not a pair where neither holds
         rejected.discard("/".join(sorted((services[a], services[b]))))
     links = _chosen(candidates, found, possible, services, tail, width, False)
-    kept, contradicted, offsets, groups = _consistent(links)
+    # A link that offers several stretches ranks after those that offer one:
+    # its first may be a call beside its own, fitting as snugly.
+    several = {(services[a], services[b]) for a, b in candidates if len(found[(a, b)]) > 1}
+    kept, contradicted, offsets, groups = _consistent(links, several)
     if any(len(found[pair]) > 1 for pair in candidates):
         # Where a link offers several stretches, the consistent links choose.
         at = {name: i for i, name in enumerate(services)}
@@ -367,7 +370,7 @@ def _gap_stretches(
 
 
 def _consistent(
-    links: list[Link],
+    links: list[Link], later: set[tuple[str, str]] | None = None
 ) -> tuple[list[Link], list[Link], dict[str, tuple[float, float]], dict[str, str]]:
     """The links whose offsets agree around every cycle of services, the
     offset each linked service's clock then has (relative to the first
@@ -381,7 +384,8 @@ def _consistent(
     that merely overlapped (two calls made in parallel, say). Support, not
     tightness, decides: a pair whose spans fit together at a wrong offset in
     a few dozen traces bounds it tightly there, and ranked by tightness it
-    would displace the links of every trace."""
+    would displace the links of every trace. Links in ``later`` rank after
+    the others of as many traces."""
     names = sorted({k.caller for k in links} | {k.callee for k in links})
     at = {name: i for i, name in enumerate(names)}
     n = len(names)
@@ -389,7 +393,11 @@ def _consistent(
     """``bound[i][j]``: the largest ``clock(j) - clock(i)`` the kept links allow."""
     kept: list[Link] = []
     dropped: list[Link] = []
-    ranked = sorted(links, key=lambda k: (-k.traces, k.hi - k.lo, k.caller, k.callee))
+    last = later or set()
+    ranked = sorted(
+        links,
+        key=lambda k: (-k.traces, (k.caller, k.callee) in last, k.hi - k.lo, k.caller, k.callee),
+    )
     for link in ranked:
         a, b = at[link.caller], at[link.callee]
         trial = [row[:] for row in bound]

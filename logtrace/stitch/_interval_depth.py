@@ -107,12 +107,18 @@ def around(
     lo: F64, hi: F64, keys: I64, callees: I64, near: float
 ) -> tuple[float, float, int, int] | None:
     """As :func:`deepest`, around the offset ``near`` instead of the deepest
-    point, if nearly as many intervals hold it (else ``None``)."""
+    point, if intervals of nearly as many traces hold it (else ``None``).
+    Traces, not intervals: a callee service called twice in a trace, once
+    inside a longer call of the same caller, has more intervals beside the
+    true offset than at it, in every trace alike."""
     coord, depth = _depths(lo, hi)
     at = max(int(np.searchsorted(coord, near, side="right")) - 1, 0)
-    if depth[at] < NEAR_DEPTH * depth.max():
+    top = int(np.argmax(depth))
+    held = len(np.unique(keys[(lo <= coord[at]) & (hi >= coord[at])]))
+    most = len(np.unique(keys[(lo <= coord[top]) & (hi >= coord[top])]))
+    if held < NEAR_DEPTH * most:
         return None
-    return _stretch(coord, depth, at, lo, hi, keys, callees)
+    return _stretch(coord, depth, at, lo, hi, keys, callees, float(depth[at]))
 
 
 def _depths(lo: F64, hi: F64) -> tuple[F64, F64]:
@@ -125,12 +131,20 @@ def _depths(lo: F64, hi: F64) -> tuple[F64, F64]:
 
 
 def _stretch(
-    coord: F64, depth: F64, at: int, lo: F64, hi: F64, keys: I64, callees: I64
+    coord: F64,
+    depth: F64,
+    at: int,
+    lo: F64,
+    hi: F64,
+    keys: I64,
+    callees: I64,
+    top: float | None = None,
 ) -> tuple[float, float, int, int]:
     """The stretch around ``coord[at]`` down to :data:`NEAR_DEPTH` of the
-    deepest point, and how many traces and callee spans hold ``coord[at]``."""
+    deepest point (or of depth ``top``), and how many traces and callee
+    spans hold ``coord[at]``."""
     inside = (lo <= coord[at]) & (hi >= coord[min(at + 1, len(coord) - 1)])
-    low = depth < NEAR_DEPTH * depth.max()
+    low = depth < NEAR_DEPTH * (depth.max() if top is None else top)
     before = np.flatnonzero(low[:at])
     after = np.flatnonzero(low[at:])
     left = float(coord[before[-1] + 1]) if len(before) else float(coord[0])
