@@ -51,6 +51,13 @@ def cli(*argv: str, stdin: bytes | None = None) -> subprocess.CompletedProcess[b
     )
 
 
+def stitch_text(logs: Path, out: Path) -> str:
+    """``logtrace stitch -q`` of ``logs`` in-process: the text written to ``out``."""
+    code, err = run("stitch", "-q", "-o", str(out), str(logs))
+    assert code == 0, err
+    return out.read_text(encoding="utf-8")
+
+
 def stitch_jsonl(out: Path, *argv: str) -> list[dict[str, Any]]:
     code, err = run("stitch", "--format", "jsonl", "-o", str(out), *argv)
     assert code == 0, err

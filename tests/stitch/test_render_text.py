@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 from _exception_logs import MESSAGE, write_all
-from _stitchutil import REPO, run, stitch_jsonl
+from _stitchutil import REPO, run, stitch_jsonl, stitch_text
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from test_render_html import CHROMIUM, dom, parse, render
@@ -30,10 +30,7 @@ def logs(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="module")
 def text(logs: Path, tmp_path_factory: pytest.TempPathFactory) -> str:
-    out = tmp_path_factory.mktemp("text") / "out.txt"
-    code, err = run("stitch", "-q", "-o", str(out), str(logs))
-    assert code == 0, err
-    return out.read_text(encoding="utf-8")
+    return stitch_text(logs, tmp_path_factory.mktemp("text") / "out.txt")
 
 
 def blocks(text: str) -> dict[str, list[str]]:

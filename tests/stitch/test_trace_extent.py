@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from _stitchutil import KEYS, REPO, run, stitch_jsonl
+from _stitchutil import KEYS, REPO, run, stitch_jsonl, stitch_text
 
 from logtrace._stitch_command import _print_summary
 from logtrace.stitch import Summary
@@ -83,10 +83,7 @@ def logs(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="module")
 def text(logs: Path, tmp_path_factory: pytest.TempPathFactory) -> str:
-    out = tmp_path_factory.mktemp("text") / "out.txt"
-    code, err = run("stitch", "-q", "-o", str(out), str(logs))
-    assert code == 0, err
-    return out.read_text(encoding="utf-8")
+    return stitch_text(logs, tmp_path_factory.mktemp("text") / "out.txt")
 
 
 def traces(text: str) -> dict[str, tuple[str, float, list[tuple[float, str]]]]:
