@@ -370,7 +370,7 @@ def _gap_stretches(
 
 
 def _consistent(
-    links: list[Link], later: set[tuple[str, str]] | None = None
+    links: list[Link], doubtful: set[tuple[str, str]] | None = None
 ) -> tuple[list[Link], list[Link], dict[str, tuple[float, float]], dict[str, str]]:
     """The links whose offsets agree around every cycle of services, the
     offset each linked service's clock then has (relative to the first
@@ -384,8 +384,8 @@ def _consistent(
     that merely overlapped (two calls made in parallel, say). Support, not
     tightness, decides: a pair whose spans fit together at a wrong offset in
     a few dozen traces bounds it tightly there, and ranked by tightness it
-    would displace the links of every trace. Links in ``later`` rank after
-    the others of as many traces."""
+    would displace the links of every trace. Links in ``doubtful`` rank
+    after the others of as many traces."""
     names = sorted({k.caller for k in links} | {k.callee for k in links})
     at = {name: i for i, name in enumerate(names)}
     n = len(names)
@@ -393,7 +393,7 @@ def _consistent(
     """``bound[i][j]``: the largest ``clock(j) - clock(i)`` the kept links allow."""
     kept: list[Link] = []
     dropped: list[Link] = []
-    last = later or set()
+    last = doubtful or set()
     ranked = sorted(
         links,
         key=lambda k: (-k.traces, (k.caller, k.callee) in last, k.hi - k.lo, k.caller, k.callee),

@@ -22,6 +22,7 @@ import numpy as np
 import numpy.typing as npt
 
 from ._decompress import LineReader
+from ._group import RowLines
 from ._model import SPAN_RECORD, Table, Tree
 from ._span_fields import ANSWER_PATTERNS, HEADERS_PATTERNS, HOST_PATTERNS, number, text_span_record
 
@@ -122,18 +123,11 @@ def text_records(table: Table, spans: I64) -> tuple[F64, F64]:
     perm = np.lexsort((usable, rows["ts"][usable], span))
     usable, span = usable[perm], span[perm]
     last = np.flatnonzero(np.r_[span[1:] != span[:-1], True])
-    late = np.zeros(len(last), dtype=bool)
-    order = np.argsort(table.file[usable[last]], kind="stable")
-    files = table.file[usable[last[order]]]
-    for chunk in np.split(order, np.flatnonzero(np.diff(files)) + 1):
-        reader = LineReader(table.data_paths[int(table.file[usable[last[chunk[0]]]])])
-        try:
-            data = reader.data
-            for k, row in zip(chunk.tolist(), usable[last[chunk]].tolist(), strict=True):
-                off = int(rows["off"][row])
-                late[k] = text_span_record(data[off : off + int(rows["len"][row])])
-        finally:
-            reader.close()
+    line = RowLines(table)
+    try:
+        late = np.array([text_span_record(line(r)) for r in usable[last].tolist()], dtype=bool)
+    finally:
+        line.close()
     last = last[late]
     written[span[last]] = rows["ts"][usable[last]]
     prev = np.maximum(last - 1, 0)
