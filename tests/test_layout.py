@@ -171,6 +171,7 @@ STITCH_STAGES = (
             "_link_rules",
             "_call_doubt",
             "_inferred_calls",
+            "_sibling_links",
         ),
     ),
     ("order and select", ("_order_rules", "_order_brackets", "_order", "_select", "_stage")),

@@ -45,7 +45,6 @@ import numpy.typing as npt
 
 from ._calls import sample_keys
 from ._clock_least_squares import components
-from ._clocks import ClockModel
 from ._evidence import (
     FOLLOWED,
     GAP,
@@ -79,7 +78,6 @@ __all__ = [
     "containment_evidence",
     "containment_interval",
     "decide_links",
-    "first_clocks",
     "gap_offsets",
     "spans_resolution",
 ]
@@ -203,6 +201,8 @@ class Links:
     """Per linked service: the offset (relative to its group's first
     service) at which its spans fit between its callers' records
     (:mod:`._record_gaps`), a closer start than :attr:`offsets` gives."""
+    one_clock: bool = False
+    """The logs were written on one clock: no offset to correct."""
 
     def __bool__(self) -> bool:
         return bool(self.links)
@@ -218,8 +218,11 @@ class Links:
         return tuple((k.caller, k.callee) for k in self.links if k.trimmed)
 
 
-def decide_links(evidence: Evidence, services: list[str]) -> Links:
-    """Which service calls which, from the evidence of every partition."""
+def decide_links(
+    evidence: Evidence, services: list[str], without: frozenset[tuple[str, str]] = frozenset()
+) -> Links:
+    """Which service calls which, from the evidence of every partition;
+    none of the service pairs ``without``."""
     width = len(services) + 1
     evidence = without_stray_later(evidence, width, MIN_TRACES)
     whole = _support(rows(evidence, (evidence[6] & ~MARKS) == 0), width)
@@ -261,6 +264,9 @@ def decide_links(evidence: Evidence, services: list[str]) -> Links:
             # A callee that works long after it answered may outlast its
             # caller: fits between a caller's lines tell the direction then.
             back = fitting.get((b, a), 0)
+        if (services[a], services[b]) in without:
+            rejected.add("/".join(sorted((services[a], services[b]))))
+            continue
         if traces < MIN_TRACES:
             if traces > back:
                 weak.append(f"{services[a]} -> {services[b]}")
@@ -304,7 +310,7 @@ def decide_links(evidence: Evidence, services: list[str]) -> Links:
         )
     else:
         first = fit_offsets(_gap_stretches(kept, rows(evidence, gap), services, width), groups)
-    return Links(tuple(kept), note, tuple(gone), offsets, groups, first)
+    return Links(tuple(kept), note, tuple(gone), offsets, groups, first, one_clock)
 
 
 def _support(contained: Evidence, width: int) -> dict[int, int]:
@@ -486,13 +492,3 @@ def gap_offsets(evidence: Evidence, services: list[str]) -> list[dict[str, float
     for name, offset in fit_offsets(found, group).items():
         groups.setdefault(group[name], {})[name] = offset
     return list(groups.values())
-
-
-def first_clocks(links: Links) -> dict[str, ClockModel]:
-    """The clock models the links imply before any call is bounded: where
-    the callees fit between their callers' records (:attr:`Links.first`),
-    else the middle of what containment allows (each may be off by its
-    uncertainty in :attr:`Links.offsets`)."""
-    if links.first:
-        return {name: ClockModel(offset) for name, offset in links.first.items()}
-    return {name: ClockModel(offset) for name, (offset, _) in links.offsets.items()}

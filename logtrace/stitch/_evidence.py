@@ -8,13 +8,14 @@ from __future__ import annotations
 import numpy as np
 import numpy.typing as npt
 
-from ._interval_depth import MIN_ROOM, NEAR_DEPTH, snuggest
+from ._interval_depth import MIN_ROOM, NEAR_DEPTH, deepest_packing, snuggest
 
 __all__ = [
     "COLUMNS",
     "EVIDENCE_CAP",
     "FOLLOWED",
     "GAP",
+    "IN_A_ROW",
     "LATER",
     "MARKS",
     "TRIMMED",
@@ -151,7 +152,8 @@ def without_stray_later(evidence: Evidence, width: int, enough: int) -> Evidence
     caller heard back, fits only at a wrong offset, in some wider gap, in
     every trace alike (in nearly as many traces as the spans it follows:
     :data:`._interval_depth.NEAR_DEPTH`); the request before it fits its own
-    call's gap (in ``enough`` traces at least) more snugly."""
+    call's gap (in ``enough`` traces at least) more snugly. Calls in a row
+    (:func:`_in_a_row`) are never stray."""
     svc_a, svc_b, lo, hi, keys, callees, kind = evidence
     later = (kind & LATER) != 0
     if not later.any():
@@ -171,8 +173,30 @@ def without_stray_later(evidence: Evidence, width: int, enough: int) -> Evidence
         left_l, right_l, held_l, _ = snuggest(lo[after], hi[after], keys[after], callees[after])
         # Apart by more than the snug stretch is wide: not a hair's breadth.
         apart = max(left_l - right, left - right_l) > right - left
+        if apart and _in_a_row(lo, hi, callees, before, after):
+            apart = False
         snugger = held / max(right - left, MIN_ROOM) > held_l / max(right_l - left_l, MIN_ROOM)
         # Work after every answer follows every request: as many traces.
         alike = held_l >= NEAR_DEPTH * held
         stray[p] = apart and snugger and alike
     return rows(evidence, ~(later & stray[pair]))
+
+
+IN_A_ROW = 0.75
+"""How densely (at least, as a share of the density of the spans they
+follow alone, scaled by the callees added) the later spans must pack with
+the earlier ones at one offset to be read as second calls in a row. Calls in
+a row measure about 0.9; work after the answer, fitting only a wider gap at
+a wrong offset, about 0.4."""
+
+
+def _in_a_row(lo: F64, hi: F64, callees: I64, before: B, after: B) -> bool:
+    """Whether the ``after`` spans are second calls in a row rather than
+    work after the answer: calls in a row each fit their own gap between the
+    caller's records at one offset, so together they pack as densely (per
+    callee span) as the ``before`` spans do alone."""
+    both = before | after
+    alone = deepest_packing(lo[before], hi[before], callees[before])
+    added = len(np.unique(callees[after])) / len(np.unique(callees[before]))
+    together = deepest_packing(lo[both], hi[both], callees[both])
+    return together >= IN_A_ROW * alone * (1 + added)

@@ -27,7 +27,7 @@ from ._calls import (
 )
 from ._clock_bounds import LOOSE_RATE
 from ._clocks import ClockModel
-from ._containment import Links, containment_interval, first_clocks, spans_resolution
+from ._containment import Links, containment_interval, spans_resolution
 from ._correct import apply_clocks, span_shift
 from ._link_rules import Callers, Rule, rule_arrays, trimmed_callees
 from ._model import Table, Tree
@@ -41,6 +41,7 @@ __all__ = [
     "TOLERANCE",
     "InferRound",
     "agreed",
+    "first_clocks",
     "infer_parents",
     "keep_unbounded",
     "round_calls",
@@ -277,6 +278,7 @@ def solve_with_links(
     cap: int | None,
     infer: InferRound | None = None,
     bracket: Bracketing | None = None,
+    widen: bool = True,
 ) -> dict[str, ClockModel]:
     """The run's clocks with the inferred calls counted as calls.
 
@@ -319,7 +321,7 @@ def solve_with_links(
             LOOSE_RATE.reset(token)
         clocks = keep_unbounded(solved, clocks, links)
         doubt_s = DOUBT
-    return within_links(clocks, links)
+    return within_links(clocks, links) if widen else clocks
 
 
 def keep_unbounded(
@@ -396,3 +398,13 @@ def within_links(clocks: dict[str, ClockModel], links: Links) -> dict[str, Clock
             continue  # the reference clock: the others are measured against it
         out[name] = replace(model, offset_s=base.offset_s + fitted, low_s=low, high_s=high)
     return out
+
+
+def first_clocks(links: Links) -> dict[str, ClockModel]:
+    """The clock models the links imply before any call is bounded: where
+    the callees fit between their callers' records (:attr:`Links.first`),
+    else the middle of what containment allows (each may be off by its
+    uncertainty in :attr:`Links.offsets`)."""
+    if links.first:
+        return {name: ClockModel(offset) for name, offset in links.first.items()}
+    return {name: ClockModel(offset) for name, (offset, _) in links.offsets.items()}

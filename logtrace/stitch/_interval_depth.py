@@ -90,6 +90,15 @@ _MAX_STRETCHES = 16
 """The deepest stretches :func:`snuggest` compares, at most."""
 
 
+def deepest_packing(lo: F64, hi: F64, callees: I64) -> float:
+    """At the deepest point of the intervals: how many callee spans hold it
+    per unit of room they leave there (see :func:`snug_stretches`)."""
+    coord, depth = _depths(lo, hi)
+    at = int(np.argmax(depth))
+    inside = (lo <= coord[at]) & (hi >= coord[min(at + 1, len(coord) - 1)])
+    return len(np.unique(callees[inside])) / _room(coord, at, lo, hi)
+
+
 def _room(coord: F64, at: int, lo: F64, hi: F64) -> float:
     """The median width of the intervals holding ``coord[at]`` (at least
     :data:`MIN_ROOM`)."""

@@ -55,6 +55,7 @@ from ._partition import (
 from ._plan import expand_paths
 from ._scan import SEGMENT_ROWS, input_size, plan_tasks, scan, scan_spilled
 from ._select import filtered, gather_chosen
+from ._sibling_links import recheck_siblings
 from ._stage import Grouped, choose, open_partition, open_table, stage, table_of
 from ._tree import build_tree
 from ._write import MERGED_FORMATS, frame, merge, merge_chunk, write, write_part
@@ -189,7 +190,8 @@ def _clocks(
 ) -> tuple[dict[str, ClockModel], Links]:
     """Every partition's calls into one collector, then one solution; and
     what containment says of spans whose logs name no parent (the links
-    whose calls are inferred, and a note for the summary)."""
+    whose calls are inferred, and a note for the summary), rechecked
+    for links between parallel siblings (:mod:`._sibling_links`)."""
     cap = None if held is not None else call_cap(options.memory)
     collector = CallCollector(cap)
     evidence = EvidenceCollector()
@@ -216,14 +218,21 @@ def _clocks(
         del found
         clocks = solve_clocks(collector, parts.services, parts.count, table, gaps=gaps)
         return clocks, links
-    del found
     del collector
 
     def grouped_at(s: int) -> tuple[Table, Tree, npt.NDArray[np.int64]]:
         g = held if held is not None else open_partition(parts, s, options.memory)
         return g.table, g.tree, g.first
 
-    clocks = solve_with_links(links, parts.services, parts.count, grouped_at, table, cap)
+    def solve(chosen: Links, widen: bool) -> dict[str, ClockModel]:
+        return solve_with_links(
+            chosen, parts.services, parts.count, grouped_at, table, cap, widen=widen
+        )
+
+    def decide(without: frozenset[tuple[str, str]]) -> Links:
+        return decide_links(found, parts.services, without)
+
+    links, clocks = recheck_siblings(links, solve(links, True), decide, solve)
     return clocks, links
 
 

@@ -58,6 +58,7 @@ from ._partition import Partitions, compact, partition_of_traces
 from ._plan import InputError, ScanTask, expand_paths, plan_tasks, rotation_order
 from ._scan import input_size, scan_task
 from ._select import filtered, in_window, keeps_untraced
+from ._sibling_links import recheck_siblings
 from ._stage import choose, open_partition, open_table, stage
 from ._write import INDEX, merge, merge_chunk, write
 
@@ -90,6 +91,7 @@ __all__ = [
     "plan_local",
     "plan_named",
     "received",
+    "recheck_siblings",
     "scan_split",
     "solve_clocks",
     "solve_with_links",

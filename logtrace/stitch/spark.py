@@ -62,6 +62,7 @@ from ._spark_tasks import (
     plan_local,
     plan_named,
     received,
+    recheck_siblings,
     scan_split,
     solve_clocks,
     solve_with_links,
@@ -71,6 +72,9 @@ from ._spark_tasks import (
 if TYPE_CHECKING:
     from pyspark import RDD
     from pyspark.sql import DataFrame, SparkSession
+
+    from ._clocks import ClockModel
+    from ._containment import Links
 
 __all__ = ["BLOCK_COLUMNS", "PARTITION_BYTES", "Stitched", "stitch", "stitch_to"]
 
@@ -197,7 +201,6 @@ def _stitch(
         found = evidence.evidence()
         links = decide_links(found, run.services)
         gaps = gap_offsets(found, run.services) if not links else []
-        del found
 
         def bracket(*round_of: Any) -> Iterable[Any]:
             given = sc.broadcast(round_of)
@@ -221,7 +224,16 @@ def _stitch(
                     given.unpersist()
 
             cap = call_cap(options.memory)
-            clocks = solve_with_links(links, run.services, count, None, None, cap, infer, bracket)
+
+            def solve(chosen: Links, widen: bool) -> dict[str, ClockModel]:
+                return solve_with_links(
+                    chosen, run.services, count, None, None, cap, infer, bracket, widen
+                )
+
+            def decide(without: frozenset[tuple[str, str]]) -> Links:
+                return decide_links(found, run.services, without)
+
+            links, clocks = recheck_siblings(links, solve(links, True), decide, solve)
             options = replace(options, callers=links.callers, trimmed=links.trimmed)
         if links.note:
             summary.notes.append(links.note)

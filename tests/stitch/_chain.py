@@ -183,7 +183,12 @@ def run_chain(base: Path) -> Chain:
             log_path=base / "g.out",
             args=args,
         ) as gateway,
-        httpx.Client(base_url=gateway.url, timeout=30) as client,
+        # A request that fails after its 500 went out closes the connection
+        # (uvicorn); a kept-alive connection could carry the next request
+        # into that close and be reset.
+        httpx.Client(
+            base_url=gateway.url, timeout=30, limits=httpx.Limits(max_keepalive_connections=0)
+        ) as client,
     ):
         for item, fallback in REQUESTS:
             response = client.get(f"/checkout/{item}", params={"fallback": fallback})

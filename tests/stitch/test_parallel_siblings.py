@@ -1,0 +1,192 @@
+"""Two services called in parallel, in logs without parent IDs.
+
+``gateway`` (FastAPI) calls ``orders`` and ``pricing`` at once; orders
+works a while, then calls ``db`` twice in a row; pricing answers within one
+to three milliseconds. Every service logs through OpenTelemetry's logging
+instrumentation (trace and span IDs, no parent), with orders' and db's
+clocks shifted 30 ms.
+
+Two rules broke here. Pricing, started with orders and shorter, lies inside
+orders' request at some offset in nearly every trace: a link orders ->
+pricing that the timing of one trace cannot refute. Believed, it moved
+pricing's clock several milliseconds, so pricing's lines came after the
+gateway heard its answer; solved without it, the real calls (gateway ->
+pricing, gateway -> orders) put the two clocks where the link's interval
+does not reach, and the link is dropped. And db's second query, logged
+after orders' first "answered" line, looked like work after the answer (a
+background task's span) and was left out of the evidence; two calls in a
+row fit their own gaps between orders' lines at one offset, as densely as
+one call does, and now count as calls.
+"""
+
+from __future__ import annotations
+
+import json
+import textwrap
+from collections import defaultdict
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from servers import run_uvicorn
+
+from logtrace.stitch import Options, stitch
+
+pytest.importorskip("opentelemetry.instrumentation.fastapi")
+pytest.importorskip("opentelemetry.instrumentation.logging")
+pytest.importorskip("pythonjsonlogger")
+pytestmark = pytest.mark.timeout(240)
+
+APP = textwrap.dedent(
+    """
+    import asyncio, logging, os, random
+
+    import httpx
+    from fastapi import FastAPI
+    from opentelemetry import propagate, trace
+    from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
+    from opentelemetry.instrumentation.logging import LoggingInstrumentor
+    from opentelemetry.sdk.resources import Resource
+    from opentelemetry.sdk.trace import TracerProvider
+    from pythonjsonlogger.json import JsonFormatter
+
+    SERVICE = os.environ["PS_SERVICE"]
+    SHIFT = float(os.environ["PS_SHIFT_MS"]) / 1000
+    URLS = dict(part.split("=", 1) for part in os.environ["PS_URLS"].split(",") if part)
+    trace.set_tracer_provider(TracerProvider(resource=Resource.create({"service.name": SERVICE})))
+    LoggingInstrumentor().instrument(set_logging_format=False, inject_trace_context=True)
+
+
+    class Shifted(logging.Filter):
+        def filter(self, record):
+            record.created += SHIFT
+            return True
+
+
+    handler = logging.FileHandler(os.environ["PS_LOG"])
+    handler.setFormatter(JsonFormatter(
+        "%(levelname)s %(message)s %(otelTraceID)s %(otelSpanID)s %(otelServiceName)s",
+        timestamp=True,
+    ))
+    handler.addFilter(Shifted())
+    log = logging.getLogger(SERVICE)
+    log.addHandler(handler)
+    log.setLevel(logging.INFO)
+    log.propagate = False
+    api = FastAPI()
+    client = httpx.AsyncClient()
+
+
+    async def call(service: str, path: str) -> None:
+        headers: dict[str, str] = {}
+        propagate.inject(headers)
+        log.info("calling %s", service)
+        (await client.get(URLS[service] + path, headers=headers)).raise_for_status()
+        log.info("%s answered", service)
+
+
+    @api.get("/checkout")
+    async def checkout() -> dict[str, bool]:
+        log.info("checkout asked")
+        await asyncio.gather(call("pricing", "/quote"), call("orders", "/status"))
+        log.info("checkout answered")
+        return {"ok": True}
+
+
+    @api.get("/browse")
+    async def browse() -> dict[str, bool]:
+        log.info("browse asked")
+        await call("pricing", "/quote")
+        log.info("browse answered")
+        return {"ok": True}
+
+
+    @api.get("/status")
+    async def status() -> dict[str, bool]:
+        log.info("status asked")
+        await asyncio.sleep(random.uniform(0.0005, 0.0015))
+        for _ in range(2):
+            await call("db", "/q")
+        log.info("status answered")
+        return {"ok": True}
+
+
+    @api.get("/quote")
+    async def quote() -> dict[str, bool]:
+        log.info("quote asked")
+        await asyncio.sleep(random.uniform(0.001, 0.003))
+        log.info("quote answered")
+        return {"ok": True}
+
+
+    @api.get("/q")
+    async def query() -> dict[str, bool]:
+        log.info("query")
+        await asyncio.sleep(random.uniform(0.0002, 0.0005))
+        log.info("query done")
+        return {"ok": True}
+
+
+    FastAPIInstrumentor.instrument_app(api)
+    app = api
+    """
+)
+
+CHECKOUTS = 75
+BROWSES = 25
+SHIFTS_MS = {"gateway": 0.0, "pricing": 0.0, "orders": 30.0, "db": -30.0}
+
+
+def _run(tmp_path: Path) -> Path:
+    (tmp_path / "ps_app.py").write_text(APP, encoding="utf-8")
+    logs = tmp_path / "logs"
+    logs.mkdir()
+
+    def serve(service: str, **urls: str) -> Any:
+        env = {
+            "PS_SERVICE": service,
+            "PS_SHIFT_MS": str(SHIFTS_MS[service]),
+            "PS_LOG": str(logs / f"{service}.log"),
+            "PS_URLS": ",".join(f"{k}={v}" for k, v in urls.items()),
+        }
+        return run_uvicorn("ps_app:app", app_dir=tmp_path, args=("--log-level", "warning"),
+                           log_path=tmp_path / f"{service}.out", env=env)  # fmt: skip
+
+    with (
+        serve("db") as db,
+        serve("pricing") as pricing,
+        serve("orders", db=db.url) as orders,
+        serve("gateway", pricing=pricing.url, orders=orders.url) as gateway,
+        httpx.Client(timeout=10) as client,
+    ):
+        paths = ["/checkout"] * CHECKOUTS + ["/browse"] * BROWSES
+        for n in range(len(paths)):  # a stride prime to the count spreads the browses
+            assert client.get(gateway.url + paths[n * 7 % len(paths)]).status_code == 200
+    return logs
+
+
+def test_a_parallel_sibling_is_not_taken_for_the_caller(tmp_path: Path) -> None:
+    logs = _run(tmp_path)
+    assert "parent" not in (logs / "pricing.log").read_text()
+    with open(tmp_path / "out.jsonl", "wb") as fh:
+        summary = stitch([str(logs)], fh, Options(format="jsonl"))
+    offsets = summary.offsets_ms
+    for service, shift in SHIFTS_MS.items():
+        assert abs(offsets[service] - offsets["gateway"] - shift) < 1.0, offsets
+
+    traces: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    for line in (tmp_path / "out.jsonl").read_bytes().splitlines():
+        rec = json.loads(line)
+        if rec["trace_id"] is not None:
+            traces[rec["trace_id"]].append(rec)
+    assert len(traces) == CHECKOUTS + BROWSES
+    for rows in traces.values():
+        said = [r["record"]["message"] for r in rows]
+        assert said[0] in ("checkout asked", "browse asked"), said
+        assert said[-1] in ("checkout answered", "browse answered"), said
+        asked, answered = said.index("quote asked"), said.index("quote answered")
+        assert 0 < asked < answered < len(said) - 1, said
+        quote = rows[asked]
+        # pricing hangs under the gateway's request, not under orders'
+        assert quote["depth"] == 1 and quote["parent_span_id"] == rows[0]["span_id"], rows

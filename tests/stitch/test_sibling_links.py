@@ -1,0 +1,105 @@
+"""Sibling links: which ones the rest of the evidence refutes, on plain data.
+
+The services of :mod:`test_parallel_siblings` as links: the gateway calls
+orders (its clock 30 ms ahead) and pricing (on the gateway's clock); a
+sibling link orders -> pricing says pricing is 26 ms behind orders, 4 ms off
+the truth. ``solve`` stands for the clock solution: each service's offset is
+the mean of what the links into it say, from the gateway outwards.
+"""
+
+from __future__ import annotations
+
+from logtrace.stitch._clocks import ClockModel
+from logtrace.stitch._containment import Link, Links
+from logtrace.stitch._sibling_links import (
+    inner_links,
+    misses,
+    recheck_siblings,
+    refuted,
+    suspects,
+)
+
+MS = 1e-3
+
+
+def _link(caller: str, callee: str, at_ms: float, half_ms: float = 1.0) -> Link:
+    return Link(caller, callee, (at_ms - half_ms) * MS, (at_ms + half_ms) * MS, 50, 50, 60)
+
+
+GATEWAY_ORDERS = _link("gateway", "orders", 30.0)
+GATEWAY_PRICING = _link("gateway", "pricing", 0.0)
+SIBLING = _link("orders", "pricing", -26.0)
+ORDERS_DB = _link("orders", "db", -60.0)
+ALL = Links((GATEWAY_ORDERS, GATEWAY_PRICING, SIBLING, ORDERS_DB), "note")
+
+
+def _solve(links: Links, widen: bool) -> dict[str, ClockModel]:
+    """Offsets from the gateway outwards, each the mean of its links' middles."""
+    at = {"gateway": 0.0}
+    for _ in links.links:
+        for callee in {k.callee for k in links.links}:
+            said = [
+                at[k.caller] + (k.lo + k.hi) / 2
+                for k in links.links
+                if k.callee == callee and k.caller in at
+            ]
+            if said:
+                at[callee] = sum(said) / len(said)
+    return {name: ClockModel(offset) for name, offset in at.items()}
+
+
+def _decide(without: frozenset[tuple[str, str]]) -> Links:
+    kept = tuple(k for k in ALL.links if (k.caller, k.callee) not in without)
+    return Links(kept, "note", tuple("/".join(sorted(pair)) for pair in without))
+
+
+class TestSuspects:
+    def test_inner_links_are_those_between_two_callees_of_a_third(self) -> None:
+        assert inner_links(ALL) == {("orders", "pricing")}
+
+    def test_a_missed_link_makes_the_sibling_beside_it_a_suspect(self) -> None:
+        missed = misses(ALL, _solve(ALL, True))
+        assert missed[("gateway", "pricing")] > 0
+        assert suspects(ALL, missed) == {("orders", "pricing")}
+
+    def test_no_suspect_when_every_link_is_met(self) -> None:
+        clean = Links((GATEWAY_ORDERS, GATEWAY_PRICING, ORDERS_DB), "note")
+        missed = misses(clean, _solve(clean, True))
+        assert not any(missed.values())
+        assert suspects(clean, missed) == set()
+
+    def test_a_suspect_is_refuted_by_clocks_solved_without_it(self) -> None:
+        without = _solve(_decide(frozenset({("orders", "pricing")})), False)
+        assert refuted(ALL, {("orders", "pricing")}, without) == {("orders", "pricing")}
+        # where the sibling agrees with the rest, it stands
+        agreeing = Links((*ALL.links[:2], _link("orders", "pricing", -30.0)), "note")
+        assert refuted(agreeing, {("orders", "pricing")}, without) == set()
+
+
+class TestRecheckSiblings:
+    def test_a_refuted_sibling_link_is_dropped_and_the_clocks_solved_again(self) -> None:
+        links, clocks = recheck_siblings(ALL, _solve(ALL, True), _decide, _solve)
+        assert ("orders", "pricing") not in links.callers
+        assert "orders/pricing" in links.rejected
+        assert abs(clocks["pricing"].offset_s) < 1e-9
+        assert abs(clocks["orders"].offset_s - 30 * MS) < 1e-9
+        assert not any(misses(links, clocks).values())
+
+    def test_nothing_changes_on_one_clock(self) -> None:
+        one = Links(ALL.links, "note", one_clock=True)
+        first = _solve(one, True)
+        links, clocks = recheck_siblings(one, first, _decide, _solve)
+        assert links is one and clocks is first
+
+    def test_a_drop_that_does_not_help_is_undone(self) -> None:
+        def worse(without: frozenset[tuple[str, str]]) -> Links:
+            # without the sibling, a link from db to pricing comes up that
+            # contradicts the gateway's: the links left are met worse
+            kept = _decide(without).links
+            if ("orders", "pricing") in without:
+                kept += (_link("db", "pricing", 70.0),)
+            return Links(kept, "note")
+
+        first = _solve(ALL, True)
+        links, clocks = recheck_siblings(ALL, first, worse, _solve)
+        assert links is ALL and clocks is first
