@@ -25,6 +25,7 @@ from typing import Any
 
 import httpx
 import pytest
+from _otel_app import HEAD, app_env
 from servers import run_uvicorn
 
 from logtrace.stitch import Options, stitch
@@ -34,43 +35,8 @@ pytest.importorskip("opentelemetry.instrumentation.logging")
 pytest.importorskip("pythonjsonlogger")
 pytestmark = pytest.mark.timeout(180)
 
-APP = textwrap.dedent(
+APP = HEAD + textwrap.dedent(
     """
-    import asyncio, logging, os
-
-    import httpx
-    from fastapi import BackgroundTasks, FastAPI
-    from opentelemetry import propagate, trace
-    from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
-    from opentelemetry.instrumentation.logging import LoggingInstrumentor
-    from opentelemetry.sdk.resources import Resource
-    from opentelemetry.sdk.trace import TracerProvider
-    from pythonjsonlogger.json import JsonFormatter
-
-    SERVICE = os.environ["BG_SERVICE"]
-    SHIFT = float(os.environ["BG_SHIFT_MS"]) / 1000
-    trace.set_tracer_provider(TracerProvider(resource=Resource.create({"service.name": SERVICE})))
-    LoggingInstrumentor().instrument(set_logging_format=False, inject_trace_context=True)
-
-
-    class Shifted(logging.Filter):
-        def filter(self, record):
-            record.created += SHIFT
-            return True
-
-
-    handler = logging.FileHandler(os.environ["BG_LOG"])
-    handler.setFormatter(JsonFormatter(
-        "%(levelname)s %(message)s %(otelTraceID)s %(otelSpanID)s %(otelServiceName)s",
-        timestamp=True,
-    ))
-    handler.addFilter(Shifted())
-    log = logging.getLogger(SERVICE)
-    log.addHandler(handler)
-    log.setLevel(logging.INFO)
-    log.propagate = False
-    api = FastAPI()
-    client = httpx.AsyncClient()
 
 
     async def job(ms: int) -> None:
@@ -113,12 +79,7 @@ def _run(tmp_path: Path, shift_ms: float) -> Path:
     logs.mkdir()
 
     def env(service: str, shift: float, pricing: str = "") -> dict[str, str]:
-        return {
-            "BG_SERVICE": service,
-            "BG_SHIFT_MS": str(shift),
-            "BG_LOG": str(logs / f"{service}.log"),
-            "BG_PRICING": pricing,
-        }
+        return {**app_env(service, shift, logs / f"{service}.log"), "BG_PRICING": pricing}
 
     with (
         run_uvicorn("bg_app:app", app_dir=tmp_path, args=("--log-level", "warning"),

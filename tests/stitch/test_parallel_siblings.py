@@ -29,6 +29,7 @@ from typing import Any
 
 import httpx
 import pytest
+from _otel_app import HEAD, app_env
 from servers import run_uvicorn
 
 from logtrace.stitch import Options, stitch
@@ -38,44 +39,9 @@ pytest.importorskip("opentelemetry.instrumentation.logging")
 pytest.importorskip("pythonjsonlogger")
 pytestmark = pytest.mark.timeout(240)
 
-APP = textwrap.dedent(
+APP = HEAD + textwrap.dedent(
     """
-    import asyncio, logging, os, random
-
-    import httpx
-    from fastapi import FastAPI
-    from opentelemetry import propagate, trace
-    from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
-    from opentelemetry.instrumentation.logging import LoggingInstrumentor
-    from opentelemetry.sdk.resources import Resource
-    from opentelemetry.sdk.trace import TracerProvider
-    from pythonjsonlogger.json import JsonFormatter
-
-    SERVICE = os.environ["PS_SERVICE"]
-    SHIFT = float(os.environ["PS_SHIFT_MS"]) / 1000
     URLS = dict(part.split("=", 1) for part in os.environ["PS_URLS"].split(",") if part)
-    trace.set_tracer_provider(TracerProvider(resource=Resource.create({"service.name": SERVICE})))
-    LoggingInstrumentor().instrument(set_logging_format=False, inject_trace_context=True)
-
-
-    class Shifted(logging.Filter):
-        def filter(self, record):
-            record.created += SHIFT
-            return True
-
-
-    handler = logging.FileHandler(os.environ["PS_LOG"])
-    handler.setFormatter(JsonFormatter(
-        "%(levelname)s %(message)s %(otelTraceID)s %(otelSpanID)s %(otelServiceName)s",
-        timestamp=True,
-    ))
-    handler.addFilter(Shifted())
-    log = logging.getLogger(SERVICE)
-    log.addHandler(handler)
-    log.setLevel(logging.INFO)
-    log.propagate = False
-    api = FastAPI()
-    client = httpx.AsyncClient()
 
 
     async def call(service: str, path: str) -> None:
@@ -145,9 +111,7 @@ def _run(tmp_path: Path) -> Path:
 
     def serve(service: str, **urls: str) -> Any:
         env = {
-            "PS_SERVICE": service,
-            "PS_SHIFT_MS": str(SHIFTS_MS[service]),
-            "PS_LOG": str(logs / f"{service}.log"),
+            **app_env(service, SHIFTS_MS[service], logs / f"{service}.log"),
             "PS_URLS": ",".join(f"{k}={v}" for k, v in urls.items()),
         }
         return run_uvicorn("ps_app:app", app_dir=tmp_path, args=("--log-level", "warning"),
