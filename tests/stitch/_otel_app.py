@@ -38,6 +38,7 @@ HEAD = textwrap.dedent(
     class Shifted(logging.Filter):
         def filter(self, record):
             record.created += SHIFT
+            record.msecs = (record.created % 1) * 1000  # for asctime
             return True
 
 
