@@ -173,8 +173,7 @@ def without_stray_later(evidence: Evidence, width: int, enough: int) -> Evidence
         left_l, right_l, held_l, _ = snuggest(lo[after], hi[after], keys[after], callees[after])
         # Apart by more than the snug stretch is wide: not a hair's breadth.
         apart = max(left_l - right, left - right_l) > right - left
-        if apart and _in_a_row(lo, hi, callees, before, after):
-            apart = False
+        apart = apart and not _in_a_row(lo, hi, callees, before, after)
         snugger = held / max(right - left, MIN_ROOM) > held_l / max(right_l - left_l, MIN_ROOM)
         # Work after every answer follows every request: as many traces.
         alike = held_l >= NEAR_DEPTH * held

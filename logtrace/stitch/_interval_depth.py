@@ -95,14 +95,19 @@ def deepest_packing(lo: F64, hi: F64, callees: I64) -> float:
     per unit of room they leave there (see :func:`snug_stretches`)."""
     coord, depth = _depths(lo, hi)
     at = int(np.argmax(depth))
-    inside = (lo <= coord[at]) & (hi >= coord[min(at + 1, len(coord) - 1)])
-    return len(np.unique(callees[inside])) / _room(coord, at, lo, hi)
+    return len(np.unique(callees[_holding(coord, at, lo, hi)])) / _room(coord, at, lo, hi)
+
+
+def _holding(coord: F64, at: int, lo: F64, hi: F64) -> npt.NDArray[np.bool_]:
+    """Which intervals hold the stretch from ``coord[at]`` to the next end."""
+    held: npt.NDArray[np.bool_] = (lo <= coord[at]) & (hi >= coord[min(at + 1, len(coord) - 1)])
+    return held
 
 
 def _room(coord: F64, at: int, lo: F64, hi: F64) -> float:
     """The median width of the intervals holding ``coord[at]`` (at least
     :data:`MIN_ROOM`)."""
-    inside = (lo <= coord[at]) & (hi >= coord[min(at + 1, len(coord) - 1)])
+    inside = _holding(coord, at, lo, hi)
     if not inside.any():
         return np.inf
     return max(float(np.median(hi[inside] - lo[inside])), MIN_ROOM)

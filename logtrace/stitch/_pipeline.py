@@ -15,6 +15,7 @@ import shutil
 import tempfile
 from collections.abc import Callable, Sequence
 from dataclasses import replace
+from functools import partial
 from typing import IO, NamedTuple
 
 import numpy as np
@@ -229,9 +230,7 @@ def _clocks(
             chosen, parts.services, parts.count, grouped_at, table, cap, widen=widen
         )
 
-    def decide(without: frozenset[tuple[str, str]]) -> Links:
-        return decide_links(found, parts.services, without)
-
+    decide = partial(decide_links, found, parts.services)
     links, clocks = recheck_siblings(links, solve(links, True), decide, solve)
     return clocks, links
 

@@ -88,8 +88,8 @@ def recheck_siblings(
     if links.one_clock:
         return links, clocks
     gone: frozenset[Pair] = frozenset()
+    missed = misses(links, clocks)
     for _ in range(ROUNDS):
-        missed = misses(links, clocks)
         doubtful = suspects(links, missed)
         if not doubtful:
             break
@@ -98,9 +98,10 @@ def recheck_siblings(
             break
         fewer = decide(gone | out)
         solved = solve(fewer, True)
-        if sum(misses(fewer, solved).values()) >= sum(missed.values()):
+        still = misses(fewer, solved)
+        if sum(still.values()) >= sum(missed.values()):
             break
-        links, clocks, gone = fewer, solved, gone | out
+        links, clocks, missed, gone = fewer, solved, still, gone | out
     return links, clocks
 
 

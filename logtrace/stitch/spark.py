@@ -230,9 +230,7 @@ def _stitch(
                     chosen, run.services, count, None, None, cap, infer, bracket, widen
                 )
 
-            def decide(without: frozenset[tuple[str, str]]) -> Links:
-                return decide_links(found, run.services, without)
-
+            decide = partial(decide_links, found, run.services)
             links, clocks = recheck_siblings(links, solve(links, True), decide, solve)
             options = replace(options, callers=links.callers, trimmed=links.trimmed)
         if links.note:
