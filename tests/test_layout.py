@@ -166,6 +166,7 @@ STITCH_STAGES = (
             "_interval_depth",
             "_record_gaps",
             "_evidence",
+            "_through_links",
             "_one_clock",
             "_containment",
             "_link_rules",

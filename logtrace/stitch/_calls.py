@@ -351,7 +351,7 @@ def solve_clocks(
     starts from ``initial`` clocks when given (a better estimate than the
     callers' whole spans give), else from the whole spans, with the services
     of ``gaps`` (groups of offsets from where the callees fit between their
-    callers' records: :func:`._containment.gap_offsets`) set by those."""
+    callers' records: :func:`._evidence.gap_offsets`) set by those."""
     c = collector.calls()
     if c is None:
         return {}

@@ -18,15 +18,14 @@ reverse direction is about as often consistent (two spans that merely
 overlap) or that too few traces support is no link. The links found feed
 two things:
 
-- :func:`._inferred_calls.infer_parents`: per trace, a span without a parent gets as parent
-  the smallest span of a linked caller service that contains it (on
-  corrected clocks once they are known), flagged in ``Tree.inferred``;
-- the clock estimate (:func:`._inferred_calls.solve_with_links`): the
-  inferred calls are ordinary loose calls to :mod:`._calls` (caller span,
-  callee span, no client span record), bounded and bracketed like any other,
-  starting from the offsets at which callees fit between their callers'
-  records (:attr:`Links.first`, :mod:`._record_gaps`: the same pairs give
-  that evidence too).
+- :func:`._inferred_calls.infer_parents`: per trace, a span without a
+  parent gets as parent the smallest span of a linked caller service that
+  contains it (on corrected clocks once known), flagged in ``Tree.inferred``;
+- the clock estimate (:func:`._inferred_calls.solve_with_links`): inferred
+  calls are ordinary loose calls to :mod:`._calls`, bounded and bracketed
+  like any other, starting from the offsets at which callees fit between
+  their callers' records (:attr:`Links.first`, :mod:`._record_gaps`).
+A link seen through a service between (:mod:`._through_links`) is no call.
 
 With too little or contradictory evidence nothing is inferred, and
 :attr:`Links.note` says why. When the logs fit one shared clock (at zero
@@ -70,6 +69,7 @@ from ._record_gaps import (
 from ._resolution import row_resolution, span_resolution
 from ._span_extras import answered_ends
 from ._span_pairs import after_own_service, inside_own_service, span_pairs, unlinked_spans
+from ._through_links import through
 
 __all__ = [
     "MIN_TRACES",
@@ -78,7 +78,6 @@ __all__ = [
     "containment_evidence",
     "containment_interval",
     "decide_links",
-    "gap_offsets",
     "spans_resolution",
 ]
 
@@ -181,6 +180,8 @@ class Link:
     trimmed: bool = False
     """Judged by the callees' spans without their last line: the callee
     service works after it answered (see :func:`._evidence.tails`)."""
+    fitting: int = 0
+    """Traces whose callee spans fit between the caller's records."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -278,7 +279,7 @@ def decide_links(
         candidates.append((a, b))
     for a, b in candidates:  # accepted one way: not a pair where neither holds
         rejected.discard("/".join(sorted((services[a], services[b]))))
-    links = _chosen(candidates, found, possible, services, tail, width, False)
+    links = _chosen(candidates, found, (possible, fitting), services, tail, width, False)
     # A link that offers several stretches ranks after those that offer one:
     # its first may be a call beside its own, fitting as snugly.
     several = {(services[a], services[b]) for a, b in candidates if len(found[(a, b)]) > 1}
@@ -288,9 +289,13 @@ def decide_links(
         at = {name: i for i, name in enumerate(services)}
         held = {(at[k.caller], at[k.callee]) for k in kept}
         sure = [pair for pair in candidates if pair in held]
-        links = _chosen(sure, found, possible, services, tail, width, True)
+        links = _chosen(sure, found, (possible, fitting), services, tail, width, True)
         kept, dropped, offsets, groups = _consistent(links)
         contradicted += dropped
+    seen = through([(k.caller, k.callee, k.traces, k.callees, k.fitting) for k in kept])
+    via = [f"{k.caller} -> {k.callee} via {seen[i]}" for i, k in enumerate(kept) if i in seen]
+    if seen:  # seen through a service between: no call
+        kept, _, offsets, groups = _consistent([k for i, k in enumerate(kept) if i not in seen])
     one_clock = bool(kept) and shared_clock(lo[~later], hi[~later], callees[~later])
     if one_clock:  # the offsets are known: a link whose spans do not fit them is none
         whole_rows = rows(evidence, ~gap & ((evidence[6] & LATER) == 0))
@@ -300,7 +305,7 @@ def decide_links(
             kept, _, offsets, groups = _consistent([k for i, k in enumerate(kept) if i not in out])
     rejected.update("/".join(sorted((k.caller, k.callee))) for k in contradicted)
     gone = sorted(rejected)
-    note = _note(kept, gone, weak)
+    note = _note(kept, gone, weak) + "".join(f"; {text}, not a call" for text in via)
     if one_clock:
         offsets = dict.fromkeys(offsets, (0.0, 0.0))
         first = dict.fromkeys(offsets, 0.0)
@@ -328,7 +333,7 @@ def _support(contained: Evidence, width: int) -> dict[int, int]:
 def _chosen(
     candidates: list[tuple[int, int]],
     found: dict[tuple[int, int], list[tuple[tuple[float, float, int, int], Stretch | None]]],
-    possible: dict[tuple[int, int], int],
+    counts: tuple[dict[tuple[int, int], int], dict[tuple[int, int], int]],
     services: list[str],
     tail: B,
     width: int,
@@ -338,7 +343,9 @@ def _chosen(
     stretch its evidence offers (:func:`._interval_depth.snug`); with
     ``choose`` (the candidates are consistent links), where one offers
     several, the one the others agree with
-    (:func:`._record_gaps.choose_stretches`)."""
+    (:func:`._record_gaps.choose_stretches`). ``counts``: per pair, its
+    possible callees and the traces that fit between the caller's records."""
+    possible, fitting = counts
     names = [(services[a], services[b]) for a, b in candidates]
     group = components(sorted({n for pair in names for n in pair}), names)
     offered = [
@@ -350,7 +357,10 @@ def _chosen(
     for (a, b), (caller, callee), pick in zip(candidates, names, picks, strict=True):
         left, right, traces, spans = found[(a, b)][pick][0]
         trimmed = bool(tail[a * width + b])
-        links.append(Link(caller, callee, left, right, traces, spans, possible[(a, b)], trimmed))
+        fit = fitting[(a, b)]
+        links.append(
+            Link(caller, callee, left, right, traces, spans, possible[(a, b)], trimmed, fit)
+        )
     return links
 
 
@@ -464,31 +474,3 @@ def _note(links: list[Link], rejected: list[str], weak: list[str]) -> str:
         why.append(f"containment inconsistent for {', '.join(rejected)}")
     reason = "; ".join(why) or "no evidence"
     return f"spans whose parent is not logged: no calls inferred ({reason})"
-
-
-def gap_offsets(evidence: Evidence, services: list[str]) -> list[dict[str, float]]:
-    """Per group of services the logged calls without client spans connect,
-    each one's offset where the callees fit between their callers' records
-    (:func:`._record_gaps.logged_gaps`), relative to the group's first
-    service; none without such calls."""
-    svc_a, svc_b, lo, hi, keys, callees, _ = rows(evidence, (evidence[6] & ~MARKS) == GAP)
-    if not len(svc_a):
-        return []
-    width = len(services) + 1
-    pair = svc_a.astype(np.int64) * width + svc_b
-    offered = []
-    for p in np.unique(pair).tolist():
-        mine = pair == p
-        stretches = snug_stretches(lo[mine], hi[mine], keys[mine], callees[mine])
-        offered.append((services[p // width], services[p % width], [s[:2] for s in stretches]))
-    named = sorted({name for link in offered for name in link[:2]})
-    group = components(named, [(caller, callee) for caller, callee, _ in offered])
-    picks = choose_stretches(offered, group)
-    found = [
-        (caller, callee, *stretches[pick])
-        for (caller, callee, stretches), pick in zip(offered, picks, strict=True)
-    ]
-    groups: dict[str, dict[str, float]] = {}
-    for name, offset in fit_offsets(found, group).items():
-        groups.setdefault(group[name], {})[name] = offset
-    return list(groups.values())

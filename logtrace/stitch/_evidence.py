@@ -8,7 +8,9 @@ from __future__ import annotations
 import numpy as np
 import numpy.typing as npt
 
-from ._interval_depth import MIN_ROOM, NEAR_DEPTH, deepest_packing, snuggest
+from ._clock_least_squares import components
+from ._interval_depth import MIN_ROOM, NEAR_DEPTH, deepest_packing, snug_stretches, snuggest
+from ._record_gaps import choose_stretches, fit_offsets
 
 __all__ = [
     "COLUMNS",
@@ -22,6 +24,7 @@ __all__ = [
     "Evidence",
     "EvidenceCollector",
     "empty_evidence",
+    "gap_offsets",
     "rows",
     "tails",
     "without_stray_later",
@@ -199,3 +202,31 @@ def _in_a_row(lo: F64, hi: F64, callees: I64, before: B, after: B) -> bool:
     added = len(np.unique(callees[after])) / len(np.unique(callees[before]))
     together = deepest_packing(lo[both], hi[both], callees[both])
     return together >= IN_A_ROW * alone * (1 + added)
+
+
+def gap_offsets(evidence: Evidence, services: list[str]) -> list[dict[str, float]]:
+    """Per group of services the logged calls without client spans connect,
+    each one's offset where the callees fit between their callers' records
+    (:func:`._record_gaps.logged_gaps`), relative to the group's first
+    service; none without such calls."""
+    svc_a, svc_b, lo, hi, keys, callees, _ = rows(evidence, (evidence[6] & ~MARKS) == GAP)
+    if not len(svc_a):
+        return []
+    width = len(services) + 1
+    pair = svc_a.astype(np.int64) * width + svc_b
+    offered = []
+    for p in np.unique(pair).tolist():
+        mine = pair == p
+        stretches = snug_stretches(lo[mine], hi[mine], keys[mine], callees[mine])
+        offered.append((services[p // width], services[p % width], [s[:2] for s in stretches]))
+    named = sorted({name for link in offered for name in link[:2]})
+    group = components(named, [(caller, callee) for caller, callee, _ in offered])
+    picks = choose_stretches(offered, group)
+    found = [
+        (caller, callee, *stretches[pick])
+        for (caller, callee, stretches), pick in zip(offered, picks, strict=True)
+    ]
+    groups: dict[str, dict[str, float]] = {}
+    for name, offset in fit_offsets(found, group).items():
+        groups.setdefault(group[name], {})[name] = offset
+    return list(groups.values())

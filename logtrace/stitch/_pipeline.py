@@ -33,9 +33,8 @@ from ._containment import (
     Links,
     containment_evidence,
     decide_links,
-    gap_offsets,
 )
-from ._evidence import EvidenceCollector
+from ._evidence import EvidenceCollector, gap_offsets
 from ._inferred_calls import solve_with_links
 from ._marks import count_marks
 from ._memory import give_back_free_heap
@@ -225,13 +224,13 @@ def _clocks(
         g = held if held is not None else open_partition(parts, s, options.memory)
         return g.table, g.tree, g.first
 
-    def solve(chosen: Links, widen: bool) -> dict[str, ClockModel]:
+    def solve(chosen: Links) -> dict[str, ClockModel]:
         return solve_with_links(
-            chosen, parts.services, parts.count, grouped_at, table, cap, widen=widen
+            chosen, parts.services, parts.count, grouped_at, table, cap, widen=False
         )
 
     decide = partial(decide_links, found, parts.services)
-    links, clocks = recheck_siblings(links, solve(links, True), decide, solve)
+    links, clocks = recheck_siblings(links, decide, solve)
     return clocks, links
 
 

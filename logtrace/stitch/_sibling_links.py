@@ -18,12 +18,25 @@ Nothing changes when every link is met, or on logs written on one clock.
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Callable
 
 from ._clocks import ClockModel
-from ._containment import Links
+from ._containment import Link, Links
+from ._inferred_calls import within_links
 
-__all__ = ["ROUNDS", "inner_links", "misses", "recheck_siblings", "refuted", "suspects"]
+__all__ = [
+    "ROUNDS",
+    "apart",
+    "candidates",
+    "evidence",
+    "inner_links",
+    "misses",
+    "recheck_siblings",
+    "refuted",
+    "suspects",
+    "weaker",
+]
 
 Pair = tuple[str, str]
 Clocks = dict[str, ClockModel]
@@ -73,36 +86,100 @@ def refuted(links: Links, doubtful: set[Pair], clocks: Clocks) -> set[Pair]:
 
 def recheck_siblings(
     links: Links,
-    clocks: Clocks,
     decide: Callable[[frozenset[Pair]], Links],
-    solve: Callable[[Links, bool], Clocks],
+    solve: Callable[[Links], Clocks],
 ) -> tuple[Links, Clocks]:
-    """``links`` and their ``clocks`` without the sibling links the rest of
-    the evidence refutes.
+    """``links`` without those the calls refute, and the clocks solved with
+    the rest (kept within what they allow: :func:`within_links`).
 
-    ``decide(without)`` decides the links again, none of the pairs
-    ``without``; ``solve(links, widen)`` solves the clocks with them
-    (``widen=False``: the clocks as solved, not yet widened to the links'
-    intervals, see :func:`._inferred_calls.solve_with_links`).
+    ``solve(links)`` solves the clocks from the calls inferred with
+    ``links`` (not yet kept within them); ``decide(without)`` decides the
+    links again, none of the pairs ``without``. While some link misses the
+    solved clocks, each candidate (:func:`candidates`) is tried on its own:
+    solved without it, is it refuted, and how far do the links left miss
+    then? Of the refuted ones after which they miss less than before, the
+    one on the least evidence goes (:func:`evidence`; not the one after
+    which they miss least: a chance link beside the sibling may be met as
+    well without the real call as without the sibling).
     """
+    clocks = within_links(solve(links), links)
     if links.one_clock:
         return links, clocks
     gone: frozenset[Pair] = frozenset()
     missed = misses(links, clocks)
+    states = [(sum(missed.values()), links, clocks)]
     for _ in range(ROUNDS):
-        doubtful = suspects(links, missed)
-        if not doubtful:
+        if not states[-1][0]:
             break
-        out = refuted(links, doubtful, solve(decide(gone | doubtful), False))
-        if not out:
+        best: tuple[tuple[float, ...], Links, Clocks, dict[Pair, float], Pair] | None = None
+        tried = candidates(links, missed)
+        for link in links.links:
+            pair = (link.caller, link.callee)
+            if pair not in tried or not weaker(link, links):
+                continue
+            if best is not None and evidence(link, links) > best[0]:
+                continue
+            fewer = decide(gone | {pair})
+            if apart(fewer, links):
+                continue
+            solved = solve(fewer)
+            if refuted(links, {pair}, solved):
+                solved = within_links(solved, fewer)
+                still = misses(fewer, solved)
+                rank = (*evidence(link, links), sum(still.values()))
+                if best is None or rank < best[0]:
+                    best = (rank, fewer, solved, still, pair)
+        if best is None:
             break
-        fewer = decide(gone | out)
-        solved = solve(fewer, True)
-        still = misses(fewer, solved)
-        if sum(still.values()) >= sum(missed.values()):
-            break
-        links, clocks, missed, gone = fewer, solved, still, gone | out
+        _, links, clocks, missed, pair = best
+        gone |= {pair}
+        states.append((sum(missed.values()), links, clocks))
+    _, links, clocks = min(states, key=lambda state: state[0])
     return links, clocks
+
+
+def candidates(links: Links, missed: dict[Pair, float]) -> set[Pair]:
+    """The links that may be wrong where some are missed: the suspects
+    (:func:`suspects`), and the links that share a service with a missed
+    one into a service that another link calls too (a chance link beside a
+    real call)."""
+    into = Counter(callee for _, callee in links.callers)
+    touched = {service for pair, by in missed.items() if by > 0 for service in pair}
+    chance = {(a, b) for a, b in links.callers if into[b] > 1 and (a in touched or b in touched)}
+    return chance | suspects(links, missed)
+
+
+def evidence(link: Link, links: Links) -> tuple[float, int, int]:
+    """How much ``link`` rests on, least first: the share of its traces
+    whose callee spans fit between the caller's records (a sibling inside
+    by chance seldom does) times the share of the callee's spans inside (a
+    chance link holds few), then its traces; and last, whether it is a call
+    seen through another linked service (``a -> c`` beside ``a -> b -> c``:
+    0, it goes first)."""
+    through = any(
+        (link.caller, b) in links.callers and (b, link.callee) in links.callers
+        for b, _ in links.callers
+    )
+    fit = min(link.fitting / max(link.traces, 1), 1.0)
+    share = min(link.callees / max(link.possible, 1), 1.0)
+    return (fit * share, link.traces, 0 if through else 1)
+
+
+def weaker(link: Link, links: Links) -> bool:
+    """Whether another link into ``link``'s callee rests on more evidence
+    (:func:`evidence`): only the weaker of two explanations of a service's
+    spans may go."""
+    share = evidence(link, links)[0]
+    return any(
+        evidence(k, links)[0] > share for k in links.links if k.callee == link.callee and k != link
+    )
+
+
+def apart(fewer: Links, links: Links) -> bool:
+    """Whether ``fewer`` leaves a service of ``links`` unlinked, or their
+    clocks in more groups: such a drop leaves clocks uncorrected."""
+    groups = len(set(fewer.groups.values())) > len(set(links.groups.values()))
+    return groups or not set(links.groups) <= set(fewer.groups)
 
 
 def _difference(clocks: Clocks, caller: str, callee: str) -> float:

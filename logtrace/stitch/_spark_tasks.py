@@ -46,10 +46,9 @@ from ._clocks import ClockModel
 from ._containment import (
     containment_evidence,
     decide_links,
-    gap_offsets,
 )
 from ._correct import correct_rows
-from ._evidence import Evidence, EvidenceCollector
+from ._evidence import Evidence, EvidenceCollector, gap_offsets
 from ._inferred_calls import round_calls, solve_with_links
 from ._link_rules import Rule
 from ._memory import take_rows

@@ -225,13 +225,13 @@ def _stitch(
 
             cap = call_cap(options.memory)
 
-            def solve(chosen: Links, widen: bool) -> dict[str, ClockModel]:
+            def solve(chosen: Links) -> dict[str, ClockModel]:
                 return solve_with_links(
-                    chosen, run.services, count, None, None, cap, infer, bracket, widen
+                    chosen, run.services, count, None, None, cap, infer, bracket, False
                 )
 
             decide = partial(decide_links, found, run.services)
-            links, clocks = recheck_siblings(links, solve(links, True), decide, solve)
+            links, clocks = recheck_siblings(links, decide, solve)
             options = replace(options, callers=links.callers, trimmed=links.trimmed)
         if links.note:
             summary.notes.append(links.note)

@@ -9,9 +9,14 @@ the mean of what the links into it say, from the gateway outwards.
 
 from __future__ import annotations
 
+from functools import partial
+
 from logtrace.stitch._clocks import ClockModel
 from logtrace.stitch._containment import Link, Links
 from logtrace.stitch._sibling_links import (
+    apart,
+    candidates,
+    evidence,
     inner_links,
     misses,
     recheck_siblings,
@@ -22,18 +27,21 @@ from logtrace.stitch._sibling_links import (
 MS = 1e-3
 
 
-def _link(caller: str, callee: str, at_ms: float, half_ms: float = 1.0) -> Link:
-    return Link(caller, callee, (at_ms - half_ms) * MS, (at_ms + half_ms) * MS, 50, 50, 60)
+def _link(caller: str, callee: str, at_ms: float, fitting: int = 50, callees: int = 50) -> Link:
+    lo, hi = (at_ms - 1.0) * MS, (at_ms + 1.0) * MS
+    return Link(caller, callee, lo, hi, 50, callees, 60, fitting=fitting)
 
 
-GATEWAY_ORDERS = _link("gateway", "orders", 30.0)
+GATEWAY_ORDERS = _link("gateway", "orders", 30.0, fitting=0)  # called in parallel
 GATEWAY_PRICING = _link("gateway", "pricing", 0.0)
-SIBLING = _link("orders", "pricing", -26.0)
+SIBLING = _link("orders", "pricing", -26.0, fitting=10)  # inside by chance, seldom snugly
 ORDERS_DB = _link("orders", "db", -60.0)
 ALL = Links((GATEWAY_ORDERS, GATEWAY_PRICING, SIBLING, ORDERS_DB), "note")
+CHANCE = _link("pricing", "db", -27.3, callees=20)
+"""db spans that lie inside pricing's, at a wrong offset, in a third of the traces."""
 
 
-def _solve(links: Links, widen: bool) -> dict[str, ClockModel]:
+def _solve(links: Links) -> dict[str, ClockModel]:
     """Offsets from the gateway outwards, each the mean of its links' middles."""
     at = {"gateway": 0.0}
     for _ in links.links:
@@ -48,8 +56,8 @@ def _solve(links: Links, widen: bool) -> dict[str, ClockModel]:
     return {name: ClockModel(offset) for name, offset in at.items()}
 
 
-def _decide(without: frozenset[tuple[str, str]]) -> Links:
-    kept = tuple(k for k in ALL.links if (k.caller, k.callee) not in without)
+def _decide(without: frozenset[tuple[str, str]], of: Links = ALL) -> Links:
+    kept = tuple(k for k in of.links if (k.caller, k.callee) not in without)
     return Links(kept, "note", tuple("/".join(sorted(pair)) for pair in without))
 
 
@@ -58,38 +66,68 @@ class TestSuspects:
         assert inner_links(ALL) == {("orders", "pricing")}
 
     def test_a_missed_link_makes_the_sibling_beside_it_a_suspect(self) -> None:
-        missed = misses(ALL, _solve(ALL, True))
+        missed = misses(ALL, _solve(ALL))
         assert missed[("gateway", "pricing")] > 0
         assert suspects(ALL, missed) == {("orders", "pricing")}
 
     def test_no_suspect_when_every_link_is_met(self) -> None:
         clean = Links((GATEWAY_ORDERS, GATEWAY_PRICING, ORDERS_DB), "note")
-        missed = misses(clean, _solve(clean, True))
+        missed = misses(clean, _solve(clean))
         assert not any(missed.values())
         assert suspects(clean, missed) == set()
 
     def test_a_suspect_is_refuted_by_clocks_solved_without_it(self) -> None:
-        without = _solve(_decide(frozenset({("orders", "pricing")})), False)
+        without = _solve(_decide(frozenset({("orders", "pricing")})))
         assert refuted(ALL, {("orders", "pricing")}, without) == {("orders", "pricing")}
         # where the sibling agrees with the rest, it stands
         agreeing = Links((*ALL.links[:2], _link("orders", "pricing", -30.0)), "note")
         assert refuted(agreeing, {("orders", "pricing")}, without) == set()
 
 
+class TestCandidates:
+    def test_a_chance_link_into_a_service_called_from_elsewhere_is_one(self) -> None:
+        links = Links((*ALL.links, CHANCE), "note")
+        missed = misses(links, _solve(links))
+        assert ("pricing", "db") in candidates(links, missed)
+        # the only link into a service is never tried: without it, that
+        # service's clock is left uncorrected
+        assert ("gateway", "orders") not in candidates(links, missed)
+
+    def test_the_sibling_rests_on_less_than_the_real_call(self) -> None:
+        assert evidence(SIBLING, ALL) < evidence(GATEWAY_PRICING, ALL)
+        assert evidence(CHANCE, ALL) < evidence(ORDERS_DB, ALL)
+
+    def test_a_drop_that_leaves_a_service_unlinked_is_apart(self) -> None:
+        grouped = Links(ALL.links, "note", groups={"gateway": "gateway", "db": "gateway"})
+        assert apart(Links((), "note", groups={"gateway": "gateway"}), grouped)
+        split = Links((), "note", groups={"gateway": "gateway", "db": "db"})
+        assert apart(split, grouped)
+        assert not apart(grouped, grouped)
+
+
 class TestRecheckSiblings:
     def test_a_refuted_sibling_link_is_dropped_and_the_clocks_solved_again(self) -> None:
-        links, clocks = recheck_siblings(ALL, _solve(ALL, True), _decide, _solve)
+        links, clocks = recheck_siblings(ALL, _decide, _solve)
         assert ("orders", "pricing") not in links.callers
         assert "orders/pricing" in links.rejected
         assert abs(clocks["pricing"].offset_s) < 1e-9
         assert abs(clocks["orders"].offset_s - 30 * MS) < 1e-9
         assert not any(misses(links, clocks).values())
 
+    def test_the_sibling_and_a_chance_link_beside_it_go_one_at_a_time(self) -> None:
+        every = Links((*ALL.links, CHANCE), "note")
+        links, clocks = recheck_siblings(every, partial(_decide, of=every), _solve)
+        assert set(links.callers) == {k[:2] for k in (ALL.callers)} - {("orders", "pricing")}
+        assert abs(clocks["pricing"].offset_s) < 1e-9
+        assert abs(clocks["db"].offset_s + 30 * MS) < 1e-9
+
     def test_nothing_changes_on_one_clock(self) -> None:
         one = Links(ALL.links, "note", one_clock=True)
-        first = _solve(one, True)
-        links, clocks = recheck_siblings(one, first, _decide, _solve)
-        assert links is one and clocks is first
+        links, clocks = recheck_siblings(one, _decide, _solve)
+        assert links is one
+        assert {k: m.offset_s for k, m in clocks.items()} == {
+            k: m.offset_s for k, m in _solve(one).items()
+        }
 
     def test_a_drop_that_does_not_help_is_undone(self) -> None:
         def worse(without: frozenset[tuple[str, str]]) -> Links:
@@ -100,6 +138,6 @@ class TestRecheckSiblings:
                 kept += (_link("db", "pricing", 70.0),)
             return Links(kept, "note")
 
-        first = _solve(ALL, True)
-        links, clocks = recheck_siblings(ALL, first, worse, _solve)
-        assert links is ALL and clocks is first
+        links, clocks = recheck_siblings(ALL, worse, _solve)
+        assert links is ALL
+        assert clocks["pricing"].offset_s == _solve(ALL)["pricing"].offset_s
