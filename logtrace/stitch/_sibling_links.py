@@ -1,19 +1,25 @@
-"""Links between two services that a third calls in parallel.
+"""Links between two services that a third calls in parallel, and chance links beside them.
 
 A gateway that calls pricing and orders at once makes, in many traces, a
 pricing span that lies inside an orders span by chance: the two run side by
 side. Containment (:mod:`._containment`) may read that as a call
-``orders -> pricing``, and the link pins the two clocks to a difference the
-real calls (gateway -> pricing, gateway -> orders) do not allow. Such a link
-shows as a link the solved clocks cannot meet, or as one beside a link that
-cannot be met.
+``orders -> pricing``; pricing's spans then hang under orders, and the
+calls so inferred pull pricing's clock off the gateway's call. Beside it, db
+spans that lie inside pricing's at some wrong offset in a third of the
+traces make a chance link ``pricing -> db`` that holds the wrong offset in
+place. Such links show as links the solved clocks cannot meet.
 
-:func:`recheck_siblings` takes the suspects (links between two services a
-third calls, touching a service of a missed link), solves the clocks once
-without them, and drops each suspect whose offset interval excludes what the
-rest of the evidence then says. The result stands only if the links that
-remain are met better than before; otherwise the first solution is kept.
-Nothing changes when every link is met, or on logs written on one clock.
+:func:`recheck_siblings` then tries the candidates (:func:`candidates`:
+the links between two services a third calls, and the links into a service
+another link calls too, touching a service of a missed link) one at a time,
+solving the clocks without each. One goes if the rest of the evidence
+refutes it (its offsets exclude what the clocks then say) or does without
+it (every link, itself included, is met); of several, the one on the least
+evidence (:func:`evidence`), and never the only link into a service or one
+whose drop leaves clocks apart (:func:`weaker`, :func:`apart`). After at
+most :data:`ROUNDS` such drops, the set of links whose clocks miss the
+links least stands, the first one on a tie. Nothing changes when every
+link is met, or on logs written on one clock.
 """
 
 from __future__ import annotations
@@ -89,18 +95,16 @@ def recheck_siblings(
     decide: Callable[[frozenset[Pair]], Links],
     solve: Callable[[Links], Clocks],
 ) -> tuple[Links, Clocks]:
-    """``links`` without those the calls refute, and the clocks solved with
-    the rest (kept within what they allow: :func:`within_links`).
+    """``links`` without the sibling and chance links the rest of the
+    evidence refutes or does without, and the clocks solved with the rest
+    (kept within what they allow: :func:`within_links`).
 
     ``solve(links)`` solves the clocks from the calls inferred with
     ``links`` (not yet kept within them); ``decide(without)`` decides the
-    links again, none of the pairs ``without``. While some link misses the
-    solved clocks, each candidate (:func:`candidates`) is tried on its own:
-    solved without it, is it refuted, and how far do the links left miss
-    then? Of the refuted ones after which they miss less than before, the
-    one on the least evidence goes (:func:`evidence`; not the one after
-    which they miss least: a chance link beside the sibling may be met as
-    well without the real call as without the sibling).
+    links again, none of the pairs ``without``. Each round drops the
+    candidate on the least evidence of those that go (not the one after
+    which the links left are met best: a chance link beside the sibling may
+    be met as well without the real call as without the sibling).
     """
     clocks = within_links(solve(links), links)
     if links.one_clock:
@@ -122,9 +126,11 @@ def recheck_siblings(
             fewer = decide(gone | {pair})
             if apart(fewer, links):
                 continue
-            solved = solve(fewer)
-            if refuted(links, {pair}, solved):
-                solved = within_links(solved, fewer)
+            raw = solve(fewer)
+            solved = within_links(raw, fewer)
+            # Refuted, or needless: without it the clocks meet every link,
+            # itself included, which they did not with it.
+            if refuted(links, {pair}, raw) or not any(misses(links, solved).values()):
                 still = misses(fewer, solved)
                 rank = (*evidence(link, links), sum(still.values()))
                 if best is None or rank < best[0]:

@@ -27,8 +27,10 @@ from logtrace.stitch._sibling_links import (
 MS = 1e-3
 
 
-def _link(caller: str, callee: str, at_ms: float, fitting: int = 50, callees: int = 50) -> Link:
-    lo, hi = (at_ms - 1.0) * MS, (at_ms + 1.0) * MS
+def _link(
+    caller: str, callee: str, at_ms: float, fitting: int = 50, callees: int = 50, half: float = 1.0
+) -> Link:
+    lo, hi = (at_ms - half) * MS, (at_ms + half) * MS
     return Link(caller, callee, lo, hi, 50, callees, 60, fitting=fitting)
 
 
@@ -120,6 +122,17 @@ class TestRecheckSiblings:
         assert set(links.callers) == {k[:2] for k in (ALL.callers)} - {("orders", "pricing")}
         assert abs(clocks["pricing"].offset_s) < 1e-9
         assert abs(clocks["db"].offset_s + 30 * MS) < 1e-9
+
+    def test_a_sibling_the_clocks_do_without_is_dropped_though_not_refuted(self) -> None:
+        # Lines to the millisecond: the sibling's interval is wide enough to
+        # hold the truth, yet with it pricing hangs under orders and is
+        # pulled off the gateway's call; without it every link is met.
+        wide = _link("orders", "pricing", -27.0, fitting=40, half=4.0)
+        every = Links((GATEWAY_ORDERS, GATEWAY_PRICING, wide, ORDERS_DB), "note")
+        assert misses(every, _solve(every))[("gateway", "pricing")] > 0
+        links, clocks = recheck_siblings(every, partial(_decide, of=every), _solve)
+        assert ("orders", "pricing") not in links.callers
+        assert abs(clocks["pricing"].offset_s) < 1e-9
 
     def test_nothing_changes_on_one_clock(self) -> None:
         one = Links(ALL.links, "note", one_clock=True)
