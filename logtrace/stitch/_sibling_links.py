@@ -75,7 +75,7 @@ def misses(links: Links, clocks: Clocks) -> dict[Pair, float]:
 def suspects(links: Links, missed: dict[Pair, float]) -> set[Pair]:
     """Inner links (:func:`inner_links`) that share a service with a link
     the clocks miss."""
-    touched = {service for pair, by in missed.items() if by > 0 for service in pair}
+    touched = _touched(missed)
     return {(b, c) for b, c in inner_links(links) if b in touched or c in touched}
 
 
@@ -121,8 +121,8 @@ def recheck_siblings(
             pair = (link.caller, link.callee)
             if pair not in tried or not weaker(link, links):
                 continue
-            if best is not None and evidence(link, links) > best[0]:
-                continue
+            if best is not None and evidence(link, links) > best[0][:-1]:
+                continue  # on more evidence than one that goes already
             fewer = decide(gone | {pair})
             if apart(fewer, links):
                 continue
@@ -150,8 +150,8 @@ def candidates(links: Links, missed: dict[Pair, float]) -> set[Pair]:
     one into a service that another link calls too (a chance link beside a
     real call)."""
     into = Counter(callee for _, callee in links.callers)
-    touched = {service for pair, by in missed.items() if by > 0 for service in pair}
-    chance = {(a, b) for a, b in links.callers if into[b] > 1 and (a in touched or b in touched)}
+    touched = _touched(missed)
+    chance = {(a, b) for a, b in links.callers if into[b] > 1 and {a, b} & touched}
     return chance | suspects(links, missed)
 
 
@@ -186,6 +186,11 @@ def apart(fewer: Links, links: Links) -> bool:
     clocks in more groups: such a drop leaves clocks uncorrected."""
     groups = len(set(fewer.groups.values())) > len(set(links.groups.values()))
     return groups or not set(links.groups) <= set(fewer.groups)
+
+
+def _touched(missed: dict[Pair, float]) -> set[str]:
+    """The services of the links the clocks miss."""
+    return {service for pair, by in missed.items() if by > 0 for service in pair}
 
 
 def _difference(clocks: Clocks, caller: str, callee: str) -> float:
