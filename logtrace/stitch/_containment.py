@@ -377,7 +377,7 @@ def _gap_stretches(
     for link in links:
         mine = pair == at[link.caller] * width + at[link.callee]
         mine &= (hi >= link.lo) & (lo <= link.hi)
-        if not mine.any():
+        if not mine.any() or 2 * link.fitting < link.traces:  # a caller that seldom waits
             out.append((link.caller, link.callee, link.lo, link.hi))
             continue
         left, right, _, _ = snuggest(lo[mine], hi[mine], keys[mine], callees[mine])

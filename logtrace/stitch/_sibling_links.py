@@ -37,6 +37,7 @@ __all__ = [
     "candidates",
     "evidence",
     "inner_links",
+    "loose_siblings",
     "misses",
     "recheck_siblings",
     "refuted",
@@ -113,10 +114,8 @@ def recheck_siblings(
     missed = misses(links, clocks)
     states = [(sum(missed.values()), links, clocks)]
     for _ in range(ROUNDS):
-        if not states[-1][0]:
-            break
+        tried = candidates(links, missed) if states[-1][0] else loose_siblings(links)
         best: tuple[tuple[float, ...], Links, Clocks, dict[Pair, float], Pair] | None = None
-        tried = candidates(links, missed)
         for link in links.links:
             pair = (link.caller, link.callee)
             if pair not in tried or not weaker(link, links):
@@ -140,7 +139,8 @@ def recheck_siblings(
         _, links, clocks, missed, pair = best
         gone |= {pair}
         states.append((sum(missed.values()), links, clocks))
-    _, links, clocks = min(states, key=lambda state: state[0])
+    # the fewest misses; on a tie, the links after the most drops
+    _, _, links, clocks = min((m, -i, k, c) for i, (m, k, c) in enumerate(states))
     return links, clocks
 
 
@@ -153,6 +153,20 @@ def candidates(links: Links, missed: dict[Pair, float]) -> set[Pair]:
     touched = _touched(missed)
     chance = {(a, b) for a, b in links.callers if into[b] > 1 and {a, b} & touched}
     return chance | suspects(links, missed)
+
+
+def loose_siblings(links: Links) -> set[Pair]:
+    """Where every link is met: the inner links (:func:`inner_links`) whose
+    callees fit between the caller's records in fewer than half their
+    traces, on less evidence than another link into their callee. Met by
+    the clocks their own inferred calls pulled, they are tried too."""
+    return {
+        (k.caller, k.callee)
+        for k in links.links
+        if (k.caller, k.callee) in inner_links(links)
+        and 2 * k.fitting < k.traces
+        and weaker(k, links)
+    }
 
 
 def evidence(link: Link, links: Links) -> tuple[float, int, int]:

@@ -9,6 +9,7 @@ the mean of what the links into it say, from the gateway outwards.
 
 from __future__ import annotations
 
+from dataclasses import replace
 from functools import partial
 
 from logtrace.stitch._clocks import ClockModel
@@ -18,6 +19,7 @@ from logtrace.stitch._sibling_links import (
     candidates,
     evidence,
     inner_links,
+    loose_siblings,
     misses,
     recheck_siblings,
     refuted,
@@ -99,6 +101,11 @@ class TestCandidates:
         assert evidence(SIBLING, ALL) < evidence(GATEWAY_PRICING, ALL)
         assert evidence(CHANCE, ALL) < evidence(ORDERS_DB, ALL)
 
+    def test_a_sibling_that_seldom_fits_between_the_callers_lines_is_loose(self) -> None:
+        assert loose_siblings(ALL) == {("orders", "pricing")}
+        snug = _link("orders", "pricing", -26.0, fitting=40)
+        assert loose_siblings(Links((GATEWAY_ORDERS, GATEWAY_PRICING, snug), "note")) == set()
+
     def test_a_drop_that_leaves_a_service_unlinked_is_apart(self) -> None:
         grouped = Links(ALL.links, "note", groups={"gateway": "gateway", "db": "gateway"})
         assert apart(Links((), "note", groups={"gateway": "gateway"}), grouped)
@@ -133,6 +140,19 @@ class TestRecheckSiblings:
         links, clocks = recheck_siblings(every, partial(_decide, of=every), _solve)
         assert ("orders", "pricing") not in links.callers
         assert abs(clocks["pricing"].offset_s) < 1e-9
+
+    def test_a_loose_sibling_is_tried_where_every_link_is_met(self) -> None:
+        # its own inferred calls pulled pricing a quarter of a millisecond,
+        # within every link's interval
+        near = _link("orders", "pricing", -29.5, fitting=10)
+        every = Links((GATEWAY_ORDERS, GATEWAY_PRICING, near, ORDERS_DB), "note")
+        assert not any(misses(every, _solve(every)).values())
+        links, clocks = recheck_siblings(every, partial(_decide, of=every), _solve)
+        assert ("orders", "pricing") not in links.callers
+        assert abs(clocks["pricing"].offset_s) < 1e-9
+        # one that fits the caller's gaps as a call does stays
+        snug = Links((GATEWAY_ORDERS, GATEWAY_PRICING, replace(near, fitting=40)), "note")
+        assert recheck_siblings(snug, partial(_decide, of=snug), _solve)[0] is snug
 
     def test_nothing_changes_on_one_clock(self) -> None:
         one = Links(ALL.links, "note", one_clock=True)
