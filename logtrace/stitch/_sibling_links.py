@@ -114,7 +114,8 @@ def recheck_siblings(
     missed = misses(links, clocks)
     states = [(sum(missed.values()), links, clocks)]
     for _ in range(ROUNDS):
-        tried = candidates(links, missed) if states[-1][0] else loose_siblings(links)
+        missing = bool(states[-1][0])
+        tried = candidates(links, missed) if missing else loose_siblings(links)
         best: tuple[tuple[float, ...], Links, Clocks, dict[Pair, float], Pair] | None = None
         for link in links.links:
             pair = (link.caller, link.callee)
@@ -129,7 +130,8 @@ def recheck_siblings(
             solved = within_links(raw, fewer)
             # Refuted, or needless: without it the clocks meet every link,
             # itself included, which they did not with it.
-            if refuted(links, {pair}, raw) or not any(misses(links, solved).values()):
+            needless = missing and not any(misses(links, solved).values())
+            if needless or refuted(links, {pair}, raw):
                 still = misses(fewer, solved)
                 rank = (*evidence(link, links), sum(still.values()))
                 if best is None or rank < best[0]:
@@ -157,14 +159,15 @@ def candidates(links: Links, missed: dict[Pair, float]) -> set[Pair]:
 
 def loose_siblings(links: Links) -> set[Pair]:
     """Where every link is met: the inner links (:func:`inner_links`) whose
-    callees fit between the caller's records in fewer than half their
-    traces, on less evidence than another link into their callee. Met by
-    the clocks their own inferred calls pulled, they are tried too."""
+    callees fit between the caller's records in fewer than three quarters
+    of their traces (a call from a caller that waits fits in nearly all),
+    on less evidence than another link into their callee. Met by the clocks
+    their own inferred calls pulled, they are tried too, and go if refuted."""
     return {
         (k.caller, k.callee)
         for k in links.links
         if (k.caller, k.callee) in inner_links(links)
-        and 2 * k.fitting < k.traces
+        and 4 * k.fitting < 3 * k.traces
         and weaker(k, links)
     }
 

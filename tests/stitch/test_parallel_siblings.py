@@ -146,11 +146,15 @@ CAPTURED = Path(__file__).parent / "captured"
 """Logs of runs of these services that a rule once broke (gzipped): a sibling
 link kept (pricing 4.3 ms off), a link seen through orders (gateway's clock
 1.1 ms off), a gap fit of a caller that seldom waits (orders 0.9 ms off, its
-last line after the gateway's answer), and whole-millisecond timestamps
-(pricing 5.1 ms off)."""
+last line after the gateway's answer), a sibling link whose pricing spans
+fit between orders' lines in half the traces, met by every link yet
+putting orders 1.2 ms off, and whole-millisecond timestamps (pricing 5.1 ms
+off)."""
 
 
-@pytest.mark.parametrize("run", ["sibling_link", "through_link", "weak_gap_fit"])
+@pytest.mark.parametrize(
+    "run", ["sibling_link", "through_link", "weak_gap_fit", "half_fit_sibling"]
+)
 def test_captured_runs_that_broke_a_rule(tmp_path: Path, run: str) -> None:
     _assert_story(CAPTURED / run, tmp_path / "out.jsonl", dict.fromkeys(SHIFTS_MS, 1.0))
 

@@ -142,14 +142,18 @@ class TestRecheckSiblings:
         assert abs(clocks["pricing"].offset_s) < 1e-9
 
     def test_a_loose_sibling_is_tried_where_every_link_is_met(self) -> None:
-        # its own inferred calls pulled pricing a quarter of a millisecond,
-        # within every link's interval
-        near = _link("orders", "pricing", -29.5, fitting=10)
+        # its own inferred calls pulled pricing 0.6 ms, within every link's
+        # interval; solved without it, pricing is where its interval ends
+        near = _link("orders", "pricing", -28.8, fitting=10)
         every = Links((GATEWAY_ORDERS, GATEWAY_PRICING, near, ORDERS_DB), "note")
         assert not any(misses(every, _solve(every)).values())
         links, clocks = recheck_siblings(every, partial(_decide, of=every), _solve)
         assert ("orders", "pricing") not in links.callers
         assert abs(clocks["pricing"].offset_s) < 1e-9
+        # where every link is met, one the clocks merely do without stays
+        agreeing = replace(near, lo=-30.5 * MS, hi=-28.5 * MS)
+        met = Links((GATEWAY_ORDERS, GATEWAY_PRICING, agreeing, ORDERS_DB), "note")
+        assert recheck_siblings(met, partial(_decide, of=met), _solve)[0] is met
         # one that fits the caller's gaps as a call does stays
         snug = Links((GATEWAY_ORDERS, GATEWAY_PRICING, replace(near, fitting=40)), "note")
         assert recheck_siblings(snug, partial(_decide, of=snug), _solve)[0] is snug
