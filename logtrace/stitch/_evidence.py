@@ -1,6 +1,8 @@
 """The evidence of containment: span pairs that could be caller and
 callee, as plain columns each partition adds to (:func:`._containment.containment_evidence`)
-and the run decides on (:func:`._containment.decide_links`).
+and the run decides on (:func:`._containment.decide_links`); and, for logged
+calls without client spans, the first offsets their record gaps give
+(:func:`gap_offsets`).
 """
 
 from __future__ import annotations
