@@ -175,16 +175,21 @@ def loose_siblings(links: Links) -> set[Pair]:
 def evidence(link: Link, links: Links) -> tuple[float, int, int]:
     """How much ``link`` rests on, least first: the share of its traces
     whose callee spans fit between the caller's records (a sibling inside
-    by chance seldom does) times the share of the callee's spans inside (a
-    chance link holds few), then its traces; and last, whether it is a call
-    seen through another linked service (``a -> c`` beside ``a -> b -> c``:
-    0, it goes first)."""
+    by chance seldom does) times the share it holds of the callee's spans
+    that the other links into that service leave (a chance link beside the
+    real call holds none the real one does not; two real callers of one
+    service each hold their own), then its traces; and last, whether it is
+    a call seen through another linked service (``a -> c`` beside
+    ``a -> b -> c``: 0, it goes first)."""
     through = any(
         (link.caller, b) in links.callers and (b, link.callee) in links.callers
         for b, _ in links.callers
     )
     fit = min(link.fitting / max(link.traces, 1), 1.0)
-    share = min(link.callees / max(link.possible, 1), 1.0)
+    beside = [k.callees for k in links.links if k.callee == link.callee and k != link]
+    others = max(beside, default=0)
+    left = link.possible - others
+    share = min(link.callees, left) / left if left > 0 else 0.0
     return (fit * share, link.traces, 0 if through else 1)
 
 

@@ -24,6 +24,7 @@ inferred, with the same clocks.
 
 from __future__ import annotations
 
+import gzip
 import io
 import json
 import textwrap
@@ -221,18 +222,43 @@ class TestCallersWithoutClientSpans:
 def parentless(
     mesh_logs: Path, tmp_path_factory: pytest.TempPathFactory
 ) -> tuple[Any, dict[str, list[Any]], dict[str, str | None]]:
-    out = tmp_path_factory.mktemp("parentless")
+    return _parentless(mesh_logs, tmp_path_factory.mktemp("parentless"))
+
+
+def _parentless(
+    mesh_logs: Path, out: Path
+) -> tuple[Any, dict[str, list[Any]], dict[str, str | None]]:
+    """The mesh's logs without parent IDs and span records, stitched; and
+    each span's true parent."""
     parents: dict[str, str | None] = {}
     for path in mesh_logs.iterdir():
         kept = []
-        for line in path.read_text(encoding="utf-8").splitlines():
-            obj = json.loads(line)
-            parents[obj["span_id"]] = obj.pop("parent_span_id", None)
-            if obj["logger"] != "logtrace.span":
-                kept.append(json.dumps(obj))
-        (out / path.name).write_text("\n".join(kept) + "\n", encoding="utf-8")
+        opener: Any = gzip.open if path.suffix == ".gz" else open
+        with opener(path, "rt", encoding="utf-8") as fh:
+            for line in fh.read().splitlines():
+                obj = json.loads(line)
+                parents[obj["span_id"]] = obj.pop("parent_span_id", None)
+                if obj["logger"] != "logtrace.span":
+                    kept.append(json.dumps(obj))
+        (out / path.name.removesuffix(".gz")).write_text("\n".join(kept) + "\n", encoding="utf-8")
     summary, traces = _stitched(out)
     return summary, traces, parents
+
+
+CAPTURED = Path(__file__).parent / "captured" / "mesh_chance_link"
+"""A run of this mesh (gzipped) whose users spans held stock's in 79 traces
+of 80 at an offset 16 ms off (stock is called by the gateway right after
+users): a chance link users -> stock. Tried one at a time, the real
+users -> orders went first, as holding only half of orders' spans (the
+gateway calls orders too), and users came out 10 ms off."""
+
+
+def test_a_captured_run_with_a_chance_link(tmp_path: Path) -> None:
+    summary, traces, parents = _parentless(CAPTURED, tmp_path)
+    _shifts_recovered(summary)
+    for lines in traces.values():
+        for o in lines:
+            assert o["parent_span_id"] == parents[o["span_id"]], o
 
 
 class TestWithoutParentIDs:

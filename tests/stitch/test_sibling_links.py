@@ -24,6 +24,7 @@ from logtrace.stitch._sibling_links import (
     recheck_siblings,
     refuted,
     suspects,
+    weaker,
 )
 
 MS = 1e-3
@@ -39,7 +40,7 @@ def _link(
 GATEWAY_ORDERS = _link("gateway", "orders", 30.0, fitting=0)  # called in parallel
 GATEWAY_PRICING = _link("gateway", "pricing", 0.0)
 SIBLING = _link("orders", "pricing", -26.0, fitting=10)  # inside by chance, seldom snugly
-ORDERS_DB = _link("orders", "db", -60.0)
+ORDERS_DB = _link("orders", "db", -60.0, callees=60)  # every db span
 ALL = Links((GATEWAY_ORDERS, GATEWAY_PRICING, SIBLING, ORDERS_DB), "note")
 CHANCE = _link("pricing", "db", -27.3, callees=20)
 """db spans that lie inside pricing's, at a wrong offset, in a third of the traces."""
@@ -100,6 +101,24 @@ class TestCandidates:
     def test_the_sibling_rests_on_less_than_the_real_call(self) -> None:
         assert evidence(SIBLING, ALL) < evidence(GATEWAY_PRICING, ALL)
         assert evidence(CHANCE, ALL) < evidence(ORDERS_DB, ALL)
+
+    def test_two_real_callers_of_one_service_each_rest_on_their_own_spans(self) -> None:
+        # the gateway and users each call orders (80 of its 160 spans each);
+        # users' spans hold stock's, called by the gateway, in 79 traces by
+        # chance (users' clock 30 ms ahead, looked at 14 ms off)
+        def link(caller: str, callee: str, callees: int, possible: int, fitting: int) -> Link:
+            return Link(caller, callee, 0.0, 1 * MS, 80, callees, possible, fitting=fitting)
+
+        users_orders = link("users", "orders", 80, 160, 80)
+        chance = link("users", "stock", 79, 80, 47)
+        mesh = Links(
+            (link("gateway", "orders", 80, 160, 80), users_orders,
+             link("gateway", "stock", 80, 80, 80), chance),
+            "note",
+        )  # fmt: skip
+        assert evidence(users_orders, mesh)[0] == 1.0
+        assert evidence(chance, mesh) < evidence(users_orders, mesh)
+        assert weaker(chance, mesh) and not weaker(users_orders, mesh)
 
     def test_a_sibling_that_seldom_fits_between_the_callers_lines_is_loose(self) -> None:
         assert loose_siblings(ALL) == {("orders", "pricing")}
