@@ -278,7 +278,6 @@ def solve_with_links(
     cap: int | None,
     infer: InferRound | None = None,
     bracket: Bracketing | None = None,
-    widen: bool = True,
 ) -> dict[str, ClockModel]:
     """The run's clocks with the inferred calls counted as calls.
 
@@ -288,8 +287,9 @@ def solve_with_links(
     :func:`ambiguous`, within the links' uncertainty in the first round and
     :data:`DOUBT` after) and solves the clocks from them and the logged calls
     (:func:`._calls.solve_clocks`, whose bracketing tightens them, starting
-    from the current clocks); the offsets found are kept within what the
-    links allow (:func:`within_links`).
+    from the current clocks). The offsets found are as the calls put them,
+    not yet kept within what the links allow (:func:`within_links`: the
+    caller does that, once it has settled which links stand).
     ``grouped(s)`` gives partition ``s``'s table, tree and first keys,
     ``table(s)`` its table alone (for bracketing); or ``infer`` and
     ``bracket`` run the rounds where the partitions are."""
@@ -321,7 +321,7 @@ def solve_with_links(
             LOOSE_RATE.reset(token)
         clocks = keep_unbounded(solved, clocks, links)
         doubt_s = DOUBT
-    return within_links(clocks, links) if widen else clocks
+    return clocks
 
 
 def keep_unbounded(

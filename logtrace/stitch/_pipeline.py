@@ -225,9 +225,7 @@ def _clocks(
         return g.table, g.tree, g.first
 
     def solve(chosen: Links) -> dict[str, ClockModel]:
-        return solve_with_links(
-            chosen, parts.services, parts.count, grouped_at, table, cap, widen=False
-        )
+        return solve_with_links(chosen, parts.services, parts.count, grouped_at, table, cap)
 
     decide = partial(decide_links, found, parts.services)
     links, clocks = recheck_siblings(links, decide, solve)

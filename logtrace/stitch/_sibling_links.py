@@ -18,7 +18,7 @@ it (every link, itself included, is met); of several, the one on the least
 evidence (:func:`evidence`), and never the only link into a service or one
 whose drop leaves clocks apart (:func:`weaker`, :func:`apart`). After at
 most :data:`ROUNDS` such drops, the set of links whose clocks miss the
-links least stands, the first one on a tie. Nothing changes when every
+links least stands, the one after the most drops on a tie. Nothing changes when every
 link is met, or on logs written on one clock.
 """
 
@@ -66,11 +66,7 @@ def inner_links(links: Links) -> set[Pair]:
 def misses(links: Links, clocks: Clocks) -> dict[Pair, float]:
     """Per link: how far (seconds) the solved difference of the two clocks
     lies outside the offsets the link allows; zero where it lies inside."""
-    out: dict[Pair, float] = {}
-    for link in links.links:
-        d = _difference(clocks, link.caller, link.callee)
-        out[(link.caller, link.callee)] = max(link.lo - d, d - link.hi, 0.0)
-    return out
+    return {(link.caller, link.callee): _miss(link, clocks) for link in links.links}
 
 
 def suspects(links: Links, missed: dict[Pair, float]) -> set[Pair]:
@@ -86,8 +82,7 @@ def refuted(links: Links, doubtful: set[Pair], clocks: Clocks) -> set[Pair]:
     return {
         (link.caller, link.callee)
         for link in links.links
-        if (link.caller, link.callee) in doubtful
-        and not link.lo <= _difference(clocks, link.caller, link.callee) <= link.hi
+        if (link.caller, link.callee) in doubtful and _miss(link, clocks) > 0
     }
 
 
@@ -163,12 +158,11 @@ def loose_siblings(links: Links) -> set[Pair]:
     of their traces (a call from a caller that waits fits in nearly all),
     on less evidence than another link into their callee. Met by the clocks
     their own inferred calls pulled, they are tried too, and go if refuted."""
+    inner = inner_links(links)
     return {
         (k.caller, k.callee)
         for k in links.links
-        if (k.caller, k.callee) in inner_links(links)
-        and 4 * k.fitting < 3 * k.traces
-        and weaker(k, links)
+        if (k.caller, k.callee) in inner and 4 * k.fitting < 3 * k.traces and weaker(k, links)
     }
 
 
@@ -215,6 +209,9 @@ def _touched(missed: dict[Pair, float]) -> set[str]:
     return {service for pair, by in missed.items() if by > 0 for service in pair}
 
 
-def _difference(clocks: Clocks, caller: str, callee: str) -> float:
-    """The callee's clock offset minus the caller's (seconds)."""
-    return clocks.get(callee, ClockModel()).offset_s - clocks.get(caller, ClockModel()).offset_s
+def _miss(link: Link, clocks: Clocks) -> float:
+    """How far (seconds) the difference of ``clocks`` (the callee's offset
+    minus the caller's) lies outside ``link``'s offsets; zero inside."""
+    offset = {name: clocks.get(name, ClockModel()).offset_s for name in (link.caller, link.callee)}
+    d = offset[link.callee] - offset[link.caller]
+    return max(link.lo - d, d - link.hi, 0.0)

@@ -227,7 +227,7 @@ def _stitch(
 
             def solve(chosen: Links) -> dict[str, ClockModel]:
                 return solve_with_links(
-                    chosen, run.services, count, None, None, cap, infer, bracket, False
+                    chosen, run.services, count, None, None, cap, infer, bracket
                 )
 
             decide = partial(decide_links, found, run.services)
