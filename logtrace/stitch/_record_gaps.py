@@ -208,17 +208,76 @@ def choose_stretches(
     first), which stretch to take. Where a link offers more than one (a
     call beside another as long to the same service), the one nearest the
     difference that the links offering one alone (:func:`fit_offsets`) put
-    between its two services, where they connect them; else the first."""
+    between its two services, where they connect them. Where they do not
+    (every link into a service offers several), the links between the same
+    two groups of services so connected vote (:func:`_voted`); else the
+    first."""
     picks = [0] * len(choices)
     sure = [(c, e, s[0][0], s[0][1]) for c, e, s in choices if len(s) == 1]
     if not sure or len(sure) == len(choices):
         return picks
     fitted = fit_offsets(sure, groups)
     joined = components(sorted(groups), [(c, e) for c, e, _, _ in sure])
+    apart: dict[tuple[str | None, str | None], list[int]] = {}
     for i, (caller, callee, stretches) in enumerate(choices):
-        if len(stretches) < 2 or joined.get(caller) != joined.get(callee):
+        if len(stretches) < 2:
             continue
-        diff = fitted[callee] - fitted[caller]
-        away = [max(lo - diff, diff - hi, 0.0) for lo, hi in stretches]
-        picks[i] = int(np.argmin(away))
+        if joined.get(caller) != joined.get(callee):
+            apart.setdefault((joined.get(caller), joined.get(callee)), []).append(i)
+            continue
+        picks[i] = _nearest(stretches, fitted[callee] - fitted[caller])
+    for members in apart.values():
+        # Each link's stretches as offsets of the callee's group against the caller's.
+        offered = [
+            [
+                (
+                    lo + fitted.get(choices[i][0], 0.0) - fitted.get(choices[i][1], 0.0),
+                    hi + fitted.get(choices[i][0], 0.0) - fitted.get(choices[i][1], 0.0),
+                )
+                for lo, hi in choices[i][2]
+            ]
+            for i in members
+        ]
+        point = _voted(offered)
+        if point is not None:
+            for i, stretches in zip(members, offered, strict=True):
+                picks[i] = _nearest(stretches, point)
     return picks
+
+
+VOTE_SLACK = 5e-4
+"""Seconds each side of a stretch that a vote between links (:func:`_voted`)
+allows for the error of the offsets it is shifted by."""
+
+
+def _voted(offered: Sequence[Sequence[tuple[float, float]]]) -> float | None:
+    """The offset that the stretches (widened by :data:`VOTE_SLACK`) of the
+    most links hold, each link counted once, where two or more agree: on a
+    tie, the one the most first stretches hold. ``None`` where no two do."""
+    events = sorted(
+        (edge, kind, link, rank)
+        for link, stretches in enumerate(offered)
+        for rank, (lo, hi) in enumerate(stretches)
+        for edge, kind in ((lo - VOTE_SLACK, 0), (hi + VOTE_SLACK, 1))
+    )
+    open_: dict[int, list[int]] = {}
+    best: tuple[int, int, float] | None = None
+    for edge, kind, link, rank in events:
+        if kind == 1:
+            open_[link].remove(rank)
+            if not open_[link]:
+                del open_[link]
+            continue
+        open_.setdefault(link, []).append(rank)
+        score = (len(open_), sum(1 for ranks in open_.values() if 0 in ranks), edge)
+        if best is None or score[:2] > best[:2]:
+            best = score
+    if best is None or best[0] < 2:
+        return None
+    return best[2] + VOTE_SLACK
+
+
+def _nearest(stretches: Sequence[tuple[float, float]], diff: float) -> int:
+    """The index of the stretch nearest ``diff`` (the first of those holding it)."""
+    away = [max(lo - diff, diff - hi, 0.0) for lo, hi in stretches]
+    return int(np.argmin(away))

@@ -261,6 +261,27 @@ def test_a_captured_run_with_a_chance_link(tmp_path: Path) -> None:
             assert o["parent_span_id"] == parents[o["span_id"]], o
 
 
+UNANCHORED = Path(__file__).parent / "captured" / "mesh_db_unanchored"
+"""A run of this mesh, without parent IDs and span records as
+:func:`_parentless` leaves them (gzipped), in which every link into db
+offered several stretches, each a wrong one first: none anchored db, so
+each link took its first. Once the chance links went, stock -> db came back
+at 35 ms rather than 30, was refuted and dropped, and stock's db calls hung
+under the gateway's span."""
+
+
+def test_a_captured_run_where_no_link_anchors_db() -> None:
+    summary, traces = _stitched(UNANCHORED)
+    _shifts_recovered(summary)
+    assert len(traces) == REQUESTS
+    for lines in traces.values():
+        service = {o["span_id"]: o["service"] for o in lines}
+        parent = {o["span_id"]: o["parent_span_id"] for o in lines}
+        calls = sorted((service[p], service[c]) for c, p in parent.items() if p is not None)
+        assert calls == CALLS, calls
+        assert _out_of_call(lines) == []
+
+
 class TestWithoutParentIDs:
     """The same logs as OpenTelemetry's logging instrumentation, ECS or
     Datadog leave them: every line names its trace and span, none its

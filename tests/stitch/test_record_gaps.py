@@ -11,7 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from logtrace.stitch._model import ROW_DTYPE, Table, Tree
-from logtrace.stitch._record_gaps import RecordGaps, fit_offsets
+from logtrace.stitch._record_gaps import RecordGaps, choose_stretches, fit_offsets
 
 T0 = 1.8e9
 times = st.floats(min_value=0.0, max_value=0.05, allow_nan=False).map(lambda t: round(t, 6))
@@ -136,3 +136,49 @@ class TestFitOffsets:
         links = [("a", "b", 0.001, 0.003), ("c", "d", -0.003, -0.001)]
         got = fit_offsets(links, {"a": "a", "b": "a", "c": "c", "d": "c"})
         assert got == pytest.approx({"a": 0.0, "b": 0.002, "c": 0.0, "d": -0.002})
+
+
+class TestChooseStretches:
+    """The stretch each link is taken at, where its callees fit at several."""
+
+    GROUPS = dict.fromkeys(("gw", "users", "stock", "db"), "gw")
+
+    def test_links_that_offer_one_choose_for_the_others(self) -> None:
+        choices = [
+            ("gw", "users", [(0.0099, 0.0101)]),
+            ("users", "db", [(-0.0201, -0.0199)]),
+            ("gw", "db", [(-0.0151, -0.0149), (-0.0101, -0.0099)]),
+        ]
+        assert choose_stretches(choices, self.GROUPS) == [0, 0, 1]
+
+    def test_links_into_a_service_no_lone_stretch_reaches_vote(self) -> None:
+        """Every link into db offers several stretches, so none anchors db.
+        Each puts a wrong stretch first, at a different place; the only
+        offset all three hold is the second or third of each (a real
+        five-service mesh: stock's db calls otherwise hung under the
+        gateway)."""
+        choices = [
+            ("gw", "users", [(0.0297, 0.0306)]),
+            ("gw", "stock", [(-0.0003, 0.0006)]),
+            ("gw", "db", [(-0.0277, -0.0276), (-0.0304, -0.0293)]),
+            ("stock", "db", [(-0.0358, -0.0350), (-0.0305, -0.0292), (-0.0265, -0.0254)]),
+            ("users", "db", [(-0.0550, -0.0539), (-0.0603, -0.0590)]),
+        ]
+        assert choose_stretches(choices, self.GROUPS) == [0, 0, 1, 1, 1]
+
+    def test_no_two_agreeing_leaves_the_first(self) -> None:
+        choices = [
+            ("gw", "users", [(0.0099, 0.0101)]),
+            ("gw", "db", [(-0.0151, -0.0149), (-0.0101, -0.0099)]),
+            ("users", "db", [(-0.0401, -0.0399), (-0.0001, 0.0001)]),
+        ]
+        assert choose_stretches(choices, self.GROUPS) == [0, 0, 0]
+
+    def test_a_tie_goes_to_the_first_stretches(self) -> None:
+        """Two places each held by both links: the one their first stretches hold."""
+        choices = [
+            ("gw", "users", [(0.0099, 0.0101)]),
+            ("gw", "db", [(-0.0201, -0.0199), (-0.0101, -0.0099)]),
+            ("users", "db", [(-0.0301, -0.0299), (-0.0201, -0.0199)]),
+        ]
+        assert choose_stretches(choices, self.GROUPS) == [0, 0, 0]
