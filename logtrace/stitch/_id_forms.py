@@ -13,7 +13,14 @@ from __future__ import annotations
 
 import re
 
-__all__ = ["decimal_id", "means_none", "norm_span_id", "norm_trace_id", "traceparent_ids"]
+__all__ = [
+    "decimal_id",
+    "means_none",
+    "names_no_service",
+    "norm_span_id",
+    "norm_trace_id",
+    "traceparent_ids",
+]
 
 _HEX = re.compile(r"[0-9a-fA-F]{1,32}")
 _UUID = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
@@ -68,6 +75,21 @@ def means_none(value: str) -> bool:
     missing ID in any case (``None``, ``null``, ``-``...). For values that
     are not IDs, such as a service name written by a format string."""
     return not value or (len(value) <= 9 and value.isascii() and value.lower() in _NO_ID)
+
+
+UNKNOWN_SERVICE = "unknown_service"
+"""What OpenTelemetry's SDKs name a service they were given no name for
+(``unknown_service``, or ``unknown_service:python`` and the like)."""
+
+
+def names_no_service(value: str) -> bool:
+    """Whether a service name names none: it spells none (:func:`means_none`)
+    or is OpenTelemetry's :data:`UNKNOWN_SERVICE`, which every unnamed
+    service shares (read as a name, it would make them all one service on
+    one clock)."""
+    if means_none(value):
+        return True
+    return value.startswith(UNKNOWN_SERVICE) and value[len(UNKNOWN_SERVICE) : 16] in ("", ":")
 
 
 def norm_trace_id(value: object) -> str | None:

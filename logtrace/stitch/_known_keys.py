@@ -21,7 +21,13 @@ from .._schema import (
     SPAN_KIND,
     SPAN_START,
 )
-from ._id_forms import decimal_id, means_none, norm_span_id, norm_trace_id, traceparent_ids
+from ._id_forms import (
+    decimal_id,
+    names_no_service,
+    norm_span_id,
+    norm_trace_id,
+    traceparent_ids,
+)
 from ._model import ERROR, KIND_FLAGS, NO_TRACE_ID, SPAN_RECORD
 from ._parse_text import Parsed
 from ._timestamps import parse_timestamp
@@ -102,6 +108,7 @@ class Fields(msgspec.Struct, gc=False):
     service: object = None
     service_name_dot: object = field_name("service.name")
     service_name: object = None
+    otelServiceName: object = None
     serviceName: object = None
     app: object = None
     application: object = None
@@ -231,6 +238,7 @@ def _service(r: Fields) -> str | None:
         r.app,
         r.application,
         r.dd_service,
+        r.otelServiceName,
     ):
         if value is not None:
             if isinstance(value, dict):
@@ -246,10 +254,10 @@ def _service(r: Fields) -> str | None:
 
 
 def _service_name(value: object) -> str | None:
-    """A service's name: a string of 1 to 200 characters that does not spell
-    none (``"None"``, ``"null"``, ``"-"``: what a format string writes for an
-    empty field)."""
-    if isinstance(value, str) and 0 < len(value) <= 200 and not means_none(value):
+    """A service's name: a string of 1 to 200 characters that names one
+    (not ``"None"``, ``"null"``, ``"-"``: what a format string writes for an
+    empty field; nor OpenTelemetry's ``unknown_service``)."""
+    if isinstance(value, str) and 0 < len(value) <= 200 and not names_no_service(value):
         return value
     return None
 
@@ -303,7 +311,7 @@ def fields_of(r: Fields, flags: int) -> Parsed:
     parent = None if value is None else norm_span_id(value)
     ts = _timestamp(r)
     value = r.service
-    if type(value) is str and 0 < len(value) <= 200 and not means_none(value):
+    if type(value) is str and 0 < len(value) <= 200 and not names_no_service(value):
         service: str | None = value
     else:
         service = _service(r)

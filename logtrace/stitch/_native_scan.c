@@ -100,6 +100,7 @@ enum {
     K_app,
     K_application,
     K_dd_dot_service,
+    K_otelServiceName,
     K_traceId,
     K_traceID,
     K_otelTraceID,
@@ -161,6 +162,7 @@ static const KeyName KEY_NAMES[] = {
     {"app", K_app, 3},
     {"application", K_application, 11},
     {"dd.service", K_dd_dot_service, 10},
+    {"otelServiceName", K_otelServiceName, 15},
     {"traceId", K_traceId, 7},
     {"traceID", K_traceID, 7},
     {"otelTraceID", K_otelTraceID, 11},
@@ -646,6 +648,17 @@ means_none(const unsigned char *s, size_t n)
     return 0;
 }
 
+/* OpenTelemetry's name for a service it was given none for, as
+ * _id_forms.names_no_service: `unknown_service`, or `unknown_service:` and
+ * anything (`unknown_service:python`). */
+static int
+unknown_service(const unsigned char *s, size_t n)
+{
+    static const char word[] = "unknown_service";
+    size_t k = sizeof word - 1;
+    return n >= k && memcmp(s, word, k) == 0 && (n == k || s[k] == ':');
+}
+
 /* Canonical ID: `width` lowercase hex digits, not all zero. */
 static int
 canonical_id(const unsigned char *s, size_t n, size_t width)
@@ -971,8 +984,9 @@ static const int TRACE_KEYS[] = {K_TRACE_ID, K_traceId, K_otelTraceID, K_trace_d
 static const int SPAN_KEYS[] = {K_SPAN_ID, K_spanId, K_otelSpanID, K_span_dot_id, K_spanID, -1};
 static const int PARENT_KEYS[] = {K_PARENT_SPAN_ID, K_parentSpanId, K_parent_id, K_parent_dot_id, -1};
 static const int TIME_KEYS[] = {K_TIMESTAMP, K_at_timestamp, K_time, K_ts, K_asctime, K_timeUnixNano, -1};
-static const int SERVICE_KEYS[] = {K_SERVICE,       K_service_dot_name, K_service_name, K_serviceName,
-                                   K_app,           K_application,      K_dd_dot_service, -1};
+static const int SERVICE_KEYS[] = {K_SERVICE,     K_service_dot_name, K_service_name,
+                                   K_serviceName, K_app,              K_application,
+                                   K_dd_dot_service, K_otelServiceName, -1};
 static const int LEVEL_KEYS[] = {K_LEVEL, K_levelname, K_severity, K_severityText, K_log_dot_level, -1};
 
 static inline int
@@ -1381,7 +1395,7 @@ record_fields(const Keys *L, Fields *f)
         if (!plain_string(v, &s, &n)) {
             return 0;
         }
-        if (n > 0 && n <= 200 && !means_none(s, n)) {
+        if (n > 0 && n <= 200 && !means_none(s, n) && !unknown_service(s, n)) {
             f->service = s;
             f->service_len = n;
         }

@@ -23,7 +23,7 @@ from .._schema import (
     SPAN_KIND,
     SPAN_START,
 )
-from ._id_forms import means_none, norm_span_id, norm_trace_id
+from ._id_forms import names_no_service, norm_span_id, norm_trace_id
 from ._known_keys import (
     ERROR_LEVELS,
     Fields,
@@ -133,7 +133,7 @@ def _common_fields(r: _Common) -> Parsed | None:
     stamp = iso_fast(ts)
     if stamp is None:
         stamp = parse_timestamp(ts)
-    if not 0 < len(service) <= 200 or (len(service) <= 9 and means_none(service)):
+    if not 0 < len(service) <= 200 or names_no_service(service):
         return None  # the full struct's path reads it (service "None" is none)
     flags = JSON
     status = r.status

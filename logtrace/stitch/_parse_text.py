@@ -8,11 +8,25 @@ from __future__ import annotations
 
 import re
 
-from ._id_forms import decimal_id, means_none, norm_span_id, norm_trace_id, traceparent_ids
+from ._id_forms import (
+    decimal_id,
+    names_no_service,
+    norm_span_id,
+    norm_trace_id,
+    traceparent_ids,
+)
 from ._model import ERROR, NO_TRACE_ID
 from ._timestamps import timestamp_in_text
 
-__all__ = ["LOGFMT_START", "TEXT_ID_KEYS", "Parsed", "free_text", "parse_logfmt", "text_fields"]
+__all__ = [
+    "LOGFMT_START",
+    "TEXT_ID_KEYS",
+    "TEXT_SERVICE_KEYS",
+    "Parsed",
+    "free_text",
+    "parse_logfmt",
+    "text_fields",
+]
 
 Parsed = tuple[
     "str | None",  # trace ID
@@ -52,8 +66,11 @@ TEXT_ID_KEYS = (
 )
 """The spellings of the trace, span and parent span ID keys read in text lines
 (regular expressions, matched ignoring case)."""
+TEXT_SERVICE_KEYS = r"(?:resource\.)?service(?:[_.]name)?|otelservicename"
+"""The spellings of the service key read in text lines: OpenTelemetry's
+logging format writes ``resource.service.name=checkout``."""
 _TEXT_KEYS = re.compile(
-    rf"(?i)(?<![\w.])({'|'.join(TEXT_ID_KEYS)}|service(?:[_.]name)?)[\"']?"
+    rf"(?i)(?<![\w.])({'|'.join(TEXT_ID_KEYS)}|{TEXT_SERVICE_KEYS})[\"']?"
     r"(?:\s*:\s*|\s+=\s*|=)[\"']?([\w.:/-]+)"
 )
 """A key and its value. ``key=`` followed by a space has an empty value (none):
@@ -79,7 +96,7 @@ def text_fields(text: str, flags: int) -> Parsed:
             span = span or decimal_id(value, 16)
         elif key.startswith("parent"):
             parent = parent or norm_span_id(value)
-        elif service is None and not means_none(value):
+        elif service is None and not names_no_service(value):
             service = value  # service=None (a format string's empty field) names none
     if trace is None and "trace=" in text:
         bare = _BARE_IDS.search(text)  # trace=<32 hex> span=<16 hex>: older console lines

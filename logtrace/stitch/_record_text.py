@@ -101,6 +101,8 @@ _BARE_IDS = re.compile(r"trace=[0-9a-f]{32}")
 keys in full."""
 _BARE_SPAN = re.compile(r"span=[0-9a-f]{16}")
 _SEPARATOR = re.compile(r"[ \t]*(?:[-|][ \t]+)?")
+_EMPTY_BRACKETS = re.compile(r" ?\[ *\]")
+_INNER_BLANK = re.compile(r"(\[) +| +(\])")
 
 
 def text_parts(text: str) -> tuple[str, str] | None:
@@ -157,7 +159,7 @@ def _without_ids(text: str) -> str:
     for i, word in enumerate(words):
         if "=" not in word:
             continue
-        m = _ID_PAIR.fullmatch(word)
+        m = _ID_PAIR.fullmatch(word.lstrip("[").rstrip("]"))
         if m is not None:
             kind = "t" if m[1] else "s" if m[2] else "p"
             if kind not in seen:
@@ -171,8 +173,20 @@ def _without_ids(text: str) -> str:
             drop.append(bare + 1)
     if not drop:
         return text
+    bracketed = False
     for i in sorted(drop, reverse=True):
-        del words[i]
+        # A pair in brackets (OpenTelemetry's ``[trace_id=... span_id=... ]``)
+        # leaves its brackets, tidied below.
+        word = words[i]
+        core = word.lstrip("[").rstrip("]")
+        if core == word:
+            del words[i]
+        else:
+            words[i] = word.replace(core, "", 1)
+            bracketed = True
+    if bracketed:
+        joined = _EMPTY_BRACKETS.sub("", " ".join(words))
+        return _INNER_BLANK.sub(lambda m: m[1] or m[2], joined).lstrip(" ")
     return " ".join(words).lstrip(" ")
 
 

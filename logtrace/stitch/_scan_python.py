@@ -25,7 +25,7 @@ from .._schema import (
 )
 from ._batches import Records, line_records, may_hold_many
 from ._continued import Continuations
-from ._id_forms import means_none
+from ._id_forms import names_no_service
 from ._intern import Interner, fixed_width
 from ._model import (
     ERROR,
@@ -188,7 +188,8 @@ def _fast_rows(
         slow.update(i for i, v in enumerate(stamp_text) if v is None)
         slow.update(i for i, v in enumerate(level) if v is None)
         slow.update(i for i, v in enumerate(service) if v is None)
-    bad = {s for s in dict.fromkeys(service) if s is not None and (len(s) > 200 or means_none(s))}
+    named = dict.fromkeys(service)
+    bad = {s for s in named if s is not None and (len(s) > 200 or names_no_service(s))}
     if bad:
         slow.update(i for i, v in enumerate(service) if v in bad)
     fast = np.ones(n, dtype=bool)

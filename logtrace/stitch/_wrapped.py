@@ -19,7 +19,7 @@ import json
 import re
 from typing import Any, NamedTuple
 
-from ._id_forms import norm_span_id, norm_trace_id
+from ._id_forms import names_no_service, norm_span_id, norm_trace_id
 
 __all__ = [
     "CRI_HEAD",
@@ -194,7 +194,12 @@ def unwrap(obj: dict[str, Any]) -> Unwrapped | None:
 
 def otel_service(resource: object) -> str | None:
     """``service.name`` among an OTLP resource's attributes (a list of key/value
-    pairs, or the SDK's plain mapping)."""
+    pairs, or the SDK's plain mapping); none for ``unknown_service``."""
+    name = _resource_service(resource)
+    return None if name is None or names_no_service(name) else name
+
+
+def _resource_service(resource: object) -> str | None:
     if not isinstance(resource, dict):
         return None
     attrs = resource.get("attributes")

@@ -113,12 +113,15 @@ def test_reads_a_span_record_itself() -> None:
     _same(line + b"\n")
 
 
-@pytest.mark.parametrize("key", ["service", "service_name", "app", "dd"])
+@pytest.mark.parametrize("key", ["service", "service_name", "app", "dd", "otelServiceName"])
 @pytest.mark.parametrize(
     ("spelling", "named"),
     [
         *((s, False) for s in ["None", "none", "NULL", "nil", "Undefined", "-", "n/a", "N/A", ""]),
+        # OpenTelemetry's name for a service given none, which all such share
+        *((s, False) for s in ["unknown_service", "unknown_service:python"]),
         *((s, True) for s in ["Nonesuch", "nil-checker", "None ", "--", "n/a/b"]),
+        *((s, True) for s in ["unknown_services", "unknown_service_x", "Unknown_service"]),
     ],
 )
 def test_a_service_spelled_none_is_none(key: str, spelling: str, named: bool) -> None:

@@ -61,6 +61,8 @@ class TestJsonFormats:
             {"service": {"name": "orders"}},
             {"service_name": "orders"},
             {"app": "orders"},
+            {"otelServiceName": "orders"},
+            {"otelServiceName": "unknown_service", "app": "orders"},
         ],
     )
     def test_service_spellings(self, record: dict[str, object]) -> None:
@@ -156,6 +158,27 @@ class TestLogfmtAndText:
         assert (trace, parent, service) == (format(255, "032x"), PARENT, "pay")
         assert ts == pytest.approx(EPOCH)
         assert not flags & ERROR
+
+    @pytest.mark.parametrize(
+        ("named", "service"),
+        [
+            ("resource.service.name=pay", "pay"),
+            ("otelServiceName=pay", "pay"),
+            ("resource.service.name=unknown_service:python", None),
+            ("resource.service.name=unknown_service", None),
+            ("xresource.service.name=pay", None),
+        ],
+    )
+    def test_opentelemetry_logging_format(self, named: str, service: str | None) -> None:
+        """``LoggingInstrumentor``'s default format; a service given no name
+        is ``unknown_service``, which names none (the file's is taken)."""
+        raw = (
+            f"2026-12-06 22:21:47,031 INFO [app] [gen.py:14] [trace_id={TRACE} span_id={SPAN}"
+            f" {named} trace_sampled=True] - outer start"
+        )
+        trace, span, parent, ts, got, _, _, _ = parse_line(raw.encode())
+        assert (trace, span, parent, got) == (TRACE, SPAN, None, service)
+        assert ts is not None
 
     @pytest.mark.parametrize("raw", [b"0=", b"a=b   ", b'k="quoted value" n=1'])
     def test_pairs_alone_stay_logfmt(self, raw: bytes) -> None:

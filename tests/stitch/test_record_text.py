@@ -262,6 +262,17 @@ LINES = [
     ),
     # service= and other pairs stay
     (f"2026-12-06T05:12:25Z WARN service=None trace_id={TRACE} a=1", ("WARN", "service=None a=1")),
+    # OpenTelemetry's logging format: the pairs in brackets go, the brackets stay
+    (
+        f"2026-12-06 22:21:47,031 INFO [app] [gen.py:14] [trace_id={TRACE} span_id={SPAN}"
+        " resource.service.name=checkout trace_sampled=True] - outer start",
+        (
+            "INFO",
+            "[app] [gen.py:14] [resource.service.name=checkout trace_sampled=True] - outer start",
+        ),
+    ),
+    (f"2026-12-06T05:12:25Z INFO [trace_id={TRACE} span_id={SPAN}] - x", ("INFO", "x")),
+    (f"2026-12-06T05:12:25Z INFO [a=1 trace_id={TRACE}] x", ("INFO", "[a=1] x")),
 ]
 
 
