@@ -67,8 +67,20 @@ def snug_stretches(
     database, then the database itself) fits as snugly, and a gap of the
     caller's own about as long as the callee (a pause of 2 ms around a
     2 ms call) more snugly still, in nearly every trace: the service graph
-    decides between those (:func:`._record_gaps.choose_stretches`)."""
+    decides between those (:func:`._record_gaps.choose_stretches`).
+
+    The depth counts callee spans that one interval alone holds, where
+    some offset has nearly every callee so held (:func:`_callee_depths`):
+    times to the millisecond widen each gap until a short call's callee
+    fits its neighbour too, and counted once per interval, the overlap of
+    the two is deepest, beside the truth. Where no offset has (calls in a
+    row within one millisecond: each callee fits two gaps at the truth),
+    intervals are counted."""
     coord, depth = _depths(lo, hi)
+    if len(lo):
+        at, once, alone = _callee_depths(lo, hi, callees)
+        if alone.max() >= NEAR_DEPTH * once.max():
+            coord, depth = at, alone
     deep = depth >= NEAR_DEPTH * depth.max()
     starts = np.flatnonzero(deep & ~np.r_[False, deep[:-1]])
     ends = np.flatnonzero(deep & ~np.r_[deep[1:], False]) + 1
@@ -142,6 +154,38 @@ def _depths(lo: F64, hi: F64) -> tuple[F64, F64]:
     kind = np.concatenate([np.zeros(len(lo)), np.ones(len(hi))])  # openings first on ties
     perm = np.lexsort((kind, coord))
     return coord[perm], np.cumsum(delta[perm])
+
+
+def _callee_depths(lo: F64, hi: F64, callees: I64) -> tuple[F64, F64, F64]:
+    """The intervals' ends in order, and at each how many callee spans some
+    interval holds, and how many one interval alone holds. A callee's
+    intervals at one offset come from gaps of different caller spans, or
+    from gaps of one span widened by coarse times (to the millisecond)
+    until neighbours overlap: where two hold it, its caller's records do
+    not bracket it one way there."""
+    n = len(lo)
+    coord = np.concatenate([lo, hi])
+    who = np.concatenate([callees, callees])
+    delta = np.concatenate([np.ones(n, dtype=np.int64), -np.ones(n, dtype=np.int64)])
+    # per callee, by offset, closings first on ties: touching intervals
+    # leave it held once, not twice
+    perm = np.lexsort((-delta, coord, who))
+    coord, delta = coord[perm], delta[perm]
+    after = np.cumsum(delta)  # each callee's own count: its deltas sum to zero
+    before = after - delta
+    once = (after >= 1).astype(np.int64) - (before >= 1)
+    alone = (after == 1).astype(np.int64) - (before == 1)
+    order = np.argsort(coord, kind="stable")
+    coord = coord[order]
+    # at each offset, the depth once every change there is counted (not
+    # the passing ones between)
+    new = np.r_[True, coord[1:] != coord[:-1]]
+    ends = (np.r_[np.flatnonzero(new)[1:], len(coord)] - 1)[np.cumsum(new) - 1]
+    return (
+        coord,
+        np.cumsum(once[order])[ends].astype(np.float64),
+        np.cumsum(alone[order])[ends].astype(np.float64),
+    )
 
 
 def _stretch(
