@@ -14,6 +14,7 @@ from __future__ import annotations
 import re
 
 __all__ = [
+    "datadog_trace",
     "decimal_id",
     "means_none",
     "names_no_service",
@@ -113,6 +114,22 @@ def decimal_id(value: object, width: int = 32) -> str | None:
     if not isinstance(value, int) or value <= 0 or value >= 1 << (4 * width):
         return None
     return format(value, f"0{width}x")
+
+
+def datadog_trace(value: object, tid: object) -> str | None:
+    """A Datadog trace ID as a W3C one: 32 hex digits as written, or a decimal
+    holding the low 64 bits, the high 64 in ``_dd.p.tid`` (hex) when given."""
+    if isinstance(value, str) and len(value) == 32 and not value.isdecimal():
+        return norm_trace_id(value)
+    if (
+        isinstance(tid, str)
+        and len(tid) == 16
+        and tid.strip("0123456789abcdefABCDEF") == ""
+        and tid.strip("0")
+    ):
+        low = decimal_id(value, 16)
+        return None if low is None else tid.lower() + low
+    return decimal_id(value)
 
 
 def traceparent_ids(text: str) -> tuple[str, str] | None:

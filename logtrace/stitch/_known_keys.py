@@ -22,6 +22,7 @@ from .._schema import (
     SPAN_START,
 )
 from ._id_forms import (
+    datadog_trace,
     decimal_id,
     names_no_service,
     norm_span_id,
@@ -37,7 +38,6 @@ __all__ = [
     "ERROR_LEVELS",
     "OTEL_ERROR_SEVERITY",
     "Fields",
-    "datadog_trace",
     "decode_fields",
     "duration_value",
     "field_name",
@@ -196,22 +196,6 @@ def _dd_tid(r: Fields) -> object:
         return tid if tid is not None else _nested(meta.get("p"), "tid")
     dd = r.dd
     return dd.get("_dd.p.tid") if isinstance(dd, dict) else None
-
-
-def datadog_trace(value: object, tid: object) -> str | None:
-    """A Datadog trace ID as a W3C one: 32 hex digits as written, or a decimal
-    holding the low 64 bits, the high 64 in ``_dd.p.tid`` (hex) when given."""
-    if isinstance(value, str) and len(value) == 32 and not value.isdecimal():
-        return norm_trace_id(value)
-    if (
-        isinstance(tid, str)
-        and len(tid) == 16
-        and tid.strip("0123456789abcdefABCDEF") == ""
-        and tid.strip("0")
-    ):
-        low = decimal_id(value, 16)
-        return None if low is None else tid.lower() + low
-    return decimal_id(value)
 
 
 def _span(r: Fields) -> str | None:

@@ -23,11 +23,10 @@ from .._schema import (
     SPAN_KIND,
     SPAN_START,
 )
-from ._id_forms import names_no_service, norm_span_id, norm_trace_id
+from ._id_forms import datadog_trace, names_no_service, norm_span_id, norm_trace_id
 from ._known_keys import (
     ERROR_LEVELS,
     Fields,
-    datadog_trace,
     decode_fields,
     duration_value,
     field_name,

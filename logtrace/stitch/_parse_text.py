@@ -9,6 +9,7 @@ from __future__ import annotations
 import re
 
 from ._id_forms import (
+    datadog_trace,
     decimal_id,
     names_no_service,
     norm_span_id,
@@ -66,9 +67,10 @@ TEXT_ID_KEYS = (
 )
 """The spellings of the trace, span and parent span ID keys read in text lines
 (regular expressions, matched ignoring case)."""
-TEXT_SERVICE_KEYS = r"(?:resource\.)?service(?:[_.]name)?|otelservicename"
+TEXT_SERVICE_KEYS = r"(?:resource\.)?service(?:[_.]name)?|otelservicename|dd\.service"
 """The spellings of the service key read in text lines: OpenTelemetry's
-logging format writes ``resource.service.name=checkout``."""
+logging format writes ``resource.service.name=checkout``, Datadog's
+``dd.service=checkout``."""
 _TEXT_KEYS = re.compile(
     rf"(?i)(?<![\w.])({'|'.join(TEXT_ID_KEYS)}|{TEXT_SERVICE_KEYS})[\"']?"
     r"(?:\s*:\s*|\s+=\s*|=)[\"']?([\w.:/-]+)"
@@ -89,7 +91,7 @@ def text_fields(text: str, flags: int) -> Parsed:
         if key.startswith(("trace", "oteltrace")):
             trace = trace or norm_trace_id(value)
         elif key == "dd.trace_id":
-            trace = trace or decimal_id(value)
+            trace = trace or datadog_trace(value, None)
         elif key.startswith(("span", "otelspan")):
             span = span or norm_span_id(value)
         elif key == "dd.span_id":

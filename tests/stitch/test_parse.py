@@ -180,6 +180,23 @@ class TestLogfmtAndText:
         assert (trace, span, parent, got) == (TRACE, SPAN, None, service)
         assert ts is not None
 
+    @pytest.mark.parametrize(
+        ("trace_id", "expected"),
+        [
+            (str(int(TRACE[16:], 16)), "0" * 16 + TRACE[16:]),  # the low 64 bits, decimal
+            (TRACE, TRACE),  # 128-bit IDs logged whole, as hex
+        ],
+    )
+    def test_datadog_logging_format(self, trace_id: str, expected: str) -> None:
+        """ddtrace's documented format for Python's logging."""
+        raw = (
+            "2026-12-06 22:21:47,031 INFO [app] [gen.py:14] [dd.service=pay dd.env=prod"
+            f" dd.version=1.2 dd.trace_id={trace_id} dd.span_id={int(SPAN, 16)}] - outer start"
+        )
+        trace, span, parent, ts, service, _, _, _ = parse_line(raw.encode())
+        assert (trace, span, parent, service) == (expected, SPAN, None, "pay")
+        assert ts is not None
+
     @pytest.mark.parametrize("raw", [b"0=", b"a=b   ", b'k="quoted value" n=1'])
     def test_pairs_alone_stay_logfmt(self, raw: bytes) -> None:
         assert parse_line(raw)[5] & LOGFMT
