@@ -1401,6 +1401,10 @@ record_fields(const Keys *L, Fields *f)
         }
     }
 
+    if (!is_null(V(K_log)) && V(K_log)->v[0] == '"') {
+        return 0; /* a string `log`: a collector's wrapper (Docker's json-file),
+                   * which the Python path reads whatever else the line has */
+    }
     uint8_t flags = F_JSON;
     int err;
     v = first_of(L, LEVEL_KEYS);

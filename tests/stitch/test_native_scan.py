@@ -151,6 +151,8 @@ def test_a_service_spelled_none_is_none(key: str, spelling: str, named: bool) ->
         b'{"tr\\u0061ce_id":"4cece391bbf1bd9edf9ce27a65aa250b"}',
         b'{"trace_id":"4CECE391BBF1BD9EDF9CE27A65AA250B"}',
         b'{"trace_id":"00000000000000000000000000000000"}',
+        # a string `log` is a collector's wrapper, a level key or not
+        b'{"log":"", "log.level":"info", "span.kind":"client", "duration_ms":0.0}',
     ],
 )
 def test_declines_what_it_need_not_read(line: bytes) -> None:
