@@ -227,17 +227,7 @@ def choose_stretches(
             continue
         picks[i] = _nearest(stretches, fitted[callee] - fitted[caller])
     for members in apart.values():
-        # Each link's stretches as offsets of the callee's group against the caller's.
-        offered = [
-            [
-                (
-                    lo + fitted.get(choices[i][0], 0.0) - fitted.get(choices[i][1], 0.0),
-                    hi + fitted.get(choices[i][0], 0.0) - fitted.get(choices[i][1], 0.0),
-                )
-                for lo, hi in choices[i][2]
-            ]
-            for i in members
-        ]
+        offered = [_shifted(choices[i], fitted) for i in members]
         point = _voted(offered)
         if point is not None:
             for i, stretches in zip(members, offered, strict=True):
@@ -275,6 +265,16 @@ def _voted(offered: Sequence[Sequence[tuple[float, float]]]) -> float | None:
     if best is None or best[0] < 2:
         return None
     return best[2] + VOTE_SLACK
+
+
+def _shifted(
+    choice: tuple[str, str, Sequence[tuple[float, float]]], fitted: Mapping[str, float]
+) -> list[tuple[float, float]]:
+    """A link's stretches as offsets of its callee's group against its
+    caller's (each service's offset within its group as ``fitted``)."""
+    caller, callee, stretches = choice
+    by = fitted.get(caller, 0.0) - fitted.get(callee, 0.0)
+    return [(lo + by, hi + by) for lo, hi in stretches]
 
 
 def _nearest(stretches: Sequence[tuple[float, float]], diff: float) -> int:
