@@ -275,10 +275,7 @@ def test_a_captured_run_where_no_link_anchors_db() -> None:
     _shifts_recovered(summary)
     assert len(traces) == REQUESTS
     for lines in traces.values():
-        service = {o["span_id"]: o["service"] for o in lines}
-        parent = {o["span_id"]: o["parent_span_id"] for o in lines}
-        calls = sorted((service[p], service[c]) for c, p in parent.items() if p is not None)
-        assert calls == CALLS, calls
+        assert _calls(lines) == CALLS, _calls(lines)
         assert _out_of_call(lines) == []
 
 
@@ -315,6 +312,13 @@ class TestWithoutParentIDs:
         _, traces, _ = parentless
         for trace, lines in traces.items():
             assert _out_of_call(lines) == [], trace
+
+
+def _calls(lines: list[Any]) -> list[tuple[str, str]]:
+    """A trace's calls as the stitch hung them: (caller, callee) services."""
+    service = {o["span_id"]: o["service"] for o in lines}
+    parent = {o["span_id"]: o["parent_span_id"] for o in lines}
+    return sorted((service[p], service[c]) for c, p in parent.items() if p is not None)
 
 
 CALLS = sorted(
@@ -361,10 +365,7 @@ class TestClientSpansNobodyLogs:
         _, traces = orphans
         assert len(traces) == REQUESTS
         for lines in traces.values():
-            service = {o["span_id"]: o["service"] for o in lines}
-            parent = {o["span_id"]: o["parent_span_id"] for o in lines}
-            calls = sorted((service[p], service[c]) for c, p in parent.items() if p is not None)
-            assert calls == CALLS, calls
+            assert _calls(lines) == CALLS, _calls(lines)
             for o in lines:
                 if o["parent_span_id"] is not None:
                     assert o["parent_inferred"] is True and o["mark"] == "inferred", o
