@@ -194,11 +194,16 @@ def _strict_constant(name: str) -> Any:
     raise ValueError(name)
 
 
+_NOT_CONTROL = bytes(b for b in range(256) if not (b < 9 or 13 < b < 32 or b == 127))
+"""Every byte but the control characters that text does not hold."""
+
+
 def _is_binary(raw: bytes) -> bool:
     if b"\x00" in raw:
         return True
-    bad = sum(1 for b in raw[:4096] if b < 9 or 13 < b < 32 or b == 127)
-    return bad * 8 > min(len(raw), 4096)
+    head = raw[:4096]
+    bad = len(head.translate(None, _NOT_CONTROL))  # the control characters left
+    return bad * 8 > len(head)
 
 
 def parse_line(raw: bytes) -> Parsed:
