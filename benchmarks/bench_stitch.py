@@ -47,7 +47,7 @@ if str(REPO_ROOT) not in sys.path:
     sys.path.insert(0, str(REPO_ROOT))
 
 from _common import write_docs_block  # noqa: E402
-from gen_logs import SHAPES, reshape_dir  # noqa: E402
+from gen_logs import SHAPES, TEXT_SHAPES, reshape_dir  # noqa: E402
 
 from logtrace.testing import SynthConfig, generate  # noqa: E402
 
@@ -200,6 +200,27 @@ def shape_logs(base: Path, shape: str) -> Path:
     return out
 
 
+TEXT_SORT = "-t ' ' -k6,6 -k1,2"
+"""``sort``'s keys for OpenTelemetry's text lines: ``[trace_id=...``, then
+the date and time."""
+TEXT_DUCKDB = (
+    "COPY (SELECT * FROM read_csv('{logs}/*', delim='\x01', quote='', escape='', "
+    "header=false, columns={{'line': 'VARCHAR'}}, ignore_errors=true) "
+    "ORDER BY regexp_extract(line, 'trace_id=([0-9a-f]+)', 1), left(line, 23)) "
+    "TO '/dev/null' (FORMAT csv)"
+)
+"""DuckDB's query for text lines: each line one column, ordered by the trace
+ID a regular expression finds in it, then by the time that starts it."""
+
+
+def sort_keys(logs: Path, shape: str) -> str:
+    """``sort``'s separator and keys: trace ID, then time."""
+    if shape in TEXT_SHAPES:
+        return TEXT_SORT
+    t, k = sort_fields(logs, shape)
+    return f"-t '\"' -k{t},{t} -k{k},{k}"
+
+
 def sort_fields(logs: Path, shape: str) -> tuple[int, int]:
     """The ``"``-separated fields (1-based) of the trace ID and the timestamp
     in a record of ``shape`` (logtrace's own for the mix)."""
@@ -305,13 +326,14 @@ def main(argv: list[str] | None = None) -> int:
     for shape in shapes:
         logs = shape_logs(base, shape)
         names = " ".join(shlex.quote(str(logs / Path(f).name)) for f in files)
-        t, k = sort_fields(logs, shape)
         variants[f"{shape}: sort"] = (
-            f"zcat -f {names} | LC_ALL=C sort -t '\"' -k{t},{t} -k{k},{k} > /dev/null"
+            f"zcat -f {names} | LC_ALL=C sort {sort_keys(logs, shape)} > /dev/null"
         )
         if have_duckdb:
             sql = (
-                f"COPY (SELECT * FROM read_json('{logs}/*', format='newline_delimited', "
+                TEXT_DUCKDB.format(logs=logs)
+                if shape in TEXT_SHAPES
+                else f"COPY (SELECT * FROM read_json('{logs}/*', format='newline_delimited', "
                 f"ignore_errors=true, union_by_name=true) ORDER BY {DUCKDB_ORDER[shape]}) "
                 f"TO '/dev/null' (FORMAT json)"
             )
@@ -406,7 +428,11 @@ def main(argv: list[str] | None = None) -> int:
         f"    zcat -f FILES | LC_ALL=C sort -t '\"' -kT,T -kS,S > /dev/null\n"
         f"    duckdb: COPY (SELECT * FROM read_json('DIR/*', format='newline_delimited',\n"
         f"            ignore_errors=true, union_by_name=true) ORDER BY TRACE, TIME)\n"
-        f"            TO '/dev/null' (FORMAT json)\n"
+        f"            TO '/dev/null' (FORMAT json)\n\n"
+        f"and for OpenTelemetry's text lines (`opentelemetry-text`, no parent span IDs: "
+        f"the stitch infers the calls):\n\n"
+        f"    zcat -f FILES | LC_ALL=C sort {TEXT_SORT} > /dev/null\n"
+        f"    duckdb: {TEXT_DUCKDB.format(logs='DIR')}\n"
         f"    zcat -f FILES | LC_ALL=C grep -a -F TRACE_ID | cat > /dev/null\n"
         f"    LC_ALL=C grep -a -F TRACE_ID UNCOMPRESSED_FILES | cat > /dev/null\n\n"
         f"`logtrace grep` writes into the same pipe. Both print every matching line: "

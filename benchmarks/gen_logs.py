@@ -130,22 +130,43 @@ def _pino(r: Record) -> Record:
     }
 
 
-SHAPES: dict[str, Callable[[Record], Record] | None] = {
+_OTEL_LEVELS = {"warn": "WARNING", "fatal": "CRITICAL"}
+
+
+def _otel_text(r: Record) -> str:
+    # OpenTelemetry's LoggingInstrumentor(set_logging_format=True): text,
+    # asctime to the millisecond, the IDs and the service in brackets, no
+    # parent span; "0" outside a span.
+    ts = r["timestamp"]
+    level = r["level"].lower()
+    return (
+        f"{ts[:10]} {ts[11:19]},{ts[20:23]} {_OTEL_LEVELS.get(level, level.upper())} "
+        f"[{r['logger']}] [app.py:42] [trace_id={r.get('trace_id') or 0} "
+        f"span_id={r.get('span_id') or 0} resource.service.name={r['service']} "
+        f"trace_sampled=True] - {r['message']}"
+    )
+
+
+SHAPES: dict[str, Callable[[Record], Record | str] | None] = {
     "logtrace": None,
     "structlog": _structlog,
     "python-json-logger": _json_logger,
     "ecs": _ecs,
     "zap": _zap,
     "pino": _pino,
+    "opentelemetry-text": _otel_text,
 }
 """Logging conventions logtrace's records can be rewritten into (``None``:
-as logtrace writes them)."""
+as logtrace writes them; a string: a text line, which carries no span
+fields)."""
+TEXT_SHAPES = ("opentelemetry-text",)
+"""The shapes whose lines are text, not JSON."""
 
 MIX = ("logtrace", "structlog", "python-json-logger", "ecs", "zap", "pino")
 """The shape of each service in ``mix``, services taken in name order."""
 
 
-def reshape_line(line: bytes, shape: Callable[[Record], Record] | None) -> bytes:
+def reshape_line(line: bytes, shape: Callable[[Record], Record | str] | None) -> bytes:
     """One line in ``shape``; lines that are not logtrace's records unchanged."""
     if shape is None or not line.startswith(b'{"timestamp": '):
         return line
@@ -155,7 +176,8 @@ def reshape_line(line: bytes, shape: Callable[[Record], Record] | None) -> bytes
         return line
     if not isinstance(r, dict) or not {"level", "service", "logger", "message"} <= r.keys():
         return line
-    return json.dumps(shape(r)).encode() + b"\n"
+    out = shape(r)
+    return (out if isinstance(out, str) else json.dumps(out)).encode() + b"\n"
 
 
 def reshape_dir(src: Path, dst: Path, shape: str) -> None:

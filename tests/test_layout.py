@@ -168,6 +168,7 @@ STITCH_STAGES = (
             "_evidence",
             "_through_links",
             "_one_clock",
+            "_link_consistency",
             "_containment",
             "_link_rules",
             "_call_doubt",

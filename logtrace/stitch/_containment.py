@@ -36,7 +36,6 @@ inferred but no clock is corrected: the links' offsets are all zero.
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -57,6 +56,7 @@ from ._evidence import (
     without_stray_later,
 )
 from ._interval_depth import deepest, snug, snug_stretches, snuggest
+from ._link_consistency import consistent
 from ._model import Table, Tree
 from ._one_clock import refuted_links, shared_clock
 from ._record_gaps import (
@@ -74,6 +74,7 @@ from ._through_links import through
 __all__ = [
     "MIN_TRACES",
     "Link",
+    "LinkDecider",
     "Links",
     "containment_evidence",
     "containment_interval",
@@ -223,99 +224,153 @@ def decide_links(
     evidence: Evidence, services: list[str], without: frozenset[tuple[str, str]] = frozenset()
 ) -> Links:
     """Which service calls which, from the evidence of every partition;
-    none of the service pairs ``without``."""
-    width = len(services) + 1
-    evidence = without_stray_later(evidence, width, MIN_TRACES)
-    whole = _support(rows(evidence, (evidence[6] & ~MARKS) == 0), width)
-    plausible = np.zeros(width * width, dtype=bool)
-    plausible[[p for p, traces in whole.items() if traces >= MIN_TRACES]] = True
-    tail = tails(evidence, width, plausible)
-    pairs = evidence[0].astype(np.int64) * width + evidence[1]
-    evidence = rows(evidence, tail[pairs] == ((evidence[6] & TRIMMED) != 0))
-    gap = (evidence[6] & GAP) != 0
-    svc_a, svc_b, lo, hi, keys, callees, kinds = rows(evidence, ~gap)
-    if not len(svc_a):
-        return Links()
-    pair = svc_a.astype(np.int64) * width + svc_b
-    order = np.argsort(pair, kind="stable")
-    pair, keys, callees = pair[order], keys[order], callees[order]
-    lo, hi = lo[order], hi[order]
-    later = (kinds[order] & LATER) != 0
-    fits = rows(evidence, gap)
-    fit_pair = fits[0].astype(np.int64) * width + fits[1]
-    distinct, first = np.unique(pair, return_index=True)
-    ends = [*first[1:].tolist(), len(pair)]
-    found: dict[tuple[int, int], list[tuple[tuple[float, float, int, int], Stretch | None]]] = {}
-    possible: dict[tuple[int, int], int] = {}
-    fitting: dict[tuple[int, int], int] = {}
-    for p, s, e in zip(distinct.tolist(), first.tolist(), ends, strict=True):
-        mine = fit_pair == p
-        gaps = (fits[2][mine], fits[3][mine], fits[4][mine], fits[5][mine])
-        fitted = snug_stretches(*gaps) if mine.any() else []
-        found[(p // width, p % width)] = snug((lo[s:e], hi[s:e], keys[s:e], callees[s:e]), fitted)
-        possible[(p // width, p % width)] = len(np.unique(callees[s:e]))
-        fitting[(p // width, p % width)] = fitted[0][2] if fitted else 0
-    candidates: list[tuple[int, int]] = []
-    rejected: set[str] = set()
-    weak: list[str] = []
-    for a, b in sorted(found):
-        traces = found[(a, b)][0][0][2]
-        back = found[(b, a)][0][0][2] if (b, a) in found else 0
-        if tail[a * width + b] and fitting[(a, b)] >= MIN_TRACES:
-            # A callee that works long after it answered may outlast its
-            # caller: fits between a caller's lines tell the direction then.
-            back = fitting.get((b, a), 0)
-        if (services[a], services[b]) in without:
-            rejected.add("/".join(sorted((services[a], services[b]))))
-            continue
-        if traces < MIN_TRACES:
-            if traces > back:
-                weak.append(f"{services[a]} -> {services[b]}")
-            continue
-        if back > REVERSE_SHARE * traces:
-            if traces > REVERSE_SHARE * back:  # neither direction holds
+    none of the service pairs ``without`` (:class:`LinkDecider`)."""
+    return LinkDecider(evidence, services)(without)
+
+
+Found = dict[tuple[int, int], list[tuple[tuple[float, float, int, int], Stretch | None]]]
+"""Per service pair (indexes): its stretches, each with its gap stretch."""
+
+
+class LinkDecider:
+    """Decides which service calls which from a run's containment evidence,
+    again for every set of service pairs left out: what each pair's evidence
+    says (its stretches, its callee spans, the traces that fit between its
+    caller's records) is worked out once, as the sibling recheck
+    (:mod:`._sibling_links`) decides many times."""
+
+    __slots__ = (
+        "_callees",
+        "_evidence",
+        "_fitting",
+        "_found",
+        "_gap",
+        "_hi",
+        "_later",
+        "_lo",
+        "_possible",
+        "_services",
+        "_shared",
+        "_tail",
+        "_width",
+    )
+
+    def __init__(self, evidence: Evidence, services: list[str]) -> None:
+        width = len(services) + 1
+        evidence = without_stray_later(evidence, width, MIN_TRACES)
+        whole = _support(rows(evidence, (evidence[6] & ~MARKS) == 0), width)
+        plausible = np.zeros(width * width, dtype=bool)
+        plausible[[p for p, traces in whole.items() if traces >= MIN_TRACES]] = True
+        tail = tails(evidence, width, plausible)
+        pairs = evidence[0].astype(np.int64) * width + evidence[1]
+        evidence = rows(evidence, tail[pairs] == ((evidence[6] & TRIMMED) != 0))
+        gap = (evidence[6] & GAP) != 0
+        svc_a, svc_b, lo, hi, keys, callees, kinds = rows(evidence, ~gap)
+        pair = svc_a.astype(np.int64) * width + svc_b
+        order = np.argsort(pair, kind="stable")
+        pair, keys, callees = pair[order], keys[order], callees[order]
+        lo, hi = lo[order], hi[order]
+        fits = rows(evidence, gap)
+        fit_pair = fits[0].astype(np.int64) * width + fits[1]
+        distinct, first = np.unique(pair, return_index=True)
+        ends = [*first[1:].tolist(), len(pair)] if len(pair) else []
+        found: Found = {}
+        possible: dict[tuple[int, int], int] = {}
+        fitting: dict[tuple[int, int], int] = {}
+        for p, s, e in zip(distinct.tolist(), first.tolist(), ends, strict=True):
+            mine = fit_pair == p
+            gaps = (fits[2][mine], fits[3][mine], fits[4][mine], fits[5][mine])
+            fitted = snug_stretches(*gaps) if mine.any() else []
+            at = (p // width, p % width)
+            found[at] = snug((lo[s:e], hi[s:e], keys[s:e], callees[s:e]), fitted)
+            possible[at] = len(np.unique(callees[s:e]))
+            fitting[at] = fitted[0][2] if fitted else 0
+        self._services, self._width, self._tail = services, width, tail
+        self._evidence, self._gap = evidence, gap
+        self._lo, self._hi, self._callees = lo, hi, callees
+        self._later = (kinds[order] & LATER) != 0
+        self._found, self._possible, self._fitting = found, possible, fitting
+        self._shared: bool | None = None
+
+    def __call__(self, without: frozenset[tuple[str, str]] = frozenset()) -> Links:
+        """The links, none of the service pairs ``without``."""
+        services, width, tail = self._services, self._width, self._tail
+        found, possible, fitting = self._found, self._possible, self._fitting
+        evidence, gap = self._evidence, self._gap
+        if not found:
+            return Links()
+        candidates: list[tuple[int, int]] = []
+        rejected: set[str] = set()
+        weak: list[str] = []
+        for a, b in sorted(found):
+            traces = found[(a, b)][0][0][2]
+            back = found[(b, a)][0][0][2] if (b, a) in found else 0
+            if tail[a * width + b] and fitting[(a, b)] >= MIN_TRACES:
+                # A callee that works long after it answered may outlast its
+                # caller: fits between a caller's lines tell the direction then.
+                back = fitting.get((b, a), 0)
+            if (services[a], services[b]) in without:
                 rejected.add("/".join(sorted((services[a], services[b]))))
-            continue
-        candidates.append((a, b))
-    for a, b in candidates:  # accepted one way: not a pair where neither holds
-        rejected.discard("/".join(sorted((services[a], services[b]))))
-    links = _chosen(candidates, found, (possible, fitting), services, tail, width, False)
-    # A link that offers several stretches ranks after those that offer one:
-    # its first may be a call beside its own, fitting as snugly.
-    several = {(services[a], services[b]) for a, b in candidates if len(found[(a, b)]) > 1}
-    kept, contradicted, offsets, groups = _consistent(links, several)
-    if any(len(found[pair]) > 1 for pair in candidates):
-        # Where a link offers several stretches, the consistent links choose.
-        at = {name: i for i, name in enumerate(services)}
-        held = {(at[k.caller], at[k.callee]) for k in kept}
-        sure = [pair for pair in candidates if pair in held]
-        links = _chosen(sure, found, (possible, fitting), services, tail, width, True)
-        kept, dropped, offsets, groups = _consistent(links)
-        contradicted += dropped
-    seen = through([(k.caller, k.callee, k.traces, k.callees, k.fitting) for k in kept])
-    via = [f"{k.caller} -> {k.callee} via {seen[i]}" for i, k in enumerate(kept) if i in seen]
-    if seen:  # seen through a service between: no call
-        kept, _, offsets, groups = _consistent([k for i, k in enumerate(kept) if i not in seen])
-    one_clock = bool(kept) and shared_clock(lo[~later], hi[~later], callees[~later])
-    if one_clock:  # the offsets are known: a link whose spans do not fit them is none
-        whole_rows = rows(evidence, ~gap & ((evidence[6] & LATER) == 0))
-        out = refuted_links([(k.caller, k.callee, k.traces) for k in kept], whole_rows, services)
-        if out:
-            contradicted += [kept[i] for i in out]
-            kept, _, offsets, groups = _consistent([k for i, k in enumerate(kept) if i not in out])
-    rejected.update("/".join(sorted((k.caller, k.callee))) for k in contradicted)
-    gone = sorted(rejected)
-    note = _note(kept, gone, weak) + "".join(f"; {text}, not a call" for text in via)
-    if one_clock:
-        offsets = dict.fromkeys(offsets, (0.0, 0.0))
-        first = dict.fromkeys(offsets, 0.0)
-        note += (
-            "; one clock: at zero offsets every span lies inside one of another service,"
-            " no clock corrected"
-        )
-    else:
-        first = fit_offsets(_gap_stretches(kept, rows(evidence, gap), services, width), groups)
-    return Links(tuple(kept), note, tuple(gone), offsets, groups, first, one_clock)
+                continue
+            if traces < MIN_TRACES:
+                if traces > back:
+                    weak.append(f"{services[a]} -> {services[b]}")
+                continue
+            if back > REVERSE_SHARE * traces:
+                if traces > REVERSE_SHARE * back:  # neither direction holds
+                    rejected.add("/".join(sorted((services[a], services[b]))))
+                continue
+            candidates.append((a, b))
+        for a, b in candidates:  # accepted one way: not a pair where neither holds
+            rejected.discard("/".join(sorted((services[a], services[b]))))
+        links = _chosen(candidates, found, (possible, fitting), services, tail, width, False)
+        # A link that offers several stretches ranks after those that offer one:
+        # its first may be a call beside its own, fitting as snugly.
+        several = {(services[a], services[b]) for a, b in candidates if len(found[(a, b)]) > 1}
+        kept, contradicted, offsets, groups = consistent(links, several)
+        if any(len(found[pair]) > 1 for pair in candidates):
+            # Where a link offers several stretches, the consistent links choose.
+            at = {name: i for i, name in enumerate(services)}
+            held = {(at[k.caller], at[k.callee]) for k in kept}
+            sure = [pair for pair in candidates if pair in held]
+            links = _chosen(sure, found, (possible, fitting), services, tail, width, True)
+            kept, dropped, offsets, groups = consistent(links)
+            contradicted += dropped
+        seen = through([(k.caller, k.callee, k.traces, k.callees, k.fitting) for k in kept])
+        via = [f"{k.caller} -> {k.callee} via {seen[i]}" for i, k in enumerate(kept) if i in seen]
+        if seen:  # seen through a service between: no call
+            kept, _, offsets, groups = consistent([k for i, k in enumerate(kept) if i not in seen])
+        one_clock = bool(kept) and self._one_clock()
+        if one_clock:  # the offsets are known: a link whose spans do not fit them is none
+            whole_rows = rows(evidence, ~gap & ((evidence[6] & LATER) == 0))
+            out = refuted_links(
+                [(k.caller, k.callee, k.traces) for k in kept], whole_rows, services
+            )
+            if out:
+                contradicted += [kept[i] for i in out]
+                kept, _, offsets, groups = consistent(
+                    [k for i, k in enumerate(kept) if i not in out]
+                )
+        rejected.update("/".join(sorted((k.caller, k.callee))) for k in contradicted)
+        gone = sorted(rejected)
+        note = _note(kept, gone, weak) + "".join(f"; {text}, not a call" for text in via)
+        if one_clock:
+            offsets = dict.fromkeys(offsets, (0.0, 0.0))
+            first = dict.fromkeys(offsets, 0.0)
+            note += (
+                "; one clock: at zero offsets every span lies inside one of another service,"
+                " no clock corrected"
+            )
+        else:
+            first = fit_offsets(_gap_stretches(kept, rows(evidence, gap), services, width), groups)
+        return Links(tuple(kept), note, tuple(gone), offsets, groups, first, one_clock)
+
+    def _one_clock(self) -> bool:
+        """Whether the spans fit one shared clock (:func:`._one_clock.shared_clock`)."""
+        if self._shared is None:
+            later = self._later
+            self._shared = shared_clock(self._lo[~later], self._hi[~later], self._callees[~later])
+        return self._shared
 
 
 def _support(contained: Evidence, width: int) -> dict[int, int]:
@@ -383,81 +438,6 @@ def _gap_stretches(
         left, right, _, _ = snuggest(lo[mine], hi[mine], keys[mine], callees[mine])
         out.append((link.caller, link.callee, left, right))
     return out
-
-
-def _consistent(
-    links: list[Link], doubtful: set[tuple[str, str]] | None = None
-) -> tuple[list[Link], list[Link], dict[str, tuple[float, float]], dict[str, str]]:
-    """The links whose offsets agree around every cycle of services, the
-    offset each linked service's clock then has (relative to the first
-    service of its group) with how far off it may be, and each one's group.
-
-    Each link bounds the difference of two clocks; together they are a system
-    of difference constraints, feasible when no cycle of them is negative.
-    The links that the most traces agree on come first, then the others
-    (on a tie, those that bound the offset most tightly first); one that
-    would make the system infeasible is dropped: its traces agreed on spans
-    that merely overlapped (two calls made in parallel, say). Support, not
-    tightness, decides: a pair whose spans fit together at a wrong offset in
-    a few dozen traces bounds it tightly there, and ranked by tightness it
-    would displace the links of every trace. Links in ``doubtful`` rank
-    after the others of as many traces."""
-    names = sorted({k.caller for k in links} | {k.callee for k in links})
-    at = {name: i for i, name in enumerate(names)}
-    n = len(names)
-    bound = [[0.0 if i == j else math.inf for j in range(n)] for i in range(n)]
-    """``bound[i][j]``: the largest ``clock(j) - clock(i)`` the kept links allow."""
-    kept: list[Link] = []
-    dropped: list[Link] = []
-    last = doubtful or set()
-    ranked = sorted(
-        links,
-        key=lambda k: (-k.traces, (k.caller, k.callee) in last, k.hi - k.lo, k.caller, k.callee),
-    )
-    for link in ranked:
-        a, b = at[link.caller], at[link.callee]
-        trial = [row[:] for row in bound]
-        trial[a][b] = min(trial[a][b], link.hi + _SLACK)
-        trial[b][a] = min(trial[b][a], _SLACK - link.lo)
-        if _close(trial):
-            bound = trial
-            kept.append(link)
-        else:
-            dropped.append(link)
-    offsets: dict[str, tuple[float, float]] = {}
-    groups: dict[str, str] = {}
-    anchors: list[int] = []
-    for i, name in enumerate(names):
-        anchor = next((k for k in anchors if bound[k][i] < math.inf), None)
-        if anchor is None:
-            anchors.append(i)
-            offsets[name] = (0.0, 0.0)
-            groups[name] = name
-            continue
-        hi, lo = bound[anchor][i], -bound[i][anchor]
-        offsets[name] = ((lo + hi) / 2, (hi - lo) / 2)
-        groups[name] = names[anchor]
-    return kept, dropped, offsets, groups
-
-
-def _close(bound: list[list[float]]) -> bool:
-    """Tighten ``bound`` to its shortest paths; ``False`` if a cycle is negative."""
-    n = len(bound)
-    for k in range(n):
-        row_k = bound[k]
-        for i in range(n):
-            via = bound[i][k]
-            if via == math.inf:
-                continue
-            row_i = bound[i]
-            for j in range(n):
-                if via + row_k[j] < row_i[j]:
-                    row_i[j] = via + row_k[j]
-    return all(bound[i][i] >= 0 for i in range(n))
-
-
-_SLACK = 20e-6
-"""Seconds by which a cycle of links may disagree and still count as agreeing."""
 
 
 def _note(links: list[Link], rejected: list[str], weak: list[str]) -> str:

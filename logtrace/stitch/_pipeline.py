@@ -15,7 +15,6 @@ import shutil
 import tempfile
 from collections.abc import Callable, Sequence
 from dataclasses import replace
-from functools import partial
 from typing import IO, NamedTuple
 
 import numpy as np
@@ -30,9 +29,9 @@ from ._calls import (
 )
 from ._clocks import ClockModel
 from ._containment import (
+    LinkDecider,
     Links,
     containment_evidence,
-    decide_links,
 )
 from ._evidence import EvidenceCollector, gap_offsets
 from ._inferred_calls import solve_with_links
@@ -208,14 +207,15 @@ def _clocks(
             del grouped
             give_back_free_heap()
     found = evidence.evidence()
-    links = decide_links(found, parts.services)
+    decide = LinkDecider(found, parts.services)
+    links = decide()
 
     def table(s: int) -> Table:
         return held.table if held is not None else open_table(parts, s)
 
     if not links:
         gaps = gap_offsets(found, parts.services)
-        del found
+        del found, decide
         clocks = solve_clocks(collector, parts.services, parts.count, table, gaps=gaps)
         return clocks, links
     del collector
@@ -227,7 +227,6 @@ def _clocks(
     def solve(chosen: Links) -> dict[str, ClockModel]:
         return solve_with_links(chosen, parts.services, parts.count, grouped_at, table, cap)
 
-    decide = partial(decide_links, found, parts.services)
     links, clocks = recheck_siblings(links, decide, solve)
     return clocks, links
 

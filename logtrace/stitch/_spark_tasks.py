@@ -44,8 +44,8 @@ from ._calls import (
 )
 from ._clocks import ClockModel
 from ._containment import (
+    LinkDecider,
     containment_evidence,
-    decide_links,
 )
 from ._correct import correct_rows
 from ._evidence import Evidence, EvidenceCollector, gap_offsets
@@ -68,6 +68,7 @@ __all__ = [
     "EvidenceCollector",
     "InputError",
     "Layout",
+    "LinkDecider",
     "Options",
     "Received",
     "Run",
@@ -79,7 +80,6 @@ __all__ = [
     "call_cap",
     "calls_of",
     "chosen_of",
-    "decide_links",
     "filtered",
     "gap_offsets",
     "gather_facts",

@@ -42,6 +42,7 @@ from ._spark_tasks import (
     EvidenceCollector,
     InputError,
     Layout,
+    LinkDecider,
     Options,
     Received,
     Run,
@@ -52,7 +53,6 @@ from ._spark_tasks import (
     call_cap,
     calls_of,
     chosen_of,
-    decide_links,
     filtered,
     gap_offsets,
     gather_facts,
@@ -199,7 +199,8 @@ def _stitch(
             collector.add(columns)
             evidence.add(found)
         found = evidence.evidence()
-        links = decide_links(found, run.services)
+        decide = LinkDecider(found, run.services)
+        links = decide()
         gaps = gap_offsets(found, run.services) if not links else []
 
         def bracket(*round_of: Any) -> Iterable[Any]:
@@ -230,7 +231,6 @@ def _stitch(
                     chosen, run.services, count, None, None, cap, infer, bracket
                 )
 
-            decide = partial(decide_links, found, run.services)
             links, clocks = recheck_siblings(links, decide, solve)
             options = replace(options, callers=links.callers, trimmed=links.trimmed)
         if links.note:
