@@ -112,7 +112,8 @@ def recheck_siblings(
         missing = bool(states[-1][0])
         tried = candidates(links, missed) if missing else loose_siblings(links)
         best: tuple[tuple[float, ...], Links, Clocks, dict[Pair, float], Pair] | None = None
-        for link in links.links:
+        # least evidence first: once one goes, those on more need no solving
+        for link in sorted(links.links, key=lambda k: evidence(k, links)):
             pair = (link.caller, link.callee)
             if pair not in tried or not weaker(link, links):
                 continue
