@@ -242,6 +242,8 @@ class LinkDecider:
     __slots__ = (
         "_callees",
         "_evidence",
+        "_fit_pair",
+        "_fits",
         "_fitting",
         "_found",
         "_gap",
@@ -251,6 +253,7 @@ class LinkDecider:
         "_possible",
         "_services",
         "_shared",
+        "_stretches",
         "_tail",
         "_width",
     )
@@ -291,6 +294,8 @@ class LinkDecider:
         self._later = (kinds[order] & LATER) != 0
         self._found, self._possible, self._fitting = found, possible, fitting
         self._shared: bool | None = None
+        self._fits, self._fit_pair = fits, fit_pair
+        self._stretches: dict[Link, tuple[float, float]] = {}
 
     def __call__(self, without: frozenset[tuple[str, str]] = frozenset()) -> Links:
         """The links, none of the service pairs ``without``."""
@@ -362,8 +367,26 @@ class LinkDecider:
                 " no clock corrected"
             )
         else:
-            first = fit_offsets(_gap_stretches(kept, rows(evidence, gap), services, width), groups)
+            first = fit_offsets([(k.caller, k.callee, *self._gap_stretch(k)) for k in kept], groups)
         return Links(tuple(kept), note, tuple(gone), offsets, groups, first, one_clock)
+
+    def _gap_stretch(self, link: Link) -> tuple[float, float]:
+        """The offsets that nearly as many of ``link``'s record-gap intervals
+        (within its own stretch) hold as the most do; its own stretch where
+        it has none, or where its callees seldom fit (a caller that seldom
+        waits)."""
+        known = self._stretches.get(link)
+        if known is None:
+            _, _, lo, hi, keys, callees, _ = self._fits
+            at = {name: i for i, name in enumerate(self._services)}
+            mine = self._fit_pair == at[link.caller] * self._width + at[link.callee]
+            mine &= (hi >= link.lo) & (lo <= link.hi)
+            if not mine.any() or 2 * link.fitting < link.traces:
+                known = (link.lo, link.hi)
+            else:
+                known = snuggest(lo[mine], hi[mine], keys[mine], callees[mine])[:2]
+            self._stretches[link] = known
+        return known
 
     def _one_clock(self) -> bool:
         """Whether the spans fit one shared clock (:func:`._one_clock.shared_clock`)."""
@@ -417,27 +440,6 @@ def _chosen(
             Link(caller, callee, left, right, traces, spans, possible[(a, b)], trimmed, fit)
         )
     return links
-
-
-def _gap_stretches(
-    links: list[Link], gaps: Evidence, services: list[str], width: int
-) -> list[tuple[str, str, float, float]]:
-    """Per link, the offsets that nearly as many of its record-gap intervals
-    (within the link's own stretch) hold as the most do; the link's own
-    stretch where it has none."""
-    svc_a, svc_b, lo, hi, keys, callees, _ = gaps
-    pair = svc_a.astype(np.int64) * width + svc_b
-    at = {name: i for i, name in enumerate(services)}
-    out: list[tuple[str, str, float, float]] = []
-    for link in links:
-        mine = pair == at[link.caller] * width + at[link.callee]
-        mine &= (hi >= link.lo) & (lo <= link.hi)
-        if not mine.any() or 2 * link.fitting < link.traces:  # a caller that seldom waits
-            out.append((link.caller, link.callee, link.lo, link.hi))
-            continue
-        left, right, _, _ = snuggest(lo[mine], hi[mine], keys[mine], callees[mine])
-        out.append((link.caller, link.callee, left, right))
-    return out
 
 
 def _note(links: list[Link], rejected: list[str], weak: list[str]) -> str:
