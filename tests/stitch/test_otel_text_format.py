@@ -18,7 +18,9 @@ by OpenTelemetry's FastAPI instrumentation, and log in that format:
   within 1 ms.
 
 Either way each service's span hangs under its caller's, marked inferred,
-and its lines come between the caller's lines around the call.
+and its lines come between the caller's lines around the call. The same
+holds for a Flask service under gunicorn (two sync workers) called by a
+FastAPI one, its clock 30 ms ahead.
 """
 
 from __future__ import annotations
@@ -33,7 +35,7 @@ from typing import Any
 
 import httpx
 import pytest
-from servers import run_uvicorn
+from servers import run_gunicorn, run_uvicorn
 
 from logtrace.stitch import Options, stitch
 
@@ -41,14 +43,11 @@ pytest.importorskip("opentelemetry.instrumentation.fastapi")
 pytest.importorskip("opentelemetry.instrumentation.logging")
 pytestmark = pytest.mark.timeout(240)
 
-APP = textwrap.dedent(
+LOG_HEAD = textwrap.dedent(
     """
-    import asyncio, logging, os, random
+    import logging, os
 
-    import httpx
-    from fastapi import FastAPI
-    from opentelemetry import propagate, trace
-    from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
+    from opentelemetry import trace
     from opentelemetry.instrumentation.logging import LoggingInstrumentor
     from opentelemetry.instrumentation.logging.constants import DEFAULT_LOGGING_FORMAT
     from opentelemetry.sdk.resources import Resource
@@ -56,7 +55,6 @@ APP = textwrap.dedent(
 
     SERVICE = os.environ["OT_SERVICE"]
     SHIFT = float(os.environ["OT_SHIFT_MS"]) / 1000
-    NEXT = os.environ.get("OT_NEXT", "")
     trace.set_tracer_provider(TracerProvider(resource=Resource.create({"service.name": SERVICE})))
     LoggingInstrumentor().instrument(set_logging_format=True)
 
@@ -75,6 +73,22 @@ APP = textwrap.dedent(
     log.addHandler(handler)
     log.setLevel(logging.INFO)
     log.propagate = False
+    """
+)
+"""``ot_log``: the tracer and the logging every service of these tests sets up."""
+
+APP = textwrap.dedent(
+    """
+    import asyncio, os, random
+
+    import httpx
+    from fastapi import FastAPI
+    from opentelemetry import propagate
+    from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
+
+    from ot_log import SERVICE, log
+
+    NEXT = os.environ.get("OT_NEXT", "")
     api = FastAPI()
     client = httpx.AsyncClient()
 
@@ -98,23 +112,65 @@ APP = textwrap.dedent(
     app = api
     """
 )
+"""``ot_app``: a FastAPI service that calls ``OT_NEXT``, if set."""
+
+FLASK_APP = textwrap.dedent(
+    """
+    import random, time
+
+    from flask import Flask, request
+    from opentelemetry import propagate, trace
+    from opentelemetry.trace import SpanKind
+
+    from ot_log import SERVICE, log
+
+    tracer = trace.get_tracer(SERVICE)
+    app = Flask(__name__)
+
+
+    @app.get("/")
+    def serve():
+        # No OpenTelemetry instrumentation for Flask here: the server span by hand.
+        carrier = {k.lower(): v for k, v in request.headers.items()}
+        with tracer.start_as_current_span(
+            "GET /", context=propagate.extract(carrier), kind=SpanKind.SERVER
+        ):
+            log.info("%s asked", SERVICE)
+            time.sleep(random.uniform(0.001, 0.003))
+            log.info("%s answers", SERVICE)
+            return "ok"
+    """
+)
+"""``ot_flask``: a Flask service (under gunicorn, sync workers) that calls no other."""
+
 
 CHAIN = ("storefront", "stock", "warehouse")
 REQUESTS = 60
 
 
+def _write_apps(app_dir: Path) -> None:
+    for name, source in (("ot_log", LOG_HEAD), ("ot_app", APP), ("ot_flask", FLASK_APP)):
+        (app_dir / f"{name}.py").write_text(source, encoding="utf-8")
+
+
+def _env(service: str, shift_ms: float, log: Path, after: str = "") -> dict[str, str]:
+    """The environment the apps read."""
+    return {
+        "OT_SERVICE": service,
+        "OT_SHIFT_MS": str(shift_ms),
+        "OT_LOG": str(log),
+        "OT_NEXT": after,
+    }
+
+
 def _run(tmp_path: Path, shifts_ms: dict[str, float], one_file: bool) -> Path:
-    (tmp_path / "ot_app.py").write_text(APP, encoding="utf-8")
+    _write_apps(tmp_path)
     logs = tmp_path / "logs"
     logs.mkdir()
 
     def serve(service: str, after: str) -> Any:
-        env = {
-            "OT_SERVICE": service,
-            "OT_SHIFT_MS": str(shifts_ms.get(service, 0.0)),
-            "OT_LOG": str(logs / ("app.log" if one_file else f"{service}-out.log")),
-            "OT_NEXT": after,
-        }
+        log = logs / ("app.log" if one_file else f"{service}-out.log")
+        env = _env(service, shifts_ms.get(service, 0.0), log, after)
         return run_uvicorn("ot_app:app", app_dir=tmp_path, args=("--log-level", "warning"),
                            log_path=tmp_path / f"{service}.out", env=env)  # fmt: skip
 
@@ -187,3 +243,36 @@ def test_a_shifted_clock_is_found(tmp_path: Path) -> None:
     assert abs(offsets["stock"] - offsets["storefront"] - 30.0) < 1.0, offsets
     assert abs(offsets["warehouse"] - offsets["storefront"]) < 1.0, offsets
     _assert_chain(traces)
+
+
+def test_a_flask_service_under_gunicorn(tmp_path: Path) -> None:
+    """storefront (FastAPI under uvicorn) calls stock (Flask under gunicorn,
+    two sync workers, its server span opened by hand), both in
+    OpenTelemetry's format; stock's clock 30 ms ahead."""
+    _write_apps(tmp_path)
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    with (
+        run_gunicorn("ot_flask:app", app_dir=tmp_path, args=("--workers", "2"),
+                     log_path=tmp_path / "stock.out",
+                     env=_env("stock", 30.0, logs / "stock-out.log")) as stock,
+        run_uvicorn("ot_app:app", app_dir=tmp_path, args=("--log-level", "warning"),
+                    log_path=tmp_path / "storefront.out",
+                    env=_env("storefront", 0.0, logs / "storefront-out.log", stock.url + "/"))
+        as storefront,
+        httpx.Client(timeout=10) as client,
+    ):  # fmt: skip
+        for _ in range(REQUESTS):
+            assert client.get(storefront.url + "/").status_code == 200
+    summary, traces = _stitched(logs)
+    offsets = summary.offsets_ms
+    assert abs(offsets["stock"] - offsets["storefront"] - 30.0) < 1.0, offsets
+    assert len(traces) == REQUESTS
+    for rows in traces.values():
+        said = [r["record"]["message"].rsplit(" - ", 1)[-1] for r in rows]
+        assert said == [
+            "storefront asked", "calling the next service", "stock asked", "stock answers",
+            "the next service answered", "storefront answers",
+        ], said  # fmt: skip
+        assert rows[2]["parent_span_id"] == rows[0]["span_id"], rows[2]
+        assert rows[2]["parent_inferred"] is True
