@@ -12,7 +12,7 @@ Every pair of spans of two services in one trace gives such an interval
 (:func:`containment_evidence`, per partition, plain data). Over many traces
 the intervals of a real caller and its callee share a region around the
 true offset, while those of unrelated spans (siblings, spans of the same
-service called from elsewhere) scatter. :func:`decide_links` takes, per
+service called from elsewhere) scatter. :class:`LinkDecider` takes, per
 ordered service pair, the point that the most traces agree on; a pair whose
 reverse direction is about as often consistent (two spans that merely
 overlap) or that too few traces support is no link. The links found feed
@@ -78,7 +78,6 @@ __all__ = [
     "Links",
     "containment_evidence",
     "containment_interval",
-    "decide_links",
     "spans_resolution",
 ]
 
@@ -220,14 +219,6 @@ class Links:
         return tuple((k.caller, k.callee) for k in self.links if k.trimmed)
 
 
-def decide_links(
-    evidence: Evidence, services: list[str], without: frozenset[tuple[str, str]] = frozenset()
-) -> Links:
-    """Which service calls which, from the evidence of every partition;
-    none of the service pairs ``without`` (:class:`LinkDecider`)."""
-    return LinkDecider(evidence, services)(without)
-
-
 Found = dict[tuple[int, int], list[tuple[tuple[float, float, int, int], Stretch | None]]]
 """Per service pair (indexes): its stretches, each with its gap stretch."""
 
@@ -248,6 +239,7 @@ class LinkDecider:
         "_found",
         "_gap",
         "_hi",
+        "_index",
         "_later",
         "_lo",
         "_possible",
@@ -289,6 +281,7 @@ class LinkDecider:
             possible[at] = len(np.unique(callees[s:e]))
             fitting[at] = fitted[0][2] if fitted else 0
         self._services, self._width, self._tail = services, width, tail
+        self._index = {name: i for i, name in enumerate(services)}
         self._evidence, self._gap = evidence, gap
         self._lo, self._hi, self._callees = lo, hi, callees
         self._later = (kinds[order] & LATER) != 0
@@ -335,7 +328,7 @@ class LinkDecider:
         kept, contradicted, offsets, groups = consistent(links, several)
         if any(len(found[pair]) > 1 for pair in candidates):
             # Where a link offers several stretches, the consistent links choose.
-            at = {name: i for i, name in enumerate(services)}
+            at = self._index
             held = {(at[k.caller], at[k.callee]) for k in kept}
             sure = [pair for pair in candidates if pair in held]
             links = _chosen(sure, found, (possible, fitting), services, tail, width, True)
@@ -378,7 +371,7 @@ class LinkDecider:
         known = self._stretches.get(link)
         if known is None:
             _, _, lo, hi, keys, callees, _ = self._fits
-            at = {name: i for i, name in enumerate(self._services)}
+            at = self._index
             mine = self._fit_pair == at[link.caller] * self._width + at[link.callee]
             mine &= (hi >= link.lo) & (lo <= link.hi)
             if not mine.any() or 2 * link.fitting < link.traces:
@@ -410,7 +403,7 @@ def _support(contained: Evidence, width: int) -> dict[int, int]:
 
 def _chosen(
     candidates: list[tuple[int, int]],
-    found: dict[tuple[int, int], list[tuple[tuple[float, float, int, int], Stretch | None]]],
+    found: Found,
     counts: tuple[dict[tuple[int, int], int], dict[tuple[int, int], int]],
     services: list[str],
     tail: B,

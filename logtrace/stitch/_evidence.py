@@ -1,6 +1,6 @@
 """The evidence of containment: span pairs that could be caller and
 callee, as plain columns each partition adds to (:func:`._containment.containment_evidence`)
-and the run decides on (:func:`._containment.decide_links`); and, for logged
+and the run decides on (:class:`._containment.LinkDecider`); and, for logged
 calls without client spans, the first offsets their record gaps give
 (:func:`gap_offsets`).
 """

@@ -88,9 +88,7 @@ def names_no_service(value: str) -> bool:
     or is OpenTelemetry's :data:`UNKNOWN_SERVICE`, which every unnamed
     service shares (read as a name, it would make them all one service on
     one clock)."""
-    if means_none(value):
-        return True
-    return value.startswith(UNKNOWN_SERVICE) and value[len(UNKNOWN_SERVICE) : 16] in ("", ":")
+    return means_none(value) or value == UNKNOWN_SERVICE or value.startswith(UNKNOWN_SERVICE + ":")
 
 
 def norm_trace_id(value: object) -> str | None:

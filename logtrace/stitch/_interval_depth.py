@@ -76,11 +76,7 @@ def snug_stretches(
     the two is deepest, beside the truth. Where no offset has (calls in a
     row within one millisecond: each callee fits two gaps at the truth),
     intervals are counted."""
-    coord, depth = _depths(lo, hi)
-    if len(lo):
-        at, once, alone = _callee_depths(lo, hi, callees)
-        if alone.max() >= NEAR_DEPTH * once.max():
-            coord, depth = at, alone
+    coord, depth = _gap_depths(lo, hi, callees)
     deep = depth >= NEAR_DEPTH * depth.max()
     starts = np.flatnonzero(deep & ~np.r_[False, deep[:-1]])
     ends = np.flatnonzero(deep & ~np.r_[deep[1:], False]) + 1
@@ -154,6 +150,17 @@ def _depths(lo: F64, hi: F64) -> tuple[F64, F64]:
     kind = np.concatenate([np.zeros(len(lo)), np.ones(len(hi))])  # openings first on ties
     perm = np.lexsort((kind, coord))
     return coord[perm], np.cumsum(delta[perm])
+
+
+def _gap_depths(lo: F64, hi: F64, callees: I64) -> tuple[F64, F64]:
+    """The intervals' ends in order, and at each the depth
+    :func:`snug_stretches` goes by: callee spans one interval alone holds
+    where some offset has nearly every callee so held, else intervals."""
+    if len(lo):
+        coord, once, alone = _callee_depths(lo, hi, callees)
+        if alone.max() >= NEAR_DEPTH * once.max():
+            return coord, alone
+    return _depths(lo, hi)
 
 
 def _callee_depths(lo: F64, hi: F64, callees: I64) -> tuple[F64, F64, F64]:

@@ -12,7 +12,7 @@ span ``[start, end]`` lies in one gap between two consecutive records
 Each gap of a candidate caller wide enough for the callee gives such an
 interval (:class:`RecordGaps`). Over many traces the intervals of the real
 calls all hold the true offset, and the stretch that nearly all of them
-share (found as for containment, :func:`._containment.decide_links`) is a
+share (found as for containment, :class:`._containment.LinkDecider`) is a
 few hundred microseconds wide. Containment's own interval is several times
 wider, and lopsided: its bounds are how long the caller works before its
 first call and after its last, which differ from service to service.

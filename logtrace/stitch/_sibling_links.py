@@ -112,12 +112,13 @@ def recheck_siblings(
         missing = bool(states[-1][0])
         tried = candidates(links, missed) if missing else loose_siblings(links)
         best: tuple[tuple[float, ...], Links, Clocks, dict[Pair, float], Pair] | None = None
+        rests = {link: evidence(link, links) for link in links.links}
         # least evidence first: once one goes, those on more need no solving
-        for link in sorted(links.links, key=lambda k: evidence(k, links)):
+        for link in sorted(links.links, key=rests.__getitem__):
             pair = (link.caller, link.callee)
             if pair not in tried or not weaker(link, links):
                 continue
-            if best is not None and evidence(link, links) > best[0][:-1]:
+            if best is not None and rests[link] > best[0][:-1]:
                 continue  # on more evidence than one that goes already
             fewer = decide(gone | {pair})
             if apart(fewer, links):
@@ -129,7 +130,7 @@ def recheck_siblings(
             needless = missing and not any(misses(links, solved).values())
             if needless or refuted(links, {pair}, raw):
                 still = misses(fewer, solved)
-                rank = (*evidence(link, links), sum(still.values()))
+                rank = (*rests[link], sum(still.values()))
                 if best is None or rank < best[0]:
                     best = (rank, fewer, solved, still, pair)
         if best is None:
