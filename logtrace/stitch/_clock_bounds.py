@@ -23,6 +23,7 @@ from array import array
 from collections.abc import Sequence
 from contextvars import ContextVar
 from dataclasses import dataclass, field
+from itertools import pairwise
 
 __all__ = [
     "LOOSE_RATE",
@@ -32,6 +33,7 @@ __all__ = [
     "Pair",
     "apart",
     "fold_pairs",
+    "grid_step",
     "reference_service",
     "typical_slack",
 ]
@@ -140,11 +142,22 @@ _CLUSTER = 7
 """The tightest bounds that, after those dropped, must crowd (see :func:`apart`)."""
 _APART = 4.0
 _MIN_APART = 1e-5
+_SAME = 1e-6
 
 
 def most_apart(count: int) -> int:
     """How many of ``count`` bracketed bounds :func:`apart` may drop."""
     return min(50, max(3, int(count * _APART_SHARE)))
+
+
+def grid_step(values: Sequence[float]) -> float:
+    """The smallest step between ascending ``values`` when every step is a
+    whole number of milliseconds (times to the millisecond or second give
+    such bounds), else 0. Steps under a microsecond are rounding, not steps."""
+    steps = [b - a for a, b in pairwise(values) if b - a > _SAME]
+    if steps and all(abs(d - round(d, 3)) < _SAME for d in steps):
+        return min(steps)
+    return 0.0
 
 
 def apart(best: Sequence[float], most: int = 3) -> int:
@@ -161,10 +174,18 @@ def apart(best: Sequence[float], most: int = 3) -> int:
     follow (and over 10 µs), the largest such ``j``: one gap some 24 times
     the spacing around it, which evenly random delays hardly ever leave.
     Dropping a bound only widens the interval.
+
+    Times to the millisecond make bounds whole milliseconds apart: the seven
+    may all be equal, and the tightest lie one step ahead of them as often
+    as not. So on such a grid (:func:`grid_step`) the spread counts as one
+    step at least: a bound a single step ahead is where the true limit lies
+    as much as the others.
     """
+    step = grid_step(best)
     for j in range(min(most, len(best) - _CLUSTER), 0, -1):
         gap = best[j] - best[j - 1]
-        if gap > _MIN_APART and gap > _APART * (best[j + _CLUSTER - 1] - best[j]):
+        spread = max(best[j + _CLUSTER - 1] - best[j], step)
+        if gap > _MIN_APART and gap > _APART * spread:
             return j
     return 0
 

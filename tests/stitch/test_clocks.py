@@ -580,6 +580,18 @@ class TestApart:
         lead = [i * 10e-6 for i in range(5)]
         assert apart([*lead, *crowd], 3) == 0
 
+    def test_one_step_ahead_on_a_millisecond_grid_stays(self) -> None:
+        """Bounds from times to the millisecond: the tightest three one step
+        ahead of a crowd of equal ones are as likely the limit as the rest
+        (rounding leaves the steps a fraction of a microsecond off)."""
+        crowd = [0.033 + (i % 2) * 2e-7 for i in range(8)] + [0.034] * 4
+        assert apart([0.032 - 2e-7, 0.032, 0.032 + 2e-7, *crowd], 3) == 0
+        # a lead far ahead of the grid's step still stands apart
+        assert apart([0.027, *crowd], 3) == 1
+        # the same step without a millisecond grid: apart
+        crowd = [0.0331 + i * 2e-7 for i in range(8)]
+        assert apart([0.032, *crowd], 3) == 1
+
     def test_gaps_under_ten_microseconds_stay(self) -> None:
         crowd = [300e-6] * 20
         assert apart([295e-6, *crowd], 3) == 0
