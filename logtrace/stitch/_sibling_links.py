@@ -32,6 +32,7 @@ from ._containment import Link, Links
 from ._inferred_calls import within_links
 
 __all__ = [
+    "MISSED",
     "ROUNDS",
     "apart",
     "candidates",
@@ -51,6 +52,9 @@ Clocks = dict[str, ClockModel]
 ROUNDS = 3
 """At most this many rounds of suspects, each solved without the links the
 rounds before dropped (a dropped link may reveal another one behind it)."""
+MISSED = 3
+"""How many traces, at least, whose callees miss the caller's gaps make a
+link that explains no span of its own a loose sibling (:func:`loose_siblings`)."""
 
 
 def inner_links(links: Links) -> set[Pair]:
@@ -164,8 +168,27 @@ def loose_siblings(links: Links) -> set[Pair]:
     return {
         (k.caller, k.callee)
         for k in links.links
-        if (k.caller, k.callee) in inner and 4 * k.fitting < 3 * k.traces and weaker(k, links)
+        if (k.caller, k.callee) in inner
+        and (4 * k.fitting < 3 * k.traces or _outfitted(k, links))
+        and weaker(k, links)
     }
+
+
+def _outfitted(link: Link, links: Links) -> bool:
+    """Whether ``link`` holds no callee span the other links into its
+    service leave, and its callees miss the caller's gaps in a few traces
+    (three at least) and over three times as often as those of another link
+    into that service that holds spans of its own. To the millisecond every
+    gap widens by one on each side, and a sibling inside by chance fits
+    most of them; a caller that waits still fits them all."""
+    missed = link.traces - link.fitting
+    if missed < MISSED or evidence(link, links)[0] > 0.0:
+        return False
+    return any(
+        (k.traces - k.fitting) * link.traces * 3 < missed * k.traces
+        for k in links.links
+        if k.callee == link.callee and k != link and evidence(k, links)[0] > 0.0
+    )
 
 
 def evidence(link: Link, links: Links) -> tuple[float, int, int]:

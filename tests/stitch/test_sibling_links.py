@@ -125,6 +125,27 @@ class TestCandidates:
         snug = _link("orders", "pricing", -26.0, fitting=40)
         assert loose_siblings(Links((GATEWAY_ORDERS, GATEWAY_PRICING, snug), "note")) == set()
 
+    def test_a_sibling_that_explains_no_span_and_misses_more_gaps_is_loose(self) -> None:
+        """To the millisecond a sibling fits most of the caller's widened
+        gaps (44 traces of 50): it is tried where it holds no pricing span
+        the gateway's link leaves, and misses gaps where the gateway's
+        callees miss none."""
+
+        def sibling(fitting: int, possible: int = 50) -> Link:
+            return Link("orders", "pricing", -36 * MS, -31 * MS, 50, 50, possible, fitting=fitting)
+
+        def links(*more: Link) -> Links:
+            return Links((GATEWAY_ORDERS, GATEWAY_PRICING, *more), "note")
+
+        assert loose_siblings(links(sibling(44))) == {("orders", "pricing")}
+        # two traces off: as a real caller may be now and then
+        assert loose_siblings(links(sibling(48))) == set()
+        # pricing spans of its own (the gateway's link leaves ten): not loose
+        assert loose_siblings(links(sibling(44, possible=60))) == set()
+        # the gateway's callees miss its gaps as often: not loose
+        gateway = replace(GATEWAY_PRICING, fitting=44)
+        assert loose_siblings(Links((GATEWAY_ORDERS, gateway, sibling(44)), "note")) == set()
+
     def test_a_drop_that_leaves_a_service_unlinked_is_apart(self) -> None:
         grouped = Links(ALL.links, "note", groups={"gateway": "gateway", "db": "gateway"})
         assert apart(Links((), "note", groups={"gateway": "gateway"}), grouped)
