@@ -417,6 +417,11 @@ def note_clocks(summary: Summary, used: list[str], clocks: dict[str, ClockModel]
         if model is None:
             summary.offset_bounds_ms[name] = (-math.inf, math.inf)
         else:
-            summary.offset_bounds_ms[name] = (model.low_s * 1e3, model.high_s * 1e3)
+            # to the microsecond, outwards: an offset at a bound, rounded, stays inside
+            low, high = model.low_s * 1e6, model.high_s * 1e6
+            summary.offset_bounds_ms[name] = (
+                math.floor(low) / 1e3 if math.isfinite(low) else low,
+                math.ceil(high) / 1e3 if math.isfinite(high) else high,
+            )
         if (model is None or not model.bounded) and summary.offsets_ms[name] == 0.0:
             summary.uncorrected.append(name)
