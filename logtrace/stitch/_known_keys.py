@@ -134,6 +134,11 @@ class Fields(msgspec.Struct, gc=False):
     span: object = None
     dd_span_id: object = field_name("dd.span_id")
     gcp_span: object = field_name("logging.googleapis.com/spanId")
+    transaction: object = None
+    transaction_id_dot: object = field_name("transaction.id")
+    elasticapm_trace_id: object = None
+    elasticapm_span_id: object = None
+    elasticapm_transaction_id: object = None
     parent_span_id: object = None
     parentSpanId: object = None
     parent_id: object = None
@@ -184,6 +189,8 @@ def _trace(r: Fields) -> str | None:
     if isinstance(r.traceparent, str):
         ids = traceparent_ids(r.traceparent)
         return ids[0] if ids else None
+    if r.elasticapm_trace_id is not None:
+        return norm_trace_id(r.elasticapm_trace_id)
     return None
 
 
@@ -210,6 +217,21 @@ def _span(r: Fields) -> str | None:
         return decimal_id(_nested(r.dd, "span_id"), 16)
     if r.gcp_span is not None:
         return norm_span_id(r.gcp_span)
+    if r.elasticapm_span_id is not None:
+        return norm_span_id(r.elasticapm_span_id)
+    return _transaction(r)
+
+
+def _transaction(r: Fields) -> str | None:
+    """Elastic APM's transaction (ECS ``transaction.id``): the request's own
+    span, on every line written inside it; ``span.id`` is there only inside
+    a span the request opened."""
+    if r.transaction_id_dot is not None:
+        return norm_span_id(r.transaction_id_dot)
+    if r.transaction is not None:
+        return norm_span_id(_nested(r.transaction, "id"))
+    if r.elasticapm_transaction_id is not None:
+        return norm_span_id(r.elasticapm_transaction_id)
     return None
 
 
@@ -293,6 +315,10 @@ def fields_of(r: Fields, flags: int) -> Parsed:
         if value is None:
             value = r.parent_id if r.parent_id is not None else r.parent_id_dot
     parent = None if value is None else norm_span_id(value)
+    if parent is None and span is not None:
+        # a span inside a transaction: that transaction holds it
+        held = _transaction(r)
+        parent = None if held == span else held
     ts = _timestamp(r)
     value = r.service
     if type(value) is str and 0 < len(value) <= 200 and not names_no_service(value):

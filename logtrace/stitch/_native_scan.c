@@ -119,6 +119,8 @@ enum {
     K_parent_id,
     K_parent_dot_id,
     K_span_dot_start_ns,
+    K_transaction_dot_id,
+    K_transaction,
     N_KEYS,
     K_NONE,
     K_DECLINE
@@ -181,6 +183,8 @@ static const KeyName KEY_NAMES[] = {
     {"parent_id", K_parent_id, 9},
     {"parent.id", K_parent_dot_id, 9},
     {"span.start_ns", K_span_dot_start_ns, 13},
+    {"transaction.id", K_transaction_dot_id, 14},
+    {"transaction", K_transaction, 11},
     /* Keys of collectors' and backends' wrappers, which the Python side
      * unwraps (or may): a line with any of them is declined on sight. */
     {"_dd.p.tid", K_DECLINE, 9},
@@ -215,6 +219,10 @@ static const KeyName KEY_NAMES[] = {
     {"severity_number", K_DECLINE, 15},
     {"observed_timestamp", K_DECLINE, 18},
     {"_dd", K_DECLINE, 3},
+    /* Elastic APM's record attributes, as a JSON formatter writes them. */
+    {"elasticapm_trace_id", K_DECLINE, 19},
+    {"elasticapm_span_id", K_DECLINE, 18},
+    {"elasticapm_transaction_id", K_DECLINE, 25},
 };
 
 #define N_KEY_NAMES (sizeof(KEY_NAMES) / sizeof(KEY_NAMES[0]))
@@ -1206,6 +1214,21 @@ nested_id(const Value *v, const char *name, size_t width, int decimal, unsigned 
     return id_value(&inner, width, decimal, buf, out);
 }
 
+/* Elastic APM's transaction (`transaction.id`, or `id` under a
+ * `transaction` object), as _known_keys._transaction reads it. */
+static int
+transaction_id(const Keys *L, unsigned char *buf, const unsigned char **out)
+{
+    *out = NULL;
+    if (!is_null(V(K_transaction_dot_id))) {
+        return id_value(V(K_transaction_dot_id), 16, 0, buf, out);
+    }
+    if (!is_null(V(K_transaction))) {
+        return nested_id(V(K_transaction), "id", 16, 0, buf, out);
+    }
+    return 0;
+}
+
 /* Epoch seconds from a timestamp value, as parse_timestamp: strict ISO
  * text, or a number of seconds, milliseconds, microseconds or nanoseconds;
  * NaN for none. 0 declines. */
@@ -1359,10 +1382,22 @@ record_fields(const Keys *L, Fields *f)
             return 0;
         }
     }
+    else if (transaction_id(L, f->span_buf, &f->span) < 0) {
+        return 0;
+    }
 
     v = common ? V(K_PARENT_SPAN_ID) : first_of(L, PARENT_KEYS);
     if (id_value(v, 16, 0, f->parent_buf, &f->parent) < 0) {
         return 0;
+    }
+    if (!common && f->parent == NULL && f->span != NULL) {
+        /* A span inside an Elastic APM transaction: that transaction holds it. */
+        if (transaction_id(L, f->parent_buf, &f->parent) < 0) {
+            return 0;
+        }
+        if (f->parent != NULL && memcmp(f->parent, f->span, 16) == 0) {
+            f->parent = NULL;
+        }
     }
 
     if (!timestamp_value(first_of(L, TIME_KEYS), &f->ts)) {

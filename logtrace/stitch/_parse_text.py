@@ -61,12 +61,16 @@ def parse_logfmt(text: str) -> dict[str, str]:
 
 
 TEXT_ID_KEYS = (
-    r"trace[_.-]?id|oteltraceid|dd\.trace_id",
-    r"span[_.-]?id|otelspanid|dd\.span_id",
+    r"(?:elasticapm_)?trace[_.-]?id|oteltraceid|dd\.trace_id",
+    r"(?:elasticapm_)?span[_.-]?id|otelspanid|dd\.span_id",
     r"parent[_.-]?(?:span[_.-]?)?id",
+    r"(?:elasticapm_)?transaction[_.]id",
 )
-"""The spellings of the trace, span and parent span ID keys read in text lines
-(regular expressions, matched ignoring case)."""
+"""The spellings of the trace, span, parent span and transaction ID keys
+read in text lines (regular expressions, matched ignoring case). Elastic
+APM's documented format ends ``transaction.id=... trace.id=... span.id=...``,
+its span ``None`` outside a span the request opened: the transaction is the
+request's span then, and the parent of the span otherwise."""
 TEXT_SERVICE_KEYS = r"(?:resource\.)?service(?:[_.]name)?|otelservicename|dd\.service"
 """The spellings of the service key read in text lines: OpenTelemetry's
 logging format writes ``resource.service.name=checkout``, Datadog's
@@ -99,10 +103,12 @@ def _may_name_an_error(text: str) -> bool:
 
 def text_fields(text: str, flags: int) -> Parsed:
     """The IDs, time and error words of a text line."""
-    trace = span = parent = service = None
+    trace = span = parent = service = held = None
     for key, value in _TEXT_KEYS.findall(text):
-        key = key.lower()
-        if key.startswith(("trace", "oteltrace")):
+        key = key.lower().removeprefix("elasticapm_")
+        if key.startswith("transaction"):
+            held = held or norm_span_id(value)
+        elif key.startswith(("trace", "oteltrace")):
             trace = trace or norm_trace_id(value)
         elif key == "dd.trace_id":
             trace = trace or datadog_trace(value, None)
@@ -114,6 +120,10 @@ def text_fields(text: str, flags: int) -> Parsed:
             parent = parent or norm_span_id(value)
         elif service is None and not names_no_service(value):
             service = value  # service=None (a format string's empty field) names none
+    if held is not None and span is None:
+        span = held
+    elif held is not None and parent is None and held != span:
+        parent = held
     if trace is None and "trace=" in text:
         bare = _BARE_IDS.search(text)  # trace=<32 hex> span=<16 hex>: older console lines
         if bare is not None:

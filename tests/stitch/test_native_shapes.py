@@ -132,6 +132,22 @@ def test_ecs_logging() -> None:
     _read_itself(info)
 
 
+def test_elastic_apm_with_ecs_logging() -> None:
+    """The record attributes Elastic APM's log correlation sets, through
+    ecs-logging: ``transaction.id`` outside a span the request opened,
+    ``span.id`` and ``transaction.id`` inside one. (The agent itself, run
+    for real: ``test_elastic_apm.py``.)"""
+    ecs_logging = pytest.importorskip("ecs_logging")
+    tx = "1ae6ee36e41584aa"
+    apm = {"elasticapm_trace_id": TRACE, "elasticapm_transaction_id": tx}
+    data = _stdlib_line(ecs_logging.StdlibFormatter(), **apm, elasticapm_span_id=None)
+    outside = data.splitlines()[1]
+    assert b'"transaction":{"id":"%s"}' % tx.encode() in outside and b'"span"' not in outside
+    assert _read_itself(outside)[:3] == (TRACE, tx, None)
+    data = _stdlib_line(ecs_logging.StdlibFormatter(), **apm, elasticapm_span_id=SPAN)
+    assert _read_itself(data.splitlines()[1])[:3] == (TRACE, SPAN, tx)
+
+
 def test_structlog() -> None:
     structlog = pytest.importorskip("structlog")
     out = io.StringIO()

@@ -39,6 +39,26 @@ class TestJsonFormats:
         trace, span, parent, *_ = parse_line(line({"timestamp": TS, **record}))
         assert (trace, span, parent) == (TRACE, SPAN, PARENT)
 
+    def test_elastic_apm_transaction_is_the_span_outside_a_span(self) -> None:
+        """Elastic APM's log correlation: ``transaction.id`` on every line of
+        a request, ``span.id`` only inside a span it opened, whose parent
+        that transaction then is."""
+        for tx in ({"transaction": {"id": PARENT}}, {"transaction.id": PARENT}):
+            outside = parse_line(line({"timestamp": TS, "trace": {"id": TRACE}, **tx}))
+            assert outside[:3] == (TRACE, PARENT, None)
+            inside = parse_line(line({"timestamp": TS, "trace.id": TRACE, "span.id": SPAN, **tx}))
+            assert inside[:3] == (TRACE, SPAN, PARENT)
+        same = {"trace.id": TRACE, "span.id": SPAN, "transaction.id": SPAN}
+        assert parse_line(line({"timestamp": TS, **same}))[:3] == (TRACE, SPAN, None)
+        named = {"parent_span_id": "1" * 16, "span.id": SPAN, "transaction.id": PARENT}
+        assert parse_line(line({"trace_id": TRACE, **named}))[2] == "1" * 16
+        attrs = {
+            "elasticapm_trace_id": TRACE,
+            "elasticapm_transaction_id": PARENT,
+            "elasticapm_span_id": None,
+        }
+        assert parse_line(line({"timestamp": TS, **attrs}))[:3] == (TRACE, PARENT, None)
+
     def test_datadog_decimal_ids_become_padded_hex(self) -> None:
         parsed = parse_line(line({"dd.trace_id": "1234567890123456789", "dd.span_id": 255}))
         assert parsed[0] == "0" * 16 + format(1234567890123456789, "016x")
@@ -135,6 +155,15 @@ class TestLogfmtAndText:
         # Other values of such keys name no trace: a word, a short number.
         for other in ("trace=on span=12ms", f"trace={TRACE[:20]}"):
             assert parse_line(f"{TS} INFO {other}".encode())[0] is None
+
+    def test_elastic_apm_text_format(self) -> None:
+        """The format Elastic APM's docs give for its log correlation, outside
+        a span (``span.id=None``) and inside one."""
+        head = f"{TS} - shop - INFO - paid | elasticapm transaction.id={PARENT} trace.id={TRACE}"
+        assert parse_line(f"{head} span.id=None".encode())[:3] == (TRACE, PARENT, None)
+        assert parse_line(f"{head} span.id={SPAN}".encode())[:3] == (TRACE, SPAN, PARENT)
+        attrs = f"{TS} INFO paid elasticapm_trace_id={TRACE} elasticapm_transaction_id={PARENT}"
+        assert parse_line(attrs.encode())[:3] == (TRACE, PARENT, None)
 
     def test_logfmt_unescapes_quoted_values(self) -> None:
         assert parse_logfmt('msg="say \\"hi\\"" k=v') == {"msg": 'say "hi"', "k": "v"}
