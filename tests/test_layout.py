@@ -146,7 +146,7 @@ STITCH_STAGES = (
             "_scan",
         ),
     ),
-    ("partition by trace", ("_partition",)),
+    ("partition by trace", ("_trace_halves", "_partition")),
     ("group and span tree", ("_group", "_tree", "_precision", "_resolution")),
     (
         "clocks",

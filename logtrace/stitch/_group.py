@@ -17,6 +17,7 @@ import numpy.typing as npt
 
 from ._decompress import LineReader
 from ._model import ROW_DTYPE, ROW_FIELDS, FileScan, Source, Table
+from ._trace_halves import low_half_partners
 
 __all__ = [
     "TABLE_BYTES_PER_ROW",
@@ -24,6 +25,7 @@ __all__ = [
     "group",
     "hex_span_maps",
     "index_map",
+    "join_halves",
     "split_by_trace",
     "split_general",
     "split_without_collisions",
@@ -247,6 +249,8 @@ def group(
         del rows
     if hex_maps is None:
         span_names = list(span_ids)
+    names = list(trace_ids)
+    joined = join_halves(all_rows, names)
     spans, span_trace = split_by_trace(all_rows, span_names)
     return Table(
         sources=list(sources),
@@ -254,9 +258,31 @@ def group(
         rows=all_rows,
         file=all_files,
         span_start=all_starts,
-        traces=list(trace_ids),
+        traces=names,
         spans=spans,
         span_trace=span_trace,
         services=list(service_ids),
         warnings=warnings,
+        joined=joined,
     )
+
+
+def join_halves(rows: npt.NDArray[np.void], names: list[str]) -> dict[str, str]:
+    """Each 64-bit trace ID of ``names`` that is the low half of one 128-bit
+    ID there joins that trace (:func:`._trace_halves.low_half_partners`):
+    its rows take the other's index, and it leaves ``names`` (in place).
+    Returns short ID -> the ID it joined."""
+    partners = low_half_partners(names)
+    if not partners:
+        return {}
+    keep = np.ones(len(names), dtype=bool)
+    keep[list(partners)] = False
+    index = np.cumsum(keep, dtype=np.int64) - 1
+    for short, partner in partners.items():
+        index[short] = index[partner]
+    column = rows["trace"]
+    has = column >= 0
+    column[has] = index[column[has]]
+    joined = {names[short]: names[partner] for short, partner in partners.items()}
+    names[:] = [t for t, k in zip(names, keep.tolist(), strict=True) if k]
+    return joined

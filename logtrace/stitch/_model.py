@@ -287,6 +287,9 @@ class Table:
     """Span index -> trace index."""
     services: list[str]
     warnings: list[str]
+    joined: dict[str, str] = field(default_factory=dict)
+    """Trace IDs of 64 bits joined to the 128-bit ID they are the low half
+    of (:mod:`._trace_halves`): short ID -> the ID in ``traces``."""
     memo: dict[str, Any] = field(default_factory=dict)
     """What later stages read back from the files once and reuse (the clock
     stage and the order stage both look at the same calls)."""

@@ -33,6 +33,7 @@ import numpy.typing as npt
 from ._memory import take_rows
 from ._model import SCAN_DTYPE, FileScan, Summary
 from ._spool import drop_spilled, load_spilled
+from ._trace_halves import partition_key
 
 if TYPE_CHECKING:
     from ._model import Source
@@ -126,9 +127,11 @@ def segment_rows(memory: int, jobs: int, most: int) -> int:
 
 
 def partition_of_traces(trace_ids: Sequence[str], count: int) -> npt.NDArray[np.int32]:
-    """Each trace's partition: a hash of its canonical ID (the same on every run)."""
+    """Each trace's partition: a hash of its canonical ID (the same on every
+    run), of a 32-digit one's low half (:func:`._trace_halves.partition_key`:
+    a 64-bit form of it lands in the same partition)."""
     return np.fromiter(
-        (zlib.crc32(t.encode("utf-8", "surrogatepass")) % count for t in trace_ids),
+        (zlib.crc32(partition_key(t).encode("utf-8", "surrogatepass")) % count for t in trace_ids),
         dtype=np.int32,
         count=len(trace_ids),
     )

@@ -87,6 +87,7 @@ def open_partition(parts: Partitions, s: int, memory: int) -> Grouped:
     # group() numbers traces by first appearance over the scans in order, so
     # the earliest key seen for a trace is where it first appears in the run.
     number = {t: k for k, t in enumerate(table.traces)}
+    number.update((short, number[long]) for short, long in table.joined.items())
     first = np.full(len(table.traces), np.iinfo(np.int64).max, dtype=np.int64)
     for _, piece, keys in pieces:
         at = np.fromiter(map(number.__getitem__, piece.traces), np.int64, len(piece.traces))

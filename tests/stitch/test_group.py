@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 from pathlib import Path
 
@@ -9,8 +10,9 @@ import numpy as np
 import pytest
 from _stitchutil import stitch_jsonl
 
-from logtrace.stitch import _group
+from logtrace.stitch import Options, _group, stitch
 from logtrace.stitch._model import ROW_DTYPE
+from logtrace.stitch._trace_halves import low_half_partners, partition_key
 
 
 def _rows(rng: np.random.Generator, n: int, spans: int, traces: int) -> np.ndarray:
@@ -126,3 +128,63 @@ def test_row_prefix_copy_is_the_field_by_field_copy() -> None:
     strided = np.zeros(2000, ROW_DTYPE)[::2]  # not contiguous: the field-wise path
     copy_row_prefix(strided, scanned)
     assert all(np.array_equal(strided[n], fast[n], equal_nan=n == "ts") for n in ROW_FIELDS)
+
+
+class TestTraceHalves:
+    """A 64-bit trace ID joins the 128-bit one it is the low half of."""
+
+    LONG = "6b15fdf200000000e4762d231b01be63"
+    SHORT = "0" * 16 + LONG[16:]
+
+    def test_a_short_id_joins_the_one_long_id_of_its_low_half(self) -> None:
+        other = "7" * 32
+        ids = [self.SHORT, other, self.LONG, "0" * 16 + "1" * 16, "req-1"]
+        assert low_half_partners(ids) == {0: 2}
+        assert partition_key(self.LONG) == partition_key(self.SHORT) == self.LONG[16:]
+        assert partition_key("req-1") == "req-1"
+
+    def test_two_long_ids_of_one_low_half_leave_the_short_one_alone(self) -> None:
+        twin = "1" + self.LONG[1:]
+        assert low_half_partners([self.SHORT, self.LONG, twin]) == {}
+
+    @pytest.mark.parametrize("partitions", [1, 3])
+    def test_services_logging_either_form_make_one_trace(
+        self, tmp_path: Path, partitions: int
+    ) -> None:
+        """Datadog's gateway logs the 128-bit ID in hex; the services it calls
+        got only the low half (``x-datadog-trace-id``) and log it in decimal."""
+        decimal = str(int(self.LONG[16:], 16))
+        lines = {
+            "gateway": [(0, "asked"), (5, "answered")],
+            "orders": [(1, "order asked"), (4, "order answered")],
+        }
+        for service, said in lines.items():
+            trace = self.LONG if service == "gateway" else decimal
+            records = [
+                {
+                    "timestamp": f"2026-03-01T10:00:00.00{ms}000Z",
+                    "levelname": "INFO",
+                    "dd.service": service,
+                    "dd.trace_id": trace,
+                    "dd.span_id": str(1000 + len(service)),
+                    "message": message,
+                }
+                for ms, message in said
+            ]
+            (tmp_path / f"{service}.log").write_text(
+                "".join(json.dumps(r) + "\n" for r in records), encoding="utf-8"
+            )
+        other = {"timestamp": "2026-03-01T10:00:01Z", "dd.trace_id": "12", "message": "x"}
+        with open(tmp_path / "orders.log", "a", encoding="utf-8") as fh:
+            fh.write(json.dumps(other) + "\n")
+        buffer = io.BytesIO()
+        stitch([str(tmp_path)], buffer, Options(format="jsonl", partitions=partitions))
+        out = [json.loads(line) for line in buffer.getvalue().splitlines()]
+        said = [(r["trace_id"], r["record"]["message"]) for r in out]
+        assert said == [
+            (self.LONG, "asked"),
+            (self.LONG, "order asked"),
+            (self.LONG, "order answered"),
+            (self.LONG, "answered"),
+            ("0" * 30 + "0c", "x"),
+        ]
