@@ -33,6 +33,7 @@ from ._inferred_calls import within_links
 
 __all__ = [
     "MISSED",
+    "MISSED_SHARE",
     "ROUNDS",
     "apart",
     "candidates",
@@ -53,8 +54,12 @@ ROUNDS = 3
 """At most this many rounds of suspects, each solved without the links the
 rounds before dropped (a dropped link may reveal another one behind it)."""
 MISSED = 3
-"""How many traces, at least, whose callees miss the caller's gaps make a
-link that explains no span of its own a loose sibling (:func:`loose_siblings`)."""
+MISSED_SHARE = 20
+"""How many traces, at least, and one in how many at least, whose callees
+miss the caller's gaps make a link that explains no span of its own a loose
+sibling (:func:`loose_siblings`). Real calls miss in a few of a hundred
+traces (a line of another task between), siblings at whole milliseconds in
+one of twenty to one of six."""
 
 
 def inner_links(links: Links) -> set[Pair]:
@@ -177,12 +182,12 @@ def loose_siblings(links: Links) -> set[Pair]:
 def _outfitted(link: Link, links: Links) -> bool:
     """Whether ``link`` holds no callee span the other links into its
     service leave, and its callees miss the caller's gaps in a few traces
-    (three at least) and over three times as often as those of another link
-    into that service that holds spans of its own. To the millisecond every
+    (three and one in twenty at least) and over three times as often as
+    those of another link into that service that holds spans of its own. To the millisecond every
     gap widens by one on each side, and a sibling inside by chance fits
     most of them; a caller that waits still fits them all."""
     missed = link.traces - link.fitting
-    if missed < MISSED or evidence(link, links)[0] > 0.0:
+    if missed < MISSED or missed * MISSED_SHARE < link.traces or evidence(link, links)[0] > 0.0:
         return False
     return any(
         (k.traces - k.fitting) * link.traces * 3 < missed * k.traces
