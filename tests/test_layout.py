@@ -172,6 +172,7 @@ STITCH_STAGES = (
             "_containment",
             "_link_rules",
             "_call_doubt",
+            "_gap_matching",
             "_inferred_calls",
             "_sibling_links",
         ),

@@ -29,6 +29,7 @@ from ._clock_bounds import LOOSE_RATE
 from ._clocks import ClockModel
 from ._containment import Links, containment_interval, spans_resolution
 from ._correct import apply_clocks, span_shift
+from ._gap_matching import one_call_per_gap
 from ._link_rules import Callers, Rule, rule_arrays, trimmed_callees
 from ._model import Table, Tree
 from ._record_gaps import without_last_line
@@ -129,7 +130,13 @@ def infer_parents(
     # Without links, a span inside one of its own service may as well be a
     # concurrent request from another branch (a database serving two at
     # once): nothing is inferred. With links, its caller competes.
+    pool: list[tuple[I64, I64, F64, F64, F64]] = []
     for same in (False, True) if callers else ():
+        if same and pool:
+            shift = around()[0]
+            _one_call_per_gap(pool, tree, tree.start - shift, best, best_gap, held_lo, held_hi)
+        if same:
+            across = best.copy()  # each span's caller of another service
         for a, b in span_pairs(table, tree, same):
             if same:  # a service's own work inside one of its spans, on one clock
                 tol = np.zeros(len(b))
@@ -160,6 +167,11 @@ def infer_parents(
                 own_start = tree.start[a] + res[a] - shift[a]
                 own_end = tree.end[a] - shift[a]
                 fits &= (held_lo[b] <= own_start) & (own_end <= held_hi[b])
+                # ... and in the very gap of that caller that holds the
+                # request: one in a gap of its own is a call of its own (two
+                # requests a fan-out made side by side).
+                alone = (across[a] < 0) | (across[b] < 0)
+                fits &= alone | ((across[a] == across[b]) & (held_lo[a] == held_lo[b]))
             a, b, end = a[fits], b[fits], end[fits]
             if not len(b):
                 continue
@@ -175,6 +187,8 @@ def infer_parents(
                 gap = np.where(np.isnan(before) | np.isnan(after), np.inf, after - before)
                 before = np.where(np.isnan(before), -np.inf, before)
                 after = np.where(np.isnan(after), np.inf, after + res[a])
+                if not same:
+                    pool.append((a, b, gap, before, after))
             perm = np.lexsort((a, length, gap, b))
             a, b, gap, before, after = a[perm], b[perm], gap[perm], before[perm], after[perm]
             head = np.r_[True, b[1:] != b[:-1]]
@@ -197,6 +211,30 @@ def infer_parents(
     inferred = np.zeros(len(parent), dtype=bool)
     inferred[chosen] = True
     return relink(table, replace(whole, parent=parent, inferred=inferred))
+
+
+def _one_call_per_gap(
+    pool: list[tuple[I64, I64, F64, F64, F64]],
+    tree: Tree,
+    start: F64,
+    best: I64,
+    best_gap: F64,
+    held_lo: F64,
+    held_hi: F64,
+) -> None:
+    """Callees of one service that chose the same gap of a caller, matched
+    to gaps of that caller service one each (:func:`._gap_matching.one_call_per_gap`);
+    ``pool`` holds every candidate (caller, callee, gap, and the gap's
+    opening and closing times), ``start`` each span's start on corrected
+    clocks. ``best`` and the arrays beside it change in place."""
+    columns = zip(*pool, strict=True)
+    caller, callee, gap, before, after = (np.concatenate(column) for column in columns)
+    chosen = np.where(np.isfinite(best_gap), best, -1).astype(np.int64)
+    service = tree.service.astype(np.int64)
+    moved = one_call_per_gap(chosen, held_lo, caller, callee, gap, before, service, start)
+    for b, row in moved.items():
+        best[b], best_gap[b] = caller[row], gap[row]
+        held_lo[b], held_hi[b] = before[row], after[row]
 
 
 class _Records:
