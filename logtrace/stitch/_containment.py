@@ -435,9 +435,22 @@ def _chosen(
     return links
 
 
+def _also_through(link: Link, pairs: set[tuple[str, str]]) -> str:
+    """``", also via b"`` where links ``caller -> b -> callee`` stand beside
+    ``link`` (a caller that waits quietly holds its callee's callees as
+    snugly; each span hangs under whichever leaves the narrower gap)."""
+    between = sorted(
+        b for a, b in pairs if a == link.caller and b != link.callee and (b, link.callee) in pairs
+    )
+    return f", also via {', '.join(between)}" if between else ""
+
+
 def _note(links: list[Link], rejected: list[str], weak: list[str]) -> str:
     if links:
-        calls = ", ".join(f"{k.caller} -> {k.callee} ({k.traces} traces)" for k in links)
+        pairs = {(k.caller, k.callee) for k in links}
+        calls = ", ".join(
+            f"{k.caller} -> {k.callee} ({k.traces} traces{_also_through(k, pairs)})" for k in links
+        )
         text = f"parents inferred from containment (no parent span logged): {calls}"
         if rejected:
             text += f"; not for {', '.join(rejected)} (containment inconsistent)"

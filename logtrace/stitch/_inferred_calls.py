@@ -167,11 +167,13 @@ def infer_parents(
                 own_start = tree.start[a] + res[a] - shift[a]
                 own_end = tree.end[a] - shift[a]
                 fits &= (held_lo[b] <= own_start) & (own_end <= held_hi[b])
-                # ... and in the very gap of that caller that holds the
-                # request: one in a gap of its own is a call of its own (two
-                # requests a fan-out made side by side).
-                alone = (across[a] < 0) | (across[b] < 0)
-                fits &= alone | ((across[a] == across[b]) & (held_lo[a] == held_lo[b]))
+                # ... and not held by another span of that request's caller
+                # service: that one is a call of its own (two requests a
+                # fan-out made side by side).
+                mine, theirs = across[a], across[b]
+                both = (mine >= 0) & (theirs >= 0)
+                other = tree.service[np.maximum(mine, 0)] == tree.service[np.maximum(theirs, 0)]
+                fits &= ~(both & (mine != theirs) & other)
             a, b, end = a[fits], b[fits], end[fits]
             if not len(b):
                 continue

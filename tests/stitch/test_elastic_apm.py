@@ -246,6 +246,9 @@ def test_shifted_clocks_are_found(tmp_path: Path) -> None:
     logs = _run(tmp_path, SHIFTS)
     summary = _assert_story(logs, tmp_path / "out.jsonl")
     offsets = summary.offsets_ms
+    (note,) = summary.notes
+    # a link beside the chain through orders says so (stock never hangs under it)
+    assert "gateway -> stock" not in note or ", also via orders)" in note, note
     within = {"gateway": 1.0, "orders": 1.0, "stock": 1.5}
     for service, shift in SHIFTS.items():
         assert abs(offsets[service] - offsets["gateway"] - shift) < within[service], offsets
