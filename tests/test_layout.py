@@ -127,6 +127,7 @@ STITCH_STAGES = (
             "_timestamps",
             "_segments",
             "_gil",
+            "_process_pool",
             "_record_cuts",
         ),
     ),

@@ -17,7 +17,6 @@ import os
 import shutil
 import tempfile
 from collections.abc import Callable
-from multiprocessing import get_context
 from typing import IO
 
 import msgspec
@@ -27,6 +26,7 @@ from ._marks import span_marks
 from ._memory import give_back_free_heap, take_rows
 from ._model import JSON, Rendering
 from ._native import native_enabled, native_write
+from ._process_pool import forked_pool
 from ._record_text import iso_strings, record_json
 from ._render_jsonl_native import render_native
 from ._render_range import TAILS, RangeContext, ReleasePlan, marks_if_any, tail_codes
@@ -217,7 +217,7 @@ def write_jsonl(
     ]
     _CURRENT = r
     try:
-        with get_context("fork").Pool(jobs - 1) as pool:
+        with forked_pool(jobs - 1) as pool:
             pending = pool.map_async(_worker, jobs_list)
             _render_range(r, bounds[0], bounds[1], out)
             if progress is not None:

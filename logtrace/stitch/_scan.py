@@ -17,7 +17,6 @@ from __future__ import annotations
 import gc
 import os
 from collections.abc import Callable, Iterator, Sequence
-from multiprocessing import get_context
 from typing import IO
 
 import numpy as np
@@ -36,6 +35,7 @@ from ._model import SCAN_DTYPE, TRUNCATED, UNPARSEABLE_JSON, FileScan
 from ._native import native_enabled, native_scan
 from ._parse import PARTIALS
 from ._plan import InputError, ScanTask, input_size, plan_tasks, service_from_path, task_size
+from ._process_pool import forked_pool
 from ._scan_native import prefetched, scan_block_native
 from ._scan_python import PURE_BLOCK, line_breaks, scan_block
 from ._spool import content_spool, spill, spooled
@@ -306,7 +306,7 @@ def _scan_all(
     # Many small tasks go to the workers a few at a time: one round trip each
     # would cost more than scanning a small file.
     chunk = max(1, min(32, len(tasks) // (workers * 16)))
-    with get_context("fork").Pool(workers) as pool:
+    with forked_pool(workers) as pool:
         results_in_order = pool.imap(work, [tasks[i] for i in order], chunk)
         for i, result in zip(order, results_in_order, strict=False):
             by_index[i] = result
