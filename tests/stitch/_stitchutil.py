@@ -96,3 +96,22 @@ def pure_python(on: bool) -> Iterator[None]:
             os.environ.pop("LOGTRACE_PURE_PYTHON", None)
         else:
             os.environ["LOGTRACE_PURE_PYTHON"] = old
+
+
+def stitched_traces(logs: Path, out: Path) -> tuple[Any, dict[str, list[dict[str, Any]]]]:
+    """Stitch the directory ``logs`` to JSON lines in ``out`` with the
+    library; assert every line of the logs came out, and return the summary
+    and the output's rows per trace (lines without a trace left out)."""
+    from collections import defaultdict
+
+    from logtrace.stitch import Options, stitch
+
+    with open(out, "wb") as fh:
+        summary = stitch([str(logs)], fh, Options(format="jsonl"))
+    rows = [json.loads(line) for line in out.read_bytes().splitlines()]
+    assert len(rows) == sum(len(p.read_text().splitlines()) for p in logs.iterdir())
+    traces: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    for row in rows:
+        if row["trace_id"] is not None:
+            traces[row["trace_id"]].append(row)
+    return summary, traces

@@ -21,15 +21,13 @@ from __future__ import annotations
 import json
 import re
 import textwrap
-from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
+from _stitchutil import stitched_traces
 from servers import free_port, run_gunicorn, run_uvicorn
-
-from logtrace.stitch import Options, stitch
 
 pytest.importorskip("ddtrace")
 pytest.importorskip("pythonjsonlogger")
@@ -219,15 +217,7 @@ def _message(row: dict[str, Any]) -> str:
 def _assert_story(logs: Path, out: Path) -> Any:
     """Every line kept; each request one trace, in causal order, each
     request's span under its caller's."""
-    with open(out, "wb") as fh:
-        summary = stitch([str(logs)], fh, Options(format="jsonl"))
-    rows = [json.loads(line) for line in out.read_bytes().splitlines()]
-    written = sum(len(p.read_text().splitlines()) for p in logs.iterdir())
-    assert len(rows) == written
-    traces: dict[str, list[dict[str, Any]]] = defaultdict(list)
-    for row in rows:
-        if row["trace_id"] is not None:
-            traces[row["trace_id"]].append(row)
+    summary, traces = stitched_traces(logs, out)
     assert len(traces) == REQUESTS
     for trace in traces.values():
         said = [_message(r) for r in trace]

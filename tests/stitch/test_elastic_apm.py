@@ -20,17 +20,14 @@ had no span: nothing was linked and no clock corrected, the shifted services
 
 from __future__ import annotations
 
-import json
 import textwrap
-from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
+from _stitchutil import stitched_traces
 from servers import free_port, run_gunicorn, run_uvicorn
-
-from logtrace.stitch import Options, stitch
 
 pytest.importorskip("elasticapm")
 pytest.importorskip("ecs_logging")
@@ -182,24 +179,11 @@ def _run(tmp_path: Path, shifts: dict[str, float]) -> Path:
     return logs
 
 
-def _stitched(logs: Path, out: Path) -> tuple[Any, dict[str, list[dict[str, Any]]], int]:
-    with open(out, "wb") as fh:
-        summary = stitch([str(logs)], fh, Options(format="jsonl"))
-    traces: dict[str, list[dict[str, Any]]] = defaultdict(list)
-    rows = [json.loads(line) for line in out.read_bytes().splitlines()]
-    for row in rows:
-        if row["trace_id"] is not None:
-            traces[row["trace_id"]].append(row)
-    return summary, traces, len(rows)
-
-
 def _assert_story(logs: Path, out: Path) -> Any:
     """Every line kept; each trace the three services in causal order, each
     request under its caller's, the cart lines in the gateway's span under
     its transaction."""
-    summary, traces, count = _stitched(logs, out)
-    written = sum(len(p.read_text().splitlines()) for p in logs.iterdir())
-    assert count == written
+    summary, traces = stitched_traces(logs, out)
     assert len(traces) == REQUESTS
     for rows in traces.values():
         said = [r["record"]["message"] for r in rows]

@@ -18,17 +18,14 @@ another, the tree is right in nearly all.
 
 from __future__ import annotations
 
-import json
 import textwrap
-from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
+from _stitchutil import stitched_traces
 from servers import run_uvicorn
-
-from logtrace.stitch import Options, stitch
 
 pytest.importorskip("django")
 pytest.importorskip("opentelemetry.instrumentation.django")
@@ -178,15 +175,8 @@ def _run(tmp_path: Path) -> Path:
 
 def test_each_call_of_a_fan_out_hangs_under_its_own_request(tmp_path: Path) -> None:
     logs = _run(tmp_path)
-    out = tmp_path / "out.jsonl"
-    with open(out, "wb") as fh:
-        summary = stitch([str(logs)], fh, Options(format="jsonl"))
+    summary, traces = stitched_traces(logs, tmp_path / "out.jsonl")
     assert set(summary.offsets_ms.values()) == {0.0}
-    rows = [json.loads(line) for line in out.read_bytes().splitlines()]
-    assert len(rows) == sum(len(p.read_text().splitlines()) for p in logs.iterdir())
-    traces: dict[str, list[dict[str, Any]]] = defaultdict(list)
-    for row in rows:
-        traces[row["trace_id"]].append(row)
     assert len(traces) == REQUESTS
     wrong = 0
     for trace in traces.values():
