@@ -58,13 +58,28 @@ def small_input(sources: Sequence[Source]) -> bool:
 
 
 def _needles(ids: Sequence[str]) -> list[bytes]:
+    """What to look for: each ID as given and in lower case; for a 128-bit
+    hex ID its low half instead (which every line of the whole ID holds
+    too), in hex and in decimal, as services that log only the low 64 bits
+    write it (Datadog's tracers, B3's 64-bit IDs; the stitch joins them:
+    :mod:`._trace_halves`); for a decimal ID of 64 bits, its hex form too."""
     needles: list[bytes] = []
     for ident in ids:
-        for form in (ident, ident.lower()):
+        forms = [ident, ident.lower()]
+        if len(ident) == 32 and _is_hex(ident):
+            low = ident[16:]
+            forms = [low, low.lower(), str(int(low, 16))]
+        elif ident.isdigit() and int(ident) < 1 << 64:
+            forms.append(format(int(ident), "016x"))
+        for form in forms:
             encoded = form.encode()
             if encoded and encoded not in needles:
                 needles.append(encoded)
     return needles
+
+
+def _is_hex(text: str) -> bool:
+    return all(c in "0123456789abcdefABCDEF" for c in text)
 
 
 def grep(

@@ -109,6 +109,34 @@ class TestGrep:
         )
         assert cli("grep", "00f067aa0ba902b7", str(path)).returncode == 0
 
+    def test_a_128_bit_id_finds_the_lines_of_its_low_half(self, tmp_path: Path) -> None:
+        """ddtrace's gateway logs the 128-bit ID; a service that got only the
+        low half logs it in decimal: grepping either form finds both, in the
+        order a stitch gives (one trace)."""
+        long = "6b15fdf200000000e4762d231b01be63"
+        decimal = str(int(long[16:], 16))
+        lines = [
+            ("gateway", long, "00.001", "asked"),
+            ("orders", decimal, "00.002", "order asked"),
+            ("orders", decimal, "00.003", "order answered"),
+            ("gateway", long, "00.004", "answered"),
+            ("orders", "77", "00.005", "another trace"),
+        ]
+        for service in ("gateway", "orders"):
+            records = [
+                {"timestamp": f"2026-03-01T10:00:{at}Z", "dd.service": name,
+                 "dd.trace_id": trace, "message": said}
+                for name, trace, at, said in lines if name == service
+            ]  # fmt: skip
+            (tmp_path / f"{service}.log").write_text(
+                "".join(json.dumps(r) + "\n" for r in records), encoding="utf-8"
+            )
+        files = [str(tmp_path / "gateway.log"), str(tmp_path / "orders.log")]
+        for wanted in (long, long.upper(), decimal):
+            out = cli("grep", "--no-filename", wanted, *files).stdout.decode()
+            said = [json.loads(line)["message"] for line in out.splitlines()]
+            assert said == ["asked", "order asked", "order answered", "answered"], (wanted, said)
+
     def test_nothing_matched_exits_1(self, tmp_path: Path) -> None:
         (tmp_path / "a.log").write_text("nothing here\n")
         proc = cli("grep", "deadbeef", str(tmp_path / "a.log"))
