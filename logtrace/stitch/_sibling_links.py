@@ -37,6 +37,7 @@ __all__ = [
     "ROUNDS",
     "apart",
     "candidates",
+    "detached",
     "evidence",
     "inner_links",
     "loose_siblings",
@@ -111,10 +112,12 @@ def recheck_siblings(
     which the links left are met best: a chance link beside the sibling may
     be met as well without the real call as without the sibling).
     """
+    gone: frozenset[Pair] = frozenset(detached(links))
+    if gone:
+        links = decide(gone)
     clocks = within_links(solve(links), links)
     if links.one_clock:
         return links, clocks
-    gone: frozenset[Pair] = frozenset()
     missed = misses(links, clocks)
     states = [(sum(missed.values()), links, clocks)]
     for _ in range(ROUNDS):
@@ -150,6 +153,40 @@ def recheck_siblings(
     # the fewest misses; on a tie, the links after the most drops
     _, _, links, clocks = min((m, -i, k, c) for i, (m, k, c) in enumerate(states))
     return links, clocks
+
+
+def detached(links: Links) -> set[Pair]:
+    """Links ``a -> c`` that explain no span of ``c`` of their own, beside a
+    link ``b -> c`` on more traces that does, where no other link joins ``a``
+    and ``b``: a service that only runs beside the callers (a queue's
+    consumer, after its producer) holds the callee's spans at the offset its
+    delay makes, in some traces by chance, and would move its clock by that
+    delay. Its clock is left to what else links it, or uncorrected."""
+    out: set[Pair] = set()
+    for k in links.links:
+        if evidence(k, links)[0] > 0.0:
+            continue
+        for m in links.links:
+            if m.callee != k.callee or m == k or m.traces <= k.traces:
+                continue
+            if evidence(m, links)[0] > 0.0 and not _joined(k.caller, m.caller, links, k.callee):
+                out.add((k.caller, k.callee))
+    return out
+
+
+def _joined(a: str, b: str, links: Links, leaving: str) -> bool:
+    """Whether links (either way) join ``a`` and ``b`` without ``leaving``."""
+    seen, todo = {a}, [a]
+    while todo:
+        here = todo.pop()
+        for x, y in links.callers:
+            for there in (y,) if x == here else (x,) if y == here else ():
+                if there == b:
+                    return True
+                if there != leaving and there not in seen:
+                    seen.add(there)
+                    todo.append(there)
+    return False
 
 
 def candidates(links: Links, missed: dict[Pair, float]) -> set[Pair]:

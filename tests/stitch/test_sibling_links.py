@@ -17,6 +17,7 @@ from logtrace.stitch._containment import Link, Links
 from logtrace.stitch._sibling_links import (
     apart,
     candidates,
+    detached,
     evidence,
     inner_links,
     loose_siblings,
@@ -152,6 +153,26 @@ class TestCandidates:
         # the gateway's callees miss its gaps as often: not loose
         gateway = replace(GATEWAY_PRICING, fitting=44)
         assert loose_siblings(Links((GATEWAY_ORDERS, gateway, sibling(44)), "note")) == set()
+
+    def test_a_consumer_holding_the_callees_of_another_caller_by_chance_is_detached(
+        self,
+    ) -> None:
+        """A queue's worker runs after the api that enqueued its task: shifted
+        by the queue's delay its task spans hold the api's inventory calls in
+        20 traces of 40. Nothing else links worker and api."""
+
+        def link(caller: str, callee: str, traces: int, callees: int, possible: int) -> Link:
+            return Link(caller, callee, 0.0, 1 * MS, traces, callees, possible, fitting=traces)
+
+        api = link("api", "inventory", 40, 40, 40)
+        worker = link("worker", "inventory", 20, 20, 40)
+        assert detached(Links((api, worker), "note")) == {("worker", "inventory")}
+        # the worker's own inventory calls (spans the api holds not): a call
+        own = link("worker", "inventory", 20, 20, 60)
+        assert detached(Links((api, own), "note")) == set()
+        # a caller the api calls (linked): a real caller beside a link through it
+        joined = Links((api, worker, link("api", "worker", 40, 40, 40)), "note")
+        assert detached(joined) == set()
 
     def test_a_drop_that_leaves_a_service_unlinked_is_apart(self) -> None:
         grouped = Links(ALL.links, "note", groups={"gateway": "gateway", "db": "gateway"})
