@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gzip
 import io
 import json
 import os
@@ -109,7 +110,11 @@ def stitched_traces(logs: Path, out: Path) -> tuple[Any, dict[str, list[dict[str
     with open(out, "wb") as fh:
         summary = stitch([str(logs)], fh, Options(format="jsonl"))
     rows = [json.loads(line) for line in out.read_bytes().splitlines()]
-    assert len(rows) == sum(len(p.read_text().splitlines()) for p in logs.iterdir())
+    written = 0
+    for path in logs.iterdir():
+        data = gzip.decompress(path.read_bytes()) if path.suffix == ".gz" else path.read_bytes()
+        written += len(data.splitlines())
+    assert len(rows) == written
     traces: dict[str, list[dict[str, Any]]] = defaultdict(list)
     for row in rows:
         if row["trace_id"] is not None:
