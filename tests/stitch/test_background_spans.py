@@ -126,3 +126,15 @@ def test_background_task_spans_invent_no_skew(tmp_path: Path, shift_ms: float) -
         # The job's span hangs under a span of the trace, marked inferred,
         # never above the request it followed.
         assert job["parent_span_id"] is not None and job["depth"] >= request["depth"], rows
+
+
+def test_a_captured_run_where_the_jobs_looked_like_second_calls(tmp_path: Path) -> None:
+    """A run of these services (gzipped), pricing's clock 30 ms ahead. At
+    10 ms beyond that the request fits the page's own work before its call
+    and the job the call's gap, packing 0.8 as densely as two calls in a row
+    would: read as calls, the jobs put pricing 11.6 ms off."""
+    logs = Path(__file__).parent / "captured" / "background_in_a_row"
+    with open(tmp_path / "out.jsonl", "wb") as fh:
+        summary = stitch([str(logs)], fh, Options(format="jsonl"))
+    offsets = summary.offsets_ms
+    assert abs(offsets["pricing"] - offsets["gateway"] - 30.0) < 1.0, offsets
