@@ -162,31 +162,35 @@ def detached(links: Links) -> set[Pair]:
     consumer, after its producer) holds the callee's spans at the offset its
     delay makes, in some traces by chance, and would move its clock by that
     delay. Its clock is left to what else links it, or uncorrected."""
-    out: set[Pair] = set()
-    for k in links.links:
-        if evidence(k, links)[0] > 0.0:
-            continue
-        for m in links.links:
-            if m.callee != k.callee or m == k or m.traces <= k.traces:
-                continue
-            if evidence(m, links)[0] > 0.0 and not _joined(k.caller, m.caller, links, k.callee):
-                out.add((k.caller, k.callee))
-    return out
+    share = {k: evidence(k, links)[0] for k in links.links}
+    return {
+        (k.caller, k.callee)
+        for k in links.links
+        if share[k] == 0.0
+        and any(
+            m.callee == k.callee
+            and m.traces > k.traces
+            and share[m] > 0.0
+            and not _joined(k.caller, m.caller, links, k.callee)
+            for m in links.links
+        )
+    }
 
 
 def _joined(a: str, b: str, links: Links, leaving: str) -> bool:
     """Whether links (either way) join ``a`` and ``b`` without ``leaving``."""
+    near: dict[str, set[str]] = {}
+    for x, y in links.callers:
+        if leaving not in (x, y):
+            near.setdefault(x, set()).add(y)
+            near.setdefault(y, set()).add(x)
     seen, todo = {a}, [a]
     while todo:
-        here = todo.pop()
-        for x, y in links.callers:
-            for there in (y,) if x == here else (x,) if y == here else ():
-                if there == b:
-                    return True
-                if there != leaving and there not in seen:
-                    seen.add(there)
-                    todo.append(there)
-    return False
+        for there in near.get(todo.pop(), ()):
+            if there not in seen:
+                seen.add(there)
+                todo.append(there)
+    return b in seen
 
 
 def candidates(links: Links, missed: dict[Pair, float]) -> set[Pair]:
