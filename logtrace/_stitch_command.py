@@ -196,10 +196,17 @@ def _print_summary(summary: Any, skew_correction: bool) -> None:
         )
         one_sided = [name for name in summary.uncorrected if summary.one_sided(name)]
         unbounded = [name for name in summary.uncorrected if not summary.one_sided(name)]
+        least = [
+            name
+            for name in summary.offsets_ms
+            if summary.offsets_ms[name] and summary.one_sided(name)
+        ]
         for names, why in (
             (unbounded, "no calls bound their clocks"),
             (one_sided, "calls bound their clocks on one side only"),
+            (least, "corrected only as far as a one-sided bound demands (may be off more)"),
         ):
             if names:
                 listed = ", ".join(visible(name) for name in names)
-                print(f"logtrace: left uncorrected, {why}: {listed}", file=sys.stderr)
+                lead = "" if names is least else "left uncorrected, "
+                print(f"logtrace: {lead}{why}: {listed}", file=sys.stderr)

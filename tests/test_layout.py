@@ -157,6 +157,7 @@ STITCH_STAGES = (
             "_clock_bounds",
             "_clock_graph",
             "_clock_drift",
+            "_clock_queues",
             "_clock_columns",
             "_clocks",
             "_span_fields",

@@ -22,13 +22,14 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from hashlib import blake2b
 
 import numpy as np
 import numpy.typing as npt
 
 from ._clock_asymmetry import ASYMMETRY, lined_services
+from ._clock_queues import Queues, add_hop
 from ._clocks import (
     ClockModel,
     DifferenceBounds,
@@ -59,6 +60,7 @@ __all__ = [
     "note_clocks",
     "overlapping",
     "partition_calls",
+    "queue_bounds",
     "sample_keys",
     "solve_clocks",
 ]
@@ -95,7 +97,8 @@ def sample_keys(trace_ids: Sequence[str]) -> I64:
 CallColumns = tuple[npt.NDArray[np.generic], ...]
 """One partition's calls: partition, callee's trace first key, callee's rank
 in its trace, caller span, services, send, receive, start, end, exact,
-answered, both hosts, whether the callee's lines time it, and the sample key
+answered, both hosts, whether the callee's lines time it, whether it is a
+queue hop (:attr:`._correct.Calls.queued`), and the sample key
 (the first key, rank and sample key are empty for a run of one partition)."""
 _SAMPLE = -1
 
@@ -105,7 +108,7 @@ def partition_calls(s: int, table: Table, tree: Tree, first: I64, many: bool) ->
     in the run. In a run of ``many`` partitions, each call carries what puts
     it in the run's order and its trace's sample key (one partition's calls
     are in that order already and all kept)."""
-    calls = find_calls(table, tree)
+    calls = find_calls(table, tree, hops=True)
     n = len(calls.callee)
     start, receive = calls.start, calls.receive
     res = row_resolution(table)
@@ -141,6 +144,7 @@ def partition_calls(s: int, table: Table, tree: Tree, first: I64, many: bool) ->
         calls.caller_host,
         calls.callee_host,
         calls.lined,
+        calls.queued,
         sample,
     )
 
@@ -164,6 +168,8 @@ class KeptCalls:
     callee_host: I64
     lined: npt.NDArray[np.bool_]
     """The callee's span is timed by its own first and last lines (no span record)."""
+    queued: npt.NDArray[np.bool_]
+    """A queue hop (producer to consumer), no call: :func:`queue_bounds`."""
 
 
 class CallCollector:
@@ -221,13 +227,32 @@ class CallCollector:
 
 
 def estimate_calls(
-    c: KeptCalls, send: F64, receive: F64, services: list[str], hosts: dict[str, str] | None = None
+    c: KeptCalls,
+    send: F64,
+    receive: F64,
+    services: list[str],
+    hosts: dict[str, str] | None = None,
+    queues: Queues | None = None,
 ) -> tuple[dict[str, ClockModel], DifferenceBounds | None]:
     """One estimate from the kept calls with these send and receive bounds."""
     return estimate_clocks_from_columns(
         c.svc_caller, c.svc_callee, send, receive, c.start, c.end, c.exact, services, services,
-        c.answered, hosts,
+        c.answered, hosts, queues,
     )  # fmt: skip
+
+
+def queue_bounds(c: KeptCalls, services: list[str]) -> tuple[KeptCalls, Queues]:
+    """The calls without the queue hops, and the hops' bound per service pair."""
+    queued = c.queued
+    if not queued.any():
+        return c, {}
+    queues: Queues = {}
+    producer, consumer = c.svc_caller[queued].tolist(), c.svc_callee[queued].tolist()
+    gaps = (c.start[queued] - c.send[queued]).tolist()
+    for p, q, gap in zip(producer, consumer, gaps, strict=True):
+        add_hop(queues, services[p], services[q], gap)
+    keep = ~queued
+    return KeptCalls(*(getattr(c, f.name)[keep] for f in fields(KeptCalls))), queues
 
 
 def service_hosts(c: KeptCalls, services: list[str]) -> dict[str, str]:
@@ -355,8 +380,9 @@ def solve_clocks(
     c = collector.calls()
     if c is None:
         return {}
+    c, queues = queue_bounds(c, services)
     hosts = service_hosts(c, services)
-    clocks = estimate_calls(c, c.send, c.receive, services, hosts)[0]
+    clocks = estimate_calls(c, c.send, c.receive, services, hosts, queues)[0]
     loose = loose_calls(c.svc_caller, c.svc_callee, c.exact)
     if not len(loose):
         return clocks
@@ -386,7 +412,7 @@ def solve_clocks(
             after[crowded] = np.nan
             for mine, tight_send, tight_receive in (bracket or here)(c, loose, before, after):
                 send[mine], receive[mine] = tight_send, tight_receive
-            clocks = estimate_calls(c, send, receive, services, hosts)[0]
+            clocks = estimate_calls(c, send, receive, services, hosts, queues)[0]
     finally:
         ASYMMETRY.reset(token)
     return clocks

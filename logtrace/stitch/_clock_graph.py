@@ -11,7 +11,7 @@ for the difference of any two clocks (shortest paths over the pairs' bounds).
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 
 from ._clock_asymmetry import ASYMMETRY, asymmetry_terms
 from ._clock_bounds import Pair
@@ -136,11 +136,14 @@ def shown_apart(bound: dict[str, dict[str, float]], names: list[str]) -> bool:
 
 
 def difference_bounds(
-    pairs: dict[tuple[str, str], Pair], order: list[str]
+    pairs: dict[tuple[str, str], Pair],
+    order: list[str],
+    queues: Mapping[tuple[str, str], float] | None = None,
 ) -> dict[str, dict[str, float]] | None:
     """``bound[a][b]``: the most ``clock(b) - clock(a)`` can be, given every
-    pair's interval (``inf``: unbounded). ``None`` when the pairs contradict
-    each other around a cycle: then no interval is sound."""
+    pair's interval and every queue's one-sided bound (``inf``: unbounded).
+    ``None`` when the bounds contradict each other around a cycle: then no
+    interval is sound."""
     bound = {a: dict.fromkeys(order, _INF) for a in order}
     for a in order:
         bound[a][a] = 0.0
@@ -148,6 +151,9 @@ def difference_bounds(
         if a in bound and b in bound:
             bound[a][b] = min(bound[a][b], p.hi)
             bound[b][a] = min(bound[b][a], -p.lo)
+    for (a, b), most in (queues or {}).items():
+        if a in bound and b in bound:
+            bound[a][b] = min(bound[a][b], most)
     for k in order:  # Floyd-Warshall: services are few
         via = bound[k]
         for a in order:

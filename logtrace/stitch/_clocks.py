@@ -53,6 +53,7 @@ from ._clock_bounds import (
 )
 from ._clock_drift import fit_with_drift
 from ._clock_graph import difference_bounds, solve_offsets
+from ._clock_queues import Queues, queue_offsets, tied_pairs
 
 if TYPE_CHECKING:
     import numpy as np
@@ -136,14 +137,18 @@ def one_host_services(named: Iterable[tuple[str, str]]) -> dict[str, str]:
 
 
 def estimate_clocks(
-    edges: Iterable[Edge], services: Iterable[str], hosts: dict[str, str] | None = None
+    edges: Iterable[Edge],
+    services: Iterable[str],
+    hosts: dict[str, str] | None = None,
+    queues: Queues | None = None,
 ) -> dict[str, ClockModel]:
     """One :class:`ClockModel` per service from every observed call.
 
     Services with no calls, or in a group with no link to the others, get a
     zero offset relative to their own group's reference. ``hosts`` names each
     service's host, where known: services on one host share a clock unless
-    their calls say otherwise.
+    their calls say otherwise. ``queues`` bound consumers' clocks on one
+    side (:mod:`._clock_queues`).
     """
     # Every call's time and bounds per ordered pair, compactly (32 bytes a
     # call): one pass over the edges, everything else works on these.
@@ -171,7 +176,7 @@ def estimate_clocks(
         else:
             cols[2].append(nan)
             cols[3].append(nan if end is None else receive - end)
-    return models_from_calls(calls, services, hosts)[0]
+    return models_from_calls(calls, services, hosts, queues)[0]
 
 
 def estimate_clocks_from_columns(
@@ -186,6 +191,7 @@ def estimate_clocks_from_columns(
     services: Iterable[str],
     answered: npt.NDArray[np.float64] | None = None,
     hosts: dict[str, str] | None = None,
+    queues: Queues | None = None,
 ) -> tuple[dict[str, ClockModel], DifferenceBounds | None]:
     """:func:`estimate_clocks` for calls given as columns (service indexes
     into ``names``; NaN for an unknown receive, end or answer): the same
@@ -195,31 +201,38 @@ def estimate_clocks_from_columns(
     from ._clock_columns import calls_by_pair  # numpy: loaded by the callers that have it
 
     calls = calls_by_pair(caller, callee, send, receive, start, end, exact, names, answered)
-    return models_from_calls(calls, services, hosts)
+    return models_from_calls(calls, services, hosts, queues)
 
 
 def models_from_calls(
-    calls: dict[CallKey, CallColumns], services: Iterable[str], hosts: dict[str, str] | None
+    calls: dict[CallKey, CallColumns],
+    services: Iterable[str],
+    hosts: dict[str, str] | None,
+    queues: Queues | None = None,
 ) -> tuple[dict[str, ClockModel], DifferenceBounds | None]:
-    """Every service's clock model from the calls of each ordered pair, and
-    the bounds on every difference of two clocks."""
-    order = sorted(set(services).union(*((a, b) for a, b, _ in calls)))
-    if not calls:
+    """Every service's clock model from the calls of each ordered pair and
+    the queues' one-sided bounds (:mod:`._clock_queues`), and the bounds on
+    every difference of two clocks."""
+    queues = queues or {}
+    order = sorted(set(services).union(*((a, b) for a, b, _ in calls), *queues))
+    if not calls and not queues:
         return {name: ClockModel() for name in order}, None
 
     whole = {key: Bounds(key[2], *cols) for key, cols in calls.items()}
     pairs = fold_pairs(whole)
     slack = typical_slack(pairs)
-    reference = reference_service(whole)
+    reference = reference_service(whole) if whole else min(p for p, _ in queues)
     ref_t = sum(c.t_sum for c in whole.values()) / max(sum(c.n_up for c in whole.values()), 1)
-    fitted = fit_with_drift(calls, pairs, order, reference, slack, ref_t, hosts)
-    bounds = difference_bounds(pairs, order)
+    fitted = fit_with_drift(calls, pairs, order, reference, slack, ref_t, hosts) if calls else None
     if fitted is None:
         offsets = solve_offsets(pairs, order, reference, slack, hosts)
         drifts = dict.fromkeys(order, 0.0)
     else:  # the bounds hold at ``ref_t``, with the drift taken out
-        offsets, drifts, detrended = fitted
-        bounds = difference_bounds(detrended, order)
+        offsets, drifts, pairs = fitted
+    if queues:
+        offsets = queue_offsets(offsets, tied_pairs(pairs), queues, reference)
+    # A queue's bound that contradicts the calls' (around a cycle) is theirs to lose.
+    bounds = difference_bounds(pairs, order, queues) or difference_bounds(pairs, order)
     models = {}
     for name in order:
         low, high = -math.inf, math.inf

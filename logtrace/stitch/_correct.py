@@ -61,14 +61,19 @@ class Calls:
     """Host keys of both spans' records (0: unnamed)."""
     lined: B
     """The callee has no span record: its first and last lines time it."""
+    queued: B
+    """The caller is a producer span and the callee its message's consumer
+    (only with ``hops``): it started after the send, any time after."""
 
 
-def find_calls(table: Table, tree: Tree) -> Calls:
+def find_calls(table: Table, tree: Tree, hops: bool = False) -> Calls:
     """Spans whose parent span is in another service, with their time bounds.
 
     A message's consumer, whose parent is a producer span, is no call: it
     runs whenever the queue delivers, after the producer span rather than
-    inside it, so it says nothing bounded about the two clocks.
+    inside it, so it says nothing bounded about the two clocks but that it
+    started after the send. With ``hops``, such pairs are given too, marked
+    :attr:`Calls.queued`.
     """
     parent = tree.parent
     callee = np.flatnonzero(tree.present & (parent >= 0))
@@ -76,14 +81,16 @@ def find_calls(table: Table, tree: Tree) -> Calls:
     keep = tree.present[caller] & (tree.service[caller] != tree.service[callee])
     rows = table.rows
     produced = (rows["span"] >= 0) & ((rows["flags"] & KIND_PRODUCER) != 0)
+    queued = np.zeros(len(callee), dtype=bool)
     if produced.any():
         producer = np.zeros(len(tree.present), dtype=bool)
         producer[rows["span"][produced]] = True
-        keep &= ~producer[caller]
+        queued = producer[caller]
+        if not hops:
+            keep &= ~queued
     keep &= (tree.service[caller] >= 0) & (tree.service[callee] >= 0)
-    callee, caller = callee[keep], caller[keep]
-    keep = ~np.isnan(tree.start[caller]) & ~np.isnan(tree.start[callee])
-    callee, caller = callee[keep], caller[keep]
+    keep &= ~np.isnan(tree.start[caller]) & ~np.isnan(tree.start[callee])
+    callee, caller, queued = callee[keep], caller[keep], queued[keep]
     extras = span_extras(table, np.concatenate([callee, caller]))
     n = len(callee)
     client = tree.client[caller]
@@ -108,6 +115,7 @@ def find_calls(table: Table, tree: Tree) -> Calls:
         extras.hosts[n:],
         extras.hosts[:n],
         ~extras.recorded[:n],
+        queued,
     )
 
 

@@ -10,7 +10,8 @@ against a caller without a client span, when its headers went out,
 the host each span record names (services on one host share a clock), and
 times to the second or millisecond widened by their interval (the callee may
 have started, and the caller heard back, that much later). A producer's
-consumer is no call. No numpy: grep must start fast.
+consumer is no call: a queue hop, which bounds the two clocks on one side
+only (:mod:`._clock_queues`). No numpy: grep must start fast.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from ._clock_queues import Queues, add_hop
 from ._clocks import Edge, one_host_services
 from ._model import KIND_CLIENT, KIND_PRODUCER, SPAN_RECORD
 from ._parse_text import Parsed
@@ -52,10 +54,11 @@ def trace_calls(
     services: Sequence[str],
     raws: Sequence[bytes],
     resolutions: Sequence[float],
-) -> tuple[list[Edge], dict[str, str]]:
+) -> tuple[list[Edge], dict[str, str], Queues]:
     """The cross-service calls among the parsed lines (``raws`` their text,
-    ``resolutions`` how long each one's time lasts), and the host of each
-    service whose span records in those calls all name one."""
+    ``resolutions`` how long each one's time lasts), the host of each
+    service whose span records in those calls all name one, and the queue
+    hops' bounds."""
     spans: dict[tuple[str, str], _SpanSeen] = {}
     for p, svc, raw, res in zip(parsed, services, raws, resolutions, strict=True):
         trace, span, parent, ts, _, flags, _, declared = p
@@ -89,12 +92,16 @@ def trace_calls(
             seen.client |= bool(flags & KIND_CLIENT)
     edges = []
     named = []
+    queues: Queues = {}
     for (trace, _), s in spans.items():
         up = spans.get((trace, s.parent)) if s.parent is not None else None
-        if up is None or up.service == s.service or up.producer:
+        if up is None or up.service == s.service:
             continue
         if up.start == math.inf or s.start == math.inf:
             continue  # no time for one of the two spans
+        if up.producer:
+            add_hop(queues, up.service, s.service, s.start + s.res - up.start)
+            continue
         receive = None if up.end == -math.inf else up.end + up.res
         last = s.end if s.recorded else s.unrecorded_end
         end = None if last == -math.inf else last
@@ -111,4 +118,4 @@ def trace_calls(
             )
         )
         named += [(x.service, x.host) for x in (up, s) if x.host]
-    return edges, one_host_services(named)
+    return edges, one_host_services(named), queues

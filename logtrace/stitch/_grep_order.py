@@ -56,8 +56,8 @@ def order_matches(
     ]
     if clocks is None:
         raws = [m.raw for m in matches]
-        edges, hosts = trace_calls(parsed, services, raws, lasts)
-        clocks = estimate_clocks(edges, set(services), hosts)
+        edges, hosts, queues = trace_calls(parsed, services, raws, lasts)
+        clocks = estimate_clocks(edges, set(services), hosts, queues)
         if notes is not None and _unlinked_services(parsed, services) > 1:
             notes.append(UNLINKED_NOTE)
     models = {svc: clocks.get(svc, _NO_SKEW) for svc in set(services)}

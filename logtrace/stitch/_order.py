@@ -181,8 +181,9 @@ def _bounds(
     ts: F64,
     res: F64,
 ) -> tuple[F64 | None, F64 | None]:
-    """Per row of ``by_group``: the lowest and highest key its calls allow."""
-    calls = find_calls(table, tree)
+    """Per row of ``by_group``: the lowest and highest key its calls allow
+    (a message's consumer: the lowest only, its producer's send)."""
+    calls = find_calls(table, tree, hops=True)
     if not len(calls.callee):
         return None, None
     rows = table.rows
@@ -245,6 +246,7 @@ def _bounds(
         )
         lo_all = np.fmax(lo_all, np.nextafter(before, _INF))
         hi_all = np.fmin(hi_all, np.nextafter(after, -_INF))
+    hi_all[calls.queued] = _INF
     low = np.full(n_spans, -_INF)
     high = np.full(n_spans, _INF)
 

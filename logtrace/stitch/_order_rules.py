@@ -15,7 +15,8 @@ stitcher's numpy version (:mod:`._order`) is tested against, line for line
    before it; by both or neither, the lines of one such run spread evenly
    over what is left of their interval.
 3. **Causality.** A call is a span whose parent span, in another service,
-   is in the logs (a message's consumer under its producer is none). The
+   is in the logs (a message's consumer under its producer is one with no
+   answer: its lines go after the send, however long after). The
    caller says when it sent the request and got the answer in its span
    records: its client span record, else its own span's record (the request
    went out after the span's start, the answer came before its latest
@@ -154,6 +155,8 @@ class _Span:
     """The span's last span record (index into the lines)."""
     depth: int = -1
     call: bool = False
+    queued: bool = False
+    """A message's consumer: its producer's send bounds it, nothing after."""
     root: str | None = None
     """The innermost call at or above the span (a callee span), if any."""
     send: float = -_INF
@@ -308,10 +311,10 @@ def _trace_keys(
         s.call = (
             up is not None
             and up.service != s.service
-            and not up.producer
             and s.start == s.start
             and up.start == up.start
         )
+        s.queued = s.call and up is not None and up.producer
         linked = _linked(spans, s)
         inherited = linked.root if linked is not None else None
         s.root = s.key if s.call else inherited
@@ -330,6 +333,8 @@ def _trace_keys(
         hi = math.nextafter(receive, -_INF) if recorded and receive > send else _INF
         before, after = _brackets(lines, base, caller, members[s.key], correct)
         lo, hi = max(lo, math.nextafter(before, _INF)), min(hi, math.nextafter(after, -_INF))
+        if s.queued:
+            hi = _INF
         linked = _linked(spans, s)
         if linked is not None and linked.root is not None:
             outer = spans[linked.root]

@@ -127,7 +127,7 @@ def _offsets(paths: list[str]) -> dict[str, float]:
     parsed = [parse_line(m.raw) for m in matches]
     services = [p[4] or "" for p in parsed]
     resolutions = [0.001 if b"," in m.raw[:24] else 0.0 for m in matches]
-    edges, hosts = trace_calls(parsed, services, [m.raw for m in matches], resolutions)
+    edges, hosts, _ = trace_calls(parsed, services, [m.raw for m in matches], resolutions)
     return {s: m.offset_s for s, m in estimate_clocks(edges, set(services), hosts).items()}
 
 
@@ -141,7 +141,9 @@ class TestOneHost:
         matches = grep([TRACE], [Source(p, p) for p in paths], [])
         parsed = [parse_line(m.raw) for m in matches]
         services = [p[4] or "" for p in parsed]
-        edges, hosts = trace_calls(parsed, services, [m.raw for m in matches], [0.0] * len(matches))
+        edges, hosts, _ = trace_calls(
+            parsed, services, [m.raw for m in matches], [0.0] * len(matches)
+        )
         assert hosts == {"front": "vm", "worker": "vm"}  # ledger's records name none
         assert {(e.caller, e.callee) for e in edges} == {("front", "worker"), ("front", "ledger")}
         job = next(e for e in edges if e.callee == "worker")

@@ -88,7 +88,7 @@ def generated(draw: st.DrawFn, consistent: bool = False) -> Generated:
         counter += 1
         for _ in range(draw(st.integers(0, 5))):
             up = draw(st.sampled_from(spans))
-            mode = draw(st.sampled_from(("client", "direct", "internal")))
+            mode = draw(st.sampled_from(("client", "direct", "internal", "queue")))
             width = up.end - up.start
             a = up.start + width * draw(st.floats(0.05, 0.45))
             b = up.start + width * draw(st.floats(0.55, 0.95))
@@ -102,6 +102,19 @@ def generated(draw: st.DrawFn, consistent: bool = False) -> Generated:
             counter += 1
             if mode == "internal":
                 spans.append(Span(f"{counter:016x}", up.service, up.id, "internal", a, b))
+                continue
+            if mode == "queue":
+                # A message: its consumer runs after the send, however much later.
+                producer = Span(f"{counter:016x}", up.service, up.id, "producer", a, a + 0.001)
+                counter += 1
+                later = a + draw(st.floats(0.0 if consistent else -0.01, 0.2))
+                consumer_svc = draw(
+                    st.sampled_from([s for s in range(n_services) if s != up.service])
+                )
+                consumer = Span(
+                    f"{counter:016x}", consumer_svc, producer.id, "consumer", later, later + 0.01
+                )
+                spans += [producer, consumer]
                 continue
             callee_svc = draw(st.sampled_from([s for s in range(n_services) if s != up.service]))
             caller = up
@@ -284,9 +297,11 @@ def _check_calls(gen: Generated, table: object, stitched: list[tuple[int, int]])
             for f, t in zip(table.file.tolist(), table.rows["ts"].tolist(), strict=True)
         ]
     )
-    calls = find_calls(table, tree)
+    calls = find_calls(table, tree, hops=True)
     span, ts, flags = rows["span"], rows["ts"], rows["flags"]
-    for p, x in zip(calls.caller.tolist(), calls.callee.tolist(), strict=True):
+    for p, x, queued in zip(
+        calls.caller.tolist(), calls.callee.tolist(), calls.queued.tolist(), strict=True
+    ):
         send = tree.start[p]
         own = np.flatnonzero((span == p) & ~np.isnan(ts))
         receive = (
@@ -300,14 +315,14 @@ def _check_calls(gen: Generated, table: object, stitched: list[tuple[int, int]])
         if not len(callee_rows):
             continue
         caller_side = span == p
-        if tree.client[p] and tree.parent[p] >= 0:
+        if (tree.client[p] or queued) and tree.parent[p] >= 0:
             caller_side |= span == tree.parent[p]
         caller_rows = np.flatnonzero(caller_side & ~np.isnan(ts) & ((flags & SPAN_RECORD) == 0))
         before = caller_rows[ts[caller_rows] + slack[caller_rows] < send]
         after = caller_rows[ts[caller_rows] > receive]
         if len(before):
             assert pos[callee_rows].min() > pos[before].max()
-        if len(after):
+        if len(after) and not queued:  # a message's consumer may run after the answer
             assert pos[callee_rows].max() < pos[after].min()
         client_record = np.flatnonzero(
             (span == p) & ((flags & (SPAN_RECORD | KIND_CLIENT)) == (SPAN_RECORD | KIND_CLIENT))

@@ -7,11 +7,16 @@ as clock skew. Real files, the real command line.
 from __future__ import annotations
 
 import json
+import math
 import subprocess
 import sys
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
+
+import pytest
+
+from logtrace.stitch._clocks import Edge, estimate_clocks
 
 REPO = Path(__file__).resolve().parents[2]
 T0 = datetime(2026, 5, 1, 12, 0, 0, tzinfo=timezone.utc)
@@ -134,3 +139,85 @@ class TestQueueDelaysAreNotSkew:
         offsets = {r["service"]: r["offset_ms"] for r in rows}
         assert offsets["api"] == 0.0
         assert abs(offsets["worker"] - 250) < 2
+
+
+def _calls(caller: str, callee: str, skew: float, n: int = 20) -> list[Edge]:
+    """Exact calls (client spans) from ``caller`` to ``callee``, whose clock is
+    ``skew`` seconds ahead: 1 ms each way, 2 ms of work."""
+    out = []
+    for i in range(n):
+        t = 1000.0 + i
+        out.append(Edge(caller, callee, t, t + 0.004, t + 0.001 + skew, t + 0.003 + skew, True))
+    return out
+
+
+class TestOneSidedBounds:
+    """:mod:`logtrace.stitch._clock_queues` through the clock estimate."""
+
+    def test_a_consumer_only_a_queue_relates_moves_just_to_its_bound(self) -> None:
+        clocks = estimate_clocks([], {"api", "worker"}, queues={("api", "worker"): -0.029})
+        assert clocks["api"].offset_s == 0.0
+        assert clocks["worker"].offset_s == pytest.approx(-0.029)
+        assert (clocks["worker"].low_s, clocks["worker"].high_s) == (
+            -math.inf,
+            pytest.approx(-0.029),
+        )
+
+    def test_a_bound_zero_meets_moves_nothing(self) -> None:
+        clocks = estimate_clocks([], {"api", "worker"}, queues={("api", "worker"): 0.002})
+        assert clocks["worker"].offset_s == 0.0
+        assert not clocks["worker"].bounded
+
+    def test_the_services_the_consumers_calls_tie_to_it_move_with_it(self) -> None:
+        # worker calls db on one clock; api reaches worker only by a queue.
+        edges = _calls("api", "cache", 0.0) + _calls("worker", "db", 0.0)
+        clocks = estimate_clocks(
+            edges, {"api", "cache", "worker", "db"}, queues={("api", "worker"): -0.02}
+        )
+        assert clocks["cache"].offset_s == pytest.approx(0.0, abs=1e-9)
+        assert clocks["worker"].offset_s == pytest.approx(-0.02)
+        assert clocks["db"].offset_s - clocks["worker"].offset_s == pytest.approx(0.0, abs=1e-9)
+
+    def test_a_producer_outside_the_reference_group_moves_up_to_meet_it(self) -> None:
+        # billing queues messages for api, the entry service: billing is ahead.
+        edges = _calls("api", "worker", 0.0)
+        clocks = estimate_clocks(
+            edges, {"api", "worker", "billing"}, queues={("billing", "api"): -0.015}
+        )
+        assert clocks["api"].offset_s == 0.0
+        assert clocks["billing"].offset_s == pytest.approx(0.015)
+
+    def test_calls_between_the_two_services_decide_not_the_queue(self) -> None:
+        # api calls worker too: the calls put it 10 ms ahead; a queue bound of
+        # 5 ms contradicts them (a late timestamp, say) and moves nothing.
+        edges = _calls("api", "worker", 0.010)
+        clocks = estimate_clocks(edges, {"api", "worker"}, queues={("api", "worker"): 0.005})
+        assert clocks["worker"].offset_s == pytest.approx(0.010, abs=1e-4)
+        assert clocks["worker"].bounded
+
+    def test_a_chain_of_queues_settles_every_consumer(self) -> None:
+        queues = {("api", "worker"): -0.01, ("worker", "mailer"): -0.02}
+        clocks = estimate_clocks([], {"api", "worker", "mailer"}, queues=queues)
+        assert clocks["worker"].offset_s == pytest.approx(-0.01)
+        assert clocks["mailer"].offset_s == pytest.approx(-0.03)
+
+
+class TestQueueBoundsInTheStitch:
+    def test_a_consumer_that_would_run_before_the_send_is_moved_no_further(
+        self, tmp_path: Path
+    ) -> None:
+        # The quickest message waited 1 ms: the worker is at least 29.456 ms
+        # behind (a clock off by a whole number of milliseconds would make its
+        # file look timed to the millisecond, and the bound a millisecond looser).
+        rows = stitch(*write_logs(tmp_path, -30.456, http=False))
+        offsets = {r["service"]: r["offset_ms"] for r in rows}
+        assert offsets["api"] == 0.0
+        assert offsets["worker"] == pytest.approx(-29.456, abs=0.0015)
+        for trace in {r["trace_id"] for r in rows}:
+            mine = [r for r in rows if r["trace_id"] == trace]
+            (sent,) = (
+                r["record"]["span.start"]
+                for r in mine
+                if r["service"] == "api" and r["record"].get("span.kind") == "producer"
+            )
+            assert all(r["timestamp"] >= sent for r in mine if r["service"] == "worker")
