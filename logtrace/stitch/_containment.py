@@ -238,6 +238,7 @@ class LinkDecider:
         "_fitting",
         "_found",
         "_gap",
+        "_held_first",
         "_hi",
         "_index",
         "_later",
@@ -272,6 +273,8 @@ class LinkDecider:
         found: Found = {}
         possible: dict[tuple[int, int], int] = {}
         fitting: dict[tuple[int, int], int] = {}
+        held_first: dict[tuple[int, int], int] = {}
+        later = (kinds[order] & LATER) != 0
         for p, s, e in zip(distinct.tolist(), first.tolist(), ends, strict=True):
             mine = fit_pair == p
             gaps = (fits[2][mine], fits[3][mine], fits[4][mine], fits[5][mine])
@@ -280,12 +283,15 @@ class LinkDecider:
             found[at] = snug((lo[s:e], hi[s:e], keys[s:e], callees[s:e]), fitted)
             possible[at] = len(np.unique(callees[s:e]))
             fitting[at] = fitted[0][2] if fitted else 0
+            f = np.arange(s, e)[~later[s:e]]  # the callee service's first spans
+            held_first[at] = deepest(lo[f], hi[f], keys[f], callees[f])[2] if len(f) else 0
         self._services, self._width, self._tail = services, width, tail
         self._index = {name: i for i, name in enumerate(services)}
         self._evidence, self._gap = evidence, gap
         self._lo, self._hi, self._callees = lo, hi, callees
-        self._later = (kinds[order] & LATER) != 0
+        self._later = later
         self._found, self._possible, self._fitting = found, possible, fitting
+        self._held_first = held_first
         self._shared: bool | None = None
         self._fits, self._fit_pair = fits, fit_pair
         self._stretches: dict[Link, tuple[float, float]] = {}
@@ -303,6 +309,11 @@ class LinkDecider:
         for a, b in sorted(found):
             traces = found[(a, b)][0][0][2]
             back = found[(b, a)][0][0][2] if (b, a) in found else 0
+            if self._held_first.get((a, b), 0) >= MIN_TRACES:
+                # Spans a service starts after its own answered (its work
+                # after the answer) inside the other's say nothing against
+                # its first spans, calls into it, holding the other's.
+                back = min(back, self._held_first.get((b, a), 0))
             if tail[a * width + b] and fitting[(a, b)] >= MIN_TRACES:
                 # A callee that works long after it answered may outlast its
                 # caller: fits between a caller's lines tell the direction then.

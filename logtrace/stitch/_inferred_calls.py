@@ -42,6 +42,7 @@ __all__ = [
     "TOLERANCE",
     "InferRound",
     "agreed",
+    "continued",
     "first_clocks",
     "infer_parents",
     "keep_unbounded",
@@ -305,8 +306,25 @@ def round_calls(
     corrected = apply_clocks(table, clocks)
     linked = agreed(table, tree, callers, corrected, margin)
     doubt = ambiguous(table, tree, linked, callers, corrected, doubt_s)
-    linked = unlinked(table, tree, linked, doubt)
+    linked = unlinked(table, tree, linked, doubt | continued(table, tree, linked))
     return partition_calls(s, table, trimmed_callees(table, linked, callers), first, many)
+
+
+def continued(table: Table, tree: Tree, linked: Tree) -> B:
+    """Per span: whether ``linked`` hangs it, a span its service started
+    after one of its own had ended, under the caller of the span it
+    followed. That is the service's work after it answered (a background
+    task, a streamed body, traced as a span of its own), inside its
+    caller's span by chance, or that caller's second call: either way no
+    call whose bounds are sure (a caller's line next to work after the
+    answer says nothing of the clocks). The first call bounds them."""
+    out = np.zeros(len(linked.parent), dtype=bool)
+    if linked.inferred is None or not linked.inferred.any():
+        return out
+    later, follows = after_own_service(table, tree, spans_resolution(table, tree))
+    at = np.flatnonzero(later & (follows >= 0) & linked.inferred)
+    out[at] = (linked.parent[at] >= 0) & (linked.parent[at] == linked.parent[follows[at]])
+    return out
 
 
 def solve_with_links(

@@ -41,7 +41,7 @@ def deepest(lo: F64, hi: F64, keys: I64, callees: I64) -> tuple[float, float, in
     unrelated spans that happen to fit pile up beside the true offset and
     may pull the deepest point off it), and how many traces and callee spans
     hold the deepest point."""
-    coord, depth = _depths(lo, hi)
+    coord, depth = _trace_depths(lo, hi, keys)
     return _stretch(coord, depth, int(np.argmax(depth)), lo, hi, keys, callees)
 
 
@@ -152,6 +152,28 @@ def _depths(lo: F64, hi: F64) -> tuple[F64, F64]:
     return coord[perm], np.cumsum(delta[perm])
 
 
+def _trace_depths(lo: F64, hi: F64, keys: I64) -> tuple[F64, F64]:
+    """As :func:`_depths`, counting traces: each trace's intervals merged
+    where they overlap first. A trace with more spans that could be callees
+    (a background task traced as a span of its own beside the request)
+    holds no offset more than once."""
+    if not len(lo):
+        return _depths(lo, hi)
+    perm = np.lexsort((lo, keys))
+    lo, hi, keys = lo[perm], hi[perm], keys[perm]
+    first = np.r_[True, keys[1:] != keys[:-1]]
+    group = np.cumsum(first) - 1
+    base = lo[first][group]
+    width = float(np.max(hi - base)) + 1.0
+    # the running latest end within each trace (groups kept apart by width)
+    reach = np.maximum.accumulate(group * width + (hi - base)) - group * width + base
+    opens = first.copy()
+    opens[1:] |= lo[1:] > reach[:-1]
+    run = np.cumsum(opens) - 1
+    ends = np.r_[np.flatnonzero(opens)[1:], len(lo)] - 1
+    return _depths(lo[opens], reach[ends][: int(run[-1]) + 1])
+
+
 def _gap_depths(lo: F64, hi: F64, callees: I64) -> tuple[F64, F64]:
     """The intervals' ends in order, and at each the depth
     :func:`snug_stretches` goes by: callee spans one interval alone holds
@@ -208,7 +230,11 @@ def _stretch(
     """The stretch around ``coord[at]`` down to :data:`NEAR_DEPTH` of the
     deepest point (or of depth ``top``), and how many traces and callee
     spans hold ``coord[at]``."""
-    inside = (lo <= coord[at]) & (hi >= coord[min(at + 1, len(coord) - 1)])
+    # the intervals holding the middle of the stretch from coord[at] to the
+    # next end (where intervals of one trace were merged, one alone may not
+    # reach that end)
+    mid = (coord[at] + coord[min(at + 1, len(coord) - 1)]) / 2
+    inside = (lo <= mid) & (hi >= mid)
     low = depth < NEAR_DEPTH * (depth.max() if top is None else top)
     before = np.flatnonzero(low[:at])
     after = np.flatnonzero(low[at:])
