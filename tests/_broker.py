@@ -7,6 +7,7 @@ free port; each process started here is stopped by its own PID when the test end
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import shutil
 import signal
@@ -16,6 +17,7 @@ import sys
 import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
+from typing import Any
 
 from servers import HOST, REPO, free_port, wait_for_port
 
@@ -139,3 +141,47 @@ def run_worker(
         yield process
     finally:
         stop(process)
+
+
+def read_json_lines(path: Path) -> list[dict[str, Any]]:
+    """The JSON lines of a log file (none if it does not exist yet)."""
+    if not path.exists():
+        return []
+    return [json.loads(line) for line in path.read_text().splitlines() if line.startswith("{")]
+
+
+def wait_until_ready(worker_log: Path, directory: Path, timeout: float = 90) -> None:
+    """Until the worker has logged Celery's "ready." line (through logtrace's handler)."""
+    deadline = time.monotonic() + timeout
+    while not any(r.get("message", "").endswith(" ready.") for r in read_json_lines(worker_log)):
+        if time.monotonic() > deadline:
+            raise TimeoutError((directory / "worker.out").read_text())
+        time.sleep(0.1)
+
+
+def run_producer(
+    directory: Path, broker: str, log: Path, script: str = "producer.py"
+) -> subprocess.CompletedProcess[str]:
+    """``script`` in ``directory`` as the service ``api`` logging to ``log``;
+    asserts it succeeded (the worker's output in the message if not)."""
+    done = subprocess.run(
+        [sys.executable, script],
+        cwd=directory,
+        env=environment(directory, LT_BROKER=broker, LT_SERVICE="api", LT_LOG=str(log)),
+        capture_output=True,
+        text=True,
+        timeout=240,
+    )
+    assert done.returncode == 0, done.stderr + (directory / "worker.out").read_text()
+    return done
+
+
+def wait_for_consumers(worker_log: Path, count: int, timeout: float = 30) -> None:
+    """Until the worker has written ``count`` consumer span records (a task's
+    result is stored before its span ends), or ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while (
+        sum(1 for r in read_json_lines(worker_log) if r.get("span.kind") == "consumer") < count
+        and time.monotonic() < deadline
+    ):
+        time.sleep(0.1)

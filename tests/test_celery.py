@@ -13,14 +13,21 @@ import json
 import subprocess
 import sys
 import textwrap
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
-from _broker import environment, run_redis, run_worker
+from _broker import (
+    environment,
+    read_json_lines,
+    run_producer,
+    run_redis,
+    run_worker,
+    wait_for_consumers,
+    wait_until_ready,
+)
 
 TASKS = textwrap.dedent(
     """
@@ -115,12 +122,6 @@ PRODUCER = textwrap.dedent(
 )
 
 
-def read_json_lines(path: Path) -> list[dict[str, Any]]:
-    if not path.exists():
-        return []
-    return [json.loads(line) for line in path.read_text().splitlines() if line.startswith("{")]
-
-
 @dataclass
 class Run:
     directory: Path
@@ -146,15 +147,6 @@ class Run:
 EXPECTED_CONSUMER_RECORDS = 1 + 3 + 3 + 4 + 1 + 1 + 1
 
 
-def wait_until_ready(worker_log: Path, directory: Path, timeout: float = 90) -> None:
-    """Until the worker has logged Celery's "ready." line (through logtrace's handler)."""
-    deadline = time.monotonic() + timeout
-    while not any(r.get("message", "").endswith(" ready.") for r in read_json_lines(worker_log)):
-        if time.monotonic() > deadline:
-            raise TimeoutError((directory / "worker.out").read_text())
-        time.sleep(0.1)
-
-
 @pytest.fixture(scope="module", params=["prefork", "threads"])
 def run(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Run]:
     """Everything queued and run once per worker pool: prefork (Celery's default,
@@ -170,25 +162,8 @@ def run(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
         )
         with run_worker("lttasks", directory, worker_env, [f"--pool={pool}", "--concurrency=1"]):
             wait_until_ready(worker_log, directory)
-            done = subprocess.run(
-                [sys.executable, "producer.py"],
-                cwd=directory,
-                env=environment(
-                    directory, LT_BROKER=broker, LT_SERVICE="api", LT_LOG=str(producer_log)
-                ),
-                capture_output=True,
-                text=True,
-                timeout=240,
-            )
-            assert done.returncode == 0, done.stderr + (directory / "worker.out").read_text()
-            # The result is stored before the consumer span ends: wait for the last records.
-            deadline = time.monotonic() + 30
-            while (
-                sum(1 for r in read_json_lines(worker_log) if r.get("span.kind") == "consumer")
-                < EXPECTED_CONSUMER_RECORDS
-                and time.monotonic() < deadline
-            ):
-                time.sleep(0.1)
+            done = run_producer(directory, broker, producer_log)
+            wait_for_consumers(worker_log, EXPECTED_CONSUMER_RECORDS)
         yield Run(directory, json.loads(done.stdout), producer_log, worker_log)
 
 

@@ -17,16 +17,20 @@ from __future__ import annotations
 
 import io
 import json
-import subprocess
-import sys
 import textwrap
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from _broker import environment, run_redis, run_worker
+from _broker import (
+    environment,
+    run_producer,
+    run_redis,
+    run_worker,
+    wait_for_consumers,
+    wait_until_ready,
+)
 
 from logtrace.stitch import Options, stitch
 
@@ -95,12 +99,6 @@ PRODUCER = textwrap.dedent(
 TASKS_RUN = 30
 
 
-def read_json_lines(path: Path) -> list[dict[str, Any]]:
-    if not path.exists():
-        return []
-    return [json.loads(line) for line in path.read_text().splitlines() if line.startswith("{")]
-
-
 @pytest.fixture(scope="module", params=[-30.0, 30.0], ids=["worker-behind", "worker-ahead"])
 def logs(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
@@ -122,31 +120,9 @@ def logs(
             CLOCK_SHIFT_MS=str(shift),
         )
         with run_worker("qtasks", directory, worker_env, ["--pool=prefork", "--concurrency=1"]):
-            deadline = time.monotonic() + 90
-            while not any(
-                r.get("message", "").endswith(" ready.") for r in read_json_lines(worker_log)
-            ):
-                if time.monotonic() > deadline:
-                    raise TimeoutError((directory / "worker.out").read_text())
-                time.sleep(0.1)
-            done = subprocess.run(
-                [sys.executable, "producer.py"],
-                cwd=directory,
-                env=environment(
-                    directory, LT_BROKER=broker, LT_SERVICE="api", LT_LOG=str(logs / "api.log")
-                ),
-                capture_output=True,
-                text=True,
-                timeout=240,
-            )
-            assert done.returncode == 0, done.stderr + (directory / "worker.out").read_text()
-            deadline = time.monotonic() + 30
-            while (
-                sum(1 for r in read_json_lines(worker_log) if r.get("span.kind") == "consumer")
-                < TASKS_RUN
-                and time.monotonic() < deadline
-            ):
-                time.sleep(0.1)
+            wait_until_ready(worker_log, directory)
+            run_producer(directory, broker, logs / "api.log")
+            wait_for_consumers(worker_log, TASKS_RUN)
     logs.joinpath("shift").write_text(str(shift))
     yield logs
 

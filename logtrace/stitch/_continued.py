@@ -9,10 +9,11 @@ in brackets, or syslog's ``Mon dd hh:mm:ss``) or a level word (``ERROR:``,
 ``INFO ``): its *head* (:data:`._record_cuts.RECORD_START`). A line after a
 head continues it when it starts neither so nor with ``{``, and reads as
 nothing of its own: no trace ID, no timestamp, no JSON, no ``key=value``
-pairs at its start, no bad bytes. It joins its head's record: the record's
-byte range grows to take it in, so that it is carried, ordered and written
-with the head (its text after the head's line, shown under it). Any other
-line closes the record. A record takes at most
+pairs at its start, no bad bytes (an indented line that starts with a
+brace but is no JSON is a traceback's source line, ``    {}["key"]``). It
+joins its head's record: the record's byte range grows to take it in, so
+that it is carried, ordered and written with the head (its text after the
+head's line, shown under it). Any other line closes the record. A record takes at most
 :data:`._record_cuts.JOIN_LIMIT` bytes of continuation; the lines past it
 stand alone.
 
@@ -25,7 +26,7 @@ from __future__ import annotations
 
 import re
 
-from ._model import BROKEN, JSON, LOGFMT, NO_TRACE_ID
+from ._model import BROKEN, JSON, LOGFMT, NO_TRACE_ID, UNPARSEABLE_JSON
 from ._record_cuts import JOIN_LIMIT, RECORD_START
 
 __all__ = ["Continuations"]
@@ -68,12 +69,16 @@ class Continuations:
         flags = parsed[5]
         if self._end >= 0 and not head and first != _OPEN_BRACE:
             end = start + len(raw)
+            indented = first in (_SPACE, _TAB)
+            # An indented line that merely starts with a brace (a traceback's
+            # source line: ``    {}["key"]``) is no broken JSON record.
+            brace = indented and parsed[6] == UNPARSEABLE_JSON
             if (
                 parsed[0] is None
                 and parsed[3] is None
-                and parsed[6] == NO_TRACE_ID
-                and not flags & (JSON | BROKEN)
-                and (not flags & LOGFMT or first in (_SPACE, _TAB))
+                and (parsed[6] == NO_TRACE_ID or brace)
+                and not flags & (JSON | (0 if brace else BROKEN))
+                and (not flags & LOGFMT or indented)
                 and end - self._head_end <= JOIN_LIMIT
                 and not bytes(data[self._end : start]).strip()
             ):

@@ -30,33 +30,16 @@ neither argue the reverse of a link nor bound a clock as calls.
 
 from __future__ import annotations
 
-import io
-import json
 import re
-from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
 import pytest
-
-from logtrace.stitch import Options, Summary, stitch
+from _stitchutil import stitched_traces
 
 CAPTURED = Path(__file__).parent / "captured"
 SHIFTS = {"gateway": 0.0, "orders": 30.37, "stock": -29.71}
 CID = re.compile(r"cid:(\w+)>(\w+)#\d+")
-
-
-def stitched_traces(logs: Path) -> tuple[Summary, dict[str, list[dict[str, Any]]]]:
-    """The run stitched: the summary and the rows of each trace (a traceback's
-    lines are continuation lines of the record that logged it)."""
-    out = io.BytesIO()
-    summary = stitch([str(logs)], out, Options(format="jsonl"))
-    traces: dict[str, list[dict[str, Any]]] = defaultdict(list)
-    for line in out.getvalue().splitlines():
-        row = json.loads(line)
-        if row["trace_id"] is not None:
-            traces[row["trace_id"]].append(row)
-    return summary, traces
 
 
 def message(row: dict[str, Any]) -> str:
@@ -99,7 +82,7 @@ def request_parents(rows: list[dict[str, Any]]) -> dict[str, set[str]]:
 
 @pytest.mark.parametrize("run", ["otel_stream_background", "otel_text_stream_background"])
 def test_shifted_clocks_are_found_and_every_call_holds_its_callee(tmp_path: Path, run: str) -> None:
-    summary, traces = stitched_traces(CAPTURED / run)
+    summary, traces = stitched_traces(CAPTURED / run, tmp_path / "out.jsonl", every_line=False)
     assert len(traces) == 80
     (note,) = summary.notes
     assert "orders -> stock (80 traces" in note, note
@@ -116,9 +99,11 @@ def test_shifted_clocks_are_found_and_every_call_holds_its_callee(tmp_path: Path
         assert request_parents(rows) == {"orders": {"gateway"}, "stock": {"orders"}}
 
 
-def test_on_one_clock_nothing_is_corrected_and_stock_hangs_under_orders() -> None:
+def test_on_one_clock_nothing_is_corrected_and_stock_hangs_under_orders(
+    tmp_path: Path,
+) -> None:
     run = CAPTURED / "otel_text_stream_background_one_clock"
-    summary, traces = stitched_traces(run)
+    summary, traces = stitched_traces(run, tmp_path / "out.jsonl", every_line=False)
     assert summary.offsets_ms == {"gateway": 0.0, "orders": 0.0, "stock": 0.0}
     (note,) = summary.notes
     assert "orders -> stock (80 traces" in note, note

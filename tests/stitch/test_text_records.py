@@ -225,6 +225,29 @@ class TestTracebacks:
         text = _text(path)
         assert "    | OSError: no config" in text or "| OSError: no config" in text
 
+    @pytest.mark.parametrize("pure", [False, True])
+    def test_a_source_line_that_starts_with_a_brace_stays_in_its_traceback(
+        self, tmp_path: Path, pure: bool
+    ) -> None:
+        # Python prints the failing source line, indented: here a dict literal.
+        path = tmp_path / "app.log"
+        path.write_text(
+            f"2026-12-06 05:12:23,594 ERROR app trace_id={TRACE} span_id={SPAN} lookup failed\n"
+            "Traceback (most recent call last):\n"
+            '  File "app.py", line 9, in work\n'
+            '    {}["missing-item"]\n'
+            "    ~~^^^^^^^^^^^^^^^^\n"
+            "KeyError: 'missing-item'\n"
+            f"2026-12-06 05:12:23,595 INFO app trace_id={TRACE} span_id={SPAN} done\n"
+            '{"trace_id": "' + TRACE + '", "message": "a JSON record of its own"}\n'
+        )
+        records = _jsonl(path, pure=pure)
+        assert [r["line"] for r in records] == [1, 7, 8]
+        assert records[0]["record"]["message"].endswith(
+            "    {}[\"missing-item\"]\n    ~~^^^^^^^^^^^^^^^^\nKeyError: 'missing-item'"
+        )
+        assert all(r["trace_id"] == TRACE for r in records)
+
 
 class TestWhatStaysAlone:
     @pytest.mark.parametrize("pure", [False, True])
