@@ -204,6 +204,9 @@ class Links:
     (:mod:`._record_gaps`), a closer start than :attr:`offsets` gives."""
     one_clock: bool = False
     """The logs were written on one clock: no offset to correct."""
+    allowed: dict[str, tuple[float, float]] = field(default_factory=dict)
+    """As :attr:`offsets`, what containment allows, where :attr:`offsets`
+    says otherwise (on one clock: zero, and no doubt): the intervals shown."""
 
     def __bool__(self) -> bool:
         return bool(self.links)
@@ -363,6 +366,7 @@ class LinkDecider:
         rejected.update("/".join(sorted((k.caller, k.callee))) for k in contradicted)
         gone = sorted(rejected)
         note = _note(kept, gone, weak) + "".join(f"; {text}, not a call" for text in via)
+        allowed = offsets
         if one_clock:
             offsets = dict.fromkeys(offsets, (0.0, 0.0))
             first = dict.fromkeys(offsets, 0.0)
@@ -372,7 +376,7 @@ class LinkDecider:
             )
         else:
             first = fit_offsets([(k.caller, k.callee, *self._gap_stretch(k)) for k in kept], groups)
-        return Links(tuple(kept), note, tuple(gone), offsets, groups, first, one_clock)
+        return Links(tuple(kept), note, tuple(gone), offsets, groups, first, one_clock, allowed)
 
     def _gap_stretch(self, link: Link) -> tuple[float, float]:
         """The offsets that nearly as many of ``link``'s record-gap intervals

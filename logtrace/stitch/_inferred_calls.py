@@ -397,7 +397,7 @@ def keep_unbounded(
             continue
         base = clocks.get(anchor, ClockModel()).offset_s
         before = previous[name].offset_s - previous.get(anchor, ClockModel()).offset_s
-        mid, half = links.offsets.get(name, (0.0, math.inf))
+        mid, half = links.allowed.get(name) or links.offsets.get(name, (0.0, math.inf))
         low = max(model.low_s, base + mid - half)
         high = min(model.high_s, base + mid + half)
         out[name] = replace(model, offset_s=base + before, drift=0.0, low_s=low, high_s=high)

@@ -105,6 +105,12 @@ def test_on_one_clock_nothing_is_corrected_and_stock_hangs_under_orders(
     run = CAPTURED / "otel_text_stream_background_one_clock"
     summary, traces = stitched_traces(run, tmp_path / "out.jsonl", every_line=False)
     assert summary.offsets_ms == {"gateway": 0.0, "orders": 0.0, "stock": 0.0}
+    # Zero applied, and shown inside what containment allows (not a second
+    # "reference": the gateway's is the only clock the others are measured by).
+    assert summary.reference == "gateway"
+    for name in ("orders", "stock"):
+        low, high = summary.offset_bounds_ms[name]
+        assert low < 0.0 < high, (name, low, high)
     (note,) = summary.notes
     assert "orders -> stock (80 traces" in note, note
     for rows in traces.values():
