@@ -221,3 +221,19 @@ class TestQueueBoundsInTheStitch:
                 if r["service"] == "api" and r["record"].get("span.kind") == "producer"
             )
             assert all(r["timestamp"] >= sent for r in mine if r["service"] == "worker")
+
+    def test_the_summary_names_the_consumer_corrected_from_one_side(self, tmp_path: Path) -> None:
+        out = subprocess.run(
+            [sys.executable, "-m", "logtrace", "stitch", "-o", str(tmp_path / "out.txt")]
+            + [str(p) for p in write_logs(tmp_path, -30.456, http=False)],
+            capture_output=True,
+            text=True,
+            check=True,
+            cwd=REPO,
+            timeout=120,
+        )
+        assert "worker -29.45" in out.stderr and "[-inf, -29.45" in out.stderr, out.stderr
+        assert (
+            "bound on one side only, corrected to meet it (may be off more): worker\n" in out.stderr
+        )
+        assert "left uncorrected" not in out.stderr
