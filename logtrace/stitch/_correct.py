@@ -22,7 +22,7 @@ import numpy.typing as npt
 
 from ._clocks import ClockModel
 from ._model import KIND_PRODUCER, SPAN_RECORD, Table, Tree
-from ._span_extras import ends_before_text_records, span_extras
+from ._span_extras import ends_before_text_records, span_extras, text_records
 
 __all__ = [
     "CallerRecords",
@@ -34,6 +34,7 @@ __all__ = [
     "find_calls",
     "loose_calls",
     "model_arrays",
+    "sent_after",
     "span_shift",
 ]
 
@@ -106,7 +107,7 @@ def find_calls(table: Table, tree: Tree, hops: bool = False) -> Calls:
     return Calls(
         caller,
         callee,
-        tree.start[caller],
+        sent_after(table, tree, caller, extras.recorded[n:]),
         tree.end[caller],
         tree.start[callee],
         end,
@@ -117,6 +118,27 @@ def find_calls(table: Table, tree: Tree, hops: bool = False) -> Calls:
         ~extras.recorded[:n],
         queued,
     )
+
+
+def sent_after(table: Table, tree: Tree, caller: I64, recorded: B) -> F64:
+    """Per call, the time its caller's request went out after: the caller
+    span's start. A span whose first line is its own span record, written by
+    a format that drops the record's fields (``logtrace.span`` as the
+    logger, no ``span.start``: a text format, structlog's ``ProcessorFormatter``
+    without its ``ExtraAdder``), was written when the span ended, after the
+    answer: its start is not in the logs. The span it runs in (its parent, a
+    request of the same service) started before it; NaN without one."""
+    send: F64 = tree.start[caller].copy()
+    plain = np.flatnonzero(~recorded)
+    if not len(plain):
+        return send
+    written = text_records(table, caller[plain])[0][caller[plain]]
+    late = plain[written == send[plain]]  # NaN where no such record: never equal
+    if len(late):
+        up = tree.parent[caller[late]].astype(np.int64)
+        same = (up >= 0) & (tree.service[np.maximum(up, 0)] == tree.service[caller[late]])
+        send[late] = np.where(same, tree.start[np.maximum(up, 0)], np.nan)
+    return send
 
 
 _EXACT_ENOUGH = 20

@@ -45,6 +45,9 @@ class _SpanSeen:
     unrecorded_end: float = -math.inf
     """Its latest time among lines that are not a span record a text format
     wrote (no fields, written when the application returned)."""
+    unrecorded_start: float = math.inf
+    """Its earliest such time: where it has none, its start is not in the
+    logs (see :func:`._correct.sent_after`)."""
     res: float = 0.0
     """The longest time any of its lines lasts (their resolution)."""
 
@@ -71,6 +74,7 @@ def trace_calls(
             seen.start = min(seen.start, ts)
             if flags & SPAN_RECORD or not text_span_record(raw):
                 seen.unrecorded_end = max(seen.unrecorded_end, ts)
+                seen.unrecorded_start = min(seen.unrecorded_start, ts)
             seen.end = max(seen.end, ts)
         seen.res = max(seen.res, res)
         if parent is not None:
@@ -99,8 +103,9 @@ def trace_calls(
             continue
         if up.start == math.inf or s.start == math.inf:
             continue  # no time for one of the two spans
+        send = _sent_after(spans, trace, up)
         if up.producer:
-            add_hop(queues, up.service, s.service, s.start + s.res - up.start)
+            add_hop(queues, up.service, s.service, s.start + s.res - send)
             continue
         receive = None if up.end == -math.inf else up.end + up.res
         last = s.end if s.recorded else s.unrecorded_end
@@ -109,7 +114,7 @@ def trace_calls(
             Edge(
                 up.service,
                 s.service,
-                up.start,
+                send,
                 receive,
                 s.start + s.res,
                 end,
@@ -119,3 +124,16 @@ def trace_calls(
         )
         named += [(x.service, x.host) for x in (up, s) if x.host]
     return edges, one_host_services(named), queues
+
+
+def _sent_after(spans: dict[tuple[str, str], _SpanSeen], trace: str, up: _SpanSeen) -> float:
+    """When the caller ``up``'s request went out after, as the stitch's
+    :func:`._correct.sent_after` says: its start, or, where its only lines are
+    a span record without fields (written when it ended), its parent's
+    start in its own service (NaN without one)."""
+    if up.recorded or up.unrecorded_start <= up.start:
+        return up.start
+    parent = spans.get((trace, up.parent)) if up.parent is not None else None
+    if parent is None or parent.service != up.service or parent.start == math.inf:
+        return math.nan
+    return parent.start
