@@ -16,8 +16,8 @@ from ._id_forms import (
     norm_trace_id,
     traceparent_ids,
 )
-from ._model import ERROR, NO_TRACE_ID
-from ._timestamps import timestamp_in_text
+from ._model import ERROR, KIND_FLAGS, NO_TRACE_ID, SPAN_RECORD
+from ._timestamps import iso_fast, parse_timestamp, timestamp_in_text
 
 __all__ = [
     "LOGFMT_START",
@@ -26,6 +26,7 @@ __all__ = [
     "Parsed",
     "free_text",
     "parse_logfmt",
+    "record_fields",
     "text_fields",
 ]
 
@@ -136,4 +137,45 @@ def text_fields(text: str, flags: int) -> Parsed:
     if _may_name_an_error(text) and _TEXT_ERROR.search(text):
         flags |= ERROR
     ts = timestamp_in_text(text)
-    return (trace, span, parent, ts, service, flags, 0 if trace else NO_TRACE_ID, None)
+    start = None
+    if "duration_ms=" in text:
+        record, start = record_fields(text, ts)
+        flags |= record
+    return (trace, span, parent, ts, service, flags, 0 if trace else NO_TRACE_ID, start)
+
+
+_RECORD_FIELD = re.compile(
+    r"(?<![\w.])(span\.kind|span\.start|duration_ms)=(?:'([^']*)'|\"([^\"]*)\"|([^\s,]+))"
+)
+_MAX_MS = float(1 << 53)
+"""As :data:`._known_keys.MAX_DURATION_MS`: the longest duration read."""
+
+
+def record_fields(text: str, ts: float | None) -> tuple[int, float | None]:
+    """The flags and the start of a span record whose fields a text format
+    wrote as ``key=value`` pairs (``configure_logging(json=False)``:
+    ``span.kind='client' span.start='2026-...Z' duration_ms=10.227``), read
+    as from JSON: a record needs its kind and a finite duration; its start
+    is ``span.start``, else its time less the duration. ``(0, None)``: no
+    such record."""
+    found: dict[str, str] = {}
+    for key, single, double, bare in _RECORD_FIELD.findall(text):
+        found.setdefault(key, single or double or bare)
+    kind, written = found.get("span.kind"), found.get("duration_ms")
+    if kind is None or written is None:
+        return 0, None
+    try:
+        duration = float(written)
+    except ValueError:
+        return 0, None
+    if not -_MAX_MS <= duration <= _MAX_MS:  # NaN fails too
+        return 0, None
+    start = None
+    value = found.get("span.start")
+    if value:
+        start = iso_fast(value)
+        if start is None:
+            start = parse_timestamp(value)
+    if start is None and ts is not None:
+        start = ts - duration / 1e3
+    return SPAN_RECORD | KIND_FLAGS.get(kind, 0), start
