@@ -204,7 +204,7 @@ def _print_summary(summary: Any, skew_correction: bool) -> None:
         for names, why in (
             (unbounded, "no calls bound their clocks"),
             (one_sided, "calls bound their clocks on one side only"),
-            (least, "bound on one side only, corrected to meet it (may be off more)"),
+            (least, "bound on one side only, offset may be off by more"),
         ):
             if names:
                 listed = ", ".join(visible(name) for name in names)

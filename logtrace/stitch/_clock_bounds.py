@@ -20,7 +20,7 @@ from __future__ import annotations
 import heapq
 import math
 from array import array
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from contextvars import ContextVar
 from dataclasses import dataclass, field
 from itertools import pairwise
@@ -350,13 +350,21 @@ def typical_slack(pairs: dict[tuple[str, str], Pair]) -> float:
     return max(widths[len(widths) // 2] / 2, 1e-5)
 
 
-def reference_service(bounds: dict[CallKey, Bounds]) -> str:
-    """The entry service with most calls (never called itself), else the busiest."""
+def reference_service(
+    bounds: dict[CallKey, Bounds], queued: Iterable[tuple[str, str]] = ()
+) -> str:
+    """The entry service with most calls (never called itself, nor a
+    queue's consumer: ``queued`` holds (producer, consumer) pairs), else
+    the busiest."""
     calls: dict[str, int] = {}
     called: set[str] = set()
     for (a, b, _), cell in bounds.items():
         calls[a] = calls.get(a, 0) + cell.n_up
         calls[b] = calls.get(b, 0) + cell.n_up
         called.add(b)
+    for producer, consumer in queued:
+        calls.setdefault(producer, 0)
+        calls.setdefault(consumer, 0)
+        called.add(consumer)
     entries = [s for s in calls if s not in called] or list(calls)
     return max(sorted(entries), key=lambda s: calls[s])

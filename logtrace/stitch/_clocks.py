@@ -221,7 +221,7 @@ def models_from_calls(
     whole = {key: Bounds(key[2], *cols) for key, cols in calls.items()}
     pairs = fold_pairs(whole)
     slack = typical_slack(pairs)
-    reference = reference_service(whole) if whole else min(p for p, _ in queues)
+    reference = reference_service(whole, queues)
     ref_t = sum(c.t_sum for c in whole.values()) / max(sum(c.n_up for c in whole.values()), 1)
     fitted = fit_with_drift(calls, pairs, order, reference, slack, ref_t, hosts) if calls else None
     if fitted is None:

@@ -178,14 +178,17 @@ class TestOneSidedBounds:
         assert clocks["worker"].offset_s == pytest.approx(-0.02)
         assert clocks["db"].offset_s - clocks["worker"].offset_s == pytest.approx(0.0, abs=1e-9)
 
-    def test_a_producer_outside_the_reference_group_moves_up_to_meet_it(self) -> None:
+    def test_a_producer_before_the_entry_service_is_ahead_as_far_as_its_bound(self) -> None:
         # billing queues messages for api, the entry service: billing is ahead.
         edges = _calls("api", "worker", 0.0)
         clocks = estimate_clocks(
             edges, {"api", "worker", "billing"}, queues={("billing", "api"): -0.015}
         )
-        assert clocks["api"].offset_s == 0.0
-        assert clocks["billing"].offset_s == pytest.approx(0.015)
+        # billing, which nothing calls nor queues for, is the reference now:
+        # the api's group moves, the difference is the same
+        assert clocks["billing"].offset_s == 0.0
+        assert clocks["billing"].offset_s - clocks["api"].offset_s == pytest.approx(0.015)
+        assert clocks["worker"].offset_s == pytest.approx(clocks["api"].offset_s)
 
     def test_calls_between_the_two_services_decide_not_the_queue(self) -> None:
         # api calls worker too: the calls put it 10 ms ahead; a queue bound of
@@ -233,7 +236,22 @@ class TestQueueBoundsInTheStitch:
             timeout=120,
         )
         assert "worker -29.45" in out.stderr and "[-inf, -29.45" in out.stderr, out.stderr
-        assert (
-            "bound on one side only, corrected to meet it (may be off more): worker\n" in out.stderr
-        )
+        assert "bound on one side only, offset may be off by more: worker\n" in out.stderr
         assert "left uncorrected" not in out.stderr
+
+    def test_the_producer_not_its_consumer_is_the_reference(self) -> None:
+        # The worker calls db; the api reaches the worker by a queue alone.
+        edges = _calls("worker", "db", 0.0)
+        clocks = estimate_clocks(edges, {"api", "worker", "db"}, queues={("api", "worker"): 0.004})
+        assert (clocks["api"].offset_s, clocks["api"].low_s, clocks["api"].high_s) == (0.0,) * 3
+        assert clocks["worker"].high_s == pytest.approx(0.004)
+
+    def test_a_producer_outside_the_reference_group_moves_up_to_meet_it(self) -> None:
+        # api (the reference) calls worker; billing queues messages for worker.
+        edges = _calls("api", "worker", 0.0)
+        clocks = estimate_clocks(
+            edges, {"api", "worker", "billing"}, queues={("billing", "worker"): -0.015}
+        )
+        assert clocks["api"].offset_s == 0.0
+        assert clocks["worker"].offset_s == pytest.approx(0.0, abs=1e-6)
+        assert clocks["billing"].offset_s == pytest.approx(0.015, abs=1e-6)
