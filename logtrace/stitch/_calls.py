@@ -44,7 +44,7 @@ from ._correct import (
     loose_calls,
     model_arrays,
 )
-from ._model import Summary, Table, Tree
+from ._model import Summary, Table, Tree, outward_ms
 from ._partition import FIXED_MEMORY
 from ._resolution import row_resolution, span_resolution
 
@@ -443,11 +443,6 @@ def note_clocks(summary: Summary, used: list[str], clocks: dict[str, ClockModel]
         if model is None:
             summary.offset_bounds_ms[name] = (-math.inf, math.inf)
         else:
-            # to the microsecond, outwards: an offset at a bound, rounded, stays inside
-            low, high = model.low_s * 1e6, model.high_s * 1e6
-            summary.offset_bounds_ms[name] = (
-                math.floor(low) / 1e3 if math.isfinite(low) else low,
-                math.ceil(high) / 1e3 if math.isfinite(high) else high,
-            )
+            summary.offset_bounds_ms[name] = outward_ms(model.low_s, model.high_s)
         if (model is None or not model.bounded) and summary.offsets_ms[name] == 0.0:
             summary.uncorrected.append(name)

@@ -350,9 +350,7 @@ def typical_slack(pairs: dict[tuple[str, str], Pair]) -> float:
     return max(widths[len(widths) // 2] / 2, 1e-5)
 
 
-def reference_service(
-    bounds: dict[CallKey, Bounds], queued: Iterable[tuple[str, str]] = ()
-) -> str:
+def reference_service(bounds: dict[CallKey, Bounds], queued: Iterable[tuple[str, str]] = ()) -> str:
     """The entry service with most calls (never called itself, nor a
     queue's consumer: ``queued`` holds (producer, consumer) pairs), else
     the busiest."""

@@ -67,6 +67,7 @@ __all__ = [
     "Tree",
     "clock_note",
     "is_reference",
+    "outward_ms",
 ]
 
 # Row flags (bit set).
@@ -131,6 +132,16 @@ def is_reference(offset_ms: float, low_ms: float, high_ms: float) -> bool:
     """Whether an offset and its interval are the reference clock's: the
     others are measured against it, so its own is exactly 0 both ways."""
     return low_ms == high_ms == offset_ms == 0.0
+
+
+def outward_ms(low_s: float, high_s: float) -> tuple[float, float]:
+    """An offset's interval in milliseconds, to the microsecond, rounded
+    outwards: an offset at a bound, rounded, stays inside."""
+    low, high = low_s * 1e6, high_s * 1e6
+    return (
+        math.floor(low) / 1e3 if math.isfinite(low) else low,
+        math.ceil(high) / 1e3 if math.isfinite(high) else high,
+    )
 
 
 def clock_note(offset_ms: float, low_ms: float, high_ms: float) -> str:

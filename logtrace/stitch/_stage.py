@@ -22,7 +22,7 @@ from ._correct import apply_clocks
 from ._group import group
 from ._inferred_calls import TOLERANCE, infer_parents
 from ._link_rules import Rule
-from ._model import FileScan, Options, Rendering, Table, Tree, clock_note
+from ._model import FileScan, Options, Rendering, Table, Tree, clock_note, outward_ms
 from ._order import order
 from ._partition import Partitions, load_pieces
 from ._select import narrow, select_traces
@@ -110,7 +110,7 @@ def stage(grouped: Grouped, clocks: dict[str, ClockModel], options: Options) -> 
     traces = len(table.traces)
     chosen = traces if selected is None else int(np.count_nonzero(selected))
     notes = {
-        name: clock_note(m.offset_s * 1e3, m.low_s * 1e3, m.high_s * 1e3)
+        name: clock_note(round(m.offset_s * 1e3, 3), *outward_ms(m.low_s, m.high_s))
         for name, m in clocks.items()
     }
     rendering = Rendering(table, tree, corrected, ordered, notes)

@@ -116,3 +116,17 @@ def test_on_one_clock_nothing_is_corrected_and_stock_hangs_under_orders(
     for rows in traces.values():
         assert out_of_call(rows) == []
         assert request_parents(rows) == {"orders": {"gateway"}, "stock": {"orders"}}
+
+
+def test_the_html_header_shows_each_clock_as_the_summary_does() -> None:
+    import html
+    import io
+
+    from logtrace.stitch import Options, stitch
+
+    out = io.BytesIO()
+    summary = stitch([str(CAPTURED / "otel_stream_background")], out, Options(format="html"))
+    page = out.getvalue().decode()
+    for name in summary.offsets_ms:
+        # rounded the same way: outwards, to the microsecond
+        assert f"clock {html.escape(summary.clock_text(name))}" in page, summary.clock_text(name)
