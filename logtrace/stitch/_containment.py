@@ -260,7 +260,7 @@ class LinkDecider:
         whole = _support(rows(evidence, (evidence[6] & ~MARKS) == 0), width)
         plausible = np.zeros(width * width, dtype=bool)
         plausible[[p for p, traces in whole.items() if traces >= MIN_TRACES]] = True
-        tail = tails(evidence, width, plausible)
+        tail = tails(evidence, width, plausible, MIN_TRACES)
         pairs = evidence[0].astype(np.int64) * width + evidence[1]
         evidence = rows(evidence, tail[pairs] == ((evidence[6] & TRIMMED) != 0))
         gap = (evidence[6] & GAP) != 0

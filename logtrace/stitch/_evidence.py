@@ -113,7 +113,7 @@ def rows(evidence: Evidence, keep: B) -> Evidence:
     return svc_a[keep], svc_b[keep], lo[keep], hi[keep], keys[keep], callees[keep], kind[keep]
 
 
-def tails(evidence: Evidence, width: int, plausible: B) -> B:
+def tails(evidence: Evidence, width: int, plausible: B, enough: int = 1) -> B:
     """Per service pair (caller index times ``width`` plus callee's): whether
     it is judged by the callees' spans without their last line.
 
@@ -127,7 +127,9 @@ def tails(evidence: Evidence, width: int, plausible: B) -> B:
     There the whole spans fit in clearly fewer traces. What a callee does,
     it does for every caller: all pairs of that callee are judged so (a
     caller further up, whose long call holds the whole span anyway, shows
-    nothing)."""
+    nothing). A pair whose cut spans fit in fewer than ``enough`` traces
+    shows nothing either: one trace where a parallel call's line fell just
+    so is no work after the answer."""
     svc_a, svc_b, lo, hi, keys, callees, kind = evidence
     pair = svc_a.astype(np.int64) * width + svc_b
     trimmed = (kind & TRIMMED) != 0
@@ -137,6 +139,8 @@ def tails(evidence: Evidence, width: int, plausible: B) -> B:
         mine = fits & (pair == p)
         whole, cut = mine & ~trimmed, mine & trimmed
         left, right, held, _ = snuggest(lo[cut], hi[cut], keys[cut], callees[cut])
+        if held < enough:
+            continue
         kept = snuggest(lo[whole], hi[whole], keys[whole], callees[whole])[2] if whole.any() else 0
         score = held / max(right - left, MIN_ROOM)
         if score > tightest.get(p % width, (-1.0, False))[0]:
