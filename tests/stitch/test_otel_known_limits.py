@@ -12,7 +12,7 @@ span IDs, no parent), 80 requests one at a time, every call through httpx:
   orders answered, lies inside orders' and stock's spans at wrong offsets
   in nearly every trace: chance links ``orders -> pricing`` and ``stock ->
   pricing`` stand beside the real ``gateway -> pricing``, pricing hangs
-  under stock, offsets come out 3 to 9 ms off and every trace has a line
+  under stock, offsets come out 4 to 10 ms off and every trace has a line
   out of causal order.
 - ``otel_fan_out_shifted`` and ``otel_fan_out_one_clock``: the gateway calls
   orders and pricing at once (``asyncio.gather``), orders calls stock.
