@@ -19,6 +19,7 @@ import io
 import json
 import textwrap
 from collections.abc import Iterator
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -155,8 +156,6 @@ def quickest_delay_ms(traces: dict[str, list[dict[str, Any]]], shift: float) -> 
 
 
 def _epoch(stamp: str) -> float:
-    from datetime import datetime
-
     return datetime.fromisoformat(stamp.replace("Z", "+00:00")).timestamp()
 
 

@@ -104,16 +104,24 @@ def text_records(table: Table, spans: I64) -> tuple[F64, F64]:
     one (NaN for none). Only ``spans`` (spans without a record the scan
     read) are looked at. Such a record is written when the application
     returned, often after the caller heard back: it bounds nothing."""
-    memo = table.memo.get("text_records")
-    if memo is not None and np.array_equal(memo[0], spans):
-        found: tuple[F64, F64] = memo[1]
-        return found
+    # Per span, once: the callers' and the callees' spans of a partition's
+    # calls are asked for in turn, by every stage that finds its calls.
     n = len(table.spans)
-    written, before = np.full(n, np.nan), np.full(n, np.nan)
-    table.memo["text_records"] = (spans.copy(), (written, before))
-    rows = table.rows
+    memo = table.memo.get("text_records")
+    if memo is None:
+        memo = table.memo["text_records"] = (
+            np.zeros(n, dtype=bool),
+            np.full(n, np.nan),
+            np.full(n, np.nan),
+        )
+    known, written, before = memo
     wanted = np.zeros(n, dtype=bool)
     wanted[spans] = True
+    wanted &= ~known
+    known |= wanted
+    if not wanted.any():
+        return written, before
+    rows = table.rows
     span_col = rows["span"]
     usable = np.flatnonzero((span_col >= 0) & ~np.isnan(rows["ts"]))
     usable = usable[wanted[span_col[usable]]]
