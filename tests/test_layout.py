@@ -165,6 +165,7 @@ STITCH_STAGES = (
             "_correct",
             "_calls",
             "_span_pairs",
+            "_span_openings",
             "_interval_depth",
             "_record_gaps",
             "_evidence",

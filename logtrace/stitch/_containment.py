@@ -44,6 +44,7 @@ import numpy.typing as npt
 from ._calls import sample_keys
 from ._clock_least_squares import components
 from ._evidence import (
+    AGAIN,
     FOLLOWED,
     GAP,
     LATER,
@@ -68,6 +69,7 @@ from ._record_gaps import (
 )
 from ._resolution import row_resolution, span_resolution
 from ._span_extras import answered_ends
+from ._span_openings import opens_alike
 from ._span_pairs import after_own_service, inside_own_service, span_pairs, unlinked_spans
 from ._through_links import through
 
@@ -124,6 +126,7 @@ def containment_evidence(table: Table, tree: Tree) -> Evidence:
     later, follows = after_own_service(table, tree, res)
     followed = np.zeros(len(later), dtype=bool)
     followed[follows[follows >= 0]] = True
+    again = later & opens_alike(table, follows)
     trimmed: Tree | None = None
     for a, b in span_pairs(table, tree):
         b_inner = inner[b]
@@ -146,6 +149,7 @@ def containment_evidence(table: Table, tree: Tree) -> Evidence:
     kinds = np.concatenate([p[4] for p in parts])
     kinds[later[b]] |= LATER
     kinds[followed[b]] |= FOLLOWED
+    kinds[again[b]] |= AGAIN
     trace = table.span_trace[b].astype(np.int64)
     with_pairs, at = np.unique(trace, return_inverse=True)
     keys = sample_keys([table.traces[t] for t in with_pairs.tolist()])[at.ravel()]

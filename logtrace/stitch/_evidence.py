@@ -15,6 +15,7 @@ from ._interval_depth import MIN_ROOM, NEAR_DEPTH, deepest_packing, snug_stretch
 from ._record_gaps import choose_stretches, fit_offsets
 
 __all__ = [
+    "AGAIN",
     "COLUMNS",
     "EVIDENCE_CAP",
     "FOLLOWED",
@@ -58,7 +59,11 @@ that service's own work after it answered, traced as a span of its own."""
 FOLLOWED = 8
 """The callee span is the one a :data:`LATER` span of its service started
 just after."""
-MARKS = LATER | FOLLOWED
+AGAIN = 16
+"""The callee span is :data:`LATER` and opens with a line of the form the
+span it followed opened with (:func:`._span_openings.opens_alike`): the
+request's path run again, a second call."""
+MARKS = LATER | FOLLOWED | AGAIN
 """The bits that mark a row's callee, not the kind of its interval."""
 COLUMNS = 7
 
@@ -162,9 +167,10 @@ def without_stray_later(evidence: Evidence, width: int, enough: int) -> Evidence
     every trace alike (in nearly as many traces as the spans it follows:
     :data:`._interval_depth.NEAR_DEPTH`); the request before it fits its own
     call's gap (in ``enough`` traces at least) more snugly. Calls in a row
-    (:func:`_in_a_row`) are never stray."""
+    (:func:`_in_a_row`), and spans that open as the span they followed did
+    (:data:`AGAIN`), are never stray."""
     svc_a, svc_b, lo, hi, keys, callees, kind = evidence
-    later = (kind & LATER) != 0
+    later = (kind & (LATER | AGAIN)) == LATER
     if not later.any():
         return evidence
     pair = svc_a.astype(np.int64) * width + svc_b
