@@ -53,11 +53,12 @@ from ._evidence import (
     Evidence,
     empty_evidence,
     rows,
+    support,
     tails,
     without_stray_later,
 )
-from ._interval_depth import deepest, snug, snug_stretches, snuggest
-from ._link_consistency import consistent
+from ._interval_depth import deepest, packing_at, snug, snug_stretches, snuggest
+from ._link_consistency import consistent, outside
 from ._model import Table, Tree
 from ._one_clock import refuted_links, shared_clock
 from ._record_gaps import (
@@ -250,6 +251,7 @@ class LinkDecider:
         "_index",
         "_later",
         "_lo",
+        "_pair",
         "_possible",
         "_services",
         "_shared",
@@ -261,7 +263,7 @@ class LinkDecider:
     def __init__(self, evidence: Evidence, services: list[str]) -> None:
         width = len(services) + 1
         evidence = without_stray_later(evidence, width, MIN_TRACES)
-        whole = _support(rows(evidence, (evidence[6] & ~MARKS) == 0), width)
+        whole = support(rows(evidence, (evidence[6] & ~MARKS) == 0), width)
         plausible = np.zeros(width * width, dtype=bool)
         plausible[[p for p, traces in whole.items() if traces >= MIN_TRACES]] = True
         tail = tails(evidence, width, plausible, MIN_TRACES)
@@ -295,13 +297,13 @@ class LinkDecider:
         self._services, self._width, self._tail = services, width, tail
         self._index = {name: i for i, name in enumerate(services)}
         self._evidence, self._gap = evidence, gap
-        self._lo, self._hi, self._callees = lo, hi, callees
+        self._lo, self._hi, self._callees, self._pair = lo, hi, callees, pair
         self._later = later
         self._found, self._possible, self._fitting = found, possible, fitting
         self._held_first = held_first
         self._shared: bool | None = None
         self._fits, self._fit_pair = fits, fit_pair
-        self._stretches: dict[Link, tuple[float, float]] = {}
+        self._stretches: dict[Link, tuple[float, float, float]] = {}
 
     def __call__(self, without: frozenset[tuple[str, str]] = frozenset()) -> Links:
         """The links, none of the service pairs ``without``."""
@@ -379,14 +381,32 @@ class LinkDecider:
                 " no clock corrected"
             )
         else:
-            first = fit_offsets([(k.caller, k.callee, *self._gap_stretch(k)) for k in kept], groups)
+            first = self._first(kept, groups)
+            out = outside(kept, first, groups)
+            if out:
+                # Fitted where their callees pack most densely between their
+                # callers' lines, the clocks refute these: no calls. Decided
+                # again without them (a link they outvoted may stand then).
+                return self(without | {(kept[i].caller, kept[i].callee) for i in out})
         return Links(tuple(kept), note, tuple(gone), offsets, groups, first, one_clock, allowed)
 
-    def _gap_stretch(self, link: Link) -> tuple[float, float]:
+    def _first(self, kept: list[Link], groups: dict[str, str]) -> dict[str, float]:
+        """The first offsets: where the callees of the links ``kept`` fit
+        between their callers' lines, each link weighed by how densely they
+        pack there."""
+        fitted = [self._gap_stretch(k) for k in kept]
+        return fit_offsets(
+            [(k.caller, k.callee, *f[:2]) for k, f in zip(kept, fitted, strict=True)],
+            groups,
+            [f[2] for f in fitted],
+        )
+
+    def _gap_stretch(self, link: Link) -> tuple[float, float, float]:
         """The offsets that nearly as many of ``link``'s record-gap intervals
-        (within its own stretch) hold as the most do; its own stretch where
-        it has none, or where its callees seldom fit (a caller that seldom
-        waits)."""
+        (within its own stretch) hold as the most do, and how densely they
+        pack there (:func:`._interval_depth.packing_at`): its own stretch
+        where it has none, or where its callees seldom fit (a caller that
+        seldom waits), with its containment intervals' packing."""
         known = self._stretches.get(link)
         if known is None:
             _, _, lo, hi, keys, callees, _ = self._fits
@@ -394,9 +414,14 @@ class LinkDecider:
             mine = self._fit_pair == at[link.caller] * self._width + at[link.callee]
             mine &= (hi >= link.lo) & (lo <= link.hi)
             if not mine.any() or 2 * link.fitting < link.traces:
-                known = (link.lo, link.hi)
+                pair = self._pair == at[link.caller] * self._width + at[link.callee]
+                middle = (link.lo + link.hi) / 2
+                dense = packing_at(self._lo[pair], self._hi[pair], self._callees[pair], middle)
+                known = (link.lo, link.hi, dense)
             else:
-                known = snuggest(lo[mine], hi[mine], keys[mine], callees[mine])[:2]
+                left, right = snuggest(lo[mine], hi[mine], keys[mine], callees[mine])[:2]
+                dense = packing_at(lo[mine], hi[mine], callees[mine], (left + right) / 2)
+                known = (left, right, dense)
             self._stretches[link] = known
         return known
 
@@ -406,18 +431,6 @@ class LinkDecider:
             later = self._later
             self._shared = shared_clock(self._lo[~later], self._hi[~later], self._callees[~later])
         return self._shared
-
-
-def _support(contained: Evidence, width: int) -> dict[int, int]:
-    """Per service pair (caller index times ``width`` plus callee's): how
-    many traces hold the deepest point of its containment intervals."""
-    svc_a, svc_b, lo, hi, keys, callees, _ = contained
-    pair = svc_a.astype(np.int64) * width + svc_b
-    out = {}
-    for p in np.unique(pair).tolist():
-        at = pair == p
-        out[p] = deepest(lo[at], hi[at], keys[at], callees[at])[2]
-    return out
 
 
 def _chosen(

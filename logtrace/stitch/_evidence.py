@@ -11,7 +11,14 @@ import numpy as np
 import numpy.typing as npt
 
 from ._clock_least_squares import components
-from ._interval_depth import MIN_ROOM, NEAR_DEPTH, deepest_packing, snug_stretches, snuggest
+from ._interval_depth import (
+    MIN_ROOM,
+    NEAR_DEPTH,
+    deepest,
+    deepest_packing,
+    snug_stretches,
+    snuggest,
+)
 from ._record_gaps import choose_stretches, fit_offsets
 
 __all__ = [
@@ -29,6 +36,7 @@ __all__ = [
     "empty_evidence",
     "gap_offsets",
     "rows",
+    "support",
     "tails",
     "without_stray_later",
 ]
@@ -116,6 +124,18 @@ def rows(evidence: Evidence, keep: B) -> Evidence:
     """The rows ``keep`` of ``evidence``."""
     svc_a, svc_b, lo, hi, keys, callees, kind = evidence
     return svc_a[keep], svc_b[keep], lo[keep], hi[keep], keys[keep], callees[keep], kind[keep]
+
+
+def support(contained: Evidence, width: int) -> dict[int, int]:
+    """Per service pair (caller index times ``width`` plus callee's): how
+    many traces hold the deepest point of its containment intervals."""
+    svc_a, svc_b, lo, hi, keys, callees, _ = contained
+    pair = svc_a.astype(np.int64) * width + svc_b
+    out = {}
+    for p in np.unique(pair).tolist():
+        at = pair == p
+        out[p] = deepest(lo[at], hi[at], keys[at], callees[at])[2]
+    return out
 
 
 def tails(evidence: Evidence, width: int, plausible: B, enough: int = 1) -> B:

@@ -387,7 +387,8 @@ def keep_unbounded(
 ) -> dict[str, ClockModel]:
     """``clocks`` where a linked service that no call bounds on both sides
     (every call of it in doubt, say) keeps its ``previous`` offset relative
-    to its group's first service, and the interval containment allows it
+    to a service of its group that the calls bound (the group's first one
+    where they do), and the interval containment allows it
     (:attr:`._containment.Links.offsets`): what the links said of it is
     evidence, and an offset of zero would be none."""
     out = dict(clocks)
@@ -395,12 +396,29 @@ def keep_unbounded(
         model = clocks.get(name) or ClockModel()
         if model.bounded or name not in previous:
             continue
-        base = clocks.get(anchor, ClockModel()).offset_s
-        before = previous[name].offset_s - previous.get(anchor, ClockModel()).offset_s
+        # Measured from a service of the group that the calls did bound:
+        # the group's first service may be as unbounded as this one.
+        ref = next(
+            (
+                other
+                for other in sorted(links.groups, key=lambda o: o != anchor)
+                if links.groups[other] == anchor
+                and other in previous
+                and (clocks.get(other) or ClockModel()).bounded
+            ),
+            anchor,
+        )
+        # previous offsets, taken to the solved clocks' frame
+        shift = clocks.get(ref, ClockModel()).offset_s - previous.get(ref, ClockModel()).offset_s
+        if anchor in previous:
+            base = previous[anchor].offset_s + shift
+        else:
+            base = clocks.get(anchor, ClockModel()).offset_s
         mid, half = links.allowed.get(name) or links.offsets.get(name, (0.0, math.inf))
         low = max(model.low_s, base + mid - half)
         high = min(model.high_s, base + mid + half)
-        out[name] = replace(model, offset_s=base + before, drift=0.0, low_s=low, high_s=high)
+        offset = previous[name].offset_s + shift
+        out[name] = replace(model, offset_s=offset, drift=0.0, low_s=low, high_s=high)
     return out
 
 
@@ -451,11 +469,23 @@ def within_links(clocks: dict[str, ClockModel], links: Links) -> dict[str, Clock
         low = min(model.low_s, base.offset_s + mid - half)
         high = max(model.high_s, base.offset_s + mid + half)
         if name == anchor:
+            # Measured against the group's reference clock, which
+            # containment bounds relative to this one.
             low, high = model.low_s, model.high_s
-        if model.low_s == model.high_s == model.offset_s == 0.0:
-            continue  # the reference clock: the others are measured against it
+            for other, (r_mid, r_half) in links.offsets.items():
+                ref = clocks.get(other)
+                if links.groups.get(other) == anchor and other != anchor and _reference(ref):
+                    low = min(low, -r_mid - r_half)
+                    high = max(high, -r_mid + r_half)
+        if _reference(model):
+            continue
         out[name] = replace(model, offset_s=base.offset_s + fitted, low_s=low, high_s=high)
     return out
+
+
+def _reference(model: ClockModel | None) -> bool:
+    """Whether ``model`` is the reference clock's (the others are measured against it)."""
+    return model is not None and model.low_s == model.high_s == model.offset_s == 0.0
 
 
 def first_clocks(links: Links) -> dict[str, ClockModel]:

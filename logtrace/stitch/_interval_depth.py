@@ -21,6 +21,7 @@ __all__ = [
     "Intervals",
     "around",
     "deepest",
+    "packing_at",
     "snug",
     "snug_stretches",
     "snuggest",
@@ -104,6 +105,19 @@ def deepest_packing(lo: F64, hi: F64, callees: I64) -> float:
     coord, depth = _depths(lo, hi)
     at = int(np.argmax(depth))
     return len(np.unique(callees[_holding(coord, at, lo, hi)])) / _room(coord, at, lo, hi)
+
+
+def packing_at(lo: F64, hi: F64, callees: I64, at: float) -> float:
+    """At the offset ``at``: how many callee spans hold it per unit of the
+    room they leave there (the median width of the intervals holding it,
+    at least :data:`MIN_ROOM`). Fits snug in many traces pack densely; loose
+    fits that barely overlap give a narrow stretch of offsets, but not a
+    dense one."""
+    inside = (lo <= at) & (hi >= at)
+    if not inside.any():
+        return 0.0
+    room = max(float(np.median(hi[inside] - lo[inside])), MIN_ROOM)
+    return len(np.unique(callees[inside])) / room
 
 
 def _holding(coord: F64, at: int, lo: F64, hi: F64) -> npt.NDArray[np.bool_]:

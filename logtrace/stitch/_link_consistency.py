@@ -8,9 +8,10 @@ best supported first, and the offsets they leave each service.
 from __future__ import annotations
 
 import math
+from collections import Counter
 from typing import Protocol, TypeVar
 
-__all__ = ["SLACK", "Bounded", "close", "consistent"]
+__all__ = ["SLACK", "Bounded", "close", "consistent", "outside"]
 
 
 class Bounded(Protocol):
@@ -84,6 +85,21 @@ def consistent(
         offsets[name] = ((lo + hi) / 2, (hi - lo) / 2)
         groups[name] = names[anchor]
     return kept, dropped, offsets, groups
+
+
+def outside(links: list[L], offsets: dict[str, float], groups: dict[str, str]) -> list[int]:
+    """The links (their indexes) whose offsets exclude the difference
+    ``offsets`` put between their two clocks (both of one group), save the
+    only link into a service."""
+    into = Counter(k.callee for k in links)
+    out = []
+    for i, k in enumerate(links):
+        if into[k.callee] < 2 or groups.get(k.caller) != groups.get(k.callee):
+            continue
+        diff = offsets[k.callee] - offsets[k.caller]
+        if not k.lo - SLACK <= diff <= k.hi + SLACK:
+            out.append(i)
+    return out
 
 
 def close(bound: list[list[float]]) -> bool:

@@ -165,7 +165,9 @@ def logged_gaps(
 
 
 def fit_offsets(
-    links: Sequence[tuple[str, str, float, float]], groups: Mapping[str, str]
+    links: Sequence[tuple[str, str, float, float]],
+    groups: Mapping[str, str],
+    weights: Sequence[float] | None = None,
 ) -> dict[str, float]:
     """Each service's offset relative to its group's first service (see
     :attr:`._containment.Links.groups`) from links ``(caller, callee, lo,
@@ -173,31 +175,42 @@ def fit_offsets(
     hi]``: weighted least squares on the midpoints, weighted by the inverse
     half-width; while a link's residual exceeds its half-width, the worst
     is dropped (a link no cycle checks has none, so every service keeps
-    its offset)."""
+    its offset).
+
+    ``weights`` (one per link), where given, weigh the links instead while
+    links are dropped: how densely a link's callees pack says more of
+    whether it is a call than how narrow its stretch is (loose fits that
+    barely overlap leave a narrow one). The links left are then fitted by
+    their widths."""
     names = sorted(groups)
     at = {name: i for i, name in enumerate(names)}
     anchors = sorted(set(groups.values()))
-    use = [k for k in links if k[0] in at and k[1] in at]
+    given = [1.0] * len(links) if weights is None else list(weights)
+    use = [(k, w) for k, w in zip(links, given, strict=True) if k[0] in at and k[1] in at]
     while True:
         rows = len(use) + len(anchors)
         matrix = np.zeros((rows, len(names)))
         target = np.zeros(rows)
         weight = np.ones(rows)
-        for r, (caller, callee, lo, hi) in enumerate(use):
+        width = np.ones(rows)
+        for r, ((caller, callee, lo, hi), w) in enumerate(use):
             matrix[r, at[callee]], matrix[r, at[caller]] = 1.0, -1.0
             target[r] = (lo + hi) / 2
-            weight[r] = 1.0 / max((hi - lo) / 2, MIN_HALF_WIDTH)
+            width[r] = 1.0 / max((hi - lo) / 2, MIN_HALF_WIDTH)
+            weight[r] = width[r] if weights is None else w
         for r, anchor in enumerate(anchors, start=len(use)):
             matrix[r, at[anchor]] = 1.0
             weight[r] = 1.0 / MIN_HALF_WIDTH
         x = np.linalg.lstsq(matrix * weight[:, None], target * weight, rcond=None)[0]
         if not use:
             break
-        residual = np.abs(matrix[: len(use)] @ x - target[: len(use)]) * weight[: len(use)]
+        residual = np.abs(matrix[: len(use)] @ x - target[: len(use)]) * width[: len(use)]
         worst = int(np.argmax(residual))
         if residual[worst] <= 1.0:
             break
         use.pop(worst)
+    if weights is not None:  # which links stand is decided; where, by their widths
+        return fit_offsets([k for k, _ in use], groups)
     return {name: float(x[at[name]] - x[at[groups[name]]]) for name in names}
 
 

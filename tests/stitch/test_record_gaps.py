@@ -132,6 +132,24 @@ class TestFitOffsets:
         got = fit_offsets([("gw", "db", 0.0, 0.1)], {"gw": "gw", "db": "gw"})
         assert got["db"] == pytest.approx(0.05)
 
+    def test_weights_say_which_of_two_stories_the_clocks_tell(self) -> None:
+        """pricing fits the gateway's gap snugly in every trace (-6 ms); it
+        also lies in orders' spans where a few loose fits barely overlap,
+        a narrow stretch that puts it 10 ms ahead. Weighed by their
+        widths the narrow one wins; weighed by how densely the callees pack,
+        the real call does, and the other is dropped."""
+        links = [
+            ("gw", "orders", 0.029, 0.031),
+            ("gw", "pricing", -0.008, -0.004),
+            ("orders", "pricing", -0.0205, -0.0195),
+        ]
+        groups = dict.fromkeys(("gw", "orders", "pricing"), "gw")
+        by_width = fit_offsets(links, groups)
+        assert by_width["pricing"] == pytest.approx(0.010, abs=1e-4)
+        by_packing = fit_offsets(links, groups, [25000.0, 8400.0, 2400.0])
+        assert by_packing["pricing"] == pytest.approx(-0.006, abs=1e-6)
+        assert by_packing["orders"] == pytest.approx(0.030, abs=1e-6)
+
     def test_each_group_is_relative_to_its_first_service(self) -> None:
         links = [("a", "b", 0.001, 0.003), ("c", "d", -0.003, -0.001)]
         got = fit_offsets(links, {"a": "a", "b": "a", "c": "c", "d": "c"})

@@ -17,6 +17,9 @@ from typing import Any
 import pytest
 
 from logtrace.stitch import Options, Summary, stitch
+from logtrace.stitch._clocks import ClockModel
+from logtrace.stitch._containment import Links
+from logtrace.stitch._inferred_calls import keep_unbounded
 from logtrace.testing import SynthConfig, SynthResult, generate
 
 
@@ -268,3 +271,39 @@ def test_ecs_lines_to_the_millisecond(tmp_path: Path) -> None:
         for name, ms in got.items()
     }
     assert all(abs(us) < 150 for us in errors.values()), errors
+
+
+class TestKeepUnbounded:
+    """A service no inferred call bounds keeps the offset the links gave it."""
+
+    GROUPS = dict.fromkeys(("db", "gateway", "pricing"), "db")
+    """db, the group's first service, is the one the calls leave unbounded."""
+
+    def test_measured_from_a_service_the_calls_bound(self) -> None:
+        # The links put db 13.8 ms ahead of the gateway, pricing 6.3 ms
+        # behind, all relative to db; the calls bound the gateway and
+        # pricing, with the gateway at 0.
+        previous = {
+            "db": ClockModel(0.0),
+            "gateway": ClockModel(-0.0138),
+            "pricing": ClockModel(-0.0201),
+        }
+        solved = {
+            "db": ClockModel(0.0),
+            "gateway": ClockModel(0.0, low_s=0.0, high_s=0.0),
+            "pricing": ClockModel(-0.0063, low_s=-0.008, high_s=-0.004),
+        }
+        links = Links(groups=self.GROUPS, offsets={"db": (0.0, 0.0), "pricing": (0.0, 1.0)})
+        kept = keep_unbounded(solved, previous, links)
+        assert kept["db"].offset_s == pytest.approx(0.0138)
+        assert kept["gateway"] == solved["gateway"]
+        assert kept["pricing"] == solved["pricing"]
+
+    def test_none_bounded_keeps_every_offset(self) -> None:
+        previous = {name: ClockModel(k * 0.001) for k, name in enumerate(self.GROUPS)}
+        solved = {name: ClockModel(0.0) for name in self.GROUPS}
+        links = Links(groups=self.GROUPS, offsets=dict.fromkeys(self.GROUPS, (0.0, 1.0)))
+        kept = keep_unbounded(solved, previous, links)
+        assert {k: m.offset_s for k, m in kept.items()} == pytest.approx(
+            {"db": 0.0, "gateway": 0.001, "pricing": 0.002}
+        )
