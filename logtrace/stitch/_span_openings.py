@@ -28,7 +28,7 @@ __all__ = ["line_form", "opens_alike"]
 I64 = npt.NDArray[np.int64]
 B = npt.NDArray[np.bool_]
 
-_VARYING = re.compile(rb"\w*\d[\w.]*|[0-9A-Fa-f]{8,}")
+_VARYING = re.compile(rb"\b(?:\w*\d[\w.]*|[0-9A-Fa-f]{8,})")
 """What differs between two lines of one logging call: numbers, times, IDs."""
 
 
