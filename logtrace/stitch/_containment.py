@@ -60,7 +60,7 @@ from ._evidence import (
 from ._interval_depth import deepest, packing_at, snug, snug_stretches, snuggest
 from ._link_consistency import consistent, outside
 from ._model import Table, Tree
-from ._one_clock import refuted_links, shared_clock
+from ._one_clock import refuted_links, shared_clock, unfitting_links
 from ._record_gaps import (
     RecordGaps,
     choose_stretches,
@@ -361,9 +361,10 @@ class LinkDecider:
         one_clock = bool(kept) and self._one_clock()
         if one_clock:  # the offsets are known: a link whose spans do not fit them is none
             whole_rows = rows(evidence, ~gap & ((evidence[6] & LATER) == 0))
-            out = refuted_links(
-                [(k.caller, k.callee, k.traces) for k in kept], whole_rows, services
-            )
+            told = [(k.caller, k.callee, k.traces) for k in kept]
+            out = refuted_links(told, whole_rows, services)
+            fit_rows = rows(evidence, gap & ((evidence[6] & LATER) == 0))
+            out = sorted({*out, *unfitting_links(told, whole_rows, fit_rows, services)})
             if out:
                 contradicted += [kept[i] for i in out]
                 kept, _, offsets, groups = consistent(
