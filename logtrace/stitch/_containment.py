@@ -72,7 +72,7 @@ from ._resolution import row_resolution, span_resolution
 from ._span_extras import answered_ends
 from ._span_openings import opens_alike
 from ._span_pairs import after_own_service, inside_own_service, span_pairs, unlinked_spans
-from ._through_links import through
+from ._through_links import also_through, through
 
 __all__ = [
     "MIN_TRACES",
@@ -426,6 +426,16 @@ class LinkDecider:
             self._stretches[link] = known
         return known
 
+    def fits_at(self, link: Link, offset: float) -> tuple[int, int]:
+        """Of the traces with callee spans of ``link`` that fit between two
+        of the caller's lines at some offset: how many do at ``offset`` (the
+        callee's clock minus the caller's), and how many there are."""
+        _, _, lo, hi, keys, _, _ = self._fits
+        at = self._index
+        mine = self._fit_pair == at[link.caller] * self._width + at[link.callee]
+        there = mine & (lo <= offset) & (hi >= offset)
+        return len(np.unique(keys[there])), len(np.unique(keys[mine]))
+
     def _one_clock(self) -> bool:
         """Whether the spans fit one shared clock (:func:`._one_clock.shared_clock`)."""
         if self._shared is None:
@@ -468,21 +478,12 @@ def _chosen(
     return links
 
 
-def _also_through(link: Link, pairs: set[tuple[str, str]]) -> str:
-    """``", also via b"`` where links ``caller -> b -> callee`` stand beside
-    ``link`` (a caller that waits quietly holds its callee's callees as
-    snugly; each span hangs under whichever leaves the narrower gap)."""
-    between = sorted(
-        b for a, b in pairs if a == link.caller and b != link.callee and (b, link.callee) in pairs
-    )
-    return f", also via {', '.join(between)}" if between else ""
-
-
 def _note(links: list[Link], rejected: list[str], weak: list[str]) -> str:
     if links:
         pairs = {(k.caller, k.callee) for k in links}
         calls = ", ".join(
-            f"{k.caller} -> {k.callee} ({k.traces} traces{_also_through(k, pairs)})" for k in links
+            f"{k.caller} -> {k.callee} ({k.traces} traces{also_through(k.caller, k.callee, pairs)})"
+            for k in links
         )
         text = f"parents inferred from containment (no parent span logged): {calls}"
         if rejected:

@@ -227,7 +227,7 @@ def _clocks(
     def solve(chosen: Links) -> dict[str, ClockModel]:
         return solve_with_links(chosen, parts.services, parts.count, grouped_at, table, cap)
 
-    links, clocks = recheck_siblings(links, decide, solve)
+    links, clocks = recheck_siblings(links, decide, solve, decide.fits_at)
     return clocks, links
 
 

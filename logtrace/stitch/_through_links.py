@@ -24,7 +24,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-__all__ = ["through"]
+__all__ = ["also_through", "through"]
 
 
 def through(links: Sequence[tuple[str, str, int, int, int]]) -> dict[int, str]:
@@ -44,3 +44,12 @@ def through(links: Sequence[tuple[str, str, int, int, int]]) -> dict[int, str]:
                 out[i] = b
                 break
     return out
+
+
+def also_through(caller: str, callee: str, pairs: set[tuple[str, str]]) -> str:
+    """``", also via b"`` where links ``caller -> b -> callee`` stand beside
+    ``caller -> callee`` (a caller that waits quietly holds its callee's
+    callees as snugly; each span hangs under whichever leaves the narrower
+    gap)."""
+    between = sorted(b for a, b in pairs if a == caller and b != callee and (b, callee) in pairs)
+    return f", also via {', '.join(between)}" if between else ""

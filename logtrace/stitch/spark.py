@@ -231,7 +231,7 @@ def _stitch(
                     chosen, run.services, count, None, None, cap, infer, bracket
                 )
 
-            links, clocks = recheck_siblings(links, decide, solve)
+            links, clocks = recheck_siblings(links, decide, solve, decide.fits_at)
             options = replace(options, callers=links.callers, trimmed=links.trimmed)
         if links.note:
             summary.notes.append(links.note)
