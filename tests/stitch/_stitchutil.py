@@ -164,3 +164,26 @@ def assert_true_story(logs: Path, shifts: dict[str, float], out: Path, within: f
         assert abs(got - shift) < within, summary.offsets_ms
     assert wrong_calls(traces) == 0
     return summary
+
+
+def one_trace_table(
+    rows: Any, n_spans: int, services: list[str], data_paths: list[str] | None = None
+) -> Any:
+    """A :class:`Table` of ``rows`` (``ROW_DTYPE``) in one trace ``t``, with
+    spans ``s0``... and the files ``data_paths`` (none read back if empty)."""
+    import numpy as np
+
+    from logtrace.stitch._model import Table
+
+    return Table(
+        sources=[],
+        data_paths=data_paths or [],
+        rows=rows,
+        file=np.zeros(len(rows), dtype=np.int32),
+        span_start=np.full(n_spans, np.nan),
+        traces=["t"],
+        spans=[f"s{k}" for k in range(n_spans)],
+        span_trace=np.zeros(n_spans, dtype=np.int32),
+        services=services,
+        warnings=[],
+    )

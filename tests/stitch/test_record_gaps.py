@@ -7,6 +7,7 @@ import math
 
 import numpy as np
 import pytest
+from _stitchutil import one_trace_table
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -25,18 +26,7 @@ def _table_and_tree(
     for i, (span, t) in enumerate(records):
         rows[i]["span"], rows[i]["ts"] = span, T0 + t
     n = len(extents)
-    table = Table(
-        sources=[],
-        data_paths=[],
-        rows=rows,
-        file=np.zeros(len(records), dtype=np.int32),
-        span_start=np.full(n, np.nan),
-        traces=["t"],
-        spans=[f"s{k}" for k in range(n)],
-        span_trace=np.zeros(n, dtype=np.int32),
-        services=["a", "b"],
-        warnings=[],
-    )
+    table = one_trace_table(rows, n, ["a", "b"])
     i32 = np.zeros(n, dtype=np.int32)
     b = np.zeros(n, dtype=bool)
     start = np.array([T0 + s for s, _ in extents])

@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 import numpy as np
+from _stitchutil import one_trace_table
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -72,18 +73,7 @@ def _table(path: Path, lines: list[tuple[int, float, bytes]], n_spans: int) -> T
             rows[i]["off"], rows[i]["len"], rows[i]["line"] = offset, len(text), i + 1
             rows[i]["span"], rows[i]["ts"], rows[i]["trace"] = span, T0 + t, 0
             offset += len(text) + 1
-    return Table(
-        sources=[],
-        data_paths=[str(path)],
-        rows=rows,
-        file=np.zeros(len(lines), dtype=np.int32),
-        span_start=np.full(n_spans, np.nan),
-        traces=["t"],
-        spans=[f"s{k}" for k in range(n_spans)],
-        span_trace=np.zeros(n_spans, dtype=np.int32),
-        services=["db"],
-        warnings=[],
-    )
+    return one_trace_table(rows, n_spans, ["db"], [str(path)])
 
 
 class TestOpensAlike:
