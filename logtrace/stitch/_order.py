@@ -40,12 +40,17 @@ def order(
     corrected: F64,
     tree: Tree | None = None,
     clocks: dict[str, ClockModel] | None = None,
+    answered: F64 | None = None,
 ) -> Order:
     """Output order of all rows.
 
     ``corrected`` holds per-row corrected times (NaN for lines without
     one), ``clocks`` the models that corrected them (for the callers' send
     and answer times); ``tree`` is the table's span tree (built if not given).
+    ``answered`` says, per span, by when (its raw time) a callee that works
+    after it answers had answered (NaN: not known; see
+    :func:`._link_rules.answer_lines`): its later lines are free of its
+    caller's.
     """
     rows = table.rows
     trace = rows["trace"]
@@ -66,7 +71,7 @@ def order(
     if tree is None and len(by_group) and (rows["parent"][by_group] >= 0).any():
         tree = build_tree(table)
     if tree is not None and len(by_group) and (tree.parent >= 0).any():  # parents read or inferred
-        lower, upper = _bounds(table, tree, clocks, by_group, keys, ts, res_all)
+        lower, upper = _bounds(table, tree, clocks, by_group, keys, ts, res_all, answered)
         if lower is not None and upper is not None:
             keys = _bounded(keys, lower, upper, boundary)
     t_of = trace[by_group]
@@ -180,6 +185,7 @@ def _bounds(
     keys: F64,
     ts: F64,
     res: F64,
+    answer_lines: F64 | None,
 ) -> tuple[F64 | None, F64 | None]:
     """Per row of ``by_group``: the lowest and highest key its calls allow
     (a message's consumer: the lowest only, its producer's send)."""
@@ -238,12 +244,21 @@ def _bounds(
     g_span = span[by_group].astype(np.int64)
     row_root = np.where(g_span >= 0, root[np.maximum(g_span, 0)], -1)
     if (res[by_group] > 0).any():  # rule 4 is for coarse times only
-        before, after = call_brackets(
-            *_bracket_lines(table, clocks, by_group, g_span, row_root, keys, ts, res),
-            n_spans,
-            p,
-            calls.callee,
-        )
+        given = (table, clocks, by_group, g_span, row_root, keys, ts, res, written)
+        before, after = call_brackets(*_bracket_lines(*given, answered), n_spans, p, calls.callee)
+        # A callee that may work after it answered: where its lines up to
+        # the answer are bracketed more tightly than all of them, and the
+        # lines after it surely come after the caller's line that bounds
+        # those, they are that work.
+        if answer_lines is not None and (~np.isnan(answer_lines[calls.callee])).any():
+            cut_before, cut_after = call_brackets(
+                *_bracket_lines(*given, answer_lines), n_spans, p, calls.callee
+            )
+            use = (cut_after < after) & (
+                _first_after(by_group, row_root, ts, raw, answer_lines)[calls.callee] > cut_after
+            )
+            before[use], after[use] = cut_before[use], cut_after[use]
+            answered[calls.callee[use]] = answer_lines[calls.callee[use]]
         lo_all = np.fmax(lo_all, np.nextafter(before, _INF))
         hi_all = np.fmin(hi_all, np.nextafter(after, -_INF))
     hi_all[calls.queued] = _INF
@@ -299,6 +314,19 @@ def _bounds(
     return lower, upper
 
 
+def _first_after(by_group: I64, row_root: I64, ts: F64, raw: F64, answer_lines: F64) -> F64:
+    """Per span: the earliest corrected time of its call's lines after the
+    (raw) time in ``answer_lines`` (NaN: none)."""
+    first = np.full(len(answer_lines), _INF)
+    mine = np.flatnonzero(row_root >= 0)
+    with np.errstate(invalid="ignore"):
+        later = mine[raw[by_group[mine]] > answer_lines[row_root[mine]]]
+    later = later[~np.isnan(ts[later])]
+    np.minimum.at(first, row_root[later], ts[later])
+    first[np.isinf(first)] = np.nan
+    return first
+
+
 def _bracket_lines(
     table: Table,
     clocks: dict[str, ClockModel] | None,
@@ -308,8 +336,14 @@ def _bracket_lines(
     keys: F64,
     ts: F64,
     res: F64,
+    written: F64,
+    answered: F64,
 ) -> tuple[CallerLines, CallLines]:
-    """What rule 4 reads: the spans' own lines, and every line of each call."""
+    """What rule 4 reads: the spans' own lines, and every line of each call
+    up to its answer (``answered``, where known). A span record a text
+    format wrote (at ``written``) was written when the application returned,
+    often after the caller heard back: it says nothing of when the call
+    ended."""
     rows = table.rows
     timed = ~np.isnan(ts)
     g_res = res[by_group]
@@ -317,11 +351,17 @@ def _bracket_lines(
     own = (g_span >= 0) & ~record & timed
     caller_lines = CallerLines(g_span[own], ts[own], g_res[own], keys[own])
     mine = np.flatnonzero((row_root >= 0) & timed)
+    with np.errstate(invalid="ignore"):
+        after = rows["ts"][by_group[mine]] > answered[row_root[mine]]
+    mine = mine[~after]
     started_by = ts[mine] + g_res[mine]
     held = mine[record[mine]]
     if len(held):
         at = by_group[held]
         start = correct_rows(table.span_start[at], rows["svc"][at], table.services, clocks)
         started_by[record[mine]] = np.fmin(started_by[record[mine]], start)
-    call_lines = CallLines(row_root[mine], ts[mine], started_by, g_res[mine] > 0)
+    with np.errstate(invalid="ignore"):
+        late = rows["ts"][by_group[mine]] >= written[row_root[mine]]
+    ended_by = np.where(late, -_INF, ts[mine])
+    call_lines = CallLines(row_root[mine], ended_by, started_by, g_res[mine] > 0)
     return caller_lines, call_lines

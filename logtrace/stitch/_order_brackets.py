@@ -48,7 +48,8 @@ class CallLines:
 
     call: I64
     t: F64
-    """Corrected time."""
+    """Corrected time (``-inf``: a line that says nothing of when the call
+    ended, a span record written late)."""
     started_by: F64
     """The latest its span can have started: the time's interval end, or a
     span record's corrected start."""

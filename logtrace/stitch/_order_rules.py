@@ -39,14 +39,19 @@ stitcher's numpy version (:mod:`._order`) is tested against, line for line
    those of the spans under it up to the next call, span records included)
    say when the callee can have started at the latest (the earliest end of
    their intervals, or a span record's start) and ended at the earliest
-   (their latest time). In key order, the longest run of the caller's lines from
+   (their latest time; not a span record a text format wrote, which came
+   when the application returned). In key order, the longest run of the caller's lines from
    the first that all surely came before the callee ended, and all may have
    come before it started, were written before the request went out: the
    callee's lines go after the last of them. The longest run back from the
    last line that all surely came after the callee started, and may have
    come after it ended, were written after the answer: the callee's lines
    go before the first of them. A caller's line written while the callee
-   surely ran bounds nothing.
+   surely ran bounds nothing. (The stitcher alone, for calls it inferred
+   whose callees work after they answer, also brackets the call without
+   the callee's last line: where that finds a closer line after the call
+   and the last line surely came after it, that line is work after the
+   answer, bounded by the send alone; grep infers no calls.)
 
 Traces go out by their first key, ties by first appearance; a trace's lines
 by key, ties by file then line; lines without a trace last, as read.
@@ -331,7 +336,7 @@ def _trace_keys(
         recorded = caller.record >= 0
         lo = math.nextafter(send, _INF) if recorded else -_INF
         hi = math.nextafter(receive, -_INF) if recorded and receive > send else _INF
-        before, after = _brackets(lines, base, caller, members[s.key], correct)
+        before, after = _brackets(lines, base, caller, members[s.key], correct, s.written_late)
         lo, hi = max(lo, math.nextafter(before, _INF)), min(hi, math.nextafter(after, -_INF))
         if s.queued:
             hi = _INF
@@ -367,8 +372,11 @@ def _brackets(
     caller: _Span,
     call: list[int],
     correct: Callable[[str, float], float],
+    written_late: float,
 ) -> tuple[float, float]:
-    """Rule 4: the keys the lines of a call (``call``: its rows) stay above and below."""
+    """Rule 4: the keys the lines of a call (``call``: its rows) stay above
+    and below; lines at or after ``written_late`` (the callee's span record
+    a text format wrote) say nothing of when it ended."""
     mine = [lines[i] for i in call if lines[i].corrected == lines[i].corrected]
     theirs = sorted((i for i in caller.rows if _own(lines[i])), key=lambda i: (base[i], i))
     if not mine or not theirs:
@@ -379,7 +387,7 @@ def _brackets(
     for ln in mine:
         if ln.flags & SPAN_RECORD and ln.start == ln.start:
             latest_start = min(latest_start, correct(ln.service, ln.start))
-    earliest_end = max(ln.corrected for ln in mine)
+    earliest_end = max((ln.corrected for ln in mine if not ln.ts >= written_late), default=-_INF)
     before, after = -_INF, _INF
     lo = hi = -_INF
     for i in theirs:

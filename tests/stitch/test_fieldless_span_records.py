@@ -12,15 +12,26 @@ answer. Taken for the span's start, it put the request after the callee had
 started, and the one-clock run came out with orders 23 ms and stock 36 ms
 "corrected". The request went out after the span it runs in (the server
 span of the same service) started: that is the bound now.
+
+``text_fieldless_records_one_clock``: the same three services, 40 requests,
+logging through a ``logging`` text format of their own (``asctime``:
+milliseconds; ``trace_id=%(trace_id)s`` and the like), so that logtrace's
+span records are ``... logtrace.span trace_id=... client GET`` and nothing
+more.
 """
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 from _stitchutil import stitched_traces
 
 RUN = Path(__file__).parent / "captured" / "structlog_formatter_one_clock"
+TEXT_RUN = Path(__file__).parent / "captured" / "text_fieldless_records_one_clock"
+MARK = re.compile(
+    r" (call|answer|recv|done|chunk|stream-end|lookup failed|bg)\b.* cid:(\w+)>(\w+#\d+)$"
+)
 
 
 def test_on_one_clock_nothing_is_corrected(tmp_path: Path) -> None:
@@ -49,3 +60,33 @@ def test_every_callee_line_comes_after_the_call(tmp_path: Path) -> None:
             ]
             if calls and received:
                 assert calls[0] < received[0], events
+
+
+def test_to_the_millisecond_a_callee_lines_stay_inside_the_call(tmp_path: Path) -> None:
+    """A streamed answer's last chunk, stock's span record and orders' line
+    with the answer often share a millisecond. The callee's span record, a
+    text line written when its application returned (after the stream was
+    complete), counted as the latest the call ended: no line of orders'
+    could then come after the call, and stock's last line came out after
+    orders' answer line in 1 trace of 40. The record says nothing of when
+    the call ended now."""
+    summary, traces = stitched_traces(TEXT_RUN, tmp_path / "out.jsonl", every_line=False)
+    assert len(traces) == 40
+    assert summary.offsets_ms == {"gateway": 0.0, "orders": 0.0, "stock": 0.0}
+    checked = 0
+    for rows in traces.values():
+        marks = [MARK.search(str(r["record"]["message"])) for r in rows]
+        at = {
+            (m[2], m[3], m[1]): i for i, m in enumerate(marks) if m and m[1] in ("call", "answer")
+        }
+        for i, (row, m) in enumerate(zip(rows, marks, strict=True)):
+            if (
+                m is None
+                or m[1] in ("call", "answer", "bg")
+                or row["service"] != m[3].split("#")[0]
+            ):
+                continue
+            call, answer = at[(m[2], m[3], "call")], at[(m[2], m[3], "answer")]
+            assert call < i < answer, (m[0], call, i, answer)
+            checked += 1
+    assert checked > 200

@@ -17,6 +17,11 @@ Request: ...`` once the answer's headers are in, before the body).
   and runs jobs, stock Flask under gunicorn (two sync workers).
   ``..._one_clock``: the same services on one clock.
 
+- ``ecs_stream_background_one_clock``: ecs-logging lines with elastic-apm's
+  trace and transaction IDs (milliseconds), one clock: a FastAPI gateway
+  calls orders (Django WSGI), which calls stock (FastAPI), which streams,
+  runs a job or fails in turn.
+
 Clocks shifted in the services' logging (orders +30.37 ms, stock -29.71 ms)
 in the first two. The jobs' spans, stock's inside orders' at a few
 milliseconds off and orders' inside stock's by chance, pulled the link
@@ -31,6 +36,7 @@ neither argue the reverse of a link nor bound a clock as calls.
 from __future__ import annotations
 
 import re
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -39,6 +45,7 @@ from _stitchutil import stitched_traces
 
 CAPTURED = Path(__file__).parent / "captured"
 SHIFTS = {"gateway": 0.0, "orders": 30.37, "stock": -29.71}
+MS = timedelta(milliseconds=1)
 CID = re.compile(r"cid:(\w+)>(\w+)#\d+")
 
 
@@ -130,3 +137,28 @@ def test_the_html_header_shows_each_clock_as_the_summary_does() -> None:
     for name in summary.offsets_ms:
         # rounded the same way: outwards, to the microsecond
         assert f"clock {html.escape(summary.clock_text(name))}" in page, summary.clock_text(name)
+
+
+def test_whole_ms_lines_stay_inside_their_call_and_a_job_after_it(tmp_path: Path) -> None:
+    """To the millisecond, stock's last line before it answers often shares
+    its millisecond with orders' line that has the answer, and its job's
+    line comes after the whole request. Bracketed with the job's line, the
+    call's lines were bounded by nothing of orders' (they went after the
+    answer line in 3 traces of 80), and the job's line by the gateway's
+    answer (before lines up to 4 ms older, in 18). Bracketed up to the answer, both are
+    where their times and the call put them."""
+    run = CAPTURED / "ecs_stream_background_one_clock"
+    summary, traces = stitched_traces(run, tmp_path / "out.jsonl", every_line=False)
+    assert len(traces) == 80
+    assert summary.offsets_ms == {"gateway": 0.0, "orders": 0.0, "stock": 0.0}
+    jobs = 0
+    for rows in traces.values():
+        assert out_of_call(rows) == []
+        assert request_parents(rows) == {"orders": {"gateway"}, "stock": {"orders"}}
+        stamps = [datetime.fromisoformat(row["timestamp"]) for row in rows]
+        for i, stamp in enumerate(stamps):
+            # one clock, each time a whole millisecond: none shown before a
+            # line of a millisecond it surely comes after
+            assert all(stamp + MS > seen for seen in stamps[:i]), message(rows[i])
+        jobs += any(message(row).startswith("bg ") for row in rows)
+    assert jobs > 20
