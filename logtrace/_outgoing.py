@@ -23,7 +23,7 @@ from ._schema import (
     SERVER_PORT,
     URL_FULL,
 )
-from ._wallclock import wall_ns
+from ._wallclock import clock_pair
 from .propagation import get_default
 
 if TYPE_CHECKING:
@@ -128,8 +128,7 @@ class ClientSpan:
         if port is not None:
             self.attributes[SERVER_PORT] = port
         self.done = False
-        self._start_ns = wall_ns()
-        self._start_perf = perf_counter_ns()
+        self._start_ns, self._start_perf = clock_pair()
 
     def inject(self, headers: MutableMapping[str, str]) -> None:
         """Put the trace headers on a request's (case-insensitive) headers.

@@ -13,7 +13,7 @@ from typing import Any, ParamSpec, TypeVar, cast, overload
 from ._context import CURRENT, TraceContext, child_or_root
 from ._records import emit_span
 from ._schema import KIND_INTERNAL, SpanKind
-from ._wallclock import wall_ns
+from ._wallclock import clock_pair
 
 __all__ = ["SpanBlock", "span"]
 
@@ -56,8 +56,7 @@ class SpanBlock:
         ctx = self._open()
         self.context = ctx
         self._token = CURRENT.set(ctx)
-        self._start_ns = wall_ns()
-        self._start_perf = perf_counter_ns()
+        self._start_ns, self._start_perf = clock_pair()
         return ctx
 
     def __exit__(

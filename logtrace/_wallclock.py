@@ -18,11 +18,12 @@ import logging
 import sys
 import time
 from datetime import datetime, timedelta, timezone
+from time import perf_counter_ns
 from typing import Any
 
 from ._fields import iso_utc
 
-__all__ = ["restamp_span_start", "wall_ns"]
+__all__ = ["clock_pair", "restamp_span_start", "wall_ns"]
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 _MICROSECOND = timedelta(microseconds=1)
@@ -48,6 +49,29 @@ else:
         if time.time is _time:
             return _time_ns()
         return round(time.time() * 1e9)
+
+
+_PAIR_NS = 20_000
+"""How long a reading of both clocks may take before it is read again."""
+_PAIR_TRIES = 4
+
+
+def clock_pair() -> tuple[int, int]:
+    """The wall clock (:func:`wall_ns`) and ``perf_counter_ns()`` read at one
+    instant. A span's start is a wall time and its end that time plus a
+    duration the performance counter measured, so the two readings must be
+    of one moment: a garbage collection or a thread switch between them
+    (hundreds of microseconds) moves every time the span states by as much,
+    and a server's answer comes out later than its caller heard it. The
+    counter is read on both sides of the wall clock and the pair taken again
+    while that took longer than 20 µs."""
+    for _ in range(_PAIR_TRIES):
+        before = perf_counter_ns()
+        wall = wall_ns()
+        after = perf_counter_ns()
+        if after - before <= _PAIR_NS:
+            break
+    return wall, (before + after) // 2
 
 
 def _moved_ns(record: logging.LogRecord) -> int:

@@ -36,7 +36,7 @@ from ._schema import (
     URL_PATH,
     URL_SCHEME,
 )
-from ._wallclock import wall_ns
+from ._wallclock import clock_pair
 from .propagation import Propagator, chosen_propagator
 
 __all__ = ["ROUTE_KEY", "ASGIApp", "Message", "Receive", "Scope", "Send", "TraceMiddleware"]
@@ -198,8 +198,8 @@ def _finish(
     # Both clocks read together: a span start put back from a wall time read
     # later (after the attributes, or a thread switch) would move the stated
     # answer (start + response_ms) late, past when the caller had it.
-    duration = perf_counter_ns() - start
-    ended = wall_ns()
+    ended, now = clock_pair()
+    duration = now - start
     websocket = scope["type"] == "websocket"
     method: str = "GET" if websocket else scope.get("method", "GET")
     path = printable(scope.get("path", ""))

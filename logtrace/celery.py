@@ -35,7 +35,7 @@ from celery import signals  # type: ignore[import-untyped]
 
 from ._context import CURRENT, TraceContext, child_or_root
 from ._records import emit_span, enabled_for, settings
-from ._wallclock import wall_ns
+from ._wallclock import clock_pair
 from .propagation import Propagator, get_default
 from .stdlib import TraceContextFilter
 
@@ -63,8 +63,7 @@ class _Run:
         self.request = request
         self.error: BaseException | None = None
         self.retry_reason: str | None = None
-        self.start_ns = wall_ns()
-        self.start_perf = perf_counter_ns()
+        self.start_ns, self.start_perf = clock_pair()
 
 
 _state = _State()
@@ -114,8 +113,7 @@ def _before_publish(
 ) -> None:
     if headers is None:
         return
-    start_perf = perf_counter_ns()
-    start_ns = wall_ns()
+    start_ns, start_perf = clock_pair()
     ctx = child_or_root()
     headers.update((_state.propagator or get_default()).outgoing(ctx))
     if not (settings.enabled and enabled_for(settings.level)):

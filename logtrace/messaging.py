@@ -37,7 +37,7 @@ from ._context import CURRENT, TraceContext, child_or_root
 from ._records import emit_span
 from ._schema import KIND_CONSUMER, SpanKind
 from ._span import SpanBlock
-from ._wallclock import wall_ns
+from ._wallclock import clock_pair
 from .propagation import Propagator, get_default
 
 __all__ = ["Carrier", "consumer_span", "extract_context", "inject_headers", "producer_span"]
@@ -175,8 +175,7 @@ class producer_span:
         ctx = child_or_root()
         propagator = self._propagator or get_default()
         _write(self._carrier, propagator.outgoing(ctx), propagator.request_id_header)
-        self._start_ns = wall_ns()
-        self._start_perf = perf_counter_ns()
+        self._start_ns, self._start_perf = clock_pair()
         self._ctx = ctx
         return ctx
 

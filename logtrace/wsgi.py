@@ -35,7 +35,7 @@ from ._schema import (
     URL_PATH,
     URL_SCHEME,
 )
-from ._wallclock import wall_ns
+from ._wallclock import clock_pair
 from .propagation import Propagator, chosen_propagator
 
 __all__ = ["ROUTE_KEY", "StartResponse", "WSGIApp", "WSGIEnvironment", "WSGITraceMiddleware"]
@@ -187,8 +187,8 @@ def _finish(
     # Both clocks read together: a span start put back from a wall time read
     # later (after the attributes, or a thread switch) would move the stated
     # answer (start + response_ms) late, past when the caller had it.
-    duration = perf_counter_ns() - start
-    ended = wall_ns()
+    ended, now = clock_pair()
+    duration = now - start
     method = printable(environ.get("REQUEST_METHOD", "GET"))
     path = printable(environ.get("SCRIPT_NAME", "") + environ.get("PATH_INFO", ""))
     scheme: str = environ.get("wsgi.url_scheme", "http")

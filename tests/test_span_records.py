@@ -297,6 +297,38 @@ class TestClock:
         assert _iso_ns(rec["span.start"]) - before > 30_000_000
         assert 0 <= self._end_minus_start_ms(rec) - rec["duration_ms"] < 1.0
 
+    def test_a_pause_while_the_clocks_are_read_moves_no_time(
+        self, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """A garbage collection or a thread switch between reading the wall
+        clock and the performance counter would move every time a span
+        states (a server's answer came out 0.23 ms after its caller heard
+        it, on one clock): the pair is read again."""
+        import sys
+        import time
+
+        from logtrace._wallclock import clock_pair
+
+        def offset(wall: int, perf: int) -> int:
+            return wall - perf
+
+        calm = offset(*clock_pair())
+        paused = []
+        name = "time_ns" if sys.version_info >= (3, 13) else "time"
+        real = getattr(time, name)
+
+        def slow() -> Any:
+            now = real()
+            if not paused:  # the first reading only
+                paused.append(now)
+                time.sleep(0.002)
+            return now
+
+        monkeypatch.setattr(time, name, slow)
+        wall, perf = clock_pair()
+        assert paused
+        assert abs(offset(wall, perf) - calm) < 200_000
+
 
 class TestIsoUtc:
     @given(st.integers(min_value=0, max_value=253_402_300_799_999_999_999))
