@@ -318,7 +318,11 @@ def _overlapping(
     """Per loose call, whether another call of the same caller span overlaps
     it (on corrected clocks): the caller's records around a parallel call are
     written for the other calls too, and bound one side much tighter than
-    the other. Such calls keep the bounds of the caller's whole span."""
+    the other. Such calls keep the bounds of the caller's whole span, unless
+    nine in ten calls between their two services or more are such calls (a
+    gateway that always calls two services at once): the whole spans would
+    then leave both clocks to the middle of milliseconds, where the records
+    next to the calls bound them to a lean."""
     if len(loose) < 2:
         return np.zeros(len(loose), dtype=bool)
     models = model_arrays(clocks, services)
@@ -327,7 +331,13 @@ def _overlapping(
     end = correct_times(np.where(np.isnan(c.end[loose]), c.start[loose], c.end[loose]), b, models)
     caller = c.caller[loose].astype(np.int64)
     group = c.partition[loose].astype(np.int64) * (int(caller.max(initial=0)) + 1) + caller
-    return overlapping(group, start, end)
+    crowded = overlapping(group, start, end)
+    pair = c.svc_caller[loose].astype(np.int64) * len(services) + b
+    calls = np.bincount(pair, minlength=len(services) ** 2)
+    alone = np.bincount(pair[~crowded], minlength=len(services) ** 2)
+    usual = 10 * alone[pair] < calls[pair]
+    out: npt.NDArray[np.bool_] = crowded & ~usual
+    return out
 
 
 def overlapping(group: I64, start: F64, end: F64) -> npt.NDArray[np.bool_]:

@@ -287,6 +287,8 @@ def _bounds(
                 with np.errstate(invalid="ignore"):
                     free = (has_record[q] & (t >= rec_end[q])) | (t > answered[q])
                     free |= t >= written[q]
+                # A message's consumer may run after the outer call's answer.
+                free |= calls.queued[at][nest]
                 o_lo, o_hi = low[q], np.where(free, _INF, high[q])
                 lo[nest] = np.maximum(np.minimum(lo[nest], o_hi), o_lo)
                 hi[nest] = np.maximum(np.minimum(hi[nest], o_hi), o_lo)

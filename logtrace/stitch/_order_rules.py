@@ -343,7 +343,9 @@ def _trace_keys(
         linked = _linked(spans, s)
         if linked is not None and linked.root is not None:
             outer = spans[linked.root]
-            o_hi = _INF if _exempt(outer, caller.start, lines) else outer.receive
+            # A message's consumer may run after the outer call's answer.
+            free = s.queued or _exempt(outer, caller.start, lines)
+            o_hi = _INF if free else outer.receive
             lo, hi = _clip(lo, outer.send, o_hi), _clip(hi, outer.send, o_hi)
         s.send, s.receive = lo, hi
         if s.record >= 0:
