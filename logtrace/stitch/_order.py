@@ -15,7 +15,7 @@ import numpy as np
 import numpy.typing as npt
 
 from ._clocks import ClockModel
-from ._correct import correct_rows, correct_times, find_calls, model_arrays
+from ._correct import bracketing_rows, correct_rows, correct_times, find_calls, model_arrays
 from ._group import RowLines
 from ._model import SPAN_RECORD, Order, Table, Tree
 from ._order_brackets import CallerLines, CallLines, call_brackets
@@ -250,7 +250,8 @@ def _bounds(
         # the answer are bracketed more tightly than all of them, and the
         # lines after it surely come after the caller's line that bounds
         # those, they are that work.
-        if answer_lines is not None and (~np.isnan(answer_lines[calls.callee])).any():
+        answer_lines = _last_but_one(table, calls.callee, written, answer_lines)
+        if (~np.isnan(answer_lines[calls.callee])).any():
             cut_before, cut_after = call_brackets(
                 *_bracket_lines(*given, answer_lines), n_spans, p, calls.callee
             )
@@ -314,6 +315,32 @@ def _bounds(
     lower[bounded_rows] = low[b_root]
     upper[bounded_rows] = np.where(free, _INF, high[b_root])
     return lower, upper
+
+
+def _last_but_one(table: Table, callee: I64, written: F64, given: F64 | None) -> F64:
+    """Per span: ``given`` where it says, else for each of ``callee`` with
+    three lines or more before its span record (``written``: one a text
+    format wrote), the raw time of its last such line but one."""
+    out = np.full(len(table.spans), np.nan) if given is None else given.copy()
+    rows = table.rows
+    usable = np.flatnonzero(bracketing_rows(table))
+    span = rows["span"][usable].astype(np.int64)
+    ts = rows["ts"][usable]
+    wanted = np.zeros(len(out), dtype=bool)
+    wanted[callee] = True
+    wanted &= np.isnan(out)
+    with np.errstate(invalid="ignore"):
+        keep = wanted[span] & ~(ts >= written[span])
+    span, ts = span[keep], ts[keep]
+    if not len(span):
+        return out
+    perm = np.lexsort((ts, span))
+    span, ts = span[perm], ts[perm]
+    count = np.bincount(span, minlength=len(out))
+    last = np.flatnonzero(np.r_[span[1:] != span[:-1], True])
+    long = last[count[span[last]] >= 3]
+    out[span[long]] = ts[long - 1]
+    return out
 
 
 def _first_after(by_group: I64, row_root: I64, ts: F64, raw: F64, answer_lines: F64) -> F64:

@@ -103,14 +103,14 @@ def call_brackets(
     # From the first line on: surely before the end, maybe before the start.
     run = np.minimum(
         _count(segmented(s_hi.copy(), boundary, np.fmax, False), first, size, earliest_end, True),
-        _count(segmented(s_lo.copy(), boundary, np.fmax, False), first, size, latest_start, False),
+        _count(segmented(s_lo.copy(), boundary, np.fmax, False), first, size, latest_start, True),
     )
     ok = known & (run > 0)
     before[chosen[ok]] = s_key[(first + run - 1)[ok]]
     # Back from the last line: surely after the start, maybe after the end.
     skip = np.maximum(
-        _count(segmented(s_lo.copy(), boundary, np.fmin, True), first, size, latest_start, False),
-        _count(segmented(s_hi.copy(), boundary, np.fmin, True), first, size, earliest_end, True),
+        _count(segmented(s_lo.copy(), boundary, np.fmin, True), first, size, latest_start, True),
+        _count(segmented(s_hi.copy(), boundary, np.fmin, True), first, size, earliest_end, False),
     )
     ok = known & (skip < size)
     after[chosen[ok]] = s_key[(first + skip)[ok]]

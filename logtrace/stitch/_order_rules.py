@@ -47,11 +47,13 @@ stitcher's numpy version (:mod:`._order`) is tested against, line for line
    last line that all surely came after the callee started, and may have
    come after it ended, were written after the answer: the callee's lines
    go before the first of them. A caller's line written while the callee
-   surely ran bounds nothing. (The stitcher alone, for calls it inferred
-   whose callees work after they answer, also brackets the call without
-   the callee's last line: where that finds a closer line after the call
-   and the last line surely came after it, that line is work after the
-   answer, bounded by the send alone; grep infers no calls.)
+   surely ran bounds nothing. A call whose callee wrote three lines or
+   more (before a span record a text format wrote) is also bracketed
+   without the last: where that finds a closer line of the caller's after
+   the call and the last line surely came after it, the last line is work
+   after the answer, bounded by the send alone. (The stitcher also cuts
+   the last line but one of the callees of the calls it inferred whose
+   callees work after they answer; grep infers no calls.)
 
 Traces go out by their first key, ties by first appearance; a trace's lines
 by key, ties by file then line; lines without a trace last, as read.
@@ -60,31 +62,23 @@ by key, ties by file then line; lines without a trace last, as read.
 from __future__ import annotations
 
 import math
-import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
-import msgspec
-
 from ._model import KIND_CLIENT, KIND_PRODUCER, SPAN_RECORD
-from ._span_fields import text_span_record
+from ._span_fields import answer_ms, text_span_record
 
 __all__ = [
     "MAX_DEPTH",
-    "RESPONSE_KEY",
     "Line",
     "answered_at",
     "order_lines",
-    "response_ms",
     "shown_at",
 ]
 
 MAX_DEPTH = 256
 """Parent links followed at most (as the span tree does): deeper is a cycle."""
-RESPONSE_KEY = "response_ms"
-"""A server span record's milliseconds from its start until the response was complete."""
 _INF = math.inf
-_RESPONSE = re.compile(rb'(?:^|[\s,{])"?response_ms"?\s*[=:]\s*"?(-?[0-9][0-9.eE+-]*)')
 
 
 @dataclass(slots=True)
@@ -107,39 +101,10 @@ class Line:
     """Resolution of ``ts``: 0.0 a point, else the interval's length."""
 
 
-def response_ms(raw: bytes) -> float | None:
-    """The ``response_ms`` a span record line names (JSON or key=value), or ``None``."""
-    if b"response_ms" not in raw:
-        return None
-    head = raw.lstrip()[:1]
-    if head == b"{":
-        try:
-            value = msgspec.json.decode(raw)
-        except (msgspec.DecodeError, RecursionError):
-            value = None
-        if isinstance(value, dict):
-            got = value.get(RESPONSE_KEY)
-            if isinstance(got, (int, float)) and not isinstance(got, bool):
-                return float(got) if math.isfinite(got) else None
-            if isinstance(got, str):
-                return _number(got)
-            return None
-    m = _RESPONSE.search(raw)
-    return _number(m.group(1).decode()) if m else None
-
-
-def _number(text: str) -> float | None:
-    try:
-        value = float(text)
-    except ValueError:
-        return None
-    return value if math.isfinite(value) else None
-
-
 def answered_at(raw: bytes, start: float) -> float:
     """When a server span record (starting at raw ``start``) says its response
     was complete, raw; NaN if it does not say."""
-    ms = response_ms(raw)
+    ms = answer_ms(raw)
     if ms is None or start != start:
         return math.nan
     return start + ms / 1000.0
@@ -336,7 +301,20 @@ def _trace_keys(
         recorded = caller.record >= 0
         lo = math.nextafter(send, _INF) if recorded else -_INF
         hi = math.nextafter(receive, -_INF) if recorded and receive > send else _INF
-        before, after = _brackets(lines, base, caller, members[s.key], correct, s.written_late)
+        held = members[s.key]
+        before, after = _brackets(lines, base, caller, held, correct, s.written_late)
+        # Work after the answer: bracketed without the callee's last line,
+        # the call's lines are bounded by a closer line of the caller's,
+        # and its later lines surely came after that line.
+        cut = _last_but_one(lines, s)
+        if cut == cut:
+            kept = [i for i in held if not lines[i].ts > cut]
+            cut_before, cut_after = _brackets(lines, base, caller, kept, correct, s.written_late)
+            later = [lines[i].corrected for i in held if lines[i].ts > cut]
+            later = [t for t in later if t == t]
+            if cut_after < after and later and min(later) > cut_after:
+                before, after = cut_before, cut_after
+                s.answered = cut
         lo, hi = max(lo, math.nextafter(before, _INF)), min(hi, math.nextafter(after, -_INF))
         if s.queued:
             hi = _INF
@@ -361,6 +339,17 @@ def _trace_keys(
             hi = _INF if _exempt(call, lines[i].ts, lines) else call.receive
             bounds[i] = (call.send, hi)
     return _bounded(lines, rows, base, bounds)
+
+
+def _last_but_one(lines: Sequence[Line], s: _Span) -> float:
+    """The raw time of the span's last own line but one (before a span
+    record a text format wrote), where it has three or more; else NaN."""
+    own = sorted(
+        lines[i].ts
+        for i in s.rows
+        if _own(lines[i]) and lines[i].ts == lines[i].ts and not lines[i].ts >= s.written_late
+    )
+    return own[-2] if len(own) >= 3 else math.nan
 
 
 def _own(ln: Line) -> bool:
@@ -394,13 +383,13 @@ def _brackets(
     lo = hi = -_INF
     for i in theirs:
         lo, hi = max(lo, lines[i].corrected), max(hi, lines[i].corrected + lines[i].res)
-        if not (hi < earliest_end and lo <= latest_start):
+        if not (hi < earliest_end and lo < latest_start):
             break
         before = base[i]
     lo = hi = _INF
     for i in reversed(theirs):
         lo, hi = min(lo, lines[i].corrected), min(hi, lines[i].corrected + lines[i].res)
-        if not (lo > latest_start and hi >= earliest_end):
+        if not (lo >= latest_start and hi > earliest_end):
             break
         after = base[i]
     return before, after

@@ -23,11 +23,13 @@ more.
 from __future__ import annotations
 
 import re
+from datetime import datetime, timedelta
 from pathlib import Path
 
 from _stitchutil import stitched_traces
 
 RUN = Path(__file__).parent / "captured" / "structlog_formatter_one_clock"
+MS = timedelta(milliseconds=1)
 TEXT_RUN = Path(__file__).parent / "captured" / "text_fieldless_records_one_clock"
 MARK = re.compile(
     r" (call|answer|recv|done|chunk|stream-end|lookup failed|bg)\b.* cid:(\w+)>(\w+#\d+)$"
@@ -69,7 +71,8 @@ def test_to_the_millisecond_a_callee_lines_stay_inside_the_call(tmp_path: Path) 
     complete), counted as the latest the call ended: no line of orders'
     could then come after the call, and stock's last line came out after
     orders' answer line in 1 trace of 40. The record says nothing of when
-    the call ended now."""
+    the call ended now. Stock's job line, written after it answered, is
+    placed by its time, not kept before the gateway's answer."""
     summary, traces = stitched_traces(TEXT_RUN, tmp_path / "out.jsonl", every_line=False)
     assert len(traces) == 40
     assert summary.offsets_ms == {"gateway": 0.0, "orders": 0.0, "stock": 0.0}
@@ -89,4 +92,10 @@ def test_to_the_millisecond_a_callee_lines_stay_inside_the_call(tmp_path: Path) 
             call, answer = at[(m[2], m[3], "call")], at[(m[2], m[3], "answer")]
             assert call < i < answer, (m[0], call, i, answer)
             checked += 1
+        # One clock, times to the millisecond: no line shown before one of a
+        # millisecond it surely came after (stock's job logs after the
+        # gateway's answer; bounded by it, it came out before lines 2 ms older).
+        stamps = [datetime.fromisoformat(r["timestamp"]) for r in rows]
+        for i, stamp in enumerate(stamps):
+            assert all(stamp + MS > seen for seen in stamps[:i]), rows[i]["record"]
     assert checked > 200
