@@ -15,17 +15,14 @@ true offset, while those of unrelated spans (siblings, spans of the same
 service called from elsewhere) scatter. :class:`LinkDecider` takes, per
 ordered service pair, the point that the most traces agree on; a pair whose
 reverse direction is about as often consistent (two spans that merely
-overlap) or that too few traces support is no link. The links found feed
-two things:
-
-- :func:`._inferred_calls.infer_parents`: per trace, a span without a
-  parent gets as parent the smallest span of a linked caller service that
-  contains it (on corrected clocks once known), flagged in ``Tree.inferred``;
-- the clock estimate (:func:`._inferred_calls.solve_with_links`): inferred
-  calls are ordinary loose calls to :mod:`._calls`, bounded and bracketed
-  like any other, starting from the offsets at which callees fit between
-  their callers' records (:attr:`Links.first`, :mod:`._record_gaps`).
-A link seen through a service between (:mod:`._through_links`) is no call.
+overlap) or that too few traces support is no link, nor is a link seen
+through a service between (:mod:`._through_links`). The links feed
+:func:`._inferred_calls.infer_parents` (per trace, a span without a parent
+gets the smallest span of a linked caller service that contains it, flagged
+in ``Tree.inferred``) and the clock estimate
+(:func:`._inferred_calls.solve_with_links`: inferred calls are loose calls
+to :mod:`._calls`, bounded and bracketed like any other, starting from the
+offsets at which callees fit between their callers' records).
 
 With too little or contradictory evidence nothing is inferred, and
 :attr:`Links.note` says why. When the logs fit one shared clock (at zero
@@ -239,6 +236,7 @@ class LinkDecider:
     (:mod:`._sibling_links`) decides many times."""
 
     __slots__ = (
+        "_called",
         "_callees",
         "_evidence",
         "_fit_pair",
@@ -283,7 +281,8 @@ class LinkDecider:
         possible: dict[tuple[int, int], int] = {}
         fitting: dict[tuple[int, int], int] = {}
         held_first: dict[tuple[int, int], int] = {}
-        later = (kinds[order] & LATER) != 0
+        later = (kinds[order] & LATER) != 0  # and, opening otherwise, its own work:
+        called, own_work = {}, (kinds[order] & (LATER | AGAIN)) == LATER
         for p, s, e in zip(distinct.tolist(), first.tolist(), ends, strict=True):
             mine = fit_pair == p
             gaps = (fits[2][mine], fits[3][mine], fits[4][mine], fits[5][mine])
@@ -291,6 +290,7 @@ class LinkDecider:
             at = (p // width, p % width)
             found[at] = snug((lo[s:e], hi[s:e], keys[s:e], callees[s:e]), fitted)
             possible[at] = len(np.unique(callees[s:e]))
+            called[at] = len(np.unique(callees[s:e][~own_work[s:e]]))
             fitting[at] = fitted[0][2] if fitted else 0
             f = np.arange(s, e)[~later[s:e]]  # the callee service's first spans
             held_first[at] = deepest(lo[f], hi[f], keys[f], callees[f])[2] if len(f) else 0
@@ -300,7 +300,7 @@ class LinkDecider:
         self._lo, self._hi, self._callees, self._pair = lo, hi, callees, pair
         self._later = later
         self._found, self._possible, self._fitting = found, possible, fitting
-        self._held_first = held_first
+        self._held_first, self._called = held_first, called
         self._shared: bool | None = None
         self._fits, self._fit_pair = fits, fit_pair
         self._stretches: dict[Link, tuple[float, float, float]] = {}
@@ -354,7 +354,9 @@ class LinkDecider:
             links = _chosen(sure, found, (possible, fitting), services, tail, width, True)
             kept, dropped, offsets, groups = consistent(links)
             contradicted += dropped
-        seen = through([(k.caller, k.callee, k.traces, k.callees, k.fitting) for k in kept])
+        called = [self._called[(self._index[k.caller], self._index[k.callee])] for k in kept]
+        seen = through([(k.caller, k.callee, k.traces, min(k.callees, n), k.fitting)
+                        for k, n in zip(kept, called, strict=True)])  # fmt: skip
         via = [f"{k.caller} -> {k.callee} via {seen[i]}" for i, k in enumerate(kept) if i in seen]
         if seen:  # seen through a service between: no call
             kept, _, offsets, groups = consistent([k for i, k in enumerate(kept) if i not in seen])

@@ -12,6 +12,9 @@ span IDs, no parent), 80 requests, every call through httpx:
   client.
 - ``otel_fan_out_shifted``: the first shape, one client, the clocks shifted
   in the services' logging (orders -30 ms, pricing +25, stock +12).
+- ``otel_fan_out_background_one_clock``: the first shape, three clients at
+  once, stock running a ``BackgroundTasks`` job in every request (a span of
+  its own, which starts after stock answered, often after orders did).
 
 On one clock a short callee really does lie inside its longer sibling's
 span in many traces (pricing inside orders in 54 of 80, inside stock in 21
@@ -63,3 +66,21 @@ def test_with_shifted_clocks_a_sibling_is_not_taken_for_the_caller(tmp_path: Pat
     for name, shift in shifts.items():
         low, high = summary.offset_bounds_ms[name]
         assert low <= shift <= high, (name, low, high)
+
+
+def test_a_call_seen_through_a_service_is_none_for_that_service_own_work(
+    tmp_path: Path,
+) -> None:
+    """Stock's job spans start after stock answered, some after orders did:
+    only the gateway's spans still contain those. Counted as stock spans the
+    gateway holds beyond orders' (96 to 95), they made ``gateway -> stock``
+    look like a call of its own beside the one seen through orders (whom
+    the gateway does not wait for quietly), and 5 request spans of stock
+    hung under the gateway. A span a service starts after its own answered,
+    opening otherwise than its request did, is its own work: it makes no
+    link a call."""
+    shifts = dict.fromkeys(("gateway", "orders", "pricing", "stock"), 0.0)
+    run = CAPTURED / "otel_fan_out_background_one_clock"
+    summary = assert_true_story(run, shifts, tmp_path / "o.jsonl", within=1e-9)
+    (note,) = summary.notes
+    assert "gateway -> stock via orders, not a call" in note, note
