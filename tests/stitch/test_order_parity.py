@@ -330,3 +330,56 @@ def _check_calls(gen: Generated, table: object, stitched: list[tuple[int, int]])
         if len(client_record) and slack[client_record].max() == 0:
             # The record of the answer (when its time is a point) follows the callee.
             assert pos[callee_rows].max() < pos[client_record].min()
+
+
+def _record(service: str, span: int, parent: int | None, **fields: object) -> str:
+    line: dict[str, object] = {
+        "service": service,
+        "message": "m",
+        "trace_id": "0" * 31 + "1",
+        "span_id": f"{span:016x}",
+        "parent_span_id": None if parent is None else f"{parent:016x}",
+    }
+    line.update(fields)
+    return json.dumps(line)
+
+
+def _kind(kind: str, start_ms: float, end_ms: float) -> dict[str, object]:
+    def at(ms: float) -> str:
+        return datetime.fromtimestamp(1795000000 + ms / 1000, UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+    return {
+        "timestamp": at(end_ms),
+        "span.kind": kind,
+        "span.start": at(start_ms),
+        "duration_ms": round(end_ms - start_ms, 3),
+    }
+
+
+def test_a_consumer_under_a_producer_inside_a_call_may_run_after_its_answer() -> None:
+    """A consumer (5) of a message its producer (4) sent inside a call (2 ->
+    3) runs when the queue delivers, after that call's answer as likely as
+    not. Kept before the answer, it held every line before it in its file
+    there too: the record of a later client span (6) came out before its
+    callee's lines (7). Found by the property test above."""
+    svc0 = [
+        _record("svc0", 1, None),
+        _record("svc0", 2, 1, **_kind("client", 12.5, 31.25)),
+        _record("svc0", 6, 1, **_kind("client", 12.5, 37.5)),
+        _record("svc0", 1, None, **_kind("server", 0.0, 50.0)),
+        _record("svc0", 5, 4),
+        _record("svc0", 5, 4, **_kind("consumer", 144.531, 154.531)),
+    ]
+    svc1 = [
+        _record("svc1", 3, 2),
+        _record("svc1", 4, 3),
+        _record("svc1", 4, 3, **_kind("producer", 19.531, 20.531)),
+        _record("svc1", 3, 2, **_kind("server", 17.188, 26.562)),
+    ]
+    svc1_b = [_record("svc1", 7, 6), _record("svc1", 7, 6, **_kind("server", 18.75, 31.25))]
+    gen = Generated([svc0, svc1, svc1_b], ["svc0", "svc1"], ["us"] * 3, [[0], [1, 2]], {})
+    with tempfile.TemporaryDirectory() as tmp:
+        stitched, grepped, table, _ = _both(gen, Path(tmp))
+    _check_calls(gen, table, stitched)
+    assert grepped == stitched
+    assert stitched.index((0, 3)) > stitched.index((2, 2))  # 6's record after 7's
