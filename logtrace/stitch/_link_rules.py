@@ -17,7 +17,7 @@ import numpy.typing as npt
 from ._model import Table, Tree
 from ._record_gaps import without_last_line
 
-__all__ = ["Callers", "Rule", "answer_lines", "rule_arrays", "trimmed_callees"]
+__all__ = ["Callers", "Rule", "rule_arrays", "trimmed_callees"]
 
 F64 = npt.NDArray[np.float64]
 B = npt.NDArray[np.bool_]
@@ -68,14 +68,3 @@ def trimmed_callees(table: Table, linked: Tree, callers: Callers) -> Tree:
     end = linked.end.copy()
     end[b] = without_last_line(table, linked).end[b]
     return replace(linked, end=end)
-
-
-def answer_lines(table: Table, linked: Tree, callers: Callers) -> F64:
-    """Per span: the (raw) time of the last line it wrote before it
-    answered, where its inferred link's callees work after they answer (NaN
-    elsewhere). Its later lines are that work: they come after the answer,
-    and the caller's lines do not bound them."""
-    cut = trimmed_callees(table, linked, callers)
-    if cut is linked:
-        return np.full(len(linked.parent), np.nan)
-    return np.where(cut.end < linked.end, cut.end, np.nan)

@@ -15,11 +15,12 @@ import numpy as np
 import numpy.typing as npt
 
 from ._clocks import ClockModel
-from ._correct import bracketing_rows, correct_rows, correct_times, find_calls, model_arrays
+from ._correct import correct_rows, correct_times, find_calls, model_arrays
 from ._group import RowLines
 from ._model import SPAN_RECORD, Order, Table, Tree
 from ._order_brackets import CallerLines, CallLines, call_brackets
 from ._order_rules import answered_at
+from ._record_gaps import last_line_but_one
 from ._resolution import row_resolution
 from ._segments import segmented
 from ._span_extras import text_records
@@ -40,17 +41,12 @@ def order(
     corrected: F64,
     tree: Tree | None = None,
     clocks: dict[str, ClockModel] | None = None,
-    answered: F64 | None = None,
 ) -> Order:
     """Output order of all rows.
 
     ``corrected`` holds per-row corrected times (NaN for lines without
     one), ``clocks`` the models that corrected them (for the callers' send
     and answer times); ``tree`` is the table's span tree (built if not given).
-    ``answered`` says, per span, by when (its raw time) a callee that works
-    after it answers had answered (NaN: not known; see
-    :func:`._link_rules.answer_lines`): its later lines are free of its
-    caller's.
     """
     rows = table.rows
     trace = rows["trace"]
@@ -71,7 +67,7 @@ def order(
     if tree is None and len(by_group) and (rows["parent"][by_group] >= 0).any():
         tree = build_tree(table)
     if tree is not None and len(by_group) and (tree.parent >= 0).any():  # parents read or inferred
-        lower, upper = _bounds(table, tree, clocks, by_group, keys, ts, res_all, answered)
+        lower, upper = _bounds(table, tree, clocks, by_group, keys, ts, res_all)
         if lower is not None and upper is not None:
             keys = _bounded(keys, lower, upper, boundary)
     t_of = trace[by_group]
@@ -185,7 +181,6 @@ def _bounds(
     keys: F64,
     ts: F64,
     res: F64,
-    answer_lines: F64 | None,
 ) -> tuple[F64 | None, F64 | None]:
     """Per row of ``by_group``: the lowest and highest key its calls allow
     (a message's consumer: the lowest only, its producer's send)."""
@@ -250,7 +245,7 @@ def _bounds(
         # the answer are bracketed more tightly than all of them, and the
         # lines after it surely come after the caller's line that bounds
         # those, they are that work.
-        answer_lines = _last_but_one(table, calls.callee, written, answer_lines)
+        answer_lines = last_line_but_one(table, n_spans, written)
         if (~np.isnan(answer_lines[calls.callee])).any():
             cut_before, cut_after = call_brackets(
                 *_bracket_lines(*given, answer_lines), n_spans, p, calls.callee
@@ -315,32 +310,6 @@ def _bounds(
     lower[bounded_rows] = low[b_root]
     upper[bounded_rows] = np.where(free, _INF, high[b_root])
     return lower, upper
-
-
-def _last_but_one(table: Table, callee: I64, written: F64, given: F64 | None) -> F64:
-    """Per span: ``given`` where it says, else for each of ``callee`` with
-    three lines or more before its span record (``written``: one a text
-    format wrote), the raw time of its last such line but one."""
-    out = np.full(len(table.spans), np.nan) if given is None else given.copy()
-    rows = table.rows
-    usable = np.flatnonzero(bracketing_rows(table))
-    span = rows["span"][usable].astype(np.int64)
-    ts = rows["ts"][usable]
-    wanted = np.zeros(len(out), dtype=bool)
-    wanted[callee] = True
-    wanted &= np.isnan(out)
-    with np.errstate(invalid="ignore"):
-        keep = wanted[span] & ~(ts >= written[span])
-    span, ts = span[keep], ts[keep]
-    if not len(span):
-        return out
-    perm = np.lexsort((ts, span))
-    span, ts = span[perm], ts[perm]
-    count = np.bincount(span, minlength=len(out))
-    last = np.flatnonzero(np.r_[span[1:] != span[:-1], True])
-    long = last[count[span[last]] >= 3]
-    out[span[long]] = ts[long - 1]
-    return out
 
 
 def _first_after(by_group: I64, row_root: I64, ts: F64, raw: F64, answer_lines: F64) -> F64:

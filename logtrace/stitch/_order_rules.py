@@ -51,9 +51,7 @@ stitcher's numpy version (:mod:`._order`) is tested against, line for line
    more (before a span record a text format wrote) is also bracketed
    without the last: where that finds a closer line of the caller's after
    the call and the last line surely came after it, the last line is work
-   after the answer, bounded by the send alone. (The stitcher also cuts
-   the last line but one of the callees of the calls it inferred whose
-   callees work after they answer; grep infers no calls.)
+   after the answer, bounded by the send alone.
 
 Traces go out by their first key, ties by first appearance; a trace's lines
 by key, ties by file then line; lines without a trace last, as read.

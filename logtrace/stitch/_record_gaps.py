@@ -45,6 +45,7 @@ __all__ = [
     "RecordGaps",
     "choose_stretches",
     "fit_offsets",
+    "last_line_but_one",
     "logged_gaps",
     "without_last_line",
 ]
@@ -125,18 +126,29 @@ def without_last_line(table: Table, tree: Tree) -> Tree:
     background task, a streamed body) writes its last line after its caller
     heard back: without it, the span up to the answer is what must fit
     inside the call."""
+    cut = last_line_but_one(table, len(tree.parent))
+    return replace(tree, end=np.where(np.isnan(cut), tree.end, cut))
+
+
+def last_line_but_one(table: Table, n_spans: int, until: F64 | None = None) -> F64:
+    """Per span of three records or more (those before ``until``, per span,
+    where given): the raw time of its last record but one; NaN elsewhere."""
     rows = table.rows
     usable = np.flatnonzero(bracketing_rows(table))
     span = rows["span"][usable].astype(np.int64)
     ts = rows["ts"][usable]
+    if until is not None:
+        with np.errstate(invalid="ignore"):
+            keep = ~(ts >= until[span])
+        span, ts = span[keep], ts[keep]
     perm = np.lexsort((ts, span))
     span, ts = span[perm], ts[perm]
-    count = np.bincount(span, minlength=len(tree.parent))
+    count = np.bincount(span, minlength=n_spans)
     last = np.flatnonzero(np.r_[span[1:] != span[:-1], True]) if len(span) else span
-    end = tree.end.copy()
+    out = np.full(n_spans, np.nan)
     long = last[count[span[last]] >= 3]
-    end[span[long]] = ts[long - 1]
-    return replace(tree, end=end)
+    out[span[long]] = ts[long - 1]
+    return out
 
 
 def logged_gaps(

@@ -21,7 +21,7 @@ from ._clocks import ClockModel
 from ._correct import apply_clocks
 from ._group import group
 from ._inferred_calls import TOLERANCE, infer_parents
-from ._link_rules import Rule, answer_lines
+from ._link_rules import Rule
 from ._model import FileScan, Options, Rendering, Table, Tree, clock_note, outward_ms
 from ._order import order
 from ._partition import Partitions, load_pieces
@@ -105,7 +105,7 @@ def stage(grouped: Grouped, clocks: dict[str, ClockModel], options: Options) -> 
     # spans inside their own service's, whatever the links).
     callers = {k: Rule(TOLERANCE, k in options.trimmed) for k in options.callers}
     tree = infer_parents(table, tree, callers, corrected)
-    ordered = order(table, corrected, tree, clocks, answer_lines(table, tree, callers))
+    ordered = order(table, corrected, tree, clocks)
     selected = narrow(table, corrected, ordered, options)
     traces = len(table.traces)
     chosen = traces if selected is None else int(np.count_nonzero(selected))
