@@ -11,7 +11,7 @@ import numpy as np
 import numpy.typing as npt
 
 from ._calls import overlapping
-from ._containment import spans_resolution
+from ._containment_evidence import spans_resolution
 from ._correct import span_shift
 from ._link_rules import Callers, rule_arrays
 from ._model import Table, Tree

@@ -9,7 +9,8 @@ callee span ``b`` exactly when::
     end(b) - end(a)  <=  d  <=  start(b) - start(a)        (raw clocks)
 
 Every pair of spans of two services in one trace gives such an interval
-(:func:`containment_evidence`, per partition, plain data). Over many traces
+(:func:`._containment_evidence.containment_evidence`, per partition, plain
+data). Over many traces
 the intervals of a real caller and its callee share a region around the
 true offset, while those of unrelated spans (siblings, spans of the same
 service called from elsewhere) scatter. :class:`LinkDecider` takes, per
@@ -22,7 +23,9 @@ gets the smallest span of a linked caller service that contains it, flagged
 in ``Tree.inferred``) and the clock estimate
 (:func:`._inferred_calls.solve_with_links`: inferred calls are loose calls
 to :mod:`._calls`, bounded and bracketed like any other, starting from the
-offsets at which callees fit between their callers' records).
+offsets at which callees fit between their callers' records, or, for a
+caller that does not wait for its call, between its records at the same
+positions in every trace: :mod:`._record_positions`).
 
 With too little or contradictory evidence nothing is inferred, and
 :attr:`Links.note` says why. When the logs fit one shared clock (at zero
@@ -38,37 +41,25 @@ from dataclasses import dataclass, field
 import numpy as np
 import numpy.typing as npt
 
-from ._calls import sample_keys
 from ._clock_least_squares import components
 from ._evidence import (
     AGAIN,
-    FOLLOWED,
     GAP,
     LATER,
     MARKS,
+    POSITION,
     TRIMMED,
     Evidence,
-    empty_evidence,
     rows,
     support,
     tails,
     without_stray_later,
 )
-from ._interval_depth import deepest, packing_at, snug, snug_stretches, snuggest
+from ._interval_depth import MIN_ROOM, deepest, packing_at, snug, snug_stretches, snuggest
 from ._link_consistency import consistent, outside
-from ._model import Table, Tree
 from ._one_clock import refuted_links, shared_clock, unfitting_links
-from ._record_gaps import (
-    RecordGaps,
-    choose_stretches,
-    fit_offsets,
-    logged_gaps,
-    without_last_line,
-)
-from ._resolution import row_resolution, span_resolution
-from ._span_extras import answered_ends
-from ._span_openings import opens_alike
-from ._span_pairs import after_own_service, inside_own_service, span_pairs, unlinked_spans
+from ._record_gaps import choose_stretches, fit_offsets
+from ._record_positions import position_stretches
 from ._through_links import also_through, through
 
 __all__ = [
@@ -76,12 +67,8 @@ __all__ = [
     "Link",
     "LinkDecider",
     "Links",
-    "containment_evidence",
-    "containment_interval",
-    "spans_resolution",
 ]
 
-I8 = npt.NDArray[np.int8]
 Stretch = tuple[float, float]
 I64 = npt.NDArray[np.int64]
 F64 = npt.NDArray[np.float64]
@@ -92,76 +79,6 @@ MIN_TRACES = 8
 REVERSE_SHARE = 0.2
 """A link is dropped when its reverse direction is consistent in more than
 this share of as many traces: the two services' spans merely overlap."""
-
-
-def containment_interval(tree: Tree, a: I64, b: I64, res: F64) -> tuple[F64, F64]:
-    """Offsets (callee's clock minus caller's) for which ``a`` contains ``b``;
-    ``res`` per span is how long its times last (a span whose lines name
-    whole milliseconds may end up to one later, and its callee start one
-    later: :func:`spans_resolution`)."""
-    lo: F64 = tree.end[b] - tree.end[a] - res[a]
-    hi: F64 = tree.start[b] - tree.start[a] + res[b]
-    return lo, hi
-
-
-def spans_resolution(table: Table, tree: Tree) -> F64:
-    """Per span of ``tree``: how long the times of its lines last, at most."""
-    return span_resolution(table, len(tree.parent), row_resolution(table))
-
-
-def containment_evidence(table: Table, tree: Tree) -> Evidence:
-    """One partition's evidence: the span pairs whose durations let the
-    first contain the second, with their intervals, for callees' whole
-    spans and for their spans without the last line."""
-    parts: list[tuple[I64, I64, F64, F64, I8]] = []
-    row_res = row_resolution(table)
-    a, b, gap_lo, gap_hi, gaps = logged_gaps(table, tree, row_res)
-    if len(a):
-        parts.append((a, b, gap_lo, gap_hi, np.full(len(a), GAP, dtype=np.int8)))
-    res = span_resolution(table, len(tree.parent), row_res)
-    tree = answered_ends(table, tree, unlinked_spans(table, tree))
-    inner = inside_own_service(table, tree, res)
-    later, follows = after_own_service(table, tree, res)
-    followed = np.zeros(len(later), dtype=bool)
-    followed[follows[follows >= 0]] = True
-    again = later & opens_alike(table, follows)
-    trimmed: Tree | None = None
-    for a, b in span_pairs(table, tree):
-        b_inner = inner[b]
-        a, b = a[~b_inner], b[~b_inner]
-        gaps = gaps or RecordGaps(table, tree, row_res)
-        trimmed = trimmed or without_last_line(table, tree)
-        for kind, fit in ((0, tree), (TRIMMED, trimmed)):
-            lo, hi = containment_interval(fit, a, b, res)
-            ok = lo <= hi
-            parts.append((a[ok], b[ok], lo[ok], hi[ok], np.full(int(ok.sum()), kind, np.int8)))
-            pair, gap_lo, gap_hi = gaps.intervals(fit, a[ok], b[ok])
-            found = np.full(len(pair), kind | GAP, dtype=np.int8)
-            parts.append((a[ok][pair], b[ok][pair], gap_lo, gap_hi, found))
-    if not parts:
-        return empty_evidence()
-    a = np.concatenate([p[0] for p in parts])
-    b = np.concatenate([p[1] for p in parts])
-    lo = np.concatenate([p[2] for p in parts])
-    hi = np.concatenate([p[3] for p in parts])
-    kinds = np.concatenate([p[4] for p in parts])
-    kinds[later[b]] |= LATER
-    kinds[followed[b]] |= FOLLOWED
-    kinds[again[b]] |= AGAIN
-    trace = table.span_trace[b].astype(np.int64)
-    with_pairs, at = np.unique(trace, return_inverse=True)
-    keys = sample_keys([table.traces[t] for t in with_pairs.tolist()])[at.ravel()]
-    callees, at = np.unique(b, return_inverse=True)
-    callee_keys = sample_keys([table.spans[s] for s in callees.tolist()])[at.ravel()] ^ keys
-    return (
-        tree.service[a].astype(np.int32),
-        tree.service[b].astype(np.int32),
-        lo,
-        hi,
-        keys,
-        callee_keys,
-        kinds,
-    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -250,6 +167,7 @@ class LinkDecider:
         "_later",
         "_lo",
         "_pair",
+        "_positions",
         "_possible",
         "_services",
         "_shared",
@@ -260,6 +178,8 @@ class LinkDecider:
 
     def __init__(self, evidence: Evidence, services: list[str]) -> None:
         width = len(services) + 1
+        summed = (evidence[6] & POSITION) != 0
+        positions, evidence = rows(evidence, summed), rows(evidence, ~summed)
         evidence = without_stray_later(evidence, width, MIN_TRACES)
         whole = support(rows(evidence, (evidence[6] & ~MARKS) == 0), width)
         plausible = np.zeros(width * width, dtype=bool)
@@ -267,6 +187,11 @@ class LinkDecider:
         tail = tails(evidence, width, plausible, MIN_TRACES)
         pairs = evidence[0].astype(np.int64) * width + evidence[1]
         evidence = rows(evidence, tail[pairs] == ((evidence[6] & TRIMMED) != 0))
+        pairs = positions[0].astype(np.int64) * width + positions[1]
+        svc_a, svc_b, lo, hi, _, packed, _ = rows(
+            positions, tail[pairs] == ((positions[6] & TRIMMED) != 0)
+        )
+        self._positions = position_stretches(svc_a, svc_b, lo, hi, packed, width)
         gap = (evidence[6] & GAP) != 0
         svc_a, svc_b, lo, hi, keys, callees, kinds = rows(evidence, ~gap)
         pair = svc_a.astype(np.int64) * width + svc_b
@@ -407,26 +332,46 @@ class LinkDecider:
     def _gap_stretch(self, link: Link) -> tuple[float, float, float]:
         """The offsets that nearly as many of ``link``'s record-gap intervals
         (within its own stretch) hold as the most do, and how densely they
-        pack there (:func:`._interval_depth.packing_at`): its own stretch
-        where it has none, or where its callees seldom fit (a caller that
-        seldom waits), with its containment intervals' packing."""
+        pack there (:func:`._interval_depth.packing_at`). Where it has none,
+        or where its callees seldom fit (a caller that seldom waits): what
+        the caller's records at the same positions in every trace allow
+        (:mod:`._record_positions`) within its own stretch, else that
+        stretch, with its containment intervals' packing."""
         known = self._stretches.get(link)
         if known is None:
             _, _, lo, hi, keys, callees, _ = self._fits
             at = self._index
-            mine = self._fit_pair == at[link.caller] * self._width + at[link.callee]
-            mine &= (hi >= link.lo) & (lo <= link.hi)
+            p = at[link.caller] * self._width + at[link.callee]
+            mine = (self._fit_pair == p) & (hi >= link.lo) & (lo <= link.hi)
             if not mine.any() or 2 * link.fitting < link.traces:
-                pair = self._pair == at[link.caller] * self._width + at[link.callee]
-                middle = (link.lo + link.hi) / 2
-                dense = packing_at(self._lo[pair], self._hi[pair], self._callees[pair], middle)
-                known = (link.lo, link.hi, dense)
+                known = self._positioned(link, self._positions.get(p))
             else:
                 left, right = snuggest(lo[mine], hi[mine], keys[mine], callees[mine])[:2]
                 dense = packing_at(lo[mine], hi[mine], callees[mine], (left + right) / 2)
                 known = (left, right, dense)
+                placed = self._positions.get(p)
+                if placed and (placed[0] > right or placed[1] < left) and link.fitting < placed[2]:
+                    # Fits between consecutive records in fewer traces than
+                    # the positions hold in, and elsewhere: a chance fit.
+                    known = self._positioned(link, placed)
             self._stretches[link] = known
         return known
+
+    def _positioned(
+        self, link: Link, placed: tuple[float, float, int] | None
+    ) -> tuple[float, float, float]:
+        """``link``'s stretch within what its caller's records at the same
+        positions in every trace allow (``placed``, where they allow any of
+        it), and how densely its callees pack there."""
+        left, right, steady = placed or (link.lo, link.hi, 0)
+        if left > link.hi or right < link.lo:
+            left, right, steady = link.lo, link.hi, 0
+        left, right = max(left, link.lo), min(right, link.hi)
+        pair = self._pair == self._index[link.caller] * self._width + self._index[link.callee]
+        middle = (left + right) / 2
+        dense = packing_at(self._lo[pair], self._hi[pair], self._callees[pair], middle)
+        # Every trace holds the whole of a position stretch: as dense.
+        return left, right, max(dense, steady / max(right - left, MIN_ROOM))
 
     def fits_at(self, link: Link, offset: float) -> tuple[int, int]:
         """Of the traces with callee spans of ``link`` that fit between two

@@ -1,7 +1,8 @@
 """The evidence of containment: span pairs that could be caller and
-callee, as plain columns each partition adds to (:func:`._containment.containment_evidence`)
-and the run decides on (:class:`._containment.LinkDecider`); and, for logged
-calls without client spans, the first offsets their record gaps give
+callee, as plain columns each partition adds to
+(:func:`._containment_evidence.containment_evidence`) and the run decides
+on (:class:`._containment.LinkDecider`); and, for logged calls without
+client spans, the first offsets their record gaps give
 (:func:`gap_offsets`).
 """
 
@@ -30,6 +31,7 @@ __all__ = [
     "IN_A_ROW",
     "LATER",
     "MARKS",
+    "POSITION",
     "TRIMMED",
     "Evidence",
     "EvidenceCollector",
@@ -71,6 +73,12 @@ AGAIN = 16
 """The callee span is :data:`LATER` and opens with a line of the form the
 span it followed opened with (:func:`._span_openings.opens_alike`): the
 request's path run again, a second call."""
+POSITION = 32
+"""The row sums traces instead (trace key -1, kept by every sample): for a
+service pair and a position pair of the caller's records, the offsets at
+which the callee fits between them in every trace, and how many traces
+(:mod:`._record_positions`; the callee key column packs the position pair
+and the count)."""
 MARKS = LATER | FOLLOWED | AGAIN
 """The bits that mark a row's callee, not the kind of its interval."""
 COLUMNS = 7

@@ -27,7 +27,8 @@ from ._calls import (
 )
 from ._clock_bounds import LOOSE_RATE
 from ._clocks import ClockModel
-from ._containment import Links, containment_interval, spans_resolution
+from ._containment import Links
+from ._containment_evidence import containment_interval, spans_resolution
 from ._correct import apply_clocks, span_shift
 from ._gap_matching import one_call_per_gap
 from ._link_rules import Callers, Rule, rule_arrays, trimmed_callees

@@ -28,11 +28,8 @@ from ._calls import (
     solve_clocks,
 )
 from ._clocks import ClockModel
-from ._containment import (
-    LinkDecider,
-    Links,
-    containment_evidence,
-)
+from ._containment import LinkDecider, Links
+from ._containment_evidence import containment_evidence
 from ._evidence import EvidenceCollector, gap_offsets
 from ._inferred_calls import solve_with_links
 from ._marks import count_marks

@@ -43,10 +43,8 @@ from ._calls import (
     solve_clocks,
 )
 from ._clocks import ClockModel
-from ._containment import (
-    LinkDecider,
-    containment_evidence,
-)
+from ._containment import LinkDecider
+from ._containment_evidence import containment_evidence
 from ._correct import correct_rows
 from ._evidence import Evidence, EvidenceCollector, gap_offsets
 from ._inferred_calls import round_calls, solve_with_links

@@ -197,6 +197,18 @@ class TestSameBytes:
         _same_summary(spark_summary, summary)
         assert spark_summary.notes == summary.notes
 
+    def test_calls_placed_by_their_caller_records(self, session: SparkSession) -> None:
+        """Gathered calls with shifted clocks, bounded by the caller's records
+        at the same positions in every trace: summed per partition."""
+        captured = Path(__file__).parent / "captured" / "otel_fan_out_shifted_apart"
+        logs = sorted(str(path) for path in captured.iterdir())
+        expected, summary = _local(logs, format="jsonl")
+        assert abs(summary.offsets_ms["orders"] - summary.offsets_ms["gateway"] - 27.0) < 1.0
+        got, spark_summary = _spark(session, logs, partitions=3, format="jsonl")
+        assert got == expected
+        _same_summary(spark_summary, summary)
+        assert spark_summary.notes == summary.notes
+
     def test_hostile_lines(self, session: SparkSession, hostile_logs: list[str]) -> None:
         expected, summary = _local(hostile_logs, format="jsonl")
         assert summary.unparseable >= 3 and summary.unattributed >= 3
