@@ -352,8 +352,9 @@ class LinkDecider:
                 placed = self._positions.get(p)
                 if placed and (placed[0] > right or placed[1] < left) and link.fitting < placed[2]:
                     # Fits between consecutive records in fewer traces than
-                    # the positions hold in, and elsewhere: a chance fit.
-                    known = self._positioned(link, placed)
+                    # the positions hold in, and elsewhere: a chance fit. As
+                    # dense as the fits: a sibling's positions are steady too.
+                    known = (*self._positioned(link, placed)[:2], dense)
             self._stretches[link] = known
         return known
 
