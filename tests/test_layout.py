@@ -182,7 +182,10 @@ STITCH_STAGES = (
             "_sibling_links",
         ),
     ),
-    ("order and select", ("_order_rules", "_order_brackets", "_order", "_select", "_stage")),
+    (
+        "order and select",
+        ("_order_keys", "_order_rules", "_order_brackets", "_order", "_select", "_stage"),
+    ),
     (
         "write",
         (

@@ -12,7 +12,8 @@ from collections.abc import Sequence
 from ._clocks import ClockModel, estimate_clocks
 from ._grep_calls import trace_calls
 from ._grep_search import Match
-from ._order_rules import Line, order_lines
+from ._order_keys import Line
+from ._order_rules import order_lines
 from ._parse import Parsed, parse_line
 from ._plan import service_from_path
 from ._precision import Resolutions, file_resolution, resolution, whole_ms

@@ -239,7 +239,9 @@ def _bounds(
     g_span = span[by_group].astype(np.int64)
     row_root = np.where(g_span >= 0, root[np.maximum(g_span, 0)], -1)
     if (res[by_group] > 0).any():  # rule 4 is for coarse times only
-        given = (table, clocks, by_group, g_span, row_root, keys, ts, res, written)
+        sent = np.full(n_spans, np.nan)  # a call's send, where its caller's record says it
+        sent[calls.callee] = np.where(np.isinf(lo_all), np.nan, lo_all)
+        given = (table, clocks, by_group, g_span, row_root, keys, ts, res, written, sent)
         before, after = call_brackets(*_bracket_lines(*given, answered), n_spans, p, calls.callee)
         # A callee that may work after it answered: where its lines up to
         # the answer are bracketed more tightly than all of them, and the
@@ -335,6 +337,7 @@ def _bracket_lines(
     ts: F64,
     res: F64,
     written: F64,
+    sent: F64,
     answered: F64,
 ) -> tuple[CallerLines, CallLines]:
     """What rule 4 reads: the spans' own lines, and every line of each call
@@ -347,7 +350,32 @@ def _bracket_lines(
     g_res = res[by_group]
     record = (rows["flags"][by_group] & SPAN_RECORD) != 0
     own = (g_span >= 0) & ~record & timed
-    caller_lines = CallerLines(g_span[own], ts[own], g_res[own], keys[own])
+    # A line was written after its span started, after the start its span
+    # record states, and after the earlier lines of its file and trace.
+    written_after = ts.copy()
+    records = np.flatnonzero(record)
+    stated = np.full(len(by_group), np.nan)
+    if len(records):
+        at = by_group[records]
+        stated[records] = table.span_start[at]
+        own_start = correct_rows(stated[records], rows["svc"][at], table.services, clocks)
+        written_after[records] = np.fmax(written_after[records], own_start)
+    spanned = np.flatnonzero(g_span >= 0)
+    began = np.full(int(g_span.max(initial=-1)) + 1, np.nan)
+    np.fmin.at(began, g_span[records], stated[records])  # where a record states it
+    first = np.full(len(began), np.nan)
+    np.fmin.at(first, g_span[spanned], rows["ts"][by_group[spanned]])
+    began = np.where(np.isnan(began), first, began)
+    at = by_group[spanned]
+    began_at = correct_rows(began[g_span[spanned]], rows["svc"][at], table.services, clocks)
+    written_after[spanned] = np.fmax(written_after[spanned], began_at)
+    in_call = np.flatnonzero(row_root >= 0)
+    written_after[in_call] = np.fmax(written_after[in_call], sent[row_root[in_call]])
+    trace_file = rows["trace"][by_group].astype(np.int64) * (len(table.sources) + 1)
+    trace_file += table.file[by_group]
+    new_file = np.r_[True, trace_file[1:] != trace_file[:-1]] if len(by_group) else trace_file > 0
+    floor = segmented(written_after, new_file, np.fmax, False)
+    caller_lines = CallerLines(g_span[own], ts[own], g_res[own], keys[own], floor[own])
     mine = np.flatnonzero((row_root >= 0) & timed)
     with np.errstate(invalid="ignore"):
         after = rows["ts"][by_group[mine]] > answered[row_root[mine]]

@@ -5,7 +5,9 @@ Per call, from every line of its callee's call (the callee span's and those
 of the spans under it up to the next call, span records included): the
 latest the callee can have started (the earliest end of those lines'
 intervals, or a span record's start) and the earliest it can have ended
-(their latest time). The caller's own lines, in key order: the longest run
+(their latest time). The caller's own lines, in key order, each no earlier
+than the lines before it in its file, the start its span states and the
+send of a call it is in (``CallerLines.floor``): the longest run
 from the first that all surely came before the callee ended and may have
 come before it started bounds the call's lines from below; the longest run
 to the last that all surely came after it started and may have come after
@@ -40,6 +42,10 @@ class CallerLines:
     """Corrected time."""
     res: F64
     keys: F64
+    floor: F64
+    """The earliest it can have been written: its time, or a later one that
+    an earlier line of its file and trace (a span record's stated start)
+    gives."""
 
 
 @dataclass(slots=True)
@@ -64,8 +70,8 @@ def call_brackets(
     n_calls = len(caller)
     before = np.full(n_calls, -_INF)
     after = np.full(n_calls, _INF)
-    span, lo, keys = caller_lines.span, caller_lines.t, caller_lines.keys
-    hi = lo + caller_lines.res
+    span, lo, keys = caller_lines.span, caller_lines.floor, caller_lines.keys
+    hi = caller_lines.t + caller_lines.res
     coarse = np.zeros(n_spans, dtype=bool)
     coarse[span[caller_lines.res > 0]] = True
     coarse_call = np.zeros(n_spans, dtype=bool)

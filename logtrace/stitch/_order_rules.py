@@ -2,7 +2,8 @@
 
 This is what ``logtrace grep`` runs on its matches, and the reference the
 stitcher's numpy version (:mod:`._order`) is tested against, line for line
-(tests/stitch/test_order_parity.py). The rules, per trace:
+(tests/stitch/test_order_parity.py). The rules, per trace (the keys of
+rules 1 and 2 are worked out in :mod:`._order_keys`):
 
 1. **File order.** Lines of one file never swap places. Each line's key
    starts as its corrected time; a key never goes below an earlier line's of
@@ -46,8 +47,11 @@ stitcher's numpy version (:mod:`._order`) is tested against, line for line
    callee's lines go after the last of them. The longest run back from the
    last line that all surely came after the callee started, and may have
    come after it ended, were written after the answer: the callee's lines
-   go before the first of them. A caller's line written while the callee
-   surely ran bounds nothing. A call whose callee wrote three lines or
+   go before the first of them. A caller's line came no earlier than the
+   lines before it in its file (of the trace), the start its span states
+   (else its first time) and the send of a call it is in. A caller's line
+   written while the callee surely ran bounds nothing. A call whose callee
+   wrote three lines or
    more (before a span record a text format wrote) is also bracketed
    without the last: where that finds a closer line of the caller's after
    the call and the last line surely came after it, the last line is work
@@ -64,11 +68,11 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from ._model import KIND_CLIENT, KIND_PRODUCER, SPAN_RECORD
+from ._order_keys import Line, bounded_keys, clip, precise_keys
 from ._span_fields import answer_ms, text_span_record
 
 __all__ = [
     "MAX_DEPTH",
-    "Line",
     "answered_at",
     "order_lines",
     "shown_at",
@@ -77,26 +81,6 @@ __all__ = [
 MAX_DEPTH = 256
 """Parent links followed at most (as the span tree does): deeper is a cycle."""
 _INF = math.inf
-
-
-@dataclass(slots=True)
-class Line:
-    """What ordering reads of one line."""
-
-    file: int
-    trace: str | None
-    span: str | None
-    parent: str | None
-    service: str
-    flags: int
-    ts: float
-    """Raw time, NaN if none."""
-    start: float
-    """A span record's start (raw), NaN otherwise."""
-    corrected: float
-    """``ts`` on the reference clock (NaN if none)."""
-    res: float = 0.0
-    """Resolution of ``ts``: 0.0 a point, else the interval's length."""
 
 
 def answered_at(raw: bytes, start: float) -> float:
@@ -134,12 +118,6 @@ class _Span:
     """The time of its span record when a text format wrote it (no fields):
     written when the application returned, often after the answer."""
     rows: list[int] = field(default_factory=list)
-
-
-def _clip(value: float, lo: float, hi: float) -> float:
-    """``value`` within ``[lo, hi]``; ``lo`` wins if they cross (a request is
-    never handled before it was sent; an answer bound may not hold)."""
-    return max(min(value, hi), lo)
 
 
 def order_lines(
@@ -270,7 +248,7 @@ def _trace_keys(
     correct: Callable[[str, float], float],
     read: Callable[[int], bytes],
 ) -> dict[int, float]:
-    base = _precise_keys(lines, rows)
+    base = precise_keys(lines, rows)
     spans = _spans(lines, rows)
     _text_records(spans, lines, read)
     by_depth = sorted(spans.values(), key=lambda s: s.depth)
@@ -286,6 +264,12 @@ def _trace_keys(
         linked = _linked(spans, s)
         inherited = linked.root if linked is not None else None
         s.root = s.key if s.call else inherited
+    sent = {}  # a call's send, where its caller's record says it
+    for s in spans.values():
+        caller = spans[s.parent] if s.call and s.parent is not None else None
+        if caller is not None and caller.record >= 0:
+            sent[s.key] = math.nextafter(correct(caller.service, caller.start), _INF)
+    floor = _written_after(lines, rows, spans, correct, sent)
     members: dict[str, list[int]] = {}
     for s in spans.values():
         if s.root is not None:
@@ -300,14 +284,16 @@ def _trace_keys(
         lo = math.nextafter(send, _INF) if recorded else -_INF
         hi = math.nextafter(receive, -_INF) if recorded and receive > send else _INF
         held = members[s.key]
-        before, after = _brackets(lines, base, caller, held, correct, s.written_late)
+        before, after = _brackets(lines, base, caller, held, correct, s.written_late, floor)
         # Work after the answer: bracketed without the callee's last line,
         # the call's lines are bounded by a closer line of the caller's,
         # and its later lines surely came after that line.
         cut = _last_but_one(lines, s)
         if cut == cut:
             kept = [i for i in held if not lines[i].ts > cut]
-            cut_before, cut_after = _brackets(lines, base, caller, kept, correct, s.written_late)
+            cut_before, cut_after = _brackets(
+                lines, base, caller, kept, correct, s.written_late, floor
+            )
             later = [lines[i].corrected for i in held if lines[i].ts > cut]
             later = [t for t in later if t == t]
             if cut_after < after and later and min(later) > cut_after:
@@ -322,7 +308,7 @@ def _trace_keys(
             # A message's consumer may run after the outer call's answer.
             free = s.queued or _exempt(outer, caller.start, lines)
             o_hi = _INF if free else outer.receive
-            lo, hi = _clip(lo, outer.send, o_hi), _clip(hi, outer.send, o_hi)
+            lo, hi = clip(lo, outer.send, o_hi), clip(hi, outer.send, o_hi)
         s.send, s.receive = lo, hi
         if s.record >= 0:
             end = lines[s.record].ts
@@ -336,7 +322,7 @@ def _trace_keys(
         for i in s.rows:
             hi = _INF if _exempt(call, lines[i].ts, lines) else call.receive
             bounds[i] = (call.send, hi)
-    return _bounded(lines, rows, base, bounds)
+    return bounded_keys(lines, rows, base, bounds)
 
 
 def _last_but_one(lines: Sequence[Line], s: _Span) -> float:
@@ -355,6 +341,46 @@ def _own(ln: Line) -> bool:
     return ln.corrected == ln.corrected and not ln.flags & SPAN_RECORD
 
 
+def _written_after(
+    lines: Sequence[Line],
+    rows: list[int],
+    spans: dict[str, _Span],
+    correct: Callable[[str, float], float],
+    sent: dict[str, float],
+) -> dict[int, float]:
+    """Per line: the earliest it can have been written. Its time; the
+    start of its span (the one its span records state, else its first
+    time), the one its own span record states and the send of the call
+    it is in (``sent``, per callee span), if later; and the earliest of an
+    earlier line of its file (of the trace), if later."""
+    recorded: dict[str, float] = {}
+    for i in rows:
+        ln = lines[i]
+        if ln.span is not None and ln.flags & SPAN_RECORD and ln.start == ln.start:
+            recorded[ln.span] = min(recorded.get(ln.span, _INF), ln.start)
+    out: dict[int, float] = {}
+    running: dict[int, float] = {}
+    for i in rows:
+        ln = lines[i]
+        t = ln.corrected
+        s = spans.get(ln.span) if ln.span is not None else None
+        starts = [ln.start] if ln.flags & SPAN_RECORD else []
+        began = math.nan if s is None else recorded.get(s.key, s.start)
+        for raw in [*starts, began]:
+            if raw == raw:
+                stated = correct(ln.service, raw)
+                t = stated if t != t else max(t, stated)
+        send = sent.get(s.root, math.nan) if s is not None and s.root is not None else math.nan
+        if send == send:
+            t = send if t != t else max(t, send)
+        held = running.get(ln.file, math.nan)
+        if t == t:
+            held = t if held != held else max(held, t)
+            running[ln.file] = held
+        out[i] = held
+    return out
+
+
 def _brackets(
     lines: Sequence[Line],
     base: dict[int, float],
@@ -362,10 +388,12 @@ def _brackets(
     call: list[int],
     correct: Callable[[str, float], float],
     written_late: float,
+    floor: dict[int, float],
 ) -> tuple[float, float]:
     """Rule 4: the keys the lines of a call (``call``: its rows) stay above
     and below; lines at or after ``written_late`` (the callee's span record
-    a text format wrote) say nothing of when it ended."""
+    a text format wrote) say nothing of when it ended; ``floor`` per line:
+    the earliest it can have been written (:func:`_written_after`)."""
     mine = [lines[i] for i in call if lines[i].corrected == lines[i].corrected]
     theirs = sorted((i for i in caller.rows if _own(lines[i])), key=lambda i: (base[i], i))
     if not mine or not theirs:
@@ -380,99 +408,14 @@ def _brackets(
     before, after = -_INF, _INF
     lo = hi = -_INF
     for i in theirs:
-        lo, hi = max(lo, lines[i].corrected), max(hi, lines[i].corrected + lines[i].res)
+        lo, hi = max(lo, floor[i]), max(hi, lines[i].corrected + lines[i].res)
         if not (hi < earliest_end and lo < latest_start):
             break
         before = base[i]
     lo = hi = _INF
     for i in reversed(theirs):
-        lo, hi = min(lo, lines[i].corrected), min(hi, lines[i].corrected + lines[i].res)
+        lo, hi = min(lo, floor[i]), min(hi, lines[i].corrected + lines[i].res)
         if not (lo >= latest_start and hi > earliest_end):
             break
         after = base[i]
     return before, after
-
-
-def _precise_keys(lines: Sequence[Line], rows: list[int]) -> dict[int, float]:
-    """Rules 1 and 2: each line's key from its file's lines of the trace."""
-    groups: dict[int, list[int]] = {}
-    for i in rows:
-        groups.setdefault(lines[i].file, []).append(i)
-    keys: dict[int, float] = {}
-    for group in groups.values():
-        n = len(group)
-        lo = [math.nan] * n
-        hi = [_INF] * n
-        running = math.nan
-        for j, i in enumerate(group):
-            c = lines[i].corrected
-            if c == c:
-                running = c if running != running else max(running, c)
-            lo[j] = running
-        running = _INF
-        for j in range(n - 1, -1, -1):
-            ln = lines[group[j]]
-            if ln.corrected == ln.corrected:
-                running = min(running, ln.corrected + ln.res)
-            hi[j] = running
-        base = list(lo)
-        j = 0
-        while j < n:
-            ln = lines[group[j]]
-            if not (ln.res > 0 and ln.corrected == ln.corrected and hi[j] > lo[j]):
-                j += 1
-                continue
-            k = j + 1
-            while k < n:
-                nx = lines[group[k]]
-                if not (nx.res > 0 and nx.corrected == nx.corrected):
-                    break
-                if lo[k] != lo[j] or hi[k] != hi[j]:
-                    break
-                k += 1
-            count = k - j
-            after = lo[j] > ln.corrected  # an earlier line of the file bounds the run
-            before = hi[j] < ln.corrected + ln.res  # a later one does
-            for r in range(count):
-                if after and not before:
-                    base[j + r] = lo[j]
-                elif before and not after:
-                    base[j + r] = hi[j]
-                else:
-                    base[j + r] = lo[j] + (hi[j] - lo[j]) * (r + 1) / (count + 1)
-            j = k
-        first = next((b for b in base if b == b), math.nan)
-        held = first
-        for j, i in enumerate(group):
-            b = base[j]
-            if b == b and b > held:
-                held = b
-            keys[i] = held if held == held else -_INF
-    return keys
-
-
-def _bounded(
-    lines: Sequence[Line],
-    rows: list[int],
-    base: dict[int, float],
-    bounds: dict[int, tuple[float, float]],
-) -> dict[int, float]:
-    """Rule 3 applied to the keys, each file's order kept."""
-    groups: dict[int, list[int]] = {}
-    for i in rows:
-        groups.setdefault(lines[i].file, []).append(i)
-    keys: dict[int, float] = {}
-    for group in groups.values():
-        n = len(group)
-        upper = [_INF] * n
-        running = _INF
-        for j in range(n - 1, -1, -1):
-            running = min(running, bounds.get(group[j], (-_INF, _INF))[1])
-            upper[j] = running
-        lower = -_INF
-        held = -_INF
-        for j, i in enumerate(group):
-            lower = max(lower, bounds.get(i, (-_INF, _INF))[0])
-            held = max(held, _clip(base[i], lower, upper[j]))
-            keys[i] = held
-    return keys

@@ -16,6 +16,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -383,3 +384,77 @@ def test_a_consumer_under_a_producer_inside_a_call_may_run_after_its_answer() ->
     _check_calls(gen, table, stitched)
     assert grepped == stitched
     assert stitched.index((0, 3)) > stitched.index((2, 2))  # 6's record after 7's
+
+
+def _ms(ms: float) -> str:
+    """A time written to the millisecond, as logging's ``asctime`` writes it."""
+    return datetime.fromtimestamp(1795000000 + ms / 1000, UTC).strftime("%Y-%m-%d %H:%M:%S,%f")[:-3]
+
+
+def _server_ms(start_ms: float, duration_ms: float) -> dict[str, object]:
+    """A span record whose own time names the millisecond, its start the microsecond."""
+    fields = _kind("server", start_ms, start_ms + duration_ms)
+    fields["timestamp"] = _ms(start_ms + duration_ms)
+    return fields
+
+
+@pytest.mark.parametrize(
+    ("svc0_lines", "t7", "send8", "answer8", "end7"),
+    [
+        # 9's record (its start to the microsecond) before 5's line, both in millisecond 22
+        (
+            [(9, 8, None), (9, 8, _server_ms(22.485, 0.282)), (5, 4, {"timestamp": _ms(22.9)})],
+            22.061,
+            22.343,
+            22.908,
+            23.190,
+        ),
+        # 9's line without a time before 5's line of millisecond 21: 9 started at 21.680
+        (
+            [(9, 8, None), (5, 4, {"timestamp": _ms(21.9)}), (9, 8, _server_ms(21.680, 0.396))],
+            21.086,
+            21.482,
+            22.274,
+            22.669,
+        ),
+        # 9's line of millisecond 32 (no record) before 5's: 9 began after 8 sent at 32.428
+        (
+            [(9, 8, {"timestamp": _ms(32.5)}), (5, 4, {"timestamp": _ms(32.9)})],
+            32.043,
+            32.428,
+            33.197,
+            33.581,
+        ),
+    ],
+)
+def test_a_callers_line_written_after_a_call_back_into_it_started_bounds_nothing(
+    svc0_lines: list[tuple[int, int, dict[str, object] | None]],
+    t7: float,
+    send8: float,
+    answer8: float,
+    end7: float,
+) -> None:
+    """svc1 calls svc0 (4 -> 5), which calls svc1 (5 -> 7, no client span),
+    which calls svc0 back (8 -> 9). svc0 writes to the millisecond: 5's line
+    in the millisecond 7 started in may have come before 7 started, so it
+    bounded 7's lines from below; yet a line of 9 came before it in svc0's
+    file, and 9 ran inside 7. A caller's line is no earlier than the lines
+    before it in its file, nor than the starts their spans and calls state.
+    Found by the property test above."""
+    svc0 = [_record("svc0", 5, 4)] + [
+        _record("svc0", span, parent, **(fields or {})) for span, parent, fields in svc0_lines
+    ]
+    svc0.append(_record("svc0", 5, 4, **_server_ms(13.0, 25.0)))
+    svc1 = [
+        _record("svc1", 3, None),
+        _record("svc1", 7, 5, timestamp=_kind("x", t7, t7)["timestamp"]),
+        _record("svc1", 8, 7, **_kind("client", send8, answer8)),
+        _record("svc1", 7, 5, **_kind("server", t7, end7), response_ms=round(end7 - t7, 3)),
+        _record("svc1", 4, 3, **_kind("client", 12.5, 40.0)),
+        _record("svc1", 3, None, **_kind("server", 0.0, 50.0)),
+    ]
+    gen = Generated([svc0, svc1], ["svc0", "svc1"], ["ms", "us"], [[0], [1]], {})
+    with tempfile.TemporaryDirectory() as tmp:
+        stitched, grepped, table, _ = _both(gen, Path(tmp))
+    _check_calls(gen, table, stitched)
+    assert grepped == stitched
