@@ -350,11 +350,20 @@ class LinkDecider:
                 dense = packing_at(lo[mine], hi[mine], callees[mine], (left + right) / 2)
                 known = (left, right, dense)
                 placed = self._positions.get(p)
-                if placed and (placed[0] > right or placed[1] < left) and link.fitting < placed[2]:
+                callee = at[link.callee]
+                rival = max(n for (a, b), n in self._fitting.items() if b == callee)
+                if (
+                    placed
+                    and (placed[0] > right or placed[1] < left)
+                    and link.fitting < placed[2]
+                    and link.fitting >= rival
+                ):
                     # Fits between consecutive records in fewer traces than
-                    # the positions hold in, and elsewhere: a chance fit. As
-                    # dense as the fits: a sibling's positions are steady too.
-                    known = (*self._positioned(link, placed)[:2], dense)
+                    # the positions hold in, and elsewhere: a chance fit,
+                    # where no other service's records fit the callee in
+                    # more traces (a sibling called beside the real caller's
+                    # call lies at steady positions too).
+                    known = self._positioned(link, placed)
             self._stretches[link] = known
         return known
 

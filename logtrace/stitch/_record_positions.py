@@ -15,11 +15,12 @@ the callee fits between the two records (:func:`position_evidence`)::
 
 Per trace the pair's interval is the union over its candidate span pairs
 (the true pair is among them); over traces, the intersection. A position
-pair consistent over nearly every trace bounds the offset; the pairs that
-truly bracket the call all hold the true offset, so the stretch they
-share (:func:`position_stretches`) is as narrow as the steadiest pair,
-and where two pairs contradict each other (a chance fit, steady only by
-the regularity of the timing) no stretch is given.
+pair consistent over nearly every trace bounds the offset. The pairs that
+truly bracket the call all hold the true offset; a pair can also be steady
+by chance (an answer line's position depends on which of several gathered
+callees answered first) and hold a stretch beside it. The stretch that the
+most pairs hold stands (:func:`position_stretches`); where two stretches
+apart are held by as many, none does.
 
 The summary is mergeable: per partition and service pair, per position
 pair, the largest low bound, the smallest high bound and how many traces
@@ -125,11 +126,11 @@ def position_stretches(
     svc_a: I32, svc_b: I32, lo: F64, hi: F64, packed: I64, width: int
 ) -> dict[int, tuple[float, float, int]]:
     """Per service pair (caller index times ``width`` plus callee's), from
-    every partition's rows (:func:`position_evidence`): the offsets that
-    every position pair consistent over its traces holds, where the caller's
-    spans of :data:`POSITION_SHARE` of the pair's traces have records at
-    both positions, and in how many traces the steadiest pair is. A pair
-    whose consistent position pairs contradict each other has none."""
+    every partition's rows (:func:`position_evidence`): the offsets that the
+    most position pairs consistent over their traces hold (pairs where the
+    caller's spans of :data:`POSITION_SHARE` of the service pair's traces
+    have records at both positions), and in how many traces the steadiest
+    of those is. Where two stretches apart are held by as many, none."""
     if not len(svc_a):
         return {}
     pair = svc_a.astype(np.int64) * width + svc_b
@@ -147,12 +148,34 @@ def position_stretches(
         mine = groups[0] == p
         enough = g_traces[mine] >= POSITION_SHARE * g_traces[mine].max()
         steady = enough & (g_lo[mine] <= g_hi[mine])
-        if not steady.any():
-            continue
-        left, right = float(g_lo[mine][steady].max()), float(g_hi[mine][steady].min())
-        if left <= right:
-            out[p] = (left, right, int(g_traces[mine][steady].max()))
+        held = _most_held(g_lo[mine][steady], g_hi[mine][steady])
+        if held is not None:
+            inside = (g_lo[mine] <= held[0]) & (g_hi[mine] >= held[1]) & steady
+            out[p] = (held[0], held[1], int(g_traces[mine][inside].max()))
     return out
+
+
+def _most_held(lo: F64, hi: F64) -> tuple[float, float] | None:
+    """The stretch that the most intervals ``[lo, hi]`` hold; ``None`` where
+    none is, or where two stretches apart are held by as many. The pairs
+    that truly bracket a call all hold the true offset; a pair steady by
+    chance (an answer line at a position another callee's answer takes in
+    other traces) holds a stretch beside it with fewer others."""
+    if not len(lo):
+        return None
+    edges = np.r_[lo, hi]
+    # At one coordinate, intervals open before they close: closed intervals.
+    kinds = np.r_[np.zeros(len(lo), dtype=np.int8), np.ones(len(hi), dtype=np.int8)]
+    order = np.lexsort((kinds, edges))
+    depth = np.cumsum(np.where(kinds[order] == 0, 1, -1))
+    top = int(depth.max())
+    # Stretch k runs from event k to event k + 1 at depth[k].
+    at = np.flatnonzero(depth == top)
+    runs = np.flatnonzero(np.diff(at) > 1)
+    if len(runs):
+        return None
+    first, last = int(at[0]), int(at[-1])
+    return float(edges[order][first]), float(edges[order][last + 1])
 
 
 def _empty() -> PositionRows:

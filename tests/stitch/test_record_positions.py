@@ -139,16 +139,25 @@ class TestPositionStretches:
         apart = position_stretches(*_joined([_joined([t]) for t in traces]), width=3)
         assert whole == apart
 
-    def test_positions_that_contradict_each_other_give_none(self) -> None:
+    def test_a_pair_steady_by_chance_is_outvoted(self) -> None:
         """The callee runs between the third and fourth records; it would
         fit as well between the fourth and fifth, 20 ms earlier on its
         clock, in every trace: a pair steady by chance, which contradicts
-        the true one. No stretch then, rather than a wrong one."""
+        the true one. Every pair that truly brackets the call holds the true
+        offset (0 here), and they outnumber those beside it."""
         traces = [
             _rows_of_one_trace([0.0, 0.001, 0.002, 0.020, 0.040, 0.041], [(0.010, 0.015)]),
             _rows_of_one_trace([0.0, 0.001, 0.003, 0.021, 0.041, 0.042], [(0.011, 0.016)]),
         ]
-        assert _stretch(traces) is None
+        stretch = _stretch(traces)
+        assert stretch is not None
+        left, right, _ = stretch
+        assert math.isclose(left, -0.005, abs_tol=1e-6)  # 15 ms end, 20 ms record
+        assert math.isclose(right, 0.008, abs_tol=1e-6)  # 10 ms start, 2 ms record
+
+    def test_as_many_pairs_on_two_sides_give_none(self) -> None:
+        """A callee as likely in the first gap as in the second: no stretch."""
+        assert _stretch([_rows_of_one_trace([0.0, 0.010, 0.020], [(0.002, 0.007)])]) is None
 
     def test_a_pair_most_traces_lack_bounds_nothing(self) -> None:
         """A position pair counts only where the caller's spans of nearly
