@@ -41,11 +41,8 @@ def clip(value: float, lo: float, hi: float) -> float:
 
 def precise_keys(lines: Sequence[Line], rows: list[int]) -> dict[int, float]:
     """Rules 1 and 2: each line's key from its file's lines of the trace."""
-    groups: dict[int, list[int]] = {}
-    for i in rows:
-        groups.setdefault(lines[i].file, []).append(i)
     keys: dict[int, float] = {}
-    for group in groups.values():
+    for group in _by_file(lines, rows):
         n = len(group)
         lo = [math.nan] * n
         hi = [_INF] * n
@@ -104,11 +101,8 @@ def bounded_keys(
     bounds: dict[int, tuple[float, float]],
 ) -> dict[int, float]:
     """Rule 3 applied to the keys, each file's order kept."""
-    groups: dict[int, list[int]] = {}
-    for i in rows:
-        groups.setdefault(lines[i].file, []).append(i)
     keys: dict[int, float] = {}
-    for group in groups.values():
+    for group in _by_file(lines, rows):
         n = len(group)
         upper = [_INF] * n
         running = _INF
@@ -122,3 +116,11 @@ def bounded_keys(
             held = max(held, clip(base[i], lower, upper[j]))
             keys[i] = held
     return keys
+
+
+def _by_file(lines: Sequence[Line], rows: list[int]) -> list[list[int]]:
+    """``rows`` per file, in their order."""
+    groups: dict[int, list[int]] = {}
+    for i in rows:
+        groups.setdefault(lines[i].file, []).append(i)
+    return list(groups.values())
