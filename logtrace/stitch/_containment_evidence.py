@@ -76,7 +76,7 @@ def containment_evidence(table: Table, tree: Tree) -> Evidence:
             lo, hi = containment_interval(fit, a, b, res)
             ok = lo <= hi
             parts.append((a[ok], b[ok], lo[ok], hi[ok], np.full(int(ok.sum()), kind, np.int8)))
-            placed = position_evidence(table, fit, a[ok], b[ok], res, row_res)
+            placed = position_evidence(table, fit, gaps.records, a[ok], b[ok], res)
             kinds = np.full(len(placed[0]), kind | POSITION, dtype=np.int8)
             positions.append((*placed, kinds))
             pair, gap_lo, gap_hi = gaps.intervals(fit, a[ok], b[ok])

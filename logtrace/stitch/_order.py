@@ -67,7 +67,7 @@ def order(
     if tree is None and len(by_group) and (rows["parent"][by_group] >= 0).any():
         tree = build_tree(table)
     if tree is not None and len(by_group) and (tree.parent >= 0).any():  # parents read or inferred
-        lower, upper = _bounds(table, tree, clocks, by_group, keys, ts, res_all)
+        lower, upper = _bounds(table, tree, clocks, (by_group, boundary), keys, ts, res_all)
         if lower is not None and upper is not None:
             keys = _bounded(keys, lower, upper, boundary)
     t_of = trace[by_group]
@@ -177,13 +177,16 @@ def _bounds(
     table: Table,
     tree: Tree,
     clocks: dict[str, ClockModel] | None,
-    by_group: I64,
+    groups: tuple[I64, B],
     keys: F64,
     ts: F64,
     res: F64,
 ) -> tuple[F64 | None, F64 | None]:
-    """Per row of ``by_group``: the lowest and highest key its calls allow
-    (a message's consumer: the lowest only, its producer's send)."""
+    """Per row of ``by_group`` (``groups``: the rows in group order, and
+    where each group of a trace's file starts): the lowest and highest key
+    its calls allow (a message's consumer: the lowest only, its producer's
+    send)."""
+    by_group, boundary = groups
     calls = find_calls(table, tree, hops=True)
     if not len(calls.callee):
         return None, None
@@ -241,7 +244,8 @@ def _bounds(
     if (res[by_group] > 0).any():  # rule 4 is for coarse times only
         sent = np.full(n_spans, np.nan)  # a call's send, where its caller's record says it
         sent[calls.callee] = np.where(np.isinf(lo_all), np.nan, lo_all)
-        given = (table, clocks, by_group, g_span, row_root, keys, ts, res, written, sent)
+        floor = _written_after(table, clocks, by_group, g_span, row_root, ts, sent, boundary)
+        given = (table, clocks, by_group, g_span, row_root, keys, ts, res, written, floor)
         before, after = call_brackets(*_bracket_lines(*given, answered), n_spans, p, calls.callee)
         # A callee that may work after it answered: where its lines up to
         # the answer are bracketed more tightly than all of them, and the
@@ -327,6 +331,46 @@ def _first_after(by_group: I64, row_root: I64, ts: F64, raw: F64, answer_lines: 
     return first
 
 
+def _written_after(
+    table: Table,
+    clocks: dict[str, ClockModel] | None,
+    by_group: I64,
+    g_span: I64,
+    row_root: I64,
+    ts: F64,
+    sent: F64,
+    boundary: B,
+) -> F64:
+    """Per row in group order: the earliest it can have been written. Its
+    time; the start of its span (the one its span records state, else its
+    first time), the one its own span record states and the send of the
+    call it is in (``sent``, per callee span), if later; and the earliest of
+    an earlier line of its file and trace (``boundary`` starts each), if
+    later."""
+    rows = table.rows
+    out = ts.copy()
+    records = np.flatnonzero((rows["flags"][by_group] & SPAN_RECORD) != 0)
+    stated = np.full(len(by_group), np.nan)
+    if len(records):
+        at = by_group[records]
+        stated[records] = table.span_start[at]
+        own_start = correct_rows(stated[records], rows["svc"][at], table.services, clocks)
+        out[records] = np.fmax(out[records], own_start)
+    spanned = np.flatnonzero(g_span >= 0)
+    began = np.full(int(g_span.max(initial=-1)) + 1, np.nan)
+    np.fmin.at(began, g_span[records], stated[records])  # where a record states it
+    first = np.full(len(began), np.nan)
+    np.fmin.at(first, g_span[spanned], rows["ts"][by_group[spanned]])
+    began = np.where(np.isnan(began), first, began)
+    at = by_group[spanned]
+    began_at = correct_rows(began[g_span[spanned]], rows["svc"][at], table.services, clocks)
+    out[spanned] = np.fmax(out[spanned], began_at)
+    in_call = np.flatnonzero(row_root >= 0)
+    out[in_call] = np.fmax(out[in_call], sent[row_root[in_call]])
+    floor: F64 = segmented(out, boundary, np.fmax, False)
+    return floor
+
+
 def _bracket_lines(
     table: Table,
     clocks: dict[str, ClockModel] | None,
@@ -337,44 +381,19 @@ def _bracket_lines(
     ts: F64,
     res: F64,
     written: F64,
-    sent: F64,
+    floor: F64,
     answered: F64,
 ) -> tuple[CallerLines, CallLines]:
-    """What rule 4 reads: the spans' own lines, and every line of each call
-    up to its answer (``answered``, where known). A span record a text
-    format wrote (at ``written``) was written when the application returned,
-    often after the caller heard back: it says nothing of when the call
-    ended."""
+    """What rule 4 reads: the spans' own lines (each no earlier than
+    ``floor``: :func:`_written_after`), and every line of each call up to
+    its answer (``answered``, where known). A span record a text format
+    wrote (at ``written``) was written when the application returned, often
+    after the caller heard back: it says nothing of when the call ended."""
     rows = table.rows
     timed = ~np.isnan(ts)
     g_res = res[by_group]
     record = (rows["flags"][by_group] & SPAN_RECORD) != 0
     own = (g_span >= 0) & ~record & timed
-    # A line was written after its span started, after the start its span
-    # record states, and after the earlier lines of its file and trace.
-    written_after = ts.copy()
-    records = np.flatnonzero(record)
-    stated = np.full(len(by_group), np.nan)
-    if len(records):
-        at = by_group[records]
-        stated[records] = table.span_start[at]
-        own_start = correct_rows(stated[records], rows["svc"][at], table.services, clocks)
-        written_after[records] = np.fmax(written_after[records], own_start)
-    spanned = np.flatnonzero(g_span >= 0)
-    began = np.full(int(g_span.max(initial=-1)) + 1, np.nan)
-    np.fmin.at(began, g_span[records], stated[records])  # where a record states it
-    first = np.full(len(began), np.nan)
-    np.fmin.at(first, g_span[spanned], rows["ts"][by_group[spanned]])
-    began = np.where(np.isnan(began), first, began)
-    at = by_group[spanned]
-    began_at = correct_rows(began[g_span[spanned]], rows["svc"][at], table.services, clocks)
-    written_after[spanned] = np.fmax(written_after[spanned], began_at)
-    in_call = np.flatnonzero(row_root >= 0)
-    written_after[in_call] = np.fmax(written_after[in_call], sent[row_root[in_call]])
-    trace_file = rows["trace"][by_group].astype(np.int64) * (len(table.sources) + 1)
-    trace_file += table.file[by_group]
-    new_file = np.r_[True, trace_file[1:] != trace_file[:-1]] if len(by_group) else trace_file > 0
-    floor = segmented(written_after, new_file, np.fmax, False)
     caller_lines = CallerLines(g_span[own], ts[own], g_res[own], keys[own], floor[own])
     mine = np.flatnonzero((row_root >= 0) & timed)
     with np.errstate(invalid="ignore"):

@@ -30,7 +30,7 @@ bracketed by their callers' records and the clocks solved from them
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import replace
+from dataclasses import dataclass, replace
 
 import numpy as np
 import numpy.typing as npt
@@ -43,10 +43,12 @@ from ._resolution import span_resolution
 __all__ = [
     "MIN_HALF_WIDTH",
     "RecordGaps",
+    "SpanRecords",
     "choose_stretches",
     "fit_offsets",
     "last_line_but_one",
     "logged_gaps",
+    "span_records",
     "without_last_line",
 ]
 
@@ -57,29 +59,54 @@ MIN_HALF_WIDTH = 1e-6
 """Seconds: the least uncertainty a link's stretch is given (its weight's cap)."""
 
 
+@dataclass(frozen=True, slots=True)
+class SpanRecords:
+    """A partition's records that can bracket a call
+    (:func:`._correct.bracketing_rows`), by span, then time."""
+
+    span: I64
+    first: F64
+    """The earliest each was written (its time)."""
+    last: F64
+    """The latest each was written (a record naming a whole millisecond was
+    written some time within it)."""
+    begin: I64
+    """Per span: the index of its first record."""
+    count: I64
+    """Per span: how many records it has."""
+
+
+def span_records(table: Table, n_spans: int, res: F64) -> SpanRecords:
+    """``table``'s records that can bracket a call, sorted by span and time
+    (``res`` per row: how long its time lasts)."""
+    rows = table.rows
+    usable = np.flatnonzero(bracketing_rows(table))
+    span = rows["span"][usable].astype(np.int64)
+    ts = rows["ts"][usable]
+    perm = np.lexsort((ts, span))
+    span, ts = span[perm], ts[perm]
+    begin = np.searchsorted(span, np.arange(n_spans), "left")
+    count = np.searchsorted(span, np.arange(n_spans), "right") - begin
+    return SpanRecords(span, ts, ts + res[usable][perm], begin, count)
+
+
 class RecordGaps:
     """One partition's gaps between consecutive records of each span, widest
     first per span, so that the gaps wide enough for a callee are a prefix."""
 
     def __init__(self, table: Table, tree: Tree, res: F64) -> None:
         """``res`` per row: how long its time lasts (:func:`._resolution.row_resolution`)."""
-        rows = table.rows
-        usable = np.flatnonzero(bracketing_rows(table))
-        span = rows["span"][usable].astype(np.int64)
-        ts = rows["ts"][usable]
-        lasts = res[usable]
-        perm = np.lexsort((ts, span))
-        span, ts, lasts = span[perm], ts[perm], lasts[perm]
-        # Gap j runs from record j to record j + 1 of the same span; a record
-        # naming a whole millisecond was written some time within it.
+        self.records = span_records(table, len(tree.parent), res)
+        span, first, last = self.records.span, self.records.first, self.records.last
+        # Gap j runs from record j to record j + 1 of the same span.
         inner = np.flatnonzero(span[1:] == span[:-1])
-        width = ts[inner + 1] + lasts[inner + 1] - ts[inner]
+        width = last[inner + 1] - first[inner]
         order = np.lexsort((-width, span[inner]))
         self.span: I64 = span[inner][order]
         self.width: F64 = width[order]
-        self.first: F64 = ts[inner][order]
+        self.first: F64 = first[inner][order]
         """Per gap: the earliest the record before it was written."""
-        self.last: F64 = (ts + lasts)[inner + 1][order]
+        self.last: F64 = last[inner + 1][order]
         """Per gap: the latest the record after it was written."""
         self.res = span_resolution(table, len(tree.parent), res)
         self.begin: I64 = np.searchsorted(self.span, np.arange(len(tree.parent)), "left")

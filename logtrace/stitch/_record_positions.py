@@ -33,8 +33,8 @@ from __future__ import annotations
 import numpy as np
 import numpy.typing as npt
 
-from ._correct import bracketing_rows
 from ._model import Table, Tree
+from ._record_gaps import SpanRecords
 
 __all__ = ["MAX_POSITION", "POSITION_SHARE", "position_evidence", "position_stretches"]
 
@@ -58,24 +58,16 @@ position pair and trace count (:func:`position_evidence`)."""
 
 
 def position_evidence(
-    table: Table, tree: Tree, a: I64, b: I64, res: F64, row_res: F64
+    table: Table, tree: Tree, records: SpanRecords, a: I64, b: I64, res: F64
 ) -> PositionRows:
     """For the span pairs (caller ``a``, callee ``b``) of one partition: per
     service pair and position pair (the caller's ``i``-th record from the
     start, its ``j``-th from the end, both counted from zero), the largest
     low bound over traces, the smallest high bound and the traces counted.
-    ``res`` per span and ``row_res`` per row: how long their times last."""
-    rows = table.rows
-    usable = np.flatnonzero(bracketing_rows(table))
-    span = rows["span"][usable].astype(np.int64)
-    ts = rows["ts"][usable]
-    lasts = ts + row_res[usable]
-    perm = np.lexsort((ts, span))
-    span, ts, lasts = span[perm], ts[perm], lasts[perm]
-    n_spans = len(tree.parent)
-    begin = np.searchsorted(span, np.arange(n_spans), "left")
-    count = np.searchsorted(span, np.arange(n_spans), "right") - begin
-    m = count[a]
+    ``records``: the partition's records by span (the callers' ones count);
+    ``res`` per span: how long its times last."""
+    ts, lasts, begin = records.first, records.last, records.begin
+    m = records.count[a]
     start = tree.start[b] + res[b]
     end = tree.end[b]
     parts: list[tuple[I64, I64, F64, F64]] = []

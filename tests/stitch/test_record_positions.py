@@ -10,6 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from logtrace.stitch._model import ROW_DTYPE, Tree
+from logtrace.stitch._record_gaps import span_records
 from logtrace.stitch._record_positions import (
     MAX_POSITION,
     PositionRows,
@@ -45,7 +46,8 @@ def _rows_of_one_trace(
     chosen = pairs or [(0, 1 + k) for k in range(len(callees))]
     a = np.array([p[0] for p in chosen], dtype=np.int64)
     b = np.array([p[1] for p in chosen], dtype=np.int64)
-    return position_evidence(table, tree, a, b, np.zeros(n), np.zeros(len(rows)))
+    records = span_records(table, n, np.zeros(len(rows)))
+    return position_evidence(table, tree, records, a, b, np.zeros(n))
 
 
 def _joined(parts: list[PositionRows]) -> PositionRows:
