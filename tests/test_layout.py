@@ -178,6 +178,7 @@ STITCH_STAGES = (
             "_link_rules",
             "_call_doubt",
             "_gap_matching",
+            "_linked_clocks",
             "_inferred_calls",
             "_sibling_links",
         ),

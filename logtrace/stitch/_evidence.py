@@ -146,6 +146,11 @@ def support(contained: Evidence, width: int) -> dict[int, int]:
     return out
 
 
+TIE = 1e-6
+"""Relative difference under which two pairs count as fitting as tightly
+(:func:`tails`)."""
+
+
 def tails(evidence: Evidence, width: int, plausible: B, enough: int = 1) -> B:
     """Per service pair (caller index times ``width`` plus callee's): whether
     it is judged by the callees' spans without their last line.
@@ -160,9 +165,9 @@ def tails(evidence: Evidence, width: int, plausible: B, enough: int = 1) -> B:
     There the whole spans fit in clearly fewer traces. What a callee does,
     it does for every caller: all pairs of that callee are judged so (a
     caller further up, whose long call holds the whole span anyway, shows
-    nothing). A pair whose cut spans fit in fewer than ``enough`` traces
-    shows nothing either: one trace where a parallel call's line fell just
-    so is no work after the answer."""
+    nothing; of two as tight, either shows it). A pair whose cut spans fit
+    in fewer than ``enough`` traces shows nothing either: one trace where a
+    parallel call's line fell just so is no work after the answer."""
     svc_a, svc_b, lo, hi, keys, callees, kind = evidence
     pair = svc_a.astype(np.int64) * width + svc_b
     trimmed = (kind & TRIMMED) != 0
@@ -176,8 +181,15 @@ def tails(evidence: Evidence, width: int, plausible: B, enough: int = 1) -> B:
             continue
         kept = snuggest(lo[whole], hi[whole], keys[whole], callees[whole])[2] if whole.any() else 0
         score = held / max(right - left, MIN_ROOM)
-        if score > tightest.get(p % width, (-1.0, False))[0]:
-            tightest[p % width] = (score, kept < NEAR_DEPTH * held)
+        after = kept < NEAR_DEPTH * held
+        best, shown = tightest.get(p % width, (-1.0, False))
+        if score > best * (1 + TIE):
+            tightest[p % width] = (score, after)
+        elif score >= best * (1 - TIE):
+            # Two direct callers as tight (whole milliseconds: stretches as
+            # wide): the callee's last line may beat one caller's next
+            # record in most traces and not the other's; either shows it.
+            tightest[p % width] = (score, shown or after)
     late = np.zeros(width, dtype=bool)
     for callee, (_, after) in tightest.items():
         late[callee] = after

@@ -10,7 +10,6 @@ built once more for the output (:func:`._stage.stage`).
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import replace
 
@@ -32,6 +31,7 @@ from ._containment_evidence import containment_interval, spans_resolution
 from ._correct import apply_clocks, span_shift
 from ._gap_matching import one_call_per_gap
 from ._link_rules import Callers, Rule, rule_arrays, trimmed_callees
+from ._linked_clocks import first_clocks, keep_loose
 from ._model import Table, Tree
 from ._record_gaps import without_last_line
 from ._span_extras import answered_ends
@@ -44,14 +44,11 @@ __all__ = [
     "InferRound",
     "agreed",
     "continued",
-    "first_clocks",
     "infer_parents",
-    "keep_unbounded",
     "round_calls",
     "solve_with_links",
     "tolerances",
     "unlinked",
-    "within_links",
 ]
 
 I64 = npt.NDArray[np.int64]
@@ -346,9 +343,11 @@ def solve_with_links(
     :func:`ambiguous`, within the links' uncertainty in the first round and
     :data:`DOUBT` after) and solves the clocks from them and the logged calls
     (:func:`._calls.solve_clocks`, whose bracketing tightens them, starting
-    from the current clocks). The offsets found are as the calls put them,
-    not yet kept within what the links allow (:func:`within_links`: the
-    caller does that, once it has settled which links stand).
+    from the current clocks); a service its calls bound less than the links
+    do keeps its offset (:func:`._linked_clocks.keep_loose`). The offsets
+    found are as the calls put them, not yet kept within what the links
+    allow (:func:`._linked_clocks.within_links`: the caller does that, once
+    it has settled which links stand).
     ``grouped(s)`` gives partition ``s``'s table, tree and first keys,
     ``table(s)`` its table alone (for bracketing); or ``infer`` and
     ``bracket`` run the rounds where the partitions are."""
@@ -378,49 +377,9 @@ def solve_with_links(
             solved = solve_clocks(collector, services, count, table, bracket, initial=clocks)
         finally:
             LOOSE_RATE.reset(token)
-        clocks = keep_unbounded(solved, clocks, links)
+        clocks = keep_loose(solved, clocks, links)
         doubt_s = DOUBT
     return clocks
-
-
-def keep_unbounded(
-    clocks: dict[str, ClockModel], previous: dict[str, ClockModel], links: Links
-) -> dict[str, ClockModel]:
-    """``clocks`` where a linked service that no call bounds on both sides
-    (every call of it in doubt, say) keeps its ``previous`` offset relative
-    to a service of its group that the calls bound (the group's first one
-    where they do), and the interval containment allows it
-    (:attr:`._containment.Links.offsets`): what the links said of it is
-    evidence, and an offset of zero would be none."""
-    out = dict(clocks)
-    for name, anchor in links.groups.items():
-        model = clocks.get(name) or ClockModel()
-        if model.bounded or name not in previous:
-            continue
-        # Measured from a service of the group that the calls did bound:
-        # the group's first service may be as unbounded as this one.
-        ref = next(
-            (
-                other
-                for other in sorted(links.groups, key=lambda o: o != anchor)
-                if links.groups[other] == anchor
-                and other in previous
-                and (clocks.get(other) or ClockModel()).bounded
-            ),
-            anchor,
-        )
-        # previous offsets, taken to the solved clocks' frame
-        shift = clocks.get(ref, ClockModel()).offset_s - previous.get(ref, ClockModel()).offset_s
-        if anchor in previous:
-            base = previous[anchor].offset_s + shift
-        else:
-            base = clocks.get(anchor, ClockModel()).offset_s
-        mid, half = links.allowed.get(name) or links.offsets.get(name, (0.0, math.inf))
-        low = max(model.low_s, base + mid - half)
-        high = min(model.high_s, base + mid + half)
-        offset = previous[name].offset_s + shift
-        out[name] = replace(model, offset_s=offset, drift=0.0, low_s=low, high_s=high)
-    return out
 
 
 def agreed(
@@ -447,53 +406,3 @@ def unlinked(table: Table, tree: Tree, linked: Tree, drop: B) -> Tree:
     parent[drop] = tree.parent[drop]
     inferred = None if linked.inferred is None else linked.inferred & ~drop
     return relink(table, replace(linked, parent=parent, inferred=inferred))
-
-
-def within_links(clocks: dict[str, ClockModel], links: Links) -> dict[str, ClockModel]:
-    """``clocks`` with every linked service's offset moved into what the
-    links allow (relative to its group's first service), should the calls
-    have pulled it out: containment bounds every offset, whatever the calls
-    inferred under it say.
-
-    The interval each model reports (the summary's "interval the calls
-    allow") is widened to what containment allows: the inferred calls were
-    bracketed by the caller's records just before and after them, which
-    holds only for a caller that writes nothing while it waits; that a
-    callee lies inside its caller holds for every call."""
-    out = dict(clocks)
-    for name, (mid, half) in links.offsets.items():
-        anchor = links.groups.get(name, name)
-        base = clocks.get(anchor, ClockModel())
-        model = clocks.get(name, ClockModel())
-        relative = model.offset_s - base.offset_s
-        fitted = min(max(relative, mid - half), mid + half)
-        low = min(model.low_s, base.offset_s + mid - half)
-        high = max(model.high_s, base.offset_s + mid + half)
-        if name == anchor:
-            # Measured against the group's reference clock, which
-            # containment bounds relative to this one.
-            low, high = model.low_s, model.high_s
-            for other, (r_mid, r_half) in links.offsets.items():
-                ref = clocks.get(other)
-                if links.groups.get(other) == anchor and other != anchor and _reference(ref):
-                    low = min(low, -r_mid - r_half)
-                    high = max(high, -r_mid + r_half)
-        if _reference(model):
-            continue
-        out[name] = replace(model, offset_s=base.offset_s + fitted, low_s=low, high_s=high)
-    return out
-
-
-def _reference(model: ClockModel | None) -> bool:
-    """Whether ``model`` is the reference clock's (the others are measured against it)."""
-    return model is not None and model.low_s == model.high_s == model.offset_s == 0.0
-
-
-def first_clocks(links: Links) -> dict[str, ClockModel]:
-    """The clock models the links imply before any call is bounded: where
-    the callees fit between their callers' records (:attr:`Links.first`),
-    else the middle of what containment allows (each may be off by its
-    uncertainty in :attr:`Links.offsets`)."""
-    if links.first:
-        return {name: ClockModel(offset) for name, offset in links.first.items()}
-    return {name: ClockModel(offset) for name, (offset, _) in links.offsets.items()}

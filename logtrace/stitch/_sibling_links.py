@@ -29,7 +29,7 @@ from collections.abc import Callable
 
 from ._clocks import ClockModel
 from ._containment import Link, Links
-from ._inferred_calls import within_links
+from ._linked_clocks import within_links
 
 __all__ = [
     "MISSED",

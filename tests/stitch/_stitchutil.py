@@ -130,27 +130,40 @@ def stitched_traces(
 CALL_ID = re.compile(r"cid:(\w+)>(\w+)#\d+")
 """The call a line of the captured tree and fan-out runs names: ``cid:caller>callee#n``."""
 
+MARKER = re.compile(r"(?:^| - )(call|recv|done|answer) ")
+"""What a line of the captured runs says it does: its message begins with
+the word (a text-format line: after the ``" - "`` that ends its fields)."""
+
 
 def wrong_calls(traces: dict[str, list[dict[str, Any]]]) -> int:
     """Traces with a callee's request span under another service than the
-    caller its ``cid`` names, or its ``recv`` line before the caller's
-    ``call`` line."""
+    caller its ``cid`` names, its ``recv`` line before the caller's ``call``
+    line, or its ``done`` line after the caller's ``answer`` line."""
     wrong = 0
     for rows in traces.values():
         service_of = {r["span_id"]: r["service"] for r in rows if r["span_id"]}
-        called = {}
+        called: dict[str, int] = {}
+        done: dict[str, int] = {}
+        answered: dict[str, int] = {}
         bad = False
         for i, row in enumerate(rows):
             text = str(row["record"].get("message", ""))
             found = CALL_ID.search(text)
-            if found is None:
+            word = MARKER.search(text)
+            if found is None or word is None:
                 continue
-            if text.startswith("call "):
+            callee = row["service"] == found.group(2)
+            if word.group(1) == "call":
                 called[found.group(0)] = i
-            elif text.startswith("recv ") and row["service"] == found.group(2):
+            elif word.group(1) == "answer":
+                answered[found.group(0)] = i
+            elif word.group(1) == "done" and callee:
+                done[found.group(0)] = i
+            elif word.group(1) == "recv" and callee:
                 parent = service_of.get(row["parent_span_id"] or "")
                 at = called.get(found.group(0))
                 bad |= parent != found.group(1) or at is None
+        bad |= any(answered.get(call, len(rows)) < at for call, at in done.items())
         wrong += bad
     return wrong
 

@@ -11,6 +11,7 @@ import gzip
 import json
 import re
 from collections import Counter
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +20,7 @@ import pytest
 from logtrace.stitch import Options, Summary, stitch
 from logtrace.stitch._clocks import ClockModel
 from logtrace.stitch._containment import Links
-from logtrace.stitch._inferred_calls import keep_unbounded
+from logtrace.stitch._linked_clocks import keep_loose
 from logtrace.testing import SynthConfig, SynthResult, generate
 
 
@@ -273,7 +274,7 @@ def test_ecs_lines_to_the_millisecond(tmp_path: Path) -> None:
     assert all(abs(us) < 150 for us in errors.values()), errors
 
 
-class TestKeepUnbounded:
+class TestKeepLoose:
     """A service no inferred call bounds keeps the offset the links gave it."""
 
     GROUPS = dict.fromkeys(("db", "gateway", "pricing"), "db")
@@ -294,16 +295,41 @@ class TestKeepUnbounded:
             "pricing": ClockModel(-0.0063, low_s=-0.008, high_s=-0.004),
         }
         links = Links(groups=self.GROUPS, offsets={"db": (0.0, 0.0), "pricing": (0.0, 1.0)})
-        kept = keep_unbounded(solved, previous, links)
+        kept = keep_loose(solved, previous, links)
         assert kept["db"].offset_s == pytest.approx(0.0138)
         assert kept["gateway"] == solved["gateway"]
         assert kept["pricing"] == solved["pricing"]
+
+    def test_bounded_less_than_the_links_keeps_its_offset(self) -> None:
+        # The calls bound pricing across 69 ms, its middle 29 ms off the
+        # links' first offset; containment allows it 8.5 ms either way.
+        previous = {
+            "db": ClockModel(0.0),
+            "gateway": ClockModel(0.0),
+            "pricing": ClockModel(-0.0273),
+        }
+        solved = {
+            "db": ClockModel(0.0, low_s=0.0, high_s=0.0),
+            "gateway": ClockModel(0.0, low_s=-0.001, high_s=0.001),
+            "pricing": ClockModel(-0.0565, low_s=-0.091, high_s=-0.022),
+        }
+        links = Links(
+            groups=self.GROUPS,
+            offsets={"db": (0.0, 0.0), "gateway": (0.0, 0.002), "pricing": (-0.0265, 0.0085)},
+        )
+        kept = keep_loose(solved, previous, links)
+        assert kept["pricing"].offset_s == pytest.approx(-0.0273)
+        assert (kept["pricing"].low_s, kept["pricing"].high_s) == pytest.approx((-0.035, -0.022))
+        assert kept["gateway"] == solved["gateway"]
+        # Bounded as tightly as the links allow: the calls' offset stands.
+        links = replace(links, offsets={**links.offsets, "pricing": (-0.0265, 0.035)})
+        assert keep_loose(solved, previous, links)["pricing"] == solved["pricing"]
 
     def test_none_bounded_keeps_every_offset(self) -> None:
         previous = {name: ClockModel(k * 0.001) for k, name in enumerate(self.GROUPS)}
         solved = {name: ClockModel(0.0) for name in self.GROUPS}
         links = Links(groups=self.GROUPS, offsets=dict.fromkeys(self.GROUPS, (0.0, 1.0)))
-        kept = keep_unbounded(solved, previous, links)
+        kept = keep_loose(solved, previous, links)
         assert {k: m.offset_s for k, m in kept.items()} == pytest.approx(
             {"db": 0.0, "gateway": 0.001, "pricing": 0.002}
         )
