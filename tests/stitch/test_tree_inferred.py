@@ -325,6 +325,23 @@ class TestKeepLoose:
         links = replace(links, offsets={**links.offsets, "pricing": (-0.0265, 0.035)})
         assert keep_loose(solved, previous, links)["pricing"] == solved["pricing"]
 
+    def test_the_groups_first_service_is_judged_by_its_calls_alone(self) -> None:
+        # On one clock the links measure pricing from db, the group's first
+        # service, at 0 +/- 0: they say nothing of db's own clock, which the
+        # calls bound 4.9 ms wide.
+        solved = {
+            "db": ClockModel(0.0, low_s=-0.0003, high_s=0.0046),
+            "gateway": ClockModel(0.0, low_s=0.0, high_s=0.0),
+            "pricing": ClockModel(0.0, low_s=-0.0027, high_s=0.0084),
+        }
+        links = Links(
+            groups=self.GROUPS,
+            offsets=dict.fromkeys(self.GROUPS, (0.0, 0.0)),
+            allowed={"db": (0.0, 0.0), "gateway": (-0.003, 0.009), "pricing": (0.0003, 0.006)},
+        )
+        kept = keep_loose(solved, dict.fromkeys(self.GROUPS, ClockModel(0.0)), links)
+        assert kept["db"] == solved["db"]
+
     def test_none_bounded_keeps_every_offset(self) -> None:
         previous = {name: ClockModel(k * 0.001) for k, name in enumerate(self.GROUPS)}
         solved = {name: ClockModel(0.0) for name in self.GROUPS}
