@@ -232,7 +232,7 @@ def _one_call_per_gap(
     caller, callee, gap, before, after = (np.concatenate(column) for column in columns)
     chosen = np.where(np.isfinite(best_gap), best, -1).astype(np.int64)
     service = tree.service.astype(np.int64)
-    moved = one_call_per_gap(chosen, held_lo, caller, callee, gap, before, service, start)
+    moved = one_call_per_gap(chosen, caller, callee, gap, before, service, start)
     for b, row in moved.items():
         best[b], best_gap[b] = caller[row], gap[row]
         held_lo[b], held_hi[b] = before[row], after[row]
