@@ -185,8 +185,30 @@ def test_each_call_of_a_fan_out_hangs_under_its_own_request(tmp_path: Path) -> N
         for k in (1, 2):
             assert parent[f"accounts asked #{k}"] == span["gateway asked"]
         wrong += any(parent[f"ledger asked #{k}"] != span[f"accounts asked #{k}"] for k in (1, 2))
-    # the documented limit: on a busy host a ledger span can fit a narrower
-    # gap of the other accounts request (after its own call) or of the
-    # gateway than its own call's gap (10 of 80 in one run of the suite;
-    # 59 to 72 of 100 before calls were matched one per gap)
+    # the documented limit: on a busy host a ledger span can fit a gap of
+    # the gateway, or of the other request before its call, more narrowly
+    # than its own call's gap (4 of 80 in one run of the suite; 59 to 72
+    # of 100 before calls were matched one per caller span)
     assert wrong <= REQUESTS // 8, wrong
+
+
+def test_a_captured_run_on_a_busy_host(tmp_path: Path) -> None:
+    """A run of these services (gzipped) with the whole suite running: 10
+    traces of 80 had a ledger span under the wrong caller, 8 of them both
+    ledger spans under one accounts request (the second fitted the first
+    request's gap after its own call more narrowly than its own call's
+    gap). The request holding none takes one now. Left (the documented
+    limit): 2 traces with a ledger span under the gateway, and 2 where a
+    ledger span fits the other request's gap before its own call (4 ms
+    wide): the narrowest pair of gaps swaps the two."""
+    logs = Path(__file__).parent / "captured" / "fan_out_busy_host"
+    _, traces = stitched_traces(logs, tmp_path / "out.jsonl")
+    wrong = both_under_one = 0
+    for trace in traces.values():
+        span = {r["record"]["message"]: r["span_id"] for r in trace}
+        parent = {r["record"]["message"]: r["parent_span_id"] for r in trace}
+        ledger = [parent[f"ledger asked #{k}"] for k in (1, 2)]
+        wrong += ledger != [span["accounts asked #1"], span["accounts asked #2"]]
+        both_under_one += ledger[0] == ledger[1]
+    assert both_under_one == 0
+    assert wrong <= 4
