@@ -21,6 +21,7 @@ __all__ = [
     "Intervals",
     "around",
     "deepest",
+    "depths",
     "packing_at",
     "snug",
     "snug_stretches",
@@ -102,7 +103,7 @@ _MAX_STRETCHES = 16
 def deepest_packing(lo: F64, hi: F64, callees: I64) -> float:
     """At the deepest point of the intervals: how many callee spans hold it
     per unit of room they leave there (see :func:`snug_stretches`)."""
-    coord, depth = _depths(lo, hi)
+    coord, depth = depths(lo, hi)
     at = int(np.argmax(depth))
     return len(np.unique(callees[_holding(coord, at, lo, hi)])) / _room(coord, at, lo, hi)
 
@@ -147,7 +148,7 @@ def around(
     Traces, not intervals: a callee service called twice in a trace, once
     inside a longer call of the same caller, has more intervals beside the
     true offset than at it, in every trace alike."""
-    coord, depth = _depths(lo, hi)
+    coord, depth = depths(lo, hi)
     at = max(int(np.searchsorted(coord, near, side="right")) - 1, 0)
     top = int(np.argmax(depth))
     held = len(np.unique(keys[(lo <= coord[at]) & (hi >= coord[at])]))
@@ -157,7 +158,7 @@ def around(
     return _stretch(coord, depth, at, lo, hi, keys, callees, float(depth[at]))
 
 
-def _depths(lo: F64, hi: F64) -> tuple[F64, F64]:
+def depths(lo: F64, hi: F64) -> tuple[F64, F64]:
     """The intervals' ends in order, and how many intervals hold each."""
     coord = np.concatenate([lo, hi])
     delta = np.concatenate([np.ones(len(lo)), -np.ones(len(hi))])
@@ -167,12 +168,12 @@ def _depths(lo: F64, hi: F64) -> tuple[F64, F64]:
 
 
 def _trace_depths(lo: F64, hi: F64, keys: I64) -> tuple[F64, F64]:
-    """As :func:`_depths`, counting traces: each trace's intervals merged
+    """As :func:`depths`, counting traces: each trace's intervals merged
     where they overlap first. A trace with more spans that could be callees
     (a background task traced as a span of its own beside the request)
     holds no offset more than once."""
     if not len(lo):
-        return _depths(lo, hi)
+        return depths(lo, hi)
     perm = np.lexsort((lo, keys))
     lo, hi, keys = lo[perm], hi[perm], keys[perm]
     first = np.r_[True, keys[1:] != keys[:-1]]
@@ -185,7 +186,7 @@ def _trace_depths(lo: F64, hi: F64, keys: I64) -> tuple[F64, F64]:
     opens[1:] |= lo[1:] > reach[:-1]
     run = np.cumsum(opens) - 1
     ends = np.r_[np.flatnonzero(opens)[1:], len(lo)] - 1
-    return _depths(lo[opens], reach[ends][: int(run[-1]) + 1])
+    return depths(lo[opens], reach[ends][: int(run[-1]) + 1])
 
 
 def _gap_depths(lo: F64, hi: F64, callees: I64) -> tuple[F64, F64]:
@@ -196,7 +197,7 @@ def _gap_depths(lo: F64, hi: F64, callees: I64) -> tuple[F64, F64]:
         coord, once, alone = _callee_depths(lo, hi, callees)
         if alone.max() >= NEAR_DEPTH * once.max():
             return coord, alone
-    return _depths(lo, hi)
+    return depths(lo, hi)
 
 
 def _callee_depths(lo: F64, hi: F64, callees: I64) -> tuple[F64, F64, F64]:

@@ -33,6 +33,7 @@ from __future__ import annotations
 import numpy as np
 import numpy.typing as npt
 
+from ._interval_depth import depths
 from ._model import Table, Tree
 from ._record_gaps import SpanRecords
 
@@ -155,19 +156,12 @@ def _most_held(lo: F64, hi: F64) -> tuple[float, float] | None:
     other traces) holds a stretch beside it with fewer others."""
     if not len(lo):
         return None
-    edges = np.r_[lo, hi]
-    # At one coordinate, intervals open before they close: closed intervals.
-    kinds = np.r_[np.zeros(len(lo), dtype=np.int8), np.ones(len(hi), dtype=np.int8)]
-    order = np.lexsort((kinds, edges))
-    depth = np.cumsum(np.where(kinds[order] == 0, 1, -1))
-    top = int(depth.max())
-    # Stretch k runs from event k to event k + 1 at depth[k].
-    at = np.flatnonzero(depth == top)
-    runs = np.flatnonzero(np.diff(at) > 1)
-    if len(runs):
+    coord, depth = depths(lo, hi)
+    # Stretch k runs from end k to end k + 1 at depth[k].
+    at = np.flatnonzero(depth == depth.max())
+    if (np.diff(at) > 1).any():
         return None
-    first, last = int(at[0]), int(at[-1])
-    return float(edges[order][first]), float(edges[order][last + 1])
+    return float(coord[at[0]]), float(coord[at[-1] + 1])
 
 
 def _empty() -> PositionRows:
