@@ -174,6 +174,7 @@ STITCH_STAGES = (
             "_through_links",
             "_one_clock",
             "_link_consistency",
+            "_link_evidence",
             "_containment",
             "_link_rules",
             "_call_doubt",

@@ -57,6 +57,7 @@ from ._evidence import (
 )
 from ._interval_depth import MIN_ROOM, deepest, packing_at, snug, snug_stretches, snuggest
 from ._link_consistency import consistent, outside
+from ._link_evidence import instead
 from ._one_clock import refuted_links, shared_clock, unfitting_links
 from ._record_gaps import choose_stretches, fit_offsets
 from ._record_positions import position_stretches
@@ -313,9 +314,11 @@ class LinkDecider:
             out = outside(kept, first, groups)
             if out:
                 # Fitted where their callees pack most densely between their
-                # callers' lines, the clocks refute these: no calls. Decided
-                # again without them (a link they outvoted may stand then).
-                return self(without | {(kept[i].caller, kept[i].callee) for i in out})
+                # callers' lines, the clocks refute these: no calls, or their
+                # rivals on less evidence are none. Decided again without
+                # them (a link they outvoted may stand then).
+                going = {(kept[i].caller, kept[i].callee) for i in instead(kept, out)}
+                return self(without | going)
         return Links(tuple(kept), note, tuple(gone), offsets, groups, first, one_clock, allowed)
 
     def _first(self, kept: list[Link], groups: dict[str, str]) -> dict[str, float]:

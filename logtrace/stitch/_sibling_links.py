@@ -29,6 +29,7 @@ from collections.abc import Callable
 
 from ._clocks import ClockModel
 from ._containment import Link, Links
+from ._link_evidence import evidence, weaker
 from ._linked_clocks import within_links
 
 __all__ = [
@@ -38,7 +39,6 @@ __all__ = [
     "apart",
     "candidates",
     "detached",
-    "evidence",
     "inner_links",
     "loose_siblings",
     "misses",
@@ -46,7 +46,6 @@ __all__ = [
     "refuted",
     "suspects",
     "unfitted",
-    "weaker",
 ]
 
 Pair = tuple[str, str]
@@ -133,11 +132,11 @@ def recheck_siblings(
         unfit = set() if missing else unfitted(links, clocks, fits_at)
         tried |= unfit
         best: tuple[tuple[float, ...], Links, Clocks, dict[Pair, float], Pair] | None = None
-        rests = {link: evidence(link, links) for link in links.links}
+        rests = {link: evidence(link, links.links) for link in links.links}
         # least evidence first: once one goes, those on more need no solving
         for link in sorted(links.links, key=rests.__getitem__):
             pair = (link.caller, link.callee)
-            if pair not in tried or not (pair in unfit or weaker(link, links)):
+            if pair not in tried or not (pair in unfit or weaker(link, links.links)):
                 continue
             if best is not None and rests[link] > best[0][:-1]:
                 continue  # on more evidence than one that goes already
@@ -171,7 +170,7 @@ def detached(links: Links) -> set[Pair]:
     consumer, after its producer) holds the callee's spans at the offset its
     delay makes, in some traces by chance, and would move its clock by that
     delay. Its clock is left to what else links it, or uncorrected."""
-    share = {k: evidence(k, links)[0] for k in links.links}
+    share = {k: evidence(k, links.links)[0] for k in links.links}
     return {
         (k.caller, k.callee)
         for k in links.links
@@ -239,7 +238,7 @@ def loose_siblings(
     return {
         (k.caller, k.callee)
         for k in links.links
-        if (k.caller, k.callee) in inner and loose(k) and weaker(k, links)
+        if (k.caller, k.callee) in inner and loose(k) and weaker(k, links.links)
     }
 
 
@@ -278,43 +277,16 @@ def _outfitted(link: Link, links: Links) -> bool:
     gap widens by one on each side, and a sibling inside by chance fits
     most of them; a caller that waits still fits them all."""
     missed = link.traces - link.fitting
-    if missed < MISSED or missed * MISSED_SHARE < link.traces or evidence(link, links)[0] > 0.0:
+    if (
+        missed < MISSED
+        or missed * MISSED_SHARE < link.traces
+        or evidence(link, links.links)[0] > 0.0
+    ):
         return False
     return any(
         (k.traces - k.fitting) * link.traces * 3 < missed * k.traces
         for k in links.links
-        if k.callee == link.callee and k != link and evidence(k, links)[0] > 0.0
-    )
-
-
-def evidence(link: Link, links: Links) -> tuple[float, int, int]:
-    """How much ``link`` rests on, least first: the share of its traces
-    whose callee spans fit between the caller's records (a sibling inside
-    by chance seldom does) times the share it holds of the callee's spans
-    that the other links into that service leave (a chance link beside the
-    real call holds none the real one does not; two real callers of one
-    service each hold their own), then its traces; and last, whether it is
-    a call seen through another linked service (``a -> c`` beside
-    ``a -> b -> c``: 0, it goes first)."""
-    through = any(
-        (link.caller, b) in links.callers and (b, link.callee) in links.callers
-        for b, _ in links.callers
-    )
-    fit = min(link.fitting / max(link.traces, 1), 1.0)
-    beside = [k.callees for k in links.links if k.callee == link.callee and k != link]
-    others = max(beside, default=0)
-    left = link.possible - others
-    share = min(link.callees, left) / left if left > 0 else 0.0
-    return (fit * share, link.traces, 0 if through else 1)
-
-
-def weaker(link: Link, links: Links) -> bool:
-    """Whether another link into ``link``'s callee rests on more evidence
-    (:func:`evidence`): only the weaker of two explanations of a service's
-    spans may go."""
-    share = evidence(link, links)[0]
-    return any(
-        evidence(k, links)[0] > share for k in links.links if k.callee == link.callee and k != link
+        if k.callee == link.callee and k != link and evidence(k, links.links)[0] > 0.0
     )
 
 

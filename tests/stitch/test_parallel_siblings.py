@@ -148,13 +148,15 @@ link kept (pricing 4.3 ms off), a link seen through orders (gateway's clock
 1.1 ms off), a gap fit of a caller that seldom waits (orders 0.9 ms off, its
 last line after the gateway's answer), a sibling link whose pricing spans
 fit between orders' lines in half the traces, met by every link yet
-putting orders 1.2 ms off, and whole-millisecond timestamps (pricing 5.1 ms
-off; and, with clocks shifted by fractions of a millisecond, pricing 2 ms
-off)."""
+putting orders 1.2 ms off, a sibling link whose few fits between orders'
+lines pack more densely than the gateway's call's many (pricing 2.9 ms
+off: its first offsets refuted the real call), and whole-millisecond
+timestamps (pricing 5.1 ms off; and, with clocks shifted by fractions of a
+millisecond, pricing 2 ms off)."""
 
 
 @pytest.mark.parametrize(
-    "run", ["sibling_link", "through_link", "weak_gap_fit", "half_fit_sibling"]
+    "run", ["sibling_link", "through_link", "weak_gap_fit", "half_fit_sibling", "dense_sibling"]
 )
 def test_captured_runs_that_broke_a_rule(tmp_path: Path, run: str) -> None:
     _assert_story(CAPTURED / run, tmp_path / "out.jsonl", dict.fromkeys(SHIFTS_MS, 1.0))

@@ -16,18 +16,17 @@ import pytest
 
 from logtrace.stitch._clocks import ClockModel
 from logtrace.stitch._containment import Link, Links
+from logtrace.stitch._link_evidence import evidence, instead, weaker
 from logtrace.stitch._sibling_links import (
     apart,
     candidates,
     detached,
-    evidence,
     inner_links,
     loose_siblings,
     misses,
     recheck_siblings,
     refuted,
     suspects,
-    weaker,
 )
 
 MS = 1e-3
@@ -102,8 +101,8 @@ class TestCandidates:
         assert ("gateway", "orders") not in candidates(links, missed)
 
     def test_the_sibling_rests_on_less_than_the_real_call(self) -> None:
-        assert evidence(SIBLING, ALL) < evidence(GATEWAY_PRICING, ALL)
-        assert evidence(CHANCE, ALL) < evidence(ORDERS_DB, ALL)
+        assert evidence(SIBLING, ALL.links) < evidence(GATEWAY_PRICING, ALL.links)
+        assert evidence(CHANCE, ALL.links) < evidence(ORDERS_DB, ALL.links)
 
     def test_two_real_callers_of_one_service_each_rest_on_their_own_spans(self) -> None:
         # the gateway and users each call orders (80 of its 160 spans each);
@@ -119,9 +118,9 @@ class TestCandidates:
              link("gateway", "stock", 80, 80, 80), chance),
             "note",
         )  # fmt: skip
-        assert evidence(users_orders, mesh)[0] == 1.0
-        assert evidence(chance, mesh) < evidence(users_orders, mesh)
-        assert weaker(chance, mesh) and not weaker(users_orders, mesh)
+        assert evidence(users_orders, mesh.links)[0] == 1.0
+        assert evidence(chance, mesh.links) < evidence(users_orders, mesh.links)
+        assert weaker(chance, mesh.links) and not weaker(users_orders, mesh.links)
 
     def test_a_sibling_that_seldom_fits_between_the_callers_lines_is_loose(self) -> None:
         assert loose_siblings(ALL) == {("orders", "pricing")}
@@ -200,6 +199,30 @@ class TestCandidates:
         split = Links((), "note", groups={"gateway": "gateway", "db": "db"})
         assert apart(split, grouped)
         assert not apart(grouped, grouped)
+
+
+class TestInstead:
+    """Which link goes where the first offsets refute one of two into a service."""
+
+    LINKS = (GATEWAY_ORDERS, GATEWAY_PRICING, SIBLING, ORDERS_DB)
+
+    def test_the_sibling_goes_when_the_offsets_refute_the_real_call(self) -> None:
+        # pricing's few fits between orders' lines packed densely: the first
+        # offsets followed them, and the gateway's call fell outside
+        assert instead(self.LINKS, [1]) == {2}
+
+    def test_a_refuted_sibling_goes_itself(self) -> None:
+        assert instead(self.LINKS, [2]) == {2}
+
+    def test_a_link_on_less_evidence_than_its_rivals_goes_itself(self) -> None:
+        # the gateway's call to orders fits no gap (a caller that does not
+        # wait): nothing rests on less, so it goes, as before
+        chance = _link("pricing", "orders", 30.0, fitting=0, callees=10)
+        links = (*self.LINKS, chance)
+        assert instead(links, [0]) == {0}
+
+    def test_a_rival_refuted_as_well_is_not_taken_instead(self) -> None:
+        assert instead(self.LINKS, [1, 2]) == {1, 2}
 
 
 class TestRecheckSiblings:
