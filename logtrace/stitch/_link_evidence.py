@@ -14,18 +14,14 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Protocol, TypeVar
 
+from ._link_consistency import Bounded
+
 __all__ = ["Supported", "evidence", "instead", "weaker"]
 
 
-class Supported(Protocol):
+class Supported(Bounded, Protocol):
     """A link as :func:`evidence` reads it (see :class:`._containment.Link`)."""
 
-    @property
-    def caller(self) -> str: ...
-    @property
-    def callee(self) -> str: ...
-    @property
-    def traces(self) -> int: ...
     @property
     def callees(self) -> int: ...
     @property
