@@ -165,7 +165,6 @@ class LinkDecider:
         "_held_first",
         "_hi",
         "_index",
-        "_later",
         "_lo",
         "_pair",
         "_positions",
@@ -186,6 +185,12 @@ class LinkDecider:
         plausible = np.zeros(width * width, dtype=bool)
         plausible[[p for p, traces in whole.items() if traces >= MIN_TRACES]] = True
         tail = tails(evidence, width, plausible, MIN_TRACES)
+        # One clock: every callee up to its answer lies inside a span of
+        # another service at zero offsets, whole or without the last line
+        # of work after the answer (a background task's line, late on a
+        # loaded host, outlasts every caller), whichever way the pair is
+        # judged.
+        self._shared = shared_clock(rows(evidence, (evidence[6] & (GAP | LATER)) == 0))
         pairs = evidence[0].astype(np.int64) * width + evidence[1]
         evidence = rows(evidence, tail[pairs] == ((evidence[6] & TRIMMED) != 0))
         pairs = positions[0].astype(np.int64) * width + positions[1]
@@ -224,10 +229,8 @@ class LinkDecider:
         self._index = {name: i for i, name in enumerate(services)}
         self._evidence, self._gap = evidence, gap
         self._lo, self._hi, self._callees, self._pair = lo, hi, callees, pair
-        self._later = later
         self._found, self._possible, self._fitting = found, possible, fitting
         self._held_first, self._called = held_first, called
-        self._shared: bool | None = None
         self._fits, self._fit_pair = fits, fit_pair
         self._stretches: dict[Link, tuple[float, float, float]] = {}
 
@@ -286,7 +289,7 @@ class LinkDecider:
         via = [f"{k.caller} -> {k.callee} via {seen[i]}" for i, k in enumerate(kept) if i in seen]
         if seen:  # seen through a service between: no call
             kept, _, offsets, groups = consistent([k for i, k in enumerate(kept) if i not in seen])
-        one_clock = bool(kept) and self._one_clock()
+        one_clock = bool(kept) and self._shared
         if one_clock:  # the offsets are known: a link whose spans do not fit them is none
             whole_rows = rows(evidence, ~gap & ((evidence[6] & LATER) == 0))
             told = [(k.caller, k.callee, k.traces) for k in kept]
@@ -395,13 +398,6 @@ class LinkDecider:
         mine = self._fit_pair == at[link.caller] * self._width + at[link.callee]
         there = mine & (lo <= offset) & (hi >= offset)
         return len(np.unique(keys[there])), len(np.unique(keys[mine]))
-
-    def _one_clock(self) -> bool:
-        """Whether the spans fit one shared clock (:func:`._one_clock.shared_clock`)."""
-        if self._shared is None:
-            later = self._later
-            self._shared = shared_clock(self._lo[~later], self._hi[~later], self._callees[~later])
-        return self._shared
 
 
 def _chosen(

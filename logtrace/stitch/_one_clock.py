@@ -43,23 +43,41 @@ REFUTED_SHARE = 0.5
 the traces that agree on its own best offset is refuted."""
 
 
-def shared_clock(lo: F64, hi: F64, callees: I64) -> bool:
+def shared_clock(contained: Evidence) -> bool:
     """Whether the evidence fits one clock shared by every service: at zero
     offsets, all but :data:`SHARED_MISFITS` of the spans that some span of
-    another service of their trace could contain lie inside one. On one
+    another service of their trace could contain lie inside one (rows of
+    ``contained``: services, interval, trace key, callee key). On one
     clock every callee lies inside its caller; the only span inside none is
-    each trace's root, which no span could contain. Clocks skewed by more
+    each trace's root. A root could lie inside a longer callee span (one
+    that works on after it answered), but not at zero: there it holds that
+    callee's service instead, and is no misfit. Clocks skewed by more
     than the calls' delays push callees out of their callers: such logs
     are corrected. (Skews smaller than that are within what containment can
     tell from none, and are left uncorrected.) The spans a service starts
     after one of its own ended (work after it answered, perhaps) are left
     out by the caller."""
+    svc_a, svc_b, lo, hi, keys, callees, _ = contained
     if not len(callees):
         return False
+    at_zero = (lo <= 0.0) & (hi >= 0.0)
     spans, at = np.unique(callees, return_inverse=True)
     inside = np.zeros(len(spans), dtype=bool)
-    np.logical_or.at(inside, at.ravel(), (lo <= 0.0) & (hi >= 0.0))
-    return int(np.count_nonzero(~inside)) <= SHARED_MISFITS * len(spans)
+    np.logical_or.at(inside, at.ravel(), at_zero)
+    # per trace, the service pairs whose first holds the second at zero
+    width = max(int(svc_a.max()), int(svc_b.max())) + 1
+    pair = svc_a.astype(np.int64) * width + svc_b
+    swapped = svc_b.astype(np.int64) * width + svc_a
+    held = _trace_pairs(keys[at_zero], pair[at_zero])
+    holder = np.zeros(len(spans), dtype=bool)
+    np.logical_or.at(holder, at.ravel(), np.isin(_trace_pairs(keys, swapped), held))
+    return int(np.count_nonzero(~inside & ~holder)) <= SHARED_MISFITS * len(spans)
+
+
+def _trace_pairs(keys: I64, pairs: I64) -> npt.NDArray[np.void]:
+    """Per row, its trace key and service pair as one comparable value."""
+    both = np.ascontiguousarray(np.stack([keys, pairs], axis=1))
+    return both.view(np.dtype((np.void, 16))).ravel()
 
 
 def refuted_links(

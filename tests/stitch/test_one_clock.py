@@ -73,9 +73,19 @@ class TestUnfittingLinks:
 
 class TestSharedClock:
     def test_every_callee_inside_another_span_at_zero(self) -> None:
-        lo, hi = np.array([-0.002, -0.001]), np.array([0.001, 0.004])
-        assert shared_clock(lo, hi, np.array([1, 2], dtype=np.int64))
+        rows = [("gateway", "orders", -0.002, 0.001, 1), ("orders", "pricing", -0.001, 0.004, 1)]
+        assert shared_clock(_evidence(rows))
 
     def test_a_callee_outside_every_span_at_zero(self) -> None:
-        lo, hi = np.array([-0.002, 0.003]), np.array([0.001, 0.004])
-        assert not shared_clock(lo, hi, np.array([1, 2], dtype=np.int64))
+        rows = [("gateway", "orders", -0.002, 0.001, 1), ("orders", "pricing", 0.003, 0.004, 1)]
+        assert not shared_clock(_evidence(rows))
+
+    def test_a_root_inside_a_longer_callee_only_off_zero_is_no_misfit(self) -> None:
+        # orders works 5 ms after it answered: its span outlasts the
+        # gateway's, which could lie inside it 4 ms off, but at zero holds it
+        rows = [("gateway", "orders", -0.002, 0.001, 1), ("orders", "gateway", -0.0045, -0.0038, 1)]
+        assert shared_clock(_evidence(rows))
+
+    def test_only_where_the_root_holds_that_service_in_its_own_trace(self) -> None:
+        rows = [("gateway", "orders", -0.002, 0.001, 1), ("orders", "gateway", -0.0045, -0.0038, 2)]
+        assert not shared_clock(_evidence(rows))
