@@ -356,8 +356,14 @@ class LinkDecider:
                 dense = packing_at(lo[mine], hi[mine], callees[mine], (left + right) / 2)
                 known = (left, right, dense)
                 placed = self._positions.get(p)
-                callee = at[link.callee]
-                rival = max(n for (a, b), n in self._fitting.items() if b == callee)
+                callee, caller, fitting = at[link.callee], at[link.caller], self._fitting
+                # A caller's caller that waits quietly holds the callee's
+                # spans wherever it holds the caller's: no rival.
+                rival = max(
+                    n
+                    for (a, b), n in fitting.items()
+                    if b == callee and (a == caller or fitting.get((a, caller), 0) < n)
+                )
                 if (
                     placed
                     and (placed[0] > right or placed[1] < left)

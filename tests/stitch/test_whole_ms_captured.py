@@ -73,26 +73,21 @@ class TestWorkAfterTheAnswer:
         shifts = {"gateway": 0.0, "orders": -18.0, "stock": 29.0}
         _assert_true_story("ecs_calls_in_a_row_two_clients_shifted", shifts, 1.0, tmp_path)
 
-    def test_a_job_of_its_own_fitting_the_call_stays_in_its_interval(self, tmp_path: Path) -> None:
-        """A known limit, kept honest. Stock's job is a span of its own, one
-        line written 2 to 8 ms after stock answered, while orders still
-        works. That line fits between orders' "call stock" and "answer
-        stock" lines 2 to 4 ms off (the request takes 2 to 3 ms to reach
-        stock, and the times are whole milliseconds), where the request
-        spans fit too: the first clocks put stock 3 ms off, solved 4 ms off,
-        and 54 traces of 80 have a stock line out of order. Leaving such
-        work out of the gap fits fixes this run (stock 1.2 ms off, every
-        trace in order) but puts two runs of three gathered calls, whose
-        jobs run while the gateway waits, 0.5 and 1.5 ms further off. What
-        holds: orders is right, and every interval shown holds the truth."""
+    def test_a_job_of_its_own_fitting_the_call(self, tmp_path: Path) -> None:
+        """Stock's job is a span of its own, one line written 2 to 8 ms
+        after stock answered, while orders still works. That line fits
+        between orders' lines 2 to 4 ms off (the request takes 2 to 3 ms to
+        reach stock, and the times are whole milliseconds), where the
+        request spans fit too: the densest fits put stock 3 ms off. In every
+        trace, stock's request span lies between orders' "call stock" and
+        the next line at steady positions, a stretch the fits pack less
+        densely at. Those positions were set aside because the gateway holds
+        stock between its lines in more traces, as a sibling called beside
+        the real caller does; but the gateway holds orders as often, and
+        stock inside it: a caller's caller, no rival. Stock was 4 ms off,
+        with 54 traces of 80 out of order."""
         shifts = {"gateway": 0.0, "orders": -29.0, "stock": 23.0}
-        run = CAPTURED / "otel_text_django_stream_background_shifted"
-        summary, traces = stitched_traces(run, tmp_path / "o.jsonl", every_line=False)
-        assert abs(summary.offsets_ms["orders"] - shifts["orders"]) <= 1.0, summary.offsets_ms
-        for name, shift in shifts.items():
-            low, high = summary.offset_bounds_ms[name]
-            assert low <= shift <= high, (name, low, high)
-        assert len([t for t in traces.values() if len(t) > 4]) == 80
+        _assert_true_story("otel_text_django_stream_background_shifted", shifts, 1.5, tmp_path)
 
 
 @pytest.mark.parametrize(
