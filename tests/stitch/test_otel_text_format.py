@@ -240,8 +240,12 @@ def test_a_shifted_clock_is_found(tmp_path: Path) -> None:
     summary, traces = _stitched(logs)
     offsets = summary.offsets_ms
     assert set(offsets) == set(CHAIN)
-    assert abs(offsets["stock"] - offsets["storefront"] - 30.0) < 1.0, offsets
-    assert abs(offsets["warehouse"] - offsets["storefront"]) < 1.0, offsets
+    # Within 1 ms: times to the millisecond put the estimates on a half-millisecond
+    # grid, and each hop leans the same way (the request takes longer to reach its
+    # callee's first line than the answer takes back), so warehouse, two hops
+    # down, can come out at exactly 1.0 on a loaded host.
+    assert abs(offsets["stock"] - offsets["storefront"] - 30.0) <= 1.0, offsets
+    assert abs(offsets["warehouse"] - offsets["storefront"]) <= 1.0, offsets
     _assert_chain(traces)
 
 
