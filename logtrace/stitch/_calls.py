@@ -47,6 +47,7 @@ from ._correct import (
 from ._model import Summary, Table, Tree, outward_ms
 from ._partition import FIXED_MEMORY
 from ._resolution import row_resolution, span_resolution
+from ._span_extras import text_records
 
 __all__ = [
     "MIN_CALLS",
@@ -273,6 +274,12 @@ def bracket_partition(
     usable = bracketing_rows(table)
     records = CallerRecords(table.rows["span"][usable].astype(np.int64), table.rows["ts"][usable])
     was = receive[mine]
+    # A span record a text format wrote (no fields: structlog without its
+    # ExtraAdder, a %-format) was written when the caller's span ended, after
+    # the answer: never a record before the callee started, whatever the
+    # first clocks say (an uncorrected callee seems to start after it).
+    written = text_records(table, np.unique(c.caller[mine]))[0][c.caller[mine]]
+    before = np.where(written <= before, np.nextafter(written, -np.inf), before)
     res = row_resolution(table)
     span_res = span_resolution(table, len(table.spans), res) if res.any() else None
     if span_res is not None:

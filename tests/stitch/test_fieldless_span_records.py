@@ -18,6 +18,13 @@ logging through a ``logging`` text format of their own (``asctime``:
 milliseconds; ``trace_id=%(trace_id)s`` and the like), so that logtrace's
 span records are ``... logtrace.span trace_id=... client GET`` and nothing
 more.
+
+``text_records_background_shifted``: five services (a FastAPI gateway
+calling orders, Flask on gunicorn, then pricing, Django ASGI; orders calling
+stock, FastAPI streaming some answers and running a background job in
+others; stock calling db), 80 requests from two clients, in that text format
+(``asctime`` in UTC, ``%(name)s``), the clocks shifted in the services:
+orders -30 ms, stock +21, db -11, pricing +8.
 """
 
 from __future__ import annotations
@@ -31,6 +38,7 @@ from _stitchutil import stitched_traces
 RUN = Path(__file__).parent / "captured" / "structlog_formatter_one_clock"
 MS = timedelta(milliseconds=1)
 TEXT_RUN = Path(__file__).parent / "captured" / "text_fieldless_records_one_clock"
+SHIFTED_RUN = Path(__file__).parent / "captured" / "text_records_background_shifted"
 MARK = re.compile(
     r" (call|answer|recv|done|chunk|stream-end|lookup failed|bg)\b.* cid:(\w+)>(\w+#\d+)$"
 )
@@ -99,3 +107,26 @@ def test_to_the_millisecond_a_callee_lines_stay_inside_the_call(tmp_path: Path) 
         for i, stamp in enumerate(stamps):
             assert all(stamp + MS > seen for seen in stamps[:i]), rows[i]["record"]
     assert checked > 200
+
+
+def test_a_late_record_never_brackets_a_call_from_before(tmp_path: Path) -> None:
+    """Stock answers before its job and its record are written, so its
+    span's end bounds nothing and the pair orders/stock is bounded on one
+    side only: stock's first clock is a guess. Bracketing on that guess took
+    orders' client span record, its only line and written once orders had
+    the answer, for a record before stock started, and bounded stock at
+    +5 ms and db at -24 ms: intervals that left the truth (+21, -11) out.
+    The record is never a line before the call: the intervals of the
+    services the calls chain to hold the truth, and those bounded on one
+    side are named. (A known limit: pricing, Django ASGI logging after its
+    answer, is bounded below by that line, 2 ms past the truth, as the
+    gateway's call to it is bounded above by no more than the gateway's
+    request: a client span whose only line is its record is not bracketed
+    by the records of the span it runs in.)"""
+    shifts = {"gateway": 0.0, "orders": -30.0, "stock": 21.0, "db": -11.0}
+    summary, _ = stitched_traces(SHIFTED_RUN, tmp_path / "out.jsonl", every_line=False)
+    for name, shift in shifts.items():
+        low, high = summary.offset_bounds_ms[name]
+        assert low <= shift <= high, (name, low, high)
+    assert abs(summary.offsets_ms["orders"] - shifts["orders"]) <= 1.5, summary.offsets_ms
+    assert [n for n in shifts if summary.one_sided(n)] == ["stock", "db"]
