@@ -273,12 +273,12 @@ def bracket_partition(
     after ``after`` (per call of ``mine``, on the caller's clock)."""
     usable = bracketing_rows(table)
     records = CallerRecords(table.rows["span"][usable].astype(np.int64), table.rows["ts"][usable])
-    was = receive[mine]
+    was, caller = receive[mine], c.caller[mine]
     # A span record a text format wrote (no fields: structlog without its
     # ExtraAdder, a %-format) was written when the caller's span ended, after
     # the answer: never a record before the callee started, whatever the
     # first clocks say (an uncorrected callee seems to start after it).
-    written = text_records(table, np.unique(c.caller[mine]))[0][c.caller[mine]]
+    written = text_records(table, np.unique(caller))[0][caller]
     before = np.where(written <= before, np.nextafter(written, -np.inf), before)
     res = row_resolution(table)
     span_res = span_resolution(table, len(table.spans), res) if res.any() else None
@@ -288,8 +288,8 @@ def bracket_partition(
         # only if all of it is. (Taking a line whose interval merely starts
         # in time on one side only would bound that side tighter than the
         # other, and move every offset by up to half the interval.)
-        before = before - span_res[c.caller[mine]]
-    records.tighten(mine, c.caller[mine], before, after, send, receive)
+        before = before - span_res[caller]
+    records.tighten(mine, caller, before, after, send, receive)
     if span_res is not None:
         # A coarse caller line heard the answer some time in its interval.
         moved = mine[receive[mine] != was]
