@@ -18,6 +18,7 @@ from typing import Any
 
 from ._context import CURRENT, TraceContext
 from ._fields import OTEL_FIELDS, RESERVED_ATTRS, FieldNames, TraceFields, iso_utc, resolve_fields
+from ._record_message import MessageFields, shows_no_fields
 from ._schema import (
     ATTRIBUTE_PREFIX,
     DURATION_MS,
@@ -214,8 +215,11 @@ def emit_span(
         # the record's caller is always this line, found once.
         filename, line, function = _caller or _find_caller()
         record = _logger.makeRecord(
-            _logger.name, level, filename, line, "%s %s", (kind, name), None, function, extra
+            _logger.name, level, filename, line, "%s %s%s", (kind, name, ""), None, function, extra
         )
+        if shows_no_fields(_logger, level):
+            # A format that writes the message alone: the timing goes in it.
+            record.args = (kind, name, MessageFields(record, extra))
         _logger.handle(record)
     finally:
         CURRENT.reset(token)

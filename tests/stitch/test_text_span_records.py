@@ -1,13 +1,17 @@
-"""Span records a text format writes: no fields, written when the app returned.
+"""Span records a text format writes: written when the app returned.
 
 ``notes`` (Starlette under uvicorn) logs through logging's text format with
 the logger's name, as docs/logging.md shows: its server span records are
-text lines on ``logtrace.span`` that carry none of the record's fields. Its
-endpoint answers, then runs a 6 ms background task that logs nothing, so
-each record is written well after ``front`` (FastAPI, JSON lines) heard
-back. On one clock, that must not read as a clock ahead of front's; with
-notes' clock shifted, the shift is found; the late record stays after the
-answer in the stitched order, and grep prints each trace as stitch does.
+text lines on ``logtrace.span`` whose message ends with the record's timing
+(``span.start``, ``duration_ms``, ``response_ms``), a format string showing
+no fields of its own. Its endpoint answers, then runs a 6 ms background
+task that logs nothing, so each record is written well after ``front``
+(FastAPI, JSON lines) heard back. On one clock, that must not read as a
+clock ahead of front's; with notes' clock shifted (by a logging filter:
+the record's start moves with its time), the shift is found and bounded on
+both sides; the late record stays after the answer in the stitched order,
+and grep prints each trace as stitch does. (Records without their timing,
+from formatters that drop it, are in ``test_fieldless_span_records.py``.)
 """
 
 from __future__ import annotations
@@ -141,6 +145,16 @@ class TestClocks:
         assert abs(applied["notes"] - applied["front"] - shift) < 1.0, err
         if not shift:  # every call fits one clock: nothing is corrected
             assert applied == {"front": 0.0, "notes": 0.0}, err
+        else:  # the records' timing bounds notes' clock on both sides
+            assert "left uncorrected" not in err and "one side" not in err, err
+
+    def test_the_records_carry_their_timing(self, served: tuple[float, list[str]]) -> None:
+        _, logs = served
+        lines = [x for x in Path(logs[1]).read_text().splitlines() if "logtrace.span" in x]
+        assert len(lines) == 2 * PAGES
+        for line in lines:
+            assert " server GET /note span.kind=server span.start=" in line, line
+            assert " duration_ms=" in line and " response_ms=" in line, line
 
 
 class TestOrder:
