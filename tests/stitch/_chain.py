@@ -55,6 +55,7 @@ import os
 from contextlib import asynccontextmanager
 import structlog
 from fastapi import FastAPI, HTTPException
+import httpx
 import logtrace.httpx
 from logtrace import configure_logging
 from logtrace.asgi import TraceMiddleware
@@ -65,7 +66,13 @@ log = structlog.get_logger("orders")
 
 @asynccontextmanager
 async def lifespan(app):
-    async with logtrace.httpx.AsyncClient(base_url=os.environ["NEXT_URL"], timeout=10) as c:
+    # A new connection per call: after an exception in the app, uvicorn closes
+    # the connection just after the 500 went out, and a pooled connection
+    # reused in that moment fails with ReadError (a different outcome).
+    async with logtrace.httpx.AsyncClient(
+        base_url=os.environ["NEXT_URL"], timeout=10,
+        limits=httpx.Limits(max_keepalive_connections=0),
+    ) as c:
         app.state.next = c
         yield
 
@@ -92,6 +99,7 @@ import os
 from contextlib import asynccontextmanager
 import structlog
 from fastapi import FastAPI, HTTPException
+import httpx
 import logtrace.httpx
 from logtrace import configure_logging
 from logtrace.asgi import TraceMiddleware
@@ -102,7 +110,13 @@ log = structlog.get_logger("gateway")
 
 @asynccontextmanager
 async def lifespan(app):
-    async with logtrace.httpx.AsyncClient(base_url=os.environ["NEXT_URL"], timeout=10) as c:
+    # A new connection per call: after an exception in the app, uvicorn closes
+    # the connection just after the 500 went out, and a pooled connection
+    # reused in that moment fails with ReadError (a different outcome).
+    async with logtrace.httpx.AsyncClient(
+        base_url=os.environ["NEXT_URL"], timeout=10,
+        limits=httpx.Limits(max_keepalive_connections=0),
+    ) as c:
         app.state.next = c
         yield
 
