@@ -27,10 +27,14 @@ from ._schema import (
     HOST_NAME,
     HTTP_RESPONSE_STATUS_CODE,
     KIND_CLIENT,
+    LEVEL,
+    LOGGER,
+    SERVICE,
     SPAN_KIND,
     SPAN_LOGGER_NAME,
     SPAN_NAME,
     SPAN_START,
+    TIMESTAMP,
     SpanKind,
 )
 from ._wallclock import wall_ns
@@ -54,6 +58,20 @@ _RECORD = logging.LogRecord
 enabled_for = _logger.isEnabledFor
 """Whether the span logger writes records of a level; with :data:`settings`, lets
 middleware skip timing a request whose record would not be written."""
+
+_OWN_KEYS = RESERVED_ATTRS | {
+    TIMESTAMP,
+    LEVEL,
+    SERVICE,
+    LOGGER,
+    SPAN_KIND,
+    SPAN_NAME,
+    SPAN_START,
+    DURATION_MS,
+    HOST_NAME,
+}
+"""Keys a span record's line has of its own (with the ID keys): an attribute
+named so is written as ``span.attributes.<name>`` instead of replacing it."""
 
 # Sampling compares the trace ID's last 56 bits (random in W3C Level 2 IDs)
 # with a threshold, so that every service keeps or drops the same traces.
@@ -184,11 +202,12 @@ def emit_span(
     if config.host:
         extra[HOST_NAME] = config.host
     if attributes:
-        if RESERVED_ATTRS.isdisjoint(attributes):
+        if _OWN_KEYS.isdisjoint(attributes) and not any(key in attributes for key in names):
             extra.update(attributes)
         else:
             for key, value in attributes.items():
-                extra[ATTRIBUTE_PREFIX + key if key in RESERVED_ATTRS else key] = value
+                taken = key in _OWN_KEYS or key in names
+                extra[ATTRIBUTE_PREFIX + key if taken else key] = value
     if error_type is not None:
         extra[ERROR_TYPE] = error_type
         if error is not None:

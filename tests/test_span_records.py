@@ -111,6 +111,19 @@ class TestFormat:
         assert rec["span.attributes.module"] == "m"
         assert rec["user"] == 2
 
+    @pytest.mark.parametrize(
+        "key", ["service", "logger", "level", "timestamp", "trace_id", "span.kind", "duration_ms"]
+    )
+    def test_attribute_named_like_a_field_of_the_line_is_kept_under_a_prefix(
+        self, lines: Lines, key: str
+    ) -> None:
+        """It would replace the line's own field (a record's ``logger`` written
+        twice, its trace ID or duration changed)."""
+        emit_span("internal", "load", CTX, 0, 1_000, {key: "mine"})
+        (rec,) = lines()
+        assert rec[f"span.attributes.{key}"] == "mine"
+        assert rec[key] != "mine"
+
     def test_span_context_manager_writes_one_internal_record(self, lines: Lines) -> None:
         with span("load-user", user=42) as ctx:
             pass
