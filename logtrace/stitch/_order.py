@@ -18,7 +18,7 @@ from ._clocks import ClockModel
 from ._correct import correct_rows, correct_times, find_calls, model_arrays
 from ._group import RowLines
 from ._model import SPAN_RECORD, Order, Table, Tree
-from ._order_brackets import CallerLines, CallLines, call_brackets
+from ._order_brackets import CallerLines, CallLines, bracket_writers, call_brackets
 from ._order_rules import answered_at
 from ._record_gaps import last_line_but_one
 from ._resolution import row_resolution
@@ -246,7 +246,11 @@ def _bounds(
         sent[calls.callee] = np.where(np.isinf(lo_all), np.nan, lo_all)
         floor = _written_after(table, clocks, by_group, g_span, row_root, ts, sent, boundary)
         given = (table, clocks, by_group, g_span, row_root, keys, ts, res, written, floor)
-        before, after = call_brackets(*_bracket_lines(*given, answered), n_spans, p, calls.callee)
+        caller_lines, call_lines = _bracket_lines(*given, answered)
+        up = np.where(has_parent, parent, -1)
+        up[has_parent] = np.where(tree.present[parent[has_parent]], up[has_parent], -1)
+        writer = bracket_writers(caller_lines, p, up, tree.service.astype(np.int64))
+        before, after = call_brackets(caller_lines, call_lines, n_spans, writer, calls.callee)
         # A callee that may work after it answered: where its lines up to
         # the answer are bracketed more tightly than all of them, and the
         # lines after it surely come after the caller's line that bounds
@@ -254,7 +258,7 @@ def _bounds(
         answer_lines = last_line_but_one(table, n_spans, written)
         if (~np.isnan(answer_lines[calls.callee])).any():
             cut_before, cut_after = call_brackets(
-                *_bracket_lines(*given, answer_lines), n_spans, p, calls.callee
+                *_bracket_lines(*given, answer_lines), n_spans, writer, calls.callee
             )
             use = (cut_after < after) & (
                 _first_after(by_group, row_root, ts, raw, answer_lines)[calls.callee] > cut_after

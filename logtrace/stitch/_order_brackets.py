@@ -22,9 +22,10 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
+from ._order_keys import MAX_WRITER_HOPS
 from ._segments import segmented
 
-__all__ = ["CallLines", "CallerLines", "call_brackets"]
+__all__ = ["CallLines", "CallerLines", "bracket_writers", "call_brackets"]
 
 F64 = npt.NDArray[np.float64]
 I64 = npt.NDArray[np.int64]
@@ -140,3 +141,21 @@ def _count(values: F64, first: I64, size: I64, q: F64, strict: bool) -> I64:
         hi = np.where(open_ & ~below, mid, hi)
     counted: I64 = lo - first
     return counted
+
+
+def bracket_writers(caller_lines: CallerLines, caller: I64, parent: I64, service: I64) -> I64:
+    """Per call: the span whose own lines bracket it, the caller or, where
+    that writes none (a client span whose only line is its record), the
+    nearest span above it in its service that does."""
+    n_spans = len(parent)
+    writes = np.zeros(n_spans, dtype=bool)
+    writes[caller_lines.span] = True
+    writer: I64 = caller.copy()
+    for _ in range(MAX_WRITER_HOPS):
+        up = parent[writer]
+        move = ~writes[writer] & (up >= 0)
+        move[move] &= service[up[move]] == service[writer[move]]
+        if not move.any():
+            break
+        writer[move] = up[move]
+    return writer

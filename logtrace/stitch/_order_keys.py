@@ -8,9 +8,13 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-__all__ = ["Line", "bounded_keys", "clip", "precise_keys"]
+__all__ = ["MAX_WRITER_HOPS", "Line", "bounded_keys", "clip", "precise_keys"]
 
 _INF = math.inf
+
+MAX_WRITER_HOPS = 8
+"""How far up its own service a call's bracketing lines are looked for, from
+a caller that writes none of its own (rule 4 of :mod:`._order_rules`)."""
 
 
 @dataclass(slots=True)

@@ -36,7 +36,9 @@ rules 1 and 2 are worked out in :mod:`._order_keys`):
    bounds move keys, never file order.
 4. **Brackets.** Where either side of a call writes coarse times, the
    caller's own lines (not its span records) tighten the call's bounds, as
-   far as the times allow. The lines of the call (the callee span's and
+   far as the times allow; a caller with none (a client span whose only
+   line is its record) lends those of the nearest span above it in its
+   service. The lines of the call (the callee span's and
    those of the spans under it up to the next call, span records included)
    say when the callee can have started at the latest (the earliest end of
    their intervals, or a span record's start) and ended at the earliest
@@ -68,7 +70,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from ._model import KIND_CLIENT, KIND_PRODUCER, SPAN_RECORD
-from ._order_keys import Line, bounded_keys, clip, precise_keys
+from ._order_keys import MAX_WRITER_HOPS, Line, bounded_keys, clip, precise_keys
 from ._span_fields import answer_ms, text_span_record
 
 __all__ = [
@@ -284,7 +286,8 @@ def _trace_keys(
         lo = math.nextafter(send, _INF) if recorded else -_INF
         hi = math.nextafter(receive, -_INF) if recorded and receive > send else _INF
         held = members[s.key]
-        before, after = _brackets(lines, base, caller, held, correct, s.written_late, floor)
+        writer = _writer(spans, caller, lines)
+        before, after = _brackets(lines, base, writer, held, correct, s.written_late, floor)
         # Work after the answer: bracketed without the callee's last line,
         # the call's lines are bounded by a closer line of the caller's,
         # and its later lines surely came after that line.
@@ -292,7 +295,7 @@ def _trace_keys(
         if cut == cut:
             kept = [i for i in held if not lines[i].ts > cut]
             cut_before, cut_after = _brackets(
-                lines, base, caller, kept, correct, s.written_late, floor
+                lines, base, writer, kept, correct, s.written_late, floor
             )
             later = [lines[i].corrected for i in held if lines[i].ts > cut]
             later = [t for t in later if t == t]
@@ -334,6 +337,21 @@ def _last_but_one(lines: Sequence[Line], s: _Span) -> float:
         if _own(lines[i]) and lines[i].ts == lines[i].ts and not lines[i].ts >= s.written_late
     )
     return own[-2] if len(own) >= 3 else math.nan
+
+
+def _writer(spans: dict[str, _Span], caller: _Span, lines: Sequence[Line]) -> _Span:
+    """The span whose own lines bracket a call of ``caller``: the caller, or,
+    where it writes none (a client span whose only line is its record), the
+    nearest span above it in its service that does."""
+    writer = caller
+    for _ in range(MAX_WRITER_HOPS):
+        if any(_own(lines[i]) for i in writer.rows):
+            return writer
+        up = spans.get(writer.parent) if writer.parent is not None else None
+        if up is None or up.service != writer.service:
+            return writer
+        writer = up
+    return writer
 
 
 def _own(ln: Line) -> bool:

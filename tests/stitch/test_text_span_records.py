@@ -16,6 +16,7 @@ from formatters that drop it, are in ``test_fieldless_span_records.py``.)
 
 from __future__ import annotations
 
+import re
 import textwrap
 from collections.abc import Iterator
 from contextlib import ExitStack
@@ -24,7 +25,7 @@ from typing import Any
 
 import httpx
 import pytest
-from _stitchutil import cli, run, stitch_jsonl
+from _stitchutil import cli, run, stitch_jsonl, stitched_traces
 from servers import run_uvicorn
 
 from logtrace.stitch._timestamps import parse_timestamp
@@ -203,3 +204,57 @@ class TestOrder:
                 name, number, _ = raw.split(b":", 2)
                 got.append((name.decode(), int(number)))
             assert got == want
+
+
+SHIFTED_BY_FILTERS = Path(__file__).parent / "captured" / "text_records_shifted_by_filters"
+CID = re.compile(r" (call|answer) cid:(\w+)>(\w+)#\d+ ")
+
+
+class TestCapturedRun:
+    """``text_records_shifted_by_filters``: a captured run (gzipped) of three
+    uvicorn FastAPI services under logtrace's middleware, logging through
+    the format above (``asctime`` in UTC: milliseconds) with their times
+    moved by a logging filter (orders +30.4 ms, stock -29.7 ms), 80 requests
+    from two clients at once: the gateway calls orders, which calls stock
+    (streaming every third answer) and answers, then runs a background job.
+    Each caller writes ``call cid:A>B#1`` before its call and ``answer
+    cid:A>B#1`` once it has the answer; its client span writes only its
+    record, after the answer."""
+
+    def test_the_clocks_are_found(self, tmp_path: Path) -> None:
+        summary, _ = stitched_traces(SHIFTED_BY_FILTERS, tmp_path / "o.jsonl", every_line=False)
+        offsets = summary.offsets_ms
+        assert abs(offsets["orders"] - offsets["gateway"] - 30.4) < 1.0, offsets
+        assert abs(offsets["stock"] - offsets["gateway"] + 29.7) < 1.0, offsets
+        assert not summary.uncorrected
+
+    def test_every_callee_line_is_between_the_callers_call_and_answer(self, tmp_path: Path) -> None:
+        """The callee's first line often shares a millisecond with the
+        caller's ``call`` line. Rule 4 of the ordering (coarse times) reads
+        the caller's own lines around a call; a client span whose only line
+        is its record has none, and the lines of the span it runs in, the
+        same service's request, were not read: in 5 traces of 80 stock's
+        first line came out before orders' ``call`` line. They bracket the
+        call now."""
+        _, traces = stitched_traces(SHIFTED_BY_FILTERS, tmp_path / "o.jsonl", every_line=False)
+        assert len(traces) == 80
+        checked = 0
+        for rows in traces.values():
+            said = [str(r["record"]["message"]) for r in rows]
+            at = {}
+            for i, text in enumerate(said):
+                m = CID.search(text + " ")
+                if m is not None and rows[i]["service"] == m[2]:
+                    at[(m[1], m[3])] = i
+            for callee in ("orders", "stock"):
+                mine = [
+                    i
+                    for i, (r, text) in enumerate(zip(rows, said, strict=True))
+                    if r["service"] == callee and " bg " not in text and " chunk" not in text
+                    and "logtrace.span" not in text
+                ]  # fmt: skip
+                assert mine, said
+                assert at[("call", callee)] < min(mine), said
+                assert max(mine) < at[("answer", callee)], said
+                checked += 1
+        assert checked == 160
