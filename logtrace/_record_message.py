@@ -78,8 +78,13 @@ def _shows_fields(formatter: logging.Formatter | None) -> bool:
         return True
     # structlog's ProcessorFormatter renders a foreign record's fields only
     # through an ExtraAdder in its chain for such records.
-    chains = (getattr(formatter, name, None) for name in ("foreign_pre_chain", "processors"))
-    return any(type(step).__name__ == "ExtraAdder" for chain in chains for step in chain or ())
+    for name in ("foreign_pre_chain", "processors"):
+        chain = getattr(formatter, name, None)
+        if isinstance(chain, (list, tuple)) and any(
+            type(step).__name__ == "ExtraAdder" for step in chain
+        ):
+            return True
+    return False
 
 
 class MessageFields:
