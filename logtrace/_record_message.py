@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
+from functools import lru_cache
 
 from ._schema import DURATION_MS, HEADERS_MS, HOST_NAME, RESPONSE_MS, SPAN_KIND, SPAN_START
 from ._wallclock import restamp_span_start
@@ -45,8 +46,6 @@ _WRITING_HANDLERS = frozenset(
 _FIELD_FORMATTERS = ("pythonjsonlogger", "ecs_logging", "json_log_formatter", "logtrace")
 """Top-level packages whose formatters write a record's extra fields."""
 
-_shown: dict[type[logging.Formatter], bool] = {}
-
 
 def shows_no_fields(logger: logging.Logger, level: int) -> bool:
     """Whether a record of ``level`` that ``logger`` handles reaches a file or
@@ -68,13 +67,8 @@ def shows_no_fields(logger: logging.Logger, level: int) -> bool:
 def _shows_fields(formatter: logging.Formatter | None) -> bool:
     if formatter is None:
         return False
-    cls = type(formatter)
-    known = _shown.get(cls)
-    if known is None:
-        known = any(c.__module__.split(".", 1)[0] in _FIELD_FORMATTERS for c in cls.__mro__)
-        if len(_shown) < 64:
-            _shown[cls] = known
-    if known:
+    cls: type = type(formatter)
+    if _field_formatter_class(cls):
         return True
     # structlog's ProcessorFormatter renders a foreign record's fields only
     # through an ExtraAdder in its chain for such records.
@@ -85,6 +79,12 @@ def _shows_fields(formatter: logging.Formatter | None) -> bool:
         ):
             return True
     return False
+
+
+@lru_cache(maxsize=64)
+def _field_formatter_class(cls: type) -> bool:
+    """Whether formatters of ``cls`` write a record's extra fields, by package."""
+    return any(c.__module__.split(".", 1)[0] in _FIELD_FORMATTERS for c in cls.__mro__)
 
 
 class MessageFields:

@@ -234,11 +234,11 @@ def emit_span(
         # the record's caller is always this line, found once.
         filename, line, function = _caller or _find_caller()
         record = _logger.makeRecord(
-            _logger.name, level, filename, line, "%s %s%s", (kind, name, ""), None, function, extra
+            _logger.name, level, filename, line, "%s %s", (kind, name), None, function, extra
         )
         if shows_no_fields(_logger, level):
             # A format that writes the message alone: the timing goes in it.
-            record.args = (kind, name, MessageFields(record, extra))
+            record.msg, record.args = "%s %s%s", (kind, name, MessageFields(record, extra))
         _logger.handle(record)
     finally:
         CURRENT.reset(token)

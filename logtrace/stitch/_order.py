@@ -247,9 +247,8 @@ def _bounds(
         floor = _written_after(table, clocks, by_group, g_span, row_root, ts, sent, boundary)
         given = (table, clocks, by_group, g_span, row_root, keys, ts, res, written, floor)
         caller_lines, call_lines = _bracket_lines(*given, answered)
-        up = np.where(has_parent, parent, -1)
-        up[has_parent] = np.where(tree.present[parent[has_parent]], up[has_parent], -1)
-        writer = bracket_writers(caller_lines, p, up, tree.service.astype(np.int64))
+        hung = np.where(linked, parent, -1)  # the parent the tree hangs each span under
+        writer = bracket_writers(caller_lines, p, hung, tree.service.astype(np.int64))
         before, after = call_brackets(caller_lines, call_lines, n_spans, writer, calls.callee)
         # A callee that may work after it answered: where its lines up to
         # the answer are bracketed more tightly than all of them, and the

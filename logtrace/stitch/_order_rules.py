@@ -347,7 +347,7 @@ def _writer(spans: dict[str, _Span], caller: _Span, lines: Sequence[Line]) -> _S
     for _ in range(MAX_WRITER_HOPS):
         if any(_own(lines[i]) for i in writer.rows):
             return writer
-        up = spans.get(writer.parent) if writer.parent is not None else None
+        up = _linked(spans, writer)
         if up is None or up.service != writer.service:
             return writer
         writer = up
